@@ -1,0 +1,132 @@
+//! The shapes of components inside outgoing messages (RFC 5546 section 3.2 tables).
+
+use super::address::CalAddress;
+use super::calendar::{Component, address_entry, entry, entry_address, remove_param, set_param};
+use calcard::icalendar::{
+    ICalendarComponentType, ICalendarEntry, ICalendarParameterName, ICalendarParameterValue,
+    ICalendarParticipationStatus, ICalendarProperty, ICalendarStatus, ICalendarValue,
+};
+
+/// Scheduling-state parameters that never travel in iTIP (RFC 6638 section 7).
+pub fn strip_schedule_params(entry: &mut ICalendarEntry) {
+    for name in [
+        ICalendarParameterName::ScheduleStatus,
+        ICalendarParameterName::ScheduleAgent,
+        ICalendarParameterName::ScheduleForceSend,
+    ] {
+        remove_param(entry, &name);
+    }
+}
+
+/// The organizer's component as sent in REQUEST or ADD: stamped now, without personal
+/// alarms, every attendee with an explicit PARTSTAT.
+pub fn outgoing(comp: &Component, now: i64) -> Component {
+    let mut out = comp.clone();
+    out.children
+        .retain(|c| c.kind != ICalendarComponentType::VAlarm);
+    out.set_dtstamp(now);
+    for e in out.entries.iter_mut() {
+        match e.name {
+            ICalendarProperty::Attendee => {
+                strip_schedule_params(e);
+                if super::calendar::param(e, &ICalendarParameterName::Partstat).is_none() {
+                    e.params
+                        .push(partstat(ICalendarParticipationStatus::NeedsAction));
+                }
+            }
+            ICalendarProperty::Organizer => strip_schedule_params(e),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Properties a CANCEL keeps so that the recipient can tell what is cancelled.
+const CANCEL_KEEPS: &[ICalendarProperty] = &[
+    ICalendarProperty::Uid,
+    ICalendarProperty::RecurrenceId,
+    ICalendarProperty::Organizer,
+    ICalendarProperty::Attendee,
+    ICalendarProperty::Summary,
+    ICalendarProperty::Description,
+    ICalendarProperty::Location,
+    ICalendarProperty::Dtstart,
+    ICalendarProperty::Dtend,
+    ICalendarProperty::Due,
+    ICalendarProperty::Duration,
+];
+
+/// A CANCEL component for `comp`. With `only`, the ATTENDEE list names just those
+/// attendees (the ones being removed, RFC 5546 section 3.2.5); without, everyone.
+pub fn cancel_component(
+    comp: &Component,
+    sequence: i64,
+    now: i64,
+    only: Option<&[CalAddress]>,
+) -> Component {
+    let mut out = Component::new(comp.kind.clone());
+    for e in &comp.entries {
+        if !CANCEL_KEEPS.contains(&e.name) {
+            continue;
+        }
+        if e.name == ICalendarProperty::Attendee
+            && let Some(only) = only
+            && !entry_address(e).is_some_and(|a| only.contains(&a))
+        {
+            continue;
+        }
+        let mut e = e.clone();
+        strip_schedule_params(&mut e);
+        out.entries.push(e);
+    }
+    out.set(entry(
+        ICalendarProperty::Status,
+        ICalendarValue::Status(ICalendarStatus::Cancelled),
+    ));
+    out.set_dtstamp(now);
+    out.set_sequence(sequence);
+    out
+}
+
+/// A PARTSTAT parameter.
+pub fn partstat(value: ICalendarParticipationStatus) -> calcard::icalendar::ICalendarParameter {
+    calcard::icalendar::ICalendarParameter {
+        name: ICalendarParameterName::Partstat,
+        value: ICalendarParameterValue::Partstat(value),
+    }
+}
+
+/// A bare ATTENDEE with only a PARTSTAT.
+pub fn attendee_with_partstat(
+    address: &CalAddress,
+    value: ICalendarParticipationStatus,
+) -> ICalendarEntry {
+    let mut e = address_entry(ICalendarProperty::Attendee, address);
+    set_param(
+        &mut e,
+        ICalendarParameterName::Partstat,
+        ICalendarParameterValue::Partstat(value),
+    );
+    e
+}
+
+/// The PARTSTAT of an attendee property, NEEDS-ACTION when absent.
+pub fn partstat_of(entry: &ICalendarEntry) -> String {
+    super::calendar::param_text(entry, &ICalendarParameterName::Partstat)
+        .unwrap_or_else(|| "NEEDS-ACTION".into())
+}
+
+/// Removes SCHEDULE-FORCE-SEND everywhere: it asks for one send, it is not state.
+pub fn strip_force_send(cal: &mut super::calendar::Calendar) {
+    for comp in cal.scheduling_mut() {
+        for e in comp.entries.iter_mut() {
+            remove_param(e, &ICalendarParameterName::ScheduleForceSend);
+        }
+    }
+}
+
+/// True when a property asks for a forced send of a method.
+pub fn forces(entry: &ICalendarEntry, method: &str) -> bool {
+    super::calendar::param_text(entry, &ICalendarParameterName::ScheduleForceSend).as_deref()
+        == Some(method)
+}

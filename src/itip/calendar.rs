@@ -1,0 +1,432 @@
+//! An owned tree over calcard's iCalendar types, easier to edit than calcard's flat list.
+
+use super::address::CalAddress;
+use super::error::ItipError;
+use calcard::common::PartialDateTime;
+use calcard::common::timezone::Tz;
+use calcard::icalendar::timezone::TzResolver;
+use calcard::icalendar::{
+    ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarEntry, ICalendarParameter,
+    ICalendarParameterName, ICalendarParameterValue, ICalendarProperty, ICalendarValue, Uri,
+};
+use calcard::{Entry, Parser};
+use std::fmt;
+
+/// A VCALENDAR: its own properties and its top-level components.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Calendar {
+    /// Properties of the VCALENDAR itself (VERSION, PRODID, METHOD, ...).
+    pub entries: Vec<ICalendarEntry>,
+    /// Top-level components (VEVENT, VTODO, VTIMEZONE, ...).
+    pub components: Vec<Component>,
+}
+
+/// One component with its properties and sub-components (VALARM, STANDARD, ...).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Component {
+    /// VEVENT, VTODO, VTIMEZONE, ...
+    pub kind: ICalendarComponentType,
+    /// Properties in document order.
+    pub entries: Vec<ICalendarEntry>,
+    /// Sub-components in document order.
+    pub children: Vec<Component>,
+}
+
+/// Which instance of a recurring object a component describes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum InstanceKey {
+    /// The master component (no RECURRENCE-ID).
+    Master,
+    /// An instance, by its start as seconds since the epoch.
+    At(i64),
+    /// An instance whose RECURRENCE-ID could not be resolved to an instant.
+    Raw(String),
+}
+
+impl Calendar {
+    /// Parses iCalendar text whose root is a VCALENDAR.
+    pub fn parse(text: &str) -> Result<Self, ItipError> {
+        match Parser::new(text).entry() {
+            Entry::ICalendar(ical) => Self::from_ical(&ical),
+            _ => Err(ItipError::ICalendarParseError),
+        }
+    }
+
+    /// Converts from calcard's flat representation.
+    pub fn from_ical(ical: &ICalendar) -> Result<Self, ItipError> {
+        let root = ical
+            .components
+            .first()
+            .ok_or(ItipError::ICalendarParseError)?;
+        if root.component_type != ICalendarComponentType::VCalendar {
+            return Err(ItipError::ICalendarParseError);
+        }
+        let mut components = Vec::with_capacity(root.component_ids.len());
+        for id in &root.component_ids {
+            components.push(Component::from_ical(ical, *id, 0)?);
+        }
+        Ok(Calendar {
+            entries: root.entries.clone(),
+            components,
+        })
+    }
+
+    /// Converts to calcard's flat representation, for writing.
+    pub fn to_ical(&self) -> ICalendar {
+        let mut ical = ICalendar {
+            components: vec![ICalendarComponent {
+                component_type: ICalendarComponentType::VCalendar,
+                entries: self.entries.clone(),
+                component_ids: vec![],
+            }],
+        };
+        let ids = self
+            .components
+            .iter()
+            .map(|c| c.flatten_into(&mut ical))
+            .collect();
+        ical.components[0].component_ids = ids;
+        ical
+    }
+
+    /// The scheduling components (VEVENT, VTODO).
+    pub fn scheduling(&self) -> impl Iterator<Item = &Component> {
+        self.components.iter().filter(|c| c.is_scheduling())
+    }
+
+    /// The scheduling components, mutably.
+    pub fn scheduling_mut(&mut self) -> impl Iterator<Item = &mut Component> {
+        self.components.iter_mut().filter(|c| c.is_scheduling())
+    }
+
+    /// The VTIMEZONE components.
+    pub fn timezones(&self) -> impl Iterator<Item = &Component> {
+        self.components
+            .iter()
+            .filter(|c| c.kind == ICalendarComponentType::VTimezone)
+    }
+
+    /// A resolver for the TZIDs used in this calendar (inline VTIMEZONEs, then IANA and
+    /// Windows names).
+    pub fn tz_resolver(&self) -> TzResolver<String> {
+        let mut only_tz = ICalendar::default();
+        only_tz.components.push(ICalendarComponent {
+            component_type: ICalendarComponentType::VCalendar,
+            ..Default::default()
+        });
+        let ids = self
+            .timezones()
+            .map(|c| c.flatten_into(&mut only_tz))
+            .collect();
+        only_tz.components[0].component_ids = ids;
+        only_tz.build_owned_tz_resolver().with_default(Tz::Floating)
+    }
+
+    /// The value of the METHOD property, upper-cased.
+    pub fn method(&self) -> Option<String> {
+        self.entries
+            .iter()
+            .find(|e| e.name == ICalendarProperty::Method)
+            .and_then(|e| e.values.first())
+            .and_then(value_text)
+            .map(|m| m.trim().to_ascii_uppercase())
+    }
+
+    /// Finds the scheduling component of an instance.
+    pub fn instance(&self, key: &InstanceKey, tz: &TzResolver<String>) -> Option<&Component> {
+        self.scheduling().find(|c| &c.instance_key(tz) == key)
+    }
+
+    /// Finds the scheduling component of an instance, mutably.
+    pub fn instance_mut(
+        &mut self,
+        key: &InstanceKey,
+        tz: &TzResolver<String>,
+    ) -> Option<&mut Component> {
+        self.scheduling_mut().find(|c| &c.instance_key(tz) == key)
+    }
+
+    /// The master component, if any.
+    pub fn master(&self) -> Option<&Component> {
+        self.scheduling()
+            .find(|c| c.prop(&ICalendarProperty::RecurrenceId).is_none())
+    }
+}
+
+impl fmt::Display for Calendar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.to_ical().write_to(f)
+    }
+}
+
+impl Component {
+    /// An empty component of a kind.
+    pub fn new(kind: ICalendarComponentType) -> Self {
+        Component {
+            kind,
+            entries: Vec::new(),
+            children: Vec::new(),
+        }
+    }
+
+    fn from_ical(ical: &ICalendar, id: u32, depth: usize) -> Result<Self, ItipError> {
+        let comp = ical
+            .components
+            .get(id as usize)
+            .filter(|_| depth < 8)
+            .ok_or(ItipError::ICalendarParseError)?;
+        let mut children = Vec::with_capacity(comp.component_ids.len());
+        for child in &comp.component_ids {
+            children.push(Component::from_ical(ical, *child, depth + 1)?);
+        }
+        Ok(Component {
+            kind: comp.component_type.clone(),
+            entries: comp.entries.clone(),
+            children,
+        })
+    }
+
+    fn flatten_into(&self, ical: &mut ICalendar) -> u32 {
+        let id = ical.components.len() as u32;
+        ical.components.push(ICalendarComponent {
+            component_type: self.kind.clone(),
+            entries: self.entries.clone(),
+            component_ids: vec![],
+        });
+        let ids = self.children.iter().map(|c| c.flatten_into(ical)).collect();
+        ical.components[id as usize].component_ids = ids;
+        id
+    }
+
+    /// VEVENT or VTODO.
+    pub fn is_scheduling(&self) -> bool {
+        matches!(
+            self.kind,
+            ICalendarComponentType::VEvent | ICalendarComponentType::VTodo
+        )
+    }
+
+    /// The first property of a name.
+    pub fn prop(&self, name: &ICalendarProperty) -> Option<&ICalendarEntry> {
+        self.entries.iter().find(|e| &e.name == name)
+    }
+
+    /// Every property of a name.
+    pub fn props<'a>(
+        &'a self,
+        name: &'a ICalendarProperty,
+    ) -> impl Iterator<Item = &'a ICalendarEntry> {
+        self.entries.iter().filter(move |e| &e.name == name)
+    }
+
+    /// Text of the first property of a name.
+    pub fn text(&self, name: &ICalendarProperty) -> Option<&str> {
+        self.prop(name)
+            .and_then(|e| e.values.first())
+            .and_then(value_text)
+    }
+
+    /// Removes every property of a name.
+    pub fn remove(&mut self, name: &ICalendarProperty) {
+        self.entries.retain(|e| &e.name != name);
+    }
+
+    /// Replaces every property of this entry's name with the entry.
+    pub fn set(&mut self, entry: ICalendarEntry) {
+        match self.entries.iter().position(|e| e.name == entry.name) {
+            Some(pos) => {
+                self.entries[pos] = entry.clone();
+                let name = entry.name;
+                let mut seen = false;
+                self.entries.retain(|e| {
+                    if e.name != name {
+                        return true;
+                    }
+                    let keep = !seen;
+                    seen = true;
+                    keep
+                });
+            }
+            None => self.entries.push(entry),
+        }
+    }
+
+    /// The UID.
+    pub fn uid(&self) -> Option<&str> {
+        self.text(&ICalendarProperty::Uid)
+    }
+
+    /// SEQUENCE, 0 when absent.
+    pub fn sequence(&self) -> i64 {
+        self.prop(&ICalendarProperty::Sequence)
+            .and_then(|e| e.values.first())
+            .and_then(|v| match v {
+                ICalendarValue::Integer(i) => Some(*i),
+                ICalendarValue::Text(t) => t.trim().parse().ok(),
+                _ => None,
+            })
+            .unwrap_or(0)
+    }
+
+    /// Sets SEQUENCE.
+    pub fn set_sequence(&mut self, seq: i64) {
+        self.set(entry(
+            ICalendarProperty::Sequence,
+            ICalendarValue::Integer(seq),
+        ));
+    }
+
+    /// Sets DTSTAMP to an instant.
+    pub fn set_dtstamp(&mut self, now: i64) {
+        self.set(entry(
+            ICalendarProperty::Dtstamp,
+            ICalendarValue::PartialDateTime(Box::new(PartialDateTime::from_utc_timestamp(now))),
+        ));
+    }
+
+    /// DTSTAMP as seconds since the epoch.
+    pub fn dtstamp(&self) -> Option<i64> {
+        self.prop(&ICalendarProperty::Dtstamp)
+            .and_then(|e| e.values.first())
+            .and_then(|v| v.as_partial_date_time())
+            .and_then(|d| d.to_date_time_with_tz(Tz::UTC))
+            .map(|d| d.timestamp())
+    }
+
+    /// Which instance this component describes.
+    pub fn instance_key(&self, tz: &TzResolver<String>) -> InstanceKey {
+        match self.prop(&ICalendarProperty::RecurrenceId) {
+            None => InstanceKey::Master,
+            Some(rid) => date_key(rid, 0, tz),
+        }
+    }
+
+    /// The ORGANIZER address.
+    pub fn organizer(&self) -> Option<CalAddress> {
+        self.prop(&ICalendarProperty::Organizer)
+            .and_then(entry_address)
+    }
+
+    /// ATTENDEE properties with their addresses.
+    pub fn attendees(&self) -> impl Iterator<Item = (CalAddress, &ICalendarEntry)> {
+        self.props(&ICalendarProperty::Attendee)
+            .filter_map(|e| entry_address(e).map(|a| (a, e)))
+    }
+
+    /// The ATTENDEE property of one address.
+    pub fn attendee(&self, address: &CalAddress) -> Option<&ICalendarEntry> {
+        self.attendees().find(|(a, _)| a == address).map(|(_, e)| e)
+    }
+
+    /// The ATTENDEE property of one address, mutably.
+    pub fn attendee_mut(&mut self, address: &CalAddress) -> Option<&mut ICalendarEntry> {
+        self.entries.iter_mut().find(|e| {
+            e.name == ICalendarProperty::Attendee && entry_address(e).as_ref() == Some(address)
+        })
+    }
+
+    /// True for STATUS:CANCELLED.
+    pub fn is_cancelled(&self) -> bool {
+        self.text(&ICalendarProperty::Status)
+            .is_some_and(|s| s.eq_ignore_ascii_case("CANCELLED"))
+    }
+}
+
+/// Builds a property with one value and no parameters.
+pub fn entry(name: ICalendarProperty, value: ICalendarValue) -> ICalendarEntry {
+    ICalendarEntry {
+        name,
+        params: vec![],
+        values: vec![value],
+    }
+}
+
+/// Builds an ORGANIZER or ATTENDEE property for an address.
+pub fn address_entry(name: ICalendarProperty, address: &CalAddress) -> ICalendarEntry {
+    entry(name, ICalendarValue::Uri(Uri::Location(address.to_uri())))
+}
+
+/// Reads the address of an ORGANIZER or ATTENDEE property.
+pub fn entry_address(entry: &ICalendarEntry) -> Option<CalAddress> {
+    entry
+        .values
+        .first()
+        .and_then(value_text)
+        .and_then(CalAddress::parse)
+}
+
+/// The text of a value (text, URI, method, status, ...).
+pub fn value_text(value: &ICalendarValue) -> Option<&str> {
+    match value {
+        ICalendarValue::Uri(Uri::Location(s)) => Some(s.as_str()),
+        other => other.as_text(),
+    }
+}
+
+/// The first parameter of a name.
+pub fn param<'a>(
+    entry: &'a ICalendarEntry,
+    name: &ICalendarParameterName,
+) -> Option<&'a ICalendarParameterValue> {
+    entry
+        .params
+        .iter()
+        .find(|p| &p.name == name)
+        .map(|p| &p.value)
+}
+
+/// A parameter's value as upper-case text (for enumerated values).
+pub fn param_text(entry: &ICalendarEntry, name: &ICalendarParameterName) -> Option<String> {
+    param(entry, name)
+        .and_then(|v| v.as_text())
+        .map(|t| t.to_ascii_uppercase())
+}
+
+/// Replaces a parameter.
+pub fn set_param(
+    entry: &mut ICalendarEntry,
+    name: ICalendarParameterName,
+    value: ICalendarParameterValue,
+) {
+    remove_param(entry, &name);
+    entry.params.push(ICalendarParameter { name, value });
+}
+
+/// Removes a parameter.
+pub fn remove_param(entry: &mut ICalendarEntry, name: &ICalendarParameterName) {
+    entry.params.retain(|p| &p.name != name);
+}
+
+/// Addresses listed in a DELEGATED-TO or DELEGATED-FROM parameter.
+pub fn param_addresses(entry: &ICalendarEntry, name: &ICalendarParameterName) -> Vec<CalAddress> {
+    entry
+        .params
+        .iter()
+        .filter(|p| &p.name == name)
+        .filter_map(|p| match &p.value {
+            ICalendarParameterValue::Uri(Uri::Location(s)) => CalAddress::parse(s),
+            ICalendarParameterValue::Text(s) => CalAddress::parse(s),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Resolves the `index`-th date value of a property to an instance key.
+pub fn date_key(entry: &ICalendarEntry, index: usize, tz: &TzResolver<String>) -> InstanceKey {
+    match timestamp_of(entry, index, tz) {
+        Some(ts) => InstanceKey::At(ts),
+        None => InstanceKey::Raw(format!("{:?}", entry.values.get(index))),
+    }
+}
+
+/// The `index`-th date value of a property as seconds since the epoch; floating times
+/// and dates are read as UTC.
+pub fn timestamp_of(entry: &ICalendarEntry, index: usize, tz: &TzResolver<String>) -> Option<i64> {
+    let value = entry.values.get(index)?.as_partial_date_time()?;
+    let zone = entry
+        .tz_id()
+        .map(|id| tz.resolve_or_default(Some(id)))
+        .unwrap_or(Tz::Floating);
+    let zone = if zone.is_floating() { Tz::UTC } else { zone };
+    value.to_date_time_with_tz(zone).map(|d| d.timestamp())
+}

@@ -1,0 +1,116 @@
+//! The engine's error taxonomy: every refusal has a name (the names of the scenario language).
+
+use thiserror::Error;
+
+/// Why the engine refused a write or a message, or why it had nothing to send.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ItipError {
+    /// The object has no ORGANIZER or no ATTENDEE: a plain calendar object.
+    #[error("NoSchedulingInfo")]
+    NoSchedulingInfo,
+    /// SCHEDULE-AGENT says a client, not this server, does the scheduling.
+    #[error("OtherSchedulingAgent")]
+    OtherSchedulingAgent,
+    /// The operation needs the organizer, and the calendar user is not it.
+    #[error("NotOrganizer")]
+    NotOrganizer,
+    /// The writer is neither the organizer nor an attendee of the object.
+    #[error("NotOrganizerNorAttendee")]
+    NotOrganizerNorAttendee,
+    /// The change is valid but concerns nobody else.
+    #[error("NothingToSend")]
+    NothingToSend,
+    /// A component has no UID.
+    #[error("MissingUid")]
+    MissingUid,
+    /// The components carry more than one UID.
+    #[error("MultipleUid")]
+    MultipleUid,
+    /// The components name more than one organizer.
+    #[error("MultipleOrganizer")]
+    MultipleOrganizer,
+    /// VEVENT and VTODO mixed in one object.
+    #[error("MultipleObjectTypes")]
+    MultipleObjectTypes,
+    /// Two components for the same instance (or two masters).
+    #[error("MultipleObjectInstances")]
+    MultipleObjectInstances,
+    /// An attendee changed a property only the organizer may change.
+    #[error("CannotModifyProperty({0})")]
+    CannotModifyProperty(String),
+    /// An attendee added or removed an instance in a way only the organizer may.
+    #[error("CannotModifyInstance")]
+    CannotModifyInstance,
+    /// An attendee added or removed calendar user addresses.
+    #[error("CannotModifyAddress")]
+    CannotModifyAddress,
+    /// The organizer differs from the one of the stored object (UID take-over).
+    #[error("OrganizerMismatch")]
+    OrganizerMismatch,
+    /// An iTIP message without METHOD.
+    #[error("MissingMethod")]
+    MissingMethod,
+    /// An iTIP message whose components are neither VEVENT nor VTODO.
+    #[error("InvalidComponentType")]
+    InvalidComponentType,
+    /// An iTIP message older than the stored copy.
+    #[error("OutOfSequence")]
+    OutOfSequence,
+    /// A message from outside claims that the recipient itself organizes the object.
+    #[error("OrganizerIsLocalAddress")]
+    OrganizerIsLocalAddress,
+    /// The sender is neither the organizer nor an attendee.
+    #[error("SenderIsNotOrganizerNorAttendee")]
+    SenderIsNotOrganizerNorAttendee,
+    /// The sender does not speak for the attendee it replies as.
+    #[error("SenderIsNotParticipant({0})")]
+    SenderIsNotParticipant(String),
+    /// The replying attendee is not in the organizer's copy.
+    #[error("UnknownParticipant({0})")]
+    UnknownParticipant(String),
+    /// A METHOD this engine does not process.
+    #[error("UnsupportedMethod({0})")]
+    UnsupportedMethod(String),
+    /// The iCalendar text cannot be parsed.
+    #[error("ICalendarParseError")]
+    ICalendarParseError,
+    /// The message refers to an object the recipient does not have.
+    #[error("EventNotFound")]
+    EventNotFound,
+}
+
+impl ItipError {
+    /// A sentence an operator or a user can read, for HTTP bodies and logs.
+    pub fn explain(&self) -> String {
+        match self {
+            Self::NoSchedulingInfo => "the object has no organizer or no attendees".into(),
+            Self::OtherSchedulingAgent => "SCHEDULE-AGENT hands scheduling to the client".into(),
+            Self::NotOrganizer => "only the organizer may do this".into(),
+            Self::NotOrganizerNorAttendee => "you are neither the organizer nor an attendee".into(),
+            Self::NothingToSend => "the change concerns nobody else".into(),
+            Self::MissingUid => "a component has no UID".into(),
+            Self::MultipleUid => "the object carries more than one UID".into(),
+            Self::MultipleOrganizer => "the components name different organizers".into(),
+            Self::MultipleObjectTypes => "VEVENT and VTODO are mixed".into(),
+            Self::MultipleObjectInstances => "two components describe the same instance".into(),
+            Self::CannotModifyProperty(p) => format!("an attendee may not change {p}"),
+            Self::CannotModifyInstance => {
+                "an attendee may not add or drop instances this way".into()
+            }
+            Self::CannotModifyAddress => "an attendee may not add or remove participants".into(),
+            Self::OrganizerMismatch => "the organizer differs from the stored object's".into(),
+            Self::MissingMethod => "the iTIP message has no METHOD".into(),
+            Self::InvalidComponentType => "iTIP needs VEVENT or VTODO components".into(),
+            Self::OutOfSequence => "the message is older than the stored copy".into(),
+            Self::OrganizerIsLocalAddress => "the message claims the recipient organizes it".into(),
+            Self::SenderIsNotOrganizerNorAttendee => {
+                "the sender is neither organizer nor attendee".into()
+            }
+            Self::SenderIsNotParticipant(a) => format!("the sender may not speak for {a}"),
+            Self::UnknownParticipant(a) => format!("{a} is not an attendee of the object"),
+            Self::UnsupportedMethod(m) => format!("METHOD {m} is not supported"),
+            Self::ICalendarParseError => "the iCalendar data cannot be parsed".into(),
+            Self::EventNotFound => "no such object in the calendar".into(),
+        }
+    }
+}

@@ -1,0 +1,497 @@
+//! Processing of received iTIP messages (RFC 5546 section 3).
+
+use super::address::CalAddress;
+use super::build::{outgoing, strip_schedule_params};
+use super::calendar::{
+    Calendar, Component, InstanceKey, address_entry, entry, entry_address, param_addresses,
+    set_param,
+};
+use super::changes::{Change, classify};
+use super::error::ItipError;
+use super::message::{ItipMessage, Method, envelope};
+use super::object::inspect;
+use super::summary::{Summary, SummaryKind};
+use super::{Context, Received};
+use calcard::icalendar::{
+    ICalendarComponentType, ICalendarEntry, ICalendarParameterName, ICalendarParameterValue,
+    ICalendarProperty, ICalendarStatus, ICalendarValue,
+};
+use std::collections::BTreeSet;
+
+/// Applies a message from `sender` to the recipient's stored copy of its object.
+pub fn receive(
+    ctx: &Context,
+    sender: &CalAddress,
+    stored: Option<&Calendar>,
+    message: &Calendar,
+) -> Result<Received, ItipError> {
+    let method_text = message.method().ok_or(ItipError::MissingMethod)?;
+    let method = Method::parse(&method_text).ok_or(ItipError::UnsupportedMethod(method_text))?;
+    if message.components.iter().any(|c| {
+        matches!(
+            c.kind,
+            ICalendarComponentType::VJournal | ICalendarComponentType::VFreebusy
+        )
+    }) {
+        return Err(ItipError::InvalidComponentType);
+    }
+    let info = inspect(message)?.ok_or(ItipError::InvalidComponentType)?;
+    let stored_organizer = stored
+        .and_then(|s| inspect(s).ok().flatten())
+        .and_then(|i| i.organizer);
+    if let (Some(theirs), Some(ours)) = (&info.organizer, &stored_organizer)
+        && theirs != ours
+    {
+        return Err(ItipError::OrganizerMismatch);
+    }
+    match method {
+        Method::Request
+        | Method::Add
+        | Method::Cancel
+        | Method::Publish
+        | Method::DeclineCounter => from_organizer(
+            ctx,
+            method,
+            sender,
+            stored,
+            message,
+            info.organizer.as_ref(),
+        ),
+        Method::Reply | Method::Refresh | Method::Counter => {
+            let stored = stored.ok_or(ItipError::EventNotFound)?;
+            from_attendee(
+                ctx,
+                method,
+                sender,
+                stored,
+                message,
+                stored_organizer.as_ref(),
+            )
+        }
+    }
+}
+
+/// True when `sender` is the calendar user of this property or its SENT-BY.
+fn speaks_for(sender: &CalAddress, e: &ICalendarEntry) -> bool {
+    entry_address(e).as_ref() == Some(sender)
+        || param_addresses(e, &ICalendarParameterName::SentBy).contains(sender)
+}
+
+fn from_organizer(
+    ctx: &Context,
+    method: Method,
+    sender: &CalAddress,
+    stored: Option<&Calendar>,
+    message: &Calendar,
+    organizer: Option<&CalAddress>,
+) -> Result<Received, ItipError> {
+    let Some(organizer) = organizer else {
+        return Err(ItipError::NoSchedulingInfo);
+    };
+    if ctx.is_mine(organizer) {
+        return Err(ItipError::OrganizerIsLocalAddress);
+    }
+    let organizer_entry = message
+        .scheduling()
+        .find_map(|c| c.prop(&ICalendarProperty::Organizer));
+    let authorized = organizer_entry.is_some_and(|e| speaks_for(sender, e))
+        || (method == Method::Request && delegated_to_me(ctx, sender, message));
+    if !authorized {
+        let is_attendee = message
+            .scheduling()
+            .any(|c| c.attendees().any(|(_, e)| speaks_for(sender, e)));
+        return Err(if is_attendee {
+            ItipError::NotOrganizer
+        } else {
+            ItipError::SenderIsNotOrganizerNorAttendee
+        });
+    }
+    match method {
+        Method::Request | Method::Publish => {
+            if let Some(stored) = stored {
+                check_sequence(stored, message)?;
+            }
+            let copy = match stored {
+                Some(stored) if method == Method::Request => {
+                    merge_request(ctx, stored, message, true)
+                }
+                _ => import(message),
+            };
+            Ok(Received::store(copy))
+        }
+        Method::Add => match stored {
+            Some(stored) => Ok(Received::store(merge_request(ctx, stored, message, false))),
+            None => ask_refresh(ctx, message, organizer),
+        },
+        Method::Cancel => {
+            let stored = stored.ok_or(ItipError::EventNotFound)?;
+            check_sequence(stored, message)?;
+            Ok(Received::store(apply_cancel(stored, message)))
+        }
+        _ => {
+            // DECLINECOUNTER: the organizer kept its version; the copy stays as it is.
+            stored.ok_or(ItipError::EventNotFound)?;
+            Ok(Received::default())
+        }
+    }
+}
+
+/// A REQUEST forwarded by an attendee that delegated to the recipient (RFC 5546 3.2.2.3).
+fn delegated_to_me(ctx: &Context, sender: &CalAddress, message: &Calendar) -> bool {
+    message.scheduling().any(|c| {
+        c.attendees().any(|(a, e)| {
+            &a == sender
+                && param_addresses(e, &ICalendarParameterName::DelegatedTo)
+                    .iter()
+                    .any(|d| ctx.is_mine(d))
+        })
+    })
+}
+
+/// An update older than what the recipient holds is refused (RFC 5546 section 2.1.5).
+fn check_sequence(stored: &Calendar, message: &Calendar) -> Result<(), ItipError> {
+    let (tz_s, tz_m) = (stored.tz_resolver(), message.tz_resolver());
+    for m in message.scheduling() {
+        if let Some(s) = stored.instance(&m.instance_key(&tz_m), &tz_s) {
+            let older_stamp = matches!((m.dtstamp(), s.dtstamp()), (Some(a), Some(b)) if a < b);
+            if m.sequence() < s.sequence() || (m.sequence() == s.sequence() && older_stamp) {
+                return Err(ItipError::OutOfSequence);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A new copy from a message: the object as sent, without METHOD.
+fn import(message: &Calendar) -> Calendar {
+    let mut copy = message.clone();
+    copy.entries.retain(|e| e.name != ICalendarProperty::Method);
+    copy
+}
+
+/// Applies the instances a REQUEST or ADD carries, keeping the rest of the series, the
+/// recipient's alarms and, unless rescheduled, the recipient's own answer.
+fn merge_request(ctx: &Context, stored: &Calendar, message: &Calendar, full: bool) -> Calendar {
+    let mut copy = stored.clone();
+    copy.entries.retain(|e| e.name != ICalendarProperty::Method);
+    let (tz_c, tz_m) = (stored.tz_resolver(), message.tz_resolver());
+    let keys: BTreeSet<InstanceKey> = message
+        .scheduling()
+        .map(|c| c.instance_key(&tz_m))
+        .collect();
+    let rescheduled = full
+        && matches!((stored.master(), message.master()), (Some(s), Some(m)) if classify(s, m) == Change::Reschedule);
+    for m in message.scheduling() {
+        let key = m.instance_key(&tz_m);
+        let mut incoming = m.clone();
+        let slot = copy
+            .components
+            .iter()
+            .position(|c| c.is_scheduling() && c.instance_key(&tz_c) == key);
+        match slot {
+            Some(pos) => {
+                let existing = &copy.components[pos];
+                if !incoming
+                    .children
+                    .iter()
+                    .any(|c| c.kind == ICalendarComponentType::VAlarm)
+                {
+                    incoming.children.extend(
+                        existing
+                            .children
+                            .iter()
+                            .filter(|c| c.kind == ICalendarComponentType::VAlarm)
+                            .cloned(),
+                    );
+                }
+                if classify(existing, m) != Change::Reschedule {
+                    keep_own_answer(ctx, existing, &mut incoming);
+                }
+                copy.components[pos] = incoming;
+            }
+            None => copy.components.push(incoming),
+        }
+    }
+    if rescheduled {
+        // The series moved: instances overridden for the old times no longer exist.
+        copy.components
+            .retain(|c| !c.is_scheduling() || keys.contains(&c.instance_key(&tz_c)));
+    }
+    merge_timezones(&mut copy, message);
+    copy
+}
+
+fn keep_own_answer(ctx: &Context, existing: &Component, incoming: &mut Component) {
+    for (address, mine) in existing.attendees().filter(|(a, _)| ctx.is_mine(a)) {
+        let Some(value) = super::calendar::param(mine, &ICalendarParameterName::Partstat).cloned()
+        else {
+            continue;
+        };
+        if let Some(theirs) = incoming.attendee_mut(&address) {
+            set_param(theirs, ICalendarParameterName::Partstat, value);
+        }
+    }
+}
+
+fn merge_timezones(copy: &mut Calendar, message: &Calendar) {
+    for tz in message.timezones() {
+        let id = tz.text(&ICalendarProperty::Tzid);
+        match copy.components.iter().position(|c| {
+            c.kind == ICalendarComponentType::VTimezone && c.text(&ICalendarProperty::Tzid) == id
+        }) {
+            Some(pos) => copy.components[pos] = tz.clone(),
+            None => copy.components.push(tz.clone()),
+        }
+    }
+}
+
+/// Marks what a CANCEL names as cancelled. A cancelled component takes the message's
+/// values and loses its SEQUENCE, so whatever the organizer sends next supersedes it; a
+/// CANCEL of the master cancels every instance with it.
+fn apply_cancel(stored: &Calendar, message: &Calendar) -> Calendar {
+    let mut copy = stored.clone();
+    let (tz_c, tz_m) = (stored.tz_resolver(), message.tz_resolver());
+    let keys: BTreeSet<InstanceKey> = message
+        .scheduling()
+        .map(|c| c.instance_key(&tz_m))
+        .collect();
+    let cancelled = entry(
+        ICalendarProperty::Status,
+        ICalendarValue::Status(ICalendarStatus::Cancelled),
+    );
+    for m in message.scheduling() {
+        match copy.instance_mut(&m.instance_key(&tz_m), &tz_c) {
+            Some(existing) => {
+                let names: BTreeSet<ICalendarProperty> =
+                    m.entries.iter().map(|e| e.name.clone()).collect();
+                existing.entries.retain(|e| !names.contains(&e.name));
+                existing.entries.extend(
+                    m.entries
+                        .iter()
+                        .filter(|e| e.name != ICalendarProperty::Sequence)
+                        .cloned(),
+                );
+                existing.set(cancelled.clone());
+            }
+            None => {
+                let mut added = m.clone();
+                added.set(cancelled.clone());
+                copy.components.push(added);
+            }
+        }
+    }
+    if let Some(master) = message.master() {
+        let attendees: Vec<ICalendarEntry> = master
+            .props(&ICalendarProperty::Attendee)
+            .cloned()
+            .collect();
+        for c in copy
+            .scheduling_mut()
+            .filter(|c| !keys.contains(&c.instance_key(&tz_c)))
+        {
+            c.set(cancelled.clone());
+            c.remove(&ICalendarProperty::Attendee);
+            c.entries.extend(attendees.iter().cloned());
+        }
+    }
+    copy
+}
+
+/// ADD for an object the recipient lacks: ask the organizer for it (RFC 5546 3.2.4).
+fn ask_refresh(
+    ctx: &Context,
+    message: &Calendar,
+    organizer: &CalAddress,
+) -> Result<Received, ItipError> {
+    let Some(me) = message
+        .scheduling()
+        .flat_map(|c| c.attendees().map(|(a, _)| a).collect::<Vec<_>>())
+        .find(|a| ctx.is_mine(a))
+    else {
+        return Err(ItipError::EventNotFound);
+    };
+    let first = message
+        .scheduling()
+        .next()
+        .ok_or(ItipError::EventNotFound)?;
+    let mut comp = Component::new(first.kind.clone());
+    comp.entries
+        .push(address_entry(ICalendarProperty::Organizer, organizer));
+    comp.entries
+        .push(address_entry(ICalendarProperty::Attendee, &me));
+    if let Some(uid) = first.prop(&ICalendarProperty::Uid) {
+        comp.entries.push(uid.clone());
+    }
+    comp.set_dtstamp(ctx.now);
+    let tz = message.tz_resolver();
+    Ok(Received {
+        stored: None,
+        responses: vec![ItipMessage {
+            method: Method::Refresh,
+            from: me,
+            to: vec![organizer.clone()],
+            summary: Summary::of(
+                SummaryKind::Update(Method::Refresh),
+                Some(first),
+                &tz,
+                false,
+            ),
+            calendar: envelope(Method::Refresh, ctx.prodid, vec![comp], message),
+        }],
+        counter: None,
+    })
+}
+
+fn from_attendee(
+    ctx: &Context,
+    method: Method,
+    sender: &CalAddress,
+    stored: &Calendar,
+    message: &Calendar,
+    organizer: Option<&CalAddress>,
+) -> Result<Received, ItipError> {
+    let replying: BTreeSet<CalAddress> = message
+        .scheduling()
+        .flat_map(|c| {
+            c.attendees()
+                .filter(|(_, e)| speaks_for(sender, e))
+                .map(|(a, _)| a)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if replying.is_empty() {
+        return Err(ItipError::SenderIsNotParticipant(sender.to_string()));
+    }
+    let i_organize = organizer.is_some_and(|o| ctx.is_mine(o));
+    if !i_organize {
+        // Only a delegate answering its delegator may REPLY to a non-organizer.
+        let my_delegate = method == Method::Reply
+            && message.scheduling().any(|c| {
+                c.attendees().any(|(a, e)| {
+                    replying.contains(&a)
+                        && param_addresses(e, &ICalendarParameterName::DelegatedFrom)
+                            .iter()
+                            .any(|d| ctx.is_mine(d))
+                })
+            });
+        if !my_delegate {
+            return Err(ItipError::NotOrganizer);
+        }
+    }
+    for address in &replying {
+        let known = stored.scheduling().any(|c| c.attendee(address).is_some())
+            || message.scheduling().any(|c| {
+                c.attendee(address).is_some_and(|e| {
+                    param_addresses(e, &ICalendarParameterName::DelegatedFrom)
+                        .iter()
+                        .any(|d| stored.scheduling().any(|s| s.attendee(d).is_some()))
+                })
+            });
+        if !known {
+            return Err(ItipError::UnknownParticipant(address.to_string()));
+        }
+    }
+    match method {
+        Method::Reply => Ok(Received::store(apply_reply(stored, message, &replying))),
+        Method::Refresh => {
+            let to = replying
+                .iter()
+                .next()
+                .cloned()
+                .unwrap_or_else(|| sender.clone());
+            let organizer = organizer.cloned().ok_or(ItipError::NotOrganizer)?;
+            Ok(Received {
+                stored: None,
+                responses: vec![refresh_answer(ctx, stored, &to, &organizer)],
+                counter: None,
+            })
+        }
+        _ => Ok(Received {
+            stored: None,
+            responses: vec![],
+            counter: Some(message.clone()),
+        }),
+    }
+}
+
+/// Merges a REPLY into the organizer's copy (RFC 6638 sections 3.2.9 and 3.2.10).
+fn apply_reply(stored: &Calendar, message: &Calendar, replying: &BTreeSet<CalAddress>) -> Calendar {
+    let mut copy = stored.clone();
+    let (tz_c, tz_m) = (stored.tz_resolver(), message.tz_resolver());
+    for m in message.scheduling() {
+        let status = m
+            .prop(&ICalendarProperty::RequestStatus)
+            .and_then(|e| e.values.first())
+            .and_then(|v| v.as_text())
+            .map(|code| code.trim().to_string());
+        match copy.instance_mut(&m.instance_key(&tz_m), &tz_c) {
+            Some(existing) => {
+                for (address, e) in m.attendees() {
+                    let delegated_from = param_addresses(e, &ICalendarParameterName::DelegatedFrom);
+                    if replying.contains(&address) {
+                        let mut answer = e.clone();
+                        strip_schedule_params(&mut answer);
+                        if let Some(code) = &status {
+                            set_param(
+                                &mut answer,
+                                ICalendarParameterName::ScheduleStatus,
+                                ICalendarParameterValue::Text(code.clone()),
+                            );
+                        }
+                        match existing.attendee_mut(&address) {
+                            Some(slot) => *slot = answer,
+                            None => existing.entries.push(answer),
+                        }
+                    } else if delegated_from.iter().any(|d| replying.contains(d))
+                        && existing.attendee(&address).is_none()
+                    {
+                        existing.entries.push(e.clone());
+                    }
+                }
+                if m.kind == ICalendarComponentType::VTodo {
+                    for prop in [
+                        ICalendarProperty::PercentComplete,
+                        ICalendarProperty::Completed,
+                    ] {
+                        if let Some(p) = m.prop(&prop) {
+                            existing.set(p.clone());
+                        }
+                    }
+                }
+            }
+            None => {
+                let mut added = m.clone();
+                added.remove(&ICalendarProperty::RequestStatus);
+                added
+                    .children
+                    .retain(|c| c.kind != ICalendarComponentType::VAlarm);
+                copy.components.push(added);
+            }
+        }
+    }
+    copy
+}
+
+/// The organizer's answer to a REFRESH: the current object for that attendee.
+fn refresh_answer(
+    ctx: &Context,
+    stored: &Calendar,
+    to: &CalAddress,
+    organizer: &CalAddress,
+) -> ItipMessage {
+    let tz = stored.tz_resolver();
+    let in_master = stored.master().is_some_and(|m| m.attendee(to).is_some());
+    let comps = stored
+        .scheduling()
+        .filter(|c| in_master || c.attendee(to).is_some())
+        .map(|c| outgoing(c, ctx.now))
+        .collect();
+    let first = stored.master().or_else(|| stored.scheduling().next());
+    ItipMessage {
+        method: Method::Request,
+        from: organizer.clone(),
+        to: vec![to.clone()],
+        summary: Summary::of(SummaryKind::Invite, first, &tz, true),
+        calendar: envelope(Method::Request, ctx.prodid, comps, stored),
+    }
+}

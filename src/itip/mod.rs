@@ -1,0 +1,220 @@
+//! The iTIP scheduling engine (RFC 5546, RFC 6638): pure functions from what a calendar
+//! user stored and what arrives to what is stored next and which messages go to whom.
+//! No I/O, no clock: "now", the PRODID and the user's addresses are arguments.
+
+mod address;
+mod attendee;
+mod build;
+mod calendar;
+mod changes;
+mod error;
+mod inbound;
+mod message;
+mod object;
+mod organizer;
+mod summary;
+
+pub use address::CalAddress;
+pub use calendar::{Calendar, Component, InstanceKey};
+pub use error::ItipError;
+pub use message::{ItipMessage, Method};
+pub use summary::{Field, FieldValue, Participant, Summary, SummaryKind};
+
+/// What the engine is told about the calendar user it acts for.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The current instant, seconds since the epoch (DTSTAMP of everything generated).
+    pub now: i64,
+    /// The PRODID written into generated objects.
+    pub prodid: &'a str,
+    /// Every calendar user address of the account.
+    pub addresses: &'a [CalAddress],
+}
+
+impl Context<'_> {
+    /// True when the address belongs to this account.
+    pub fn is_mine(&self, address: &CalAddress) -> bool {
+        self.addresses.contains(address)
+    }
+}
+
+/// The result of a client's write: what to store and what to send.
+#[derive(Debug, Clone)]
+pub struct PutOutcome {
+    /// The copy to store (the client's object with the server's changes).
+    pub stored: Calendar,
+    /// Scheduling messages to deliver.
+    pub messages: Vec<ItipMessage>,
+    /// Why nothing is sent, when nothing is.
+    pub silent: Option<ItipError>,
+}
+
+/// The result of a client's removal: what to send.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOutcome {
+    /// Scheduling messages to deliver.
+    pub messages: Vec<ItipMessage>,
+    /// Why nothing is sent, when nothing is.
+    pub silent: Option<ItipError>,
+}
+
+/// Options of a removal.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeleteOptions {
+    /// Send even to attendees whose SCHEDULE-AGENT is not SERVER.
+    pub force_send: bool,
+    /// `Schedule-Reply: F` (RFC 6638 section 8.1): an attendee's removal sends no REPLY.
+    pub suppress_reply: bool,
+}
+
+/// The result of processing a received message.
+#[derive(Debug, Clone, Default)]
+pub struct Received {
+    /// The recipient's new copy; `None` leaves the stored copy as it is.
+    pub stored: Option<Calendar>,
+    /// Messages that answer this one (a REQUEST answering a REFRESH, ...).
+    pub responses: Vec<ItipMessage>,
+    /// A COUNTER proposal kept for the organizer to decide on.
+    pub counter: Option<Calendar>,
+}
+
+impl PutOutcome {
+    fn silent(stored: Calendar, why: ItipError) -> Self {
+        PutOutcome {
+            stored,
+            messages: Vec::new(),
+            silent: Some(why),
+        }
+    }
+}
+
+impl DeleteOutcome {
+    fn silent(why: ItipError) -> Self {
+        DeleteOutcome {
+            messages: Vec::new(),
+            silent: Some(why),
+        }
+    }
+}
+
+impl Received {
+    fn store(copy: Calendar) -> Self {
+        Received {
+            stored: Some(copy),
+            ..Default::default()
+        }
+    }
+}
+
+/// Implicit scheduling for a client's write of `new` over `old` (RFC 6638 section 3.2).
+pub fn schedule_put(
+    ctx: &Context,
+    old: Option<&Calendar>,
+    new: Calendar,
+) -> Result<PutOutcome, ItipError> {
+    let Some(info) = object::inspect(&new)? else {
+        return Ok(PutOutcome::silent(new, ItipError::NoSchedulingInfo));
+    };
+    let old_info = old.and_then(|o| object::inspect(o).ok().flatten());
+    let old_organizer = old_info.as_ref().and_then(|i| i.organizer.clone());
+    let Some(organizer) = info.organizer.clone() else {
+        return match (old, &old_organizer) {
+            // A scheduling object turned into a plain one: that is a removal (3.2.3.1).
+            (Some(old), Some(_)) => {
+                let removal = schedule_delete(ctx, old, DeleteOptions::default())?;
+                Ok(PutOutcome {
+                    stored: new,
+                    messages: removal.messages,
+                    silent: removal.silent,
+                })
+            }
+            _ => Ok(PutOutcome::silent(new, ItipError::NoSchedulingInfo)),
+        };
+    };
+    if old_organizer.as_ref().is_some_and(|o| *o != organizer) {
+        return Err(ItipError::OrganizerMismatch);
+    }
+    if let Some(before) = &old_info {
+        if before.uid != info.uid {
+            return Err(ItipError::MultipleUid);
+        }
+        if before.kind != info.kind {
+            return Err(ItipError::MultipleObjectTypes);
+        }
+    }
+    let had_attendees = old.is_some_and(|o| object::has_attendees(o, &organizer));
+    if !object::has_attendees(&new, &organizer) && !had_attendees {
+        return Ok(PutOutcome::silent(new, ItipError::NoSchedulingInfo));
+    }
+    let old = old.filter(|_| old_organizer.is_some());
+    if ctx.is_mine(&organizer) {
+        return Ok(organizer::put(
+            ctx,
+            old,
+            new,
+            &organizer,
+            info.organizer_agent,
+        ));
+    }
+    let me = new
+        .scheduling()
+        .flat_map(|c| c.attendees().map(|(a, _)| a).collect::<Vec<_>>())
+        .find(|a| ctx.is_mine(a));
+    match me {
+        Some(me) => attendee::put(ctx, old, new, &me, &organizer, info.organizer_agent),
+        None => Err(ItipError::NotOrganizerNorAttendee),
+    }
+}
+
+/// Implicit scheduling for a client's removal of `old` (RFC 6638 section 3.2.1.3, 3.2.2.4).
+pub fn schedule_delete(
+    ctx: &Context,
+    old: &Calendar,
+    options: DeleteOptions,
+) -> Result<DeleteOutcome, ItipError> {
+    let Some(info) = object::inspect(old)? else {
+        return Ok(DeleteOutcome::silent(ItipError::NoSchedulingInfo));
+    };
+    let Some(organizer) = info.organizer else {
+        return Ok(DeleteOutcome::silent(ItipError::NoSchedulingInfo));
+    };
+    if ctx.is_mine(&organizer) {
+        return Ok(organizer::delete(
+            ctx,
+            old,
+            &organizer,
+            info.organizer_agent,
+            options.force_send,
+        ));
+    }
+    let me = old
+        .scheduling()
+        .flat_map(|c| c.attendees().map(|(a, _)| a).collect::<Vec<_>>())
+        .find(|a| ctx.is_mine(a));
+    Ok(match me {
+        Some(me) => attendee::delete(
+            ctx,
+            old,
+            &me,
+            &organizer,
+            info.organizer_agent,
+            options.suppress_reply,
+        ),
+        None => DeleteOutcome::silent(ItipError::NotOrganizerNorAttendee),
+    })
+}
+
+/// Processes a message received from `sender` against the recipient's stored copy.
+pub fn receive(
+    ctx: &Context,
+    sender: &CalAddress,
+    stored: Option<&Calendar>,
+    message: &Calendar,
+) -> Result<Received, ItipError> {
+    inbound::receive(ctx, sender, stored, message)
+}
+
+/// The UID of the scheduling object a calendar describes.
+pub fn uid_of(cal: &Calendar) -> Option<&str> {
+    cal.scheduling().find_map(|c| c.uid())
+}

@@ -1,0 +1,106 @@
+//! Structural validation of a scheduling object (RFC 6638 sections 3.2.4.1 and 3.2.4.2).
+
+use super::address::CalAddress;
+use super::calendar::{Calendar, Component, param_text};
+use super::error::ItipError;
+use calcard::icalendar::{ICalendarComponentType, ICalendarParameterName, ICalendarProperty};
+use std::collections::HashSet;
+
+/// Who does the scheduling for a calendar user (RFC 6638 section 7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Agent {
+    /// This server (the default).
+    Server,
+    /// The user's client.
+    Client,
+    /// Nobody.
+    None,
+}
+
+/// What the engine needs to know about a valid scheduling object.
+#[derive(Debug, Clone)]
+pub struct Inspected {
+    /// The UID shared by every component.
+    pub uid: String,
+    /// VEVENT or VTODO.
+    pub kind: ICalendarComponentType,
+    /// The organizer, when the object has one.
+    pub organizer: Option<CalAddress>,
+    /// SCHEDULE-AGENT of the organizer.
+    pub organizer_agent: Agent,
+}
+
+impl Agent {
+    /// Reads SCHEDULE-AGENT from an ORGANIZER or ATTENDEE property.
+    pub fn of(entry: &calcard::icalendar::ICalendarEntry) -> Agent {
+        match param_text(entry, &ICalendarParameterName::ScheduleAgent).as_deref() {
+            Some("CLIENT") => Agent::Client,
+            Some("NONE") => Agent::None,
+            _ => Agent::Server,
+        }
+    }
+}
+
+/// Checks one UID, one organizer, one component type and no duplicate instance.
+/// Returns `None` when the calendar holds no VEVENT or VTODO at all.
+pub fn inspect(cal: &Calendar) -> Result<Option<Inspected>, ItipError> {
+    let mut kind: Option<ICalendarComponentType> = None;
+    let mut uid: Option<&str> = None;
+    let mut organizer: Option<CalAddress> = None;
+    let mut organizer_agent = Agent::Server;
+    let mut keys = HashSet::new();
+    let tz = cal.tz_resolver();
+    for comp in cal.scheduling() {
+        match &kind {
+            Some(k) if *k != comp.kind => return Err(ItipError::MultipleObjectTypes),
+            _ => kind = Some(comp.kind.clone()),
+        }
+        let this_uid = comp.uid().ok_or(ItipError::MissingUid)?;
+        match uid {
+            Some(u) if u != this_uid => return Err(ItipError::MultipleUid),
+            _ => uid = Some(this_uid),
+        }
+        let organizers: Vec<_> = comp.props(&ICalendarProperty::Organizer).collect();
+        if organizers.len() > 1 {
+            return Err(ItipError::MultipleOrganizer);
+        }
+        if let Some(entry) = organizers.first() {
+            let address =
+                super::calendar::entry_address(entry).ok_or(ItipError::ICalendarParseError)?;
+            match &organizer {
+                Some(o) if *o != address => return Err(ItipError::MultipleOrganizer),
+                _ => {
+                    organizer_agent = Agent::of(entry);
+                    organizer = Some(address);
+                }
+            }
+        }
+        if !keys.insert(comp.instance_key(&tz)) {
+            return Err(ItipError::MultipleObjectInstances);
+        }
+    }
+    Ok(kind.map(|kind| Inspected {
+        uid: uid.unwrap_or_default().to_string(),
+        kind,
+        organizer,
+        organizer_agent,
+    }))
+}
+
+/// True when some component has an attendee other than the organizer.
+pub fn has_attendees(cal: &Calendar, organizer: &CalAddress) -> bool {
+    cal.scheduling()
+        .any(|c| c.attendees().any(|(a, _)| &a != organizer))
+}
+
+/// The attendee addresses of a component that this server schedules for: not the
+/// organizer, and SCHEDULE-AGENT=SERVER unless `force` is set.
+pub fn recipients(comp: &Component, organizer: &CalAddress, force: bool) -> Vec<CalAddress> {
+    let mut out: Vec<CalAddress> = comp
+        .attendees()
+        .filter(|(a, e)| a != organizer && (force || Agent::of(e) == Agent::Server))
+        .map(|(a, _)| a)
+        .collect();
+    out.dedup();
+    out
+}

@@ -1,0 +1,4 @@
+//! imipd: a calendar scheduling gateway for mail systems (iMIP, RFC 6047).
+
+pub mod conformance;
+pub mod itip;
