@@ -18,6 +18,10 @@ struct Cli {
 enum Command {
     /// Runs scenario files against the scheduling engine, in-process.
     Conformance {
+        /// Rewrite each file with the actual results as expectations (for authoring; read
+        /// the result before keeping it).
+        #[arg(long)]
+        bless: bool,
         /// Scenario files (the language of conformance/FORMAT.md).
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
@@ -27,7 +31,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Conformance { files } => conformance(&files),
+        Command::Conformance {
+            files,
+            bless: false,
+        } => conformance(&files),
+        Command::Conformance { files, bless: true } => bless(&files),
     }
 }
 
@@ -51,4 +59,16 @@ fn conformance(files: &[std::path::PathBuf]) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+fn bless(files: &[std::path::PathBuf]) -> ExitCode {
+    for path in files {
+        let written = std::fs::read_to_string(path)
+            .and_then(|text| std::fs::write(path, imipd::conformance::bless(&text)));
+        if let Err(e) = written {
+            eprintln!("imipd: cannot bless {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::SUCCESS
 }

@@ -79,6 +79,84 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// Rewrites a scenario file with the engine's actual output as the payload of every
+/// `get`, `expect` and `send` step (DTSTAMP values numbered), for writing new scenarios:
+/// the result must be read and judged before it is kept.
+pub fn bless(text: &str) -> String {
+    let mut world = World {
+        calendars: BTreeMap::new(),
+        counters: Vec::new(),
+        pending: Pending::Nothing,
+        stamps: Stamps::default(),
+    };
+    let mut numbers: Vec<String> = Vec::new();
+    let mut actuals: BTreeMap<usize, String> = BTreeMap::new();
+    for step in script::parse(text) {
+        let actual = match step.command.as_str() {
+            "get" | "expect" | "send" => {
+                let actual = match step.command.as_str() {
+                    "get" => world
+                        .calendars
+                        .get(&(step.args[0].to_lowercase(), step.args[1].clone()))
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| ItipError::EventNotFound.to_string()),
+                    "expect" => world.print_pending(),
+                    _ => world.send(),
+                };
+                Some(number_stamps(&actual, &mut numbers))
+            }
+            _ => {
+                let _ = world.step(&step);
+                None
+            }
+        };
+        if let Some(actual) = actual {
+            actuals.insert(step.line, actual);
+        }
+    }
+    let mut out = String::new();
+    let mut skipping = false;
+    for (index, line) in text.lines().enumerate() {
+        if skipping {
+            if line.trim().is_empty() {
+                skipping = false;
+            } else {
+                continue;
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+        if let Some(actual) = actuals.get(&(index + 1)) {
+            for l in actual.lines().filter(|l| !l.trim().is_empty()) {
+                out.push_str(l.trim_end_matches('\r'));
+                out.push('\n');
+            }
+            skipping = true;
+        }
+    }
+    out
+}
+
+fn number_stamps(text: &str, numbers: &mut Vec<String>) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        match line.trim_end_matches('\r').strip_prefix("DTSTAMP:") {
+            Some(value) => {
+                let n = numbers.iter().position(|v| v == value).unwrap_or_else(|| {
+                    numbers.push(value.to_string());
+                    numbers.len() - 1
+                });
+                let _ = writeln!(out, "DTSTAMP:{n}");
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
 /// Runs one scenario file given its name and text.
 pub fn run(file: &str, text: &str) -> Report {
     let mut world = World {

@@ -180,7 +180,14 @@ fn merge_request(ctx: &Context, stored: &Calendar, message: &Calendar, full: boo
         .map(|c| c.instance_key(&tz_m))
         .collect();
     let rescheduled = full
-        && matches!((stored.master(), message.master()), (Some(s), Some(m)) if classify(s, m) == Change::Reschedule);
+        && match (stored.master(), message.master()) {
+            (Some(s), Some(m)) => {
+                let mut m = m.clone();
+                keep_own_exclusions(s, &mut m);
+                classify(s, &m) == Change::Reschedule
+            }
+            _ => false,
+        };
     for m in message.scheduling() {
         let key = m.instance_key(&tz_m);
         let mut incoming = m.clone();
@@ -191,6 +198,9 @@ fn merge_request(ctx: &Context, stored: &Calendar, message: &Calendar, full: boo
         match slot {
             Some(pos) => {
                 let existing = &copy.components[pos];
+                if key == InstanceKey::Master {
+                    keep_own_exclusions(existing, &mut incoming);
+                }
                 if !incoming
                     .children
                     .iter()
@@ -204,7 +214,7 @@ fn merge_request(ctx: &Context, stored: &Calendar, message: &Calendar, full: boo
                             .cloned(),
                     );
                 }
-                if classify(existing, m) != Change::Reschedule {
+                if classify(existing, &incoming) != Change::Reschedule {
                     keep_own_answer(ctx, existing, &mut incoming);
                 }
                 copy.components[pos] = incoming;
@@ -219,6 +229,21 @@ fn merge_request(ctx: &Context, stored: &Calendar, message: &Calendar, full: boo
     }
     merge_timezones(&mut copy, message);
     copy
+}
+
+/// Instances the recipient excluded (and so declined) stay excluded: the organizer's
+/// message does not know about them (RFC 6638 section 3.2.2.1, item 8).
+fn keep_own_exclusions(existing: &Component, incoming: &mut Component) {
+    let known: BTreeSet<String> = incoming
+        .props(&ICalendarProperty::Exdate)
+        .map(super::changes::canonical)
+        .collect();
+    let own: Vec<ICalendarEntry> = existing
+        .props(&ICalendarProperty::Exdate)
+        .filter(|e| !known.contains(&super::changes::canonical(e)))
+        .cloned()
+        .collect();
+    incoming.entries.extend(own);
 }
 
 fn keep_own_answer(ctx: &Context, existing: &Component, incoming: &mut Component) {
