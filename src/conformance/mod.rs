@@ -10,8 +10,9 @@ use std::fmt::Write as _;
 
 /// The PRODID the shared scenarios were written with.
 pub const PRODID: &str = "-//Stalwart Labs LLC//Stalwart Server//EN";
-/// The fixed "now" of a run: 2026-01-01T00:00:00Z.
-pub const NOW: i64 = 1_767_225_600;
+/// The fixed "now" of a run, 2030-01-01T00:00:00Z: later than any DTSTAMP a scenario
+/// writes, as the real clock would be.
+pub const NOW: i64 = 1_893_456_000;
 
 /// A step that did not produce what the file expects.
 #[derive(Debug, Clone)]

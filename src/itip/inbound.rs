@@ -417,7 +417,9 @@ fn from_attendee(
         }
     }
     match method {
-        Method::Reply => Ok(Received::store(apply_reply(stored, message, &replying))),
+        Method::Reply => Ok(Received::store(apply_reply(
+            stored, message, &replying, i_organize,
+        ))),
         Method::Refresh => {
             let to = replying
                 .iter()
@@ -440,7 +442,14 @@ fn from_attendee(
 }
 
 /// Merges a REPLY into the organizer's copy (RFC 6638 sections 3.2.9 and 3.2.10).
-fn apply_reply(stored: &Calendar, message: &Calendar, replying: &BTreeSet<CalAddress>) -> Calendar {
+/// SCHEDULE-STATUS is written only into the organizer's copy; a delegator's copy just
+/// follows its delegate's answer.
+fn apply_reply(
+    stored: &Calendar,
+    message: &Calendar,
+    replying: &BTreeSet<CalAddress>,
+    organizer_copy: bool,
+) -> Calendar {
     let mut copy = stored.clone();
     let (tz_c, tz_m) = (stored.tz_resolver(), message.tz_resolver());
     for m in message.scheduling() {
@@ -456,7 +465,7 @@ fn apply_reply(stored: &Calendar, message: &Calendar, replying: &BTreeSet<CalAdd
                     if replying.contains(&address) {
                         let mut answer = e.clone();
                         strip_schedule_params(&mut answer);
-                        if let Some(code) = &status {
+                        if let Some(code) = status.as_ref().filter(|_| organizer_copy) {
                             set_param(
                                 &mut answer,
                                 ICalendarParameterName::ScheduleStatus,
