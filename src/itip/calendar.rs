@@ -46,6 +46,9 @@ pub enum InstanceKey {
 impl Calendar {
     /// Parses iCalendar text whose root is a VCALENDAR.
     pub fn parse(text: &str) -> Result<Self, ItipError> {
+        if !well_nested(text) {
+            return Err(ItipError::ICalendarParseError);
+        }
         match Parser::new(text).entry() {
             Entry::ICalendar(ical) => Self::from_ical(&ical),
             _ => Err(ItipError::ICalendarParseError),
@@ -332,6 +335,30 @@ impl Component {
     }
 }
 
+/// True when every BEGIN has its END in order: calcard closes unterminated components
+/// silently, and a truncated object must not pass for a whole one.
+fn well_nested(text: &str) -> bool {
+    let mut stack: Vec<String> = Vec::new();
+    let mut roots = 0;
+    for line in text.split('\n') {
+        let line = line.trim_end_matches('\r');
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim().to_ascii_uppercase();
+        if name.eq_ignore_ascii_case("BEGIN") {
+            if stack.is_empty() {
+                roots += 1;
+            }
+            stack.push(value);
+        } else if name.eq_ignore_ascii_case("END") && stack.pop().as_deref() != Some(value.as_str())
+        {
+            return false;
+        }
+    }
+    stack.is_empty() && roots >= 1
+}
+
 /// Builds a property with one value and no parameters.
 pub fn entry(name: ICalendarProperty, value: ICalendarValue) -> ICalendarEntry {
     ICalendarEntry {
@@ -429,4 +456,19 @@ pub fn timestamp_of(entry: &ICalendarEntry, index: usize, tz: &TzResolver<String
         .unwrap_or(Tz::Floating);
     let zone = if zone.is_floating() { Tz::UTC } else { zone };
     value.to_date_time_with_tz(zone).map(|d| d.timestamp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncated_objects_are_refused() {
+        let whole = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        assert!(Calendar::parse(whole).is_ok());
+        assert!(Calendar::parse("BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:x\nEND:VCALENDAR\n").is_err());
+        assert!(Calendar::parse("BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:x\n").is_err());
+        assert!(Calendar::parse("").is_err());
+        assert!(Calendar::parse("BEGIN:VEVENT\nUID:x\nEND:VEVENT\n").is_err());
+    }
 }

@@ -99,6 +99,7 @@ fn from_organizer(
     if !authorized {
         let is_attendee = message
             .scheduling()
+            .chain(stored.into_iter().flat_map(|s| s.scheduling()))
             .any(|c| c.attendees().any(|(_, e)| speaks_for(sender, e)));
         return Err(if is_attendee {
             ItipError::NotOrganizer
