@@ -335,8 +335,10 @@ impl Component {
     }
 }
 
-/// True when every BEGIN has its END in order: calcard closes unterminated components
-/// silently, and a truncated object must not pass for a whole one.
+/// True when the VCALENDAR is closed and every END closes a component that is open.
+/// An END may close inner components implicitly (clients forget END:VEVENT before
+/// END:VCALENDAR), but a truncated object must not pass for a whole one: calcard on its
+/// own would close whatever is left open.
 fn well_nested(text: &str) -> bool {
     let mut stack: Vec<String> = Vec::new();
     let mut roots = 0;
@@ -351,9 +353,11 @@ fn well_nested(text: &str) -> bool {
                 roots += 1;
             }
             stack.push(value);
-        } else if name.eq_ignore_ascii_case("END") && stack.pop().as_deref() != Some(value.as_str())
-        {
-            return false;
+        } else if name.eq_ignore_ascii_case("END") {
+            match stack.iter().rposition(|open| *open == value) {
+                Some(depth) => stack.truncate(depth),
+                None => return false,
+            }
         }
     }
     stack.is_empty() && roots >= 1
@@ -466,7 +470,10 @@ mod tests {
     fn truncated_objects_are_refused() {
         let whole = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
         assert!(Calendar::parse(whole).is_ok());
-        assert!(Calendar::parse("BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:x\nEND:VCALENDAR\n").is_err());
+        // A forgotten END:VEVENT is closed by END:VCALENDAR.
+        assert!(Calendar::parse("BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:x\nEND:VCALENDAR\n").is_ok());
+        assert!(Calendar::parse("BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:x\nEND:VEVENT\n").is_err());
+        assert!(Calendar::parse("BEGIN:VCALENDAR\nEND:VEVENT\nEND:VCALENDAR\n").is_err());
         assert!(Calendar::parse("BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:x\n").is_err());
         assert!(Calendar::parse("").is_err());
         assert!(Calendar::parse("BEGIN:VEVENT\nUID:x\nEND:VEVENT\n").is_err());

@@ -8,6 +8,7 @@ use super::message::{ItipMessage, Method, envelope};
 use super::object::{Agent, recipients};
 use super::summary::{Summary, SummaryKind};
 use super::{Context, DeleteOutcome, PutOutcome};
+use calcard::icalendar::timezone::TzResolver;
 use calcard::icalendar::{
     ICalendarParameterName, ICalendarParameterValue, ICalendarParticipationStatus,
 };
@@ -185,7 +186,14 @@ pub fn put(
         }
     }
 
-    let messages = render(ctx, &plan, old, &new, &old_map, organizer);
+    let messages = render(
+        ctx,
+        &plan,
+        (old, &tz_old),
+        (&new, &tz_new),
+        &old_map,
+        organizer,
+    );
     let silent = messages
         .is_empty()
         .then_some(super::ItipError::NothingToSend);
@@ -199,18 +207,14 @@ pub fn put(
 fn render(
     ctx: &Context,
     plan: &Plan,
-    old: Option<&Calendar>,
-    new: &Calendar,
+    (old, tz_old): (Option<&Calendar>, &TzResolver<String>),
+    (new, tz_new): (&Calendar, &TzResolver<String>),
     old_map: &BTreeMap<InstanceKey, &Component>,
     organizer: &CalAddress,
 ) -> Vec<ItipMessage> {
-    let tz_new = new.tz_resolver();
-    let tz_old = old
-        .map(|o| o.tz_resolver())
-        .unwrap_or_else(|| new.tz_resolver());
     let new_first = new.master().or_else(|| new.scheduling().next());
     let old_first = old.and_then(|o| o.master().or_else(|| o.scheduling().next()));
-    let new_comp = |key: &InstanceKey| new.instance(key, &tz_new);
+    let new_comp = |key: &InstanceKey| new.instance(key, tz_new);
     let mut messages = Vec::new();
 
     let mut request_groups: BTreeMap<(bool, &BTreeSet<InstanceKey>), BTreeSet<CalAddress>> =
@@ -231,12 +235,12 @@ fn render(
             Summary::of(
                 SummaryKind::Update(Method::Request),
                 new_first,
-                &tz_new,
+                tz_new,
                 true,
             )
-            .with_previous(old_first, &tz_old, true)
+            .with_previous(old_first, tz_old, true)
         } else {
-            Summary::of(SummaryKind::Invite, new_first, &tz_new, true)
+            Summary::of(SummaryKind::Invite, new_first, tz_new, true)
         };
         messages.push(message(
             ctx,
@@ -259,8 +263,8 @@ fn render(
             .filter_map(new_comp)
             .map(|c| outgoing(c, ctx.now))
             .collect();
-        let summary = Summary::of(SummaryKind::Update(Method::Add), new_first, &tz_new, true)
-            .with_previous(old_first, &tz_old, true);
+        let summary = Summary::of(SummaryKind::Update(Method::Add), new_first, tz_new, true)
+            .with_previous(old_first, tz_old, true);
         messages.push(message(
             ctx,
             Method::Add,
@@ -295,7 +299,7 @@ fn render(
                     .map(|o| cancel_component(o, o.sequence() + 1, ctx.now, Some(&only))),
             })
             .collect();
-        let summary = Summary::of(SummaryKind::Cancel, old_first.or(new_first), &tz_old, true);
+        let summary = Summary::of(SummaryKind::Cancel, old_first.or(new_first), tz_old, true);
         let source = old.unwrap_or(new);
         messages.push(message(
             ctx,

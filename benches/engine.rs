@@ -1,0 +1,164 @@
+//! Engine throughput on a realistic object, and memory per parsed object.
+//! Run: `cargo bench --bench engine` (prints a Markdown table for BENCHMARKS.md).
+
+use imipd::itip::{self, CalAddress, Calendar, Context, DeleteOptions};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Counts live heap bytes so that memory per object is measured, not guessed.
+struct Counting;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+const ATTENDEES: usize = 10;
+
+fn object(location: &str) -> String {
+    let mut attendees = String::new();
+    for i in 1..=ATTENDEES {
+        attendees.push_str(&format!(
+            "ATTENDEE;CN=Person {i};ROLE=REQ-PARTICIPANT;RSVP=TRUE;PARTSTAT=NEEDS-ACTION:mailto:person{i}@example.com\r\n"
+        ));
+    }
+    let mut text = format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//bench//EN\r\n\
+BEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\nBEGIN:STANDARD\r\nDTSTART:19701025T030000\r\n\
+RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\nTZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nEND:STANDARD\r\n\
+BEGIN:DAYLIGHT\r\nDTSTART:19700329T020000\r\nRRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU\r\n\
+TZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\nEND:DAYLIGHT\r\nEND:VTIMEZONE\r\n\
+BEGIN:VEVENT\r\nUID:bench-1\r\nDTSTAMP:20260101T000000Z\r\nSEQUENCE:0\r\n\
+DTSTART;TZID=Europe/Berlin:20260105T090000\r\nDTEND;TZID=Europe/Berlin:20260105T100000\r\n\
+RRULE:FREQ=WEEKLY;BYDAY=MO;COUNT=52\r\nEXDATE;TZID=Europe/Berlin:20260406T090000\r\n\
+SUMMARY:Weekly planning\r\nLOCATION:{location}\r\nDESCRIPTION:Agenda in the shared folder.\r\n\
+ORGANIZER;CN=Olga:mailto:olga@example.com\r\n\
+ATTENDEE;CN=Olga;PARTSTAT=ACCEPTED:mailto:olga@example.com\r\n{attendees}\
+BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT10M\r\nDESCRIPTION:Planning\r\nEND:VALARM\r\nEND:VEVENT\r\n"
+    );
+    for (week, hour) in [("20260112", "11"), ("20260119", "14"), ("20260209", "10")] {
+        text.push_str(&format!(
+            "BEGIN:VEVENT\r\nUID:bench-1\r\nDTSTAMP:20260101T000000Z\r\nSEQUENCE:0\r\n\
+RECURRENCE-ID;TZID=Europe/Berlin:{week}T090000\r\nDTSTART;TZID=Europe/Berlin:{week}T{hour}0000\r\n\
+DTEND;TZID=Europe/Berlin:{week}T{hour}3000\r\nSUMMARY:Weekly planning (moved)\r\nLOCATION:{location}\r\n\
+ORGANIZER;CN=Olga:mailto:olga@example.com\r\nATTENDEE;CN=Olga;PARTSTAT=ACCEPTED:mailto:olga@example.com\r\n{attendees}END:VEVENT\r\n"
+        ));
+    }
+    text.push_str("END:VCALENDAR\r\n");
+    text
+}
+
+fn reply() -> Calendar {
+    Calendar::parse(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//bench//EN\r\nMETHOD:REPLY\r\nBEGIN:VEVENT\r\nUID:bench-1\r\n\
+DTSTAMP:20260102T000000Z\r\nSEQUENCE:1\r\nORGANIZER:mailto:olga@example.com\r\n\
+ATTENDEE;PARTSTAT=ACCEPTED;CN=Person 7:mailto:person7@example.com\r\nREQUEST-STATUS:2.0;Success\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+    )
+    .expect("reply parses")
+}
+
+fn measure(name: &str, mut op: impl FnMut()) -> (String, f64) {
+    for _ in 0..50 {
+        op();
+    }
+    let budget = Duration::from_millis(1500);
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < budget {
+        for _ in 0..20 {
+            op();
+        }
+        n += 20;
+    }
+    let per_sec = n as f64 / start.elapsed().as_secs_f64();
+    (name.to_string(), per_sec)
+}
+
+fn main() {
+    let organizer = [CalAddress::from_email("olga@example.com").expect("address")];
+    let ctx = Context {
+        now: 1_893_456_000,
+        prodid: "-//imipd//bench//EN",
+        addresses: &organizer,
+    };
+    let text = object("Room 1");
+    let new = Calendar::parse(&text).expect("object parses");
+    let stored = itip::schedule_put(&ctx, None, new.clone())
+        .expect("create")
+        .stored;
+    let moved = Calendar::parse(&object("Room 2")).expect("update parses");
+    let answer = reply();
+    let person7 = CalAddress::from_email("person7@example.com").expect("address");
+    assert_eq!(
+        itip::schedule_put(&ctx, Some(&stored), moved.clone())
+            .expect("update")
+            .messages
+            .len(),
+        1
+    );
+    assert!(
+        itip::receive(&ctx, &person7, Some(&stored), &answer)
+            .expect("reply applies")
+            .stored
+            .is_some()
+    );
+
+    let rows = [
+        measure("parse (iCalendar text to object)", || {
+            black_box(Calendar::parse(black_box(&text)).ok());
+        }),
+        measure("serialize (object to iCalendar text)", || {
+            black_box(stored.to_string());
+        }),
+        measure("create (organizer PUT, 10 REQUESTs)", || {
+            black_box(itip::schedule_put(&ctx, None, new.clone()).ok());
+        }),
+        measure("update (new LOCATION, REQUEST to all)", || {
+            black_box(itip::schedule_put(&ctx, Some(&stored), moved.clone()).ok());
+        }),
+        measure("reply-apply (REPLY into organizer copy)", || {
+            black_box(itip::receive(&ctx, &person7, Some(&stored), &answer).ok());
+        }),
+        measure("cancel (organizer DELETE, CANCEL to all)", || {
+            black_box(itip::schedule_delete(&ctx, &stored, DeleteOptions::default()).ok());
+        }),
+    ];
+
+    // Memory: live heap bytes held by parsed objects, averaged over many.
+    let count = 2000;
+    let before = LIVE.load(Ordering::Relaxed);
+    let kept: Vec<Calendar> = (0..count)
+        .map(|_| Calendar::parse(&text).expect("parses"))
+        .collect();
+    let per_object = (LIVE.load(Ordering::Relaxed) - before) as f64 / count as f64;
+    black_box(&kept);
+    drop(kept);
+
+    println!(
+        "Object: weekly series (52 weeks, Europe/Berlin VTIMEZONE), 3 overrides, {ATTENDEES} attendees + organizer.\n"
+    );
+    println!("| operation | ops/s | µs/op |");
+    println!("|---|---:|---:|");
+    for (name, per_sec) in rows {
+        println!("| {name} | {per_sec:.0} | {:.1} |", 1e6 / per_sec);
+    }
+    println!("\n| memory | bytes |");
+    println!("|---|---:|");
+    println!(
+        "| iCalendar text of the stored copy | {} |",
+        stored.to_string().len()
+    );
+    println!("| parsed object in memory (heap) | {per_object:.0} |");
+}
