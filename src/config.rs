@@ -1,0 +1,402 @@
+//! The TOML configuration: every key has a default, and `IMIPD_SECTION__KEY` environment
+//! variables override the file (for example `IMIPD_SERVER__DATA_DIR=/var/lib/imipd`).
+
+use crate::itip::CalAddress;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A configuration that could not be read or is not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or the environment could not be read or deserialized.
+    #[error("{0}")]
+    Read(#[from] config::ConfigError),
+    /// A key holds a value that makes no sense.
+    #[error("{key}: {problem}")]
+    Invalid {
+        /// The key, as written in the file (`lmtp.listen`).
+        key: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`
+    pub server: Server,
+    /// `[lmtp]`
+    pub lmtp: Lmtp,
+    /// `[smtp]`
+    pub smtp: Listener,
+    /// `[http]`
+    pub http: Http,
+    /// `[inbound]`
+    pub inbound: Inbound,
+    /// `[outbound]`
+    pub outbound: Outbound,
+    /// `[security]`
+    pub security: Security,
+    /// `[limits]`
+    pub limits: Limits,
+    /// `[log]`
+    pub log: Log,
+    /// `[accounts."alice@example.com"]`: the local calendar users.
+    pub accounts: BTreeMap<String, Account>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Server {
+    /// Folder of the sled store.
+    pub data_dir: PathBuf,
+    /// This host's name: greetings, Message-IDs, bounce addresses.
+    pub hostname: String,
+    /// PRODID written into generated iCalendar objects.
+    pub prodid: String,
+}
+
+/// `[lmtp]`: on by default, on loopback.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Lmtp {
+    /// `host:port`, or empty for off.
+    pub listen: String,
+}
+
+impl Default for Lmtp {
+    fn default() -> Self {
+        Lmtp {
+            listen: "127.0.0.1:2424".into(),
+        }
+    }
+}
+
+/// `[smtp]`: off unless `listen` is set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Listener {
+    /// `host:port`, or empty for off.
+    pub listen: String,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Http {
+    /// `host:port`, or empty for off.
+    pub listen: String,
+    /// Bearer token with access to every account; empty for none.
+    pub admin_token: String,
+}
+
+/// What to do with invitations for objects a user does not have yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoAdd {
+    /// Add every invitation.
+    #[default]
+    Always,
+    /// Add only when the sender's domain passed DMARC by a trusted Authentication-Results.
+    Authenticated,
+    /// Never add: only updates to objects the user already has are applied.
+    Never,
+}
+
+/// `[inbound]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Inbound {
+    /// `always`, `authenticated` or `never`.
+    pub auto_add: AutoAdd,
+}
+
+/// Where outbound scheduling mail goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// `.eml` files in `outbound.spool_dir`.
+    #[default]
+    Spool,
+}
+
+/// `[outbound]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Outbound {
+    /// `spool` (the embedded default).
+    pub transport: Transport,
+    /// Folder for `.eml` files when the transport is `spool`.
+    pub spool_dir: PathBuf,
+}
+
+/// `[security]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Security {
+    /// authserv-ids whose Authentication-Results headers are trusted (RFC 8601); empty
+    /// means no DMARC requirement.
+    pub trusted_authserv_ids: Vec<String>,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest message accepted, in bytes (SIZE).
+    pub max_message_size: usize,
+    /// Largest calendar object stored, in bytes.
+    pub max_object_size: usize,
+    /// Most attendees in one component.
+    pub max_attendees: usize,
+    /// Most components (instances) in one object.
+    pub max_instances: usize,
+    /// Most recipients in one transaction.
+    pub max_recipients: usize,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Log {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter such as `info` or `imipd=debug`.
+    pub level: String,
+}
+
+/// `[accounts."alice@example.com"]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Account {
+    /// Other addresses of the same calendar user.
+    pub aliases: Vec<String>,
+    /// argon2 hash for HTTP Basic authentication (`imipd hash-password`).
+    pub password_hash: String,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            data_dir: PathBuf::from("data"),
+            hostname: "localhost".into(),
+            prodid: "-//imipd//imipd//EN".into(),
+        }
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            listen: "127.0.0.1:8080".into(),
+            admin_token: String::new(),
+        }
+    }
+}
+
+impl Default for Outbound {
+    fn default() -> Self {
+        Outbound {
+            transport: Transport::Spool,
+            spool_dir: PathBuf::from("spool"),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: 25 * 1024 * 1024,
+            max_object_size: 1024 * 1024,
+            max_attendees: 1000,
+            max_instances: 1000,
+            max_recipients: 100,
+        }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// The listeners as addresses, checked.
+#[derive(Debug, Clone)]
+pub struct Listeners {
+    /// LMTP, when on.
+    pub lmtp: Option<SocketAddr>,
+    /// SMTP, when on.
+    pub smtp: Option<SocketAddr>,
+    /// HTTP, when on.
+    pub http: Option<SocketAddr>,
+}
+
+impl Config {
+    /// Reads the file (when given) and the `IMIPD_` environment, then validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = path {
+            builder = builder.add_source(
+                config::File::from(path)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("IMIPD")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let config: Config = builder.build()?.try_deserialize()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what deserialization cannot: addresses, accounts, limits.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listeners()?;
+        let invalid = |key: &str, problem: String| ConfigError::Invalid {
+            key: key.into(),
+            problem,
+        };
+        let mut seen = BTreeMap::new();
+        for (name, account) in &self.accounts {
+            let key = format!("accounts.\"{name}\"");
+            for address in std::iter::once(name).chain(&account.aliases) {
+                let parsed = CalAddress::from_email(address)
+                    .filter(|a| a.email().is_some())
+                    .ok_or_else(|| invalid(&key, format!("{address:?} is not an email address")))?;
+                if let Some(other) = seen.insert(parsed, name.clone()) {
+                    return Err(invalid(
+                        &key,
+                        format!("{address} is already an address of {other}"),
+                    ));
+                }
+            }
+            if !account.password_hash.is_empty()
+                && argon2::PasswordHash::new(&account.password_hash).is_err()
+            {
+                return Err(invalid(
+                    &format!("{key}.password_hash"),
+                    "not an argon2 hash (see imipd hash-password)".into(),
+                ));
+            }
+        }
+        if self.server.hostname.trim().is_empty() {
+            return Err(invalid("server.hostname", "must not be empty".into()));
+        }
+        for (key, value) in [
+            ("limits.max_message_size", self.limits.max_message_size),
+            ("limits.max_object_size", self.limits.max_object_size),
+            ("limits.max_attendees", self.limits.max_attendees),
+            ("limits.max_instances", self.limits.max_instances),
+            ("limits.max_recipients", self.limits.max_recipients),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than 0".into()));
+            }
+        }
+        if self.limits.max_object_size > crate::store::MAX_VALUE {
+            return Err(invalid(
+                "limits.max_object_size",
+                format!(
+                    "at most {} bytes (larger values would not be flushed durably)",
+                    crate::store::MAX_VALUE
+                ),
+            ));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(invalid("log.format", "must be \"text\" or \"json\"".into()));
+        }
+        Ok(())
+    }
+
+    /// The listener addresses.
+    pub fn listeners(&self) -> Result<Listeners, ConfigError> {
+        let parse = |key: &str, value: &str| -> Result<Option<SocketAddr>, ConfigError> {
+            if value.trim().is_empty() {
+                return Ok(None);
+            }
+            value
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| ConfigError::Invalid {
+                    key: key.into(),
+                    problem: format!("{value:?} is not host:port"),
+                })
+        };
+        Ok(Listeners {
+            lmtp: parse("lmtp.listen", &self.lmtp.listen)?,
+            smtp: parse("smtp.listen", &self.smtp.listen)?,
+            http: parse("http.listen", &self.http.listen)?,
+        })
+    }
+
+    /// Maps every address of every account to the account name.
+    pub fn address_book(&self) -> BTreeMap<CalAddress, String> {
+        let mut book = BTreeMap::new();
+        for (name, account) in &self.accounts {
+            for address in std::iter::once(name).chain(&account.aliases) {
+                if let Some(a) = CalAddress::from_email(address) {
+                    book.insert(a, name.to_lowercase());
+                }
+            }
+        }
+        book
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()?
+            .try_deserialize()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    #[test]
+    fn defaults_and_accounts() {
+        let config = from_toml(
+            "[server]\nhostname = \"mx.example.com\"\n[accounts.\"alice@example.com\"]\naliases = [\"a.smith@example.com\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.server.data_dir, PathBuf::from("data"));
+        let book = config.address_book();
+        assert_eq!(
+            book.get(&CalAddress::from_email("A.Smith@Example.com").unwrap())
+                .unwrap(),
+            "alice@example.com"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = from_toml("[lmtp]\nlisten = \"nowhere\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("lmtp.listen:"), "{err}");
+        let err = from_toml("[server]\nbogus = 1\n").unwrap_err().to_string();
+        assert!(err.contains("bogus"), "{err}");
+        let err =
+            from_toml("[accounts.\"a@x.org\"]\n[accounts.\"b@x.org\"]\naliases = [\"a@x.org\"]\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("already an address"), "{err}");
+    }
+}

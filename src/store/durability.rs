@@ -1,0 +1,48 @@
+//! Group commit: every waiter of one round shares a single flush and fdatasync.
+
+use super::{Store, StoreError};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+type Waiter = oneshot::Sender<Result<(), String>>;
+
+/// Hands out "durable now" waits; one background task syncs for all of them.
+#[derive(Clone)]
+pub struct Durability {
+    tx: mpsc::UnboundedSender<Waiter>,
+}
+
+impl Durability {
+    /// Starts the flusher for a store.
+    pub fn start(store: Arc<dyn Store>) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Waiter>();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut waiters = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    waiters.push(more);
+                }
+                let store = store.clone();
+                let result = tokio::task::spawn_blocking(move || store.sync())
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()));
+                for waiter in waiters {
+                    let _ = waiter.send(result.clone());
+                }
+            }
+        });
+        Durability { tx }
+    }
+
+    /// Returns once everything committed before the call is on disk.
+    pub async fn wait(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(tx)
+            .map_err(|_| StoreError::Unavailable("flusher stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("flusher stopped".into()))?
+            .map_err(StoreError::Unavailable)
+    }
+}

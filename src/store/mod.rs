@@ -1,0 +1,146 @@
+//! Durable state: calendar objects, the outbound queue, the record of delivered messages.
+//! The `Store` trait hides the backend (sled by default) from the rest of the daemon.
+
+mod durability;
+mod sled_store;
+
+pub use durability::Durability;
+pub use sled_store::SledStore;
+
+use serde::{Deserialize, Serialize};
+
+/// Largest value a commit may carry. sled 0.34 writes values above its blob threshold
+/// (a quarter of the 8 MiB segment) to separate files without fsync; staying well below
+/// keeps every byte in the log file that `sync` makes durable.
+pub const MAX_VALUE: usize = 1024 * 1024;
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed (I/O, corruption, disk full).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The object changed between reading and committing.
+    #[error("the object changed meanwhile")]
+    Conflict,
+    /// The data folder was written by an incompatible version.
+    #[error("store format {found} found, this imipd reads format {expected}")]
+    Format {
+        /// The format on disk.
+        found: String,
+        /// The format this build reads.
+        expected: String,
+    },
+    /// A value over [`MAX_VALUE`].
+    #[error("value of {0} bytes is over the store's limit")]
+    TooLarge(usize),
+}
+
+/// A calendar object as stored, with the revision that makes its ETag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    /// Unique, increasing with every write.
+    pub revision: u64,
+    /// The iCalendar text.
+    pub text: String,
+}
+
+impl StoredObject {
+    /// The HTTP entity tag.
+    pub fn etag(&self) -> String {
+        format!("\"{}\"", self.revision)
+    }
+}
+
+/// A precondition on an object's current state, checked inside the commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Whatever is there.
+    Any,
+    /// Nothing may be there.
+    Absent,
+    /// Exactly this revision must be there.
+    Revision(u64),
+}
+
+/// A scheduling message waiting to be sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboundMessage {
+    /// The trace id of the write or message that caused it.
+    pub trace: String,
+    /// The account whose change caused it (its copy receives SCHEDULE-STATUS).
+    pub account: String,
+    /// UID of the object.
+    pub uid: String,
+    /// METHOD.
+    pub method: String,
+    /// The organizer or replying attendee (an email address).
+    pub from: String,
+    /// Recipient email addresses.
+    pub to: Vec<String>,
+    /// The readable summary, one `summary...` line each (see FORMAT.md).
+    pub summary: Vec<String>,
+    /// The iTIP object.
+    pub calendar: String,
+    /// Seconds since the epoch when queued.
+    pub queued_at: i64,
+}
+
+/// One change inside an atomic commit.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Store an object.
+    Put {
+        /// Account name.
+        account: String,
+        /// UID.
+        uid: String,
+        /// iCalendar text.
+        text: String,
+        /// Precondition.
+        expect: Expect,
+    },
+    /// Remove an object.
+    Delete {
+        /// Account name.
+        account: String,
+        /// UID.
+        uid: String,
+        /// Precondition.
+        expect: Expect,
+    },
+    /// Queue a message.
+    Enqueue(OutboundMessage),
+    /// Record a delivered message so that a second delivery changes nothing.
+    Seen(Vec<u8>),
+    /// Keep a COUNTER proposal for the organizer.
+    Counter {
+        /// The organizer's account.
+        account: String,
+        /// UID.
+        uid: String,
+        /// The proposal.
+        text: String,
+    },
+}
+
+/// The store's interface. Every method is blocking; callers run them off the async
+/// executor.
+pub trait Store: Send + Sync + 'static {
+    /// One object of an account.
+    fn get(&self, account: &str, uid: &str) -> Result<Option<StoredObject>, StoreError>;
+    /// Every object of an account, by UID.
+    fn list(&self, account: &str) -> Result<Vec<(String, StoredObject)>, StoreError>;
+    /// True when a delivery key was recorded.
+    fn seen(&self, key: &[u8]) -> Result<bool, StoreError>;
+    /// Applies every change or none; fails with `Conflict` when a precondition fails.
+    fn commit(&self, changes: &[Change]) -> Result<(), StoreError>;
+    /// Queued messages, oldest first.
+    fn outbox(&self) -> Result<Vec<(u64, OutboundMessage)>, StoreError>;
+    /// Removes a queued message.
+    fn outbox_remove(&self, id: u64) -> Result<(), StoreError>;
+    /// COUNTER proposals kept for an account.
+    fn counters(&self, account: &str) -> Result<Vec<(String, String)>, StoreError>;
+    /// Makes everything committed so far survive a power cut.
+    fn sync(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,291 @@
+//! The embedded backend: sled 0.34.7.
+
+use super::{Change, Expect, MAX_VALUE, OutboundMessage, Store, StoreError, StoredObject};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// The on-disk layout this build reads and writes.
+const FORMAT: &str = "imipd-1";
+
+/// sled with the trees of the daemon.
+pub struct SledStore {
+    db: sled::Db,
+    objects: sled::Tree,
+    outbox: sled::Tree,
+    seen: sled::Tree,
+    counters: sled::Tree,
+    log: File,
+    dir: PathBuf,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn object_key(account: &str, uid: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(account.len() + uid.len() + 1);
+    key.extend_from_slice(account.as_bytes());
+    key.push(0);
+    key.extend_from_slice(uid.as_bytes());
+    key
+}
+
+fn decode(value: &[u8]) -> Option<StoredObject> {
+    let (rev, text) = value.split_at_checked(8)?;
+    Some(StoredObject {
+        revision: u64::from_be_bytes(rev.try_into().ok()?),
+        text: String::from_utf8(text.to_vec()).ok()?,
+    })
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in a folder and checks its format.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(unavailable)?;
+        let db = sled::Config::new()
+            .path(dir)
+            .segment_size(8 * 1024 * 1024)
+            .open()
+            .map_err(unavailable)?;
+        let meta = db.open_tree("meta").map_err(unavailable)?;
+        match meta.get("format").map_err(unavailable)? {
+            Some(found) if found.as_ref() != FORMAT.as_bytes() => {
+                return Err(StoreError::Format {
+                    found: String::from_utf8_lossy(&found).into_owned(),
+                    expected: FORMAT.into(),
+                });
+            }
+            Some(_) => {}
+            None => {
+                meta.insert("format", FORMAT).map_err(unavailable)?;
+                db.flush().map_err(unavailable)?;
+            }
+        }
+        let log = File::options()
+            .read(true)
+            .open(dir.join("db"))
+            .map_err(unavailable)?;
+        Ok(SledStore {
+            objects: db.open_tree("objects").map_err(unavailable)?,
+            outbox: db.open_tree("outbox").map_err(unavailable)?,
+            seen: db.open_tree("seen").map_err(unavailable)?,
+            counters: db.open_tree("counters").map_err(unavailable)?,
+            db,
+            log,
+            dir: dir.to_path_buf(),
+        })
+    }
+}
+
+impl Store for SledStore {
+    fn get(&self, account: &str, uid: &str) -> Result<Option<StoredObject>, StoreError> {
+        Ok(self
+            .objects
+            .get(object_key(account, uid))
+            .map_err(unavailable)?
+            .and_then(|v| decode(&v)))
+    }
+
+    fn list(&self, account: &str) -> Result<Vec<(String, StoredObject)>, StoreError> {
+        let prefix = object_key(account, "");
+        let mut out = Vec::new();
+        for item in self.objects.scan_prefix(&prefix) {
+            let (key, value) = item.map_err(unavailable)?;
+            let uid = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            if let Some(object) = decode(&value) {
+                out.push((uid, object));
+            }
+        }
+        Ok(out)
+    }
+
+    fn seen(&self, key: &[u8]) -> Result<bool, StoreError> {
+        self.seen.contains_key(key).map_err(unavailable)
+    }
+
+    fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
+        // Ids are taken before the transaction: a retried closure must not consume new ones.
+        let mut ids = Vec::new();
+        for change in changes {
+            let size = match change {
+                Change::Put { text, .. } | Change::Counter { text, .. } => text.len(),
+                Change::Enqueue(m) => m.calendar.len(),
+                _ => 0,
+            };
+            if size > MAX_VALUE {
+                return Err(StoreError::TooLarge(size));
+            }
+            ids.push(self.db.generate_id().map_err(unavailable)?);
+        }
+        let result = (&self.objects, &self.outbox, &self.seen, &self.counters).transaction(
+            |(objects, outbox, seen, counters)| {
+                for (change, id) in changes.iter().zip(&ids) {
+                    match change {
+                        Change::Put {
+                            account,
+                            uid,
+                            text,
+                            expect,
+                        } => {
+                            let key = object_key(account, uid);
+                            check(expect, objects.get(&key)?)?;
+                            let mut value = id.to_be_bytes().to_vec();
+                            value.extend_from_slice(text.as_bytes());
+                            objects.insert(key, value)?;
+                        }
+                        Change::Delete {
+                            account,
+                            uid,
+                            expect,
+                        } => {
+                            let key = object_key(account, uid);
+                            check(expect, objects.get(&key)?)?;
+                            objects.remove(key)?;
+                        }
+                        Change::Enqueue(message) => {
+                            let value = serde_json::to_vec(message).expect("a message serializes");
+                            outbox.insert(&id.to_be_bytes(), value)?;
+                        }
+                        Change::Seen(key) => {
+                            seen.insert(key.as_slice(), &id.to_be_bytes())?;
+                        }
+                        Change::Counter { account, uid, text } => {
+                            let mut key = object_key(account, uid);
+                            key.push(0);
+                            key.extend_from_slice(&id.to_be_bytes());
+                            counters.insert(key, text.as_bytes())?;
+                        }
+                    }
+                }
+                Ok(())
+            },
+        );
+        match result {
+            Ok(()) => Ok(()),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(unavailable(e)),
+        }
+    }
+
+    fn outbox(&self) -> Result<Vec<(u64, OutboundMessage)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.outbox.iter() {
+            let (key, value) = item.map_err(unavailable)?;
+            let id = u64::from_be_bytes(key.as_ref().try_into().map_err(unavailable)?);
+            let message = serde_json::from_slice(&value).map_err(unavailable)?;
+            out.push((id, message));
+        }
+        Ok(out)
+    }
+
+    fn outbox_remove(&self, id: u64) -> Result<(), StoreError> {
+        self.outbox.remove(id.to_be_bytes()).map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn counters(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let prefix = object_key(account, "");
+        let mut out = Vec::new();
+        for item in self.counters.scan_prefix(&prefix) {
+            let (key, value) = item.map_err(unavailable)?;
+            let rest = &key[prefix.len()..];
+            let uid = rest.split(|b| *b == 0).next().unwrap_or_default();
+            out.push((
+                String::from_utf8_lossy(uid).into_owned(),
+                String::from_utf8_lossy(&value).into_owned(),
+            ));
+        }
+        Ok(out)
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        // sled's flush ends in sync_file_range, which a power cut can undo (sled #1452).
+        self.db.flush().map_err(unavailable)?;
+        self.log.sync_data().map_err(unavailable)?;
+        if let Ok(blobs) = std::fs::read_dir(self.dir.join("blobs")) {
+            for blob in blobs.flatten() {
+                File::open(blob.path())
+                    .and_then(|f| f.sync_data())
+                    .map_err(unavailable)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check(
+    expect: &Expect,
+    current: Option<sled::IVec>,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    let ok = match (expect, current.as_deref().and_then(decode)) {
+        (Expect::Any, _) => true,
+        (Expect::Absent, found) => found.is_none(),
+        (Expect::Revision(rev), Some(found)) => found.revision == *rev,
+        (Expect::Revision(_), None) => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ConflictableTransactionError::Abort(StoreError::Conflict))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(uid: &str, text: &str, expect: Expect) -> Change {
+        Change::Put {
+            account: "a@x.org".into(),
+            uid: uid.into(),
+            text: text.into(),
+            expect,
+        }
+    }
+
+    #[test]
+    fn commits_are_atomic_and_checked() {
+        let dir = std::env::temp_dir().join(format!("imipd-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = SledStore::open(&dir).unwrap();
+        store
+            .commit(&[
+                put("u1", "one", Expect::Absent),
+                Change::Seen(b"m1".to_vec()),
+            ])
+            .unwrap();
+        let first = store.get("a@x.org", "u1").unwrap().unwrap();
+        assert_eq!(first.text, "one");
+        assert!(store.seen(b"m1").unwrap());
+        // A failed precondition leaves everything as it was, the other changes included.
+        let err = store.commit(&[
+            Change::Seen(b"m2".to_vec()),
+            put("u1", "two", Expect::Absent),
+        ]);
+        assert!(matches!(err, Err(StoreError::Conflict)));
+        assert!(!store.seen(b"m2").unwrap());
+        store
+            .commit(&[put("u1", "two", Expect::Revision(first.revision))])
+            .unwrap();
+        let second = store.get("a@x.org", "u1").unwrap().unwrap();
+        assert!(second.revision > first.revision);
+        assert_eq!(store.list("a@x.org").unwrap().len(), 1);
+        assert!(store.list("a@x.org.evil").unwrap().is_empty());
+        store.sync().unwrap();
+        drop(store);
+        // The format key is checked at the next start.
+        let reopened = SledStore::open(&dir).unwrap();
+        assert_eq!(reopened.get("a@x.org", "u1").unwrap().unwrap().text, "two");
+        let meta = reopened.db.open_tree("meta").unwrap();
+        meta.insert("format", "imipd-0").unwrap();
+        reopened.db.flush().unwrap();
+        drop((meta, reopened));
+        assert!(matches!(
+            SledStore::open(&dir),
+            Err(StoreError::Format { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
