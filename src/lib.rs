@@ -2,5 +2,11 @@
 
 pub mod config;
 pub mod conformance;
+pub mod daemon;
+pub mod gateway;
+pub mod http;
+pub mod inbound;
 pub mod itip;
+pub mod mime;
+pub mod outbound;
 pub mod store;

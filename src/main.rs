@@ -1,6 +1,8 @@
 //! The imipd command line.
 
 use clap::{Parser, Subcommand};
+use imipd::config::Config;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -16,6 +18,33 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Runs the daemon: LMTP/SMTP intake, HTTP API, outbound queue.
+    Serve {
+        /// The TOML configuration file (defaults apply to every key it leaves out).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Pipe hook for MTAs: hands the message on standard input to the running daemon.
+    /// Exits 0 (delivered), 67 (unknown user), 65 (refused), 75 (try later).
+    Deliver {
+        /// The configuration file of the running daemon (for its LMTP address).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Envelope sender.
+        #[arg(long, default_value = "")]
+        from: String,
+        /// Envelope recipient (repeat for several).
+        #[arg(long = "to", required = true)]
+        to: Vec<String>,
+    },
+    /// Validates a configuration file without starting anything.
+    CheckConfig {
+        /// The TOML configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Reads a password on standard input and prints its argon2 hash for `password_hash`.
+    HashPassword,
     /// Runs scenario files against the scheduling engine, in-process.
     Conformance {
         /// Rewrite each file with the actual results as expectations (for authoring; read
@@ -24,13 +53,26 @@ enum Command {
         bless: bool,
         /// Scenario files (the language of conformance/FORMAT.md).
         #[arg(required = true)]
-        files: Vec<std::path::PathBuf>,
+        files: Vec<PathBuf>,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve { config } => serve(config),
+        Command::Deliver { config, from, to } => deliver(config, &from, &to),
+        Command::CheckConfig { config } => match Config::load(Some(&config)) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", config.display());
+                ExitCode::FAILURE
+            }
+        },
+        Command::HashPassword => hash_password(),
         Command::Conformance {
             files,
             bless: false,
@@ -39,7 +81,109 @@ fn main() -> ExitCode {
     }
 }
 
-fn conformance(files: &[std::path::PathBuf]) -> ExitCode {
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn serve(path: Option<PathBuf>) -> ExitCode {
+    let config = match Config::load(path.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "imipd: {}: {e}",
+                path.map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "configuration".into())
+            );
+            return ExitCode::from(78);
+        }
+    };
+    init_logging(&config);
+    match runtime().block_on(imipd::daemon::serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot run");
+            eprintln!("imipd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    if config.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn deliver(path: Option<PathBuf>, from: &str, to: &[String]) -> ExitCode {
+    use imipd::inbound::pipe;
+    let config = match Config::load(path.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("imipd deliver: {e}");
+            return ExitCode::from(pipe::exit::TEMPFAIL);
+        }
+    };
+    let Some(target) = config.listeners().ok().and_then(|l| l.lmtp) else {
+        eprintln!("imipd deliver: lmtp.listen is off; the pipe hook delivers through it");
+        return ExitCode::from(pipe::exit::TEMPFAIL);
+    };
+    let mut message = Vec::new();
+    if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin(), &mut message) {
+        eprintln!("imipd deliver: reading the message: {e}");
+        return ExitCode::from(pipe::exit::TEMPFAIL);
+    }
+    match runtime().block_on(pipe::submit(target, from, to, &message)) {
+        Ok(outcomes) => {
+            for o in &outcomes {
+                eprintln!("{}: {}", o.recipient, o.reply);
+            }
+            ExitCode::from(pipe::exit_code(&outcomes))
+        }
+        Err(e) => {
+            eprintln!("imipd deliver: daemon at {target} unreachable: {e}");
+            ExitCode::from(pipe::exit::TEMPFAIL)
+        }
+    }
+}
+
+fn hash_password() -> ExitCode {
+    use argon2::PasswordHasher;
+    use argon2::password_hash::{SaltString, rand_core::OsRng};
+    let mut password = String::new();
+    if std::io::stdin().read_line(&mut password).is_err()
+        || password.trim_end_matches(['\r', '\n']).is_empty()
+    {
+        eprintln!("imipd hash-password: give the password on standard input");
+        return ExitCode::FAILURE;
+    }
+    let salt = SaltString::generate(&mut OsRng);
+    match argon2::Argon2::default()
+        .hash_password(password.trim_end_matches(['\r', '\n']).as_bytes(), &salt)
+    {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("imipd hash-password: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn conformance(files: &[PathBuf]) -> ExitCode {
     let mut report = imipd::conformance::Report::default();
     for path in files {
         match std::fs::read_to_string(path) {
@@ -61,7 +205,7 @@ fn conformance(files: &[std::path::PathBuf]) -> ExitCode {
     }
 }
 
-fn bless(files: &[std::path::PathBuf]) -> ExitCode {
+fn bless(files: &[PathBuf]) -> ExitCode {
     for path in files {
         let written = std::fs::read_to_string(path)
             .and_then(|text| std::fs::write(path, imipd::conformance::bless(&text)));

@@ -214,6 +214,24 @@ pub fn receive(
     inbound::receive(ctx, sender, stored, message)
 }
 
+/// The title and start (seconds since the epoch) of the master or first component.
+pub fn title_and_start(cal: &Calendar) -> (Option<String>, Option<i64>) {
+    let Some(first) = cal.master().or_else(|| cal.scheduling().next()) else {
+        return (None, None);
+    };
+    let tz = cal.tz_resolver();
+    let start = first
+        .prop(&calcard::icalendar::ICalendarProperty::Dtstart)
+        .or_else(|| first.prop(&calcard::icalendar::ICalendarProperty::Due))
+        .and_then(|e| calendar::timestamp_of(e, 0, &tz));
+    (
+        first
+            .text(&calcard::icalendar::ICalendarProperty::Summary)
+            .map(str::to_string),
+        start,
+    )
+}
+
 /// The UID of the scheduling object a calendar describes.
 pub fn uid_of(cal: &Calendar) -> Option<&str> {
     cal.scheduling().find_map(|c| c.uid())

@@ -134,7 +134,8 @@ pub trait Store: Send + Sync + 'static {
     /// True when a delivery key was recorded.
     fn seen(&self, key: &[u8]) -> Result<bool, StoreError>;
     /// Applies every change or none; fails with `Conflict` when a precondition fails.
-    fn commit(&self, changes: &[Change]) -> Result<(), StoreError>;
+    /// Returns the id given to each change (the revision of a `Put`).
+    fn commit(&self, changes: &[Change]) -> Result<Vec<u64>, StoreError>;
     /// Queued messages, oldest first.
     fn outbox(&self) -> Result<Vec<(u64, OutboundMessage)>, StoreError>;
     /// Removes a queued message.

@@ -105,7 +105,7 @@ impl Store for SledStore {
         self.seen.contains_key(key).map_err(unavailable)
     }
 
-    fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
+    fn commit(&self, changes: &[Change]) -> Result<Vec<u64>, StoreError> {
         // Ids are taken before the transaction: a retried closure must not consume new ones.
         let mut ids = Vec::new();
         for change in changes {
@@ -163,7 +163,7 @@ impl Store for SledStore {
             },
         );
         match result {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(ids),
             Err(TransactionError::Abort(e)) => Err(e),
             Err(TransactionError::Storage(e)) => Err(unavailable(e)),
         }

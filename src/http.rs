@@ -1,0 +1,267 @@
+//! The HTTP calendar API, shaped like CalDAV resources: PUT, GET and DELETE of one object,
+//! GET of an account's list. Scheduling is the gateway's and the engine's business.
+
+use crate::gateway::{Gateway, Precondition, WriteError, http_status, trace_id};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// The routes, with the gateway as state.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    let limit = gateway.config.limits.max_object_size + 64 * 1024;
+    Router::new()
+        .route("/calendars/{account}", get(list))
+        .route(
+            "/calendars/{account}/{uid}",
+            get(fetch).put(store).delete(remove),
+        )
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(gateway)
+}
+
+fn text(status: u16, body: String) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{body}\n"),
+    )
+        .into_response()
+}
+
+fn refused(error: &WriteError) -> Response {
+    let body = match error {
+        WriteError::Engine(e) => format!("{e}: {}", e.explain()),
+        other => other.to_string(),
+    };
+    text(http_status(error), body)
+}
+
+/// Why a request may not reach an account's calendar.
+enum Denied {
+    /// No or wrong credentials.
+    Unauthorized,
+    /// Valid credentials of another account.
+    Forbidden(String),
+    /// The admin asked for an account that does not exist.
+    NoAccount(String),
+}
+
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        match self {
+            Denied::Unauthorized => {
+                let mut r = text(401, "credentials required".into());
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"imipd\""),
+                );
+                r
+            }
+            Denied::Forbidden(why) => text(403, why),
+            Denied::NoAccount(account) => text(404, format!("{account} is no account here")),
+        }
+    }
+}
+
+/// Basic credentials of the account itself, or the admin Bearer token.
+fn authorize(gateway: &Gateway, headers: &HeaderMap, account: &str) -> Result<String, Denied> {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Err(Denied::Unauthorized);
+    };
+    let canonical = gateway.account_for(account).map(str::to_string);
+    if let Some(token) = value.strip_prefix("Bearer ") {
+        let admin = &gateway.config.http.admin_token;
+        if !admin.is_empty() && constant_time_eq(token.trim().as_bytes(), admin.as_bytes()) {
+            return canonical.ok_or_else(|| Denied::NoAccount(account.to_string()));
+        }
+        return Err(Denied::Unauthorized);
+    }
+    let decoded = value
+        .strip_prefix("Basic ")
+        .and_then(|encoded| {
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .ok()
+        })
+        .and_then(|d| String::from_utf8(d).ok())
+        .ok_or(Denied::Unauthorized)?;
+    let (user, password) = decoded.split_once(':').ok_or(Denied::Unauthorized)?;
+    let user_account = gateway
+        .account_for(user)
+        .map(str::to_string)
+        .ok_or(Denied::Unauthorized)?;
+    let hash = gateway
+        .config
+        .accounts
+        .get(&user_account)
+        .map(|a| a.password_hash.as_str())
+        .unwrap_or_default();
+    let valid = argon2::PasswordHash::new(hash).is_ok_and(|parsed| {
+        use argon2::PasswordVerifier;
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    });
+    if !valid {
+        return Err(Denied::Unauthorized);
+    }
+    match canonical {
+        Some(target) if target == user_account => Ok(target),
+        _ => Err(Denied::Forbidden(format!(
+            "{user} may not reach the calendar of {account}"
+        ))),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn precondition(headers: &HeaderMap) -> Precondition {
+    if let Some(tag) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
+        Precondition::IfMatch(tag.to_string())
+    } else if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == "*")
+    {
+        Precondition::IfNoneMatch
+    } else {
+        Precondition::None
+    }
+}
+
+async fn store(
+    State(gateway): State<Arc<Gateway>>,
+    Path((account, uid)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let account = match authorize(&gateway, &headers, &account) {
+        Ok(a) => a,
+        Err(denied) => return denied.into_response(),
+    };
+    let Ok(body) = std::str::from_utf8(&body) else {
+        return text(400, "ICalendarParseError: the body is not UTF-8".into());
+    };
+    let trace = trace_id();
+    let span = tracing::info_span!("put", trace = %trace, account = %account, uid = %uid);
+    let result = gateway
+        .write(&trace, &account, &uid, body, &precondition(&headers))
+        .instrument(span)
+        .await;
+    match result {
+        Ok(written) => {
+            let status = if written.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::NO_CONTENT
+            };
+            let mut response = status.into_response();
+            if let Some(etag) = written.etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
+                response.headers_mut().insert(header::ETAG, etag);
+            }
+            let note = match written.silent {
+                Some(why) => why.to_string(),
+                None => format!("queued={}", written.queued),
+            };
+            if let Ok(value) = HeaderValue::from_str(&note) {
+                response.headers_mut().insert("Schedule-Result", value);
+            }
+            response
+        }
+        Err(e) => refused(&e),
+    }
+}
+
+async fn fetch(
+    State(gateway): State<Arc<Gateway>>,
+    Path((account, uid)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let account = match authorize(&gateway, &headers, &account) {
+        Ok(a) => a,
+        Err(denied) => return denied.into_response(),
+    };
+    match gateway.store.get(&account, &uid) {
+        Ok(Some(object)) => (
+            StatusCode::OK,
+            [
+                (
+                    header::CONTENT_TYPE,
+                    "text/calendar; charset=utf-8".to_string(),
+                ),
+                (header::ETAG, object.etag()),
+            ],
+            object.text,
+        )
+            .into_response(),
+        Ok(None) => text(404, format!("no object {uid}")),
+        Err(e) => text(503, e.to_string()),
+    }
+}
+
+async fn remove(
+    State(gateway): State<Arc<Gateway>>,
+    Path((account, uid)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let account = match authorize(&gateway, &headers, &account) {
+        Ok(a) => a,
+        Err(denied) => return denied.into_response(),
+    };
+    let suppress = headers
+        .get("Schedule-Reply")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("F"));
+    let trace = trace_id();
+    let span = tracing::info_span!("delete", trace = %trace, account = %account, uid = %uid);
+    match gateway
+        .remove(&trace, &account, &uid, &precondition(&headers), suppress)
+        .instrument(span)
+        .await
+    {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => refused(&e),
+    }
+}
+
+async fn list(
+    State(gateway): State<Arc<Gateway>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let account = match authorize(&gateway, &headers, &account) {
+        Ok(a) => a,
+        Err(denied) => return denied.into_response(),
+    };
+    let objects = match gateway.store.list(&account) {
+        Ok(list) => list,
+        Err(e) => return text(503, e.to_string()),
+    };
+    let entries: Vec<serde_json::Value> = objects
+        .into_iter()
+        .map(|(uid, object)| {
+            let (summary, start) = crate::itip::Calendar::parse(&object.text)
+                .map(|c| crate::itip::title_and_start(&c))
+                .unwrap_or((None, None));
+            let start = start.and_then(|s| calcard::common::PartialDateTime::from_utc_timestamp(s).to_rfc3339());
+            serde_json::json!({ "uid": uid, "etag": object.etag(), "summary": summary, "start": start })
+        })
+        .collect();
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::Value::Array(entries).to_string(),
+    )
+        .into_response()
+}
