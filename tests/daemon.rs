@@ -1,0 +1,505 @@
+//! The daemon as an MTA and a calendar client see it: LMTP in, HTTP, the spool, kill -9.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// argon2 hash of "secret".
+const SECRET_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$y32NM/1FpUSTQtgjzChkxg$tzcDi61ISGyh1GB8Hi6AxD6B3XDZJk4+GtpIgJeUBi4";
+
+struct Daemon {
+    child: Option<Child>,
+    dir: PathBuf,
+    config: PathBuf,
+    lmtp: u16,
+    http: u16,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Daemon {
+    fn start(name: &str) -> Daemon {
+        let dir = std::env::temp_dir().join(format!("imipd-it-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (lmtp, http) = (free_port(), free_port());
+        let config = dir.join("imipd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\ndata_dir = \"{data}\"\nhostname = \"mx.example.com\"\n\
+[lmtp]\nlisten = \"127.0.0.1:{lmtp}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
+[outbound]\nspool_dir = \"{spool}\"\n\
+[accounts.\"alice@example.com\"]\npassword_hash = \"{SECRET_HASH}\"\n\
+[accounts.\"bob@example.com\"]\naliases = [\"robert@example.com\"]\npassword_hash = \"{SECRET_HASH}\"\n",
+                data = dir.join("data").display(),
+                spool = dir.join("spool").display(),
+            ),
+        )
+        .unwrap();
+        let mut daemon = Daemon {
+            child: None,
+            dir,
+            config,
+            lmtp,
+            http,
+        };
+        daemon.launch();
+        daemon
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::File::create(self.dir.join("daemon.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_imipd"))
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.lmtp)).is_err()
+            || TcpStream::connect(("127.0.0.1", self.http)).is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not start: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    fn spool(&self) -> PathBuf {
+        self.dir.join("spool")
+    }
+
+    /// One LMTP transaction; returns the RCPT replies of refused recipients and the
+    /// post-DATA replies of accepted ones, in recipient order.
+    fn lmtp(&self, from: &str, to: &[&str], message: &str) -> Vec<String> {
+        let stream = TcpStream::connect(("127.0.0.1", self.lmtp)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        let mut reply = || loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let line = line.trim_end().to_string();
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return line;
+            }
+        };
+        assert!(reply().starts_with("220"));
+        writer.write_all(b"LHLO test\r\n").unwrap();
+        assert!(reply().starts_with("250"));
+        writer
+            .write_all(format!("MAIL FROM:<{from}>\r\n").as_bytes())
+            .unwrap();
+        assert!(reply().starts_with("250"));
+        let mut results = vec![String::new(); to.len()];
+        let mut accepted = Vec::new();
+        for (i, rcpt) in to.iter().enumerate() {
+            writer
+                .write_all(format!("RCPT TO:<{rcpt}>\r\n").as_bytes())
+                .unwrap();
+            let line = reply();
+            if line.starts_with("250") {
+                accepted.push(i);
+            } else {
+                results[i] = line;
+            }
+        }
+        if !accepted.is_empty() {
+            writer.write_all(b"DATA\r\n").unwrap();
+            assert!(reply().starts_with("354"));
+            let body = message.replace("\r\n", "\n").replace('\n', "\r\n");
+            writer.write_all(body.as_bytes()).unwrap();
+            writer.write_all(b"\r\n.\r\n").unwrap();
+            for i in accepted {
+                results[i] = reply();
+            }
+        }
+        writer.write_all(b"QUIT\r\n").unwrap();
+        results
+    }
+
+    /// One HTTP request as alice or bob (password "secret"); returns status, headers, body.
+    fn http(
+        &self,
+        method: &str,
+        path: &str,
+        user: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String, String) {
+        use base64::Engine;
+        let mut stream = TcpStream::connect(("127.0.0.1", self.http)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:secret"));
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nAuthorization: Basic {auth}\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(body);
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, head.to_lowercase(), body.to_string())
+    }
+
+    fn get(&self, account: &str, uid: &str) -> (u16, String) {
+        let (status, _, body) = self.http(
+            "GET",
+            &format!("/calendars/{account}/{uid}"),
+            account,
+            &[],
+            "",
+        );
+        (status, body)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn invitation(from_header: &str, message_id: &str, calendar: &str) -> String {
+    format!(
+        "From: {from_header}\nTo: bob@example.com\nSubject: Invitation\nMessage-ID: <{message_id}>\nMIME-Version: 1.0\n\
+Content-Type: multipart/alternative; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nHello\n--b\n\
+Content-Type: text/calendar; method=REQUEST; charset=utf-8\n\n{calendar}\n--b--\n"
+    )
+}
+
+fn request(uid: &str, sequence: u32) -> String {
+    format!(
+        "BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//Partner//EN\nMETHOD:REQUEST\nBEGIN:VEVENT\nUID:{uid}\n\
+DTSTAMP:20261120T090000Z\nSEQUENCE:{sequence}\nDTSTART:20261201T100000Z\nDTEND:20261201T110000Z\n\
+SUMMARY:Planning\nORGANIZER;CN=Olga:mailto:olga@partner.example\n\
+ATTENDEE;CN=Bob;RSVP=TRUE;PARTSTAT=NEEDS-ACTION:mailto:bob@example.com\nEND:VEVENT\nEND:VCALENDAR"
+    )
+}
+
+fn spooled(dir: &Path, want: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".eml"))
+                    .map(|e| std::fs::read_to_string(e.path()).unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if files.len() >= want || Instant::now() > deadline {
+            files.sort();
+            return files;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn invitation_lands_and_acceptance_is_spooled() {
+    let daemon = Daemon::start("accept");
+    let replies = daemon.lmtp(
+        "olga@partner.example",
+        &["bob@example.com", "nobody@example.com"],
+        &invitation(
+            "Olga <olga@partner.example>",
+            "m1@partner.example",
+            &request("plan-1", 0),
+        ),
+    );
+    assert!(replies[0].starts_with("250 2.0.0"), "{replies:?}");
+    assert!(replies[1].starts_with("550 5.1.1"), "{replies:?}");
+    let (status, body) = daemon.get("bob@example.com", "plan-1");
+    assert_eq!(status, 200);
+    assert!(body.contains("SUMMARY:Planning"), "{body}");
+
+    // Bob accepts over HTTP: a REPLY goes to the organizer.
+    let accepted = body.replace("PARTSTAT=NEEDS-ACTION", "PARTSTAT=ACCEPTED");
+    let (status, head, _) = daemon.http(
+        "PUT",
+        "/calendars/bob@example.com/plan-1",
+        "bob@example.com",
+        &[],
+        &accepted,
+    );
+    assert_eq!(status, 204, "{head}");
+    let mail = spooled(&daemon.spool(), 1);
+    assert_eq!(mail.len(), 1);
+    let parsed = imipd::mime::extract(mail[0].as_bytes());
+    assert_eq!(parsed.from.as_deref(), Some("bob@example.com"));
+    assert_eq!(parsed.parts[0].mime_method.as_deref(), Some("REPLY"));
+    assert!(parsed.parts[0].text.contains("PARTSTAT=ACCEPTED"));
+    assert!(
+        mail[0].contains("To: <olga@partner.example>"),
+        "{}",
+        mail[0]
+    );
+
+    // Aliases reach the same calendar.
+    let replies = daemon.lmtp(
+        "olga@partner.example",
+        &["robert@example.com"],
+        &invitation(
+            "olga@partner.example",
+            "m2@partner.example",
+            &request("plan-2", 0),
+        ),
+    );
+    assert!(replies[0].starts_with("250"), "{replies:?}");
+    assert_eq!(daemon.get("bob@example.com", "plan-2").0, 200);
+}
+
+#[test]
+fn reply_from_outside_updates_the_organizer() {
+    let daemon = Daemon::start("reply");
+    let event = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:meet-9\r\n\
+DTSTAMP:20261120T090000Z\r\nDTSTART:20261202T100000Z\r\nSUMMARY:Review\r\n\
+ORGANIZER:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:olga@partner.example\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    let (status, head, _) = daemon.http(
+        "PUT",
+        "/calendars/alice@example.com/meet-9",
+        "alice@example.com",
+        &[("If-None-Match", "*")],
+        event,
+    );
+    assert_eq!(status, 201, "{head}");
+    assert!(head.contains("schedule-result: queued=1"), "{head}");
+    assert_eq!(spooled(&daemon.spool(), 1).len(), 1);
+    // A second create of the same object is refused by If-None-Match.
+    let (status, ..) = daemon.http(
+        "PUT",
+        "/calendars/alice@example.com/meet-9",
+        "alice@example.com",
+        &[("If-None-Match", "*")],
+        event,
+    );
+    assert_eq!(status, 412);
+
+    let reply = "From: olga@partner.example\nMessage-ID: <r1@partner.example>\nContent-Type: text/calendar; method=REPLY\n\n\
+BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//Partner//EN\nMETHOD:REPLY\nBEGIN:VEVENT\nUID:meet-9\nDTSTAMP:20261121T090000Z\n\
+SEQUENCE:1\nORGANIZER:mailto:alice@example.com\nATTENDEE;PARTSTAT=ACCEPTED:mailto:olga@partner.example\n\
+REQUEST-STATUS:2.0;Success\nEND:VEVENT\nEND:VCALENDAR\n";
+    let replies = daemon.lmtp("olga@partner.example", &["alice@example.com"], reply);
+    assert!(replies[0].starts_with("250"), "{replies:?}");
+    let (_, body) = daemon.get("alice@example.com", "meet-9");
+    let unfolded = body.replace("\r\n ", "");
+    assert!(
+        unfolded.contains("PARTSTAT=ACCEPTED;SCHEDULE-STATUS=2.0:mailto:olga@partner.example"),
+        "{unfolded}"
+    );
+
+    // The same REPLY from a stranger is refused and changes nothing.
+    let forged = reply
+        .replace("From: olga@partner.example", "From: mallory@evil.example")
+        .replace("r1@", "r2@");
+    let replies = daemon.lmtp(
+        "mallory@evil.example",
+        &["alice@example.com"],
+        &forged.replace("ACCEPTED", "DECLINED"),
+    );
+    assert!(replies[0].starts_with("550 5.7.1"), "{replies:?}");
+    assert_eq!(daemon.get("alice@example.com", "meet-9").1, body);
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let daemon = Daemon::start("bad");
+    // A REQUEST whose From is not the organizer.
+    let forged = invitation(
+        "Mallory <mallory@evil.example>",
+        "f1@evil.example",
+        &request("forged-1", 0),
+    );
+    let replies = daemon.lmtp("mallory@evil.example", &["bob@example.com"], &forged);
+    assert!(replies[0].starts_with("550 5.7.1"), "{replies:?}");
+    assert_eq!(daemon.get("bob@example.com", "forged-1").0, 404);
+
+    // A calendar part that cannot be parsed (cut off).
+    let broken = invitation(
+        "olga@partner.example",
+        "b1@partner.example",
+        "BEGIN:VCALENDAR\nMETHOD:REQUEST\nBEGIN:VEVENT\nUID:broken-1",
+    );
+    let replies = daemon.lmtp("olga@partner.example", &["bob@example.com"], &broken);
+    assert!(replies[0].starts_with("554 5.6.0"), "{replies:?}");
+    assert_eq!(daemon.get("bob@example.com", "broken-1").0, 404);
+
+    // Mail without a calendar part is accepted and ignored.
+    let plain = "From: olga@partner.example\nSubject: hi\n\nJust text.\n";
+    assert!(daemon.lmtp("olga@partner.example", &["bob@example.com"], plain)[0].starts_with("250"));
+    let (_, list_head, list) = daemon.http(
+        "GET",
+        "/calendars/bob@example.com",
+        "bob@example.com",
+        &[],
+        "",
+    );
+    assert_eq!(list.trim(), "[]", "{list_head}");
+
+    // An unknown recipient is refused at RCPT.
+    let replies = daemon.lmtp("olga@partner.example", &["carol@example.com"], &forged);
+    assert!(replies[0].starts_with("550 5.1.1"), "{replies:?}");
+
+    // A refused HTTP write names the engine error.
+    let (status, _, body) = daemon.http(
+        "PUT",
+        "/calendars/bob@example.com/x",
+        "bob@example.com",
+        &[],
+        "not a calendar",
+    );
+    assert_eq!(status, 400);
+    assert!(body.starts_with("ICalendarParseError"), "{body}");
+    let (status, ..) = daemon.http(
+        "GET",
+        "/calendars/alice@example.com",
+        "bob@example.com",
+        &[],
+        "",
+    );
+    assert_eq!(status, 403);
+}
+
+#[test]
+fn duplicates_change_nothing() {
+    let daemon = Daemon::start("dup");
+    let message = invitation(
+        "olga@partner.example",
+        "d1@partner.example",
+        &request("dup-1", 0),
+    );
+    assert!(
+        daemon.lmtp("olga@partner.example", &["bob@example.com"], &message)[0].starts_with("250")
+    );
+    let (_, first_head, first) = daemon.http(
+        "GET",
+        "/calendars/bob@example.com/dup-1",
+        "bob@example.com",
+        &[],
+        "",
+    );
+    let again = daemon.lmtp("olga@partner.example", &["bob@example.com"], &message);
+    assert!(
+        again[0].starts_with("250 2.0.0 already delivered"),
+        "{again:?}"
+    );
+    let (_, second_head, second) = daemon.http(
+        "GET",
+        "/calendars/bob@example.com/dup-1",
+        "bob@example.com",
+        &[],
+        "",
+    );
+    assert_eq!(first, second);
+    let etag = |head: &str| {
+        head.lines()
+            .find(|l| l.starts_with("etag:"))
+            .map(str::to_string)
+    };
+    assert_eq!(etag(&first_head), etag(&second_head));
+}
+
+#[test]
+fn acknowledged_delivery_survives_kill_9() {
+    let mut daemon = Daemon::start("kill");
+    for i in 0..20 {
+        let message = invitation(
+            "olga@partner.example",
+            &format!("k{i}@partner.example"),
+            &request(&format!("kill-{i}"), 0),
+        );
+        let replies = daemon.lmtp("olga@partner.example", &["bob@example.com"], &message);
+        assert!(replies[0].starts_with("250"), "{replies:?}");
+    }
+    daemon.kill9();
+    daemon.launch();
+    for i in 0..20 {
+        assert_eq!(
+            daemon.get("bob@example.com", &format!("kill-{i}")).0,
+            200,
+            "kill-{i} lost"
+        );
+    }
+}
+
+#[test]
+fn pipe_hook_exit_codes() {
+    let mut daemon = Daemon::start("pipe");
+    let config = daemon.config.clone();
+    let run = |to: &str, message: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_imipd"))
+            .args(["deliver", "--config"])
+            .arg(&config)
+            .args(["--from", "olga@partner.example", "--to", to])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(message.as_bytes())
+            .unwrap();
+        child.wait().unwrap().code()
+    };
+    let good = invitation(
+        "olga@partner.example",
+        "p1@partner.example",
+        &request("pipe-1", 0),
+    );
+    assert_eq!(run("bob@example.com", &good), Some(0));
+    assert_eq!(daemon.get("bob@example.com", "pipe-1").0, 200);
+    assert_eq!(run("nobody@example.com", &good), Some(67));
+    let broken = invitation(
+        "olga@partner.example",
+        "p2@partner.example",
+        "BEGIN:VCALENDAR\nMETHOD:REQUEST\n",
+    );
+    assert_eq!(run("bob@example.com", &broken), Some(65));
+    daemon.kill9();
+    assert_eq!(run("bob@example.com", &good), Some(75));
+}
