@@ -27,6 +27,11 @@ fn free_port() -> u16 {
 
 impl Daemon {
     fn start(name: &str) -> Daemon {
+        Self::start_with(name, "")
+    }
+
+    /// Starts with extra TOML sections appended to the base configuration.
+    fn start_with(name: &str, extra: &str) -> Daemon {
         let dir = std::env::temp_dir().join(format!("imipd-it-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -39,7 +44,7 @@ impl Daemon {
 [lmtp]\nlisten = \"127.0.0.1:{lmtp}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
 [outbound]\nspool_dir = \"{spool}\"\n\
 [accounts.\"alice@example.com\"]\npassword_hash = \"{SECRET_HASH}\"\n\
-[accounts.\"bob@example.com\"]\naliases = [\"robert@example.com\"]\npassword_hash = \"{SECRET_HASH}\"\n",
+[accounts.\"bob@example.com\"]\naliases = [\"robert@example.com\"]\npassword_hash = \"{SECRET_HASH}\"\n{extra}",
                 data = dir.join("data").display(),
                 spool = dir.join("spool").display(),
             ),
@@ -502,4 +507,158 @@ fn pipe_hook_exit_codes() {
     assert_eq!(run("bob@example.com", &broken), Some(65));
     daemon.kill9();
     assert_eq!(run("bob@example.com", &good), Some(75));
+}
+
+#[test]
+fn smtp_listener_answers_once_per_message() {
+    let port = free_port();
+    let daemon = Daemon::start_with("smtp", &format!("[smtp]\nlisten = \"127.0.0.1:{port}\"\n"));
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut read_reply = || loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return line.trim_end().to_string();
+        }
+    };
+    assert!(read_reply().starts_with("220"));
+    // LHLO is LMTP's greeting, not SMTP's.
+    writer.write_all(b"LHLO test\r\n").unwrap();
+    assert!(read_reply().starts_with("500 5.5.1"));
+    // Pipelined: every command in one write, answered in order.
+    let message = invitation(
+        "olga@partner.example",
+        "s1@partner.example",
+        &request("smtp-1", 0),
+    )
+    .replace('\n', "\r\n");
+    writer
+        .write_all(
+            format!("EHLO test\r\nMAIL FROM:<olga@partner.example> SIZE=100\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n{message}\r\n.\r\nQUIT\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+    let replies: Vec<String> = (0..6).map(|_| read_reply()).collect();
+    assert!(replies[0].starts_with("250"), "{replies:?}");
+    assert!(replies[1].starts_with("250 2.1.0"), "{replies:?}");
+    assert!(replies[2].starts_with("250 2.1.5"), "{replies:?}");
+    assert!(replies[3].starts_with("354"), "{replies:?}");
+    assert!(replies[4].starts_with("250 2.0.0"), "{replies:?}");
+    assert!(replies[5].starts_with("221"), "{replies:?}");
+    assert_eq!(daemon.get("bob@example.com", "smtp-1").0, 200);
+}
+
+#[test]
+fn too_large_is_refused() {
+    let daemon = Daemon::start_with(
+        "large",
+        "[limits]\nmax_message_size = 2000\nmax_attendees = 3\n",
+    );
+    let big = invitation(
+        "olga@partner.example",
+        "l1@partner.example",
+        &request("large-1", 0),
+    ) + &"x".repeat(3000);
+    let replies = daemon.lmtp("olga@partner.example", &["bob@example.com"], &big);
+    assert!(replies[0].starts_with("552 5.3.4"), "{replies:?}");
+    let crowded = request("crowd-1", 0).replace(
+        "END:VEVENT",
+        "ATTENDEE:mailto:a@x.org\nATTENDEE:mailto:b@x.org\nATTENDEE:mailto:c@x.org\nEND:VEVENT",
+    );
+    let replies = daemon.lmtp(
+        "olga@partner.example",
+        &["bob@example.com"],
+        &invitation("olga@partner.example", "l2@p", &crowded),
+    );
+    assert!(replies[0].starts_with("552 5.3.4"), "{replies:?}");
+    assert_eq!(daemon.get("bob@example.com", "crowd-1").0, 404);
+}
+
+#[test]
+fn auto_add_authenticated_needs_a_trusted_dmarc_pass() {
+    let daemon = Daemon::start_with("dmarc", "[inbound]\nauto_add = \"authenticated\"\n");
+    // No Authentication-Results: the invitation is accepted but not added.
+    let message = invitation(
+        "olga@partner.example",
+        "a1@partner.example",
+        &request("auth-1", 0),
+    );
+    assert!(
+        daemon.lmtp("olga@partner.example", &["bob@example.com"], &message)[0].starts_with("250")
+    );
+    assert_eq!(daemon.get("bob@example.com", "auth-1").0, 404);
+
+    let daemon = Daemon::start_with(
+        "dmarc2",
+        "[inbound]\nauto_add = \"authenticated\"\n[security]\ntrusted_authserv_ids = [\"mx.example.com\"]\n",
+    );
+    let pass = "Authentication-Results: mx.example.com; dmarc=pass header.from=partner.example\n";
+    let authenticated = format!(
+        "{pass}{}",
+        invitation(
+            "olga@partner.example",
+            "a2@partner.example",
+            &request("auth-2", 0)
+        )
+    );
+    assert!(
+        daemon.lmtp("olga@partner.example", &["bob@example.com"], &authenticated)[0]
+            .starts_with("250")
+    );
+    assert_eq!(daemon.get("bob@example.com", "auth-2").0, 200);
+    // A pass from an untrusted authserv-id does not count, and with trusted ids set the
+    // guard refuses the message.
+    let spoofed = authenticated
+        .replace("mx.example.com;", "evil.example;")
+        .replace("a2@", "a3@")
+        .replace("auth-2", "auth-3");
+    let replies = daemon.lmtp("olga@partner.example", &["bob@example.com"], &spoofed);
+    assert!(replies[0].starts_with("550 5.7.1"), "{replies:?}");
+    assert_eq!(daemon.get("bob@example.com", "auth-3").0, 404);
+}
+
+#[test]
+fn sigterm_drains_and_exits_cleanly() {
+    let mut daemon = Daemon::start("term");
+    let message = invitation(
+        "olga@partner.example",
+        "t1@partner.example",
+        &request("term-1", 0),
+    );
+    assert!(
+        daemon.lmtp("olga@partner.example", &["bob@example.com"], &message)[0].starts_with("250")
+    );
+    // An idle session is told the daemon is going away.
+    let idle = TcpStream::connect(("127.0.0.1", daemon.lmtp)).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut idle = BufReader::new(idle);
+    let mut greeting = String::new();
+    idle.read_line(&mut greeting).unwrap();
+    let mut child = daemon.child.take().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut goodbye = String::new();
+    idle.read_line(&mut goodbye).unwrap();
+    assert!(goodbye.starts_with("421 4.3.2"), "{goodbye}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "daemon did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}: {}", daemon.log());
+    assert!(daemon.log().contains("stopped"));
+    daemon.launch();
+    assert_eq!(daemon.get("bob@example.com", "term-1").0, 200);
 }
