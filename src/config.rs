@@ -386,6 +386,34 @@ mod tests {
     }
 
     #[test]
+    fn environment_overrides_the_file() {
+        let dir = std::env::temp_dir().join(format!("imipd-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("imipd.toml");
+        std::fs::write(
+            &file,
+            "[server]\ndata_dir = \"from-file\"\nhostname = \"file.example\"\n",
+        )
+        .unwrap();
+        // SAFETY: no other test reads or writes these variables.
+        unsafe {
+            std::env::set_var("IMIPD_SERVER__DATA_DIR", "/var/lib/imipd");
+            std::env::set_var("IMIPD_LIMITS__MAX_ATTENDEES", "7");
+        }
+        let config = Config::load(Some(&file));
+        unsafe {
+            std::env::remove_var("IMIPD_SERVER__DATA_DIR");
+            std::env::remove_var("IMIPD_LIMITS__MAX_ATTENDEES");
+        }
+        let config = config.unwrap();
+        assert_eq!(config.server.data_dir, PathBuf::from("/var/lib/imipd"));
+        assert_eq!(config.server.hostname, "file.example");
+        assert_eq!(config.limits.max_attendees, 7);
+        assert_eq!(config.lmtp.listen, "127.0.0.1:2424");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let err = from_toml("[lmtp]\nlisten = \"nowhere\"\n")
             .unwrap_err()
