@@ -1,210 +1,22 @@
 //! The daemon as an MTA and a calendar client see it: LMTP in, HTTP, the spool, kill -9.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::{Daemon, free_port, spooled};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// argon2 hash of "secret".
-const SECRET_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$y32NM/1FpUSTQtgjzChkxg$tzcDi61ISGyh1GB8Hi6AxD6B3XDZJk4+GtpIgJeUBi4";
-
-struct Daemon {
-    child: Option<Child>,
-    dir: PathBuf,
-    config: PathBuf,
-    lmtp: u16,
-    http: u16,
+/// The accounts most tests use: alice, and bob with an alias.
+const ACCOUNTS: &str = "[accounts.\"alice@example.com\"]\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$y32NM/1FpUSTQtgjzChkxg$tzcDi61ISGyh1GB8Hi6AxD6B3XDZJk4+GtpIgJeUBi4\"\n\
+[accounts.\"bob@example.com\"]\naliases = [\"robert@example.com\"]\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$y32NM/1FpUSTQtgjzChkxg$tzcDi61ISGyh1GB8Hi6AxD6B3XDZJk4+GtpIgJeUBi4\"\n";
+fn daemon_start(name: &str) -> Daemon {
+    Daemon::start_with(name, ACCOUNTS)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Daemon {
-    fn start(name: &str) -> Daemon {
-        Self::start_with(name, "")
-    }
-
-    /// Starts with extra TOML sections appended to the base configuration.
-    fn start_with(name: &str, extra: &str) -> Daemon {
-        let dir = std::env::temp_dir().join(format!("imipd-it-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let (lmtp, http) = (free_port(), free_port());
-        let config = dir.join("imipd.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[server]\ndata_dir = \"{data}\"\nhostname = \"mx.example.com\"\n\
-[lmtp]\nlisten = \"127.0.0.1:{lmtp}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
-[outbound]\nspool_dir = \"{spool}\"\n\
-[accounts.\"alice@example.com\"]\npassword_hash = \"{SECRET_HASH}\"\n\
-[accounts.\"bob@example.com\"]\naliases = [\"robert@example.com\"]\npassword_hash = \"{SECRET_HASH}\"\n{extra}",
-                data = dir.join("data").display(),
-                spool = dir.join("spool").display(),
-            ),
-        )
-        .unwrap();
-        let mut daemon = Daemon {
-            child: None,
-            dir,
-            config,
-            lmtp,
-            http,
-        };
-        daemon.launch();
-        daemon
-    }
-
-    fn launch(&mut self) {
-        let log = std::fs::File::create(self.dir.join("daemon.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_imipd"))
-            .args(["serve", "--config"])
-            .arg(&self.config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", self.lmtp)).is_err()
-            || TcpStream::connect(("127.0.0.1", self.http)).is_err()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "daemon did not start: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
-    }
-
-    fn spool(&self) -> PathBuf {
-        self.dir.join("spool")
-    }
-
-    /// One LMTP transaction; returns the RCPT replies of refused recipients and the
-    /// post-DATA replies of accepted ones, in recipient order.
-    fn lmtp(&self, from: &str, to: &[&str], message: &str) -> Vec<String> {
-        let stream = TcpStream::connect(("127.0.0.1", self.lmtp)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut writer = stream;
-        let mut reply = || loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            let line = line.trim_end().to_string();
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return line;
-            }
-        };
-        assert!(reply().starts_with("220"));
-        writer.write_all(b"LHLO test\r\n").unwrap();
-        assert!(reply().starts_with("250"));
-        writer
-            .write_all(format!("MAIL FROM:<{from}>\r\n").as_bytes())
-            .unwrap();
-        assert!(reply().starts_with("250"));
-        let mut results = vec![String::new(); to.len()];
-        let mut accepted = Vec::new();
-        for (i, rcpt) in to.iter().enumerate() {
-            writer
-                .write_all(format!("RCPT TO:<{rcpt}>\r\n").as_bytes())
-                .unwrap();
-            let line = reply();
-            if line.starts_with("250") {
-                accepted.push(i);
-            } else {
-                results[i] = line;
-            }
-        }
-        if !accepted.is_empty() {
-            writer.write_all(b"DATA\r\n").unwrap();
-            assert!(reply().starts_with("354"));
-            let body = message.replace("\r\n", "\n").replace('\n', "\r\n");
-            writer.write_all(body.as_bytes()).unwrap();
-            writer.write_all(b"\r\n.\r\n").unwrap();
-            for i in accepted {
-                results[i] = reply();
-            }
-        }
-        writer.write_all(b"QUIT\r\n").unwrap();
-        results
-    }
-
-    /// One HTTP request as alice or bob (password "secret"); returns status, headers, body.
-    fn http(
-        &self,
-        method: &str,
-        path: &str,
-        user: &str,
-        headers: &[(&str, &str)],
-        body: &str,
-    ) -> (u16, String, String) {
-        use base64::Engine;
-        let mut stream = TcpStream::connect(("127.0.0.1", self.http)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:secret"));
-        let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nAuthorization: Basic {auth}\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str("\r\n");
-        request.push_str(body);
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        (status, head.to_lowercase(), body.to_string())
-    }
-
-    fn get(&self, account: &str, uid: &str) -> (u16, String) {
-        let (status, _, body) = self.http(
-            "GET",
-            &format!("/calendars/{account}/{uid}"),
-            account,
-            &[],
-            "",
-        );
-        (status, body)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill9();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
+fn daemon_with(name: &str, extra: &str) -> Daemon {
+    Daemon::start_with(name, &format!("{ACCOUNTS}{extra}"))
 }
 
 fn invitation(from_header: &str, message_id: &str, calendar: &str) -> String {
@@ -224,28 +36,9 @@ ATTENDEE;CN=Bob;RSVP=TRUE;PARTSTAT=NEEDS-ACTION:mailto:bob@example.com\nEND:VEVE
     )
 }
 
-fn spooled(dir: &Path, want: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut files: Vec<String> = std::fs::read_dir(dir)
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| e.file_name().to_string_lossy().ends_with(".eml"))
-                    .map(|e| std::fs::read_to_string(e.path()).unwrap())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if files.len() >= want || Instant::now() > deadline {
-            files.sort();
-            return files;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn invitation_lands_and_acceptance_is_spooled() {
-    let daemon = Daemon::start("accept");
+    let daemon = daemon_start("accept");
     let replies = daemon.lmtp(
         "olga@partner.example",
         &["bob@example.com", "nobody@example.com"],
@@ -299,7 +92,7 @@ fn invitation_lands_and_acceptance_is_spooled() {
 
 #[test]
 fn reply_from_outside_updates_the_organizer() {
-    let daemon = Daemon::start("reply");
+    let daemon = daemon_start("reply");
     let event = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:meet-9\r\n\
 DTSTAMP:20261120T090000Z\r\nDTSTART:20261202T100000Z\r\nSUMMARY:Review\r\n\
 ORGANIZER:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:olga@partner.example\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
@@ -351,7 +144,7 @@ REQUEST-STATUS:2.0;Success\nEND:VEVENT\nEND:VCALENDAR\n";
 
 #[test]
 fn bad_input_is_refused_and_changes_nothing() {
-    let daemon = Daemon::start("bad");
+    let daemon = daemon_start("bad");
     // A REQUEST whose From is not the organizer.
     let forged = invitation(
         "Mallory <mallory@evil.example>",
@@ -410,7 +203,7 @@ fn bad_input_is_refused_and_changes_nothing() {
 
 #[test]
 fn duplicates_change_nothing() {
-    let daemon = Daemon::start("dup");
+    let daemon = daemon_start("dup");
     let message = invitation(
         "olga@partner.example",
         "d1@partner.example",
@@ -449,7 +242,7 @@ fn duplicates_change_nothing() {
 
 #[test]
 fn acknowledged_delivery_survives_kill_9() {
-    let mut daemon = Daemon::start("kill");
+    let mut daemon = daemon_start("kill");
     for i in 0..20 {
         let message = invitation(
             "olga@partner.example",
@@ -472,7 +265,7 @@ fn acknowledged_delivery_survives_kill_9() {
 
 #[test]
 fn pipe_hook_exit_codes() {
-    let mut daemon = Daemon::start("pipe");
+    let mut daemon = daemon_start("pipe");
     let config = daemon.config.clone();
     let run = |to: &str, message: &str| {
         let mut child = Command::new(env!("CARGO_BIN_EXE_imipd"))
@@ -512,7 +305,7 @@ fn pipe_hook_exit_codes() {
 #[test]
 fn smtp_listener_answers_once_per_message() {
     let port = free_port();
-    let daemon = Daemon::start_with("smtp", &format!("[smtp]\nlisten = \"127.0.0.1:{port}\"\n"));
+    let daemon = daemon_with("smtp", &format!("[smtp]\nlisten = \"127.0.0.1:{port}\"\n"));
     let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -555,7 +348,7 @@ fn smtp_listener_answers_once_per_message() {
 
 #[test]
 fn too_large_is_refused() {
-    let daemon = Daemon::start_with(
+    let daemon = daemon_with(
         "large",
         "[limits]\nmax_message_size = 2000\nmax_attendees = 3\n",
     );
@@ -581,7 +374,7 @@ fn too_large_is_refused() {
 
 #[test]
 fn auto_add_authenticated_needs_a_trusted_dmarc_pass() {
-    let daemon = Daemon::start_with("dmarc", "[inbound]\nauto_add = \"authenticated\"\n");
+    let daemon = daemon_with("dmarc", "[inbound]\nauto_add = \"authenticated\"\n");
     // No Authentication-Results: the invitation is accepted but not added.
     let message = invitation(
         "olga@partner.example",
@@ -593,7 +386,7 @@ fn auto_add_authenticated_needs_a_trusted_dmarc_pass() {
     );
     assert_eq!(daemon.get("bob@example.com", "auth-1").0, 404);
 
-    let daemon = Daemon::start_with(
+    let daemon = daemon_with(
         "dmarc2",
         "[inbound]\nauto_add = \"authenticated\"\n[security]\ntrusted_authserv_ids = [\"mx.example.com\"]\n",
     );
@@ -624,7 +417,7 @@ fn auto_add_authenticated_needs_a_trusted_dmarc_pass() {
 
 #[test]
 fn sigterm_drains_and_exits_cleanly() {
-    let mut daemon = Daemon::start("term");
+    let mut daemon = daemon_start("term");
     let message = invitation(
         "olga@partner.example",
         "t1@partner.example",

@@ -10,8 +10,8 @@ use super::error::ItipError;
 use super::message::{ItipMessage, Method, envelope};
 use super::object::Agent;
 use super::summary::{Summary, SummaryKind};
+use super::zones::Zones;
 use super::{Context, DeleteOutcome, PutOutcome};
-use calcard::icalendar::timezone::TzResolver;
 use calcard::icalendar::{
     ICalendarComponentType, ICalendarEntry, ICalendarParameterName, ICalendarParticipationStatus,
     ICalendarProperty, ICalendarValue,
@@ -294,10 +294,7 @@ fn decline_component(comp: &Component, me: &CalAddress, now: i64) -> Component {
 }
 
 /// Every EXDATE value of a component with its instance key.
-fn exdates<'a>(
-    comp: &'a Component,
-    tz: &TzResolver<String>,
-) -> Vec<(InstanceKey, &'a ICalendarEntry, usize)> {
+fn exdates<'a>(comp: &'a Component, tz: &Zones) -> Vec<(InstanceKey, &'a ICalendarEntry, usize)> {
     comp.props(&ICalendarProperty::Exdate)
         .flat_map(|e| (0..e.values.len()).map(move |i| (e, i)))
         .map(|(e, i)| (date_key(e, i, tz), e, i))
@@ -350,7 +347,7 @@ fn validate(
     old_map: &BTreeMap<InstanceKey, &Component>,
     new: &Calendar,
     me: &CalAddress,
-    tz: &TzResolver<String>,
+    tz: &Zones,
 ) -> Result<(), ItipError> {
     let new_map: BTreeMap<InstanceKey, &Component> =
         new.scheduling().map(|c| (c.instance_key(tz), c)).collect();

@@ -2,9 +2,9 @@
 
 use super::address::CalAddress;
 use super::error::ItipError;
+use super::zones::Zones;
 use calcard::common::PartialDateTime;
 use calcard::common::timezone::Tz;
-use calcard::icalendar::timezone::TzResolver;
 use calcard::icalendar::{
     ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarEntry, ICalendarParameter,
     ICalendarParameterName, ICalendarParameterValue, ICalendarProperty, ICalendarValue, Uri,
@@ -109,20 +109,9 @@ impl Calendar {
             .filter(|c| c.kind == ICalendarComponentType::VTimezone)
     }
 
-    /// A resolver for the TZIDs used in this calendar (inline VTIMEZONEs, then IANA and
-    /// Windows names).
-    pub fn tz_resolver(&self) -> TzResolver<String> {
-        let mut only_tz = ICalendar::default();
-        only_tz.components.push(ICalendarComponent {
-            component_type: ICalendarComponentType::VCalendar,
-            ..Default::default()
-        });
-        let ids = self
-            .timezones()
-            .map(|c| c.flatten_into(&mut only_tz))
-            .collect();
-        only_tz.components[0].component_ids = ids;
-        only_tz.build_owned_tz_resolver().with_default(Tz::Floating)
+    /// The zones this calendar's TZIDs stand for.
+    pub fn tz_resolver(&self) -> Zones {
+        Zones::of(self.timezones())
     }
 
     /// The value of the METHOD property, upper-cased.
@@ -136,16 +125,12 @@ impl Calendar {
     }
 
     /// Finds the scheduling component of an instance.
-    pub fn instance(&self, key: &InstanceKey, tz: &TzResolver<String>) -> Option<&Component> {
+    pub fn instance(&self, key: &InstanceKey, tz: &Zones) -> Option<&Component> {
         self.scheduling().find(|c| &c.instance_key(tz) == key)
     }
 
     /// Finds the scheduling component of an instance, mutably.
-    pub fn instance_mut(
-        &mut self,
-        key: &InstanceKey,
-        tz: &TzResolver<String>,
-    ) -> Option<&mut Component> {
+    pub fn instance_mut(&mut self, key: &InstanceKey, tz: &Zones) -> Option<&mut Component> {
         self.scheduling_mut().find(|c| &c.instance_key(tz) == key)
     }
 
@@ -297,7 +282,7 @@ impl Component {
     }
 
     /// Which instance this component describes.
-    pub fn instance_key(&self, tz: &TzResolver<String>) -> InstanceKey {
+    pub fn instance_key(&self, tz: &Zones) -> InstanceKey {
         match self.prop(&ICalendarProperty::RecurrenceId) {
             None => InstanceKey::Master,
             Some(rid) => date_key(rid, 0, tz),
@@ -443,7 +428,7 @@ pub fn param_addresses(entry: &ICalendarEntry, name: &ICalendarParameterName) ->
 }
 
 /// Resolves the `index`-th date value of a property to an instance key.
-pub fn date_key(entry: &ICalendarEntry, index: usize, tz: &TzResolver<String>) -> InstanceKey {
+pub fn date_key(entry: &ICalendarEntry, index: usize, tz: &Zones) -> InstanceKey {
     match timestamp_of(entry, index, tz) {
         Some(ts) => InstanceKey::At(ts),
         None => InstanceKey::Raw(format!("{:?}", entry.values.get(index))),
@@ -452,7 +437,7 @@ pub fn date_key(entry: &ICalendarEntry, index: usize, tz: &TzResolver<String>) -
 
 /// The `index`-th date value of a property as seconds since the epoch; floating times
 /// and dates are read as UTC.
-pub fn timestamp_of(entry: &ICalendarEntry, index: usize, tz: &TzResolver<String>) -> Option<i64> {
+pub fn timestamp_of(entry: &ICalendarEntry, index: usize, tz: &Zones) -> Option<i64> {
     let value = entry.values.get(index)?.as_partial_date_time()?;
     let zone = entry
         .tz_id()

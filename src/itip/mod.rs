@@ -13,6 +13,7 @@ mod message;
 mod object;
 mod organizer;
 mod summary;
+mod zones;
 
 pub use address::CalAddress;
 pub use calendar::{Calendar, Component, InstanceKey};

@@ -7,8 +7,8 @@ use super::changes::{Change, classify};
 use super::message::{ItipMessage, Method, envelope};
 use super::object::{Agent, recipients};
 use super::summary::{Summary, SummaryKind};
+use super::zones::Zones;
 use super::{Context, DeleteOutcome, PutOutcome};
-use calcard::icalendar::timezone::TzResolver;
 use calcard::icalendar::{
     ICalendarParameterName, ICalendarParameterValue, ICalendarParticipationStatus,
 };
@@ -207,8 +207,8 @@ pub fn put(
 fn render(
     ctx: &Context,
     plan: &Plan,
-    (old, tz_old): (Option<&Calendar>, &TzResolver<String>),
-    (new, tz_new): (&Calendar, &TzResolver<String>),
+    (old, tz_old): (Option<&Calendar>, &Zones),
+    (new, tz_new): (&Calendar, &Zones),
     old_map: &BTreeMap<InstanceKey, &Component>,
     organizer: &CalAddress,
 ) -> Vec<ItipMessage> {

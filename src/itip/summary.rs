@@ -3,7 +3,7 @@
 use super::address::CalAddress;
 use super::calendar::{Component, entry_address, timestamp_of};
 use super::message::Method;
-use calcard::icalendar::timezone::TzResolver;
+use super::zones::Zones;
 use calcard::icalendar::{
     ICalendarParameterName, ICalendarProperty, ICalendarRecurrenceRule, ICalendarValue,
 };
@@ -141,7 +141,7 @@ impl Summary {
     pub fn of(
         kind: SummaryKind,
         comp: Option<&Component>,
-        tz: &TzResolver<String>,
+        tz: &Zones,
         with_participants: bool,
     ) -> Self {
         let current = comp
@@ -158,7 +158,7 @@ impl Summary {
     pub fn with_previous(
         mut self,
         before: Option<&Component>,
-        tz: &TzResolver<String>,
+        tz: &Zones,
         with_participants: bool,
     ) -> Self {
         if let Some(before) = before {
@@ -187,7 +187,7 @@ impl Summary {
 /// The readable fields of a component.
 pub fn fields(
     comp: &Component,
-    tz: &TzResolver<String>,
+    tz: &Zones,
     with_participants: bool,
 ) -> BTreeMap<Field, FieldValue> {
     let mut out = BTreeMap::new();

@@ -1,0 +1,239 @@
+//! Time zones as real producers name them: IANA names, Windows names, legacy Exchange
+//! display names ("(GMT+01.00) Sarajevo/Warsaw/Zagreb"), and private TZIDs that only an
+//! inline VTIMEZONE defines.
+
+use super::calendar::Component;
+use calcard::common::timezone::Tz;
+use calcard::icalendar::{ICalendarComponentType, ICalendarProperty, ICalendarValue};
+use chrono::{Offset, TimeZone};
+use std::collections::HashMap;
+use std::str::FromStr;
+
+/// The zones a calendar's TZIDs stand for.
+#[derive(Debug, Clone, Default)]
+pub struct Zones {
+    by_tzid: HashMap<String, Tz>,
+}
+
+const REGIONS: &[&str] = &[
+    "Europe",
+    "America",
+    "Asia",
+    "Africa",
+    "Australia",
+    "Pacific",
+    "Atlantic",
+    "Indian",
+];
+
+impl Zones {
+    /// Resolves every VTIMEZONE of a calendar.
+    pub fn of<'a>(timezones: impl Iterator<Item = &'a Component>) -> Self {
+        let mut by_tzid = HashMap::new();
+        for vtimezone in timezones {
+            let Some(tzid) = vtimezone.text(&ICalendarProperty::Tzid) else {
+                continue;
+            };
+            let named = |name: &str| {
+                vtimezone
+                    .text(&ICalendarProperty::Other(name.into()))
+                    .and_then(by_name)
+            };
+            let zone = by_name(tzid)
+                .or_else(|| named("X-LIC-LOCATION"))
+                .or_else(|| by_rules(vtimezone))
+                .or_else(|| Tz::from_str(tzid).ok());
+            if let Some(zone) = zone {
+                by_tzid.insert(tzid.to_string(), zone);
+            }
+        }
+        Zones { by_tzid }
+    }
+
+    /// The zone of a TZID: the calendar's own VTIMEZONE first, then the name itself;
+    /// floating when unknown.
+    pub fn resolve_or_default(&self, tzid: Option<&str>) -> Tz {
+        tzid.and_then(|id| {
+            self.by_tzid
+                .get(id)
+                .copied()
+                .or_else(|| by_name(id))
+                .or_else(|| Tz::from_str(id).ok())
+        })
+        .unwrap_or(Tz::Floating)
+    }
+}
+
+/// A zone by name. Fixed-offset guesses (calcard reads "(GMT+01.00) ..." as Etc/GMT-1) are
+/// refused here: a named city says more, and knows daylight saving time.
+pub fn by_name(name: &str) -> Option<Tz> {
+    let name = name.trim().trim_matches('"').trim_start_matches('/');
+    if let Ok(zone) = chrono_tz::Tz::from_str(name) {
+        return Some(Tz::Tz(zone));
+    }
+    match Tz::from_str(name) {
+        Ok(Tz::Tz(zone)) if !zone.name().starts_with("Etc/") => return Some(Tz::Tz(zone)),
+        _ => {}
+    }
+    by_city(name)
+}
+
+/// "(GMT+01.00) Sarajevo/Warsaw/Zagreb", "Sarajevo, Skopje, Warsaw, Zagreb": the first
+/// listed city that is an IANA zone.
+fn by_city(name: &str) -> Option<Tz> {
+    let cities = match name.split_once(')') {
+        Some((prefix, rest)) if prefix.starts_with('(') => rest,
+        _ => name,
+    };
+    cities
+        .split([',', '/', ';'])
+        .map(|city| city.trim().replace(' ', "_"))
+        .filter(|city| !city.is_empty())
+        .find_map(|city| {
+            REGIONS
+                .iter()
+                .find_map(|region| chrono_tz::Tz::from_str(&format!("{region}/{city}")).ok())
+        })
+        .map(Tz::Tz)
+}
+
+/// A private TZID: the IANA zone whose offsets in winter and summer, and months of change,
+/// are those of the VTIMEZONE's STANDARD and DAYLIGHT rules.
+fn by_rules(vtimezone: &Component) -> Option<Tz> {
+    let rule = |kind: ICalendarComponentType| {
+        vtimezone
+            .children
+            .iter()
+            .filter(|c| c.kind == kind)
+            .next_back()
+            .and_then(|c| {
+                let offset = c
+                    .prop(&ICalendarProperty::Tzoffsetto)
+                    .and_then(|e| e.values.first())
+                    .and_then(utc_offset)?;
+                let month =
+                    c.prop(&ICalendarProperty::Rrule)
+                        .and_then(|e| match e.values.first() {
+                            Some(ICalendarValue::RecurrenceRule(r)) => {
+                                r.bymonth.first().map(|m| format!("{m:?}"))
+                            }
+                            _ => None,
+                        });
+                Some((offset, month))
+            })
+    };
+    let (standard, standard_month) = rule(ICalendarComponentType::Standard)?;
+    let daylight = rule(ICalendarComponentType::Daylight);
+    let january = chrono::NaiveDate::from_ymd_opt(2026, 1, 15)?.and_hms_opt(12, 0, 0)?;
+    let july = chrono::NaiveDate::from_ymd_opt(2026, 7, 15)?.and_hms_opt(12, 0, 0)?;
+    let offset_at = |zone: &chrono_tz::Tz, at: chrono::NaiveDateTime| {
+        zone.offset_from_utc_datetime(&at).fix().local_minus_utc()
+    };
+    let (winter, summer) = match &daylight {
+        // Northern zones change to daylight time in spring (month < 7).
+        Some((dst, Some(month)))
+            if standard_month
+                .as_ref()
+                .is_some_and(|s| month_number(s) < month_number(month)) =>
+        {
+            (*dst, standard)
+        }
+        Some((dst, _)) => (standard, *dst),
+        None => (standard, standard),
+    };
+    chrono_tz::TZ_VARIANTS
+        .iter()
+        .filter(|zone| REGIONS.iter().any(|r| zone.name().starts_with(r)))
+        .find(|zone| offset_at(zone, january) == winter && offset_at(zone, july) == summer)
+        .map(|zone| Tz::Tz(*zone))
+}
+
+fn month_number(debug: &str) -> i32 {
+    debug
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == '-')
+        .collect::<String>()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// A UTC offset value (TZOFFSETTO) in seconds.
+fn utc_offset(value: &ICalendarValue) -> Option<i32> {
+    match value {
+        ICalendarValue::PartialDateTime(d) => {
+            let seconds = i32::from(d.tz_hour?) * 3600 + i32::from(d.tz_minute.unwrap_or(0)) * 60;
+            Some(if d.tz_minus { -seconds } else { seconds })
+        }
+        ICalendarValue::Text(t) => {
+            let t = t.trim();
+            let (sign, digits) = match t.split_at_checked(1)? {
+                ("-", rest) => (-1, rest),
+                ("+", rest) => (1, rest),
+                _ => (1, t),
+            };
+            let hours: i32 = digits.get(0..2)?.parse().ok()?;
+            let minutes: i32 = digits.get(2..4).unwrap_or("0").parse().ok()?;
+            Some(sign * (hours * 3600 + minutes * 60))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::itip::Calendar;
+
+    fn name(tz: Tz) -> String {
+        tz.name().map(|n| n.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn windows_and_legacy_names() {
+        assert_eq!(
+            name(by_name("Romance Standard Time").unwrap()),
+            "Europe/Paris"
+        );
+        assert_eq!(
+            name(by_name("(GMT+01.00) Sarajevo/Warsaw/Zagreb").unwrap()),
+            "Europe/Sarajevo"
+        );
+        assert_eq!(
+            name(by_name("Sarajevo, Skopje, Warsaw, Zagreb").unwrap()),
+            "Europe/Sarajevo"
+        );
+        assert_eq!(name(by_name("\"Europe/Berlin\"").unwrap()), "Europe/Berlin");
+        assert!(by_name("Nowhere Standard Time").is_none());
+    }
+
+    #[test]
+    fn private_tzid_defined_inline() {
+        let cal = Calendar::parse(
+            "BEGIN:VCALENDAR\r\nBEGIN:VTIMEZONE\r\nTZID:My office\r\nBEGIN:STANDARD\r\nDTSTART:19701025T030000\r\n\
+RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\nTZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nEND:STANDARD\r\n\
+BEGIN:DAYLIGHT\r\nDTSTART:19700329T020000\r\nRRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU\r\nTZOFFSETFROM:+0100\r\n\
+TZOFFSETTO:+0200\r\nEND:DAYLIGHT\r\nEND:VTIMEZONE\r\nEND:VCALENDAR\r\n",
+        )
+        .unwrap();
+        let zones = cal.tz_resolver();
+        let zone = zones.resolve_or_default(Some("My office"));
+        let summer = chrono::NaiveDate::from_ymd_opt(2026, 7, 1)
+            .unwrap()
+            .and_hms_opt(12, 0, 0)
+            .unwrap();
+        let winter = chrono::NaiveDate::from_ymd_opt(2026, 1, 1)
+            .unwrap()
+            .and_hms_opt(12, 0, 0)
+            .unwrap();
+        let offset = |at| {
+            zone.from_local_datetime(&at)
+                .single()
+                .unwrap()
+                .offset()
+                .fix()
+                .local_minus_utc()
+        };
+        assert_eq!(offset(summer), 7200);
+        assert_eq!(offset(winter), 3600);
+    }
+}

@@ -1,0 +1,230 @@
+//! A daemon under test: started from the built binary with its own folder and ports,
+//! driven over real LMTP and HTTP connections.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// argon2 hash of "secret".
+pub const SECRET_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$y32NM/1FpUSTQtgjzChkxg$tzcDi61ISGyh1GB8Hi6AxD6B3XDZJk4+GtpIgJeUBi4";
+
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub lmtp: u16,
+    pub http: u16,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Daemon {
+    pub fn start(name: &str) -> Daemon {
+        Self::start_with(name, "")
+    }
+
+    /// Starts with extra TOML sections appended to the base configuration.
+    pub fn start_with(name: &str, extra: &str) -> Daemon {
+        let dir = std::env::temp_dir().join(format!("imipd-it-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (lmtp, http) = (free_port(), free_port());
+        let config = dir.join("imipd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\ndata_dir = \"{data}\"\nhostname = \"mx.example.com\"\n\
+[lmtp]\nlisten = \"127.0.0.1:{lmtp}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
+[outbound]\nspool_dir = \"{spool}\"\n\
+{extra}",
+                data = dir.join("data").display(),
+                spool = dir.join("spool").display(),
+            ),
+        )
+        .unwrap();
+        let mut daemon = Daemon {
+            child: None,
+            dir,
+            config,
+            lmtp,
+            http,
+        };
+        daemon.launch();
+        daemon
+    }
+
+    pub fn launch(&mut self) {
+        let log = std::fs::File::create(self.dir.join("daemon.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_imipd"))
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.lmtp)).is_err()
+            || TcpStream::connect(("127.0.0.1", self.http)).is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not start: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    pub fn spool(&self) -> PathBuf {
+        self.dir.join("spool")
+    }
+
+    /// One LMTP transaction; returns the RCPT replies of refused recipients and the
+    /// post-DATA replies of accepted ones, in recipient order.
+    pub fn lmtp(&self, from: &str, to: &[&str], message: &str) -> Vec<String> {
+        let stream = TcpStream::connect(("127.0.0.1", self.lmtp)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        let mut reply = || loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let line = line.trim_end().to_string();
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return line;
+            }
+        };
+        assert!(reply().starts_with("220"));
+        writer.write_all(b"LHLO test\r\n").unwrap();
+        assert!(reply().starts_with("250"));
+        writer
+            .write_all(format!("MAIL FROM:<{from}>\r\n").as_bytes())
+            .unwrap();
+        assert!(reply().starts_with("250"));
+        let mut results = vec![String::new(); to.len()];
+        let mut accepted = Vec::new();
+        for (i, rcpt) in to.iter().enumerate() {
+            writer
+                .write_all(format!("RCPT TO:<{rcpt}>\r\n").as_bytes())
+                .unwrap();
+            let line = reply();
+            if line.starts_with("250") {
+                accepted.push(i);
+            } else {
+                results[i] = line;
+            }
+        }
+        if !accepted.is_empty() {
+            writer.write_all(b"DATA\r\n").unwrap();
+            assert!(reply().starts_with("354"));
+            let body = message.replace("\r\n", "\n").replace('\n', "\r\n");
+            writer.write_all(body.as_bytes()).unwrap();
+            writer.write_all(b"\r\n.\r\n").unwrap();
+            for i in accepted {
+                results[i] = reply();
+            }
+        }
+        writer.write_all(b"QUIT\r\n").unwrap();
+        results
+    }
+
+    /// One HTTP request as alice or bob (password "secret"); returns status, headers, body.
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        user: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String, String) {
+        use base64::Engine;
+        let mut stream = TcpStream::connect(("127.0.0.1", self.http)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:secret"));
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nAuthorization: Basic {auth}\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(body);
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, head.to_lowercase(), body.to_string())
+    }
+
+    pub fn get(&self, account: &str, uid: &str) -> (u16, String) {
+        let (status, _, body) = self.http(
+            "GET",
+            &format!("/calendars/{account}/{uid}"),
+            account,
+            &[],
+            "",
+        );
+        (status, body)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The .eml files in the spool once there are `want` of them (or after 10 s).
+pub fn spooled(dir: &Path, want: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".eml"))
+                    .map(|e| std::fs::read_to_string(e.path()).unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if files.len() >= want || Instant::now() > deadline {
+            files.sort();
+            return files;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
