@@ -104,8 +104,7 @@ fn by_rules(vtimezone: &Component) -> Option<Tz> {
         vtimezone
             .children
             .iter()
-            .filter(|c| c.kind == kind)
-            .next_back()
+            .rfind(|c| c.kind == kind)
             .and_then(|c| {
                 let offset = c
                     .prop(&ICalendarProperty::Tzoffsetto)
