@@ -21,6 +21,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
             "/calendars/{account}/{uid}",
             get(fetch).put(store).delete(remove),
         )
+        .route("/calendars/{account}/{uid}/counters", get(counters))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(gateway)
 }
@@ -264,4 +265,32 @@ async fn list(
         serde_json::Value::Array(entries).to_string(),
     )
         .into_response()
+}
+
+/// COUNTER proposals kept for the organizer (RFC 5546 section 3.2.7): never applied by
+/// themselves, listed here for the organizer to decide on.
+async fn counters(
+    State(gateway): State<Arc<Gateway>>,
+    Path((account, uid)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let account = match authorize(&gateway, &headers, &account) {
+        Ok(a) => a,
+        Err(denied) => return denied.into_response(),
+    };
+    match gateway.store.counters(&account) {
+        Ok(all) => {
+            let proposals: Vec<serde_json::Value> = all
+                .into_iter()
+                .filter(|(u, _)| *u == uid)
+                .map(|(_, text)| serde_json::json!({ "calendar": text }))
+                .collect();
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                serde_json::Value::Array(proposals).to_string(),
+            )
+                .into_response()
+        }
+        Err(e) => text(503, e.to_string()),
+    }
 }

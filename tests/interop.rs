@@ -84,8 +84,14 @@ fn accounts(addresses: &[String]) -> String {
 /// not yet answered.
 fn organizer_copy(facts: &Facts, organizer: &CalAddress) -> String {
     let mut text = String::new();
+    let mut in_alarm = false;
     for line in facts.calendar.to_string().replace("\r\n ", "").lines() {
         let upper = line.to_ascii_uppercase();
+        // The attendee's alarms are its own: the organizer's copy never had them.
+        if upper == "BEGIN:VALARM" || in_alarm {
+            in_alarm = upper != "END:VALARM";
+            continue;
+        }
         if upper.starts_with("METHOD:")
             || upper.starts_with("REQUEST-STATUS")
             || upper.starts_with("ORGANIZER")
@@ -109,7 +115,7 @@ fn organizer_copy(facts: &Facts, organizer: &CalAddress) -> String {
     text
 }
 
-fn run(file: &str) -> (Want, String) {
+fn run(file: &str, start: Option<&str>) -> (Want, String) {
     let raw = std::fs::read(shared().join(file)).expect("interop file");
     let Some(facts) = facts(&raw) else {
         let daemon = Daemon::start_with(
@@ -197,28 +203,150 @@ fn run(file: &str) -> (Want, String) {
     let first = recipients.first().cloned().unwrap_or_default();
     let (status, after) = daemon.get(&first, &facts.uid);
     let unfolded = after.replace("\r\n ", "");
+    let answered = |address: &str| {
+        let reply = facts.calendar.scheduling().find_map(|c| {
+            c.attendees()
+                .find(|(a, _)| a.as_str() == address)
+                .map(|(_, e)| {
+                    e.params
+                        .iter()
+                        .find(|p| p.name == calcard::icalendar::ICalendarParameterName::Partstat)
+                        .and_then(|p| p.value.as_text())
+                        .unwrap_or("")
+                        .to_string()
+                })
+        });
+        let line = unfolded
+            .lines()
+            .find(|l| l.starts_with("ATTENDEE") && l.to_lowercase().ends_with(address))
+            .unwrap_or("")
+            .to_string();
+        reply.is_some_and(|partstat| {
+            !partstat.is_empty() && line.contains(&format!("PARTSTAT={partstat}"))
+        }) && !unfolded.contains("BEGIN:VALARM")
+    };
     let got = if replies.iter().any(|r| r.starts_with("550 5.7.1")) {
         Want::Refused
     } else if !replies.iter().all(|r| r.starts_with("250")) {
         return (Want::Nothing, format!("unexpected replies {replies:?}"));
     } else {
         match facts.method {
-            Method::Reply
-                if unfolded != before && unfolded.contains("SCHEDULE-STATUS")
-                    || unfolded.contains("PARTSTAT=ACCEPTED")
-                    || unfolded.contains("PARTSTAT=DECLINED")
-                    || unfolded.contains("PARTSTAT=TENTATIVE") =>
-            {
-                Want::Answered
+            Method::Reply if facts.attendees.iter().all(|a| answered(a.as_str())) => Want::Answered,
+            Method::Counter if unfolded == before.replace("\r\n ", "") => {
+                let (_, _, kept) = daemon.http(
+                    "GET",
+                    &format!("/calendars/{first}/{}/counters", facts.uid),
+                    &first,
+                    &[],
+                    "",
+                );
+                if kept.contains("METHOD:COUNTER") {
+                    Want::Countered
+                } else {
+                    return (Want::Nothing, format!("counters: {kept}"));
+                }
             }
-            Method::Counter if unfolded == before.replace("\r\n ", "") => Want::Countered,
             Method::Cancel if unfolded.contains("STATUS:CANCELLED") => Want::Cancelled,
-            Method::Request | Method::Publish if status == 200 => Want::Stored,
+            Method::Request | Method::Publish if status == 200 => {
+                let (_, _, list) =
+                    daemon.http("GET", &format!("/calendars/{first}"), &first, &[], "");
+                match start {
+                    Some(start) if !list.contains(&format!("\"start\":\"{start}\"")) => {
+                        return (Want::Nothing, format!("start is not {start}: {list}"));
+                    }
+                    _ => Want::Stored,
+                }
+            }
             _ => Want::Nothing,
         }
     };
     (got, format!("{replies:?}"))
 }
+
+/// Each file, what delivering it must do, and the start its time zone gives (UTC).
+const CASES: &[(&str, Want, Option<&str>)] = &[
+    ("android-email_REPLY_1.eml", Want::Answered, None),
+    (
+        "android-email_REQUEST_1.eml",
+        Want::Stored,
+        Some("2012-07-06T10:00:00Z"),
+    ),
+    ("apple-ios_REPLY_1.eml", Want::Answered, None),
+    // Anonymised: From is lucie.takvorian@bluemind.net, the replying ATTENDEE is
+    // lucie.takvorian@blue-mind.net. The sender does not speak for that attendee.
+    ("bluemind-mapi_REPLY_1.eml", Want::Refused, None),
+    ("bluemind_CANCEL_1.eml", Want::Cancelled, None),
+    // "(GMT+01.00) Sarajevo/Warsaw/Zagreb" is Europe/Sarajevo: CEST in September.
+    (
+        "exchange2003-cdo_REQUEST_1.eml",
+        Want::Stored,
+        Some("2013-09-16T07:30:00Z"),
+    ),
+    (
+        "exchange2007_REQUEST_1.eml",
+        Want::Stored,
+        Some("2012-08-06T12:00:00Z"),
+    ),
+    (
+        "exchange2010_REQUEST_1.eml",
+        Want::Stored,
+        Some("2014-02-28T12:00:00Z"),
+    ),
+    ("gmx-android_NONE_1.eml", Want::Nothing, None),
+    ("google_COUNTER_1.eml", Want::Countered, None),
+    ("google_REPLY_1.eml", Want::Answered, None),
+    (
+        "google_REQUEST_1.eml",
+        Want::Stored,
+        Some("2012-05-30T09:00:00Z"),
+    ),
+    // Anonymised: From mygoogle@googlemail.com is neither the ORGANIZER
+    // (tommi.fricker@googlemail.com) nor an attendee; Sender is Google's notification address.
+    ("google_REQUEST_2.eml", Want::Refused, None),
+    (
+        "lotus-notes_REQUEST_1.eml",
+        Want::Stored,
+        Some("2012-08-14T09:00:00Z"),
+    ),
+    (
+        "meetup_PUBLISH_1.eml",
+        Want::Stored,
+        Some("2011-12-19T18:00:00Z"),
+    ),
+    (
+        "office365_REQUEST_1.eml",
+        Want::Stored,
+        Some("2021-04-02T13:30:00Z"),
+    ),
+    (
+        "office365_REQUEST_2.eml",
+        Want::Stored,
+        Some("2021-12-17T08:00:00Z"),
+    ),
+    ("outlook-mac_CANCEL_1.eml", Want::Cancelled, None),
+    ("outlook-mac_REPLY_1.eml", Want::Answered, None),
+    // "Sarajevo, Skopje, Warsaw, Zagreb" in May: CEST.
+    (
+        "outlook-mac_REQUEST_1.eml",
+        Want::Stored,
+        Some("2012-05-27T18:00:00Z"),
+    ),
+    (
+        "outlook2010_REQUEST_1.eml",
+        Want::Stored,
+        Some("2012-10-23T22:00:00Z"),
+    ),
+    (
+        "thunderbird-lightning_REQUEST_1.eml",
+        Want::Stored,
+        Some("2011-11-01T08:00:00Z"),
+    ),
+    (
+        "thunderbird_REQUEST_1.eml",
+        Want::Stored,
+        Some("2023-03-01T12:45:00Z"),
+    ),
+];
 
 #[test]
 #[ignore = "needs ../shared/interop; run by .ci/run"]
@@ -235,8 +363,20 @@ fn every_interop_message() {
         .filter(|n| n.ends_with(".eml"))
         .collect();
     files.sort();
-    for file in files {
-        let (got, detail) = run(&file);
+    let listed: Vec<&str> = CASES.iter().map(|(f, ..)| *f).collect();
+    assert_eq!(files, listed, "the folder and the table of cases differ");
+    let mut failures = Vec::new();
+    for (file, want, start) in CASES {
+        let (got, detail) = run(file, *start);
         println!("{file}: {got:?} {detail}");
+        if got != *want {
+            failures.push(format!("{file}: wanted {want:?}, got {got:?}: {detail}"));
+        }
     }
+    println!(
+        "interop: {} passed, {} failed",
+        CASES.len() - failures.len(),
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
