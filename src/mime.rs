@@ -202,6 +202,91 @@ Content-Type: multipart/mixed; boundary=\"m\"\r\n\r\n--m\r\nContent-Type: multip
         assert_eq!(mail.parts[0].mime_method.as_deref(), Some("REQUEST"));
     }
 
+    /// Engine messages rendered as mail have the structure Google, Outlook and Apple send and
+    /// accept, and the inbound path reads back exactly the object that was sent.
+    #[test]
+    fn engine_request_and_reply_render_as_clients_expect() {
+        use crate::itip::{self, CalAddress, Calendar, Context};
+        let alice = [CalAddress::from_email("alice@example.com").unwrap()];
+        let bob = [CalAddress::from_email("bob@example.com").unwrap()];
+        let event = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:r-1\r\n\
+DTSTAMP:20260301T080000Z\r\nDTSTART;TZID=Europe/Paris:20260320T100000\r\nSUMMARY:Réunion\r\n\
+ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:bob@example.com\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        fn ctx(addresses: &[CalAddress]) -> Context<'_> {
+            Context {
+                now: 1_893_456_000,
+                prodid: "-//imipd//test//EN",
+                addresses,
+            }
+        }
+        let request = itip::schedule_put(&ctx(&alice), None, Calendar::parse(event).unwrap())
+            .unwrap()
+            .messages
+            .remove(0);
+        let invitation = itip::receive(&ctx(&bob), &request.from, None, &request.calendar)
+            .unwrap()
+            .stored
+            .unwrap();
+        let accepted = Calendar::parse(
+            &invitation
+                .to_string()
+                .replace("RSVP=TRUE", "RSVP=TRUE;PARTSTAT=ACCEPTED"),
+        )
+        .unwrap();
+        let reply = itip::schedule_put(&ctx(&bob), Some(&invitation), accepted)
+            .unwrap()
+            .messages
+            .remove(0);
+        for message in [request, reply] {
+            let calendar = message.calendar.to_string();
+            let to: Vec<String> = message.to.iter().map(|a| a.to_string()).collect();
+            let raw = render(&OutboundMail {
+                message_id: "x@mx.example.com",
+                from: message.from.as_str(),
+                to: &to,
+                subject: "Invitation",
+                text: "text",
+                method: message.method.as_str(),
+                calendar: &calendar,
+                date: 1_893_456_000,
+            });
+            let text = String::from_utf8(raw.clone()).unwrap();
+            assert!(
+                !text.replace("\r\n", "").contains('\n'),
+                "bare LF in {text}"
+            );
+            let parsed = MessageParser::default().parse(&raw).unwrap();
+            let root = parsed.content_type().unwrap();
+            assert_eq!(
+                (root.ctype(), root.subtype()),
+                ("multipart", Some("alternative"))
+            );
+            let calendars: Vec<_> = parsed
+                .parts
+                .iter()
+                .filter(|p| {
+                    p.content_type()
+                        .is_some_and(|c| c.ctype() == "text" && c.subtype() == Some("calendar"))
+                })
+                .collect();
+            assert_eq!(calendars.len(), 1);
+            let ct = calendars[0].content_type().unwrap();
+            assert_eq!(ct.attribute("method"), Some(message.method.as_str()));
+            assert_eq!(
+                ct.attribute("charset")
+                    .map(|c| c.to_ascii_lowercase())
+                    .as_deref(),
+                Some("utf-8")
+            );
+            let back = extract(&raw);
+            assert_eq!(back.parts.len(), 1);
+            assert_eq!(
+                Calendar::parse(&back.parts[0].text).unwrap(),
+                message.calendar
+            );
+        }
+    }
+
     fn base64_encode(text: &str) -> String {
         use base64::Engine;
         base64::engine::general_purpose::STANDARD.encode(text)
