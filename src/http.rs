@@ -4,7 +4,7 @@
 use crate::gateway::{Gateway, Precondition, WriteError, http_status, trace_id};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -22,6 +22,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
             get(fetch).put(store).delete(remove),
         )
         .route("/calendars/{account}/{uid}/counters", get(counters))
+        .route("/explain", axum::routing::post(explain))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(gateway)
 }
@@ -293,4 +294,72 @@ async fn counters(
         }
         Err(e) => text(503, e.to_string()),
     }
+}
+
+/// `POST /explain?to=RCPT&to=RCPT` with a message: what delivering it would do, nothing
+/// committed. Admin only: it shows any account's calendar.
+async fn explain(
+    State(gateway): State<Arc<Gateway>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let admin = &gateway.config.http.admin_token;
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if admin.is_empty() {
+        return text(403, "explain needs http.admin_token to be set".into());
+    }
+    if !token.is_some_and(|t| constant_time_eq(t.trim().as_bytes(), admin.as_bytes())) {
+        return Denied::Unauthorized.into_response();
+    }
+    let recipients: Vec<String> = query
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("to="))
+        .map(percent_decode)
+        .collect();
+    if recipients.is_empty() {
+        return text(
+            400,
+            "give one or more recipients: /explain?to=ADDRESS".into(),
+        );
+    }
+    let mail = crate::mime::extract(&body);
+    let explained = crate::inbound::explain(&gateway, &mail, &recipients);
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_string(&explained).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+/// Decodes a query value (`%XX` escapes and `+` for space).
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

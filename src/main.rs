@@ -37,6 +37,19 @@ enum Command {
         #[arg(long = "to", required = true)]
         to: Vec<String>,
     },
+    /// Asks the running daemon what a message would do, committing nothing: for each
+    /// recipient and calendar part, the method, the verdict and why, the stored object it
+    /// matches, the change and the messages it would send.
+    Explain {
+        /// The configuration file of the running daemon (HTTP address and admin token).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The message (an .eml file).
+        message: PathBuf,
+        /// Recipient (repeat for several).
+        #[arg(long = "to", required = true)]
+        to: Vec<String>,
+    },
     /// Validates a configuration file without starting anything.
     CheckConfig {
         /// The TOML configuration file.
@@ -73,6 +86,11 @@ fn main() -> ExitCode {
             }
         },
         Command::HashPassword => hash_password(),
+        Command::Explain {
+            config,
+            message,
+            to,
+        } => explain(config, &message, &to),
         Command::Conformance {
             files,
             bless: false,
@@ -212,6 +230,131 @@ fn bless(files: &[PathBuf]) -> ExitCode {
         if let Err(e) = written {
             eprintln!("imipd: cannot bless {}: {e}", path.display());
             return ExitCode::from(2);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn explain(path: Option<PathBuf>, message: &std::path::Path, to: &[String]) -> ExitCode {
+    let config = match Config::load(path.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("imipd explain: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(target) = config.listeners().ok().and_then(|l| l.http) else {
+        eprintln!("imipd explain: http.listen is off; explain asks the daemon over HTTP");
+        return ExitCode::FAILURE;
+    };
+    let body = match std::fs::read(message) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("imipd explain: {}: {e}", message.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let encode = |value: &str| -> String {
+        value
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                other => format!("%{other:02X}"),
+            })
+            .collect()
+    };
+    let query: Vec<String> = to.iter().map(|t| format!("to={}", encode(t))).collect();
+    let request = format!(
+        "POST /explain?{} HTTP/1.1\r\nHost: imipd\r\nConnection: close\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\r\n",
+        query.join("&"),
+        config.http.admin_token,
+        body.len()
+    );
+    let response = (|| -> std::io::Result<String> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(target)?;
+        stream.write_all(request.as_bytes())?;
+        stream.write_all(&body)?;
+        let mut out = String::new();
+        stream.read_to_string(&mut out)?;
+        Ok(out)
+    })();
+    let response = match response {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("imipd explain: daemon at {target} unreachable: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (head, json) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    if !head.starts_with("HTTP/1.1 200") {
+        eprintln!(
+            "imipd explain: {}: {}",
+            head.lines().next().unwrap_or(""),
+            json.trim()
+        );
+        return ExitCode::FAILURE;
+    }
+    let Ok(serde_json::Value::Array(recipients)) = serde_json::from_str::<serde_json::Value>(json)
+    else {
+        eprintln!("imipd explain: unexpected answer: {json}");
+        return ExitCode::FAILURE;
+    };
+    for recipient in recipients {
+        let field = |v: &serde_json::Value, k: &str| {
+            v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string()
+        };
+        println!(
+            "{}: {}",
+            field(&recipient, "recipient"),
+            field(&recipient, "reply")
+        );
+        let senders: Vec<&str> = recipient
+            .get("senders")
+            .and_then(|s| s.as_array())
+            .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+            .unwrap_or_default();
+        println!(
+            "  sender (From, then Sender): {}",
+            if senders.is_empty() {
+                "none".into()
+            } else {
+                senders.join(", ")
+            }
+        );
+        for part in recipient
+            .get("parts")
+            .and_then(|p| p.as_array())
+            .into_iter()
+            .flatten()
+        {
+            println!("  {} {}", field(part, "method"), field(part, "uid"));
+            println!("    decision: {}", field(part, "verdict"));
+            let matches = part
+                .get("matches")
+                .and_then(|m| m.as_str())
+                .unwrap_or("no stored copy");
+            println!("    matches:  {matches}");
+            println!("    change:   {}", field(part, "change"));
+            let sends: Vec<String> = part
+                .get("sends")
+                .and_then(|s| s.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            println!(
+                "    sends:    {}",
+                if sends.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    sends.join(", ")
+                }
+            );
         }
     }
     ExitCode::SUCCESS

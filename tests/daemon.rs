@@ -455,3 +455,55 @@ fn sigterm_drains_and_exits_cleanly() {
     daemon.launch();
     assert_eq!(daemon.get("bob@example.com", "term-1").0, 200);
 }
+
+#[test]
+fn explain_decides_like_delivery_and_changes_nothing() {
+    let daemon = daemon_start("explain");
+    let message = invitation(
+        "olga@partner.example",
+        "e1@partner.example",
+        &request("explain-1", 0),
+    );
+    let (ok, out) = daemon.explain(&message, &["bob@example.com", "nobody@example.com"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("bob@example.com: 250 2.0.0 would be delivered"),
+        "{out}"
+    );
+    assert!(out.contains("REQUEST explain-1"), "{out}");
+    assert!(out.contains("change:   creates the copy"), "{out}");
+    assert!(out.contains("nobody@example.com: 550 5.1.1"), "{out}");
+    assert_eq!(
+        daemon.get("bob@example.com", "explain-1").0,
+        404,
+        "explain committed something"
+    );
+
+    let forged = invitation(
+        "Mallory <mallory@evil.example>",
+        "e2@evil.example",
+        &request("explain-2", 0),
+    );
+    let (_, out) = daemon.explain(&forged, &["bob@example.com"]);
+    assert!(
+        out.contains("bob@example.com: 550 5.7.1 SenderIsNotOrganizerNorAttendee"),
+        "{out}"
+    );
+    assert!(
+        out.contains("sender (From, then Sender): mallory@evil.example"),
+        "{out}"
+    );
+
+    // Once delivered, explain sees the stored copy.
+    assert!(
+        daemon.lmtp("olga@partner.example", &["bob@example.com"], &message)[0].starts_with("250")
+    );
+    let update = invitation(
+        "olga@partner.example",
+        "e3@partner.example",
+        &request("explain-1", 1),
+    );
+    let (_, out) = daemon.explain(&update, &["bob@example.com"]);
+    assert!(out.contains("matches:  explain-1 ETag"), "{out}");
+    assert!(out.contains("change:   updates the copy"), "{out}");
+}

@@ -195,11 +195,18 @@ fn run(file: &str, start: Option<&str>) -> (Want, String) {
         }
         _ => {}
     }
-    let replies = daemon.lmtp(
-        &facts.from,
-        &recipients.iter().map(String::as_str).collect::<Vec<_>>(),
-        &text,
-    );
+    let targets: Vec<&str> = recipients.iter().map(String::as_str).collect();
+    let (explained, report) = daemon.explain(&text, &targets);
+    assert!(explained, "{file}: explain failed: {report}");
+    println!("{report}");
+    let replies = daemon.lmtp(&facts.from, &targets, &text);
+    for (recipient, reply) in recipients.iter().zip(&replies) {
+        let code = &reply[..9.min(reply.len())];
+        assert!(
+            report.contains(&format!("{recipient}: {code}")),
+            "{file}: explain said\n{report}\nbut delivery answered {reply}"
+        );
+    }
     let first = recipients.first().cloned().unwrap_or_default();
     let (status, after) = daemon.get(&first, &facts.uid);
     let unfolded = after.replace("\r\n ", "");

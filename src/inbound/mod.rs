@@ -16,6 +16,7 @@ struct Copy {
     expect: Expect,
     original: Option<String>,
     calendar: Option<Calendar>,
+    matches: Option<String>,
 }
 
 /// One calendar object found in a message, parsed.
@@ -160,6 +161,195 @@ fn dmarc_passes(header: &str, trusted: &[String], domain: &str) -> bool {
     })
 }
 
+/// What one calendar part would do to one account's calendar.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PartReport {
+    /// METHOD.
+    pub method: String,
+    /// UID.
+    pub uid: String,
+    /// The stored copy it matches: its ETag and title, or none.
+    pub matches: Option<String>,
+    /// The guard's and the engine's decision, with the reason.
+    pub verdict: String,
+    /// What would change in the store.
+    pub change: String,
+    /// Messages it would send, as "METHOD to ADDRESS".
+    pub sends: Vec<String>,
+}
+
+/// The decision for one recipient, before anything is committed.
+struct Plan {
+    changes: Vec<Change>,
+    reports: Vec<PartReport>,
+    duplicate: bool,
+}
+
+/// Decides what every part does to one account's calendar, without committing anything.
+fn plan(
+    gateway: &Gateway,
+    trace: &str,
+    mail: &InboundMail,
+    parts: &[Part],
+    account: &str,
+    authenticated: bool,
+) -> Result<Plan, Verdict> {
+    let addresses = gateway.addresses(account);
+    let senders: Vec<CalAddress> = [&mail.from, &mail.sender]
+        .into_iter()
+        .flatten()
+        .filter_map(|s| CalAddress::from_email(s))
+        .collect();
+    if senders.is_empty() {
+        return Err(Verdict::refused("the message has no From address".into()));
+    }
+    let seen_key = mail
+        .message_id
+        .as_ref()
+        .map(|id| delivery_key(id, account, parts));
+    if let Some(key) = &seen_key
+        && gateway
+            .store
+            .seen(key)
+            .map_err(|e| Verdict::store_unavailable(&e))?
+    {
+        return Ok(Plan {
+            changes: Vec::new(),
+            reports: Vec::new(),
+            duplicate: true,
+        });
+    }
+    let ctx = gateway.context(&addresses);
+    // Later parts see what earlier parts of the same message did.
+    let mut copies: BTreeMap<String, Copy> = BTreeMap::new();
+    let mut changes = Vec::new();
+    let mut reports = Vec::new();
+    for part in parts {
+        if !copies.contains_key(&part.uid) {
+            let current = gateway
+                .store
+                .get(account, &part.uid)
+                .map_err(|e| Verdict::store_unavailable(&e))?;
+            let expect = current
+                .as_ref()
+                .map(|c| Expect::Revision(c.revision))
+                .unwrap_or(Expect::Absent);
+            let calendar = current.as_ref().and_then(|c| Calendar::parse(&c.text).ok());
+            let matches = current.as_ref().map(|c| {
+                let title = calendar
+                    .as_ref()
+                    .and_then(|cal| itip::title_and_start(cal).0)
+                    .unwrap_or_default();
+                format!("{} ETag {} {title:?}", part.uid, c.etag())
+            });
+            copies.insert(
+                part.uid.clone(),
+                Copy {
+                    expect,
+                    original: current.map(|c| c.text),
+                    calendar,
+                    matches,
+                },
+            );
+        }
+        let copy = &copies[&part.uid];
+        let mut report = PartReport {
+            method: part.method.as_str().to_string(),
+            uid: part.uid.clone(),
+            matches: copy.matches.clone(),
+            verdict: String::new(),
+            change: "none".into(),
+            sends: Vec::new(),
+        };
+        let adds = matches!(part.method, Method::Request | Method::Publish | Method::Add);
+        if copy.calendar.is_none() && adds {
+            let policy = gateway.config.inbound.auto_add;
+            if policy == AutoAdd::Never || (policy == AutoAdd::Authenticated && !authenticated) {
+                report.verdict =
+                    format!("not added: inbound.auto_add = {policy:?} and the user has no copy");
+                reports.push(report);
+                continue;
+            }
+        }
+        let mut result = Err(ItipError::SenderIsNotOrganizerNorAttendee);
+        for sender in &senders {
+            result = itip::receive(&ctx, sender, copy.calendar.as_ref(), &part.calendar);
+            if !matches!(&result, Err(e) if is_sender_error(e)) {
+                break;
+            }
+        }
+        match result {
+            Ok(Received {
+                stored,
+                responses,
+                counter,
+            }) => {
+                if let Some(next) = stored {
+                    let text = next.to_string();
+                    gateway
+                        .check_limits(text.len(), &next)
+                        .map_err(Verdict::too_large)?;
+                    report.change = if copy.calendar.is_some() {
+                        "updates the copy"
+                    } else {
+                        "creates the copy"
+                    }
+                    .into();
+                    copies.get_mut(&part.uid).expect("read above").calendar = Some(next);
+                }
+                report.sends = responses
+                    .iter()
+                    .flat_map(|m| {
+                        m.to.iter()
+                            .map(move |to| format!("{} to {to}", m.method.as_str()))
+                    })
+                    .collect();
+                gateway.enqueue(trace, account, &responses, &mut changes);
+                if let Some(counter) = counter {
+                    report.change =
+                        "keeps the proposal for the organizer; the copy is unchanged".into();
+                    changes.push(Change::Counter {
+                        account: account.into(),
+                        uid: part.uid.clone(),
+                        text: counter.to_string(),
+                    });
+                }
+                report.verdict = "applied".into();
+                reports.push(report);
+            }
+            Err(e) => match Verdict::for_error(&e) {
+                Verdict::Accepted(text) => {
+                    report.verdict = text;
+                    reports.push(report);
+                }
+                refusal => return Err(refusal),
+            },
+        }
+    }
+    for (uid, copy) in &copies {
+        let Some(calendar) = &copy.calendar else {
+            continue;
+        };
+        let text = calendar.to_string();
+        if copy.original.as_deref() != Some(text.as_str()) {
+            changes.push(Change::Put {
+                account: account.into(),
+                uid: uid.clone(),
+                text,
+                expect: copy.expect,
+            });
+        }
+    }
+    if let Some(key) = seen_key {
+        changes.push(Change::Seen(key));
+    }
+    Ok(Plan {
+        changes,
+        reports,
+        duplicate: false,
+    })
+}
+
 /// Applies every part to one account's calendar in one atomic, flushed commit.
 async fn deliver_to(
     gateway: &Gateway,
@@ -169,118 +359,16 @@ async fn deliver_to(
     account: &str,
     authenticated: bool,
 ) -> Verdict {
-    let addresses = gateway.addresses(account);
-    let senders: Vec<CalAddress> = [&mail.from, &mail.sender]
-        .into_iter()
-        .flatten()
-        .filter_map(|s| CalAddress::from_email(s))
-        .collect();
-    let Some(_) = senders.first() else {
-        return Verdict::refused("the message has no From address".into());
-    };
-    let seen_key = mail
-        .message_id
-        .as_ref()
-        .map(|id| delivery_key(id, account, parts));
     for _ in 0..8 {
-        if let Some(key) = &seen_key {
-            match gateway.store.seen(key) {
-                Ok(true) => return Verdict::Accepted("already delivered".into()),
-                Ok(false) => {}
-                Err(e) => return Verdict::store_unavailable(&e),
-            }
+        let plan = match plan(gateway, trace, mail, parts, account, authenticated) {
+            Ok(plan) => plan,
+            Err(verdict) => return verdict,
+        };
+        if plan.duplicate {
+            return Verdict::Accepted("already delivered".into());
         }
-        let ctx = gateway.context(&addresses);
-        // Later parts see what earlier parts of the same message did.
-        let mut copies: BTreeMap<String, Copy> = BTreeMap::new();
-        let mut changes = Vec::new();
-        let mut notes = Vec::new();
-        for part in parts {
-            if !copies.contains_key(&part.uid) {
-                match gateway.store.get(account, &part.uid) {
-                    Ok(current) => {
-                        let expect = current
-                            .as_ref()
-                            .map(|c| Expect::Revision(c.revision))
-                            .unwrap_or(Expect::Absent);
-                        let calendar = current.as_ref().and_then(|c| Calendar::parse(&c.text).ok());
-                        copies.insert(
-                            part.uid.clone(),
-                            Copy {
-                                expect,
-                                original: current.map(|c| c.text),
-                                calendar,
-                            },
-                        );
-                    }
-                    Err(e) => return Verdict::store_unavailable(&e),
-                }
-            }
-            let copy = &copies[&part.uid].calendar;
-            let adds = matches!(part.method, Method::Request | Method::Publish | Method::Add);
-            if copy.is_none() && adds {
-                let policy = gateway.config.inbound.auto_add;
-                if policy == AutoAdd::Never || (policy == AutoAdd::Authenticated && !authenticated)
-                {
-                    notes.push(format!("{} not added (inbound.auto_add)", part.uid));
-                    continue;
-                }
-            }
-            let mut result = Err(ItipError::SenderIsNotOrganizerNorAttendee);
-            for sender in &senders {
-                result = itip::receive(&ctx, sender, copy.as_ref(), &part.calendar);
-                if !matches!(&result, Err(e) if is_sender_error(e)) {
-                    break;
-                }
-            }
-            match result {
-                Ok(Received {
-                    stored,
-                    responses,
-                    counter,
-                }) => {
-                    if let Some(next) = stored {
-                        let text = next.to_string();
-                        if let Err(problem) = gateway.check_limits(text.len(), &next) {
-                            return Verdict::too_large(problem);
-                        }
-                        copies.get_mut(&part.uid).expect("read above").calendar = Some(next);
-                    }
-                    gateway.enqueue(trace, account, &responses, &mut changes);
-                    if let Some(counter) = counter {
-                        changes.push(Change::Counter {
-                            account: account.into(),
-                            uid: part.uid.clone(),
-                            text: counter.to_string(),
-                        });
-                    }
-                    notes.push(format!("{} {}", part.method.as_str(), part.uid));
-                }
-                Err(e) => match Verdict::for_error(&e) {
-                    Verdict::Accepted(text) => notes.push(text),
-                    refusal => return refusal,
-                },
-            }
-        }
-        for (uid, copy) in &copies {
-            let Some(calendar) = &copy.calendar else {
-                continue;
-            };
-            let text = calendar.to_string();
-            if copy.original.as_deref() != Some(text.as_str()) {
-                changes.push(Change::Put {
-                    account: account.into(),
-                    uid: uid.clone(),
-                    text,
-                    expect: copy.expect,
-                });
-            }
-        }
-        if let Some(key) = &seen_key {
-            changes.push(Change::Seen(key.clone()));
-        }
-        let queued = changes.iter().any(|c| matches!(c, Change::Enqueue(_)));
-        match gateway.store.commit(&changes) {
+        let queued = plan.changes.iter().any(|c| matches!(c, Change::Enqueue(_)));
+        match gateway.store.commit(&plan.changes) {
             Ok(_) => {
                 if let Err(e) = gateway.durable().await {
                     return Verdict::store_unavailable(&e);
@@ -288,18 +376,108 @@ async fn deliver_to(
                 if queued {
                     gateway.outbox_ready.notify_one();
                 }
-                let text = if notes.is_empty() {
-                    "delivered".to_string()
+                let notes: Vec<String> = plan
+                    .reports
+                    .iter()
+                    .map(|r| {
+                        if r.verdict == "applied" {
+                            format!("{} {}", r.method, r.uid)
+                        } else {
+                            r.verdict.clone()
+                        }
+                    })
+                    .collect();
+                return Verdict::Accepted(if notes.is_empty() {
+                    "delivered".into()
                 } else {
                     notes.join("; ")
-                };
-                return Verdict::Accepted(text);
+                });
             }
             Err(StoreError::Conflict) => continue,
             Err(e) => return Verdict::store_unavailable(&e),
         }
     }
     Verdict::store_unavailable(&StoreError::Conflict)
+}
+
+/// What a message would do for each recipient, decided exactly as a delivery would be,
+/// with nothing committed (`imipd explain`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Explanation {
+    /// The recipient.
+    pub recipient: String,
+    /// The addresses the guard judged: header From, then Sender.
+    pub senders: Vec<String>,
+    /// The reply a delivery would get now.
+    pub reply: String,
+    /// One report per calendar part.
+    pub parts: Vec<PartReport>,
+}
+
+/// Explains a message for each recipient without changing anything.
+pub fn explain(gateway: &Gateway, mail: &InboundMail, recipients: &[String]) -> Vec<Explanation> {
+    let senders: Vec<String> = [&mail.from, &mail.sender]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    let explained = |recipient: &String, verdict: Verdict, parts: Vec<PartReport>| Explanation {
+        recipient: recipient.clone(),
+        senders: senders.clone(),
+        reply: verdict.reply(),
+        parts,
+    };
+    let parts = match parse_parts(gateway, mail) {
+        Ok(parts) => parts,
+        Err(verdict) => {
+            return recipients
+                .iter()
+                .map(|r| explained(r, verdict.clone(), Vec::new()))
+                .collect();
+        }
+    };
+    let dmarc = dmarc_verdict(gateway, mail);
+    recipients
+        .iter()
+        .map(|recipient| {
+            if parts.is_empty() {
+                return explained(
+                    recipient,
+                    Verdict::Accepted("no scheduling message, nothing to do".into()),
+                    Vec::new(),
+                );
+            }
+            if dmarc == Some(false) {
+                let verdict = Verdict::refused(
+                    "sender domain did not pass DMARC at a trusted authserv-id".into(),
+                );
+                return explained(recipient, verdict, Vec::new());
+            }
+            let Some(account) = gateway.account_for(recipient) else {
+                return explained(recipient, Verdict::unknown_user(recipient), Vec::new());
+            };
+            match plan(
+                gateway,
+                "explain",
+                mail,
+                &parts,
+                account,
+                dmarc == Some(true),
+            ) {
+                Ok(plan) if plan.duplicate => explained(
+                    recipient,
+                    Verdict::Accepted("already delivered".into()),
+                    Vec::new(),
+                ),
+                Ok(plan) => explained(
+                    recipient,
+                    Verdict::Accepted("would be delivered".into()),
+                    plan.reports,
+                ),
+                Err(verdict) => explained(recipient, verdict, Vec::new()),
+            }
+        })
+        .collect()
 }
 
 /// Errors that another sender address (Sender after From) might not cause.

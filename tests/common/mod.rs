@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The admin Bearer token of every test daemon.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
 /// argon2 hash of "secret".
 pub const SECRET_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$y32NM/1FpUSTQtgjzChkxg$tzcDi61ISGyh1GB8Hi6AxD6B3XDZJk4+GtpIgJeUBi4";
 
@@ -44,7 +47,7 @@ impl Daemon {
             &config,
             format!(
                 "[server]\ndata_dir = \"{data}\"\nhostname = \"mx.example.com\"\n\
-[lmtp]\nlisten = \"127.0.0.1:{lmtp}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
+[lmtp]\nlisten = \"127.0.0.1:{lmtp}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n\
 [outbound]\nspool_dir = \"{spool}\"\n\
 {extra}",
                 data = dir.join("data").display(),
@@ -226,5 +229,27 @@ pub fn spooled(dir: &Path, want: usize) -> Vec<String> {
             return files;
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Daemon {
+    /// Runs `imipd explain` against this daemon; returns its exit status and output.
+    pub fn explain(&self, message: &str, to: &[&str]) -> (bool, String) {
+        let file = self.dir.join("explain.eml");
+        std::fs::write(&file, message).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_imipd"));
+        command
+            .args(["explain", "--config"])
+            .arg(&self.config)
+            .arg(&file);
+        for t in to {
+            command.args(["--to", t]);
+        }
+        let output = command.output().unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
     }
 }
