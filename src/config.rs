@@ -1,7 +1,7 @@
 //! The TOML configuration: every key has a default, and `IMIPD_SECTION__KEY` environment
 //! variables override the file (for example `IMIPD_SERVER__DATA_DIR=/var/lib/imipd`).
 
-use crate::itip::CalAddress;
+use crate::itip::{CalAddress, percent_decode};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -123,6 +123,8 @@ pub enum Transport {
     /// `.eml` files in `outbound.spool_dir`.
     #[default]
     Spool,
+    /// Relayed through `outbound.relay` with SMTP.
+    Smtp,
 }
 
 /// `[outbound]`
@@ -133,6 +135,83 @@ pub struct Outbound {
     pub transport: Transport,
     /// Folder for `.eml` files when the transport is `spool`.
     pub spool_dir: PathBuf,
+    /// The smarthost: `smtp://[user:password@]host:port` (STARTTLS when offered) or
+    /// `smtps://...` (TLS from the start).
+    pub relay: String,
+    /// First wait before retrying a temporary failure.
+    pub min_backoff: String,
+    /// Longest wait between retries.
+    pub max_backoff: String,
+    /// How long a message may stay queued before it fails for good (status 5.1).
+    pub max_queue_lifetime: String,
+}
+
+/// A relay, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relay {
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// TLS from the start (`smtps://`).
+    pub implicit_tls: bool,
+    /// AUTH user and password.
+    pub credentials: Option<(String, String)>,
+}
+
+impl Relay {
+    /// Parses `smtp://user:password@host:port` or `smtps://host:465`.
+    pub fn parse(url: &str) -> Result<Relay, String> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or("expected smtp://host:port or smtps://host:port")?;
+        let implicit_tls = match scheme.to_ascii_lowercase().as_str() {
+            "smtp" => false,
+            "smtps" => true,
+            other => return Err(format!("unknown scheme {other:?}: use smtp:// or smtps://")),
+        };
+        let rest = rest.trim_end_matches('/');
+        let (credentials, address) = match rest.rsplit_once('@') {
+            Some((user_password, address)) => {
+                let (user, password) = user_password
+                    .split_once(':')
+                    .ok_or("credentials must be user:password@")?;
+                (
+                    Some((percent_decode(user), percent_decode(password))),
+                    address,
+                )
+            }
+            None => (None, rest),
+        };
+        let (host, port) = match address.rsplit_once(':') {
+            Some((host, port)) => (
+                host,
+                port.parse::<u16>()
+                    .map_err(|_| format!("{port:?} is not a port"))?,
+            ),
+            None => (address, if implicit_tls { 465 } else { 587 }),
+        };
+        if host.is_empty() {
+            return Err("no host".into());
+        }
+        Ok(Relay {
+            host: host.trim_matches(['[', ']']).to_string(),
+            port,
+            implicit_tls,
+            credentials,
+        })
+    }
+}
+
+/// The outbound timings, parsed.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// First wait.
+    pub min: std::time::Duration,
+    /// Longest wait.
+    pub max: std::time::Duration,
+    /// Lifetime in the queue.
+    pub lifetime: std::time::Duration,
 }
 
 /// `[security]`
@@ -204,6 +283,10 @@ impl Default for Outbound {
         Outbound {
             transport: Transport::Spool,
             spool_dir: PathBuf::from("spool"),
+            relay: String::new(),
+            min_backoff: "1m".into(),
+            max_backoff: "1h".into(),
+            max_queue_lifetime: "2d".into(),
         }
     }
 }
@@ -315,6 +398,10 @@ impl Config {
                 ),
             ));
         }
+        self.backoff()?;
+        if self.outbound.transport == Transport::Smtp {
+            self.relay()?;
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(invalid("log.format", "must be \"text\" or \"json\"".into()));
         }
@@ -340,6 +427,39 @@ impl Config {
             lmtp: parse("lmtp.listen", &self.lmtp.listen)?,
             smtp: parse("smtp.listen", &self.smtp.listen)?,
             http: parse("http.listen", &self.http.listen)?,
+        })
+    }
+
+    /// The outbound retry timings.
+    pub fn backoff(&self) -> Result<Backoff, ConfigError> {
+        let parse = |key: &str, value: &str| {
+            humantime::parse_duration(value.trim()).map_err(|e| ConfigError::Invalid {
+                key: key.into(),
+                problem: format!("{value:?} is not a duration such as 1m, 1h or 2d ({e})"),
+            })
+        };
+        let backoff = Backoff {
+            min: parse("outbound.min_backoff", &self.outbound.min_backoff)?,
+            max: parse("outbound.max_backoff", &self.outbound.max_backoff)?,
+            lifetime: parse(
+                "outbound.max_queue_lifetime",
+                &self.outbound.max_queue_lifetime,
+            )?,
+        };
+        if backoff.min > backoff.max {
+            return Err(ConfigError::Invalid {
+                key: "outbound.min_backoff".into(),
+                problem: "is longer than outbound.max_backoff".into(),
+            });
+        }
+        Ok(backoff)
+    }
+
+    /// The relay, when the transport is `smtp`.
+    pub fn relay(&self) -> Result<Relay, ConfigError> {
+        Relay::parse(self.outbound.relay.trim()).map_err(|problem| ConfigError::Invalid {
+            key: "outbound.relay".into(),
+            problem,
         })
     }
 
@@ -411,6 +531,31 @@ mod tests {
         assert_eq!(config.limits.max_attendees, 7);
         assert_eq!(config.lmtp.listen, "127.0.0.1:2424");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn relays_and_durations() {
+        let relay = Relay::parse("smtp://imipd:p%40ss@mail.example.com:587").unwrap();
+        assert_eq!(relay.credentials, Some(("imipd".into(), "p@ss".into())));
+        assert_eq!(
+            (relay.host.as_str(), relay.port, relay.implicit_tls),
+            ("mail.example.com", 587, false)
+        );
+        assert_eq!(Relay::parse("smtps://mail.example.com").unwrap().port, 465);
+        assert!(Relay::parse("http://x").is_err());
+        let err = from_toml("[outbound]\ntransport = \"smtp\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("outbound.relay:"), "{err}");
+        let err = from_toml("[outbound]\nmax_backoff = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("outbound.max_backoff:"), "{err}");
+        let config = from_toml("[outbound]\nmin_backoff = \"2s\"\n").unwrap();
+        assert_eq!(
+            config.backoff().unwrap().min,
+            std::time::Duration::from_secs(2)
+        );
     }
 
     #[test]

@@ -322,6 +322,9 @@ impl Gateway {
                     summary: message.summary.lines(),
                     calendar: calendar.clone(),
                     queued_at: now(),
+                    attempts: 0,
+                    next_attempt: 0,
+                    last_error: None,
                 }));
                 count += 1;
             }
@@ -350,7 +353,15 @@ impl Gateway {
             check_precondition(pre, current.as_ref())?;
             let old = current.as_ref().and_then(|c| Calendar::parse(&c.text).ok());
             let outcome = itip::schedule_put(&self.context(&addresses), old.as_ref(), new.clone())?;
-            let stored = outcome.stored.to_string();
+            // Every recipient the server now tries to reach is "pending" (1.0) until the
+            // outbound worker knows better.
+            let mut copy = outcome.stored.clone();
+            for to in outcome.messages.iter().flat_map(|m| &m.to) {
+                if let Some(next) = itip::with_schedule_status(&copy, to, "1.0") {
+                    copy = next;
+                }
+            }
+            let stored = copy.to_string();
             let expect = current
                 .as_ref()
                 .map(|c| Expect::Revision(c.revision))

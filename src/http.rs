@@ -319,7 +319,7 @@ async fn explain(
         .unwrap_or_default()
         .split('&')
         .filter_map(|pair| pair.strip_prefix("to="))
-        .map(percent_decode)
+        .map(crate::itip::percent_decode)
         .collect();
     if recipients.is_empty() {
         return text(
@@ -334,32 +334,4 @@ async fn explain(
         serde_json::to_string(&explained).unwrap_or_default(),
     )
         .into_response()
-}
-
-/// Decodes a query value (`%XX` escapes and `+` for space).
-fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

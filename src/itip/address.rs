@@ -58,7 +58,8 @@ impl fmt::Display for CalAddress {
     }
 }
 
-fn percent_decode(text: &str) -> String {
+/// Decodes `%XX` escapes (invalid ones are kept as they are).
+pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

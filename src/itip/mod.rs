@@ -15,7 +15,7 @@ mod organizer;
 mod summary;
 mod zones;
 
-pub use address::CalAddress;
+pub use address::{CalAddress, percent_decode};
 pub use calendar::{Calendar, Component, InstanceKey};
 pub use error::ItipError;
 pub use message::{ItipMessage, Method};
@@ -213,6 +213,44 @@ pub fn receive(
     message: &Calendar,
 ) -> Result<Received, ItipError> {
     inbound::receive(ctx, sender, stored, message)
+}
+
+/// Records what happened to the message sent to `recipient` (RFC 6638 section 3.2.9): the
+/// SCHEDULE-STATUS of its ATTENDEE in the organizer's copy, or of the ORGANIZER in an
+/// attendee's copy when the recipient organizes. SEQUENCE and everything else stay as they
+/// are, so nothing new is sent. `None` when the copy already says so or names nobody.
+pub fn with_schedule_status(
+    copy: &Calendar,
+    recipient: &CalAddress,
+    status: &str,
+) -> Option<Calendar> {
+    use calcard::icalendar::{ICalendarParameterName, ICalendarParameterValue, ICalendarProperty};
+    let mut next = copy.clone();
+    let mut changed = false;
+    for comp in next.scheduling_mut() {
+        let organizes = comp.organizer().as_ref() == Some(recipient);
+        for entry in comp.entries.iter_mut() {
+            let target = match entry.name {
+                ICalendarProperty::Organizer => organizes,
+                ICalendarProperty::Attendee => !organizes,
+                _ => false,
+            };
+            if !target || calendar::entry_address(entry).as_ref() != Some(recipient) {
+                continue;
+            }
+            if calendar::param_text(entry, &ICalendarParameterName::ScheduleStatus).as_deref()
+                != Some(status)
+            {
+                calendar::set_param(
+                    entry,
+                    ICalendarParameterName::ScheduleStatus,
+                    ICalendarParameterValue::Text(status.into()),
+                );
+                changed = true;
+            }
+        }
+    }
+    changed.then_some(next)
 }
 
 /// The title and start (seconds since the epoch) of the master or first component.

@@ -1,48 +1,287 @@
-//! Mail out: the worker that takes queued scheduling messages from the store and hands
-//! them to the transport. The embedded transport writes `.eml` files to a spool folder.
+//! Mail out: the worker that takes queued scheduling messages from the store and delivers
+//! them: to local accounts through the engine, to others by the configured transport
+//! (spool files or an SMTP relay). What happened is written back into the sender's copy as
+//! SCHEDULE-STATUS (RFC 6638 section 3.2.9).
 
-use crate::gateway::Gateway;
+mod relay;
+
+use crate::config::Transport;
+use crate::gateway::{Gateway, now};
+use crate::itip::{self, CalAddress, Calendar, ItipError, Received};
 use crate::mime::{self, OutboundMail};
-use crate::store::OutboundMessage;
+use crate::store::{Change, Expect, OutboundMessage, StoreError};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Delivers the queue until shutdown; also wakes up periodically to resume after errors.
+/// What one delivery attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Handed over: 1.1 (relay or spool accepted) or 1.2 (delivered to a local account).
+    Delivered(&'static str),
+    /// May work later (4xx, connection refused, timeout).
+    Retry(String),
+    /// Failed for good: 5.1 (not delivered), 5.2 (address refused), 5.3 (refused by policy).
+    Failed(&'static str, String),
+}
+
+/// Delivers the queue until shutdown.
 pub async fn run(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
     loop {
-        if let Err(e) = drain(&gateway).await {
-            tracing::warn!(error = %e, "outbound queue: will retry");
-        }
+        let wait = match drain(&gateway).await {
+            Ok(Some(due)) => Duration::from_secs(due.saturating_sub(now()).clamp(1, 10) as u64),
+            Ok(None) => Duration::from_secs(10),
+            Err(e) => {
+                tracing::warn!(error = %e, "outbound queue: will retry");
+                Duration::from_secs(5)
+            }
+        };
         tokio::select! {
             _ = gateway.outbox_ready.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
     }
 }
 
-async fn drain(gateway: &Gateway) -> Result<(), String> {
+/// Tries every due entry once; returns when the next one is due.
+async fn drain(gateway: &Gateway) -> Result<Option<i64>, String> {
     let queue = gateway.store.outbox().map_err(|e| e.to_string())?;
-    if queue.is_empty() {
-        return Ok(());
-    }
-    let spool = gateway.config.outbound.spool_dir.clone();
+    let mut next_due: Option<i64> = None;
+    let mut settled = false;
     for (id, message) in queue {
-        let raw = render(gateway, id, &message);
-        let dir = spool.clone();
-        tokio::task::spawn_blocking(move || write_spool(&dir, id, &raw))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("{}: {e}", spool.display()))?;
-        // The file is durable before the entry goes: a crash in between writes the same
-        // file again, under the same name.
-        gateway.store.outbox_remove(id).map_err(|e| e.to_string())?;
-        tracing::info!(trace = message.trace.as_str(), id, to = ?message.to, method = message.method.as_str(), "spooled");
+        if message.next_attempt > now() {
+            next_due = Some(next_due.map_or(message.next_attempt, |d| d.min(message.next_attempt)));
+            continue;
+        }
+        let outcome = deliver(gateway, id, &message).await;
+        tracing::info!(trace = message.trace.as_str(), id, to = ?message.to, method = message.method.as_str(), ?outcome, "outbound");
+        if let Outcome::Retry(_) = &outcome {
+            let due = settle(gateway, id, &message, outcome).map_err(|e| e.to_string())?;
+            next_due = Some(next_due.map_or(due, |d| d.min(due)));
+        } else {
+            settle(gateway, id, &message, outcome).map_err(|e| e.to_string())?;
+        }
+        settled = true;
     }
-    gateway.durable().await.map_err(|e| e.to_string())
+    if settled {
+        gateway.durable().await.map_err(|e| e.to_string())?;
+    }
+    Ok(next_due)
+}
+
+async fn deliver(gateway: &Gateway, id: u64, message: &OutboundMessage) -> Outcome {
+    let Some(recipient) = message.to.first() else {
+        return Outcome::Failed("5.1", "no recipient".into());
+    };
+    if let Some(account) = gateway.account_for(recipient).map(str::to_string) {
+        return deliver_locally(gateway, id, &account, message).await;
+    }
+    let raw = render(gateway, id, message);
+    match gateway.config.outbound.transport {
+        Transport::Spool => {
+            let dir = gateway.config.outbound.spool_dir.clone();
+            match tokio::task::spawn_blocking(move || write_spool(&dir, id, &raw)).await {
+                Ok(Ok(())) => Outcome::Delivered("1.1"),
+                Ok(Err(e)) => Outcome::Retry(format!("spool: {e}")),
+                Err(e) => Outcome::Retry(e.to_string()),
+            }
+        }
+        Transport::Smtp => match gateway.config.relay() {
+            Ok(relay) => {
+                relay::send(
+                    &relay,
+                    &gateway.config.server.hostname,
+                    &bounce_address(gateway, id),
+                    recipient,
+                    &raw,
+                )
+                .await
+            }
+            Err(e) => Outcome::Retry(e.to_string()),
+        },
+    }
+}
+
+/// The envelope sender: a bounce address that names the queue entry, so that a delivery
+/// status notification can be matched to it.
+pub fn bounce_address(gateway: &Gateway, id: u64) -> String {
+    format!("bounce+{id:016x}@{}", gateway.config.server.hostname)
+}
+
+/// A recipient with an account here gets the message through the engine, as received mail
+/// would, in one commit of its own.
+async fn deliver_locally(
+    gateway: &Gateway,
+    id: u64,
+    account: &str,
+    message: &OutboundMessage,
+) -> Outcome {
+    let Ok(calendar) = Calendar::parse(&message.calendar) else {
+        return Outcome::Failed("5.1", "the queued message does not parse".into());
+    };
+    let Some(sender) = CalAddress::from_email(&message.from) else {
+        return Outcome::Failed("5.1", format!("{} is no address", message.from));
+    };
+    let addresses = gateway.addresses(account);
+    for _ in 0..8 {
+        let current = match gateway.store.get(account, &message.uid) {
+            Ok(c) => c,
+            Err(e) => return Outcome::Retry(e.to_string()),
+        };
+        let copy = current.as_ref().and_then(|c| Calendar::parse(&c.text).ok());
+        let ctx = gateway.context(&addresses);
+        let Received {
+            stored,
+            responses,
+            counter,
+        } = match itip::receive(&ctx, &sender, copy.as_ref(), &calendar) {
+            Ok(received) => received,
+            Err(e) => return local_refusal(&e),
+        };
+        let mut changes = Vec::new();
+        if let Some(next) = stored {
+            let expect = current
+                .as_ref()
+                .map(|c| Expect::Revision(c.revision))
+                .unwrap_or(Expect::Absent);
+            changes.push(Change::Put {
+                account: account.into(),
+                uid: message.uid.clone(),
+                text: next.to_string(),
+                expect,
+            });
+        }
+        gateway.enqueue(&message.trace, account, &responses, &mut changes);
+        if let Some(counter) = counter {
+            changes.push(Change::Counter {
+                account: account.into(),
+                uid: message.uid.clone(),
+                text: counter.to_string(),
+            });
+        }
+        match gateway.store.commit(&changes) {
+            Ok(_) => {
+                if !responses.is_empty() {
+                    gateway.outbox_ready.notify_one();
+                }
+                tracing::info!(
+                    trace = message.trace.as_str(),
+                    id,
+                    account,
+                    "delivered locally"
+                );
+                return Outcome::Delivered("1.2");
+            }
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Outcome::Retry(e.to_string()),
+        }
+    }
+    Outcome::Retry("the recipient's copy kept changing".into())
+}
+
+fn local_refusal(error: &ItipError) -> Outcome {
+    use ItipError::*;
+    match error {
+        // Delivered, and found stale or pointless by the recipient's calendar.
+        OutOfSequence | EventNotFound | NothingToSend | OtherSchedulingAgent => {
+            Outcome::Delivered("1.2")
+        }
+        SenderIsNotOrganizerNorAttendee
+        | SenderIsNotParticipant(_)
+        | NotOrganizer
+        | OrganizerIsLocalAddress
+        | OrganizerMismatch
+        | UnknownParticipant(_) => Outcome::Failed("5.3", error.to_string()),
+        _ => Outcome::Failed("5.1", error.to_string()),
+    }
+}
+
+/// Records an outcome: off the queue with the final status, or back on it for later. The
+/// status write-back and the queue change are one commit, so a crash cannot leave a sent
+/// message queued and marked as sent. Returns when a retried entry is due.
+fn settle(
+    gateway: &Gateway,
+    id: u64,
+    message: &OutboundMessage,
+    outcome: Outcome,
+) -> Result<i64, StoreError> {
+    let backoff = gateway
+        .config
+        .backoff()
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let (queue_change, status, due) = match outcome {
+        Outcome::Retry(reason) if now() - message.queued_at < backoff.lifetime.as_secs() as i64 => {
+            let attempts = message.attempts + 1;
+            let wait = backoff
+                .min
+                .as_secs()
+                .saturating_mul(1 << attempts.min(20).saturating_sub(1))
+                .min(backoff.max.as_secs());
+            let due = now() + wait.max(1) as i64;
+            let retried = OutboundMessage {
+                attempts,
+                next_attempt: due,
+                last_error: Some(reason),
+                ..message.clone()
+            };
+            (Change::Requeue(id, retried), None, due)
+        }
+        Outcome::Retry(reason) => {
+            tracing::warn!(
+                id,
+                reason,
+                "outbound: gave up after outbound.max_queue_lifetime"
+            );
+            (Change::Dequeue(id), Some("5.1"), 0)
+        }
+        Outcome::Delivered(status) => (Change::Dequeue(id), Some(status), 0),
+        Outcome::Failed(status, reason) => {
+            tracing::warn!(id, status, reason, "outbound: failed for good");
+            (Change::Dequeue(id), Some(status), 0)
+        }
+    };
+    for _ in 0..8 {
+        let mut changes = vec![queue_change.clone()];
+        if let Some(status) = status
+            && let Some(change) = status_change(gateway, message, status)?
+        {
+            changes.push(change);
+        }
+        match gateway.store.commit(&changes) {
+            Ok(_) => return Ok(due),
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Conflict)
+}
+
+/// The sender's copy with the recipient's SCHEDULE-STATUS, when it changes.
+pub fn status_change(
+    gateway: &Gateway,
+    message: &OutboundMessage,
+    status: &str,
+) -> Result<Option<Change>, StoreError> {
+    let Some(current) = gateway.store.get(&message.account, &message.uid)? else {
+        return Ok(None);
+    };
+    let Ok(copy) = Calendar::parse(&current.text) else {
+        return Ok(None);
+    };
+    let Some(recipient) = message.to.first().and_then(|t| CalAddress::from_email(t)) else {
+        return Ok(None);
+    };
+    Ok(
+        itip::with_schedule_status(&copy, &recipient, status).map(|next| Change::Put {
+            account: message.account.clone(),
+            uid: message.uid.clone(),
+            text: next.to_string(),
+            expect: Expect::Revision(current.revision),
+        }),
+    )
 }
 
 /// The mail for a queued message.

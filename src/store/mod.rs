@@ -84,6 +84,15 @@ pub struct OutboundMessage {
     pub calendar: String,
     /// Seconds since the epoch when queued.
     pub queued_at: i64,
+    /// Delivery attempts that failed temporarily.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Not before this instant (seconds since the epoch); 0 for now.
+    #[serde(default)]
+    pub next_attempt: i64,
+    /// The last temporary failure, for operators.
+    #[serde(default)]
+    pub last_error: Option<String>,
 }
 
 /// One change inside an atomic commit.
@@ -111,6 +120,10 @@ pub enum Change {
     },
     /// Queue a message.
     Enqueue(OutboundMessage),
+    /// Take a message off the queue (delivered, or failed for good).
+    Dequeue(u64),
+    /// Put a message back for a later attempt.
+    Requeue(u64, OutboundMessage),
     /// Record a delivered message so that a second delivery changes nothing.
     Seen(Vec<u8>),
     /// Keep a COUNTER proposal for the organizer.

@@ -111,7 +111,7 @@ impl Store for SledStore {
         for change in changes {
             let size = match change {
                 Change::Put { text, .. } | Change::Counter { text, .. } => text.len(),
-                Change::Enqueue(m) => m.calendar.len(),
+                Change::Enqueue(m) | Change::Requeue(_, m) => m.calendar.len(),
                 _ => 0,
             };
             if size > MAX_VALUE {
@@ -147,6 +147,13 @@ impl Store for SledStore {
                         Change::Enqueue(message) => {
                             let value = serde_json::to_vec(message).expect("a message serializes");
                             outbox.insert(&id.to_be_bytes(), value)?;
+                        }
+                        Change::Dequeue(queued) => {
+                            outbox.remove(&queued.to_be_bytes())?;
+                        }
+                        Change::Requeue(queued, message) => {
+                            let value = serde_json::to_vec(message).expect("a message serializes");
+                            outbox.insert(&queued.to_be_bytes(), value)?;
                         }
                         Change::Seen(key) => {
                             seen.insert(key.as_slice(), &id.to_be_bytes())?;

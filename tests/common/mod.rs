@@ -38,6 +38,11 @@ impl Daemon {
 
     /// Starts with extra TOML sections appended to the base configuration.
     pub fn start_with(name: &str, extra: &str) -> Daemon {
+        Self::start_full(name, extra, "")
+    }
+
+    /// Starts with extra sections and extra keys of `[outbound]`.
+    pub fn start_full(name: &str, extra: &str, outbound: &str) -> Daemon {
         let dir = std::env::temp_dir().join(format!("imipd-it-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -48,8 +53,7 @@ impl Daemon {
             format!(
                 "[server]\ndata_dir = \"{data}\"\nhostname = \"mx.example.com\"\n\
 [lmtp]\nlisten = \"127.0.0.1:{lmtp}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n\
-[outbound]\nspool_dir = \"{spool}\"\n\
-{extra}",
+{extra}\n[outbound]\nspool_dir = \"{spool}\"\n{outbound}",
                 data = dir.join("data").display(),
                 spool = dir.join("spool").display(),
             ),
@@ -252,4 +256,117 @@ impl Daemon {
                 + &String::from_utf8_lossy(&output.stderr),
         )
     }
+}
+
+/// A scripted SMTP relay on loopback: answers RCPT by the recipient's local part
+/// (`refused` 550 5.1.1, `policy` 554 5.7.1, `flaky` 451 the first time, `down` 451 always)
+/// and records each accepted message's recipients and body.
+pub struct FakeRelay {
+    pub port: u16,
+    pub accepted: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl FakeRelay {
+    pub fn start() -> FakeRelay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let flaky_seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let record = accepted.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let record = record.clone();
+                let flaky_seen = flaky_seen.clone();
+                std::thread::spawn(move || {
+                    let _ = serve_fake(stream, &record, &flaky_seen);
+                });
+            }
+        });
+        FakeRelay { port, accepted }
+    }
+
+    /// Accepted messages for a recipient.
+    pub fn received(&self, recipient: &str) -> Vec<String> {
+        self.accepted
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(r, _)| r == recipient)
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+}
+
+fn serve_fake(
+    stream: TcpStream,
+    record: &std::sync::Mutex<Vec<(String, String)>>,
+    flaky_seen: &std::sync::atomic::AtomicBool,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    writer.write_all(b"220 relay.test ESMTP\r\n")?;
+    let mut recipients = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let upper = line.to_ascii_uppercase();
+        if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+            writer.write_all(b"250-relay.test\r\n250 8BITMIME\r\n")?;
+        } else if upper.starts_with("MAIL FROM") {
+            recipients.clear();
+            writer.write_all(b"250 2.1.0 ok\r\n")?;
+        } else if upper.starts_with("RCPT TO") {
+            let address = line.split(['<', '>']).nth(1).unwrap_or("").to_lowercase();
+            let local = address.split('@').next().unwrap_or("");
+            let reply: &[u8] = match local {
+                "refused" => b"550 5.1.1 no such user\r\n",
+                "policy" => b"554 5.7.1 rejected by policy\r\n",
+                "down" => b"451 4.3.0 try later\r\n",
+                "flaky" if !flaky_seen.swap(true, std::sync::atomic::Ordering::SeqCst) => {
+                    b"451 4.7.1 greylisted\r\n"
+                }
+                _ => {
+                    recipients.push(address);
+                    b"250 2.1.5 ok\r\n"
+                }
+            };
+            writer.write_all(reply)?;
+        } else if upper.starts_with("DATA") {
+            writer.write_all(b"354 go ahead\r\n")?;
+            let mut body = String::new();
+            loop {
+                let mut data = String::new();
+                if reader.read_line(&mut data)? == 0 {
+                    return Ok(());
+                }
+                if data == ".\r\n" || data == ".\n" {
+                    break;
+                }
+                body.push_str(&data);
+            }
+            for r in recipients.drain(..) {
+                record.lock().unwrap().push((r, body.clone()));
+            }
+            writer.write_all(b"250 2.0.0 queued\r\n")?;
+        } else if upper.starts_with("QUIT") {
+            writer.write_all(b"221 2.0.0 bye\r\n")?;
+            return Ok(());
+        } else {
+            writer.write_all(b"250 2.0.0 ok\r\n")?;
+        }
+    }
+}
+
+/// Waits until `check` holds (or 20 s pass) and returns whether it did.
+pub fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    check()
 }

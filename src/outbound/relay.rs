@@ -1,0 +1,62 @@
+//! The SMTP relay transport (mail-send): STARTTLS when the relay offers it, TLS from the
+//! start for `smtps://`, AUTH when credentials are given.
+
+use super::Outcome;
+use crate::config::Relay;
+use mail_send::SmtpClientBuilder;
+use mail_send::smtp::message::Message;
+use std::time::Duration;
+
+/// Sends one message to one recipient and classifies the answer.
+pub async fn send(
+    relay: &Relay,
+    hostname: &str,
+    envelope_from: &str,
+    recipient: &str,
+    raw: &[u8],
+) -> Outcome {
+    let mut builder = SmtpClientBuilder::new(relay.host.clone(), relay.port)
+        .implicit_tls(relay.implicit_tls)
+        .helo_host(hostname)
+        .timeout(Duration::from_secs(60));
+    if let Some((user, password)) = &relay.credentials {
+        builder = builder.credentials((user.clone(), password.clone()));
+    }
+    let message = Message::new(envelope_from, [recipient], raw);
+    let result = match builder.connect().await {
+        Ok(mut client) => client.send(message).await,
+        // STARTTLS is used when offered; a relay on a private network may not offer it.
+        Err(mail_send::Error::MissingStartTls) if !relay.implicit_tls => {
+            match builder.connect_plain().await {
+                Ok(mut client) => client.send(message).await,
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => Outcome::Delivered("1.1"),
+        Err(e) => classify(e),
+    }
+}
+
+/// 4xx and transport trouble are temporary; 5.1.x means the address is refused (5.2),
+/// 5.7.x a policy refusal (5.3); other 5xx do not get delivered (5.1).
+fn classify(error: mail_send::Error) -> Outcome {
+    match &error {
+        mail_send::Error::UnexpectedReply(reply)
+        | mail_send::Error::AuthenticationFailed(reply) => {
+            let text = format!(
+                "{} {}.{}.{} {}",
+                reply.code, reply.esc[0], reply.esc[1], reply.esc[2], reply.message
+            );
+            match (reply.code / 100, reply.esc[1]) {
+                (5, 1) => Outcome::Failed("5.2", text),
+                (5, 7) => Outcome::Failed("5.3", text),
+                (5, _) => Outcome::Failed("5.1", text),
+                _ => Outcome::Retry(text),
+            }
+        }
+        _ => Outcome::Retry(error.to_string()),
+    }
+}

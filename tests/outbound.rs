@@ -1,0 +1,160 @@
+//! Outbound: local recipients through the engine, others through a relay; what happened
+//! written back as SCHEDULE-STATUS in the organizer's copy.
+
+mod common;
+
+use common::{Daemon, FakeRelay, SECRET_HASH, eventually};
+
+fn accounts() -> String {
+    ["alice@example.com", "bob@example.com"]
+        .iter()
+        .map(|a| format!("[accounts.\"{a}\"]\npassword_hash = \"{SECRET_HASH}\"\n"))
+        .collect()
+}
+
+fn event(uid: &str, attendees: &[&str]) -> String {
+    let mut text = format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20260301T080000Z\r\n\
+DTSTART:20260320T100000Z\r\nSUMMARY:Quarterly review\r\nORGANIZER;CN=Alice:mailto:alice@example.com\r\n"
+    );
+    for a in attendees {
+        text.push_str(&format!("ATTENDEE;RSVP=TRUE:mailto:{a}\r\n"));
+    }
+    text + "END:VEVENT\r\nEND:VCALENDAR\r\n"
+}
+
+/// The SCHEDULE-STATUS of an attendee in alice's copy.
+fn status(daemon: &Daemon, uid: &str, attendee: &str) -> String {
+    let body = daemon.get("alice@example.com", uid).1.replace("\r\n ", "");
+    body.lines()
+        .find(|l| l.starts_with("ATTENDEE") && l.ends_with(&format!("mailto:{attendee}")))
+        .and_then(|l| {
+            l.split(';')
+                .find_map(|p| p.strip_prefix("SCHEDULE-STATUS="))
+        })
+        .map(|s| s.split(':').next().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn local_attendees_are_delivered_internally() {
+    let daemon = Daemon::start_with("local", &accounts());
+    let (code, head, _) = daemon.http(
+        "PUT",
+        "/calendars/alice@example.com/local-1",
+        "alice@example.com",
+        &[],
+        &event("local-1", &["bob@example.com", "olga@partner.example"]),
+    );
+    assert_eq!(code, 201, "{head}");
+    // Bob's calendar gets the invitation without any mail.
+    assert!(
+        eventually(|| daemon.get("bob@example.com", "local-1").0 == 200),
+        "{}",
+        daemon.log()
+    );
+    assert!(eventually(
+        || status(&daemon, "local-1", "bob@example.com") == "1.2"
+    ));
+    assert!(eventually(|| status(
+        &daemon,
+        "local-1",
+        "olga@partner.example"
+    ) == "1.1"));
+    let spooled = common::spooled(&daemon.spool(), 1);
+    assert_eq!(spooled.len(), 1, "only the outside attendee gets mail");
+    assert!(spooled[0].contains("To: <olga@partner.example>"));
+
+    // Bob accepts over HTTP: his REPLY reaches Alice's copy internally too.
+    let copy = daemon.get("bob@example.com", "local-1").1;
+    let accepted = copy.replace(
+        "RSVP=TRUE;PARTSTAT=NEEDS-ACTION:mailto:bob",
+        "RSVP=TRUE;PARTSTAT=ACCEPTED:mailto:bob",
+    );
+    assert_ne!(copy, accepted);
+    let (code, ..) = daemon.http(
+        "PUT",
+        "/calendars/bob@example.com/local-1",
+        "bob@example.com",
+        &[],
+        &accepted,
+    );
+    assert_eq!(code, 204);
+    assert!(eventually(|| {
+        daemon
+            .get("alice@example.com", "local-1")
+            .1
+            .replace("\r\n ", "")
+            .contains("PARTSTAT=ACCEPTED;SCHEDULE-STATUS=2.0:mailto:bob@example.com")
+    }));
+}
+
+#[test]
+fn relay_outcomes_become_schedule_status() {
+    let relay = FakeRelay::start();
+    let outbound = format!(
+        "transport = \"smtp\"\nrelay = \"smtp://127.0.0.1:{}\"\nmin_backoff = \"1s\"\nmax_backoff = \"2s\"\n",
+        relay.port
+    );
+    let daemon = Daemon::start_full("relay", &accounts(), &outbound);
+    let attendees = [
+        "ok@partner.example",
+        "refused@partner.example",
+        "policy@partner.example",
+        "flaky@partner.example",
+    ];
+    let (code, ..) = daemon.http(
+        "PUT",
+        "/calendars/alice@example.com/relay-1",
+        "alice@example.com",
+        &[],
+        &event("relay-1", &attendees),
+    );
+    assert_eq!(code, 201);
+    // Right after the write, every recipient is pending.
+    let expected = [
+        ("ok@partner.example", "1.1"),
+        ("refused@partner.example", "5.2"),
+        ("policy@partner.example", "5.3"),
+        ("flaky@partner.example", "1.1"),
+    ];
+    for (attendee, want) in expected {
+        assert!(
+            eventually(|| status(&daemon, "relay-1", attendee) == want),
+            "{attendee}: wanted {want}, got {:?}\n{}",
+            status(&daemon, "relay-1", attendee),
+            daemon.log()
+        );
+    }
+    // Each accepted message reached the relay once, and parses back to the REQUEST.
+    assert_eq!(relay.received("ok@partner.example").len(), 1);
+    assert_eq!(relay.received("flaky@partner.example").len(), 1);
+    let mail = imipd::mime::extract(relay.received("ok@partner.example")[0].as_bytes());
+    assert_eq!(mail.parts[0].mime_method.as_deref(), Some("REQUEST"));
+    assert!(mail.parts[0].text.contains("UID:relay-1"));
+    assert!(relay.received("refused@partner.example").is_empty());
+}
+
+#[test]
+fn retries_end_after_the_queue_lifetime() {
+    let relay = FakeRelay::start();
+    let outbound = format!(
+        "transport = \"smtp\"\nrelay = \"smtp://127.0.0.1:{}\"\nmin_backoff = \"1s\"\nmax_backoff = \"1s\"\nmax_queue_lifetime = \"3s\"\n",
+        relay.port
+    );
+    let daemon = Daemon::start_full("lifetime", &accounts(), &outbound);
+    let (code, ..) = daemon.http(
+        "PUT",
+        "/calendars/alice@example.com/down-1",
+        "alice@example.com",
+        &[],
+        &event("down-1", &["down@partner.example"]),
+    );
+    assert_eq!(code, 201);
+    assert_eq!(status(&daemon, "down-1", "down@partner.example"), "1.0");
+    assert!(
+        eventually(|| status(&daemon, "down-1", "down@partner.example") == "5.1"),
+        "{}",
+        daemon.log()
+    );
+}
