@@ -297,64 +297,32 @@ fn explain(path: Option<PathBuf>, message: &std::path::Path, to: &[String]) -> E
         );
         return ExitCode::FAILURE;
     }
-    let Ok(serde_json::Value::Array(recipients)) = serde_json::from_str::<serde_json::Value>(json)
-    else {
+    let Ok(recipients) = serde_json::from_str::<Vec<imipd::inbound::Explanation>>(json) else {
         eprintln!("imipd explain: unexpected answer: {json}");
         return ExitCode::FAILURE;
     };
+    let or = |list: &[String], none: &str| {
+        if list.is_empty() {
+            none.to_string()
+        } else {
+            list.join(", ")
+        }
+    };
     for recipient in recipients {
-        let field = |v: &serde_json::Value, k: &str| {
-            v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string()
-        };
-        println!(
-            "{}: {}",
-            field(&recipient, "recipient"),
-            field(&recipient, "reply")
-        );
-        let senders: Vec<&str> = recipient
-            .get("senders")
-            .and_then(|s| s.as_array())
-            .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
-            .unwrap_or_default();
+        println!("{}: {}", recipient.recipient, recipient.reply);
         println!(
             "  sender (From, then Sender): {}",
-            if senders.is_empty() {
-                "none".into()
-            } else {
-                senders.join(", ")
-            }
+            or(&recipient.senders, "none")
         );
-        for part in recipient
-            .get("parts")
-            .and_then(|p| p.as_array())
-            .into_iter()
-            .flatten()
-        {
-            println!("  {} {}", field(part, "method"), field(part, "uid"));
-            println!("    decision: {}", field(part, "verdict"));
-            let matches = part
-                .get("matches")
-                .and_then(|m| m.as_str())
-                .unwrap_or("no stored copy");
-            println!("    matches:  {matches}");
-            println!("    change:   {}", field(part, "change"));
-            let sends: Vec<String> = part
-                .get("sends")
-                .and_then(|s| s.as_array())
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
+        for part in recipient.parts {
+            println!("  {} {}", part.method, part.uid);
+            println!("    decision: {}", part.verdict);
             println!(
-                "    sends:    {}",
-                if sends.is_empty() {
-                    "nothing".to_string()
-                } else {
-                    sends.join(", ")
-                }
+                "    matches:  {}",
+                part.matches.as_deref().unwrap_or("no stored copy")
             );
+            println!("    change:   {}", part.change);
+            println!("    sends:    {}", or(&part.sends, "nothing"));
         }
     }
     ExitCode::SUCCESS

@@ -162,7 +162,7 @@ fn dmarc_passes(header: &str, trusted: &[String], domain: &str) -> bool {
 }
 
 /// What one calendar part would do to one account's calendar.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PartReport {
     /// METHOD.
     pub method: String,
@@ -402,7 +402,7 @@ async fn deliver_to(
 
 /// What a message would do for each recipient, decided exactly as a delivery would be,
 /// with nothing committed (`imipd explain`).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Explanation {
     /// The recipient.
     pub recipient: String,
