@@ -158,3 +158,68 @@ fn retries_end_after_the_queue_lifetime() {
         daemon.log()
     );
 }
+
+#[test]
+fn a_later_bounce_turns_sent_into_failed() {
+    let relay = FakeRelay::start();
+    let outbound = format!(
+        "transport = \"smtp\"\nrelay = \"smtp://127.0.0.1:{}\"\n",
+        relay.port
+    );
+    let daemon = Daemon::start_full("bounce", &accounts(), &outbound);
+    let (code, ..) = daemon.http(
+        "PUT",
+        "/calendars/alice@example.com/bounce-1",
+        "alice@example.com",
+        &[],
+        &event("bounce-1", &["ok@partner.example"]),
+    );
+    assert_eq!(code, 201);
+    assert!(
+        eventually(|| status(&daemon, "bounce-1", "ok@partner.example") == "1.1"),
+        "{}",
+        daemon.log()
+    );
+    // The queue id is in the Message-ID; the bounce address names it.
+    let sent = relay.received("ok@partner.example").remove(0);
+    let id = sent
+        .lines()
+        .find_map(|l| l.strip_prefix("Message-ID: <"))
+        .and_then(|l| l.split('.').next())
+        .unwrap()
+        .to_string();
+    let bounce_to = format!("bounce+{id}@mx.example.com");
+    let report = |action: &str, status: &str| {
+        format!(
+            "From: MAILER-DAEMON@relay.test\nTo: {bounce_to}\nSubject: Undelivered Mail\nMIME-Version: 1.0\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"r\"\n\n--r\nContent-Type: text/plain\n\n\
+Delivery failed.\n--r\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; relay.test\n\n\
+Final-Recipient: rfc822; ok@partner.example\nAction: {action}\nStatus: {status}\n--r--\n"
+        )
+    };
+    // A delay report changes nothing.
+    let replies = daemon.lmtp("", &[&bounce_to], &report("delayed", "4.4.1"));
+    assert!(replies[0].starts_with("250"), "{replies:?}");
+    assert_eq!(status(&daemon, "bounce-1", "ok@partner.example"), "1.1");
+    let replies = daemon.lmtp("", &[&bounce_to], &report("failed", "5.1.1"));
+    assert!(
+        replies[0].starts_with("250 2.0.0 bounce recorded"),
+        "{replies:?}"
+    );
+    assert_eq!(status(&daemon, "bounce-1", "ok@partner.example"), "5.2");
+    // A report for a message we never sent changes nothing.
+    let stranger =
+        report("failed", "5.1.1").replace(&bounce_to, "bounce+00000000deadbeef@mx.example.com");
+    let replies = daemon.lmtp("", &["bounce+00000000deadbeef@mx.example.com"], &stranger);
+    assert!(
+        replies[0].starts_with("250 2.0.0 no message of ours"),
+        "{replies:?}"
+    );
+    // Bounce addresses of other hosts are nobody here.
+    let replies = daemon.lmtp(
+        "",
+        &["bounce+00000000deadbeef@elsewhere.example"],
+        &stranger,
+    );
+    assert!(replies[0].starts_with("550 5.1.1"), "{replies:?}");
+}

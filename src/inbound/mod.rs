@@ -33,8 +33,29 @@ pub async fn deliver(
     gateway: &Gateway,
     trace: &str,
     mail: &InboundMail,
+    raw: &[u8],
     recipients: &[String],
 ) -> Vec<Verdict> {
+    // Bounces of our own mail come back to bounce+ID addresses, not to calendar users.
+    if recipients
+        .iter()
+        .any(|r| crate::outbound::dsn::queue_id(gateway, r).is_some())
+    {
+        let mut verdicts = Vec::with_capacity(recipients.len());
+        for recipient in recipients {
+            let verdict = match crate::outbound::dsn::queue_id(gateway, recipient) {
+                Some(id) => crate::outbound::dsn::apply(gateway, trace, id, raw).await,
+                None => {
+                    let one = std::slice::from_ref(recipient);
+                    Box::pin(deliver(gateway, trace, mail, raw, one))
+                        .await
+                        .remove(0)
+                }
+            };
+            verdicts.push(verdict);
+        }
+        return verdicts;
+    }
     let parts = match parse_parts(gateway, mail) {
         Ok(parts) => parts,
         Err(verdict) => {

@@ -156,7 +156,10 @@ pub async fn serve(
                         Some(tx) if tx.recipients.len() >= gateway.config.limits.max_recipients => {
                             out.extend_from_slice(b"452 4.5.3 too many recipients\r\n");
                         }
-                        Some(tx) => match gateway.account_for(&to.address) {
+                        Some(tx) => match gateway
+                            .account_for(&to.address)
+                            .or_else(|| crate::outbound::dsn::queue_id(&gateway, &to.address).map(|_| "bounce"))
+                        {
                             None => out.extend_from_slice(format!("{}\r\n", Verdict::unknown_user(&to.address).reply()).as_bytes()),
                             Some(_) => {
                                 tx.recipients.push(to.address);
@@ -217,7 +220,7 @@ async fn receive(gateway: &Gateway, tx: &Transaction, raw: &[u8]) -> Vec<Verdict
             parts = mail.parts.len(),
             "received"
         );
-        super::deliver(gateway, &trace, &mail, &tx.recipients).await
+        super::deliver(gateway, &trace, &mail, raw, &tx.recipients).await
     }
     .instrument(span)
     .await

@@ -3,6 +3,7 @@
 //! (spool files or an SMTP relay). What happened is written back into the sender's copy as
 //! SCHEDULE-STATUS (RFC 6638 section 3.2.9).
 
+pub mod dsn;
 mod relay;
 
 use crate::config::Transport;
@@ -238,13 +239,26 @@ fn settle(
             (Change::Dequeue(id), Some("5.1"), 0)
         }
         Outcome::Delivered(status) => (Change::Dequeue(id), Some(status), 0),
+
         Outcome::Failed(status, reason) => {
             tracing::warn!(id, status, reason, "outbound: failed for good");
             (Change::Dequeue(id), Some(status), 0)
         }
     };
+    // What the relay accepted is remembered (without its body) so that a bounce can find it.
+    let remember = (status == Some("1.1") && gateway.config.outbound.transport == Transport::Smtp)
+        .then(|| {
+            Change::Sent(
+                id,
+                OutboundMessage {
+                    calendar: String::new(),
+                    ..message.clone()
+                },
+            )
+        });
     for _ in 0..8 {
         let mut changes = vec![queue_change.clone()];
+        changes.extend(remember.clone());
         if let Some(status) = status
             && let Some(change) = status_change(gateway, message, status)?
         {

@@ -124,6 +124,10 @@ pub enum Change {
     Dequeue(u64),
     /// Put a message back for a later attempt.
     Requeue(u64, OutboundMessage),
+    /// Remember a message the relay accepted, so that a later bounce can be matched to it.
+    Sent(u64, OutboundMessage),
+    /// Forget a sent message (its bounce arrived).
+    ForgetSent(u64),
     /// Record a delivered message so that a second delivery changes nothing.
     Seen(Vec<u8>),
     /// Keep a COUNTER proposal for the organizer.
@@ -153,6 +157,8 @@ pub trait Store: Send + Sync + 'static {
     fn outbox(&self) -> Result<Vec<(u64, OutboundMessage)>, StoreError>;
     /// Removes a queued message.
     fn outbox_remove(&self, id: u64) -> Result<(), StoreError>;
+    /// A message the relay accepted, by queue id.
+    fn sent(&self, id: u64) -> Result<Option<OutboundMessage>, StoreError>;
     /// COUNTER proposals kept for an account.
     fn counters(&self, account: &str) -> Result<Vec<(String, String)>, StoreError>;
     /// Makes everything committed so far survive a power cut.

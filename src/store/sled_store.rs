@@ -16,6 +16,7 @@ pub struct SledStore {
     outbox: sled::Tree,
     seen: sled::Tree,
     counters: sled::Tree,
+    sent: sled::Tree,
     log: File,
     dir: PathBuf,
 }
@@ -72,6 +73,7 @@ impl SledStore {
             outbox: db.open_tree("outbox").map_err(unavailable)?,
             seen: db.open_tree("seen").map_err(unavailable)?,
             counters: db.open_tree("counters").map_err(unavailable)?,
+            sent: db.open_tree("sent").map_err(unavailable)?,
             db,
             log,
             dir: dir.to_path_buf(),
@@ -111,7 +113,7 @@ impl Store for SledStore {
         for change in changes {
             let size = match change {
                 Change::Put { text, .. } | Change::Counter { text, .. } => text.len(),
-                Change::Enqueue(m) | Change::Requeue(_, m) => m.calendar.len(),
+                Change::Enqueue(m) | Change::Requeue(_, m) | Change::Sent(_, m) => m.calendar.len(),
                 _ => 0,
             };
             if size > MAX_VALUE {
@@ -119,8 +121,14 @@ impl Store for SledStore {
             }
             ids.push(self.db.generate_id().map_err(unavailable)?);
         }
-        let result = (&self.objects, &self.outbox, &self.seen, &self.counters).transaction(
-            |(objects, outbox, seen, counters)| {
+        let result = (
+            &self.objects,
+            &self.outbox,
+            &self.seen,
+            &self.counters,
+            &self.sent,
+        )
+            .transaction(|(objects, outbox, seen, counters, sent)| {
                 for (change, id) in changes.iter().zip(&ids) {
                     match change {
                         Change::Put {
@@ -155,6 +163,13 @@ impl Store for SledStore {
                             let value = serde_json::to_vec(message).expect("a message serializes");
                             outbox.insert(&queued.to_be_bytes(), value)?;
                         }
+                        Change::Sent(queued, message) => {
+                            let value = serde_json::to_vec(message).expect("a message serializes");
+                            sent.insert(&queued.to_be_bytes(), value)?;
+                        }
+                        Change::ForgetSent(queued) => {
+                            sent.remove(&queued.to_be_bytes())?;
+                        }
                         Change::Seen(key) => {
                             seen.insert(key.as_slice(), &id.to_be_bytes())?;
                         }
@@ -167,8 +182,7 @@ impl Store for SledStore {
                     }
                 }
                 Ok(())
-            },
-        );
+            });
         match result {
             Ok(()) => Ok(ids),
             Err(TransactionError::Abort(e)) => Err(e),
@@ -190,6 +204,15 @@ impl Store for SledStore {
     fn outbox_remove(&self, id: u64) -> Result<(), StoreError> {
         self.outbox.remove(id.to_be_bytes()).map_err(unavailable)?;
         Ok(())
+    }
+
+    fn sent(&self, id: u64) -> Result<Option<OutboundMessage>, StoreError> {
+        match self.sent.get(id.to_be_bytes()).map_err(unavailable)? {
+            Some(value) => serde_json::from_slice(&value)
+                .map(Some)
+                .map_err(unavailable),
+            None => Ok(None),
+        }
     }
 
     fn counters(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
