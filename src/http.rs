@@ -23,6 +23,9 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         )
         .route("/calendars/{account}/{uid}/counters", get(counters))
         .route("/explain", axum::routing::post(explain))
+        .route("/queue", get(queue_list))
+        .route("/queue/{id}", get(queue_show).delete(queue_drop))
+        .route("/queue/{id}/retry", axum::routing::post(queue_retry))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(gateway)
 }
@@ -304,16 +307,8 @@ async fn explain(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let admin = &gateway.config.http.admin_token;
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if admin.is_empty() {
-        return text(403, "explain needs http.admin_token to be set".into());
-    }
-    if !token.is_some_and(|t| constant_time_eq(t.trim().as_bytes(), admin.as_bytes())) {
-        return Denied::Unauthorized.into_response();
+    if let Err(denied) = admin(&gateway, &headers) {
+        return denied;
     }
     let recipients: Vec<String> = query
         .unwrap_or_default()
@@ -334,4 +329,146 @@ async fn explain(
         serde_json::to_string(&explained).unwrap_or_default(),
     )
         .into_response()
+}
+
+/// The admin Bearer token, for routes that see every account.
+fn admin(gateway: &Gateway, headers: &HeaderMap) -> Result<(), Response> {
+    let admin = &gateway.config.http.admin_token;
+    if admin.is_empty() {
+        return Err(text(403, "this needs http.admin_token to be set".into()));
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if token.is_some_and(|t| constant_time_eq(t.trim().as_bytes(), admin.as_bytes())) {
+        Ok(())
+    } else {
+        Err(Denied::Unauthorized.into_response())
+    }
+}
+
+fn queue_entry(
+    id: u64,
+    m: &crate::store::OutboundMessage,
+    with_calendar: bool,
+) -> serde_json::Value {
+    let mut entry = serde_json::json!({
+        "id": format!("{id:016x}"),
+        "account": m.account,
+        "uid": m.uid,
+        "method": m.method,
+        "from": m.from,
+        "to": m.to,
+        "queued_at": m.queued_at,
+        "attempts": m.attempts,
+        "next_attempt": m.next_attempt,
+        "last_error": m.last_error,
+    });
+    if with_calendar {
+        entry["calendar"] = serde_json::Value::String(m.calendar.clone());
+    }
+    entry
+}
+
+fn find_queued(
+    gateway: &Gateway,
+    id: &str,
+) -> Result<(u64, crate::store::OutboundMessage), Response> {
+    let wanted =
+        u64::from_str_radix(id, 16).map_err(|_| text(400, format!("{id:?} is not a queue id")))?;
+    let queue = gateway
+        .store
+        .outbox()
+        .map_err(|e| text(503, e.to_string()))?;
+    queue
+        .into_iter()
+        .find(|(i, _)| *i == wanted)
+        .ok_or_else(|| text(404, format!("no queued message {id}")))
+}
+
+/// `GET /queue`: every queued message, oldest first.
+async fn queue_list(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    if let Err(denied) = admin(&gateway, &headers) {
+        return denied;
+    }
+    match gateway.store.outbox() {
+        Ok(queue) => {
+            let list: Vec<serde_json::Value> = queue
+                .iter()
+                .map(|(id, m)| queue_entry(*id, m, false))
+                .collect();
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                serde_json::Value::Array(list).to_string(),
+            )
+                .into_response()
+        }
+        Err(e) => text(503, e.to_string()),
+    }
+}
+
+/// `GET /queue/{id}`: one queued message, with its iTIP object.
+async fn queue_show(
+    State(gateway): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(denied) = admin(&gateway, &headers) {
+        return denied;
+    }
+    match find_queued(&gateway, &id) {
+        Ok((id, m)) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            queue_entry(id, &m, true).to_string(),
+        )
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
+/// `POST /queue/{id}/retry`: try now, whatever the backoff says.
+async fn queue_retry(
+    State(gateway): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(denied) = admin(&gateway, &headers) {
+        return denied;
+    }
+    let (id, message) = match find_queued(&gateway, &id) {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let due_now = crate::store::OutboundMessage {
+        next_attempt: 0,
+        ..message
+    };
+    if let Err(e) = gateway
+        .store
+        .commit(&[crate::store::Change::Requeue(id, due_now)])
+    {
+        return text(503, e.to_string());
+    }
+    gateway.outbox_ready.notify_one();
+    text(202, format!("{id:016x} will be tried now"))
+}
+
+/// `DELETE /queue/{id}`: give up; the sender's copy records 5.1.
+async fn queue_drop(
+    State(gateway): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(denied) = admin(&gateway, &headers) {
+        return denied;
+    }
+    let (id, message) = match find_queued(&gateway, &id) {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    match crate::outbound::give_up(&gateway, id, &message).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => text(503, e.to_string()),
+    }
 }

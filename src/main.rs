@@ -50,6 +50,15 @@ enum Command {
         #[arg(long = "to", required = true)]
         to: Vec<String>,
     },
+    /// The outbound queue of the running daemon: list, show, retry now, or drop (status 5.1).
+    Queue {
+        /// The configuration file of the running daemon (HTTP address and admin token).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// `list`, `show ID`, `retry ID` or `drop ID`.
+        #[arg(required = true, num_args = 1..=2)]
+        action: Vec<String>,
+    },
     /// Validates a configuration file without starting anything.
     CheckConfig {
         /// The TOML configuration file.
@@ -91,6 +100,7 @@ fn main() -> ExitCode {
             message,
             to,
         } => explain(config, &message, &to),
+        Command::Queue { config, action } => queue(config, &action),
         Command::Conformance {
             files,
             bless: false,
@@ -235,17 +245,52 @@ fn bless(files: &[PathBuf]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// One request to the running daemon's HTTP API with the admin token; status and body.
+fn admin_request(
+    config: &Config,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let target = config
+        .listeners()
+        .ok()
+        .and_then(|l| l.http)
+        .ok_or("http.listen is off; this asks the daemon over HTTP")?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: imipd\r\nConnection: close\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\r\n",
+        config.http.admin_token,
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(target)
+        .map_err(|e| format!("daemon at {target} unreachable: {e}"))?;
+    let mut response = String::new();
+    stream
+        .write_all(request.as_bytes())
+        .and_then(|_| stream.write_all(body))
+        .and_then(|_| stream.read_to_string(&mut response))
+        .map_err(|e| format!("daemon at {target}: {e}"))?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok((status, body.to_string()))
+}
+
+fn load_or_exit(path: Option<&std::path::Path>, command: &str) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("imipd {command}: {e}");
+        ExitCode::FAILURE
+    })
+}
+
 fn explain(path: Option<PathBuf>, message: &std::path::Path, to: &[String]) -> ExitCode {
-    let config = match Config::load(path.as_deref()) {
+    let config = match load_or_exit(path.as_deref(), "explain") {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("imipd explain: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let Some(target) = config.listeners().ok().and_then(|l| l.http) else {
-        eprintln!("imipd explain: http.listen is off; explain asks the daemon over HTTP");
-        return ExitCode::FAILURE;
+        Err(code) => return code,
     };
     let body = match std::fs::read(message) {
         Ok(b) => b,
@@ -266,38 +311,23 @@ fn explain(path: Option<PathBuf>, message: &std::path::Path, to: &[String]) -> E
             .collect()
     };
     let query: Vec<String> = to.iter().map(|t| format!("to={}", encode(t))).collect();
-    let request = format!(
-        "POST /explain?{} HTTP/1.1\r\nHost: imipd\r\nConnection: close\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\r\n",
-        query.join("&"),
-        config.http.admin_token,
-        body.len()
-    );
-    let response = (|| -> std::io::Result<String> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(target)?;
-        stream.write_all(request.as_bytes())?;
-        stream.write_all(&body)?;
-        let mut out = String::new();
-        stream.read_to_string(&mut out)?;
-        Ok(out)
-    })();
-    let response = match response {
-        Ok(r) => r,
+    let json = match admin_request(
+        &config,
+        "POST",
+        &format!("/explain?{}", query.join("&")),
+        &body,
+    ) {
+        Ok((200, json)) => json,
+        Ok((status, text)) => {
+            eprintln!("imipd explain: {status}: {}", text.trim());
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
-            eprintln!("imipd explain: daemon at {target} unreachable: {e}");
+            eprintln!("imipd explain: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let (head, json) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    if !head.starts_with("HTTP/1.1 200") {
-        eprintln!(
-            "imipd explain: {}: {}",
-            head.lines().next().unwrap_or(""),
-            json.trim()
-        );
-        return ExitCode::FAILURE;
-    }
-    let Ok(recipients) = serde_json::from_str::<Vec<imipd::inbound::Explanation>>(json) else {
+    let Ok(recipients) = serde_json::from_str::<Vec<imipd::inbound::Explanation>>(&json) else {
         eprintln!("imipd explain: unexpected answer: {json}");
         return ExitCode::FAILURE;
     };
@@ -326,4 +356,57 @@ fn explain(path: Option<PathBuf>, message: &std::path::Path, to: &[String]) -> E
         }
     }
     ExitCode::SUCCESS
+}
+
+fn queue(path: Option<PathBuf>, action: &[String]) -> ExitCode {
+    let config = match load_or_exit(path.as_deref(), "queue") {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let (method, route) = match (action[0].as_str(), action.get(1)) {
+        ("list", None) => ("GET", "/queue".to_string()),
+        ("show", Some(id)) => ("GET", format!("/queue/{id}")),
+        ("retry", Some(id)) => ("POST", format!("/queue/{id}/retry")),
+        ("drop", Some(id)) => ("DELETE", format!("/queue/{id}")),
+        _ => {
+            eprintln!("imipd queue: list | show ID | retry ID | drop ID");
+            return ExitCode::from(2);
+        }
+    };
+    match admin_request(&config, method, &route, b"") {
+        Ok((status, body)) if (200..300).contains(&status) => {
+            if action[0] == "list" {
+                let entries: Vec<serde_json::Value> =
+                    serde_json::from_str(&body).unwrap_or_default();
+                for e in &entries {
+                    let s = |k: &str| {
+                        e.get(k)
+                            .map(|v| v.to_string().trim_matches('"').to_string())
+                            .unwrap_or_default()
+                    };
+                    println!(
+                        "{} {} {} to {} attempts={} last_error={}",
+                        s("id"),
+                        s("method"),
+                        s("uid"),
+                        s("to"),
+                        s("attempts"),
+                        s("last_error")
+                    );
+                }
+                println!("{} queued", entries.len());
+            } else if !body.trim().is_empty() {
+                println!("{}", body.trim());
+            }
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            eprintln!("imipd queue: {status}: {}", body.trim());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("imipd queue: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -223,3 +223,54 @@ Final-Recipient: rfc822; ok@partner.example\nAction: {action}\nStatus: {status}\
     );
     assert!(replies[0].starts_with("550 5.1.1"), "{replies:?}");
 }
+
+#[test]
+fn operators_list_retry_and_drop_queued_messages() {
+    let relay = FakeRelay::start();
+    let outbound = format!(
+        "transport = \"smtp\"\nrelay = \"smtp://127.0.0.1:{}\"\nmin_backoff = \"1h\"\nmax_backoff = \"2h\"\n",
+        relay.port
+    );
+    let daemon = Daemon::start_full("queue", &accounts(), &outbound);
+    let (code, ..) = daemon.http(
+        "PUT",
+        "/calendars/alice@example.com/queue-1",
+        "alice@example.com",
+        &[],
+        &event("queue-1", &["down@partner.example"]),
+    );
+    assert_eq!(code, 201);
+    assert!(
+        eventually(|| daemon.cli("queue", &["list"]).1.contains("attempts=1")),
+        "{}",
+        daemon.log()
+    );
+    let (ok, listing) = daemon.cli("queue", &["list"]);
+    assert!(ok, "{listing}");
+    assert!(
+        listing.contains("REQUEST queue-1 to [\"down@partner.example\"]"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("451 4.3.0 try later") && listing.ends_with("1 queued\n"),
+        "{listing}"
+    );
+    let id = listing.split_whitespace().next().unwrap().to_string();
+    let (ok, shown) = daemon.cli("queue", &["show", &id]);
+    assert!(ok && shown.contains("BEGIN:VCALENDAR"), "{shown}");
+    // Retry now, despite the hour of backoff.
+    let (ok, out) = daemon.cli("queue", &["retry", &id]);
+    assert!(ok, "{out}");
+    assert!(eventually(|| daemon
+        .cli("queue", &["list"])
+        .1
+        .contains("attempts=2")));
+    assert_eq!(status(&daemon, "queue-1", "down@partner.example"), "1.0");
+    // Give up: the organizer's copy says 5.1.
+    let (ok, out) = daemon.cli("queue", &["drop", &id]);
+    assert!(ok, "{out}");
+    assert_eq!(status(&daemon, "queue-1", "down@partner.example"), "5.1");
+    assert!(daemon.cli("queue", &["list"]).1.ends_with("0 queued\n"));
+    let (ok, out) = daemon.cli("queue", &["drop", &id]);
+    assert!(!ok && out.contains("404"), "{out}");
+}

@@ -273,6 +273,21 @@ fn settle(
     Err(StoreError::Conflict)
 }
 
+/// An operator gives up on a queued message: off the queue, 5.1 in the sender's copy.
+pub async fn give_up(
+    gateway: &Gateway,
+    id: u64,
+    message: &OutboundMessage,
+) -> Result<(), StoreError> {
+    settle(
+        gateway,
+        id,
+        message,
+        Outcome::Failed("5.1", "dropped by the operator".into()),
+    )?;
+    gateway.durable().await
+}
+
 /// The sender's copy with the recipient's SCHEDULE-STATUS, when it changes.
 pub fn status_change(
     gateway: &Gateway,

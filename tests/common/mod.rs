@@ -370,3 +370,21 @@ pub fn eventually(mut check: impl FnMut() -> bool) -> bool {
     }
     check()
 }
+
+impl Daemon {
+    /// Runs an imipd subcommand with `--config` of this daemon; exit status and output.
+    pub fn cli(&self, command: &str, args: &[&str]) -> (bool, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_imipd"))
+            .arg(command)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
+    }
+}
