@@ -56,6 +56,8 @@ enum Denied {
     Forbidden(String),
     /// The admin asked for an account that does not exist.
     NoAccount(String),
+    /// Any other refusal, with its status.
+    Status(u16, String),
 }
 
 impl IntoResponse for Denied {
@@ -71,6 +73,7 @@ impl IntoResponse for Denied {
             }
             Denied::Forbidden(why) => text(403, why),
             Denied::NoAccount(account) => text(404, format!("{account} is no account here")),
+            Denied::Status(status, why) => text(status, why),
         }
     }
 }
@@ -308,7 +311,7 @@ async fn explain(
     body: Bytes,
 ) -> Response {
     if let Err(denied) = admin(&gateway, &headers) {
-        return denied;
+        return denied.into_response();
     }
     let recipients: Vec<String> = query
         .unwrap_or_default()
@@ -332,10 +335,13 @@ async fn explain(
 }
 
 /// The admin Bearer token, for routes that see every account.
-fn admin(gateway: &Gateway, headers: &HeaderMap) -> Result<(), Response> {
+fn admin(gateway: &Gateway, headers: &HeaderMap) -> Result<(), Denied> {
     let admin = &gateway.config.http.admin_token;
     if admin.is_empty() {
-        return Err(text(403, "this needs http.admin_token to be set".into()));
+        return Err(Denied::Status(
+            403,
+            "this needs http.admin_token to be set".into(),
+        ));
     }
     let token = headers
         .get(header::AUTHORIZATION)
@@ -344,7 +350,7 @@ fn admin(gateway: &Gateway, headers: &HeaderMap) -> Result<(), Response> {
     if token.is_some_and(|t| constant_time_eq(t.trim().as_bytes(), admin.as_bytes())) {
         Ok(())
     } else {
-        Err(Denied::Unauthorized.into_response())
+        Err(Denied::Unauthorized)
     }
 }
 
@@ -374,23 +380,23 @@ fn queue_entry(
 fn find_queued(
     gateway: &Gateway,
     id: &str,
-) -> Result<(u64, crate::store::OutboundMessage), Response> {
-    let wanted =
-        u64::from_str_radix(id, 16).map_err(|_| text(400, format!("{id:?} is not a queue id")))?;
+) -> Result<(u64, crate::store::OutboundMessage), Denied> {
+    let wanted = u64::from_str_radix(id, 16)
+        .map_err(|_| Denied::Status(400, format!("{id:?} is not a queue id")))?;
     let queue = gateway
         .store
         .outbox()
-        .map_err(|e| text(503, e.to_string()))?;
+        .map_err(|e| Denied::Status(503, e.to_string()))?;
     queue
         .into_iter()
         .find(|(i, _)| *i == wanted)
-        .ok_or_else(|| text(404, format!("no queued message {id}")))
+        .ok_or_else(|| Denied::Status(404, format!("no queued message {id}")))
 }
 
 /// `GET /queue`: every queued message, oldest first.
 async fn queue_list(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     if let Err(denied) = admin(&gateway, &headers) {
-        return denied;
+        return denied.into_response();
     }
     match gateway.store.outbox() {
         Ok(queue) => {
@@ -415,7 +421,7 @@ async fn queue_show(
     headers: HeaderMap,
 ) -> Response {
     if let Err(denied) = admin(&gateway, &headers) {
-        return denied;
+        return denied.into_response();
     }
     match find_queued(&gateway, &id) {
         Ok((id, m)) => (
@@ -423,7 +429,7 @@ async fn queue_show(
             queue_entry(id, &m, true).to_string(),
         )
             .into_response(),
-        Err(r) => r,
+        Err(denied) => denied.into_response(),
     }
 }
 
@@ -434,11 +440,11 @@ async fn queue_retry(
     headers: HeaderMap,
 ) -> Response {
     if let Err(denied) = admin(&gateway, &headers) {
-        return denied;
+        return denied.into_response();
     }
     let (id, message) = match find_queued(&gateway, &id) {
         Ok(found) => found,
-        Err(r) => return r,
+        Err(denied) => return denied.into_response(),
     };
     let due_now = crate::store::OutboundMessage {
         next_attempt: 0,
@@ -461,11 +467,11 @@ async fn queue_drop(
     headers: HeaderMap,
 ) -> Response {
     if let Err(denied) = admin(&gateway, &headers) {
-        return denied;
+        return denied.into_response();
     }
     let (id, message) = match find_queued(&gateway, &id) {
         Ok(found) => found,
-        Err(r) => return r,
+        Err(denied) => return denied.into_response(),
     };
     match crate::outbound::give_up(&gateway, id, &message).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
