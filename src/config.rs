@@ -45,6 +45,8 @@ pub struct Config {
     pub limits: Limits,
     /// `[log]`
     pub log: Log,
+    /// `[templates]`
+    pub templates: Templates,
     /// `[accounts."alice@example.com"]`: the local calendar users.
     pub accounts: BTreeMap<String, Account>,
 }
@@ -237,6 +239,38 @@ pub struct Limits {
     pub max_instances: usize,
     /// Most recipients in one transaction.
     pub max_recipients: usize,
+}
+
+/// `[templates]`: subjects and the closing line of outbound mail. Subjects may use
+/// `{title}`, `{when}`, `{who}` (the sender's name or address) and `{answer}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Templates {
+    /// A first invitation.
+    pub invite_subject: String,
+    /// An update.
+    pub update_subject: String,
+    /// A cancellation.
+    pub cancel_subject: String,
+    /// An attendee's answer.
+    pub reply_subject: String,
+    /// A line at the end of every readable part; empty for none.
+    pub footer: String,
+    /// Attach the iTIP object as `invite.ics` too, as Google and Outlook do.
+    pub attach_ics: bool,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Templates {
+            invite_subject: "Invitation: {title} @ {when}".into(),
+            update_subject: "Updated invitation: {title} @ {when}".into(),
+            cancel_subject: "Cancelled event: {title} @ {when}".into(),
+            reply_subject: "{who} {answer}: {title}".into(),
+            footer: "Sent by imipd on behalf of the organizer's calendar.".into(),
+            attach_ics: true,
+        }
+    }
 }
 
 /// `[log]`

@@ -3,7 +3,10 @@
 
 use crate::config::Config;
 use crate::itip::{self, CalAddress, Calendar, Context, DeleteOptions, ItipError, ItipMessage};
-use crate::store::{Change, Durability, Expect, OutboundMessage, Store, StoreError, StoredObject};
+use crate::store::{
+    Change, Durability, Expect, MailSummary, OutboundMessage, Person, Previous, Store, StoreError,
+    StoredObject,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -213,6 +216,70 @@ pub fn http_status(error: &WriteError) -> u16 {
     }
 }
 
+/// The readable content of an engine message, for the mail that carries it.
+pub fn mail_summary(message: &ItipMessage) -> MailSummary {
+    use crate::itip::{Field, FieldValue, SummaryKind};
+    let text =
+        |values: &std::collections::BTreeMap<Field, FieldValue>, field| match values.get(&field) {
+            Some(FieldValue::Text(t)) => Some(t.clone()),
+            _ => None,
+        };
+    let time = |values: &std::collections::BTreeMap<Field, FieldValue>| match values
+        .get(&Field::Dtstart)
+        .or_else(|| values.get(&Field::Due))
+    {
+        Some(FieldValue::Time { start, tz, all_day }) => Some((*start, tz.clone(), *all_day)),
+        _ => None,
+    };
+    let rule =
+        |values: &std::collections::BTreeMap<Field, FieldValue>| match values.get(&Field::Rrule) {
+            Some(FieldValue::Rrule(r)) => Some(r.to_string()),
+            _ => None,
+        };
+    let summary = &message.summary;
+    let (kind, partstat) = match &summary.kind {
+        SummaryKind::Invite => ("invite", None),
+        SummaryKind::Update(_) => ("update", None),
+        SummaryKind::Cancel => ("cancel", None),
+        SummaryKind::Rsvp(p) => ("rsvp", Some(p.clone())),
+    };
+    let now = time(&summary.current);
+    let person = |p: &crate::itip::Participant| Person {
+        email: p.email.clone(),
+        name: p.name.clone(),
+    };
+    let (organizer, attendees) = match summary.current.get(&Field::Attendee) {
+        Some(FieldValue::Participants(list)) => (
+            list.iter().find(|p| p.is_organizer).map(person),
+            list.iter()
+                .filter(|p| !p.is_organizer)
+                .map(person)
+                .collect(),
+        ),
+        _ => (None, Vec::new()),
+    };
+    MailSummary {
+        kind: kind.into(),
+        partstat,
+        title: text(&summary.current, Field::Summary),
+        location: text(&summary.current, Field::Location),
+        description: text(&summary.current, Field::Description),
+        start: now.as_ref().map(|t| t.0),
+        end: itip::end_of(&message.calendar).filter(|_| now.is_some()),
+        all_day: now.as_ref().is_some_and(|t| t.2),
+        time_zone: itip::display_zone(&message.calendar, now.as_ref().and_then(|t| t.1.as_deref())),
+        recurrence: rule(&summary.current),
+        organizer,
+        attendees,
+        previous: Previous {
+            title: text(&summary.previous, Field::Summary),
+            location: text(&summary.previous, Field::Location),
+            start: time(&summary.previous).map(|t| t.0),
+            recurrence: rule(&summary.previous),
+        },
+    }
+}
+
 static TRACE: AtomicU64 = AtomicU64::new(0);
 
 /// A new id that follows one message or write from socket to disk.
@@ -319,7 +386,7 @@ impl Gateway {
                     method: message.method.as_str().to_string(),
                     from: message.from.to_string(),
                     to: vec![to.to_string()],
-                    summary: message.summary.lines(),
+                    summary: mail_summary(message),
                     calendar: calendar.clone(),
                     queued_at: now(),
                     attempts: 0,

@@ -1,6 +1,8 @@
 //! Mail in and out: calendar parts found in inbound messages (mail-parser), and outbound
 //! iTIP messages rendered as iMIP mail (mail-builder, RFC 6047).
 
+use crate::config::Templates;
+use crate::store::{MailSummary, Person};
 use mail_builder::MessageBuilder;
 use mail_builder::headers::content_type::ContentType;
 use mail_builder::mime::MimePart;
@@ -116,6 +118,188 @@ fn normalize(text: &str) -> String {
     text.replace("\r\n", "\n").trim().to_string()
 }
 
+/// The readable parts of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readable {
+    /// Subject line.
+    pub subject: String,
+    /// text/plain body.
+    pub text: String,
+    /// text/html body.
+    pub html: String,
+}
+
+/// The sender as people see it: the display name from the summary, else the address.
+fn display_name(summary: &MailSummary, email: &str) -> String {
+    summary
+        .organizer
+        .iter()
+        .chain(&summary.attendees)
+        .find(|p| p.email.eq_ignore_ascii_case(email))
+        .and_then(|p| p.name.clone())
+        .unwrap_or_else(|| email.to_string())
+}
+
+fn person(p: &Person) -> String {
+    match &p.name {
+        Some(name) if !name.eq_ignore_ascii_case(&p.email) => format!("{name} <{}>", p.email),
+        _ => p.email.clone(),
+    }
+}
+
+/// A time in the event's zone: "Tue 2 Jun 2009 16:00 - 17:00 (UTC)".
+pub fn when(start: i64, end: Option<i64>, all_day: bool, zone: &str) -> String {
+    let tz: chrono_tz::Tz = zone.parse().unwrap_or(chrono_tz::UTC);
+    let at = |t: i64| chrono::DateTime::from_timestamp(t, 0).map(|d| d.with_timezone(&tz));
+    let Some(begin) = at(start) else {
+        return String::new();
+    };
+    if all_day {
+        return format!("{} (all day)", begin.format("%a %-d %b %Y"));
+    }
+    match end.and_then(at) {
+        Some(finish) if finish.date_naive() == begin.date_naive() => {
+            format!(
+                "{} - {} ({tz})",
+                begin.format("%a %-d %b %Y %H:%M"),
+                finish.format("%H:%M")
+            )
+        }
+        Some(finish) => format!(
+            "{} - {} ({tz})",
+            begin.format("%a %-d %b %Y %H:%M"),
+            finish.format("%a %-d %b %Y %H:%M")
+        ),
+        None => format!("{} ({tz})", begin.format("%a %-d %b %Y %H:%M")),
+    }
+}
+
+fn answer(partstat: Option<&str>) -> String {
+    match partstat.unwrap_or("") {
+        "ACCEPTED" => "accepted".into(),
+        "DECLINED" => "declined".into(),
+        "TENTATIVE" => "tentatively accepted".into(),
+        "DELEGATED" => "delegated".into(),
+        "COMPLETED" => "completed".into(),
+        "IN-PROCESS" => "is working on".into(),
+        other => format!("answered {}", other.to_lowercase()),
+    }
+}
+
+/// Subject, text and HTML of a scheduling message, the way mainstream calendar mail reads:
+/// what happened, when (in the event's own zone), where, who, and what an update changed.
+pub fn readable(summary: &MailSummary, from: &str, templates: &Templates) -> Readable {
+    let title = summary.title.clone().unwrap_or_else(|| "(no title)".into());
+    let who = display_name(summary, from);
+    let when_text = summary
+        .start
+        .map(|s| when(s, summary.end, summary.all_day, &summary.time_zone))
+        .unwrap_or_default();
+    let template = match summary.kind.as_str() {
+        "invite" => &templates.invite_subject,
+        "update" => &templates.update_subject,
+        "cancel" => &templates.cancel_subject,
+        _ => &templates.reply_subject,
+    };
+    let subject = template
+        .replace("{title}", &title)
+        .replace("{when}", &when_text)
+        .replace("{who}", &who)
+        .replace("{answer}", &answer(summary.partstat.as_deref()))
+        .replace(" @ ", if when_text.is_empty() { "" } else { " @ " })
+        .trim()
+        .to_string();
+    let headline = match summary.kind.as_str() {
+        "invite" => format!("{who} invites you to {title}"),
+        "update" => format!("{who} updated {title}"),
+        "cancel" => format!("{who} cancelled {title}"),
+        _ => format!("{who} {}: {title}", answer(summary.partstat.as_deref())),
+    };
+    let was = |old: Option<String>| old.map(|o| format!(" (was {o})")).unwrap_or_default();
+    let mut rows: Vec<(&str, String)> = Vec::new();
+    if !when_text.is_empty() {
+        let old = summary
+            .previous
+            .start
+            .map(|s| when(s, None, summary.all_day, &summary.time_zone));
+        rows.push(("When", format!("{when_text}{}", was(old))));
+    }
+    if let Some(location) = &summary.location {
+        rows.push((
+            "Where",
+            format!("{location}{}", was(summary.previous.location.clone())),
+        ));
+    }
+    if let Some(rule) = &summary.recurrence {
+        rows.push((
+            "Repeats",
+            format!("{rule}{}", was(summary.previous.recurrence.clone())),
+        ));
+    }
+    if let Some(old) = &summary.previous.title {
+        rows.push(("Title", format!("{title} (was {old})")));
+    }
+    if let Some(organizer) = &summary.organizer {
+        rows.push(("Organizer", person(organizer)));
+    }
+    if !summary.attendees.is_empty() {
+        rows.push((
+            "Attendees",
+            summary
+                .attendees
+                .iter()
+                .map(person)
+                .collect::<Vec<_>>()
+                .join(", "),
+        ));
+    }
+    let mut text = format!("{headline}\n\n");
+    for (label, value) in &rows {
+        text.push_str(&format!("{label:<10} {value}\n"));
+    }
+    if let Some(description) = &summary.description {
+        text.push_str(&format!("\n{description}\n"));
+    }
+    if !templates.footer.is_empty() {
+        text.push_str(&format!("\n-- \n{}\n", templates.footer));
+    }
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let mut html = format!(
+        "<!DOCTYPE html>\n<html><body>\n<h2>{}</h2>\n<table>\n",
+        escape(&headline)
+    );
+    for (label, value) in &rows {
+        html.push_str(&format!(
+            "<tr><th align=\"left\">{label}</th><td>{}</td></tr>\n",
+            escape(value)
+        ));
+    }
+    html.push_str("</table>\n");
+    if let Some(description) = &summary.description {
+        html.push_str(&format!(
+            "<p>{}</p>\n",
+            escape(description).replace('\n', "<br>")
+        ));
+    }
+    if !templates.footer.is_empty() {
+        html.push_str(&format!(
+            "<p><small>{}</small></p>\n",
+            escape(&templates.footer)
+        ));
+    }
+    html.push_str("</body></html>\n");
+    Readable {
+        subject,
+        text,
+        html,
+    }
+}
+
 /// An outbound iTIP message, ready to render.
 #[derive(Debug, Clone)]
 pub struct OutboundMail<'a> {
@@ -125,10 +309,12 @@ pub struct OutboundMail<'a> {
     pub from: &'a str,
     /// Recipient email addresses.
     pub to: &'a [String],
-    /// Subject line.
-    pub subject: &'a str,
-    /// The readable text.
-    pub text: &'a str,
+    /// The sender's display name.
+    pub from_name: Option<&'a str>,
+    /// The readable parts.
+    pub readable: &'a Readable,
+    /// Attach the object as `invite.ics` as well.
+    pub attach_ics: bool,
     /// METHOD.
     pub method: &'a str,
     /// The iTIP object.
@@ -137,8 +323,9 @@ pub struct OutboundMail<'a> {
     pub date: i64,
 }
 
-/// Renders iMIP mail: multipart/alternative with the readable text and the
-/// `text/calendar; method=...` part, as RFC 6047 section 2 describes.
+/// Renders iMIP mail the way the big producers do (RFC 6047 section 2): text, HTML and
+/// `text/calendar; method=...` alternatives, inside multipart/mixed with the same object as
+/// an `invite.ics` attachment when asked.
 pub fn render(mail: &OutboundMail<'_>) -> Vec<u8> {
     let calendar = MimePart::new(
         ContentType::new("text/calendar")
@@ -146,14 +333,46 @@ pub fn render(mail: &OutboundMail<'_>) -> Vec<u8> {
             .attribute("charset", "utf-8"),
         mail.calendar,
     );
-    let text = MimePart::new("text/plain", mail.text);
+    let alternative = MimePart::new(
+        "multipart/alternative",
+        vec![
+            MimePart::new("text/plain", mail.readable.text.as_str()),
+            MimePart::new("text/html", mail.readable.html.as_str()),
+            calendar,
+        ],
+    );
+    let body = if mail.attach_ics {
+        let ics = MimePart::new(
+            ContentType::new("application/ics").attribute("name", "invite.ics"),
+            mail.calendar.as_bytes(),
+        )
+        .attachment("invite.ics");
+        MimePart::new("multipart/mixed", vec![alternative, ics])
+    } else {
+        alternative
+    };
+    // mail-builder quotes encoded-words, which RFC 2047 section 5 forbids; write it here.
+    let from = match mail.from_name.map(str::trim).filter(|n| !n.is_empty()) {
+        Some(name) if name.is_ascii() => {
+            format!("\"{}\" <{}>", name.replace(['"', '\\'], ""), mail.from)
+        }
+        Some(name) => {
+            use base64::Engine;
+            format!(
+                "=?utf-8?B?{}?= <{}>",
+                base64::engine::general_purpose::STANDARD.encode(name),
+                mail.from
+            )
+        }
+        None => format!("<{}>", mail.from),
+    };
     MessageBuilder::new()
-        .from(mail.from)
+        .header("From", mail_builder::headers::raw::Raw::new(from))
         .to(mail.to.iter().map(|t| t.as_str()).collect::<Vec<_>>())
-        .subject(mail.subject)
+        .subject(mail.readable.subject.as_str())
         .message_id(mail.message_id)
         .date(mail.date)
-        .body(MimePart::new("multipart/alternative", vec![text, calendar]))
+        .body(body)
         .write_to_vec()
         .unwrap_or_default()
 }
@@ -180,19 +399,35 @@ Content-Type: multipart/mixed; boundary=\"m\"\r\n\r\n--m\r\nContent-Type: multip
         assert_eq!(mail.parts[0].mime_method.as_deref(), Some("REQUEST"));
     }
 
+    fn outbound<'a>(
+        to: &'a [String],
+        readable: &'a Readable,
+        method: &'a str,
+        calendar: &'a str,
+        attach: bool,
+    ) -> OutboundMail<'a> {
+        OutboundMail {
+            message_id: "1@mx.example.com",
+            from: "alice@example.com",
+            from_name: Some("Alice Émile"),
+            to,
+            readable,
+            attach_ics: attach,
+            method,
+            calendar,
+            date: 1_893_456_000,
+        }
+    }
+
     #[test]
     fn rendered_mail_parses_back() {
         let to = vec!["bob@example.com".to_string()];
-        let raw = render(&OutboundMail {
-            message_id: "1@mx.example.com",
-            from: "alice@example.com",
-            to: &to,
-            subject: "Invitation",
-            text: "You are invited",
-            method: "REQUEST",
-            calendar: ICS,
-            date: 1_893_456_000,
-        });
+        let read = Readable {
+            subject: "Invitation".into(),
+            text: "You are invited".into(),
+            html: "<p>You are invited</p>".into(),
+        };
+        let raw = render(&outbound(&to, &read, "REQUEST", ICS, false));
         let mail = extract(&raw);
         assert_eq!(mail.parts.len(), 1);
         assert_eq!(
@@ -240,34 +475,50 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
         for message in [request, reply] {
             let calendar = message.calendar.to_string();
             let to: Vec<String> = message.to.iter().map(|a| a.to_string()).collect();
-            let raw = render(&OutboundMail {
-                message_id: "x@mx.example.com",
-                from: message.from.as_str(),
-                to: &to,
-                subject: "Invitation",
-                text: "text",
-                method: message.method.as_str(),
-                calendar: &calendar,
-                date: 1_893_456_000,
-            });
+            let summary = crate::gateway::mail_summary(&message);
+            let read = readable(&summary, message.from.as_str(), &Templates::default());
+            let raw = render(&outbound(
+                &to,
+                &read,
+                message.method.as_str(),
+                &calendar,
+                true,
+            ));
             let text = String::from_utf8(raw.clone()).unwrap();
             assert!(
                 !text.replace("\r\n", "").contains('\n'),
                 "bare LF in {text}"
             );
+            assert!(
+                text.contains("From: =?utf-8?B?QWxpY2Ugw4ltaWxl?= <alice@example.com>"),
+                "non-ASCII headers are encoded words: {text}"
+            );
             let parsed = MessageParser::default().parse(&raw).unwrap();
             let root = parsed.content_type().unwrap();
+            assert_eq!((root.ctype(), root.subtype()), ("multipart", Some("mixed")));
+            let is = |p: &mail_parser::MessagePart<'_>, t: &str, sub: &str| {
+                p.content_type()
+                    .is_some_and(|c| c.ctype() == t && c.subtype() == Some(sub))
+            };
             assert_eq!(
-                (root.ctype(), root.subtype()),
-                ("multipart", Some("alternative"))
+                parsed
+                    .parts
+                    .iter()
+                    .filter(|p| is(p, "multipart", "alternative"))
+                    .count(),
+                1
+            );
+            assert!(parsed.parts.iter().any(|p| is(p, "text", "html")));
+            assert!(
+                parsed
+                    .parts
+                    .iter()
+                    .any(|p| p.attachment_name() == Some("invite.ics"))
             );
             let calendars: Vec<_> = parsed
                 .parts
                 .iter()
-                .filter(|p| {
-                    p.content_type()
-                        .is_some_and(|c| c.ctype() == "text" && c.subtype() == Some("calendar"))
-                })
+                .filter(|p| is(p, "text", "calendar"))
                 .collect();
             assert_eq!(calendars.len(), 1);
             let ct = calendars[0].content_type().unwrap();
@@ -278,13 +529,112 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
                     .as_deref(),
                 Some("utf-8")
             );
+            assert_eq!(
+                parsed.from().and_then(|f| f.first()).and_then(|a| a.name()),
+                Some("Alice Émile")
+            );
             let back = extract(&raw);
-            assert_eq!(back.parts.len(), 1);
+            assert_eq!(back.parts.len(), 1, "the attachment is the same object");
             assert_eq!(
                 Calendar::parse(&back.parts[0].text).unwrap(),
                 message.calendar
             );
         }
+    }
+
+    #[test]
+    fn what_people_read() {
+        let alice = Person {
+            email: "alice@example.com".into(),
+            name: Some("Alice Émile".into()),
+        };
+        let bob = Person {
+            email: "bob@example.com".into(),
+            name: Some("Bob Smith".into()),
+        };
+        let invite = MailSummary {
+            kind: "invite".into(),
+            title: Some("Lunch".into()),
+            location: Some("Cantine".into()),
+            start: Some(1_243_958_400),
+            end: Some(1_243_962_000),
+            time_zone: "UTC".into(),
+            organizer: Some(alice.clone()),
+            attendees: vec![bob.clone()],
+            ..Default::default()
+        };
+        let read = readable(&invite, "alice@example.com", &Templates::default());
+        assert_eq!(
+            read.subject,
+            "Invitation: Lunch @ Tue 2 Jun 2009 16:00 - 17:00 (UTC)"
+        );
+        assert!(
+            read.text.starts_with("Alice Émile invites you to Lunch"),
+            "{}",
+            read.text
+        );
+        assert!(
+            read.text.contains("Attendees  Bob Smith <bob@example.com>"),
+            "{}",
+            read.text
+        );
+        assert!(
+            read.html
+                .contains("<th align=\"left\">Where</th><td>Cantine</td>"),
+            "{}",
+            read.html
+        );
+
+        // The event's own zone, and what an update changed.
+        let moved = MailSummary {
+            kind: "update".into(),
+            time_zone: "Europe/Paris".into(),
+            location: Some("Room 2".into()),
+            previous: crate::store::Previous {
+                location: Some("Room 1".into()),
+                start: Some(1_243_954_800),
+                ..Default::default()
+            },
+            ..invite.clone()
+        };
+        let read = readable(&moved, "alice@example.com", &Templates::default());
+        assert_eq!(
+            read.subject,
+            "Updated invitation: Lunch @ Tue 2 Jun 2009 18:00 - 19:00 (Europe/Paris)"
+        );
+        assert!(
+            read.text.contains("When       Tue 2 Jun 2009 18:00 - 19:00 (Europe/Paris) (was Tue 2 Jun 2009 17:00 (Europe/Paris))"),
+            "{}",
+            read.text
+        );
+        assert!(
+            read.text.contains("Where      Room 2 (was Room 1)"),
+            "{}",
+            read.text
+        );
+
+        let reply = MailSummary {
+            kind: "rsvp".into(),
+            partstat: Some("ACCEPTED".into()),
+            ..invite.clone()
+        };
+        assert_eq!(
+            readable(&reply, "bob@example.com", &Templates::default()).subject,
+            "Bob Smith accepted: Lunch"
+        );
+        let cancel = MailSummary {
+            kind: "cancel".into(),
+            start: None,
+            ..invite
+        };
+        let templates = Templates {
+            cancel_subject: "Abgesagt: {title} @ {when}".into(),
+            ..Templates::default()
+        };
+        assert_eq!(
+            readable(&cancel, "alice@example.com", &templates).subject,
+            "Abgesagt: Lunch"
+        );
     }
 
     fn base64_encode(text: &str) -> String {

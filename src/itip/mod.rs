@@ -271,6 +271,41 @@ pub fn title_and_start(cal: &Calendar) -> (Option<String>, Option<i64>) {
     )
 }
 
+/// The IANA name of the zone a TZID stands for in this calendar ("UTC" for UTC and
+/// floating times), for showing times to people.
+pub fn display_zone(cal: &Calendar, tzid: Option<&str>) -> String {
+    let zone = cal.tz_resolver().resolve_or_default(tzid);
+    zone.name()
+        .map(|n| n.to_string())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "UTC".into())
+}
+
+/// When the master (or first) component ends: DTEND, DUE, or DTSTART plus DURATION.
+pub fn end_of(cal: &Calendar) -> Option<i64> {
+    use calcard::icalendar::{ICalendarProperty, ICalendarValue};
+    let first = cal.master().or_else(|| cal.scheduling().next())?;
+    let tz = cal.tz_resolver();
+    for prop in [ICalendarProperty::Dtend, ICalendarProperty::Due] {
+        if let Some(end) = first
+            .prop(&prop)
+            .and_then(|e| calendar::timestamp_of(e, 0, &tz))
+        {
+            return Some(end);
+        }
+    }
+    let start = first
+        .prop(&ICalendarProperty::Dtstart)
+        .and_then(|e| calendar::timestamp_of(e, 0, &tz))?;
+    match first
+        .prop(&ICalendarProperty::Duration)
+        .and_then(|e| e.values.first())
+    {
+        Some(ICalendarValue::Duration(d)) => Some(start + d.as_seconds()),
+        _ => None,
+    }
+}
+
 /// The UID of the scheduling object a calendar describes.
 pub fn uid_of(cal: &Calendar) -> Option<&str> {
     cal.scheduling().find_map(|c| c.uid())

@@ -315,41 +315,25 @@ pub fn status_change(
 
 /// The mail for a queued message.
 pub fn render(gateway: &Gateway, id: u64, message: &OutboundMessage) -> Vec<u8> {
-    let title = message
-        .summary
-        .iter()
-        .find_map(|l| {
-            l.strip_prefix("summary.summary: Text(\"")
-                .and_then(|t| t.strip_suffix("\")"))
-        })
-        .unwrap_or("(no title)")
-        .to_string();
-    let kind = message
-        .summary
-        .first()
-        .and_then(|l| l.strip_prefix("summary: "))
-        .unwrap_or("");
-    let subject = match kind.split_whitespace().next() {
-        Some("invite") => format!("Invitation: {title}"),
-        Some("update") => format!("Updated invitation: {title}"),
-        Some("cancel") => format!("Cancelled: {title}"),
-        Some("rsvp") => format!(
-            "{} {}: {title}",
-            message.from,
-            kind.trim_start_matches("rsvp ").to_lowercase()
-        ),
-        _ => title.clone(),
-    };
+    let readable = mime::readable(&message.summary, &message.from, &gateway.config.templates);
     let message_id = format!(
         "{id:016x}.{}@{}",
         message.queued_at, gateway.config.server.hostname
     );
+    let from_name = message
+        .summary
+        .organizer
+        .iter()
+        .chain(&message.summary.attendees)
+        .find(|p| p.email.eq_ignore_ascii_case(&message.from))
+        .and_then(|p| p.name.as_deref());
     mime::render(&OutboundMail {
         message_id: &message_id,
         from: &message.from,
+        from_name,
         to: &message.to,
-        subject: &subject,
-        text: &format!("{subject}\n"),
+        readable: &readable,
+        attach_ics: gateway.config.templates.attach_ics,
         method: &message.method,
         calendar: &message.calendar,
         date: message.queued_at,

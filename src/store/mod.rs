@@ -78,8 +78,9 @@ pub struct OutboundMessage {
     pub from: String,
     /// Recipient email addresses.
     pub to: Vec<String>,
-    /// The readable summary, one `summary...` line each (see FORMAT.md).
-    pub summary: Vec<String>,
+    /// What the readable part of the mail says.
+    #[serde(default)]
+    pub summary: MailSummary,
     /// The iTIP object.
     pub calendar: String,
     /// Seconds since the epoch when queued.
@@ -93,6 +94,59 @@ pub struct OutboundMessage {
     /// The last temporary failure, for operators.
     #[serde(default)]
     pub last_error: Option<String>,
+}
+
+/// A person as shown in mail.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    /// Email address.
+    pub email: String,
+    /// Display name (CN), when known.
+    pub name: Option<String>,
+}
+
+/// Earlier values of what an update changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Previous {
+    /// Old title.
+    pub title: Option<String>,
+    /// Old location.
+    pub location: Option<String>,
+    /// Old start, seconds since the epoch.
+    pub start: Option<i64>,
+    /// Old recurrence rule, as iCalendar text.
+    pub recurrence: Option<String>,
+}
+
+/// The readable content of a scheduling message, kept with the queued message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailSummary {
+    /// `invite`, `update`, `cancel` or `rsvp`.
+    pub kind: String,
+    /// The answer, for `rsvp`.
+    pub partstat: Option<String>,
+    /// SUMMARY.
+    pub title: Option<String>,
+    /// LOCATION.
+    pub location: Option<String>,
+    /// DESCRIPTION.
+    pub description: Option<String>,
+    /// Start (or due), seconds since the epoch.
+    pub start: Option<i64>,
+    /// End, seconds since the epoch.
+    pub end: Option<i64>,
+    /// A DATE value: the whole day.
+    pub all_day: bool,
+    /// The IANA zone times are shown in.
+    pub time_zone: String,
+    /// RRULE, as iCalendar text.
+    pub recurrence: Option<String>,
+    /// The organizer.
+    pub organizer: Option<Person>,
+    /// The attendees.
+    pub attendees: Vec<Person>,
+    /// What an update changed, with the old values.
+    pub previous: Previous,
 }
 
 /// One change inside an atomic commit.
