@@ -146,6 +146,12 @@ pub struct Outbound {
     pub max_backoff: String,
     /// How long a message may stay queued before it fails for good (status 5.1).
     pub max_queue_lifetime: String,
+    /// Tell the other attendees when an answer changes a local organizer's object
+    /// (RFC 6638 section 4.2).
+    pub notify_attendees: bool,
+    /// How long answers are collected before the other attendees are told, so that several
+    /// answers make one update per attendee.
+    pub notify_delay: String,
 }
 
 /// A relay, parsed.
@@ -214,6 +220,8 @@ pub struct Backoff {
     pub max: std::time::Duration,
     /// Lifetime in the queue.
     pub lifetime: std::time::Duration,
+    /// Collection window before the other attendees are told about answers.
+    pub notify_delay: std::time::Duration,
 }
 
 /// `[security]`
@@ -321,6 +329,8 @@ impl Default for Outbound {
             min_backoff: "1m".into(),
             max_backoff: "1h".into(),
             max_queue_lifetime: "2d".into(),
+            notify_attendees: true,
+            notify_delay: "1m".into(),
         }
     }
 }
@@ -479,6 +489,7 @@ impl Config {
                 "outbound.max_queue_lifetime",
                 &self.outbound.max_queue_lifetime,
             )?,
+            notify_delay: parse("outbound.notify_delay", &self.outbound.notify_delay)?,
         };
         if backoff.min > backoff.max {
             return Err(ConfigError::Invalid {

@@ -367,6 +367,24 @@ impl Gateway {
         }
     }
 
+    /// After a REPLY changed an organizer's copy: tell the other attendees later, in one
+    /// batch per object (RFC 6638 section 4.2), when configured.
+    pub fn notice_after_reply(&self, account: &str, uid: &str, changes: &mut Vec<Change>) {
+        if !self.config.outbound.notify_attendees {
+            return;
+        }
+        let delay = self
+            .config
+            .backoff()
+            .map(|b| b.notify_delay.as_secs() as i64)
+            .unwrap_or(60);
+        changes.push(Change::Notify {
+            account: account.into(),
+            uid: uid.into(),
+            due: now() + delay,
+        });
+    }
+
     /// Queue entries for engine messages: one per recipient, so each has its own fate.
     pub fn enqueue(
         &self,

@@ -274,3 +274,119 @@ fn operators_list_retry_and_drop_queued_messages() {
     let (ok, out) = daemon.cli("queue", &["drop", &id]);
     assert!(!ok && out.contains("404"), "{out}");
 }
+
+fn reply(from: &str, uid: &str, partstat: &str) -> String {
+    format!(
+        "From: {from}\nMessage-ID: <{partstat}.{uid}@partner.example>\nContent-Type: text/calendar; method=REPLY\n\n\
+BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//Partner//EN\nMETHOD:REPLY\nBEGIN:VEVENT\nUID:{uid}\nDTSTAMP:20260302T090000Z\n\
+SEQUENCE:1\nORGANIZER:mailto:alice@example.com\nATTENDEE;PARTSTAT={partstat}:mailto:{from}\nEND:VEVENT\nEND:VCALENDAR\n"
+    )
+}
+
+#[test]
+fn other_attendees_learn_the_answers_in_one_batch() {
+    let daemon = Daemon::start_full("notify", &accounts(), "notify_delay = \"2s\"\n");
+    let attendees = [
+        "bob@example.com",
+        "olga@partner.example",
+        "paul@partner.example",
+    ];
+    let (code, ..) = daemon.http(
+        "PUT",
+        "/calendars/alice@example.com/team-1",
+        "alice@example.com",
+        &[],
+        &event("team-1", &attendees),
+    );
+    assert_eq!(code, 201);
+    assert_eq!(common::spooled(&daemon.spool(), 2).len(), 2);
+    assert!(eventually(
+        || daemon.get("bob@example.com", "team-1").0 == 200
+    ));
+    for (from, answer) in [
+        ("olga@partner.example", "ACCEPTED"),
+        ("paul@partner.example", "DECLINED"),
+    ] {
+        let replies = daemon.lmtp(from, &["alice@example.com"], &reply(from, "team-1", answer));
+        assert!(replies[0].starts_with("250"), "{replies:?}");
+    }
+    // Bob's copy learns both answers through one internal update.
+    assert!(
+        eventually(|| {
+            let copy = daemon
+                .get("bob@example.com", "team-1")
+                .1
+                .replace("\r\n ", "");
+            copy.contains("PARTSTAT=ACCEPTED:mailto:olga@partner.example")
+                && copy.contains("PARTSTAT=DECLINED:mailto:paul@partner.example")
+        }),
+        "{}",
+        daemon.log()
+    );
+    // Olga and Paul get one update each, carrying both answers.
+    let mail = common::spooled(&daemon.spool(), 4);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let mail_after = common::spooled(&daemon.spool(), 0);
+    assert_eq!(
+        mail_after.len(),
+        4,
+        "one update per attendee, not one per answer"
+    );
+    let updates: Vec<String> = mail
+        .iter()
+        .filter(|m| m.contains("Subject: Updated invitation"))
+        .cloned()
+        .collect();
+    assert_eq!(updates.len(), 2, "{mail:?}");
+    let mut recipients: Vec<String> = Vec::new();
+    for update in &updates {
+        let parsed = imipd::mime::extract(update.as_bytes());
+        let text = parsed.parts[0].text.replace("\r\n ", "");
+        assert_eq!(parsed.parts[0].mime_method.as_deref(), Some("REQUEST"));
+        assert!(
+            text.contains("PARTSTAT=ACCEPTED") && text.contains("PARTSTAT=DECLINED"),
+            "{text}"
+        );
+        assert!(
+            text.contains("SEQUENCE:1") && !text.contains("SEQUENCE:2"),
+            "no new SEQUENCE: {text}"
+        );
+        recipients.extend(
+            update
+                .lines()
+                .filter_map(|l| l.strip_prefix("To: "))
+                .map(str::to_string),
+        );
+    }
+    recipients.sort();
+    assert_eq!(
+        recipients,
+        ["<olga@partner.example>", "<paul@partner.example>"]
+    );
+}
+
+#[test]
+fn telling_the_others_can_be_turned_off() {
+    let daemon = Daemon::start_full(
+        "quiet",
+        &accounts(),
+        "notify_attendees = false\nnotify_delay = \"1s\"\n",
+    );
+    let (code, ..) = daemon.http(
+        "PUT",
+        "/calendars/alice@example.com/quiet-1",
+        "alice@example.com",
+        &[],
+        &event("quiet-1", &["olga@partner.example", "paul@partner.example"]),
+    );
+    assert_eq!(code, 201);
+    assert_eq!(common::spooled(&daemon.spool(), 2).len(), 2);
+    let replies = daemon.lmtp(
+        "olga@partner.example",
+        &["alice@example.com"],
+        &reply("olga@partner.example", "quiet-1", "ACCEPTED"),
+    );
+    assert!(replies[0].starts_with("250"));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(common::spooled(&daemon.spool(), 0).len(), 2);
+}

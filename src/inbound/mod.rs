@@ -310,6 +310,14 @@ fn plan(
                     gateway
                         .check_limits(text.len(), &next)
                         .map_err(Verdict::too_large)?;
+                    if part.method == Method::Reply
+                        && copy
+                            .calendar
+                            .as_ref()
+                            .is_some_and(|c| itip::organizes(&ctx, c))
+                    {
+                        gateway.notice_after_reply(account, &part.uid, &mut changes);
+                    }
                     report.change = if copy.calendar.is_some() {
                         "updates the copy"
                     } else {

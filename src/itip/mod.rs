@@ -271,6 +271,53 @@ pub fn title_and_start(cal: &Calendar) -> (Option<String>, Option<i64>) {
     )
 }
 
+/// The organizer's current object restated to every attendee the server schedules for,
+/// without a new SEQUENCE: how the other attendees learn each other's answers (RFC 6638
+/// section 4.2). Empty unless the account organizes the object.
+pub fn restate(ctx: &Context, stored: &Calendar) -> Vec<ItipMessage> {
+    let Some(organizer) = object::inspect(stored)
+        .ok()
+        .flatten()
+        .and_then(|i| i.organizer)
+    else {
+        return Vec::new();
+    };
+    if !ctx.is_mine(&organizer) {
+        return Vec::new();
+    }
+    let mut to: Vec<CalAddress> = stored
+        .scheduling()
+        .flat_map(|c| object::recipients(c, &organizer, false))
+        .collect();
+    to.sort();
+    to.dedup();
+    if to.is_empty() {
+        return Vec::new();
+    }
+    let tz = stored.tz_resolver();
+    let comps = stored
+        .scheduling()
+        .map(|c| build::outgoing(c, ctx.now))
+        .collect();
+    let first = stored.master().or_else(|| stored.scheduling().next());
+    vec![ItipMessage {
+        method: Method::Request,
+        from: organizer,
+        to,
+        summary: Summary::of(SummaryKind::Update(Method::Request), first, &tz, true),
+        calendar: message::envelope(Method::Request, ctx.prodid, comps, stored),
+    }]
+}
+
+/// True when a REPLY from this message would update a copy the account organizes.
+pub fn organizes(ctx: &Context, stored: &Calendar) -> bool {
+    object::inspect(stored)
+        .ok()
+        .flatten()
+        .and_then(|i| i.organizer)
+        .is_some_and(|o| ctx.is_mine(&o))
+}
+
 /// The IANA name of the zone a TZID stands for in this calendar ("UTC" for UTC and
 /// floating times), for showing times to people.
 pub fn display_zone(cal: &Calendar, tzid: Option<&str>) -> String {

@@ -47,10 +47,39 @@ pub async fn run(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
+/// Turns due notices into updates for the other attendees: the organizer's current object,
+/// restated once to each, whatever the number of answers that came in meanwhile.
+fn send_notices(gateway: &Gateway) -> Result<Option<i64>, StoreError> {
+    let mut next_due = None;
+    for (account, uid, due) in gateway.store.notices()? {
+        if due > now() {
+            next_due = Some(next_due.map_or(due, |d: i64| d.min(due)));
+            continue;
+        }
+        let mut changes = vec![Change::Notified {
+            account: account.clone(),
+            uid: uid.clone(),
+        }];
+        if let Some(copy) = gateway
+            .store
+            .get(&account, &uid)?
+            .and_then(|c| Calendar::parse(&c.text).ok())
+        {
+            let addresses = gateway.addresses(&account);
+            let messages = itip::restate(&gateway.context(&addresses), &copy);
+            let trace = crate::gateway::trace_id();
+            let queued = gateway.enqueue(&trace, &account, &messages, &mut changes);
+            tracing::info!(trace, account, uid, queued, "telling the other attendees");
+        }
+        gateway.store.commit(&changes)?;
+    }
+    Ok(next_due)
+}
+
 /// Tries every due entry once; returns when the next one is due.
 async fn drain(gateway: &Gateway) -> Result<Option<i64>, String> {
+    let mut next_due: Option<i64> = send_notices(gateway).map_err(|e| e.to_string())?;
     let queue = gateway.store.outbox().map_err(|e| e.to_string())?;
-    let mut next_due: Option<i64> = None;
     let mut settled = false;
     for (id, message) in queue {
         if message.next_attempt > now() {
@@ -143,6 +172,11 @@ async fn deliver_locally(
             Err(e) => return local_refusal(&e),
         };
         let mut changes = Vec::new();
+        let answered =
+            message.method == "REPLY" && copy.as_ref().is_some_and(|c| itip::organizes(&ctx, c));
+        if answered && stored.is_some() {
+            gateway.notice_after_reply(account, &message.uid, &mut changes);
+        }
         if let Some(next) = stored {
             let expect = current
                 .as_ref()

@@ -182,6 +182,23 @@ pub enum Change {
     Sent(u64, OutboundMessage),
     /// Forget a sent message (its bounce arrived).
     ForgetSent(u64),
+    /// Tell the other attendees of an organizer's object about its answers, at `due`
+    /// (seconds since the epoch); an earlier pending notice for the object wins.
+    Notify {
+        /// The organizer's account.
+        account: String,
+        /// UID.
+        uid: String,
+        /// When.
+        due: i64,
+    },
+    /// The notice for an object was sent.
+    Notified {
+        /// The organizer's account.
+        account: String,
+        /// UID.
+        uid: String,
+    },
     /// Record a delivered message so that a second delivery changes nothing.
     Seen(Vec<u8>),
     /// Keep a COUNTER proposal for the organizer.
@@ -211,6 +228,8 @@ pub trait Store: Send + Sync + 'static {
     fn outbox(&self) -> Result<Vec<(u64, OutboundMessage)>, StoreError>;
     /// Removes a queued message.
     fn outbox_remove(&self, id: u64) -> Result<(), StoreError>;
+    /// Pending notices (account, UID, due), soonest first.
+    fn notices(&self) -> Result<Vec<(String, String, i64)>, StoreError>;
     /// A message the relay accepted, by queue id.
     fn sent(&self, id: u64) -> Result<Option<OutboundMessage>, StoreError>;
     /// COUNTER proposals kept for an account.

@@ -17,6 +17,7 @@ pub struct SledStore {
     seen: sled::Tree,
     counters: sled::Tree,
     sent: sled::Tree,
+    notices: sled::Tree,
     log: File,
     dir: PathBuf,
 }
@@ -74,6 +75,7 @@ impl SledStore {
             seen: db.open_tree("seen").map_err(unavailable)?,
             counters: db.open_tree("counters").map_err(unavailable)?,
             sent: db.open_tree("sent").map_err(unavailable)?,
+            notices: db.open_tree("notices").map_err(unavailable)?,
             db,
             log,
             dir: dir.to_path_buf(),
@@ -127,8 +129,9 @@ impl Store for SledStore {
             &self.seen,
             &self.counters,
             &self.sent,
+            &self.notices,
         )
-            .transaction(|(objects, outbox, seen, counters, sent)| {
+            .transaction(|(objects, outbox, seen, counters, sent, notices)| {
                 for (change, id) in changes.iter().zip(&ids) {
                     match change {
                         Change::Put {
@@ -170,6 +173,15 @@ impl Store for SledStore {
                         Change::ForgetSent(queued) => {
                             sent.remove(&queued.to_be_bytes())?;
                         }
+                        Change::Notify { account, uid, due } => {
+                            let key = object_key(account, uid);
+                            if notices.get(&key)?.is_none() {
+                                notices.insert(key, &due.to_be_bytes())?;
+                            }
+                        }
+                        Change::Notified { account, uid } => {
+                            notices.remove(object_key(account, uid))?;
+                        }
                         Change::Seen(key) => {
                             seen.insert(key.as_slice(), &id.to_be_bytes())?;
                         }
@@ -204,6 +216,20 @@ impl Store for SledStore {
     fn outbox_remove(&self, id: u64) -> Result<(), StoreError> {
         self.outbox.remove(id.to_be_bytes()).map_err(unavailable)?;
         Ok(())
+    }
+
+    fn notices(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.notices.iter() {
+            let (key, value) = item.map_err(unavailable)?;
+            let mut fields = key.splitn(2, |b| *b == 0);
+            let account = String::from_utf8_lossy(fields.next().unwrap_or_default()).into_owned();
+            let uid = String::from_utf8_lossy(fields.next().unwrap_or_default()).into_owned();
+            let due = i64::from_be_bytes(value.as_ref().try_into().map_err(unavailable)?);
+            out.push((account, uid, due));
+        }
+        out.sort_by_key(|(_, _, due)| *due);
+        Ok(out)
     }
 
     fn sent(&self, id: u64) -> Result<Option<OutboundMessage>, StoreError> {
