@@ -249,8 +249,9 @@ pub struct Limits {
     pub max_recipients: usize,
 }
 
-/// `[templates]`: subjects and the closing line of outbound mail. Subjects may use
-/// `{title}`, `{when}`, `{who}` (the sender's name or address) and `{answer}`.
+/// `[templates]`: subjects and bodies of outbound mail. Subjects may use `{title}`,
+/// `{when}`, `{who}` (the sender's name or address) and `{answer}`; bodies also `{headline}`,
+/// `{details}` (when, where, who, what changed), `{description}` and `{footer}`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Templates {
@@ -264,6 +265,10 @@ pub struct Templates {
     pub reply_subject: String,
     /// A line at the end of every readable part; empty for none.
     pub footer: String,
+    /// The text/plain body.
+    pub text_body: String,
+    /// The text/html body (values are HTML-escaped before they are put in).
+    pub html_body: String,
     /// Attach the iTIP object as `invite.ics` too, as Google and Outlook do.
     pub attach_ics: bool,
 }
@@ -276,6 +281,8 @@ impl Default for Templates {
             cancel_subject: "Cancelled event: {title} @ {when}".into(),
             reply_subject: "{who} {answer}: {title}".into(),
             footer: "Sent by imipd on behalf of the organizer's calendar.".into(),
+            text_body: "{headline}\n\n{details}\n{description}\n-- \n{footer}\n".into(),
+            html_body: "<!DOCTYPE html>\n<html><body>\n<h2>{headline}</h2>\n{details}\n<p>{description}</p>\n<p><small>{footer}</small></p>\n</body></html>\n".into(),
             attach_ics: true,
         }
     }

@@ -253,46 +253,44 @@ pub fn readable(summary: &MailSummary, from: &str, templates: &Templates) -> Rea
                 .join(", "),
         ));
     }
-    let mut text = format!("{headline}\n\n");
-    for (label, value) in &rows {
-        text.push_str(&format!("{label:<10} {value}\n"));
-    }
-    if let Some(description) = &summary.description {
-        text.push_str(&format!("\n{description}\n"));
-    }
-    if !templates.footer.is_empty() {
-        text.push_str(&format!("\n-- \n{}\n", templates.footer));
-    }
+    let details: String = rows
+        .iter()
+        .map(|(label, value)| format!("{label:<10} {value}\n"))
+        .collect();
+    let description = summary.description.clone().unwrap_or_default();
+    let text = templates
+        .text_body
+        .replace("{headline}", &headline)
+        .replace("{details}", &details)
+        .replace("{description}", &description)
+        .replace("{footer}", &templates.footer)
+        .replace("{title}", &title)
+        .replace("{when}", &when_text)
+        .replace("{who}", &who);
     let escape = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")
             .replace('>', "&gt;")
             .replace('"', "&quot;")
     };
-    let mut html = format!(
-        "<!DOCTYPE html>\n<html><body>\n<h2>{}</h2>\n<table>\n",
-        escape(&headline)
-    );
-    for (label, value) in &rows {
-        html.push_str(&format!(
-            "<tr><th align=\"left\">{label}</th><td>{}</td></tr>\n",
-            escape(value)
-        ));
-    }
-    html.push_str("</table>\n");
-    if let Some(description) = &summary.description {
-        html.push_str(&format!(
-            "<p>{}</p>\n",
-            escape(description).replace('\n', "<br>")
-        ));
-    }
-    if !templates.footer.is_empty() {
-        html.push_str(&format!(
-            "<p><small>{}</small></p>\n",
-            escape(&templates.footer)
-        ));
-    }
-    html.push_str("</body></html>\n");
+    let table: String = rows
+        .iter()
+        .map(|(label, value)| {
+            format!(
+                "<tr><th align=\"left\">{label}</th><td>{}</td></tr>\n",
+                escape(value)
+            )
+        })
+        .collect();
+    let html = templates
+        .html_body
+        .replace("{headline}", &escape(&headline))
+        .replace("{details}", &format!("<table>\n{table}</table>"))
+        .replace("{description}", &escape(&description).replace('\n', "<br>"))
+        .replace("{footer}", &escape(&templates.footer))
+        .replace("{title}", &escape(&title))
+        .replace("{when}", &escape(&when_text))
+        .replace("{who}", &escape(&who));
     Readable {
         subject,
         text,
@@ -542,6 +540,40 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
         }
     }
 
+    /// Whatever the method, the rendered mail carries it in the MIME type and parses back to the
+    /// object that was sent.
+    #[test]
+    fn every_method_parses_back() {
+        let to = vec!["bob@example.com".to_string()];
+        let read = Readable {
+            subject: "s".into(),
+            text: "t".into(),
+            html: "<p>h</p>".into(),
+        };
+        for method in [
+            "PUBLISH",
+            "REQUEST",
+            "REPLY",
+            "ADD",
+            "CANCEL",
+            "REFRESH",
+            "COUNTER",
+            "DECLINECOUNTER",
+        ] {
+            let calendar = ICS.replace("METHOD:REQUEST", &format!("METHOD:{method}"));
+            for attach in [false, true] {
+                let raw = render(&outbound(&to, &read, method, &calendar, attach));
+                let back = extract(&raw);
+                assert_eq!(back.parts.len(), 1, "{method}");
+                assert_eq!(back.parts[0].mime_method.as_deref(), Some(method));
+                assert_eq!(
+                    back.parts[0].text.replace("\r\n", "\n").trim(),
+                    calendar.replace("\r\n", "\n").trim()
+                );
+            }
+        }
+    }
+
     #[test]
     fn what_people_read() {
         let alice = Person {
@@ -625,7 +657,7 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
         let cancel = MailSummary {
             kind: "cancel".into(),
             start: None,
-            ..invite
+            ..invite.clone()
         };
         let templates = Templates {
             cancel_subject: "Abgesagt: {title} @ {when}".into(),
@@ -634,6 +666,14 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
         assert_eq!(
             readable(&cancel, "alice@example.com", &templates).subject,
             "Abgesagt: Lunch"
+        );
+        let templates = Templates {
+            text_body: "{who}: {title} ({when})".into(),
+            ..Templates::default()
+        };
+        assert_eq!(
+            readable(&invite, "alice@example.com", &templates).text,
+            "Alice Émile: Lunch (Tue 2 Jun 2009 16:00 - 17:00 (UTC))"
         );
     }
 
