@@ -390,3 +390,41 @@ fn telling_the_others_can_be_turned_off() {
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert_eq!(common::spooled(&daemon.spool(), 0).len(), 2);
 }
+
+#[test]
+fn a_restart_resumes_the_queue() {
+    let relay_port = common::free_port();
+    let outbound = format!(
+        "transport = \"smtp\"\nrelay = \"smtp://127.0.0.1:{relay_port}\"\nmin_backoff = \"1s\"\nmax_backoff = \"1s\"\n"
+    );
+    let mut daemon = Daemon::start_full("resume", &accounts(), &outbound);
+    let (code, ..) = daemon.http(
+        "PUT",
+        "/calendars/alice@example.com/resume-1",
+        "alice@example.com",
+        &[],
+        &event("resume-1", &["ok@partner.example"]),
+    );
+    assert_eq!(code, 201);
+    // The relay is down: the message waits in the queue, pending.
+    assert!(
+        eventually(|| daemon.cli("queue", &["list"]).1.contains("attempts=1")),
+        "{}",
+        daemon.log()
+    );
+    daemon.kill9();
+    let relay = FakeRelay::start_on(relay_port);
+    daemon.launch();
+    assert!(
+        eventually(|| status(&daemon, "resume-1", "ok@partner.example") == "1.1"),
+        "{}",
+        daemon.log()
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(
+        relay.received("ok@partner.example").len(),
+        1,
+        "sent exactly once"
+    );
+    assert!(daemon.cli("queue", &["list"]).1.ends_with("0 queued\n"));
+}

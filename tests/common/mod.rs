@@ -268,7 +268,12 @@ pub struct FakeRelay {
 
 impl FakeRelay {
     pub fn start() -> FakeRelay {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on(0)
+    }
+
+    /// Starts on a given port (0 for any).
+    pub fn start_on(port: u16) -> FakeRelay {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let flaky_seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
