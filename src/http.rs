@@ -131,6 +131,15 @@ fn authorize(gateway: &Gateway, headers: &HeaderMap, account: &str) -> Result<St
     }
 }
 
+/// A JSON answer.
+fn json(body: impl std::fmt::Display) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -267,11 +276,7 @@ async fn list(
             serde_json::json!({ "uid": uid, "etag": object.etag(), "summary": summary, "start": start })
         })
         .collect();
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::Value::Array(entries).to_string(),
-    )
-        .into_response()
+    json(serde_json::Value::Array(entries))
 }
 
 /// COUNTER proposals kept for the organizer (RFC 5546 section 3.2.7): never applied by
@@ -292,11 +297,7 @@ async fn counters(
                 .filter(|(u, _)| *u == uid)
                 .map(|(_, text)| serde_json::json!({ "calendar": text }))
                 .collect();
-            (
-                [(header::CONTENT_TYPE, "application/json")],
-                serde_json::Value::Array(proposals).to_string(),
-            )
-                .into_response()
+            json(serde_json::Value::Array(proposals))
         }
         Err(e) => text(503, e.to_string()),
     }
@@ -327,11 +328,7 @@ async fn explain(
     }
     let mail = crate::mime::extract(&body);
     let explained = crate::inbound::explain(&gateway, &mail, &recipients);
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::to_string(&explained).unwrap_or_default(),
-    )
-        .into_response()
+    json(serde_json::to_string(&explained).unwrap_or_default())
 }
 
 /// The admin Bearer token, for routes that see every account.
@@ -404,11 +401,7 @@ async fn queue_list(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> 
                 .iter()
                 .map(|(id, m)| queue_entry(*id, m, false))
                 .collect();
-            (
-                [(header::CONTENT_TYPE, "application/json")],
-                serde_json::Value::Array(list).to_string(),
-            )
-                .into_response()
+            json(serde_json::Value::Array(list))
         }
         Err(e) => text(503, e.to_string()),
     }
@@ -424,11 +417,7 @@ async fn queue_show(
         return denied.into_response();
     }
     match find_queued(&gateway, &id) {
-        Ok((id, m)) => (
-            [(header::CONTENT_TYPE, "application/json")],
-            queue_entry(id, &m, true).to_string(),
-        )
-            .into_response(),
+        Ok((id, m)) => json(queue_entry(id, &m, true)),
         Err(denied) => denied.into_response(),
     }
 }
