@@ -84,9 +84,11 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     }
     tasks.spawn(crate::outbound::run(gateway.clone(), stopped.clone()));
     tracing::info!(data_dir = %gateway.config.server.data_dir.display(), "ready");
+    notify_systemd("READY=1");
 
     wait_for_signal().await;
     tracing::info!("stopping: finishing open sessions");
+    notify_systemd("STOPPING=1");
     let _ = stop.send(true);
     let drained = tokio::time::timeout(Duration::from_secs(30), async {
         while tasks.join_next().await.is_some() {}
@@ -127,6 +129,29 @@ async fn accept(
     }
     drop(listener);
     while sessions.join_next().await.is_some() {}
+}
+
+/// Tells systemd (Type=notify) about readiness, when it is listening: a datagram to
+/// `$NOTIFY_SOCKET`, a path or an abstract socket (`@name`).
+fn notify_systemd(state: &str) {
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let target = target.to_string_lossy().into_owned();
+    let sent = match target.strip_prefix('@') {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+                .and_then(|address| socket.send_to_addr(state.as_bytes(), &address))
+        }
+        None => socket.send_to(state.as_bytes(), &target),
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, target, "could not notify systemd");
+    }
 }
 
 async fn wait_for_signal() {

@@ -507,3 +507,34 @@ fn explain_decides_like_delivery_and_changes_nothing() {
     assert!(out.contains("matches:  explain-1 ETag"), "{out}");
     assert!(out.contains("change:   updates the copy"), "{out}");
 }
+
+#[test]
+fn systemd_learns_readiness_and_stopping() {
+    let mut daemon = daemon_start("notify");
+    daemon.kill9();
+    let socket_path = daemon.dir.join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_imipd"))
+        .args(["serve", "--config"])
+        .arg(&daemon.config)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buffer = [0u8; 64];
+    let n = socket.recv(&mut buffer).unwrap();
+    assert_eq!(&buffer[..n], b"READY=1");
+    // Ready means listening.
+    assert!(TcpStream::connect(("127.0.0.1", daemon.lmtp)).is_ok());
+    assert!(TcpStream::connect(("127.0.0.1", daemon.http)).is_ok());
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let n = socket.recv(&mut buffer).unwrap();
+    assert_eq!(&buffer[..n], b"STOPPING=1");
+    assert!(child.wait().unwrap().success());
+}
