@@ -363,6 +363,32 @@ impl Default for Log {
     }
 }
 
+/// The store's folder must be a writable folder, or one that can be created.
+fn check_data_dir(dir: &Path) -> Result<(), String> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => Err(format!("{} is not a folder", dir.display())),
+        Ok(_) => {
+            let probe = dir.join(".imipd-check");
+            std::fs::write(&probe, b"")
+                .and_then(|_| std::fs::remove_file(&probe))
+                .map_err(|e| format!("{} is not writable: {e}", dir.display()))
+        }
+        Err(_) => {
+            let parent = dir
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            match std::fs::metadata(parent) {
+                Ok(meta) if meta.is_dir() => Ok(()),
+                _ => Err(format!(
+                    "{} does not exist and neither does its parent folder",
+                    dir.display()
+                )),
+            }
+        }
+    }
+}
+
 /// The listeners as addresses, checked.
 #[derive(Debug, Clone)]
 pub struct Listeners {
@@ -426,6 +452,8 @@ impl Config {
                 ));
             }
         }
+        check_data_dir(&self.server.data_dir)
+            .map_err(|problem| invalid("server.data_dir", problem))?;
         if self.server.hostname.trim().is_empty() {
             return Err(invalid("server.hostname", "must not be empty".into()));
         }
