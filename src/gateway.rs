@@ -25,6 +25,8 @@ pub struct Gateway {
     durability: Durability,
     /// Woken when messages are queued.
     pub outbox_ready: Notify,
+    /// Counters for `GET /metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// A client's precondition (RFC 7232).
@@ -307,6 +309,7 @@ impl Gateway {
             book,
             durability,
             outbox_ready: Notify::new(),
+            metrics: Default::default(),
         }
     }
 
@@ -328,7 +331,21 @@ impl Gateway {
 
     /// Waits until everything committed so far is on disk.
     pub async fn durable(&self) -> Result<(), StoreError> {
-        self.durability.wait().await
+        let started = std::time::Instant::now();
+        let result = self.durability.wait().await;
+        self.metrics.commit(started.elapsed());
+        result
+    }
+
+    /// The store's figures for `GET /metrics`.
+    pub fn store_figures(&self) -> crate::metrics::StoreFigures {
+        let queue = self.store.outbox().unwrap_or_default();
+        let oldest = queue.iter().map(|(_, m)| m.queued_at).min();
+        crate::metrics::StoreFigures {
+            queue_depth: queue.len() as u64,
+            queue_oldest_seconds: oldest.map(|t| (now() - t).max(0) as u64).unwrap_or(0),
+            store_bytes: self.store.size_on_disk().unwrap_or(0),
+        }
     }
 
     /// Checks the configured size, attendee and instance limits of an object.

@@ -23,6 +23,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         )
         .route("/calendars/{account}/{uid}/counters", get(counters))
         .route("/explain", axum::routing::post(explain))
+        .route("/metrics", get(metrics))
         .route("/queue", get(queue_list))
         .route("/queue/{id}", get(queue_show).delete(queue_drop))
         .route("/queue/{id}/retry", axum::routing::post(queue_retry))
@@ -466,4 +467,18 @@ async fn queue_drop(
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => text(503, e.to_string()),
     }
+}
+
+/// `GET /metrics`: Prometheus text. Counts only, no calendar data: open like any exporter,
+/// on the HTTP listener (loopback by default).
+async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
+    let figures = gateway.store_figures();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        gateway.metrics.render(figures),
+    )
+        .into_response()
 }

@@ -538,3 +538,58 @@ fn systemd_learns_readiness_and_stopping() {
     assert_eq!(&buffer[..n], b"STOPPING=1");
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn metrics_count_what_happened() {
+    let daemon = daemon_start("metrics");
+    let good = invitation(
+        "olga@partner.example",
+        "mm1@partner.example",
+        &request("metrics-1", 0),
+    );
+    assert!(daemon.lmtp("olga@partner.example", &["bob@example.com"], &good)[0].starts_with("250"));
+    let forged = invitation(
+        "mallory@evil.example",
+        "mm2@evil.example",
+        &request("metrics-2", 0),
+    );
+    assert!(
+        daemon.lmtp("mallory@evil.example", &["bob@example.com"], &forged)[0].starts_with("550")
+    );
+    let broken = invitation(
+        "olga@partner.example",
+        "mm3@partner.example",
+        "BEGIN:VCALENDAR\nMETHOD:REQUEST\n",
+    );
+    assert!(
+        daemon.lmtp("olga@partner.example", &["bob@example.com"], &broken)[0].starts_with("554")
+    );
+    // Metrics need no credentials (counts only).
+    let mut stream = TcpStream::connect(("127.0.0.1", daemon.http)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    for line in [
+        "imipd_messages_total{method=\"REQUEST\",result=\"accepted\"} 1",
+        "imipd_messages_total{method=\"REQUEST\",result=\"rejected\"} 1",
+        "imipd_messages_total{method=\"unparsable\",result=\"rejected\"} 1",
+        "imipd_queue_depth 0",
+    ] {
+        assert!(text.contains(line), "missing {line}:\n{text}");
+    }
+    let count: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("imipd_commit_seconds_count "))
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(count >= 1, "{text}");
+    let bytes: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("imipd_store_bytes "))
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(bytes > 0);
+}

@@ -59,6 +59,7 @@ pub async fn deliver(
     let parts = match parse_parts(gateway, mail) {
         Ok(parts) => parts,
         Err(verdict) => {
+            gateway.metrics.message("unparsable", "rejected");
             tracing::info!(trace, reply = %verdict.reply(), "refused");
             return recipients.iter().map(|_| verdict.clone()).collect();
         }
@@ -85,6 +86,15 @@ pub async fn deliver(
             }
         };
         tracing::info!(trace, recipient = recipient.as_str(), reply = %verdict.reply(), "delivered");
+        let result = match &verdict {
+            Verdict::Accepted(text) if text.starts_with("ignored") => "ignored",
+            Verdict::Accepted(_) => "accepted",
+            Verdict::Rejected { .. } => "rejected",
+            Verdict::Deferred { .. } => "deferred",
+        };
+        for part in &parts {
+            gateway.metrics.message(part.method.as_str(), result);
+        }
         verdicts.push(verdict);
     }
     verdicts

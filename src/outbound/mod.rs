@@ -243,6 +243,10 @@ fn settle(
     message: &OutboundMessage,
     outcome: Outcome,
 ) -> Result<i64, StoreError> {
+    gateway.metrics.outbound(match &outcome {
+        Outcome::Delivered(status) | Outcome::Failed(status, _) => status,
+        Outcome::Retry(_) => "retry",
+    });
     let backoff = gateway
         .config
         .backoff()

@@ -234,6 +234,8 @@ pub trait Store: Send + Sync + 'static {
     fn sent(&self, id: u64) -> Result<Option<OutboundMessage>, StoreError>;
     /// COUNTER proposals kept for an account.
     fn counters(&self, account: &str) -> Result<Vec<(String, String)>, StoreError>;
+    /// Bytes on disk.
+    fn size_on_disk(&self) -> Result<u64, StoreError>;
     /// Makes everything committed so far survive a power cut.
     fn sync(&self) -> Result<(), StoreError>;
 }

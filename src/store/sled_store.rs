@@ -256,6 +256,10 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.db.size_on_disk().map_err(unavailable)
+    }
+
     fn sync(&self) -> Result<(), StoreError> {
         // sled's flush ends in sync_file_range, which a power cut can undo (sled #1452).
         self.db.flush().map_err(unavailable)?;

@@ -1,0 +1,155 @@
+//! Counters for operators, served as Prometheus text by `GET /metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds of the commit latency buckets, in seconds.
+const BUCKETS: [f64; 10] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0];
+
+/// What the daemon counts.
+#[derive(Default)]
+pub struct Metrics {
+    messages: Mutex<BTreeMap<(String, String), u64>>,
+    outbound: Mutex<BTreeMap<String, u64>>,
+    commit_buckets: [AtomicU64; BUCKETS.len()],
+    commit_count: AtomicU64,
+    commit_micros: AtomicU64,
+}
+
+/// Values read from the store at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreFigures {
+    /// Messages waiting in the outbound queue.
+    pub queue_depth: u64,
+    /// Age of the oldest queued message, seconds.
+    pub queue_oldest_seconds: u64,
+    /// Bytes of the store on disk.
+    pub store_bytes: u64,
+}
+
+impl Metrics {
+    /// A received message's calendar part, by METHOD and result (`accepted`, `rejected`, ...).
+    pub fn message(&self, method: &str, result: &str) {
+        let mut map = self.messages.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry((method.to_string(), result.to_string()))
+            .or_default() += 1;
+    }
+
+    /// An outbound attempt's outcome, by SCHEDULE-STATUS or `retry`.
+    pub fn outbound(&self, status: &str) {
+        let mut map = self.outbound.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(status.to_string()).or_default() += 1;
+    }
+
+    /// How long an acknowledgement waited for its commit to be on disk.
+    pub fn commit(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        for (bound, bucket) in BUCKETS.iter().zip(&self.commit_buckets) {
+            if seconds <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.commit_count.fetch_add(1, Ordering::Relaxed);
+        self.commit_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self, store: StoreFigures) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP imipd_messages_total Calendar parts of received messages, by METHOD and result.\n");
+        out.push_str("# TYPE imipd_messages_total counter\n");
+        for ((method, result), n) in self
+            .messages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "imipd_messages_total{{method=\"{method}\",result=\"{result}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP imipd_outbound_total Outbound delivery attempts, by resulting SCHEDULE-STATUS (or retry).\n");
+        out.push_str("# TYPE imipd_outbound_total counter\n");
+        for (status, n) in self
+            .outbound
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(out, "imipd_outbound_total{{status=\"{status}\"}} {n}");
+        }
+        out.push_str("# HELP imipd_commit_seconds Time an acknowledgement waited for its commit to reach the disk.\n");
+        out.push_str("# TYPE imipd_commit_seconds histogram\n");
+        for (bound, bucket) in BUCKETS.iter().zip(&self.commit_buckets) {
+            let _ = writeln!(
+                out,
+                "imipd_commit_seconds_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.commit_count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "imipd_commit_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "imipd_commit_seconds_sum {}",
+            self.commit_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "imipd_commit_seconds_count {count}");
+        for (name, help, value) in [
+            (
+                "imipd_queue_depth",
+                "Messages waiting in the outbound queue.",
+                store.queue_depth,
+            ),
+            (
+                "imipd_queue_oldest_seconds",
+                "Age of the oldest queued message.",
+                store.queue_oldest_seconds,
+            ),
+            (
+                "imipd_store_bytes",
+                "Size of the store on disk.",
+                store.store_bytes,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition() {
+        let m = Metrics::default();
+        m.message("REQUEST", "accepted");
+        m.message("REQUEST", "accepted");
+        m.outbound("1.1");
+        m.commit(Duration::from_micros(800));
+        let text = m.render(StoreFigures {
+            queue_depth: 3,
+            queue_oldest_seconds: 7,
+            store_bytes: 1024,
+        });
+        assert!(
+            text.contains("imipd_messages_total{method=\"REQUEST\",result=\"accepted\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("imipd_outbound_total{status=\"1.1\"} 1"));
+        assert!(text.contains("imipd_commit_seconds_bucket{le=\"0.0005\"} 0"));
+        assert!(text.contains("imipd_commit_seconds_bucket{le=\"0.001\"} 1"));
+        assert!(text.contains("imipd_commit_seconds_count 1"));
+        assert!(text.contains("imipd_queue_depth 3"));
+    }
+}
