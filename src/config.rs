@@ -116,6 +116,10 @@ pub enum AutoAdd {
 pub struct Inbound {
     /// `always`, `authenticated` or `never`.
     pub auto_add: AutoAdd,
+    /// Pass-through mode: `lmtp://host:port` of the real mailbox store. Every message is
+    /// forwarded there unchanged after its calendar parts are processed, and its answer for
+    /// each recipient is passed back. Empty: off.
+    pub forward: String,
 }
 
 /// Where outbound scheduling mail goes.
@@ -478,6 +482,7 @@ impl Config {
             ));
         }
         self.backoff()?;
+        self.forward()?;
         if self.outbound.transport == Transport::Smtp {
             self.relay()?;
         }
@@ -533,6 +538,29 @@ impl Config {
             });
         }
         Ok(backoff)
+    }
+
+    /// The pass-through target, when `inbound.forward` is set.
+    pub fn forward(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let value = self.inbound.forward.trim();
+        if value.is_empty() {
+            return Ok(None);
+        }
+        let invalid = |problem: String| ConfigError::Invalid {
+            key: "inbound.forward".into(),
+            problem,
+        };
+        let address = value
+            .strip_prefix("lmtp://")
+            .ok_or_else(|| invalid(format!("{value:?}: use lmtp://host:port")))?;
+        use std::net::ToSocketAddrs;
+        address
+            .trim_end_matches('/')
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .map(Some)
+            .ok_or_else(|| invalid(format!("{address:?} is not host:port")))
     }
 
     /// The relay, when the transport is `smtp`.

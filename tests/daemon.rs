@@ -593,3 +593,78 @@ fn metrics_count_what_happened() {
         .unwrap();
     assert!(bytes > 0);
 }
+
+#[test]
+fn pass_through_forwards_every_message_and_passes_answers_back() {
+    let mailbox = common::FakeMailbox::start();
+    let daemon = daemon_with(
+        "passthrough",
+        &format!(
+            "[inbound]\nforward = \"lmtp://127.0.0.1:{}\"\n",
+            mailbox.port
+        ),
+    );
+    let message = invitation(
+        "olga@partner.example",
+        "pt1@partner.example",
+        &request("pass-1", 0),
+    );
+    let replies = daemon.lmtp(
+        "olga@partner.example",
+        &["bob@example.com", "carol@example.com", "nobody@example.com"],
+        &message,
+    );
+    // Bob is a calendar user: applied and forwarded. Carol is not: forwarded only. Nobody:
+    // the mailbox store's own answer.
+    assert!(replies[0].starts_with("250 2.0.0 forwarded"), "{replies:?}");
+    assert!(replies[1].starts_with("250 2.0.0 forwarded"), "{replies:?}");
+    assert!(
+        replies[2].starts_with("550 5.1.1 mailbox store"),
+        "{replies:?}"
+    );
+    assert_eq!(daemon.get("bob@example.com", "pass-1").0, 200);
+    let saved = mailbox.messages_for("bob@example.com");
+    assert_eq!(saved.len(), 1);
+    assert!(
+        saved[0].starts_with("X-Imipd-Result: bob@example.com: 250 2.0.0 REQUEST pass-1"),
+        "{}",
+        saved[0]
+    );
+    assert!(
+        saved[0].contains("Message-ID: <pt1@partner.example>") && saved[0].contains("UID:pass-1")
+    );
+    assert_eq!(mailbox.messages_for("carol@example.com").len(), 1);
+
+    // A forged invitation is not applied, but the mail still reaches the mailbox, marked.
+    let forged = invitation(
+        "Mallory <mallory@evil.example>",
+        "pt2@evil.example",
+        &request("pass-2", 0),
+    );
+    let replies = daemon.lmtp("mallory@evil.example", &["bob@example.com"], &forged);
+    assert!(replies[0].starts_with("250 2.0.0 forwarded"), "{replies:?}");
+    assert_eq!(daemon.get("bob@example.com", "pass-2").0, 404);
+    let marked = mailbox.messages_for("bob@example.com").pop().unwrap();
+    assert!(
+        marked.starts_with("X-Imipd-Result: bob@example.com: 550 5.7.1"),
+        "{marked}"
+    );
+}
+
+#[test]
+fn pass_through_defers_when_the_mailbox_store_is_down() {
+    let down = common::free_port();
+    let daemon = daemon_with(
+        "passdown",
+        &format!("[inbound]\nforward = \"lmtp://127.0.0.1:{down}\"\n"),
+    );
+    let message = invitation(
+        "olga@partner.example",
+        "pd1@partner.example",
+        &request("pass-3", 0),
+    );
+    let replies = daemon.lmtp("olga@partner.example", &["bob@example.com"], &message);
+    assert!(replies[0].starts_with("451 4.4.1"), "{replies:?}");
+    // The calendar part is applied already; the MTA's retry finds it so and forwards.
+    assert_eq!(daemon.get("bob@example.com", "pass-3").0, 200);
+}

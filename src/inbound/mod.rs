@@ -4,6 +4,8 @@
 pub mod pipe;
 pub mod session;
 
+use std::net::SocketAddr;
+
 use crate::config::AutoAdd;
 use crate::gateway::{Gateway, Verdict};
 use crate::itip::{self, CalAddress, Calendar, ItipError, Method, Received};
@@ -560,5 +562,110 @@ mod tests {
             &trusted,
             "partner.example"
         ));
+    }
+}
+
+/// Pass-through mode: hands the message, unchanged but for an `X-Imipd-Result` header, to
+/// the mailbox store and passes its answer for each recipient back. A recipient whose
+/// calendar processing must be retried (4xx) is not forwarded: the retry forwards it, and
+/// finds the calendar part already applied.
+pub async fn forward(
+    trace: &str,
+    target: SocketAddr,
+    from: &str,
+    recipients: &[String],
+    raw: &[u8],
+    verdicts: Vec<Verdict>,
+) -> Vec<Verdict> {
+    let mut answers: Vec<Option<Verdict>> = verdicts
+        .iter()
+        .map(|v| matches!(v, Verdict::Deferred { .. }).then(|| v.clone()))
+        .collect();
+    let to: Vec<(usize, String)> = recipients
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| answers[*i].is_none())
+        .map(|(i, r)| (i, r.clone()))
+        .collect();
+    if to.is_empty() {
+        return answers.into_iter().flatten().collect();
+    }
+    // Each recipient's result, for the mailbox's filters; the first line is enough.
+    let result: Vec<String> = verdicts
+        .iter()
+        .zip(recipients)
+        .map(|(v, r)| format!("{r}: {}", v.reply()))
+        .collect();
+    let mut message = format!(
+        "X-Imipd-Result: {}\r\n",
+        result.join("; ").replace(['\r', '\n'], " ")
+    )
+    .into_bytes();
+    message.extend_from_slice(raw);
+    let addresses: Vec<String> = to.iter().map(|(_, r)| r.clone()).collect();
+    match pipe::submit(target, from, &addresses, &message).await {
+        Ok(outcomes) => {
+            // Refusals at RCPT come back before the answers after DATA: match by address.
+            for (index, address) in &to {
+                let reply = outcomes
+                    .iter()
+                    .find(|o| o.recipient == *address)
+                    .map(|o| o.reply.as_str());
+                answers[*index] = Some(downstream(
+                    reply.unwrap_or("451 4.4.1 no answer from the mailbox store"),
+                ));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(trace, %target, error = %e, "pass-through: mailbox store unreachable");
+            for (index, _) in &to {
+                answers[*index] = Some(Verdict::Deferred {
+                    code: 451,
+                    status: "4.4.1",
+                    text: format!("mailbox store at {target} unreachable, try again later"),
+                });
+            }
+        }
+    }
+    tracing::info!(trace, %target, "pass-through: forwarded");
+    answers
+        .into_iter()
+        .map(|a| a.expect("every recipient answered"))
+        .collect()
+}
+
+/// Enhanced status codes mailbox stores answer with, kept as they are.
+const KNOWN_STATUS: &[&str] = &[
+    "2.0.0", "2.1.5", "2.6.0", "4.0.0", "4.2.1", "4.2.2", "4.3.0", "4.3.1", "4.4.1", "4.7.1",
+    "5.0.0", "5.1.1", "5.1.2", "5.2.1", "5.2.2", "5.3.4", "5.6.0", "5.7.1",
+];
+
+/// A downstream reply line, as our own answer, its codes kept.
+fn downstream(reply: &str) -> Verdict {
+    let code: u16 = reply.get(..3).and_then(|c| c.parse().ok()).unwrap_or(451);
+    let rest = reply.get(4..).unwrap_or("").trim();
+    let (status, text) = match rest.split_once(' ') {
+        Some((first, text)) if first.split('.').count() == 3 => (first, text),
+        _ => ("", rest),
+    };
+    let known = |fallback: &'static str| {
+        KNOWN_STATUS
+            .iter()
+            .find(|s| **s == status)
+            .copied()
+            .unwrap_or(fallback)
+    };
+    match code {
+        200..=299 => Verdict::Accepted(format!("forwarded: {text}")),
+        400..=499 => Verdict::Deferred {
+            code,
+            status: known("4.0.0"),
+            text: format!("mailbox store: {text}"),
+        },
+        _ => Verdict::Rejected {
+            code,
+            status: known("5.0.0"),
+            text: format!("mailbox store: {text}"),
+        },
     }
 }

@@ -27,7 +27,8 @@ pub struct Outcome {
     pub reply: String,
 }
 
-/// Submits a message over LMTP and returns one reply per recipient.
+/// Submits a message over LMTP and returns one reply per recipient: those refused at RCPT
+/// first, then those answered after DATA.
 pub async fn submit(
     target: SocketAddr,
     from: &str,

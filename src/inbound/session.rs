@@ -156,9 +156,11 @@ pub async fn serve(
                         Some(tx) if tx.recipients.len() >= gateway.config.limits.max_recipients => {
                             out.extend_from_slice(b"452 4.5.3 too many recipients\r\n");
                         }
+                        // In pass-through mode every recipient is the mailbox store's to judge.
                         Some(tx) => match gateway
                             .account_for(&to.address)
                             .or_else(|| crate::outbound::dsn::queue_id(&gateway, &to.address).map(|_| "bounce"))
+                            .or_else(|| (!gateway.config.inbound.forward.trim().is_empty()).then_some("forwarded"))
                         {
                             None => out.extend_from_slice(format!("{}\r\n", Verdict::unknown_user(&to.address).reply()).as_bytes()),
                             Some(_) => {
@@ -220,7 +222,13 @@ async fn receive(gateway: &Gateway, tx: &Transaction, raw: &[u8]) -> Vec<Verdict
             parts = mail.parts.len(),
             "received"
         );
-        super::deliver(gateway, &trace, &mail, raw, &tx.recipients).await
+        let verdicts = super::deliver(gateway, &trace, &mail, raw, &tx.recipients).await;
+        match gateway.config.forward() {
+            Ok(Some(target)) => {
+                super::forward(&trace, target, &tx.from, &tx.recipients, raw, verdicts).await
+            }
+            _ => verdicts,
+        }
     }
     .instrument(span)
     .await

@@ -393,3 +393,88 @@ impl Daemon {
         )
     }
 }
+
+/// A scripted mailbox store speaking LMTP: refuses `nobody@...` at RCPT with 550 5.1.1,
+/// saves the rest and records (recipient, message) for each.
+pub struct FakeMailbox {
+    pub port: u16,
+    pub saved: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl FakeMailbox {
+    pub fn start() -> FakeMailbox {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let saved = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = saved.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let record = record.clone();
+                std::thread::spawn(move || {
+                    let _ = serve_mailbox(stream, &record);
+                });
+            }
+        });
+        FakeMailbox { port, saved }
+    }
+
+    pub fn messages_for(&self, recipient: &str) -> Vec<String> {
+        self.saved
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(r, _)| r == recipient)
+            .map(|(_, m)| m.clone())
+            .collect()
+    }
+}
+
+fn serve_mailbox(
+    stream: TcpStream,
+    record: &std::sync::Mutex<Vec<(String, String)>>,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    writer.write_all(b"220 mailbox.test LMTP\r\n")?;
+    let mut recipients = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let upper = line.to_ascii_uppercase();
+        if upper.starts_with("LHLO") {
+            writer.write_all(b"250-mailbox.test\r\n250 PIPELINING\r\n")?;
+        } else if upper.starts_with("RCPT TO") {
+            let address = line.split(['<', '>']).nth(1).unwrap_or("").to_lowercase();
+            if address.starts_with("nobody@") {
+                writer.write_all(b"550 5.1.1 <nobody>: no such mailbox\r\n")?;
+            } else {
+                recipients.push(address);
+                writer.write_all(b"250 2.1.5 ok\r\n")?;
+            }
+        } else if upper.starts_with("DATA") {
+            writer.write_all(b"354 go ahead\r\n")?;
+            let mut body = String::new();
+            loop {
+                let mut data = String::new();
+                if reader.read_line(&mut data)? == 0 {
+                    return Ok(());
+                }
+                if data == ".\r\n" {
+                    break;
+                }
+                body.push_str(&data);
+            }
+            for r in recipients.drain(..) {
+                record.lock().unwrap().push((r, body.clone()));
+                writer.write_all(b"250 2.0.0 saved\r\n")?;
+            }
+        } else if upper.starts_with("QUIT") {
+            writer.write_all(b"221 2.0.0 bye\r\n")?;
+            return Ok(());
+        } else {
+            writer.write_all(b"250 2.0.0 ok\r\n")?;
+        }
+    }
+}
