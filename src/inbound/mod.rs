@@ -542,29 +542,6 @@ fn delivery_key(message_id: &str, account: &str, parts: &[Part]) -> Vec<u8> {
     format!("{message_id}\0{account}\0{hash:016x}").into_bytes()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::dmarc_passes;
-
-    #[test]
-    fn dmarc_from_trusted_authserv_only() {
-        let trusted = vec!["mx.example.com".to_string()];
-        let good = "mx.example.com; spf=pass smtp.mailfrom=partner.example; dmarc=pass (p=none) header.from=partner.example";
-        assert!(dmarc_passes(good, &trusted, "partner.example"));
-        assert!(!dmarc_passes(good, &trusted, "other.example"));
-        assert!(!dmarc_passes(
-            &good.replace("mx.example.com", "evil.example"),
-            &trusted,
-            "partner.example"
-        ));
-        assert!(!dmarc_passes(
-            &good.replace("dmarc=pass", "dmarc=fail"),
-            &trusted,
-            "partner.example"
-        ));
-    }
-}
-
 /// Pass-through mode: hands the message, unchanged but for an `X-Imipd-Result` header, to
 /// the mailbox store and passes its answer for each recipient back. A recipient whose
 /// calendar processing must be retried (4xx) is not forwarded: the retry forwards it, and
@@ -667,5 +644,28 @@ fn downstream(reply: &str) -> Verdict {
             status: known("5.0.0"),
             text: format!("mailbox store: {text}"),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dmarc_passes;
+
+    #[test]
+    fn dmarc_from_trusted_authserv_only() {
+        let trusted = vec!["mx.example.com".to_string()];
+        let good = "mx.example.com; spf=pass smtp.mailfrom=partner.example; dmarc=pass (p=none) header.from=partner.example";
+        assert!(dmarc_passes(good, &trusted, "partner.example"));
+        assert!(!dmarc_passes(good, &trusted, "other.example"));
+        assert!(!dmarc_passes(
+            &good.replace("mx.example.com", "evil.example"),
+            &trusted,
+            "partner.example"
+        ));
+        assert!(!dmarc_passes(
+            &good.replace("dmarc=pass", "dmarc=fail"),
+            &trusted,
+            "partner.example"
+        ));
     }
 }
