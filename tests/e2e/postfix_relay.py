@@ -10,37 +10,11 @@ through it. Checked: local delivery (1.2), mail in the outside mailboxes that pa
 the REQUEST (1.1), a refused recipient (5.2), a later DSN turning 1.1 into 5.2, and an
 attendee's acceptance reaching an outside organizer's mailbox.
 """
-import base64, email, os, shutil, socket, socketserver, subprocess, sys, threading, time, urllib.request, urllib.error
+import email, os, socketserver, subprocess, sys, threading
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mta import SECRET_HASH, eventually, free_port, fresh, http, start_postfix, stop_postfix, wait_port
 
 BASE = "/tmp/imipd-e2e-postfix"
-SECRET_HASH = "$argon2id$v=19$m=19456,t=2,p=1$y32NM/1FpUSTQtgjzChkxg$tzcDi61ISGyh1GB8Hi6AxD6B3XDZJk4+GtpIgJeUBi4"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, what, deadline=20):
-    end = time.time() + deadline
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{what} did not start on {port}")
-
-
-def eventually(check, what, deadline=30):
-    end = time.time() + deadline
-    while time.time() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise SystemExit(f"timed out: {what}")
 
 
 class Refuser(socketserver.StreamRequestHandler):
@@ -69,61 +43,25 @@ def start_refuser():
     return server.server_address[1]
 
 
-def start_postfix(smtp_port, imipd_lmtp, refuser_port):
-    conf, queue, data, mail = (f"{BASE}/{d}" for d in ("conf", "queue", "data", "mail"))
-    for d in (conf, queue, data, mail):
-        os.makedirs(d, exist_ok=True)
-    shutil.copy("/etc/postfix/master.cf", f"{conf}/master.cf")
-    with open(f"{conf}/master.cf") as f:
-        master = f.read().replace(
-            "smtp      inet  n       -       y       -       -       smtpd",
-            f"127.0.0.1:{smtp_port} inet n - n - - smtpd")
-    open(f"{conf}/master.cf", "w").write(master)
-    open(f"{conf}/main.cf", "w").write(f"""compatibility_level = 3.6
-queue_directory = {queue}
-data_directory = {data}
-myhostname = relay.test
-mydomain = relay.test
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination
-virtual_mailbox_domains = partner.example
+def start_relay(smtp_port, imipd_lmtp, refuser_port):
+    """Postfix delivering partner.example to Maildirs, late@ through the refusing next hop,
+    and imipd's bounce addresses back to imipd over LMTP."""
+    mail = f"{BASE}/postfix/mail"
+    os.makedirs(mail, exist_ok=True)
+    subprocess.run(["chown", "-R", "65534:65534", mail], check=True)
+    conf = f"{BASE}/postfix/conf"
+    main_extra = f"""virtual_mailbox_domains = partner.example
 virtual_mailbox_base = {mail}
 virtual_mailbox_maps = texthash:{conf}/vmailbox
 virtual_uid_maps = static:65534
 virtual_gid_maps = static:65534
 transport_maps = texthash:{conf}/transport
-maillog_file = /dev/stdout
-smtputf8_enable = no
-delay_warning_time = 0
-""")
-    open(f"{conf}/vmailbox", "w").write("olga@partner.example olga/\npaul@partner.example paul/\nlate@partner.example late/\n")
-    open(f"{conf}/transport", "w").write(
-        f"late@partner.example smtp:[127.0.0.1]:{refuser_port}\nmx.example.com lmtp:inet:127.0.0.1:{imipd_lmtp}\n")
-    subprocess.run(["chown", "-R", "65534:65534", mail], check=True)
-    subprocess.run(["chown", "postfix", data], check=True)
-    listed = subprocess.run(["postconf", "-h", "alternate_config_directories"], capture_output=True, text=True).stdout
-    if conf not in listed:
-        subprocess.run(["postconf", "-e", f"alternate_config_directories = {listed.strip()} {conf}".strip()], check=True)
-    subprocess.run(["postfix", "-c", conf, "set-permissions"], capture_output=True)
-    log = open(f"{BASE}/postfix.log", "w")
-    process = subprocess.Popen(["postfix", "-c", conf, "start-fg"], stdout=log, stderr=subprocess.STDOUT)
-    wait_port(smtp_port, "postfix")
-    return process, conf
-
-
-def http(port, method, path, user, body=None, headers=None):
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method)
-    request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:secret".encode()).decode())
-    for name, value in (headers or {}).items():
-        request.add_header(name, value)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
+"""
+    files = {
+        "vmailbox": "olga@partner.example olga/\npaul@partner.example paul/\nlate@partner.example late/\n",
+        "transport": f"late@partner.example smtp:[127.0.0.1]:{refuser_port}\nmx.example.com lmtp:inet:127.0.0.1:{imipd_lmtp}\n",
+    }
+    return start_postfix(f"{BASE}/postfix", smtp_port, main_extra, files)
 
 
 def statuses(port, account, uid):
@@ -138,7 +76,7 @@ def statuses(port, account, uid):
 
 
 def mailbox(user):
-    new = f"{BASE}/mail/{user}/new"
+    new = f"{BASE}/postfix/mail/{user}/new"
     if not os.path.isdir(new):
         return []
     return [email.message_from_bytes(open(os.path.join(new, n), "rb").read()) for n in sorted(os.listdir(new))]
@@ -153,10 +91,9 @@ def calendar_of(message):
 
 def main():
     binary = os.path.abspath(sys.argv[1])
-    shutil.rmtree(BASE, ignore_errors=True)
-    os.makedirs(BASE)
+    fresh(BASE)
     smtp_port, lmtp, web = free_port(), free_port(), free_port()
-    postfix, conf = start_postfix(smtp_port, lmtp, start_refuser())
+    postfix, conf = start_relay(smtp_port, lmtp, start_refuser())
     config = f"{BASE}/imipd.toml"
     open(config, "w").write(f"""[server]
 data_dir = "{BASE}/imipd-data"
@@ -234,14 +171,13 @@ password_hash = "{SECRET_HASH}"
         print(f"e2e (postfix relay): {passed} passed, 0 failed")
     except BaseException:
         print(open(f"{BASE}/imipd.log").read()[-3000:])
-        print(open(f"{BASE}/postfix.log").read()[-3000:])
+        print(open(f"{BASE}/postfix/postfix.log").read()[-3000:])
         print(f"e2e (postfix relay): {passed} passed, 1 failed")
         raise
     finally:
         daemon.terminate()
         daemon.wait(timeout=30)
-        subprocess.run(["postfix", "-c", conf, "stop"], capture_output=True)
-        postfix.wait(timeout=30)
+        stop_postfix(postfix, conf)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,137 @@
+"""Helpers for the end-to-end scripts: free ports, waiting, a private Postfix instance, a
+private Dovecot LMTP server, and the imipd HTTP API."""
+import base64, os, shutil, socket, subprocess, time, urllib.error, urllib.request
+
+SECRET_HASH = "$argon2id$v=19$m=19456,t=2,p=1$y32NM/1FpUSTQtgjzChkxg$tzcDi61ISGyh1GB8Hi6AxD6B3XDZJk4+GtpIgJeUBi4"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, what, deadline=20):
+    end = time.time() + deadline
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{what} did not start on {port}")
+
+
+def eventually(check, what, deadline=30):
+    end = time.time() + deadline
+    while time.time() < end:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise SystemExit(f"timed out: {what}")
+
+
+def start_postfix(base, smtp_port, main_extra, files):
+    """A Postfix instance with its own config and queue under base/, listening on smtp_port.
+    `files` maps file names in its config folder to their contents."""
+    conf, queue, data = (f"{base}/{d}" for d in ("conf", "queue", "data"))
+    for d in (conf, queue, data):
+        os.makedirs(d, exist_ok=True)
+    with open("/etc/postfix/master.cf") as f:
+        master = f.read().replace(
+            "smtp      inet  n       -       y       -       -       smtpd",
+            f"127.0.0.1:{smtp_port} inet n - n - - smtpd")
+    open(f"{conf}/master.cf", "w").write(master)
+    open(f"{conf}/main.cf", "w").write(f"""compatibility_level = 3.6
+queue_directory = {queue}
+data_directory = {data}
+myhostname = relay.test
+mydomain = relay.test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination
+maillog_file = /dev/stdout
+smtputf8_enable = no
+delay_warning_time = 0
+""" + main_extra)
+    for name, text in files.items():
+        open(f"{conf}/{name}", "w").write(text)
+    subprocess.run(["chown", "postfix", data], check=True)
+    listed = subprocess.run(["postconf", "-h", "alternate_config_directories"], capture_output=True, text=True).stdout
+    if conf not in listed:
+        subprocess.run(["postconf", "-e", f"alternate_config_directories = {listed.strip()} {conf}".strip()], check=True)
+    subprocess.run(["postfix", "-c", conf, "set-permissions"], capture_output=True)
+    process = subprocess.Popen(["postfix", "-c", conf, "start-fg"], stdout=open(f"{base}/postfix.log", "w"),
+                               stderr=subprocess.STDOUT)
+    wait_port(smtp_port, "postfix")
+    return process, conf
+
+
+def stop_postfix(process, conf):
+    subprocess.run(["postfix", "-c", conf, "stop"], capture_output=True)
+    process.wait(timeout=30)
+
+
+def start_dovecot(base, lmtp_port, users):
+    """A Dovecot LMTP server with Maildirs under base/mail for the given local parts."""
+    for d in ("run", "state", "mail"):
+        os.makedirs(f"{base}/{d}", exist_ok=True)
+    open(f"{base}/users", "w").write("".join(f"{u}::65534:65534::{base}/mail/{u}\n" for u in users))
+    open(f"{base}/dovecot.conf", "w").write(f"""base_dir = {base}/run
+state_dir = {base}/state
+log_path = {base}/dovecot.log
+instance_name = imipd-e2e-{lmtp_port}
+protocols = lmtp
+listen = 127.0.0.1
+ssl = no
+mail_location = maildir:{base}/mail/%n
+first_valid_uid = 1
+auth_username_format = %Ln
+passdb {{
+  driver = passwd-file
+  args = {base}/users
+}}
+userdb {{
+  driver = passwd-file
+  args = {base}/users
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {lmtp_port}
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+service stats {{
+  chroot =
+}}
+""")
+    subprocess.run(["chown", "65534:65534", f"{base}/mail"], check=True)
+    subprocess.run(["dovecot", "-c", f"{base}/dovecot.conf"], check=True)
+    wait_port(lmtp_port, "dovecot")
+
+
+def stop_dovecot(base):
+    subprocess.run(["dovecot", "-c", f"{base}/dovecot.conf", "stop"], capture_output=True)
+
+
+def http(port, method, path, user, body=None, headers=None):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method)
+    request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:secret".encode()).decode())
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def fresh(base):
+    shutil.rmtree(base, ignore_errors=True)
+    os.makedirs(base)
