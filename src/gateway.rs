@@ -105,9 +105,9 @@ impl Verdict {
     /// The reply line, without CRLF.
     pub fn reply(&self) -> String {
         match self {
-            Verdict::Accepted(text) => format!("250 2.0.0 {text}"),
+            Verdict::Accepted(text) => format!("250 2.0.0 {}", printable(text)),
             Verdict::Rejected { code, status, text } | Verdict::Deferred { code, status, text } => {
-                format!("{code} {status} {text}")
+                format!("{code} {status} {}", printable(text))
             }
         }
     }
@@ -193,6 +193,27 @@ impl Verdict {
     pub fn is_accepted(&self) -> bool {
         matches!(self, Verdict::Accepted(_))
     }
+}
+
+/// Reply text as SMTP allows it (RFC 5321 4.2: printable US-ASCII on one short line): a UID or
+/// address from the message can carry anything, and the MTA logs and relays our words.
+fn printable(text: &str) -> String {
+    const MAX: usize = 400;
+    let mut out: String = text
+        .chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(MAX)
+        .collect();
+    if text.chars().count() > MAX {
+        out.push_str("...");
+    }
+    out
 }
 
 /// The HTTP status of a refused client write.
@@ -575,5 +596,18 @@ fn check_precondition(
         Ok(())
     } else {
         Err(WriteError::Precondition)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_one_printable_ascii_line() {
+        let v = Verdict::Accepted("REQUEST a\0b\r\nRSET é".into());
+        assert_eq!(v.reply(), "250 2.0.0 REQUEST a?b??RSET ?");
+        let long = Verdict::refused("x".repeat(5000)).reply();
+        assert!(long.len() < 420 && long.ends_with("..."), "{}", long.len());
     }
 }

@@ -46,7 +46,9 @@ pub enum InstanceKey {
 impl Calendar {
     /// Parses iCalendar text whose root is a VCALENDAR.
     pub fn parse(text: &str) -> Result<Self, ItipError> {
-        if !well_nested(text) {
+        // RFC 5545 3.3.11 admits no control characters in values; NUL is the one that truncates
+        // strings downstream, so it is refused rather than stored.
+        if text.contains('\0') || !well_nested(text) {
             return Err(ItipError::ICalendarParseError);
         }
         match Parser::new(text).entry() {
@@ -462,5 +464,11 @@ mod tests {
         assert!(Calendar::parse("BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:x\n").is_err());
         assert!(Calendar::parse("").is_err());
         assert!(Calendar::parse("BEGIN:VEVENT\nUID:x\nEND:VEVENT\n").is_err());
+    }
+
+    #[test]
+    fn nul_is_refused() {
+        let text = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:x\0y\nEND:VEVENT\nEND:VCALENDAR\n";
+        assert!(Calendar::parse(text).is_err());
     }
 }

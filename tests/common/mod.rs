@@ -111,6 +111,11 @@ impl Daemon {
     /// One LMTP transaction; returns the RCPT replies of refused recipients and the
     /// post-DATA replies of accepted ones, in recipient order.
     pub fn lmtp(&self, from: &str, to: &[&str], message: &str) -> Vec<String> {
+        self.lmtp_bytes(from, to, message.as_bytes())
+    }
+
+    /// As `lmtp`, for messages that are not UTF-8; bare LFs become CRLF, lines are dot-stuffed.
+    pub fn lmtp_bytes(&self, from: &str, to: &[&str], message: &[u8]) -> Vec<String> {
         let stream = TcpStream::connect(("127.0.0.1", self.lmtp)).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
@@ -148,8 +153,17 @@ impl Daemon {
         if !accepted.is_empty() {
             writer.write_all(b"DATA\r\n").unwrap();
             assert!(reply().starts_with("354"));
-            let body = message.replace("\r\n", "\n").replace('\n', "\r\n");
-            writer.write_all(body.as_bytes()).unwrap();
+            let mut body = Vec::with_capacity(message.len() + message.len() / 50);
+            for line in message.split(|&b| b == b'\n') {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                if line.first() == Some(&b'.') {
+                    body.push(b'.');
+                }
+                body.extend_from_slice(line);
+                body.extend_from_slice(b"\r\n");
+            }
+            body.truncate(body.len() - 2);
+            writer.write_all(&body).unwrap();
             writer.write_all(b"\r\n.\r\n").unwrap();
             for i in accepted {
                 results[i] = reply();
