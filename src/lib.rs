@@ -7,6 +7,7 @@ pub mod gateway;
 pub mod http;
 pub mod inbound;
 pub mod itip;
+pub mod loadgen;
 pub mod metrics;
 pub mod mime;
 pub mod outbound;

@@ -59,6 +59,28 @@ enum Command {
         #[arg(required = true, num_args = 1..=2)]
         action: Vec<String>,
     },
+    /// Sends realistic iMIP load to any LMTP or SMTP server and prints one JSON line of figures:
+    /// invitations from outside organizers to userN@DOMAIN, then updates and cancellations of them.
+    Bench {
+        /// `lmtp://HOST:PORT` or `smtp://HOST:PORT`.
+        #[arg(long)]
+        target: String,
+        /// Messages in the run.
+        #[arg(long, default_value_t = 1000)]
+        messages: usize,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Local accounts user1@DOMAIN to userN@DOMAIN.
+        #[arg(long, default_value_t = 100)]
+        accounts: usize,
+        /// The accounts' domain.
+        #[arg(long, default_value = "example.com")]
+        domain: String,
+        /// Writes `UID KIND ACCOUNT REPLY` per message to this file.
+        #[arg(long)]
+        log: Option<PathBuf>,
+    },
     /// Validates a configuration file without starting anything.
     CheckConfig {
         /// The TOML configuration file.
@@ -95,6 +117,14 @@ fn main() -> ExitCode {
             }
         },
         Command::HashPassword => hash_password(),
+        Command::Bench {
+            target,
+            messages,
+            connections,
+            accounts,
+            domain,
+            log,
+        } => bench(&target, messages, connections, accounts, domain, log),
         Command::Explain {
             config,
             message,
@@ -356,6 +386,49 @@ fn explain(path: Option<PathBuf>, message: &std::path::Path, to: &[String]) -> E
         }
     }
     ExitCode::SUCCESS
+}
+
+fn bench(
+    target: &str,
+    messages: usize,
+    connections: usize,
+    accounts: usize,
+    domain: String,
+    log: Option<PathBuf>,
+) -> ExitCode {
+    use imipd::loadgen;
+    use std::io::IsTerminal;
+    let target = match target.parse::<loadgen::Target>() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("imipd bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = loadgen::Options {
+        target,
+        messages,
+        connections,
+        accounts,
+        domain,
+        log,
+        progress: std::io::stderr().is_terminal(),
+    };
+    match runtime().block_on(loadgen::run(options)) {
+        Ok(report) => {
+            println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            // Refusals are figures, not failures; only a run where nothing got through fails.
+            if report.messages_per_sec > 0.0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("imipd bench: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn queue(path: Option<PathBuf>, action: &[String]) -> ExitCode {

@@ -80,7 +80,6 @@ fn send_notices(gateway: &Gateway) -> Result<Option<i64>, StoreError> {
 async fn drain(gateway: &Gateway) -> Result<Option<i64>, String> {
     let mut next_due: Option<i64> = send_notices(gateway).map_err(|e| e.to_string())?;
     let queue = gateway.store.outbox().map_err(|e| e.to_string())?;
-    let mut settled = false;
     for (id, message) in queue {
         if message.next_attempt > now() {
             next_due = Some(next_due.map_or(message.next_attempt, |d| d.min(message.next_attempt)));
@@ -94,9 +93,8 @@ async fn drain(gateway: &Gateway) -> Result<Option<i64>, String> {
         } else {
             settle(gateway, id, &message, outcome).map_err(|e| e.to_string())?;
         }
-        settled = true;
-    }
-    if settled {
+        // Durable before the next attempt: a crash after the relay took this message must not
+        // find it queued again (found by tests/e2e/crash.py when this waited for the whole pass).
         gateway.durable().await.map_err(|e| e.to_string())?;
     }
     Ok(next_due)

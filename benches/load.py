@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Load figures for BENCHMARKS.md: `imipd bench` against imipd and against Dovecot's LMTP.
+
+    cargo build --release && python3 benches/load.py [--messages N] [--objects N ...]
+
+Runs, one after the other on this machine: imipd (release build, durable commits) at 1, 4, 16
+and 64 connections; the same messages to a private Dovecot LMTP delivering to Maildir; then
+imipd's memory (peak RSS) and store size after loading the given numbers of objects. Prints a
+Markdown table per part. Needs dovecot-lmtpd (`apt-get install dovecot-lmtpd`) and root (Dovecot
+delivers as uid 65534)."""
+
+import argparse, json, os, shutil, subprocess, sys, tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "e2e"))
+from mta import free_port, start_dovecot, stop_dovecot, wait_port  # noqa: E402
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+IMIPD = os.path.join(ROOT, "target", "release", "imipd")
+HASH = "$argon2id$v=19$m=19456,t=2,p=1$y32NM/1FpUSTQtgjzChkxg$tzcDi61ISGyh1GB8Hi6AxD6B3XDZJk4+GtpIgJeUBi4"
+ACCOUNTS = 100
+
+
+def bench(target, messages, connections, log=None):
+    args = [IMIPD, "bench", "--target", target, "--messages", str(messages),
+            "--connections", str(connections), "--accounts", str(ACCOUNTS)]
+    if log:
+        args += ["--log", log]
+    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+class Imipd:
+    def __init__(self, base):
+        self.base, self.lmtp = base, free_port()
+        os.makedirs(base, exist_ok=True)
+        with open(f"{base}/imipd.toml", "w") as f:
+            f.write(f'[server]\ndata_dir = "{base}/data"\nhostname = "mx.example.com"\n'
+                    f'[lmtp]\nlisten = "127.0.0.1:{self.lmtp}"\n[http]\nlisten = "127.0.0.1:{free_port()}"\n'
+                    f'[outbound]\nspool_dir = "{base}/spool"\n[log]\nlevel = "warn"\n')
+            for i in range(1, ACCOUNTS + 1):
+                f.write(f"[accounts.\"user{i}@example.com\"]\npassword_hash = '{HASH}'\n")
+        self.process = subprocess.Popen([IMIPD, "serve", "--config", f"{base}/imipd.toml"],
+                                        stderr=open(f"{base}/imipd.log", "w"))
+        wait_port(self.lmtp, "imipd")
+
+    def peak_rss_mib(self):
+        for line in open(f"/proc/{self.process.pid}/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+
+    def rss_mib(self):
+        for line in open(f"/proc/{self.process.pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait()
+
+
+def du(path):
+    return int(subprocess.run(["du", "-sb", path], capture_output=True, text=True).stdout.split()[0])
+
+
+def row(name, c, r):
+    errors = ", ".join(f"{k}: {v}" for k, v in r["errors"].items()) or "none"
+    return f"| {name} | {c} | {r['messages_per_sec']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.2f} | {errors} |"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=4000)
+    parser.add_argument("--connections", type=int, nargs="*", default=[1, 4, 16, 64])
+    parser.add_argument("--objects", type=int, nargs="*", default=[10000, 100000])
+    opts = parser.parse_args()
+    work = tempfile.mkdtemp(prefix="imipd-load-")
+    os.chmod(work, 0o755)
+    lines = ["| server | connections | messages/s | p50 ms | p99 ms | max ms | errors |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for c in opts.connections:
+        server = Imipd(f"{work}/imipd-{c}")
+        lines.append(row("imipd", c, bench(f"lmtp://127.0.0.1:{server.lmtp}", opts.messages, c)))
+        server.stop()
+        print(lines[-1], flush=True)
+    for c in opts.connections:
+        base, port = f"{work}/dovecot-{c}", free_port()
+        os.makedirs(base)
+        os.chmod(base, 0o755)
+        start_dovecot(base, port, [f"user{i}" for i in range(1, ACCOUNTS + 1)])
+        try:
+            lines.append(row("Dovecot LMTP, Maildir", c, bench(f"lmtp://127.0.0.1:{port}", opts.messages, c)))
+        finally:
+            stop_dovecot(base)
+        print(lines[-1], flush=True)
+    lines += ["", "| objects stored | messages sent | RSS after MiB | peak RSS MiB | store bytes | bytes per object |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for objects in opts.objects:
+        server = Imipd(f"{work}/objects-{objects}")
+        # Of every 7 messages of a connection, 3 create an object (create, update, cancel mix).
+        messages = objects * 7 // 3 + 16
+        log = f"{work}/objects-{objects}.log"
+        bench(f"lmtp://127.0.0.1:{server.lmtp}", messages, 16, log)
+        created = sum(1 for l in open(log) if l.split()[1:4:2] == ["create", "250"])
+        rss, peak = server.rss_mib(), server.peak_rss_mib()
+        server.stop()
+        size = du(f"{server.base}/data")
+        lines.append(f"| {created} | {messages} | {rss:.0f} | {peak:.0f} | {size} | {size // max(created, 1)} |")
+        print(lines[-1], flush=True)
+    print("\n".join(lines))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
