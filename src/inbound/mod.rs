@@ -87,7 +87,12 @@ pub async fn deliver(
                 deliver_to(gateway, trace, mail, &parts, account, dmarc == Some(true)).await
             }
         };
-        tracing::info!(trace, recipient = recipient.as_str(), reply = %verdict.reply(), "delivered");
+        if let Verdict::Deferred { .. } = verdict {
+            // A deferral is the daemon's own trouble (store, pass-through), not the sender's.
+            tracing::warn!(trace, recipient = recipient.as_str(), reply = %verdict.reply(), "deferred");
+        } else {
+            tracing::info!(trace, recipient = recipient.as_str(), reply = %verdict.reply(), "delivered");
+        }
         let result = match &verdict {
             Verdict::Accepted(text) if text.starts_with("ignored") => "ignored",
             Verdict::Accepted(_) => "accepted",
