@@ -54,10 +54,11 @@ fn main() {
                 let (store, durability) = (store.clone(), durability.clone());
                 tasks.push(tokio::spawn(async move {
                     for i in 0..per_writer {
+                        let generation = store.generation();
                         store
                             .commit(&[object(100_000 + w * 10_000 + i)])
                             .expect("commit");
-                        durability.wait().await.expect("durable");
+                        durability.wait(generation).await.expect("durable");
                     }
                 }));
             }

@@ -97,7 +97,7 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     if drained.is_err() {
         tracing::warn!("sessions still open after 30 s; stopping anyway");
     }
-    if let Err(e) = gateway.durable().await {
+    if let Err(e) = gateway.durable(gateway.store.generation()).await {
         tracing::error!(error = %e, "final flush failed");
     }
     tracing::info!("stopped");

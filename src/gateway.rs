@@ -350,10 +350,10 @@ impl Gateway {
             .collect()
     }
 
-    /// Waits until everything committed so far is on disk.
-    pub async fn durable(&self) -> Result<(), StoreError> {
+    /// Waits until everything committed since `generation` was read is on disk.
+    pub async fn durable(&self, generation: u64) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
-        let result = self.durability.wait().await;
+        let result = self.durability.wait(generation).await;
         self.metrics.commit(started.elapsed());
         result
     }
@@ -496,9 +496,10 @@ impl Gateway {
                 expect,
             }];
             let queued = self.enqueue(trace, account, &outcome.messages, &mut changes);
+            let generation = self.store.generation();
             match self.store.commit(&changes) {
                 Ok(ids) => {
-                    self.durable().await?;
+                    self.durable(generation).await?;
                     if queued > 0 {
                         self.outbox_ready.notify_one();
                     }
@@ -552,9 +553,10 @@ impl Gateway {
                 }
                 Err(_) => (0, Some(ItipError::ICalendarParseError)),
             };
+            let generation = self.store.generation();
             match self.store.commit(&changes) {
                 Ok(_) => {
-                    self.durable().await?;
+                    self.durable(generation).await?;
                     if queued > 0 {
                         self.outbox_ready.notify_one();
                     }

@@ -414,9 +414,10 @@ async fn deliver_to(
             return Verdict::Accepted("already delivered".into());
         }
         let queued = plan.changes.iter().any(|c| matches!(c, Change::Enqueue(_)));
+        let generation = gateway.store.generation();
         match gateway.store.commit(&plan.changes) {
             Ok(_) => {
-                if let Err(e) = gateway.durable().await {
+                if let Err(e) = gateway.durable(generation).await {
                     return Verdict::store_unavailable(&e);
                 }
                 if queued {

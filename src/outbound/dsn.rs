@@ -75,9 +75,10 @@ pub async fn apply(gateway: &Gateway, trace: &str, id: u64, raw: &[u8]) -> Verdi
             Ok(None) => {}
             Err(e) => return Verdict::store_unavailable(&e),
         }
+        let generation = gateway.store.generation();
         match gateway.store.commit(&changes) {
             Ok(_) => {
-                if let Err(e) = gateway.durable().await {
+                if let Err(e) = gateway.durable(generation).await {
                     return Verdict::store_unavailable(&e);
                 }
                 tracing::info!(trace, id, status, to = ?record.to, "bounce recorded");

@@ -87,6 +87,7 @@ async fn drain(gateway: &Gateway) -> Result<Option<i64>, String> {
         }
         let outcome = deliver(gateway, id, &message).await;
         tracing::info!(trace = message.trace.as_str(), id, to = ?message.to, method = message.method.as_str(), ?outcome, "outbound");
+        let generation = gateway.store.generation();
         if let Outcome::Retry(_) = &outcome {
             let due = settle(gateway, id, &message, outcome).map_err(|e| e.to_string())?;
             next_due = Some(next_due.map_or(due, |d| d.min(due)));
@@ -95,7 +96,10 @@ async fn drain(gateway: &Gateway) -> Result<Option<i64>, String> {
         }
         // Durable before the next attempt: a crash after the relay took this message must not
         // find it queued again (found by tests/e2e/crash.py when this waited for the whole pass).
-        gateway.durable().await.map_err(|e| e.to_string())?;
+        gateway
+            .durable(generation)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     Ok(next_due)
 }
@@ -315,13 +319,14 @@ pub async fn give_up(
     id: u64,
     message: &OutboundMessage,
 ) -> Result<(), StoreError> {
+    let generation = gateway.store.generation();
     settle(
         gateway,
         id,
         message,
         Outcome::Failed("5.1", "dropped by the operator".into()),
     )?;
-    gateway.durable().await
+    gateway.durable(generation).await
 }
 
 /// The sender's copy with the recipient's SCHEDULE-STATUS, when it changes.

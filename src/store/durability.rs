@@ -4,7 +4,7 @@ use super::{Store, StoreError};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
-type Waiter = oneshot::Sender<Result<(), String>>;
+type Waiter = (u64, oneshot::Sender<Result<(), String>>);
 
 /// Hands out "durable now" waits; one background task syncs for all of them.
 #[derive(Clone)]
@@ -27,19 +27,28 @@ impl Durability {
                     .await
                     .map_err(|e| e.to_string())
                     .and_then(|r| r.map_err(|e| e.to_string()));
-                for waiter in waiters {
-                    let _ = waiter.send(result.clone());
+                for (generation, waiter) in waiters {
+                    let answer = match &result {
+                        Ok(synced) if *synced == generation => Ok(()),
+                        Ok(_) => {
+                            Err("the store was reopened after a failure: commit not durable".into())
+                        }
+                        Err(e) => Err(e.clone()),
+                    };
+                    let _ = waiter.send(answer);
                 }
             }
         });
         Durability { tx }
     }
 
-    /// Returns once everything committed before the call is on disk.
-    pub async fn wait(&self) -> Result<(), StoreError> {
+    /// Returns once everything committed before the call is on disk; `generation` is the
+    /// store's generation read before those commits, so that a reopening in between (which
+    /// drops what was not yet synced) fails the wait instead of acknowledging a lost commit.
+    pub async fn wait(&self, generation: u64) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(tx)
+            .send((generation, tx))
             .map_err(|_| StoreError::Unavailable("flusher stopped".into()))?;
         rx.await
             .map_err(|_| StoreError::Unavailable("flusher stopped".into()))?

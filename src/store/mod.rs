@@ -236,6 +236,9 @@ pub trait Store: Send + Sync + 'static {
     fn counters(&self, account: &str) -> Result<Vec<(String, String)>, StoreError>;
     /// Bytes on disk.
     fn size_on_disk(&self) -> Result<u64, StoreError>;
-    /// Makes everything committed so far survive a power cut.
-    fn sync(&self) -> Result<(), StoreError>;
+    /// Makes everything committed so far survive a power cut; returns the generation synced.
+    fn sync(&self) -> Result<u64, StoreError>;
+    /// Counts reopenings after failures: a commit is durable only when a sync of the generation
+    /// read before it succeeds (see `Durability::wait`).
+    fn generation(&self) -> u64;
 }

@@ -5,12 +5,31 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 /// The on-disk layout this build reads and writes.
 const FORMAT: &str = "imipd-1";
 
-/// sled with the trees of the daemon.
+/// sled with the trees of the daemon; reopened from disk after an I/O failure, because sled
+/// keeps failing once it has seen one (a full disk, say) and its memory may then hold writes
+/// that never reached the disk.
 pub struct SledStore {
+    dir: PathBuf,
+    state: RwLock<State>,
+}
+
+/// The open database, or why there is none.
+struct State {
+    trees: Option<Arc<Trees>>,
+    generation: u64,
+    failure: String,
+    last_attempt: Option<Instant>,
+}
+
+/// One opening of the database.
+struct Trees {
+    generation: u64,
     db: sled::Db,
     objects: sled::Tree,
     outbox: sled::Tree,
@@ -45,6 +64,63 @@ fn decode(value: &[u8]) -> Option<StoredObject> {
 impl SledStore {
     /// Opens (or creates) the store in a folder and checks its format.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let trees = Trees::open(dir, 0)?;
+        Ok(SledStore {
+            dir: dir.to_path_buf(),
+            state: RwLock::new(State {
+                trees: Some(Arc::new(trees)),
+                generation: 0,
+                failure: String::new(),
+                last_attempt: None,
+            }),
+        })
+    }
+
+    fn trees(&self) -> Result<Arc<Trees>, StoreError> {
+        if let Some(trees) = &self.state.read().unwrap_or_else(|e| e.into_inner()).trees {
+            return Ok(trees.clone());
+        }
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(trees) = &state.trees {
+            return Ok(trees.clone());
+        }
+        // Operations still running on the failed opening hold its lock file for a moment.
+        if state
+            .last_attempt
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(500))
+        {
+            return Err(StoreError::Unavailable(format!(
+                "store failed ({}), reopening",
+                state.failure
+            )));
+        }
+        state.last_attempt = Some(Instant::now());
+        let trees = Arc::new(Trees::open(&self.dir, state.generation + 1)?);
+        state.generation += 1;
+        state.trees = Some(trees.clone());
+        tracing::warn!(generation = state.generation, "store reopened from disk");
+        Ok(trees)
+    }
+
+    /// Runs an operation; an I/O failure closes this opening so the next call reopens.
+    fn with<T>(&self, op: impl FnOnce(&Trees) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let trees = self.trees()?;
+        let result = op(&trees);
+        if let Err(StoreError::Unavailable(error)) = &result {
+            let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+            if state.trees.as_ref().is_some_and(|t| Arc::ptr_eq(t, &trees)) {
+                tracing::error!(%error, "store failed; answering 4xx until it can be reopened");
+                state.trees = None;
+                state.failure = error.clone();
+                state.last_attempt = None;
+            }
+        }
+        result
+    }
+}
+
+impl Trees {
+    fn open(dir: &Path, generation: u64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(unavailable)?;
         let db = sled::Config::new()
             .path(dir)
@@ -69,7 +145,8 @@ impl SledStore {
             .read(true)
             .open(dir.join("db"))
             .map_err(unavailable)?;
-        Ok(SledStore {
+        Ok(Trees {
+            generation,
             objects: db.open_tree("objects").map_err(unavailable)?,
             outbox: db.open_tree("outbox").map_err(unavailable)?,
             seen: db.open_tree("seen").map_err(unavailable)?,
@@ -83,7 +160,7 @@ impl SledStore {
     }
 }
 
-impl Store for SledStore {
+impl Trees {
     fn get(&self, account: &str, uid: &str) -> Result<Option<StoredObject>, StoreError> {
         Ok(self
             .objects
@@ -260,7 +337,7 @@ impl Store for SledStore {
         self.db.size_on_disk().map_err(unavailable)
     }
 
-    fn sync(&self) -> Result<(), StoreError> {
+    fn sync(&self) -> Result<u64, StoreError> {
         // sled's flush ends in sync_file_range, which a power cut can undo (sled #1452).
         self.db.flush().map_err(unavailable)?;
         self.log.sync_data().map_err(unavailable)?;
@@ -271,7 +348,49 @@ impl Store for SledStore {
                     .map_err(unavailable)?;
             }
         }
-        Ok(())
+        Ok(self.generation)
+    }
+}
+
+impl Store for SledStore {
+    fn get(&self, account: &str, uid: &str) -> Result<Option<StoredObject>, StoreError> {
+        self.with(|t| t.get(account, uid))
+    }
+    fn list(&self, account: &str) -> Result<Vec<(String, StoredObject)>, StoreError> {
+        self.with(|t| t.list(account))
+    }
+    fn seen(&self, key: &[u8]) -> Result<bool, StoreError> {
+        self.with(|t| t.seen(key))
+    }
+    fn commit(&self, changes: &[Change]) -> Result<Vec<u64>, StoreError> {
+        self.with(|t| t.commit(changes))
+    }
+    fn outbox(&self) -> Result<Vec<(u64, OutboundMessage)>, StoreError> {
+        self.with(|t| t.outbox())
+    }
+    fn outbox_remove(&self, id: u64) -> Result<(), StoreError> {
+        self.with(|t| t.outbox_remove(id))
+    }
+    fn notices(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        self.with(|t| t.notices())
+    }
+    fn sent(&self, id: u64) -> Result<Option<OutboundMessage>, StoreError> {
+        self.with(|t| t.sent(id))
+    }
+    fn counters(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.with(|t| t.counters(account))
+    }
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.with(|t| t.size_on_disk())
+    }
+    fn sync(&self) -> Result<u64, StoreError> {
+        self.with(|t| t.sync())
+    }
+    fn generation(&self) -> u64 {
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .generation
     }
 }
 
@@ -338,10 +457,11 @@ mod tests {
         // The format key is checked at the next start.
         let reopened = SledStore::open(&dir).unwrap();
         assert_eq!(reopened.get("a@x.org", "u1").unwrap().unwrap().text, "two");
-        let meta = reopened.db.open_tree("meta").unwrap();
+        let trees = reopened.trees().unwrap();
+        let meta = trees.db.open_tree("meta").unwrap();
         meta.insert("format", "imipd-0").unwrap();
-        reopened.db.flush().unwrap();
-        drop((meta, reopened));
+        trees.db.flush().unwrap();
+        drop((meta, trees, reopened));
         assert!(matches!(
             SledStore::open(&dir),
             Err(StoreError::Format { .. })

@@ -1,6 +1,6 @@
 """Helpers for the end-to-end scripts: free ports, waiting, a private Postfix instance, a
 private Dovecot LMTP server, and the imipd HTTP API."""
-import base64, os, shutil, socket, subprocess, time, urllib.error, urllib.request
+import base64, os, re, shutil, socket, subprocess, time, urllib.error, urllib.request
 
 SECRET_HASH = "$argon2id$v=19$m=19456,t=2,p=1$y32NM/1FpUSTQtgjzChkxg$tzcDi61ISGyh1GB8Hi6AxD6B3XDZJk4+GtpIgJeUBi4"
 
@@ -135,3 +135,36 @@ def http(port, method, path, user, body=None, headers=None):
 def fresh(base):
     shutil.rmtree(base, ignore_errors=True)
     os.makedirs(base)
+
+
+def check_effects(web, log, refused_ok=False):
+    """Reads an `imipd bench --log` file; checks that the last 250 for each object shows in its
+    account's calendar (the bench stamps create, update and cancel 09:00:00, :01, :02), and that
+    nothing appears twice. Returns {uid: (kind, account)} of what was checked."""
+    last = {}
+    for line in open(log):
+        uid, kind, account, code = line.split()[:4]
+        if code == "250":
+            last[uid] = (kind, account)
+        elif not refused_ok or not code.startswith("4"):
+            raise SystemExit(f"not accepted: {line.strip()}")
+    assert last, "no message was accepted"
+    failures = []
+    for uid, (kind, account) in sorted(last.items()):
+        status, body = http(web, "GET", f"/calendars/{account}/{uid}", account)
+        body = body.replace("\r\n ", "")
+        if status != 200:
+            failures.append(f"{uid} ({kind}): {status}")
+            continue
+        events = body.count("BEGIN:VEVENT")
+        attendees = len(re.findall(r"^ATTENDEE", body, re.M))
+        stamp = max(int(s) for s in re.findall(r"^DTSTAMP:20261120T0900(\d\d)Z", body, re.M))
+        want = {"create": 0, "update": 1, "cancel": 2}[kind]
+        if events != 2 or attendees != 8:
+            failures.append(f"{uid}: {events} VEVENTs, {attendees} ATTENDEEs (an effect twice?)")
+        if stamp < want:
+            failures.append(f"{uid}: {['create', 'update', 'cancel'][stamp]} shows after a 250 for {kind}")
+        if kind == "cancel" and body.count("STATUS:CANCELLED") != 2:
+            failures.append(f"{uid}: cancelled but not shown so")
+    assert not failures, "\n".join(failures[:20])
+    return last
