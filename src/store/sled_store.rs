@@ -95,7 +95,13 @@ impl SledStore {
             )));
         }
         state.last_attempt = Some(Instant::now());
-        let trees = Arc::new(Trees::open(&self.dir, state.generation + 1)?);
+        let trees = match Trees::open(&self.dir, state.generation + 1) {
+            Ok(trees) => Arc::new(trees),
+            Err(error) => {
+                tracing::warn!(%error, "store cannot be reopened yet");
+                return Err(error);
+            }
+        };
         state.generation += 1;
         state.trees = Some(trees.clone());
         tracing::warn!(generation = state.generation, "store reopened from disk");

@@ -10,7 +10,7 @@ again it reopens its store from disk and answers 250 without a restart. Every me
 import os, shutil, subprocess, sys, tempfile, json
 
 sys.path.insert(0, os.path.dirname(__file__))
-from mta import SECRET_HASH, check_effects, free_port, wait_port  # noqa: E402
+from mta import SECRET_HASH, check_effects, eventually, free_port, wait_port  # noqa: E402
 
 ACCOUNTS = 20
 
@@ -50,12 +50,16 @@ def main():
         assert "No space left on device" in log, "the cause is not in the log"
 
         subprocess.run(["mount", "-o", "remount,size=64m", disk], check=True)
+        # The store is reopened at the first request after the failed opening is let go of.
+        eventually(lambda: bench(binary, lmtp, 1, f"{work}/probe.log")["errors"] == {},
+                   "imipd accepts mail again", 30)
         room = bench(binary, lmtp, 300, f"{work}/room.log")
         print("room again:", json.dumps(room))
         assert room["errors"] == {}, room["errors"]
         assert "store reopened from disk" in open(f"{work}/imipd.log").read()
 
         checked = len(check_effects(web, f"{work}/full.log", refused_ok=True))
+        checked += len(check_effects(web, f"{work}/probe.log"))
         checked += len(check_effects(web, f"{work}/room.log"))
         daemon.kill()
         daemon.wait()
