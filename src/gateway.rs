@@ -27,6 +27,8 @@ pub struct Gateway {
     pub outbox_ready: Notify,
     /// Counters for `GET /metrics`.
     pub metrics: crate::metrics::Metrics,
+    /// Credentials argon2 has verified lately.
+    pub credentials: crate::http::Credentials,
 }
 
 /// A client's precondition (RFC 7232).
@@ -331,6 +333,7 @@ impl Gateway {
             durability,
             outbox_ready: Notify::new(),
             metrics: Default::default(),
+            credentials: Default::default(),
         }
     }
 

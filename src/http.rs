@@ -79,6 +79,54 @@ impl IntoResponse for Denied {
     }
 }
 
+/// Credentials argon2 has accepted in the last minutes, kept as a keyed BLAKE2 digest: argon2
+/// costs tens of milliseconds and 19 MiB per check by design, which a client sending Basic
+/// credentials with every request must not pay each time.
+#[derive(Default)]
+pub struct Credentials {
+    verified: std::sync::Mutex<std::collections::HashMap<String, ([u8; 32], std::time::Instant)>>,
+}
+
+impl Credentials {
+    const LIFETIME: std::time::Duration = std::time::Duration::from_secs(600);
+
+    fn digest(hash: &str, password: &str) -> [u8; 32] {
+        use blake2::digest::{Update, VariableOutput};
+        let mut hasher = blake2::Blake2bVar::new(32).expect("32 is a valid BLAKE2b length");
+        // The argon2 hash (with its random salt) keys the digest: a changed hash voids it.
+        hasher.update(hash.as_bytes());
+        hasher.update(&[0]);
+        hasher.update(password.as_bytes());
+        let mut out = [0u8; 32];
+        hasher
+            .finalize_variable(&mut out)
+            .expect("the buffer has the requested length");
+        out
+    }
+
+    /// True when `password` matches the account's argon2 `hash`.
+    pub fn verify(&self, account: &str, hash: &str, password: &str) -> bool {
+        let digest = Self::digest(hash, password);
+        let lock = || self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((known, at)) = lock().get(account)
+            && at.elapsed() < Self::LIFETIME
+            && constant_time_eq(known, &digest)
+        {
+            return true;
+        }
+        let valid = argon2::PasswordHash::new(hash).is_ok_and(|parsed| {
+            use argon2::PasswordVerifier;
+            argon2::Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        });
+        if valid {
+            lock().insert(account.to_string(), (digest, std::time::Instant::now()));
+        }
+        valid
+    }
+}
+
 /// Basic credentials of the account itself, or the admin Bearer token.
 fn authorize(gateway: &Gateway, headers: &HeaderMap, account: &str) -> Result<String, Denied> {
     let Some(value) = headers
@@ -115,13 +163,7 @@ fn authorize(gateway: &Gateway, headers: &HeaderMap, account: &str) -> Result<St
         .get(&user_account)
         .map(|a| a.password_hash.as_str())
         .unwrap_or_default();
-    let valid = argon2::PasswordHash::new(hash).is_ok_and(|parsed| {
-        use argon2::PasswordVerifier;
-        argon2::Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    });
-    if !valid {
+    if !gateway.credentials.verify(&user_account, hash, password) {
         return Err(Denied::Unauthorized);
     }
     match canonical {
@@ -481,4 +523,26 @@ async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
         gateway.metrics.render(figures),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verified_credentials_are_remembered_only_for_their_password_and_hash() {
+        use argon2::PasswordHasher;
+        let salt = argon2::password_hash::SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let hash = argon2::Argon2::default()
+            .hash_password(b"secret", &salt)
+            .unwrap()
+            .to_string();
+        let credentials = Credentials::default();
+        assert!(!credentials.verify("a@x.org", &hash, "wrong"));
+        assert!(credentials.verify("a@x.org", &hash, "secret"));
+        assert!(credentials.verify("a@x.org", &hash, "secret"));
+        assert!(!credentials.verify("a@x.org", &hash, "wrong"));
+        assert!(!credentials.verify("a@x.org", "not a hash", "secret"));
+        assert!(!credentials.verify("b@x.org", "not a hash", "secret"));
+    }
 }

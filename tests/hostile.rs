@@ -215,6 +215,7 @@ fn hostile_mail_gets_precise_replies_and_changes_nothing() {
 
     // Memory stays bounded: the 50 MB part is refused while streaming, never held whole.
     let peak = peak_memory_kib(&daemon);
+    eprintln!("peak RSS {peak} KiB");
     assert!(peak < 256 * 1024, "peak RSS {peak} KiB");
 
     // Still serving.
