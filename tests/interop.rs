@@ -173,7 +173,19 @@ fn run(file: &str, start: Option<&str>) -> (Want, String) {
                 status == 201,
                 "{file}: organizer's copy refused: {status} {body}\n{copy}"
             );
-            before = daemon.get(organizer.as_str(), &facts.uid).1;
+            // The outbound worker writes SCHEDULE-STATUS into the copy once it has sent the
+            // invitations; compare against the copy after that.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                before = daemon.get(organizer.as_str(), &facts.uid).1;
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                let again = daemon.get(organizer.as_str(), &facts.uid).1;
+                if (again == before && before.contains("SCHEDULE-STATUS"))
+                    || std::time::Instant::now() > deadline
+                {
+                    break;
+                }
+            }
         }
         Method::Cancel => {
             let request = text
