@@ -113,7 +113,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("binary")
     parser.add_argument("--kills", type=int, default=5)
-    parser.add_argument("--messages", type=int, default=4000)
+    parser.add_argument("--messages", type=int, default=6000)
     parser.add_argument("--events", type=int, default=20)
     parser.add_argument("--seed", type=int, default=int(time.time()))
     opts = parser.parse_args()
@@ -135,7 +135,7 @@ def main():
         org = threading.Thread(target=organizer, args=(daemon, opts.events, created, stop))
         org.start()
         for k in range(opts.kills):
-            time.sleep(random.uniform(0.2, 0.8))
+            time.sleep(random.uniform(0.1, 0.5))
             assert bench.poll() is None, f"the load ended before kill {k + 1}: raise --messages"
             daemon.kill9()
             daemon.start()
