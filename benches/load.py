@@ -12,11 +12,10 @@ delivers as uid 65534)."""
 import argparse, json, os, shutil, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "e2e"))
-from mta import free_port, start_dovecot, stop_dovecot, wait_port  # noqa: E402
+from mta import free_port, imipd_config, start_dovecot, stop_dovecot, wait_port  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 IMIPD = os.path.join(ROOT, "target", "release", "imipd")
-HASH = "$argon2id$v=19$m=19456,t=2,p=1$y32NM/1FpUSTQtgjzChkxg$tzcDi61ISGyh1GB8Hi6AxD6B3XDZJk4+GtpIgJeUBi4"
 ACCOUNTS = 100
 
 
@@ -33,12 +32,9 @@ class Imipd:
     def __init__(self, base):
         self.base, self.lmtp = base, free_port()
         os.makedirs(base, exist_ok=True)
-        with open(f"{base}/imipd.toml", "w") as f:
-            f.write(f'[server]\ndata_dir = "{base}/data"\nhostname = "mx.example.com"\n'
-                    f'[lmtp]\nlisten = "127.0.0.1:{self.lmtp}"\n[http]\nlisten = "127.0.0.1:{free_port()}"\n'
-                    f'[outbound]\nspool_dir = "{base}/spool"\n[log]\nlevel = "warn"\n')
-            for i in range(1, ACCOUNTS + 1):
-                f.write(f"[accounts.\"user{i}@example.com\"]\npassword_hash = '{HASH}'\n")
+        imipd_config(f"{base}/imipd.toml", f"{base}/data", self.lmtp, free_port(),
+                     [f"user{i}@example.com" for i in range(1, ACCOUNTS + 1)],
+                     f'[outbound]\nspool_dir = "{base}/spool"\n[log]\nlevel = "warn"\n')
         self.process = subprocess.Popen([IMIPD, "serve", "--config", f"{base}/imipd.toml"],
                                         stderr=open(f"{base}/imipd.log", "w"))
         wait_port(self.lmtp, "imipd")

@@ -331,74 +331,49 @@ struct Outcome {
 }
 
 /// Sends one connection's steps in order; a broken connection is reopened and the message
-/// it was carrying sent again, as an MTA would.
+/// it was carrying sent again, as an MTA would, up to 300 times 100 ms apart.
 async fn send_all(target: &Target, steps: Vec<Step>, bar: &indicatif::ProgressBar) -> Outcome {
     let mut outcome = Outcome::default();
     let mut session: Option<Session> = None;
     for step in steps {
         let message = render(&step);
         let mut attempts = 0;
-        loop {
-            if session.is_none() {
-                match Session::open(target).await {
-                    Ok(s) => session = Some(s),
-                    Err(_) => {
-                        attempts += 1;
-                        *outcome.errors.entry("io".into()).or_insert(0) += 1;
-                        if attempts > 300 {
-                            let _ = writeln!(
-                                outcome.log,
-                                "{} {} {} io",
-                                step.uid,
-                                step.kind.as_str(),
-                                step.account
-                            );
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+        let reply = loop {
+            let started = Instant::now();
+            let result = match session.as_mut() {
+                Some(s) => s.deliver(&step.organizer, &step.account, &message).await,
+                None => match Session::open(target).await {
+                    Ok(s) => {
+                        session = Some(s);
                         continue;
                     }
-                }
-            }
-            let Some(s) = session.as_mut() else { break };
-            let started = Instant::now();
-            match s.deliver(&step.organizer, &step.account, &message).await {
+                    Err(e) => Err(e),
+                },
+            };
+            match result {
                 Ok(reply) => {
-                    outcome
-                        .latencies
-                        .push(started.elapsed().as_secs_f64() * 1000.0);
-                    if !reply.starts_with('2') {
-                        let key: Vec<&str> = reply.split_whitespace().take(2).collect();
-                        *outcome.errors.entry(key.join(" ")).or_insert(0) += 1;
-                    }
-                    let _ = writeln!(
-                        outcome.log,
-                        "{} {} {} {reply}",
-                        step.uid,
-                        step.kind.as_str(),
-                        step.account
-                    );
+                    let ms = started.elapsed().as_secs_f64() * 1000.0;
+                    outcome.latencies.push(ms);
                     bar.inc(1);
-                    break;
+                    break reply;
                 }
                 Err(_) => {
                     session = None;
                     attempts += 1;
                     *outcome.errors.entry("io".into()).or_insert(0) += 1;
                     if attempts > 300 {
-                        let _ = writeln!(
-                            outcome.log,
-                            "{} {} {} io",
-                            step.uid,
-                            step.kind.as_str(),
-                            step.account
-                        );
-                        break;
+                        break "io".to_string();
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
+        };
+        if !reply.starts_with('2') && reply != "io" {
+            let key: Vec<&str> = reply.split_whitespace().take(2).collect();
+            *outcome.errors.entry(key.join(" ")).or_insert(0) += 1;
         }
+        let (uid, kind, account) = (&step.uid, step.kind.as_str(), &step.account);
+        let _ = writeln!(outcome.log, "{uid} {kind} {account} {reply}");
     }
     outcome
 }

@@ -61,26 +61,7 @@ enum Command {
     },
     /// Sends realistic iMIP load to any LMTP or SMTP server and prints one JSON line of figures:
     /// invitations from outside organizers to userN@DOMAIN, then updates and cancellations of them.
-    Bench {
-        /// `lmtp://HOST:PORT` or `smtp://HOST:PORT`.
-        #[arg(long)]
-        target: String,
-        /// Messages in the run.
-        #[arg(long, default_value_t = 1000)]
-        messages: usize,
-        /// Concurrent connections.
-        #[arg(long, default_value_t = 4)]
-        connections: usize,
-        /// Local accounts user1@DOMAIN to userN@DOMAIN.
-        #[arg(long, default_value_t = 100)]
-        accounts: usize,
-        /// The accounts' domain.
-        #[arg(long, default_value = "example.com")]
-        domain: String,
-        /// Writes `UID KIND ACCOUNT REPLY` per message to this file.
-        #[arg(long)]
-        log: Option<PathBuf>,
-    },
+    Bench(BenchArgs),
     /// Validates a configuration file without starting anything.
     CheckConfig {
         /// The TOML configuration file.
@@ -117,14 +98,7 @@ fn main() -> ExitCode {
             }
         },
         Command::HashPassword => hash_password(),
-        Command::Bench {
-            target,
-            messages,
-            connections,
-            accounts,
-            domain,
-            log,
-        } => bench(&target, messages, connections, accounts, domain, log),
+        Command::Bench(args) => bench(args),
         Command::Explain {
             config,
             message,
@@ -388,17 +362,33 @@ fn explain(path: Option<PathBuf>, message: &std::path::Path, to: &[String]) -> E
     ExitCode::SUCCESS
 }
 
-fn bench(
-    target: &str,
+/// The load generator's arguments.
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// `lmtp://HOST:PORT` or `smtp://HOST:PORT`.
+    #[arg(long)]
+    target: String,
+    /// Messages in the run.
+    #[arg(long, default_value_t = 1000)]
     messages: usize,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 4)]
     connections: usize,
+    /// Local accounts user1@DOMAIN to userN@DOMAIN.
+    #[arg(long, default_value_t = 100)]
     accounts: usize,
+    /// The accounts' domain.
+    #[arg(long, default_value = "example.com")]
     domain: String,
+    /// Writes `UID KIND ACCOUNT REPLY` per message to this file.
+    #[arg(long)]
     log: Option<PathBuf>,
-) -> ExitCode {
+}
+
+fn bench(args: BenchArgs) -> ExitCode {
     use imipd::loadgen;
     use std::io::IsTerminal;
-    let target = match target.parse::<loadgen::Target>() {
+    let target = match args.target.parse::<loadgen::Target>() {
         Ok(t) => t,
         Err(e) => {
             eprintln!("imipd bench: {e}");
@@ -407,11 +397,11 @@ fn bench(
     };
     let options = loadgen::Options {
         target,
-        messages,
-        connections,
-        accounts,
-        domain,
-        log,
+        messages: args.messages,
+        connections: args.connections,
+        accounts: args.accounts,
+        domain: args.domain,
+        log: args.log,
         progress: std::io::stderr().is_terminal(),
     };
     match runtime().block_on(loadgen::run(options)) {

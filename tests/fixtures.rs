@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Daemon, SECRET_HASH};
+use common::{Daemon, envelope_sender};
 
 const USERS: &[&str] = &["alice@example.com", "bob@example.com"];
 
@@ -15,26 +15,12 @@ fn fixture(name: &str) -> String {
 }
 
 fn daemon(name: &str) -> Daemon {
-    let accounts: String = USERS
-        .iter()
-        .map(|u| format!("[accounts.\"{u}\"]\npassword_hash = \"{SECRET_HASH}\"\n"))
-        .collect();
-    Daemon::start_with(&format!("fixture-{name}"), &accounts)
+    Daemon::start_with(&format!("fixture-{name}"), &common::accounts(USERS))
 }
 
 fn deliver(daemon: &Daemon, name: &str, to: &str) -> String {
     let text = fixture(name);
-    let from = text
-        .lines()
-        .find_map(|l| l.strip_prefix("From: "))
-        .unwrap_or("")
-        .to_string();
-    let from = from
-        .rsplit('<')
-        .next()
-        .unwrap_or("")
-        .trim_end_matches('>')
-        .to_string();
+    let from = envelope_sender(text.as_bytes());
     let replies = daemon.lmtp(&from, &[to], &text);
     replies.into_iter().next().unwrap_or_default()
 }

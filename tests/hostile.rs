@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Daemon, SECRET_HASH};
+use common::{Daemon, envelope_sender};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -94,20 +94,6 @@ fn generated(name: &str) -> Vec<u8> {
     }
 }
 
-/// The envelope sender: the address in the From header.
-fn sender(message: &[u8]) -> String {
-    let text = String::from_utf8_lossy(message);
-    let from = text
-        .lines()
-        .find_map(|l| l.strip_prefix("From: "))
-        .unwrap_or("");
-    from.rsplit('<')
-        .next()
-        .unwrap_or("")
-        .trim_end_matches('>')
-        .to_string()
-}
-
 /// Sends one over-long command line and returns the answer.
 fn long_command(daemon: &Daemon) -> String {
     let stream = TcpStream::connect(("127.0.0.1", daemon.lmtp)).unwrap();
@@ -150,10 +136,7 @@ fn peak_memory_kib(daemon: &Daemon) -> u64 {
 
 #[test]
 fn hostile_mail_gets_precise_replies_and_changes_nothing() {
-    let accounts: String = ["alice@example.com", BOB]
-        .iter()
-        .map(|u| format!("[accounts.\"{u}\"]\npassword_hash = \"{SECRET_HASH}\"\n"))
-        .collect();
+    let accounts = common::accounts(&["alice@example.com", BOB]);
     let mut daemon = Daemon::start_with("hostile", &accounts);
     let seed = std::fs::read(dir().join("seed.eml")).unwrap();
     let reply = daemon.lmtp_bytes("olga@partner.example", &[BOB], &seed);
@@ -176,7 +159,7 @@ fn hostile_mail_gets_precise_replies_and_changes_nothing() {
                 std::fs::read(dir().join(&case.file)).unwrap()
             };
             daemon
-                .lmtp_bytes(&sender(&message), &[BOB], &message)
+                .lmtp_bytes(&envelope_sender(&message), &[BOB], &message)
                 .remove(0)
         };
         // Replies are one printable ASCII line, whatever the message carried.

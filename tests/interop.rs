@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Daemon, SECRET_HASH};
+use common::{Daemon, accounts};
 use imipd::itip::{CalAddress, Calendar, Method};
 use std::path::PathBuf;
 
@@ -73,13 +73,6 @@ fn facts(raw: &[u8]) -> Option<Facts> {
     })
 }
 
-fn accounts(addresses: &[String]) -> String {
-    addresses
-        .iter()
-        .map(|a| format!("[accounts.\"{a}\"]\npassword_hash = \"{SECRET_HASH}\"\n"))
-        .collect()
-}
-
 /// The organizer's copy a REPLY or COUNTER answers: the same components, the attendee
 /// not yet answered.
 fn organizer_copy(facts: &Facts, organizer: &CalAddress) -> String {
@@ -118,10 +111,7 @@ fn organizer_copy(facts: &Facts, organizer: &CalAddress) -> String {
 fn run(file: &str, start: Option<&str>) -> (Want, String) {
     let raw = std::fs::read(shared().join(file)).expect("interop file");
     let Some(facts) = facts(&raw) else {
-        let daemon = Daemon::start_with(
-            &format!("interop-{file}"),
-            &accounts(&["one@some.de".into()]),
-        );
+        let daemon = Daemon::start_with(&format!("interop-{file}"), &accounts(&["one@some.de"]));
         let text = String::from_utf8_lossy(&raw).into_owned();
         let reply = daemon.lmtp("two@some.de", &["one@some.de"], &text);
         let list = daemon

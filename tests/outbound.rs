@@ -3,13 +3,10 @@
 
 mod common;
 
-use common::{Daemon, FakeRelay, SECRET_HASH, eventually};
+use common::{Daemon, FakeRelay, eventually};
 
 fn accounts() -> String {
-    ["alice@example.com", "bob@example.com"]
-        .iter()
-        .map(|a| format!("[accounts.\"{a}\"]\npassword_hash = \"{SECRET_HASH}\"\n"))
-        .collect()
+    common::accounts(&["alice@example.com", "bob@example.com"])
 }
 
 fn event(uid: &str, attendees: &[&str]) -> String {

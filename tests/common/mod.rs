@@ -255,20 +255,11 @@ impl Daemon {
     pub fn explain(&self, message: &str, to: &[&str]) -> (bool, String) {
         let file = self.dir.join("explain.eml");
         std::fs::write(&file, message).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_imipd"));
-        command
-            .args(["explain", "--config"])
-            .arg(&self.config)
-            .arg(&file);
+        let mut args = vec![file.to_str().unwrap()];
         for t in to {
-            command.args(["--to", t]);
+            args.extend(["--to", t]);
         }
-        let output = command.output().unwrap();
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned()
-                + &String::from_utf8_lossy(&output.stderr),
-        )
+        self.cli("explain", &args)
     }
 }
 
@@ -491,4 +482,31 @@ fn serve_mailbox(
             writer.write_all(b"250 2.0.0 ok\r\n")?;
         }
     }
+}
+
+/// The envelope sender of a sample message: the address in its From header.
+pub fn envelope_sender(message: &[u8]) -> String {
+    let text = String::from_utf8_lossy(message);
+    let from = text
+        .lines()
+        .find_map(|l| l.strip_prefix("From: "))
+        .unwrap_or("");
+    from.rsplit('<')
+        .next()
+        .unwrap_or("")
+        .trim_end_matches('>')
+        .to_string()
+}
+
+/// `[accounts]` sections for these addresses, each with the password "secret".
+pub fn accounts<S: AsRef<str>>(addresses: &[S]) -> String {
+    addresses
+        .iter()
+        .map(|a| {
+            format!(
+                "[accounts.\"{}\"]\npassword_hash = \"{SECRET_HASH}\"\n",
+                a.as_ref()
+            )
+        })
+        .collect()
 }

@@ -14,7 +14,7 @@ fell between the relay's 250 and imipd's commit of it (same Message-ID), at most
 import argparse, os, random, re, shutil, signal, socket, socketserver, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from mta import SECRET_HASH, check_effects, eventually, free_port, http, wait_port  # noqa: E402
+from mta import check_effects, eventually, free_port, http, imipd_config, wait_port  # noqa: E402
 
 ACCOUNTS = 20
 
@@ -62,13 +62,10 @@ class Daemon:
         self.binary, self.base = binary, base
         self.lmtp, self.web = free_port(), free_port()
         self.config = f"{base}/imipd.toml"
-        with open(self.config, "w") as f:
-            f.write(f'[server]\ndata_dir = "{base}/data"\nhostname = "mx.example.com"\n'
-                    f'[lmtp]\nlisten = "127.0.0.1:{self.lmtp}"\n[http]\nlisten = "127.0.0.1:{self.web}"\n'
-                    f'[outbound]\ntransport = "smtp"\nrelay = "smtp://127.0.0.1:{relay}"\n'
-                    f'min_backoff = "1s"\nmax_backoff = "2s"\n[log]\nlevel = "warn"\n')
-            for i in range(1, ACCOUNTS + 1):
-                f.write(f"[accounts.\"user{i}@example.com\"]\npassword_hash = \"{SECRET_HASH}\"\n")
+        imipd_config(self.config, f"{base}/data", self.lmtp, self.web,
+                     [f"user{i}@example.com" for i in range(1, ACCOUNTS + 1)],
+                     f'[outbound]\ntransport = "smtp"\nrelay = "smtp://127.0.0.1:{relay}"\n'
+                     f'min_backoff = "1s"\nmax_backoff = "2s"\n[log]\nlevel = "warn"\n')
         self.process = None
         self.start()
 

@@ -10,7 +10,7 @@ again it reopens its store from disk and answers 250 without a restart. Every me
 import os, shutil, subprocess, sys, tempfile, json
 
 sys.path.insert(0, os.path.dirname(__file__))
-from mta import SECRET_HASH, check_effects, eventually, free_port, wait_port  # noqa: E402
+from mta import check_effects, eventually, free_port, imipd_config, wait_port  # noqa: E402
 
 ACCOUNTS = 20
 
@@ -30,12 +30,9 @@ def main():
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", disk], check=True)
     lmtp, web = free_port(), free_port()
     config = f"{work}/imipd.toml"
-    with open(config, "w") as f:
-        f.write(f'[server]\ndata_dir = "{disk}/data"\nhostname = "mx.example.com"\n'
-                f'[lmtp]\nlisten = "127.0.0.1:{lmtp}"\n[http]\nlisten = "127.0.0.1:{web}"\n'
-                f'[outbound]\nspool_dir = "{work}/spool"\n[log]\nlevel = "warn"\n')
-        for i in range(1, ACCOUNTS + 1):
-            f.write(f"[accounts.\"user{i}@example.com\"]\npassword_hash = \"{SECRET_HASH}\"\n")
+    imipd_config(config, f"{disk}/data", lmtp, web,
+                 [f"user{i}@example.com" for i in range(1, ACCOUNTS + 1)],
+                 f'[outbound]\nspool_dir = "{work}/spool"\n[log]\nlevel = "warn"\n')
     start = lambda: subprocess.Popen([binary, "serve", "--config", config], stderr=open(f"{work}/imipd.log", "a"))
     daemon = start()
     ok = False

@@ -137,6 +137,16 @@ def fresh(base):
     os.makedirs(base)
 
 
+def imipd_config(path, data_dir, lmtp, web, accounts, extra=""):
+    """Writes an imipd configuration on loopback ports with `extra` sections and the given
+    accounts, each with the password "secret"."""
+    with open(path, "w") as f:
+        f.write(f'[server]\ndata_dir = "{data_dir}"\nhostname = "mx.example.com"\n'
+                f'[lmtp]\nlisten = "127.0.0.1:{lmtp}"\n[http]\nlisten = "127.0.0.1:{web}"\n{extra}')
+        for account in accounts:
+            f.write(f'[accounts."{account}"]\npassword_hash = "{SECRET_HASH}"\n')
+
+
 def check_effects(web, log, refused_ok=False):
     """Reads an `imipd bench --log` file; checks that the last 250 for each object shows in its
     account's calendar (the bench stamps create, update and cancel 09:00:00, :01, :02), and that
