@@ -156,6 +156,10 @@ pub struct Outbound {
     /// How long answers are collected before the other attendees are told, so that several
     /// answers make one update per attendee.
     pub notify_delay: String,
+    /// How long one relay attempt may take, connection to the answer after the final dot.
+    pub relay_timeout: String,
+    /// Deliveries in progress at once; a relay that stalls holds one of them.
+    pub concurrency: usize,
 }
 
 /// A relay, parsed.
@@ -226,6 +230,8 @@ pub struct Backoff {
     pub lifetime: std::time::Duration,
     /// Collection window before the other attendees are told about answers.
     pub notify_delay: std::time::Duration,
+    /// Longest relay attempt.
+    pub relay_timeout: std::time::Duration,
 }
 
 /// `[security]`
@@ -342,6 +348,8 @@ impl Default for Outbound {
             max_queue_lifetime: "2d".into(),
             notify_attendees: true,
             notify_delay: "1m".into(),
+            relay_timeout: "2m".into(),
+            concurrency: 4,
         }
     }
 }
@@ -467,6 +475,7 @@ impl Config {
             ("limits.max_attendees", self.limits.max_attendees),
             ("limits.max_instances", self.limits.max_instances),
             ("limits.max_recipients", self.limits.max_recipients),
+            ("outbound.concurrency", self.outbound.concurrency),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be greater than 0".into()));
@@ -530,7 +539,14 @@ impl Config {
                 &self.outbound.max_queue_lifetime,
             )?,
             notify_delay: parse("outbound.notify_delay", &self.outbound.notify_delay)?,
+            relay_timeout: parse("outbound.relay_timeout", &self.outbound.relay_timeout)?,
         };
+        if backoff.relay_timeout.is_zero() {
+            return Err(ConfigError::Invalid {
+                key: "outbound.relay_timeout".into(),
+                problem: "must be longer than 0s".into(),
+            });
+        }
         if backoff.min > backoff.max {
             return Err(ConfigError::Invalid {
                 key: "outbound.min_backoff".into(),

@@ -84,6 +84,16 @@ fn broken_files_name_the_key() {
             "outbound.min_backoff",
         ),
         (
+            "relay-timeout-zero",
+            "[outbound]\nrelay_timeout = \"0s\"\n".to_string(),
+            "outbound.relay_timeout",
+        ),
+        (
+            "no-delivery-slots",
+            "[outbound]\nconcurrency = 0\n".to_string(),
+            "outbound.concurrency",
+        ),
+        (
             "backoff-order",
             "[outbound]\nmin_backoff = \"2h\"\nmax_backoff = \"1h\"\n".to_string(),
             "outbound.min_backoff",

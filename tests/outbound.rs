@@ -425,3 +425,72 @@ fn a_restart_resumes_the_queue() {
     );
     assert!(daemon.cli("queue", &["list"]).1.ends_with("0 queued\n"));
 }
+
+#[test]
+fn a_stalled_relay_holds_one_delivery_not_the_queue() {
+    let relay = FakeRelay::start();
+    let outbound = format!(
+        "transport = \"smtp\"\nrelay = \"smtp://127.0.0.1:{}\"\nmin_backoff = \"1s\"\nmax_backoff = \"1s\"\nrelay_timeout = \"5s\"\n",
+        relay.port
+    );
+    let mut daemon = Daemon::start_full("stall", &accounts(), &outbound);
+    let put = |daemon: &Daemon, uid: &str, to: &str| {
+        let path = format!("/calendars/alice@example.com/{uid}");
+        let (code, ..) = daemon.http("PUT", &path, "alice@example.com", &[], &event(uid, &[to]));
+        assert_eq!(code, 201);
+    };
+    put(&daemon, "stall-1", "stall@partner.example");
+    let stalled = || relay.stalled.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(eventually(|| stalled() == 1), "{}", daemon.log());
+    // While that relay session hangs in DATA, later mail goes out and mail still comes in.
+    put(&daemon, "stall-2", "ok@partner.example");
+    assert!(
+        eventually(|| status(&daemon, "stall-2", "ok@partner.example") == "1.1"),
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(stalled(), 1, "the other message went out during the stall");
+    // Cancelling the stalled invitation queues a CANCEL for the same recipient: it waits for
+    // the invitation instead of overtaking it.
+    let (code, ..) = daemon.http(
+        "DELETE",
+        "/calendars/alice@example.com/stall-1",
+        "alice@example.com",
+        &[],
+        "",
+    );
+    assert_eq!(code, 204);
+    let replies = daemon.lmtp(
+        "ok@partner.example",
+        &["alice@example.com"],
+        &reply("ok@partner.example", "stall-2", "ACCEPTED"),
+    );
+    assert!(replies[0].starts_with("250"), "{replies:?}");
+    // The stalled attempt ends at relay_timeout as a temporary failure, and the next one
+    // (the relay answers again) delivers it once, followed by the CANCEL.
+    assert!(
+        eventually(|| relay.received("stall@partner.example").len() == 2),
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(stalled(), 0);
+    assert!(
+        daemon
+            .log()
+            .contains("took longer than outbound.relay_timeout (5s)"),
+        "{}",
+        daemon.log()
+    );
+    let methods: Vec<bool> = relay
+        .received("stall@partner.example")
+        .iter()
+        .map(|body| body.contains("METHOD:REQUEST"))
+        .collect();
+    assert_eq!(methods, [true, false], "the invitation, then its CANCEL");
+    assert!(relay.received("stall@partner.example")[1].contains("METHOD:CANCEL"));
+    assert!(eventually(|| daemon
+        .cli("queue", &["list"])
+        .1
+        .ends_with("0 queued\n")));
+    daemon.kill9();
+}

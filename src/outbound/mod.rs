@@ -11,11 +11,13 @@ use crate::gateway::{Gateway, now};
 use crate::itip::{self, CalAddress, Calendar, ItipError, Received};
 use crate::mime::{self, OutboundMail};
 use crate::store::{Change, Expect, OutboundMessage, StoreError};
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 /// What one delivery attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,10 +30,18 @@ pub enum Outcome {
     Failed(&'static str, String),
 }
 
-/// Delivers the queue until shutdown.
+/// Delivers the queue until shutdown: up to `outbound.concurrency` deliveries at once, each
+/// recipient's messages in the order they were queued.
 pub async fn run(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
+    let mut worker = Worker {
+        concurrency: gateway.config.outbound.concurrency.max(1),
+        gateway: gateway.clone(),
+        in_flight: Arc::default(),
+        tasks: JoinSet::new(),
+    };
     loop {
-        let wait = match drain(&gateway).await {
+        while worker.tasks.try_join_next().is_some() {}
+        let wait = match worker.dispatch() {
             Ok(Some(due)) => Duration::from_secs(due.saturating_sub(now()).clamp(1, 10) as u64),
             Ok(None) => Duration::from_secs(10),
             Err(e) => {
@@ -42,9 +52,86 @@ pub async fn run(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
         tokio::select! {
             _ = gateway.outbox_ready.notified() => {}
             _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.changed() => return,
+            // A slot came free.
+            Some(_) = worker.tasks.join_next(), if !worker.tasks.is_empty() => {}
+            _ = shutdown.changed() => break,
         }
     }
+    // Deliveries under way are finished and recorded (the daemon bounds the wait), so that a
+    // clean stop never leaves a message the relay took still queued.
+    while worker.tasks.join_next().await.is_some() {}
+}
+
+/// The delivery tasks and what they hold.
+struct Worker {
+    gateway: Arc<Gateway>,
+    concurrency: usize,
+    /// Queue ids being delivered. The lock is held while the queue is read and an id leaves
+    /// only after its entry is settled, so a scan never sees a settled entry as due.
+    in_flight: Arc<Mutex<HashSet<u64>>>,
+    tasks: JoinSet<()>,
+}
+
+impl Worker {
+    /// Starts the due entries that have a free slot; returns when the next waiting one is due.
+    fn dispatch(&mut self) -> Result<Option<i64>, String> {
+        let mut next_due: Option<i64> = send_notices(&self.gateway).map_err(|e| e.to_string())?;
+        let mut in_flight = lock(&self.in_flight);
+        let queue = self.gateway.store.outbox().map_err(|e| e.to_string())?;
+        // A recipient with an earlier message under way or waiting for a retry gets nothing
+        // newer meanwhile: an update or a CANCEL must not overtake the invitation it follows.
+        let mut held = HashSet::new();
+        for (id, message) in queue {
+            let recipient = message
+                .to
+                .first()
+                .map(|to| to.to_ascii_lowercase())
+                .unwrap_or_default();
+            if in_flight.contains(&id) {
+                held.insert(recipient);
+                continue;
+            }
+            if message.next_attempt > now() {
+                next_due =
+                    Some(next_due.map_or(message.next_attempt, |d| d.min(message.next_attempt)));
+                held.insert(recipient);
+                continue;
+            }
+            if !held.insert(recipient) || in_flight.len() >= self.concurrency {
+                continue;
+            }
+            in_flight.insert(id);
+            let gateway = self.gateway.clone();
+            let slots = self.in_flight.clone();
+            self.tasks.spawn(async move {
+                if let Err(e) = attempt(&gateway, id, &message).await {
+                    // The entry stays queued; a pause keeps a failing store from being hammered
+                    // (and a message the relay took from being offered again at once).
+                    tracing::warn!(trace = message.trace.as_str(), id, error = %e, "outbound: could not record the outcome; will retry");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                lock(&slots).remove(&id);
+            });
+        }
+        Ok(next_due)
+    }
+}
+
+fn lock(in_flight: &Mutex<HashSet<u64>>) -> std::sync::MutexGuard<'_, HashSet<u64>> {
+    in_flight
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One delivery attempt, recorded durably before its slot is free again: a crash after the
+/// relay took the message must not find it queued (found by tests/e2e/crash.py when this
+/// waited for a whole pass of the queue).
+async fn attempt(gateway: &Gateway, id: u64, message: &OutboundMessage) -> Result<(), StoreError> {
+    let outcome = deliver(gateway, id, message).await;
+    tracing::info!(trace = message.trace.as_str(), id, to = ?message.to, method = message.method.as_str(), ?outcome, "outbound");
+    let generation = gateway.store.generation();
+    settle(gateway, id, message, outcome)?;
+    gateway.durable(generation).await
 }
 
 /// Turns due notices into updates for the other attendees: the organizer's current object,
@@ -76,34 +163,6 @@ fn send_notices(gateway: &Gateway) -> Result<Option<i64>, StoreError> {
     Ok(next_due)
 }
 
-/// Tries every due entry once; returns when the next one is due.
-async fn drain(gateway: &Gateway) -> Result<Option<i64>, String> {
-    let mut next_due: Option<i64> = send_notices(gateway).map_err(|e| e.to_string())?;
-    let queue = gateway.store.outbox().map_err(|e| e.to_string())?;
-    for (id, message) in queue {
-        if message.next_attempt > now() {
-            next_due = Some(next_due.map_or(message.next_attempt, |d| d.min(message.next_attempt)));
-            continue;
-        }
-        let outcome = deliver(gateway, id, &message).await;
-        tracing::info!(trace = message.trace.as_str(), id, to = ?message.to, method = message.method.as_str(), ?outcome, "outbound");
-        let generation = gateway.store.generation();
-        if let Outcome::Retry(_) = &outcome {
-            let due = settle(gateway, id, &message, outcome).map_err(|e| e.to_string())?;
-            next_due = Some(next_due.map_or(due, |d| d.min(due)));
-        } else {
-            settle(gateway, id, &message, outcome).map_err(|e| e.to_string())?;
-        }
-        // Durable before the next attempt: a crash after the relay took this message must not
-        // find it queued again (found by tests/e2e/crash.py when this waited for the whole pass).
-        gateway
-            .durable(generation)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(next_due)
-}
-
 async fn deliver(gateway: &Gateway, id: u64, message: &OutboundMessage) -> Outcome {
     let Some(recipient) = message.to.first() else {
         return Outcome::Failed("5.1", "no recipient".into());
@@ -129,6 +188,10 @@ async fn deliver(gateway: &Gateway, id: u64, message: &OutboundMessage) -> Outco
                     &bounce_address(gateway, id),
                     recipient,
                     &raw,
+                    gateway
+                        .config
+                        .backoff()
+                        .map_or(Duration::from_secs(120), |b| b.relay_timeout),
                 )
                 .await
             }

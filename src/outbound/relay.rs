@@ -14,11 +14,36 @@ pub async fn send(
     envelope_from: &str,
     recipient: &str,
     raw: &[u8],
+    timeout: Duration,
+) -> Outcome {
+    // mail-send applies its timeout to each step; the whole attempt is bounded too, so a relay
+    // that answers every step slowly cannot hold a delivery slot for longer than `timeout`.
+    match tokio::time::timeout(
+        timeout,
+        attempt(relay, hostname, envelope_from, recipient, raw, timeout),
+    )
+    .await
+    {
+        Ok(outcome) => outcome,
+        Err(_) => Outcome::Retry(format!(
+            "the relay took longer than outbound.relay_timeout ({})",
+            humantime::format_duration(timeout)
+        )),
+    }
+}
+
+async fn attempt(
+    relay: &Relay,
+    hostname: &str,
+    envelope_from: &str,
+    recipient: &str,
+    raw: &[u8],
+    timeout: Duration,
 ) -> Outcome {
     let mut builder = SmtpClientBuilder::new(relay.host.clone(), relay.port)
         .implicit_tls(relay.implicit_tls)
         .helo_host(hostname)
-        .timeout(Duration::from_secs(60));
+        .timeout(timeout);
     if let Some((user, password)) = &relay.credentials {
         builder = builder.credentials((user.clone(), password.clone()));
     }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -269,6 +270,8 @@ impl Daemon {
 pub struct FakeRelay {
     pub port: u16,
     pub accepted: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    /// Connections held open in the middle of DATA right now (recipient `stall@`, once).
+    pub stalled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl FakeRelay {
@@ -281,18 +284,25 @@ impl FakeRelay {
         let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let flaky_seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(HashSet::new()));
+        let stalled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let record = accepted.clone();
+        let stalling = stalled.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let record = record.clone();
-                let flaky_seen = flaky_seen.clone();
+                let seen = seen.clone();
+                let stalling = stalling.clone();
                 std::thread::spawn(move || {
-                    let _ = serve_fake(stream, &record, &flaky_seen);
+                    let _ = serve_fake(stream, &record, &seen, &stalling);
                 });
             }
         });
-        FakeRelay { port, accepted }
+        FakeRelay {
+            port,
+            accepted,
+            stalled,
+        }
     }
 
     /// Accepted messages for a recipient.
@@ -310,8 +320,12 @@ impl FakeRelay {
 fn serve_fake(
     stream: TcpStream,
     record: &std::sync::Mutex<Vec<(String, String)>>,
-    flaky_seen: &std::sync::atomic::AtomicBool,
+    seen: &std::sync::Mutex<HashSet<String>>,
+    stalled: &std::sync::atomic::AtomicUsize,
 ) -> std::io::Result<()> {
+    use std::sync::atomic::Ordering::SeqCst;
+    // `flaky` and `stall` misbehave the first time only.
+    let first = |local: &str| seen.lock().unwrap().insert(local.to_string());
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
     writer.write_all(b"220 relay.test ESMTP\r\n")?;
@@ -334,9 +348,7 @@ fn serve_fake(
                 "refused" => b"550 5.1.1 no such user\r\n",
                 "policy" => b"554 5.7.1 rejected by policy\r\n",
                 "down" => b"451 4.3.0 try later\r\n",
-                "flaky" if !flaky_seen.swap(true, std::sync::atomic::Ordering::SeqCst) => {
-                    b"451 4.7.1 greylisted\r\n"
-                }
+                "flaky" if first("flaky") => b"451 4.7.1 greylisted\r\n",
                 _ => {
                     recipients.push(address);
                     b"250 2.1.5 ok\r\n"
@@ -345,6 +357,14 @@ fn serve_fake(
             writer.write_all(reply)?;
         } else if upper.starts_with("DATA") {
             writer.write_all(b"354 go ahead\r\n")?;
+            if recipients.iter().any(|r| r.starts_with("stall@")) && first("stall") {
+                // Takes the message and never answers, until the client hangs up.
+                stalled.fetch_add(1, SeqCst);
+                let mut sink = Vec::new();
+                let _ = reader.read_to_end(&mut sink);
+                stalled.fetch_sub(1, SeqCst);
+                return Ok(());
+            }
             let mut body = String::new();
             loop {
                 let mut data = String::new();
