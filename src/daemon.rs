@@ -116,7 +116,8 @@ async fn accept(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    sessions.spawn(session::serve(gateway.clone(), stream, protocol, stopped.clone()));
+                    let peer = stream.peer_addr().map(|p| p.to_string()).unwrap_or_default();
+                    sessions.spawn(session::serve(gateway.clone(), stream, peer, protocol, stopped.clone()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");

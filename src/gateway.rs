@@ -199,7 +199,7 @@ impl Verdict {
 
 /// Reply text as SMTP allows it (RFC 5321 4.2: printable US-ASCII on one short line): a UID or
 /// address from the message can carry anything, and the MTA logs and relays our words.
-fn printable(text: &str) -> String {
+pub fn printable(text: &str) -> String {
     const MAX: usize = 400;
     let mut out: String = text
         .chars()

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod conformance;
 pub mod daemon;
+pub mod fuzz;
 pub mod gateway;
 pub mod http;
 pub mod inbound;

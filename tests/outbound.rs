@@ -494,3 +494,51 @@ fn a_stalled_relay_holds_one_delivery_not_the_queue() {
         .ends_with("0 queued\n")));
     daemon.kill9();
 }
+
+#[test]
+fn a_message_the_journal_says_the_relay_took_is_not_sent_again() {
+    let relay_port = common::free_port();
+    let outbound = format!(
+        "transport = \"smtp\"\nrelay = \"smtp://127.0.0.1:{relay_port}\"\nmin_backoff = \"1s\"\nmax_backoff = \"1s\"\n"
+    );
+    let mut daemon = Daemon::start_full("journal", &accounts(), &outbound);
+    let (code, ..) = daemon.http(
+        "PUT",
+        "/calendars/alice@example.com/journal-1",
+        "alice@example.com",
+        &[],
+        &event("journal-1", &["ok@partner.example"]),
+    );
+    assert_eq!(code, 201);
+    assert!(
+        eventually(|| daemon.cli("queue", &["list"]).1.contains("attempts=1")),
+        "{}",
+        daemon.log()
+    );
+    let listed = daemon.cli("queue", &["list"]).1;
+    let id: u64 = listed.split_whitespace().next().unwrap().parse().unwrap();
+    daemon.kill9();
+    // As if the relay had answered 250 and the process died before the store recorded it.
+    let mut journal = std::fs::OpenOptions::new()
+        .append(true)
+        .open(daemon.dir.join("data").join("outbound.journal"))
+        .unwrap();
+    std::io::Write::write_all(&mut journal, &id.to_be_bytes()).unwrap();
+    let relay = FakeRelay::start_on(relay_port);
+    daemon.launch();
+    assert!(
+        eventually(|| status(&daemon, "journal-1", "ok@partner.example") == "1.1"),
+        "{}",
+        daemon.log()
+    );
+    assert!(eventually(|| daemon
+        .cli("queue", &["list"])
+        .1
+        .ends_with("0 queued\n")));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(relay.received("ok@partner.example").is_empty());
+    assert!(daemon.log().contains("not sending it again"));
+    // The journal was cleared once the store had it.
+    let left = std::fs::metadata(daemon.dir.join("data").join("outbound.journal")).unwrap();
+    assert_eq!(left.len(), 0);
+}

@@ -2,14 +2,13 @@
 //! DATA; SMTP once per message. Commands are parsed by smtp-proto; pipelined commands are
 //! answered in order, with one write per batch of input.
 
-use crate::gateway::{Gateway, Verdict, trace_id};
+use crate::gateway::{Gateway, Verdict, printable, trace_id};
 use crate::mime;
 use smtp_proto::request::receiver::{DataReceiver, RequestReceiver};
 use smtp_proto::{Error as ProtoError, Request};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -37,16 +36,13 @@ struct Data {
 }
 
 /// Serves one connection until QUIT, EOF, idle timeout or shutdown.
-pub async fn serve(
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     gateway: Arc<Gateway>,
-    mut stream: TcpStream,
+    mut stream: S,
+    peer: String,
     protocol: Protocol,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let peer = stream
-        .peer_addr()
-        .map(|p| p.to_string())
-        .unwrap_or_default();
     let span = tracing::info_span!("session", peer = %peer, protocol = ?protocol);
     async move {
         let host = gateway.config.server.hostname.clone();
@@ -132,6 +128,7 @@ pub async fn serve(
                     Request::Lhlo { host: client } | Request::Ehlo { host: client } | Request::Helo { host: client } => {
                         greeted = true;
                         transaction = None;
+                        let client = printable(&client);
                         out.extend_from_slice(
                             format!(
                                 "250-{host} hello {client}\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SIZE {max}\r\n"
@@ -201,15 +198,16 @@ pub async fn serve(
     .await
 }
 
+/// What was wrong, in words safe for a reply line (the parameter comes from the client).
 fn describe(error: &ProtoError) -> String {
-    match error {
+    printable(&match error {
         ProtoError::InvalidSenderAddress => "invalid sender address".into(),
         ProtoError::InvalidRecipientAddress => "invalid recipient address".into(),
         ProtoError::SyntaxError { syntax } => format!("expected {syntax}"),
         ProtoError::InvalidParameter { param } => format!("invalid parameter {param}"),
         ProtoError::UnsupportedParameter { param } => format!("unsupported parameter {param}"),
         other => format!("{other:?}"),
-    }
+    })
 }
 
 async fn receive(gateway: &Gateway, tx: &Transaction, raw: &[u8]) -> Vec<Verdict> {

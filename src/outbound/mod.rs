@@ -4,6 +4,7 @@
 //! SCHEDULE-STATUS (RFC 6638 section 3.2.9).
 
 pub mod dsn;
+pub mod journal;
 mod relay;
 
 use crate::config::Transport;
@@ -11,6 +12,7 @@ use crate::gateway::{Gateway, now};
 use crate::itip::{self, CalAddress, Calendar, ItipError, Received};
 use crate::mime::{self, OutboundMail};
 use crate::store::{Change, Expect, OutboundMessage, StoreError};
+use journal::Journal;
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
@@ -33,10 +35,31 @@ pub enum Outcome {
 /// Delivers the queue until shutdown: up to `outbound.concurrency` deliveries at once, each
 /// recipient's messages in the order they were queued.
 pub async fn run(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
+    let journal = match Journal::open(&gateway.config.server.data_dir) {
+        Ok((journal, accepted)) => {
+            // Nothing goes out before the store knows what the relay took before a crash.
+            while let Err(e) = reconcile(&gateway, &accepted).await {
+                tracing::warn!(error = %e, "outbound: cannot record earlier relay acceptances yet");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+            if let Err(e) = journal.clear() {
+                tracing::warn!(error = %e, "outbound: cannot clear the journal");
+            }
+            Some(Arc::new(journal))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, file = journal::FILE, "outbound: no journal; a crash right after a relay accepts a message will send it again");
+            None
+        }
+    };
     let mut worker = Worker {
         concurrency: gateway.config.outbound.concurrency.max(1),
         gateway: gateway.clone(),
         in_flight: Arc::default(),
+        journal,
         tasks: JoinSet::new(),
     };
     loop {
@@ -62,6 +85,25 @@ pub async fn run(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
     while worker.tasks.join_next().await.is_some() {}
 }
 
+/// Records as sent (1.1) the queue entries the journal says the relay accepted.
+async fn reconcile(gateway: &Gateway, accepted: &[u64]) -> Result<(), StoreError> {
+    if accepted.is_empty() {
+        return Ok(());
+    }
+    let generation = gateway.store.generation();
+    for (id, message) in gateway.store.outbox()? {
+        if accepted.contains(&id) {
+            tracing::info!(
+                trace = message.trace.as_str(),
+                id,
+                "outbound: the relay took it before the restart; not sending it again"
+            );
+            settle(gateway, id, &message, Outcome::Delivered("1.1"))?;
+        }
+    }
+    gateway.durable(generation).await
+}
+
 /// The delivery tasks and what they hold.
 struct Worker {
     gateway: Arc<Gateway>,
@@ -69,6 +111,7 @@ struct Worker {
     /// Queue ids being delivered. The lock is held while the queue is read and an id leaves
     /// only after its entry is settled, so a scan never sees a settled entry as due.
     in_flight: Arc<Mutex<HashSet<u64>>>,
+    journal: Option<Arc<Journal>>,
     tasks: JoinSet<()>,
 }
 
@@ -103,14 +146,22 @@ impl Worker {
             in_flight.insert(id);
             let gateway = self.gateway.clone();
             let slots = self.in_flight.clone();
+            let journal = self.journal.clone();
             self.tasks.spawn(async move {
-                if let Err(e) = attempt(&gateway, id, &message).await {
-                    // The entry stays queued; a pause keeps a failing store from being hammered
-                    // (and a message the relay took from being offered again at once).
+                if let Err(e) = attempt(&gateway, journal.clone(), id, &message).await {
+                    // The entry stays queued; a pause keeps a failing store from being hammered.
                     tracing::warn!(trace = message.trace.as_str(), id, error = %e, "outbound: could not record the outcome; will retry");
                     tokio::time::sleep(Duration::from_secs(5)).await;
                 }
-                lock(&slots).remove(&id);
+                let mut slots = lock(&slots);
+                slots.remove(&id);
+                // With no delivery under way, every id in the journal is settled in the store.
+                if slots.is_empty()
+                    && let Some(journal) = &journal
+                    && let Err(e) = journal.clear()
+                {
+                    tracing::warn!(error = %e, "outbound: cannot clear the journal");
+                }
             });
         }
         Ok(next_due)
@@ -125,13 +176,38 @@ fn lock(in_flight: &Mutex<HashSet<u64>>) -> std::sync::MutexGuard<'_, HashSet<u6
 
 /// One delivery attempt, recorded durably before its slot is free again: a crash after the
 /// relay took the message must not find it queued (found by tests/e2e/crash.py when this
-/// waited for a whole pass of the queue).
-async fn attempt(gateway: &Gateway, id: u64, message: &OutboundMessage) -> Result<(), StoreError> {
+/// waited for a whole pass of the queue). What the relay took is written to the journal at
+/// once, and its record in the store is retried until it holds: it is never sent again.
+async fn attempt(
+    gateway: &Gateway,
+    journal: Option<Arc<Journal>>,
+    id: u64,
+    message: &OutboundMessage,
+) -> Result<(), StoreError> {
     let outcome = deliver(gateway, id, message).await;
+    let relayed = outcome == Outcome::Delivered("1.1")
+        && gateway.config.outbound.transport == Transport::Smtp;
+    if relayed && let Some(journal) = journal {
+        let written = tokio::task::spawn_blocking(move || journal.record(id)).await;
+        if let Err(e) = written.map_err(std::io::Error::other).and_then(|r| r) {
+            tracing::error!(trace = message.trace.as_str(), id, error = %e, "outbound: cannot write the journal");
+        }
+    }
     tracing::info!(trace = message.trace.as_str(), id, to = ?message.to, method = message.method.as_str(), ?outcome, "outbound");
-    let generation = gateway.store.generation();
-    settle(gateway, id, message, outcome)?;
-    gateway.durable(generation).await
+    loop {
+        let generation = gateway.store.generation();
+        let recorded = match settle(gateway, id, message, outcome.clone()) {
+            Ok(_) => gateway.durable(generation).await,
+            Err(e) => Err(e),
+        };
+        match recorded {
+            Err(e) if relayed => {
+                tracing::warn!(trace = message.trace.as_str(), id, error = %e, "outbound: the relay took it; recording that again in 5 s");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Turns due notices into updates for the other attendees: the organizer's current object,

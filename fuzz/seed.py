@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Writes the starting corpora of the fuzz targets from the project's own sample mail
+(fixtures/) into fuzz/corpus/<target>/: the messages as they are (mime), their calendar
+parts alone and in related pairs (engine), and each one inside an LMTP or SMTP session
+(session). Usage: python3 fuzz/seed.py"""
+
+import email
+import email.policy
+import hashlib
+import pathlib
+import re
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "fuzz" / "corpus"
+
+
+def write(target, data):
+    folder = CORPUS / target
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / hashlib.sha1(data).hexdigest()).write_bytes(data)
+
+
+def calendars(raw):
+    message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    for part in message.walk():
+        if part.get_content_type() in ("text/calendar", "application/ics"):
+            payload = part.get_payload(decode=True)
+            if payload:
+                yield payload
+
+
+def session(raw, protocol):
+    sender = re.search(rb"^From:.*?<?([\w.+-]+@[\w.-]+)>?\s*$", raw, re.M | re.I)
+    sender = sender.group(1) if sender else b"someone@partner.example"
+    body = re.sub(rb"(?m)^\.", b"..", raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+    hello = b"LHLO" if protocol == 0 else b"EHLO"
+    return (bytes([protocol]) + hello + b" fuzz\r\nMAIL FROM:<" + sender + b">\r\n"
+            b"RCPT TO:<alice@example.com>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n"
+            + body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\nQUIT\r\n")
+
+
+def main():
+    mails = sorted(ROOT.glob("fixtures/**/*.eml"))
+    parts = []
+    for path in mails:
+        raw = path.read_bytes()
+        write("mime", raw)
+        for protocol in (0, 1):
+            write("session", session(raw, protocol))
+        for text in calendars(raw):
+            parts.append(text)
+            for selector in (0x00, 0x55, 0x80, 0xAA):
+                write("engine", bytes([selector]) + text)
+    # Related objects one after the other: an invitation, then its update, reply or cancel.
+    for first, second in zip(parts, parts[1:]):
+        write("engine", b"\x00" + first + b"\x00" + second)
+        write("engine", b"\x81" + first + b"\x00" + second)
+    for target in ("mime", "engine", "session"):
+        print(target, len(list((CORPUS / target).iterdir())), "inputs")
+
+
+main()

@@ -1,0 +1,195 @@
+//! Entry points for the fuzz targets in `fuzz/` and for their regression tests
+//! (`tests/fuzz_regressions.rs`): each takes arbitrary bytes, must not panic, and checks the
+//! invariants the rest of imipd relies on.
+
+use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::inbound::session::{self, Protocol};
+use crate::itip::{self, CalAddress, Calendar, Context, DeleteOptions};
+use crate::store::{SledStore, Store};
+use std::sync::{Arc, OnceLock};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The instant every fuzzed run believes it is (2026-03-01T08:00:00Z).
+const NOW: i64 = 1_772_352_000;
+
+/// Calendar-part extraction from MIME: every part found is UTF-8 text (by type) and parses or
+/// is refused with a named error.
+pub fn mime(data: &[u8]) {
+    let mail = crate::mime::extract(data);
+    for part in &mail.parts {
+        if let Ok(calendar) = Calendar::parse(&part.text) {
+            reparses(&calendar);
+        }
+    }
+}
+
+/// iCalendar through the engine: the input is up to eight objects separated by NUL bytes
+/// (which no iCalendar text may contain). The first byte picks who sends each; every object
+/// is received by alice in turn, then written by her as a local change, then removed. Every
+/// copy the engine produces and every message it sends must parse again. Returns alice's
+/// last copy.
+pub fn engine(data: &[u8]) -> Option<String> {
+    let (&selector, rest) = data.split_first()?;
+    let alice = CalAddress::from_email("alice@example.com").expect("address");
+    let addresses = [alice];
+    let ctx = Context {
+        now: NOW,
+        prodid: "-//imipd//fuzz//EN",
+        addresses: &addresses,
+    };
+    let mut stored: Option<Calendar> = None;
+    for (index, chunk) in rest.split(|b| *b == 0).take(8).enumerate() {
+        let Ok(text) = std::str::from_utf8(chunk) else {
+            continue;
+        };
+        let Ok(message) = Calendar::parse(text) else {
+            continue;
+        };
+        let sender = sender_of(text, (selector >> (index % 4 * 2)) & 3);
+        if let Ok(received) = itip::receive(&ctx, &sender, stored.as_ref(), &message) {
+            for response in &received.responses {
+                reparses(&response.calendar);
+            }
+            if let Some(counter) = &received.counter {
+                reparses(counter);
+            }
+            if let Some(next) = received.stored {
+                stored = Some(reparses(&next));
+            }
+        }
+        if let Ok(put) = itip::schedule_put(&ctx, stored.as_ref(), message) {
+            for sent in &put.messages {
+                reparses(&sent.calendar);
+            }
+            let copy = reparses(&put.stored);
+            if selector & 0x80 != 0 {
+                stored = Some(copy);
+            }
+        }
+    }
+    if let Some(copy) = &stored
+        && let Ok(removed) = itip::schedule_delete(&ctx, copy, DeleteOptions::default())
+    {
+        for sent in &removed.messages {
+            reparses(&sent.calendar);
+        }
+    }
+    stored.map(|copy| copy.to_string())
+}
+
+/// An LMTP (first byte even) or SMTP session fed the rest as the client's bytes, against a
+/// gateway with a real store: it answers, never panics, and ends when the input does.
+/// Returns the server's replies.
+pub fn session(data: &[u8]) -> Vec<u8> {
+    let Some((&selector, input)) = data.split_first() else {
+        return Vec::new();
+    };
+    let protocol = if selector & 1 == 0 {
+        Protocol::Lmtp
+    } else {
+        Protocol::Smtp
+    };
+    let (runtime, gateway) = harness();
+    runtime.block_on(async move {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let (_stop, stopped) = tokio::sync::watch::channel(false);
+        let served = tokio::spawn(session::serve(
+            gateway.clone(),
+            server,
+            "fuzz".into(),
+            protocol,
+            stopped,
+        ));
+        let input = input.to_vec();
+        let (mut reader, mut writer) = tokio::io::split(&mut client);
+        let write = async move {
+            let _ = writer.write_all(&input).await;
+            let _ = writer.shutdown().await;
+        };
+        let mut replies = Vec::new();
+        let read = reader.read_to_end(&mut replies);
+        let (_, read) = tokio::join!(write, read);
+        read.expect("the session's output");
+        served.await.expect("the session ended without a panic");
+        assert!(
+            replies.starts_with(b"220 "),
+            "every session starts with a greeting"
+        );
+        // Replies are lines of printable ASCII: nothing from the input leaks through raw.
+        assert!(
+            replies
+                .iter()
+                .all(|b| b.is_ascii_graphic() || matches!(b, b' ' | b'\r' | b'\n')),
+            "{}",
+            String::from_utf8_lossy(&replies)
+        );
+        replies
+    })
+}
+
+/// A runtime and a gateway shared by every session of the process: a store under the
+/// temporary directory, two accounts, limits small enough for a fuzzer.
+fn harness() -> &'static (tokio::runtime::Runtime, Arc<Gateway>) {
+    static HARNESS: OnceLock<(tokio::runtime::Runtime, Arc<Gateway>)> = OnceLock::new();
+    HARNESS.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("imipd-fuzz-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("fuzz directory");
+        let config = dir.join("imipd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\ndata_dir = {data:?}\nhostname = \"fuzz.example.com\"\n\
+                 [outbound]\nspool_dir = {spool:?}\n\
+                 [limits]\nmax_message_size = 200000\nmax_attendees = 50\nmax_instances = 200\n\
+                 [accounts.\"alice@example.com\"]\naliases = [\"a@example.com\"]\n\
+                 [accounts.\"bob@example.com\"]\n",
+                data = dir.join("data"),
+                spool = dir.join("spool"),
+            ),
+        )
+        .expect("fuzz config");
+        let config = Config::load(Some(&config)).expect("the fuzz config is valid");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let gateway = runtime.block_on(async {
+            let store: Arc<dyn Store> =
+                Arc::new(SledStore::open(&config.server.data_dir).expect("store"));
+            Arc::new(Gateway::new(config, store))
+        });
+        (runtime, gateway)
+    })
+}
+
+/// The sender of a fuzzed message: its organizer, its first attendee, alice or a stranger.
+fn sender_of(text: &str, choice: u8) -> CalAddress {
+    let named = |property: &str| {
+        text.lines()
+            .filter(|l| l.to_ascii_uppercase().starts_with(property))
+            .find_map(|l| l.rsplit_once(':').map(|(_, v)| v.trim().to_string()))
+            .and_then(|v| CalAddress::from_email(v.trim_start_matches("mailto:")))
+    };
+    let fallback = || CalAddress::from_email("mallory@elsewhere.example").expect("address");
+    match choice {
+        0 => named("ORGANIZER").unwrap_or_else(fallback),
+        1 => named("ATTENDEE").unwrap_or_else(fallback),
+        2 => CalAddress::from_email("alice@example.com").expect("address"),
+        _ => fallback(),
+    }
+}
+
+/// What imipd writes, it can read: every produced calendar parses again, to the same text.
+fn reparses(calendar: &Calendar) -> Calendar {
+    let text = calendar.to_string();
+    let again = Calendar::parse(&text)
+        .unwrap_or_else(|e| panic!("imipd wrote a calendar it cannot read ({e}):\n{text}"));
+    assert_eq!(
+        again.to_string(),
+        text,
+        "a second round trip changes the text"
+    );
+    again
+}
