@@ -417,10 +417,13 @@ fn queue_entry(
     entry
 }
 
+/// The queued message an operator names (admin token required).
 fn find_queued(
     gateway: &Gateway,
+    headers: &HeaderMap,
     id: &str,
 ) -> Result<(u64, crate::store::OutboundMessage), Denied> {
+    admin(gateway, headers)?;
     let wanted = u64::from_str_radix(id, 16)
         .map_err(|_| Denied::Status(400, format!("{id:?} is not a queue id")))?;
     let queue = gateway
@@ -456,10 +459,7 @@ async fn queue_show(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(denied) = admin(&gateway, &headers) {
-        return denied.into_response();
-    }
-    match find_queued(&gateway, &id) {
+    match find_queued(&gateway, &headers, &id) {
         Ok((id, m)) => json(queue_entry(id, &m, true)),
         Err(denied) => denied.into_response(),
     }
@@ -471,10 +471,7 @@ async fn queue_retry(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(denied) = admin(&gateway, &headers) {
-        return denied.into_response();
-    }
-    let (id, message) = match find_queued(&gateway, &id) {
+    let (id, message) = match find_queued(&gateway, &headers, &id) {
         Ok(found) => found,
         Err(denied) => return denied.into_response(),
     };
@@ -498,10 +495,7 @@ async fn queue_drop(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(denied) = admin(&gateway, &headers) {
-        return denied.into_response();
-    }
-    let (id, message) = match find_queued(&gateway, &id) {
+    let (id, message) = match find_queued(&gateway, &headers, &id) {
         Ok(found) => found,
         Err(denied) => return denied.into_response(),
     };

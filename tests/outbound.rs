@@ -388,28 +388,37 @@ fn telling_the_others_can_be_turned_off() {
     assert_eq!(common::spooled(&daemon.spool(), 0).len(), 2);
 }
 
-#[test]
-fn a_restart_resumes_the_queue() {
+/// alice invites ok@partner.example (event `uid`) while the relay is not listening: returns
+/// the daemon, killed with the message pending after one attempt, the relay's port and the
+/// message's queue id.
+fn queued_while_the_relay_is_down(uid: &str) -> (Daemon, u16, u64) {
     let relay_port = common::free_port();
     let outbound = format!(
         "transport = \"smtp\"\nrelay = \"smtp://127.0.0.1:{relay_port}\"\nmin_backoff = \"1s\"\nmax_backoff = \"1s\"\n"
     );
-    let mut daemon = Daemon::start_full("resume", &accounts(), &outbound);
+    let mut daemon = Daemon::start_full(uid, &accounts(), &outbound);
     let (code, ..) = daemon.http(
         "PUT",
-        "/calendars/alice@example.com/resume-1",
+        &format!("/calendars/alice@example.com/{uid}"),
         "alice@example.com",
         &[],
-        &event("resume-1", &["ok@partner.example"]),
+        &event(uid, &["ok@partner.example"]),
     );
     assert_eq!(code, 201);
-    // The relay is down: the message waits in the queue, pending.
     assert!(
         eventually(|| daemon.cli("queue", &["list"]).1.contains("attempts=1")),
         "{}",
         daemon.log()
     );
+    let listed = daemon.cli("queue", &["list"]).1;
+    let id = listed.split_whitespace().next().unwrap().parse().unwrap();
     daemon.kill9();
+    (daemon, relay_port, id)
+}
+
+#[test]
+fn a_restart_resumes_the_queue() {
+    let (mut daemon, relay_port, _) = queued_while_the_relay_is_down("resume-1");
     let relay = FakeRelay::start_on(relay_port);
     daemon.launch();
     assert!(
@@ -497,27 +506,7 @@ fn a_stalled_relay_holds_one_delivery_not_the_queue() {
 
 #[test]
 fn a_message_the_journal_says_the_relay_took_is_not_sent_again() {
-    let relay_port = common::free_port();
-    let outbound = format!(
-        "transport = \"smtp\"\nrelay = \"smtp://127.0.0.1:{relay_port}\"\nmin_backoff = \"1s\"\nmax_backoff = \"1s\"\n"
-    );
-    let mut daemon = Daemon::start_full("journal", &accounts(), &outbound);
-    let (code, ..) = daemon.http(
-        "PUT",
-        "/calendars/alice@example.com/journal-1",
-        "alice@example.com",
-        &[],
-        &event("journal-1", &["ok@partner.example"]),
-    );
-    assert_eq!(code, 201);
-    assert!(
-        eventually(|| daemon.cli("queue", &["list"]).1.contains("attempts=1")),
-        "{}",
-        daemon.log()
-    );
-    let listed = daemon.cli("queue", &["list"]).1;
-    let id: u64 = listed.split_whitespace().next().unwrap().parse().unwrap();
-    daemon.kill9();
+    let (mut daemon, relay_port, id) = queued_while_the_relay_is_down("journal-1");
     // As if the relay had answered 250 and the process died before the store recorded it.
     let mut journal = std::fs::OpenOptions::new()
         .append(true)

@@ -50,27 +50,39 @@ pub enum InstanceKey {
 /// recurrence rule (kept as text, its backslashes double), which the engine could not expand
 /// anyway.
 fn reads_as_written(ical: &ICalendar) -> bool {
-    let token = |name: &str| {
-        !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && !b"\\,;:\"=".contains(&b))
-    };
     ical.components.iter().all(|component| {
-        !matches!(&component.component_type, ICalendarComponentType::Other(name) if !token(name))
-            && component.entries.iter().all(|entry| {
-                !matches!(&entry.name, ICalendarProperty::Other(name) if !token(name))
-                    && !(matches!(entry.name, ICalendarProperty::Rrule | ICalendarProperty::Exrule)
-                        && (entry.values.is_empty()
-                            || entry
-                                .values
-                                .iter()
-                                .any(|v| !matches!(v, ICalendarValue::RecurrenceRule(_)))))
-                    && entry.params.iter().all(|param| {
-                        !matches!(&param.name, ICalendarParameterName::Other(name) if !token(name))
-                    })
-            })
+        let kind_ok = match &component.component_type {
+            ICalendarComponentType::Other(name) => is_token(name),
+            _ => true,
+        };
+        kind_ok && component.entries.iter().all(entry_reads_as_written)
     })
+}
+
+fn entry_reads_as_written(entry: &ICalendarEntry) -> bool {
+    let name_ok = match &entry.name {
+        ICalendarProperty::Other(name) => is_token(name),
+        ICalendarProperty::Rrule | ICalendarProperty::Exrule => {
+            !entry.values.is_empty()
+                && entry
+                    .values
+                    .iter()
+                    .all(|v| matches!(v, ICalendarValue::RecurrenceRule(_)))
+        }
+        _ => true,
+    };
+    name_ok
+        && entry.params.iter().all(|param| match &param.name {
+            ICalendarParameterName::Other(name) => is_token(name),
+            _ => true,
+        })
+}
+
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"\\,;:\"=".contains(&b))
 }
 
 impl Calendar {

@@ -7,7 +7,6 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The file's name inside `server.data_dir`.
 pub const FILE: &str = "outbound.journal";
@@ -15,7 +14,6 @@ pub const FILE: &str = "outbound.journal";
 /// An append-only list of queue ids the relay has accepted.
 pub struct Journal {
     file: Mutex<File>,
-    dirty: AtomicBool,
 }
 
 impl Journal {
@@ -42,7 +40,6 @@ impl Journal {
             .collect();
         let journal = Journal {
             file: Mutex::new(file),
-            dirty: AtomicBool::new(!bytes.is_empty()),
         };
         Ok((journal, ids))
     }
@@ -50,7 +47,6 @@ impl Journal {
     /// Writes an id down and waits until it is on disk.
     pub fn record(&self, id: u64) -> io::Result<()> {
         let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        self.dirty.store(true, Ordering::SeqCst);
         file.write_all(&id.to_be_bytes())?;
         file.sync_data()
     }
@@ -58,13 +54,8 @@ impl Journal {
     /// Forgets every id, once the store has durably recorded all of them. Not synced: ids
     /// that come back after a crash name entries already off the queue and are ignored.
     pub fn clear(&self) -> io::Result<()> {
-        if !self.dirty.load(Ordering::SeqCst) {
-            return Ok(());
-        }
         let file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        file.set_len(0)?;
-        self.dirty.store(false, Ordering::SeqCst);
-        Ok(())
+        file.set_len(0)
     }
 }
 

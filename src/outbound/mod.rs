@@ -56,7 +56,7 @@ pub async fn run(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
         }
     };
     let mut worker = Worker {
-        concurrency: gateway.config.outbound.concurrency.max(1),
+        concurrency: gateway.config.outbound.concurrency,
         gateway: gateway.clone(),
         in_flight: Arc::default(),
         journal,
@@ -256,22 +256,19 @@ async fn deliver(gateway: &Gateway, id: u64, message: &OutboundMessage) -> Outco
                 Err(e) => Outcome::Retry(e.to_string()),
             }
         }
-        Transport::Smtp => match gateway.config.relay() {
-            Ok(relay) => {
+        Transport::Smtp => match (gateway.config.relay(), gateway.config.backoff()) {
+            (Ok(relay), Ok(timings)) => {
                 relay::send(
                     &relay,
                     &gateway.config.server.hostname,
                     &bounce_address(gateway, id),
                     recipient,
                     &raw,
-                    gateway
-                        .config
-                        .backoff()
-                        .map_or(Duration::from_secs(120), |b| b.relay_timeout),
+                    timings.relay_timeout,
                 )
                 .await
             }
-            Err(e) => Outcome::Retry(e.to_string()),
+            (Err(e), _) | (_, Err(e)) => Outcome::Retry(e.to_string()),
         },
     }
 }
@@ -377,13 +374,13 @@ fn local_refusal(error: &ItipError) -> Outcome {
 
 /// Records an outcome: off the queue with the final status, or back on it for later. The
 /// status write-back and the queue change are one commit, so a crash cannot leave a sent
-/// message queued and marked as sent. Returns when a retried entry is due.
+/// message queued and marked as sent.
 fn settle(
     gateway: &Gateway,
     id: u64,
     message: &OutboundMessage,
     outcome: Outcome,
-) -> Result<i64, StoreError> {
+) -> Result<(), StoreError> {
     gateway.metrics.outbound(match &outcome {
         Outcome::Delivered(status) | Outcome::Failed(status, _) => status,
         Outcome::Retry(_) => "retry",
@@ -392,7 +389,7 @@ fn settle(
         .config
         .backoff()
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    let (queue_change, status, due) = match outcome {
+    let (queue_change, status) = match outcome {
         Outcome::Retry(reason) if now() - message.queued_at < backoff.lifetime.as_secs() as i64 => {
             let attempts = message.attempts + 1;
             let wait = backoff
@@ -407,7 +404,7 @@ fn settle(
                 last_error: Some(reason),
                 ..message.clone()
             };
-            (Change::Requeue(id, retried), None, due)
+            (Change::Requeue(id, retried), None)
         }
         Outcome::Retry(reason) => {
             tracing::warn!(
@@ -415,13 +412,13 @@ fn settle(
                 reason,
                 "outbound: gave up after outbound.max_queue_lifetime"
             );
-            (Change::Dequeue(id), Some("5.1"), 0)
+            (Change::Dequeue(id), Some("5.1"))
         }
-        Outcome::Delivered(status) => (Change::Dequeue(id), Some(status), 0),
+        Outcome::Delivered(status) => (Change::Dequeue(id), Some(status)),
 
         Outcome::Failed(status, reason) => {
             tracing::warn!(id, status, reason, "outbound: failed for good");
-            (Change::Dequeue(id), Some(status), 0)
+            (Change::Dequeue(id), Some(status))
         }
     };
     // What the relay accepted is remembered (without its body) so that a bounce can find it.
@@ -444,7 +441,7 @@ fn settle(
             changes.push(change);
         }
         match gateway.store.commit(&changes) {
-            Ok(_) => return Ok(due),
+            Ok(_) => return Ok(()),
             Err(StoreError::Conflict) => continue,
             Err(e) => return Err(e),
         }

@@ -16,30 +16,6 @@ pub async fn send(
     raw: &[u8],
     timeout: Duration,
 ) -> Outcome {
-    // mail-send applies its timeout to each step; the whole attempt is bounded too, so a relay
-    // that answers every step slowly cannot hold a delivery slot for longer than `timeout`.
-    match tokio::time::timeout(
-        timeout,
-        attempt(relay, hostname, envelope_from, recipient, raw, timeout),
-    )
-    .await
-    {
-        Ok(outcome) => outcome,
-        Err(_) => Outcome::Retry(format!(
-            "the relay took longer than outbound.relay_timeout ({})",
-            humantime::format_duration(timeout)
-        )),
-    }
-}
-
-async fn attempt(
-    relay: &Relay,
-    hostname: &str,
-    envelope_from: &str,
-    recipient: &str,
-    raw: &[u8],
-    timeout: Duration,
-) -> Outcome {
     let mut builder = SmtpClientBuilder::new(relay.host.clone(), relay.port)
         .implicit_tls(relay.implicit_tls)
         .helo_host(hostname)
@@ -48,20 +24,28 @@ async fn attempt(
         builder = builder.credentials((user.clone(), password.clone()));
     }
     let message = Message::new(envelope_from, [recipient], raw);
-    let result = match builder.connect().await {
-        Ok(mut client) => client.send(message).await,
-        // STARTTLS is used when offered; a relay on a private network may not offer it.
-        Err(mail_send::Error::MissingStartTls) if !relay.implicit_tls => {
-            match builder.connect_plain().await {
-                Ok(mut client) => client.send(message).await,
-                Err(e) => Err(e),
+    // mail-send applies its timeout to each step; the whole attempt is bounded too, so a relay
+    // that answers every step slowly cannot hold a delivery slot for longer than `timeout`.
+    let attempt = async {
+        match builder.connect().await {
+            Ok(mut client) => client.send(message).await,
+            // STARTTLS is used when offered; a relay on a private network may not offer it.
+            Err(mail_send::Error::MissingStartTls) if !relay.implicit_tls => {
+                match builder.connect_plain().await {
+                    Ok(mut client) => client.send(message).await,
+                    Err(e) => Err(e),
+                }
             }
+            Err(e) => Err(e),
         }
-        Err(e) => Err(e),
     };
-    match result {
-        Ok(()) => Outcome::Delivered("1.1"),
-        Err(e) => classify(e),
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(())) => Outcome::Delivered("1.1"),
+        Ok(Err(e)) => classify(e),
+        Err(_) => Outcome::Retry(format!(
+            "the relay took longer than outbound.relay_timeout ({})",
+            humantime::format_duration(timeout)
+        )),
     }
 }
 

@@ -365,17 +365,9 @@ fn serve_fake(
                 stalled.fetch_sub(1, SeqCst);
                 return Ok(());
             }
-            let mut body = String::new();
-            loop {
-                let mut data = String::new();
-                if reader.read_line(&mut data)? == 0 {
-                    return Ok(());
-                }
-                if data == ".\r\n" || data == ".\n" {
-                    break;
-                }
-                body.push_str(&data);
-            }
+            let Some(body) = read_data(&mut reader)? else {
+                return Ok(());
+            };
             for r in recipients.drain(..) {
                 record.lock().unwrap().push((r, body.clone()));
             }
@@ -386,6 +378,21 @@ fn serve_fake(
         } else {
             writer.write_all(b"250 2.0.0 ok\r\n")?;
         }
+    }
+}
+
+/// The message after a 354, up to the line with the dot; `None` when the client hangs up first.
+fn read_data(reader: &mut impl BufRead) -> std::io::Result<Option<String>> {
+    let mut body = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        if line == ".\r\n" || line == ".\n" {
+            return Ok(Some(body));
+        }
+        body.push_str(&line);
     }
 }
 
@@ -480,17 +487,9 @@ fn serve_mailbox(
             }
         } else if upper.starts_with("DATA") {
             writer.write_all(b"354 go ahead\r\n")?;
-            let mut body = String::new();
-            loop {
-                let mut data = String::new();
-                if reader.read_line(&mut data)? == 0 {
-                    return Ok(());
-                }
-                if data == ".\r\n" {
-                    break;
-                }
-                body.push_str(&data);
-            }
+            let Some(body) = read_data(&mut reader)? else {
+                return Ok(());
+            };
             for r in recipients.drain(..) {
                 record.lock().unwrap().push((r, body.clone()));
                 writer.write_all(b"250 2.0.0 saved\r\n")?;
