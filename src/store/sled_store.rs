@@ -128,11 +128,21 @@ impl SledStore {
 impl Trees {
     fn open(dir: &Path, generation: u64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(unavailable)?;
-        let db = sled::Config::new()
-            .path(dir)
-            .segment_size(8 * 1024 * 1024)
-            .open()
-            .map_err(unavailable)?;
+        let config = sled::Config::new().path(dir).segment_size(8 * 1024 * 1024);
+        // An opening dropped a moment ago keeps its file lock until sled's flusher thread ends;
+        // a reopening waits up to 2 s for it (another process holding the store is refused then).
+        let mut waits = 0;
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock && waits < 40 =>
+                {
+                    waits += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                opened => break opened.map_err(unavailable)?,
+            }
+        };
         let meta = db.open_tree("meta").map_err(unavailable)?;
         match meta.get("format").map_err(unavailable)? {
             Some(found) if found.as_ref() != FORMAT.as_bytes() => {
