@@ -134,8 +134,9 @@ impl Trees {
         let mut waits = 0;
         let db = loop {
             match config.open() {
+                // sled reports it as ErrorKind::Other, with this text.
                 Err(sled::Error::Io(e))
-                    if e.kind() == std::io::ErrorKind::WouldBlock && waits < 40 =>
+                    if e.to_string().starts_with("could not acquire lock") && waits < 40 =>
                 {
                     waits += 1;
                     std::thread::sleep(Duration::from_millis(50));
@@ -438,6 +439,20 @@ mod tests {
             text: text.into(),
             expect,
         }
+    }
+
+    #[test]
+    fn a_reopening_waits_for_the_lock_of_an_opening_being_dropped() {
+        let dir = std::env::temp_dir().join(format!("imipd-store-lock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let first = SledStore::open(&dir).unwrap();
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(first);
+        });
+        assert!(SledStore::open(&dir).is_ok());
+        holder.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
