@@ -41,11 +41,12 @@ pub async fn send(
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(())) => Outcome::Delivered("1.1"),
-        Ok(Err(e)) => classify(e),
-        Err(_) => Outcome::Retry(format!(
+        // Whichever of the two timeouts fires first, the operator reads the same reason.
+        Ok(Err(mail_send::Error::Timeout)) | Err(_) => Outcome::Retry(format!(
             "the relay took longer than outbound.relay_timeout ({})",
             humantime::format_duration(timeout)
         )),
+        Ok(Err(e)) => classify(e),
     }
 }
 
