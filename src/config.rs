@@ -2,10 +2,12 @@
 //! variables override the file (for example `IMIPD_SERVER__DATA_DIR=/var/lib/imipd`).
 
 use crate::itip::{CalAddress, percent_decode};
+use crate::mailbox::Mailbox;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// A configuration that could not be read or is not valid.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +97,12 @@ pub struct Http {
     pub listen: String,
     /// Bearer token with access to every account; empty for none.
     pub admin_token: String,
+    /// How long a client may take to send a whole request (head and body) once it started.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
 }
 
 /// What to do with invitations for objects a user does not have yet.
@@ -241,6 +249,9 @@ pub struct Security {
     /// authserv-ids whose Authentication-Results headers are trusted (RFC 8601); empty
     /// means no DMARC requirement.
     pub trusted_authserv_ids: Vec<String>,
+    /// Domains whose local accounts may also speak by mail (another system sends scheduling
+    /// mail for them); by default mail never speaks for a local account.
+    pub mail_from_local_domains: Vec<String>,
 }
 
 /// `[limits]`
@@ -257,6 +268,16 @@ pub struct Limits {
     pub max_instances: usize,
     /// Most recipients in one transaction.
     pub max_recipients: usize,
+    /// Most calendar objects one message may carry.
+    pub max_parts: usize,
+    /// How long an SMTP/LMTP client may take to send one command (RFC 5321 4.5.3.2).
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+    /// How long DATA may take, from the 354 to the final dot.
+    #[serde(with = "humantime_serde")]
+    pub data_timeout: Duration,
+    /// Open connections per listener; more are turned away (421 4.7.0, HTTP 503).
+    pub max_connections: usize,
 }
 
 /// `[templates]`: subjects and bodies of outbound mail. Subjects may use `{title}`,
@@ -333,6 +354,8 @@ impl Default for Http {
         Http {
             listen: "127.0.0.1:8080".into(),
             admin_token: String::new(),
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -362,6 +385,10 @@ impl Default for Limits {
             max_attendees: 1000,
             max_instances: 1000,
             max_recipients: 100,
+            max_parts: 16,
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(600),
+            max_connections: 512,
         }
     }
 }
@@ -445,9 +472,10 @@ impl Config {
         for (name, account) in &self.accounts {
             let key = format!("accounts.\"{name}\"");
             for address in std::iter::once(name).chain(&account.aliases) {
-                let parsed = CalAddress::from_email(address)
-                    .filter(|a| a.email().is_some())
-                    .ok_or_else(|| invalid(&key, format!("{address:?} is not an email address")))?;
+                // Account addresses become envelope senders and headers of outbound mail.
+                let parsed = Mailbox::parse(address)
+                    .map(|m| m.to_cal_address())
+                    .map_err(|e| invalid(&key, format!("{address:?} is not a mailbox: {e}")))?;
                 if let Some(other) = seen.insert(parsed, name.clone()) {
                     return Err(invalid(
                         &key,
@@ -466,8 +494,14 @@ impl Config {
         }
         check_data_dir(&self.server.data_dir)
             .map_err(|problem| invalid("server.data_dir", problem))?;
-        if self.server.hostname.trim().is_empty() {
-            return Err(invalid("server.hostname", "must not be empty".into()));
+        if !crate::mailbox::is_domain(&self.server.hostname) {
+            return Err(invalid(
+                "server.hostname",
+                format!(
+                    "{:?} is not a host name (it makes bounce addresses and Message-IDs)",
+                    self.server.hostname
+                ),
+            ));
         }
         for (key, value) in [
             ("limits.max_message_size", self.limits.max_message_size),
@@ -475,10 +509,30 @@ impl Config {
             ("limits.max_attendees", self.limits.max_attendees),
             ("limits.max_instances", self.limits.max_instances),
             ("limits.max_recipients", self.limits.max_recipients),
+            ("limits.max_parts", self.limits.max_parts),
+            ("limits.max_connections", self.limits.max_connections),
             ("outbound.concurrency", self.outbound.concurrency),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be greater than 0".into()));
+            }
+        }
+        for (key, value) in [
+            ("limits.command_timeout", self.limits.command_timeout),
+            ("limits.data_timeout", self.limits.data_timeout),
+            ("http.request_timeout", self.http.request_timeout),
+            ("http.idle_timeout", self.http.idle_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(key, "must be longer than 0s".into()));
+            }
+        }
+        for domain in &self.security.mail_from_local_domains {
+            if !crate::mailbox::is_domain(domain) {
+                return Err(invalid(
+                    "security.mail_from_local_domains",
+                    format!("{domain:?} is not a domain"),
+                ));
             }
         }
         if self.limits.max_object_size > crate::store::MAX_VALUE {

@@ -45,6 +45,7 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         source,
     })?;
     let gateway = Arc::new(Gateway::new(config, Arc::new(store)));
+    let intake = Arc::new(crate::inbound::Intake::new(gateway.clone()));
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
 
@@ -61,7 +62,7 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
                 source,
             })?;
         tracing::info!(%address, ?protocol, "listening");
-        tasks.spawn(accept(gateway.clone(), listener, protocol, stopped.clone()));
+        tasks.spawn(accept(intake.clone(), listener, protocol, stopped.clone()));
     }
     if let Some(address) = listeners.http {
         let listener = TcpListener::bind(address)
@@ -105,7 +106,7 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
 }
 
 async fn accept(
-    gateway: Arc<Gateway>,
+    intake: Arc<crate::inbound::Intake>,
     listener: TcpListener,
     protocol: Protocol,
     mut stopped: watch::Receiver<bool>,
@@ -117,7 +118,7 @@ async fn accept(
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
                     let peer = stream.peer_addr().map(|p| p.to_string()).unwrap_or_default();
-                    sessions.spawn(session::serve(gateway.clone(), stream, peer, protocol, stopped.clone()));
+                    sessions.spawn(session::serve(intake.clone(), stream, peer, protocol, stopped.clone()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");

@@ -4,6 +4,7 @@
 
 use crate::config::Config;
 use crate::gateway::Gateway;
+use crate::inbound::Intake;
 use crate::inbound::session::{self, Protocol};
 use crate::itip::{self, CalAddress, Calendar, Context, DeleteOptions};
 use crate::store::{SledStore, Store};
@@ -90,12 +91,12 @@ pub fn session(data: &[u8]) -> Vec<u8> {
     } else {
         Protocol::Smtp
     };
-    let (runtime, gateway) = harness();
+    let (runtime, intake) = harness();
     runtime.block_on(async move {
         let (mut client, server) = tokio::io::duplex(64 * 1024);
         let (_stop, stopped) = tokio::sync::watch::channel(false);
         let served = tokio::spawn(session::serve(
-            gateway.clone(),
+            intake.clone(),
             server,
             "fuzz".into(),
             protocol,
@@ -130,8 +131,8 @@ pub fn session(data: &[u8]) -> Vec<u8> {
 
 /// A runtime and a gateway shared by every session of the process: a store under the
 /// temporary directory, two accounts, limits small enough for a fuzzer.
-fn harness() -> &'static (tokio::runtime::Runtime, Arc<Gateway>) {
-    static HARNESS: OnceLock<(tokio::runtime::Runtime, Arc<Gateway>)> = OnceLock::new();
+fn harness() -> &'static (tokio::runtime::Runtime, Arc<Intake>) {
+    static HARNESS: OnceLock<(tokio::runtime::Runtime, Arc<Intake>)> = OnceLock::new();
     HARNESS.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("imipd-fuzz-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -155,12 +156,12 @@ fn harness() -> &'static (tokio::runtime::Runtime, Arc<Gateway>) {
             .enable_all()
             .build()
             .expect("runtime");
-        let gateway = runtime.block_on(async {
+        let intake = runtime.block_on(async {
             let store: Arc<dyn Store> =
                 Arc::new(SledStore::open(&config.server.data_dir).expect("store"));
-            Arc::new(Gateway::new(config, store))
+            Arc::new(Intake::new(Arc::new(Gateway::new(config, store))))
         });
-        (runtime, gateway)
+        (runtime, intake)
     })
 }
 

@@ -2,7 +2,9 @@
 //! the one place where engine errors become SMTP/LMTP replies and HTTP statuses.
 
 use crate::config::Config;
+use crate::escape::{escaped, printable};
 use crate::itip::{self, CalAddress, Calendar, Context, DeleteOptions, ItipError, ItipMessage};
+use crate::mailbox::Mailbox;
 use crate::store::{
     Change, Durability, Expect, MailSummary, OutboundMessage, Person, Previous, Store, StoreError,
     StoredObject,
@@ -65,6 +67,15 @@ pub enum WriteError {
     Store(#[from] StoreError),
 }
 
+/// What [`Gateway::enqueue`] queued.
+#[derive(Debug, Default)]
+pub struct Enqueued {
+    /// Queue entries added.
+    pub queued: usize,
+    /// Recipients whose calendar address is no mailbox: nothing was queued for them.
+    pub unreachable: Vec<CalAddress>,
+}
+
 /// A client's write that was done.
 #[derive(Debug, Clone)]
 pub struct Written {
@@ -115,7 +126,7 @@ impl Verdict {
     }
 
     /// Unknown recipient.
-    pub fn unknown_user(address: &str) -> Self {
+    pub fn unknown_user(address: &Mailbox) -> Self {
         Verdict::Rejected {
             code: 550,
             status: "5.1.1",
@@ -195,27 +206,6 @@ impl Verdict {
     pub fn is_accepted(&self) -> bool {
         matches!(self, Verdict::Accepted(_))
     }
-}
-
-/// Reply text as SMTP allows it (RFC 5321 4.2: printable US-ASCII on one short line): a UID or
-/// address from the message can carry anything, and the MTA logs and relays our words.
-pub fn printable(text: &str) -> String {
-    const MAX: usize = 400;
-    let mut out: String = text
-        .chars()
-        .map(|c| {
-            if c == ' ' || c.is_ascii_graphic() {
-                c
-            } else {
-                '?'
-            }
-        })
-        .take(MAX)
-        .collect();
-    if text.chars().count() > MAX {
-        out.push_str("...");
-    }
-    out
 }
 
 /// The HTTP status of a refused client write.
@@ -408,10 +398,23 @@ impl Gateway {
         }
     }
 
-    /// After a REPLY changed an organizer's copy: tell the other attendees later, in one
-    /// batch per object (RFC 6638 section 4.2), when configured.
-    pub fn notice_after_reply(&self, account: &str, uid: &str, changes: &mut Vec<Change>) {
+    /// After an answer changed an organizer's copy: tell the other attendees later, in one
+    /// batch per object (RFC 6638 section 4.2), when configured. An answer that changes no
+    /// PARTSTAT tells nobody, and who answered is remembered so that nobody is told only of
+    /// its own answer.
+    pub fn notice_changed_answers(
+        &self,
+        account: &str,
+        uid: &str,
+        before: &Calendar,
+        after: &Calendar,
+        changes: &mut Vec<Change>,
+    ) {
         if !self.config.outbound.notify_attendees {
+            return;
+        }
+        let repliers = itip::changed_answers(before, after);
+        if repliers.is_empty() {
             return;
         }
         let delay = self
@@ -423,28 +426,45 @@ impl Gateway {
             account: account.into(),
             uid: uid.into(),
             due: now() + delay,
+            repliers: repliers.iter().map(|a| a.to_string()).collect(),
         });
     }
 
-    /// Queue entries for engine messages: one per recipient, so each has its own fate.
+    /// Queue entries for engine messages: one per recipient, so each has its own fate. A
+    /// calendar address that is no mailbox never becomes a recipient: nothing is queued for it
+    /// and it is returned, so that the sender's copy can say so (3.7, RFC 6638 3.2.9).
     pub fn enqueue(
         &self,
         trace: &str,
         account: &str,
         messages: &[ItipMessage],
         changes: &mut Vec<Change>,
-    ) -> usize {
-        let mut count = 0;
+    ) -> Enqueued {
+        let mut enqueued = Enqueued::default();
         for message in messages {
+            let Ok(from) = Mailbox::from_cal_address(&message.from) else {
+                // Senders are the account's own addresses, mailboxes by configuration.
+                tracing::error!(trace, account, from = %escaped(message.from.as_str()), "sender is no mailbox; nothing sent");
+                enqueued.unreachable.extend(message.to.iter().cloned());
+                continue;
+            };
             let calendar = message.calendar.to_string();
             for to in &message.to {
+                let recipient = match Mailbox::from_cal_address(to) {
+                    Ok(recipient) => recipient,
+                    Err(why) => {
+                        tracing::info!(trace, account, to = %escaped(to.as_str()), %why, "calendar user address is no mailbox; nothing sent to it");
+                        enqueued.unreachable.push(to.clone());
+                        continue;
+                    }
+                };
                 changes.push(Change::Enqueue(OutboundMessage {
                     trace: trace.to_string(),
                     account: account.to_string(),
                     uid: message.uid().unwrap_or_default().to_string(),
                     method: message.method.as_str().to_string(),
-                    from: message.from.to_string(),
-                    to: vec![to.to_string()],
+                    from: from.clone(),
+                    to: vec![recipient],
                     summary: mail_summary(message),
                     calendar: calendar.clone(),
                     queued_at: now(),
@@ -452,10 +472,10 @@ impl Gateway {
                     next_attempt: 0,
                     last_error: None,
                 }));
-                count += 1;
+                enqueued.queued += 1;
             }
         }
-        count
+        enqueued
     }
 
     /// A client stores an object: implicit scheduling, one atomic commit, flushed.
@@ -479,11 +499,18 @@ impl Gateway {
             check_precondition(pre, current.as_ref())?;
             let old = current.as_ref().and_then(|c| Calendar::parse(&c.text).ok());
             let outcome = itip::schedule_put(&self.context(&addresses), old.as_ref(), new.clone())?;
+            let mut queue = Vec::new();
+            let enqueued = self.enqueue(trace, account, &outcome.messages, &mut queue);
             // Every recipient the server now tries to reach is "pending" (1.0) until the
-            // outbound worker knows better.
+            // outbound worker knows better; one it cannot reach is an invalid user (3.7).
             let mut copy = outcome.stored.clone();
             for to in outcome.messages.iter().flat_map(|m| &m.to) {
-                if let Some(next) = itip::with_schedule_status(&copy, to, "1.0") {
+                let status = if enqueued.unreachable.contains(to) {
+                    "3.7"
+                } else {
+                    "1.0"
+                };
+                if let Some(next) = itip::with_schedule_status(&copy, to, status) {
                     copy = next;
                 }
             }
@@ -492,13 +519,15 @@ impl Gateway {
                 .as_ref()
                 .map(|c| Expect::Revision(c.revision))
                 .unwrap_or(Expect::Absent);
+            // The Put comes first: its id is the new ETag.
             let mut changes = vec![Change::Put {
                 account: account.into(),
                 uid: uid.into(),
                 text: stored,
                 expect,
             }];
-            let queued = self.enqueue(trace, account, &outcome.messages, &mut changes);
+            changes.extend(queue);
+            let queued = enqueued.queued;
             let generation = self.store.generation();
             match self.store.commit(&changes) {
                 Ok(ids) => {
@@ -550,7 +579,8 @@ impl Gateway {
                     };
                     let outcome = itip::schedule_delete(&self.context(&addresses), &old, options)?;
                     (
-                        self.enqueue(trace, account, &outcome.messages, &mut changes),
+                        self.enqueue(trace, account, &outcome.messages, &mut changes)
+                            .queued,
                         outcome.silent,
                     )
                 }
@@ -609,10 +639,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn replies_are_one_printable_ascii_line() {
+    fn verdicts_are_one_printable_ascii_line() {
         let v = Verdict::Accepted("REQUEST a\0b\r\nRSET é".into());
         assert_eq!(v.reply(), "250 2.0.0 REQUEST a?b??RSET ?");
-        let long = Verdict::refused("x".repeat(5000)).reply();
-        assert!(long.len() < 420 && long.ends_with("..."), "{}", long.len());
     }
 }

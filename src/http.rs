@@ -1,6 +1,7 @@
 //! The HTTP calendar API, shaped like CalDAV resources: PUT, GET and DELETE of one object,
 //! GET of an account's list. Scheduling is the gateway's and the engine's business.
 
+use crate::escape::escaped;
 use crate::gateway::{Gateway, Precondition, WriteError, http_status, trace_id};
 use axum::Router;
 use axum::body::Bytes;
@@ -215,7 +216,7 @@ async fn store(
         return text(400, "ICalendarParseError: the body is not UTF-8".into());
     };
     let trace = trace_id();
-    let span = tracing::info_span!("put", trace = %trace, account = %account, uid = %uid);
+    let span = tracing::info_span!("put", trace = %trace, account = %account, uid = %escaped(&uid));
     let result = gateway
         .write(&trace, &account, &uid, body, &precondition(&headers))
         .instrument(span)
@@ -285,7 +286,8 @@ async fn remove(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("F"));
     let trace = trace_id();
-    let span = tracing::info_span!("delete", trace = %trace, account = %account, uid = %uid);
+    let span =
+        tracing::info_span!("delete", trace = %trace, account = %account, uid = %escaped(&uid));
     match gateway
         .remove(&trace, &account, &uid, &precondition(&headers), suppress)
         .instrument(span)
@@ -357,12 +359,20 @@ async fn explain(
     if let Err(denied) = admin(&gateway, &headers) {
         return denied.into_response();
     }
-    let recipients: Vec<String> = query
+    let recipients: Result<Vec<crate::mailbox::Mailbox>, String> = query
         .unwrap_or_default()
         .split('&')
         .filter_map(|pair| pair.strip_prefix("to="))
         .map(crate::itip::percent_decode)
+        .map(|to| {
+            crate::mailbox::Mailbox::parse(&to)
+                .map_err(|e| format!("{}: {e}", crate::escape::printable(&to)))
+        })
         .collect();
+    let recipients = match recipients {
+        Ok(recipients) => recipients,
+        Err(why) => return text(400, format!("a recipient is no mailbox: {why}")),
+    };
     if recipients.is_empty() {
         return text(
             400,

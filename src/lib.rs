@@ -3,12 +3,14 @@
 pub mod config;
 pub mod conformance;
 pub mod daemon;
+pub mod escape;
 pub mod fuzz;
 pub mod gateway;
 pub mod http;
 pub mod inbound;
 pub mod itip;
 pub mod loadgen;
+pub mod mailbox;
 pub mod metrics;
 pub mod mime;
 pub mod outbound;

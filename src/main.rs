@@ -171,12 +171,35 @@ fn deliver(path: Option<PathBuf>, from: &str, to: &[String]) -> ExitCode {
         eprintln!("imipd deliver: lmtp.listen is off; the pipe hook delivers through it");
         return ExitCode::from(pipe::exit::TEMPFAIL);
     };
+    // The MTA's arguments become SMTP commands: mailboxes only.
+    use imipd::mailbox::Mailbox;
+    let from = match from {
+        "" => None,
+        from => match Mailbox::parse(from) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                eprintln!("imipd deliver: --from {from:?} is no mailbox: {e}");
+                return ExitCode::from(pipe::exit::USAGE);
+            }
+        },
+    };
+    let mut recipients = Vec::new();
+    for address in to {
+        match Mailbox::parse(address) {
+            Ok(m) => recipients.push(m),
+            Err(e) => {
+                eprintln!("imipd deliver: --to {address:?} is no mailbox: {e}");
+                return ExitCode::from(pipe::exit::USAGE);
+            }
+        }
+    }
     let mut message = Vec::new();
     if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin(), &mut message) {
         eprintln!("imipd deliver: reading the message: {e}");
         return ExitCode::from(pipe::exit::TEMPFAIL);
     }
-    match runtime().block_on(pipe::submit(target, from, to, &message)) {
+    let submitted = pipe::submit(target, from.as_ref(), &recipients, b"", &message);
+    match runtime().block_on(submitted) {
         Ok(outcomes) => {
             for o in &outcomes {
                 eprintln!("{}: {}", o.recipient, o.reply);
@@ -345,8 +368,8 @@ fn explain(path: Option<PathBuf>, message: &std::path::Path, to: &[String]) -> E
     for recipient in recipients {
         println!("{}: {}", recipient.recipient, recipient.reply);
         println!(
-            "  sender (From, then Sender): {}",
-            or(&recipient.senders, "none")
+            "  sender (From; Sender is not believed): {}",
+            recipient.author.as_deref().unwrap_or("none")
         );
         for part in recipient.parts {
             println!("  {} {}", part.method, part.uid);

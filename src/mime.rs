@@ -2,6 +2,7 @@
 //! iTIP messages rendered as iMIP mail (mail-builder, RFC 6047).
 
 use crate::config::Templates;
+use crate::mailbox::Mailbox;
 use crate::store::{MailSummary, Person};
 use mail_builder::MessageBuilder;
 use mail_builder::headers::content_type::ContentType;
@@ -13,10 +14,11 @@ use mail_parser::{MessageParser, MimeHeaders, PartType};
 pub struct InboundMail {
     /// Message-ID, without angle brackets.
     pub message_id: Option<String>,
-    /// The header From address.
-    pub from: Option<String>,
-    /// The header Sender address.
-    pub sender: Option<String>,
+    /// Every address of every From header, lower-cased: one author is expected (RFC 5322
+    /// allows several, and DMARC then judges one of them only).
+    pub authors: Vec<String>,
+    /// An `Auto-Submitted` header other than `no` (RFC 3834): nothing answers such mail.
+    pub auto_submitted: bool,
     /// Every Authentication-Results header, raw.
     pub auth_results: Vec<String>,
     /// The calendar parts, each object once.
@@ -39,11 +41,6 @@ pub struct CalendarPart {
 pub fn extract(raw: &[u8]) -> InboundMail {
     let Some(message) = MessageParser::default().parse(raw) else {
         return InboundMail::default();
-    };
-    let address = |a: Option<&mail_parser::Address<'_>>| {
-        a.and_then(|a| a.first())
-            .and_then(|a| a.address())
-            .map(|a| a.trim().to_lowercase())
     };
     let mut parts: Vec<CalendarPart> = Vec::new();
     for part in message.parts.iter() {
@@ -93,8 +90,19 @@ pub fn extract(raw: &[u8]) -> InboundMail {
         message_id: message
             .message_id()
             .map(|m| m.trim_matches(['<', '>', ' ']).to_string()),
-        from: address(message.from()),
-        sender: address(message.sender()),
+        authors: message
+            .header_values(mail_parser::HeaderName::From)
+            .filter_map(|v| v.as_address())
+            .flat_map(|a| a.iter())
+            .map(|a| a.address().unwrap_or("").trim().to_lowercase())
+            .collect(),
+        auto_submitted: message
+            .header_values("Auto-Submitted")
+            .filter_map(|v| v.as_text())
+            .any(|v| {
+                let keyword = v.split(';').next().unwrap_or("").trim();
+                !keyword.is_empty() && !keyword.eq_ignore_ascii_case("no")
+            }),
         auth_results: message
             .header_values("Authentication-Results")
             .filter_map(|v| v.as_text().map(str::to_string))
@@ -303,10 +311,10 @@ pub fn readable(summary: &MailSummary, from: &str, templates: &Templates) -> Rea
 pub struct OutboundMail<'a> {
     /// Message-ID (without brackets).
     pub message_id: &'a str,
-    /// The sender's email address.
-    pub from: &'a str,
-    /// Recipient email addresses.
-    pub to: &'a [String],
+    /// The sender.
+    pub from: &'a Mailbox,
+    /// The recipients.
+    pub to: &'a [Mailbox],
     /// The sender's display name.
     pub from_name: Option<&'a str>,
     /// The readable parts.
@@ -321,9 +329,18 @@ pub struct OutboundMail<'a> {
     pub date: i64,
 }
 
+/// Text for a header: calendar text may hold line breaks (SUMMARY:a\nBcc: x), which in a
+/// header would start another one.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 /// Renders iMIP mail the way the big producers do (RFC 6047 section 2): text, HTML and
 /// `text/calendar; method=...` alternatives, inside multipart/mixed with the same object as
-/// an `invite.ics` attachment when asked.
+/// an `invite.ics` attachment when asked. It is `Auto-Submitted: auto-generated` (RFC 3834):
+/// a server wrote it, so auto-responders must not answer it.
 pub fn render(mail: &OutboundMail<'_>) -> Vec<u8> {
     let calendar = MimePart::new(
         ContentType::new("text/calendar")
@@ -350,7 +367,8 @@ pub fn render(mail: &OutboundMail<'_>) -> Vec<u8> {
         alternative
     };
     // mail-builder quotes encoded-words, which RFC 2047 section 5 forbids; write it here.
-    let from = match mail.from_name.map(str::trim).filter(|n| !n.is_empty()) {
+    let name = mail.from_name.map(one_line);
+    let from = match name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
         Some(name) if name.is_ascii() => {
             format!("\"{}\" <{}>", name.replace(['"', '\\'], ""), mail.from)
         }
@@ -366,8 +384,12 @@ pub fn render(mail: &OutboundMail<'_>) -> Vec<u8> {
     };
     MessageBuilder::new()
         .header("From", mail_builder::headers::raw::Raw::new(from))
-        .to(mail.to.iter().map(|t| t.as_str()).collect::<Vec<_>>())
-        .subject(mail.readable.subject.as_str())
+        .to(mail.to.iter().map(Mailbox::as_str).collect::<Vec<_>>())
+        .subject(one_line(&mail.readable.subject))
+        .header(
+            "Auto-Submitted",
+            mail_builder::headers::raw::Raw::new("auto-generated"),
+        )
         .message_id(mail.message_id)
         .date(mail.date)
         .body(body)
@@ -391,22 +413,25 @@ Content-Type: multipart/mixed; boundary=\"m\"\r\n\r\n--m\r\nContent-Type: multip
             base64_encode(ICS)
         );
         let mail = extract(raw.as_bytes());
-        assert_eq!(mail.from.as_deref(), Some("olga@partner.example"));
+        assert_eq!(mail.authors, ["olga@partner.example"]);
+        assert!(!mail.auto_submitted);
         assert_eq!(mail.message_id.as_deref(), Some("abc@partner.example"));
         assert_eq!(mail.parts.len(), 1, "{:?}", mail.parts);
         assert_eq!(mail.parts[0].mime_method.as_deref(), Some("REQUEST"));
     }
 
     fn outbound<'a>(
-        to: &'a [String],
+        to: &'a [Mailbox],
         readable: &'a Readable,
         method: &'a str,
         calendar: &'a str,
         attach: bool,
     ) -> OutboundMail<'a> {
+        static ALICE: std::sync::LazyLock<Mailbox> =
+            std::sync::LazyLock::new(|| Mailbox::parse("alice@example.com").unwrap());
         OutboundMail {
             message_id: "1@mx.example.com",
-            from: "alice@example.com",
+            from: &ALICE,
             from_name: Some("Alice Émile"),
             to,
             readable,
@@ -419,7 +444,7 @@ Content-Type: multipart/mixed; boundary=\"m\"\r\n\r\n--m\r\nContent-Type: multip
 
     #[test]
     fn rendered_mail_parses_back() {
-        let to = vec!["bob@example.com".to_string()];
+        let to = vec![Mailbox::parse("bob@example.com").unwrap()];
         let read = Readable {
             subject: "Invitation".into(),
             text: "You are invited".into(),
@@ -472,7 +497,11 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
             .remove(0);
         for message in [request, reply] {
             let calendar = message.calendar.to_string();
-            let to: Vec<String> = message.to.iter().map(|a| a.to_string()).collect();
+            let to: Vec<Mailbox> = message
+                .to
+                .iter()
+                .map(|a| Mailbox::from_cal_address(a).unwrap())
+                .collect();
             let summary = crate::gateway::mail_summary(&message);
             let read = readable(&summary, message.from.as_str(), &Templates::default());
             let raw = render(&outbound(
@@ -544,7 +573,7 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
     /// object that was sent.
     #[test]
     fn every_method_parses_back() {
-        let to = vec!["bob@example.com".to_string()];
+        let to = vec![Mailbox::parse("bob@example.com").unwrap()];
         let read = Readable {
             subject: "s".into(),
             text: "t".into(),

@@ -67,7 +67,7 @@ fn invitation_lands_and_acceptance_is_spooled() {
     let mail = spooled(&daemon.spool(), 1);
     assert_eq!(mail.len(), 1);
     let parsed = imipd::mime::extract(mail[0].as_bytes());
-    assert_eq!(parsed.from.as_deref(), Some("bob@example.com"));
+    assert_eq!(parsed.authors, ["bob@example.com"]);
     assert_eq!(parsed.parts[0].mime_method.as_deref(), Some("REPLY"));
     assert!(parsed.parts[0].text.contains("PARTSTAT=ACCEPTED"));
     assert!(
@@ -490,7 +490,7 @@ fn explain_decides_like_delivery_and_changes_nothing() {
         "{out}"
     );
     assert!(
-        out.contains("sender (From, then Sender): mallory@evil.example"),
+        out.contains("sender (From; Sender is not believed): mallory@evil.example"),
         "{out}"
     );
 

@@ -68,7 +68,7 @@ fn facts(raw: &[u8]) -> Option<Facts> {
         organizer,
         attendees,
         calendar,
-        from: mail.from.unwrap_or_default(),
+        from: mail.authors.first().cloned().unwrap_or_default(),
         to_header,
     })
 }

@@ -1,17 +1,47 @@
 //! Mail in: LMTP/SMTP sessions, the pipe hook, and the guard that decides what a message
 //! may change before the engine applies it.
 
+pub mod guard;
 pub mod pipe;
 pub mod session;
+pub mod spool;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::config::AutoAdd;
-use crate::gateway::{Gateway, Verdict};
-use crate::itip::{self, CalAddress, Calendar, ItipError, Method, Received};
+use crate::escape::escaped;
+use crate::gateway::{Gateway, Verdict, now};
+use crate::itip::{self, Calendar, ItipMessage, Method, Received};
+use crate::mailbox::Mailbox;
 use crate::mime::InboundMail;
+use crate::outbound::dsn;
 use crate::store::{Change, Expect, StoreError};
+use guard::{Admitted, Part};
+use session::Envelope;
 use std::collections::BTreeMap;
+
+/// Bytes of messages processed at once when `limits.max_message_size` is smaller.
+const MEMORY_BUDGET: usize = 64 * 1024 * 1024;
+
+/// What every LMTP/SMTP session shares.
+pub struct Intake {
+    /// The daemon's core.
+    pub gateway: Arc<Gateway>,
+    /// Room for messages being processed: a large one waits for its share.
+    pub memory: spool::Budget,
+}
+
+impl Intake {
+    /// Sessions for a gateway.
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        let max = gateway.config.limits.max_message_size;
+        Intake {
+            memory: spool::Budget::new(MEMORY_BUDGET, max),
+            gateway,
+        }
+    }
+}
 
 /// A recipient's copy of one object while a message is applied to it.
 struct Copy {
@@ -21,182 +51,59 @@ struct Copy {
     matches: Option<String>,
 }
 
-/// One calendar object found in a message, parsed.
-struct Part {
-    method: Method,
-    uid: String,
-    text: String,
-    calendar: Calendar,
-}
-
-/// Processes a received message for each recipient; each verdict is final once returned
-/// (an accepted effect is committed and on disk).
+/// Processes a received message for each distinct recipient of the envelope; each verdict is
+/// final once returned (an accepted effect is committed and on disk).
 pub async fn deliver(
-    gateway: &Gateway,
+    intake: &Intake,
     trace: &str,
     mail: &InboundMail,
     raw: &[u8],
-    recipients: &[String],
+    envelope: &Envelope,
 ) -> Vec<Verdict> {
-    // Bounces of our own mail come back to bounce+ID addresses, not to calendar users.
-    if recipients
-        .iter()
-        .any(|r| crate::outbound::dsn::queue_id(gateway, r).is_some())
-    {
-        let mut verdicts = Vec::with_capacity(recipients.len());
-        for recipient in recipients {
-            let verdict = match crate::outbound::dsn::queue_id(gateway, recipient) {
-                Some(id) => crate::outbound::dsn::apply(gateway, trace, id, raw).await,
-                None => {
-                    let one = std::slice::from_ref(recipient);
-                    Box::pin(deliver(gateway, trace, mail, raw, one))
-                        .await
-                        .remove(0)
+    let gateway = &intake.gateway;
+    let mut admission: Option<Result<Option<Admitted>, guard::Refusal>> = None;
+    let mut verdicts = Vec::with_capacity(envelope.recipients.len());
+    for recipient in &envelope.recipients {
+        let (verdict, result) = if dsn::is_bounce_address(gateway, recipient) {
+            let verdict = dsn::apply(gateway, trace, recipient, envelope.from.as_ref(), raw).await;
+            (verdict, "report")
+        } else if let Some(account) = gateway.account_for(recipient.as_str()) {
+            let admitted = admission.get_or_insert_with(|| {
+                let decided = guard::admit(gateway, mail);
+                if let Err(refusal) = &decided {
+                    gateway.metrics.message(refusal.metric(), "rejected");
+                    tracing::info!(trace, reply = %refusal.verdict().reply(), "refused");
                 }
-            };
-            verdicts.push(verdict);
-        }
-        return verdicts;
-    }
-    let parts = match parse_parts(gateway, mail) {
-        Ok(parts) => parts,
-        Err(verdict) => {
-            gateway.metrics.message("unparsable", "rejected");
-            tracing::info!(trace, reply = %verdict.reply(), "refused");
-            return recipients.iter().map(|_| verdict.clone()).collect();
-        }
-    };
-    if parts.is_empty() {
-        return recipients
-            .iter()
-            .map(|_| Verdict::Accepted("no scheduling message, nothing to do".into()))
-            .collect();
-    }
-    let dmarc = dmarc_verdict(gateway, mail);
-    if dmarc == Some(false) {
-        let verdict =
-            Verdict::refused("sender domain did not pass DMARC at a trusted authserv-id".into());
-        tracing::info!(trace, reply = %verdict.reply(), "refused");
-        return recipients.iter().map(|_| verdict.clone()).collect();
-    }
-    let mut verdicts = Vec::with_capacity(recipients.len());
-    for recipient in recipients {
-        let verdict = match gateway.account_for(recipient) {
-            None => Verdict::unknown_user(recipient),
-            Some(account) => {
-                deliver_to(gateway, trace, mail, &parts, account, dmarc == Some(true)).await
+                decided
+            });
+            match admitted {
+                Err(refusal) => (refusal.verdict().clone(), "rejected"),
+                Ok(None) => (
+                    Verdict::Accepted("no scheduling message, nothing to do".into()),
+                    "none",
+                ),
+                Ok(Some(admitted)) => {
+                    let message_id = mail.message_id.as_deref();
+                    let (verdict, result) =
+                        deliver_to(gateway, trace, admitted, message_id, account).await;
+                    for part in &admitted.parts {
+                        gateway.metrics.message(part.method.as_str(), result);
+                    }
+                    (verdict, result)
+                }
             }
+        } else {
+            (Verdict::unknown_user(recipient), "rejected")
         };
         if let Verdict::Deferred { .. } = verdict {
             // A deferral is the daemon's own trouble (store, pass-through), not the sender's.
-            tracing::warn!(trace, recipient = recipient.as_str(), reply = %verdict.reply(), "deferred");
+            tracing::warn!(trace, %recipient, reply = %verdict.reply(), "deferred");
         } else {
-            tracing::info!(trace, recipient = recipient.as_str(), reply = %verdict.reply(), "delivered");
-        }
-        let result = match &verdict {
-            Verdict::Accepted(text) if text.starts_with("ignored") => "ignored",
-            Verdict::Accepted(_) => "accepted",
-            Verdict::Rejected { .. } => "rejected",
-            Verdict::Deferred { .. } => "deferred",
-        };
-        for part in &parts {
-            gateway.metrics.message(part.method.as_str(), result);
+            tracing::info!(trace, %recipient, result, reply = %verdict.reply(), "delivered");
         }
         verdicts.push(verdict);
     }
     verdicts
-}
-
-/// Parses every calendar part; a part that is broken refuses the whole message.
-fn parse_parts(gateway: &Gateway, mail: &InboundMail) -> Result<Vec<Part>, Verdict> {
-    let mut parts: Vec<Part> = Vec::new();
-    for part in &mail.parts {
-        let calendar = Calendar::parse(&part.text).map_err(|e| Verdict::for_error(&e))?;
-        let method = match calendar.method() {
-            // The object's METHOD wins over the MIME parameter (RFC 6047 section 2.4).
-            Some(m) => Method::parse(&m)
-                .ok_or_else(|| Verdict::for_error(&ItipError::UnsupportedMethod(m)))?,
-            // An .ics without METHOD is a calendar, not a scheduling message; one that the MIME
-            // type announces as iMIP is broken.
-            None if part.mime_method.is_some() => {
-                return Err(Verdict::for_error(&ItipError::MissingMethod));
-            }
-            None => continue,
-        };
-        gateway
-            .check_limits(part.text.len(), &calendar)
-            .map_err(Verdict::too_large)?;
-        let uid = itip::uid_of(&calendar)
-            .ok_or_else(|| Verdict::for_error(&ItipError::MissingUid))?
-            .to_string();
-        if parts
-            .iter()
-            .any(|p| p.method == method && p.uid == uid && same_version(&p.calendar, &calendar))
-        {
-            continue;
-        }
-        parts.push(Part {
-            method,
-            uid,
-            text: part.text.clone(),
-            calendar,
-        });
-    }
-    Ok(parts)
-}
-
-fn same_version(a: &Calendar, b: &Calendar) -> bool {
-    let stamp = |c: &Calendar| {
-        c.scheduling()
-            .map(|x| (x.sequence(), x.dtstamp()))
-            .collect::<Vec<_>>()
-    };
-    stamp(a) == stamp(b)
-}
-
-/// `None` when no authserv-id is trusted; else whether a trusted one reports DMARC pass
-/// for the From domain (RFC 8601, RFC 7489).
-fn dmarc_verdict(gateway: &Gateway, mail: &InboundMail) -> Option<bool> {
-    let trusted = &gateway.config.security.trusted_authserv_ids;
-    if trusted.is_empty() {
-        return None;
-    }
-    let domain = mail
-        .from
-        .as_deref()
-        .and_then(|f| f.rsplit_once('@'))
-        .map(|(_, d)| d.to_lowercase())?;
-    Some(
-        mail.auth_results
-            .iter()
-            .any(|header| dmarc_passes(header, trusted, &domain)),
-    )
-}
-
-fn dmarc_passes(header: &str, trusted: &[String], domain: &str) -> bool {
-    let mut clauses = header.split(';');
-    let authserv = clauses
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .next()
-        .unwrap_or("");
-    if !trusted.iter().any(|t| t.eq_ignore_ascii_case(authserv)) {
-        return false;
-    }
-    clauses.any(|clause| {
-        let mut words = clause.split_whitespace();
-        let result = words.next().unwrap_or("").to_ascii_lowercase();
-        result == "dmarc=pass"
-            && clause
-                .split_whitespace()
-                .find_map(|w| {
-                    w.to_ascii_lowercase()
-                        .strip_prefix("header.from=")
-                        .map(str::to_string)
-                })
-                .is_none_or(|d| d.trim_end_matches([')', ';']) == domain)
-    })
 }
 
 /// What one calendar part would do to one account's calendar.
@@ -208,6 +115,9 @@ pub struct PartReport {
     pub uid: String,
     /// The stored copy it matches: its ETag and title, or none.
     pub matches: Option<String>,
+    /// True when the engine applied it.
+    #[serde(default)]
+    pub applied: bool,
     /// The guard's and the engine's decision, with the reason.
     pub verdict: String,
     /// What would change in the store.
@@ -227,24 +137,12 @@ struct Plan {
 fn plan(
     gateway: &Gateway,
     trace: &str,
-    mail: &InboundMail,
-    parts: &[Part],
+    admitted: &Admitted,
+    message_id: Option<&str>,
     account: &str,
-    authenticated: bool,
 ) -> Result<Plan, Verdict> {
     let addresses = gateway.addresses(account);
-    let senders: Vec<CalAddress> = [&mail.from, &mail.sender]
-        .into_iter()
-        .flatten()
-        .filter_map(|s| CalAddress::from_email(s))
-        .collect();
-    if senders.is_empty() {
-        return Err(Verdict::refused("the message has no From address".into()));
-    }
-    let seen_key = mail
-        .message_id
-        .as_ref()
-        .map(|id| delivery_key(id, account, parts));
+    let seen_key = message_id.map(|id| delivery_key(id, account, &admitted.parts));
     if let Some(key) = &seen_key
         && gateway
             .store
@@ -262,130 +160,48 @@ fn plan(
     let mut copies: BTreeMap<String, Copy> = BTreeMap::new();
     let mut changes = Vec::new();
     let mut reports = Vec::new();
-    for part in parts {
-        if !copies.contains_key(&part.uid) {
-            let current = gateway
-                .store
-                .get(account, &part.uid)
-                .map_err(|e| Verdict::store_unavailable(&e))?;
-            let expect = current
-                .as_ref()
-                .map(|c| Expect::Revision(c.revision))
-                .unwrap_or(Expect::Absent);
-            let calendar = current.as_ref().and_then(|c| Calendar::parse(&c.text).ok());
-            let matches = current.as_ref().map(|c| {
-                let title = calendar
-                    .as_ref()
-                    .and_then(|cal| itip::title_and_start(cal).0)
-                    .unwrap_or_default();
-                format!("{} ETag {} {title:?}", part.uid, c.etag())
-            });
-            copies.insert(
-                part.uid.clone(),
-                Copy {
-                    expect,
-                    original: current.map(|c| c.text),
-                    calendar,
-                    matches,
-                },
-            );
-        }
-        let copy = &copies[&part.uid];
+    for part in &admitted.parts {
+        let copy = copy_of(gateway, &mut copies, account, &part.uid)?;
         let mut report = PartReport {
             method: part.method.as_str().to_string(),
             uid: part.uid.clone(),
             matches: copy.matches.clone(),
+            applied: false,
             verdict: String::new(),
             change: "none".into(),
             sends: Vec::new(),
         };
-        let adds = matches!(part.method, Method::Request | Method::Publish | Method::Add);
-        if copy.calendar.is_none() && adds {
-            let policy = gateway.config.inbound.auto_add;
-            if policy == AutoAdd::Never || (policy == AutoAdd::Authenticated && !authenticated) {
-                report.verdict =
-                    format!("not added: inbound.auto_add = {policy:?} and the user has no copy");
-                reports.push(report);
-                continue;
-            }
+        if let Some(refusal) = not_added(gateway, admitted, part, copy) {
+            report.verdict = refusal;
+            reports.push(report);
+            continue;
         }
-        let mut result = Err(ItipError::SenderIsNotOrganizerNorAttendee);
-        for sender in &senders {
-            result = itip::receive(&ctx, sender, copy.calendar.as_ref(), &part.calendar);
-            if !matches!(&result, Err(e) if is_sender_error(e)) {
-                break;
-            }
-        }
-        match result {
-            Ok(Received {
-                stored,
-                responses,
-                counter,
-            }) => {
-                if let Some(next) = stored {
-                    let text = next.to_string();
-                    gateway
-                        .check_limits(text.len(), &next)
-                        .map_err(Verdict::too_large)?;
-                    if part.method == Method::Reply
-                        && copy
-                            .calendar
-                            .as_ref()
-                            .is_some_and(|c| itip::organizes(&ctx, c))
-                    {
-                        gateway.notice_after_reply(account, &part.uid, &mut changes);
-                    }
-                    report.change = if copy.calendar.is_some() {
-                        "updates the copy"
-                    } else {
-                        "creates the copy"
-                    }
-                    .into();
-                    copies.get_mut(&part.uid).expect("read above").calendar = Some(next);
-                }
-                report.sends = responses
-                    .iter()
-                    .flat_map(|m| {
-                        m.to.iter()
-                            .map(move |to| format!("{} to {to}", m.method.as_str()))
-                    })
-                    .collect();
-                gateway.enqueue(trace, account, &responses, &mut changes);
-                if let Some(counter) = counter {
-                    report.change =
-                        "keeps the proposal for the organizer; the copy is unchanged".into();
-                    changes.push(Change::Counter {
-                        account: account.into(),
-                        uid: part.uid.clone(),
-                        text: counter.to_string(),
-                    });
-                }
+        match itip::receive(
+            &ctx,
+            &admitted.author.address,
+            copy.calendar.as_ref(),
+            &part.calendar,
+        ) {
+            Ok(received) => {
+                let step = Step {
+                    gateway,
+                    trace,
+                    account,
+                    admitted,
+                    part,
+                };
+                step.apply(copy, received, &mut changes, &mut report)?;
+                report.applied = true;
                 report.verdict = "applied".into();
-                reports.push(report);
             }
             Err(e) => match Verdict::for_error(&e) {
-                Verdict::Accepted(text) => {
-                    report.verdict = text;
-                    reports.push(report);
-                }
+                Verdict::Accepted(text) => report.verdict = text,
                 refusal => return Err(refusal),
             },
         }
+        reports.push(report);
     }
-    for (uid, copy) in &copies {
-        let Some(calendar) = &copy.calendar else {
-            continue;
-        };
-        let text = calendar.to_string();
-        if copy.original.as_deref() != Some(text.as_str()) {
-            changes.push(Change::Put {
-                account: account.into(),
-                uid: uid.clone(),
-                text,
-                expect: copy.expect,
-            });
-        }
-    }
+    changes.extend(puts(account, &copies));
     if let Some(key) = seen_key {
         changes.push(Change::Seen(key));
     }
@@ -396,55 +212,253 @@ fn plan(
     })
 }
 
-/// Applies every part to one account's calendar in one atomic, flushed commit.
+/// The recipient's copy of an object, read once per message.
+fn copy_of<'a>(
+    gateway: &Gateway,
+    copies: &'a mut BTreeMap<String, Copy>,
+    account: &str,
+    uid: &str,
+) -> Result<&'a mut Copy, Verdict> {
+    if !copies.contains_key(uid) {
+        let current = gateway
+            .store
+            .get(account, uid)
+            .map_err(|e| Verdict::store_unavailable(&e))?;
+        let calendar = current.as_ref().and_then(|c| Calendar::parse(&c.text).ok());
+        let matches = current.as_ref().map(|c| {
+            let title = calendar
+                .as_ref()
+                .and_then(|cal| itip::title_and_start(cal).0)
+                .unwrap_or_default();
+            format!("{uid} ETag {} {title:?}", c.etag())
+        });
+        copies.insert(
+            uid.to_string(),
+            Copy {
+                expect: current
+                    .as_ref()
+                    .map(|c| Expect::Revision(c.revision))
+                    .unwrap_or(Expect::Absent),
+                original: current.map(|c| c.text),
+                calendar,
+                matches,
+            },
+        );
+    }
+    Ok(copies.get_mut(uid).expect("inserted above"))
+}
+
+/// Why an invitation for an object the user lacks is not added (`inbound.auto_add`).
+fn not_added(gateway: &Gateway, admitted: &Admitted, part: &Part, copy: &Copy) -> Option<String> {
+    let adds = matches!(part.method, Method::Request | Method::Publish | Method::Add);
+    let policy = gateway.config.inbound.auto_add;
+    let allowed = match policy {
+        AutoAdd::Always => true,
+        AutoAdd::Authenticated => admitted.author.authenticated,
+        AutoAdd::Never => false,
+    };
+    (copy.calendar.is_none() && adds && !allowed)
+        .then(|| format!("not added: inbound.auto_add = {policy:?} and the user has no copy"))
+}
+
+/// The copies a message changed, to be stored.
+fn puts(account: &str, copies: &BTreeMap<String, Copy>) -> Vec<Change> {
+    copies
+        .iter()
+        .filter_map(|(uid, copy)| {
+            let text = copy.calendar.as_ref()?.to_string();
+            (copy.original.as_deref() != Some(text.as_str())).then(|| Change::Put {
+                account: account.into(),
+                uid: uid.clone(),
+                text,
+                expect: copy.expect,
+            })
+        })
+        .collect()
+}
+
+/// One part applied to one account's copy.
+struct Step<'a> {
+    gateway: &'a Gateway,
+    trace: &'a str,
+    account: &'a str,
+    admitted: &'a Admitted,
+    part: &'a Part,
+}
+
+impl Step<'_> {
+    /// Records what the engine decided: the new copy, the answers it sends, a proposal kept.
+    fn apply(
+        &self,
+        copy: &mut Copy,
+        received: Received,
+        changes: &mut Vec<Change>,
+        report: &mut PartReport,
+    ) -> Result<(), Verdict> {
+        let Received {
+            stored,
+            responses,
+            counter,
+        } = received;
+        if let Some(next) = stored {
+            self.gateway
+                .check_limits(next.to_string().len(), &next)
+                .map_err(Verdict::too_large)?;
+            if let Some(before) = &copy.calendar
+                && self.part.method == Method::Reply
+                && !self.admitted.author.auto_submitted
+            {
+                let addresses = self.gateway.addresses(self.account);
+                if itip::organizes(&self.gateway.context(&addresses), before) {
+                    self.gateway.notice_changed_answers(
+                        self.account,
+                        &self.part.uid,
+                        before,
+                        &next,
+                        changes,
+                    );
+                }
+            }
+            report.change = if copy.calendar.is_some() {
+                "updates the copy"
+            } else {
+                "creates the copy"
+            }
+            .into();
+            copy.calendar = Some(next);
+        }
+        let answers = self.answers(responses, changes)?;
+        report.sends = answers
+            .iter()
+            .flat_map(|m| {
+                m.to.iter()
+                    .map(move |to| format!("{} to {to}", m.method.as_str()))
+            })
+            .collect();
+        self.gateway
+            .enqueue(self.trace, self.account, &answers, changes);
+        if let Some(counter) = counter {
+            report.change = "keeps the proposal for the organizer; the copy is unchanged".into();
+            changes.push(Change::Counter {
+                account: self.account.into(),
+                uid: self.part.uid.clone(),
+                text: counter.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The engine's answers that may go out: none to Auto-Submitted mail (RFC 3834), and one
+    /// REFRESH answer per attendee and object per `outbound.notify_delay`, so that two
+    /// automatons cannot keep each other busy.
+    fn answers(
+        &self,
+        responses: Vec<ItipMessage>,
+        changes: &mut Vec<Change>,
+    ) -> Result<Vec<ItipMessage>, Verdict> {
+        if self.admitted.author.auto_submitted {
+            if !responses.is_empty() {
+                tracing::info!(trace = self.trace, uid = %escaped(&self.part.uid), "Auto-Submitted message: applied, nothing sent in answer");
+            }
+            return Ok(Vec::new());
+        }
+        if self.part.method != Method::Refresh {
+            return Ok(responses);
+        }
+        let window = self
+            .gateway
+            .config
+            .backoff()
+            .map(|b| b.notify_delay.as_secs() as i64)
+            .unwrap_or(60);
+        let mut allowed = Vec::new();
+        for response in responses {
+            let mut recent = false;
+            for to in &response.to {
+                let last = self
+                    .gateway
+                    .store
+                    .refreshed(self.account, &self.part.uid, to.as_str())
+                    .map_err(|e| Verdict::store_unavailable(&e))?;
+                recent |= last.is_some_and(|at| now() - at < window);
+            }
+            if recent {
+                tracing::info!(trace = self.trace, uid = %escaped(&self.part.uid), "REFRESH answered within outbound.notify_delay; not again");
+                continue;
+            }
+            changes.extend(response.to.iter().map(|to| Change::Refreshed {
+                account: self.account.into(),
+                uid: self.part.uid.clone(),
+                attendee: to.to_string(),
+                at: now(),
+            }));
+            allowed.push(response);
+        }
+        Ok(allowed)
+    }
+}
+
+/// Applies every part to one account's calendar in one atomic, flushed commit. Returns the
+/// verdict and what it came to for the metrics.
 async fn deliver_to(
     gateway: &Gateway,
     trace: &str,
-    mail: &InboundMail,
-    parts: &[Part],
+    admitted: &Admitted,
+    message_id: Option<&str>,
     account: &str,
-    authenticated: bool,
-) -> Verdict {
+) -> (Verdict, &'static str) {
     for _ in 0..8 {
-        let plan = match plan(gateway, trace, mail, parts, account, authenticated) {
+        let plan = match plan(gateway, trace, admitted, message_id, account) {
             Ok(plan) => plan,
-            Err(verdict) => return verdict,
+            Err(verdict) => {
+                let result = if matches!(verdict, Verdict::Deferred { .. }) {
+                    "deferred"
+                } else {
+                    "rejected"
+                };
+                return (verdict, result);
+            }
         };
         if plan.duplicate {
-            return Verdict::Accepted("already delivered".into());
+            return (Verdict::Accepted("already delivered".into()), "duplicate");
         }
         let queued = plan.changes.iter().any(|c| matches!(c, Change::Enqueue(_)));
         let generation = gateway.store.generation();
         match gateway.store.commit(&plan.changes) {
             Ok(_) => {
                 if let Err(e) = gateway.durable(generation).await {
-                    return Verdict::store_unavailable(&e);
+                    return (Verdict::store_unavailable(&e), "deferred");
                 }
                 if queued {
                     gateway.outbox_ready.notify_one();
                 }
+                let applied = plan.reports.iter().any(|r| r.applied);
                 let notes: Vec<String> = plan
                     .reports
                     .iter()
                     .map(|r| {
-                        if r.verdict == "applied" {
+                        if r.applied {
                             format!("{} {}", r.method, r.uid)
                         } else {
                             r.verdict.clone()
                         }
                     })
                     .collect();
-                return Verdict::Accepted(if notes.is_empty() {
+                let verdict = Verdict::Accepted(if notes.is_empty() {
                     "delivered".into()
                 } else {
                     notes.join("; ")
                 });
+                return (verdict, if applied { "accepted" } else { "ignored" });
             }
             Err(StoreError::Conflict) => continue,
-            Err(e) => return Verdict::store_unavailable(&e),
+            Err(e) => return (Verdict::store_unavailable(&e), "deferred"),
         }
     }
-    Verdict::store_unavailable(&StoreError::Conflict)
+    (
+        Verdict::store_unavailable(&StoreError::Conflict),
+        "deferred",
+    )
 }
 
 /// What a message would do for each recipient, decided exactly as a delivery would be,
@@ -453,8 +467,8 @@ async fn deliver_to(
 pub struct Explanation {
     /// The recipient.
     pub recipient: String,
-    /// The addresses the guard judged: header From, then Sender.
-    pub senders: Vec<String>,
+    /// The address the guard judged: the header From (Sender is never believed).
+    pub author: Option<String>,
     /// The reply a delivery would get now.
     pub reply: String,
     /// One report per calendar part.
@@ -462,54 +476,36 @@ pub struct Explanation {
 }
 
 /// Explains a message for each recipient without changing anything.
-pub fn explain(gateway: &Gateway, mail: &InboundMail, recipients: &[String]) -> Vec<Explanation> {
-    let senders: Vec<String> = [&mail.from, &mail.sender]
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect();
-    let explained = |recipient: &String, verdict: Verdict, parts: Vec<PartReport>| Explanation {
-        recipient: recipient.clone(),
-        senders: senders.clone(),
+pub fn explain(gateway: &Gateway, mail: &InboundMail, recipients: &[Mailbox]) -> Vec<Explanation> {
+    let explained = |recipient: &Mailbox, verdict: Verdict, parts: Vec<PartReport>| Explanation {
+        recipient: recipient.to_string(),
+        author: mail.authors.first().cloned(),
         reply: verdict.reply(),
         parts,
     };
-    let parts = match parse_parts(gateway, mail) {
-        Ok(parts) => parts,
-        Err(verdict) => {
-            return recipients
-                .iter()
-                .map(|r| explained(r, verdict.clone(), Vec::new()))
-                .collect();
-        }
-    };
-    let dmarc = dmarc_verdict(gateway, mail);
+    let admission = guard::admit(gateway, mail);
     recipients
         .iter()
         .map(|recipient| {
-            if parts.is_empty() {
-                return explained(
-                    recipient,
-                    Verdict::Accepted("no scheduling message, nothing to do".into()),
-                    Vec::new(),
-                );
-            }
-            if dmarc == Some(false) {
-                let verdict = Verdict::refused(
-                    "sender domain did not pass DMARC at a trusted authserv-id".into(),
-                );
-                return explained(recipient, verdict, Vec::new());
-            }
-            let Some(account) = gateway.account_for(recipient) else {
+            let Some(account) = gateway.account_for(recipient.as_str()) else {
                 return explained(recipient, Verdict::unknown_user(recipient), Vec::new());
+            };
+            let admitted = match &admission {
+                Err(refusal) => {
+                    return explained(recipient, refusal.verdict().clone(), Vec::new());
+                }
+                Ok(None) => {
+                    let verdict = Verdict::Accepted("no scheduling message, nothing to do".into());
+                    return explained(recipient, verdict, Vec::new());
+                }
+                Ok(Some(admitted)) => admitted,
             };
             match plan(
                 gateway,
                 "explain",
-                mail,
-                &parts,
+                admitted,
+                mail.message_id.as_deref(),
                 account,
-                dmarc == Some(true),
             ) {
                 Ok(plan) if plan.duplicate => explained(
                     recipient,
@@ -525,16 +521,6 @@ pub fn explain(gateway: &Gateway, mail: &InboundMail, recipients: &[String]) -> 
             }
         })
         .collect()
-}
-
-/// Errors that another sender address (Sender after From) might not cause.
-fn is_sender_error(error: &ItipError) -> bool {
-    matches!(
-        error,
-        ItipError::SenderIsNotOrganizerNorAttendee
-            | ItipError::SenderIsNotParticipant(_)
-            | ItipError::NotOrganizer
-    )
 }
 
 /// Message-ID, recipient and calendar content: the same message delivered again.
@@ -555,16 +541,16 @@ fn delivery_key(message_id: &str, account: &str, parts: &[Part]) -> Vec<u8> {
 pub async fn forward(
     trace: &str,
     target: SocketAddr,
-    from: &str,
-    recipients: &[String],
+    envelope: &Envelope,
     raw: &[u8],
     verdicts: Vec<Verdict>,
 ) -> Vec<Verdict> {
+    let recipients = &envelope.recipients;
     let mut answers: Vec<Option<Verdict>> = verdicts
         .iter()
         .map(|v| matches!(v, Verdict::Deferred { .. }).then(|| v.clone()))
         .collect();
-    let to: Vec<(usize, String)> = recipients
+    let to: Vec<(usize, Mailbox)> = recipients
         .iter()
         .enumerate()
         .filter(|(i, _)| answers[*i].is_none())
@@ -579,14 +565,13 @@ pub async fn forward(
         .zip(recipients)
         .map(|(v, r)| format!("{r}: {}", v.reply()))
         .collect();
-    let mut message = format!(
+    let header = format!(
         "X-Imipd-Result: {}\r\n",
-        result.join("; ").replace(['\r', '\n'], " ")
-    )
-    .into_bytes();
-    message.extend_from_slice(raw);
-    let addresses: Vec<String> = to.iter().map(|(_, r)| r.clone()).collect();
-    match pipe::submit(target, from, &addresses, &message).await {
+        crate::escape::printable(&result.join("; "))
+    );
+    let addresses: Vec<Mailbox> = to.iter().map(|(_, r)| r.clone()).collect();
+    let from = envelope.from.as_ref();
+    match pipe::submit(target, from, &addresses, header.as_bytes(), raw).await {
         Ok(outcomes) => {
             // Refusals at RCPT come back before the answers after DATA: match by address.
             for (index, address) in &to {
@@ -650,28 +635,5 @@ fn downstream(reply: &str) -> Verdict {
             status: known("5.0.0"),
             text: format!("mailbox store: {text}"),
         },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::dmarc_passes;
-
-    #[test]
-    fn dmarc_from_trusted_authserv_only() {
-        let trusted = vec!["mx.example.com".to_string()];
-        let good = "mx.example.com; spf=pass smtp.mailfrom=partner.example; dmarc=pass (p=none) header.from=partner.example";
-        assert!(dmarc_passes(good, &trusted, "partner.example"));
-        assert!(!dmarc_passes(good, &trusted, "other.example"));
-        assert!(!dmarc_passes(
-            &good.replace("mx.example.com", "evil.example"),
-            &trusted,
-            "partner.example"
-        ));
-        assert!(!dmarc_passes(
-            &good.replace("dmarc=pass", "dmarc=fail"),
-            &trusted,
-            "partner.example"
-        ));
     }
 }

@@ -1,6 +1,7 @@
 //! `imipd deliver`: the pipe hook for MTAs. It hands the message to the running daemon over
 //! LMTP, so the daemon's commit and flush decide, and turns the replies into sysexits.
 
+use crate::mailbox::Mailbox;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -14,6 +15,8 @@ pub mod exit {
     pub const DATAERR: u8 = 65;
     /// No such user.
     pub const NOUSER: u8 = 67;
+    /// The command line was wrong (an argument that is no mailbox).
+    pub const USAGE: u8 = 64;
     /// Try again later.
     pub const TEMPFAIL: u8 = 75;
 }
@@ -22,17 +25,19 @@ pub mod exit {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     /// The recipient.
-    pub recipient: String,
+    pub recipient: Mailbox,
     /// The reply line.
     pub reply: String,
 }
 
-/// Submits a message over LMTP and returns one reply per recipient: those refused at RCPT
-/// first, then those answered after DATA.
+/// Submits a message (`header` lines, then `message`) over LMTP and returns one reply per
+/// recipient: those refused at RCPT first, then those answered after DATA. The addresses are
+/// mailboxes, so nothing in them can end or split a command.
 pub async fn submit(
     target: SocketAddr,
-    from: &str,
-    recipients: &[String],
+    from: Option<&Mailbox>,
+    recipients: &[Mailbox],
+    header: &[u8],
     message: &[u8],
 ) -> std::io::Result<Vec<Outcome>> {
     let stream = tokio::time::timeout(Duration::from_secs(30), TcpStream::connect(target))
@@ -49,6 +54,7 @@ pub async fn submit(
     if !hello.starts_with('2') {
         return Err(std::io::Error::other(hello));
     }
+    let from = from.map(Mailbox::as_str).unwrap_or("");
     write
         .write_all(format!("MAIL FROM:<{from}>\r\n").as_bytes())
         .await?;
@@ -87,7 +93,11 @@ pub async fn submit(
                 reply: go.clone(),
             }));
         } else {
-            write.write_all(&dot_stuff(message)).await?;
+            let mut stuffer = DotStuffer::default();
+            for piece in header.chunks(64 * 1024).chain(message.chunks(64 * 1024)) {
+                write.write_all(&stuffer.feed(piece)).await?;
+            }
+            write.write_all(&stuffer.finish()).await?;
             write.write_all(b".\r\n").await?;
             for recipient in accepted {
                 outcomes.push(Outcome {
@@ -133,26 +143,47 @@ pub fn exit_code(outcomes: &[Outcome]) -> u8 {
     }
 }
 
-/// CRLF line endings, leading dots doubled, a final line end.
-fn dot_stuff(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + 64);
-    let mut at_line_start = true;
-    let mut previous = 0u8;
-    for &byte in message {
-        if byte == b'\n' && previous != b'\r' {
-            out.push(b'\r');
+/// CRLF line endings, leading dots doubled, a final line end: piece by piece, so a large
+/// message is never copied whole.
+#[derive(Debug)]
+struct DotStuffer {
+    at_line_start: bool,
+    previous: u8,
+}
+
+impl Default for DotStuffer {
+    fn default() -> Self {
+        DotStuffer {
+            at_line_start: true,
+            previous: 0,
         }
-        if at_line_start && byte == b'.' {
-            out.push(b'.');
+    }
+}
+
+impl DotStuffer {
+    fn feed(&mut self, piece: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(piece.len() + 64);
+        for &byte in piece {
+            if byte == b'\n' && self.previous != b'\r' {
+                out.push(b'\r');
+            }
+            if self.at_line_start && byte == b'.' {
+                out.push(b'.');
+            }
+            out.push(byte);
+            self.at_line_start = byte == b'\n';
+            self.previous = byte;
         }
-        out.push(byte);
-        at_line_start = byte == b'\n';
-        previous = byte;
+        out
     }
-    if !at_line_start {
-        out.extend_from_slice(b"\r\n");
+
+    fn finish(self) -> Vec<u8> {
+        if self.at_line_start {
+            Vec::new()
+        } else {
+            b"\r\n".to_vec()
+        }
     }
-    out
 }
 
 #[cfg(test)]
@@ -161,9 +192,14 @@ mod tests {
 
     #[test]
     fn stuffing_and_exit_codes() {
-        assert_eq!(dot_stuff(b"a\n.b\r\n..c"), b"a\r\n..b\r\n...c\r\n");
+        let mut stuffer = DotStuffer::default();
+        let mut out = stuffer.feed(b"a\n");
+        out.extend(stuffer.feed(b".b\r"));
+        out.extend(stuffer.feed(b"\n..c"));
+        out.extend(stuffer.finish());
+        assert_eq!(out, b"a\r\n..b\r\n...c\r\n");
         let o = |r: &str| Outcome {
-            recipient: "x".into(),
+            recipient: Mailbox::parse("x@example.com").unwrap(),
             reply: r.into(),
         };
         assert_eq!(exit_code(&[o("250 2.0.0 ok")]), exit::OK);

@@ -1,15 +1,21 @@
 //! LMTP (RFC 2033) and SMTP (RFC 5321) sessions. LMTP answers once per recipient after
-//! DATA; SMTP once per message. Commands are parsed by smtp-proto; pipelined commands are
-//! answered in order, with one write per batch of input.
+//! DATA; SMTP once per message. Commands are framed into lines here and parsed by smtp-proto;
+//! pipelined commands are answered in order, with one write per batch of input. Every client
+//! has a deadline: for each command (`limits.command_timeout`) and for DATA as a whole
+//! (`limits.data_timeout`).
 
-use crate::gateway::{Gateway, Verdict, printable, trace_id};
+use super::Intake;
+use super::spool::Incoming;
+use crate::escape::{escaped, printable};
+use crate::gateway::{Verdict, trace_id};
+use crate::mailbox::Mailbox;
 use crate::mime;
-use smtp_proto::request::receiver::{DataReceiver, RequestReceiver};
-use smtp_proto::{Error as ProtoError, Request};
+use smtp_proto::request::receiver::DataReceiver;
+use smtp_proto::{Error as ProtoError, MailFrom, Request};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 /// Which protocol a listener speaks.
@@ -21,181 +27,381 @@ pub enum Protocol {
     Smtp,
 }
 
-/// How long a client may stay silent.
-const IDLE: Duration = Duration::from_secs(300);
+/// RFC 5321 4.5.3.1.4 allows 512 octets; extensions make lines longer, smtp-proto takes 4096.
+const MAX_LINE: usize = 4096;
 
-struct Transaction {
-    from: String,
-    recipients: Vec<String>,
+/// MAIL parameters this server offers (8BITMIME, SIZE); any other is refused.
+const OFFERED_BODY: u64 = smtp_proto::MAIL_BODY_7BIT | smtp_proto::MAIL_BODY_8BITMIME;
+
+/// The sender and recipients of the message under way. Each recipient is kept once; `lines`
+/// maps every accepted RCPT to it, for LMTP's one reply per RCPT.
+pub struct Envelope {
+    /// The reverse path; `None` for `<>` (delivery status notifications).
+    pub from: Option<Mailbox>,
+    /// Distinct recipients, in the order first given.
+    pub recipients: Vec<Mailbox>,
+    lines: Vec<usize>,
 }
 
-struct Data {
-    receiver: DataReceiver,
-    bytes: Vec<u8>,
-    size: usize,
+/// What the session waits for.
+enum Phase {
+    Command,
+    Data {
+        receiver: DataReceiver,
+        /// A CR the receiver may take back when the final dot follows.
+        held: Vec<u8>,
+        incoming: Box<Incoming>,
+    },
 }
 
-/// Serves one connection until QUIT, EOF, idle timeout or shutdown.
+/// What a command asks the loop to do besides answering.
+enum Next {
+    Continue,
+    Data,
+    Quit,
+}
+
+/// The state of one connection between commands.
+struct Session {
+    intake: Arc<Intake>,
+    protocol: Protocol,
+    greeted: bool,
+    envelope: Option<Envelope>,
+}
+
+/// Serves one connection until QUIT, EOF, a deadline or shutdown.
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
-    gateway: Arc<Gateway>,
-    mut stream: S,
+    intake: Arc<Intake>,
+    stream: S,
     peer: String,
+    protocol: Protocol,
+    shutdown: watch::Receiver<bool>,
+) {
+    let span = tracing::info_span!("session", peer = %escaped(&peer), protocol = ?protocol);
+    run(intake, stream, protocol, shutdown)
+        .instrument(span)
+        .await
+}
+
+async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    intake: Arc<Intake>,
+    mut stream: S,
     protocol: Protocol,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let span = tracing::info_span!("session", peer = %peer, protocol = ?protocol);
-    async move {
-        let host = gateway.config.server.hostname.clone();
-        let name = if protocol == Protocol::Lmtp { "LMTP" } else { "ESMTP" };
-        let mut out = format!("220 {host} imipd {name} ready\r\n").into_bytes();
-        let mut requests = RequestReceiver::default();
-        let mut greeted = false;
-        let mut transaction: Option<Transaction> = None;
-        let mut data: Option<Data> = None;
-        let mut chunk = vec![0u8; 64 * 1024];
-        let max = gateway.config.limits.max_message_size;
-        loop {
-            if !out.is_empty() {
-                if stream.write_all(&out).await.is_err() {
-                    return;
-                }
-                out.clear();
+    let limits = intake.gateway.config.limits.clone();
+    let host = intake.gateway.config.server.hostname.clone();
+    let name = if protocol == Protocol::Lmtp {
+        "LMTP"
+    } else {
+        "ESMTP"
+    };
+    let mut out = format!("220 {host} imipd {name} ready\r\n").into_bytes();
+    let mut session = Session {
+        intake: intake.clone(),
+        protocol,
+        greeted: false,
+        envelope: None,
+    };
+    let mut phase = Phase::Command;
+    let mut line = Vec::new();
+    let mut discarding = false;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut deadline = Instant::now() + limits.command_timeout;
+    loop {
+        if !out.is_empty() {
+            if stream.write_all(&out).await.is_err() {
+                return;
             }
-            let read = tokio::select! {
-                read = tokio::time::timeout(IDLE, stream.read(&mut chunk)) => read,
-                _ = shutdown.changed(), if data.is_none() => {
-                    let _ = stream.write_all(format!("421 4.3.2 {host} shutting down\r\n").as_bytes()).await;
-                    return;
-                }
-            };
-            let n = match read {
-                Ok(Ok(0)) | Ok(Err(_)) => return,
-                Ok(Ok(n)) => n,
-                Err(_) => {
-                    let _ = stream.write_all(b"421 4.4.2 idle for too long\r\n").await;
-                    return;
-                }
-            };
-            let mut bytes = chunk[..n].iter();
-            loop {
-                if let Some(current) = data.as_mut() {
-                    let before = bytes.len();
-                    let done = current.receiver.ingest(&mut bytes, &mut current.bytes);
-                    current.size += before - bytes.len();
-                    if current.size > max {
-                        // Keep reading to the end of DATA, but keep nothing.
-                        current.bytes.clear();
-                    }
-                    if !done {
-                        break;
-                    }
-                    let finished = data.take().expect("in DATA");
-                    let tx = transaction.take().expect("DATA needs a transaction");
-                    let verdicts = if finished.size > max {
-                        tx.recipients.iter().map(|_| Verdict::too_large(format!("message is over {max} bytes"))).collect()
-                    } else {
-                        receive(&gateway, &tx, &finished.bytes).await
-                    };
-                    answer(protocol, &verdicts, &mut out);
-                    continue;
-                }
-                if bytes.len() == 0 {
+            out.clear();
+        }
+        let in_data = matches!(phase, Phase::Data { .. });
+        let read = tokio::select! {
+            read = tokio::time::timeout_at(deadline, stream.read(&mut chunk)) => read,
+            _ = shutdown.changed(), if !in_data => {
+                let _ = stream.write_all(format!("421 4.3.2 {host} shutting down\r\n").as_bytes()).await;
+                return;
+            }
+        };
+        let n = match read {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(n)) => n,
+            Err(_) => {
+                let (what, key) = if in_data {
+                    ("DATA", "limits.data_timeout")
+                } else {
+                    ("command", "limits.command_timeout")
+                };
+                tracing::info!(what, "client too slow; closing");
+                let reply = format!("421 4.4.2 {host} {what} not received within {key}\r\n");
+                let _ = stream.write_all(reply.as_bytes()).await;
+                return;
+            }
+        };
+        let mut input = &chunk[..n];
+        while !input.is_empty() {
+            if let Phase::Data {
+                receiver,
+                held,
+                incoming,
+            } = &mut phase
+            {
+                let mut bytes = input.iter();
+                let done = receiver.ingest(&mut bytes, held);
+                input = bytes.as_slice();
+                let keep = usize::from(!done && held.last() == Some(&b'\r'));
+                let ready = held.len() - keep;
+                incoming.push(&held[..ready]).await;
+                held.drain(..ready);
+                if !done {
                     break;
                 }
-                let request = match requests.ingest(&mut bytes) {
-                    Ok(request) => request.into_owned(),
-                    Err(ProtoError::NeedsMoreData { .. }) => break,
-                    Err(ProtoError::UnknownCommand) => {
-                        out.extend_from_slice(b"500 5.5.1 command not recognized\r\n");
-                        continue;
-                    }
-                    Err(ProtoError::ResponseTooLong) => {
-                        out.extend_from_slice(b"500 5.5.6 line too long\r\n");
-                        continue;
-                    }
-                    Err(e) => {
-                        out.extend_from_slice(format!("501 5.5.4 syntax error ({})\r\n", describe(&e)).as_bytes());
-                        continue;
-                    }
+                let Phase::Data { incoming, .. } = std::mem::replace(&mut phase, Phase::Command)
+                else {
+                    unreachable!("in DATA")
                 };
-                match request {
-                    Request::Lhlo { .. } | Request::Ehlo { .. } | Request::Helo { .. }
-                        if matches!(request, Request::Lhlo { .. }) != (protocol == Protocol::Lmtp) =>
-                    {
-                        let expected = if protocol == Protocol::Lmtp { "LHLO" } else { "EHLO or HELO" };
-                        out.extend_from_slice(format!("500 5.5.1 this is {name}: say {expected}\r\n").as_bytes());
-                    }
-                    Request::Lhlo { host: client } | Request::Ehlo { host: client } | Request::Helo { host: client } => {
-                        greeted = true;
-                        transaction = None;
-                        let client = printable(&client);
-                        out.extend_from_slice(
-                            format!(
-                                "250-{host} hello {client}\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SIZE {max}\r\n"
-                            )
-                            .as_bytes(),
-                        );
-                    }
-                    Request::Mail { from } => {
-                        if !greeted {
-                            out.extend_from_slice(b"503 5.5.1 say hello first\r\n");
-                        } else if transaction.is_some() {
-                            out.extend_from_slice(b"503 5.5.1 nested MAIL command\r\n");
-                        } else if from.size > max {
-                            out.extend_from_slice(format!("552 5.3.4 message size exceeds {max}\r\n").as_bytes());
-                        } else {
-                            transaction = Some(Transaction { from: from.address, recipients: Vec::new() });
-                            out.extend_from_slice(b"250 2.1.0 sender ok\r\n");
-                        }
-                    }
-                    Request::Rcpt { to } => match transaction.as_mut() {
-                        None => out.extend_from_slice(b"503 5.5.1 MAIL first\r\n"),
-                        Some(tx) if tx.recipients.len() >= gateway.config.limits.max_recipients => {
-                            out.extend_from_slice(b"452 4.5.3 too many recipients\r\n");
-                        }
-                        // In pass-through mode every recipient is the mailbox store's to judge.
-                        Some(tx) => match gateway
-                            .account_for(&to.address)
-                            .or_else(|| crate::outbound::dsn::queue_id(&gateway, &to.address).map(|_| "bounce"))
-                            .or_else(|| (!gateway.config.inbound.forward.trim().is_empty()).then_some("forwarded"))
-                        {
-                            None => out.extend_from_slice(format!("{}\r\n", Verdict::unknown_user(&to.address).reply()).as_bytes()),
-                            Some(_) => {
-                                tx.recipients.push(to.address);
-                                out.extend_from_slice(b"250 2.1.5 recipient ok\r\n");
-                            }
-                        },
-                    },
-                    Request::Data => match transaction.as_ref() {
-                        Some(tx) if !tx.recipients.is_empty() => {
-                            let mut receiver = DataReceiver::new();
-                            // The receiver looks for CRLF "." CRLF; DATA itself ended a line.
-                            receiver.ingest(&mut b"\r\n".iter(), &mut Vec::new());
-                            data = Some(Data { receiver, bytes: Vec::with_capacity(16 * 1024), size: 0 });
-                            out.extend_from_slice(b"354 end data with <CR><LF>.<CR><LF>\r\n");
-                        }
-                        Some(_) => out.extend_from_slice(b"503 5.5.1 no valid recipients\r\n"),
-                        None => out.extend_from_slice(b"503 5.5.1 MAIL first\r\n"),
-                    },
-                    Request::Rset => {
-                        transaction = None;
-                        out.extend_from_slice(b"250 2.0.0 reset\r\n");
-                    }
-                    Request::Noop { .. } => out.extend_from_slice(b"250 2.0.0 ok\r\n"),
-                    Request::Vrfy { .. } => out.extend_from_slice(b"252 2.5.0 cannot verify, try RCPT\r\n"),
-                    Request::Help { .. } => out.extend_from_slice(b"214 2.0.0 see RFC 2033 and RFC 5321\r\n"),
-                    Request::Quit => {
-                        out.extend_from_slice(b"221 2.0.0 bye\r\n");
-                        let _ = stream.write_all(&out).await;
-                        return;
-                    }
-                    _ => out.extend_from_slice(b"502 5.5.1 command not implemented\r\n"),
+                let envelope = session.envelope.take().expect("DATA needs an envelope");
+                let verdicts = finish(&intake, &envelope, *incoming).await;
+                answer(protocol, &envelope, &verdicts, &mut out);
+                deadline = Instant::now() + limits.command_timeout;
+                continue;
+            }
+            let Some(end) = input.iter().position(|b| *b == b'\n') else {
+                take_partial(&mut line, &mut discarding, input);
+                break;
+            };
+            take_partial(&mut line, &mut discarding, &input[..=end]);
+            input = &input[end + 1..];
+            if std::mem::take(&mut discarding) {
+                line.clear();
+                out.extend_from_slice(b"500 5.5.6 line too long\r\n");
+                continue;
+            }
+            let next = session.command(&line, &mut out);
+            line.clear();
+            deadline = Instant::now() + limits.command_timeout;
+            match next {
+                Next::Continue => {}
+                Next::Data => {
+                    let mut receiver = DataReceiver::new();
+                    // The receiver looks for CRLF "." CRLF; DATA itself ended a line.
+                    receiver.ingest(&mut b"\r\n".iter(), &mut Vec::new());
+                    phase = Phase::Data {
+                        receiver,
+                        held: Vec::with_capacity(64 * 1024),
+                        incoming: Box::new(Incoming::new(
+                            &intake.gateway.config.server.data_dir,
+                            limits.max_message_size,
+                        )),
+                    };
+                    deadline = Instant::now() + limits.data_timeout;
+                }
+                Next::Quit => {
+                    let _ = stream.write_all(&out).await;
+                    return;
                 }
             }
         }
     }
-    .instrument(span)
-    .await
+}
+
+/// Adds bytes to the command line under way; a line over [`MAX_LINE`] is dropped up to its end.
+fn take_partial(line: &mut Vec<u8>, discarding: &mut bool, bytes: &[u8]) {
+    if *discarding {
+        return;
+    }
+    if line.len() + bytes.len() > MAX_LINE {
+        *discarding = true;
+        line.clear();
+    } else {
+        line.extend_from_slice(bytes);
+    }
+}
+
+impl Session {
+    /// Answers one command line (with its LF).
+    fn command(&mut self, line: &[u8], out: &mut Vec<u8>) -> Next {
+        let mut reply = |text: &str| {
+            out.extend_from_slice(text.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        };
+        let request = match Request::parse(&mut line.iter()) {
+            Ok(request) => request.into_owned(),
+            Err(ProtoError::UnknownCommand) => {
+                reply("500 5.5.1 command not recognized");
+                return Next::Continue;
+            }
+            Err(ProtoError::InvalidParameter { param: "SIZE" }) if declares_huge_size(line) => {
+                reply(&self.size_refusal());
+                return Next::Continue;
+            }
+            Err(e) => {
+                reply(&format!("501 5.5.4 syntax error ({})", describe(&e)));
+                return Next::Continue;
+            }
+        };
+        match request {
+            Request::Lhlo { host: client }
+            | Request::Ehlo { host: client }
+            | Request::Helo { host: client } => {
+                let lhlo = line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"LHLO");
+                reply(&self.hello(lhlo, &client));
+            }
+            Request::Mail { from } if declares_huge_size(line) => {
+                let _ = from;
+                reply(&self.size_refusal());
+            }
+            Request::Mail { from } => reply(&self.mail(from)),
+            Request::Rcpt { to } => reply(&self.rcpt(to)),
+            Request::Data => match &self.envelope {
+                Some(e) if !e.recipients.is_empty() => {
+                    reply("354 end data with <CR><LF>.<CR><LF>");
+                    return Next::Data;
+                }
+                Some(_) => reply("503 5.5.1 no valid recipients"),
+                None => reply("503 5.5.1 MAIL first"),
+            },
+            Request::Rset => {
+                self.envelope = None;
+                reply("250 2.0.0 reset");
+            }
+            Request::Noop { .. } => reply("250 2.0.0 ok"),
+            Request::Vrfy { .. } => reply("252 2.5.0 cannot verify, try RCPT"),
+            Request::Help { .. } => reply("214 2.0.0 see RFC 2033 and RFC 5321"),
+            Request::Quit => {
+                reply("221 2.0.0 bye");
+                return Next::Quit;
+            }
+            _ => reply("502 5.5.1 command not implemented"),
+        }
+        Next::Continue
+    }
+
+    fn hello(&mut self, lhlo: bool, client: &str) -> String {
+        let lmtp = self.protocol == Protocol::Lmtp;
+        if lhlo != lmtp {
+            let (name, expected) = if lmtp {
+                ("LMTP", "LHLO")
+            } else {
+                ("ESMTP", "EHLO or HELO")
+            };
+            return format!("500 5.5.1 this is {name}: say {expected}");
+        }
+        self.greeted = true;
+        self.envelope = None;
+        let config = &self.intake.gateway.config;
+        format!(
+            "250-{} hello {}\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SIZE {}",
+            config.server.hostname,
+            printable(client),
+            config.limits.max_message_size
+        )
+    }
+
+    fn size_refusal(&self) -> String {
+        format!(
+            "552 5.3.4 message size exceeds {}",
+            self.intake.gateway.config.limits.max_message_size
+        )
+    }
+
+    fn mail(&mut self, from: MailFrom<String>) -> String {
+        if !self.greeted {
+            return "503 5.5.1 say hello first".into();
+        }
+        if self.envelope.is_some() {
+            return "503 5.5.1 nested MAIL command".into();
+        }
+        if let Some(param) = unoffered_mail_parameter(&from) {
+            return format!("555 5.5.4 {param} is not offered here");
+        }
+        if from.size > self.intake.gateway.config.limits.max_message_size {
+            return self.size_refusal();
+        }
+        let sender = match from.address.as_str() {
+            "" => None,
+            address => match Mailbox::parse(address) {
+                Ok(mailbox) => Some(mailbox),
+                Err(why) => return format!("501 5.1.7 bad sender address ({why})"),
+            },
+        };
+        self.envelope = Some(Envelope {
+            from: sender,
+            recipients: Vec::new(),
+            lines: Vec::new(),
+        });
+        "250 2.1.0 sender ok".into()
+    }
+
+    fn rcpt(&mut self, to: smtp_proto::RcptTo<String>) -> String {
+        let gateway = &self.intake.gateway;
+        let Some(envelope) = self.envelope.as_mut() else {
+            return "503 5.5.1 MAIL first".into();
+        };
+        if to.flags != 0 || to.orcpt.is_some() {
+            return "555 5.5.4 RCPT parameters are not offered here".into();
+        }
+        let recipient = match Mailbox::parse(&to.address) {
+            Ok(mailbox) => mailbox,
+            Err(why) => return format!("501 5.1.3 bad recipient address ({why})"),
+        };
+        if let Some(known) = envelope.recipients.iter().position(|r| *r == recipient) {
+            // Delivered once; LMTP still owes this RCPT its own reply after DATA.
+            envelope.lines.push(known);
+            return "250 2.1.5 recipient ok (duplicate, delivered once)".into();
+        }
+        if envelope.recipients.len() >= gateway.config.limits.max_recipients {
+            return "452 4.5.3 too many recipients".into();
+        }
+        // In pass-through mode every recipient is the mailbox store's to judge.
+        let known = gateway.account_for(recipient.as_str()).is_some()
+            || crate::outbound::dsn::is_bounce_address(gateway, &recipient)
+            || !gateway.config.inbound.forward.trim().is_empty();
+        if !known {
+            return Verdict::unknown_user(&recipient).reply();
+        }
+        envelope.lines.push(envelope.recipients.len());
+        envelope.recipients.push(recipient);
+        "250 2.1.5 recipient ok".into()
+    }
+}
+
+/// True when MAIL carries a SIZE too large for any integer: smtp-proto then reads a wrong
+/// (small) number, so the digits are checked here.
+fn declares_huge_size(line: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(line).to_ascii_uppercase();
+    text.starts_with("MAIL")
+        && text.split_whitespace().any(|word| {
+            word.strip_prefix("SIZE=").is_some_and(|digits| {
+                !digits.is_empty()
+                    && digits.bytes().all(|b| b.is_ascii_digit())
+                    && digits.parse::<u64>().is_err()
+            })
+        })
+}
+
+/// The first MAIL parameter given that this server did not advertise (RFC 5321 4.1.1.11:
+/// 555), such as SMTPUTF8 or the DSN extension's.
+fn unoffered_mail_parameter(from: &MailFrom<String>) -> Option<&'static str> {
+    if from.flags & smtp_proto::MAIL_SMTPUTF8 != 0 {
+        Some("SMTPUTF8")
+    } else if from.flags & !OFFERED_BODY != 0 {
+        Some("that parameter")
+    } else if from.env_id.is_some() || from.mtrk.is_some() {
+        Some("DSN")
+    } else if from.auth.is_some() {
+        Some("AUTH")
+    } else if from.trans_id.is_some()
+        || from.solicit.is_some()
+        || from.by != 0
+        || from.hold_for != 0
+        || from.hold_until != 0
+        || from.mt_priority != 0
+    {
+        Some("that parameter")
+    } else {
+        None
+    }
 }
 
 /// What was wrong, in words safe for a reply line (the parameter comes from the client).
@@ -210,21 +416,50 @@ fn describe(error: &ProtoError) -> String {
     })
 }
 
-async fn receive(gateway: &Gateway, tx: &Transaction, raw: &[u8]) -> Vec<Verdict> {
+/// The verdicts for a finished DATA, one per distinct recipient.
+async fn finish(intake: &Intake, envelope: &Envelope, incoming: Incoming) -> Vec<Verdict> {
+    let max = intake.gateway.config.limits.max_message_size;
+    if incoming.too_large() {
+        let verdict = Verdict::too_large(format!("message is over {max} bytes"));
+        return envelope
+            .recipients
+            .iter()
+            .map(|_| verdict.clone())
+            .collect();
+    }
+    let size = incoming.size();
+    match incoming.into_bytes(&intake.memory).await {
+        Ok((raw, _room)) => receive(intake, envelope, &raw).await,
+        Err(error) => {
+            tracing::error!(%error, size, "cannot keep the message while it arrives");
+            let verdict = Verdict::Deferred {
+                code: 452,
+                status: "4.3.1",
+                text: "insufficient system storage, try again later".into(),
+            };
+            envelope
+                .recipients
+                .iter()
+                .map(|_| verdict.clone())
+                .collect()
+        }
+    }
+}
+
+async fn receive(intake: &Intake, envelope: &Envelope, raw: &[u8]) -> Vec<Verdict> {
     let trace = trace_id();
-    let span = tracing::info_span!("message", trace = %trace, from = %tx.from, size = raw.len());
+    let from = envelope.from.as_ref().map(Mailbox::as_str).unwrap_or("");
+    let span = tracing::info_span!("message", trace = %trace, from = %from, size = raw.len());
     async {
         let mail = mime::extract(raw);
         tracing::info!(
-            message_id = mail.message_id.as_deref().unwrap_or(""),
+            message_id = %escaped(mail.message_id.as_deref().unwrap_or("")),
             parts = mail.parts.len(),
             "received"
         );
-        let verdicts = super::deliver(gateway, &trace, &mail, raw, &tx.recipients).await;
-        match gateway.config.forward() {
-            Ok(Some(target)) => {
-                super::forward(&trace, target, &tx.from, &tx.recipients, raw, verdicts).await
-            }
+        let verdicts = super::deliver(intake, &trace, &mail, raw, envelope).await;
+        match intake.gateway.config.forward() {
+            Ok(Some(target)) => super::forward(&trace, target, envelope, raw, verdicts).await,
             _ => verdicts,
         }
     }
@@ -232,12 +467,12 @@ async fn receive(gateway: &Gateway, tx: &Transaction, raw: &[u8]) -> Vec<Verdict
     .await
 }
 
-/// LMTP: one reply per recipient. SMTP: one reply, the most severe.
-fn answer(protocol: Protocol, verdicts: &[Verdict], out: &mut Vec<u8>) {
+/// LMTP: one reply per accepted RCPT. SMTP: one reply, the most severe.
+fn answer(protocol: Protocol, envelope: &Envelope, verdicts: &[Verdict], out: &mut Vec<u8>) {
     match protocol {
         Protocol::Lmtp => {
-            for verdict in verdicts {
-                out.extend_from_slice(format!("{}\r\n", verdict.reply()).as_bytes());
+            for &index in &envelope.lines {
+                out.extend_from_slice(format!("{}\r\n", verdicts[index].reply()).as_bytes());
             }
         }
         Protocol::Smtp => {
@@ -254,5 +489,39 @@ fn answer(protocol: Protocol, verdicts: &[Verdict], out: &mut Vec<u8>) {
                 out.extend_from_slice(format!("{}\r\n", verdict.reply()).as_bytes());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_beyond_any_integer_are_seen() {
+        assert!(declares_huge_size(
+            b"MAIL FROM:<a@b.example> SIZE=99999999999999999999999\r\n"
+        ));
+        assert!(declares_huge_size(
+            b"mail from:<a@b.example> body=8bitmime size=18446744073709551616\r\n"
+        ));
+        assert!(!declares_huge_size(
+            b"MAIL FROM:<a@b.example> SIZE=18446744073709551615\r\n"
+        ));
+        assert!(!declares_huge_size(
+            b"MAIL FROM:<a@b.example> SIZE=1000\r\n"
+        ));
+        assert!(!declares_huge_size(
+            b"RCPT TO:<SIZE=99999999999999999999999@b>\r\n"
+        ));
+    }
+
+    #[test]
+    fn long_lines_are_dropped_to_their_end() {
+        let (mut line, mut discarding) = (Vec::new(), false);
+        take_partial(&mut line, &mut discarding, &[b'x'; 4000]);
+        take_partial(&mut line, &mut discarding, &[b'x'; 200]);
+        assert!(discarding && line.is_empty());
+        take_partial(&mut line, &mut discarding, b"tail\r\n");
+        assert!(line.is_empty());
     }
 }

@@ -71,10 +71,38 @@ pub fn receive(
     }
 }
 
-/// True when `sender` is the calendar user of this property or its SENT-BY.
-fn speaks_for(sender: &CalAddress, e: &ICalendarEntry) -> bool {
-    entry_address(e).as_ref() == Some(sender)
-        || param_addresses(e, &ICalendarParameterName::SentBy).contains(sender)
+/// True when `sender` is the calendar user of this property, or a SENT-BY of it that the
+/// recipient's stored copy already names for that user: RFC 5546 section 6.1 leaves whom to
+/// trust to the recipient, and a stranger must not make himself a delegate by saying so.
+fn speaks_for(sender: &CalAddress, e: &ICalendarEntry, stored: Option<&Calendar>) -> bool {
+    let Some(user) = entry_address(e) else {
+        return false;
+    };
+    &user == sender
+        || (param_addresses(e, &ICalendarParameterName::SentBy).contains(sender)
+            && stored.is_some_and(|s| names_sent_by(s, &e.name, &user, sender)))
+}
+
+/// True when the stored copy names `delegate` as SENT-BY of `user` on such a property.
+fn names_sent_by(
+    stored: &Calendar,
+    property: &ICalendarProperty,
+    user: &CalAddress,
+    delegate: &CalAddress,
+) -> bool {
+    stored.scheduling().any(|c| {
+        c.props(property).any(|e| {
+            entry_address(e).as_ref() == Some(user)
+                && param_addresses(e, &ICalendarParameterName::SentBy).contains(delegate)
+        })
+    })
+}
+
+/// True when the attendee `delegator`'s own line in a component delegates to `delegate`.
+fn delegates_to(comp: &Component, delegator: &CalAddress, delegate: &CalAddress) -> bool {
+    comp.attendee(delegator).is_some_and(|e| {
+        param_addresses(e, &ICalendarParameterName::DelegatedTo).contains(delegate)
+    })
 }
 
 fn from_organizer(
@@ -94,13 +122,13 @@ fn from_organizer(
     let organizer_entry = message
         .scheduling()
         .find_map(|c| c.prop(&ICalendarProperty::Organizer));
-    let authorized = organizer_entry.is_some_and(|e| speaks_for(sender, e))
+    let authorized = organizer_entry.is_some_and(|e| speaks_for(sender, e, stored))
         || (method == Method::Request && delegated_to_me(ctx, sender, message));
     if !authorized {
         let is_attendee = message
             .scheduling()
             .chain(stored.into_iter().flat_map(|s| s.scheduling()))
-            .any(|c| c.attendees().any(|(_, e)| speaks_for(sender, e)));
+            .any(|c| c.attendees().any(|(_, e)| speaks_for(sender, e, stored)));
         return Err(if is_attendee {
             ItipError::NotOrganizer
         } else {
@@ -380,7 +408,7 @@ fn from_attendee(
         .scheduling()
         .flat_map(|c| {
             c.attendees()
-                .filter(|(_, e)| speaks_for(sender, e))
+                .filter(|(_, e)| speaks_for(sender, e, Some(stored)))
                 .map(|(a, _)| a)
                 .collect::<Vec<_>>()
         })
@@ -390,36 +418,38 @@ fn from_attendee(
     }
     let i_organize = organizer.is_some_and(|o| ctx.is_mine(o));
     if !i_organize {
-        // Only a delegate answering its delegator may REPLY to a non-organizer.
+        // Only a delegate answering its delegator may REPLY to a non-organizer, and only one
+        // the delegator's copy names.
         let my_delegate = method == Method::Reply
             && message.scheduling().any(|c| {
                 c.attendees().any(|(a, e)| {
                     replying.contains(&a)
                         && param_addresses(e, &ICalendarParameterName::DelegatedFrom)
                             .iter()
-                            .any(|d| ctx.is_mine(d))
+                            .any(|d| {
+                                ctx.is_mine(d)
+                                    && stored.scheduling().any(|s| delegates_to(s, d, &a))
+                            })
                 })
             });
         if !my_delegate {
             return Err(ItipError::NotOrganizer);
         }
     }
+    // Someone not on the list answers only as a delegate the stored copy already records
+    // (its delegator's line names it): claiming DELEGATED-FROM is not enough.
     for address in &replying {
-        let known = stored.scheduling().any(|c| c.attendee(address).is_some())
-            || message.scheduling().any(|c| {
-                c.attendee(address).is_some_and(|e| {
-                    param_addresses(e, &ICalendarParameterName::DelegatedFrom)
-                        .iter()
-                        .any(|d| stored.scheduling().any(|s| s.attendee(d).is_some()))
-                })
-            });
+        let known = stored.scheduling().any(|c| {
+            c.attendee(address).is_some()
+                || c.attendees().any(|(d, _)| delegates_to(c, &d, address))
+        });
         if !known {
             return Err(ItipError::UnknownParticipant(address.to_string()));
         }
     }
     match method {
         Method::Reply => Ok(Received::store(apply_reply(
-            stored, message, &replying, i_organize,
+            stored, message, sender, &replying, i_organize,
         ))),
         Method::Refresh => {
             let to = replying
@@ -444,10 +474,12 @@ fn from_attendee(
 
 /// Merges a REPLY into the organizer's copy (RFC 6638 sections 3.2.9 and 3.2.10).
 /// SCHEDULE-STATUS is written only into the organizer's copy; a delegator's copy just
-/// follows its delegate's answer.
+/// follows its delegate's answer. A delegate joins the list only when the delegator itself
+/// sent the REPLY that delegates to it (RFC 5546 4.2.5).
 fn apply_reply(
     stored: &Calendar,
     message: &Calendar,
+    sender: &CalAddress,
     replying: &BTreeSet<CalAddress>,
     organizer_copy: bool,
 ) -> Calendar {
@@ -477,7 +509,8 @@ fn apply_reply(
                             Some(slot) => *slot = answer,
                             None => existing.entries.push(answer),
                         }
-                    } else if delegated_from.iter().any(|d| replying.contains(d))
+                    } else if delegated_from.contains(sender)
+                        && delegates_to(m, sender, &address)
                         && existing.attendee(&address).is_none()
                     {
                         existing.entries.push(e.clone());

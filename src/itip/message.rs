@@ -60,6 +60,19 @@ impl Method {
         }
     }
 
+    /// True for the methods an organizer sends (REQUEST, ADD, CANCEL, PUBLISH,
+    /// DECLINECOUNTER); the others are an attendee's (REPLY, REFRESH, COUNTER).
+    pub fn is_organizers(&self) -> bool {
+        matches!(
+            self,
+            Method::Publish
+                | Method::Request
+                | Method::Add
+                | Method::Cancel
+                | Method::DeclineCounter
+        )
+    }
+
     fn ical(&self) -> ICalendarMethod {
         match self {
             Method::Publish => ICalendarMethod::Publish,

@@ -309,6 +309,57 @@ pub fn restate(ctx: &Context, stored: &Calendar) -> Vec<ItipMessage> {
     }]
 }
 
+/// The calendar users a message from `sender` claims to speak for (RFC 5546 section 1.4):
+/// the ORGANIZER of what organizers send, whoever sent it; for what attendees send, the
+/// ATTENDEEs that are the sender or name it as SENT-BY.
+pub fn voices(method: Method, message: &Calendar, sender: &CalAddress) -> Vec<CalAddress> {
+    use calcard::icalendar::ICalendarParameterName;
+    let mut found: Vec<CalAddress> = if method.is_organizers() {
+        message.scheduling().filter_map(|c| c.organizer()).collect()
+    } else {
+        message
+            .scheduling()
+            .flat_map(|c| {
+                c.attendees()
+                    .filter(|(a, e)| {
+                        a == sender
+                            || calendar::param_addresses(e, &ICalendarParameterName::SentBy)
+                                .contains(sender)
+                    })
+                    .map(|(a, _)| a)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// The attendees whose answer (PARTSTAT) differs between two copies of an object, attendees
+/// that were not there before included: what telling the other attendees would be about.
+pub fn changed_answers(before: &Calendar, after: &Calendar) -> Vec<CalAddress> {
+    let (tz_b, tz_a) = (before.tz_resolver(), after.tz_resolver());
+    let mut changed: Vec<CalAddress> = after
+        .scheduling()
+        .flat_map(|comp| {
+            let earlier = before.instance(&comp.instance_key(&tz_a), &tz_b);
+            comp.attendees()
+                .filter(|(address, entry)| {
+                    earlier
+                        .and_then(|c| c.attendee(address))
+                        .map(build::partstat_of)
+                        != Some(build::partstat_of(entry))
+                })
+                .map(|(address, _)| address)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    changed.sort();
+    changed.dedup();
+    changed
+}
+
 /// True when a REPLY from this message would update a copy the account organizes.
 pub fn organizes(ctx: &Context, stored: &Calendar) -> bool {
     object::inspect(stored)

@@ -8,8 +8,10 @@ pub mod journal;
 mod relay;
 
 use crate::config::Transport;
+use crate::escape::escaped;
 use crate::gateway::{Gateway, now};
-use crate::itip::{self, CalAddress, Calendar, ItipError, Received};
+use crate::itip::{self, Calendar, ItipError, Received};
+use crate::mailbox::Mailbox;
 use crate::mime::{self, OutboundMail};
 use crate::store::{Change, Expect, OutboundMessage, StoreError};
 use journal::Journal;
@@ -125,11 +127,8 @@ impl Worker {
         // newer meanwhile: an update or a CANCEL must not overtake the invitation it follows.
         let mut held = HashSet::new();
         for (id, message) in queue {
-            let recipient = message
-                .to
-                .first()
-                .map(|to| to.to_ascii_lowercase())
-                .unwrap_or_default();
+            // Mailboxes compare without regard to case.
+            let recipient = message.to.first().cloned();
             if in_flight.contains(&id) {
                 held.insert(recipient);
                 continue;
@@ -211,28 +210,39 @@ async fn attempt(
 }
 
 /// Turns due notices into updates for the other attendees: the organizer's current object,
-/// restated once to each, whatever the number of answers that came in meanwhile.
+/// restated once to each, whatever the number of answers that came in meanwhile. Nobody is
+/// told only of its own answer.
 fn send_notices(gateway: &Gateway) -> Result<Option<i64>, StoreError> {
     let mut next_due = None;
-    for (account, uid, due) in gateway.store.notices()? {
-        if due > now() {
-            next_due = Some(next_due.map_or(due, |d: i64| d.min(due)));
+    for notice in gateway.store.notices()? {
+        if notice.due > now() {
+            next_due = Some(next_due.map_or(notice.due, |d: i64| d.min(notice.due)));
             continue;
         }
+        let (account, uid) = (&notice.account, &notice.uid);
         let mut changes = vec![Change::Notified {
             account: account.clone(),
             uid: uid.clone(),
         }];
         if let Some(copy) = gateway
             .store
-            .get(&account, &uid)?
+            .get(account, uid)?
             .and_then(|c| Calendar::parse(&c.text).ok())
         {
-            let addresses = gateway.addresses(&account);
-            let messages = itip::restate(&gateway.context(&addresses), &copy);
+            let addresses = gateway.addresses(account);
+            let mut messages = itip::restate(&gateway.context(&addresses), &copy);
+            if !notice.repliers.is_empty() {
+                for message in &mut messages {
+                    message
+                        .to
+                        .retain(|to| notice.repliers.iter().any(|r| r != to.as_str()));
+                }
+            }
             let trace = crate::gateway::trace_id();
-            let queued = gateway.enqueue(&trace, &account, &messages, &mut changes);
-            tracing::info!(trace, account, uid, queued, "telling the other attendees");
+            let queued = gateway
+                .enqueue(&trace, account, &messages, &mut changes)
+                .queued;
+            tracing::info!(trace, account, uid = %escaped(uid), queued, "telling the other attendees");
         }
         gateway.store.commit(&changes)?;
     }
@@ -243,7 +253,7 @@ async fn deliver(gateway: &Gateway, id: u64, message: &OutboundMessage) -> Outco
     let Some(recipient) = message.to.first() else {
         return Outcome::Failed("5.1", "no recipient".into());
     };
-    if let Some(account) = gateway.account_for(recipient).map(str::to_string) {
+    if let Some(account) = gateway.account_for(recipient.as_str()).map(str::to_string) {
         return deliver_locally(gateway, id, &account, message).await;
     }
     let raw = render(gateway, id, message);
@@ -261,7 +271,7 @@ async fn deliver(gateway: &Gateway, id: u64, message: &OutboundMessage) -> Outco
                 relay::send(
                     &relay,
                     &gateway.config.server.hostname,
-                    &bounce_address(gateway, id),
+                    &dsn::bounce_address(gateway, id),
                     recipient,
                     &raw,
                     timings.relay_timeout,
@@ -271,12 +281,6 @@ async fn deliver(gateway: &Gateway, id: u64, message: &OutboundMessage) -> Outco
             (Err(e), _) | (_, Err(e)) => Outcome::Retry(e.to_string()),
         },
     }
-}
-
-/// The envelope sender: a bounce address that names the queue entry, so that a delivery
-/// status notification can be matched to it.
-pub fn bounce_address(gateway: &Gateway, id: u64) -> String {
-    format!("bounce+{id:016x}@{}", gateway.config.server.hostname)
 }
 
 /// A recipient with an account here gets the message through the engine, as received mail
@@ -290,9 +294,7 @@ async fn deliver_locally(
     let Ok(calendar) = Calendar::parse(&message.calendar) else {
         return Outcome::Failed("5.1", "the queued message does not parse".into());
     };
-    let Some(sender) = CalAddress::from_email(&message.from) else {
-        return Outcome::Failed("5.1", format!("{} is no address", message.from));
-    };
+    let sender = message.from.to_cal_address();
     let addresses = gateway.addresses(account);
     for _ in 0..8 {
         let current = match gateway.store.get(account, &message.uid) {
@@ -310,10 +312,11 @@ async fn deliver_locally(
             Err(e) => return local_refusal(&e),
         };
         let mut changes = Vec::new();
-        let answered =
-            message.method == "REPLY" && copy.as_ref().is_some_and(|c| itip::organizes(&ctx, c));
-        if answered && stored.is_some() {
-            gateway.notice_after_reply(account, &message.uid, &mut changes);
+        if let (Some(before), Some(after)) = (&copy, &stored)
+            && message.method == "REPLY"
+            && itip::organizes(&ctx, before)
+        {
+            gateway.notice_changed_answers(account, &message.uid, before, after, &mut changes);
         }
         if let Some(next) = stored {
             let expect = current
@@ -477,7 +480,7 @@ pub fn status_change(
     let Ok(copy) = Calendar::parse(&current.text) else {
         return Ok(None);
     };
-    let Some(recipient) = message.to.first().and_then(|t| CalAddress::from_email(t)) else {
+    let Some(recipient) = message.to.first().map(Mailbox::to_cal_address) else {
         return Ok(None);
     };
     Ok(
@@ -492,17 +495,18 @@ pub fn status_change(
 
 /// The mail for a queued message.
 pub fn render(gateway: &Gateway, id: u64, message: &OutboundMessage) -> Vec<u8> {
-    let readable = mime::readable(&message.summary, &message.from, &gateway.config.templates);
-    let message_id = format!(
-        "{id:016x}.{}@{}",
-        message.queued_at, gateway.config.server.hostname
+    let readable = mime::readable(
+        &message.summary,
+        message.from.as_str(),
+        &gateway.config.templates,
     );
+    let message_id = dsn::message_id(gateway, id);
     let from_name = message
         .summary
         .organizer
         .iter()
         .chain(&message.summary.attendees)
-        .find(|p| p.email.eq_ignore_ascii_case(&message.from))
+        .find(|p| p.email.eq_ignore_ascii_case(message.from.as_str()))
         .and_then(|p| p.name.as_deref());
     mime::render(&OutboundMail {
         message_id: &message_id,

@@ -3,6 +3,7 @@
 
 use super::Outcome;
 use crate::config::Relay;
+use crate::mailbox::Mailbox;
 use mail_send::SmtpClientBuilder;
 use mail_send::smtp::message::Message;
 use std::time::Duration;
@@ -11,8 +12,8 @@ use std::time::Duration;
 pub async fn send(
     relay: &Relay,
     hostname: &str,
-    envelope_from: &str,
-    recipient: &str,
+    envelope_from: &Mailbox,
+    recipient: &Mailbox,
     raw: &[u8],
     timeout: Duration,
 ) -> Outcome {
@@ -23,7 +24,8 @@ pub async fn send(
     if let Some((user, password)) = &relay.credentials {
         builder = builder.credentials((user.clone(), password.clone()));
     }
-    let message = Message::new(envelope_from, [recipient], raw);
+    // Mailboxes hold nothing that could end or split a command: the relay sees no raw text.
+    let message = Message::new(envelope_from.as_str(), [recipient.as_str()], raw);
     // mail-send applies its timeout to each step; the whole attempt is bounded too, so a relay
     // that answers every step slowly cannot hold a delivery slot for longer than `timeout`.
     let attempt = async {

@@ -7,6 +7,7 @@ mod sled_store;
 pub use durability::Durability;
 pub use sled_store::SledStore;
 
+use crate::mailbox::Mailbox;
 use serde::{Deserialize, Serialize};
 
 /// Largest value a commit may carry. sled 0.34 writes values above its blob threshold
@@ -74,10 +75,10 @@ pub struct OutboundMessage {
     pub uid: String,
     /// METHOD.
     pub method: String,
-    /// The organizer or replying attendee (an email address).
-    pub from: String,
-    /// Recipient email addresses.
-    pub to: Vec<String>,
+    /// The organizer or replying attendee.
+    pub from: Mailbox,
+    /// The recipient (one per entry, so that each has its own fate).
+    pub to: Vec<Mailbox>,
     /// What the readable part of the mail says.
     #[serde(default)]
     pub summary: MailSummary,
@@ -183,7 +184,8 @@ pub enum Change {
     /// Forget a sent message (its bounce arrived).
     ForgetSent(u64),
     /// Tell the other attendees of an organizer's object about its answers, at `due`
-    /// (seconds since the epoch); an earlier pending notice for the object wins.
+    /// (seconds since the epoch); an earlier pending notice for the object keeps its time and
+    /// gains these repliers.
     Notify {
         /// The organizer's account.
         account: String,
@@ -191,6 +193,19 @@ pub enum Change {
         uid: String,
         /// When.
         due: i64,
+        /// The attendees whose answers changed (calendar user addresses).
+        repliers: Vec<String>,
+    },
+    /// An organizer answered an attendee's REFRESH at `at` (for the rate limit).
+    Refreshed {
+        /// The organizer's account.
+        account: String,
+        /// UID.
+        uid: String,
+        /// The attendee's calendar user address.
+        attendee: String,
+        /// Seconds since the epoch.
+        at: i64,
     },
     /// The notice for an object was sent.
     Notified {
@@ -212,6 +227,19 @@ pub enum Change {
     },
 }
 
+/// A pending notice to the attendees of an organizer's object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// The organizer's account.
+    pub account: String,
+    /// UID.
+    pub uid: String,
+    /// When it is due, seconds since the epoch.
+    pub due: i64,
+    /// The attendees whose answers it tells (empty when not recorded).
+    pub repliers: Vec<String>,
+}
+
 /// The store's interface. Every method is blocking; callers run them off the async
 /// executor.
 pub trait Store: Send + Sync + 'static {
@@ -228,14 +256,24 @@ pub trait Store: Send + Sync + 'static {
     fn outbox(&self) -> Result<Vec<(u64, OutboundMessage)>, StoreError>;
     /// Removes a queued message.
     fn outbox_remove(&self, id: u64) -> Result<(), StoreError>;
-    /// Pending notices (account, UID, due), soonest first.
-    fn notices(&self) -> Result<Vec<(String, String, i64)>, StoreError>;
+    /// Pending notices, soonest first.
+    fn notices(&self) -> Result<Vec<Notice>, StoreError>;
+    /// When the organizer last answered this attendee's REFRESH for this object.
+    fn refreshed(
+        &self,
+        account: &str,
+        uid: &str,
+        attendee: &str,
+    ) -> Result<Option<i64>, StoreError>;
     /// A message the relay accepted, by queue id.
     fn sent(&self, id: u64) -> Result<Option<OutboundMessage>, StoreError>;
     /// COUNTER proposals kept for an account.
     fn counters(&self, account: &str) -> Result<Vec<(String, String)>, StoreError>;
     /// Bytes on disk.
     fn size_on_disk(&self) -> Result<u64, StoreError>;
+    /// A random secret made when the store was created and kept with it: it keys what must
+    /// be unguessable from outside (bounce addresses, Message-IDs).
+    fn secret(&self) -> [u8; 32];
     /// Makes everything committed so far survive a power cut; returns the generation synced.
     fn sync(&self) -> Result<u64, StoreError>;
     /// Counts reopenings after failures: a commit is durable only when a sync of the generation

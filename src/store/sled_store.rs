@@ -1,6 +1,6 @@
 //! The embedded backend: sled 0.34.7.
 
-use super::{Change, Expect, MAX_VALUE, OutboundMessage, Store, StoreError, StoredObject};
+use super::{Change, Expect, MAX_VALUE, Notice, OutboundMessage, Store, StoreError, StoredObject};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use std::fs::File;
@@ -17,6 +17,7 @@ const FORMAT: &str = "imipd-1";
 pub struct SledStore {
     dir: PathBuf,
     state: RwLock<State>,
+    secret: [u8; 32],
 }
 
 /// The open database, or why there is none.
@@ -37,6 +38,7 @@ struct Trees {
     counters: sled::Tree,
     sent: sled::Tree,
     notices: sled::Tree,
+    refreshed: sled::Tree,
     log: File,
     dir: PathBuf,
 }
@@ -65,7 +67,9 @@ impl SledStore {
     /// Opens (or creates) the store in a folder and checks its format.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let trees = Trees::open(dir, 0)?;
+        let secret = trees.secret()?;
         Ok(SledStore {
+            secret,
             dir: dir.to_path_buf(),
             state: RwLock::new(State {
                 trees: Some(Arc::new(trees)),
@@ -170,6 +174,7 @@ impl Trees {
             counters: db.open_tree("counters").map_err(unavailable)?,
             sent: db.open_tree("sent").map_err(unavailable)?,
             notices: db.open_tree("notices").map_err(unavailable)?,
+            refreshed: db.open_tree("refreshed").map_err(unavailable)?,
             db,
             log,
             dir: dir.to_path_buf(),
@@ -178,6 +183,21 @@ impl Trees {
 }
 
 impl Trees {
+    /// The store's secret, made (and flushed) on first use.
+    fn secret(&self) -> Result<[u8; 32], StoreError> {
+        let meta = self.db.open_tree("meta").map_err(unavailable)?;
+        if let Some(found) = meta.get("secret").map_err(unavailable)?
+            && let Ok(secret) = <[u8; 32]>::try_from(found.as_ref())
+        {
+            return Ok(secret);
+        }
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(unavailable)?;
+        meta.insert("secret", &secret).map_err(unavailable)?;
+        self.sync()?;
+        Ok(secret)
+    }
+
     fn get(&self, account: &str, uid: &str) -> Result<Option<StoredObject>, StoreError> {
         Ok(self
             .objects
@@ -224,71 +244,104 @@ impl Trees {
             &self.counters,
             &self.sent,
             &self.notices,
+            &self.refreshed,
         )
-            .transaction(|(objects, outbox, seen, counters, sent, notices)| {
-                for (change, id) in changes.iter().zip(&ids) {
-                    match change {
-                        Change::Put {
-                            account,
-                            uid,
-                            text,
-                            expect,
-                        } => {
-                            let key = object_key(account, uid);
-                            check(expect, objects.get(&key)?)?;
-                            let mut value = id.to_be_bytes().to_vec();
-                            value.extend_from_slice(text.as_bytes());
-                            objects.insert(key, value)?;
-                        }
-                        Change::Delete {
-                            account,
-                            uid,
-                            expect,
-                        } => {
-                            let key = object_key(account, uid);
-                            check(expect, objects.get(&key)?)?;
-                            objects.remove(key)?;
-                        }
-                        Change::Enqueue(message) => {
-                            let value = serde_json::to_vec(message).expect("a message serializes");
-                            outbox.insert(&id.to_be_bytes(), value)?;
-                        }
-                        Change::Dequeue(queued) => {
-                            outbox.remove(&queued.to_be_bytes())?;
-                        }
-                        Change::Requeue(queued, message) => {
-                            let value = serde_json::to_vec(message).expect("a message serializes");
-                            outbox.insert(&queued.to_be_bytes(), value)?;
-                        }
-                        Change::Sent(queued, message) => {
-                            let value = serde_json::to_vec(message).expect("a message serializes");
-                            sent.insert(&queued.to_be_bytes(), value)?;
-                        }
-                        Change::ForgetSent(queued) => {
-                            sent.remove(&queued.to_be_bytes())?;
-                        }
-                        Change::Notify { account, uid, due } => {
-                            let key = object_key(account, uid);
-                            if notices.get(&key)?.is_none() {
-                                notices.insert(key, &due.to_be_bytes())?;
+            .transaction(
+                |(objects, outbox, seen, counters, sent, notices, refreshed)| {
+                    for (change, id) in changes.iter().zip(&ids) {
+                        match change {
+                            Change::Put {
+                                account,
+                                uid,
+                                text,
+                                expect,
+                            } => {
+                                let key = object_key(account, uid);
+                                check(expect, objects.get(&key)?)?;
+                                let mut value = id.to_be_bytes().to_vec();
+                                value.extend_from_slice(text.as_bytes());
+                                objects.insert(key, value)?;
+                            }
+                            Change::Delete {
+                                account,
+                                uid,
+                                expect,
+                            } => {
+                                let key = object_key(account, uid);
+                                check(expect, objects.get(&key)?)?;
+                                objects.remove(key)?;
+                            }
+                            Change::Enqueue(message) => {
+                                let value =
+                                    serde_json::to_vec(message).expect("a message serializes");
+                                outbox.insert(&id.to_be_bytes(), value)?;
+                            }
+                            Change::Dequeue(queued) => {
+                                outbox.remove(&queued.to_be_bytes())?;
+                            }
+                            Change::Requeue(queued, message) => {
+                                let value =
+                                    serde_json::to_vec(message).expect("a message serializes");
+                                outbox.insert(&queued.to_be_bytes(), value)?;
+                            }
+                            Change::Sent(queued, message) => {
+                                let value =
+                                    serde_json::to_vec(message).expect("a message serializes");
+                                sent.insert(&queued.to_be_bytes(), value)?;
+                            }
+                            Change::ForgetSent(queued) => {
+                                sent.remove(&queued.to_be_bytes())?;
+                            }
+                            Change::Notify {
+                                account,
+                                uid,
+                                due,
+                                repliers,
+                            } => {
+                                let key = object_key(account, uid);
+                                let (due, mut all) = match notices.get(&key)? {
+                                    Some(value) => {
+                                        notice_value(&value).unwrap_or((*due, Vec::new()))
+                                    }
+                                    None => (*due, Vec::new()),
+                                };
+                                for replier in repliers {
+                                    if !all.contains(replier) {
+                                        all.push(replier.clone());
+                                    }
+                                }
+                                let mut value = due.to_be_bytes().to_vec();
+                                value.extend(serde_json::to_vec(&all).expect("strings serialize"));
+                                notices.insert(key, value)?;
+                            }
+                            Change::Refreshed {
+                                account,
+                                uid,
+                                attendee,
+                                at,
+                            } => {
+                                let mut key = object_key(account, uid);
+                                key.push(0);
+                                key.extend_from_slice(attendee.as_bytes());
+                                refreshed.insert(key, &at.to_be_bytes())?;
+                            }
+                            Change::Notified { account, uid } => {
+                                notices.remove(object_key(account, uid))?;
+                            }
+                            Change::Seen(key) => {
+                                seen.insert(key.as_slice(), &id.to_be_bytes())?;
+                            }
+                            Change::Counter { account, uid, text } => {
+                                let mut key = object_key(account, uid);
+                                key.push(0);
+                                key.extend_from_slice(&id.to_be_bytes());
+                                counters.insert(key, text.as_bytes())?;
                             }
                         }
-                        Change::Notified { account, uid } => {
-                            notices.remove(object_key(account, uid))?;
-                        }
-                        Change::Seen(key) => {
-                            seen.insert(key.as_slice(), &id.to_be_bytes())?;
-                        }
-                        Change::Counter { account, uid, text } => {
-                            let mut key = object_key(account, uid);
-                            key.push(0);
-                            key.extend_from_slice(&id.to_be_bytes());
-                            counters.insert(key, text.as_bytes())?;
-                        }
                     }
-                }
-                Ok(())
-            });
+                    Ok(())
+                },
+            );
         match result {
             Ok(()) => Ok(ids),
             Err(TransactionError::Abort(e)) => Err(e),
@@ -301,8 +354,14 @@ impl Trees {
         for item in self.outbox.iter() {
             let (key, value) = item.map_err(unavailable)?;
             let id = u64::from_be_bytes(key.as_ref().try_into().map_err(unavailable)?);
-            let message = serde_json::from_slice(&value).map_err(unavailable)?;
-            out.push((id, message));
+            // An entry an earlier version queued for what is no mailbox is never sent; it must
+            // not make the store look broken either.
+            match serde_json::from_slice(&value) {
+                Ok(message) => out.push((id, message)),
+                Err(error) => {
+                    tracing::error!(id, %error, "outbound queue entry unreadable; skipped")
+                }
+            }
         }
         Ok(out)
     }
@@ -312,25 +371,46 @@ impl Trees {
         Ok(())
     }
 
-    fn notices(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+    fn notices(&self) -> Result<Vec<Notice>, StoreError> {
         let mut out = Vec::new();
         for item in self.notices.iter() {
             let (key, value) = item.map_err(unavailable)?;
             let mut fields = key.splitn(2, |b| *b == 0);
             let account = String::from_utf8_lossy(fields.next().unwrap_or_default()).into_owned();
             let uid = String::from_utf8_lossy(fields.next().unwrap_or_default()).into_owned();
-            let due = i64::from_be_bytes(value.as_ref().try_into().map_err(unavailable)?);
-            out.push((account, uid, due));
+            let (due, repliers) = notice_value(&value).ok_or_else(|| unavailable("notice"))?;
+            out.push(Notice {
+                account,
+                uid,
+                due,
+                repliers,
+            });
         }
-        out.sort_by_key(|(_, _, due)| *due);
+        out.sort_by_key(|n| n.due);
         Ok(out)
+    }
+
+    fn refreshed(
+        &self,
+        account: &str,
+        uid: &str,
+        attendee: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut key = object_key(account, uid);
+        key.push(0);
+        key.extend_from_slice(attendee.as_bytes());
+        Ok(self
+            .refreshed
+            .get(key)
+            .map_err(unavailable)?
+            .and_then(|v| Some(i64::from_be_bytes(v.as_ref().try_into().ok()?))))
     }
 
     fn sent(&self, id: u64) -> Result<Option<OutboundMessage>, StoreError> {
         match self.sent.get(id.to_be_bytes()).map_err(unavailable)? {
-            Some(value) => serde_json::from_slice(&value)
-                .map(Some)
-                .map_err(unavailable),
+            Some(value) => Ok(serde_json::from_slice(&value)
+                .inspect_err(|error| tracing::error!(id, %error, "sent record unreadable"))
+                .ok()),
             None => Ok(None),
         }
     }
@@ -388,8 +468,16 @@ impl Store for SledStore {
     fn outbox_remove(&self, id: u64) -> Result<(), StoreError> {
         self.with(|t| t.outbox_remove(id))
     }
-    fn notices(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+    fn notices(&self) -> Result<Vec<Notice>, StoreError> {
         self.with(|t| t.notices())
+    }
+    fn refreshed(
+        &self,
+        account: &str,
+        uid: &str,
+        attendee: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        self.with(|t| t.refreshed(account, uid, attendee))
     }
     fn sent(&self, id: u64) -> Result<Option<OutboundMessage>, StoreError> {
         self.with(|t| t.sent(id))
@@ -400,6 +488,9 @@ impl Store for SledStore {
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.with(|t| t.size_on_disk())
     }
+    fn secret(&self) -> [u8; 32] {
+        self.secret
+    }
     fn sync(&self) -> Result<u64, StoreError> {
         self.with(|t| t.sync())
     }
@@ -409,6 +500,18 @@ impl Store for SledStore {
             .unwrap_or_else(|e| e.into_inner())
             .generation
     }
+}
+
+/// A notice's value: its due time, then (since repliers are recorded) their JSON list.
+fn notice_value(value: &[u8]) -> Option<(i64, Vec<String>)> {
+    let (due, rest) = value.split_at_checked(8)?;
+    let due = i64::from_be_bytes(due.try_into().ok()?);
+    let repliers = if rest.is_empty() {
+        Vec::new()
+    } else {
+        serde_json::from_slice(rest).ok()?
+    };
+    Some((due, repliers))
 }
 
 fn check(

@@ -270,6 +270,10 @@ impl Daemon {
 pub struct FakeRelay {
     pub port: u16,
     pub accepted: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    /// Every command line received, raw, in order (DATA content excluded).
+    pub commands: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    /// (recipient, MAIL FROM address) of each accepted message.
+    pub senders: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
     /// Connections held open in the middle of DATA right now (recipient `stall@`, once).
     pub stalled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -284,25 +288,48 @@ impl FakeRelay {
         let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let commands = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let senders = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = std::sync::Arc::new(std::sync::Mutex::new(HashSet::new()));
         let stalled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let record = accepted.clone();
-        let stalling = stalled.clone();
+        let recorder = Recorder {
+            accepted: accepted.clone(),
+            commands: commands.clone(),
+            senders: senders.clone(),
+            seen,
+            stalled: stalled.clone(),
+        };
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let record = record.clone();
-                let seen = seen.clone();
-                let stalling = stalling.clone();
+                let recorder = recorder.clone();
                 std::thread::spawn(move || {
-                    let _ = serve_fake(stream, &record, &seen, &stalling);
+                    let _ = serve_fake(stream, &recorder);
                 });
             }
         });
         FakeRelay {
             port,
             accepted,
+            commands,
+            senders,
             stalled,
         }
+    }
+
+    /// The envelope sender (MAIL FROM) of the messages accepted for a recipient.
+    pub fn envelope_senders(&self, recipient: &str) -> Vec<String> {
+        self.senders
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(r, _)| r == recipient)
+            .map(|(_, f)| f.clone())
+            .collect()
+    }
+
+    /// The raw command lines received so far.
+    pub fn command_lines(&self) -> Vec<Vec<u8>> {
+        self.commands.lock().unwrap().clone()
     }
 
     /// Accepted messages for a recipient.
@@ -317,29 +344,39 @@ impl FakeRelay {
     }
 }
 
-fn serve_fake(
-    stream: TcpStream,
-    record: &std::sync::Mutex<Vec<(String, String)>>,
-    seen: &std::sync::Mutex<HashSet<String>>,
-    stalled: &std::sync::atomic::AtomicUsize,
-) -> std::io::Result<()> {
+/// What the fake relay's sessions share and record.
+#[derive(Clone)]
+struct Recorder {
+    accepted: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    commands: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    senders: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    seen: std::sync::Arc<std::sync::Mutex<HashSet<String>>>,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+fn serve_fake(stream: TcpStream, recorder: &Recorder) -> std::io::Result<()> {
     use std::sync::atomic::Ordering::SeqCst;
+    let (record, stalled) = (&recorder.accepted, &recorder.stalled);
     // `flaky` and `stall` misbehave the first time only.
-    let first = |local: &str| seen.lock().unwrap().insert(local.to_string());
+    let first = |local: &str| recorder.seen.lock().unwrap().insert(local.to_string());
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
     writer.write_all(b"220 relay.test ESMTP\r\n")?;
     let mut recipients = Vec::new();
+    let mut sender = String::new();
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
+        let mut raw = Vec::new();
+        if reader.read_until(b'\n', &mut raw)? == 0 {
             return Ok(());
         }
+        recorder.commands.lock().unwrap().push(raw.clone());
+        let line = String::from_utf8_lossy(&raw).into_owned();
         let upper = line.to_ascii_uppercase();
         if upper.starts_with("EHLO") || upper.starts_with("HELO") {
             writer.write_all(b"250-relay.test\r\n250 8BITMIME\r\n")?;
         } else if upper.starts_with("MAIL FROM") {
             recipients.clear();
+            sender = line.split(['<', '>']).nth(1).unwrap_or("").to_string();
             writer.write_all(b"250 2.1.0 ok\r\n")?;
         } else if upper.starts_with("RCPT TO") {
             let address = line.split(['<', '>']).nth(1).unwrap_or("").to_lowercase();
@@ -369,6 +406,11 @@ fn serve_fake(
                 return Ok(());
             };
             for r in recipients.drain(..) {
+                recorder
+                    .senders
+                    .lock()
+                    .unwrap()
+                    .push((r.clone(), sender.clone()));
                 record.lock().unwrap().push((r, body.clone()));
             }
             writer.write_all(b"250 2.0.0 queued\r\n")?;
