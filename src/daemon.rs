@@ -7,8 +7,9 @@ use crate::store::{SledStore, StoreError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 /// Why the daemon could not start or stopped.
@@ -40,6 +41,7 @@ pub enum DaemonError {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn serve(config: Config) -> Result<(), DaemonError> {
     let listeners = config.listeners()?;
+    raise_open_files(&config);
     let store = SledStore::open(&config.server.data_dir).map_err(|source| DaemonError::Store {
         dir: config.server.data_dir.clone(),
         source,
@@ -73,15 +75,21 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
                 source,
             })?;
         tracing::info!(%address, "listening (http)");
-        let mut shutdown = stopped.clone();
-        let router = crate::http::router(gateway.clone());
-        tasks.spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = shutdown.changed().await;
-                })
-                .await;
-        });
+        let api = Arc::new(crate::http::Api::new(gateway.clone()));
+        let config = &gateway.config;
+        let limits = crate::http::serve::Limits {
+            request_timeout: config.http.request_timeout,
+            idle_timeout: config.http.idle_timeout,
+            max_connections: config.limits.max_connections,
+            max_body: api.max_body(),
+        };
+        let router = crate::http::router(api);
+        tasks.spawn(crate::http::serve::run(
+            listener,
+            router,
+            limits,
+            stopped.clone(),
+        ));
     }
     tasks.spawn(crate::outbound::run(gateway.clone(), stopped.clone()));
     tracing::info!(data_dir = %gateway.config.server.data_dir.display(), "ready");
@@ -105,20 +113,31 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     Ok(())
 }
 
+/// Accepts LMTP/SMTP clients up to `limits.max_connections`; past it, a client is told
+/// `421 4.7.0` and closed, so that it retries later instead of waiting for a greeting.
 async fn accept(
     intake: Arc<crate::inbound::Intake>,
     listener: TcpListener,
     protocol: Protocol,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let open = Arc::new(Semaphore::new(intake.gateway.config.limits.max_connections));
     let mut sessions = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let peer = stream.peer_addr().map(|p| p.to_string()).unwrap_or_default();
-                    sessions.spawn(session::serve(intake.clone(), stream, peer, protocol, stopped.clone()));
+                    let Ok(slot) = open.clone().try_acquire_owned() else {
+                        let host = intake.gateway.config.server.hostname.clone();
+                        sessions.spawn(turn_away(stream, peer, host));
+                        continue;
+                    };
+                    let session = session::serve(intake.clone(), stream, peer.to_string(), protocol, stopped.clone());
+                    sessions.spawn(async move {
+                        session.await;
+                        drop(slot);
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -131,6 +150,40 @@ async fn accept(
     }
     drop(listener);
     while sessions.join_next().await.is_some() {}
+}
+
+/// Over the cap: `421 4.7.0` (RFC 5321 3.8) and the door closed.
+async fn turn_away(mut stream: TcpStream, peer: std::net::SocketAddr, host: String) {
+    tracing::warn!(%peer, "limits.max_connections reached; turned away");
+    let reply = format!("421 4.7.0 {host} too many connections, try again later\r\n");
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(reply.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+/// Raises the soft limit of open files to the hard one, and says so when the connection caps
+/// could still not all be met: with no descriptor left, a new client gets no greeting at all.
+fn raise_open_files(config: &Config) {
+    let listeners = [
+        &config.lmtp.listen,
+        &config.smtp.listen,
+        &config.http.listen,
+    ]
+    .iter()
+    .filter(|l| !l.trim().is_empty())
+    .count() as u64;
+    let needed = listeners * config.limits.max_connections as u64 + 256;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < needed => tracing::warn!(
+            limit,
+            needed,
+            "the open-files limit is below what limits.max_connections allows; raise LimitNOFILE"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
 }
 
 /// Tells systemd (Type=notify) about readiness, when it is listening: a datagram to

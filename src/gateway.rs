@@ -29,8 +29,6 @@ pub struct Gateway {
     pub outbox_ready: Notify,
     /// Counters for `GET /metrics`.
     pub metrics: crate::metrics::Metrics,
-    /// Credentials argon2 has verified lately.
-    pub credentials: crate::http::Credentials,
 }
 
 /// A client's precondition (RFC 7232).
@@ -323,7 +321,6 @@ impl Gateway {
             durability,
             outbox_ready: Notify::new(),
             metrics: Default::default(),
-            credentials: Default::default(),
         }
     }
 

@@ -814,3 +814,274 @@ fn client_text_cannot_forge_log_lines() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// 6. Timeouts, connection limits, memory
+// ---------------------------------------------------------------------------------------
+
+/// Reads until the server closes (or 10 s pass); returns what it said.
+fn until_closed(stream: &mut TcpStream) -> String {
+    use std::io::Read;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return String::from_utf8_lossy(&out).into_owned(),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => return format!("{}(still open)", String::from_utf8_lossy(&out)),
+        }
+    }
+}
+
+fn lmtp_client(daemon: &Daemon) -> TcpStream {
+    TcpStream::connect(("127.0.0.1", daemon.lmtp)).unwrap()
+}
+
+/// Writes `bytes` one at a time, `gap` apart, while the server keeps the connection open.
+fn trickle(stream: &mut TcpStream, bytes: &[u8], gap: Duration) {
+    for b in bytes {
+        if stream.write_all(&[*b]).is_err() {
+            return;
+        }
+        std::thread::sleep(gap);
+    }
+}
+
+#[test]
+fn silent_and_slow_lmtp_clients_are_cut_off() {
+    let daemon = Daemon::start_with(
+        "slow-lmtp",
+        &format!(
+            "{}[limits]\ncommand_timeout = \"1s\"\ndata_timeout = \"2s\"\n",
+            accounts()
+        ),
+    );
+    // Silent after the greeting.
+    let mut idle = lmtp_client(&daemon);
+    let said = until_closed(&mut idle);
+    assert!(said.contains("421 4.4.2"), "{said:?}");
+    // A command line that never ends, one byte every 300 ms.
+    let mut endless = lmtp_client(&daemon);
+    let writer = {
+        let mut stream = endless.try_clone().unwrap();
+        std::thread::spawn(move || trickle(&mut stream, &[b'N'; 40], Duration::from_millis(300)))
+    };
+    let said = until_closed(&mut endless);
+    assert!(said.contains("421 4.4.2"), "{said:?}");
+    writer.join().unwrap();
+    // DATA at one byte every 300 ms.
+    let mut slow = lmtp_client(&daemon);
+    slow.write_all(
+        b"LHLO t\r\nMAIL FROM:<olga@partner.example>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n",
+    )
+    .unwrap();
+    let writer = {
+        let mut stream = slow.try_clone().unwrap();
+        std::thread::spawn(move || trickle(&mut stream, &[b'x'; 40], Duration::from_millis(300)))
+    };
+    let said = until_closed(&mut slow);
+    assert!(
+        said.contains("354") && said.contains("421 4.4.2"),
+        "{said:?}"
+    );
+    writer.join().unwrap();
+    // Whoever keeps to the deadlines is served as before.
+    let message = mail(
+        "From: olga@partner.example\nMessage-ID: <t1@partner.example>",
+        "REQUEST",
+        &olgas_request("slow-1", 0),
+    );
+    assert!(daemon.lmtp("olga@partner.example", &[BOB], &message)[0].starts_with("250"));
+}
+
+/// Sends a raw HTTP request; returns the response (or what was there when it closed).
+fn http_raw(daemon: &Daemon, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", daemon.http)).unwrap();
+    stream.write_all(request).unwrap();
+    until_closed(&mut stream)
+}
+
+#[test]
+fn slow_and_idle_http_clients_are_closed() {
+    let daemon = Daemon::start_sections(
+        "slow-http",
+        &accounts(),
+        "",
+        "request_timeout = \"1s\"\nidle_timeout = \"2s\"\n",
+    );
+    let get = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+    // Connected and silent: closed after the idle timeout.
+    let said = http_raw(&daemon, b"");
+    assert!(!said.contains("still open"), "{said:?}");
+    // Headers, one line every 400 ms: never whole within the request timeout.
+    let mut stream = TcpStream::connect(("127.0.0.1", daemon.http)).unwrap();
+    let writer = {
+        let mut stream = stream.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for line in ["GET /metrics HTTP/1.1\r\n", "Host: x\r\n"]
+                .into_iter()
+                .chain(std::iter::repeat_n("X-Slow: y\r\n", 20))
+            {
+                if stream.write_all(line.as_bytes()).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(400));
+            }
+        })
+    };
+    let said = until_closed(&mut stream);
+    assert!(
+        !said.contains("still open") && !said.contains("200 OK"),
+        "{said:?}"
+    );
+    writer.join().unwrap();
+    // A body that trickles in: 408.
+    let mut stream = TcpStream::connect(("127.0.0.1", daemon.http)).unwrap();
+    stream
+        .write_all(
+            b"POST /explain?to=bob@example.com HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n",
+        )
+        .unwrap();
+    let writer = {
+        let mut stream = stream.try_clone().unwrap();
+        std::thread::spawn(move || trickle(&mut stream, &[b'x'; 50], Duration::from_millis(200)))
+    };
+    let said = until_closed(&mut stream);
+    assert!(said.starts_with("HTTP/1.1 408"), "{said:?}");
+    writer.join().unwrap();
+    // A kept-alive connection is answered, then closed once idle too long.
+    let said = http_raw(&daemon, get);
+    assert!(said.starts_with("HTTP/1.1 200"), "{said:?}");
+    assert!(!said.contains("still open"), "{said:?}");
+}
+
+#[test]
+fn connections_past_the_cap_are_turned_away() {
+    let daemon = Daemon::start_with(
+        "cap",
+        &format!("{}[limits]\nmax_connections = 3\n", accounts()),
+    );
+    let greeting = |stream: &mut TcpStream| {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(stream.try_clone().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        line
+    };
+    // The start-up probe's connections are let go first.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut held: Vec<TcpStream> = (0..3).map(|_| lmtp_client(&daemon)).collect();
+    for stream in &mut held {
+        assert!(greeting(stream).starts_with("220"));
+    }
+    let mut extra = lmtp_client(&daemon);
+    let said = until_closed(&mut extra);
+    assert!(said.starts_with("421 4.7.0"), "{said:?}");
+    // A slot that comes free is given to the next client.
+    drop(held.pop());
+    assert!(eventually(|| {
+        let mut again = lmtp_client(&daemon);
+        greeting(&mut again).starts_with("220")
+    }));
+    // HTTP has its own cap.
+    let idle: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(("127.0.0.1", daemon.http)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let said = http_raw(&daemon, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(said.starts_with("HTTP/1.1 503"), "{said:?}");
+    drop(idle);
+}
+
+/// Resident memory of the daemon, in KiB.
+fn rss_kib(daemon: &Daemon) -> u64 {
+    let pid = daemon.child.as_ref().unwrap().id();
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn many_sessions_with_large_unfinished_messages_hold_little_memory() {
+    let daemon = Daemon::start_with("memory", &accounts());
+    let before = rss_kib(&daemon);
+    let chunk = vec![b'x'; 1024 * 1024];
+    let sessions: Vec<std::thread::JoinHandle<TcpStream>> = (0..16)
+        .map(|_| {
+            let mut stream = lmtp_client(&daemon);
+            let chunk = chunk.clone();
+            std::thread::spawn(move || {
+                stream
+                    .write_all(b"LHLO t\r\nMAIL FROM:<olga@partner.example>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n")
+                    .unwrap();
+                stream.write_all(b"Subject: big\r\n\r\n").unwrap();
+                for _ in 0..20 {
+                    stream.write_all(&chunk).unwrap();
+                }
+                stream
+            })
+        })
+        .collect();
+    let open: Vec<TcpStream> = sessions.into_iter().map(|s| s.join().unwrap()).collect();
+    // Everything written has been read by the daemon once its queue of bytes is empty.
+    std::thread::sleep(Duration::from_millis(500));
+    let grown = rss_kib(&daemon).saturating_sub(before);
+    drop(open);
+    assert!(
+        grown < 64 * 1024,
+        "16 sessions of 20 MB unfinished DATA grew RSS by {grown} KiB"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. Password guessing
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn password_guessing_is_logged_and_slowed_down() {
+    let daemon = Daemon::start_with("guessing", &accounts());
+    let attempt = |user: &str, password: &str| {
+        use base64::Engine;
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        http_raw(
+            &daemon,
+            format!(
+                "GET /calendars/{user} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Basic {auth}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+    };
+    for n in 0..5 {
+        let said = attempt(ALICE, &format!("guess{n}"));
+        assert!(said.starts_with("HTTP/1.1 401"), "{said:?}");
+    }
+    // An unknown account is refused exactly like a wrong password.
+    let said = attempt("nobody@example.com", "guess");
+    assert!(said.starts_with("HTTP/1.1 401"), "{said:?}");
+    // Now the peer waits, even with the right password.
+    let said = attempt(ALICE, "secret");
+    assert!(said.starts_with("HTTP/1.1 429"), "{said:?}");
+    assert!(said.to_lowercase().contains("retry-after:"), "{said:?}");
+    // LMTP is served meanwhile.
+    let replies = converse(&daemon, &["LHLO t", "NOOP", "QUIT"]);
+    assert!(replies[2].starts_with("250"), "{replies:?}");
+    let log = daemon.log();
+    let failures = log
+        .lines()
+        .filter(|l| l.contains("authentication failed"))
+        .count();
+    assert!(failures >= 6, "{log}");
+    assert!(
+        log.contains("user=nobody@example.com") && log.contains("peer=Some(127.0.0.1)"),
+        "{log}"
+    );
+}

@@ -29,7 +29,7 @@ pub struct Intake {
     /// The daemon's core.
     pub gateway: Arc<Gateway>,
     /// Room for messages being processed: a large one waits for its share.
-    pub memory: spool::Budget,
+    pub memory: crate::budget::Budget,
 }
 
 impl Intake {
@@ -37,7 +37,7 @@ impl Intake {
     pub fn new(gateway: Arc<Gateway>) -> Self {
         let max = gateway.config.limits.max_message_size;
         Intake {
-            memory: spool::Budget::new(MEMORY_BUDGET, max),
+            memory: crate::budget::Budget::new(MEMORY_BUDGET, max),
             gateway,
         }
     }

@@ -2,40 +2,14 @@
 //! folder, so that many sessions sending large messages at once hold little memory. A message
 //! is read back whole only under the intake's memory budget, a few at a time.
 
+use crate::budget::Budget;
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::SemaphorePermit;
 
 /// DATA bytes a session keeps in memory before it writes to a file: most calendar mail fits.
 const IN_MEMORY: usize = 64 * 1024;
-
-/// The bytes of messages being processed at once, in KiB: a message waits for its share.
-pub struct Budget {
-    kib: Semaphore,
-    total_kib: usize,
-}
-
-impl Budget {
-    /// A budget of `bytes`, never less than one message of `max_message` bytes.
-    pub fn new(bytes: usize, max_message: usize) -> Self {
-        let total_kib = bytes.max(max_message).div_ceil(1024).max(1);
-        Budget {
-            kib: Semaphore::new(total_kib),
-            total_kib,
-        }
-    }
-
-    /// Waits until `bytes` fit in the budget; they are given back when the permit is dropped.
-    pub async fn reserve(&self, bytes: usize) -> SemaphorePermit<'_> {
-        let kib = bytes.div_ceil(1024).clamp(1, self.total_kib);
-        let kib = u32::try_from(kib).unwrap_or(u32::MAX);
-        self.kib
-            .acquire_many(kib)
-            .await
-            .expect("the budget's semaphore is never closed")
-    }
-}
 
 /// One message's DATA while it arrives. Bytes past `max` are counted, not kept.
 pub struct Incoming {
@@ -158,22 +132,5 @@ mod tests {
         assert!(incoming.too_large());
         assert!(incoming.memory.is_empty() && incoming.file.is_none());
         assert_eq!(incoming.size(), 110_000);
-    }
-
-    #[tokio::test]
-    async fn the_budget_lets_a_message_wait_for_room() {
-        let budget = Budget::new(100 * 1024, 10 * 1024);
-        let first = budget.reserve(80 * 1024).await;
-        let waiting = tokio::time::timeout(
-            std::time::Duration::from_millis(50),
-            budget.reserve(30 * 1024),
-        )
-        .await;
-        assert!(waiting.is_err(), "no room while the first is held");
-        drop(first);
-        let _second = budget.reserve(30 * 1024).await;
-        // A message larger than the whole budget still gets in, alone.
-        drop(_second);
-        let _huge = budget.reserve(10 * 1024 * 1024).await;
     }
 }

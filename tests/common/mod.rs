@@ -44,6 +44,11 @@ impl Daemon {
 
     /// Starts with extra sections and extra keys of `[outbound]`.
     pub fn start_full(name: &str, extra: &str, outbound: &str) -> Daemon {
+        Self::start_sections(name, extra, outbound, "")
+    }
+
+    /// Starts with extra sections, and extra keys of `[outbound]` and of `[http]`.
+    pub fn start_sections(name: &str, extra: &str, outbound: &str, http_keys: &str) -> Daemon {
         let dir = std::env::temp_dir().join(format!("imipd-it-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -53,7 +58,7 @@ impl Daemon {
             &config,
             format!(
                 "[server]\ndata_dir = \"{data}\"\nhostname = \"mx.example.com\"\n\
-[lmtp]\nlisten = \"127.0.0.1:{lmtp}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n\
+[lmtp]\nlisten = \"127.0.0.1:{lmtp}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n{http_keys}\n\
 {extra}\n[outbound]\nspool_dir = \"{spool}\"\n{outbound}",
                 data = dir.join("data").display(),
                 spool = dir.join("spool").display(),

@@ -1,21 +1,48 @@
 //! The HTTP calendar API, shaped like CalDAV resources: PUT, GET and DELETE of one object,
 //! GET of an account's list. Scheduling is the gateway's and the engine's business.
 
+pub mod auth;
+pub mod serve;
+
 use crate::escape::escaped;
 use crate::gateway::{Gateway, Precondition, WriteError, http_status, trace_id};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
+use std::net::IpAddr;
 use std::sync::Arc;
 use tracing::Instrument;
 
-/// The routes, with the gateway as state.
-pub fn router(gateway: Arc<Gateway>) -> Router {
-    let limit = gateway.config.limits.max_object_size + 64 * 1024;
+/// What every request handler shares.
+pub struct Api {
+    /// The daemon's core.
+    pub gateway: Arc<Gateway>,
+    /// Password checks and the peers' failures.
+    pub auth: auth::Authenticator,
+}
+
+impl Api {
+    /// The API of a gateway.
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        Api {
+            gateway,
+            auth: auth::Authenticator::default(),
+        }
+    }
+
+    /// The largest request body taken.
+    pub fn max_body(&self) -> usize {
+        self.gateway.config.limits.max_object_size + 64 * 1024
+    }
+}
+
+/// The routes, with the API as state.
+pub fn router(api: Arc<Api>) -> Router {
+    let limit = api.max_body();
     Router::new()
         .route("/calendars/{account}", get(list))
         .route(
@@ -29,7 +56,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/queue/{id}", get(queue_show).delete(queue_drop))
         .route("/queue/{id}/retry", axum::routing::post(queue_retry))
         .layer(DefaultBodyLimit::max(limit))
-        .with_state(gateway)
+        .with_state(api)
 }
 
 fn text(status: u16, body: String) -> Response {
@@ -58,6 +85,8 @@ enum Denied {
     Forbidden(String),
     /// The admin asked for an account that does not exist.
     NoAccount(String),
+    /// The peer failed too often: come back later (429).
+    SlowDown(std::time::Duration),
     /// Any other refusal, with its status.
     Status(u16, String),
 }
@@ -75,104 +104,100 @@ impl IntoResponse for Denied {
             }
             Denied::Forbidden(why) => text(403, why),
             Denied::NoAccount(account) => text(404, format!("{account} is no account here")),
+            Denied::SlowDown(wait) => {
+                let mut r = text(
+                    429,
+                    "too many failed logins from here; try again later".into(),
+                );
+                let seconds = wait.as_secs().max(1).to_string();
+                if let Ok(value) = HeaderValue::from_str(&seconds) {
+                    r.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+                r
+            }
             Denied::Status(status, why) => text(status, why),
         }
     }
 }
 
-/// Credentials argon2 has accepted in the last minutes, kept as a keyed BLAKE2 digest: argon2
-/// costs tens of milliseconds and 19 MiB per check by design, which a client sending Basic
-/// credentials with every request must not pay each time.
-#[derive(Default)]
-pub struct Credentials {
-    verified: std::sync::Mutex<std::collections::HashMap<String, ([u8; 32], std::time::Instant)>>,
-}
-
-impl Credentials {
-    const LIFETIME: std::time::Duration = std::time::Duration::from_secs(600);
-
-    fn digest(hash: &str, password: &str) -> [u8; 32] {
-        use blake2::digest::{Update, VariableOutput};
-        let mut hasher = blake2::Blake2bVar::new(32).expect("32 is a valid BLAKE2b length");
-        // The argon2 hash (with its random salt) keys the digest: a changed hash voids it.
-        hasher.update(hash.as_bytes());
-        hasher.update(&[0]);
-        hasher.update(password.as_bytes());
-        let mut out = [0u8; 32];
-        hasher
-            .finalize_variable(&mut out)
-            .expect("the buffer has the requested length");
-        out
-    }
-
-    /// True when `password` matches the account's argon2 `hash`.
-    pub fn verify(&self, account: &str, hash: &str, password: &str) -> bool {
-        let digest = Self::digest(hash, password);
-        let lock = || self.verified.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((known, at)) = lock().get(account)
-            && at.elapsed() < Self::LIFETIME
-            && constant_time_eq(known, &digest)
-        {
-            return true;
-        }
-        let valid = argon2::PasswordHash::new(hash).is_ok_and(|parsed| {
-            use argon2::PasswordVerifier;
-            argon2::Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        });
-        if valid {
-            lock().insert(account.to_string(), (digest, std::time::Instant::now()));
-        }
-        valid
-    }
+/// The peer's address, when the request came through the listener.
+fn peer_ip(peer: Option<Extension<serve::Peer>>) -> Option<IpAddr> {
+    peer.map(|Extension(serve::Peer(address))| address.ip())
 }
 
 /// Basic credentials of the account itself, or the admin Bearer token.
-fn authorize(gateway: &Gateway, headers: &HeaderMap, account: &str) -> Result<String, Denied> {
-    let Some(value) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return Err(Denied::Unauthorized);
-    };
+async fn authorize(
+    api: &Api,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+    account: &str,
+) -> Result<String, Denied> {
+    let gateway = &api.gateway;
     let canonical = gateway.account_for(account).map(str::to_string);
-    if let Some(token) = value.strip_prefix("Bearer ") {
-        let admin = &gateway.config.http.admin_token;
-        if !admin.is_empty() && constant_time_eq(token.trim().as_bytes(), admin.as_bytes()) {
-            return canonical.ok_or_else(|| Denied::NoAccount(account.to_string()));
+    let (user, password) = match credentials(headers) {
+        Some(Credential::Bearer(token)) => {
+            return if is_admin(gateway, &token) {
+                canonical.ok_or_else(|| Denied::NoAccount(account.to_string()))
+            } else {
+                api.auth.failed(peer, "admin");
+                Err(Denied::Unauthorized)
+            };
         }
-        return Err(Denied::Unauthorized);
-    }
-    let decoded = value
-        .strip_prefix("Basic ")
-        .and_then(|encoded| {
-            base64::engine::general_purpose::STANDARD
-                .decode(encoded.trim())
-                .ok()
-        })
-        .and_then(|d| String::from_utf8(d).ok())
-        .ok_or(Denied::Unauthorized)?;
-    let (user, password) = decoded.split_once(':').ok_or(Denied::Unauthorized)?;
-    let user_account = gateway
-        .account_for(user)
-        .map(str::to_string)
-        .ok_or(Denied::Unauthorized)?;
-    let hash = gateway
-        .config
-        .accounts
-        .get(&user_account)
-        .map(|a| a.password_hash.as_str())
-        .unwrap_or_default();
-    if !gateway.credentials.verify(&user_account, hash, password) {
-        return Err(Denied::Unauthorized);
+        Some(Credential::Basic(user, password)) => (user, password),
+        None => return Err(Denied::Unauthorized),
+    };
+    let user_account = gateway.account_for(&user).map(str::to_string);
+    let hash = user_account
+        .as_ref()
+        .and_then(|a| gateway.config.accounts.get(a))
+        .map(|a| a.password_hash.as_str());
+    let known = user_account.as_deref().zip(hash);
+    match api.auth.check(peer, &user, known, &password).await {
+        auth::Checked::Valid => {}
+        auth::Checked::Invalid => return Err(Denied::Unauthorized),
+        auth::Checked::SlowDown(wait) => return Err(Denied::SlowDown(wait)),
     }
     match canonical {
-        Some(target) if target == user_account => Ok(target),
+        Some(target) if Some(&target) == user_account.as_ref() => Ok(target),
         _ => Err(Denied::Forbidden(format!(
-            "{user} may not reach the calendar of {account}"
+            "{} may not reach the calendar of {}",
+            crate::escape::printable(&user),
+            crate::escape::printable(account)
         ))),
     }
+}
+
+/// What the Authorization header carries.
+enum Credential {
+    Bearer(String),
+    Basic(String, String),
+}
+
+fn credentials(headers: &HeaderMap) -> Option<Credential> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("Bearer") {
+        return Some(Credential::Bearer(rest.trim().to_string()));
+    }
+    if !scheme.eq_ignore_ascii_case("Basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some(Credential::Basic(user.to_string(), password.to_string()))
+}
+
+/// True for the configured admin token (never for an empty one).
+fn is_admin(gateway: &Gateway, token: &str) -> bool {
+    let admin = &gateway.config.http.admin_token;
+    !admin.is_empty()
+        && bool::from(subtle::ConstantTimeEq::ct_eq(
+            token.as_bytes(),
+            admin.as_bytes(),
+        ))
 }
 
 /// A JSON answer.
@@ -182,10 +207,6 @@ fn json(body: impl std::fmt::Display) -> Response {
         body.to_string(),
     )
         .into_response()
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn precondition(headers: &HeaderMap) -> Precondition {
@@ -203,12 +224,14 @@ fn precondition(headers: &HeaderMap) -> Precondition {
 }
 
 async fn store(
-    State(gateway): State<Arc<Gateway>>,
+    State(api): State<Arc<Api>>,
+    peer: Option<Extension<serve::Peer>>,
     Path((account, uid)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let account = match authorize(&gateway, &headers, &account) {
+    let gateway = &api.gateway;
+    let account = match authorize(&api, &headers, peer_ip(peer), &account).await {
         Ok(a) => a,
         Err(denied) => return denied.into_response(),
     };
@@ -246,11 +269,13 @@ async fn store(
 }
 
 async fn fetch(
-    State(gateway): State<Arc<Gateway>>,
+    State(api): State<Arc<Api>>,
+    peer: Option<Extension<serve::Peer>>,
     Path((account, uid)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let account = match authorize(&gateway, &headers, &account) {
+    let gateway = &api.gateway;
+    let account = match authorize(&api, &headers, peer_ip(peer), &account).await {
         Ok(a) => a,
         Err(denied) => return denied.into_response(),
     };
@@ -273,11 +298,13 @@ async fn fetch(
 }
 
 async fn remove(
-    State(gateway): State<Arc<Gateway>>,
+    State(api): State<Arc<Api>>,
+    peer: Option<Extension<serve::Peer>>,
     Path((account, uid)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let account = match authorize(&gateway, &headers, &account) {
+    let gateway = &api.gateway;
+    let account = match authorize(&api, &headers, peer_ip(peer), &account).await {
         Ok(a) => a,
         Err(denied) => return denied.into_response(),
     };
@@ -299,11 +326,13 @@ async fn remove(
 }
 
 async fn list(
-    State(gateway): State<Arc<Gateway>>,
+    State(api): State<Arc<Api>>,
+    peer: Option<Extension<serve::Peer>>,
     Path(account): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let account = match authorize(&gateway, &headers, &account) {
+    let gateway = &api.gateway;
+    let account = match authorize(&api, &headers, peer_ip(peer), &account).await {
         Ok(a) => a,
         Err(denied) => return denied.into_response(),
     };
@@ -327,11 +356,13 @@ async fn list(
 /// COUNTER proposals kept for the organizer (RFC 5546 section 3.2.7): never applied by
 /// themselves, listed here for the organizer to decide on.
 async fn counters(
-    State(gateway): State<Arc<Gateway>>,
+    State(api): State<Arc<Api>>,
+    peer: Option<Extension<serve::Peer>>,
     Path((account, uid)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let account = match authorize(&gateway, &headers, &account) {
+    let gateway = &api.gateway;
+    let account = match authorize(&api, &headers, peer_ip(peer), &account).await {
         Ok(a) => a,
         Err(denied) => return denied.into_response(),
     };
@@ -351,12 +382,14 @@ async fn counters(
 /// `POST /explain?to=RCPT&to=RCPT` with a message: what delivering it would do, nothing
 /// committed. Admin only: it shows any account's calendar.
 async fn explain(
-    State(gateway): State<Arc<Gateway>>,
+    State(api): State<Arc<Api>>,
+    peer: Option<Extension<serve::Peer>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(denied) = admin(&gateway, &headers) {
+    let gateway = &api.gateway;
+    if let Err(denied) = admin(&api, &headers, peer_ip(peer)) {
         return denied.into_response();
     }
     let recipients: Result<Vec<crate::mailbox::Mailbox>, String> = query
@@ -380,27 +413,28 @@ async fn explain(
         );
     }
     let mail = crate::mime::extract(&body);
-    let explained = crate::inbound::explain(&gateway, &mail, &recipients);
+    let explained = crate::inbound::explain(gateway, &mail, &recipients);
     json(serde_json::to_string(&explained).unwrap_or_default())
 }
 
 /// The admin Bearer token, for routes that see every account.
-fn admin(gateway: &Gateway, headers: &HeaderMap) -> Result<(), Denied> {
-    let admin = &gateway.config.http.admin_token;
-    if admin.is_empty() {
+fn admin(api: &Api, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<(), Denied> {
+    if api.gateway.config.http.admin_token.is_empty() {
         return Err(Denied::Status(
             403,
             "this needs http.admin_token to be set".into(),
         ));
     }
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if token.is_some_and(|t| constant_time_eq(t.trim().as_bytes(), admin.as_bytes())) {
-        Ok(())
-    } else {
-        Err(Denied::Unauthorized)
+    if let Some(wait) = peer.and_then(|p| api.auth.waiting(p)) {
+        return Err(Denied::SlowDown(wait));
+    }
+    match credentials(headers) {
+        Some(Credential::Bearer(token)) if is_admin(&api.gateway, &token) => Ok(()),
+        Some(_) => {
+            api.auth.failed(peer, "admin");
+            Err(Denied::Unauthorized)
+        }
+        None => Err(Denied::Unauthorized),
     }
 }
 
@@ -429,11 +463,13 @@ fn queue_entry(
 
 /// The queued message an operator names (admin token required).
 fn find_queued(
-    gateway: &Gateway,
+    api: &Api,
     headers: &HeaderMap,
+    peer: Option<IpAddr>,
     id: &str,
 ) -> Result<(u64, crate::store::OutboundMessage), Denied> {
-    admin(gateway, headers)?;
+    admin(api, headers, peer)?;
+    let gateway = &api.gateway;
     let wanted = u64::from_str_radix(id, 16)
         .map_err(|_| Denied::Status(400, format!("{id:?} is not a queue id")))?;
     let queue = gateway
@@ -447,8 +483,13 @@ fn find_queued(
 }
 
 /// `GET /queue`: every queued message, oldest first.
-async fn queue_list(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
-    if let Err(denied) = admin(&gateway, &headers) {
+async fn queue_list(
+    State(api): State<Arc<Api>>,
+    peer: Option<Extension<serve::Peer>>,
+    headers: HeaderMap,
+) -> Response {
+    let gateway = &api.gateway;
+    if let Err(denied) = admin(&api, &headers, peer_ip(peer)) {
         return denied.into_response();
     }
     match gateway.store.outbox() {
@@ -465,11 +506,12 @@ async fn queue_list(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> 
 
 /// `GET /queue/{id}`: one queued message, with its iTIP object.
 async fn queue_show(
-    State(gateway): State<Arc<Gateway>>,
+    State(api): State<Arc<Api>>,
+    peer: Option<Extension<serve::Peer>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    match find_queued(&gateway, &headers, &id) {
+    match find_queued(&api, &headers, peer_ip(peer), &id) {
         Ok((id, m)) => json(queue_entry(id, &m, true)),
         Err(denied) => denied.into_response(),
     }
@@ -477,11 +519,13 @@ async fn queue_show(
 
 /// `POST /queue/{id}/retry`: try now, whatever the backoff says.
 async fn queue_retry(
-    State(gateway): State<Arc<Gateway>>,
+    State(api): State<Arc<Api>>,
+    peer: Option<Extension<serve::Peer>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let (id, message) = match find_queued(&gateway, &headers, &id) {
+    let gateway = &api.gateway;
+    let (id, message) = match find_queued(&api, &headers, peer_ip(peer), &id) {
         Ok(found) => found,
         Err(denied) => return denied.into_response(),
     };
@@ -501,15 +545,17 @@ async fn queue_retry(
 
 /// `DELETE /queue/{id}`: give up; the sender's copy records 5.1.
 async fn queue_drop(
-    State(gateway): State<Arc<Gateway>>,
+    State(api): State<Arc<Api>>,
+    peer: Option<Extension<serve::Peer>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let (id, message) = match find_queued(&gateway, &headers, &id) {
+    let gateway = &api.gateway;
+    let (id, message) = match find_queued(&api, &headers, peer_ip(peer), &id) {
         Ok(found) => found,
         Err(denied) => return denied.into_response(),
     };
-    match crate::outbound::give_up(&gateway, id, &message).await {
+    match crate::outbound::give_up(gateway, id, &message).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => text(503, e.to_string()),
     }
@@ -517,7 +563,8 @@ async fn queue_drop(
 
 /// `GET /metrics`: Prometheus text. Counts only, no calendar data: open like any exporter,
 /// on the HTTP listener (loopback by default).
-async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
+async fn metrics(State(api): State<Arc<Api>>) -> Response {
+    let gateway = &api.gateway;
     let figures = gateway.store_figures();
     (
         [(
@@ -527,26 +574,4 @@ async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
         gateway.metrics.render(figures),
     )
         .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn verified_credentials_are_remembered_only_for_their_password_and_hash() {
-        use argon2::PasswordHasher;
-        let salt = argon2::password_hash::SaltString::encode_b64(b"0123456789abcdef").unwrap();
-        let hash = argon2::Argon2::default()
-            .hash_password(b"secret", &salt)
-            .unwrap()
-            .to_string();
-        let credentials = Credentials::default();
-        assert!(!credentials.verify("a@x.org", &hash, "wrong"));
-        assert!(credentials.verify("a@x.org", &hash, "secret"));
-        assert!(credentials.verify("a@x.org", &hash, "secret"));
-        assert!(!credentials.verify("a@x.org", &hash, "wrong"));
-        assert!(!credentials.verify("a@x.org", "not a hash", "secret"));
-        assert!(!credentials.verify("b@x.org", "not a hash", "secret"));
-    }
 }
