@@ -11,7 +11,7 @@ export RUSTC_BOOTSTRAP=1
 python3 seed.py
 cargo fuzz build
 failed=0
-for target in mime engine session; do
+for target in mime engine session mailbox; do
     echo "== $target: ${seconds}s"
     if ! cargo fuzz run "$target" "corpus/$target" -- \
         -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=262144 -timeout=10 \

@@ -55,7 +55,13 @@ def main():
     for first, second in zip(parts, parts[1:]):
         write("engine", b"\x00" + first + b"\x00" + second)
         write("engine", b"\x81" + first + b"\x00" + second)
-    for target in ("mime", "engine", "session"):
+    # Addresses: ordinary ones, and what attackers wrote into calendars (issue 11).
+    for address in (b"bob@example.com", b"Bob.Smith+cal@mx-1.Example.COM", b"x@[192.0.2.1]",
+                    b"x@evil.example%0D%0ARCPT%20TO:<victim@target.example>",
+                    b"y@evil.example%20NOTIFY=NEVER", b"John%20Doe%20%3Cjohn@example.net%3E",
+                    b"urn:uuid:5d6e1b0a-3c1e-4b7e-9e77-0f3b1b7c2a11"):
+        write("mailbox", address)
+    for target in ("mime", "engine", "session", "mailbox"):
         print(target, len(list((CORPUS / target).iterdir())), "inputs")
 
 

@@ -7,7 +7,9 @@ use crate::gateway::Gateway;
 use crate::inbound::Intake;
 use crate::inbound::session::{self, Protocol};
 use crate::itip::{self, CalAddress, Calendar, Context, DeleteOptions};
+use crate::mailbox::Mailbox;
 use crate::store::{SledStore, Store};
+use smtp_proto::Request;
 use std::sync::{Arc, OnceLock};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -22,6 +24,61 @@ pub fn mime(data: &[u8]) {
         if let Ok(calendar) = Calendar::parse(&part.text) {
             reparses(&calendar);
         }
+    }
+}
+
+/// Text fed to the mailbox parser, directly and as a `mailto:` calendar address: whatever it
+/// takes is safe in the relay session.
+pub fn mailbox(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(mailbox) = Mailbox::parse(text) {
+        relay_safe(&mailbox);
+        assert_eq!(mailbox.as_str(), text, "a mailbox is kept as written");
+    }
+    for uri in [text.to_string(), format!("mailto:{text}")] {
+        if let Some(mailbox) =
+            CalAddress::parse(&uri).and_then(|a| Mailbox::from_cal_address(&a).ok())
+        {
+            relay_safe(&mailbox);
+        }
+    }
+}
+
+/// The relay session's invariant: an address written into `MAIL FROM:<...>` or `RCPT TO:<...>`
+/// holds no byte that ends, splits or extends the command. Read back by smtp-proto, the command
+/// is that address alone; smtp-proto's stricter grammar may refuse an address literal whole,
+/// but never reads another command or a parameter out of it.
+pub fn relay_safe(mailbox: &Mailbox) {
+    let text = mailbox.as_str();
+    assert!(
+        text.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>'),
+        "{text:?} could end or split an SMTP command"
+    );
+    assert!(text.len() <= 254, "{text:?} is longer than RFC 5321 allows");
+    let literal = mailbox.domain().starts_with('[');
+    let mail = format!("MAIL FROM:<{text}>\r\n");
+    match Request::parse(&mut mail.as_bytes().iter()) {
+        Ok(Request::Mail { from }) => {
+            assert_eq!(from.address, text);
+            assert!(
+                from.flags == 0 && from.size == 0 && from.env_id.is_none(),
+                "{mail:?}"
+            );
+        }
+        Err(_) if literal => {}
+        other => panic!("{mail:?} reads as {other:?}"),
+    }
+    let rcpt = format!("RCPT TO:<{text}>\r\n");
+    match Request::parse(&mut rcpt.as_bytes().iter()) {
+        Ok(Request::Rcpt { to }) => {
+            assert_eq!(to.address, text);
+            assert!(to.flags == 0 && to.orcpt.is_none(), "{rcpt:?}");
+        }
+        Err(_) if literal => {}
+        other => panic!("{rcpt:?} reads as {other:?}"),
     }
 }
 
@@ -51,6 +108,7 @@ pub fn engine(data: &[u8]) -> Option<String> {
         if let Ok(received) = itip::receive(&ctx, &sender, stored.as_ref(), &message) {
             for response in &received.responses {
                 reparses(&response.calendar);
+                recipients_relay_safe(response);
             }
             if let Some(counter) = &received.counter {
                 reparses(counter);
@@ -62,6 +120,7 @@ pub fn engine(data: &[u8]) -> Option<String> {
         if let Ok(put) = itip::schedule_put(&ctx, stored.as_ref(), message) {
             for sent in &put.messages {
                 reparses(&sent.calendar);
+                recipients_relay_safe(sent);
             }
             let copy = reparses(&put.stored);
             if selector & 0x80 != 0 {
@@ -74,17 +133,23 @@ pub fn engine(data: &[u8]) -> Option<String> {
     {
         for sent in &removed.messages {
             reparses(&sent.calendar);
+            recipients_relay_safe(sent);
         }
     }
     stored.map(|copy| copy.to_string())
 }
 
 /// An LMTP (first byte even) or SMTP session fed the rest as the client's bytes, against a
-/// gateway with a real store: it answers, never panics, and ends when the input does.
-/// Returns the server's replies.
+/// gateway with a real store: it answers, never panics, and ends when the input does; what it
+/// queued for the relay is relay-safe. Returns the server's replies.
 pub fn session(data: &[u8]) -> Vec<u8> {
+    session_queue(data).0
+}
+
+/// As [`session`]; also returns how many queue entries the session made (and were checked).
+pub fn session_queue(data: &[u8]) -> (Vec<u8>, usize) {
     let Some((&selector, input)) = data.split_first() else {
-        return Vec::new();
+        return (Vec::new(), 0);
     };
     let protocol = if selector & 1 == 0 {
         Protocol::Lmtp
@@ -113,6 +178,19 @@ pub fn session(data: &[u8]) -> Vec<u8> {
         let (_, read) = tokio::join!(write, read);
         read.expect("the session's output");
         served.await.expect("the session ended without a panic");
+        // Whatever the session queued goes to a relay: its addresses must be safe there. The
+        // shared store is emptied so that each run checks its own.
+        let gateway = &intake.gateway;
+        let queue = gateway.store.outbox().expect("the fuzz store reads");
+        for (id, queued) in &queue {
+            relay_safe(&queued.from);
+            queued.to.iter().for_each(relay_safe);
+            relay_safe(&crate::outbound::dsn::bounce_address(gateway, *id));
+            gateway
+                .store
+                .outbox_remove(*id)
+                .expect("the fuzz store writes");
+        }
         assert!(
             replies.starts_with(b"220 "),
             "every session starts with a greeting"
@@ -125,7 +203,7 @@ pub fn session(data: &[u8]) -> Vec<u8> {
             "{}",
             String::from_utf8_lossy(&replies)
         );
-        replies
+        (replies, queue.len())
     })
 }
 
@@ -179,6 +257,15 @@ fn sender_of(text: &str, choice: u8) -> CalAddress {
         1 => named("ATTENDEE").unwrap_or_else(fallback),
         2 => CalAddress::from_email("alice@example.com").expect("address"),
         _ => fallback(),
+    }
+}
+
+/// Every recipient of an engine message that would be queued (a mailbox) is relay-safe.
+fn recipients_relay_safe(message: &itip::ItipMessage) {
+    for to in &message.to {
+        if let Ok(mailbox) = Mailbox::from_cal_address(to) {
+            relay_safe(&mailbox);
+        }
     }
 }
 

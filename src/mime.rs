@@ -569,6 +569,34 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
         }
     }
 
+    /// A title is calendar text and may hold line breaks; in the Subject they would start headers
+    /// of the attacker's choosing (a Bcc, say).
+    #[test]
+    fn calendar_text_cannot_add_headers() {
+        let to = vec![Mailbox::parse("bob@example.com").unwrap()];
+        let read = Readable {
+            subject: "Lunch\r\nBcc: victim@target.example\nX-Evil: 1".into(),
+            text: "t".into(),
+            html: "<p>h</p>".into(),
+        };
+        let raw = render(&OutboundMail {
+            from_name: Some("Alice\r\nBcc: victim@target.example"),
+            ..outbound(&to, &read, "REQUEST", ICS, false)
+        });
+        let parsed = MessageParser::default().parse(&raw).unwrap();
+        assert!(parsed.bcc().is_none(), "{}", String::from_utf8_lossy(&raw));
+        assert!(parsed.header("X-Evil").is_none());
+        assert_eq!(
+            parsed.subject(),
+            Some("Lunch  Bcc: victim@target.example X-Evil: 1")
+        );
+        assert!(
+            String::from_utf8_lossy(&raw).contains("Auto-Submitted: auto-generated\r\n"),
+            "{}",
+            String::from_utf8_lossy(&raw)
+        );
+    }
+
     /// Whatever the method, the rendered mail carries it in the MIME type and parses back to the
     /// object that was sent.
     #[test]

@@ -276,12 +276,8 @@ fn pipe_hook_exit_codes() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(message.as_bytes())
-            .unwrap();
+        // A refused command line exits before reading the message.
+        let _ = child.stdin.take().unwrap().write_all(message.as_bytes());
         child.wait().unwrap().code()
     };
     let good = invitation(
@@ -292,6 +288,11 @@ fn pipe_hook_exit_codes() {
     assert_eq!(run("bob@example.com", &good), Some(0));
     assert_eq!(daemon.get("bob@example.com", "pipe-1").0, 200);
     assert_eq!(run("nobody@example.com", &good), Some(67));
+    // The MTA's arguments become LMTP commands: only mailboxes (EX_USAGE otherwise).
+    assert_eq!(
+        run("bob@example.com>\r\nRCPT TO:<x@evil.example", &good),
+        Some(64)
+    );
     let broken = invitation(
         "olga@partner.example",
         "p2@partner.example",
@@ -306,23 +307,11 @@ fn pipe_hook_exit_codes() {
 fn smtp_listener_answers_once_per_message() {
     let port = free_port();
     let daemon = daemon_with("smtp", &format!("[smtp]\nlisten = \"127.0.0.1:{port}\"\n"));
-    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    let mut read_reply = || loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return line.trim_end().to_string();
-        }
-    };
-    assert!(read_reply().starts_with("220"));
+    let mut smtp = common::Conversation::open(port);
     // LHLO is LMTP's greeting, not SMTP's.
-    writer.write_all(b"LHLO test\r\n").unwrap();
-    assert!(read_reply().starts_with("500 5.5.1"));
+    let replies = smtp.exchange(&["LHLO test"]);
+    assert!(replies[0].starts_with("220"));
+    assert!(replies[1].starts_with("500 5.5.1"));
     // Pipelined: every command in one write, answered in order.
     let message = invitation(
         "olga@partner.example",
@@ -330,13 +319,11 @@ fn smtp_listener_answers_once_per_message() {
         &request("smtp-1", 0),
     )
     .replace('\n', "\r\n");
-    writer
-        .write_all(
-            format!("EHLO test\r\nMAIL FROM:<olga@partner.example> SIZE=100\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n{message}\r\n.\r\nQUIT\r\n")
-                .as_bytes(),
-        )
-        .unwrap();
-    let replies: Vec<String> = (0..6).map(|_| read_reply()).collect();
+    smtp.send(
+        format!("EHLO test\r\nMAIL FROM:<olga@partner.example> SIZE=100\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n{message}\r\n.\r\nQUIT\r\n")
+            .as_bytes(),
+    );
+    let replies: Vec<String> = (0..6).map(|_| smtp.reply()).collect();
     assert!(replies[0].starts_with("250"), "{replies:?}");
     assert!(replies[1].starts_with("250 2.1.0"), "{replies:?}");
     assert!(replies[2].starts_with("250 2.1.5"), "{replies:?}");

@@ -114,6 +114,11 @@ impl Daemon {
         self.dir.join("spool")
     }
 
+    /// A raw conversation with the LMTP listener.
+    pub fn lmtp_conversation(&self) -> Conversation {
+        Conversation::open(self.lmtp)
+    }
+
     /// One LMTP transaction; returns the RCPT replies of refused recipients and the
     /// post-DATA replies of accepted ones, in recipient order.
     pub fn lmtp(&self, from: &str, to: &[&str], message: &str) -> Vec<String> {
@@ -122,34 +127,17 @@ impl Daemon {
 
     /// As `lmtp`, for messages that are not UTF-8; bare LFs become CRLF, lines are dot-stuffed.
     pub fn lmtp_bytes(&self, from: &str, to: &[&str], message: &[u8]) -> Vec<String> {
-        let stream = TcpStream::connect(("127.0.0.1", self.lmtp)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut writer = stream;
-        let mut reply = || loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            let line = line.trim_end().to_string();
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return line;
-            }
-        };
-        assert!(reply().starts_with("220"));
-        writer.write_all(b"LHLO test\r\n").unwrap();
-        assert!(reply().starts_with("250"));
-        writer
-            .write_all(format!("MAIL FROM:<{from}>\r\n").as_bytes())
-            .unwrap();
-        assert!(reply().starts_with("250"));
+        let mut c = self.lmtp_conversation();
+        assert!(c.reply().starts_with("220"));
+        c.send(b"LHLO test\r\n");
+        assert!(c.reply().starts_with("250"));
+        c.send(format!("MAIL FROM:<{from}>\r\n").as_bytes());
+        assert!(c.reply().starts_with("250"));
         let mut results = vec![String::new(); to.len()];
         let mut accepted = Vec::new();
         for (i, rcpt) in to.iter().enumerate() {
-            writer
-                .write_all(format!("RCPT TO:<{rcpt}>\r\n").as_bytes())
-                .unwrap();
-            let line = reply();
+            c.send(format!("RCPT TO:<{rcpt}>\r\n").as_bytes());
+            let line = c.reply();
             if line.starts_with("250") {
                 accepted.push(i);
             } else {
@@ -157,8 +145,8 @@ impl Daemon {
             }
         }
         if !accepted.is_empty() {
-            writer.write_all(b"DATA\r\n").unwrap();
-            assert!(reply().starts_with("354"));
+            c.send(b"DATA\r\n");
+            assert!(c.reply().starts_with("354"));
             let mut body = Vec::with_capacity(message.len() + message.len() / 50);
             for line in message.split(|&b| b == b'\n') {
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -169,13 +157,13 @@ impl Daemon {
                 body.extend_from_slice(b"\r\n");
             }
             body.truncate(body.len() - 2);
-            writer.write_all(&body).unwrap();
-            writer.write_all(b"\r\n.\r\n").unwrap();
+            c.send(&body);
+            c.send(b"\r\n.\r\n");
             for i in accepted {
-                results[i] = reply();
+                results[i] = c.reply();
             }
         }
-        writer.write_all(b"QUIT\r\n").unwrap();
+        c.send(b"QUIT\r\n");
         results
     }
 
@@ -224,6 +212,52 @@ impl Daemon {
             "",
         );
         (status, body)
+    }
+}
+
+/// A client's side of an SMTP or LMTP connection, a reply at a time.
+pub struct Conversation {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Conversation {
+    /// Connects to a listener on loopback.
+    pub fn open(port: u16) -> Conversation {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        Conversation {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        }
+    }
+
+    /// Writes bytes as they are.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    /// The last line of the next (possibly multi-line) reply.
+    pub fn reply(&mut self) -> String {
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).unwrap();
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return line.trim_end().to_string();
+            }
+        }
+    }
+
+    /// Sends each line (CRLF added) and reads its reply; the greeting comes first.
+    pub fn exchange(&mut self, lines: &[&str]) -> Vec<String> {
+        let mut replies = vec![self.reply()];
+        for line in lines {
+            self.send(format!("{line}\r\n").as_bytes());
+            replies.push(self.reply());
+        }
+        replies
     }
 }
 
