@@ -166,15 +166,10 @@ async fn turn_away(mut stream: TcpStream, peer: std::net::SocketAddr, host: Stri
 /// Raises the soft limit of open files to the hard one, and says so when the connection caps
 /// could still not all be met: with no descriptor left, a new client gets no greeting at all.
 fn raise_open_files(config: &Config) {
-    let listeners = [
-        &config.lmtp.listen,
-        &config.smtp.listen,
-        &config.http.listen,
-    ]
-    .iter()
-    .filter(|l| !l.trim().is_empty())
-    .count() as u64;
-    let needed = listeners * config.limits.max_connections as u64 + 256;
+    let on = |listen: &str| u64::from(!listen.trim().is_empty());
+    // An LMTP/SMTP session with a large message under way also holds its spill file.
+    let per_cap = 2 * (on(&config.lmtp.listen) + on(&config.smtp.listen)) + on(&config.http.listen);
+    let needed = per_cap * config.limits.max_connections as u64 + 256;
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) if limit < needed => tracing::warn!(
             limit,
