@@ -1,7 +1,7 @@
 //! The TOML configuration: every key has a default, and `IMIPD_SECTION__KEY` environment
 //! variables override the file (for example `IMIPD_SERVER__DATA_DIR=/var/lib/imipd`).
 
-use crate::itip::{CalAddress, percent_decode};
+use crate::itip::CalAddress;
 use crate::mailbox::Mailbox;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -23,6 +23,30 @@ pub enum ConfigError {
         /// What is wrong with it.
         problem: String,
     },
+}
+
+/// A deserialization error that names its key, as `key: problem` like the checks' own.
+fn keyed(error: config::ConfigError) -> ConfigError {
+    match error {
+        config::ConfigError::At {
+            error,
+            key: Some(key),
+            ..
+        } => ConfigError::Invalid {
+            key,
+            problem: error.to_string(),
+        },
+        config::ConfigError::Type {
+            key: Some(key),
+            unexpected,
+            expected,
+            ..
+        } => ConfigError::Invalid {
+            key,
+            problem: format!("{unexpected} is not {expected}"),
+        },
+        other => ConfigError::Read(other),
+    }
 }
 
 /// The whole configuration.
@@ -70,13 +94,14 @@ pub struct Server {
 #[serde(default, deny_unknown_fields)]
 pub struct Lmtp {
     /// `host:port`, or empty for off.
-    pub listen: String,
+    #[serde(deserialize_with = "listen_address")]
+    pub listen: Option<SocketAddr>,
 }
 
 impl Default for Lmtp {
     fn default() -> Self {
         Lmtp {
-            listen: "127.0.0.1:2424".into(),
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 2424))),
         }
     }
 }
@@ -86,7 +111,22 @@ impl Default for Lmtp {
 #[serde(default, deny_unknown_fields)]
 pub struct Listener {
     /// `host:port`, or empty for off.
-    pub listen: String,
+    #[serde(deserialize_with = "listen_address")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// `host:port` of a listener (an IP address: a name could resolve to anything), or empty for
+/// none.
+fn listen_address<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    match text.trim() {
+        "" => Ok(None),
+        address => address.parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!("{text:?} is not IP:port, nor empty for off"))
+        }),
+    }
 }
 
 /// `[http]`
@@ -94,7 +134,8 @@ pub struct Listener {
 #[serde(default, deny_unknown_fields)]
 pub struct Http {
     /// `host:port`, or empty for off.
-    pub listen: String,
+    #[serde(deserialize_with = "listen_address")]
+    pub listen: Option<SocketAddr>,
     /// Bearer token with access to every account; empty for none.
     pub admin_token: String,
     /// How long a client may take to send a whole request (head and body) once it started.
@@ -126,8 +167,39 @@ pub struct Inbound {
     pub auto_add: AutoAdd,
     /// Pass-through mode: `lmtp://host:port` of the real mailbox store. Every message is
     /// forwarded there unchanged after its calendar parts are processed, and its answer for
-    /// each recipient is passed back. Empty: off.
-    pub forward: String,
+    /// each recipient is passed back. Empty: off. The name is resolved once, when the
+    /// configuration is read.
+    #[serde(deserialize_with = "forward_target")]
+    pub forward: Option<SocketAddr>,
+}
+
+fn forward_target<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    use serde::de::Error;
+    let text = String::deserialize(deserializer)?;
+    let value = text.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let url = url::Url::parse(value)
+        .map_err(|e| Error::custom(format!("{value:?} is not lmtp://host:port ({e})")))?;
+    if url.scheme() != "lmtp" {
+        return Err(Error::custom(format!("{value:?}: use lmtp://host:port")));
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| Error::custom(format!("{value:?} names no host")))?;
+    let port = url
+        .port()
+        .ok_or_else(|| Error::custom(format!("{value:?} names no port")))?;
+    use std::net::ToSocketAddrs;
+    (host.trim_matches(['[', ']']), port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .map(Some)
+        .ok_or_else(|| Error::custom(format!("{host:?} does not resolve")))
 }
 
 /// Where outbound scheduling mail goes.
@@ -150,22 +222,28 @@ pub struct Outbound {
     /// Folder for `.eml` files when the transport is `spool`.
     pub spool_dir: PathBuf,
     /// The smarthost: `smtp://[user:password@]host:port` (STARTTLS when offered) or
-    /// `smtps://...` (TLS from the start).
-    pub relay: String,
+    /// `smtps://...` (TLS from the start); empty for none.
+    #[serde(deserialize_with = "relay_url")]
+    pub relay: Option<Relay>,
     /// First wait before retrying a temporary failure.
-    pub min_backoff: String,
+    #[serde(with = "humantime_serde")]
+    pub min_backoff: Duration,
     /// Longest wait between retries.
-    pub max_backoff: String,
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
     /// How long a message may stay queued before it fails for good (status 5.1).
-    pub max_queue_lifetime: String,
+    #[serde(with = "humantime_serde")]
+    pub max_queue_lifetime: Duration,
     /// Tell the other attendees when an answer changes a local organizer's object
     /// (RFC 6638 section 4.2).
     pub notify_attendees: bool,
     /// How long answers are collected before the other attendees are told, so that several
     /// answers make one update per attendee.
-    pub notify_delay: String,
+    #[serde(with = "humantime_serde")]
+    pub notify_delay: Duration,
     /// How long one relay attempt may take, connection to the answer after the final dot.
-    pub relay_timeout: String,
+    #[serde(with = "humantime_serde")]
+    pub relay_timeout: Duration,
     /// Deliveries in progress at once; a relay that stalls holds one of them.
     pub concurrency: usize,
 }
@@ -184,62 +262,51 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Parses `smtp://user:password@host:port` or `smtps://host:465`.
-    pub fn parse(url: &str) -> Result<Relay, String> {
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or("expected smtp://host:port or smtps://host:port")?;
-        let implicit_tls = match scheme.to_ascii_lowercase().as_str() {
+    /// Parses `smtp://user:password@host:port` or `smtps://host:465` (percent-encoded
+    /// credentials; the port defaults to 587 and 465).
+    pub fn parse(text: &str) -> Result<Relay, String> {
+        let url = url::Url::parse(text.trim()).map_err(|e| {
+            format!("{text:?}: expected smtp://host:port or smtps://host:port ({e})")
+        })?;
+        let implicit_tls = match url.scheme() {
             "smtp" => false,
             "smtps" => true,
             other => return Err(format!("unknown scheme {other:?}: use smtp:// or smtps://")),
         };
-        let rest = rest.trim_end_matches('/');
-        let (credentials, address) = match rest.rsplit_once('@') {
-            Some((user_password, address)) => {
-                let (user, password) = user_password
-                    .split_once(':')
-                    .ok_or("credentials must be user:password@")?;
-                (
-                    Some((percent_decode(user), percent_decode(password))),
-                    address,
-                )
-            }
-            None => (None, rest),
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or("no host")?
+            .trim_matches(['[', ']'])
+            .to_string();
+        let decode = |part: &str| {
+            percent_encoding::percent_decode_str(part)
+                .decode_utf8()
+                .map(|p| p.into_owned())
+                .map_err(|_| "credentials are not UTF-8".to_string())
         };
-        let (host, port) = match address.rsplit_once(':') {
-            Some((host, port)) => (
-                host,
-                port.parse::<u16>()
-                    .map_err(|_| format!("{port:?} is not a port"))?,
-            ),
-            None => (address, if implicit_tls { 465 } else { 587 }),
+        let credentials = match (url.username(), url.password()) {
+            ("", None) => None,
+            (user, Some(password)) => Some((decode(user)?, decode(password)?)),
+            (_, None) => return Err("credentials must be user:password@".into()),
         };
-        if host.is_empty() {
-            return Err("no host".into());
-        }
         Ok(Relay {
-            host: host.trim_matches(['[', ']']).to_string(),
-            port,
+            host,
+            port: url.port().unwrap_or(if implicit_tls { 465 } else { 587 }),
             implicit_tls,
             credentials,
         })
     }
 }
 
-/// The outbound timings, parsed.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    /// First wait.
-    pub min: std::time::Duration,
-    /// Longest wait.
-    pub max: std::time::Duration,
-    /// Lifetime in the queue.
-    pub lifetime: std::time::Duration,
-    /// Collection window before the other attendees are told about answers.
-    pub notify_delay: std::time::Duration,
-    /// Longest relay attempt.
-    pub relay_timeout: std::time::Duration,
+fn relay_url<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Relay>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    Relay::parse(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// `[security]`
@@ -352,7 +419,7 @@ impl Default for Server {
 impl Default for Http {
     fn default() -> Self {
         Http {
-            listen: "127.0.0.1:8080".into(),
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
             admin_token: String::new(),
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
@@ -365,13 +432,13 @@ impl Default for Outbound {
         Outbound {
             transport: Transport::Spool,
             spool_dir: PathBuf::from("spool"),
-            relay: String::new(),
-            min_backoff: "1m".into(),
-            max_backoff: "1h".into(),
-            max_queue_lifetime: "2d".into(),
+            relay: None,
+            min_backoff: Duration::from_secs(60),
+            max_backoff: Duration::from_secs(3600),
+            max_queue_lifetime: Duration::from_secs(2 * 86400),
             notify_attendees: true,
-            notify_delay: "1m".into(),
-            relay_timeout: "2m".into(),
+            notify_delay: Duration::from_secs(60),
+            relay_timeout: Duration::from_secs(120),
             concurrency: 4,
         }
     }
@@ -390,6 +457,35 @@ impl Default for Limits {
             data_timeout: Duration::from_secs(600),
             max_connections: 512,
         }
+    }
+}
+
+impl Limits {
+    /// Checks an object of `text_len` bytes against the size, instance and attendee limits;
+    /// the refusal names the key.
+    pub fn check(&self, text_len: usize, cal: &crate::itip::Calendar) -> Result<(), String> {
+        if text_len > self.max_object_size {
+            return Err(format!(
+                "object of {text_len} bytes is over limits.max_object_size ({})",
+                self.max_object_size
+            ));
+        }
+        let components = cal.scheduling().count();
+        if components > self.max_instances {
+            return Err(format!(
+                "{components} components are over limits.max_instances ({})",
+                self.max_instances
+            ));
+        }
+        if let Some(most) = cal.scheduling().map(|c| c.attendees().count()).max()
+            && most > self.max_attendees
+        {
+            return Err(format!(
+                "{most} attendees are over limits.max_attendees ({})",
+                self.max_attendees
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -428,17 +524,6 @@ fn check_data_dir(dir: &Path) -> Result<(), String> {
     }
 }
 
-/// The listeners as addresses, checked.
-#[derive(Debug, Clone)]
-pub struct Listeners {
-    /// LMTP, when on.
-    pub lmtp: Option<SocketAddr>,
-    /// SMTP, when on.
-    pub smtp: Option<SocketAddr>,
-    /// HTTP, when on.
-    pub http: Option<SocketAddr>,
-}
-
 impl Config {
     /// Reads the file (when given) and the `IMIPD_` environment, then validates.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
@@ -456,14 +541,16 @@ impl Config {
                 .separator("__")
                 .try_parsing(true),
         );
-        let config: Config = builder.build()?.try_deserialize()?;
+        let config: Config = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(keyed)?;
         config.validate()?;
         Ok(config)
     }
 
     /// Checks what deserialization cannot: addresses, accounts, limits.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.listeners()?;
         let invalid = |key: &str, problem: String| ConfigError::Invalid {
             key: key.into(),
             problem,
@@ -518,6 +605,7 @@ impl Config {
             }
         }
         for (key, value) in [
+            ("outbound.relay_timeout", self.outbound.relay_timeout),
             ("limits.command_timeout", self.limits.command_timeout),
             ("limits.data_timeout", self.limits.data_timeout),
             ("http.request_timeout", self.http.request_timeout),
@@ -544,101 +632,22 @@ impl Config {
                 ),
             ));
         }
-        self.backoff()?;
-        self.forward()?;
-        if self.outbound.transport == Transport::Smtp {
-            self.relay()?;
+        if self.outbound.min_backoff > self.outbound.max_backoff {
+            return Err(invalid(
+                "outbound.min_backoff",
+                "is longer than outbound.max_backoff".into(),
+            ));
+        }
+        if self.outbound.transport == Transport::Smtp && self.outbound.relay.is_none() {
+            return Err(invalid(
+                "outbound.relay",
+                "transport = \"smtp\" needs smtp://host:port or smtps://host:port".into(),
+            ));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(invalid("log.format", "must be \"text\" or \"json\"".into()));
         }
         Ok(())
-    }
-
-    /// The listener addresses.
-    pub fn listeners(&self) -> Result<Listeners, ConfigError> {
-        let parse = |key: &str, value: &str| -> Result<Option<SocketAddr>, ConfigError> {
-            if value.trim().is_empty() {
-                return Ok(None);
-            }
-            value
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| ConfigError::Invalid {
-                    key: key.into(),
-                    problem: format!("{value:?} is not host:port"),
-                })
-        };
-        Ok(Listeners {
-            lmtp: parse("lmtp.listen", &self.lmtp.listen)?,
-            smtp: parse("smtp.listen", &self.smtp.listen)?,
-            http: parse("http.listen", &self.http.listen)?,
-        })
-    }
-
-    /// The outbound retry timings.
-    pub fn backoff(&self) -> Result<Backoff, ConfigError> {
-        let parse = |key: &str, value: &str| {
-            humantime::parse_duration(value.trim()).map_err(|e| ConfigError::Invalid {
-                key: key.into(),
-                problem: format!("{value:?} is not a duration such as 1m, 1h or 2d ({e})"),
-            })
-        };
-        let backoff = Backoff {
-            min: parse("outbound.min_backoff", &self.outbound.min_backoff)?,
-            max: parse("outbound.max_backoff", &self.outbound.max_backoff)?,
-            lifetime: parse(
-                "outbound.max_queue_lifetime",
-                &self.outbound.max_queue_lifetime,
-            )?,
-            notify_delay: parse("outbound.notify_delay", &self.outbound.notify_delay)?,
-            relay_timeout: parse("outbound.relay_timeout", &self.outbound.relay_timeout)?,
-        };
-        if backoff.relay_timeout.is_zero() {
-            return Err(ConfigError::Invalid {
-                key: "outbound.relay_timeout".into(),
-                problem: "must be longer than 0s".into(),
-            });
-        }
-        if backoff.min > backoff.max {
-            return Err(ConfigError::Invalid {
-                key: "outbound.min_backoff".into(),
-                problem: "is longer than outbound.max_backoff".into(),
-            });
-        }
-        Ok(backoff)
-    }
-
-    /// The pass-through target, when `inbound.forward` is set.
-    pub fn forward(&self) -> Result<Option<SocketAddr>, ConfigError> {
-        let value = self.inbound.forward.trim();
-        if value.is_empty() {
-            return Ok(None);
-        }
-        let invalid = |problem: String| ConfigError::Invalid {
-            key: "inbound.forward".into(),
-            problem,
-        };
-        let address = value
-            .strip_prefix("lmtp://")
-            .ok_or_else(|| invalid(format!("{value:?}: use lmtp://host:port")))?;
-        use std::net::ToSocketAddrs;
-        address
-            .trim_end_matches('/')
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .map(Some)
-            .ok_or_else(|| invalid(format!("{address:?} is not host:port")))
-    }
-
-    /// The relay, when the transport is `smtp`.
-    pub fn relay(&self) -> Result<Relay, ConfigError> {
-        Relay::parse(self.outbound.relay.trim()).map_err(|problem| ConfigError::Invalid {
-            key: "outbound.relay".into(),
-            problem,
-        })
     }
 
     /// Maps every address of every account to the account name.
@@ -662,8 +671,9 @@ mod tests {
     fn from_toml(text: &str) -> Result<Config, ConfigError> {
         let config: Config = config::Config::builder()
             .add_source(config::File::from_str(text, config::FileFormat::Toml))
-            .build()?
-            .try_deserialize()?;
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(keyed)?;
         config.validate()?;
         Ok(config)
     }
@@ -707,7 +717,10 @@ mod tests {
         assert_eq!(config.server.data_dir, PathBuf::from("/var/lib/imipd"));
         assert_eq!(config.server.hostname, "file.example");
         assert_eq!(config.limits.max_attendees, 7);
-        assert_eq!(config.lmtp.listen, "127.0.0.1:2424");
+        assert_eq!(
+            config.lmtp.listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 2424)))
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -730,10 +743,19 @@ mod tests {
             .to_string();
         assert!(err.starts_with("outbound.max_backoff:"), "{err}");
         let config = from_toml("[outbound]\nmin_backoff = \"2s\"\n").unwrap();
+        assert_eq!(config.outbound.min_backoff, Duration::from_secs(2));
+        let config =
+            from_toml("[inbound]\nforward = \"lmtp://127.0.0.1:24\"\n[smtp]\nlisten = \"\"\n")
+                .unwrap();
         assert_eq!(
-            config.backoff().unwrap().min,
-            std::time::Duration::from_secs(2)
+            config.inbound.forward,
+            Some(SocketAddr::from(([127, 0, 0, 1], 24)))
         );
+        assert_eq!(config.smtp.listen, None);
+        let err = from_toml("[inbound]\nforward = \"lmtp://127.0.0.1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("inbound.forward:"), "{err}");
     }
 
     #[test]

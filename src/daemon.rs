@@ -40,7 +40,6 @@ pub enum DaemonError {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn serve(config: Config) -> Result<(), DaemonError> {
-    let listeners = config.listeners()?;
     raise_open_files(&config);
     let store = SledStore::open(&config.server.data_dir).map_err(|source| DaemonError::Store {
         dir: config.server.data_dir.clone(),
@@ -52,8 +51,8 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     let mut tasks = JoinSet::new();
 
     for (key, address, protocol) in [
-        ("lmtp.listen", listeners.lmtp, Protocol::Lmtp),
-        ("smtp.listen", listeners.smtp, Protocol::Smtp),
+        ("lmtp.listen", gateway.config.lmtp.listen, Protocol::Lmtp),
+        ("smtp.listen", gateway.config.smtp.listen, Protocol::Smtp),
     ] {
         let Some(address) = address else { continue };
         let listener = TcpListener::bind(address)
@@ -66,7 +65,7 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         tracing::info!(%address, ?protocol, "listening");
         tasks.spawn(accept(intake.clone(), listener, protocol, stopped.clone()));
     }
-    if let Some(address) = listeners.http {
+    if let Some(address) = gateway.config.http.listen {
         let listener = TcpListener::bind(address)
             .await
             .map_err(|source| DaemonError::Bind {
@@ -166,7 +165,7 @@ async fn turn_away(mut stream: TcpStream, peer: std::net::SocketAddr, host: Stri
 /// Raises the soft limit of open files to the hard one, and says so when the connection caps
 /// could still not all be met: with no descriptor left, a new client gets no greeting at all.
 fn raise_open_files(config: &Config) {
-    let on = |listen: &str| u64::from(!listen.trim().is_empty());
+    let on = |listen: &Option<std::net::SocketAddr>| u64::from(listen.is_some());
     // An LMTP/SMTP session with a large message under way also holds its spill file.
     let per_cap = 2 * (on(&config.lmtp.listen) + on(&config.smtp.listen)) + on(&config.http.listen);
     let needed = per_cap * config.limits.max_connections as u64 + 256;

@@ -16,3 +16,5 @@ pub mod metrics;
 pub mod mime;
 pub mod outbound;
 pub mod store;
+pub mod trace;
+pub mod writes;

@@ -55,9 +55,8 @@ enum Command {
         /// The configuration file of the running daemon (HTTP address and admin token).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// `list`, `show ID`, `retry ID` or `drop ID`.
-        #[arg(required = true, num_args = 1..=2)]
-        action: Vec<String>,
+        #[command(subcommand)]
+        action: QueueAction,
     },
     /// Sends realistic iMIP load to any LMTP or SMTP server and prints one JSON line of figures:
     /// invitations from outside organizers to userN@DOMAIN, then updates and cancellations of them.
@@ -79,6 +78,28 @@ enum Command {
         /// Scenario files (the language of conformance/FORMAT.md).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+}
+
+/// What `imipd queue` does.
+#[derive(Subcommand)]
+enum QueueAction {
+    /// Every queued message: id, method, UID, recipient, attempts, last error.
+    List,
+    /// One queued message with its iTIP object.
+    Show {
+        /// The queue id (hex, as `list` shows it).
+        id: String,
+    },
+    /// Try the message now, whatever its backoff says.
+    Retry {
+        /// The queue id.
+        id: String,
+    },
+    /// Give up on the message: SCHEDULE-STATUS 5.1 in the sender's copy.
+    Drop {
+        /// The queue id.
+        id: String,
     },
 }
 
@@ -167,7 +188,7 @@ fn deliver(path: Option<PathBuf>, from: &str, to: &[String]) -> ExitCode {
             return ExitCode::from(pipe::exit::TEMPFAIL);
         }
     };
-    let Some(target) = config.listeners().ok().and_then(|l| l.lmtp) else {
+    let Some(target) = config.lmtp.listen else {
         eprintln!("imipd deliver: lmtp.listen is off; the pipe hook delivers through it");
         return ExitCode::from(pipe::exit::TEMPFAIL);
     };
@@ -198,11 +219,12 @@ fn deliver(path: Option<PathBuf>, from: &str, to: &[String]) -> ExitCode {
         eprintln!("imipd deliver: reading the message: {e}");
         return ExitCode::from(pipe::exit::TEMPFAIL);
     }
+    let message = pipe::crlf(&message);
     let submitted = pipe::submit(target, from.as_ref(), &recipients, b"", &message);
     match runtime().block_on(submitted) {
         Ok(outcomes) => {
             for o in &outcomes {
-                eprintln!("{}: {}", o.recipient, o.reply);
+                eprintln!("{}: {}", o.recipient, o.line());
             }
             ExitCode::from(pipe::exit_code(&outcomes))
         }
@@ -277,34 +299,38 @@ fn admin_request(
     config: &Config,
     method: &str,
     path: &str,
+    query: &[(&str, &str)],
     body: &[u8],
 ) -> Result<(u16, String), String> {
-    use std::io::{Read, Write};
     let target = config
-        .listeners()
-        .ok()
-        .and_then(|l| l.http)
+        .http
+        .listen
         .ok_or("http.listen is off; this asks the daemon over HTTP")?;
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: imipd\r\nConnection: close\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\r\n",
-        config.http.admin_token,
-        body.len()
-    );
-    let mut stream = std::net::TcpStream::connect(target)
-        .map_err(|e| format!("daemon at {target} unreachable: {e}"))?;
-    let mut response = String::new();
-    stream
-        .write_all(request.as_bytes())
-        .and_then(|_| stream.write_all(body))
-        .and_then(|_| stream.read_to_string(&mut response))
+    let mut url = url::Url::parse(&format!("http://{target}{path}")).map_err(|e| e.to_string())?;
+    url.query_pairs_mut().extend_pairs(query);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .build()
+        .into();
+    let request = ureq::http::Request::builder()
+        .method(method)
+        .uri(url.as_str())
+        .header(
+            "Authorization",
+            format!("Bearer {}", config.http.admin_token),
+        )
+        .body(body.to_vec())
+        .map_err(|e| e.to_string())?;
+    let mut response = agent
+        .run(request)
         .map_err(|e| format!("daemon at {target}: {e}"))?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Ok((status, body.to_string()))
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| format!("daemon at {target}: {e}"))?;
+    Ok((status, text))
 }
 
 fn load_or_exit(path: Option<&std::path::Path>, command: &str) -> Result<Config, ExitCode> {
@@ -326,24 +352,8 @@ fn explain(path: Option<PathBuf>, message: &std::path::Path, to: &[String]) -> E
             return ExitCode::FAILURE;
         }
     };
-    let encode = |value: &str| -> String {
-        value
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                    (b as char).to_string()
-                }
-                other => format!("%{other:02X}"),
-            })
-            .collect()
-    };
-    let query: Vec<String> = to.iter().map(|t| format!("to={}", encode(t))).collect();
-    let json = match admin_request(
-        &config,
-        "POST",
-        &format!("/explain?{}", query.join("&")),
-        &body,
-    ) {
+    let query: Vec<(&str, &str)> = to.iter().map(|t| ("to", t.as_str())).collect();
+    let json = match admin_request(&config, "POST", "/explain", &query, &body) {
         Ok((200, json)) => json,
         Ok((status, text)) => {
             eprintln!("imipd explain: {status}: {}", text.trim());
@@ -354,7 +364,8 @@ fn explain(path: Option<PathBuf>, message: &std::path::Path, to: &[String]) -> E
             return ExitCode::FAILURE;
         }
     };
-    let Ok(recipients) = serde_json::from_str::<Vec<imipd::inbound::Explanation>>(&json) else {
+    let Ok(recipients) = serde_json::from_str::<Vec<imipd::inbound::apply::Explanation>>(&json)
+    else {
         eprintln!("imipd explain: unexpected answer: {json}");
         return ExitCode::FAILURE;
     };
@@ -444,55 +455,47 @@ fn bench(args: BenchArgs) -> ExitCode {
     }
 }
 
-fn queue(path: Option<PathBuf>, action: &[String]) -> ExitCode {
+fn queue(path: Option<PathBuf>, action: &QueueAction) -> ExitCode {
     let config = match load_or_exit(path.as_deref(), "queue") {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let (method, route) = match (action[0].as_str(), action.get(1)) {
-        ("list", None) => ("GET", "/queue".to_string()),
-        ("show", Some(id)) => ("GET", format!("/queue/{id}")),
-        ("retry", Some(id)) => ("POST", format!("/queue/{id}/retry")),
-        ("drop", Some(id)) => ("DELETE", format!("/queue/{id}")),
-        _ => {
-            eprintln!("imipd queue: list | show ID | retry ID | drop ID");
-            return ExitCode::from(2);
-        }
+    let (method, route) = match action {
+        QueueAction::List => ("GET", "/queue".to_string()),
+        QueueAction::Show { id } => ("GET", format!("/queue/{id}")),
+        QueueAction::Retry { id } => ("POST", format!("/queue/{id}/retry")),
+        QueueAction::Drop { id } => ("DELETE", format!("/queue/{id}")),
     };
-    match admin_request(&config, method, &route, b"") {
-        Ok((status, body)) if (200..300).contains(&status) => {
-            if action[0] == "list" {
-                let entries: Vec<serde_json::Value> =
-                    serde_json::from_str(&body).unwrap_or_default();
-                for e in &entries {
-                    let s = |k: &str| {
-                        e.get(k)
-                            .map(|v| v.to_string().trim_matches('"').to_string())
-                            .unwrap_or_default()
-                    };
-                    println!(
-                        "{} {} {} to {} attempts={} last_error={}",
-                        s("id"),
-                        s("method"),
-                        s("uid"),
-                        s("to"),
-                        s("attempts"),
-                        s("last_error")
-                    );
-                }
-                println!("{} queued", entries.len());
-            } else if !body.trim().is_empty() {
-                println!("{}", body.trim());
-            }
-            ExitCode::SUCCESS
-        }
-        Ok((status, body)) => {
-            eprintln!("imipd queue: {status}: {}", body.trim());
-            ExitCode::FAILURE
-        }
+    let (status, body) = match admin_request(&config, method, &route, &[], b"") {
+        Ok(answer) => answer,
         Err(e) => {
             eprintln!("imipd queue: {e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    if !(200..300).contains(&status) {
+        eprintln!("imipd queue: {status}: {}", body.trim());
+        return ExitCode::FAILURE;
     }
+    if let QueueAction::List = action {
+        let Ok(entries) = serde_json::from_str::<Vec<imipd::http::QueueEntry>>(&body) else {
+            eprintln!("imipd queue: unexpected answer: {body}");
+            return ExitCode::FAILURE;
+        };
+        for e in &entries {
+            println!(
+                "{} {} {} to {} attempts={} last_error={}",
+                e.id,
+                e.method,
+                e.uid,
+                e.to.join(","),
+                e.attempts,
+                e.last_error.as_deref().unwrap_or("none")
+            );
+        }
+        println!("{} queued", entries.len());
+    } else if !body.trim().is_empty() {
+        println!("{}", body.trim());
+    }
+    ExitCode::SUCCESS
 }

@@ -30,6 +30,19 @@ pub struct StoreFigures {
     pub store_bytes: u64,
 }
 
+impl StoreFigures {
+    /// The figures of a store at `now` (seconds since the epoch); what cannot be read is 0.
+    pub fn read(store: &dyn crate::store::Store, now: i64) -> Self {
+        let queue = store.outbox().unwrap_or_default();
+        let oldest = queue.iter().map(|(_, m)| m.queued_at).min();
+        StoreFigures {
+            queue_depth: queue.len() as u64,
+            queue_oldest_seconds: oldest.map(|t| (now - t).max(0) as u64).unwrap_or(0),
+            store_bytes: store.size_on_disk().unwrap_or(0),
+        }
+    }
+}
+
 impl Metrics {
     /// A received message's calendar part, by METHOD and result (`accepted`, `rejected`, ...).
     pub fn message(&self, method: &str, result: &str) {

@@ -2,8 +2,9 @@
 //! iTIP messages rendered as iMIP mail (mail-builder, RFC 6047).
 
 use crate::config::Templates;
+use crate::itip::ItipMessage;
 use crate::mailbox::Mailbox;
-use crate::store::{MailSummary, Person};
+use crate::store::{MailKind, MailSummary, Person, Previous};
 use mail_builder::MessageBuilder;
 use mail_builder::headers::content_type::ContentType;
 use mail_builder::mime::MimePart;
@@ -126,6 +127,71 @@ fn normalize(text: &str) -> String {
     text.replace("\r\n", "\n").trim().to_string()
 }
 
+/// The readable content of an engine message, for the mail that carries it (kept with its
+/// queue entry).
+pub fn summary_of(message: &ItipMessage) -> MailSummary {
+    use crate::itip::{self, Field, FieldValue, SummaryKind};
+    let text =
+        |values: &std::collections::BTreeMap<Field, FieldValue>, field| match values.get(&field) {
+            Some(FieldValue::Text(t)) => Some(t.clone()),
+            _ => None,
+        };
+    let time = |values: &std::collections::BTreeMap<Field, FieldValue>| match values
+        .get(&Field::Dtstart)
+        .or_else(|| values.get(&Field::Due))
+    {
+        Some(FieldValue::Time { start, tz, all_day }) => Some((*start, tz.clone(), *all_day)),
+        _ => None,
+    };
+    let rule =
+        |values: &std::collections::BTreeMap<Field, FieldValue>| match values.get(&Field::Rrule) {
+            Some(FieldValue::Rrule(r)) => Some(r.to_string()),
+            _ => None,
+        };
+    let summary = &message.summary;
+    let (kind, partstat) = match &summary.kind {
+        SummaryKind::Invite => (MailKind::Invite, None),
+        SummaryKind::Update(_) => (MailKind::Update, None),
+        SummaryKind::Cancel => (MailKind::Cancel, None),
+        SummaryKind::Rsvp(p) => (MailKind::Rsvp, Some(p.clone())),
+    };
+    let now = time(&summary.current);
+    let person = |p: &crate::itip::Participant| Person {
+        email: p.email.clone(),
+        name: p.name.clone(),
+    };
+    let (organizer, attendees) = match summary.current.get(&Field::Attendee) {
+        Some(FieldValue::Participants(list)) => (
+            list.iter().find(|p| p.is_organizer).map(person),
+            list.iter()
+                .filter(|p| !p.is_organizer)
+                .map(person)
+                .collect(),
+        ),
+        _ => (None, Vec::new()),
+    };
+    MailSummary {
+        kind,
+        partstat,
+        title: text(&summary.current, Field::Summary),
+        location: text(&summary.current, Field::Location),
+        description: text(&summary.current, Field::Description),
+        start: now.as_ref().map(|t| t.0),
+        end: itip::end_of(&message.calendar).filter(|_| now.is_some()),
+        all_day: now.as_ref().is_some_and(|t| t.2),
+        time_zone: itip::display_zone(&message.calendar, now.as_ref().and_then(|t| t.1.as_deref())),
+        recurrence: rule(&summary.current),
+        organizer,
+        attendees,
+        previous: Previous {
+            title: text(&summary.previous, Field::Summary),
+            location: text(&summary.previous, Field::Location),
+            start: time(&summary.previous).map(|t| t.0),
+            recurrence: rule(&summary.previous),
+        },
+    }
+}
+
 /// The readable parts of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Readable {
@@ -203,11 +269,11 @@ pub fn readable(summary: &MailSummary, from: &str, templates: &Templates) -> Rea
         .start
         .map(|s| when(s, summary.end, summary.all_day, &summary.time_zone))
         .unwrap_or_default();
-    let template = match summary.kind.as_str() {
-        "invite" => &templates.invite_subject,
-        "update" => &templates.update_subject,
-        "cancel" => &templates.cancel_subject,
-        _ => &templates.reply_subject,
+    let template = match summary.kind {
+        MailKind::Invite => &templates.invite_subject,
+        MailKind::Update => &templates.update_subject,
+        MailKind::Cancel => &templates.cancel_subject,
+        MailKind::Rsvp => &templates.reply_subject,
     };
     let subject = template
         .replace("{title}", &title)
@@ -217,11 +283,11 @@ pub fn readable(summary: &MailSummary, from: &str, templates: &Templates) -> Rea
         .replace(" @ ", if when_text.is_empty() { "" } else { " @ " })
         .trim()
         .to_string();
-    let headline = match summary.kind.as_str() {
-        "invite" => format!("{who} invites you to {title}"),
-        "update" => format!("{who} updated {title}"),
-        "cancel" => format!("{who} cancelled {title}"),
-        _ => format!("{who} {}: {title}", answer(summary.partstat.as_deref())),
+    let headline = match summary.kind {
+        MailKind::Invite => format!("{who} invites you to {title}"),
+        MailKind::Update => format!("{who} updated {title}"),
+        MailKind::Cancel => format!("{who} cancelled {title}"),
+        MailKind::Rsvp => format!("{who} {}: {title}", answer(summary.partstat.as_deref())),
     };
     let was = |old: Option<String>| old.map(|o| format!(" (was {o})")).unwrap_or_default();
     let mut rows: Vec<(&str, String)> = Vec::new();
@@ -502,7 +568,7 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
                 .iter()
                 .map(|a| Mailbox::from_cal_address(a).unwrap())
                 .collect();
-            let summary = crate::gateway::mail_summary(&message);
+            let summary = summary_of(&message);
             let read = readable(&summary, message.from.as_str(), &Templates::default());
             let raw = render(&outbound(
                 &to,
@@ -642,7 +708,7 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
             name: Some("Bob Smith".into()),
         };
         let invite = MailSummary {
-            kind: "invite".into(),
+            kind: MailKind::Invite,
             title: Some("Lunch".into()),
             location: Some("Cantine".into()),
             start: Some(1_243_958_400),
@@ -676,10 +742,10 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
 
         // The event's own zone, and what an update changed.
         let moved = MailSummary {
-            kind: "update".into(),
+            kind: MailKind::Update,
             time_zone: "Europe/Paris".into(),
             location: Some("Room 2".into()),
-            previous: crate::store::Previous {
+            previous: Previous {
                 location: Some("Room 1".into()),
                 start: Some(1_243_954_800),
                 ..Default::default()
@@ -703,7 +769,7 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
         );
 
         let reply = MailSummary {
-            kind: "rsvp".into(),
+            kind: MailKind::Rsvp,
             partstat: Some("ACCEPTED".into()),
             ..invite.clone()
         };
@@ -712,7 +778,7 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
             "Bob Smith accepted: Lunch"
         );
         let cancel = MailSummary {
-            kind: "cancel".into(),
+            kind: MailKind::Cancel,
             start: None,
             ..invite.clone()
         };

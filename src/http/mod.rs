@@ -5,7 +5,10 @@ pub mod auth;
 pub mod serve;
 
 use crate::escape::escaped;
-use crate::gateway::{Gateway, Precondition, WriteError, http_status, trace_id};
+use crate::gateway::Gateway;
+use crate::itip::ErrorClass;
+use crate::store::StoreError;
+use crate::writes::{self, Precondition, WriteError};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Extension, Path, RawQuery, State};
@@ -69,12 +72,28 @@ fn text(status: u16, body: String) -> Response {
         .into_response()
 }
 
+/// The HTTP status of a refused client write: the one place where they are decided.
+fn status_of(error: &WriteError) -> u16 {
+    match error {
+        WriteError::Precondition => 412,
+        WriteError::NotFound => 404,
+        WriteError::TooLarge(_) | WriteError::Store(StoreError::TooLarge(_)) => 413,
+        WriteError::UidMismatch => 400,
+        WriteError::Store(StoreError::Conflict) => 409,
+        WriteError::Store(_) => 503,
+        WriteError::Engine(e) => match e.class() {
+            ErrorClass::Forbidden => 403,
+            ErrorClass::Malformed | ErrorClass::Ignored => 400,
+        },
+    }
+}
+
 fn refused(error: &WriteError) -> Response {
     let body = match error {
         WriteError::Engine(e) => format!("{e}: {}", e.explain()),
         other => other.to_string(),
     };
-    text(http_status(error), body)
+    text(status_of(error), body)
 }
 
 /// Why a request may not reach an account's calendar.
@@ -238,12 +257,18 @@ async fn store(
     let Ok(body) = std::str::from_utf8(&body) else {
         return text(400, "ICalendarParseError: the body is not UTF-8".into());
     };
-    let trace = trace_id();
+    let trace = crate::trace::new_id();
     let span = tracing::info_span!("put", trace = %trace, account = %account, uid = %escaped(&uid));
-    let result = gateway
-        .write(&trace, &account, &uid, body, &precondition(&headers))
-        .instrument(span)
-        .await;
+    let result = writes::write(
+        gateway,
+        &trace,
+        &account,
+        &uid,
+        body,
+        &precondition(&headers),
+    )
+    .instrument(span)
+    .await;
     match result {
         Ok(written) => {
             let status = if written.created {
@@ -312,13 +337,19 @@ async fn remove(
         .get("Schedule-Reply")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("F"));
-    let trace = trace_id();
+    let trace = crate::trace::new_id();
     let span =
         tracing::info_span!("delete", trace = %trace, account = %account, uid = %escaped(&uid));
-    match gateway
-        .remove(&trace, &account, &uid, &precondition(&headers), suppress)
-        .instrument(span)
-        .await
+    match writes::remove(
+        gateway,
+        &trace,
+        &account,
+        &uid,
+        &precondition(&headers),
+        suppress,
+    )
+    .instrument(span)
+    .await
     {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => refused(&e),
@@ -413,7 +444,7 @@ async fn explain(
         );
     }
     let mail = crate::mime::extract(&body);
-    let explained = crate::inbound::explain(gateway, &mail, &recipients);
+    let explained = crate::inbound::apply::explain(gateway, &mail, &recipients);
     json(serde_json::to_string(&explained).unwrap_or_default())
 }
 
@@ -438,27 +469,50 @@ fn admin(api: &Api, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<(), Den
     }
 }
 
-fn queue_entry(
-    id: u64,
-    m: &crate::store::OutboundMessage,
-    with_calendar: bool,
-) -> serde_json::Value {
-    let mut entry = serde_json::json!({
-        "id": format!("{id:016x}"),
-        "account": m.account,
-        "uid": m.uid,
-        "method": m.method,
-        "from": m.from,
-        "to": m.to,
-        "queued_at": m.queued_at,
-        "attempts": m.attempts,
-        "next_attempt": m.next_attempt,
-        "last_error": m.last_error,
-    });
-    if with_calendar {
-        entry["calendar"] = serde_json::Value::String(m.calendar.clone());
+/// A queued message as `GET /queue` shows it (and `imipd queue` reads it).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct QueueEntry {
+    /// The queue id, in hex.
+    pub id: String,
+    /// The account whose change caused it.
+    pub account: String,
+    /// UID of the object.
+    pub uid: String,
+    /// METHOD.
+    pub method: String,
+    /// The sender.
+    pub from: String,
+    /// The recipient.
+    pub to: Vec<String>,
+    /// When it was queued (seconds since the epoch).
+    pub queued_at: i64,
+    /// Attempts that failed temporarily.
+    pub attempts: u32,
+    /// Not before (seconds since the epoch).
+    pub next_attempt: i64,
+    /// The last temporary failure.
+    pub last_error: Option<String>,
+    /// The iTIP object (`GET /queue/{id}` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calendar: Option<String>,
+}
+
+impl QueueEntry {
+    fn of(id: u64, m: &crate::store::OutboundMessage, with_calendar: bool) -> Self {
+        QueueEntry {
+            id: format!("{id:016x}"),
+            account: m.account.clone(),
+            uid: m.uid.clone(),
+            method: m.method.clone(),
+            from: m.from.to_string(),
+            to: m.to.iter().map(|t| t.to_string()).collect(),
+            queued_at: m.queued_at,
+            attempts: m.attempts,
+            next_attempt: m.next_attempt,
+            last_error: m.last_error.clone(),
+            calendar: with_calendar.then(|| m.calendar.clone()),
+        }
     }
-    entry
 }
 
 /// The queued message an operator names (admin token required).
@@ -494,11 +548,11 @@ async fn queue_list(
     }
     match gateway.store.outbox() {
         Ok(queue) => {
-            let list: Vec<serde_json::Value> = queue
+            let list: Vec<QueueEntry> = queue
                 .iter()
-                .map(|(id, m)| queue_entry(*id, m, false))
+                .map(|(id, m)| QueueEntry::of(*id, m, false))
                 .collect();
-            json(serde_json::Value::Array(list))
+            json(serde_json::to_string(&list).unwrap_or_default())
         }
         Err(e) => text(503, e.to_string()),
     }
@@ -512,7 +566,9 @@ async fn queue_show(
     headers: HeaderMap,
 ) -> Response {
     match find_queued(&api, &headers, peer_ip(peer), &id) {
-        Ok((id, m)) => json(queue_entry(id, &m, true)),
+        Ok((id, m)) => {
+            json(serde_json::to_string(&QueueEntry::of(id, &m, true)).unwrap_or_default())
+        }
         Err(denied) => denied.into_response(),
     }
 }
@@ -555,7 +611,7 @@ async fn queue_drop(
         Ok(found) => found,
         Err(denied) => return denied.into_response(),
     };
-    match crate::outbound::give_up(gateway, id, &message).await {
+    match crate::outbound::queue::give_up(gateway, id, &message).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => text(503, e.to_string()),
     }
@@ -565,7 +621,7 @@ async fn queue_drop(
 /// on the HTTP listener (loopback by default).
 async fn metrics(State(api): State<Arc<Api>>) -> Response {
     let gateway = &api.gateway;
-    let figures = gateway.store_figures();
+    let figures = crate::metrics::StoreFigures::read(gateway.store.as_ref(), gateway.now());
     (
         [(
             header::CONTENT_TYPE,

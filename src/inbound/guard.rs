@@ -4,7 +4,8 @@
 //! address's domain where the operator asks for it, and never a calendar user of this server
 //! (local users reach each other inside imipd).
 
-use crate::gateway::{Gateway, Verdict};
+use super::verdict::Verdict;
+use crate::gateway::Gateway;
 use crate::itip::{self, CalAddress, Calendar, ItipError, Method};
 use crate::mailbox::Mailbox;
 use crate::mime::InboundMail;
@@ -160,7 +161,9 @@ fn parse_parts(gateway: &Gateway, mail: &InboundMail) -> Result<Vec<Part>, Verdi
             None => continue,
         };
         gateway
-            .check_limits(part.text.len(), &calendar)
+            .config
+            .limits
+            .check(part.text.len(), &calendar)
             .map_err(Verdict::too_large)?;
         let uid = itip::uid_of(&calendar)
             .ok_or_else(|| Verdict::for_error(&ItipError::MissingUid))?

@@ -6,8 +6,8 @@
 
 use super::Intake;
 use super::spool::Incoming;
+use super::verdict::Verdict;
 use crate::escape::{escaped, printable};
-use crate::gateway::{Verdict, trace_id};
 use crate::mailbox::Mailbox;
 use crate::mime;
 use smtp_proto::request::receiver::DataReceiver;
@@ -33,13 +33,33 @@ const MAX_LINE: usize = 4096;
 /// MAIL parameters this server offers (8BITMIME, SIZE); any other is refused.
 const OFFERED_BODY: u64 = smtp_proto::MAIL_BODY_7BIT | smtp_proto::MAIL_BODY_8BITMIME;
 
+/// What a recipient is to this server, decided once, at RCPT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// A calendar user: the account's name.
+    Account(String),
+    /// A bounce address of imipd's own mail (valid or not: RCPT treats them alike).
+    Bounce,
+    /// Neither: only the pass-through target (the mailbox store) knows it.
+    ForwardOnly,
+}
+
+/// One recipient of a transaction.
+#[derive(Debug, Clone)]
+pub struct Recipient {
+    /// The address as given.
+    pub mailbox: Mailbox,
+    /// What it is here.
+    pub route: Route,
+}
+
 /// The sender and recipients of the message under way. Each recipient is kept once; `lines`
 /// maps every accepted RCPT to it, for LMTP's one reply per RCPT.
 pub struct Envelope {
     /// The reverse path; `None` for `<>` (delivery status notifications).
     pub from: Option<Mailbox>,
     /// Distinct recipients, in the order first given.
-    pub recipients: Vec<Mailbox>,
+    pub recipients: Vec<Recipient>,
     lines: Vec<usize>,
 }
 
@@ -345,7 +365,11 @@ impl Session {
             Ok(mailbox) => mailbox,
             Err(why) => return format!("501 5.1.3 bad recipient address ({why})"),
         };
-        if let Some(known) = envelope.recipients.iter().position(|r| *r == recipient) {
+        if let Some(known) = envelope
+            .recipients
+            .iter()
+            .position(|r| r.mailbox == recipient)
+        {
             // Delivered once; LMTP still owes this RCPT its own reply after DATA.
             envelope.lines.push(known);
             return "250 2.1.5 recipient ok (duplicate, delivered once)".into();
@@ -353,15 +377,21 @@ impl Session {
         if envelope.recipients.len() >= gateway.config.limits.max_recipients {
             return "452 4.5.3 too many recipients".into();
         }
-        // In pass-through mode every recipient is the mailbox store's to judge.
-        let known = gateway.account_for(recipient.as_str()).is_some()
-            || crate::outbound::dsn::is_bounce_address(gateway, &recipient)
-            || !gateway.config.inbound.forward.trim().is_empty();
-        if !known {
+        let route = if let Some(account) = gateway.account_for(recipient.as_str()) {
+            Route::Account(account.to_string())
+        } else if crate::outbound::dsn::is_bounce_address(gateway, &recipient) {
+            Route::Bounce
+        } else if gateway.config.inbound.forward.is_some() {
+            // In pass-through mode every other recipient is the mailbox store's to judge.
+            Route::ForwardOnly
+        } else {
             return Verdict::unknown_user(&recipient).reply();
-        }
+        };
         envelope.lines.push(envelope.recipients.len());
-        envelope.recipients.push(recipient);
+        envelope.recipients.push(Recipient {
+            mailbox: recipient,
+            route,
+        });
         "250 2.1.5 recipient ok".into()
     }
 }
@@ -432,11 +462,7 @@ async fn finish(intake: &Intake, envelope: &Envelope, incoming: Incoming) -> Vec
         Ok((raw, _room)) => receive(intake, envelope, &raw).await,
         Err(error) => {
             tracing::error!(%error, size, "cannot keep the message while it arrives");
-            let verdict = Verdict::Deferred {
-                code: 452,
-                status: "4.3.1",
-                text: "insufficient system storage, try again later".into(),
-            };
+            let verdict = Verdict::no_room();
             envelope
                 .recipients
                 .iter()
@@ -447,7 +473,7 @@ async fn finish(intake: &Intake, envelope: &Envelope, incoming: Incoming) -> Vec
 }
 
 async fn receive(intake: &Intake, envelope: &Envelope, raw: &[u8]) -> Vec<Verdict> {
-    let trace = trace_id();
+    let trace = crate::trace::new_id();
     let from = envelope.from.as_ref().map(Mailbox::as_str).unwrap_or("");
     let span = tracing::info_span!("message", trace = %trace, from = %from, size = raw.len());
     async {
@@ -458,9 +484,9 @@ async fn receive(intake: &Intake, envelope: &Envelope, raw: &[u8]) -> Vec<Verdic
             "received"
         );
         let verdicts = super::deliver(intake, &trace, &mail, raw, envelope).await;
-        match intake.gateway.config.forward() {
-            Ok(Some(target)) => super::forward(&trace, target, envelope, raw, verdicts).await,
-            _ => verdicts,
+        match intake.gateway.config.inbound.forward {
+            Some(target) => super::forward(&trace, target, envelope, raw, verdicts).await,
+            None => verdicts,
         }
     }
     .instrument(span)

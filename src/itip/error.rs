@@ -79,7 +79,50 @@ pub enum ItipError {
     EventNotFound,
 }
 
+/// What kind of refusal an error is, so that every front answers it alike: each front maps a
+/// class once (SMTP/LMTP replies in `inbound::verdict`, HTTP statuses in `http`, outcomes of
+/// local deliveries in `outbound::local`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Not a usable scheduling object: refused for good (554 5.6.0, HTTP 400).
+    Malformed,
+    /// Whoever sent or wrote it may not do this: refused by policy (550 5.7.1, HTTP 403).
+    Forbidden,
+    /// Valid, but stale or pointless for this calendar: accepted and dropped.
+    Ignored,
+}
+
 impl ItipError {
+    /// The class of the error.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::ICalendarParseError
+            | Self::MissingMethod
+            | Self::InvalidComponentType
+            | Self::UnsupportedMethod(_)
+            | Self::MissingUid
+            | Self::MultipleUid
+            | Self::MultipleOrganizer
+            | Self::MultipleObjectTypes
+            | Self::MultipleObjectInstances
+            | Self::NoSchedulingInfo => ErrorClass::Malformed,
+            Self::SenderIsNotOrganizerNorAttendee
+            | Self::SenderIsNotParticipant(_)
+            | Self::NotOrganizer
+            | Self::NotOrganizerNorAttendee
+            | Self::OrganizerIsLocalAddress
+            | Self::OrganizerMismatch
+            | Self::UnknownParticipant(_)
+            | Self::CannotModifyProperty(_)
+            | Self::CannotModifyInstance
+            | Self::CannotModifyAddress => ErrorClass::Forbidden,
+            Self::OutOfSequence
+            | Self::EventNotFound
+            | Self::NothingToSend
+            | Self::OtherSchedulingAgent => ErrorClass::Ignored,
+        }
+    }
+
     /// A sentence an operator or a user can read, for HTTP bodies and logs.
     pub fn explain(&self) -> String {
         match self {

@@ -17,7 +17,7 @@ mod zones;
 
 pub use address::{CalAddress, percent_decode};
 pub use calendar::{Calendar, Component, InstanceKey};
-pub use error::ItipError;
+pub use error::{ErrorClass, ItipError};
 pub use message::{ItipMessage, Method};
 pub use summary::{Field, FieldValue, Participant, Summary, SummaryKind};
 
@@ -215,6 +215,41 @@ pub fn receive(
     inbound::receive(ctx, sender, stored, message)
 }
 
+/// What the server knows of a scheduling message it sent, as SCHEDULE-STATUS says it (RFC 6638
+/// section 3.2.9 with RFC 5546 section 3.6's codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ScheduleStatus {
+    /// 1.0: queued, not yet delivered.
+    Pending,
+    /// 1.1: handed to the relay (or written to the spool).
+    Sent,
+    /// 1.2: delivered to a calendar of this server.
+    Delivered,
+    /// 3.7: the calendar user address is not one a message can go to.
+    InvalidUser,
+    /// 5.1: not delivered.
+    NotDelivered,
+    /// 5.2: the address was refused for good.
+    AddressRefused,
+    /// 5.3: refused by policy.
+    PolicyRefused,
+}
+
+impl ScheduleStatus {
+    /// The code as written in the parameter.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Pending => "1.0",
+            Self::Sent => "1.1",
+            Self::Delivered => "1.2",
+            Self::InvalidUser => "3.7",
+            Self::NotDelivered => "5.1",
+            Self::AddressRefused => "5.2",
+            Self::PolicyRefused => "5.3",
+        }
+    }
+}
+
 /// Records what happened to the message sent to `recipient` (RFC 6638 section 3.2.9): the
 /// SCHEDULE-STATUS of its ATTENDEE in the organizer's copy, or of the ORGANIZER in an
 /// attendee's copy when the recipient organizes. SEQUENCE and everything else stay as they
@@ -222,8 +257,9 @@ pub fn receive(
 pub fn with_schedule_status(
     copy: &Calendar,
     recipient: &CalAddress,
-    status: &str,
+    status: ScheduleStatus,
 ) -> Option<Calendar> {
+    let status = status.code();
     use calcard::icalendar::{ICalendarParameterName, ICalendarParameterValue, ICalendarProperty};
     let mut next = copy.clone();
     let mut changed = false;

@@ -7,7 +7,8 @@
 //! gets the same answer as a report that counted, so that probing learns nothing.
 
 use crate::escape::escaped;
-use crate::gateway::{Gateway, Verdict};
+use crate::gateway::{Decision, Gateway};
+use crate::itip::ScheduleStatus;
 use crate::mailbox::Mailbox;
 use crate::store::{Change, StoreError};
 use blake2::Blake2bMac;
@@ -90,7 +91,7 @@ pub struct Failure {
     pub recipients: Vec<String>,
     /// The SCHEDULE-STATUS it asks for: 5.2 for a refused address (5.1.x), 5.3 for a policy
     /// refusal (5.7.x), 5.1 for other failures.
-    pub status: &'static str,
+    pub status: ScheduleStatus,
 }
 
 /// The failed recipients a delivery status notification reports, one per per-recipient block
@@ -135,86 +136,66 @@ fn failure_of_block(block: &str) -> Option<Failure> {
         return None;
     }
     let status = match status.as_deref().and_then(|s| s.split('.').nth(1)) {
-        Some("1") => "5.2",
-        Some("7") => "5.3",
-        _ => "5.1",
+        Some("1") => ScheduleStatus::AddressRefused,
+        Some("7") => ScheduleStatus::PolicyRefused,
+        _ => ScheduleStatus::NotDelivered,
     };
     Some(Failure { recipients, status })
 }
 
-/// The one answer every report gets, whether it changed anything or not.
-fn received() -> Verdict {
-    Verdict::Accepted("delivery report received".into())
-}
-
 /// Applies a report sent to a bounce address to the sender's copy of the message it reports
-/// on, when it is believed.
+/// on, when it is believed; anything else is logged and changes nothing. Fails only when the
+/// store does (the report should come again).
 pub async fn apply(
     gateway: &Gateway,
     trace: &str,
     recipient: &Mailbox,
     from: Option<&Mailbox>,
     raw: &[u8],
-) -> Verdict {
+) -> Result<(), StoreError> {
     let Some(id) = queue_id(gateway, recipient) else {
         tracing::info!(trace, to = %escaped(recipient.as_str()), "report to a bounce address imipd did not make; ignored");
-        return received();
+        return Ok(());
     };
     if let Some(from) = from {
         // RFC 3464 section 2 / RFC 5321 4.5.5: reports come from the null sender.
         tracing::info!(trace, id, from = %escaped(from.as_str()), "report not from the null sender; ignored");
-        return received();
+        return Ok(());
     }
-    for _ in 0..8 {
-        let record = match gateway.store.sent(id) {
-            Ok(Some(record)) => record,
-            Ok(None) => {
-                tracing::info!(
-                    trace,
-                    id,
-                    "report on no message the relay took (or already reported); ignored"
-                );
-                return received();
-            }
-            Err(e) => return Verdict::store_unavailable(&e),
-        };
-        let Some(to) = record.to.first() else {
-            return received();
-        };
-        let names_it = |f: &Failure| {
-            f.recipients
-                .iter()
-                .any(|r| Mailbox::parse(r).is_ok_and(|m| m == *to))
-        };
-        let Some(failure) = failures(raw).into_iter().find(names_it) else {
-            tracing::info!(trace, id, to = %to, "report names no failure of this message's recipient; ignored");
-            return received();
-        };
-        let mut changes = vec![Change::ForgetSent(id)];
-        match super::status_change(gateway, &record, failure.status) {
-            Ok(Some(change)) => changes.push(change),
-            Ok(None) => {}
-            Err(e) => return Verdict::store_unavailable(&e),
-        }
-        let generation = gateway.store.generation();
-        match gateway.store.commit(&changes) {
-            Ok(_) => {
-                if let Err(e) = gateway.durable(generation).await {
-                    return Verdict::store_unavailable(&e);
-                }
-                tracing::info!(trace, id, status = failure.status, %to, "bounce recorded");
-                return received();
-            }
-            Err(StoreError::Conflict) => continue,
-            Err(e) => return Verdict::store_unavailable(&e),
-        }
+    let failures = failures(raw);
+    let (recorded, _) = gateway
+        .transact(|| {
+            let Some(record) = gateway.store.sent(id)? else {
+                tracing::info!(trace, id, "report on no message the relay took (or already reported); ignored");
+                return Ok(Decision::new(Vec::new(), None));
+            };
+            let Some(to) = record.to.first() else {
+                return Ok(Decision::new(Vec::new(), None));
+            };
+            let names_it = |f: &&Failure| {
+                f.recipients
+                    .iter()
+                    .any(|r| Mailbox::parse(r).is_ok_and(|m| m == *to))
+            };
+            let Some(failure) = failures.iter().find(names_it) else {
+                tracing::info!(trace, id, %to, "report names no failure of this message's recipient; ignored");
+                return Ok(Decision::new(Vec::new(), None));
+            };
+            let mut changes = vec![Change::ForgetSent(id)];
+            changes.extend(super::queue::status_change(gateway, &record, failure.status)?);
+            Ok::<_, StoreError>(Decision::new(changes, Some((failure.status, to.clone()))))
+        })
+        .await?;
+    if let Some((status, to)) = recorded {
+        tracing::info!(trace, id, status = status.code(), %to, "bounce recorded");
     }
-    Verdict::store_unavailable(&StoreError::Conflict)
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::{Failure, failures};
+    use crate::itip::ScheduleStatus;
 
     fn report(recipient: &str, action: &str, status: &str) -> String {
         format!(
@@ -227,7 +208,7 @@ Final-Recipient: rfc822; {recipient}\r\nAction: {action}\r\nStatus: {status}\r\n
 
     #[test]
     fn failures_by_status_and_recipient() {
-        let one = |status: &'static str| {
+        let one = |status: ScheduleStatus| {
             vec![Failure {
                 recipients: vec!["olga@partner.example".into()],
                 status,
@@ -236,15 +217,15 @@ Final-Recipient: rfc822; {recipient}\r\nAction: {action}\r\nStatus: {status}\r\n
         let olga = "olga@partner.example";
         assert_eq!(
             failures(report(olga, "failed", "5.1.1").as_bytes()),
-            one("5.2")
+            one(ScheduleStatus::AddressRefused)
         );
         assert_eq!(
             failures(report(olga, "failed", "5.7.1").as_bytes()),
-            one("5.3")
+            one(ScheduleStatus::PolicyRefused)
         );
         assert_eq!(
             failures(report(olga, "failed", "5.4.4").as_bytes()),
-            one("5.1")
+            one(ScheduleStatus::NotDelivered)
         );
         assert!(failures(report(olga, "delayed", "4.4.1").as_bytes()).is_empty());
         assert!(failures(b"From: a@b\r\n\r\nhello").is_empty());

@@ -1,8 +1,9 @@
 //! The SMTP relay transport (mail-send): STARTTLS when the relay offers it, TLS from the
 //! start for `smtps://`, AUTH when credentials are given.
 
-use super::Outcome;
+use super::queue::Outcome;
 use crate::config::Relay;
+use crate::itip::ScheduleStatus;
 use crate::mailbox::Mailbox;
 use mail_send::SmtpClientBuilder;
 use mail_send::smtp::message::Message;
@@ -42,7 +43,7 @@ pub async fn send(
         }
     };
     match tokio::time::timeout(timeout, attempt).await {
-        Ok(Ok(())) => Outcome::Delivered("1.1"),
+        Ok(Ok(())) => Outcome::Delivered(ScheduleStatus::Sent),
         // Whichever of the two timeouts fires first, the operator reads the same reason.
         Ok(Err(mail_send::Error::Timeout)) | Err(_) => Outcome::Retry(format!(
             "the relay took longer than outbound.relay_timeout ({})",
@@ -63,9 +64,9 @@ fn classify(error: mail_send::Error) -> Outcome {
                 reply.code, reply.esc[0], reply.esc[1], reply.esc[2], reply.message
             );
             match (reply.code / 100, reply.esc[1]) {
-                (5, 1) => Outcome::Failed("5.2", text),
-                (5, 7) => Outcome::Failed("5.3", text),
-                (5, _) => Outcome::Failed("5.1", text),
+                (5, 1) => Outcome::Failed(ScheduleStatus::AddressRefused, text),
+                (5, 7) => Outcome::Failed(ScheduleStatus::PolicyRefused, text),
+                (5, _) => Outcome::Failed(ScheduleStatus::NotDelivered, text),
                 _ => Outcome::Retry(text),
             }
         }

@@ -119,11 +119,26 @@ pub struct Previous {
     pub recurrence: Option<String>,
 }
 
+/// What a scheduling message tells its reader.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailKind {
+    /// A first invitation.
+    #[default]
+    Invite,
+    /// An update of an invitation.
+    Update,
+    /// A cancellation.
+    Cancel,
+    /// An attendee's answer.
+    Rsvp,
+}
+
 /// The readable content of a scheduling message, kept with the queued message.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MailSummary {
-    /// `invite`, `update`, `cancel` or `rsvp`.
-    pub kind: String,
+    /// What it tells.
+    pub kind: MailKind,
     /// The answer, for `rsvp`.
     pub partstat: Option<String>,
     /// SUMMARY.

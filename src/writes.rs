@@ -1,0 +1,198 @@
+//! What a local calendar client does to its calendar: store an object or remove it. Implicit
+//! scheduling (the engine) decides what that sends; the object and the queue entries are one
+//! durable commit. The HTTP API calls these, and so will CalDAV.
+
+use crate::gateway::{Decision, Gateway};
+use crate::itip::{self, Calendar, DeleteOptions, ItipError, ScheduleStatus};
+use crate::outbound::queue;
+use crate::store::{Change, Expect, StoreError, StoredObject};
+
+/// A client's precondition (RFC 7232).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// None given.
+    None,
+    /// `If-Match: "etag"` (or `*`).
+    IfMatch(String),
+    /// `If-None-Match: *`.
+    IfNoneMatch,
+}
+
+/// Why a client's write was not done.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The engine refused it.
+    #[error("{0}")]
+    Engine(#[from] ItipError),
+    /// If-Match / If-None-Match failed.
+    #[error("precondition failed")]
+    Precondition,
+    /// No such object.
+    #[error("not found")]
+    NotFound,
+    /// Over a configured limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The object's UID is not the one of the URL.
+    #[error("the object's UID is not the one in the URL")]
+    UidMismatch,
+    /// The store failed.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// A client's write that was done.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// True when the object did not exist before.
+    pub created: bool,
+    /// The new ETag (none after a removal).
+    pub etag: Option<String>,
+    /// How many messages were queued.
+    pub queued: usize,
+    /// Why nothing was sent, when nothing was.
+    pub silent: Option<ItipError>,
+}
+
+/// A client stores `text` as `account`'s object `uid`.
+pub async fn write(
+    gateway: &Gateway,
+    trace: &str,
+    account: &str,
+    uid: &str,
+    text: &str,
+    pre: &Precondition,
+) -> Result<Written, WriteError> {
+    let new = Calendar::parse(text)?;
+    if itip::uid_of(&new).is_some_and(|u| u != uid) {
+        return Err(WriteError::UidMismatch);
+    }
+    gateway
+        .config
+        .limits
+        .check(text.len(), &new)
+        .map_err(WriteError::TooLarge)?;
+    let addresses = gateway.addresses(account);
+    let (written, ids) = gateway
+        .transact(|| {
+            let current = gateway.store.get(account, uid)?;
+            check_precondition(pre, current.as_ref())?;
+            let old = current.as_ref().and_then(|c| Calendar::parse(&c.text).ok());
+            let ctx = gateway.context(&addresses);
+            let outcome = itip::schedule_put(&ctx, old.as_ref(), new.clone())?;
+            let mut queue = Vec::new();
+            let enqueued = queue::enqueue(gateway, trace, account, &outcome.messages, &mut queue);
+            // Every recipient the server now tries to reach is pending (1.0) until the outbound
+            // worker knows better; one it cannot reach is an invalid calendar user (3.7).
+            let mut copy = outcome.stored;
+            for to in outcome.messages.iter().flat_map(|m| &m.to) {
+                let status = if enqueued.unreachable.contains(to) {
+                    ScheduleStatus::InvalidUser
+                } else {
+                    ScheduleStatus::Pending
+                };
+                if let Some(next) = itip::with_schedule_status(&copy, to, status) {
+                    copy = next;
+                }
+            }
+            // The Put comes first: its id is the new ETag.
+            let mut changes = vec![Change::Put {
+                account: account.into(),
+                uid: uid.into(),
+                text: copy.to_string(),
+                expect: expect(current.as_ref()),
+            }];
+            changes.extend(queue);
+            let written = Written {
+                created: current.is_none(),
+                etag: None,
+                queued: enqueued.queued,
+                silent: outcome.silent,
+            };
+            Ok::<_, WriteError>(Decision::new(changes, written))
+        })
+        .await?;
+    tracing::info!(trace, account, uid, queued = written.queued, silent = ?written.silent, "stored");
+    Ok(Written {
+        etag: ids.first().map(|rev| format!("\"{rev}\"")),
+        ..written
+    })
+}
+
+/// A client removes `account`'s object `uid`: CANCEL or a declining REPLY, as the engine says.
+pub async fn remove(
+    gateway: &Gateway,
+    trace: &str,
+    account: &str,
+    uid: &str,
+    pre: &Precondition,
+    suppress_reply: bool,
+) -> Result<Written, WriteError> {
+    let addresses = gateway.addresses(account);
+    let (written, _) = gateway
+        .transact(|| {
+            let current = gateway
+                .store
+                .get(account, uid)?
+                .ok_or(WriteError::NotFound)?;
+            check_precondition(pre, Some(&current))?;
+            let mut changes = vec![Change::Delete {
+                account: account.into(),
+                uid: uid.into(),
+                expect: Expect::Revision(current.revision),
+            }];
+            let (queued, silent) = match Calendar::parse(&current.text) {
+                Ok(old) => {
+                    let options = DeleteOptions {
+                        force_send: false,
+                        suppress_reply,
+                    };
+                    let ctx = gateway.context(&addresses);
+                    let outcome = itip::schedule_delete(&ctx, &old, options)?;
+                    let enqueued =
+                        queue::enqueue(gateway, trace, account, &outcome.messages, &mut changes);
+                    (enqueued.queued, outcome.silent)
+                }
+                Err(_) => (0, Some(ItipError::ICalendarParseError)),
+            };
+            let written = Written {
+                created: false,
+                etag: None,
+                queued,
+                silent,
+            };
+            Ok::<_, WriteError>(Decision::new(changes, written))
+        })
+        .await?;
+    tracing::info!(trace, account, uid, queued = written.queued, "removed");
+    Ok(written)
+}
+
+/// The store's precondition for a change of what is there now.
+fn expect(current: Option<&StoredObject>) -> Expect {
+    current
+        .map(|c| Expect::Revision(c.revision))
+        .unwrap_or(Expect::Absent)
+}
+
+fn check_precondition(
+    pre: &Precondition,
+    current: Option<&StoredObject>,
+) -> Result<(), WriteError> {
+    let ok = match (pre, current) {
+        (Precondition::None, _) => true,
+        (Precondition::IfNoneMatch, found) => found.is_none(),
+        (Precondition::IfMatch(tag), Some(found)) => {
+            tag.trim() == "*"
+                || tag
+                    .split(',')
+                    .any(|t| t.trim().trim_start_matches("W/") == found.etag())
+        }
+        (Precondition::IfMatch(_), None) => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(WriteError::Precondition)
+    }
+}
