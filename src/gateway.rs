@@ -117,7 +117,7 @@ impl Gateway {
     /// The one way anything is written. `decide` reads what it needs and decides what to
     /// change; the changes are committed atomically (and `decide` runs again when a concurrent
     /// writer changed what it read, up to a few times); then this waits until the commit is on
-    /// disk and wakes the outbound worker when messages were queued. Returns the decision's
+    /// disk and wakes the outbound worker when messages or notices were queued. Returns the decision's
     /// outcome with the ids the store gave the changes (a `Put`'s is its revision). An empty
     /// decision commits nothing.
     pub async fn transact<T, E: From<StoreError>>(
@@ -131,9 +131,14 @@ impl Gateway {
             if changes.is_empty() {
                 return Ok((outcome, Vec::new()));
             }
-            let queued = changes
-                .iter()
-                .any(|c| matches!(c, Change::Enqueue(_) | Change::Requeue(..)));
+            // The worker sleeps until the next due entry or notice it knew of: a new one may be
+            // due sooner.
+            let queued = changes.iter().any(|c| {
+                matches!(
+                    c,
+                    Change::Enqueue(_) | Change::Requeue(..) | Change::Notify { .. }
+                )
+            });
             let generation = self.store.generation();
             match self.store.commit(&changes) {
                 Ok(ids) => {

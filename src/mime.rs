@@ -44,6 +44,9 @@ pub fn extract(raw: &[u8]) -> InboundMail {
         return InboundMail::default();
     };
     let mut parts: Vec<CalendarPart> = Vec::new();
+    // The same object attached twice (text/calendar and invite.ics) is one part; a set keeps
+    // that linear in the number of parts.
+    let mut seen = std::collections::HashSet::new();
     for part in message.parts.iter() {
         if matches!(part.body, PartType::Multipart(_) | PartType::Message(_)) {
             continue;
@@ -81,8 +84,7 @@ pub fn extract(raw: &[u8]) -> InboundMail {
         let mime_method = content_type
             .and_then(|c| c.attribute("method"))
             .map(|m| m.trim().to_ascii_uppercase());
-        let normalized = normalize(&text);
-        if parts.iter().any(|p| normalize(&p.text) == normalized) {
+        if !seen.insert(normalize(&text)) {
             continue;
         }
         parts.push(CalendarPart { text, mime_method });

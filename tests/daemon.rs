@@ -2,6 +2,7 @@
 
 mod common;
 
+use common::node::Node;
 use common::{Daemon, free_port, spooled};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -17,6 +18,11 @@ fn daemon_start(name: &str) -> Daemon {
 
 fn daemon_with(name: &str, extra: &str) -> Daemon {
     Daemon::start_with(name, &format!("{ACCOUNTS}{extra}"))
+}
+
+/// The same accounts in the test process (what needs no process of its own).
+fn node_with(name: &str, extra: &str) -> Node {
+    Node::start(name, &format!("{ACCOUNTS}{extra}"), "")
 }
 
 fn invitation(from_header: &str, message_id: &str, calendar: &str) -> String {
@@ -38,7 +44,7 @@ ATTENDEE;CN=Bob;RSVP=TRUE;PARTSTAT=NEEDS-ACTION:mailto:bob@example.com\nEND:VEVE
 
 #[test]
 fn invitation_lands_and_acceptance_is_spooled() {
-    let daemon = daemon_start("accept");
+    let daemon = node_with("accept", "");
     let replies = daemon.lmtp(
         "olga@partner.example",
         &["bob@example.com", "nobody@example.com"],
@@ -92,7 +98,7 @@ fn invitation_lands_and_acceptance_is_spooled() {
 
 #[test]
 fn reply_from_outside_updates_the_organizer() {
-    let daemon = daemon_start("reply");
+    let daemon = node_with("reply", "");
     let event = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:meet-9\r\n\
 DTSTAMP:20261120T090000Z\r\nDTSTART:20261202T100000Z\r\nSUMMARY:Review\r\n\
 ORGANIZER:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:olga@partner.example\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
@@ -144,7 +150,7 @@ REQUEST-STATUS:2.0;Success\nEND:VEVENT\nEND:VCALENDAR\n";
 
 #[test]
 fn bad_input_is_refused_and_changes_nothing() {
-    let daemon = daemon_start("bad");
+    let daemon = node_with("bad", "");
     // A REQUEST whose From is not the organizer.
     let forged = invitation(
         "Mallory <mallory@evil.example>",
@@ -203,7 +209,7 @@ fn bad_input_is_refused_and_changes_nothing() {
 
 #[test]
 fn duplicates_change_nothing() {
-    let daemon = daemon_start("dup");
+    let daemon = node_with("dup", "");
     let message = invitation(
         "olga@partner.example",
         "d1@partner.example",
@@ -335,7 +341,7 @@ fn smtp_listener_answers_once_per_message() {
 
 #[test]
 fn too_large_is_refused() {
-    let daemon = daemon_with(
+    let daemon = node_with(
         "large",
         "[limits]\nmax_message_size = 2000\nmax_attendees = 3\n",
     );
@@ -361,7 +367,7 @@ fn too_large_is_refused() {
 
 #[test]
 fn auto_add_authenticated_needs_a_trusted_dmarc_pass() {
-    let daemon = daemon_with("dmarc", "[inbound]\nauto_add = \"authenticated\"\n");
+    let daemon = node_with("dmarc", "[inbound]\nauto_add = \"authenticated\"\n");
     // No Authentication-Results: the invitation is accepted but not added.
     let message = invitation(
         "olga@partner.example",
@@ -373,7 +379,7 @@ fn auto_add_authenticated_needs_a_trusted_dmarc_pass() {
     );
     assert_eq!(daemon.get("bob@example.com", "auth-1").0, 404);
 
-    let daemon = daemon_with(
+    let daemon = node_with(
         "dmarc2",
         "[inbound]\nauto_add = \"authenticated\"\n[security]\ntrusted_authserv_ids = [\"mx.example.com\"]\n",
     );
@@ -584,7 +590,7 @@ fn metrics_count_what_happened() {
 #[test]
 fn pass_through_forwards_every_message_and_passes_answers_back() {
     let mailbox = common::FakeMailbox::start();
-    let daemon = daemon_with(
+    let daemon = node_with(
         "passthrough",
         &format!(
             "[inbound]\nforward = \"lmtp://127.0.0.1:{}\"\n",
@@ -640,10 +646,11 @@ fn pass_through_forwards_every_message_and_passes_answers_back() {
 
 #[test]
 fn pass_through_defers_when_the_mailbox_store_is_down() {
+    // Nothing listens on 127.0.0.2 in these tests: the connection is refused.
     let down = common::free_port();
-    let daemon = daemon_with(
+    let daemon = node_with(
         "passdown",
-        &format!("[inbound]\nforward = \"lmtp://127.0.0.1:{down}\"\n"),
+        &format!("[inbound]\nforward = \"lmtp://127.0.0.2:{down}\"\n"),
     );
     let message = invitation(
         "olga@partner.example",

@@ -11,8 +11,10 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock, so that tests can move it.
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 /// argon2 checks running at once: each holds a core and 19 MiB.
 const HASHING: usize = 2;
@@ -255,7 +257,7 @@ mod tests {
         assert_eq!((unknown, wrong, passwordless), (1, 1, 1));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_peer_that_keeps_failing_is_slowed_down_and_others_are_not() {
         let auth = Authenticator::default();
         let hash = hash("secret");

@@ -15,7 +15,6 @@ use axum::extract::{DefaultBodyLimit, Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use base64::Engine;
 use std::net::IpAddr;
 use std::sync::Arc;
 use tracing::Instrument;
@@ -186,27 +185,23 @@ async fn authorize(
     }
 }
 
-/// What the Authorization header carries.
+/// What the Authorization header carries (the `headers` crate reads it).
 enum Credential {
     Bearer(String),
     Basic(String, String),
 }
 
 fn credentials(headers: &HeaderMap) -> Option<Credential> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, rest) = value.trim().split_once(' ')?;
-    if scheme.eq_ignore_ascii_case("Bearer") {
-        return Some(Credential::Bearer(rest.trim().to_string()));
+    use headers::authorization::{Basic, Bearer};
+    use headers::{Authorization, HeaderMapExt};
+    if let Some(Authorization(bearer)) = headers.typed_get::<Authorization<Bearer>>() {
+        return Some(Credential::Bearer(bearer.token().to_string()));
     }
-    if !scheme.eq_ignore_ascii_case("Basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(rest.trim())
-        .ok()?;
-    let decoded = String::from_utf8(decoded).ok()?;
-    let (user, password) = decoded.split_once(':')?;
-    Some(Credential::Basic(user.to_string(), password.to_string()))
+    let Authorization(basic) = headers.typed_get::<Authorization<Basic>>()?;
+    Some(Credential::Basic(
+        basic.username().to_string(),
+        basic.password().to_string(),
+    ))
 }
 
 /// True for the configured admin token (never for an empty one).
@@ -585,18 +580,10 @@ async fn queue_retry(
         Ok(found) => found,
         Err(denied) => return denied.into_response(),
     };
-    let due_now = crate::store::OutboundMessage {
-        next_attempt: 0,
-        ..message
-    };
-    if let Err(e) = gateway
-        .store
-        .commit(&[crate::store::Change::Requeue(id, due_now)])
-    {
-        return text(503, e.to_string());
+    match crate::outbound::queue::retry_now(gateway, id, message).await {
+        Ok(()) => text(202, format!("{id:016x} will be tried now")),
+        Err(e) => text(503, e.to_string()),
     }
-    gateway.outbox_ready.notify_one();
-    text(202, format!("{id:016x} will be tried now"))
 }
 
 /// `DELETE /queue/{id}`: give up; the sender's copy records 5.1.

@@ -16,7 +16,7 @@ use crate::store::{Change, Expect};
 use std::collections::BTreeMap;
 
 /// A recipient's copy of one object while a message is applied to it.
-struct Copy {
+struct Draft {
     expect: Expect,
     original: Option<String>,
     calendar: Option<Calendar>,
@@ -92,7 +92,7 @@ fn plan(
     }
     let ctx = gateway.context(&addresses);
     // Later parts see what earlier parts of the same message did.
-    let mut copies: BTreeMap<String, Copy> = BTreeMap::new();
+    let mut copies: BTreeMap<String, Draft> = BTreeMap::new();
     let mut changes = Vec::new();
     let mut reports = Vec::new();
     for part in &admitted.parts {
@@ -150,10 +150,10 @@ fn plan(
 /// The recipient's copy of an object, read once per message.
 fn copy_of<'a>(
     gateway: &Gateway,
-    copies: &'a mut BTreeMap<String, Copy>,
+    copies: &'a mut BTreeMap<String, Draft>,
     account: &str,
     uid: &str,
-) -> Result<&'a mut Copy, Verdict> {
+) -> Result<&'a mut Draft, Verdict> {
     if !copies.contains_key(uid) {
         let current = gateway
             .store
@@ -169,7 +169,7 @@ fn copy_of<'a>(
         });
         copies.insert(
             uid.to_string(),
-            Copy {
+            Draft {
                 expect: current
                     .as_ref()
                     .map(|c| Expect::Revision(c.revision))
@@ -184,7 +184,7 @@ fn copy_of<'a>(
 }
 
 /// Why an invitation for an object the user lacks is not added (`inbound.auto_add`).
-fn not_added(gateway: &Gateway, admitted: &Admitted, part: &Part, copy: &Copy) -> Option<String> {
+fn not_added(gateway: &Gateway, admitted: &Admitted, part: &Part, copy: &Draft) -> Option<String> {
     let adds = matches!(part.method, Method::Request | Method::Publish | Method::Add);
     let policy = gateway.config.inbound.auto_add;
     let allowed = match policy {
@@ -197,7 +197,7 @@ fn not_added(gateway: &Gateway, admitted: &Admitted, part: &Part, copy: &Copy) -
 }
 
 /// The copies a message changed, to be stored.
-fn puts(account: &str, copies: &BTreeMap<String, Copy>) -> Vec<Change> {
+fn puts(account: &str, copies: &BTreeMap<String, Draft>) -> Vec<Change> {
     copies
         .iter()
         .filter_map(|(uid, copy)| {
@@ -225,7 +225,7 @@ impl Step<'_> {
     /// Records what the engine decided: the new copy, the answers it sends, a proposal kept.
     fn apply(
         &self,
-        copy: &mut Copy,
+        copy: &mut Draft,
         received: Received,
         changes: &mut Vec<Change>,
         report: &mut PartReport,
@@ -333,7 +333,7 @@ impl Step<'_> {
 
 /// Applies every part to one account's calendar in one atomic, durable commit. Returns the
 /// verdict and what it came to for the metrics.
-pub async fn deliver_to(
+pub async fn to_calendar(
     gateway: &Gateway,
     trace: &str,
     admitted: &Admitted,

@@ -75,13 +75,6 @@ pub fn admit(gateway: &Gateway, mail: &InboundMail) -> Result<Option<Admitted>, 
     if parts.is_empty() {
         return Ok(None);
     }
-    let limit = gateway.config.limits.max_parts;
-    if parts.len() > limit {
-        return Err(Refusal::Unreadable(Verdict::too_large(format!(
-            "{} calendar objects are over limits.max_parts ({limit})",
-            parts.len()
-        ))));
-    }
     believe(gateway, mail, parts)
         .map(Some)
         .map_err(Refusal::Unbelieved)
@@ -144,8 +137,10 @@ fn speaks_locally(gateway: &Gateway, address: &CalAddress) -> bool {
             .any(|d| d.eq_ignore_ascii_case(domain))
 }
 
-/// Parses every calendar part; a part that is broken refuses the whole message.
+/// Parses every calendar part; a part that is broken refuses the whole message, and so does
+/// one part more than `limits.max_parts` (before the rest is even parsed).
 fn parse_parts(gateway: &Gateway, mail: &InboundMail) -> Result<Vec<Part>, Verdict> {
+    let limit = gateway.config.limits.max_parts;
     let mut parts: Vec<Part> = Vec::new();
     for part in &mail.parts {
         let calendar = Calendar::parse(&part.text).map_err(|e| Verdict::for_error(&e))?;
@@ -180,6 +175,11 @@ fn parse_parts(gateway: &Gateway, mail: &InboundMail) -> Result<Vec<Part>, Verdi
             text: part.text.clone(),
             calendar,
         });
+        if parts.len() > limit {
+            return Err(Verdict::too_large(format!(
+                "more than limits.max_parts ({limit}) calendar objects"
+            )));
+        }
     }
     Ok(parts)
 }

@@ -44,7 +44,7 @@ impl Intake {
 /// Processes a received message for each distinct recipient of the envelope, by the route
 /// decided at RCPT; each verdict is final once returned (an accepted effect is committed and
 /// on disk).
-pub async fn deliver(
+pub async fn receive(
     intake: &Intake,
     trace: &str,
     mail: &InboundMail,
@@ -115,7 +115,7 @@ async fn to_account(
         Ok(Some(admitted)) => {
             let message_id = mail.message_id.as_deref();
             let (verdict, result) =
-                apply::deliver_to(gateway, trace, admitted, message_id, account).await;
+                apply::to_calendar(gateway, trace, admitted, message_id, account).await;
             for part in &admitted.parts {
                 gateway.metrics.message(part.method.as_str(), result);
             }

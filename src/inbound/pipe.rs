@@ -31,14 +31,14 @@ pub mod exit {
 
 /// The reply the server gave for one recipient.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct Answer {
     /// The recipient.
     pub recipient: Mailbox,
     /// The reply.
     pub reply: Response<String>,
 }
 
-impl Outcome {
+impl Answer {
     /// The reply as a line: `250 2.0.0 text`.
     pub fn line(&self) -> String {
         let [class, subject, detail] = self.reply.esc;
@@ -56,7 +56,7 @@ pub async fn submit(
     recipients: &[Mailbox],
     header: &[u8],
     message: &[u8],
-) -> mail_send::Result<Vec<Outcome>> {
+) -> mail_send::Result<Vec<Answer>> {
     let mut client = SmtpClient::connect(target, STEP).await?;
     tokio::time::timeout(STEP, client.read())
         .await
@@ -64,9 +64,9 @@ pub async fn submit(
         .assert_positive_completion()?;
     client.lhlo("imipd").await?;
     let none = Parameters::default();
-    let refused = |reply: &Response<String>, to: &[Mailbox]| -> Vec<Outcome> {
+    let refused = |reply: &Response<String>, to: &[Mailbox]| -> Vec<Answer> {
         to.iter()
-            .map(|r| Outcome {
+            .map(|r| Answer {
                 recipient: r.clone(),
                 reply: reply.clone(),
             })
@@ -112,7 +112,7 @@ pub async fn submit(
         accepted
             .into_iter()
             .zip(replies)
-            .map(|(recipient, reply)| Outcome { recipient, reply }),
+            .map(|(recipient, reply)| Answer { recipient, reply }),
     );
     let _ = client.quit().await;
     Ok(outcomes)
@@ -120,8 +120,8 @@ pub async fn submit(
 
 /// The exit status for a set of replies: any temporary failure wins, then unknown users,
 /// then other refusals.
-pub fn exit_code(outcomes: &[Outcome]) -> u8 {
-    let class = |o: &Outcome| o.reply.code / 100;
+pub fn exit_code(outcomes: &[Answer]) -> u8 {
+    let class = |o: &Answer| o.reply.code / 100;
     if outcomes.iter().any(|o| class(o) == 4) {
         exit::TEMPFAIL
     } else if outcomes.iter().any(|o| o.reply.esc == [5, 1, 1]) {
@@ -157,7 +157,7 @@ mod tests {
     #[test]
     fn line_endings_and_exit_codes() {
         assert_eq!(crlf(b"a\n.b\r\n..c"), b"a\r\n.b\r\n..c\r\n");
-        let o = |code: u16, esc: [u8; 3]| Outcome {
+        let o = |code: u16, esc: [u8; 3]| Answer {
             recipient: Mailbox::parse("x@example.com").unwrap(),
             reply: Response {
                 code,

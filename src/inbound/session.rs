@@ -459,7 +459,7 @@ async fn finish(intake: &Intake, envelope: &Envelope, incoming: Incoming) -> Vec
     }
     let size = incoming.size();
     match incoming.into_bytes(&intake.memory).await {
-        Ok((raw, _room)) => receive(intake, envelope, &raw).await,
+        Ok((raw, _room)) => process(intake, envelope, &raw).await,
         Err(error) => {
             tracing::error!(%error, size, "cannot keep the message while it arrives");
             let verdict = Verdict::no_room();
@@ -472,7 +472,7 @@ async fn finish(intake: &Intake, envelope: &Envelope, incoming: Incoming) -> Vec
     }
 }
 
-async fn receive(intake: &Intake, envelope: &Envelope, raw: &[u8]) -> Vec<Verdict> {
+async fn process(intake: &Intake, envelope: &Envelope, raw: &[u8]) -> Vec<Verdict> {
     let trace = crate::trace::new_id();
     let from = envelope.from.as_ref().map(Mailbox::as_str).unwrap_or("");
     let span = tracing::info_span!("message", trace = %trace, from = %from, size = raw.len());
@@ -483,7 +483,7 @@ async fn receive(intake: &Intake, envelope: &Envelope, raw: &[u8]) -> Vec<Verdic
             parts = mail.parts.len(),
             "received"
         );
-        let verdicts = super::deliver(intake, &trace, &mail, raw, envelope).await;
+        let verdicts = super::receive(intake, &trace, &mail, raw, envelope).await;
         match intake.gateway.config.inbound.forward {
             Some(target) => super::forward(&trace, target, envelope, raw, verdicts).await,
             None => verdicts,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 /// How much a component changed, as far as the other participants are concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Change {
+pub enum Significance {
     /// Nothing anybody else needs to hear about.
     None,
     /// A change that earns a new SEQUENCE and an update.
@@ -86,18 +86,18 @@ pub fn by_name(comp: &Component) -> BTreeMap<ICalendarProperty, Vec<String>> {
 }
 
 /// Classifies the organizer's change of one component.
-pub fn classify(before: &Component, after: &Component) -> Change {
+pub fn classify(before: &Component, after: &Component) -> Significance {
     let (old, new) = (by_name(before), by_name(after));
-    let mut change = Change::None;
+    let mut change = Significance::None;
     for prop in old.keys().chain(new.keys()) {
         if old.get(prop) == new.get(prop) {
             continue;
         }
         if RESCHEDULE.contains(prop) {
-            return Change::Reschedule;
+            return Significance::Reschedule;
         }
         if !is_private(prop) {
-            change = Change::Significant;
+            change = Significance::Significant;
         }
     }
     change

@@ -6,7 +6,7 @@ use super::calendar::{
     Calendar, Component, InstanceKey, address_entry, entry, entry_address, param_addresses,
     set_param,
 };
-use super::changes::{Change, classify};
+use super::changes::{Significance, classify};
 use super::error::ItipError;
 use super::message::{ItipMessage, Method, envelope};
 use super::object::inspect;
@@ -213,7 +213,7 @@ fn merge_request(ctx: &Context, stored: &Calendar, message: &Calendar, full: boo
             (Some(s), Some(m)) => {
                 let mut m = m.clone();
                 keep_own_exclusions(s, &mut m);
-                classify(s, &m) == Change::Reschedule
+                classify(s, &m) == Significance::Reschedule
             }
             _ => false,
         };
@@ -243,7 +243,7 @@ fn merge_request(ctx: &Context, stored: &Calendar, message: &Calendar, full: boo
                             .cloned(),
                     );
                 }
-                if classify(existing, &incoming) != Change::Reschedule {
+                if classify(existing, &incoming) != Significance::Reschedule {
                     keep_own_answer(ctx, existing, &mut incoming);
                 }
                 copy.components[pos] = incoming;

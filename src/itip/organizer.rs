@@ -3,7 +3,7 @@
 use super::address::CalAddress;
 use super::build::{cancel_component, forces, outgoing, strip_force_send};
 use super::calendar::{Calendar, Component, InstanceKey, param_text, set_param};
-use super::changes::{Change, classify};
+use super::changes::{Significance, classify};
 use super::message::{ItipMessage, Method, envelope};
 use super::object::{Agent, recipients};
 use super::summary::{Summary, SummaryKind};
@@ -26,13 +26,13 @@ enum CancelOf {
 }
 
 #[derive(Default)]
-struct Plan {
+struct Mailing {
     requests: BTreeMap<CalAddress, (bool, BTreeSet<InstanceKey>)>,
     adds: BTreeMap<CalAddress, BTreeSet<InstanceKey>>,
     cancels: BTreeMap<CalAddress, BTreeSet<CancelOf>>,
 }
 
-impl Plan {
+impl Mailing {
     fn request(&mut self, to: &CalAddress, invite: bool, key: &InstanceKey) {
         let slot = self
             .requests
@@ -85,11 +85,11 @@ pub fn put(
         let seq = match old_map.get(&key) {
             Some(before) => {
                 let change = classify(before, comp);
-                if change == Change::Reschedule {
+                if change == Significance::Reschedule {
                     reset_partstats(comp, organizer);
                 }
                 changes.insert(key, change);
-                comp.sequence().max(before.sequence()) + i64::from(change != Change::None)
+                comp.sequence().max(before.sequence()) + i64::from(change != Significance::None)
             }
             None => comp.sequence().max(old_master_seq) + 1,
         };
@@ -97,7 +97,7 @@ pub fn put(
     }
     strip_force_send(&mut new);
 
-    let mut plan = Plan::default();
+    let mut plan = Mailing::default();
     let in_old = |a: &CalAddress| old_map.values().any(|c| c.attendee(a).is_some());
     let new_keys: BTreeSet<InstanceKey> =
         new.scheduling().map(|c| c.instance_key(&tz_new)).collect();
@@ -134,7 +134,7 @@ pub fn put(
                         }
                         continue;
                     }
-                    let changed = changes.get(&key).is_some_and(|c| *c != Change::None);
+                    let changed = changes.get(&key).is_some_and(|c| *c != Significance::None);
                     for a in &now_r {
                         if !was_r.contains(a) {
                             plan.request(a, !in_old(a), &key);
@@ -206,7 +206,7 @@ pub fn put(
 
 fn render(
     ctx: &Context,
-    plan: &Plan,
+    plan: &Mailing,
     (old, tz_old): (Option<&Calendar>, &Zones),
     (new, tz_new): (&Calendar, &Zones),
     old_map: &BTreeMap<InstanceKey, &Component>,

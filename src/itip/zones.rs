@@ -114,7 +114,7 @@ fn by_rules(vtimezone: &Component) -> Option<Tz> {
                     c.prop(&ICalendarProperty::Rrule)
                         .and_then(|e| match e.values.first() {
                             Some(ICalendarValue::RecurrenceRule(r)) => {
-                                r.bymonth.first().map(|m| format!("{m:?}"))
+                                r.bymonth.first().map(|m| m.month())
                             }
                             _ => None,
                         });
@@ -130,13 +130,7 @@ fn by_rules(vtimezone: &Component) -> Option<Tz> {
     };
     let (winter, summer) = match &daylight {
         // Northern zones change to daylight time in spring (month < 7).
-        Some((dst, Some(month)))
-            if standard_month
-                .as_ref()
-                .is_some_and(|s| month_number(s) < month_number(month)) =>
-        {
-            (*dst, standard)
-        }
+        Some((dst, Some(month))) if standard_month.is_some_and(|s| s < *month) => (*dst, standard),
         Some((dst, _)) => (standard, *dst),
         None => (standard, standard),
     };
@@ -145,15 +139,6 @@ fn by_rules(vtimezone: &Component) -> Option<Tz> {
         .filter(|zone| REGIONS.iter().any(|r| zone.name().starts_with(r)))
         .find(|zone| offset_at(zone, january) == winter && offset_at(zone, july) == summer)
         .map(|zone| Tz::Tz(*zone))
-}
-
-fn month_number(debug: &str) -> i32 {
-    debug
-        .chars()
-        .filter(|c| c.is_ascii_digit() || *c == '-')
-        .collect::<String>()
-        .parse()
-        .unwrap_or(0)
 }
 
 /// A UTC offset value (TZOFFSETTO) in seconds.

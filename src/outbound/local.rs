@@ -8,7 +8,7 @@ use crate::itip::{self, Calendar, ErrorClass, ItipError, Received, ScheduleStatu
 use crate::store::{Change, Expect, OutboundMessage};
 
 /// Applies a queued message to `account`'s calendar in one durable commit.
-pub async fn deliver(
+pub async fn apply(
     gateway: &Gateway,
     id: u64,
     account: &str,

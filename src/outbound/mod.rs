@@ -184,7 +184,7 @@ async fn attempt(
     id: u64,
     message: &OutboundMessage,
 ) -> Result<(), StoreError> {
-    let outcome = deliver(gateway, id, message).await;
+    let outcome = transmit(gateway, id, message).await;
     let relayed = outcome == Outcome::Delivered(ScheduleStatus::Sent)
         && gateway.config.outbound.transport == Transport::Smtp;
     if relayed && let Some(journal) = journal {
@@ -207,12 +207,12 @@ async fn attempt(
 
 /// One attempt by the way the recipient is reached: the engine for an account here, else the
 /// configured transport.
-async fn deliver(gateway: &Gateway, id: u64, message: &OutboundMessage) -> Outcome {
+async fn transmit(gateway: &Gateway, id: u64, message: &OutboundMessage) -> Outcome {
     let Some(recipient) = message.to.first() else {
         return Outcome::Failed(ScheduleStatus::NotDelivered, "no recipient".into());
     };
     if let Some(account) = gateway.account_for(recipient.as_str()).map(str::to_string) {
-        return local::deliver(gateway, id, &account, message).await;
+        return local::apply(gateway, id, &account, message).await;
     }
     let raw = render(gateway, id, message);
     match gateway.config.outbound.transport {

@@ -183,6 +183,25 @@ pub async fn give_up(
     settle(gateway, id, message, outcome).await
 }
 
+/// An operator asks for a queued message to be tried now, whatever its backoff says.
+pub async fn retry_now(
+    gateway: &Gateway,
+    id: u64,
+    message: OutboundMessage,
+) -> Result<(), StoreError> {
+    let due_now = OutboundMessage {
+        next_attempt: 0,
+        ..message
+    };
+    gateway
+        .transact(|| {
+            let changes = vec![Change::Requeue(id, due_now.clone())];
+            Ok::<_, StoreError>(Decision::new(changes, ()))
+        })
+        .await
+        .map(|_| ())
+}
+
 /// The sender's copy with the recipient's SCHEDULE-STATUS, when it changes.
 pub fn status_change(
     gateway: &Gateway,

@@ -255,8 +255,9 @@ pub struct Notice {
     pub repliers: Vec<String>,
 }
 
-/// The store's interface. Every method is blocking; callers run them off the async
-/// executor.
+/// The store's interface. Every method is blocking but short (sled reads and commits work in
+/// memory), so the daemon calls them on its async threads; the one slow operation, `sync`, runs
+/// on the blocking pool in `Durability`.
 pub trait Store: Send + Sync + 'static {
     /// One object of an account.
     fn get(&self, account: &str, uid: &str) -> Result<Option<StoredObject>, StoreError>;

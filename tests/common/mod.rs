@@ -3,6 +3,26 @@
 
 #![allow(dead_code)]
 
+pub mod node;
+
+/// Anything that serves the calendars' HTTP API: a daemon process or a node in the test.
+pub trait Calendars {
+    /// An account's stored copy: status and text.
+    fn get(&self, account: &str, uid: &str) -> (u16, String);
+}
+
+impl Calendars for Daemon {
+    fn get(&self, account: &str, uid: &str) -> (u16, String) {
+        Daemon::get(self, account, uid)
+    }
+}
+
+impl Calendars for node::Node {
+    fn get(&self, account: &str, uid: &str) -> (u16, String) {
+        node::Node::get(self, account, uid)
+    }
+}
+
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -315,6 +335,8 @@ pub struct FakeRelay {
     pub senders: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
     /// Connections held open in the middle of DATA right now (recipient `stall@`, once).
     pub stalled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// While set, every connection is answered `421` and closed: the relay is down.
+    pub down: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FakeRelay {
@@ -331,7 +353,9 @@ impl FakeRelay {
         let senders = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = std::sync::Arc::new(std::sync::Mutex::new(HashSet::new()));
         let stalled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let recorder = Recorder {
+            down: down.clone(),
             accepted: accepted.clone(),
             commands: commands.clone(),
             senders: senders.clone(),
@@ -352,7 +376,13 @@ impl FakeRelay {
             commands,
             senders,
             stalled,
+            down,
         }
+    }
+
+    /// Takes the relay down (every connection gets `421`) or brings it back.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The envelope sender (MAIL FROM) of the messages accepted for a recipient.
@@ -391,6 +421,7 @@ struct Recorder {
     senders: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
     seen: std::sync::Arc<std::sync::Mutex<HashSet<String>>>,
     stalled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn serve_fake(stream: TcpStream, recorder: &Recorder) -> std::io::Result<()> {
@@ -400,6 +431,9 @@ fn serve_fake(stream: TcpStream, recorder: &Recorder) -> std::io::Result<()> {
     let first = |local: &str| recorder.seen.lock().unwrap().insert(local.to_string());
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
+    if recorder.down.load(SeqCst) {
+        return writer.write_all(b"421 4.3.2 relay.test not available\r\n");
+    }
     writer.write_all(b"220 relay.test ESMTP\r\n")?;
     let mut recipients = Vec::new();
     let mut sender = String::new();
