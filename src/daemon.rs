@@ -91,10 +91,13 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         ));
     }
     tasks.spawn(crate::outbound::run(gateway.clone(), stopped.clone()));
+    // The handlers exist before readiness is announced: a SIGTERM right after READY=1 must
+    // drain, not kill.
+    let stopping = stop_signals();
     tracing::info!(data_dir = %gateway.config.server.data_dir.display(), "ready");
     notify_systemd("READY=1");
 
-    wait_for_signal().await;
+    stopping.await;
     tracing::info!("stopping: finishing open sessions");
     notify_systemd("STOPPING=1");
     let _ = stop.send(true);
@@ -203,11 +206,15 @@ fn notify_systemd(state: &str) {
     }
 }
 
-async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+/// Installs the SIGTERM and SIGINT handlers now; the future ends at the first of them.
+fn stop_signals() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }

@@ -25,21 +25,16 @@ fn node_with(name: &str, extra: &str) -> Node {
     Node::start(name, &format!("{ACCOUNTS}{extra}"), "")
 }
 
-fn invitation(from_header: &str, message_id: &str, calendar: &str) -> String {
-    format!(
-        "From: {from_header}\nTo: bob@example.com\nSubject: Invitation\nMessage-ID: <{message_id}>\nMIME-Version: 1.0\n\
-Content-Type: multipart/alternative; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nHello\n--b\n\
-Content-Type: text/calendar; method=REQUEST; charset=utf-8\n\n{calendar}\n--b--\n"
-    )
-}
+use common::build::invitation;
 
+/// Olga's invitation of Bob.
 fn request(uid: &str, sequence: u32) -> String {
-    format!(
-        "BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//Partner//EN\nMETHOD:REQUEST\nBEGIN:VEVENT\nUID:{uid}\n\
-DTSTAMP:20261120T090000Z\nSEQUENCE:{sequence}\nDTSTART:20261201T100000Z\nDTEND:20261201T110000Z\n\
-SUMMARY:Planning\nORGANIZER;CN=Olga:mailto:olga@partner.example\n\
-ATTENDEE;CN=Bob;RSVP=TRUE;PARTSTAT=NEEDS-ACTION:mailto:bob@example.com\nEND:VEVENT\nEND:VCALENDAR"
-    )
+    common::build::event(uid)
+        .method("REQUEST")
+        .sequence(sequence)
+        .set("ORGANIZER;CN=Olga:mailto:olga@partner.example")
+        .line("ATTENDEE;CN=Bob;RSVP=TRUE;PARTSTAT=NEEDS-ACTION:mailto:bob@example.com")
+        .text()
 }
 
 #[test]

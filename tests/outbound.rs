@@ -10,15 +10,12 @@ fn accounts() -> String {
     common::accounts(&["alice@example.com", "bob@example.com"])
 }
 
+/// Alice's event inviting these addresses.
 fn event(uid: &str, attendees: &[&str]) -> String {
-    let mut text = format!(
-        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20260301T080000Z\r\n\
-DTSTART:20260320T100000Z\r\nSUMMARY:Quarterly review\r\nORGANIZER;CN=Alice:mailto:alice@example.com\r\n"
-    );
-    for a in attendees {
-        text.push_str(&format!("ATTENDEE;RSVP=TRUE:mailto:{a}\r\n"));
-    }
-    text + "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    let event = common::build::event(uid)
+        .set("SUMMARY:Quarterly review")
+        .set("ORGANIZER;CN=Alice:mailto:alice@example.com");
+    attendees.iter().fold(event, |e, a| e.attendee(a)).text()
 }
 
 /// The SCHEDULE-STATUS of an attendee in alice's copy.
@@ -262,11 +259,19 @@ fn operators_list_retry_and_drop_queued_messages() {
     assert!(!ok && out.contains("404"), "{out}");
 }
 
+/// An outside attendee's answer to Alice.
 fn reply(from: &str, uid: &str, partstat: &str) -> String {
-    format!(
-        "From: {from}\nMessage-ID: <{partstat}.{uid}@partner.example>\nContent-Type: text/calendar; method=REPLY\n\n\
-BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//Partner//EN\nMETHOD:REPLY\nBEGIN:VEVENT\nUID:{uid}\nDTSTAMP:20260302T090000Z\n\
-SEQUENCE:1\nORGANIZER:mailto:alice@example.com\nATTENDEE;PARTSTAT={partstat}:mailto:{from}\nEND:VEVENT\nEND:VCALENDAR\n"
+    let calendar = common::build::event(uid)
+        .method("REPLY")
+        .set("DTSTAMP:20261121T090000Z")
+        .sequence(1)
+        .organizer("alice@example.com")
+        .line(&format!("ATTENDEE;PARTSTAT={partstat}:mailto:{from}"))
+        .text();
+    common::build::mail(
+        &format!("From: {from}\nMessage-ID: <{partstat}.{uid}@partner.example>"),
+        "REPLY",
+        &calendar,
     )
 }
 

@@ -30,12 +30,7 @@ fn relayed(name: &str, extra: &str, outbound: &str) -> (Node, FakeRelay) {
     (daemon, relay)
 }
 
-/// A mail carrying one calendar object; `headers` go before the MIME headers.
-fn mail(headers: &str, method: &str, calendar: &str) -> String {
-    format!(
-        "{headers}\nSubject: calendar\nMIME-Version: 1.0\nContent-Type: text/calendar; method={method}; charset=utf-8\n\n{calendar}\n"
-    )
-}
+use common::build::{event, mail};
 
 /// An Authentication-Results header of the trusted authserv-id with a DMARC pass.
 fn dmarc_pass(domain: &str) -> String {
@@ -44,36 +39,43 @@ fn dmarc_pass(domain: &str) -> String {
     )
 }
 
+/// An iTIP message of one VEVENT made of these lines (UID first).
 fn vcalendar(method: &str, body: &str) -> String {
-    format!(
-        "BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//Test//EN\nMETHOD:{method}\nBEGIN:VEVENT\n{body}\nEND:VEVENT\nEND:VCALENDAR"
-    )
+    let mut lines = body.lines();
+    let uid = lines
+        .next()
+        .and_then(|l| l.strip_prefix("UID:"))
+        .expect("UID first");
+    lines
+        .fold(common::build::bare(uid).method(method), |e, l| {
+            if l.starts_with("ATTENDEE") {
+                e.line(l)
+            } else {
+                e.set(l)
+            }
+        })
+        .text()
 }
 
 /// Olga's invitation of Bob (and Carol), sequence `seq`.
 fn olgas_request(uid: &str, seq: u32) -> String {
-    vcalendar(
-        "REQUEST",
-        &format!(
-            "UID:{uid}\nDTSTAMP:20261120T090000Z\nSEQUENCE:{seq}\nDTSTART:20261201T100000Z\nDTEND:20261201T110000Z\n\
-SUMMARY:Planning\nORGANIZER;CN=Olga:mailto:olga@partner.example\n\
-ATTENDEE;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:bob@example.com\n\
-ATTENDEE;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:carol@partner.example"
-        ),
-    )
+    event(uid)
+        .method("REQUEST")
+        .sequence(seq)
+        .set("ORGANIZER;CN=Olga:mailto:olga@partner.example")
+        .line("ATTENDEE;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:bob@example.com")
+        .line("ATTENDEE;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:carol@partner.example")
+        .text()
 }
 
 /// Alice's event with these attendee lines (full ATTENDEE properties).
 fn alices_event(uid: &str, attendees: &[&str]) -> String {
-    let mut text = format!(
-        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20261101T080000Z\r\n\
-DTSTART:20261210T100000Z\r\nSUMMARY:Board meeting\r\nORGANIZER;CN=Alice:mailto:alice@example.com\r\n"
-    );
-    for a in attendees {
-        text.push_str(a);
-        text.push_str("\r\n");
-    }
-    text + "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    let alice = event(uid)
+        .set("DTSTAMP:20261101T080000Z")
+        .set("DTSTART:20261210T100000Z")
+        .set("SUMMARY:Board meeting")
+        .set("ORGANIZER;CN=Alice:mailto:alice@example.com");
+    attendees.iter().fold(alice, |e, a| e.line(a)).text()
 }
 
 fn put(daemon: &Node, account: &str, uid: &str, text: &str) -> u16 {

@@ -105,47 +105,106 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 
 async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     intake: Arc<Intake>,
-    mut stream: S,
+    stream: S,
     protocol: Protocol,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let limits = intake.gateway.config.limits.clone();
-    let host = intake.gateway.config.server.hostname.clone();
-    let name = if protocol == Protocol::Lmtp {
-        "LMTP"
-    } else {
-        "ESMTP"
-    };
-    let mut out = format!("220 {host} imipd {name} ready\r\n").into_bytes();
-    let mut session = Session {
-        intake: intake.clone(),
-        protocol,
-        greeted: false,
-        envelope: None,
-    };
-    let mut phase = Phase::Command;
-    let mut line = Vec::new();
-    let mut discarding = false;
+    let mut conn = Conn::new(intake, stream, protocol);
     let mut chunk = vec![0u8; 64 * 1024];
-    let mut deadline = Instant::now() + limits.command_timeout;
     loop {
-        if !out.is_empty() {
-            if stream.write_all(&out).await.is_err() {
-                return;
-            }
-            out.clear();
+        if !conn.flush().await {
+            return;
         }
-        let in_data = matches!(phase, Phase::Data { .. });
+        let Some(n) = conn.read(&mut chunk, &mut shutdown).await else {
+            return;
+        };
+        if conn.take(&chunk[..n]).await == Flow::Quit {
+            conn.flush().await;
+            return;
+        }
+    }
+}
+
+/// Whether the connection goes on.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Go,
+    Quit,
+}
+
+/// One connection: the protocol state (`Session`), where the input stands, what is to be
+/// written, and the deadline of what is awaited.
+struct Conn<S> {
+    stream: S,
+    session: Session,
+    phase: Phase,
+    line: Vec<u8>,
+    discarding: bool,
+    out: Vec<u8>,
+    deadline: Instant,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    fn new(intake: Arc<Intake>, stream: S, protocol: Protocol) -> Self {
+        let config = &intake.gateway.config;
+        let name = if protocol == Protocol::Lmtp {
+            "LMTP"
+        } else {
+            "ESMTP"
+        };
+        let greeting = format!("220 {} imipd {name} ready\r\n", config.server.hostname);
+        let deadline = Instant::now() + config.limits.command_timeout;
+        Conn {
+            stream,
+            session: Session {
+                intake,
+                protocol,
+                greeted: false,
+                envelope: None,
+            },
+            phase: Phase::Command,
+            line: Vec::new(),
+            discarding: false,
+            out: greeting.into_bytes(),
+            deadline,
+        }
+    }
+
+    fn config(&self) -> &crate::config::Config {
+        &self.session.intake.gateway.config
+    }
+
+    /// Writes what is to be written; false when the client is gone.
+    async fn flush(&mut self) -> bool {
+        if !self.out.is_empty() {
+            if self.stream.write_all(&self.out).await.is_err() {
+                return false;
+            }
+            self.out.clear();
+        }
+        true
+    }
+
+    /// The next bytes, or `None` when the connection ends: the client left, the deadline passed
+    /// (421 4.4.2), or the daemon stops between messages (421 4.3.2).
+    async fn read(
+        &mut self,
+        chunk: &mut [u8],
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<usize> {
+        let in_data = matches!(self.phase, Phase::Data { .. });
+        let host = self.config().server.hostname.clone();
         let read = tokio::select! {
-            read = tokio::time::timeout_at(deadline, stream.read(&mut chunk)) => read,
+            read = tokio::time::timeout_at(self.deadline, self.stream.read(chunk)) => read,
             _ = shutdown.changed(), if !in_data => {
-                let _ = stream.write_all(format!("421 4.3.2 {host} shutting down\r\n").as_bytes()).await;
-                return;
+                let bye = format!("421 4.3.2 {host} shutting down\r\n");
+                let _ = self.stream.write_all(bye.as_bytes()).await;
+                return None;
             }
         };
-        let n = match read {
-            Ok(Ok(0)) | Ok(Err(_)) => return,
-            Ok(Ok(n)) => n,
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) => None,
+            Ok(Ok(n)) => Some(n),
             Err(_) => {
                 let (what, key) = if in_data {
                     ("DATA", "limits.data_timeout")
@@ -154,73 +213,95 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 };
                 tracing::info!(what, "client too slow; closing");
                 let reply = format!("421 4.4.2 {host} {what} not received within {key}\r\n");
-                let _ = stream.write_all(reply.as_bytes()).await;
-                return;
+                let _ = self.stream.write_all(reply.as_bytes()).await;
+                None
             }
-        };
-        let mut input = &chunk[..n];
+        }
+    }
+
+    /// Takes what was read: message bytes in DATA, command lines otherwise.
+    async fn take(&mut self, mut input: &[u8]) -> Flow {
         while !input.is_empty() {
-            if let Phase::Data {
-                receiver,
-                held,
-                incoming,
-            } = &mut phase
-            {
-                let mut bytes = input.iter();
-                let done = receiver.ingest(&mut bytes, held);
-                input = bytes.as_slice();
-                let keep = usize::from(!done && held.last() == Some(&b'\r'));
-                let ready = held.len() - keep;
-                incoming.push(&held[..ready]).await;
-                held.drain(..ready);
-                if !done {
-                    break;
-                }
-                let Phase::Data { incoming, .. } = std::mem::replace(&mut phase, Phase::Command)
-                else {
-                    unreachable!("in DATA")
+            if matches!(self.phase, Phase::Data { .. }) {
+                self.take_data(&mut input).await;
+            } else if self.take_line(&mut input) == Flow::Quit {
+                return Flow::Quit;
+            }
+        }
+        Flow::Go
+    }
+
+    /// Message bytes up to the final dot; then the message is processed and answered.
+    async fn take_data(&mut self, input: &mut &[u8]) {
+        let Phase::Data {
+            receiver,
+            held,
+            incoming,
+        } = &mut self.phase
+        else {
+            return;
+        };
+        let mut bytes = input.iter();
+        let done = receiver.ingest(&mut bytes, held);
+        *input = bytes.as_slice();
+        // A CR the receiver may still take back (when the final dot follows) stays held.
+        let keep = usize::from(!done && held.last() == Some(&b'\r'));
+        let ready = held.len() - keep;
+        incoming.push(&held[..ready]).await;
+        held.drain(..ready);
+        if !done {
+            return;
+        }
+        let Phase::Data { incoming, .. } = std::mem::replace(&mut self.phase, Phase::Command)
+        else {
+            unreachable!("in DATA")
+        };
+        let envelope = self
+            .session
+            .envelope
+            .take()
+            .expect("DATA needs an envelope");
+        let verdicts = finish(&self.session.intake, &envelope, *incoming).await;
+        answer(self.session.protocol, &envelope, &verdicts, &mut self.out);
+        self.deadline = Instant::now() + self.config().limits.command_timeout;
+    }
+
+    /// One command line, when a whole one is there; the rest waits for more input.
+    fn take_line(&mut self, input: &mut &[u8]) -> Flow {
+        let Some(end) = input.iter().position(|b| *b == b'\n') else {
+            take_partial(&mut self.line, &mut self.discarding, input);
+            *input = &[];
+            return Flow::Go;
+        };
+        take_partial(&mut self.line, &mut self.discarding, &input[..=end]);
+        *input = &input[end + 1..];
+        if std::mem::take(&mut self.discarding) {
+            self.line.clear();
+            self.out.extend_from_slice(b"500 5.5.6 line too long\r\n");
+            return Flow::Go;
+        }
+        let next = self.session.command(&self.line, &mut self.out);
+        self.line.clear();
+        let gateway = self.session.intake.gateway.clone();
+        let limits = &gateway.config.limits;
+        self.deadline = Instant::now() + limits.command_timeout;
+        match next {
+            Next::Continue => Flow::Go,
+            Next::Data => {
+                let mut receiver = DataReceiver::new();
+                // The receiver looks for CRLF "." CRLF; DATA itself ended a line.
+                receiver.ingest(&mut b"\r\n".iter(), &mut Vec::new());
+                let incoming =
+                    Incoming::new(&gateway.config.server.data_dir, limits.max_message_size);
+                self.deadline = Instant::now() + limits.data_timeout;
+                self.phase = Phase::Data {
+                    receiver,
+                    held: Vec::with_capacity(64 * 1024),
+                    incoming: Box::new(incoming),
                 };
-                let envelope = session.envelope.take().expect("DATA needs an envelope");
-                let verdicts = finish(&intake, &envelope, *incoming).await;
-                answer(protocol, &envelope, &verdicts, &mut out);
-                deadline = Instant::now() + limits.command_timeout;
-                continue;
+                Flow::Go
             }
-            let Some(end) = input.iter().position(|b| *b == b'\n') else {
-                take_partial(&mut line, &mut discarding, input);
-                break;
-            };
-            take_partial(&mut line, &mut discarding, &input[..=end]);
-            input = &input[end + 1..];
-            if std::mem::take(&mut discarding) {
-                line.clear();
-                out.extend_from_slice(b"500 5.5.6 line too long\r\n");
-                continue;
-            }
-            let next = session.command(&line, &mut out);
-            line.clear();
-            deadline = Instant::now() + limits.command_timeout;
-            match next {
-                Next::Continue => {}
-                Next::Data => {
-                    let mut receiver = DataReceiver::new();
-                    // The receiver looks for CRLF "." CRLF; DATA itself ended a line.
-                    receiver.ingest(&mut b"\r\n".iter(), &mut Vec::new());
-                    phase = Phase::Data {
-                        receiver,
-                        held: Vec::with_capacity(64 * 1024),
-                        incoming: Box::new(Incoming::new(
-                            &intake.gateway.config.server.data_dir,
-                            limits.max_message_size,
-                        )),
-                    };
-                    deadline = Instant::now() + limits.data_timeout;
-                }
-                Next::Quit => {
-                    let _ = stream.write_all(&out).await;
-                    return;
-                }
-            }
+            Next::Quit => Flow::Quit,
         }
     }
 }
@@ -539,6 +620,108 @@ mod tests {
         assert!(!declares_huge_size(
             b"RCPT TO:<SIZE=99999999999999999999999@b>\r\n"
         ));
+    }
+
+    /// A session's protocol state alone, as the I/O loop drives it: one command line in, the
+    /// reply out.
+    fn session(protocol: Protocol) -> (tokio::runtime::Runtime, Session) {
+        let dir =
+            std::env::temp_dir().join(format!("imipd-session-{}-{protocol:?}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config: crate::config::Config = toml_config(&format!(
+            "[server]\ndata_dir = {:?}\nhostname = \"mx.example.com\"\n[accounts.\"bob@example.com\"]\n",
+            dir.join("data")
+        ));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let intake = runtime.block_on(async {
+            let store = crate::store::SledStore::open(&config.server.data_dir).unwrap();
+            let gateway = crate::gateway::Gateway::new(config, Arc::new(store));
+            Arc::new(Intake::new(Arc::new(gateway)))
+        });
+        let session = Session {
+            intake,
+            protocol,
+            greeted: false,
+            envelope: None,
+        };
+        (runtime, session)
+    }
+
+    fn toml_config(text: &str) -> crate::config::Config {
+        let config: crate::config::Config = ::config::Config::builder()
+            .add_source(::config::File::from_str(text, ::config::FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .unwrap();
+        config.validate().unwrap();
+        config
+    }
+
+    fn say(session: &mut Session, line: &str) -> (String, bool) {
+        let mut out = Vec::new();
+        let next = session.command(format!("{line}\r\n").as_bytes(), &mut out);
+        let reply = String::from_utf8(out).unwrap();
+        (
+            reply.lines().last().unwrap_or("").to_string(),
+            matches!(next, Next::Data),
+        )
+    }
+
+    #[test]
+    fn commands_are_answered_in_protocol_order() {
+        let (_runtime, mut lmtp) = session(Protocol::Lmtp);
+        assert!(
+            say(&mut lmtp, "MAIL FROM:<a@b.example>")
+                .0
+                .starts_with("503 5.5.1")
+        );
+        assert!(
+            say(&mut lmtp, "EHLO x")
+                .0
+                .starts_with("500 5.5.1 this is LMTP")
+        );
+        assert!(say(&mut lmtp, "LHLO x").0.starts_with("250 SIZE"));
+        assert!(
+            say(&mut lmtp, "RCPT TO:<bob@example.com>")
+                .0
+                .starts_with("503 5.5.1 MAIL")
+        );
+        assert!(say(&mut lmtp, "MAIL FROM:<>").0.starts_with("250 2.1.0"));
+        assert!(say(&mut lmtp, "DATA").0.starts_with("503 5.5.1 no valid"));
+        assert!(
+            say(&mut lmtp, "RCPT TO:<nobody@example.com>")
+                .0
+                .starts_with("550 5.1.1")
+        );
+        assert!(
+            say(&mut lmtp, "RCPT TO:<Bob@Example.com>")
+                .0
+                .starts_with("250 2.1.5")
+        );
+        assert!(
+            say(&mut lmtp, "RCPT TO:<bob@example.com>")
+                .0
+                .contains("duplicate")
+        );
+        let envelope = lmtp.envelope.as_ref().unwrap();
+        assert_eq!(envelope.recipients.len(), 1);
+        assert_eq!(
+            envelope.lines,
+            [0, 0],
+            "two RCPTs, one delivery, two replies"
+        );
+        assert_eq!(
+            envelope.recipients[0].route,
+            Route::Account("bob@example.com".into())
+        );
+        assert_eq!(
+            say(&mut lmtp, "DATA"),
+            ("354 end data with <CR><LF>.<CR><LF>".into(), true)
+        );
     }
 
     #[test]

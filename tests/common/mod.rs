@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod build;
 pub mod node;
 
 /// Anything that serves the calendars' HTTP API: a daemon process or a node in the test.
