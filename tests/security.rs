@@ -409,9 +409,9 @@ fn spooled_to(daemon: &Node, to: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn an_auto_accepting_room_and_an_organizer_do_not_mail_each_other_forever() {
-    let daemon = Node::start("loop", &accounts(), "notify_delay = \"1m\"\n");
+/// Alice invites a meeting room and Pete, both outside; the invitations are spooled.
+fn alice_invites_room_and_pete(name: &str) -> Node {
+    let daemon = Node::start(name, &accounts(), "notify_delay = \"1m\"\n");
     let event = alices_event(
         "loop-1",
         &[
@@ -421,6 +421,12 @@ fn an_auto_accepting_room_and_an_organizer_do_not_mail_each_other_forever() {
     );
     put(&daemon, ALICE, "loop-1", &event);
     assert_eq!(spooled(&daemon.spool(), 2).len(), 2);
+    daemon
+}
+
+#[test]
+fn an_auto_accepting_room_and_an_organizer_do_not_mail_each_other_forever() {
+    let daemon = alice_invites_room_and_pete("loop");
     // The room accepts; Pete (not the room) hears of it once.
     let first = answer(
         "room@partner.example",
@@ -464,16 +470,7 @@ fn an_auto_accepting_room_and_an_organizer_do_not_mail_each_other_forever() {
 
 #[test]
 fn auto_submitted_mail_is_applied_and_never_answered() {
-    let daemon = Node::start("auto-submitted", &accounts(), "notify_delay = \"1m\"\n");
-    let event = alices_event(
-        "loop-1",
-        &[
-            "ATTENDEE;RSVP=TRUE:mailto:room@partner.example",
-            "ATTENDEE;RSVP=TRUE:mailto:pete@partner.example",
-        ],
-    );
-    put(&daemon, ALICE, "loop-1", &event);
-    assert_eq!(spooled(&daemon.spool(), 2).len(), 2);
+    let daemon = alice_invites_room_and_pete("auto-submitted");
     let auto = answer(
         "room@partner.example",
         "ACCEPTED",
