@@ -5,8 +5,9 @@ use super::build::{
     attendee_with_partstat, forces, outgoing, partstat_of, strip_force_send, strip_schedule_params,
 };
 use super::calendar::{Calendar, Component, InstanceKey, address_entry, date_key, param_addresses};
-use super::changes::{by_name, canonical, is_private};
+use super::changes::{PROGRESS, is_private};
 use super::error::ItipError;
+use super::meaning::{dates, differing, merged_participant};
 use super::message::{ItipMessage, Method, envelope};
 use super::object::Agent;
 use super::summary::{Summary, SummaryKind};
@@ -31,7 +32,6 @@ pub fn put(
         strip_force_send(&mut new);
         return Ok(PutOutcome::silent(new, ItipError::OtherSchedulingAgent));
     }
-    let tz_new = new.tz_resolver();
     let tz_old = old
         .map(|o| o.tz_resolver())
         .unwrap_or_else(|| new.tz_resolver());
@@ -42,9 +42,10 @@ pub fn put(
                 .collect()
         })
         .unwrap_or_default();
-    if !old_map.is_empty() {
-        validate(&old_map, &new, me, &tz_new)?;
+    if let Some(old) = old.filter(|_| !old_map.is_empty()) {
+        new = reconcile(old, &old_map, &tz_old, new, me)?;
     }
+    let tz_new = new.tz_resolver();
     let force = new
         .scheduling()
         .filter_map(|c| c.prop(&ICalendarProperty::Organizer))
@@ -177,16 +178,16 @@ pub fn delete(
 fn reply_state(
     comp: &Component,
     mine: &ICalendarEntry,
-) -> (String, BTreeSet<CalAddress>, Vec<String>) {
+) -> (
+    String,
+    BTreeSet<CalAddress>,
+    Vec<Option<Vec<ICalendarValue>>>,
+) {
     let progress = if comp.kind == ICalendarComponentType::VTodo {
-        [
-            ICalendarProperty::PercentComplete,
-            ICalendarProperty::Completed,
-            ICalendarProperty::Status,
-        ]
-        .iter()
-        .map(|p| comp.prop(p).map(canonical).unwrap_or_default())
-        .collect()
+        PROGRESS
+            .iter()
+            .map(|p| comp.prop(p).map(|e| e.values.clone()))
+            .collect()
     } else {
         Vec::new()
     };
@@ -207,7 +208,7 @@ fn reply_component(comp: &Component, me: &CalAddress, now: i64) -> Component {
             ICalendarProperty::Attendee => super::calendar::entry_address(e).is_some_and(|a| {
                 &a == me || param_addresses(e, &ICalendarParameterName::DelegatedFrom).contains(me)
             }),
-            ICalendarProperty::PercentComplete | ICalendarProperty::Completed => true,
+            ref p if PROGRESS.contains(p) => comp.kind == ICalendarComponentType::VTodo,
             _ => false,
         };
         if keep {
@@ -343,114 +344,188 @@ fn instance_specific(prop: &ICalendarProperty) -> bool {
     )
 }
 
-fn validate(
+/// Checks an attendee's write against its stored copy and completes it from there. RFC 5546's
+/// replies carry only the attendee's own line: what a write leaves out of the organizer's part
+/// is not a change of it and is kept; what it changes there is refused.
+fn reconcile(
+    old: &Calendar,
     old_map: &BTreeMap<InstanceKey, &Component>,
-    new: &Calendar,
+    tz_old: &Zones,
+    mut new: Calendar,
     me: &CalAddress,
-    tz: &Zones,
-) -> Result<(), ItipError> {
-    let new_map: BTreeMap<InstanceKey, &Component> =
-        new.scheduling().map(|c| (c.instance_key(tz), c)).collect();
-    let excluded: BTreeSet<InstanceKey> = new
+) -> Result<Calendar, ItipError> {
+    let tz = new.tz_resolver();
+    let keys: BTreeSet<InstanceKey> = new.scheduling().map(|c| c.instance_key(&tz)).collect();
+    let excluded = new
         .master()
-        .map(|m| exdates(m, tz).into_iter().map(|(k, _, _)| k).collect())
+        .map(|m| dates(m, &ICalendarProperty::Exdate, &tz))
         .unwrap_or_default();
-    for (key, before) in old_map {
-        match new_map.get(key) {
-            Some(after) => check_changes(before, after, me, false)?,
-            None if *key != InstanceKey::Master && excluded.contains(key) => {}
-            None => return Err(ItipError::CannotModifyInstance),
+    // Instances leave an attendee's copy only by exclusion (RFC 6638 section 3.2.2.3).
+    if old_map
+        .keys()
+        .any(|k| !keys.contains(k) && (*k == InstanceKey::Master || !excluded.contains(k)))
+    {
+        return Err(ItipError::CannotModifyInstance);
+    }
+    let master = old_map.get(&InstanceKey::Master).copied();
+    for comp in new.scheduling_mut() {
+        let key = comp.instance_key(&tz);
+        match old_map.get(&key) {
+            Some(before) => complete(before, tz_old, comp, &tz, me, false)?,
+            None => {
+                // The attendee answers one instance on its own: an override of the series.
+                let master = master
+                    .filter(|_| key != InstanceKey::Master)
+                    .ok_or(ItipError::CannotModifyInstance)?;
+                fill_instance_times(master, tz_old, comp);
+                complete(master, tz_old, comp, &tz, me, true)
+                    .map_err(|_| ItipError::CannotModifyInstance)?;
+            }
         }
     }
-    let master = new_map
-        .get(&InstanceKey::Master)
-        .or_else(|| old_map.get(&InstanceKey::Master));
-    for (key, after) in new_map.iter().filter(|(k, _)| !old_map.contains_key(k)) {
-        let Some(master) = master.filter(|_| *key != InstanceKey::Master) else {
-            return Err(ItipError::CannotModifyInstance);
-        };
-        check_changes(master, after, me, true).map_err(|_| ItipError::CannotModifyInstance)?;
+    // An instance the series excludes comes back only from the organizer.
+    let excluded = new
+        .master()
+        .map(|m| dates(m, &ICalendarProperty::Exdate, &tz))
+        .unwrap_or_default();
+    if keys
+        .iter()
+        .any(|k| !old_map.contains_key(k) && excluded.contains(k))
+    {
+        return Err(ItipError::CannotModifyProperty("EXDATE".into()));
     }
-    Ok(())
+    for zone in old.timezones() {
+        let id = zone.text(&ICalendarProperty::Tzid);
+        if !new
+            .timezones()
+            .any(|z| z.text(&ICalendarProperty::Tzid) == id)
+        {
+            new.components.push(zone.clone());
+        }
+    }
+    Ok(new)
 }
 
-fn check_changes(
+/// Refuses what an attendee may not change in one component and fills in from `before` what
+/// its write left out.
+fn complete(
     before: &Component,
-    after: &Component,
+    tz_before: &Zones,
+    after: &mut Component,
+    tz_after: &Zones,
     me: &CalAddress,
     instance: bool,
 ) -> Result<(), ItipError> {
-    let (old, new) = (by_name(before), by_name(after));
-    for prop in old.keys().chain(new.keys()) {
-        if old.get(prop) == new.get(prop)
-            || attendee_may_change(prop, &after.kind)
-            || (instance && instance_specific(prop))
-        {
+    for prop in differing(before, tz_before, after, tz_after) {
+        if attendee_may_change(&prop, &after.kind) || (instance && instance_specific(&prop)) {
             continue;
         }
         match prop {
-            ICalendarProperty::Exdate => {
-                if !exdate_values(before).is_subset(&exdate_values(after)) {
+            // A write that states the recurrence states its exclusions with it.
+            ICalendarProperty::Exdate
+                if written(after, &prop) || written(after, &ICalendarProperty::Rrule) =>
+            {
+                let kept = dates(before, &prop, tz_before);
+                if !kept.is_subset(&dates(after, &prop, tz_after)) {
                     return Err(ItipError::CannotModifyProperty("EXDATE".into()));
                 }
             }
             ICalendarProperty::Attendee => check_attendees(before, after, me)?,
-            _ => {
+            _ if written(after, &prop) => {
                 return Err(ItipError::CannotModifyProperty(
                     prop.as_str().to_ascii_uppercase(),
                 ));
             }
+            _ => keep(before, after, &prop),
+        }
+    }
+    for prop in [ICalendarProperty::Sequence, ICalendarProperty::Dtstamp] {
+        if !written(after, &prop) {
+            keep(before, after, &prop);
         }
     }
     Ok(())
 }
 
-fn exdate_values(comp: &Component) -> BTreeSet<String> {
-    comp.props(&ICalendarProperty::Exdate)
-        .flat_map(|e| e.values.iter().map(|v| format!("{:?}{:?}", e.tz_id(), v)))
-        .collect()
+/// True when a write states the property; an end counts as stated by DURATION too.
+fn written(comp: &Component, prop: &ICalendarProperty) -> bool {
+    comp.prop(prop).is_some()
+        || (matches!(prop, ICalendarProperty::Dtend | ICalendarProperty::Due)
+            && comp.prop(&ICalendarProperty::Duration).is_some())
 }
 
+/// Copies a property the write left out from the stored version (an end with its DURATION).
+fn keep(before: &Component, after: &mut Component, prop: &ICalendarProperty) {
+    let names: &[ICalendarProperty] = match prop {
+        ICalendarProperty::Dtend | ICalendarProperty::Due => {
+            &[prop.clone(), ICalendarProperty::Duration]
+        }
+        _ => std::slice::from_ref(prop),
+    };
+    after.entries.extend(
+        before
+            .entries
+            .iter()
+            .filter(|e| names.contains(&e.name))
+            .cloned(),
+    );
+}
+
+/// An override the attendee writes for one instance starts when the instance does and lasts
+/// as long as the series' instances, unless it says otherwise.
+fn fill_instance_times(master: &Component, tz: &Zones, comp: &mut Component) {
+    let Some(rid) = comp.prop(&ICalendarProperty::RecurrenceId) else {
+        return;
+    };
+    let model = master.override_of(rid, tz);
+    for prop in [ICalendarProperty::Dtstart, comp.end_name()] {
+        if !written(comp, &prop) {
+            keep(&model, comp, &prop);
+        }
+    }
+}
+
+/// Attendee lines: the attendee changes its own answer and delegation, adds its delegates
+/// (new people, or people already invited to whom it now delegates: RFC 5546 4.2.5), and
+/// leaves everybody else's line as the organizer wrote it. Lines it leaves out are kept.
 fn check_attendees(
     before: &Component,
-    after: &Component,
+    after: &mut Component,
     me: &CalAddress,
 ) -> Result<(), ItipError> {
+    use ICalendarParameterName as P;
     let was: BTreeMap<CalAddress, &ICalendarEntry> = before.attendees().collect();
-    let now: BTreeMap<CalAddress, &ICalendarEntry> = after.attendees().collect();
-    for (address, e) in &now {
-        match was.get(address) {
-            None if param_addresses(e, &ICalendarParameterName::DelegatedFrom).contains(me) => {}
-            None => return Err(ItipError::CannotModifyAddress),
-            Some(old) if address == me => {
-                if own_fixed(old) != own_fixed(e) {
-                    return Err(ItipError::CannotModifyProperty("ATTENDEE".into()));
-                }
+    let my_delegates: BTreeSet<CalAddress> = after
+        .attendee(me)
+        .map(|e| param_addresses(e, &P::DelegatedTo).into_iter().collect())
+        .unwrap_or_default();
+    let mut lines = Vec::new();
+    for (address, e) in after.attendees() {
+        let delegated_by_me = param_addresses(e, &P::DelegatedFrom).contains(me)
+            && (my_delegates.contains(&address) || !was.contains_key(&address));
+        let line = match was.get(&address) {
+            None => delegated_by_me.then(|| e.clone()),
+            Some(old) if address == *me => merged_participant(old, e, &[P::DelegatedTo]),
+            Some(old) if delegated_by_me => {
+                merged_participant(old, e, &[P::DelegatedFrom, P::Role])
             }
-            Some(old) if canonical(old) != canonical(e) => {
+            Some(old) => merged_participant(old, e, &[]),
+        };
+        match line {
+            Some(line) => lines.push(line),
+            None if was.contains_key(&address) => {
                 return Err(ItipError::CannotModifyProperty("ATTENDEE".into()));
             }
-            Some(_) => {}
+            None => return Err(ItipError::CannotModifyAddress),
         }
     }
-    if was.keys().any(|a| !now.contains_key(a)) {
-        return Err(ItipError::CannotModifyAddress);
-    }
+    after.remove(&ICalendarProperty::Attendee);
+    after.entries.extend(lines);
+    let missing: Vec<ICalendarEntry> = was
+        .iter()
+        .filter(|(a, _)| after.attendee(a).is_none())
+        .map(|(_, e)| (*e).clone())
+        .collect();
+    after.entries.extend(missing);
     Ok(())
-}
-
-/// The parts of an attendee's own ATTENDEE property it may not change.
-fn own_fixed(e: &ICalendarEntry) -> String {
-    let mut e = e.clone();
-    e.params.retain(|p| {
-        !matches!(
-            p.name,
-            ICalendarParameterName::Partstat
-                | ICalendarParameterName::Rsvp
-                | ICalendarParameterName::ScheduleStatus
-                | ICalendarParameterName::ScheduleForceSend
-                | ICalendarParameterName::DelegatedTo
-        )
-    });
-    canonical(&e)
 }

@@ -6,8 +6,9 @@ use super::zones::Zones;
 use calcard::common::PartialDateTime;
 use calcard::common::timezone::Tz;
 use calcard::icalendar::{
-    ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarEntry, ICalendarParameter,
-    ICalendarParameterName, ICalendarParameterValue, ICalendarProperty, ICalendarValue, Uri,
+    ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarDuration, ICalendarEntry,
+    ICalendarParameter, ICalendarParameterName, ICalendarParameterValue, ICalendarProperty,
+    ICalendarValue, Uri,
 };
 use calcard::{Entry, Parser};
 use std::fmt;
@@ -367,6 +368,56 @@ impl Component {
         self.entries.iter_mut().find(|e| {
             e.name == ICalendarProperty::Attendee && entry_address(e).as_ref() == Some(address)
         })
+    }
+
+    /// The end property of this kind of component: DUE for a to-do, DTEND otherwise.
+    pub fn end_name(&self) -> ICalendarProperty {
+        if self.kind == ICalendarComponentType::VTodo {
+            ICalendarProperty::Due
+        } else {
+            ICalendarProperty::Dtend
+        }
+    }
+
+    /// A master's instance at RECURRENCE-ID `rid` as an override of its own: the master's
+    /// properties without its recurrence, starting at the instance and lasting as long.
+    pub fn override_of(&self, rid: &ICalendarEntry, tz: &Zones) -> Component {
+        let mut out = self.clone();
+        let end = self.end_name();
+        let length = match (
+            self.prop(&ICalendarProperty::Dtstart)
+                .and_then(|e| timestamp_of(e, 0, tz)),
+            self.prop(&end).and_then(|e| timestamp_of(e, 0, tz)),
+        ) {
+            (Some(start), Some(stop)) => Some(stop - start),
+            _ => None,
+        };
+        out.entries.retain(|e| {
+            !matches!(
+                e.name,
+                ICalendarProperty::Rrule
+                    | ICalendarProperty::Rdate
+                    | ICalendarProperty::Exdate
+                    | ICalendarProperty::Exrule
+                    | ICalendarProperty::RecurrenceId
+                    | ICalendarProperty::Dtstart
+            ) && (e.name != end || length.is_none())
+        });
+        out.entries.push(rid.clone());
+        let mut start = rid.clone();
+        start.name = ICalendarProperty::Dtstart;
+        start
+            .params
+            .retain(|p| p.name != ICalendarParameterName::Range);
+        out.entries.push(start);
+        if let Some(seconds) = length.filter(|_| self.prop(&ICalendarProperty::Duration).is_none())
+        {
+            out.entries.push(entry(
+                ICalendarProperty::Duration,
+                ICalendarValue::Duration(ICalendarDuration::from_seconds(seconds)),
+            ));
+        }
+        out
     }
 
     /// True for STATUS:CANCELLED.

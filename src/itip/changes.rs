@@ -1,8 +1,9 @@
 //! What changed between two versions of a component, and whether it matters to others.
 
-use super::calendar::{Component, entry_address};
-use calcard::icalendar::{ICalendarEntry, ICalendarParameterName, ICalendarProperty};
-use std::collections::BTreeMap;
+use super::calendar::Component;
+use super::meaning::differing;
+use super::zones::Zones;
+use calcard::icalendar::ICalendarProperty;
 
 /// How much a component changed, as far as the other participants are concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -26,6 +27,13 @@ const RESCHEDULE: &[ICalendarProperty] = &[
     ICalendarProperty::Exdate,
 ];
 
+/// What an attendee reports of its work on a to-do (RFC 5546 section 3.4.3).
+pub const PROGRESS: [ICalendarProperty; 3] = [
+    ICalendarProperty::PercentComplete,
+    ICalendarProperty::Completed,
+    ICalendarProperty::Status,
+];
+
 /// True for properties that never concern the other participants: stamps, personal
 /// settings and private extensions.
 pub fn is_private(name: &ICalendarProperty) -> bool {
@@ -41,62 +49,19 @@ pub fn is_private(name: &ICalendarProperty) -> bool {
     ) || matches!(name, ICalendarProperty::Other(n) if n.starts_with("X-") || n.starts_with("x-"))
 }
 
-/// Parameters that carry per-delivery state rather than content.
-fn is_state_param(name: &ICalendarParameterName) -> bool {
-    matches!(
-        name,
-        ICalendarParameterName::ScheduleStatus
-            | ICalendarParameterName::ScheduleForceSend
-            | ICalendarParameterName::Partstat
-            | ICalendarParameterName::Rsvp
-    )
-}
-
-/// A comparable form of a property: name, sorted parameters and values, with addresses
-/// canonical and per-delivery parameters left out.
-pub fn canonical(entry: &ICalendarEntry) -> String {
-    let is_address = matches!(
-        entry.name,
-        ICalendarProperty::Attendee | ICalendarProperty::Organizer
-    );
-    let mut params: Vec<String> = entry
-        .params
-        .iter()
-        .filter(|p| !(is_address && is_state_param(&p.name)))
-        .map(|p| format!("{:?}={:?}", p.name, p.value))
-        .collect();
-    params.sort();
-    let value = match (is_address, entry_address(entry)) {
-        (true, Some(a)) => a.to_string(),
-        _ => format!("{:?}", entry.values),
-    };
-    format!("{:?};{};{}", entry.name, params.join(";"), value)
-}
-
-/// The canonical forms of a component's properties, grouped by property name.
-pub fn by_name(comp: &Component) -> BTreeMap<ICalendarProperty, Vec<String>> {
-    let mut map: BTreeMap<ICalendarProperty, Vec<String>> = BTreeMap::new();
-    for e in &comp.entries {
-        map.entry(e.name.clone()).or_default().push(canonical(e));
-    }
-    for list in map.values_mut() {
-        list.sort();
-    }
-    map
-}
-
 /// Classifies the organizer's change of one component.
-pub fn classify(before: &Component, after: &Component) -> Significance {
-    let (old, new) = (by_name(before), by_name(after));
+pub fn classify(
+    before: &Component,
+    tz_before: &Zones,
+    after: &Component,
+    tz_after: &Zones,
+) -> Significance {
     let mut change = Significance::None;
-    for prop in old.keys().chain(new.keys()) {
-        if old.get(prop) == new.get(prop) {
-            continue;
-        }
-        if RESCHEDULE.contains(prop) {
+    for prop in differing(before, tz_before, after, tz_after) {
+        if RESCHEDULE.contains(&prop) {
             return Significance::Reschedule;
         }
-        if !is_private(prop) {
+        if !is_private(&prop) {
             change = Significance::Significant;
         }
     }

@@ -3,14 +3,16 @@
 use super::address::CalAddress;
 use super::build::{outgoing, strip_schedule_params};
 use super::calendar::{
-    Calendar, Component, InstanceKey, address_entry, entry, entry_address, param_addresses,
-    set_param,
+    Calendar, Component, InstanceKey, address_entry, date_key, entry, entry_address,
+    param_addresses, set_param,
 };
-use super::changes::{Significance, classify};
+use super::changes::{PROGRESS, Significance, classify};
 use super::error::ItipError;
+use super::meaning::dates;
 use super::message::{ItipMessage, Method, envelope};
 use super::object::inspect;
 use super::summary::{Summary, SummaryKind};
+use super::zones::Zones;
 use super::{Context, Received};
 use calcard::icalendar::{
     ICalendarComponentType, ICalendarEntry, ICalendarParameterName, ICalendarParameterValue,
@@ -212,8 +214,8 @@ fn merge_request(ctx: &Context, stored: &Calendar, message: &Calendar, full: boo
         && match (stored.master(), message.master()) {
             (Some(s), Some(m)) => {
                 let mut m = m.clone();
-                keep_own_exclusions(s, &mut m);
-                classify(s, &m) == Significance::Reschedule
+                keep_own_exclusions(s, &tz_c, &mut m, &tz_m);
+                classify(s, &tz_c, &m, &tz_m) == Significance::Reschedule
             }
             _ => false,
         };
@@ -228,7 +230,7 @@ fn merge_request(ctx: &Context, stored: &Calendar, message: &Calendar, full: boo
             Some(pos) => {
                 let existing = &copy.components[pos];
                 if key == InstanceKey::Master {
-                    keep_own_exclusions(existing, &mut incoming);
+                    keep_own_exclusions(existing, &tz_c, &mut incoming, &tz_m);
                 }
                 if !incoming
                     .children
@@ -243,7 +245,7 @@ fn merge_request(ctx: &Context, stored: &Calendar, message: &Calendar, full: boo
                             .cloned(),
                     );
                 }
-                if classify(existing, &incoming) != Significance::Reschedule {
+                if classify(existing, &tz_c, &incoming, &tz_m) != Significance::Reschedule {
                     keep_own_answer(ctx, existing, &mut incoming);
                 }
                 copy.components[pos] = incoming;
@@ -262,16 +264,24 @@ fn merge_request(ctx: &Context, stored: &Calendar, message: &Calendar, full: boo
 
 /// Instances the recipient excluded (and so declined) stay excluded: the organizer's
 /// message does not know about them (RFC 6638 section 3.2.2.1, item 8).
-fn keep_own_exclusions(existing: &Component, incoming: &mut Component) {
-    let known: BTreeSet<String> = incoming
-        .props(&ICalendarProperty::Exdate)
-        .map(super::changes::canonical)
-        .collect();
-    let own: Vec<ICalendarEntry> = existing
-        .props(&ICalendarProperty::Exdate)
-        .filter(|e| !known.contains(&super::changes::canonical(e)))
-        .cloned()
-        .collect();
+fn keep_own_exclusions(
+    existing: &Component,
+    tz_existing: &Zones,
+    incoming: &mut Component,
+    tz_incoming: &Zones,
+) {
+    let known = dates(incoming, &ICalendarProperty::Exdate, tz_incoming);
+    let mut own = Vec::new();
+    for e in existing.props(&ICalendarProperty::Exdate) {
+        let mut unknown = e.clone();
+        unknown.values = (0..e.values.len())
+            .filter(|&i| !known.contains(&date_key(e, i, tz_existing)))
+            .map(|i| e.values[i].clone())
+            .collect();
+        if !unknown.values.is_empty() {
+            own.push(unknown);
+        }
+    }
     incoming.entries.extend(own);
 }
 
@@ -474,8 +484,9 @@ fn from_attendee(
 
 /// Merges a REPLY into the organizer's copy (RFC 6638 sections 3.2.9 and 3.2.10).
 /// SCHEDULE-STATUS is written only into the organizer's copy; a delegator's copy just
-/// follows its delegate's answer. A delegate joins the list only when the delegator itself
-/// sent the REPLY that delegates to it (RFC 5546 4.2.5).
+/// follows its delegate's answer. A delegate joins the list, or has its line marked as
+/// delegated, only when the delegator itself sent the REPLY that delegates to it (RFC 5546
+/// 4.2.5).
 fn apply_reply(
     stored: &Calendar,
     message: &Calendar,
@@ -486,48 +497,11 @@ fn apply_reply(
     let mut copy = stored.clone();
     let (tz_c, tz_m) = (stored.tz_resolver(), message.tz_resolver());
     for m in message.scheduling() {
-        let status = m
-            .prop(&ICalendarProperty::RequestStatus)
-            .and_then(|e| e.values.first())
-            .and_then(|v| v.as_text())
-            .map(|code| code.trim().to_string());
         match copy.instance_mut(&m.instance_key(&tz_m), &tz_c) {
-            Some(existing) => {
-                for (address, e) in m.attendees() {
-                    let delegated_from = param_addresses(e, &ICalendarParameterName::DelegatedFrom);
-                    if replying.contains(&address) {
-                        let mut answer = e.clone();
-                        strip_schedule_params(&mut answer);
-                        if let Some(code) = status.as_ref().filter(|_| organizer_copy) {
-                            set_param(
-                                &mut answer,
-                                ICalendarParameterName::ScheduleStatus,
-                                ICalendarParameterValue::Text(code.clone()),
-                            );
-                        }
-                        match existing.attendee_mut(&address) {
-                            Some(slot) => *slot = answer,
-                            None => existing.entries.push(answer),
-                        }
-                    } else if delegated_from.contains(sender)
-                        && delegates_to(m, sender, &address)
-                        && existing.attendee(&address).is_none()
-                    {
-                        existing.entries.push(e.clone());
-                    }
-                }
-                if m.kind == ICalendarComponentType::VTodo {
-                    for prop in [
-                        ICalendarProperty::PercentComplete,
-                        ICalendarProperty::Completed,
-                    ] {
-                        if let Some(p) = m.prop(&prop) {
-                            existing.set(p.clone());
-                        }
-                    }
-                }
-            }
+            Some(existing) => answer(existing, m, sender, replying, organizer_copy),
             None => {
+                // As RFC 6638's example shows: the organizer's copy records the answer for
+                // that instance as the attendee sent it.
                 let mut added = m.clone();
                 added.remove(&ICalendarProperty::RequestStatus);
                 added
@@ -538,6 +512,74 @@ fn apply_reply(
         }
     }
     copy
+}
+
+/// The organizer's line for an attendee after its answer: the answer's participation, RSVP
+/// and delegation, and what the organizer wrote about the attendee (role, name, type) kept where
+/// the answer leaves it out.
+fn answered(current: &ICalendarEntry, answer: ICalendarEntry) -> ICalendarEntry {
+    let mut line = answer;
+    let kept: Vec<_> = current
+        .params
+        .iter()
+        .filter(|p| {
+            !matches!(
+                p.name,
+                ICalendarParameterName::Partstat
+                    | ICalendarParameterName::Rsvp
+                    | ICalendarParameterName::DelegatedTo
+                    | ICalendarParameterName::DelegatedFrom
+                    | ICalendarParameterName::ScheduleStatus
+                    | ICalendarParameterName::ScheduleForceSend
+            ) && !line.params.iter().any(|q| q.name == p.name)
+        })
+        .cloned()
+        .collect();
+    line.params.extend(kept);
+    line
+}
+
+/// Applies one component of a REPLY to the matching component of the copy.
+fn answer(
+    existing: &mut Component,
+    m: &Component,
+    sender: &CalAddress,
+    replying: &BTreeSet<CalAddress>,
+    organizer_copy: bool,
+) {
+    let status = m
+        .prop(&ICalendarProperty::RequestStatus)
+        .and_then(|e| e.values.first())
+        .and_then(|v| v.as_text())
+        .map(|code| code.trim().to_string());
+    for (address, e) in m.attendees() {
+        let mut line = e.clone();
+        strip_schedule_params(&mut line);
+        if replying.contains(&address) {
+            if let Some(code) = status.as_ref().filter(|_| organizer_copy) {
+                set_param(
+                    &mut line,
+                    ICalendarParameterName::ScheduleStatus,
+                    ICalendarParameterValue::Text(code.clone()),
+                );
+            }
+        } else if !(param_addresses(e, &ICalendarParameterName::DelegatedFrom).contains(sender)
+            && delegates_to(m, sender, &address))
+        {
+            continue;
+        }
+        match existing.attendee_mut(&address) {
+            Some(slot) => *slot = answered(slot, line),
+            None => existing.entries.push(line),
+        }
+    }
+    if m.kind == ICalendarComponentType::VTodo {
+        for prop in PROGRESS {
+            if let Some(p) = m.prop(&prop) {
+                existing.set(p.clone());
+            }
+        }
+    }
 }
 
 /// The organizer's answer to a REFRESH: the current object for that attendee.

@@ -9,6 +9,7 @@ mod calendar;
 mod changes;
 mod error;
 mod inbound;
+mod meaning;
 mod message;
 mod object;
 mod organizer;

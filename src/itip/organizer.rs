@@ -84,7 +84,7 @@ pub fn put(
         }
         let seq = match old_map.get(&key) {
             Some(before) => {
-                let change = classify(before, comp);
+                let change = classify(before, &tz_old, comp, &tz_new);
                 if change == Significance::Reschedule {
                     reset_partstats(comp, organizer);
                 }

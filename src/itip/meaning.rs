@@ -1,0 +1,412 @@
+//! What a component's properties mean, so that two versions of it compare by meaning and not by
+//! spelling. Clients re-encode what they store: Google adds `WKST=SU`, others write
+//! `INTERVAL=1` or reorder `BYDAY`, the same instant comes in another zone or form, an end comes
+//! as DTEND or as DURATION, parameters come in any order. None of that is a change.
+
+use super::address::CalAddress;
+use super::calendar::{Component, InstanceKey, date_key, entry_address, timestamp_of};
+use super::zones::Zones;
+use calcard::icalendar::{
+    ICalendarEntry, ICalendarFrequency, ICalendarParameter, ICalendarParameterName,
+    ICalendarProperty, ICalendarRecurrenceRule, ICalendarValue, ICalendarWeekday,
+};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One property of a component (all its occurrences), in normal form.
+#[derive(Debug, Clone, PartialEq)]
+enum Meaning {
+    /// A date or date-time: the instant (floating and dates read as UTC) and whether it is a
+    /// whole day; `None` when it cannot be resolved (then its text stands for it).
+    Moment(Option<i64>, bool, String),
+    /// How long the component lasts, in seconds.
+    Length(i64),
+    /// RRULE or EXRULE values.
+    Rules(Vec<Rule>),
+    /// EXDATE or RDATE: which instances, in any order and any number of properties.
+    Dates(BTreeSet<InstanceKey>),
+    /// ORGANIZER or ATTENDEE: each occurrence's address and other parameters.
+    Addresses(Vec<(Option<CalAddress>, Vec<ICalendarParameter>)>),
+    /// Anything else: each occurrence's parameters (in order of their own) and values.
+    Values(Vec<(Vec<ICalendarParameter>, Vec<ICalendarValue>)>),
+}
+
+/// A recurrence rule with RFC 5545 3.3.10's defaults made explicit and its lists as sets.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Rule {
+    freq: String,
+    until: Option<i64>,
+    count: Option<u32>,
+    interval: u16,
+    lists: Vec<Vec<String>>,
+    /// Only where it changes the instances (weekly with an interval and BYDAY, or BYWEEKNO).
+    wkst: Option<String>,
+    rscale: String,
+}
+
+/// Properties that carry a delivery's state, not the object's content, on ORGANIZER and
+/// ATTENDEE.
+fn is_state_param(name: &ICalendarParameterName) -> bool {
+    matches!(
+        name,
+        ICalendarParameterName::ScheduleStatus
+            | ICalendarParameterName::ScheduleForceSend
+            | ICalendarParameterName::Partstat
+            | ICalendarParameterName::Rsvp
+    )
+}
+
+fn sorted_params(
+    entry: &ICalendarEntry,
+    keep: impl Fn(&ICalendarParameterName) -> bool,
+) -> Vec<ICalendarParameter> {
+    let mut params: Vec<ICalendarParameter> = entry
+        .params
+        .iter()
+        .filter(|p| keep(&p.name))
+        .cloned()
+        .collect();
+    params.sort();
+    params
+}
+
+fn rule(rule: &ICalendarRecurrenceRule) -> Rule {
+    fn set<T: std::fmt::Debug>(items: &[T]) -> Vec<String> {
+        let set: BTreeSet<String> = items.iter().map(|i| format!("{i:?}")).collect();
+        set.into_iter().collect()
+    }
+    let interval = rule.interval.unwrap_or(1);
+    // Which days share a week decides the instances only when several days of an interval
+    // longer than one week are chosen, or weeks are numbered.
+    let weekly_span =
+        matches!(rule.freq, ICalendarFrequency::Weekly) && interval > 1 && rule.byday.len() > 1;
+    let wkst_matters = weekly_span || !rule.byweekno.is_empty();
+    Rule {
+        freq: format!("{:?}", rule.freq),
+        until: rule
+            .until
+            .as_ref()
+            .and_then(|u| u.to_date_time_with_tz(calcard::common::timezone::Tz::UTC))
+            .map(|d| d.timestamp()),
+        count: rule.count,
+        interval,
+        lists: vec![
+            set(&rule.bysecond),
+            set(&rule.byminute),
+            set(&rule.byhour),
+            set(&rule.byday),
+            set(&rule.bymonthday),
+            set(&rule.byyearday),
+            set(&rule.byweekno),
+            set(&rule.bymonth.iter().map(|m| m.month()).collect::<Vec<_>>()),
+            set(&rule.bysetpos),
+        ],
+        wkst: wkst_matters.then(|| format!("{:?}", rule.wkst.unwrap_or(ICalendarWeekday::Monday))),
+        rscale: format!("{:?}{:?}", rule.rscale, rule.skip),
+    }
+}
+
+/// Occurrence lists compare as multisets: order carries no meaning.
+fn same_multiset<T: PartialEq>(a: &[T], b: &[T]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut used = vec![false; b.len()];
+    a.iter()
+        .all(|x| match (0..b.len()).find(|&i| !used[i] && b[i] == *x) {
+            Some(i) => {
+                used[i] = true;
+                true
+            }
+            None => false,
+        })
+}
+
+impl Meaning {
+    fn same(&self, other: &Meaning) -> bool {
+        match (self, other) {
+            (Meaning::Addresses(a), Meaning::Addresses(b)) => same_multiset(a, b),
+            (Meaning::Values(a), Meaning::Values(b)) => same_multiset(a, b),
+            (Meaning::Rules(a), Meaning::Rules(b)) => {
+                let (mut a, mut b) = (a.clone(), b.clone());
+                a.sort();
+                b.sort();
+                a == b
+            }
+            (a, b) => a == b,
+        }
+    }
+}
+
+/// A date or date-time property's meaning.
+fn moment(entry: &ICalendarEntry, tz: &Zones) -> Meaning {
+    let whole_day = entry
+        .values
+        .first()
+        .and_then(|v| v.as_partial_date_time())
+        .is_some_and(|d| d.hour.is_none());
+    let at = timestamp_of(entry, 0, tz);
+    let text = if at.is_none() {
+        format!("{:?}", entry.values)
+    } else {
+        String::new()
+    };
+    Meaning::Moment(at, whole_day, text)
+}
+
+/// How long a component lasts: its end (DTEND or DUE, or a DURATION) less its start, so that
+/// a move shows as a change of the start alone. Without a start, the end itself.
+fn end(comp: &Component, tz: &Zones) -> Option<Meaning> {
+    let start = comp
+        .prop(&ICalendarProperty::Dtstart)
+        .map(|s| moment(s, tz));
+    let start_at = match &start {
+        Some(Meaning::Moment(Some(at), _, _)) => Some(*at),
+        _ => None,
+    };
+    if let Some(end) = comp.prop(&comp.end_name()) {
+        return Some(match (start_at, moment(end, tz)) {
+            (Some(a), Meaning::Moment(Some(b), _, _)) => Meaning::Length(b - a),
+            (_, end) => end,
+        });
+    }
+    let duration = comp
+        .prop(&ICalendarProperty::Duration)
+        .and_then(|e| e.values.first())?;
+    Some(match (start_at, duration) {
+        (Some(_), ICalendarValue::Duration(d)) => Meaning::Length(d.as_seconds()),
+        _ => Meaning::Values(vec![(Vec::new(), vec![duration.clone()])]),
+    })
+}
+
+/// The meaning of every property of a component, by name. The end is kept under DTEND (DUE
+/// for a to-do), whether written as an end or as a DURATION.
+fn meanings(comp: &Component, tz: &Zones) -> BTreeMap<ICalendarProperty, Meaning> {
+    let mut grouped: BTreeMap<ICalendarProperty, Vec<&ICalendarEntry>> = BTreeMap::new();
+    for e in &comp.entries {
+        grouped.entry(e.name.clone()).or_default().push(e);
+    }
+    let end_name = comp.end_name();
+    let mut out = BTreeMap::new();
+    for (name, entries) in grouped {
+        if name == ICalendarProperty::Duration || name == end_name {
+            continue;
+        }
+        out.insert(name.clone(), meaning(&name, &entries, tz));
+    }
+    if let Some(end) = end(comp, tz) {
+        out.insert(end_name, end);
+    }
+    out
+}
+
+fn meaning(name: &ICalendarProperty, entries: &[&ICalendarEntry], tz: &Zones) -> Meaning {
+    match name {
+        ICalendarProperty::Dtstart
+        | ICalendarProperty::Dtend
+        | ICalendarProperty::Due
+        | ICalendarProperty::RecurrenceId
+        | ICalendarProperty::Completed => moment(entries[0], tz),
+        ICalendarProperty::Rrule | ICalendarProperty::Exrule => Meaning::Rules(
+            entries
+                .iter()
+                .flat_map(|e| &e.values)
+                .filter_map(|v| match v {
+                    ICalendarValue::RecurrenceRule(r) => Some(rule(r)),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        ICalendarProperty::Exdate | ICalendarProperty::Rdate => Meaning::Dates(
+            entries
+                .iter()
+                .flat_map(|e| (0..e.values.len()).map(move |i| date_key(e, i, tz)))
+                .collect(),
+        ),
+        ICalendarProperty::Attendee | ICalendarProperty::Organizer => Meaning::Addresses(
+            entries
+                .iter()
+                .map(|e| (entry_address(e), sorted_params(e, |p| !is_state_param(p))))
+                .collect(),
+        ),
+        _ => Meaning::Values(
+            entries
+                .iter()
+                .map(|e| (sorted_params(e, |_| true), e.values.clone()))
+                .collect(),
+        ),
+    }
+}
+
+/// The properties whose meaning differs between two versions of a component (the end under
+/// DTEND, or DUE for a to-do).
+pub fn differing(
+    before: &Component,
+    tz_before: &Zones,
+    after: &Component,
+    tz_after: &Zones,
+) -> Vec<ICalendarProperty> {
+    let (old, new) = (meanings(before, tz_before), meanings(after, tz_after));
+    let names: BTreeSet<&ICalendarProperty> = old.keys().chain(new.keys()).collect();
+    names
+        .into_iter()
+        .filter(|name| match (old.get(*name), new.get(*name)) {
+            (Some(a), Some(b)) => !a.same(b),
+            _ => true,
+        })
+        .cloned()
+        .collect()
+}
+
+/// An ORGANIZER or ATTENDEE line `new` written over `old`: parameters it leaves out are kept
+/// from `old`, and apart from delivery state and the parameters named in `free` it may not
+/// change or add any. `None` when it does, or names another address.
+pub fn merged_participant(
+    old: &ICalendarEntry,
+    new: &ICalendarEntry,
+    free: &[ICalendarParameterName],
+) -> Option<ICalendarEntry> {
+    if entry_address(old) != entry_address(new) {
+        return None;
+    }
+    let fixed = |p: &&ICalendarParameter| !is_state_param(&p.name) && !free.contains(&p.name);
+    let named = |e: &ICalendarEntry, name: &ICalendarParameterName| -> Vec<ICalendarParameter> {
+        let mut all: Vec<ICalendarParameter> = e
+            .params
+            .iter()
+            .filter(|p| p.name == *name)
+            .cloned()
+            .collect();
+        all.sort();
+        all
+    };
+    let changed = new
+        .params
+        .iter()
+        .filter(fixed)
+        .any(|p| named(old, &p.name) != named(new, &p.name));
+    if changed {
+        return None;
+    }
+    let mut merged = new.clone();
+    merged.params.extend(
+        old.params
+            .iter()
+            .filter(fixed)
+            .filter(|p| !new.params.iter().any(|q| q.name == p.name))
+            .cloned(),
+    );
+    Some(merged)
+}
+
+/// The instances an EXDATE (or RDATE) of a component names.
+pub fn dates(comp: &Component, name: &ICalendarProperty, tz: &Zones) -> BTreeSet<InstanceKey> {
+    comp.props(name)
+        .flat_map(|e| (0..e.values.len()).map(move |i| date_key(e, i, tz)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::itip::Calendar;
+
+    fn component(lines: &str) -> (Calendar, Zones) {
+        let text = format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n\
+BEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\nBEGIN:STANDARD\r\nDTSTART:19701025T030000\r\n\
+RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\nTZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nEND:STANDARD\r\n\
+BEGIN:DAYLIGHT\r\nDTSTART:19700329T020000\r\nRRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU\r\n\
+TZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\nEND:DAYLIGHT\r\nEND:VTIMEZONE\r\n\
+BEGIN:VEVENT\r\nUID:m\r\n{}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+            lines.replace('\n', "\r\n")
+        );
+        let cal = Calendar::parse(&text).unwrap();
+        let tz = cal.tz_resolver();
+        (cal, tz)
+    }
+
+    fn differ(a: &str, b: &str) -> Vec<ICalendarProperty> {
+        let (ca, ta) = component(a);
+        let (cb, tb) = component(b);
+        differing(
+            ca.scheduling().next().unwrap(),
+            &ta,
+            cb.scheduling().next().unwrap(),
+            &tb,
+        )
+    }
+
+    #[test]
+    fn re_encodings_are_no_change() {
+        let base = "DTSTART;TZID=Europe/Berlin:20260105T100000\nDTEND;TZID=Europe/Berlin:20260105T110000\n\
+RRULE:FREQ=WEEKLY;BYDAY=MO,WE\nEXDATE;TZID=Europe/Berlin:20260107T100000,20260112T100000\n\
+ATTENDEE;CN=Bob;ROLE=REQ-PARTICIPANT:mailto:bob@example.com";
+        let same = [
+            // Google's WKST, an explicit INTERVAL=1, BYDAY reordered.
+            base.replace(
+                "FREQ=WEEKLY;BYDAY=MO,WE",
+                "FREQ=WEEKLY;WKST=SU;INTERVAL=1;BYDAY=WE,MO",
+            ),
+            // The same instants in UTC, the end as a DURATION.
+            base.replace(
+                "DTSTART;TZID=Europe/Berlin:20260105T100000",
+                "DTSTART:20260105T090000Z",
+            )
+            .replace("DTEND;TZID=Europe/Berlin:20260105T110000", "DURATION:PT1H"),
+            // EXDATEs split over two properties, in another order.
+            base.replace(
+                "EXDATE;TZID=Europe/Berlin:20260107T100000,20260112T100000",
+                "EXDATE;TZID=Europe/Berlin:20260112T100000\nEXDATE:20260107T090000Z",
+            ),
+            // Parameters in another order.
+            base.replace("CN=Bob;ROLE=REQ-PARTICIPANT", "ROLE=REQ-PARTICIPANT;CN=Bob"),
+        ];
+        for other in same {
+            assert_eq!(
+                differ(base, &other),
+                Vec::<ICalendarProperty>::new(),
+                "{other}"
+            );
+        }
+    }
+
+    #[test]
+    fn real_changes_are_seen() {
+        let base = "DTSTART:20260105T090000Z\nDURATION:PT1H\nRRULE:FREQ=WEEKLY;INTERVAL=2;BYDAY=MO";
+        assert_eq!(
+            differ(base, &base.replace("PT1H", "PT2H")),
+            [ICalendarProperty::Dtend]
+        );
+        // A move is a new start; the length stays.
+        assert_eq!(
+            differ(base, &base.replace("T090000Z", "T100000Z")),
+            [ICalendarProperty::Dtstart]
+        );
+        assert_eq!(
+            differ(base, &base.replace("INTERVAL=2", "INTERVAL=3")),
+            [ICalendarProperty::Rrule]
+        );
+        // Every other week on Tuesday and Sunday: the week start decides which Sundays
+        // (RFC 5545 3.3.10's own example); on Monday alone it decides nothing.
+        assert_eq!(
+            differ(base, &base.replace("BYDAY=MO", "BYDAY=TU,SU;WKST=SU")),
+            [ICalendarProperty::Rrule]
+        );
+        let two_days = base.replace("BYDAY=MO", "BYDAY=TU,SU");
+        assert_eq!(
+            differ(
+                &two_days,
+                &two_days.replace("BYDAY=TU,SU", "BYDAY=SU,TU;WKST=MO")
+            ),
+            Vec::<ICalendarProperty>::new()
+        );
+        assert_eq!(
+            differ(base, &base.replace("BYDAY=MO", "BYDAY=MO;WKST=SU")),
+            Vec::<ICalendarProperty>::new()
+        );
+        assert_eq!(
+            differ(base, &format!("{base}\nLOCATION:Room 2")),
+            [ICalendarProperty::Location]
+        );
+    }
+}
