@@ -110,8 +110,8 @@ pub fn engine(data: &[u8]) -> Option<String> {
                 reparses(&response.calendar);
                 recipients_relay_safe(response);
             }
-            if let Some(counter) = &received.counter {
-                reparses(counter);
+            if let Some(proposal) = &received.proposal {
+                reparses(proposal);
             }
             if let Some(next) = received.stored {
                 stored = Some(reparses(&next));

@@ -383,7 +383,7 @@ fn explain(path: Option<PathBuf>, message: &std::path::Path, to: &[String]) -> E
             recipient.author.as_deref().unwrap_or("none")
         );
         for part in recipient.parts {
-            println!("  {} {}", part.method, part.uid);
+            println!("  part {}: {} {}", part.index, part.method, part.uid);
             println!("    decision: {}", part.verdict);
             println!(
                 "    matches:  {}",

@@ -455,10 +455,10 @@ fn explain_decides_like_delivery_and_changes_nothing() {
     let (ok, out) = daemon.explain(&message, &["bob@example.com", "nobody@example.com"]);
     assert!(ok, "{out}");
     assert!(
-        out.contains("bob@example.com: 250 2.0.0 would be delivered"),
+        out.contains("bob@example.com: 250 2.0.0 part 1 REQUEST explain-1: applied"),
         "{out}"
     );
-    assert!(out.contains("REQUEST explain-1"), "{out}");
+    assert!(out.contains("part 1: REQUEST explain-1"), "{out}");
     assert!(out.contains("change:   creates the copy"), "{out}");
     assert!(out.contains("nobody@example.com: 550 5.1.1"), "{out}");
     assert_eq!(
@@ -474,7 +474,9 @@ fn explain_decides_like_delivery_and_changes_nothing() {
     );
     let (_, out) = daemon.explain(&forged, &["bob@example.com"]);
     assert!(
-        out.contains("bob@example.com: 550 5.7.1 SenderIsNotOrganizerNorAttendee"),
+        out.contains(
+            "bob@example.com: 550 5.7.1 part 1 REQUEST explain-2: refused, SenderIsNotOrganizerNorAttendee"
+        ),
         "{out}"
     );
     assert!(
@@ -614,7 +616,7 @@ fn pass_through_forwards_every_message_and_passes_answers_back() {
     let saved = mailbox.messages_for("bob@example.com");
     assert_eq!(saved.len(), 1);
     assert!(
-        saved[0].starts_with("X-Imipd-Result: bob@example.com: 250 2.0.0 REQUEST pass-1"),
+        saved[0].starts_with("X-Imipd-Result: bob@example.com: 250 2.0.0 part 1 REQUEST pass-1"),
         "{}",
         saved[0]
     );

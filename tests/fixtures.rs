@@ -41,7 +41,7 @@ fn start(daemon: &Daemon, account: &str) -> String {
 fn body_method_wins_over_mime() {
     let d = daemon("method");
     let reply = deliver(&d, "method-mismatch.eml", "bob@example.com");
-    assert!(reply.starts_with("250 2.0.0 PUBLISH"), "{reply}");
+    assert!(reply.starts_with("250 2.0.0 part 1 PUBLISH"), "{reply}");
     assert!(unfolded(&d, "bob@example.com", "q-method-1").contains("SUMMARY:Public talk"));
 }
 
@@ -67,14 +67,14 @@ END:VEVENT\r\nEND:VCALENDAR\r\n"
         assert_eq!(status, 201);
     }
     let reply = deliver(&d, "reply-without-organizer.eml", "alice@example.com");
-    assert!(reply.starts_with("250 2.0.0 REPLY"), "{reply}");
+    assert!(reply.starts_with("250 2.0.0 part 1 REPLY"), "{reply}");
     assert!(
         unfolded(&d, "alice@example.com", "q-review-1")
             .contains("ATTENDEE;PARTSTAT=ACCEPTED:mailto:olga@partner.example")
     );
 
     let reply = deliver(&d, "reply-with-alarm.eml", "alice@example.com");
-    assert!(reply.starts_with("250 2.0.0 REPLY"), "{reply}");
+    assert!(reply.starts_with("250 2.0.0 part 1 REPLY"), "{reply}");
     let copy = unfolded(&d, "alice@example.com", "q-alarm-1");
     assert!(copy.contains("PARTSTAT=ACCEPTED"), "{copy}");
     assert!(
@@ -88,7 +88,7 @@ fn addresses_without_mailto() {
     let d = daemon("nomailto");
     assert!(
         deliver(&d, "organizer-without-mailto.eml", "bob@example.com")
-            .starts_with("250 2.0.0 REQUEST")
+            .starts_with("250 2.0.0 part 1 REQUEST")
     );
     assert!(unfolded(&d, "bob@example.com", "q-nomailto-1").contains("SUMMARY:Bare addresses"));
 }
@@ -110,7 +110,10 @@ fn time_zone_names_become_iana_zones() {
         ),
     ] {
         let reply = deliver(&d, file, "bob@example.com");
-        assert!(reply.starts_with("250 2.0.0 REQUEST"), "{file}: {reply}");
+        assert!(
+            reply.starts_with("250 2.0.0 part 1 REQUEST"),
+            "{file}: {reply}"
+        );
         let list = start(&d, "bob@example.com");
         assert!(
             list.contains(&format!("\"start\":\"{utc}\"")) && list.contains(uid),
@@ -129,7 +132,10 @@ fn mime_shapes() {
         ("lf-only.eml", "q-lf-1"),
     ] {
         let reply = deliver(&d, file, "bob@example.com");
-        assert!(reply.starts_with("250 2.0.0 REQUEST"), "{file}: {reply}");
+        assert!(
+            reply.starts_with("250 2.0.0 part 1 REQUEST"),
+            "{file}: {reply}"
+        );
         unfolded(&d, "bob@example.com", uid);
     }
     assert_eq!(
@@ -140,7 +146,7 @@ fn mime_shapes() {
     );
     // The same object in two parts is applied once.
     let reply = deliver(&d, "duplicate-parts.eml", "bob@example.com");
-    assert_eq!(reply, "250 2.0.0 REQUEST q-twice-1");
+    assert_eq!(reply, "250 2.0.0 part 1 REQUEST q-twice-1: applied");
     // Latin-1 is decoded.
     assert!(deliver(&d, "latin1-parts.eml", "bob@example.com").starts_with("250"));
     assert!(unfolded(&d, "bob@example.com", "q-latin-1").contains("SUMMARY:Réunion budgétaire"));
@@ -151,7 +157,7 @@ fn sequences_and_stamps() {
     let d = daemon("sequence");
     assert!(deliver(&d, "epoch-sequence-1.eml", "bob@example.com").starts_with("250"));
     let second = deliver(&d, "epoch-sequence-2.eml", "bob@example.com");
-    assert!(second.starts_with("250 2.0.0 REQUEST"), "{second}");
+    assert!(second.starts_with("250 2.0.0 part 1 REQUEST"), "{second}");
     assert!(
         unfolded(&d, "bob@example.com", "q-epoch-1").contains("SUMMARY:Epoch sequence (moved)")
     );
@@ -161,7 +167,7 @@ fn sequences_and_stamps() {
         .lmtp("olga@partner.example", &["bob@example.com"], &stale)
         .remove(0);
     assert!(
-        reply.starts_with("250 2.0.0 ignored, OutOfSequence"),
+        reply.starts_with("250 2.0.0 part 1 REQUEST q-epoch-1: ignored, OutOfSequence"),
         "{reply}"
     );
     assert!(
@@ -171,4 +177,66 @@ fn sequences_and_stamps() {
     assert!(deliver(&d, "updated-without-bump-1.eml", "bob@example.com").starts_with("250"));
     assert!(deliver(&d, "updated-without-bump-2.eml", "bob@example.com").starts_with("250"));
     assert!(unfolded(&d, "bob@example.com", "q-nobump-1").contains("SUMMARY:Updated without bump"));
+}
+
+#[test]
+fn organizer_less_publish_attachments_are_imported() {
+    let d = daemon("zoom");
+    let reply = deliver(&d, "zoom-two-publish-attachments.eml", "bob@example.com");
+    assert_eq!(
+        reply,
+        "250 2.0.0 part 1 PUBLISH q-zoom-85512345678: applied; \
+part 2 PUBLISH q-zoom-85598765432: applied"
+    );
+    let first = unfolded(&d, "bob@example.com", "q-zoom-85512345678");
+    assert!(first.contains("SUMMARY:Design sync"), "{first}");
+    assert!(
+        first.contains("X-IMIPD-PUBLISHED-BY:mailto:lena@lists.example"),
+        "{first}"
+    );
+    assert!(unfolded(&d, "bob@example.com", "q-zoom-85598765432").contains("SUMMARY:Retro"));
+
+    // Where invitations are not added, the list still gets no bounce.
+    let strict = Daemon::start_with(
+        "fixture-zoom-never",
+        &format!(
+            "{}[inbound]\nauto_add = \"never\"\n",
+            common::accounts(USERS)
+        ),
+    );
+    let reply = deliver(
+        &strict,
+        "zoom-two-publish-attachments.eml",
+        "bob@example.com",
+    );
+    assert!(
+        reply.starts_with("250 2.0.0 part 1 PUBLISH q-zoom-85512345678: not added"),
+        "{reply}"
+    );
+    assert_eq!(strict.get("bob@example.com", "q-zoom-85512345678").0, 404);
+}
+
+#[test]
+fn one_unusable_part_does_not_sink_the_others() {
+    let d = daemon("mixed");
+    let (ok, out) = d.explain(
+        &fixture("one-good-one-unusable-part.eml"),
+        &["bob@example.com"],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("part 1: REQUEST q-mixed-good"), "{out}");
+    assert!(out.contains("part 2: REQUEST q-mixed-bad"), "{out}");
+    assert!(
+        out.contains("decision: ignored, MultipleObjectTypes: VEVENT and VTODO are mixed"),
+        "{out}"
+    );
+
+    let reply = deliver(&d, "one-good-one-unusable-part.eml", "bob@example.com");
+    assert_eq!(
+        reply,
+        "250 2.0.0 part 1 REQUEST q-mixed-good: applied; part 2 REQUEST q-mixed-bad: \
+ignored, MultipleObjectTypes: VEVENT and VTODO are mixed"
+    );
+    assert!(unfolded(&d, "bob@example.com", "q-mixed-good").contains("SUMMARY:Budget review"));
+    assert_eq!(d.get("bob@example.com", "q-mixed-bad").0, 404);
 }

@@ -91,7 +91,7 @@ END:VEVENT\r\nEND:VCALENDAR\r\n";
     );
     let (replies, queued) = imipd::fuzz::session_queue(input.as_bytes());
     assert!(
-        String::from_utf8_lossy(&replies).contains("250 2.0.0 ADD fuzz-add-1"),
+        String::from_utf8_lossy(&replies).contains("250 2.0.0 part 1 ADD fuzz-add-1"),
         "{}",
         String::from_utf8_lossy(&replies)
     );

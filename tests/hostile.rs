@@ -148,7 +148,7 @@ fn run_cases(name: &str, generated_ones: bool) -> Daemon {
     let seed = std::fs::read(dir().join("seed.eml")).unwrap();
     let reply = daemon.lmtp_bytes("olga@partner.example", &[BOB], &seed);
     assert!(
-        reply[0].starts_with("250 2.0.0 REQUEST h-seed"),
+        reply[0].starts_with("250 2.0.0 part 1 REQUEST h-seed"),
         "{reply:?}"
     );
     let cases = cases();

@@ -337,8 +337,8 @@ impl World {
                 if let Some(copy) = received.stored {
                     self.calendars.insert(key, copy);
                 }
-                if let Some(counter) = received.counter {
-                    self.counters.push((recipient.to_string(), counter));
+                if let Some(proposal) = received.proposal {
+                    self.counters.push((recipient.to_string(), proposal));
                 }
                 (!received.responses.is_empty())
                     .then(|| join(received.responses.iter().map(ItipMessage::render)))

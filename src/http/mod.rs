@@ -6,7 +6,7 @@ pub mod serve;
 
 use crate::escape::escaped;
 use crate::gateway::Gateway;
-use crate::itip::ErrorClass;
+use crate::itip::{self, Calendar, ErrorClass};
 use crate::store::StoreError;
 use crate::writes::{self, Precondition, WriteError};
 use axum::Router;
@@ -52,6 +52,7 @@ pub fn router(api: Arc<Api>) -> Router {
             get(fetch).put(store).delete(remove),
         )
         .route("/calendars/{account}/{uid}/counters", get(counters))
+        .route("/calendars/{account}/{uid}/uninvited", get(uninvited))
         .route("/explain", axum::routing::post(explain))
         .route("/metrics", get(metrics))
         .route("/queue", get(queue_list))
@@ -81,7 +82,7 @@ fn status_of(error: &WriteError) -> u16 {
         WriteError::Store(StoreError::Conflict) => 409,
         WriteError::Store(_) => 503,
         WriteError::Engine(e) => match e.class() {
-            ErrorClass::Forbidden => 403,
+            ErrorClass::Forbidden | ErrorClass::NotConcerned => 403,
             ErrorClass::Malformed | ErrorClass::Ignored => 400,
         },
     }
@@ -387,22 +388,70 @@ async fn counters(
     Path((account, uid)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let gateway = &api.gateway;
-    let account = match authorize(&api, &headers, peer_ip(peer), &account).await {
-        Ok(a) => a,
-        Err(denied) => return denied.into_response(),
+    let kept = match kept_for(&api, &headers, peer, &account, &uid).await {
+        Ok(kept) => kept,
+        Err(response) => return response,
     };
-    match gateway.store.counters(&account) {
-        Ok(all) => {
-            let proposals: Vec<serde_json::Value> = all
-                .into_iter()
-                .filter(|(u, _)| *u == uid)
-                .map(|(_, text)| serde_json::json!({ "calendar": text }))
-                .collect();
-            json(serde_json::Value::Array(proposals))
-        }
-        Err(e) => text(503, e.to_string()),
-    }
+    let proposals: Vec<serde_json::Value> = kept
+        .into_iter()
+        .filter(|(calendar, _)| calendar.method().as_deref() == Some("COUNTER"))
+        .map(|(_, text)| serde_json::json!({ "calendar": text }))
+        .collect();
+    json(serde_json::Value::Array(proposals))
+}
+
+/// Answers from people the invitation was forwarded to and who are not on the list (RFC 5546
+/// 4.2.8, "party crashers"): kept for the organizer, who adds whom she wants by saving the
+/// object with them; those she added are no longer listed.
+async fn uninvited(
+    State(api): State<Arc<Api>>,
+    peer: Option<Extension<serve::Peer>>,
+    Path((account, uid)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let kept = match kept_for(&api, &headers, peer, &account, &uid).await {
+        Ok(kept) => kept,
+        Err(response) => return response,
+    };
+    let stored = match api.gateway.store.get(&account, &uid) {
+        Ok(current) => current.and_then(|c| Calendar::parse(&c.text).ok()),
+        Err(e) => return text(503, e.to_string()),
+    };
+    let answers: Vec<serde_json::Value> = kept
+        .iter()
+        .filter_map(|(calendar, text)| {
+            let (attendee, partstat) = itip::uninvited(calendar, stored.as_ref())?;
+            Some(serde_json::json!({
+                "attendee": attendee.to_string(),
+                "partstat": partstat,
+                "calendar": text,
+            }))
+        })
+        .collect();
+    json(serde_json::Value::Array(answers))
+}
+
+/// What is kept for the organizer of one object, parsed, after the account is authorized.
+async fn kept_for(
+    api: &Api,
+    headers: &HeaderMap,
+    peer: Option<Extension<serve::Peer>>,
+    account: &str,
+    uid: &str,
+) -> Result<Vec<(Calendar, String)>, Response> {
+    let account = authorize(api, headers, peer_ip(peer), account)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let all = api
+        .gateway
+        .store
+        .counters(&account)
+        .map_err(|e| text(503, e.to_string()))?;
+    Ok(all
+        .into_iter()
+        .filter(|(u, _)| u == uid)
+        .filter_map(|(_, text)| Some((Calendar::parse(&text).ok()?, text)))
+        .collect())
 }
 
 /// `POST /explain?to=RCPT&to=RCPT` with a message: what delivering it would do, nothing

@@ -3,7 +3,7 @@
 //! (limited by the loop rules), and one durable commit of it all; and the same decision with
 //! nothing committed, for `imipd explain`.
 
-use super::guard::{self, Admitted, Part};
+use super::guard::{self, Admitted, Part, Unusable};
 use super::verdict::Verdict;
 use crate::config::AutoAdd;
 use crate::escape::escaped;
@@ -26,21 +26,75 @@ struct Draft {
 /// What one calendar part would do to one account's calendar.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PartReport {
+    /// Its place among the message's calendar parts, from 1.
+    pub index: usize,
     /// METHOD.
     pub method: String,
     /// UID.
     pub uid: String,
     /// The stored copy it matches: its ETag and title, or none.
     pub matches: Option<String>,
-    /// True when the engine applied it.
-    #[serde(default)]
-    pub applied: bool,
+    /// What became of it.
+    pub outcome: Outcome,
     /// The guard's and the engine's decision, with the reason.
     pub verdict: String,
     /// What would change in the store.
     pub change: String,
     /// Messages it would send, as "METHOD to ADDRESS".
     pub sends: Vec<String>,
+}
+
+/// What became of one calendar part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The engine applied it.
+    Applied,
+    /// Kept for the organizer to decide on: a COUNTER, or the answer of someone the
+    /// invitation was forwarded to.
+    Kept,
+    /// Valid, but stale, pointless or not this user's business: dropped.
+    Ignored,
+    /// No scheduling message the engine can use: dropped.
+    Unusable,
+    /// Not added: `inbound.auto_add` and the user has no copy.
+    NotAdded,
+    /// Its sender may not say what it says.
+    Refused,
+}
+
+impl PartReport {
+    /// The part as the reply names it: place, method, UID and what became of it.
+    fn note(&self) -> String {
+        let uid = if self.uid.is_empty() {
+            "(no UID)"
+        } else {
+            &self.uid
+        };
+        format!(
+            "part {} {} {uid}: {}",
+            self.index, self.method, self.verdict
+        )
+    }
+}
+
+/// The answer for a message whose parts came to `reports`: accepted when any part was applied
+/// or none was refused, each part named; refused (550 5.7.1) when nothing was applied and a
+/// part's sender may not say what it says.
+fn verdict_of(reports: &[PartReport]) -> Verdict {
+    let notes = reports
+        .iter()
+        .map(PartReport::note)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let outcome = |o: Outcome| reports.iter().any(|r| r.outcome == o);
+    if !outcome(Outcome::Applied) && !outcome(Outcome::Kept) && outcome(Outcome::Refused) {
+        Verdict::refused(notes)
+    } else if notes.is_empty() {
+        Verdict::Accepted("delivered".into())
+    } else {
+        Verdict::Accepted(notes)
+    }
 }
 
 /// The decision for one recipient, before anything is committed.
@@ -95,18 +149,21 @@ fn plan(
     let mut copies: BTreeMap<String, Draft> = BTreeMap::new();
     let mut changes = Vec::new();
     let mut reports = Vec::new();
+    reports.extend(admitted.unusable.iter().map(unusable_report));
     for part in &admitted.parts {
         let copy = copy_of(gateway, &mut copies, account, &part.uid)?;
         let mut report = PartReport {
+            index: part.index,
             method: part.method.as_str().to_string(),
             uid: part.uid.clone(),
             matches: copy.matches.clone(),
-            applied: false,
-            verdict: String::new(),
+            outcome: Outcome::Applied,
+            verdict: "applied".into(),
             change: "none".into(),
             sends: Vec::new(),
         };
         if let Some(refusal) = not_added(gateway, admitted, part, copy) {
+            report.outcome = Outcome::NotAdded;
             report.verdict = refusal;
             reports.push(report);
             continue;
@@ -126,16 +183,22 @@ fn plan(
                     part,
                 };
                 step.apply(copy, received, &mut changes, &mut report)?;
-                report.applied = true;
-                report.verdict = "applied".into();
             }
-            Err(e) if e.class() == ErrorClass::Ignored => {
-                report.verdict = format!("ignored, {e}: {}", e.explain());
+            Err(e) => {
+                report.outcome = match e.class() {
+                    ErrorClass::Ignored | ErrorClass::NotConcerned => Outcome::Ignored,
+                    ErrorClass::Malformed => Outcome::Unusable,
+                    ErrorClass::Forbidden => Outcome::Refused,
+                };
+                report.verdict = match report.outcome {
+                    Outcome::Refused => format!("refused, {e}: {}", e.explain()),
+                    _ => format!("ignored, {e}: {}", e.explain()),
+                };
             }
-            Err(e) => return Err(Verdict::for_error(&e)),
         }
         reports.push(report);
     }
+    reports.sort_by_key(|r| r.index);
     changes.extend(puts(account, &copies));
     if let Some(key) = seen_key {
         changes.push(Change::Seen(key));
@@ -145,6 +208,20 @@ fn plan(
         reports,
         duplicate: false,
     })
+}
+
+/// The report of a part the guard found unusable.
+fn unusable_report(part: &Unusable) -> PartReport {
+    PartReport {
+        index: part.index,
+        method: part.method.clone().unwrap_or_else(|| "(no METHOD)".into()),
+        uid: part.uid.clone().unwrap_or_default(),
+        matches: None,
+        outcome: Outcome::Unusable,
+        verdict: format!("ignored, {}: {}", part.error, part.error.explain()),
+        change: "none".into(),
+        sends: Vec::new(),
+    }
 }
 
 /// The recipient's copy of an object, read once per message.
@@ -233,7 +310,8 @@ impl Step<'_> {
         let Received {
             stored,
             responses,
-            counter,
+            proposal,
+            forwarded_by,
         } = received;
         if let Some(next) = stored {
             self.gateway
@@ -257,12 +335,11 @@ impl Step<'_> {
                     );
                 }
             }
-            report.change = if copy.calendar.is_some() {
-                "updates the copy"
-            } else {
-                "creates the copy"
-            }
-            .into();
+            report.change = match (&copy.calendar, &forwarded_by) {
+                (Some(_), _) => "updates the copy".into(),
+                (None, Some(by)) => format!("creates the copy, an invitation forwarded by {by}"),
+                (None, None) => "creates the copy".into(),
+            };
             copy.calendar = Some(next);
         }
         let answers = self.answers(responses, changes)?;
@@ -274,12 +351,14 @@ impl Step<'_> {
             })
             .collect();
         queue::enqueue(self.gateway, self.trace, self.account, &answers, changes);
-        if let Some(counter) = counter {
-            report.change = "keeps the proposal for the organizer; the copy is unchanged".into();
-            changes.push(Change::Counter {
+        if let Some(proposal) = proposal {
+            report.outcome = Outcome::Kept;
+            report.verdict = "kept for the organizer to decide on".into();
+            report.change = "keeps it for the organizer to decide on; the copy is unchanged".into();
+            changes.push(Change::Proposal {
                 account: self.account.into(),
                 uid: self.part.uid.clone(),
-                text: counter.to_string(),
+                text: proposal.to_string(),
             });
         }
         Ok(())
@@ -357,24 +436,19 @@ pub async fn to_calendar(
     if plan.duplicate {
         return (Verdict::Accepted("already delivered".into()), "duplicate");
     }
-    let notes: Vec<String> = plan
+    let verdict = verdict_of(&plan.reports);
+    let result = if plan
         .reports
         .iter()
-        .map(|r| {
-            if r.applied {
-                format!("{} {}", r.method, r.uid)
-            } else {
-                r.verdict.clone()
-            }
-        })
-        .collect();
-    let verdict = Verdict::Accepted(if notes.is_empty() {
-        "delivered".into()
+        .any(|r| matches!(r.outcome, Outcome::Applied | Outcome::Kept))
+    {
+        "accepted"
+    } else if verdict.is_accepted() {
+        "ignored"
     } else {
-        notes.join("; ")
-    });
-    let applied = plan.reports.iter().any(|r| r.applied);
-    (verdict, if applied { "accepted" } else { "ignored" })
+        "rejected"
+    };
+    (verdict, result)
 }
 
 /// What a message would do for each recipient, decided exactly as a delivery would be,
@@ -428,11 +502,7 @@ pub fn explain(gateway: &Gateway, mail: &InboundMail, recipients: &[Mailbox]) ->
                     Verdict::Accepted("already delivered".into()),
                     Vec::new(),
                 ),
-                Ok(plan) => explained(
-                    recipient,
-                    Verdict::Accepted("would be delivered".into()),
-                    plan.reports,
-                ),
+                Ok(plan) => explained(recipient, verdict_of(&plan.reports), plan.reports),
                 Err(verdict) => explained(recipient, verdict, Vec::new()),
             }
         })

@@ -12,6 +12,8 @@ use crate::mime::InboundMail;
 
 /// One calendar object found in a message, parsed.
 pub struct Part {
+    /// Its place among the message's calendar parts, from 1.
+    pub index: usize,
     /// METHOD.
     pub method: Method,
     /// UID.
@@ -34,12 +36,33 @@ pub struct Author {
     pub auto_submitted: bool,
 }
 
+/// A calendar part that is no scheduling message the engine can use: accepted and ignored,
+/// so that one bad attachment never sinks the others.
+pub struct Unusable {
+    /// Its place among the message's calendar parts, from 1.
+    pub index: usize,
+    /// METHOD, when it has one.
+    pub method: Option<String>,
+    /// UID, when it has one.
+    pub uid: Option<String>,
+    /// What is wrong with it.
+    pub error: ItipError,
+}
+
 /// A message the guard lets through to the engine.
 pub struct Admitted {
     /// Its author.
     pub author: Author,
     /// Its calendar objects.
     pub parts: Vec<Part>,
+    /// Its calendar parts that cannot be used.
+    pub unusable: Vec<Unusable>,
+}
+
+/// A message's calendar parts, sorted.
+struct Parts {
+    usable: Vec<Part>,
+    unusable: Vec<Unusable>,
 }
 
 /// Why a message reaches no calendar.
@@ -72,7 +95,7 @@ impl Refusal {
 /// message at all (nothing to do), a refusal when it cannot be read or believed.
 pub fn admit(gateway: &Gateway, mail: &InboundMail) -> Result<Option<Admitted>, Refusal> {
     let parts = parse_parts(gateway, mail).map_err(Refusal::Unreadable)?;
-    if parts.is_empty() {
+    if parts.usable.is_empty() && parts.unusable.is_empty() {
         return Ok(None);
     }
     believe(gateway, mail, parts)
@@ -81,7 +104,7 @@ pub fn admit(gateway: &Gateway, mail: &InboundMail) -> Result<Option<Admitted>, 
 }
 
 /// Who wrote the message, and whether it may speak for whom it names.
-fn believe(gateway: &Gateway, mail: &InboundMail, parts: Vec<Part>) -> Result<Admitted, Verdict> {
+fn believe(gateway: &Gateway, mail: &InboundMail, parts: Parts) -> Result<Admitted, Verdict> {
     let mailbox = match mail.authors.as_slice() {
         [one] => Mailbox::parse(one)
             .map_err(|e| Verdict::refused(format!("the From address is no mailbox ({e})")))?,
@@ -107,7 +130,7 @@ fn believe(gateway: &Gateway, mail: &InboundMail, parts: Vec<Part>) -> Result<Ad
         authenticated,
         auto_submitted: mail.auto_submitted,
     };
-    for part in &parts {
+    for part in &parts.usable {
         let voices = itip::voices(part.method, &part.calendar, &author.address);
         if let Some(local) = std::iter::once(&author.address)
             .chain(&voices)
@@ -118,7 +141,11 @@ fn believe(gateway: &Gateway, mail: &InboundMail, parts: Vec<Part>) -> Result<Ad
             )));
         }
     }
-    Ok(Admitted { author, parts })
+    Ok(Admitted {
+        author,
+        parts: parts.usable,
+        unusable: parts.unusable,
+    })
 }
 
 /// True when the address is a local account's and its domain is not one the operator lets
@@ -137,51 +164,84 @@ fn speaks_locally(gateway: &Gateway, address: &CalAddress) -> bool {
             .any(|d| d.eq_ignore_ascii_case(domain))
 }
 
-/// Parses every calendar part; a part that is broken refuses the whole message, and so does
-/// one part more than `limits.max_parts` (before the rest is even parsed).
-fn parse_parts(gateway: &Gateway, mail: &InboundMail) -> Result<Vec<Part>, Verdict> {
+/// Parses every calendar part and sorts out those that are no usable scheduling message. The
+/// message is refused only when none of its calendar parts can be parsed at all, or when it is
+/// over a limit (one part more than `limits.max_parts` stops parsing at once).
+fn parse_parts(gateway: &Gateway, mail: &InboundMail) -> Result<Parts, Verdict> {
     let limit = gateway.config.limits.max_parts;
-    let mut parts: Vec<Part> = Vec::new();
-    for part in &mail.parts {
-        let calendar = Calendar::parse(&part.text).map_err(|e| Verdict::for_error(&e))?;
-        let method = match calendar.method() {
-            // The object's METHOD wins over the MIME parameter (RFC 6047 section 2.4).
-            Some(m) => Method::parse(&m)
-                .ok_or_else(|| Verdict::for_error(&ItipError::UnsupportedMethod(m)))?,
-            // An .ics without METHOD is a calendar, not a scheduling message; one that the MIME
-            // type announces as iMIP is broken.
-            None if part.mime_method.is_some() => {
-                return Err(Verdict::for_error(&ItipError::MissingMethod));
+    let mut sorted = Parts {
+        usable: Vec::new(),
+        unusable: Vec::new(),
+    };
+    let mut parse_error = None;
+    for (index, part) in mail.parts.iter().enumerate().map(|(i, p)| (i + 1, p)) {
+        if index > limit {
+            return Err(Verdict::too_large(format!(
+                "more than limits.max_parts ({limit}) calendar objects"
+            )));
+        }
+        let calendar = match Calendar::parse(&part.text) {
+            Ok(calendar) => calendar,
+            Err(e) => {
+                sorted.unusable.push(Unusable {
+                    index,
+                    method: None,
+                    uid: None,
+                    error: e.clone(),
+                });
+                let count = parse_error.map_or(0, |(n, _)| n) + 1;
+                parse_error = Some((count, e));
+                continue;
             }
-            None => continue,
         };
         gateway
             .config
             .limits
             .check(part.text.len(), &calendar)
             .map_err(Verdict::too_large)?;
-        let uid = itip::uid_of(&calendar)
-            .ok_or_else(|| Verdict::for_error(&ItipError::MissingUid))?
-            .to_string();
-        if parts
+        let uid = itip::uid_of(&calendar).map(str::to_string);
+        let method = match (calendar.method(), &uid) {
+            (Some(m), Some(uid)) => match Method::parse(&m) {
+                Some(method) => Ok((method, uid.clone())),
+                None => Err((Some(m.clone()), ItipError::UnsupportedMethod(m))),
+            },
+            (Some(m), None) => Err((Some(m), ItipError::MissingUid)),
+            // An .ics without METHOD is a calendar, not a scheduling message; one that the MIME
+            // type announces as iMIP is broken (RFC 6047 section 2.4).
+            (None, _) if part.mime_method.is_some() => Err((None, ItipError::MissingMethod)),
+            (None, _) => continue,
+        };
+        let (method, uid) = match method {
+            Ok(found) => found,
+            Err((method, error)) => {
+                sorted.unusable.push(Unusable {
+                    index,
+                    method,
+                    uid,
+                    error,
+                });
+                continue;
+            }
+        };
+        if sorted
+            .usable
             .iter()
             .any(|p| p.method == method && p.uid == uid && same_version(&p.calendar, &calendar))
         {
             continue;
         }
-        parts.push(Part {
+        sorted.usable.push(Part {
+            index,
             method,
             uid,
             text: part.text.clone(),
             calendar,
         });
-        if parts.len() > limit {
-            return Err(Verdict::too_large(format!(
-                "more than limits.max_parts ({limit}) calendar objects"
-            )));
-        }
     }
-    Ok(parts)
+    match parse_error {
+        Some((count, error)) if count == mail.parts.len() => Err(Verdict::for_error(&error)),
+        _ => Ok(sorted),
+    }
 }
 
 fn same_version(a: &Calendar, b: &Calendar) -> bool {

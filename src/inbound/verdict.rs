@@ -143,7 +143,9 @@ impl Verdict {
                 text,
             },
             ErrorClass::Forbidden => Verdict::refused(text),
-            ErrorClass::Ignored => Verdict::Accepted(format!("ignored, {text}")),
+            ErrorClass::Ignored | ErrorClass::NotConcerned => {
+                Verdict::Accepted(format!("ignored, {text}"))
+            }
         }
     }
 

@@ -473,6 +473,16 @@ fn well_nested(text: &str) -> bool {
     stack.is_empty() && roots >= 1
 }
 
+/// The property that marks an invitation an attendee forwarded, with that attendee's address.
+pub fn forwarded_by() -> ICalendarProperty {
+    ICalendarProperty::Other("X-IMIPD-FORWARDED-BY".into())
+}
+
+/// The property that marks a copy imported from an organizer-less PUBLISH, with its sender.
+pub fn published_by() -> ICalendarProperty {
+    ICalendarProperty::Other("X-IMIPD-PUBLISHED-BY".into())
+}
+
 /// Builds a property with one value and no parameters.
 pub fn entry(name: ICalendarProperty, value: ICalendarValue) -> ICalendarEntry {
     ICalendarEntry {

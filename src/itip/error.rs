@@ -5,9 +5,9 @@ use thiserror::Error;
 /// Why the engine refused a write or a message, or why it had nothing to send.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ItipError {
-    /// The object has no ORGANIZER or no ATTENDEE: a plain calendar object.
+    /// The object lacks what scheduling needs: a plain calendar object.
     #[error("NoSchedulingInfo")]
-    NoSchedulingInfo,
+    NoSchedulingInfo(Missing),
     /// SCHEDULE-AGENT says a client, not this server, does the scheduling.
     #[error("OtherSchedulingAgent")]
     OtherSchedulingAgent,
@@ -79,6 +79,17 @@ pub enum ItipError {
     EventNotFound,
 }
 
+/// What an object lacks for scheduling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// No VEVENT or VTODO.
+    Component,
+    /// No ORGANIZER.
+    Organizer,
+    /// No ATTENDEE other than the organizer.
+    Attendees,
+}
+
 /// What kind of refusal an error is, so that every front answers it alike: each front maps a
 /// class once (SMTP/LMTP replies in `inbound::verdict`, HTTP statuses in `http`, outcomes of
 /// local deliveries in `outbound::local`).
@@ -90,6 +101,10 @@ pub enum ErrorClass {
     Forbidden,
     /// Valid, but stale or pointless for this calendar: accepted and dropped.
     Ignored,
+    /// Not this calendar user's business: it is named neither as organizer nor as attendee.
+    /// Mail is accepted and dropped (a mailing list that delivered it must not unsubscribe
+    /// the user); a client's write is refused (HTTP 403).
+    NotConcerned,
 }
 
 impl ItipError {
@@ -105,11 +120,10 @@ impl ItipError {
             | Self::MultipleOrganizer
             | Self::MultipleObjectTypes
             | Self::MultipleObjectInstances
-            | Self::NoSchedulingInfo => ErrorClass::Malformed,
+            | Self::NoSchedulingInfo(_) => ErrorClass::Malformed,
             Self::SenderIsNotOrganizerNorAttendee
             | Self::SenderIsNotParticipant(_)
             | Self::NotOrganizer
-            | Self::NotOrganizerNorAttendee
             | Self::OrganizerIsLocalAddress
             | Self::OrganizerMismatch
             | Self::UnknownParticipant(_)
@@ -120,16 +134,23 @@ impl ItipError {
             | Self::EventNotFound
             | Self::NothingToSend
             | Self::OtherSchedulingAgent => ErrorClass::Ignored,
+            Self::NotOrganizerNorAttendee => ErrorClass::NotConcerned,
         }
     }
 
     /// A sentence an operator or a user can read, for HTTP bodies and logs.
     pub fn explain(&self) -> String {
         match self {
-            Self::NoSchedulingInfo => "the object has no organizer or no attendees".into(),
+            Self::NoSchedulingInfo(Missing::Component) => {
+                "the object holds no event or to-do".into()
+            }
+            Self::NoSchedulingInfo(Missing::Organizer) => "the object names no organizer".into(),
+            Self::NoSchedulingInfo(Missing::Attendees) => "the object names no attendees".into(),
             Self::OtherSchedulingAgent => "SCHEDULE-AGENT hands scheduling to the client".into(),
             Self::NotOrganizer => "only the organizer may do this".into(),
-            Self::NotOrganizerNorAttendee => "you are neither the organizer nor an attendee".into(),
+            Self::NotOrganizerNorAttendee => {
+                "the calendar user is neither the organizer nor an attendee".into()
+            }
             Self::NothingToSend => "the change concerns nobody else".into(),
             Self::MissingUid => "a component has no UID".into(),
             Self::MultipleUid => "the object carries more than one UID".into(),

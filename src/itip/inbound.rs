@@ -3,11 +3,11 @@
 use super::address::CalAddress;
 use super::build::{outgoing, strip_schedule_params};
 use super::calendar::{
-    Calendar, Component, InstanceKey, address_entry, date_key, entry, entry_address,
-    param_addresses, set_param,
+    Calendar, Component, InstanceKey, address_entry, date_key, entry, entry_address, forwarded_by,
+    param_addresses, published_by, set_param,
 };
 use super::changes::{PROGRESS, Significance, classify};
-use super::error::ItipError;
+use super::error::{ItipError, Missing};
 use super::meaning::dates;
 use super::message::{ItipMessage, Method, envelope};
 use super::object::inspect;
@@ -16,7 +16,7 @@ use super::zones::Zones;
 use super::{Context, Received};
 use calcard::icalendar::{
     ICalendarComponentType, ICalendarEntry, ICalendarParameterName, ICalendarParameterValue,
-    ICalendarProperty, ICalendarStatus, ICalendarValue,
+    ICalendarParticipationStatus, ICalendarProperty, ICalendarStatus, ICalendarValue,
 };
 use std::collections::BTreeSet;
 
@@ -46,6 +46,23 @@ pub fn receive(
     {
         return Err(ItipError::OrganizerMismatch);
     }
+    if method == Method::Request && stored.is_none() && forwarded(sender, message) {
+        if info.organizer.as_ref().is_some_and(|o| ctx.is_mine(o)) {
+            return Err(ItipError::OrganizerIsLocalAddress);
+        }
+        return Ok(forwarded_invitation(ctx, sender, message));
+    }
+    // A message names whom it concerns (RFC 5546 section 1.4); what names the recipient
+    // nowhere is not its business, whoever sent it. A published event names nobody by design
+    // (RFC 5546 4.1), nor does its CANCEL.
+    let published = !has_attendees(message) && !stored.is_some_and(has_attendees);
+    if method != Method::Publish
+        && !published
+        && !names(ctx, message)
+        && !stored.is_some_and(|s| names(ctx, s))
+    {
+        return Err(ItipError::NotOrganizerNorAttendee);
+    }
     match method {
         Method::Request
         | Method::Add
@@ -70,6 +87,73 @@ pub fn receive(
                 stored_organizer.as_ref(),
             )
         }
+    }
+}
+
+/// True when an object names one of the account's addresses: as ORGANIZER, as ATTENDEE, or
+/// as the delegator or delegate of an attendee.
+fn names(ctx: &Context, cal: &Calendar) -> bool {
+    cal.scheduling().any(|c| {
+        c.organizer().is_some_and(|o| ctx.is_mine(&o))
+            || c.attendees().any(|(a, e)| {
+                ctx.is_mine(&a)
+                    || [
+                        ICalendarParameterName::DelegatedFrom,
+                        ICalendarParameterName::DelegatedTo,
+                    ]
+                    .iter()
+                    .any(|p| param_addresses(e, p).iter().any(|d| ctx.is_mine(d)))
+            })
+    })
+}
+
+fn has_attendees(cal: &Calendar) -> bool {
+    cal.scheduling().any(|c| c.attendees().next().is_some())
+}
+
+/// True for an organizer's REQUEST that one of its attendees passed on (RFC 5546 3.2.2.6 and
+/// 4.2.8): the sender is listed as an attendee and does not speak for the organizer.
+fn forwarded(sender: &CalAddress, message: &Calendar) -> bool {
+    let comps = || message.scheduling();
+    let organizer_speaks = comps()
+        .filter_map(|c| c.prop(&ICalendarProperty::Organizer))
+        .any(|e| speaks_for(sender, e, None));
+    let delegating = comps().any(|c| {
+        c.attendee(sender)
+            .is_some_and(|e| !param_addresses(e, &ICalendarParameterName::DelegatedTo).is_empty())
+    });
+    !organizer_speaks
+        && !delegating
+        && comps().any(|c| c.organizer().is_some())
+        && comps().any(|c| c.attendee(sender).is_some())
+}
+
+/// A forwarded invitation, stored as a new one marked with who forwarded it, with the
+/// recipient added as an attendee if the forwarder did not list it (as RFC 5546 4.2.8 says
+/// he should not): so that its answer reaches the organizer, who decides on it.
+fn forwarded_invitation(ctx: &Context, sender: &CalAddress, message: &Calendar) -> Received {
+    let mut copy = import(message);
+    let me = ctx.addresses.first();
+    for comp in copy.scheduling_mut() {
+        comp.set(address_entry(forwarded_by(), sender));
+        if let Some(me) = me.filter(|me| comp.attendee(me).is_none()) {
+            let mut line = address_entry(ICalendarProperty::Attendee, me);
+            set_param(
+                &mut line,
+                ICalendarParameterName::Partstat,
+                ICalendarParameterValue::Text("NEEDS-ACTION".into()),
+            );
+            set_param(
+                &mut line,
+                ICalendarParameterName::Rsvp,
+                ICalendarParameterValue::Bool(true),
+            );
+            comp.entries.push(line);
+        }
+    }
+    Received {
+        forwarded_by: Some(sender.clone()),
+        ..Received::store(copy)
     }
 }
 
@@ -116,7 +200,10 @@ fn from_organizer(
     organizer: Option<&CalAddress>,
 ) -> Result<Received, ItipError> {
     let Some(organizer) = organizer else {
-        return Err(ItipError::NoSchedulingInfo);
+        return match method {
+            Method::Publish => publish_unorganized(sender, stored, message),
+            _ => Err(ItipError::NoSchedulingInfo(Missing::Organizer)),
+        };
     };
     if ctx.is_mine(organizer) {
         return Err(ItipError::OrganizerIsLocalAddress);
@@ -191,6 +278,37 @@ fn check_sequence(stored: &Calendar, message: &Calendar) -> Result<(), ItipError
         }
     }
     Ok(())
+}
+
+/// A PUBLISH without ORGANIZER (what video-conferencing services attach to their mail): a
+/// calendar object, imported as it is, with nobody to schedule with. Only whoever sent the
+/// copy the recipient has may update it, and only with a later version.
+fn publish_unorganized(
+    sender: &CalAddress,
+    stored: Option<&Calendar>,
+    message: &Calendar,
+) -> Result<Received, ItipError> {
+    let mark = |copy: &mut Calendar| {
+        for comp in copy.scheduling_mut() {
+            comp.set(address_entry(published_by(), sender));
+        }
+    };
+    let Some(stored) = stored else {
+        let mut copy = import(message);
+        mark(&mut copy);
+        return Ok(Received::store(copy));
+    };
+    let publisher = stored
+        .scheduling()
+        .find_map(|c| c.prop(&published_by()))
+        .and_then(entry_address);
+    if stored.master().and_then(|m| m.organizer()).is_some() || publisher.as_ref() != Some(sender) {
+        return Err(ItipError::OrganizerMismatch);
+    }
+    check_sequence(stored, message)?;
+    let mut copy = import(message);
+    mark(&mut copy);
+    Ok(Received::store(copy))
 }
 
 /// A new copy from a message: the object as sent, without METHOD.
@@ -291,7 +409,15 @@ fn keep_own_answer(ctx: &Context, existing: &Component, incoming: &mut Component
         else {
             continue;
         };
-        if let Some(theirs) = incoming.attendee_mut(&address) {
+        let Some(theirs) = incoming.attendee_mut(&address) else {
+            continue;
+        };
+        // A delegation the organizer no longer records is over: its request stands
+        // (RFC 5546 4.2.7, the delegate declined and the delegator is asked again).
+        let withdrawn = value
+            == ICalendarParameterValue::Partstat(ICalendarParticipationStatus::Delegated)
+            && param_addresses(theirs, &ICalendarParameterName::DelegatedTo).is_empty();
+        if !withdrawn {
             set_param(theirs, ICalendarParameterName::Partstat, value);
         }
     }
@@ -402,7 +528,7 @@ fn ask_refresh(
             ),
             calendar: envelope(Method::Refresh, ctx.prodid, vec![comp], message),
         }],
-        counter: None,
+        ..Received::default()
     })
 }
 
@@ -453,9 +579,17 @@ fn from_attendee(
             c.attendee(address).is_some()
                 || c.attendees().any(|(d, _)| delegates_to(c, &d, address))
         });
-        if !known {
-            return Err(ItipError::UnknownParticipant(address.to_string()));
+        if known {
+            continue;
         }
+        // Someone the invitation was forwarded to (RFC 5546 4.2.8): the organizer decides.
+        if i_organize && method == Method::Reply {
+            return Ok(Received {
+                proposal: Some(message.clone()),
+                ..Received::default()
+            });
+        }
+        return Err(ItipError::UnknownParticipant(address.to_string()));
     }
     match method {
         Method::Reply => Ok(Received::store(apply_reply(
@@ -471,13 +605,12 @@ fn from_attendee(
             Ok(Received {
                 stored: None,
                 responses: vec![refresh_answer(ctx, stored, &to, &organizer)],
-                counter: None,
+                ..Received::default()
             })
         }
         _ => Ok(Received {
-            stored: None,
-            responses: vec![],
-            counter: Some(message.clone()),
+            proposal: Some(message.clone()),
+            ..Received::default()
         }),
     }
 }

@@ -18,7 +18,7 @@ mod zones;
 
 pub use address::{CalAddress, percent_decode};
 pub use calendar::{Calendar, Component, InstanceKey};
-pub use error::{ErrorClass, ItipError};
+pub use error::{ErrorClass, ItipError, Missing};
 pub use message::{ItipMessage, Method};
 pub use summary::{Field, FieldValue, Participant, Summary, SummaryKind};
 
@@ -76,8 +76,11 @@ pub struct Received {
     pub stored: Option<Calendar>,
     /// Messages that answer this one (a REQUEST answering a REFRESH, ...).
     pub responses: Vec<ItipMessage>,
-    /// A COUNTER proposal kept for the organizer to decide on.
-    pub counter: Option<Calendar>,
+    /// What is kept for the organizer to decide on: a COUNTER proposal, or the answer of
+    /// someone the invitation was forwarded to.
+    pub proposal: Option<Calendar>,
+    /// The attendee that forwarded this invitation to the recipient.
+    pub forwarded_by: Option<CalAddress>,
 }
 
 impl PutOutcome {
@@ -115,7 +118,10 @@ pub fn schedule_put(
     new: Calendar,
 ) -> Result<PutOutcome, ItipError> {
     let Some(info) = object::inspect(&new)? else {
-        return Ok(PutOutcome::silent(new, ItipError::NoSchedulingInfo));
+        return Ok(PutOutcome::silent(
+            new,
+            ItipError::NoSchedulingInfo(Missing::Component),
+        ));
     };
     let old_info = old.and_then(|o| object::inspect(o).ok().flatten());
     let old_organizer = old_info.as_ref().and_then(|i| i.organizer.clone());
@@ -130,7 +136,10 @@ pub fn schedule_put(
                     silent: removal.silent,
                 })
             }
-            _ => Ok(PutOutcome::silent(new, ItipError::NoSchedulingInfo)),
+            _ => Ok(PutOutcome::silent(
+                new,
+                ItipError::NoSchedulingInfo(Missing::Organizer),
+            )),
         };
     };
     if old_organizer.as_ref().is_some_and(|o| *o != organizer) {
@@ -146,7 +155,10 @@ pub fn schedule_put(
     }
     let had_attendees = old.is_some_and(|o| object::has_attendees(o, &organizer));
     if !object::has_attendees(&new, &organizer) && !had_attendees {
-        return Ok(PutOutcome::silent(new, ItipError::NoSchedulingInfo));
+        return Ok(PutOutcome::silent(
+            new,
+            ItipError::NoSchedulingInfo(Missing::Attendees),
+        ));
     }
     let old = old.filter(|_| old_organizer.is_some());
     if ctx.is_mine(&organizer) {
@@ -175,10 +187,14 @@ pub fn schedule_delete(
     options: DeleteOptions,
 ) -> Result<DeleteOutcome, ItipError> {
     let Some(info) = object::inspect(old)? else {
-        return Ok(DeleteOutcome::silent(ItipError::NoSchedulingInfo));
+        return Ok(DeleteOutcome::silent(ItipError::NoSchedulingInfo(
+            Missing::Component,
+        )));
     };
     let Some(organizer) = info.organizer else {
-        return Ok(DeleteOutcome::silent(ItipError::NoSchedulingInfo));
+        return Ok(DeleteOutcome::silent(ItipError::NoSchedulingInfo(
+            Missing::Organizer,
+        )));
     };
     if ctx.is_mine(&organizer) {
         return Ok(organizer::delete(
@@ -344,6 +360,21 @@ pub fn restate(ctx: &Context, stored: &Calendar) -> Vec<ItipMessage> {
         summary: Summary::of(SummaryKind::Update(Method::Request), first, &tz, true),
         calendar: message::envelope(Method::Request, ctx.prodid, comps, stored),
     }]
+}
+
+/// For a REPLY kept for the organizer: the first attendee it answers for that the organizer's
+/// copy does not list, and its PARTSTAT. `None` for anything else, or once the organizer has
+/// added them all.
+pub fn uninvited(kept: &Calendar, stored: Option<&Calendar>) -> Option<(CalAddress, String)> {
+    if kept.method().and_then(|m| Method::parse(&m)) != Some(Method::Reply) {
+        return None;
+    }
+    let listed =
+        |a: &CalAddress| stored.is_some_and(|s| s.scheduling().any(|c| c.attendee(a).is_some()));
+    kept.scheduling()
+        .flat_map(|c| c.attendees())
+        .find(|(a, _)| !listed(a))
+        .map(|(a, e)| (a, build::partstat_of(e)))
 }
 
 /// The calendar users a message from `sender` claims to speak for (RFC 5546 section 1.4):

@@ -30,7 +30,8 @@ pub async fn apply(
             let Received {
                 stored,
                 responses,
-                counter,
+                proposal,
+                ..
             } = itip::receive(&ctx, &sender, copy.as_ref(), &calendar).map_err(refusal)?;
             let mut changes = Vec::new();
             if let (Some(before), Some(after)) = (&copy, &stored)
@@ -51,11 +52,11 @@ pub async fn apply(
                 });
             }
             queue::enqueue(gateway, &message.trace, account, &responses, &mut changes);
-            if let Some(counter) = counter {
-                changes.push(Change::Counter {
+            if let Some(proposal) = proposal {
+                changes.push(Change::Proposal {
                     account: account.into(),
                     uid: message.uid.clone(),
-                    text: counter.to_string(),
+                    text: proposal.to_string(),
                 });
             }
             Ok::<_, Outcome>(Decision::new(changes, ()))
@@ -79,7 +80,9 @@ pub async fn apply(
 /// ones count as delivered.
 fn refusal(error: ItipError) -> Outcome {
     match error.class() {
-        ErrorClass::Ignored => Outcome::Delivered(ScheduleStatus::Delivered),
+        ErrorClass::Ignored | ErrorClass::NotConcerned => {
+            Outcome::Delivered(ScheduleStatus::Delivered)
+        }
         ErrorClass::Forbidden => Outcome::Failed(ScheduleStatus::PolicyRefused, error.to_string()),
         ErrorClass::Malformed => Outcome::Failed(ScheduleStatus::NotDelivered, error.to_string()),
     }

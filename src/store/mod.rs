@@ -231,8 +231,9 @@ pub enum Change {
     },
     /// Record a delivered message so that a second delivery changes nothing.
     Seen(Vec<u8>),
-    /// Keep a COUNTER proposal for the organizer.
-    Counter {
+    /// Keep a COUNTER proposal, or the answer of someone the invitation was forwarded to, for
+    /// the organizer to decide on.
+    Proposal {
         /// The organizer's account.
         account: String,
         /// UID.

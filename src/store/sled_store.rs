@@ -228,7 +228,7 @@ impl Trees {
         let mut ids = Vec::new();
         for change in changes {
             let size = match change {
-                Change::Put { text, .. } | Change::Counter { text, .. } => text.len(),
+                Change::Put { text, .. } | Change::Proposal { text, .. } => text.len(),
                 Change::Enqueue(m) | Change::Requeue(_, m) | Change::Sent(_, m) => m.calendar.len(),
                 _ => 0,
             };
@@ -331,7 +331,7 @@ impl Trees {
                             Change::Seen(key) => {
                                 seen.insert(key.as_slice(), &id.to_be_bytes())?;
                             }
-                            Change::Counter { account, uid, text } => {
+                            Change::Proposal { account, uid, text } => {
                                 let mut key = object_key(account, uid);
                                 key.push(0);
                                 key.extend_from_slice(&id.to_be_bytes());
