@@ -354,8 +354,28 @@ fn reconcile(
     mut new: Calendar,
     me: &CalAddress,
 ) -> Result<Calendar, ItipError> {
+    // What the write leaves out may be completed from the stored copy, in the stored zones.
+    for zone in old.timezones() {
+        let id = zone.text(&ICalendarProperty::Tzid);
+        if !new
+            .timezones()
+            .any(|z| z.text(&ICalendarProperty::Tzid) == id)
+        {
+            new.components.push(zone.clone());
+        }
+    }
     let tz = new.tz_resolver();
-    let keys: BTreeSet<InstanceKey> = new.scheduling().map(|c| c.instance_key(&tz)).collect();
+    let mut keys: BTreeSet<InstanceKey> = new.scheduling().map(|c| c.instance_key(&tz)).collect();
+    // A write of single instances only, without the series, is about those instances: the
+    // rest of the stored copy stays as it is.
+    if new.master().is_none() && old_map.contains_key(&InstanceKey::Master) {
+        let untouched: Vec<(&InstanceKey, &&Component)> =
+            old_map.iter().filter(|(k, _)| !keys.contains(*k)).collect();
+        for (key, comp) in untouched {
+            new.components.push((*comp).clone());
+            keys.insert(key.clone());
+        }
+    }
     let excluded = new
         .master()
         .map(|m| dates(m, &ICalendarProperty::Exdate, &tz))
@@ -367,14 +387,14 @@ fn reconcile(
     {
         return Err(ItipError::CannotModifyInstance);
     }
-    let master = old_map.get(&InstanceKey::Master).copied();
     for comp in new.scheduling_mut() {
         let key = comp.instance_key(&tz);
         match old_map.get(&key) {
             Some(before) => complete(before, tz_old, comp, &tz, me, false)?,
             None => {
-                // The attendee answers one instance on its own: an override of the series.
-                let master = master
+                // The attendee answers one instance on its own: an override of the series as
+                // it stands at that instance.
+                let master = super::range::governing(old, &key, tz_old)
                     .filter(|_| key != InstanceKey::Master)
                     .ok_or(ItipError::CannotModifyInstance)?;
                 fill_instance_times(master, tz_old, comp);
@@ -383,6 +403,9 @@ fn reconcile(
             }
         }
     }
+    // What the organizer changed for this and every later instance holds for the overrides
+    // the attendee writes for later instances too.
+    super::range::carry_forward(&mut new);
     // An instance the series excludes comes back only from the organizer.
     let excluded = new
         .master()
@@ -393,15 +416,6 @@ fn reconcile(
         .any(|k| !old_map.contains_key(k) && excluded.contains(k))
     {
         return Err(ItipError::CannotModifyProperty("EXDATE".into()));
-    }
-    for zone in old.timezones() {
-        let id = zone.text(&ICalendarProperty::Tzid);
-        if !new
-            .timezones()
-            .any(|z| z.text(&ICalendarProperty::Tzid) == id)
-        {
-            new.components.push(zone.clone());
-        }
     }
     Ok(new)
 }

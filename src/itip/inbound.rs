@@ -377,6 +377,9 @@ fn merge_request(ctx: &Context, stored: &Calendar, message: &Calendar, full: boo
             .retain(|c| !c.is_scheduling() || keys.contains(&c.instance_key(&tz_c)));
     }
     merge_timezones(&mut copy, message);
+    if message.scheduling().any(super::range::this_and_future) {
+        super::range::carry_forward(&mut copy);
+    }
     copy
 }
 
@@ -652,19 +655,29 @@ fn apply_reply(
 /// the answer leaves it out.
 fn answered(current: &ICalendarEntry, answer: ICalendarEntry) -> ICalendarEntry {
     let mut line = answer;
+    // A reply without PARTSTAT (an error status: RFC 5546 4.4.10) answers nothing.
+    let answers = line
+        .params
+        .iter()
+        .any(|p| p.name == ICalendarParameterName::Partstat);
     let kept: Vec<_> = current
         .params
         .iter()
         .filter(|p| {
-            !matches!(
+            let answer_part = matches!(
                 p.name,
                 ICalendarParameterName::Partstat
                     | ICalendarParameterName::Rsvp
                     | ICalendarParameterName::DelegatedTo
                     | ICalendarParameterName::DelegatedFrom
-                    | ICalendarParameterName::ScheduleStatus
-                    | ICalendarParameterName::ScheduleForceSend
-            ) && !line.params.iter().any(|q| q.name == p.name)
+            );
+            let delivery = matches!(
+                p.name,
+                ICalendarParameterName::ScheduleStatus | ICalendarParameterName::ScheduleForceSend
+            );
+            let answered_anew = answer_part && answers;
+            let restated = line.params.iter().any(|q| q.name == p.name);
+            !(answered_anew || delivery || restated)
         })
         .cloned()
         .collect();

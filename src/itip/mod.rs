@@ -13,6 +13,7 @@ mod meaning;
 mod message;
 mod object;
 mod organizer;
+mod range;
 mod summary;
 mod zones;
 

@@ -55,6 +55,9 @@ pub fn put(
         strip_force_send(&mut new);
         return PutOutcome::silent(new, super::ItipError::OtherSchedulingAgent);
     }
+    // A change of this and every later instance reaches the later overrides too, and the
+    // attendees get it as such: the range override and the overrides it changed.
+    super::range::carry_forward(&mut new);
     let tz_new = new.tz_resolver();
     let tz_old = old
         .map(|o| o.tz_resolver())
