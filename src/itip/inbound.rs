@@ -235,7 +235,14 @@ fn from_organizer(
                 }
                 _ => import(message),
             };
-            Ok(Received::store(copy))
+            let mut received = Received::store(copy);
+            if method == Method::Request
+                && stored.is_some_and(|s| missed_updates(s, message))
+                && let Some(refresh) = refresh_request(ctx, message, organizer)
+            {
+                received.responses.push(refresh);
+            }
+            Ok(received)
         }
         Method::Add => match stored {
             Some(stored) => Ok(Received::store(merge_request(ctx, stored, message, false))),
@@ -496,17 +503,25 @@ fn ask_refresh(
     message: &Calendar,
     organizer: &CalAddress,
 ) -> Result<Received, ItipError> {
-    let Some(me) = message
+    let refresh = refresh_request(ctx, message, organizer).ok_or(ItipError::EventNotFound)?;
+    Ok(Received {
+        responses: vec![refresh],
+        ..Received::default()
+    })
+}
+
+/// The REFRESH that asks the organizer for the whole object, from the recipient's address
+/// the message names.
+fn refresh_request(
+    ctx: &Context,
+    message: &Calendar,
+    organizer: &CalAddress,
+) -> Option<ItipMessage> {
+    let me = message
         .scheduling()
         .flat_map(|c| c.attendees().map(|(a, _)| a).collect::<Vec<_>>())
-        .find(|a| ctx.is_mine(a))
-    else {
-        return Err(ItipError::EventNotFound);
-    };
-    let first = message
-        .scheduling()
-        .next()
-        .ok_or(ItipError::EventNotFound)?;
+        .find(|a| ctx.is_mine(a))?;
+    let first = message.scheduling().next()?;
     let mut comp = Component::new(first.kind.clone());
     comp.entries
         .push(address_entry(ICalendarProperty::Organizer, organizer));
@@ -517,22 +532,33 @@ fn ask_refresh(
     }
     comp.set_dtstamp(ctx.now);
     let tz = message.tz_resolver();
-    Ok(Received {
-        stored: None,
-        responses: vec![ItipMessage {
-            method: Method::Refresh,
-            from: me,
-            to: vec![organizer.clone()],
-            summary: Summary::of(
-                SummaryKind::Update(Method::Refresh),
-                Some(first),
-                &tz,
-                false,
-            ),
-            calendar: envelope(Method::Refresh, ctx.prodid, vec![comp], message),
-        }],
-        ..Received::default()
+    Some(ItipMessage {
+        method: Method::Refresh,
+        from: me,
+        to: vec![organizer.clone()],
+        summary: Summary::of(
+            SummaryKind::Update(Method::Refresh),
+            Some(first),
+            &tz,
+            false,
+        ),
+        calendar: envelope(Method::Refresh, ctx.prodid, vec![comp], message),
     })
+}
+
+/// True when a REQUEST for single instances shows that the copy missed updates: it names an
+/// instance the copy does not have, with a SEQUENCE more than one above the copy's (RFC 5546
+/// 4.7.2, case 1).
+fn missed_updates(stored: &Calendar, message: &Calendar) -> bool {
+    if message.master().is_some() {
+        return false;
+    }
+    let (tz_s, tz_m) = (stored.tz_resolver(), message.tz_resolver());
+    let newest = |c: &Calendar| c.scheduling().map(Component::sequence).max().unwrap_or(0);
+    let unknown = message
+        .scheduling()
+        .any(|m| stored.instance(&m.instance_key(&tz_m), &tz_s).is_none());
+    unknown && newest(message) > newest(stored) + 1
 }
 
 fn from_attendee(
