@@ -69,11 +69,24 @@ ATTENDEE;PARTSTAT=ACCEPTED;CN=Person 7:mailto:person7@example.com\r\nREQUEST-STA
     .expect("reply parses")
 }
 
-fn measure(name: &str, mut op: impl FnMut()) -> (String, f64) {
+/// Runs `op` for 1.5 s (or `IMIPD_BENCH_SECONDS`) after a warm-up, unless a command-line
+/// filter excludes it (`cargo bench --bench engine -- update`: what to profile alone).
+fn measure(name: &str, mut op: impl FnMut()) -> Option<(String, f64)> {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+        return None;
+    }
     for _ in 0..50 {
         op();
     }
-    let budget = Duration::from_millis(1500);
+    let seconds: f64 = std::env::var("IMIPD_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.5);
+    let budget = Duration::from_secs_f64(seconds);
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed() < budget {
@@ -83,7 +96,7 @@ fn measure(name: &str, mut op: impl FnMut()) -> (String, f64) {
         n += 20;
     }
     let per_sec = n as f64 / start.elapsed().as_secs_f64();
-    (name.to_string(), per_sec)
+    Some((name.to_string(), per_sec))
 }
 
 fn main() {
@@ -151,7 +164,7 @@ fn main() {
     );
     println!("| operation | ops/s | µs/op |");
     println!("|---|---:|---:|");
-    for (name, per_sec) in rows {
+    for (name, per_sec) in rows.into_iter().flatten() {
         println!("| {name} | {per_sec:.0} | {:.1} |", 1e6 / per_sec);
     }
     println!("\n| memory | bytes |");

@@ -67,6 +67,8 @@ pub struct Config {
     pub outbound: Outbound,
     /// `[security]`
     pub security: Security,
+    /// `[store]`
+    pub store: Store,
     /// `[limits]`
     pub limits: Limits,
     /// `[log]`
@@ -87,6 +89,26 @@ pub struct Server {
     pub hostname: String,
     /// PRODID written into generated iCalendar objects.
     pub prodid: String,
+}
+
+/// `[store]`: the embedded store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Store {
+    /// Bytes of sled's page cache. Everything the store reads or writes passes through it, so
+    /// the daemon's resident memory grows with the store up to about this much more than its
+    /// base; what falls out of it is read from the operating system's page cache. sled's own
+    /// default is 1 GiB, which a calendar server's working set (the objects being delivered
+    /// to now) does not need.
+    pub cache_size: u64,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            cache_size: crate::store::DEFAULT_CACHE_SIZE,
+        }
+    }
 }
 
 /// `[lmtp]`: on by default, on loopback.

@@ -41,7 +41,8 @@ pub enum DaemonError {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn serve(config: Config) -> Result<(), DaemonError> {
     raise_open_files(&config);
-    let store = SledStore::open(&config.server.data_dir).map_err(|source| DaemonError::Store {
+    let opened = SledStore::open_with(&config.server.data_dir, config.store.cache_size);
+    let store = opened.map_err(|source| DaemonError::Store {
         dir: config.server.data_dir.clone(),
         source,
     })?;

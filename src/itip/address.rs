@@ -11,20 +11,45 @@ impl CalAddress {
     /// Parses a URI such as `MAILTO:Bob@Example.com`, or a bare email address as some
     /// producers write ORGANIZER values without a scheme.
     pub fn parse(uri: &str) -> Option<Self> {
-        let uri = uri.trim().trim_matches('"');
-        let rest = match uri.get(..7) {
-            Some(scheme) if scheme.eq_ignore_ascii_case("mailto:") => &uri[7..],
-            _ if !uri.contains(':') && uri.contains('@') => uri,
-            _ if uri.contains(':') => return Some(CalAddress(uri.to_lowercase())),
-            _ => return None,
+        let rest = Self::email_part(uri)?;
+        let Some(rest) = rest else {
+            return Some(CalAddress(uri.trim().trim_matches('"').to_lowercase()));
         };
-        let decoded = percent_decode(rest.trim());
+        // Most addresses are plain ASCII with nothing to decode: one allocation for them.
+        if is_plain(rest) {
+            return rest
+                .contains('@')
+                .then(|| CalAddress(rest.to_ascii_lowercase()));
+        }
+        let decoded = percent_decode(rest);
         // Drop any "?subject=..." tail: it is not part of the address.
         let decoded = decoded.split('?').next().unwrap_or_default().trim();
         if decoded.is_empty() || !decoded.contains('@') {
             return None;
         }
         Some(CalAddress(decoded.to_lowercase()))
+    }
+
+    /// The part of a URI that is an email address: `Some(Some(..))` for `mailto:` and bare
+    /// addresses, `Some(None)` for another scheme, `None` for what is no address at all.
+    fn email_part(uri: &str) -> Option<Option<&str>> {
+        let uri = uri.trim().trim_matches('"');
+        match uri.get(..7) {
+            Some(scheme) if scheme.eq_ignore_ascii_case("mailto:") => Some(Some(uri[7..].trim())),
+            _ if !uri.contains(':') && uri.contains('@') => Some(Some(uri)),
+            _ if uri.contains(':') => Some(None),
+            _ => None,
+        }
+    }
+
+    /// True when the URI is this address, without building one where that can be avoided:
+    /// the engine asks this for every attendee line, many times over.
+    pub fn is(&self, uri: &str) -> bool {
+        match Self::email_part(uri) {
+            Some(Some(rest)) if is_plain(rest) => rest.eq_ignore_ascii_case(&self.0),
+            Some(_) => Self::parse(uri).as_ref() == Some(self),
+            None => false,
+        }
     }
 
     /// Builds the address of a mail account name (`alice@example.com`).
@@ -58,6 +83,14 @@ impl fmt::Display for CalAddress {
     }
 }
 
+/// True for an email address with nothing to decode: ASCII, no escape, no query.
+fn is_plain(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'%' && b != b'?')
+}
+
 /// Decodes `%XX` escapes (invalid ones are kept as they are).
 pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
@@ -88,6 +121,24 @@ mod tests {
             CalAddress::parse("MAILTO:Bob@Example.com"),
             CalAddress::parse("mailto:bob@example.com")
         );
+    }
+
+    #[test]
+    fn is_agrees_with_parse() {
+        let bob = CalAddress::parse("mailto:bob@example.com").unwrap();
+        for (uri, same) in [
+            ("MAILTO:Bob@Example.COM", true),
+            (" \"mailto:bob@example.com\" ", true),
+            ("bob@example.com", true),
+            ("mailto:b%6Fb@example.com", true),
+            ("mailto:bob@example.com?subject=hi", true),
+            ("mailto:bob@example.org", false),
+            ("urn:uuid:bob@example.com", false),
+            ("", false),
+        ] {
+            assert_eq!(bob.is(uri), same, "{uri}");
+            assert_eq!(CalAddress::parse(uri).as_ref() == Some(&bob), same, "{uri}");
+        }
     }
 
     #[test]

@@ -360,14 +360,15 @@ impl Component {
 
     /// The ATTENDEE property of one address.
     pub fn attendee(&self, address: &CalAddress) -> Option<&ICalendarEntry> {
-        self.attendees().find(|(a, _)| a == address).map(|(_, e)| e)
+        self.props(&ICalendarProperty::Attendee)
+            .find(|e| entry_is(e, address))
     }
 
     /// The ATTENDEE property of one address, mutably.
     pub fn attendee_mut(&mut self, address: &CalAddress) -> Option<&mut ICalendarEntry> {
-        self.entries.iter_mut().find(|e| {
-            e.name == ICalendarProperty::Attendee && entry_address(e).as_ref() == Some(address)
-        })
+        self.entries
+            .iter_mut()
+            .find(|e| e.name == ICalendarProperty::Attendee && entry_is(e, address))
     }
 
     /// The end property of this kind of component: DUE for a to-do, DTEND otherwise.
@@ -504,6 +505,15 @@ pub fn entry_address(entry: &ICalendarEntry) -> Option<CalAddress> {
         .first()
         .and_then(value_text)
         .and_then(CalAddress::parse)
+}
+
+/// True when an ORGANIZER or ATTENDEE property names this address.
+pub fn entry_is(entry: &ICalendarEntry, address: &CalAddress) -> bool {
+    entry
+        .values
+        .first()
+        .and_then(value_text)
+        .is_some_and(|uri| address.is(uri))
 }
 
 /// The text of a value (text, URI, method, status, ...).

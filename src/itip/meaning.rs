@@ -178,22 +178,33 @@ fn end(comp: &Component, tz: &Zones) -> Option<Meaning> {
     })
 }
 
-/// The meaning of every property of a component, by name. The end is kept under DTEND (DUE
-/// for a to-do), whether written as an end or as a DURATION.
-fn meanings(comp: &Component, tz: &Zones) -> BTreeMap<ICalendarProperty, Meaning> {
-    let mut grouped: BTreeMap<ICalendarProperty, Vec<&ICalendarEntry>> = BTreeMap::new();
+/// A component's properties by name, each name's occurrences in order.
+fn grouped(comp: &Component) -> BTreeMap<&ICalendarProperty, Vec<&ICalendarEntry>> {
+    let mut grouped: BTreeMap<&ICalendarProperty, Vec<&ICalendarEntry>> = BTreeMap::new();
     for e in &comp.entries {
-        grouped.entry(e.name.clone()).or_default().push(e);
+        grouped.entry(&e.name).or_default().push(e);
     }
+    grouped
+}
+
+/// The meaning of the properties `wanted` of a component, by name. The end is kept under
+/// DTEND (DUE for a to-do), whether written as an end or as a DURATION.
+fn meanings(
+    comp: &Component,
+    tz: &Zones,
+    wanted: &BTreeSet<ICalendarProperty>,
+) -> BTreeMap<ICalendarProperty, Meaning> {
     let end_name = comp.end_name();
     let mut out = BTreeMap::new();
-    for (name, entries) in grouped {
-        if name == ICalendarProperty::Duration || name == end_name {
+    for (name, entries) in grouped(comp) {
+        if *name == ICalendarProperty::Duration || *name == end_name || !wanted.contains(name) {
             continue;
         }
-        out.insert(name.clone(), meaning(&name, &entries, tz));
+        out.insert(name.clone(), meaning(name, &entries, tz));
     }
-    if let Some(end) = end(comp, tz) {
+    if wanted.contains(&end_name)
+        && let Some(end) = end(comp, tz)
+    {
         out.insert(end_name, end);
     }
     out
@@ -245,15 +256,40 @@ pub fn differing(
     after: &Component,
     tz_after: &Zones,
 ) -> Vec<ICalendarProperty> {
-    let (old, new) = (meanings(before, tz_before), meanings(after, tz_after));
-    let names: BTreeSet<&ICalendarProperty> = old.keys().chain(new.keys()).collect();
-    names
+    // What is written the same way means the same: only the rest is read for its meaning.
+    let (raw_old, raw_new) = (grouped(before), grouped(after));
+    let mut wanted: BTreeSet<ICalendarProperty> = raw_old
+        .keys()
+        .chain(raw_new.keys())
+        .filter(|name| raw_old.get(*name) != raw_new.get(*name))
+        .map(|name| (*name).clone())
+        .collect();
+    let end_name = after.end_name();
+    let timing = [
+        ICalendarProperty::Dtstart,
+        end_name.clone(),
+        ICalendarProperty::Duration,
+    ];
+    if timing.iter().any(|t| wanted.contains(t)) {
+        // The end is read as a length from the start: they are judged together.
+        wanted.remove(&ICalendarProperty::Duration);
+        wanted.insert(ICalendarProperty::Dtstart);
+        wanted.insert(end_name);
+    }
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    let (old, new) = (
+        meanings(before, tz_before, &wanted),
+        meanings(after, tz_after, &wanted),
+    );
+    wanted
         .into_iter()
-        .filter(|name| match (old.get(*name), new.get(*name)) {
+        .filter(|name| match (old.get(name), new.get(name)) {
             (Some(a), Some(b)) => !a.same(b),
+            (None, None) => false,
             _ => true,
         })
-        .cloned()
         .collect()
 }
 

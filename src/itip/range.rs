@@ -66,6 +66,9 @@ fn identifies(name: &ICalendarProperty) -> bool {
 /// move of its start, by the same amount of wall-clock time. Applying it twice changes nothing
 /// more.
 pub fn carry_forward(cal: &mut Calendar) {
+    if !cal.scheduling().any(this_and_future) {
+        return;
+    }
     let tz = cal.tz_resolver();
     let Some(master) = cal.master().cloned() else {
         return;

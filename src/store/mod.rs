@@ -5,7 +5,7 @@ mod durability;
 mod sled_store;
 
 pub use durability::Durability;
-pub use sled_store::SledStore;
+pub use sled_store::{DEFAULT_CACHE_SIZE, SledStore};
 
 use crate::mailbox::Mailbox;
 use serde::{Deserialize, Serialize};

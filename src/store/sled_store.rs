@@ -16,6 +16,7 @@ const FORMAT: &str = "imipd-1";
 /// that never reached the disk.
 pub struct SledStore {
     dir: PathBuf,
+    cache_size: u64,
     state: RwLock<State>,
     secret: [u8; 32],
 }
@@ -43,6 +44,9 @@ struct Trees {
     dir: PathBuf,
 }
 
+/// `store.cache_size` when it is not set: see `config::Store`.
+pub const DEFAULT_CACHE_SIZE: u64 = 8 * 1024 * 1024;
+
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -66,11 +70,18 @@ fn decode(value: &[u8]) -> Option<StoredObject> {
 impl SledStore {
     /// Opens (or creates) the store in a folder and checks its format.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let trees = Trees::open(dir, 0)?;
+        Self::open_with(dir, DEFAULT_CACHE_SIZE)
+    }
+
+    /// Opens the store with a page cache of `cache_size` bytes (`store.cache_size`): sled keeps
+    /// what it read and wrote there, so resident memory grows with the store up to it.
+    pub fn open_with(dir: &Path, cache_size: u64) -> Result<Self, StoreError> {
+        let trees = Trees::open(dir, cache_size, 0)?;
         let secret = trees.secret()?;
         Ok(SledStore {
             secret,
             dir: dir.to_path_buf(),
+            cache_size,
             state: RwLock::new(State {
                 trees: Some(Arc::new(trees)),
                 generation: 0,
@@ -99,7 +110,7 @@ impl SledStore {
             )));
         }
         state.last_attempt = Some(Instant::now());
-        let trees = match Trees::open(&self.dir, state.generation + 1) {
+        let trees = match Trees::open(&self.dir, self.cache_size, state.generation + 1) {
             Ok(trees) => Arc::new(trees),
             Err(error) => {
                 tracing::warn!(%error, "store cannot be reopened yet");
@@ -130,9 +141,12 @@ impl SledStore {
 }
 
 impl Trees {
-    fn open(dir: &Path, generation: u64) -> Result<Self, StoreError> {
+    fn open(dir: &Path, cache_size: u64, generation: u64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(unavailable)?;
-        let config = sled::Config::new().path(dir).segment_size(8 * 1024 * 1024);
+        let config = sled::Config::new()
+            .path(dir)
+            .segment_size(8 * 1024 * 1024)
+            .cache_capacity(cache_size);
         // An opening dropped a moment ago keeps its file lock until sled's flusher thread ends;
         // a reopening waits up to 2 s for it (another process holding the store is refused then).
         let mut waits = 0;

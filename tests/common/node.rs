@@ -117,7 +117,8 @@ impl Node {
         let clock = self.clock.clone();
         let parts = tracing::dispatcher::with_default(&dispatch, || {
             runtime.block_on(async move {
-                let store = SledStore::open(&config.server.data_dir).expect("store");
+                let store = SledStore::open_with(&config.server.data_dir, config.store.cache_size)
+                    .expect("store");
                 let gateway = Arc::new(Gateway::with_clock(config, Arc::new(store), clock));
                 let intake = Arc::new(Intake::new(gateway.clone()));
                 let router = imipd::http::router(Arc::new(imipd::http::Api::new(gateway.clone())));
