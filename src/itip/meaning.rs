@@ -178,29 +178,35 @@ fn end(comp: &Component, tz: &Zones) -> Option<Meaning> {
     })
 }
 
-/// A component's properties by name, each name's occurrences in order.
-fn grouped(comp: &Component) -> BTreeMap<&ICalendarProperty, Vec<&ICalendarEntry>> {
-    let mut grouped: BTreeMap<&ICalendarProperty, Vec<&ICalendarEntry>> = BTreeMap::new();
-    for e in &comp.entries {
-        grouped.entry(&e.name).or_default().push(e);
-    }
-    grouped
+/// A component's properties sorted by name, each name's occurrences in their order: a sorted
+/// list rather than a map, since a component has a few dozen properties.
+fn sorted(comp: &Component) -> Vec<&ICalendarEntry> {
+    let mut sorted: Vec<&ICalendarEntry> = comp.entries.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    sorted
 }
 
-/// The meaning of the properties `wanted` of a component, by name. The end is kept under
-/// DTEND (DUE for a to-do), whether written as an end or as a DURATION.
+/// Sorted properties grouped by name.
+fn grouped<'a, 'b>(sorted: &'b [&'a ICalendarEntry]) -> Vec<&'b [&'a ICalendarEntry]> {
+    sorted.chunk_by(|a, b| a.name == b.name).collect()
+}
+
+/// The meaning of the properties `wanted` of a component, whose properties are `groups`. The
+/// end is kept under DTEND (DUE for a to-do), whether written as an end or as a DURATION.
 fn meanings(
     comp: &Component,
+    groups: &[&[&ICalendarEntry]],
     tz: &Zones,
     wanted: &BTreeSet<ICalendarProperty>,
 ) -> BTreeMap<ICalendarProperty, Meaning> {
     let end_name = comp.end_name();
     let mut out = BTreeMap::new();
-    for (name, entries) in grouped(comp) {
+    for entries in groups {
+        let name = &entries[0].name;
         if *name == ICalendarProperty::Duration || *name == end_name || !wanted.contains(name) {
             continue;
         }
-        out.insert(name.clone(), meaning(name, &entries, tz));
+        out.insert(name.clone(), meaning(name, entries, tz));
     }
     if wanted.contains(&end_name)
         && let Some(end) = end(comp, tz)
@@ -248,6 +254,40 @@ fn meaning(name: &ICalendarProperty, entries: &[&ICalendarEntry], tz: &Zones) ->
     }
 }
 
+/// The names of the properties written differently in two grouped, sorted lists.
+fn written_differently(
+    raw_old: &[&[&ICalendarEntry]],
+    raw_new: &[&[&ICalendarEntry]],
+) -> BTreeSet<ICalendarProperty> {
+    let mut wanted = BTreeSet::new();
+    let (mut i, mut j) = (0, 0);
+    while i < raw_old.len() || j < raw_new.len() {
+        let order = match (raw_old.get(i), raw_new.get(j)) {
+            (Some(a), Some(b)) => a[0].name.cmp(&b[0].name),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                wanted.insert(raw_old[i][0].name.clone());
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                wanted.insert(raw_new[j][0].name.clone());
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                if raw_old[i] != raw_new[j] {
+                    wanted.insert(raw_old[i][0].name.clone());
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    wanted
+}
+
 /// The properties whose meaning differs between two versions of a component (the end under
 /// DTEND, or DUE for a to-do).
 pub fn differing(
@@ -257,13 +297,9 @@ pub fn differing(
     tz_after: &Zones,
 ) -> Vec<ICalendarProperty> {
     // What is written the same way means the same: only the rest is read for its meaning.
-    let (raw_old, raw_new) = (grouped(before), grouped(after));
-    let mut wanted: BTreeSet<ICalendarProperty> = raw_old
-        .keys()
-        .chain(raw_new.keys())
-        .filter(|name| raw_old.get(*name) != raw_new.get(*name))
-        .map(|name| (*name).clone())
-        .collect();
+    let (sorted_old, sorted_new) = (sorted(before), sorted(after));
+    let (raw_old, raw_new) = (grouped(&sorted_old), grouped(&sorted_new));
+    let mut wanted = written_differently(&raw_old, &raw_new);
     let end_name = after.end_name();
     let timing = [
         ICalendarProperty::Dtstart,
@@ -280,8 +316,8 @@ pub fn differing(
         return Vec::new();
     }
     let (old, new) = (
-        meanings(before, tz_before, &wanted),
-        meanings(after, tz_after, &wanted),
+        meanings(before, &raw_old, tz_before, &wanted),
+        meanings(after, &raw_new, tz_after, &wanted),
     );
     wanted
         .into_iter()

@@ -108,12 +108,12 @@ pub fn put(
 
     if creating {
         // An invitation carries the whole object to everyone invited to any part of it.
-        for comp in new.scheduling() {
-            for a in recipients(comp, organizer, false) {
-                for key in &all_keys {
-                    plan.request(&a, true, key);
-                }
-            }
+        let everyone: BTreeSet<CalAddress> = new
+            .scheduling()
+            .flat_map(|comp| recipients(comp, organizer, false))
+            .collect();
+        for a in everyone {
+            plan.requests.insert(a, (true, all_keys.clone()));
         }
     } else {
         for comp in new.scheduling() {
