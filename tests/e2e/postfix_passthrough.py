@@ -65,7 +65,7 @@ password_hash = "{SECRET_HASH}"
             assert result.returncode == 0, (to, result.stdout, result.stderr)
 
         bob = eventually(lambda: maildir("bob"), "the invitation in Bob's mailbox")
-        assert bob[0]["X-Imipd-Result"].startswith("bob@example.com: 250 2.0.0 REQUEST pt-1"), bob[0]["X-Imipd-Result"]
+        assert bob[0]["X-Imipd-Result"].startswith("bob@example.com: 250 2.0.0 part 1 REQUEST pt-1: applied"), bob[0]["X-Imipd-Result"]
         assert bob[0]["Message-ID"] == "<pt-1@partner.example>"
         status, copy = http(web, "GET", "/calendars/bob@example.com/pt-1", "bob@example.com")
         assert status == 200 and "SUMMARY:Review" in copy, (status, copy)
