@@ -6,7 +6,7 @@ pub mod serve;
 
 use crate::escape::escaped;
 use crate::gateway::Gateway;
-use crate::itip::{self, Calendar, ErrorClass};
+use crate::itip::{self, Calendar, ErrorClass, Method};
 use crate::store::StoreError;
 use crate::writes::{self, Precondition, WriteError};
 use axum::Router;
@@ -388,13 +388,15 @@ async fn counters(
     Path((account, uid)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let kept = match kept_for(&api, &headers, peer, &account, &uid).await {
+    let (_, kept) = match kept_for(&api, &headers, peer, &account, &uid).await {
         Ok(kept) => kept,
         Err(response) => return response,
     };
     let proposals: Vec<serde_json::Value> = kept
         .into_iter()
-        .filter(|(calendar, _)| calendar.method().as_deref() == Some("COUNTER"))
+        .filter(|(calendar, _)| {
+            calendar.method().and_then(|m| Method::parse(&m)) == Some(Method::Counter)
+        })
         .map(|(_, text)| serde_json::json!({ "calendar": text }))
         .collect();
     json(serde_json::Value::Array(proposals))
@@ -409,7 +411,7 @@ async fn uninvited(
     Path((account, uid)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let kept = match kept_for(&api, &headers, peer, &account, &uid).await {
+    let (account, kept) = match kept_for(&api, &headers, peer, &account, &uid).await {
         Ok(kept) => kept,
         Err(response) => return response,
     };
@@ -431,14 +433,15 @@ async fn uninvited(
     json(serde_json::Value::Array(answers))
 }
 
-/// What is kept for the organizer of one object, parsed, after the account is authorized.
+/// The authorized account's canonical name and what is kept for the organizer of one of its
+/// objects, parsed.
 async fn kept_for(
     api: &Api,
     headers: &HeaderMap,
     peer: Option<Extension<serve::Peer>>,
     account: &str,
     uid: &str,
-) -> Result<Vec<(Calendar, String)>, Response> {
+) -> Result<(String, Vec<(Calendar, String)>), Response> {
     let account = authorize(api, headers, peer_ip(peer), account)
         .await
         .map_err(IntoResponse::into_response)?;
@@ -447,11 +450,12 @@ async fn kept_for(
         .store
         .counters(&account)
         .map_err(|e| text(503, e.to_string()))?;
-    Ok(all
+    let kept = all
         .into_iter()
         .filter(|(u, _)| u == uid)
         .filter_map(|(_, text)| Some((Calendar::parse(&text).ok()?, text)))
-        .collect())
+        .collect();
+    Ok((account, kept))
 }
 
 /// `POST /explain?to=RCPT&to=RCPT` with a message: what delivering it would do, nothing

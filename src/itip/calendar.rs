@@ -40,8 +40,9 @@ pub enum InstanceKey {
     Master,
     /// An instance, by its start as seconds since the epoch.
     At(i64),
-    /// An instance whose RECURRENCE-ID could not be resolved to an instant.
-    Raw(String),
+    /// An instance whose RECURRENCE-ID could not be resolved to an instant: its date as
+    /// written, or its text when it is no date.
+    Raw(Option<PartialDateTime>, Option<String>),
 }
 
 /// Refuses what calcard would read differently each time it is written and read again (found
@@ -576,7 +577,13 @@ pub fn param_addresses(entry: &ICalendarEntry, name: &ICalendarParameterName) ->
 pub fn date_key(entry: &ICalendarEntry, index: usize, tz: &Zones) -> InstanceKey {
     match timestamp_of(entry, index, tz) {
         Some(ts) => InstanceKey::At(ts),
-        None => InstanceKey::Raw(format!("{:?}", entry.values.get(index))),
+        None => {
+            let value = entry.values.get(index);
+            InstanceKey::Raw(
+                value.and_then(|v| v.as_partial_date_time()).cloned(),
+                value.and_then(value_text).map(str::to_string),
+            )
+        }
     }
 }
 

@@ -6,9 +6,11 @@
 use super::address::CalAddress;
 use super::calendar::{Component, InstanceKey, date_key, entry_address, timestamp_of};
 use super::zones::Zones;
+use calcard::common::CalendarScale;
 use calcard::icalendar::{
-    ICalendarEntry, ICalendarFrequency, ICalendarParameter, ICalendarParameterName,
-    ICalendarProperty, ICalendarRecurrenceRule, ICalendarValue, ICalendarWeekday,
+    ICalendarDay, ICalendarEntry, ICalendarFrequency, ICalendarMonth, ICalendarParameter,
+    ICalendarParameterName, ICalendarProperty, ICalendarRecurrenceRule, ICalendarSkip,
+    ICalendarValue, ICalendarWeekday,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,8 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 #[derive(Debug, Clone, PartialEq)]
 enum Meaning {
     /// A date or date-time: the instant (floating and dates read as UTC) and whether it is a
-    /// whole day; `None` when it cannot be resolved (then its text stands for it).
-    Moment(Option<i64>, bool, String),
+    /// whole day; `None` when it cannot be resolved (then its values as written stand for it).
+    Moment(Option<i64>, bool, Vec<ICalendarValue>),
     /// How long the component lasts, in seconds.
     Length(i64),
     /// RRULE or EXRULE values.
@@ -30,17 +32,27 @@ enum Meaning {
     Values(Vec<(Vec<ICalendarParameter>, Vec<ICalendarValue>)>),
 }
 
-/// A recurrence rule with RFC 5545 3.3.10's defaults made explicit and its lists as sets.
+/// A recurrence rule with RFC 5545 3.3.10's defaults made explicit and its lists as sets
+/// (sorted, without repeats).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Rule {
-    freq: String,
+    freq: ICalendarFrequency,
     until: Option<i64>,
     count: Option<u32>,
     interval: u16,
-    lists: Vec<Vec<String>>,
+    bysecond: Vec<u8>,
+    byminute: Vec<u8>,
+    byhour: Vec<u8>,
+    byday: Vec<ICalendarDay>,
+    bymonthday: Vec<i8>,
+    byyearday: Vec<i16>,
+    byweekno: Vec<i8>,
+    bymonth: Vec<ICalendarMonth>,
+    bysetpos: Vec<i32>,
     /// Only where it changes the instances (weekly with an interval and BYDAY, or BYWEEKNO).
-    wkst: Option<String>,
-    rscale: String,
+    wkst: Option<ICalendarWeekday>,
+    rscale: CalendarScale,
+    skip: ICalendarSkip,
 }
 
 /// Properties that carry a delivery's state, not the object's content, on ORGANIZER and
@@ -70,9 +82,11 @@ fn sorted_params(
 }
 
 fn rule(rule: &ICalendarRecurrenceRule) -> Rule {
-    fn set<T: std::fmt::Debug>(items: &[T]) -> Vec<String> {
-        let set: BTreeSet<String> = items.iter().map(|i| format!("{i:?}")).collect();
-        set.into_iter().collect()
+    fn set<T: Ord + Clone>(items: &[T]) -> Vec<T> {
+        let mut set = items.to_vec();
+        set.sort();
+        set.dedup();
+        set
     }
     let interval = rule.interval.unwrap_or(1);
     // Which days share a week decides the instances only when several days of an interval
@@ -81,7 +95,7 @@ fn rule(rule: &ICalendarRecurrenceRule) -> Rule {
         matches!(rule.freq, ICalendarFrequency::Weekly) && interval > 1 && rule.byday.len() > 1;
     let wkst_matters = weekly_span || !rule.byweekno.is_empty();
     Rule {
-        freq: format!("{:?}", rule.freq),
+        freq: rule.freq,
         until: rule
             .until
             .as_ref()
@@ -89,19 +103,19 @@ fn rule(rule: &ICalendarRecurrenceRule) -> Rule {
             .map(|d| d.timestamp()),
         count: rule.count,
         interval,
-        lists: vec![
-            set(&rule.bysecond),
-            set(&rule.byminute),
-            set(&rule.byhour),
-            set(&rule.byday),
-            set(&rule.bymonthday),
-            set(&rule.byyearday),
-            set(&rule.byweekno),
-            set(&rule.bymonth.iter().map(|m| m.month()).collect::<Vec<_>>()),
-            set(&rule.bysetpos),
-        ],
-        wkst: wkst_matters.then(|| format!("{:?}", rule.wkst.unwrap_or(ICalendarWeekday::Monday))),
-        rscale: format!("{:?}{:?}", rule.rscale, rule.skip),
+        bysecond: set(&rule.bysecond),
+        byminute: set(&rule.byminute),
+        byhour: set(&rule.byhour),
+        byday: set(&rule.byday),
+        bymonthday: set(&rule.bymonthday),
+        byyearday: set(&rule.byyearday),
+        byweekno: set(&rule.byweekno),
+        bymonth: set(&rule.bymonth),
+        bysetpos: set(&rule.bysetpos),
+        wkst: wkst_matters.then(|| rule.wkst.unwrap_or(ICalendarWeekday::Monday)),
+        // RFC 7529 3.1: no RSCALE is Gregorian, no SKIP is OMIT.
+        rscale: rule.rscale.clone().unwrap_or_default(),
+        skip: rule.skip.unwrap_or(ICalendarSkip::Omit),
     }
 }
 
@@ -145,12 +159,12 @@ fn moment(entry: &ICalendarEntry, tz: &Zones) -> Meaning {
         .and_then(|v| v.as_partial_date_time())
         .is_some_and(|d| d.hour.is_none());
     let at = timestamp_of(entry, 0, tz);
-    let text = if at.is_none() {
-        format!("{:?}", entry.values)
+    let written = if at.is_none() {
+        entry.values.clone()
     } else {
-        String::new()
+        Vec::new()
     };
-    Meaning::Moment(at, whole_day, text)
+    Meaning::Moment(at, whole_day, written)
 }
 
 /// How long a component lasts: its end (DTEND or DUE, or a DURATION) less its start, so that
@@ -432,6 +446,8 @@ ATTENDEE;CN=Bob;ROLE=REQ-PARTICIPANT:mailto:bob@example.com";
             ),
             // Parameters in another order.
             base.replace("CN=Bob;ROLE=REQ-PARTICIPANT", "ROLE=REQ-PARTICIPANT;CN=Bob"),
+            // A day named twice is the same set of days.
+            base.replace("BYDAY=MO,WE", "BYDAY=WE,MO,WE"),
         ];
         for other in same {
             assert_eq!(
@@ -475,6 +491,15 @@ ATTENDEE;CN=Bob;ROLE=REQ-PARTICIPANT:mailto:bob@example.com";
         assert_eq!(
             differ(base, &base.replace("BYDAY=MO", "BYDAY=MO;WKST=SU")),
             Vec::<ICalendarProperty>::new()
+        );
+        let yearly = "DTSTART:20260105T090000Z\nRRULE:FREQ=YEARLY;BYMONTH=1,7;BYDAY=1MO";
+        assert_eq!(
+            differ(yearly, &yearly.replace("BYMONTH=1,7", "BYMONTH=7,1")),
+            Vec::<ICalendarProperty>::new()
+        );
+        assert_eq!(
+            differ(yearly, &yearly.replace("BYDAY=1MO", "BYDAY=2MO")),
+            [ICalendarProperty::Rrule]
         );
         assert_eq!(
             differ(base, &format!("{base}\nLOCATION:Room 2")),
