@@ -1,25 +1,29 @@
 //! Calendar user addresses, compared the way mail systems compare them.
 
+use compact_str::CompactString;
 use std::fmt;
 
 /// A calendar user address in canonical form: `mailto:` addresses are reduced to the
 /// percent-decoded, lower-cased email address; other URIs are kept whole, lower-cased.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CalAddress(String);
+pub struct CalAddress(CompactString);
 
 impl CalAddress {
     /// Parses a URI such as `MAILTO:Bob@Example.com`, or a bare email address as some
     /// producers write ORGANIZER values without a scheme.
     pub fn parse(uri: &str) -> Option<Self> {
+        if let Some(email) = plain_mailto(uri) {
+            return Some(CalAddress(lowered(email)));
+        }
         let rest = Self::email_part(uri)?;
         let Some(rest) = rest else {
-            return Some(CalAddress(uri.trim().trim_matches('"').to_lowercase()));
+            return Some(CalAddress(
+                uri.trim().trim_matches('"').to_lowercase().into(),
+            ));
         };
         // Most addresses are plain ASCII with nothing to decode: one allocation for them.
         if is_plain(rest) {
-            return rest
-                .contains('@')
-                .then(|| CalAddress(rest.to_ascii_lowercase()));
+            return rest.contains('@').then(|| CalAddress(lowered(rest)));
         }
         let decoded = percent_decode(rest);
         // Drop any "?subject=..." tail: it is not part of the address.
@@ -27,7 +31,7 @@ impl CalAddress {
         if decoded.is_empty() || !decoded.contains('@') {
             return None;
         }
-        Some(CalAddress(decoded.to_lowercase()))
+        Some(CalAddress(decoded.to_lowercase().into()))
     }
 
     /// The part of a URI that is an email address: `Some(Some(..))` for `mailto:` and bare
@@ -45,6 +49,9 @@ impl CalAddress {
     /// True when the URI is this address, without building one where that can be avoided:
     /// the engine asks this for every attendee line, many times over.
     pub fn is(&self, uri: &str) -> bool {
+        if let Some(email) = plain_mailto(uri) {
+            return email.eq_ignore_ascii_case(&self.0);
+        }
         match Self::email_part(uri) {
             Some(Some(rest)) if is_plain(rest) => rest.eq_ignore_ascii_case(&self.0),
             Some(_) => Self::parse(uri).as_ref() == Some(self),
@@ -72,7 +79,7 @@ impl CalAddress {
         if self.email().is_some() {
             format!("mailto:{}", self.0)
         } else {
-            self.0.clone()
+            self.0.to_string()
         }
     }
 }
@@ -84,6 +91,32 @@ impl fmt::Display for CalAddress {
 }
 
 /// True for an email address with nothing to decode: ASCII, no escape, no query.
+/// The email address of a `mailto:` URI written the way nearly every producer writes it (no
+/// space, quote, escape or query): what the engine meets on every attendee line, read in one
+/// pass over the bytes.
+fn plain_mailto(uri: &str) -> Option<&str> {
+    let bytes = uri.as_bytes();
+    if bytes.len() <= 7 || !bytes[..7].eq_ignore_ascii_case(b"mailto:") {
+        return None;
+    }
+    let mut at = false;
+    for &b in &bytes[7..] {
+        if !b.is_ascii_graphic() || matches!(b, b'%' | b'?' | b'"') {
+            return None;
+        }
+        at |= b == b'@';
+    }
+    at.then(|| &uri[7..])
+}
+
+/// ASCII text lower-cased: most addresses fit inline in a `CompactString`, so that the engine,
+/// which reads an address from every attendee line many times over, allocates for none of them.
+fn lowered(ascii: &str) -> CompactString {
+    let mut out = CompactString::from(ascii);
+    out.make_ascii_lowercase();
+    out
+}
+
 fn is_plain(text: &str) -> bool {
     !text.is_empty()
         && text
@@ -133,6 +166,9 @@ mod tests {
             ("mailto:b%6Fb@example.com", true),
             ("mailto:bob@example.com?subject=hi", true),
             ("mailto:bob@example.org", false),
+            ("mailto:bob@example.com ", true),
+            ("mailto:bob", false),
+            ("mailto:bob@example.com.", false),
             ("urn:uuid:bob@example.com", false),
             ("", false),
         ] {
@@ -166,5 +202,11 @@ mod tests {
         assert_eq!(urn.to_uri(), "urn:uuid:abc");
         assert_eq!(CalAddress::parse("mailto:"), None);
         assert_eq!(CalAddress::parse("nobody"), None);
+        // Longer than fits inline.
+        let long = "mailto:Someone.With.A.Rather.Long.Name@Subdomain.Example.COM";
+        assert_eq!(
+            CalAddress::parse(long).unwrap().as_str(),
+            "someone.with.a.rather.long.name@subdomain.example.com"
+        );
     }
 }

@@ -21,9 +21,17 @@ pub fn strip_schedule_params(entry: &mut ICalendarEntry) {
 /// The organizer's component as sent in REQUEST or ADD: stamped now, without personal
 /// alarms, every attendee with an explicit PARTSTAT.
 pub fn outgoing(comp: &Component, now: i64) -> Component {
-    let mut out = comp.clone();
-    out.children
-        .retain(|c| c.kind != ICalendarComponentType::VAlarm);
+    // Alarms are the organizer's own (RFC 5546 leaves them out): not even copied.
+    let mut out = Component {
+        kind: comp.kind.clone(),
+        entries: comp.entries.clone(),
+        children: comp
+            .children
+            .iter()
+            .filter(|c| c.kind != ICalendarComponentType::VAlarm)
+            .cloned()
+            .collect(),
+    };
     out.set_dtstamp(now);
     for e in out.entries.iter_mut() {
         match e.name {

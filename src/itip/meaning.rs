@@ -268,6 +268,48 @@ fn meaning(name: &ICalendarProperty, entries: &[&ICalendarEntry], tz: &Zones) ->
     }
 }
 
+/// True when the ORGANIZER or ATTENDEE lines of two versions name the same people with the same
+/// parameters, delivery state aside, line by line: the usual case of a client that wrote back
+/// what it read, or of the server's own status write-back, decided without building every
+/// line's meaning. False also when unsure; the meaning then decides.
+fn participants_unchanged(
+    name: &ICalendarProperty,
+    raw_old: &[&[&ICalendarEntry]],
+    raw_new: &[&[&ICalendarEntry]],
+) -> bool {
+    if !matches!(
+        name,
+        ICalendarProperty::Attendee | ICalendarProperty::Organizer
+    ) {
+        return false;
+    }
+    let group = |groups: &[&[&'_ ICalendarEntry]]| -> Option<usize> {
+        groups.iter().position(|g| g[0].name == *name)
+    };
+    let (Some(i), Some(j)) = (group(raw_old), group(raw_new)) else {
+        return false;
+    };
+    let (old, new) = (raw_old[i], raw_new[j]);
+    old.len() == new.len() && old.iter().zip(new).all(|(a, b)| same_participant(a, b))
+}
+
+fn same_participant(a: &ICalendarEntry, b: &ICalendarEntry) -> bool {
+    let same_address = match (a.values.first(), b.values.first()) {
+        (Some(x), Some(y)) if x == y => true,
+        _ => entry_address(a).is_some_and(|address| Some(address) == entry_address(b)),
+    };
+    same_address && same_multiset(&content_params(a), &content_params(b))
+}
+
+/// An ORGANIZER or ATTENDEE line's parameters but its delivery state.
+fn content_params(entry: &ICalendarEntry) -> Vec<&ICalendarParameter> {
+    entry
+        .params
+        .iter()
+        .filter(|p| !is_state_param(&p.name))
+        .collect()
+}
+
 /// The names of the properties written differently in two grouped, sorted lists.
 fn written_differently(
     raw_old: &[&[&ICalendarEntry]],
@@ -314,6 +356,7 @@ pub fn differing(
     let (sorted_old, sorted_new) = (sorted(before), sorted(after));
     let (raw_old, raw_new) = (grouped(&sorted_old), grouped(&sorted_new));
     let mut wanted = written_differently(&raw_old, &raw_new);
+    wanted.retain(|name| !participants_unchanged(name, &raw_old, &raw_new));
     let end_name = after.end_name();
     let timing = [
         ICalendarProperty::Dtstart,
@@ -491,6 +534,21 @@ ATTENDEE;CN=Bob;ROLE=REQ-PARTICIPANT:mailto:bob@example.com";
         assert_eq!(
             differ(base, &base.replace("BYDAY=MO", "BYDAY=MO;WKST=SU")),
             Vec::<ICalendarProperty>::new()
+        );
+        // Delivery state on a line is no change of it; its role is.
+        let bob =
+            "DTSTART:20260105T090000Z\nATTENDEE;CN=Bob;ROLE=REQ-PARTICIPANT:mailto:bob@example.com";
+        assert_eq!(
+            differ(
+                bob,
+                &bob.replace(";ROLE", ";SCHEDULE-STATUS=1.2;PARTSTAT=ACCEPTED;ROLE")
+                    .replace("mailto:bob", "MAILTO:Bob")
+            ),
+            Vec::<ICalendarProperty>::new()
+        );
+        assert_eq!(
+            differ(bob, &bob.replace("REQ-PARTICIPANT", "OPT-PARTICIPANT")),
+            [ICalendarProperty::Attendee]
         );
         let yearly = "DTSTART:20260105T090000Z\nRRULE:FREQ=YEARLY;BYMONTH=1,7;BYDAY=1MO";
         assert_eq!(

@@ -80,10 +80,12 @@ pub fn put(
     let mut forced: BTreeSet<(InstanceKey, CalAddress)> = BTreeSet::new();
     for comp in new.scheduling_mut() {
         let key = comp.instance_key(&tz_new);
-        for (address, e) in comp.attendees() {
-            if forces(e, "REQUEST") {
-                forced.insert((key.clone(), address));
-            }
+        let forcing = comp
+            .props(&calcard::icalendar::ICalendarProperty::Attendee)
+            .filter(|e| forces(e, "REQUEST"))
+            .filter_map(super::calendar::entry_address);
+        for address in forcing {
+            forced.insert((key.clone(), address));
         }
         let seq = match old_map.get(&key) {
             Some(before) => {
