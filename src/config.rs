@@ -571,6 +571,96 @@ impl Config {
         Ok(config)
     }
 
+    /// Takes from the configuration in force the keys that only a restart changes (the
+    /// listeners, the data folder, the store, the outbound workers, the HTTP timeouts, the
+    /// connection limit, the PRODID), so that a reload changes the rest; returns those that
+    /// differ.
+    pub fn keep_fixed(&mut self, running: &Config) -> Vec<&'static str> {
+        fn keep<T: PartialEq + Clone>(
+            key: &'static str,
+            new: &mut T,
+            old: &T,
+            waiting: &mut Vec<&'static str>,
+        ) {
+            if new != old {
+                waiting.push(key);
+                *new = old.clone();
+            }
+        }
+        let mut w = Vec::new();
+        keep(
+            "server.data_dir",
+            &mut self.server.data_dir,
+            &running.server.data_dir,
+            &mut w,
+        );
+        keep(
+            "server.prodid",
+            &mut self.server.prodid,
+            &running.server.prodid,
+            &mut w,
+        );
+        keep(
+            "lmtp.listen",
+            &mut self.lmtp.listen,
+            &running.lmtp.listen,
+            &mut w,
+        );
+        keep(
+            "smtp.listen",
+            &mut self.smtp.listen,
+            &running.smtp.listen,
+            &mut w,
+        );
+        keep(
+            "http.listen",
+            &mut self.http.listen,
+            &running.http.listen,
+            &mut w,
+        );
+        let timeout = &running.http.request_timeout;
+        keep(
+            "http.request_timeout",
+            &mut self.http.request_timeout,
+            timeout,
+            &mut w,
+        );
+        let idle = &running.http.idle_timeout;
+        keep(
+            "http.idle_timeout",
+            &mut self.http.idle_timeout,
+            idle,
+            &mut w,
+        );
+        keep(
+            "log.format",
+            &mut self.log.format,
+            &running.log.format,
+            &mut w,
+        );
+        keep(
+            "store.cache_size",
+            &mut self.store.cache_size,
+            &running.store.cache_size,
+            &mut w,
+        );
+        let limit = &running.limits.max_connections;
+        keep(
+            "limits.max_connections",
+            &mut self.limits.max_connections,
+            limit,
+            &mut w,
+        );
+        let workers = &running.outbound.concurrency;
+        keep(
+            "outbound.concurrency",
+            &mut self.outbound.concurrency,
+            workers,
+            &mut w,
+        );
+        w
+    }
+
     /// Checks what deserialization cannot: addresses, accounts, limits.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &str, problem: String| ConfigError::Invalid {

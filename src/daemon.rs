@@ -38,8 +38,18 @@ pub enum DaemonError {
     },
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub async fn serve(config: Config) -> Result<(), DaemonError> {
+/// How SIGHUP reloads the configuration: the file it was read from (with the same
+/// `IMIPD_` overrides), and how the log level is changed.
+#[derive(Default)]
+pub struct Reload {
+    /// The configuration file (`None`: defaults and the environment alone).
+    pub path: Option<std::path::PathBuf>,
+    /// Sets the log level (`log.level`'s syntax); an error says why it could not.
+    pub log_level: Option<Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>>,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT; SIGHUP reloads the configuration.
+pub async fn serve(config: Config, reload: Reload) -> Result<(), DaemonError> {
     raise_open_files(&config);
     let opened = SledStore::open_with(&config.server.data_dir, config.store.cache_size);
     let store = opened.map_err(|source| DaemonError::Store {
@@ -52,8 +62,8 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     let mut tasks = JoinSet::new();
 
     for (key, address, protocol) in [
-        ("lmtp.listen", gateway.config.lmtp.listen, Protocol::Lmtp),
-        ("smtp.listen", gateway.config.smtp.listen, Protocol::Smtp),
+        ("lmtp.listen", gateway.config().lmtp.listen, Protocol::Lmtp),
+        ("smtp.listen", gateway.config().smtp.listen, Protocol::Smtp),
     ] {
         let Some(address) = address else { continue };
         let listener = TcpListener::bind(address)
@@ -66,7 +76,7 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         tracing::info!(%address, ?protocol, "listening");
         tasks.spawn(accept(intake.clone(), listener, protocol, stopped.clone()));
     }
-    if let Some(address) = gateway.config.http.listen {
+    if let Some(address) = gateway.config().http.listen {
         let listener = TcpListener::bind(address)
             .await
             .map_err(|source| DaemonError::Bind {
@@ -76,7 +86,7 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
             })?;
         tracing::info!(%address, "listening (http)");
         let api = Arc::new(crate::http::Api::new(gateway.clone()));
-        let config = &gateway.config;
+        let config = gateway.config();
         let limits = crate::http::serve::Limits {
             request_timeout: config.http.request_timeout,
             idle_timeout: config.http.idle_timeout,
@@ -95,13 +105,15 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     // The handlers exist before readiness is announced: a SIGTERM right after READY=1 must
     // drain, not kill.
     let stopping = stop_signals();
-    tracing::info!(data_dir = %gateway.config.server.data_dir.display(), "ready");
+    let reloading = tokio::spawn(reload_on_hangup(gateway.clone(), reload, stopped.clone()));
+    tracing::info!(data_dir = %gateway.config().server.data_dir.display(), "ready");
     notify_systemd("READY=1");
 
     stopping.await;
     tracing::info!("stopping: finishing open sessions");
     notify_systemd("STOPPING=1");
     let _ = stop.send(true);
+    let _ = reloading.await;
     let drained = tokio::time::timeout(Duration::from_secs(30), async {
         while tasks.join_next().await.is_some() {}
     })
@@ -124,7 +136,9 @@ async fn accept(
     protocol: Protocol,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let open = Arc::new(Semaphore::new(intake.gateway.config.limits.max_connections));
+    let open = Arc::new(Semaphore::new(
+        intake.gateway.config().limits.max_connections,
+    ));
     let mut sessions = JoinSet::new();
     loop {
         tokio::select! {
@@ -132,7 +146,7 @@ async fn accept(
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let Ok(slot) = open.clone().try_acquire_owned() else {
-                        let host = intake.gateway.config.server.hostname.clone();
+                        let host = intake.gateway.config().server.hostname.clone();
                         sessions.spawn(turn_away(stream, peer, host));
                         continue;
                     };
@@ -208,6 +222,50 @@ fn notify_systemd(state: &str) {
 }
 
 /// Installs the SIGTERM and SIGINT handlers now; the future ends at the first of them.
+/// Re-reads the configuration at every SIGHUP until the daemon stops. Listeners and open
+/// sessions go on; a file that does not load is refused with its reason, and the configuration
+/// in force stays.
+async fn reload_on_hangup(gateway: Arc<Gateway>, how: Reload, mut stopped: watch::Receiver<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => reload_now(&gateway, &how),
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+fn reload_now(gateway: &Gateway, how: &Reload) {
+    notify_systemd("RELOADING=1");
+    let file = how
+        .path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "the environment".into());
+    match Config::load(how.path.as_deref()) {
+        Err(e) => tracing::error!(
+            file,
+            error = %e,
+            "reload refused: the configuration in force stays"
+        ),
+        Ok(new) => {
+            if let Some(set) = &how.log_level
+                && let Err(e) = set(&new.log.level)
+            {
+                tracing::error!(error = %e, "log.level not changed");
+            }
+            let accounts = new.accounts.len();
+            let waiting = gateway.reload(new);
+            if !waiting.is_empty() {
+                tracing::warn!(keys = ?waiting, "changed in the file; only a restart applies them");
+            }
+            tracing::info!(file, accounts, "configuration reloaded");
+        }
+    }
+    notify_systemd("READY=1");
+}
+
 fn stop_signals() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");

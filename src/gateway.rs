@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::itip::{CalAddress, Context};
 use crate::store::{Change, Durability, Store, StoreError};
+use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -30,13 +31,35 @@ impl Clock for SystemClock {
     }
 }
 
+/// The configuration in force, with the address book made from its accounts.
+pub struct Settings {
+    /// The configuration.
+    pub config: Config,
+    book: BTreeMap<CalAddress, String>,
+}
+
+impl Settings {
+    fn new(config: Config) -> Self {
+        let book = config.address_book();
+        Settings { config, book }
+    }
+}
+
+impl std::ops::Deref for Settings {
+    type Target = Config;
+    fn deref(&self) -> &Config {
+        &self.config
+    }
+}
+
 /// The state every listener shares.
 pub struct Gateway {
-    /// The configuration in force.
-    pub config: Config,
+    /// The configuration in force and what is derived from it; replaced whole on reload.
+    settings: ArcSwap<Settings>,
+    /// The PRODID the daemon started with: the engine borrows it for every message.
+    prodid: String,
     /// The store.
     pub store: Arc<dyn Store>,
-    book: BTreeMap<CalAddress, String>,
     durability: Durability,
     clock: Arc<dyn Clock>,
     /// Woken when messages are queued.
@@ -71,12 +94,11 @@ impl Gateway {
 
     /// As [`Gateway::new`], on another clock (tests).
     pub fn with_clock(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        let book = config.address_book();
         let durability = Durability::start(store.clone());
         Gateway {
-            config,
+            prodid: config.server.prodid.clone(),
+            settings: ArcSwap::from_pointee(Settings::new(config)),
             store,
-            book,
             durability,
             clock,
             outbox_ready: Notify::new(),
@@ -89,16 +111,32 @@ impl Gateway {
         self.clock.now()
     }
 
+    /// The configuration in force: a snapshot that a reload does not change under the holder.
+    pub fn config(&self) -> Arc<Settings> {
+        self.settings.load_full()
+    }
+
+    /// Puts a new configuration in force (SIGHUP). What only a restart can change (listeners,
+    /// the data folder, the store's cache, the PRODID) keeps its old value; the keys named in
+    /// the answer differ in the new file and wait for a restart.
+    pub fn reload(&self, mut new: Config) -> Vec<&'static str> {
+        let old = self.config();
+        let waiting = new.keep_fixed(&old.config);
+        self.settings.store(Arc::new(Settings::new(new)));
+        waiting
+    }
+
     /// The account an email address belongs to.
-    pub fn account_for(&self, email: &str) -> Option<&str> {
-        CalAddress::from_email(email.trim().trim_matches(['<', '>']))
-            .and_then(|a| self.book.get(&a))
-            .map(|s| s.as_str())
+    pub fn account_for(&self, email: &str) -> Option<String> {
+        let address = CalAddress::from_email(email.trim().trim_matches(['<', '>']))?;
+        self.settings.load().book.get(&address).cloned()
     }
 
     /// Every address of an account.
     pub fn addresses(&self, account: &str) -> Vec<CalAddress> {
-        self.book
+        self.settings
+            .load()
+            .book
             .iter()
             .filter(|(_, a)| a.as_str() == account)
             .map(|(address, _)| address.clone())
@@ -109,7 +147,7 @@ impl Gateway {
     pub fn context<'a>(&'a self, addresses: &'a [CalAddress]) -> Context<'a> {
         Context {
             now: self.now(),
-            prodid: &self.config.server.prodid,
+            prodid: &self.prodid,
             addresses,
         }
     }

@@ -167,8 +167,12 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(78);
         }
     };
-    init_logging(&config);
-    match runtime().block_on(imipd::daemon::serve(config)) {
+    let log_level = init_logging(&config);
+    let reload = imipd::daemon::Reload {
+        path,
+        log_level: Some(log_level),
+    };
+    match runtime().block_on(imipd::daemon::serve(config, reload)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "cannot run");
@@ -178,19 +182,33 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+/// Starts logging to standard error; returns how to change the level later (SIGHUP). A level
+/// in `RUST_LOG` wins over `log.level`, then and at every reload.
+fn init_logging(config: &Config) -> Box<dyn Fn(&str) -> Result<(), String> + Send + Sync> {
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer, fmt, layer::SubscriberExt, reload};
+    let from_env = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
+    let filter = EnvFilter::new(from_env.as_deref().unwrap_or(&config.log.level));
+    let (filter, handle) = reload::Layer::new(filter);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    if config.log.format == "json" {
-        builder.json().init();
+    let output = fmt::layer().with_ansi(ansi).with_writer(std::io::stderr);
+    let output = if config.log.format == "json" {
+        output.json().boxed()
     } else {
-        builder.init();
-    }
+        output.boxed()
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(output)
+        .init();
+    Box::new(move |level: &str| {
+        if from_env.is_some() {
+            return Ok(());
+        }
+        handle
+            .reload(EnvFilter::new(level))
+            .map_err(|e| e.to_string())
+    })
 }
 
 fn deliver(path: Option<PathBuf>, from: &str, to: &[String]) -> ExitCode {

@@ -68,7 +68,7 @@ pub async fn write(
         return Err(WriteError::UidMismatch);
     }
     gateway
-        .config
+        .config()
         .limits
         .check(text.len(), &new)
         .map_err(WriteError::TooLarge)?;

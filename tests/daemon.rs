@@ -659,3 +659,99 @@ fn pass_through_defers_when_the_mailbox_store_is_down() {
     // The calendar part is applied already; the MTA's retry finds it so and forwards.
     assert_eq!(daemon.get("bob@example.com", "pass-3").0, 200);
 }
+
+fn hang_up(daemon: &Daemon) {
+    let pid = daemon.child.as_ref().unwrap().id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+#[test]
+fn sighup_reloads_accounts_and_refuses_a_broken_file() {
+    let mut daemon = daemon_start("reload");
+    let carol = common::build::event("hup-1")
+        .method("REQUEST")
+        .set("ORGANIZER;CN=Olga:mailto:olga@partner.example")
+        .line("ATTENDEE;RSVP=TRUE:mailto:carol@example.com")
+        .text();
+    let message = invitation("olga@partner.example", "hup-1@partner.example", &carol);
+    let replies = daemon.lmtp("olga@partner.example", &["carol@example.com"], &message);
+    assert!(replies[0].starts_with("550 5.1.1"), "{replies:?}");
+
+    // Carol's account is added to the file, the log level lowered, and the daemon told.
+    let original = std::fs::read_to_string(&daemon.config).unwrap();
+    let with_carol = format!(
+        "{original}\n[accounts.\"carol@example.com\"]\npassword_hash = \"{}\"\n[log]\nlevel = \"warn\"\n",
+        common::SECRET_HASH
+    );
+    std::fs::write(&daemon.config, &with_carol).unwrap();
+    hang_up(&daemon);
+    assert!(
+        common::eventually(|| daemon.lmtp(
+            "olga@partner.example",
+            &["carol@example.com"],
+            &message
+        )[0]
+        .starts_with("250")),
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(daemon.get("carol@example.com", "hup-1").0, 200);
+    // At level warn, deliveries are no longer logged.
+    let logged = daemon.log().matches("delivered").count();
+    let again = message.replace("hup-1@partner", "hup-2@partner");
+    assert!(
+        daemon.lmtp("olga@partner.example", &["carol@example.com"], &again)[0].starts_with("250")
+    );
+    assert_eq!(
+        daemon.log().matches("delivered").count(),
+        logged,
+        "{}",
+        daemon.log()
+    );
+
+    // A broken file is refused; the daemon goes on with what it had.
+    std::fs::write(
+        &daemon.config,
+        format!("{with_carol}\n[limits]\nmax_parts = \"many\"\n"),
+    )
+    .unwrap();
+    hang_up(&daemon);
+    assert!(
+        common::eventually(|| daemon.log().contains("reload refused")),
+        "{}",
+        daemon.log()
+    );
+    assert!(
+        daemon.log().contains("limits.max_parts"),
+        "{}",
+        daemon.log()
+    );
+    let again = message.replace("hup-1@partner", "hup-3@partner");
+    let replies = daemon.lmtp("olga@partner.example", &["carol@example.com"], &again);
+    assert!(replies[0].starts_with("250"), "{replies:?}");
+    assert!(daemon.child.as_mut().unwrap().try_wait().unwrap().is_none());
+
+    // A listener moved in the file waits for a restart, and says so.
+    let moved = with_carol.replace(
+        &format!("127.0.0.1:{}", daemon.lmtp),
+        &format!("127.0.0.1:{}", free_port()),
+    );
+    std::fs::write(&daemon.config, moved).unwrap();
+    hang_up(&daemon);
+    assert!(
+        common::eventually(|| daemon.log().contains("only a restart applies them")),
+        "{}",
+        daemon.log()
+    );
+    assert!(daemon.log().contains("lmtp.listen"), "{}", daemon.log());
+    let third = message.replace("hup-1@partner", "hup-4@partner");
+    assert!(
+        daemon.lmtp("olga@partner.example", &["carol@example.com"], &third)[0].starts_with("250")
+    );
+}

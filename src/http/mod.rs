@@ -38,7 +38,7 @@ impl Api {
 
     /// The largest request body taken.
     pub fn max_body(&self) -> usize {
-        self.gateway.config.limits.max_object_size + 64 * 1024
+        self.gateway.config().limits.max_object_size + 64 * 1024
     }
 }
 
@@ -152,7 +152,7 @@ async fn authorize(
     account: &str,
 ) -> Result<String, Denied> {
     let gateway = &api.gateway;
-    let canonical = gateway.account_for(account).map(str::to_string);
+    let canonical = gateway.account_for(account);
     let (user, password) = match credentials(headers) {
         Some(Credential::Bearer(token)) => {
             return if is_admin(gateway, &token) {
@@ -165,10 +165,11 @@ async fn authorize(
         Some(Credential::Basic(user, password)) => (user, password),
         None => return Err(Denied::Unauthorized),
     };
-    let user_account = gateway.account_for(&user).map(str::to_string);
+    let user_account = gateway.account_for(&user);
+    let config = gateway.config();
     let hash = user_account
         .as_ref()
-        .and_then(|a| gateway.config.accounts.get(a))
+        .and_then(|a| config.accounts.get(a))
         .map(|a| a.password_hash.as_str());
     let known = user_account.as_deref().zip(hash);
     match api.auth.check(peer, &user, known, &password).await {
@@ -207,7 +208,7 @@ fn credentials(headers: &HeaderMap) -> Option<Credential> {
 
 /// True for the configured admin token (never for an empty one).
 fn is_admin(gateway: &Gateway, token: &str) -> bool {
-    let admin = &gateway.config.http.admin_token;
+    let admin = &gateway.config().http.admin_token;
     !admin.is_empty()
         && bool::from(subtle::ConstantTimeEq::ct_eq(
             token.as_bytes(),
@@ -498,7 +499,7 @@ async fn explain(
 
 /// The admin Bearer token, for routes that see every account.
 fn admin(api: &Api, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<(), Denied> {
-    if api.gateway.config.http.admin_token.is_empty() {
+    if api.gateway.config().http.admin_token.is_empty() {
         return Err(Denied::Status(
             403,
             "this needs http.admin_token to be set".into(),

@@ -263,7 +263,7 @@ fn copy_of<'a>(
 /// Why an invitation for an object the user lacks is not added (`inbound.auto_add`).
 fn not_added(gateway: &Gateway, admitted: &Admitted, part: &Part, copy: &Draft) -> Option<String> {
     let adds = matches!(part.method, Method::Request | Method::Publish | Method::Add);
-    let policy = gateway.config.inbound.auto_add;
+    let policy = gateway.config().inbound.auto_add;
     let allowed = match policy {
         AutoAdd::Always => true,
         AutoAdd::Authenticated => admitted.author.authenticated,
@@ -315,7 +315,7 @@ impl Step<'_> {
         } = received;
         if let Some(next) = stored {
             self.gateway
-                .config
+                .config()
                 .limits
                 .check(next.to_string().len(), &next)
                 .map_err(Verdict::too_large)?;
@@ -381,7 +381,7 @@ impl Step<'_> {
         if self.part.method != Method::Refresh {
             return Ok(responses);
         }
-        let window = self.gateway.config.outbound.notify_delay.as_secs() as i64;
+        let window = self.gateway.config().outbound.notify_delay.as_secs() as i64;
         let now = self.gateway.now();
         let mut allowed = Vec::new();
         for response in responses {
@@ -495,7 +495,7 @@ pub fn explain(gateway: &Gateway, mail: &InboundMail, recipients: &[Mailbox]) ->
                 "explain",
                 admitted,
                 mail.message_id.as_deref(),
-                account,
+                &account,
             ) {
                 Ok(plan) if plan.duplicate => explained(
                     recipient,

@@ -157,7 +157,7 @@ fn speaks_locally(gateway: &Gateway, address: &CalAddress) -> bool {
     let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
     gateway.account_for(email).is_some()
         && !gateway
-            .config
+            .config()
             .security
             .mail_from_local_domains
             .iter()
@@ -168,7 +168,7 @@ fn speaks_locally(gateway: &Gateway, address: &CalAddress) -> bool {
 /// message is refused only when none of its calendar parts can be parsed at all, or when it is
 /// over a limit (one part more than `limits.max_parts` stops parsing at once).
 fn parse_parts(gateway: &Gateway, mail: &InboundMail) -> Result<Parts, Verdict> {
-    let limit = gateway.config.limits.max_parts;
+    let limit = gateway.config().limits.max_parts;
     let mut sorted = Parts {
         usable: Vec::new(),
         unusable: Vec::new(),
@@ -195,7 +195,7 @@ fn parse_parts(gateway: &Gateway, mail: &InboundMail) -> Result<Parts, Verdict> 
             }
         };
         gateway
-            .config
+            .config()
             .limits
             .check(part.text.len(), &calendar)
             .map_err(Verdict::too_large)?;
@@ -256,7 +256,7 @@ fn same_version(a: &Calendar, b: &Calendar) -> bool {
 /// `None` when no authserv-id is trusted; else whether a trusted one reports a DMARC pass for
 /// the author's domain (RFC 8601, RFC 7489).
 fn dmarc_verdict(gateway: &Gateway, mail: &InboundMail, author: &Mailbox) -> Option<bool> {
-    let trusted = &gateway.config.security.trusted_authserv_ids;
+    let trusted = &gateway.config().security.trusted_authserv_ids;
     if trusted.is_empty() {
         return None;
     }

@@ -33,7 +33,7 @@ pub struct Intake {
 impl Intake {
     /// Sessions for a gateway.
     pub fn new(gateway: Arc<Gateway>) -> Self {
-        let max = gateway.config.limits.max_message_size;
+        let max = gateway.config().limits.max_message_size;
         Intake {
             memory: Budget::new(MEMORY_BUDGET, max),
             gateway,

@@ -146,7 +146,7 @@ struct Conn<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     fn new(intake: Arc<Intake>, stream: S, protocol: Protocol) -> Self {
-        let config = &intake.gateway.config;
+        let config = intake.gateway.config();
         let name = if protocol == Protocol::Lmtp {
             "LMTP"
         } else {
@@ -170,8 +170,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    fn config(&self) -> &crate::config::Config {
-        &self.session.intake.gateway.config
+    fn config(&self) -> std::sync::Arc<crate::gateway::Settings> {
+        self.session.intake.gateway.config()
     }
 
     /// Writes what is to be written; false when the client is gone.
@@ -283,7 +283,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let next = self.session.command(&self.line, &mut self.out);
         self.line.clear();
         let gateway = self.session.intake.gateway.clone();
-        let limits = &gateway.config.limits;
+        let limits = &gateway.config().limits;
         self.deadline = Instant::now() + limits.command_timeout;
         match next {
             Next::Continue => Flow::Go,
@@ -292,7 +292,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 // The receiver looks for CRLF "." CRLF; DATA itself ended a line.
                 receiver.ingest(&mut b"\r\n".iter(), &mut Vec::new());
                 let incoming =
-                    Incoming::new(&gateway.config.server.data_dir, limits.max_message_size);
+                    Incoming::new(&gateway.config().server.data_dir, limits.max_message_size);
                 self.deadline = Instant::now() + limits.data_timeout;
                 self.phase = Phase::Data {
                     receiver,
@@ -390,7 +390,7 @@ impl Session {
         }
         self.greeted = true;
         self.envelope = None;
-        let config = &self.intake.gateway.config;
+        let config = self.intake.gateway.config();
         format!(
             "250-{} hello {}\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SIZE {}",
             config.server.hostname,
@@ -402,7 +402,7 @@ impl Session {
     fn size_refusal(&self) -> String {
         format!(
             "552 5.3.4 message size exceeds {}",
-            self.intake.gateway.config.limits.max_message_size
+            self.intake.gateway.config().limits.max_message_size
         )
     }
 
@@ -416,7 +416,7 @@ impl Session {
         if let Some(param) = unoffered_mail_parameter(&from) {
             return format!("555 5.5.4 {param} is not offered here");
         }
-        if from.size > self.intake.gateway.config.limits.max_message_size {
+        if from.size > self.intake.gateway.config().limits.max_message_size {
             return self.size_refusal();
         }
         let sender = match from.address.as_str() {
@@ -455,14 +455,14 @@ impl Session {
             envelope.lines.push(known);
             return "250 2.1.5 recipient ok (duplicate, delivered once)".into();
         }
-        if envelope.recipients.len() >= gateway.config.limits.max_recipients {
+        if envelope.recipients.len() >= gateway.config().limits.max_recipients {
             return "452 4.5.3 too many recipients".into();
         }
         let route = if let Some(account) = gateway.account_for(recipient.as_str()) {
-            Route::Account(account.to_string())
+            Route::Account(account)
         } else if crate::outbound::dsn::is_bounce_address(gateway, &recipient) {
             Route::Bounce
-        } else if gateway.config.inbound.forward.is_some() {
+        } else if gateway.config().inbound.forward.is_some() {
             // In pass-through mode every other recipient is the mailbox store's to judge.
             Route::ForwardOnly
         } else {
@@ -529,7 +529,7 @@ fn describe(error: &ProtoError) -> String {
 
 /// The verdicts for a finished DATA, one per distinct recipient.
 async fn finish(intake: &Intake, envelope: &Envelope, incoming: Incoming) -> Vec<Verdict> {
-    let max = intake.gateway.config.limits.max_message_size;
+    let max = intake.gateway.config().limits.max_message_size;
     if incoming.too_large() {
         let verdict = Verdict::too_large(format!("message is over {max} bytes"));
         return envelope
@@ -565,7 +565,7 @@ async fn process(intake: &Intake, envelope: &Envelope, raw: &[u8]) -> Vec<Verdic
             "received"
         );
         let verdicts = super::receive(intake, &trace, &mail, raw, envelope).await;
-        match intake.gateway.config.inbound.forward {
+        match intake.gateway.config().inbound.forward {
             Some(target) => super::forward(&trace, target, envelope, raw, verdicts).await,
             None => verdicts,
         }

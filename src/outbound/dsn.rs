@@ -38,7 +38,7 @@ pub fn bounce_address(gateway: &Gateway, id: u64) -> Mailbox {
     let token = hex(&tag(gateway, b"bounce", id).finalize().into_bytes());
     let address = format!(
         "{PREFIX}{id:016x}.{token}@{}",
-        gateway.config.server.hostname
+        gateway.config().server.hostname
     );
     Mailbox::parse(&address).expect("hex at a host name is a mailbox")
 }
@@ -47,7 +47,7 @@ pub fn bounce_address(gateway: &Gateway, id: u64) -> Mailbox {
 /// queue (ids are sequential).
 pub fn message_id(gateway: &Gateway, id: u64) -> String {
     let token = hex(&tag(gateway, b"message-id", id).finalize().into_bytes());
-    format!("{token}@{}", gateway.config.server.hostname)
+    format!("{token}@{}", gateway.config().server.hostname)
 }
 
 /// True for any address of the bounce form at this host, valid or not: RCPT accepts them all
@@ -55,7 +55,7 @@ pub fn message_id(gateway: &Gateway, id: u64) -> String {
 pub fn is_bounce_address(gateway: &Gateway, address: &Mailbox) -> bool {
     address
         .domain()
-        .eq_ignore_ascii_case(&gateway.config.server.hostname)
+        .eq_ignore_ascii_case(&gateway.config().server.hostname)
         && address
             .local_part()
             .get(..PREFIX.len())

@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 /// Delivers the queue until shutdown: up to `outbound.concurrency` deliveries at once, each
 /// recipient's messages in the order they were queued.
 pub async fn run(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
-    let journal = match Journal::open(&gateway.config.server.data_dir) {
+    let journal = match Journal::open(&gateway.config().server.data_dir) {
         Ok((journal, accepted)) => {
             // Nothing goes out before the store knows what the relay took before a crash.
             while let Err(e) = reconcile(&gateway, &accepted).await {
@@ -49,7 +49,7 @@ pub async fn run(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
         }
     };
     let mut worker = Worker {
-        concurrency: gateway.config.outbound.concurrency,
+        concurrency: gateway.config().outbound.concurrency,
         gateway: gateway.clone(),
         in_flight: Arc::default(),
         journal,
@@ -186,7 +186,7 @@ async fn attempt(
 ) -> Result<(), StoreError> {
     let outcome = transmit(gateway, id, message).await;
     let relayed = outcome == Outcome::Delivered(ScheduleStatus::Sent)
-        && gateway.config.outbound.transport == Transport::Smtp;
+        && gateway.config().outbound.transport == Transport::Smtp;
     if relayed && let Some(journal) = journal {
         let written = tokio::task::spawn_blocking(move || journal.record(id)).await;
         if let Err(e) = written.map_err(std::io::Error::other).and_then(|r| r) {
@@ -211,28 +211,28 @@ async fn transmit(gateway: &Gateway, id: u64, message: &OutboundMessage) -> Outc
     let Some(recipient) = message.to.first() else {
         return Outcome::Failed(ScheduleStatus::NotDelivered, "no recipient".into());
     };
-    if let Some(account) = gateway.account_for(recipient.as_str()).map(str::to_string) {
+    if let Some(account) = gateway.account_for(recipient.as_str()) {
         return local::apply(gateway, id, &account, message).await;
     }
     let raw = render(gateway, id, message);
-    match gateway.config.outbound.transport {
+    match gateway.config().outbound.transport {
         Transport::Spool => {
-            let dir = gateway.config.outbound.spool_dir.clone();
+            let dir = gateway.config().outbound.spool_dir.clone();
             match tokio::task::spawn_blocking(move || write_spool(&dir, id, &raw)).await {
                 Ok(Ok(())) => Outcome::Delivered(ScheduleStatus::Sent),
                 Ok(Err(e)) => Outcome::Retry(format!("spool: {e}")),
                 Err(e) => Outcome::Retry(e.to_string()),
             }
         }
-        Transport::Smtp => match &gateway.config.outbound.relay {
+        Transport::Smtp => match &gateway.config().outbound.relay {
             Some(relay) => {
                 relay::send(
                     relay,
-                    &gateway.config.server.hostname,
+                    &gateway.config().server.hostname,
                     &dsn::bounce_address(gateway, id),
                     recipient,
                     &raw,
-                    gateway.config.outbound.relay_timeout,
+                    gateway.config().outbound.relay_timeout,
                 )
                 .await
             }
@@ -246,7 +246,7 @@ pub fn render(gateway: &Gateway, id: u64, message: &OutboundMessage) -> Vec<u8> 
     let readable = mime::readable(
         &message.summary,
         message.from.as_str(),
-        &gateway.config.templates,
+        &gateway.config().templates,
     );
     let message_id = dsn::message_id(gateway, id);
     let from_name = message
@@ -262,7 +262,7 @@ pub fn render(gateway: &Gateway, id: u64, message: &OutboundMessage) -> Vec<u8> 
         from_name,
         to: &message.to,
         readable: &readable,
-        attach_ics: gateway.config.templates.attach_ics,
+        attach_ics: gateway.config().templates.attach_ics,
         method: &message.method,
         calendar: &message.calendar,
         date: message.queued_at,

@@ -20,7 +20,7 @@ pub fn after_answer(
     after: &Calendar,
     changes: &mut Vec<Change>,
 ) {
-    if !gateway.config.outbound.notify_attendees {
+    if !gateway.config().outbound.notify_attendees {
         return;
     }
     let repliers = itip::changed_answers(before, after);
@@ -30,7 +30,7 @@ pub fn after_answer(
     changes.push(Change::Notify {
         account: account.into(),
         uid: uid.into(),
-        due: gateway.now() + gateway.config.outbound.notify_delay.as_secs() as i64,
+        due: gateway.now() + gateway.config().outbound.notify_delay.as_secs() as i64,
         repliers: repliers.iter().map(|a| a.to_string()).collect(),
     });
 }

@@ -99,7 +99,7 @@ pub async fn settle(
     let (queue_change, status) = next_step(gateway, id, message, outcome);
     // What the relay accepted is remembered (without its body) so that a bounce can find it.
     let remember = (status == Some(ScheduleStatus::Sent)
-        && gateway.config.outbound.transport == Transport::Smtp)
+        && gateway.config().outbound.transport == Transport::Smtp)
         .then(|| {
             Change::Sent(
                 id,
@@ -129,7 +129,7 @@ fn next_step(
     message: &OutboundMessage,
     outcome: Outcome,
 ) -> (Change, Option<ScheduleStatus>) {
-    let outbound = &gateway.config.outbound;
+    let outbound = &gateway.config().outbound;
     let now = gateway.now();
     match outcome {
         Outcome::Retry(reason)
