@@ -38,14 +38,17 @@ pub enum DaemonError {
     },
 }
 
+/// Sets the log level from `log.level`'s syntax; an error says why it could not.
+pub type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
 /// How SIGHUP reloads the configuration: the file it was read from (with the same
 /// `IMIPD_` overrides), and how the log level is changed.
 #[derive(Default)]
 pub struct Reload {
     /// The configuration file (`None`: defaults and the environment alone).
     pub path: Option<std::path::PathBuf>,
-    /// Sets the log level (`log.level`'s syntax); an error says why it could not.
-    pub log_level: Option<Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>>,
+    /// Sets the log level.
+    pub log_level: Option<SetLogLevel>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT; SIGHUP reloads the configuration.

@@ -35,6 +35,7 @@ enum Command {
     /// Runs the daemon: LMTP/SMTP intake, HTTP API, outbound queue.
     Serve {
         /// The TOML configuration file (defaults apply to every key it leaves out).
+        /// [default: /etc/imipd/imipd.toml when it exists]
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -42,6 +43,7 @@ enum Command {
     /// Exits 0 (delivered), 67 (unknown user), 65 (refused), 75 (try later).
     Deliver {
         /// The configuration file of the running daemon (for its LMTP address).
+        /// [default: /etc/imipd/imipd.toml when it exists]
         #[arg(long)]
         config: Option<PathBuf>,
         /// Envelope sender.
@@ -56,6 +58,7 @@ enum Command {
     /// matches, the change and the messages it would send.
     Explain {
         /// The configuration file of the running daemon (HTTP address and admin token).
+        /// [default: /etc/imipd/imipd.toml when it exists]
         #[arg(long)]
         config: Option<PathBuf>,
         /// The message (an .eml file).
@@ -67,6 +70,7 @@ enum Command {
     /// The outbound queue of the running daemon: list, show, retry now, or drop (status 5.1).
     Queue {
         /// The configuration file of the running daemon (HTTP address and admin token).
+        /// [default: /etc/imipd/imipd.toml when it exists]
         #[arg(long)]
         config: Option<PathBuf>,
         #[command(subcommand)]
@@ -81,7 +85,8 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Reads a password on standard input and prints its argon2 hash for `password_hash`.
+    /// Asks for a password (without echo on a terminal; otherwise the first line of standard
+    /// input) and prints its argon2 hash for `password_hash`.
     HashPassword,
     /// Runs scenario files against the scheduling engine, in-process.
     Conformance {
@@ -122,16 +127,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(config),
         Command::Deliver { config, from, to } => deliver(config, &from, &to),
-        Command::CheckConfig { config } => match Config::load(Some(&config)) {
-            Ok(_) => {
-                println!("{}: ok", config.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{}: {e}", config.display());
-                ExitCode::FAILURE
-            }
-        },
+        Command::CheckConfig { config } => check_config(&config),
         Command::HashPassword => hash_password(),
         Command::Bench(args) => bench(args),
         Command::Explain {
@@ -148,6 +144,40 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where `serve` and the other commands look when `--config` is not given.
+const DEFAULT_CONFIG: &str = "/etc/imipd/imipd.toml";
+
+/// `--config`, or the default file when it exists.
+fn config_path(given: Option<PathBuf>) -> Option<PathBuf> {
+    given.or_else(|| Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()))
+}
+
+/// Prints every problem of a configuration on a line of its own, after the file's name.
+fn print_problems(file: Option<&std::path::Path>, error: &imipd::config::ConfigError) {
+    let file = file
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "configuration".into());
+    for line in error.to_string().lines() {
+        eprintln!("{file}: {line}");
+    }
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    match Config::load(Some(path)) {
+        Ok(config) => {
+            for warning in config.warnings(Some(path)) {
+                eprintln!("{}: warning: {warning}", path.display());
+            }
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            print_problems(Some(path), &e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -156,18 +186,18 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn serve(path: Option<PathBuf>) -> ExitCode {
+    let path = config_path(path);
     let config = match Config::load(path.as_deref()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!(
-                "imipd: {}: {e}",
-                path.map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "configuration".into())
-            );
+            print_problems(path.as_deref(), &e);
             return ExitCode::from(78);
         }
     };
     let log_level = init_logging(&config);
+    for warning in config.warnings(path.as_deref()) {
+        tracing::warn!("{warning}");
+    }
     let reload = imipd::daemon::Reload {
         path,
         log_level: Some(log_level),
@@ -184,7 +214,7 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
 
 /// Starts logging to standard error; returns how to change the level later (SIGHUP). A level
 /// in `RUST_LOG` wins over `log.level`, then and at every reload.
-fn init_logging(config: &Config) -> Box<dyn Fn(&str) -> Result<(), String> + Send + Sync> {
+fn init_logging(config: &Config) -> imipd::daemon::SetLogLevel {
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{EnvFilter, Layer, fmt, layer::SubscriberExt, reload};
     let from_env = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
@@ -213,6 +243,7 @@ fn init_logging(config: &Config) -> Box<dyn Fn(&str) -> Result<(), String> + Sen
 
 fn deliver(path: Option<PathBuf>, from: &str, to: &[String]) -> ExitCode {
     use imipd::inbound::pipe;
+    let path = config_path(path);
     let config = match Config::load(path.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -270,11 +301,32 @@ fn deliver(path: Option<PathBuf>, from: &str, to: &[String]) -> ExitCode {
 fn hash_password() -> ExitCode {
     use argon2::PasswordHasher;
     use argon2::password_hash::{SaltString, rand_core::OsRng};
-    let mut password = String::new();
-    if std::io::stdin().read_line(&mut password).is_err()
-        || password.trim_end_matches(['\r', '\n']).is_empty()
-    {
-        eprintln!("imipd hash-password: give the password on standard input");
+    // On a terminal the password is asked for without echo, twice; otherwise it is the first
+    // line of standard input (scripts, `echo secret | imipd hash-password`).
+    let password = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        let first = rpassword::prompt_password("Password: ");
+        let again = rpassword::prompt_password("Again: ");
+        match (first, again) {
+            (Ok(a), Ok(b)) if a == b => a,
+            (Ok(_), Ok(_)) => {
+                eprintln!("imipd hash-password: the two passwords differ");
+                return ExitCode::FAILURE;
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("imipd hash-password: reading the password: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        let mut line = String::new();
+        if let Err(e) = std::io::stdin().read_line(&mut line) {
+            eprintln!("imipd hash-password: reading standard input: {e}");
+            return ExitCode::FAILURE;
+        }
+        line
+    };
+    if password.trim_end_matches(['\r', '\n']).is_empty() {
+        eprintln!("imipd hash-password: the password is empty");
         return ExitCode::FAILURE;
     }
     let salt = SaltString::generate(&mut OsRng);
@@ -366,7 +418,8 @@ fn admin_request(
 }
 
 fn load_or_exit(path: Option<&std::path::Path>, command: &str) -> Result<Config, ExitCode> {
-    Config::load(path).map_err(|e| {
+    let path = config_path(path.map(PathBuf::from));
+    Config::load(path.as_deref()).map_err(|e| {
         eprintln!("imipd {command}: {e}");
         ExitCode::FAILURE
     })

@@ -36,20 +36,32 @@ fn the_sample_configuration_is_good() {
     );
     let (ok, out) = check("minimal", "[server]\nhostname = \"mx.example.com\"\n");
     assert!(ok, "{out}");
-    // The production sample, with its data folder somewhere that exists here.
-    let production = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/production.toml"),
-    )
-    .unwrap()
-    .replace(
-        "/var/lib/imipd/data",
-        &std::env::temp_dir()
-            .join("imipd-check-production")
-            .display()
-            .to_string(),
+    // The two deployments' samples, with their data folder somewhere that exists here.
+    for sample in ["pass-through", "beside"] {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("config/{sample}.toml")),
+        )
+        .unwrap()
+        .replace(
+            "/var/lib/imipd/data",
+            &std::env::temp_dir()
+                .join("imipd-check-production")
+                .display()
+                .to_string(),
+        );
+        let (ok, out) = check(sample, &text);
+        assert!(ok, "{sample}: {out}");
+        // Neither deployment can drop ordinary mail: no warning says so.
+        assert!(!out.contains("kept nowhere"), "{sample}: {out}");
+    }
+    let (ok, out) = check(
+        "last-stop",
+        "[server]\nhostname = \"mx.example.com\"\n[accounts.\"a@x.org\"]\n",
     );
-    let (ok, out) = check("production", &production);
-    assert!(ok, "{out}");
+    assert!(
+        ok && out.contains("warning: inbound.forward is empty"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -154,6 +166,62 @@ fn broken_files_name_the_key() {
             "server.data_dir",
         ),
         ("not-toml", "[server\nhostname = \n".to_string(), "TOML"),
+        // A misspelt level would read as a module's name and silence the daemon.
+        (
+            "log-level-typo",
+            "[log]\nlevel = \"inof\"\n".to_string(),
+            "log.level: \"inof\" is not a level",
+        ),
+        (
+            "unknown-algorithm",
+            "[accounts.\"a@x.org\"]\npassword_hash = \"$argon2x$v=19$m=19456,t=2,p=1$y32NM/1FpUSTQtgjzChkxg$tzcDi61ISGyh1GB8Hi6AxD6B3XDZJk4+GtpIgJeUBi4\"\n".to_string(),
+            "unknown algorithm \"argon2x\"",
+        ),
+        (
+            "template-typo",
+            "[templates]\ninvite_subject = \"Invitation: {titel}\"\n".to_string(),
+            "templates.invite_subject: unknown placeholder {titel}",
+        ),
+        (
+            "relay-without-port",
+            "[outbound]\ntransport = \"smtp\"\nrelay = \"smtp://mail.example.com\"\n".to_string(),
+            "outbound.relay",
+        ),
+        (
+            "transport-typo",
+            "[outbound]\ntransport = \"smpt\"\n".to_string(),
+            "\"smpt\" is none of \"spool\", \"smtp\"",
+        ),
+        (
+            "auto-add-typo",
+            "[inbound]\nauto_add = \"sometimes\"\n".to_string(),
+            "\"always\", \"authenticated\", \"never\"",
+        ),
+        (
+            "token-twice",
+            "[http]\nadmin_token = \"x\"\nadmin_token_file = \"/etc/hostname\"\n".to_string(),
+            "http.admin_token_file: set either",
+        ),
+        (
+            "token-file-missing",
+            "[http]\nadmin_token_file = \"/nonexistent/token\"\n".to_string(),
+            "http.admin_token_file: cannot read /nonexistent/token",
+        ),
+        (
+            "both-deployments",
+            "[inbound]\nforward = \"lmtp://127.0.0.1:24\"\ncopy_domain = \"imipd.invalid\"\n".to_string(),
+            "inbound.copy_domain: set with inbound.forward",
+        ),
+        (
+            "copies-to-an-account-domain",
+            "[inbound]\ncopy_domain = \"x.org\"\n[accounts.\"a@x.org\"]\n".to_string(),
+            "inbound.copy_domain: x.org is the domain of the account a@x.org",
+        ),
+        (
+            "user-without-password",
+            "[outbound]\nrelay = \"smtp://imipd@mail.example.com:587\"\n".to_string(),
+            "outbound.relay_password_file",
+        ),
     ];
     for (name, toml, key) in cases {
         let (ok, out) = check(name, &toml);
@@ -164,4 +232,84 @@ fn broken_files_name_the_key() {
         );
     }
     let _ = std::fs::remove_file(&file_in_the_way);
+}
+
+#[test]
+fn every_problem_is_listed_at_once() {
+    let (ok, out) = check(
+        "several",
+        "[lmtp]\nlisten = \"nowhere\"\n[outbound]\nconcurrency = \"many\"\n\
+[log]\nlevel = \"inof\"\n[limits]\nmax_parts = 0\n[templates]\nfooter = \"x\"\ninvite_subject = \"{titel}\"\n",
+    );
+    assert!(!ok);
+    // Two sections that do not deserialize: both named.
+    for key in ["lmtp.listen", "outbound.concurrency"] {
+        assert!(out.contains(key), "{key} missing: {out}");
+    }
+    let (ok, out) = check(
+        "several-checks",
+        "[log]\nlevel = \"inof\"\n[limits]\nmax_parts = 0\n[templates]\ninvite_subject = \"{titel}\"\n",
+    );
+    assert!(!ok);
+    for key in ["log.level", "limits.max_parts", "templates.invite_subject"] {
+        assert!(out.contains(key), "{key} missing: {out}");
+    }
+    assert_eq!(
+        out.lines().filter(|l| l.contains("imipd.toml: ")).count(),
+        3,
+        "{out}"
+    );
+}
+
+#[test]
+fn a_wrong_environment_variable_is_named() {
+    let dir = std::env::temp_dir().join(format!("imipd-check-env-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("imipd.toml");
+    std::fs::write(&file, "[server]\nhostname = \"mx.example.com\"\n").unwrap();
+    for (variable, value, said) in [
+        ("IMIPD_SERVER__DATADIR", "/tmp", "unknown field `datadir`"),
+        ("IMIPD_LIMITS__MAX_PARTS", "many", "many"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_imipd"))
+            .args(["check-config", "--config"])
+            .arg(&file)
+            .env(variable, value)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success());
+        assert!(
+            out.contains(&format!("environment variable {variable}: ")) && out.contains(said),
+            "{out}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn secrets_come_from_files_and_loose_files_are_flagged() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("imipd-check-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = dir.join("admin_token");
+    std::fs::write(&token, "a-long-token\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let password = dir.join("relay_password");
+    std::fs::write(&password, "p@ss\n").unwrap();
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let toml = format!(
+        "[server]\nhostname = \"mx.example.com\"\n[http]\nadmin_token_file = \"{}\"\n\
+[outbound]\ntransport = \"smtp\"\nrelay = \"smtp://imipd@mail.example.com:587\"\nrelay_password_file = \"{}\"\n",
+        token.display(),
+        password.display()
+    );
+    let (ok, out) = check("secret-files", &toml);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("warning") && out.contains("relay_password") && out.contains("readable"),
+        "{out}"
+    );
+    assert!(!out.contains("admin_token is readable"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

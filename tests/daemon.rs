@@ -755,3 +755,70 @@ fn sighup_reloads_accounts_and_refuses_a_broken_file() {
         daemon.lmtp("olga@partner.example", &["carol@example.com"], &third)[0].starts_with("250")
     );
 }
+
+#[test]
+fn copies_beside_the_mailbox_store_are_applied_and_never_refused() {
+    let daemon = node_with("copies", "[inbound]\ncopy_domain = \"imipd.invalid\"\n");
+    let message = invitation(
+        "olga@partner.example",
+        "cp1@partner.example",
+        &request("copy-1", 0),
+    );
+    // Bob's copy is applied; Robert is Bob's alias; Carol has no calendar; the last address
+    // does not decode. No copy is refused.
+    let replies = daemon.lmtp(
+        "olga@partner.example",
+        &[
+            "bob=example.com@imipd.invalid",
+            "carol=example.com@imipd.invalid",
+            "garbage@imipd.invalid",
+        ],
+        &message,
+    );
+    assert!(
+        replies[0].starts_with("250 2.0.0 part 1 REQUEST copy-1: applied"),
+        "{replies:?}"
+    );
+    assert_eq!(replies[1], "250 2.0.0 copy: no calendar user here");
+    assert_eq!(replies[2], "250 2.0.0 copy: no calendar user here");
+    assert_eq!(daemon.get("bob@example.com", "copy-1").0, 200);
+
+    // Ordinary mail: nothing to do, accepted.
+    let plain = "From: olga@partner.example\r\nTo: bob@example.com\r\nSubject: lunch?\r\n\
+Message-ID: <cp2@partner.example>\r\n\r\nTomorrow?\r\n";
+    let replies = daemon.lmtp(
+        "olga@partner.example",
+        &["bob=example.com@imipd.invalid"],
+        plain,
+    );
+    assert!(replies[0].starts_with("250"), "{replies:?}");
+
+    // A forged invitation is not applied, and its copy is still not bounced.
+    let forged = invitation(
+        "Mallory <mallory@evil.example>",
+        "cp3@evil.example",
+        &request("copy-3", 0),
+    );
+    let replies = daemon.lmtp(
+        "mallory@evil.example",
+        &["bob=example.com@imipd.invalid"],
+        &forged,
+    );
+    assert!(
+        replies[0].starts_with("250 2.0.0 copy not applied (550 5.7.1"),
+        "{replies:?}"
+    );
+    assert_eq!(daemon.get("bob@example.com", "copy-3").0, 404);
+
+    // Direct mail to Bob still works as before (a set-up may use both).
+    let direct = invitation(
+        "olga@partner.example",
+        "cp4@partner.example",
+        &request("copy-4", 0),
+    );
+    let replies = daemon.lmtp("olga@partner.example", &["robert@example.com"], &direct);
+    assert!(
+        replies[0].starts_with("250 2.0.0 part 1 REQUEST copy-4"),
+        "{replies:?}"
+    );
+}

@@ -71,6 +71,15 @@ pub async fn receive(
                 to_account(gateway, trace, mail, admitted, account).await
             }
             Route::ForwardOnly => (Verdict::unknown_user(&recipient.mailbox), "forwarded"),
+            Route::Copy(None) => (
+                Verdict::Accepted("copy: no calendar user here".into()),
+                "copy",
+            ),
+            Route::Copy(Some(account)) => {
+                let admitted = admission.get_or_insert_with(|| admit(gateway, trace, mail));
+                let (verdict, result) = to_account(gateway, trace, mail, admitted, account).await;
+                (as_copy(verdict), result)
+            }
         };
         let mailbox = &recipient.mailbox;
         if verdict.is_deferred() {
@@ -82,6 +91,18 @@ pub async fn receive(
         verdicts.push(verdict);
     }
     verdicts
+}
+
+/// A copy's verdict: the original reached the mailbox, so a refusal is no reason to bounce
+/// anything to the sender; it is said in the reply and the log. A deferral stays one: the
+/// copy is asked for again and applied then.
+fn as_copy(verdict: Verdict) -> Verdict {
+    match verdict {
+        Verdict::Rejected { code, status, text } => {
+            Verdict::Accepted(format!("copy not applied ({code} {status} {text})"))
+        }
+        other => other,
+    }
 }
 
 /// The guard's decision on a message, taken once for all its recipients.

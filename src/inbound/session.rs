@@ -42,6 +42,9 @@ pub enum Route {
     Bounce,
     /// Neither: only the pass-through target (the mailbox store) knows it.
     ForwardOnly,
+    /// A copy of mail the MTA delivers itself (`inbound.copy_domain`): for this account, or
+    /// for someone without a calendar here.
+    Copy(Option<String>),
 }
 
 /// One recipient of a transaction.
@@ -458,16 +461,19 @@ impl Session {
         if envelope.recipients.len() >= gateway.config().limits.max_recipients {
             return "452 4.5.3 too many recipients".into();
         }
-        let route = if let Some(account) = gateway.account_for(recipient.as_str()) {
-            Route::Account(account)
-        } else if crate::outbound::dsn::is_bounce_address(gateway, &recipient) {
-            Route::Bounce
-        } else if gateway.config().inbound.forward.is_some() {
-            // In pass-through mode every other recipient is the mailbox store's to judge.
-            Route::ForwardOnly
-        } else {
-            return Verdict::unknown_user(&recipient).reply();
-        };
+        let route =
+            if let Some(original) = copy_of(&gateway.config().inbound.copy_domain, &recipient) {
+                Route::Copy(original.and_then(|o| gateway.account_for(o.as_str())))
+            } else if let Some(account) = gateway.account_for(recipient.as_str()) {
+                Route::Account(account)
+            } else if crate::outbound::dsn::is_bounce_address(gateway, &recipient) {
+                Route::Bounce
+            } else if gateway.config().inbound.forward.is_some() {
+                // In pass-through mode every other recipient is the mailbox store's to judge.
+                Route::ForwardOnly
+            } else {
+                return Verdict::unknown_user(&recipient).reply();
+            };
         envelope.lines.push(envelope.recipients.len());
         envelope.recipients.push(Recipient {
             mailbox: recipient,
@@ -475,6 +481,20 @@ impl Session {
         });
         "250 2.1.5 recipient ok".into()
     }
+}
+
+/// For an address of the copy domain, the recipient it is a copy for: `bob=example.com@copies`
+/// is bob@example.com (the last `=` separates the domain, which cannot hold one). `None` inside
+/// when the address does not decode: a copy still, for nobody.
+fn copy_of(copy_domain: &str, recipient: &Mailbox) -> Option<Option<Mailbox>> {
+    let (local, domain) = recipient.as_str().rsplit_once('@')?;
+    if copy_domain.is_empty() || !domain.eq_ignore_ascii_case(copy_domain.trim()) {
+        return None;
+    }
+    let original = local
+        .rsplit_once('=')
+        .and_then(|(user, domain)| Mailbox::parse(&format!("{user}@{domain}")).ok());
+    Some(original)
 }
 
 /// True when MAIL carries a SIZE too large for any integer: smtp-proto then reads a wrong

@@ -2,12 +2,14 @@
 //! variables override the file (for example `IMIPD_SERVER__DATA_DIR=/var/lib/imipd`).
 
 use crate::itip::CalAddress;
-use crate::mailbox::Mailbox;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
+
+mod check;
+mod load;
 
 /// A configuration that could not be read or is not valid.
 #[derive(Debug, thiserror::Error)]
@@ -23,29 +25,27 @@ pub enum ConfigError {
         /// What is wrong with it.
         problem: String,
     },
+    /// An `IMIPD_` environment variable names no key, or holds a value that makes no sense.
+    #[error("environment variable {variable}: {problem}")]
+    Environment {
+        /// The variable (`IMIPD_SERVER__DATA_DIR`).
+        variable: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// Several of the above, one per line.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Several(Vec<ConfigError>),
 }
 
-/// A deserialization error that names its key, as `key: problem` like the checks' own.
-fn keyed(error: config::ConfigError) -> ConfigError {
-    match error {
-        config::ConfigError::At {
-            error,
-            key: Some(key),
-            ..
-        } => ConfigError::Invalid {
-            key,
-            problem: error.to_string(),
-        },
-        config::ConfigError::Type {
-            key: Some(key),
-            unexpected,
-            expected,
-            ..
-        } => ConfigError::Invalid {
-            key,
-            problem: format!("{unexpected} is not {expected}"),
-        },
-        other => ConfigError::Read(other),
+impl ConfigError {
+    /// One error for a list of them.
+    fn all(mut errors: Vec<ConfigError>) -> ConfigError {
+        if errors.len() == 1 {
+            errors.remove(0)
+        } else {
+            ConfigError::Several(errors)
+        }
     }
 }
 
@@ -160,6 +160,9 @@ pub struct Http {
     pub listen: Option<SocketAddr>,
     /// Bearer token with access to every account; empty for none.
     pub admin_token: String,
+    /// A file holding the admin token instead (for example `%d/admin_token` with systemd's
+    /// `LoadCredential=`).
+    pub admin_token_file: Option<PathBuf>,
     /// How long a client may take to send a whole request (head and body) once it started.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -169,8 +172,7 @@ pub struct Http {
 }
 
 /// What to do with invitations for objects a user does not have yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AutoAdd {
     /// Add every invitation.
     #[default]
@@ -180,6 +182,27 @@ pub enum AutoAdd {
     /// Never add: only updates to objects the user already has are applied.
     Never,
 }
+
+/// Deserializes an enum from its lower-case name; an unknown name is answered with the list.
+macro_rules! named_values {
+    ($type:ty, $($name:literal => $value:expr),+) => {
+        impl<'de> Deserialize<'de> for $type {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                match text.trim().to_ascii_lowercase().as_str() {
+                    $($name => Ok($value),)+
+                    _ => Err(serde::de::Error::custom(format!(
+                        "{text:?} is none of {}",
+                        [$(concat!("\"", $name, "\"")),+].join(", ")
+                    ))),
+                }
+            }
+        }
+    };
+}
+
+named_values!(AutoAdd, "always" => AutoAdd::Always, "authenticated" => AutoAdd::Authenticated, "never" => AutoAdd::Never);
+named_values!(Transport, "spool" => Transport::Spool, "smtp" => Transport::Smtp);
 
 /// `[inbound]`
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -193,6 +216,12 @@ pub struct Inbound {
     /// configuration is read.
     #[serde(deserialize_with = "forward_target")]
     pub forward: Option<SocketAddr>,
+    /// Beside the mailbox store: the MTA delivers every message as before and gives imipd a
+    /// copy, addressed `user=example.com@` this domain (Postfix `recipient_bcc_maps`, README
+    /// "Deployments"). A copy is never refused: what imipd does not apply is answered 250, the
+    /// original having reached the mailbox; only a temporary failure asks for it again. Empty:
+    /// off.
+    pub copy_domain: String,
 }
 
 fn forward_target<'de, D: serde::Deserializer<'de>>(
@@ -225,8 +254,7 @@ fn forward_target<'de, D: serde::Deserializer<'de>>(
 }
 
 /// Where outbound scheduling mail goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Transport {
     /// `.eml` files in `outbound.spool_dir`.
     #[default]
@@ -247,6 +275,9 @@ pub struct Outbound {
     /// `smtps://...` (TLS from the start); empty for none.
     #[serde(deserialize_with = "relay_url")]
     pub relay: Option<Relay>,
+    /// A file holding the relay's password, for a relay URL that names the user only
+    /// (`smtp://imipd@smtp.example.com:587`).
+    pub relay_password_file: Option<PathBuf>,
     /// First wait before retrying a temporary failure.
     #[serde(with = "humantime_serde")]
     pub min_backoff: Duration,
@@ -285,7 +316,9 @@ pub struct Relay {
 
 impl Relay {
     /// Parses `smtp://user:password@host:port` or `smtps://host:465` (percent-encoded
-    /// credentials; the port defaults to 587 and 465).
+    /// credentials). A user without a password leaves the password empty, for
+    /// `outbound.relay_password_file` to fill. The port is required: 587 and 465 are both in
+    /// use, and a wrong guess fails only at the first delivery.
     pub fn parse(text: &str) -> Result<Relay, String> {
         let url = url::Url::parse(text.trim()).map_err(|e| {
             format!("{text:?}: expected smtp://host:port or smtps://host:port ({e})")
@@ -310,11 +343,16 @@ impl Relay {
         let credentials = match (url.username(), url.password()) {
             ("", None) => None,
             (user, Some(password)) => Some((decode(user)?, decode(password)?)),
-            (_, None) => return Err("credentials must be user:password@".into()),
+            (user, None) => Some((decode(user)?, String::new())),
         };
+        let port = url.port().ok_or(if implicit_tls {
+            "names no port: smtps://host:465 for TLS from the start"
+        } else {
+            "names no port: smtp://host:587 for submission with STARTTLS (25 for plain relay)"
+        })?;
         Ok(Relay {
             host,
-            port: url.port().unwrap_or(if implicit_tls { 465 } else { 587 }),
+            port,
             implicit_tls,
             credentials,
         })
@@ -443,6 +481,7 @@ impl Default for Http {
         Http {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
             admin_token: String::new(),
+            admin_token_file: None,
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
         }
@@ -455,6 +494,7 @@ impl Default for Outbound {
             transport: Transport::Spool,
             spool_dir: PathBuf::from("spool"),
             relay: None,
+            relay_password_file: None,
             min_backoff: Duration::from_secs(60),
             max_backoff: Duration::from_secs(3600),
             max_queue_lifetime: Duration::from_secs(2 * 86400),
@@ -520,57 +560,7 @@ impl Default for Log {
     }
 }
 
-/// The store's folder must be a writable folder, or one that can be created.
-fn check_data_dir(dir: &Path) -> Result<(), String> {
-    match std::fs::metadata(dir) {
-        Ok(meta) if !meta.is_dir() => Err(format!("{} is not a folder", dir.display())),
-        Ok(_) => {
-            let probe = dir.join(".imipd-check");
-            std::fs::write(&probe, b"")
-                .and_then(|_| std::fs::remove_file(&probe))
-                .map_err(|e| format!("{} is not writable: {e}", dir.display()))
-        }
-        Err(_) => {
-            let parent = dir
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            match std::fs::metadata(parent) {
-                Ok(meta) if meta.is_dir() => Ok(()),
-                _ => Err(format!(
-                    "{} does not exist and neither does its parent folder",
-                    dir.display()
-                )),
-            }
-        }
-    }
-}
-
 impl Config {
-    /// Reads the file (when given) and the `IMIPD_` environment, then validates.
-    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let mut builder = config::Config::builder();
-        if let Some(path) = path {
-            builder = builder.add_source(
-                config::File::from(path)
-                    .format(config::FileFormat::Toml)
-                    .required(true),
-            );
-        }
-        builder = builder.add_source(
-            config::Environment::with_prefix("IMIPD")
-                .prefix_separator("_")
-                .separator("__")
-                .try_parsing(true),
-        );
-        let config: Config = builder
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(keyed)?;
-        config.validate()?;
-        Ok(config)
-    }
-
     /// Takes from the configuration in force the keys that only a restart changes (the
     /// listeners, the data folder, the store, the outbound workers, the HTTP timeouts, the
     /// connection limit, the PRODID), so that a reload changes the rest; returns those that
@@ -661,107 +651,6 @@ impl Config {
         w
     }
 
-    /// Checks what deserialization cannot: addresses, accounts, limits.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, problem: String| ConfigError::Invalid {
-            key: key.into(),
-            problem,
-        };
-        let mut seen = BTreeMap::new();
-        for (name, account) in &self.accounts {
-            let key = format!("accounts.\"{name}\"");
-            for address in std::iter::once(name).chain(&account.aliases) {
-                // Account addresses become envelope senders and headers of outbound mail.
-                let parsed = Mailbox::parse(address)
-                    .map(|m| m.to_cal_address())
-                    .map_err(|e| invalid(&key, format!("{address:?} is not a mailbox: {e}")))?;
-                if let Some(other) = seen.insert(parsed, name.clone()) {
-                    return Err(invalid(
-                        &key,
-                        format!("{address} is already an address of {other}"),
-                    ));
-                }
-            }
-            if !account.password_hash.is_empty()
-                && argon2::PasswordHash::new(&account.password_hash).is_err()
-            {
-                return Err(invalid(
-                    &format!("{key}.password_hash"),
-                    "not an argon2 hash (see imipd hash-password)".into(),
-                ));
-            }
-        }
-        check_data_dir(&self.server.data_dir)
-            .map_err(|problem| invalid("server.data_dir", problem))?;
-        if !crate::mailbox::is_domain(&self.server.hostname) {
-            return Err(invalid(
-                "server.hostname",
-                format!(
-                    "{:?} is not a host name (it makes bounce addresses and Message-IDs)",
-                    self.server.hostname
-                ),
-            ));
-        }
-        for (key, value) in [
-            ("limits.max_message_size", self.limits.max_message_size),
-            ("limits.max_object_size", self.limits.max_object_size),
-            ("limits.max_attendees", self.limits.max_attendees),
-            ("limits.max_instances", self.limits.max_instances),
-            ("limits.max_recipients", self.limits.max_recipients),
-            ("limits.max_parts", self.limits.max_parts),
-            ("limits.max_connections", self.limits.max_connections),
-            ("outbound.concurrency", self.outbound.concurrency),
-        ] {
-            if value == 0 {
-                return Err(invalid(key, "must be greater than 0".into()));
-            }
-        }
-        for (key, value) in [
-            ("outbound.relay_timeout", self.outbound.relay_timeout),
-            ("limits.command_timeout", self.limits.command_timeout),
-            ("limits.data_timeout", self.limits.data_timeout),
-            ("http.request_timeout", self.http.request_timeout),
-            ("http.idle_timeout", self.http.idle_timeout),
-        ] {
-            if value.is_zero() {
-                return Err(invalid(key, "must be longer than 0s".into()));
-            }
-        }
-        for domain in &self.security.mail_from_local_domains {
-            if !crate::mailbox::is_domain(domain) {
-                return Err(invalid(
-                    "security.mail_from_local_domains",
-                    format!("{domain:?} is not a domain"),
-                ));
-            }
-        }
-        if self.limits.max_object_size > crate::store::MAX_VALUE {
-            return Err(invalid(
-                "limits.max_object_size",
-                format!(
-                    "at most {} bytes (larger values would not be flushed durably)",
-                    crate::store::MAX_VALUE
-                ),
-            ));
-        }
-        if self.outbound.min_backoff > self.outbound.max_backoff {
-            return Err(invalid(
-                "outbound.min_backoff",
-                "is longer than outbound.max_backoff".into(),
-            ));
-        }
-        if self.outbound.transport == Transport::Smtp && self.outbound.relay.is_none() {
-            return Err(invalid(
-                "outbound.relay",
-                "transport = \"smtp\" needs smtp://host:port or smtps://host:port".into(),
-            ));
-        }
-        if !matches!(self.log.format.as_str(), "text" | "json") {
-            return Err(invalid("log.format", "must be \"text\" or \"json\"".into()));
-        }
-        Ok(())
-    }
-
     /// Maps every address of every account to the account name.
     pub fn address_book(&self) -> BTreeMap<CalAddress, String> {
         let mut book = BTreeMap::new();
@@ -778,6 +667,7 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    use super::load::keyed;
     use super::*;
 
     fn from_toml(text: &str) -> Result<Config, ConfigError> {
@@ -844,7 +734,14 @@ mod tests {
             (relay.host.as_str(), relay.port, relay.implicit_tls),
             ("mail.example.com", 587, false)
         );
-        assert_eq!(Relay::parse("smtps://mail.example.com").unwrap().port, 465);
+        assert_eq!(
+            Relay::parse("smtps://mail.example.com:465").unwrap().port,
+            465
+        );
+        let err = Relay::parse("smtp://mail.example.com").unwrap_err();
+        assert!(err.contains("no port"), "{err}");
+        let user_only = Relay::parse("smtp://imipd@mail.example.com:587").unwrap();
+        assert_eq!(user_only.credentials, Some(("imipd".into(), String::new())));
         assert!(Relay::parse("http://x").is_err());
         let err = from_toml("[outbound]\ntransport = \"smtp\"\n")
             .unwrap_err()

@@ -1,0 +1,391 @@
+//! What deserialization cannot check: addresses, accounts, hashes, limits, templates, the log
+//! filter; and what is legal but probably a mistake (warnings). Every problem is found, not
+//! only the first.
+
+use super::{Config, ConfigError, Transport};
+use crate::mailbox::Mailbox;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Collects the problems of a configuration.
+#[derive(Default)]
+struct Problems(Vec<ConfigError>);
+
+impl Problems {
+    fn add(&mut self, key: impl Into<String>, problem: impl Into<String>) {
+        self.0.push(ConfigError::Invalid {
+            key: key.into(),
+            problem: problem.into(),
+        });
+    }
+}
+
+impl Config {
+    /// Checks what deserialization cannot; every problem at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Problems::default();
+        self.check_accounts(&mut problems);
+        if let Err(problem) = check_data_dir(&self.server.data_dir) {
+            problems.add("server.data_dir", problem);
+        }
+        if !crate::mailbox::is_domain(&self.server.hostname) {
+            problems.add(
+                "server.hostname",
+                format!(
+                    "{:?} is not a host name (it makes bounce addresses and Message-IDs)",
+                    self.server.hostname
+                ),
+            );
+        }
+        self.check_limits(&mut problems);
+        self.check_outbound(&mut problems);
+        for domain in &self.security.mail_from_local_domains {
+            if !crate::mailbox::is_domain(domain) {
+                problems.add(
+                    "security.mail_from_local_domains",
+                    format!("{domain:?} is not a domain"),
+                );
+            }
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            problems.add("log.format", "must be \"text\" or \"json\"");
+        }
+        if let Err(problem) = check_log_level(&self.log.level) {
+            problems.add("log.level", problem);
+        }
+        self.check_templates(&mut problems);
+        self.check_inbound(&mut problems);
+        match problems.0.is_empty() {
+            true => Ok(()),
+            false => Err(ConfigError::all(problems.0)),
+        }
+    }
+
+    fn check_accounts(&self, problems: &mut Problems) {
+        let mut seen = BTreeMap::new();
+        for (name, account) in &self.accounts {
+            let key = format!("accounts.\"{name}\"");
+            for address in std::iter::once(name).chain(&account.aliases) {
+                // Account addresses become envelope senders and headers of outbound mail.
+                match Mailbox::parse(address).map(|m| m.to_cal_address()) {
+                    Err(e) => problems.add(&key, format!("{address:?} is not a mailbox: {e}")),
+                    Ok(parsed) => {
+                        if let Some(other) = seen.insert(parsed, name.clone()) {
+                            problems
+                                .add(&key, format!("{address} is already an address of {other}"));
+                        }
+                    }
+                }
+            }
+            if !account.password_hash.is_empty()
+                && let Err(problem) = check_password_hash(&account.password_hash)
+            {
+                problems.add(format!("{key}.password_hash"), problem);
+            }
+        }
+    }
+
+    fn check_limits(&self, problems: &mut Problems) {
+        for (key, value) in [
+            ("limits.max_message_size", self.limits.max_message_size),
+            ("limits.max_object_size", self.limits.max_object_size),
+            ("limits.max_attendees", self.limits.max_attendees),
+            ("limits.max_instances", self.limits.max_instances),
+            ("limits.max_recipients", self.limits.max_recipients),
+            ("limits.max_parts", self.limits.max_parts),
+            ("limits.max_connections", self.limits.max_connections),
+            ("outbound.concurrency", self.outbound.concurrency),
+        ] {
+            if value == 0 {
+                problems.add(key, "must be greater than 0");
+            }
+        }
+        for (key, value) in [
+            ("outbound.relay_timeout", self.outbound.relay_timeout),
+            ("limits.command_timeout", self.limits.command_timeout),
+            ("limits.data_timeout", self.limits.data_timeout),
+            ("http.request_timeout", self.http.request_timeout),
+            ("http.idle_timeout", self.http.idle_timeout),
+        ] {
+            if value.is_zero() {
+                problems.add(key, "must be longer than 0s");
+            }
+        }
+        if self.limits.max_object_size > crate::store::MAX_VALUE {
+            problems.add(
+                "limits.max_object_size",
+                format!(
+                    "at most {} bytes (larger values would not be flushed durably)",
+                    crate::store::MAX_VALUE
+                ),
+            );
+        }
+    }
+
+    fn check_outbound(&self, problems: &mut Problems) {
+        if self.outbound.min_backoff > self.outbound.max_backoff {
+            problems.add(
+                "outbound.min_backoff",
+                "is longer than outbound.max_backoff",
+            );
+        }
+        if self.outbound.transport == Transport::Smtp && self.outbound.relay.is_none() {
+            problems.add(
+                "outbound.relay",
+                "transport = \"smtp\" needs smtp://host:port or smtps://host:port",
+            );
+        }
+    }
+
+    fn check_inbound(&self, problems: &mut Problems) {
+        let copies = self.inbound.copy_domain.trim();
+        if copies.is_empty() {
+            return;
+        }
+        if !crate::mailbox::is_domain(copies) {
+            problems.add("inbound.copy_domain", format!("{copies:?} is not a domain"));
+        }
+        if self.inbound.forward.is_some() {
+            problems.add(
+                "inbound.copy_domain",
+                "set with inbound.forward: imipd is either in front of the mailbox store or beside it",
+            );
+        }
+        let taken = self.accounts.keys().find(|a| {
+            a.rsplit_once('@')
+                .is_some_and(|(_, d)| d.eq_ignore_ascii_case(copies))
+        });
+        if let Some(account) = taken {
+            problems.add(
+                "inbound.copy_domain",
+                format!("{copies} is the domain of the account {account}: use a domain of its own"),
+            );
+        }
+    }
+
+    fn check_templates(&self, problems: &mut Problems) {
+        const SUBJECT: &[&str] = &["title", "when", "who", "answer"];
+        const BODY: &[&str] = &[
+            "headline",
+            "details",
+            "description",
+            "footer",
+            "title",
+            "when",
+            "who",
+        ];
+        let t = &self.templates;
+        for (key, text, known) in [
+            ("templates.invite_subject", &t.invite_subject, SUBJECT),
+            ("templates.update_subject", &t.update_subject, SUBJECT),
+            ("templates.cancel_subject", &t.cancel_subject, SUBJECT),
+            ("templates.reply_subject", &t.reply_subject, SUBJECT),
+            ("templates.text_body", &t.text_body, BODY),
+            ("templates.html_body", &t.html_body, BODY),
+        ] {
+            for name in placeholders(text).filter(|n| !known.contains(n)) {
+                problems.add(
+                    key,
+                    format!(
+                        "unknown placeholder {{{name}}}; known here: {}",
+                        known
+                            .iter()
+                            .map(|k| format!("{{{k}}}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    ),
+                );
+            }
+        }
+    }
+}
+
+impl Config {
+    /// What is legal but probably a mistake, a sentence each; `file` is where the configuration
+    /// was read from.
+    pub fn warnings(&self, file: Option<&Path>) -> Vec<String> {
+        let mut said = Vec::new();
+        if file.is_none() {
+            said.push(
+                "no configuration file: only the defaults and IMIPD_ variables apply".to_string(),
+            );
+        }
+        if self.accounts.is_empty() {
+            said.push(
+                "no [accounts]: there is no calendar user, and every recipient is refused (550 5.1.1) or only forwarded".into(),
+            );
+        } else if self.inbound.forward.is_none() && self.inbound.copy_domain.is_empty() {
+            said.push(
+                "inbound.forward is empty: imipd is the last stop for its accounts' mail, and a \
+                 message to them without a calendar part is answered 250 and kept nowhere; put \
+                 imipd in front of the mailbox store with inbound.forward, or give it copies \
+                 only (README, Deployments)"
+                    .into(),
+            );
+        }
+        let here = std::env::current_dir().unwrap_or_default();
+        let mut folders = vec![("server.data_dir", &self.server.data_dir)];
+        if self.outbound.transport == Transport::Spool {
+            folders.push(("outbound.spool_dir", &self.outbound.spool_dir));
+        }
+        for (key, dir) in folders.into_iter().filter(|(_, d)| d.is_relative()) {
+            said.push(format!(
+                "{key} = {:?} is relative: it is {} here, and moves with the folder imipd is started in",
+                dir.display().to_string(),
+                here.join(dir).display()
+            ));
+        }
+        said.extend(self.loose_secrets(file));
+        said
+    }
+
+    /// Files holding secrets that every user of the machine may read.
+    fn loose_secrets(&self, file: Option<&Path>) -> Vec<String> {
+        let relay_password = self
+            .outbound
+            .relay
+            .as_ref()
+            .and_then(|r| r.credentials.as_ref())
+            .is_some_and(|(_, password)| !password.is_empty())
+            && self.outbound.relay_password_file.is_none();
+        let token_inline =
+            !self.http.admin_token.is_empty() && self.http.admin_token_file.is_none();
+        let hashes = self.accounts.values().any(|a| !a.password_hash.is_empty());
+        let mut holders: Vec<(&Path, &str)> = Vec::new();
+        if let Some(file) = file.filter(|_| relay_password || token_inline || hashes) {
+            holders.push((file, "the configuration, which holds secrets"));
+        }
+        if let Some(token) = &self.http.admin_token_file {
+            holders.push((token, "http.admin_token_file"));
+        }
+        if let Some(password) = &self.outbound.relay_password_file {
+            holders.push((password, "outbound.relay_password_file"));
+        }
+        holders
+            .into_iter()
+            .filter(|(path, _)| readable_by_others(path))
+            .map(|(path, what)| {
+                format!(
+                    "{} ({what}) is readable by every user: chmod o-r {}",
+                    path.display(),
+                    path.display()
+                )
+            })
+            .collect()
+    }
+}
+
+fn readable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o004 != 0)
+}
+
+/// The names between braces in a template: `{title}` gives `title`.
+fn placeholders(text: &str) -> impl Iterator<Item = &str> {
+    text.split('{').skip(1).filter_map(|rest| {
+        let name = &rest[..rest.find('}')?];
+        let word = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        word.then_some(name)
+    })
+}
+
+/// An argon2 hash in PHC form whose algorithm and parameters argon2 accepts.
+fn check_password_hash(text: &str) -> Result<(), String> {
+    let hint = "(make one with imipd hash-password)";
+    let hash = argon2::PasswordHash::new(text)
+        .map_err(|e| format!("not a password hash in PHC form: {e} {hint}"))?;
+    argon2::Algorithm::try_from(hash.algorithm).map_err(|_| {
+        format!(
+            "unknown algorithm {:?}: argon2id, argon2i or argon2d {hint}",
+            hash.algorithm.as_str()
+        )
+    })?;
+    argon2::Params::try_from(&hash).map_err(|e| format!("argon2 parameters: {e} {hint}"))?;
+    if hash.hash.is_none() {
+        return Err(format!("the hash itself is missing {hint}"));
+    }
+    Ok(())
+}
+
+/// A log filter as tracing reads it: `info`, or `imipd=debug,warn`. A misspelt level would
+/// read as the name of a module and leave the daemon silent.
+fn check_log_level(filter: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let mut bare = 0;
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = match directive.rsplit_once('=') {
+            Some((_, level)) => level,
+            None => {
+                bare += 1;
+                directive
+            }
+        };
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "{level:?} is not a level: off, error, warn, info, debug or trace (or TARGET=LEVEL)"
+            ));
+        }
+    }
+    match bare {
+        0 if filter.trim().is_empty() => Err("empty: say a level, such as info".into()),
+        0 | 1 => Ok(()),
+        _ => Err("more than one default level".into()),
+    }
+}
+
+/// The store's folder must be a writable folder, or one that can be created.
+fn check_data_dir(dir: &Path) -> Result<(), String> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => Err(format!("{} is not a folder", dir.display())),
+        Ok(_) => {
+            let probe = dir.join(".imipd-check");
+            std::fs::write(&probe, b"")
+                .and_then(|_| std::fs::remove_file(&probe))
+                .map_err(|e| format!("{} is not writable: {e}", dir.display()))
+        }
+        Err(_) => {
+            let parent = dir
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            match std::fs::metadata(parent) {
+                Ok(meta) if meta.is_dir() => Ok(()),
+                _ => Err(format!(
+                    "{} does not exist and neither does its parent folder",
+                    dir.display()
+                )),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_filters() {
+        for good in ["info", "warn", "imipd=debug", "imipd=debug,warn", "INFO"] {
+            assert_eq!(check_log_level(good), Ok(()), "{good}");
+        }
+        for bad in ["inof", "imipd=verbose", "", "info,warn"] {
+            assert!(check_log_level(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn password_hashes() {
+        let good = "$argon2id$v=19$m=19456,t=2,p=1$y32NM/1FpUSTQtgjzChkxg$tzcDi61ISGyh1GB8Hi6AxD6B3XDZJk4+GtpIgJeUBi4";
+        assert_eq!(check_password_hash(good), Ok(()));
+        let err = check_password_hash(&good.replace("argon2id", "argon2x")).unwrap_err();
+        assert!(err.contains("unknown algorithm \"argon2x\""), "{err}");
+        assert!(check_password_hash(&good.replace("m=19456", "m=1")).is_err());
+        assert!(check_password_hash("secret").is_err());
+    }
+
+    #[test]
+    fn template_placeholders() {
+        let names: Vec<&str> = placeholders("Invitation: {title} @ {when} {titel} {}").collect();
+        assert_eq!(names, ["title", "when", "titel"]);
+    }
+}
