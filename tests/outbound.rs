@@ -530,3 +530,83 @@ fn a_message_the_journal_says_the_relay_took_is_not_sent_again() {
     let left = std::fs::metadata(daemon.dir.join("data").join("outbound.journal")).unwrap();
     assert_eq!(left.len(), 0);
 }
+
+#[test]
+fn a_copy_put_back_without_the_written_status_keeps_it() {
+    let daemon = Node::start("keep-status", &accounts(), "");
+    let invitation = event("keep-1", &["olga@partner.example"]);
+    let (code, ..) = daemon.http(
+        "PUT",
+        "/calendars/alice@example.com/keep-1",
+        "alice@example.com",
+        &[],
+        &invitation,
+    );
+    assert_eq!(code, 201);
+    assert!(eventually(|| status(
+        &daemon,
+        "keep-1",
+        "olga@partner.example"
+    ) == "1.1"));
+    // The client saves its own copy, fetched before the write-back (no SCHEDULE-STATUS), with
+    // an alarm of Alice's own: nothing to send, and the status stays.
+    let with_alarm = invitation.replace(
+        "END:VEVENT",
+        "BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT5M\r\nDESCRIPTION:soon\r\nEND:VALARM\r\nEND:VEVENT",
+    );
+    let (code, head, _) = daemon.http(
+        "PUT",
+        "/calendars/alice@example.com/keep-1",
+        "alice@example.com",
+        &[],
+        &with_alarm,
+    );
+    assert_eq!(code, 204, "{head}");
+    assert!(
+        daemon
+            .get("alice@example.com", "keep-1")
+            .1
+            .contains("BEGIN:VALARM")
+    );
+    assert_eq!(status(&daemon, "keep-1", "olga@partner.example"), "1.1");
+    assert_eq!(
+        common::spooled(&daemon.spool(), 1).len(),
+        1,
+        "nothing new sent"
+    );
+}
+
+#[test]
+fn an_answer_applied_before_the_write_back_is_not_overwritten() {
+    let relay = FakeRelay::start();
+    relay.set_down(true);
+    let outbound = format!(
+        "transport = \"smtp\"\nrelay = \"smtp://127.0.0.1:{}\"\nmin_backoff = \"1m\"\nmax_backoff = \"1m\"\nnotify_attendees = false\n",
+        relay.port
+    );
+    let daemon = Node::start("answer-first", &accounts(), &outbound);
+    let (code, ..) = daemon.http(
+        "PUT",
+        "/calendars/alice@example.com/race-1",
+        "alice@example.com",
+        &[],
+        &event("race-1", &["olga@partner.example"]),
+    );
+    assert_eq!(code, 201);
+    assert!(eventually(|| daemon
+        .queue()
+        .first()
+        .is_some_and(|e| e.attempts == 1)));
+    assert_eq!(status(&daemon, "race-1", "olga@partner.example"), "1.0");
+    // Olga answers (she got the invitation another way) while it is still being settled.
+    let answer = reply("olga@partner.example", "race-1", "ACCEPTED")
+        .replace("END:VEVENT", "REQUEST-STATUS:2.0;Success\r\nEND:VEVENT");
+    let replies = daemon.lmtp("olga@partner.example", &["alice@example.com"], &answer);
+    assert!(replies[0].starts_with("250"), "{replies:?}");
+    assert_eq!(status(&daemon, "race-1", "olga@partner.example"), "2.0");
+    // Then the relay takes the invitation: its write-back (1.1) comes later than the answer.
+    relay.set_down(false);
+    assert!(daemon.eventually(|| relay.received("olga@partner.example").len() == 1));
+    assert!(daemon.eventually(|| daemon.queue().is_empty()));
+    assert_eq!(status(&daemon, "race-1", "olga@partner.example"), "2.0");
+}

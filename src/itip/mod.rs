@@ -14,6 +14,7 @@ mod message;
 mod object;
 mod organizer;
 mod range;
+mod status;
 mod summary;
 mod zones;
 
@@ -21,6 +22,7 @@ pub use address::{CalAddress, percent_decode};
 pub use calendar::{Calendar, Component, InstanceKey};
 pub use error::{ErrorClass, ItipError, Missing};
 pub use message::{ItipMessage, Method};
+pub use status::{ScheduleStatus, with_delivery_status, with_schedule_status};
 pub use summary::{Field, FieldValue, Participant, Summary, SummaryKind};
 
 /// What the engine is told about the calendar user it acts for.
@@ -162,23 +164,26 @@ pub fn schedule_put(
         ));
     }
     let old = old.filter(|_| old_organizer.is_some());
-    if ctx.is_mine(&organizer) {
-        return Ok(organizer::put(
-            ctx,
-            old,
-            new,
-            &organizer,
-            info.organizer_agent,
-        ));
+    let mut outcome = if ctx.is_mine(&organizer) {
+        organizer::put(ctx, old, new, &organizer, info.organizer_agent)
+    } else {
+        let me = new
+            .scheduling()
+            .flat_map(|c| c.attendees().map(|(a, _)| a).collect::<Vec<_>>())
+            .find(|a| ctx.is_mine(a))
+            .ok_or(ItipError::NotOrganizerNorAttendee)?;
+        attendee::put(ctx, old, new, &me, &organizer, info.organizer_agent)?
+    };
+    if let Some(old) = old {
+        // Those written to now get a status of this message's; the others keep theirs.
+        let written_to: std::collections::BTreeSet<CalAddress> = outcome
+            .messages
+            .iter()
+            .flat_map(|m| m.to.iter().cloned())
+            .collect();
+        status::keep_written(&mut outcome.stored, old, &written_to);
     }
-    let me = new
-        .scheduling()
-        .flat_map(|c| c.attendees().map(|(a, _)| a).collect::<Vec<_>>())
-        .find(|a| ctx.is_mine(a));
-    match me {
-        Some(me) => attendee::put(ctx, old, new, &me, &organizer, info.organizer_agent),
-        None => Err(ItipError::NotOrganizerNorAttendee),
-    }
+    Ok(outcome)
 }
 
 /// Implicit scheduling for a client's removal of `old` (RFC 6638 section 3.2.1.3, 3.2.2.4).
@@ -231,80 +236,6 @@ pub fn receive(
     message: &Calendar,
 ) -> Result<Received, ItipError> {
     inbound::receive(ctx, sender, stored, message)
-}
-
-/// What the server knows of a scheduling message it sent, as SCHEDULE-STATUS says it (RFC 6638
-/// section 3.2.9 with RFC 5546 section 3.6's codes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ScheduleStatus {
-    /// 1.0: queued, not yet delivered.
-    Pending,
-    /// 1.1: handed to the relay (or written to the spool).
-    Sent,
-    /// 1.2: delivered to a calendar of this server.
-    Delivered,
-    /// 3.7: the calendar user address is not one a message can go to.
-    InvalidUser,
-    /// 5.1: not delivered.
-    NotDelivered,
-    /// 5.2: the address was refused for good.
-    AddressRefused,
-    /// 5.3: refused by policy.
-    PolicyRefused,
-}
-
-impl ScheduleStatus {
-    /// The code as written in the parameter.
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::Pending => "1.0",
-            Self::Sent => "1.1",
-            Self::Delivered => "1.2",
-            Self::InvalidUser => "3.7",
-            Self::NotDelivered => "5.1",
-            Self::AddressRefused => "5.2",
-            Self::PolicyRefused => "5.3",
-        }
-    }
-}
-
-/// Records what happened to the message sent to `recipient` (RFC 6638 section 3.2.9): the
-/// SCHEDULE-STATUS of its ATTENDEE in the organizer's copy, or of the ORGANIZER in an
-/// attendee's copy when the recipient organizes. SEQUENCE and everything else stay as they
-/// are, so nothing new is sent. `None` when the copy already says so or names nobody.
-pub fn with_schedule_status(
-    copy: &Calendar,
-    recipient: &CalAddress,
-    status: ScheduleStatus,
-) -> Option<Calendar> {
-    let status = status.code();
-    use calcard::icalendar::{ICalendarParameterName, ICalendarParameterValue, ICalendarProperty};
-    let mut next = copy.clone();
-    let mut changed = false;
-    for comp in next.scheduling_mut() {
-        let organizes = comp.organizer().as_ref() == Some(recipient);
-        for entry in comp.entries.iter_mut() {
-            let target = match entry.name {
-                ICalendarProperty::Organizer => organizes,
-                ICalendarProperty::Attendee => !organizes,
-                _ => false,
-            };
-            if !target || calendar::entry_address(entry).as_ref() != Some(recipient) {
-                continue;
-            }
-            if calendar::param_text(entry, &ICalendarParameterName::ScheduleStatus).as_deref()
-                != Some(status)
-            {
-                calendar::set_param(
-                    entry,
-                    ICalendarParameterName::ScheduleStatus,
-                    ICalendarParameterValue::Text(status.into()),
-                );
-                changed = true;
-            }
-        }
-    }
-    changed.then_some(next)
 }
 
 /// The title and start (seconds since the epoch) of the master or first component.

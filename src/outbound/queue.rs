@@ -202,7 +202,8 @@ pub async fn retry_now(
         .map(|_| ())
 }
 
-/// The sender's copy with the recipient's SCHEDULE-STATUS, when it changes.
+/// The sender's copy with the recipient's SCHEDULE-STATUS, when it changes and nothing newer
+/// (an answer) is there.
 pub fn status_change(
     gateway: &Gateway,
     message: &OutboundMessage,
@@ -218,7 +219,7 @@ pub fn status_change(
         return Ok(None);
     };
     Ok(
-        itip::with_schedule_status(&copy, &recipient, status).map(|next| Change::Put {
+        itip::with_delivery_status(&copy, &recipient, status).map(|next| Change::Put {
             account: message.account.clone(),
             uid: message.uid.clone(),
             text: next.to_string(),
