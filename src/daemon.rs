@@ -3,12 +3,12 @@
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::inbound::session::{self, Protocol};
+use crate::listener::{Connection, Listener, SocketAccess};
 use crate::store::{SledStore, StoreError};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -31,8 +31,8 @@ pub enum DaemonError {
     Bind {
         /// The config key.
         key: &'static str,
-        /// The address.
-        address: SocketAddr,
+        /// The address or socket.
+        address: String,
         /// What went wrong.
         source: std::io::Error,
     },
@@ -64,19 +64,31 @@ pub async fn serve(config: Config, reload: Reload) -> Result<(), DaemonError> {
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
 
-    for (key, address, protocol) in [
-        ("lmtp.listen", gateway.config().lmtp.listen, Protocol::Lmtp),
-        ("smtp.listen", gateway.config().smtp.listen, Protocol::Smtp),
+    let config = gateway.config();
+    for (key, endpoint, access, protocol) in [
+        (
+            "lmtp.listen",
+            &config.lmtp.listen,
+            access(&config.lmtp.socket_mode, &config.lmtp.socket_group),
+            Protocol::Lmtp,
+        ),
+        (
+            "smtp.listen",
+            &config.smtp.listen,
+            access(&config.smtp.socket_mode, &config.smtp.socket_group),
+            Protocol::Smtp,
+        ),
     ] {
-        let Some(address) = address else { continue };
-        let listener = TcpListener::bind(address)
-            .await
-            .map_err(|source| DaemonError::Bind {
-                key,
-                address,
-                source,
-            })?;
-        tracing::info!(%address, ?protocol, "listening");
+        let Some(endpoint) = endpoint else { continue };
+        let listener =
+            Listener::bind(endpoint, &access)
+                .await
+                .map_err(|source| DaemonError::Bind {
+                    key,
+                    address: endpoint.to_string(),
+                    source,
+                })?;
+        tracing::info!(address = %endpoint, ?protocol, "listening");
         tasks.spawn(accept(intake.clone(), listener, protocol, stopped.clone()));
     }
     if let Some(address) = gateway.config().http.listen {
@@ -84,7 +96,7 @@ pub async fn serve(config: Config, reload: Reload) -> Result<(), DaemonError> {
             .await
             .map_err(|source| DaemonError::Bind {
                 key: "http.listen",
-                address,
+                address: address.to_string(),
                 source,
             })?;
         tracing::info!(%address, "listening (http)");
@@ -131,11 +143,18 @@ pub async fn serve(config: Config, reload: Reload) -> Result<(), DaemonError> {
     Ok(())
 }
 
+fn access(mode: &u32, group: &str) -> SocketAccess {
+    SocketAccess {
+        mode: *mode,
+        group: group.to_string(),
+    }
+}
+
 /// Accepts LMTP/SMTP clients up to `limits.max_connections`; past it, a client is told
 /// `421 4.7.0` and closed, so that it retries later instead of waiting for a greeting.
 async fn accept(
     intake: Arc<crate::inbound::Intake>,
-    listener: TcpListener,
+    listener: Listener,
     protocol: Protocol,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -147,13 +166,12 @@ async fn accept(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
                     let Ok(slot) = open.clone().try_acquire_owned() else {
                         let host = intake.gateway.config().server.hostname.clone();
                         sessions.spawn(turn_away(stream, peer, host));
                         continue;
                     };
-                    let session = session::serve(intake.clone(), stream, peer.to_string(), protocol, stopped.clone());
+                    let session = session::serve(intake.clone(), stream, peer, protocol, stopped.clone());
                     sessions.spawn(async move {
                         session.await;
                         drop(slot);
@@ -173,7 +191,7 @@ async fn accept(
 }
 
 /// Over the cap: `421 4.7.0` (RFC 5321 3.8) and the door closed.
-async fn turn_away(mut stream: TcpStream, peer: std::net::SocketAddr, host: String) {
+async fn turn_away(mut stream: Connection, peer: String, host: String) {
     tracing::warn!(%peer, "limits.max_connections reached; turned away");
     let reply = format!("421 4.7.0 {host} too many connections, try again later\r\n");
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -186,9 +204,10 @@ async fn turn_away(mut stream: TcpStream, peer: std::net::SocketAddr, host: Stri
 /// Raises the soft limit of open files to the hard one, and says so when the connection caps
 /// could still not all be met: with no descriptor left, a new client gets no greeting at all.
 fn raise_open_files(config: &Config) {
-    let on = |listen: &Option<std::net::SocketAddr>| u64::from(listen.is_some());
+    let on = |listen: bool| u64::from(listen);
     // An LMTP/SMTP session with a large message under way also holds its spill file.
-    let per_cap = 2 * (on(&config.lmtp.listen) + on(&config.smtp.listen)) + on(&config.http.listen);
+    let per_cap = 2 * (on(config.lmtp.listen.is_some()) + on(config.smtp.listen.is_some()))
+        + on(config.http.listen.is_some());
     let needed = per_cap * config.limits.max_connections as u64 + 256;
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) if limit < needed => tracing::warn!(

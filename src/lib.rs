@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod http;
 pub mod inbound;
 pub mod itip;
+pub mod listener;
 pub mod loadgen;
 pub mod mailbox;
 pub mod metrics;

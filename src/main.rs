@@ -283,7 +283,7 @@ fn deliver(path: Option<PathBuf>, from: &str, to: &[String]) -> ExitCode {
         return ExitCode::from(pipe::exit::TEMPFAIL);
     }
     let message = pipe::crlf(&message);
-    let submitted = pipe::submit(target, from.as_ref(), &recipients, b"", &message);
+    let submitted = pipe::submit(&target, from.as_ref(), &recipients, b"", &message);
     match runtime().block_on(submitted) {
         Ok(outcomes) => {
             for o in &outcomes {

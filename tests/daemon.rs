@@ -822,3 +822,87 @@ Message-ID: <cp2@partner.example>\r\n\r\nTomorrow?\r\n";
         "{replies:?}"
     );
 }
+
+#[test]
+fn lmtp_on_a_unix_socket_with_the_pipe_hook_through_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("imipd-it-unix-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("lmtp.sock");
+    // What a daemon killed earlier left behind.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    let http = free_port();
+    let config = dir.join("imipd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\ndata_dir = \"{data}\"\nhostname = \"mx.example.com\"\n\
+[lmtp]\nlisten = \"unix:{socket}\"\nsocket_mode = \"0620\"\nsocket_group = \"0\"\n\
+[http]\nlisten = \"127.0.0.1:{http}\"\n[outbound]\nspool_dir = \"{spool}\"\n{ACCOUNTS}",
+            data = dir.join("data").display(),
+            spool = dir.join("spool").display(),
+            socket = socket.display(),
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_imipd"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
+    assert!(common::eventually(|| log().contains("ready")), "{}", log());
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o620);
+
+    // An MTA's pipe: `imipd deliver` reaches the daemon through the socket.
+    let message = invitation(
+        "olga@partner.example",
+        "ux1@partner.example",
+        &request("unix-1", 0),
+    );
+    let mut deliver = Command::new(env!("CARGO_BIN_EXE_imipd"))
+        .args(["deliver", "--config"])
+        .arg(&config)
+        .args(["--from", "olga@partner.example", "--to", "bob@example.com"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    deliver
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(message.as_bytes())
+        .unwrap();
+    assert_eq!(deliver.wait().unwrap().code(), Some(0), "{}", log());
+    let view = Daemon {
+        child: None,
+        dir: dir.clone(),
+        config: config.clone(),
+        lmtp: 0,
+        http,
+    };
+    assert_eq!(view.get("bob@example.com", "unix-1").0, 200);
+    // And an LMTP client on the socket directly.
+    let stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("220"), "{line}");
+    writer.write_all(b"QUIT\r\n").unwrap();
+    line.clear();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("221"), "{line}");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+    assert!(!socket.exists(), "the socket is removed on the way out");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -235,6 +235,26 @@ impl Config {
                 here.join(dir).display()
             ));
         }
+        for (key, listen, group) in [
+            (
+                "lmtp.socket_group",
+                &self.lmtp.listen,
+                &self.lmtp.socket_group,
+            ),
+            (
+                "smtp.socket_group",
+                &self.smtp.listen,
+                &self.smtp.socket_group,
+            ),
+        ] {
+            let on_socket = matches!(listen, Some(super::Endpoint::Unix(_)));
+            if on_socket
+                && !group.trim().is_empty()
+                && let Err(e) = super::group_id(group.trim())
+            {
+                said.push(format!("{key}: {e}: the socket cannot be given to it"));
+            }
+        }
         said.extend(self.loose_secrets(file));
         said
     }

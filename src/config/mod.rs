@@ -111,35 +111,138 @@ impl Default for Store {
     }
 }
 
+/// Where a mail listener listens, or where mail is handed on: a TCP address or a unix socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `IP:port` (an IP address: a name could resolve to anything).
+    Tcp(SocketAddr),
+    /// `unix:/path` of a socket.
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Tcp(address) => write!(f, "{address}"),
+            Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+impl Endpoint {
+    /// `IP:port` or `unix:/absolute/path`.
+    pub fn parse(text: &str) -> Result<Endpoint, String> {
+        let text = text.trim();
+        if let Some(path) = text.strip_prefix("unix:") {
+            let path = PathBuf::from(path);
+            return match path.is_absolute() {
+                true => Ok(Endpoint::Unix(path)),
+                false => Err(format!("{text:?}: the socket's path must be absolute")),
+            };
+        }
+        text.parse()
+            .map(Endpoint::Tcp)
+            .map_err(|_| format!("{text:?} is not IP:port, unix:/path, nor empty for off"))
+    }
+}
+
 /// `[lmtp]`: on by default, on loopback.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Lmtp {
-    /// `host:port`, or empty for off.
+    /// `IP:port`, `unix:/path`, or empty for off.
     #[serde(deserialize_with = "listen_address")]
-    pub listen: Option<SocketAddr>,
+    pub listen: Option<Endpoint>,
+    /// Permissions of a unix socket, in octal.
+    #[serde(deserialize_with = "octal_mode")]
+    pub socket_mode: u32,
+    /// Group that owns a unix socket (name or number); empty: the daemon's.
+    pub socket_group: String,
 }
 
 impl Default for Lmtp {
     fn default() -> Self {
         Lmtp {
-            listen: Some(SocketAddr::from(([127, 0, 0, 1], 2424))),
+            listen: Some(Endpoint::Tcp(SocketAddr::from(([127, 0, 0, 1], 2424)))),
+            socket_mode: 0o660,
+            socket_group: String::new(),
         }
     }
 }
 
-/// `[smtp]`: off unless `listen` is set.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Listener {
-    /// `host:port`, or empty for off.
-    #[serde(deserialize_with = "listen_address")]
-    pub listen: Option<SocketAddr>,
+/// A group's number, from itself or from /etc/group.
+pub fn group_id(group: &str) -> std::io::Result<u32> {
+    if let Ok(gid) = group.parse() {
+        return Ok(gid);
+    }
+    std::fs::read_to_string("/etc/group")?
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let gid = fields.nth(1)?.parse().ok()?;
+            Some((name.to_string(), gid))
+        })
+        .find(|(name, _)| name == group)
+        .map(|(_, gid)| gid)
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no group {group:?} in /etc/group"),
+            )
+        })
 }
 
-/// `host:port` of a listener (an IP address: a name could resolve to anything), or empty for
-/// none.
+/// `[smtp]`: off unless `listen` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Listener {
+    /// `IP:port`, `unix:/path`, or empty for off.
+    #[serde(deserialize_with = "listen_address")]
+    pub listen: Option<Endpoint>,
+    /// Permissions of a unix socket, in octal.
+    #[serde(deserialize_with = "octal_mode")]
+    pub socket_mode: u32,
+    /// Group that owns a unix socket (name or number); empty: the daemon's.
+    pub socket_group: String,
+}
+
+impl Default for Listener {
+    fn default() -> Self {
+        Listener {
+            listen: None,
+            socket_mode: 0o660,
+            socket_group: String::new(),
+        }
+    }
+}
+
+/// A mail listener's endpoint, or empty for none.
 fn listen_address<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Endpoint>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    match text.trim() {
+        "" => Ok(None),
+        address => Endpoint::parse(address)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
+/// `"0660"`: file permissions in octal.
+fn octal_mode<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    u32::from_str_radix(text.trim().trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|mode| *mode <= 0o777)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!("{text:?} is not a mode in octal, such as \"0660\""))
+        })
+}
+
+/// `IP:port` of the HTTP listener, or empty for none.
+fn http_address<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<SocketAddr>, D::Error> {
     let text = String::deserialize(deserializer)?;
@@ -156,7 +259,7 @@ fn listen_address<'de, D: serde::Deserializer<'de>>(
 #[serde(default, deny_unknown_fields)]
 pub struct Http {
     /// `host:port`, or empty for off.
-    #[serde(deserialize_with = "listen_address")]
+    #[serde(deserialize_with = "http_address")]
     pub listen: Option<SocketAddr>,
     /// Bearer token with access to every account; empty for none.
     pub admin_token: String,
@@ -215,7 +318,7 @@ pub struct Inbound {
     /// each recipient is passed back. Empty: off. The name is resolved once, when the
     /// configuration is read.
     #[serde(deserialize_with = "forward_target")]
-    pub forward: Option<SocketAddr>,
+    pub forward: Option<Endpoint>,
     /// Beside the mailbox store: the MTA delivers every message as before and gives imipd a
     /// copy, addressed `user=example.com@` this domain (Postfix `recipient_bcc_maps`, README
     /// "Deployments"). A copy is never refused: what imipd does not apply is answered 250, the
@@ -226,17 +329,27 @@ pub struct Inbound {
 
 fn forward_target<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
-) -> Result<Option<SocketAddr>, D::Error> {
+) -> Result<Option<Endpoint>, D::Error> {
     use serde::de::Error;
     let text = String::deserialize(deserializer)?;
     let value = text.trim();
     if value.is_empty() {
         return Ok(None);
     }
-    let url = url::Url::parse(value)
-        .map_err(|e| Error::custom(format!("{value:?} is not lmtp://host:port ({e})")))?;
+    if let Some(path) = value.strip_prefix("lmtp+unix:") {
+        return Endpoint::parse(&format!("unix:{path}"))
+            .map(Some)
+            .map_err(Error::custom);
+    }
+    let url = url::Url::parse(value).map_err(|e| {
+        Error::custom(format!(
+            "{value:?} is not lmtp://host:port nor lmtp+unix:/path ({e})"
+        ))
+    })?;
     if url.scheme() != "lmtp" {
-        return Err(Error::custom(format!("{value:?}: use lmtp://host:port")));
+        return Err(Error::custom(format!(
+            "{value:?}: use lmtp://host:port or lmtp+unix:/path"
+        )));
     }
     let host = url
         .host_str()
@@ -249,7 +362,7 @@ fn forward_target<'de, D: serde::Deserializer<'de>>(
         .to_socket_addrs()
         .ok()
         .and_then(|mut a| a.next())
-        .map(Some)
+        .map(|a| Some(Endpoint::Tcp(a)))
         .ok_or_else(|| Error::custom(format!("{host:?} does not resolve")))
 }
 
@@ -721,7 +834,7 @@ mod tests {
         assert_eq!(config.limits.max_attendees, 7);
         assert_eq!(
             config.lmtp.listen,
-            Some(SocketAddr::from(([127, 0, 0, 1], 2424)))
+            Some(Endpoint::Tcp(SocketAddr::from(([127, 0, 0, 1], 2424))))
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -758,8 +871,29 @@ mod tests {
                 .unwrap();
         assert_eq!(
             config.inbound.forward,
-            Some(SocketAddr::from(([127, 0, 0, 1], 24)))
+            Some(Endpoint::Tcp(SocketAddr::from(([127, 0, 0, 1], 24))))
         );
+        let config = from_toml(
+            "[inbound]\nforward = \"lmtp+unix:/run/dovecot/lmtp\"\n[lmtp]\nlisten = \"unix:/run/imipd/lmtp\"\nsocket_mode = \"0600\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.inbound.forward,
+            Some(Endpoint::Unix("/run/dovecot/lmtp".into()))
+        );
+        assert_eq!(
+            config.lmtp.listen,
+            Some(Endpoint::Unix("/run/imipd/lmtp".into()))
+        );
+        assert_eq!(config.lmtp.socket_mode, 0o600);
+        for bad in [
+            "[lmtp]\nlisten = \"unix:relative.sock\"\n",
+            "[lmtp]\nsocket_mode = \"rw\"\n",
+            "[lmtp]\nsocket_mode = \"1777\"\n",
+        ] {
+            let err = from_toml(bad).unwrap_err().to_string();
+            assert!(err.starts_with("lmtp."), "{err}");
+        }
         assert_eq!(config.smtp.listen, None);
         let err = from_toml("[inbound]\nforward = \"lmtp://127.0.0.1\"\n")
             .unwrap_err()

@@ -10,12 +10,12 @@ pub mod spool;
 pub mod verdict;
 
 use crate::budget::Budget;
+use crate::config::Endpoint;
 use crate::gateway::Gateway;
 use crate::mailbox::Mailbox;
 use crate::mime::InboundMail;
 use crate::outbound::dsn;
 use session::{Envelope, Route};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use verdict::{Status, Verdict};
 
@@ -151,7 +151,7 @@ async fn to_account(
 /// finds the calendar part already applied.
 pub async fn forward(
     trace: &str,
-    target: SocketAddr,
+    target: &Endpoint,
     envelope: &Envelope,
     raw: &[u8],
     verdicts: Vec<Verdict>,

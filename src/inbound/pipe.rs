@@ -3,12 +3,13 @@
 //! pass-through mode gives the mailbox store every message. Replies come back per recipient,
 //! as the server gave them.
 
+use crate::config::Endpoint;
+use crate::listener::Connection;
 use crate::mailbox::Mailbox;
 use mail_send::SmtpClient;
 use mail_send::smtp::AssertReply;
 use mail_send::smtp::message::Parameters;
 use smtp_proto::Response;
-use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
@@ -51,13 +52,20 @@ impl Answer {
 /// returns one reply per recipient: those refused at RCPT first, then those answered after
 /// DATA. The addresses are mailboxes, so nothing in them can end or split a command.
 pub async fn submit(
-    target: SocketAddr,
+    target: &Endpoint,
     from: Option<&Mailbox>,
     recipients: &[Mailbox],
     header: &[u8],
     message: &[u8],
 ) -> mail_send::Result<Vec<Answer>> {
-    let mut client = SmtpClient::connect(target, STEP).await?;
+    let stream = tokio::time::timeout(STEP, Connection::connect(target))
+        .await
+        .map_err(|_| mail_send::Error::Timeout)?
+        .map_err(mail_send::Error::Io)?;
+    let mut client = SmtpClient {
+        stream,
+        timeout: STEP,
+    };
     tokio::time::timeout(STEP, client.read())
         .await
         .map_err(|_| mail_send::Error::Timeout)??

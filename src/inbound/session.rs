@@ -585,7 +585,7 @@ async fn process(intake: &Intake, envelope: &Envelope, raw: &[u8]) -> Vec<Verdic
             "received"
         );
         let verdicts = super::receive(intake, &trace, &mail, raw, envelope).await;
-        match intake.gateway.config().inbound.forward {
+        match &intake.gateway.config().inbound.forward {
             Some(target) => super::forward(&trace, target, envelope, raw, verdicts).await,
             None => verdicts,
         }
