@@ -8,8 +8,50 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-/// The on-disk layout this build reads and writes.
-const FORMAT: &str = "imipd-1";
+/// The on-disk layout this build reads and writes, recorded as `imipd-N` under `format` in the
+/// `meta` tree.
+const FORMAT: u32 = 1;
+
+/// The steps from each older format to the next, applied in order when a store of an older
+/// format is opened (`UPGRADES[0]` takes format 1 to 2, and so on). Format 1 is the first.
+const UPGRADES: &[Upgrade] = &[];
+
+/// One step from a format to the next.
+type Upgrade = fn(&sled::Db) -> Result<(), StoreError>;
+
+/// The format a store records.
+fn recorded_format(text: &[u8]) -> Option<u32> {
+    std::str::from_utf8(text)
+        .ok()?
+        .strip_prefix("imipd-")?
+        .parse()
+        .ok()
+}
+
+/// Brings a store of format `found` to this build's, or says why it cannot.
+fn upgrade(db: &sled::Db, meta: &sled::Tree, found: u32) -> Result<(), StoreError> {
+    let refuse = |why: &str| StoreError::Format {
+        found: format!("imipd-{found}"),
+        expected: format!("imipd-{FORMAT} ({why})"),
+    };
+    if found > FORMAT {
+        return Err(refuse(
+            "written by a newer imipd: run that one, or move the data with its export and this one's import",
+        ));
+    }
+    let first = FORMAT - UPGRADES.len() as u32;
+    if found < first {
+        return Err(refuse("older than any format this imipd can upgrade"));
+    }
+    for (step, next) in UPGRADES[(found - first) as usize..].iter().zip(found + 1..) {
+        step(db)?;
+        meta.insert("format", format!("imipd-{next}").as_str())
+            .map_err(unavailable)?;
+        db.flush().map_err(unavailable)?;
+        tracing::warn!(format = next, "store upgraded");
+    }
+    Ok(())
+}
 
 /// sled with the trees of the daemon; reopened from disk after an I/O failure, because sled
 /// keeps failing once it has seen one (a full disk, say) and its memory may then hold writes
@@ -164,15 +206,19 @@ impl Trees {
         };
         let meta = db.open_tree("meta").map_err(unavailable)?;
         match meta.get("format").map_err(unavailable)? {
-            Some(found) if found.as_ref() != FORMAT.as_bytes() => {
-                return Err(StoreError::Format {
-                    found: String::from_utf8_lossy(&found).into_owned(),
-                    expected: FORMAT.into(),
-                });
-            }
-            Some(_) => {}
+            Some(text) => match recorded_format(&text) {
+                Some(FORMAT) => {}
+                Some(found) => upgrade(&db, &meta, found)?,
+                None => {
+                    return Err(StoreError::Format {
+                        found: String::from_utf8_lossy(&text).into_owned(),
+                        expected: format!("imipd-{FORMAT} (this is no imipd store)"),
+                    });
+                }
+            },
             None => {
-                meta.insert("format", FORMAT).map_err(unavailable)?;
+                meta.insert("format", format!("imipd-{FORMAT}").as_str())
+                    .map_err(unavailable)?;
                 db.flush().map_err(unavailable)?;
             }
         }
@@ -607,13 +653,17 @@ mod tests {
         assert_eq!(reopened.get("a@x.org", "u1").unwrap().unwrap().text, "two");
         let trees = reopened.trees().unwrap();
         let meta = trees.db.open_tree("meta").unwrap();
-        meta.insert("format", "imipd-0").unwrap();
+        meta.insert("format", "imipd-2").unwrap();
         trees.db.flush().unwrap();
         drop((meta, trees, reopened));
-        assert!(matches!(
-            SledStore::open(&dir),
-            Err(StoreError::Format { .. })
-        ));
+        let Err(refused) = SledStore::open(&dir) else {
+            panic!("a newer format opened");
+        };
+        let said = refused.to_string();
+        assert!(
+            said.contains("imipd-2") && said.contains("written by a newer imipd"),
+            "{said}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
