@@ -107,12 +107,17 @@ pub async fn serve(config: Config, reload: Reload) -> Result<(), DaemonError> {
             idle_timeout: config.http.idle_timeout,
             max_connections: config.limits.max_connections,
             max_body: api.max_body(),
+            trusted_proxies: config.http.trusted_proxies.clone(),
         };
         let router = crate::http::router(api);
+        let current = gateway.clone();
+        let tls: crate::http::serve::TlsSource =
+            Arc::new(move || current.config().http.tls.clone());
         tasks.spawn(crate::http::serve::run(
             listener,
             router,
             limits,
+            tls,
             stopped.clone(),
         ));
     }
@@ -171,7 +176,12 @@ async fn accept(
                         sessions.spawn(turn_away(stream, peer, host));
                         continue;
                     };
-                    let session = session::serve(intake.clone(), stream, peer, protocol, stopped.clone());
+                    // Read per connection: a reload's new certificate serves the next one.
+                    let tls = match protocol {
+                        Protocol::Smtp => intake.gateway.config().smtp.tls.clone(),
+                        Protocol::Lmtp => None,
+                    };
+                    let session = session::serve(intake.clone(), stream, peer, protocol, tls, stopped.clone());
                     sessions.spawn(async move {
                         session.await;
                         drop(slot);

@@ -165,6 +165,7 @@ pub fn session_queue(data: &[u8]) -> (Vec<u8>, usize) {
             server,
             "fuzz".into(),
             protocol,
+            None,
             stopped,
         ));
         let input = input.to_vec();

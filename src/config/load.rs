@@ -34,8 +34,33 @@ impl Config {
             Err(errors) => return Err(ConfigError::all(errors)),
         };
         config.read_secrets()?;
+        config.read_certificates()?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Reads the TLS certificates and keys the configuration names.
+    fn read_certificates(&mut self) -> Result<(), ConfigError> {
+        let mut errors = Vec::new();
+        let smtp = tls("smtp", &self.smtp.tls_cert, &self.smtp.tls_key, &[]);
+        let http = tls(
+            "http",
+            &self.http.tls_cert,
+            &self.http.tls_key,
+            &[b"http/1.1"],
+        );
+        match smtp {
+            Ok(loaded) => self.smtp.tls = loaded,
+            Err(e) => errors.push(e),
+        }
+        match http {
+            Ok(loaded) => self.http.tls = loaded,
+            Err(e) => errors.push(e),
+        }
+        match errors.is_empty() {
+            true => Ok(()),
+            false => Err(ConfigError::all(errors)),
+        }
     }
 
     /// Fills `http.admin_token` and the relay's password from the files named for them.
@@ -78,6 +103,65 @@ impl Config {
             false => Err(ConfigError::all(errors)),
         }
     }
+}
+
+/// A section's certificate and key, read into a rustls configuration (ring, TLS 1.2 and 1.3).
+fn tls(
+    section: &str,
+    cert: &Option<std::path::PathBuf>,
+    key: &Option<std::path::PathBuf>,
+    alpn: &[&[u8]],
+) -> Result<Option<super::Tls>, ConfigError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert, key) = match (cert, key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        (Some(_), None) => {
+            return Err(invalid(
+                &format!("{section}.tls_key"),
+                "missing: tls_cert needs its key",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                &format!("{section}.tls_cert"),
+                "missing: tls_key needs its certificate",
+            ));
+        }
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect())
+        .map_err(|e| {
+            invalid(
+                &format!("{section}.tls_cert"),
+                format!("{}: {e}", cert.display()),
+            )
+        })?;
+    if chain.is_empty() {
+        return Err(invalid(
+            &format!("{section}.tls_cert"),
+            format!("{}: no certificate in it", cert.display()),
+        ));
+    }
+    let secret = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        invalid(
+            &format!("{section}.tls_key"),
+            format!("{}: {e}", key.display()),
+        )
+    })?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(chain, secret))
+        .map_err(|e| {
+            invalid(
+                &format!("{section}.tls_key"),
+                format!("does not fit the certificate: {e}"),
+            )
+        })?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Some(super::Tls(std::sync::Arc::new(config))))
 }
 
 fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {

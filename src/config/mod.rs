@@ -205,6 +205,13 @@ pub struct Listener {
     pub socket_mode: u32,
     /// Group that owns a unix socket (name or number); empty: the daemon's.
     pub socket_group: String,
+    /// PEM certificate chain for STARTTLS; with `tls_key`, STARTTLS is offered.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// The two, read.
+    #[serde(skip)]
+    pub tls: Option<Tls>,
 }
 
 impl Default for Listener {
@@ -213,7 +220,20 @@ impl Default for Listener {
             listen: None,
             socket_mode: 0o660,
             socket_group: String::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls: None,
         }
+    }
+}
+
+/// A certificate chain and its key, read when the configuration is (and again on reload).
+#[derive(Clone)]
+pub struct Tls(pub std::sync::Arc<rustls::ServerConfig>);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
     }
 }
 
@@ -261,6 +281,16 @@ pub struct Http {
     /// `host:port`, or empty for off.
     #[serde(deserialize_with = "http_address")]
     pub listen: Option<SocketAddr>,
+    /// Reverse proxies (nginx) in front of the API: from these peers, `X-Forwarded-For` names
+    /// the client (for the password back-off).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// PEM certificate chain; with `tls_key`, the API is served over HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// The two, read.
+    #[serde(skip)]
+    pub tls: Option<Tls>,
     /// Bearer token with access to every account; empty for none.
     pub admin_token: String,
     /// A file holding the admin token instead (for example `%d/admin_token` with systemd's
@@ -595,6 +625,10 @@ impl Default for Http {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
             admin_token: String::new(),
             admin_token_file: None,
+            trusted_proxies: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls: None,
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
         }
@@ -733,6 +767,12 @@ impl Config {
             "http.idle_timeout",
             &mut self.http.idle_timeout,
             idle,
+            &mut w,
+        );
+        keep(
+            "http.trusted_proxies",
+            &mut self.http.trusted_proxies,
+            &running.http.trusted_proxies,
             &mut w,
         );
         keep(

@@ -37,13 +37,19 @@ pub struct Limits {
     pub max_connections: usize,
     /// The largest body taken.
     pub max_body: usize,
+    /// `http.trusted_proxies`: peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
+
+/// The certificate in force for the next connection (a reload may change it), if any.
+pub type TlsSource = Arc<dyn Fn() -> Option<crate::config::Tls> + Send + Sync>;
 
 /// Serves connections until `stop`; then open connections finish their requests and close.
 pub async fn run(
     listener: TcpListener,
     router: Router,
     limits: Limits,
+    tls: TlsSource,
     mut stop: watch::Receiver<bool>,
 ) {
     let limits = Arc::new(limits);
@@ -72,8 +78,9 @@ pub async fn run(
                             peer,
                         };
                         let stop = stop.clone();
+                        let tls = tls();
                         connections.spawn(async move {
-                            connection.serve(stream, stop).await;
+                            connection.serve_maybe_tls(stream, tls, stop).await;
                             drop(slot);
                         });
                     }
@@ -114,7 +121,32 @@ struct Connection {
 }
 
 impl Connection {
-    async fn serve(self, stream: TcpStream, mut stop: watch::Receiver<bool>) {
+    /// With `tls`, the connection starts with a TLS handshake, within `http.request_timeout`.
+    async fn serve_maybe_tls(
+        self,
+        stream: TcpStream,
+        tls: Option<crate::config::Tls>,
+        stop: watch::Receiver<bool>,
+    ) {
+        let Some(tls) = tls else {
+            return self.serve(stream, stop).await;
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.0);
+        let handshake = acceptor.accept(stream);
+        match tokio::time::timeout(self.limits.request_timeout, handshake).await {
+            Ok(Ok(secured)) => self.serve(secured, stop).await,
+            Ok(Err(e)) => {
+                tracing::info!(peer = %self.peer, error = %e, "http: TLS handshake failed")
+            }
+            Err(_) => tracing::info!(peer = %self.peer, "http: TLS handshake too slow; closing"),
+        }
+    }
+
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+        self,
+        stream: S,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let peer = self.peer;
         let clock = Arc::new(Clock::new(&self.limits));
         let io = TokioIo::new(Watched {
@@ -192,7 +224,8 @@ impl Connection {
             }
         };
         clock.handling();
-        parts.extensions.insert(Peer(self.peer));
+        let client = client_address(self.peer, &parts.headers, &self.limits.trusted_proxies);
+        parts.extensions.insert(Peer(client));
         let response = self
             .router
             .clone()
@@ -305,13 +338,38 @@ impl Clock {
     }
 }
 
+/// The client: the peer, or behind a trusted reverse proxy the last address `X-Forwarded-For`
+/// names that is not a trusted proxy itself (what the proxies appended; whatever the client
+/// wrote in front of that is not believed). Password back-off counts by this address.
+fn client_address(
+    peer: SocketAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[std::net::IpAddr],
+) -> SocketAddr {
+    if !trusted.contains(&peer.ip()) {
+        return peer;
+    }
+    let hops: Vec<std::net::IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|hop| hop.trim().parse().ok())
+        .collect();
+    hops.into_iter()
+        .rev()
+        .find(|hop| !trusted.contains(hop))
+        .map(|ip| SocketAddr::new(ip, 0))
+        .unwrap_or(peer)
+}
+
 /// A socket that tells its clock when bytes arrive.
-struct Watched {
-    inner: TcpStream,
+struct Watched<S> {
+    inner: S,
     clock: Arc<Clock>,
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -326,7 +384,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -341,5 +399,31 @@ impl AsyncWrite for Watched {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_behind_a_trusted_proxy() {
+        let proxy: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let stranger: SocketAddr = "203.0.113.9:40000".parse().unwrap();
+        let trusted = ["127.0.0.1".parse().unwrap()];
+        let mut headers = axum::http::HeaderMap::new();
+        // The client claims to be 10.0.0.1; nginx appended what it saw.
+        headers.insert("x-forwarded-for", "10.0.0.1, 198.51.100.7".parse().unwrap());
+        assert_eq!(
+            client_address(proxy, &headers, &trusted).ip().to_string(),
+            "198.51.100.7"
+        );
+        // From anyone else the header is not believed.
+        assert_eq!(client_address(stranger, &headers, &trusted), stranger);
+        assert_eq!(client_address(proxy, &headers, &[]), proxy);
+        assert_eq!(
+            client_address(proxy, &axum::http::HeaderMap::new(), &trusted),
+            proxy
+        );
     }
 }

@@ -81,6 +81,7 @@ enum Phase {
 enum Next {
     Continue,
     Data,
+    StartTls,
     Quit,
 }
 
@@ -88,20 +89,26 @@ enum Next {
 struct Session {
     intake: Arc<Intake>,
     protocol: Protocol,
+    /// STARTTLS is offered: a certificate is configured and TLS not yet started.
+    tls_offered: bool,
+    /// TLS is on.
+    secured: bool,
     greeted: bool,
     envelope: Option<Envelope>,
 }
 
-/// Serves one connection until QUIT, EOF, a deadline or shutdown.
+/// Serves one connection until QUIT, EOF, a deadline or shutdown; with `tls`, STARTTLS is
+/// offered (RFC 3207).
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     intake: Arc<Intake>,
     stream: S,
     peer: String,
     protocol: Protocol,
+    tls: Option<crate::config::Tls>,
     shutdown: watch::Receiver<bool>,
 ) {
     let span = tracing::info_span!("session", peer = %escaped(&peer), protocol = ?protocol);
-    run(intake, stream, protocol, shutdown)
+    run(intake, stream, protocol, tls, shutdown)
         .instrument(span)
         .await
 }
@@ -110,20 +117,61 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     intake: Arc<Intake>,
     stream: S,
     protocol: Protocol,
+    tls: Option<crate::config::Tls>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut conn = Conn::new(intake, stream, protocol);
+    let mut conn = Conn::new(intake.clone(), stream, protocol, true);
+    conn.session.tls_offered = tls.is_some();
+    let (Flow::StartTls, Some(tls)) = (drive(&mut conn, &mut shutdown).await, tls) else {
+        return;
+    };
+    // Only the 220 went out after STARTTLS; what the client sent with it is dropped unread
+    // (RFC 3207 section 4.2: nothing from before the handshake may count after it).
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.0);
+    let timeout = intake.gateway.config().limits.command_timeout;
+    let secured = match tokio::time::timeout(timeout, acceptor.accept(conn.stream)).await {
+        Ok(Ok(secured)) => secured,
+        Ok(Err(e)) => {
+            tracing::info!(error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::info!("TLS handshake not finished within limits.command_timeout");
+            return;
+        }
+    };
+    tracing::info!("TLS started");
+    // A new session: the client says hello again and knows nothing from before.
+    let mut conn = Conn::new(intake, secured, protocol, false);
+    conn.session.secured = true;
+    drive(&mut conn, &mut shutdown).await;
+}
+
+/// Runs a connection until it ends, or until the client asks for TLS.
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Flow {
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         if !conn.flush().await {
-            return;
+            return Flow::Quit;
         }
-        let Some(n) = conn.read(&mut chunk, &mut shutdown).await else {
-            return;
+        let Some(n) = conn.read(&mut chunk, shutdown).await else {
+            return Flow::Quit;
         };
-        if conn.take(&chunk[..n]).await == Flow::Quit {
-            conn.flush().await;
-            return;
+        match conn.take(&chunk[..n]).await {
+            Flow::Go => {}
+            Flow::StartTls => {
+                return match conn.flush().await {
+                    true => Flow::StartTls,
+                    false => Flow::Quit,
+                };
+            }
+            Flow::Quit => {
+                conn.flush().await;
+                return Flow::Quit;
+            }
         }
     }
 }
@@ -132,6 +180,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
 #[derive(Debug, PartialEq, Eq)]
 enum Flow {
     Go,
+    StartTls,
     Quit,
 }
 
@@ -148,7 +197,7 @@ struct Conn<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
-    fn new(intake: Arc<Intake>, stream: S, protocol: Protocol) -> Self {
+    fn new(intake: Arc<Intake>, stream: S, protocol: Protocol, greet: bool) -> Self {
         let config = intake.gateway.config();
         let name = if protocol == Protocol::Lmtp {
             "LMTP"
@@ -162,13 +211,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             session: Session {
                 intake,
                 protocol,
+                tls_offered: false,
+                secured: false,
                 greeted: false,
                 envelope: None,
             },
             phase: Phase::Command,
             line: Vec::new(),
             discarding: false,
-            out: greeting.into_bytes(),
+            out: if greet {
+                greeting.into_bytes()
+            } else {
+                Vec::new()
+            },
             deadline,
         }
     }
@@ -227,8 +282,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         while !input.is_empty() {
             if matches!(self.phase, Phase::Data { .. }) {
                 self.take_data(&mut input).await;
-            } else if self.take_line(&mut input) == Flow::Quit {
-                return Flow::Quit;
+            } else {
+                match self.take_line(&mut input) {
+                    Flow::Go => {}
+                    other => return other,
+                }
             }
         }
         Flow::Go
@@ -304,6 +362,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 };
                 Flow::Go
             }
+            Next::StartTls => Flow::StartTls,
             Next::Quit => Flow::Quit,
         }
     }
@@ -376,6 +435,12 @@ impl Session {
                 reply("221 2.0.0 bye");
                 return Next::Quit;
             }
+            Request::StartTls if self.secured => reply("503 5.5.1 TLS already active"),
+            Request::StartTls if !self.tls_offered => reply("502 5.5.1 TLS is not offered here"),
+            Request::StartTls => {
+                reply("220 2.0.0 ready to start TLS");
+                return Next::StartTls;
+            }
             _ => reply("502 5.5.1 command not implemented"),
         }
         Next::Continue
@@ -394,8 +459,13 @@ impl Session {
         self.greeted = true;
         self.envelope = None;
         let config = self.intake.gateway.config();
+        let starttls = if self.tls_offered {
+            "250-STARTTLS\r\n"
+        } else {
+            ""
+        };
         format!(
-            "250-{} hello {}\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SIZE {}",
+            "250-{} hello {}\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n{starttls}250 SIZE {}",
             config.server.hostname,
             printable(client),
             config.limits.max_message_size
@@ -665,6 +735,8 @@ mod tests {
         let session = Session {
             intake,
             protocol,
+            tls_offered: false,
+            secured: false,
             greeted: false,
             envelope: None,
         };

@@ -210,6 +210,7 @@ impl Node {
                 server,
                 "test".into(),
                 Protocol::Lmtp,
+                None,
                 stopped,
             ));
             let (read, mut write) = tokio::io::split(client);
