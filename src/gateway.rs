@@ -66,6 +66,9 @@ pub struct Gateway {
     pub outbox_ready: Notify,
     /// Counters for `GET /metrics`.
     pub metrics: crate::metrics::Metrics,
+    /// Held shared by every commit, and exclusively by a snapshot (a backup), so that a
+    /// snapshot sees the store between two commits.
+    commits: tokio::sync::RwLock<()>,
 }
 
 /// What a read-decide-commit cycle decided: the changes to commit and what to return once they
@@ -103,7 +106,14 @@ impl Gateway {
             clock,
             outbox_ready: Notify::new(),
             metrics: Default::default(),
+            commits: tokio::sync::RwLock::new(()),
         }
+    }
+
+    /// Runs `read` with every commit held back: what it reads is one state of the store.
+    pub async fn between_commits<T>(&self, read: impl FnOnce() -> T) -> T {
+        let _alone = self.commits.write().await;
+        read()
     }
 
     /// Seconds since the epoch.
@@ -178,7 +188,10 @@ impl Gateway {
                 )
             });
             let generation = self.store.generation();
-            match self.store.commit(&changes) {
+            let committing = self.commits.read().await;
+            let committed = self.store.commit(&changes);
+            drop(committing);
+            match committed {
                 Ok(ids) => {
                     self.durable(generation).await?;
                     if queued {

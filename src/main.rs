@@ -76,6 +76,27 @@ enum Command {
         #[command(subcommand)]
         action: QueueAction,
     },
+    /// Writes a backup into a new folder DIR: every account's objects as `.ics` files
+    /// (objects/ACCOUNT/UID.ics) and the outbound queue as queue.json. Through the running
+    /// daemon (a snapshot between two commits), or from the store when no daemon runs.
+    Export {
+        /// The configuration file (HTTP address and admin token, or the data folder).
+        /// [default: /etc/imipd/imipd.toml when it exists]
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The folder to create.
+        dir: PathBuf,
+    },
+    /// Reads a backup folder into the store: objects the store lacks, or has in an older
+    /// version, are written; newer copies stay; queued messages are queued again unless they
+    /// already are. Through the running daemon, or into the store when no daemon runs.
+    Import {
+        /// The configuration file. [default: /etc/imipd/imipd.toml when it exists]
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The backup folder.
+        dir: PathBuf,
+    },
     /// Sends realistic iMIP load to any LMTP or SMTP server and prints one JSON line of figures:
     /// invitations from outside organizers to userN@DOMAIN, then updates and cancellations of them.
     Bench(BenchArgs),
@@ -136,6 +157,8 @@ fn main() -> ExitCode {
             to,
         } => explain(config, &message, &to),
         Command::Queue { config, action } => queue(config, &action),
+        Command::Export { config, dir } => export(config, &dir),
+        Command::Import { config, dir } => import(config, &dir),
         Command::Conformance {
             files,
             bless: false,
@@ -538,6 +561,167 @@ fn bench(args: BenchArgs) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Runs `work` on the store itself when no daemon holds it: the daemon's HTTP API was not
+/// reachable.
+fn offline<T>(
+    config: &Config,
+    work: impl AsyncFnOnce(&imipd::gateway::Gateway) -> Result<T, String>,
+) -> Result<T, String> {
+    let dir = &config.server.data_dir;
+    let store = imipd::store::SledStore::open_with(dir, config.store.cache_size).map_err(|e| {
+        format!(
+            "no daemon answered over HTTP, and the store in {} cannot be opened ({e}); if a daemon \
+             runs with http.listen off, turn it on or stop the daemon",
+            dir.display()
+        )
+    })?;
+    runtime().block_on(async {
+        let gateway = imipd::gateway::Gateway::new(config.clone(), std::sync::Arc::new(store));
+        let result = work(&gateway).await;
+        gateway
+            .durable(gateway.store.generation())
+            .await
+            .map_err(|e| e.to_string())?;
+        result
+    })
+}
+
+/// True when a request failed because nothing listens (no daemon), not because it answered.
+fn unreachable(error: &str) -> bool {
+    error.contains("onnection refused") || error.contains("http.listen is off")
+}
+
+fn export(path: Option<PathBuf>, dir: &std::path::Path) -> ExitCode {
+    let config = match load_or_exit(path.as_deref(), "export") {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let snapshot = match admin_request(&config, "GET", "/backup", &[], b"") {
+        Ok((200, json)) => serde_json::from_str::<imipd::backup::Snapshot>(&json)
+            .map_err(|e| format!("unexpected answer: {e}")),
+        Ok((status, text)) => Err(format!("{status}: {}", text.trim())),
+        Err(e) if unreachable(&e) => offline(&config, async |gateway| {
+            imipd::backup::take(gateway)
+                .await
+                .map_err(|e| e.to_string())
+        }),
+        Err(e) => Err(e),
+    };
+    let written = snapshot.and_then(|snapshot| {
+        imipd::backup::write_dir(&snapshot, dir)
+            .map(|()| snapshot)
+            .map_err(|e| e.to_string())
+    });
+    match written {
+        Ok(snapshot) => {
+            println!(
+                "{}: {} objects, {} queued messages",
+                dir.display(),
+                snapshot.objects.len(),
+                snapshot.queue.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("imipd export: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn import(path: Option<PathBuf>, dir: &std::path::Path) -> ExitCode {
+    let config = match load_or_exit(path.as_deref(), "import") {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let snapshot = match imipd::backup::read_dir(dir) {
+        Ok(snapshot) => snapshot,
+        Err(e) => {
+            eprintln!("imipd import: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let restored = match import_online(&config, &snapshot) {
+        Err(e) if unreachable(&e) => offline(&config, async |gateway| {
+            imipd::backup::restore(gateway, &snapshot.objects, &snapshot.queue)
+                .await
+                .map_err(|e| e.to_string())
+        }),
+        other => other,
+    };
+    match restored {
+        Ok(r) => {
+            println!(
+                "{}: {} objects written, {} kept (the same or newer here), {} messages queued, {} already queued",
+                dir.display(),
+                r.written,
+                r.kept,
+                r.queued,
+                r.already_queued
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("imipd import: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Sends a backup to the running daemon in pieces under its body limit.
+fn import_online(
+    config: &Config,
+    snapshot: &imipd::backup::Snapshot,
+) -> Result<imipd::backup::Restored, String> {
+    use imipd::backup::{Restored, Snapshot};
+    let room = config.limits.max_object_size;
+    let objects = pieces(&snapshot.objects, room)
+        .into_iter()
+        .map(|objects| Snapshot {
+            format: snapshot.format,
+            objects,
+            ..Default::default()
+        });
+    let queue = pieces(&snapshot.queue, room)
+        .into_iter()
+        .map(|queue| Snapshot {
+            format: snapshot.format,
+            queue,
+            ..Default::default()
+        });
+    let mut total = Restored::default();
+    for piece in objects.chain(queue) {
+        let body = serde_json::to_vec(&piece).map_err(|e| e.to_string())?;
+        let answer = match admin_request(config, "POST", "/backup", &[], &body)? {
+            (200, json) => serde_json::from_str::<Restored>(&json).map_err(|e| e.to_string())?,
+            (status, text) => return Err(format!("{status}: {}", text.trim())),
+        };
+        total.written += answer.written;
+        total.kept += answer.kept;
+        total.queued += answer.queued;
+        total.already_queued += answer.already_queued;
+    }
+    Ok(total)
+}
+
+/// Items in groups of at most `room` bytes of JSON each (an item larger alone is a group).
+fn pieces<T: serde::Serialize + Clone>(items: &[T], room: usize) -> Vec<Vec<T>> {
+    let mut groups: Vec<Vec<T>> = Vec::new();
+    let mut size = 0;
+    for item in items {
+        let weight = serde_json::to_string(item).map(|j| j.len()).unwrap_or(0);
+        match groups.last_mut() {
+            Some(group) if size + weight <= room => group.push(item.clone()),
+            _ => {
+                groups.push(vec![item.clone()]);
+                size = 0;
+            }
+        }
+        size += weight;
+    }
+    groups
 }
 
 fn queue(path: Option<PathBuf>, action: &QueueAction) -> ExitCode {

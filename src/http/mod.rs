@@ -55,6 +55,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/calendars/{account}/{uid}/uninvited", get(uninvited))
         .route("/explain", axum::routing::post(explain))
         .route("/metrics", get(metrics))
+        .route("/backup", get(backup_take).post(backup_restore))
         .route("/queue", get(queue_list))
         .route("/queue/{id}", get(queue_show).delete(queue_drop))
         .route("/queue/{id}/retry", axum::routing::post(queue_retry))
@@ -583,6 +584,50 @@ fn find_queued(
         .into_iter()
         .find(|(i, _)| *i == wanted)
         .ok_or_else(|| Denied::Status(404, format!("no queued message {id}")))
+}
+
+/// `GET /backup`: a snapshot of the store taken between two commits (admin only).
+async fn backup_take(
+    State(api): State<Arc<Api>>,
+    peer: Option<Extension<serve::Peer>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(denied) = admin(&api, &headers, peer_ip(peer)) {
+        return denied.into_response();
+    }
+    match crate::backup::take(&api.gateway).await {
+        Ok(snapshot) => json(serde_json::to_string(&snapshot).unwrap_or_default()),
+        Err(e) => text(503, e.to_string()),
+    }
+}
+
+/// `POST /backup` with a snapshot (or part of one: clients send it in pieces under the body
+/// limit): restores it without overwriting newer copies (admin only).
+async fn backup_restore(
+    State(api): State<Arc<Api>>,
+    peer: Option<Extension<serve::Peer>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(denied) = admin(&api, &headers, peer_ip(peer)) {
+        return denied.into_response();
+    }
+    let snapshot: crate::backup::Snapshot = match serde_json::from_slice(&body) {
+        Ok(snapshot) => snapshot,
+        Err(e) => return text(400, format!("not a backup: {e}")),
+    };
+    if snapshot.format != crate::backup::FORMAT {
+        let said = format!(
+            "backup format {}; this imipd reads {}",
+            snapshot.format,
+            crate::backup::FORMAT
+        );
+        return text(400, said);
+    }
+    match crate::backup::restore(&api.gateway, &snapshot.objects, &snapshot.queue).await {
+        Ok(restored) => json(serde_json::to_string(&restored).unwrap_or_default()),
+        Err(e) => text(503, e.to_string()),
+    }
 }
 
 /// `GET /queue`: every queued message, oldest first.

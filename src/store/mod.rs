@@ -264,6 +264,8 @@ pub trait Store: Send + Sync + 'static {
     fn get(&self, account: &str, uid: &str) -> Result<Option<StoredObject>, StoreError>;
     /// Every object of an account, by UID.
     fn list(&self, account: &str) -> Result<Vec<(String, StoredObject)>, StoreError>;
+    /// Every object of every account: account, UID, object.
+    fn all(&self) -> Result<Vec<(String, String, StoredObject)>, StoreError>;
     /// True when a delivery key was recorded.
     fn seen(&self, key: &[u8]) -> Result<bool, StoreError>;
     /// Applies every change or none; fails with `Conflict` when a precondition fails.

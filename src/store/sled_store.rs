@@ -279,6 +279,20 @@ impl Trees {
         Ok(out)
     }
 
+    fn all(&self) -> Result<Vec<(String, String, StoredObject)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.objects.iter() {
+            let (key, value) = item.map_err(unavailable)?;
+            let mut halves = key.splitn(2, |b| *b == 0);
+            let account = String::from_utf8_lossy(halves.next().unwrap_or_default()).into_owned();
+            let uid = String::from_utf8_lossy(halves.next().unwrap_or_default()).into_owned();
+            if let Some(object) = decode(&value) {
+                out.push((account, uid, object));
+            }
+        }
+        Ok(out)
+    }
+
     fn seen(&self, key: &[u8]) -> Result<bool, StoreError> {
         self.seen.contains_key(key).map_err(unavailable)
     }
@@ -515,6 +529,9 @@ impl Store for SledStore {
     }
     fn list(&self, account: &str) -> Result<Vec<(String, StoredObject)>, StoreError> {
         self.with(|t| t.list(account))
+    }
+    fn all(&self) -> Result<Vec<(String, String, StoredObject)>, StoreError> {
+        self.with(|t| t.all())
     }
     fn seen(&self, key: &[u8]) -> Result<bool, StoreError> {
         self.with(|t| t.seen(key))

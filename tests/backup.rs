@@ -1,0 +1,140 @@
+//! `imipd export` and `imipd import`: a backup taken while the daemon runs, read back without
+//! overwriting newer copies, and moved into a new store with no daemon running.
+
+mod common;
+
+use common::{Daemon, FakeRelay, accounts};
+use std::process::Command;
+
+fn cli(config: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_imipd"))
+        .arg(args[0])
+        .arg("--config")
+        .arg(config)
+        .args(&args[1..])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn invitation(uid: &str, sequence: u32, summary: &str) -> String {
+    common::build::invitation(
+        "olga@partner.example",
+        &format!("{uid}.{sequence}@partner.example"),
+        &common::build::event(uid)
+            .method("REQUEST")
+            .sequence(sequence)
+            .set(&format!("SUMMARY:{summary}"))
+            .set("ORGANIZER:mailto:olga@partner.example")
+            .attendee("bob@example.com")
+            .text(),
+    )
+}
+
+#[test]
+fn export_while_running_and_import_into_a_new_store() {
+    let relay = FakeRelay::start();
+    relay.set_down(true);
+    let outbound = format!(
+        "transport = \"smtp\"\nrelay = \"smtp://127.0.0.1:{}\"\nmin_backoff = \"1h\"\nmax_backoff = \"1h\"\n",
+        relay.port
+    );
+    let mut daemon = Daemon::start_full(
+        "backup",
+        &accounts(&["alice@example.com", "bob@example.com"]),
+        &outbound,
+    );
+    for uid in ["bk-1", "bk-2"] {
+        let replies = daemon.lmtp(
+            "olga@partner.example",
+            &["bob@example.com"],
+            &invitation(uid, 0, "First"),
+        );
+        assert!(replies[0].starts_with("250"), "{replies:?}");
+    }
+    // Alice invites someone outside: her REQUEST waits in the queue (the relay is down).
+    let meeting = common::build::event("bk-3")
+        .set("ORGANIZER:mailto:alice@example.com")
+        .attendee("paul@partner.example")
+        .text();
+    let (code, ..) = daemon.http(
+        "PUT",
+        "/calendars/alice@example.com/bk-3",
+        "alice@example.com",
+        &[],
+        &meeting,
+    );
+    assert_eq!(code, 201);
+
+    let backup = daemon.dir.join("backup");
+    let target = backup.display().to_string();
+    let (ok, out) = cli(&daemon.config, &["export", &target]);
+    assert!(ok, "{out}");
+    assert!(out.contains("3 objects, 1 queued messages"), "{out}");
+    assert!(backup.join("objects/bob@example.com/bk-1.ics").exists());
+    let queue = std::fs::read_to_string(backup.join("queue.json")).unwrap();
+    assert!(queue.contains("paul@partner.example"), "{queue}");
+    // A backup never goes over another.
+    assert!(!cli(&daemon.config, &["export", &target]).0);
+
+    // bk-1 changes after the backup; importing the backup keeps the newer copy.
+    let replies = daemon.lmtp(
+        "olga@partner.example",
+        &["bob@example.com"],
+        &invitation("bk-1", 1, "Moved"),
+    );
+    assert!(replies[0].starts_with("250"), "{replies:?}");
+    let (ok, out) = cli(&daemon.config, &["import", &target]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("0 objects written, 3 kept") && out.contains("1 already queued"),
+        "{out}"
+    );
+    assert!(
+        daemon
+            .get("bob@example.com", "bk-1")
+            .1
+            .contains("SUMMARY:Moved")
+    );
+
+    // Moved to a new store, with no daemon running: everything is there after a start, and
+    // the queued REQUEST goes out once the relay is back.
+    daemon.kill9();
+    std::fs::remove_dir_all(daemon.dir.join("data")).unwrap();
+    let (ok, out) = cli(&daemon.config, &["import", &target]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("3 objects written, 0 kept") && out.contains("1 messages queued"),
+        "{out}"
+    );
+    relay.set_down(false);
+    daemon.launch();
+    assert!(
+        daemon
+            .get("bob@example.com", "bk-2")
+            .1
+            .contains("SUMMARY:First")
+    );
+    assert!(
+        daemon
+            .get("bob@example.com", "bk-1")
+            .1
+            .contains("SUMMARY:First"),
+        "the backup's version"
+    );
+    assert_eq!(daemon.get("alice@example.com", "bk-3").0, 200);
+    let (ok, out) = cli(&daemon.config, &["queue", "list"]);
+    assert!(ok && out.contains("paul@partner.example"), "{out}");
+    let (ok, out) = cli(
+        &daemon.config,
+        &["queue", "retry", out.split_whitespace().next().unwrap()],
+    );
+    assert!(ok, "{out}");
+    assert!(common::eventually(|| relay
+        .received("paul@partner.example")
+        .len()
+        == 1));
+}
