@@ -413,11 +413,28 @@ fn admin_request(
         .http
         .listen
         .ok_or("http.listen is off; this asks the daemon over HTTP")?;
-    let mut url = url::Url::parse(&format!("http://{target}{path}")).map_err(|e| e.to_string())?;
+    // Over HTTPS the daemon's certificate names its public host, not the address of its
+    // listener: it is not checked, which keeps the admin token safe only on this host.
+    let scheme = match config.http.tls {
+        None => "http",
+        Some(_) if target.ip().is_loopback() => "https",
+        Some(_) => {
+            return Err(format!(
+                "http.listen {target} serves HTTPS beyond this host: the admin commands need a \
+                 loopback listener (put imipd behind a reverse proxy, README TLS)"
+            ));
+        }
+    };
+    let mut url =
+        url::Url::parse(&format!("{scheme}://{target}{path}")).map_err(|e| e.to_string())?;
     url.query_pairs_mut().extend_pairs(query);
+    let tls = ureq::tls::TlsConfig::builder()
+        .disable_verification(scheme == "https")
+        .build();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .tls_config(tls)
         .build()
         .into();
     let request = ureq::http::Request::builder()

@@ -190,3 +190,18 @@ fn a_key_that_does_not_fit_is_named() {
     );
     assert!(said.contains("http.tls_key: missing"), "{said}");
 }
+
+#[test]
+fn the_admin_commands_speak_https_to_a_loopback_daemon() {
+    let (daemon, _smtp, _certs) = start("admin-https");
+    let out = Command::new(env!("CARGO_BIN_EXE_imipd"))
+        .args(["queue", "--config"])
+        .arg(&daemon.config)
+        .arg("list")
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("0 queued"), "{said}");
+}
