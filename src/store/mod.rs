@@ -37,6 +37,26 @@ pub enum StoreError {
     TooLarge(usize),
 }
 
+/// What changed in an account since a sync token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// The position after the account's latest change: the next sync token.
+    pub latest: u64,
+    /// Objects changed since, in the order of their latest change.
+    pub changed: Vec<Changed>,
+}
+
+/// One object's latest change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changed {
+    /// The change id.
+    pub id: u64,
+    /// The object's UID.
+    pub uid: String,
+    /// Removed (else written).
+    pub removed: bool,
+}
+
 /// A calendar object as stored, with the revision that makes its ETag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredObject {
@@ -266,6 +286,10 @@ pub trait Store: Send + Sync + 'static {
     fn list(&self, account: &str) -> Result<Vec<(String, StoredObject)>, StoreError>;
     /// Every object of every account: account, UID, object.
     fn all(&self) -> Result<Vec<(String, String, StoredObject)>, StoreError>;
+    /// An account's objects changed or removed at or after position `since` of its change log
+    /// (0: all), each with its latest change only, and the position after the latest change
+    /// (a calendar's next sync token).
+    fn changes_since(&self, account: &str, since: u64) -> Result<Changes, StoreError>;
     /// True when a delivery key was recorded.
     fn seen(&self, key: &[u8]) -> Result<bool, StoreError>;
     /// Applies every change or none; fails with `Conflict` when a precondition fails.

@@ -1,6 +1,9 @@
 //! The embedded backend: sled 0.34.7.
 
-use super::{Change, Expect, MAX_VALUE, Notice, OutboundMessage, Store, StoreError, StoredObject};
+use super::{
+    Change, Changed, Changes, Expect, MAX_VALUE, Notice, OutboundMessage, Store, StoreError,
+    StoredObject,
+};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use std::fs::File;
@@ -10,11 +13,36 @@ use std::time::{Duration, Instant};
 
 /// The on-disk layout this build reads and writes, recorded as `imipd-N` under `format` in the
 /// `meta` tree.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// The steps from each older format to the next, applied in order when a store of an older
 /// format is opened (`UPGRADES[0]` takes format 1 to 2, and so on). Format 1 is the first.
-const UPGRADES: &[Upgrade] = &[];
+const UPGRADES: &[Upgrade] = &[log_existing_objects];
+
+/// Format 2 keeps a log of each account's changes (for calendar clients' sync): a store of
+/// format 1 starts it with every object it holds, as written at its revision.
+fn log_existing_objects(db: &sled::Db) -> Result<(), StoreError> {
+    let objects = db.open_tree("objects").map_err(unavailable)?;
+    let changes = db.open_tree("changes").map_err(unavailable)?;
+    let latest = db.open_tree("latest").map_err(unavailable)?;
+    for item in objects.iter() {
+        let (key, value) = item.map_err(unavailable)?;
+        let Some(object) = decode(&value) else {
+            continue;
+        };
+        let mut halves = key.splitn(2, |b| *b == 0);
+        let account = String::from_utf8_lossy(halves.next().unwrap_or_default()).into_owned();
+        let uid = halves.next().unwrap_or_default();
+        let id = object.revision.to_be_bytes();
+        latest.insert(&key, &id).map_err(unavailable)?;
+        let mut entry = vec![0];
+        entry.extend_from_slice(uid);
+        changes
+            .insert(change_key(&account, &id), entry)
+            .map_err(unavailable)?;
+    }
+    Ok(())
+}
 
 /// One step from a format to the next.
 type Upgrade = fn(&sled::Db) -> Result<(), StoreError>;
@@ -82,6 +110,11 @@ struct Trees {
     sent: sled::Tree,
     notices: sled::Tree,
     refreshed: sled::Tree,
+    /// Each account's changes, by change id: `account \0 id` → a flag (0 put, 1 removed) and
+    /// the UID; only an object's latest change stays (what a calendar client's sync asks).
+    changes: sled::Tree,
+    /// The id of each object's latest change: `account \0 uid` → id.
+    latest: sled::Tree,
     log: File,
     dir: PathBuf,
 }
@@ -98,6 +131,32 @@ fn object_key(account: &str, uid: &str) -> Vec<u8> {
     key.extend_from_slice(account.as_bytes());
     key.push(0);
     key.extend_from_slice(uid.as_bytes());
+    key
+}
+
+/// Records the latest change of an object, and forgets its previous one.
+fn log_change(
+    changes: &sled::transaction::TransactionalTree,
+    latest: &sled::transaction::TransactionalTree,
+    account: &str,
+    uid: &str,
+    id: u64,
+    removed: bool,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    let object = object_key(account, uid);
+    if let Some(previous) = latest.get(&object)? {
+        changes.remove(change_key(account, &previous))?;
+    }
+    latest.insert(object, &id.to_be_bytes())?;
+    let mut value = vec![u8::from(removed)];
+    value.extend_from_slice(uid.as_bytes());
+    changes.insert(change_key(account, &id.to_be_bytes()), value)?;
+    Ok(())
+}
+
+fn change_key(account: &str, id: &[u8]) -> Vec<u8> {
+    let mut key = object_key(account, "");
+    key.extend_from_slice(id);
     key
 }
 
@@ -235,6 +294,8 @@ impl Trees {
             sent: db.open_tree("sent").map_err(unavailable)?,
             notices: db.open_tree("notices").map_err(unavailable)?,
             refreshed: db.open_tree("refreshed").map_err(unavailable)?,
+            changes: db.open_tree("changes").map_err(unavailable)?,
+            latest: db.open_tree("latest").map_err(unavailable)?,
             db,
             log,
             dir: dir.to_path_buf(),
@@ -297,6 +358,49 @@ impl Trees {
         self.seen.contains_key(key).map_err(unavailable)
     }
 
+    fn changes_since(&self, account: &str, since: u64) -> Result<Changes, StoreError> {
+        let prefix = object_key(account, "");
+        let start = change_key(account, &since.to_be_bytes());
+        let end = change_key(account, &u64::MAX.to_be_bytes());
+        let mut out = Changes {
+            latest: self.latest_change(account)?,
+            changed: Vec::new(),
+        };
+        for item in self.changes.range(start..=end) {
+            let (key, value) = item.map_err(unavailable)?;
+            let id = key[prefix.len()..]
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or_default();
+            let Some((flag, uid)) = value.split_first() else {
+                continue;
+            };
+            out.changed.push(Changed {
+                id,
+                uid: String::from_utf8_lossy(uid).into_owned(),
+                removed: *flag == 1,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The position after the account's latest change (0: none yet).
+    fn latest_change(&self, account: &str) -> Result<u64, StoreError> {
+        let prefix = object_key(account, "");
+        let last = self.changes.scan_prefix(&prefix).next_back();
+        Ok(match last {
+            Some(item) => {
+                let (key, _) = item.map_err(unavailable)?;
+                key[prefix.len()..]
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .unwrap_or_default()
+                    + 1
+            }
+            None => 0,
+        })
+    }
+
     fn commit(&self, changes: &[Change]) -> Result<Vec<u64>, StoreError> {
         // Ids are taken before the transaction: a retried closure must not consume new ones.
         let mut ids = Vec::new();
@@ -319,9 +423,21 @@ impl Trees {
             &self.sent,
             &self.notices,
             &self.refreshed,
+            &self.changes,
+            &self.latest,
         )
             .transaction(
-                |(objects, outbox, seen, counters, sent, notices, refreshed)| {
+                |(
+                    objects,
+                    outbox,
+                    seen,
+                    counters,
+                    sent,
+                    notices,
+                    refreshed,
+                    changes_log,
+                    latest,
+                )| {
                     for (change, id) in changes.iter().zip(&ids) {
                         match change {
                             Change::Put {
@@ -335,6 +451,7 @@ impl Trees {
                                 let mut value = id.to_be_bytes().to_vec();
                                 value.extend_from_slice(text.as_bytes());
                                 objects.insert(key, value)?;
+                                log_change(changes_log, latest, account, uid, *id, false)?;
                             }
                             Change::Delete {
                                 account,
@@ -344,6 +461,7 @@ impl Trees {
                                 let key = object_key(account, uid);
                                 check(expect, objects.get(&key)?)?;
                                 objects.remove(key)?;
+                                log_change(changes_log, latest, account, uid, *id, true)?;
                             }
                             Change::Enqueue(message) => {
                                 let value =
@@ -533,6 +651,9 @@ impl Store for SledStore {
     fn all(&self) -> Result<Vec<(String, String, StoredObject)>, StoreError> {
         self.with(|t| t.all())
     }
+    fn changes_since(&self, account: &str, since: u64) -> Result<Changes, StoreError> {
+        self.with(|t| t.changes_since(account, since))
+    }
     fn seen(&self, key: &[u8]) -> Result<bool, StoreError> {
         self.with(|t| t.seen(key))
     }
@@ -670,7 +791,7 @@ mod tests {
         assert_eq!(reopened.get("a@x.org", "u1").unwrap().unwrap().text, "two");
         let trees = reopened.trees().unwrap();
         let meta = trees.db.open_tree("meta").unwrap();
-        meta.insert("format", "imipd-2").unwrap();
+        meta.insert("format", "imipd-3").unwrap();
         trees.db.flush().unwrap();
         drop((meta, trees, reopened));
         let Err(refused) = SledStore::open(&dir) else {
@@ -678,9 +799,76 @@ mod tests {
         };
         let said = refused.to_string();
         assert!(
-            said.contains("imipd-2") && said.contains("written by a newer imipd"),
+            said.contains("imipd-3") && said.contains("written by a newer imipd"),
             "{said}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn put_of(account: &str, uid: &str, text: &str) -> Change {
+        Change::Put {
+            account: account.into(),
+            uid: uid.into(),
+            text: text.into(),
+            expect: Expect::Any,
+        }
+    }
+
+    #[test]
+    fn changes_since_a_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.commit(&[put_of("a@x.org", "one", "1")]).unwrap();
+        let token = store.changes_since("a@x.org", 0).unwrap().latest;
+        store.commit(&[put_of("a@x.org", "two", "2")]).unwrap();
+        store.commit(&[put_of("b@x.org", "other", "3")]).unwrap();
+        store
+            .commit(&[Change::Delete {
+                account: "a@x.org".into(),
+                uid: "one".into(),
+                expect: Expect::Any,
+            }])
+            .unwrap();
+        let since = store.changes_since("a@x.org", token).unwrap();
+        let seen: Vec<(&str, bool)> = since
+            .changed
+            .iter()
+            .map(|c| (c.uid.as_str(), c.removed))
+            .collect();
+        assert_eq!(seen, [("two", false), ("one", true)]);
+        // Only the latest change of each object stays.
+        let all = store.changes_since("a@x.org", 0).unwrap();
+        assert_eq!(all.changed.len(), 2);
+        assert_eq!(all.latest, since.latest);
+        assert!(
+            store
+                .changes_since("a@x.org", since.latest)
+                .unwrap()
+                .changed
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn format_1_is_upgraded_with_its_objects_in_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.commit(&[put_of("a@x.org", "old", "1")]).unwrap();
+        {
+            // As a format-1 binary left it: no log.
+            let trees = store.trees().unwrap();
+            trees.changes.clear().unwrap();
+            trees.latest.clear().unwrap();
+            let meta = trees.db.open_tree("meta").unwrap();
+            meta.insert("format", "imipd-1").unwrap();
+            trees.db.flush().unwrap();
+        }
+        drop(store);
+        let store = SledStore::open(dir.path()).unwrap();
+        let all = store.changes_since("a@x.org", 0).unwrap();
+        assert_eq!(all.changed.len(), 1);
+        assert_eq!(all.changed[0].uid, "old");
+        let meta = store.trees().unwrap().db.open_tree("meta").unwrap();
+        assert_eq!(meta.get("format").unwrap().unwrap().as_ref(), b"imipd-2");
     }
 }
