@@ -2,6 +2,7 @@
 //! GET of an account's list. Scheduling is the gateway's and the engine's business.
 
 pub mod auth;
+pub mod dav;
 pub mod serve;
 
 use crate::escape::escaped;
@@ -59,6 +60,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/queue", get(queue_list))
         .route("/queue/{id}", get(queue_show).delete(queue_drop))
         .route("/queue/{id}/retry", axum::routing::post(queue_retry))
+        .merge(dav::routes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(api)
 }
@@ -166,25 +168,49 @@ async fn authorize(
         Some(Credential::Basic(user, password)) => (user, password),
         None => return Err(Denied::Unauthorized),
     };
-    let user_account = gateway.account_for(&user);
+    let user_account = basic(api, peer, &user, &password).await?;
+    match canonical {
+        Some(target) if target == user_account => Ok(target),
+        _ => Err(Denied::Forbidden(format!(
+            "{} may not reach the calendar of {}",
+            crate::escape::printable(&user),
+            crate::escape::printable(account)
+        ))),
+    }
+}
+
+/// The account whose Basic credentials a request carries (a calendar client's discovery
+/// starts with no account in its URL).
+async fn authenticate(
+    api: &Api,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+) -> Result<String, Denied> {
+    match credentials(headers) {
+        Some(Credential::Basic(user, password)) => basic(api, peer, &user, &password).await,
+        _ => Err(Denied::Unauthorized),
+    }
+}
+
+/// Checks an account's password (with the back-off); the account's name when it is right.
+async fn basic(
+    api: &Api,
+    peer: Option<IpAddr>,
+    user: &str,
+    password: &str,
+) -> Result<String, Denied> {
+    let gateway = &api.gateway;
+    let user_account = gateway.account_for(user);
     let config = gateway.config();
     let hash = user_account
         .as_ref()
         .and_then(|a| config.accounts.get(a))
         .map(|a| a.password_hash.as_str());
     let known = user_account.as_deref().zip(hash);
-    match api.auth.check(peer, &user, known, &password).await {
-        auth::Checked::Valid => {}
-        auth::Checked::Invalid => return Err(Denied::Unauthorized),
-        auth::Checked::SlowDown(wait) => return Err(Denied::SlowDown(wait)),
-    }
-    match canonical {
-        Some(target) if Some(&target) == user_account.as_ref() => Ok(target),
-        _ => Err(Denied::Forbidden(format!(
-            "{} may not reach the calendar of {}",
-            crate::escape::printable(&user),
-            crate::escape::printable(account)
-        ))),
+    match api.auth.check(peer, user, known, password).await {
+        auth::Checked::Valid => user_account.ok_or(Denied::Unauthorized),
+        auth::Checked::Invalid => Err(Denied::Unauthorized),
+        auth::Checked::SlowDown(wait) => Err(Denied::SlowDown(wait)),
     }
 }
 
@@ -247,26 +273,30 @@ async fn store(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    match authorize(&api, &headers, peer_ip(peer), &account).await {
+        Ok(account) => put_object(&api, &account, &uid, &headers, &body).await,
+        Err(denied) => denied.into_response(),
+    }
+}
+
+/// A client's PUT of an object (JSON API and CalDAV alike): the write, its ETag, and what
+/// implicit scheduling queued.
+async fn put_object(
+    api: &Api,
+    account: &str,
+    uid: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
     let gateway = &api.gateway;
-    let account = match authorize(&api, &headers, peer_ip(peer), &account).await {
-        Ok(a) => a,
-        Err(denied) => return denied.into_response(),
-    };
-    let Ok(body) = std::str::from_utf8(&body) else {
+    let Ok(body) = std::str::from_utf8(body) else {
         return text(400, "ICalendarParseError: the body is not UTF-8".into());
     };
     let trace = crate::trace::new_id();
-    let span = tracing::info_span!("put", trace = %trace, account = %account, uid = %escaped(&uid));
-    let result = writes::write(
-        gateway,
-        &trace,
-        &account,
-        &uid,
-        body,
-        &precondition(&headers),
-    )
-    .instrument(span)
-    .await;
+    let span = tracing::info_span!("put", trace = %trace, account = %account, uid = %escaped(uid));
+    let result = writes::write(gateway, &trace, account, uid, body, &precondition(headers))
+        .instrument(span)
+        .await;
     match result {
         Ok(written) => {
             let status = if written.created {
@@ -297,12 +327,15 @@ async fn fetch(
     Path((account, uid)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let gateway = &api.gateway;
-    let account = match authorize(&api, &headers, peer_ip(peer), &account).await {
-        Ok(a) => a,
-        Err(denied) => return denied.into_response(),
-    };
-    match gateway.store.get(&account, &uid) {
+    match authorize(&api, &headers, peer_ip(peer), &account).await {
+        Ok(account) => get_object(&api, &account, &uid),
+        Err(denied) => denied.into_response(),
+    }
+}
+
+/// An object as `text/calendar` with its ETag.
+fn get_object(api: &Api, account: &str, uid: &str) -> Response {
+    match api.gateway.store.get(account, uid) {
         Ok(Some(object)) => (
             StatusCode::OK,
             [
@@ -326,24 +359,28 @@ async fn remove(
     Path((account, uid)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
+    match authorize(&api, &headers, peer_ip(peer), &account).await {
+        Ok(account) => delete_object(&api, &account, &uid, &headers).await,
+        Err(denied) => denied.into_response(),
+    }
+}
+
+/// A client's removal of an object: CANCEL or a declining REPLY unless `Schedule-Reply: F`.
+async fn delete_object(api: &Api, account: &str, uid: &str, headers: &HeaderMap) -> Response {
     let gateway = &api.gateway;
-    let account = match authorize(&api, &headers, peer_ip(peer), &account).await {
-        Ok(a) => a,
-        Err(denied) => return denied.into_response(),
-    };
     let suppress = headers
         .get("Schedule-Reply")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("F"));
     let trace = crate::trace::new_id();
     let span =
-        tracing::info_span!("delete", trace = %trace, account = %account, uid = %escaped(&uid));
+        tracing::info_span!("delete", trace = %trace, account = %account, uid = %escaped(uid));
     match writes::remove(
         gateway,
         &trace,
-        &account,
-        &uid,
-        &precondition(&headers),
+        account,
+        uid,
+        &precondition(headers),
         suppress,
     )
     .instrument(span)

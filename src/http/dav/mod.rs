@@ -1,0 +1,885 @@
+//! CalDAV (RFC 4791) over the accounts' calendars, for calendar clients: discovery (RFC 6764,
+//! RFC 5397, RFC 6638 section 2), PROPFIND, REPORT (calendar-multiget, calendar-query,
+//! sync-collection of RFC 6578), and GET/PUT/DELETE through the same writes as the JSON API.
+//! No scheduling is decided here: a PUT or DELETE is the engine's implicit scheduling.
+//!
+//! URLs: `/dav/principals/ACCOUNT/` (the principal), `/dav/calendars/ACCOUNT/` (its calendar
+//! home), `/dav/calendars/ACCOUNT/calendar/` (the calendar, the same objects as
+//! `/calendars/ACCOUNT`), `/dav/calendars/ACCOUNT/calendar/UID.ics` (an object).
+
+mod query;
+pub mod xml;
+
+use super::{
+    Api, authenticate, authorize, delete_object, get_object, peer_ip, put_object, serve, text,
+};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
+use std::sync::Arc;
+use xml::{CALDAV, CS, DAV, Element, ICAL, Name, Writer};
+
+/// The one calendar of an account, in its home.
+const CALENDAR: &str = "calendar";
+
+/// What a path segment may hold unencoded.
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'&');
+
+/// The DAV routes, to be merged into the API's router.
+pub fn routes() -> Router<Arc<Api>> {
+    Router::new()
+        .route("/.well-known/caldav", any(well_known))
+        .route("/", any(dav))
+        .route("/dav", any(dav))
+        .route("/dav/", any(dav))
+        .route("/dav/{*rest}", any(dav))
+}
+
+/// RFC 6764 section 5: the service is at `/dav/`.
+async fn well_known() -> Response {
+    (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, "/dav/")]).into_response()
+}
+
+/// What a DAV path names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Resource {
+    /// `/` or `/dav/`: where discovery starts.
+    Root,
+    /// `/dav/principals/ACCOUNT/`.
+    Principal(String),
+    /// `/dav/calendars/ACCOUNT/`.
+    Home(String),
+    /// `/dav/calendars/ACCOUNT/calendar/`.
+    Calendar(String),
+    /// `/dav/calendars/ACCOUNT/calendar/UID.ics`.
+    Object(String, String),
+}
+
+impl Resource {
+    fn parse(path: &str) -> Option<Resource> {
+        let rest = match path.strip_prefix("/dav") {
+            Some(rest) => rest,
+            None if path == "/" => return Some(Resource::Root),
+            None => return None,
+        };
+        let segments: Vec<String> = rest
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+            .collect();
+        let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
+        Some(match parts.as_slice() {
+            [] => Resource::Root,
+            ["principals", account] => Resource::Principal(account.to_string()),
+            ["calendars", account] => Resource::Home(account.to_string()),
+            ["calendars", account, CALENDAR] => Resource::Calendar(account.to_string()),
+            ["calendars", account, CALENDAR, name] => {
+                Resource::Object(account.to_string(), name.strip_suffix(".ics")?.to_string())
+            }
+            _ => return None,
+        })
+    }
+
+    fn account(&self) -> Option<&str> {
+        match self {
+            Resource::Root => None,
+            Resource::Principal(a) | Resource::Home(a) | Resource::Calendar(a) => Some(a),
+            Resource::Object(a, _) => Some(a),
+        }
+    }
+
+    fn href(&self) -> String {
+        let seg = |s: &str| utf8_percent_encode(s, SEGMENT).to_string();
+        match self {
+            Resource::Root => "/dav/".into(),
+            Resource::Principal(a) => format!("/dav/principals/{}/", seg(a)),
+            Resource::Home(a) => format!("/dav/calendars/{}/", seg(a)),
+            Resource::Calendar(a) => format!("/dav/calendars/{}/{CALENDAR}/", seg(a)),
+            Resource::Object(a, uid) => {
+                format!("/dav/calendars/{}/{CALENDAR}/{}.ics", seg(a), seg(uid))
+            }
+        }
+    }
+
+    /// The same resource under the account's canonical name.
+    fn of(&self, account: &str) -> Resource {
+        let a = account.to_string();
+        match self {
+            Resource::Root => Resource::Root,
+            Resource::Principal(_) => Resource::Principal(a),
+            Resource::Home(_) => Resource::Home(a),
+            Resource::Calendar(_) => Resource::Calendar(a),
+            Resource::Object(_, uid) => Resource::Object(a, uid.clone()),
+        }
+    }
+}
+
+/// Why a DAV request is refused: the one place their statuses and bodies are decided.
+#[derive(Debug, thiserror::Error)]
+enum DavError {
+    /// The body or a header is not what the method takes (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The body is no usable XML (400).
+    #[error("{0}")]
+    Xml(#[from] xml::XmlError),
+    /// A WebDAV or CalDAV precondition fails: its status, prefix and element name.
+    #[error("{1}:{2}")]
+    Precondition(u16, &'static str, &'static str),
+    /// Nothing there (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// Not allowed on this resource (403 or 405), with why.
+    #[error("{1}")]
+    Refused(u16, &'static str),
+    /// The store failed (503).
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl IntoResponse for DavError {
+    fn into_response(self) -> Response {
+        let plain = |status: u16, said: String| text(status, said);
+        match self {
+            DavError::BadRequest(said) => plain(400, said),
+            DavError::Xml(e) => plain(400, e.to_string()),
+            DavError::NotFound(said) => plain(404, said),
+            DavError::Refused(status, said) => plain(status, said.into()),
+            DavError::Store(e) => plain(503, e.to_string()),
+            DavError::Precondition(status, prefix, name) => {
+                let mut w = Writer::new("error");
+                w.empty(&format!("{prefix}:{name}"));
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+                (
+                    status,
+                    [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+                    w.finish("error"),
+                )
+                    .into_response()
+            }
+        }
+    }
+}
+
+/// Every DAV request: the resource from the path, the account from the credentials, then
+/// the method.
+async fn dav(
+    State(api): State<Arc<Api>>,
+    peer: Option<Extension<serve::Peer>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if method == Method::OPTIONS {
+        return options();
+    }
+    let Some(resource) = Resource::parse(uri.path()) else {
+        return text(
+            404,
+            format!("no such resource: {}", crate::escape::printable(uri.path())),
+        );
+    };
+    let peer = peer_ip(peer);
+    let account = match resource.account() {
+        Some(named) => authorize(&api, &headers, peer, named).await,
+        None => authenticate(&api, &headers, peer).await,
+    };
+    let account = match account {
+        Ok(account) => account,
+        Err(denied) => return denied.into_response(),
+    };
+    let resource = resource.of(&account);
+    let answered = match method.as_str() {
+        "PROPFIND" => propfind(&api, &account, &resource, &headers, &body),
+        "REPORT" => report(&api, &account, &resource, &body),
+        "PROPPATCH" => proppatch(&resource, &body),
+        _ => return other(&api, method, &uri, &resource, &headers, &body).await,
+    };
+    answered.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The methods that read or write an object, and those refused.
+async fn other(
+    api: &Api,
+    method: Method,
+    uri: &Uri,
+    resource: &Resource,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let refused = |status, said| DavError::Refused(status, said).into_response();
+    match method.as_str() {
+        "GET" | "HEAD" => match &resource {
+            Resource::Object(account, uid) => {
+                let mut response = get_object(api, account, uid);
+                if method == Method::HEAD {
+                    *response.body_mut() = axum::body::Body::empty();
+                }
+                response
+            }
+            Resource::Root if uri.path() == "/" => text(200, "imipd: CalDAV at /dav/".into()),
+            _ => refused(405, "a collection has no body to get: use PROPFIND"),
+        },
+        "PUT" => match &resource {
+            Resource::Object(account, uid) => put_object(api, account, uid, headers, body).await,
+            _ => refused(
+                405,
+                "only calendar objects (…/calendar/UID.ics) can be written",
+            ),
+        },
+        "DELETE" => match &resource {
+            Resource::Object(account, uid) => delete_object(api, account, uid, headers).await,
+            _ => refused(403, "collections cannot be removed here"),
+        },
+        "MKCALENDAR" | "MKCOL" => refused(
+            403,
+            "one calendar per account in this version: use …/calendar/",
+        ),
+        "MOVE" | "COPY" => refused(403, "objects are named by their UID and cannot move"),
+        _ => text(405, format!("{method} is not supported here")),
+    }
+}
+
+fn options() -> Response {
+    let mut response = StatusCode::OK.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        "DAV",
+        HeaderValue::from_static("1, 3, calendar-access, calendar-auto-schedule"),
+    );
+    headers.insert(
+        header::ALLOW,
+        HeaderValue::from_static("OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, REPORT"),
+    );
+    response
+}
+
+/// The properties a request asks for.
+enum Wanted {
+    All,
+    Names,
+    These(Vec<Name>),
+}
+
+fn wanted_props(root: Option<&Element>) -> Wanted {
+    let Some(root) = root else {
+        return Wanted::All;
+    };
+    if let Some(prop) = root.child(DAV, "prop") {
+        return Wanted::These(prop.children.iter().map(|c| c.name.clone()).collect());
+    }
+    if root.child(DAV, "propname").is_some() {
+        return Wanted::Names;
+    }
+    Wanted::All
+}
+
+/// Reads a request body: `None` when empty.
+fn body_xml(body: &[u8]) -> Result<Option<Element>, DavError> {
+    let said = std::str::from_utf8(body)
+        .map_err(|_| DavError::BadRequest("the body is not UTF-8".into()))?;
+    if said.trim().is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(xml::parse(said)?))
+}
+
+fn propfind(
+    api: &Api,
+    account: &str,
+    resource: &Resource,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, DavError> {
+    let depth = headers
+        .get("Depth")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .unwrap_or("infinity");
+    let depth = match depth {
+        "0" => 0,
+        "1" => 1,
+        _ => return Err(DavError::Precondition(403, "d", "propfind-finite-depth")),
+    };
+    let root = body_xml(body)?;
+    if let Some(root) = &root
+        && !root.name.is(DAV, "propfind")
+    {
+        return Err(DavError::BadRequest(
+            "the body of a PROPFIND is a DAV:propfind".into(),
+        ));
+    }
+    let wanted = wanted_props(root.as_ref());
+    let mut members = vec![resource.clone()];
+    if depth == 1 {
+        members.extend(children(api, account, resource)?);
+    }
+    let facts = Facts::of(api, account)?;
+    let mut w = Writer::new("multistatus");
+    for member in &members {
+        let object = match member {
+            Resource::Object(a, uid) => match api.gateway.store.get(a, uid)? {
+                Some(object) => Some(object),
+                None if member == resource => {
+                    let said = format!("no object {}", crate::escape::printable(uid));
+                    return Err(DavError::NotFound(said));
+                }
+                None => continue,
+            },
+            _ => None,
+        };
+        respond(&mut w, member, &facts, object.as_ref(), &wanted);
+    }
+    Ok(multistatus(w))
+}
+
+/// The members of a collection, one level down.
+fn children(api: &Api, account: &str, resource: &Resource) -> Result<Vec<Resource>, DavError> {
+    Ok(match resource {
+        Resource::Root => vec![Resource::Principal(account.into())],
+        Resource::Home(a) => vec![Resource::Calendar(a.clone())],
+        Resource::Calendar(a) => api
+            .gateway
+            .store
+            .list(a)?
+            .into_iter()
+            .map(|(uid, _)| Resource::Object(a.clone(), uid))
+            .collect(),
+        Resource::Principal(_) | Resource::Object(..) => Vec::new(),
+    })
+}
+
+/// What the properties of an account's resources say.
+struct Facts {
+    account: String,
+    addresses: Vec<String>,
+    sync: u64,
+}
+
+impl Facts {
+    fn of(api: &Api, account: &str) -> Result<Facts, DavError> {
+        let sync = api.gateway.store.changes_since(account, u64::MAX)?.latest;
+        let addresses = api
+            .gateway
+            .addresses(account)
+            .iter()
+            .map(|a| a.to_uri())
+            .collect();
+        Ok(Facts {
+            account: account.into(),
+            addresses,
+            sync,
+        })
+    }
+
+    fn sync_token(&self) -> String {
+        sync_token(self.sync)
+    }
+}
+
+fn sync_token(position: u64) -> String {
+    format!("http://imipd.invalid/sync/{position}")
+}
+
+fn parse_sync_token(token: &str) -> Option<u64> {
+    token
+        .trim()
+        .strip_prefix("http://imipd.invalid/sync/")?
+        .parse()
+        .ok()
+}
+
+/// The properties each resource has, in the order PROPFIND allprop lists them.
+fn known(resource: &Resource) -> Vec<Name> {
+    let d = |l: &str| Name::new(DAV, l);
+    let c = |l: &str| Name::new(CALDAV, l);
+    let mut names = vec![
+        d("resourcetype"),
+        d("displayname"),
+        d("current-user-principal"),
+    ];
+    match resource {
+        Resource::Root => {}
+        Resource::Principal(_) => names.extend([
+            d("principal-URL"),
+            c("calendar-home-set"),
+            c("calendar-user-address-set"),
+            c("calendar-user-type"),
+        ]),
+        Resource::Home(_) => names.extend([d("owner"), d("current-user-privilege-set")]),
+        Resource::Calendar(_) => names.extend([
+            d("owner"),
+            d("current-user-privilege-set"),
+            d("supported-report-set"),
+            d("sync-token"),
+            c("supported-calendar-component-set"),
+            c("calendar-description"),
+            Name::new(CS, "getctag"),
+        ]),
+        Resource::Object(..) => {
+            names.extend([d("getetag"), d("getcontenttype"), d("getcontentlength")])
+        }
+    }
+    names
+}
+
+/// One `response` element: the properties asked for that the resource has (200), and the
+/// others (404).
+fn respond(
+    w: &mut Writer,
+    resource: &Resource,
+    facts: &Facts,
+    object: Option<&crate::store::StoredObject>,
+    wanted: &Wanted,
+) {
+    let names = match wanted {
+        Wanted::These(names) => names.clone(),
+        Wanted::All | Wanted::Names => known(resource),
+    };
+    w.open("d:response").text("d:href", &resource.href());
+    let mut missing = Vec::new();
+    w.open("d:propstat").open("d:prop");
+    for name in &names {
+        let written = match wanted {
+            Wanted::Names => {
+                w.foreign(name);
+                true
+            }
+            _ => property(w, name, resource, facts, object),
+        };
+        if !written {
+            missing.push(name.clone());
+        }
+    }
+    w.close("d:prop")
+        .text("d:status", "HTTP/1.1 200 OK")
+        .close("d:propstat");
+    if !missing.is_empty() {
+        w.open("d:propstat").open("d:prop");
+        for name in &missing {
+            w.foreign(name);
+        }
+        w.close("d:prop")
+            .text("d:status", "HTTP/1.1 404 Not Found")
+            .close("d:propstat");
+    }
+    w.close("d:response");
+}
+
+/// Writes one property of a resource; false when it has none of that name.
+fn property(
+    w: &mut Writer,
+    name: &Name,
+    resource: &Resource,
+    facts: &Facts,
+    object: Option<&crate::store::StoredObject>,
+) -> bool {
+    let principal = Resource::Principal(facts.account.clone()).href();
+    let href = |w: &mut Writer, tag: &str, target: &str| {
+        w.open(tag).text("d:href", target).close(tag);
+    };
+    let local = name.local.as_str();
+    match (name.ns.as_str(), local, resource) {
+        (DAV, "resourcetype", r) => {
+            w.open("d:resourcetype");
+            match r {
+                Resource::Root | Resource::Home(_) => {
+                    w.empty("d:collection");
+                }
+                Resource::Principal(_) => {
+                    w.empty("d:principal");
+                }
+                Resource::Calendar(_) => {
+                    w.empty("d:collection").empty("c:calendar");
+                }
+                Resource::Object(..) => {}
+            }
+            w.close("d:resourcetype");
+        }
+        (DAV, "displayname", Resource::Object(..)) => return false,
+        (DAV, "displayname", r) => {
+            let shown = match r {
+                Resource::Calendar(_) => "Calendar".to_string(),
+                Resource::Root => "imipd".to_string(),
+                _ => facts.account.clone(),
+            };
+            w.text("d:displayname", &shown);
+        }
+        (DAV, "current-user-principal", _) => href(w, "d:current-user-principal", &principal),
+        (DAV, "principal-URL", Resource::Principal(_)) => href(w, "d:principal-URL", &principal),
+        (DAV, "owner", Resource::Home(_) | Resource::Calendar(_)) => href(w, "d:owner", &principal),
+        (DAV, "current-user-privilege-set", Resource::Home(_) | Resource::Calendar(_)) => {
+            w.open("d:current-user-privilege-set");
+            for privilege in [
+                "d:read",
+                "d:write",
+                "d:write-content",
+                "d:bind",
+                "d:unbind",
+                "d:read-current-user-privilege-set",
+            ] {
+                w.open("d:privilege").empty(privilege).close("d:privilege");
+            }
+            w.close("d:current-user-privilege-set");
+        }
+        (DAV, "supported-report-set", Resource::Calendar(_)) => {
+            w.open("d:supported-report-set");
+            for report in [
+                "c:calendar-multiget",
+                "c:calendar-query",
+                "d:sync-collection",
+            ] {
+                w.open("d:supported-report").open("d:report").empty(report);
+                w.close("d:report").close("d:supported-report");
+            }
+            w.close("d:supported-report-set");
+        }
+        (DAV, "sync-token", Resource::Calendar(_)) => {
+            w.text("d:sync-token", &facts.sync_token());
+        }
+        (CS, "getctag", Resource::Calendar(_)) => {
+            w.text("cs:getctag", &facts.sync.to_string());
+        }
+        (CALDAV, "calendar-home-set", Resource::Principal(_)) => href(
+            w,
+            "c:calendar-home-set",
+            &Resource::Home(facts.account.clone()).href(),
+        ),
+        (CALDAV, "calendar-user-address-set", Resource::Principal(_)) => {
+            w.open("c:calendar-user-address-set");
+            for address in &facts.addresses {
+                w.text("d:href", address);
+            }
+            w.close("c:calendar-user-address-set");
+        }
+        (CALDAV, "calendar-user-type", Resource::Principal(_)) => {
+            w.text("c:calendar-user-type", "INDIVIDUAL");
+        }
+        (CALDAV, "supported-calendar-component-set", Resource::Calendar(_)) => {
+            w.open("c:supported-calendar-component-set");
+            w.empty_with("c:comp", &[("name", "VEVENT")]);
+            w.empty_with("c:comp", &[("name", "VTODO")]);
+            w.close("c:supported-calendar-component-set");
+        }
+        (CALDAV, "calendar-description", Resource::Calendar(_)) => {
+            let said = format!("Calendar of {}, kept by imipd", facts.account);
+            w.text("c:calendar-description", &said);
+        }
+        (DAV, "getetag", Resource::Object(..)) => match object {
+            Some(object) => {
+                w.text("d:getetag", &object.etag());
+            }
+            None => return false,
+        },
+        (DAV, "getcontenttype", Resource::Object(..)) => {
+            w.text("d:getcontenttype", "text/calendar; charset=utf-8");
+        }
+        (DAV, "getcontentlength", Resource::Object(..)) => match object {
+            Some(object) => {
+                w.text("d:getcontentlength", &object.text.len().to_string());
+            }
+            None => return false,
+        },
+        (CALDAV, "calendar-data", Resource::Object(..)) => match object {
+            Some(object) => {
+                w.text("c:calendar-data", &object.text);
+            }
+            None => return false,
+        },
+        (ICAL, _, _) => return false,
+        _ => return false,
+    }
+    true
+}
+
+fn multistatus(w: Writer) -> Response {
+    (
+        StatusCode::MULTI_STATUS,
+        [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+        w.finish("multistatus"),
+    )
+        .into_response()
+}
+
+/// PROPPATCH: nothing here is writable yet; each property is answered 403 (RFC 4918 9.2).
+fn proppatch(resource: &Resource, body: &[u8]) -> Result<Response, DavError> {
+    let root = match body_xml(body)? {
+        Some(root) if root.name.is(DAV, "propertyupdate") => root,
+        _ => {
+            return Err(DavError::BadRequest(
+                "the body of a PROPPATCH is a DAV:propertyupdate".into(),
+            ));
+        }
+    };
+    let names: Vec<Name> = root
+        .children
+        .iter()
+        .filter_map(|op| op.child(DAV, "prop"))
+        .flat_map(|prop| prop.children.iter().map(|c| c.name.clone()))
+        .collect();
+    let mut w = Writer::new("multistatus");
+    w.open("d:response").text("d:href", &resource.href());
+    w.open("d:propstat").open("d:prop");
+    for name in &names {
+        w.foreign(name);
+    }
+    w.close("d:prop")
+        .text("d:status", "HTTP/1.1 403 Forbidden")
+        .close("d:propstat");
+    w.text(
+        "d:responsedescription",
+        "the properties of this version's calendars are fixed",
+    );
+    w.close("d:response");
+    Ok(multistatus(w))
+}
+
+fn report(
+    api: &Api,
+    account: &str,
+    resource: &Resource,
+    body: &[u8],
+) -> Result<Response, DavError> {
+    let Some(root) = body_xml(body)? else {
+        return Err(DavError::BadRequest("a REPORT needs a body".into()));
+    };
+    let Resource::Calendar(_) = resource else {
+        return Err(DavError::Precondition(403, "d", "supported-report"));
+    };
+    let facts = Facts::of(api, account)?;
+    let wanted = wanted_props(Some(&root));
+    if root.name.is(CALDAV, "calendar-multiget") {
+        multiget(api, account, &root, &facts, &wanted)
+    } else if root.name.is(CALDAV, "calendar-query") {
+        calendar_query(api, account, &root, &facts, &wanted)
+    } else if root.name.is(DAV, "sync-collection") {
+        sync_collection(api, account, &root, &facts, &wanted)
+    } else {
+        Err(DavError::Precondition(403, "d", "supported-report"))
+    }
+}
+
+fn multiget(
+    api: &Api,
+    account: &str,
+    root: &Element,
+    facts: &Facts,
+    wanted: &Wanted,
+) -> Result<Response, DavError> {
+    let mut w = Writer::new("multistatus");
+    for href in root.all(DAV, "href") {
+        let found = match Resource::parse(href.text.trim()) {
+            Some(Resource::Object(a, uid)) if a == account => api
+                .gateway
+                .store
+                .get(&a, &uid)?
+                .map(|o| (Resource::Object(a, uid), o)),
+            _ => None,
+        };
+        match found {
+            Some((object, stored)) => respond(&mut w, &object, facts, Some(&stored), wanted),
+            None => gone(&mut w, href.text.trim()),
+        }
+    }
+    Ok(multistatus(w))
+}
+
+/// A `response` saying there is nothing at `href` (a removed object in a sync, a missing one
+/// in a multiget).
+fn gone(w: &mut Writer, href: &str) {
+    w.open("d:response")
+        .text("d:href", href)
+        .text("d:status", "HTTP/1.1 404 Not Found")
+        .close("d:response");
+}
+
+fn calendar_query(
+    api: &Api,
+    account: &str,
+    root: &Element,
+    facts: &Facts,
+    wanted: &Wanted,
+) -> Result<Response, DavError> {
+    let filter = query_filter(root)?;
+    let mut w = Writer::new("multistatus");
+    let objects = api.gateway.store.list(account)?;
+    for (uid, object) in objects.iter().filter(|(_, o)| filter.matches(&o.text)) {
+        let resource = Resource::Object(account.into(), uid.clone());
+        respond(&mut w, &resource, facts, Some(object), wanted);
+    }
+    Ok(multistatus(w))
+}
+
+/// `filter/comp-filter[VCALENDAR]/comp-filter[NAME]` with a `time-range` and `prop-filter`s:
+/// what this version reads of a filter. Anything else in it is refused, not ignored: ignoring
+/// it would answer too much.
+fn query_filter(root: &Element) -> Result<query::Filter, DavError> {
+    use calcard::icalendar::ICalendarComponentType;
+    let unsupported = || DavError::Precondition(403, "c", "supported-filter");
+    let Some(vcalendar) = root
+        .child(CALDAV, "filter")
+        .and_then(|f| f.child(CALDAV, "comp-filter"))
+    else {
+        return Ok(query::Filter::default());
+    };
+    if vcalendar.attribute("name") != Some("VCALENDAR") {
+        return Err(unsupported());
+    }
+    let Some(inner) = vcalendar.child(CALDAV, "comp-filter") else {
+        return Ok(query::Filter::default());
+    };
+    let component = match inner.attribute("name") {
+        Some("VEVENT") => ICalendarComponentType::VEvent,
+        Some("VTODO") => ICalendarComponentType::VTodo,
+        _ => return Err(unsupported()),
+    };
+    let mut properties = Vec::new();
+    for condition in &inner.children {
+        if condition.name.is(CALDAV, "prop-filter") {
+            properties.push(property_filter(condition).ok_or_else(unsupported)?);
+        } else if !condition.name.is(CALDAV, "time-range") {
+            return Err(unsupported());
+        }
+    }
+    let range = match inner.child(CALDAV, "time-range") {
+        None => None,
+        Some(range) => {
+            let side = |key: &str| -> Result<Option<i64>, DavError> {
+                match range.attribute(key) {
+                    None => Ok(None),
+                    Some(value) => query::utc_instant(value)
+                        .map(Some)
+                        .ok_or(DavError::Precondition(400, "c", "valid-filter")),
+                }
+            };
+            Some((side("start")?, side("end")?))
+        }
+    };
+    Ok(query::Filter {
+        component: Some(component),
+        range,
+        properties,
+    })
+}
+
+/// A `prop-filter` with `is-not-defined`, a `text-match`, or nothing (defined); `None` for
+/// what this version does not read (parameter filters, time ranges on properties).
+fn property_filter(element: &Element) -> Option<query::PropertyFilter> {
+    use query::PropertyTest;
+    let name = element.attribute("name")?.to_ascii_uppercase();
+    let test = match element.children.as_slice() {
+        [] => PropertyTest::Defined,
+        [only] if only.name.is(CALDAV, "is-not-defined") => PropertyTest::Undefined,
+        [only] if only.name.is(CALDAV, "text-match") => {
+            let octet = match only.attribute("collation").unwrap_or("i;ascii-casemap") {
+                "i;octet" => true,
+                "i;ascii-casemap" => false,
+                _ => return None,
+            };
+            PropertyTest::Text {
+                text: only.text.clone(),
+                equals: only.attribute("match-type") == Some("equals"),
+                octet,
+                negate: only.attribute("negate-condition") == Some("yes"),
+            }
+        }
+        _ => return None,
+    };
+    Some(query::PropertyFilter { name, test })
+}
+
+/// RFC 6578: without a token every object, with one what changed after it (removals as 404),
+/// and the token to ask with next.
+fn sync_collection(
+    api: &Api,
+    account: &str,
+    root: &Element,
+    facts: &Facts,
+    wanted: &Wanted,
+) -> Result<Response, DavError> {
+    let token = root
+        .child(DAV, "sync-token")
+        .map(|t| t.text.trim())
+        .unwrap_or("");
+    if root
+        .child(DAV, "sync-level")
+        .is_some_and(|l| l.text.trim() != "1")
+    {
+        return Err(DavError::Precondition(
+            403,
+            "d",
+            "number-of-matches-within-limits",
+        ));
+    }
+    let since = match token {
+        "" => 0,
+        token => match parse_sync_token(token) {
+            Some(position) if position <= facts.sync => position,
+            _ => return Err(DavError::Precondition(403, "d", "valid-sync-token")),
+        },
+    };
+    let mut w = Writer::new("multistatus");
+    let store = &api.gateway.store;
+    if since == 0 {
+        for (uid, object) in &store.list(account)? {
+            let resource = Resource::Object(account.into(), uid.clone());
+            respond(&mut w, &resource, facts, Some(object), wanted);
+        }
+    } else {
+        for change in &store.changes_since(account, since)?.changed {
+            let resource = Resource::Object(account.into(), change.uid.clone());
+            match store.get(account, &change.uid)? {
+                Some(object) => respond(&mut w, &resource, facts, Some(&object), wanted),
+                None => gone(&mut w, &resource.href()),
+            }
+        }
+    }
+    w.text("d:sync-token", &facts.sync_token());
+    Ok(multistatus(w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_hrefs() {
+        assert_eq!(Resource::parse("/"), Some(Resource::Root));
+        assert_eq!(Resource::parse("/dav"), Some(Resource::Root));
+        assert_eq!(
+            Resource::parse("/dav/principals/alice@example.com/"),
+            Some(Resource::Principal("alice@example.com".into()))
+        );
+        assert_eq!(
+            Resource::parse("/dav/calendars/alice@example.com/calendar/a%2Fb%20c.ics"),
+            Some(Resource::Object("alice@example.com".into(), "a/b c".into()))
+        );
+        assert_eq!(Resource::parse("/dav/calendars/a/calendar/x.txt"), None);
+        assert_eq!(Resource::parse("/dav/elsewhere"), None);
+        let object = Resource::Object("alice@example.com".into(), "a/b c".into());
+        assert_eq!(
+            object.href(),
+            "/dav/calendars/alice@example.com/calendar/a%2Fb%20c.ics"
+        );
+        assert_eq!(Resource::parse(&object.href()), Some(object));
+        assert_eq!(parse_sync_token(&sync_token(42)), Some(42));
+        assert_eq!(parse_sync_token("urn:other:1"), None);
+    }
+}

@@ -1,0 +1,281 @@
+//! CalDAV `calendar-query` filters (RFC 4791 section 9.7): which component, and whether an
+//! instance of it overlaps a time range (section 9.9), recurrences and overrides expanded.
+
+use calcard::common::timezone::Tz;
+use calcard::icalendar::ICalendarComponentType;
+use calcard::icalendar::dates::TimeOrDelta;
+use calcard::{Entry, Parser};
+
+/// Instances looked at per object: a rule without end is cut there.
+const MAX_INSTANCES: usize = 10_000;
+
+/// What a query asks of an object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// The component (VEVENT, VTODO); `None`: any.
+    pub component: Option<ICalendarComponentType>,
+    /// Instances overlapping `[start, end)`, seconds since the epoch; `None` on a side: open.
+    pub range: Option<(Option<i64>, Option<i64>)>,
+    /// Conditions on the component's properties, all of which must hold.
+    pub properties: Vec<PropertyFilter>,
+}
+
+/// RFC 4791 9.7.2: a property of the component, defined or not, or whose value matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropertyFilter {
+    /// The property's name, upper case (`UID`).
+    pub name: String,
+    /// What is asked of it.
+    pub test: PropertyTest,
+}
+
+/// What a property filter asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PropertyTest {
+    /// Defined at all.
+    Defined,
+    /// Not defined (`is-not-defined`).
+    Undefined,
+    /// A value that holds (or, negated, does not hold) the text: `i;ascii-casemap` compares
+    /// without case, `i;octet` exactly; `equals` or `contains` (the default).
+    Text {
+        /// The text.
+        text: String,
+        /// Whole value (else contains).
+        equals: bool,
+        /// Byte for byte (else ASCII without case).
+        octet: bool,
+        /// `negate-condition="yes"`.
+        negate: bool,
+    },
+}
+
+impl Filter {
+    /// True when the object holds the component and, with a range, an instance of it that
+    /// overlaps the range (floating times read as UTC).
+    pub fn matches(&self, text: &str) -> bool {
+        let Entry::ICalendar(calendar) = Parser::new(text).entry() else {
+            return false;
+        };
+        let wanted = |t: &ICalendarComponentType| self.component.as_ref().is_none_or(|c| c == t);
+        if !calendar
+            .components
+            .iter()
+            .any(|c| wanted(&c.component_type))
+        {
+            return false;
+        }
+        let kind = self.component.as_ref();
+        if !self.properties.iter().all(|p| p.holds(text, kind)) {
+            return false;
+        }
+        let Some((from, until)) = self.range else {
+            return true;
+        };
+        let expanded = calendar.expand_dates(Tz::UTC, MAX_INSTANCES);
+        expanded.events.iter().any(|event| {
+            let kind = &calendar.components[event.comp_id as usize].component_type;
+            let start = event.start.timestamp();
+            let end = match &event.end {
+                TimeOrDelta::Time(end) => end.timestamp(),
+                TimeOrDelta::Delta(length) => start + length.num_seconds(),
+            };
+            // RFC 4791 9.9: an instance without length overlaps when its start is inside.
+            let overlaps = if end > start {
+                until.is_none_or(|u| start < u) && from.is_none_or(|f| end > f)
+            } else {
+                until.is_none_or(|u| start < u) && from.is_none_or(|f| start >= f)
+            };
+            wanted(kind) && overlaps
+        })
+    }
+}
+
+impl PropertyFilter {
+    /// True when some component of the kind (any, without one) satisfies the filter.
+    fn holds(&self, text: &str, kind: Option<&ICalendarComponentType>) -> bool {
+        let values = property_values(text, kind.map(|k| k.as_str()), &self.name);
+        match &self.test {
+            PropertyTest::Defined => !values.is_empty(),
+            PropertyTest::Undefined => values.is_empty(),
+            PropertyTest::Text {
+                text,
+                equals,
+                octet,
+                negate,
+            } => {
+                let matches = |value: &str| {
+                    let (value, text) = match octet {
+                        true => (value.to_string(), text.clone()),
+                        false => (value.to_ascii_lowercase(), text.to_ascii_lowercase()),
+                    };
+                    if *equals {
+                        value == text
+                    } else {
+                        value.contains(&text)
+                    }
+                };
+                !values.is_empty() && values.iter().any(|v| matches(v)) != *negate
+            }
+        }
+    }
+}
+
+/// The values of a property in the components of a kind, read from the unfolded text.
+fn property_values(text: &str, kind: Option<&str>, name: &str) -> Vec<String> {
+    let unfolded = text
+        .replace("\r\n ", "")
+        .replace("\r\n\t", "")
+        .replace("\n ", "");
+    let mut depth_in_kind: Option<usize> = None;
+    let mut depth = 0usize;
+    let mut values = Vec::new();
+    for line in unfolded.lines() {
+        let line = line.trim_end_matches('\r');
+        if let Some(begun) = line.strip_prefix("BEGIN:") {
+            depth += 1;
+            if depth_in_kind.is_none()
+                && kind.is_none_or(|k| begun.eq_ignore_ascii_case(k))
+                && depth > 1
+            {
+                depth_in_kind = Some(depth);
+            }
+            continue;
+        }
+        if line.starts_with("END:") {
+            if depth_in_kind == Some(depth) {
+                depth_in_kind = None;
+            }
+            depth = depth.saturating_sub(1);
+            continue;
+        }
+        // Properties of the component itself, not of its alarms.
+        if depth_in_kind != Some(depth) {
+            continue;
+        }
+        let mut quoted = false;
+        let split = line.char_indices().find(|(_, c)| {
+            if *c == '"' {
+                quoted = !quoted;
+            }
+            !quoted && *c == ':'
+        });
+        let Some((colon, _)) = split else {
+            continue;
+        };
+        let head = &line[..colon];
+        let property = head.split(';').next().unwrap_or_default();
+        if property.eq_ignore_ascii_case(name) {
+            values.push(line[colon + 1..].to_string());
+        }
+    }
+    values
+}
+
+/// A CalDAV date-time (`20261201T000000Z`) as seconds since the epoch.
+pub fn utc_instant(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let digits = text.strip_suffix('Z')?;
+    let (date, time) = digits.split_once('T')?;
+    if date.len() != 8 || time.len() != 6 {
+        return None;
+    }
+    let number = |s: &str| s.parse::<u32>().ok();
+    let day = chrono::NaiveDate::from_ymd_opt(
+        number(&date[..4])? as i32,
+        number(&date[4..6])?,
+        number(&date[6..])?,
+    )?;
+    let at = day.and_hms_opt(
+        number(&time[..2])?,
+        number(&time[2..4])?,
+        number(&time[4..])?,
+    )?;
+    Some(at.and_utc().timestamp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weekly() -> String {
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n\
+BEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\nBEGIN:STANDARD\r\nDTSTART:19701025T030000\r\n\
+RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\nTZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nEND:STANDARD\r\n\
+BEGIN:DAYLIGHT\r\nDTSTART:19700329T020000\r\nRRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU\r\n\
+TZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\nEND:DAYLIGHT\r\nEND:VTIMEZONE\r\n\
+BEGIN:VEVENT\r\nUID:w\r\nDTSTAMP:20260101T000000Z\r\nDTSTART;TZID=Europe/Berlin:20260105T090000\r\n\
+DTEND;TZID=Europe/Berlin:20260105T100000\r\nRRULE:FREQ=WEEKLY;COUNT=10\r\nSUMMARY:w\r\nEND:VEVENT\r\n\
+BEGIN:VEVENT\r\nUID:w\r\nDTSTAMP:20260101T000000Z\r\nRECURRENCE-ID;TZID=Europe/Berlin:20260202T090000\r\n\
+DTSTART;TZID=Europe/Berlin:20260203T150000\r\nDTEND;TZID=Europe/Berlin:20260203T160000\r\nSUMMARY:moved\r\nEND:VEVENT\r\n\
+END:VCALENDAR\r\n"
+            .to_string()
+    }
+
+    fn in_range(from: &str, until: &str) -> Filter {
+        Filter {
+            component: Some(ICalendarComponentType::VEvent),
+            range: Some((utc_instant(from), utc_instant(until))),
+            ..Filter::default()
+        }
+    }
+
+    #[test]
+    fn property_filters() {
+        let text = weekly();
+        let uid = |test: PropertyTest| Filter {
+            component: Some(ICalendarComponentType::VEvent),
+            properties: vec![PropertyFilter {
+                name: "UID".into(),
+                test,
+            }],
+            ..Filter::default()
+        };
+        let equals = |t: &str, negate: bool| PropertyTest::Text {
+            text: t.into(),
+            equals: true,
+            octet: false,
+            negate,
+        };
+        assert!(uid(equals("W", false)).matches(&text));
+        assert!(!uid(equals("w2", false)).matches(&text));
+        assert!(uid(equals("w2", true)).matches(&text));
+        assert!(uid(PropertyTest::Defined).matches(&text));
+        assert!(!uid(PropertyTest::Undefined).matches(&text));
+        // TZID is a property of the VTIMEZONE, not of the event.
+        let tzid = Filter {
+            component: Some(ICalendarComponentType::VEvent),
+            properties: vec![PropertyFilter {
+                name: "TZID".into(),
+                test: PropertyTest::Defined,
+            }],
+            ..Filter::default()
+        };
+        assert!(!tzid.matches(&text));
+    }
+
+    #[test]
+    fn recurrences_and_overrides_in_their_zone() {
+        let text = weekly();
+        // The third week: Monday 19 January, 09:00 Berlin is 08:00 UTC.
+        assert!(in_range("20260119T075959Z", "20260119T080001Z").matches(&text));
+        assert!(!in_range("20260119T090000Z", "20260119T120000Z").matches(&text));
+        // Monday 2 February moved to Tuesday 15:00 (14:00 UTC): the Monday is empty.
+        assert!(!in_range("20260202T000000Z", "20260203T000000Z").matches(&text));
+        assert!(in_range("20260203T140000Z", "20260203T143000Z").matches(&text));
+        // After the tenth week nothing.
+        assert!(!in_range("20260401T000000Z", "20270101T000000Z").matches(&text));
+        let todos = Filter {
+            component: Some(ICalendarComponentType::VTodo),
+            ..Filter::default()
+        };
+        assert!(!todos.matches(&text));
+    }
+
+    #[test]
+    fn instants() {
+        assert_eq!(utc_instant("19700101T000100Z"), Some(60));
+        assert_eq!(utc_instant("20260101T000000"), None);
+        assert_eq!(utc_instant("2026-01-01"), None);
+    }
+}

@@ -1,0 +1,257 @@
+//! CalDAV as a calendar client meets it, in-process: discovery, PROPFIND, REPORTs, writes
+//! through the engine, sync tokens; and bad requests answered with precise 4xx, changing
+//! nothing. (tests/e2e/caldav_client.py drives the same with the Python caldav library.)
+
+mod common;
+
+use common::accounts;
+use common::node::Node;
+
+const ALICE: &str = "alice@example.com";
+const HOME: &str = "/dav/calendars/alice@example.com/calendar/";
+
+fn node(name: &str) -> Node {
+    Node::start(name, &accounts(&[ALICE, "bob@example.com"]), "")
+}
+
+fn meeting(uid: &str, start: &str) -> String {
+    common::build::event(uid)
+        .set(&format!("DTSTART:{start}"))
+        .set("ORGANIZER;CN=Alice:mailto:alice@example.com")
+        .attendee("bob@example.com")
+        .text()
+}
+
+fn put(node: &Node, uid: &str, text: &str) -> (u16, String) {
+    let (status, head, _) = node.http("PUT", &format!("{HOME}{uid}.ics"), ALICE, &[], text);
+    (status, head)
+}
+
+#[test]
+fn discovery_then_the_calendar_and_its_objects() {
+    let node = node("dav-discovery");
+    let (status, head, _) = node.http("GET", "/.well-known/caldav", ALICE, &[], "");
+    assert_eq!(status, 301);
+    assert!(head.contains("location: /dav/"), "{head}");
+    let (status, head, _) = node.http("OPTIONS", "/dav/", ALICE, &[], "");
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("calendar-access") && head.contains("calendar-auto-schedule"),
+        "{head}"
+    );
+
+    let ask =
+        r#"<d:propfind xmlns:d="DAV:"><d:prop><d:current-user-principal/></d:prop></d:propfind>"#;
+    let (status, _, body) = node.http("PROPFIND", "/", ALICE, &[("Depth", "0")], ask);
+    assert_eq!(status, 207, "{body}");
+    assert!(
+        body.contains("<d:href>/dav/principals/alice@example.com/</d:href>"),
+        "{body}"
+    );
+
+    let (status, _, body) = node.http(
+        "PROPFIND",
+        "/dav/principals/alice@example.com/",
+        ALICE,
+        &[("Depth", "0")],
+        "",
+    );
+    assert_eq!(status, 207);
+    assert!(
+        body.contains("<c:calendar-home-set><d:href>/dav/calendars/alice@example.com/</d:href>"),
+        "{body}"
+    );
+    assert!(
+        body.contains("<d:href>mailto:alice@example.com</d:href>"),
+        "{body}"
+    );
+
+    let (status, head) = put(&node, "dav-1", &meeting("dav-1", "20261210T100000Z"));
+    assert_eq!(status, 201, "{head}");
+    assert!(head.contains("etag: \""), "{head}");
+    let (status, _, body) = node.http("PROPFIND", HOME, ALICE, &[("Depth", "1")], "");
+    assert_eq!(status, 207);
+    assert!(
+        body.contains("<c:calendar/>") && body.contains("<cs:getctag>"),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("<d:href>{HOME}dav-1.ics</d:href>")),
+        "{body}"
+    );
+    // The engine scheduled it: Bob has the invitation.
+    assert!(common::eventually(|| node
+        .get("bob@example.com", "dav-1")
+        .0
+        == 200));
+
+    // A property nobody has is answered 404 beside those found.
+    let ask = r#"<d:propfind xmlns:d="DAV:" xmlns:x="urn:example"><d:prop><d:getetag/><x:mood/></d:prop></d:propfind>"#;
+    let (_, _, body) = node.http(
+        "PROPFIND",
+        &format!("{HOME}dav-1.ics"),
+        ALICE,
+        &[("Depth", "0")],
+        ask,
+    );
+    assert!(
+        body.contains("<d:getetag>") && body.contains("HTTP/1.1 404 Not Found"),
+        "{body}"
+    );
+    assert!(body.contains("<x:mood xmlns:x=\"urn:example\"/>"), "{body}");
+}
+
+#[test]
+fn reports_multiget_query_and_sync() {
+    let node = node("dav-reports");
+    assert_eq!(
+        put(&node, "q-1", &meeting("q-1", "20261210T100000Z")).0,
+        201
+    );
+    assert_eq!(
+        put(&node, "q-2", &meeting("q-2", "20270110T100000Z")).0,
+        201
+    );
+
+    let multiget = format!(
+        r#"<c:calendar-multiget xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><d:getetag/><c:calendar-data/></d:prop><d:href>{HOME}q-1.ics</d:href><d:href>{HOME}missing.ics</d:href></c:calendar-multiget>"#
+    );
+    let (status, _, body) = node.http("REPORT", HOME, ALICE, &[("Depth", "1")], &multiget);
+    assert_eq!(status, 207, "{body}");
+    assert!(
+        body.contains("UID:q-1") && body.contains("missing.ics</d:href><d:status>HTTP/1.1 404"),
+        "{body}"
+    );
+
+    let query = r#"<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><d:getetag/></d:prop><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT"><c:time-range start="20261201T000000Z" end="20261231T000000Z"/></c:comp-filter></c:comp-filter></c:filter></c:calendar-query>"#;
+    let (status, _, body) = node.http("REPORT", HOME, ALICE, &[("Depth", "1")], query);
+    assert_eq!(status, 207, "{body}");
+    assert!(
+        body.contains("q-1.ics") && !body.contains("q-2.ics"),
+        "{body}"
+    );
+
+    let sync = |token: &str| {
+        format!(
+            r#"<d:sync-collection xmlns:d="DAV:"><d:sync-token>{token}</d:sync-token><d:sync-level>1</d:sync-level><d:prop><d:getetag/></d:prop></d:sync-collection>"#
+        )
+    };
+    let (status, _, first) = node.http("REPORT", HOME, ALICE, &[], &sync(""));
+    assert_eq!(status, 207, "{first}");
+    assert!(
+        first.contains("q-1.ics") && first.contains("q-2.ics"),
+        "{first}"
+    );
+    let token = first
+        .split("<d:sync-token>")
+        .nth(1)
+        .and_then(|t| t.split('<').next())
+        .unwrap()
+        .to_string();
+    let (status, ..) = node.http("DELETE", &format!("{HOME}q-2.ics"), ALICE, &[], "");
+    assert_eq!(status, 204);
+    let (_, _, second) = node.http("REPORT", HOME, ALICE, &[], &sync(&token));
+    assert!(
+        !second.contains("q-1.ics"),
+        "unchanged objects are not listed: {second}"
+    );
+    assert!(
+        second.contains("q-2.ics</d:href><d:status>HTTP/1.1 404"),
+        "{second}"
+    );
+    let (status, _, body) = node.http(
+        "REPORT",
+        HOME,
+        ALICE,
+        &[],
+        &sync("http://imipd.invalid/sync/999999"),
+    );
+    assert_eq!(status, 403);
+    assert!(body.contains("valid-sync-token"), "{body}");
+}
+
+/// Method, path, headers, body; the status and a text the answer holds.
+type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str, u16, &'a str);
+
+#[test]
+fn bad_requests_get_precise_answers_and_change_nothing() {
+    let node = node("dav-bad");
+    assert_eq!(
+        put(&node, "b-1", &meeting("b-1", "20261210T100000Z")).0,
+        201
+    );
+    let cases: [Case; 7] = [
+        (
+            "PROPFIND",
+            HOME,
+            &[("Depth", "infinity")],
+            "",
+            403,
+            "propfind-finite-depth",
+        ),
+        (
+            "PROPFIND",
+            HOME,
+            &[("Depth", "1")],
+            "<d:propfind xmlns:d=\"DAV:\"><d:prop>",
+            400,
+            "malformed XML",
+        ),
+        (
+            "PROPFIND",
+            HOME,
+            &[("Depth", "0")],
+            "<d:lock xmlns:d=\"DAV:\"/>",
+            400,
+            "DAV:propfind",
+        ),
+        (
+            "REPORT",
+            HOME,
+            &[],
+            "<x:free-busy-query xmlns:x=\"urn:other\"/>",
+            403,
+            "supported-report",
+        ),
+        (
+            "REPORT",
+            HOME,
+            &[],
+            "<c:calendar-query xmlns:c=\"urn:ietf:params:xml:ns:caldav\"><c:filter><c:comp-filter name=\"VCALENDAR\"><c:comp-filter name=\"VEVENT\"><c:prop-filter name=\"X\"><c:param-filter name=\"Y\"/></c:prop-filter></c:comp-filter></c:comp-filter></c:filter></c:calendar-query>",
+            403,
+            "supported-filter",
+        ),
+        (
+            "MKCALENDAR",
+            "/dav/calendars/alice@example.com/other/",
+            &[],
+            "",
+            404,
+            "",
+        ),
+        ("DELETE", HOME, &[], "", 403, "collections"),
+    ];
+    for (method, path, headers, body, status, said) in cases {
+        let (got, _, answer) = node.http(method, path, ALICE, headers, body);
+        assert_eq!(got, status, "{method} {path} {body}: {answer}");
+        assert!(answer.contains(said), "{method} {path}: {answer}");
+    }
+    // Someone else's calendar, and no credentials at all.
+    let (status, ..) = node.http("PROPFIND", HOME, "bob@example.com", &[("Depth", "0")], "");
+    assert_eq!(status, 403);
+    let (status, head, _) = node.http(
+        "PROPFIND",
+        "/dav/",
+        "nobody@example.com",
+        &[("Depth", "0")],
+        "",
+    );
+    assert_eq!(status, 401);
+    assert!(head.contains("www-authenticate: basic"), "{head}");
+    // A body over the limit.
+    let huge = "x".repeat(2 * 1024 * 1024);
+    let (status, ..) = node.http("PUT", &format!("{HOME}b-2.ics"), ALICE, &[], &huge);
+    assert_eq!(status, 413);
+    assert_eq!(node.get(ALICE, "b-1").0, 200);
+    assert_eq!(node.get(ALICE, "b-2").0, 404);
+}

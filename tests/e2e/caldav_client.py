@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""imipd as a CalDAV server for a real client: the Python `caldav` library (PyPI).
+
+Usage: caldav_client.py PATH/TO/imipd
+
+Checked: the principal is discovered from the bare server URL; the calendar is listed; an
+event saved with a local and an outside attendee sends the outside one a REQUEST (spool) and
+puts it in the local attendee's calendar; an invitation delivered over LMTP is found by a
+time-range search; accepting it by saving the attendee's copy sends the REPLY; deleting as
+organizer sends the CANCEL; a sync token gives only what changed after it, removals included.
+"""
+import datetime, glob, os, socket, subprocess, sys, time
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mta import SECRET_HASH, eventually, free_port, fresh, imipd_config, wait_port
+
+import caldav
+
+BASE = "/tmp/imipd-e2e-caldav"
+
+
+def spooled(method, recipient):
+    found = []
+    for path in glob.glob(f"{BASE}/spool/*.eml"):
+        text = open(path, encoding="utf-8", errors="replace").read()
+        if f"METHOD:{method}" in text and f"<{recipient}>" in text:
+            found.append(text)
+    return found
+
+
+def lmtp(port, sender, recipient, message):
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        f = s.makefile("rwb")
+        def say(line):
+            f.write(line.encode() + b"\r\n"); f.flush()
+            return f.readline().decode()
+        assert f.readline().startswith(b"220")
+        say("LHLO test")
+        while True:
+            line = f.readline().decode()
+            if line.startswith("250 "):
+                break
+        assert say(f"MAIL FROM:<{sender}>").startswith("250")
+        assert say(f"RCPT TO:<{recipient}>").startswith("250")
+        assert say("DATA").startswith("354")
+        f.write(message.replace("\n", "\r\n").encode() + b"\r\n.\r\n"); f.flush()
+        reply = f.readline().decode()
+        say("QUIT")
+        return reply
+
+
+EVENT = """BEGIN:VCALENDAR
+VERSION:2.0
+PRODID:-//caldav e2e//EN
+BEGIN:VEVENT
+UID:dav-meeting-1
+DTSTAMP:20261120T090000Z
+DTSTART:20261210T100000Z
+DTEND:20261210T110000Z
+SUMMARY:Planning
+ORGANIZER;CN=Alice:mailto:alice@example.com
+ATTENDEE;CN=Alice;PARTSTAT=ACCEPTED:mailto:alice@example.com
+ATTENDEE;CN=Bob;RSVP=TRUE:mailto:bob@example.com
+ATTENDEE;CN=Olga;RSVP=TRUE:mailto:olga@partner.example
+END:VEVENT
+END:VCALENDAR
+"""
+
+INVITATION = """From: Olga <olga@partner.example>
+To: alice@example.com
+Subject: Invitation: Review
+Message-ID: <dav-invite-1@partner.example>
+MIME-Version: 1.0
+Content-Type: text/calendar; method=REQUEST; charset=utf-8
+
+BEGIN:VCALENDAR
+VERSION:2.0
+PRODID:-//Partner//EN
+METHOD:REQUEST
+BEGIN:VEVENT
+UID:dav-invite-1
+DTSTAMP:20261120T090000Z
+DTSTART;TZID=Europe/Berlin:20261214T090000
+DTEND;TZID=Europe/Berlin:20261214T100000
+RRULE:FREQ=WEEKLY;COUNT=4
+SUMMARY:Weekly review
+ORGANIZER;CN=Olga:mailto:olga@partner.example
+ATTENDEE;RSVP=TRUE:mailto:alice@example.com
+END:VEVENT
+BEGIN:VTIMEZONE
+TZID:Europe/Berlin
+BEGIN:STANDARD
+DTSTART:19701025T030000
+RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU
+TZOFFSETFROM:+0200
+TZOFFSETTO:+0100
+END:STANDARD
+BEGIN:DAYLIGHT
+DTSTART:19700329T020000
+RRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU
+TZOFFSETFROM:+0100
+TZOFFSETTO:+0200
+END:DAYLIGHT
+END:VTIMEZONE
+END:VCALENDAR"""
+
+
+def main():
+    binary = os.path.abspath(sys.argv[1])
+    fresh(BASE)
+    lmtp_port, web = free_port(), free_port()
+    config = f"{BASE}/imipd.toml"
+    imipd_config(config, f"{BASE}/data", lmtp_port, web, ["alice@example.com", "bob@example.com"],
+                 f'[outbound]\nspool_dir = "{BASE}/spool"\n')
+    daemon = subprocess.Popen([binary, "serve", "--config", config], stderr=open(f"{BASE}/imipd.log", "w"))
+    passed = 0
+    try:
+        wait_port(web, "imipd")
+        url = f"http://127.0.0.1:{web}/"
+        alice = caldav.DAVClient(url=url, username="alice@example.com", password="secret")
+        bob = caldav.DAVClient(url=url, username="bob@example.com", password="secret")
+
+        # Discovery from the bare server URL, then the calendar.
+        principal = alice.principal()
+        calendars = principal.calendars()
+        assert len(calendars) == 1, calendars
+        calendar = calendars[0]
+        passed += 1
+
+        # An event with a local and an outside attendee: REQUEST to Olga, Bob's copy.
+        calendar.save_event(EVENT)
+        eventually(lambda: spooled("REQUEST", "olga@partner.example"), "the REQUEST to Olga in the spool")
+        bob_calendar = bob.principal().calendars()[0]
+        eventually(lambda: any("dav-meeting-1" in e.data for e in bob_calendar.events()),
+                   "the invitation in Bob's calendar")
+        passed += 1
+
+        # A sync token before what follows.
+        synced = calendar.objects_by_sync_token(load_objects=False)
+        token = synced.sync_token
+        assert token, "a sync token"
+
+        # Olga's invitation over LMTP, found by a time-range search (its second week).
+        reply = lmtp(lmtp_port, "olga@partner.example", "alice@example.com", INVITATION)
+        assert reply.startswith("250"), reply
+        found = calendar.search(start=datetime.datetime(2026, 12, 21, 7, 0, tzinfo=datetime.timezone.utc),
+                                end=datetime.datetime(2026, 12, 21, 9, 0, tzinfo=datetime.timezone.utc),
+                                event=True)
+        assert [e.icalendar_component["uid"] for e in found] == ["dav-invite-1"], found
+        none = calendar.search(start=datetime.datetime(2026, 12, 22, 0, 0, tzinfo=datetime.timezone.utc),
+                               end=datetime.datetime(2026, 12, 23, 0, 0, tzinfo=datetime.timezone.utc),
+                               event=True)
+        assert none == [], none
+        passed += 1
+
+        # Accepting it by saving Alice's copy sends Olga the REPLY.
+        invite = calendar.event_by_uid("dav-invite-1")
+        invite.data = invite.data.replace("RSVP=TRUE:mailto:alice", "RSVP=TRUE;PARTSTAT=ACCEPTED:mailto:alice") \
+            .replace("RSVP=TRUE;PARTSTAT=NEEDS-ACTION:mailto:alice", "RSVP=TRUE;PARTSTAT=ACCEPTED:mailto:alice")
+        assert "PARTSTAT=ACCEPTED:mailto:alice" in invite.data.replace("\r\n ", ""), invite.data
+        invite.save()
+        eventually(lambda: spooled("REPLY", "olga@partner.example"), "the REPLY to Olga")
+        passed += 1
+
+        # Deleting her own meeting as organizer sends the CANCEL.
+        calendar.event_by_uid("dav-meeting-1").delete()
+        eventually(lambda: spooled("CANCEL", "olga@partner.example"), "the CANCEL to Olga")
+        passed += 1
+
+        # Incremental sync: the new invitation changed, the meeting is gone, nothing else.
+        changed = calendar.objects_by_sync_token(sync_token=token, load_objects=False)
+        urls = sorted(str(o.url).rsplit("/", 1)[-1] for o in changed)
+        assert urls == ["dav-invite-1.ics", "dav-meeting-1.ics"], urls
+        again = calendar.objects_by_sync_token(sync_token=changed.sync_token, load_objects=False)
+        assert list(again) == [], list(again)
+        passed += 1
+        print(f"e2e caldav (python caldav {caldav.__version__}): {passed} passed, 0 failed")
+    except BaseException:
+        print("--- imipd.log\n" + open(f"{BASE}/imipd.log").read()[-4000:])
+        print(f"e2e caldav: {passed} passed, 1 failed")
+        raise
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
