@@ -1,7 +1,7 @@
 //! What a durable commit costs: sled commit, flush + fdatasync, and group commit under
 //! concurrent writers. Run: `cargo bench --bench store` (on the disk that holds target/).
 
-use imipd::store::{Change, Durability, Expect, SledStore, Store};
+use imipd::store::{Change, Durability, Expect, SledStore, Store, Tag};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,6 +13,7 @@ fn object(i: usize) -> Change {
             + &"X-PAD:0123456789012345678901234567890123456789\r\n".repeat(120)
             + "END:VCALENDAR\r\n",
         expect: Expect::Any,
+        tag: Tag::New,
     }
 }
 

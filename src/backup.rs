@@ -4,7 +4,7 @@
 
 use crate::gateway::{Decision, Gateway};
 use crate::itip::Calendar;
-use crate::store::{Change, Expect, OutboundMessage, StoreError};
+use crate::store::{Change, Expect, OutboundMessage, StoreError, Tag};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -115,6 +115,7 @@ pub async fn restore(
                     uid: object.uid.clone(),
                     text: object.text.clone(),
                     expect,
+                    tag: Tag::New,
                 };
                 Ok(Decision::new(vec![put], true))
             })

@@ -53,6 +53,13 @@ pub struct Reload {
 
 /// Runs the daemon until SIGTERM or SIGINT; SIGHUP reloads the configuration.
 pub async fn serve(config: Config, reload: Reload) -> Result<(), DaemonError> {
+    // Taken over before anything listens: a SIGTERM as soon as a client can connect must
+    // drain, and a SIGHUP reload, not kill (their default).
+    let stopping = stop_signals();
+    let hangups = {
+        use tokio::signal::unix::{SignalKind, signal};
+        signal(SignalKind::hangup()).expect("SIGHUP handler")
+    };
     raise_open_files(&config);
     let opened = SledStore::open_with(&config.server.data_dir, config.store.cache_size);
     let store = opened.map_err(|source| DaemonError::Store {
@@ -122,10 +129,12 @@ pub async fn serve(config: Config, reload: Reload) -> Result<(), DaemonError> {
         ));
     }
     tasks.spawn(crate::outbound::run(gateway.clone(), stopped.clone()));
-    // The handlers exist before readiness is announced: a SIGTERM right after READY=1 must
-    // drain, not kill.
-    let stopping = stop_signals();
-    let reloading = tokio::spawn(reload_on_hangup(gateway.clone(), reload, stopped.clone()));
+    let reloading = tokio::spawn(reload_on_hangup(
+        gateway.clone(),
+        reload,
+        hangups,
+        stopped.clone(),
+    ));
     tracing::info!(data_dir = %gateway.config().server.data_dir.display(), "ready");
     notify_systemd("READY=1");
 
@@ -257,12 +266,15 @@ fn notify_systemd(state: &str) {
 /// Re-reads the configuration at every SIGHUP until the daemon stops. Listeners and open
 /// sessions go on; a file that does not load is refused with its reason, and the configuration
 /// in force stays.
-async fn reload_on_hangup(gateway: Arc<Gateway>, how: Reload, mut stopped: watch::Receiver<bool>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+async fn reload_on_hangup(
+    gateway: Arc<Gateway>,
+    how: Reload,
+    mut hangups: tokio::signal::unix::Signal,
+    mut stopped: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
-            _ = hangup.recv() => reload_now(&gateway, &how),
+            _ = hangups.recv() => reload_now(&gateway, &how),
             _ = stopped.changed() => return,
         }
     }

@@ -5,7 +5,7 @@
 use crate::gateway::{Decision, Gateway};
 use crate::itip::{self, Calendar, DeleteOptions, ItipError, ScheduleStatus};
 use crate::outbound::queue;
-use crate::store::{Change, Expect, StoreError, StoredObject};
+use crate::store::{Change, Expect, StoreError, StoredObject, Tag};
 
 /// A client's precondition (RFC 7232).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +16,10 @@ pub enum Precondition {
     IfMatch(String),
     /// `If-None-Match: *`.
     IfNoneMatch,
+    /// `If-Schedule-Tag-Match: "tag"` (RFC 6638 3.2.10): the write goes through although
+    /// the server merged an answer or a status since the client read the object, but not
+    /// when the organizer changed it.
+    IfScheduleTagMatch(String),
 }
 
 /// Why a client's write was not done.
@@ -48,6 +52,8 @@ pub struct Written {
     pub created: bool,
     /// The new ETag (none after a removal).
     pub etag: Option<String>,
+    /// The new Schedule-Tag (none after a removal).
+    pub schedule_tag: Option<String>,
     /// How many messages were queued.
     pub queued: usize,
     /// Why nothing was sent, when nothing was.
@@ -79,7 +85,17 @@ pub async fn write(
             check_precondition(pre, current.as_ref())?;
             let old = current.as_ref().and_then(|c| Calendar::parse(&c.text).ok());
             let ctx = gateway.context(&addresses);
-            let outcome = itip::schedule_put(&ctx, old.as_ref(), new.clone())?;
+            let mut new = new.clone();
+            // Answers merged since the tag the client holds stay.
+            let merged_since = current
+                .as_ref()
+                .is_some_and(|c| c.revision != c.schedule_tag);
+            if let (Precondition::IfScheduleTagMatch(_), Some(stored), true) =
+                (pre, &old, merged_since)
+            {
+                itip::keep_answers(&mut new, stored);
+            }
+            let outcome = itip::schedule_put(&ctx, old.as_ref(), new)?;
             let mut queue = Vec::new();
             let enqueued = queue::enqueue(gateway, trace, account, &outcome.messages, &mut queue);
             // Every recipient the server now tries to reach is pending (1.0) until the outbound
@@ -101,11 +117,13 @@ pub async fn write(
                 uid: uid.into(),
                 text: copy.to_string(),
                 expect: expect(current.as_ref()),
+                tag: Tag::New,
             }];
             changes.extend(queue);
             let written = Written {
                 created: current.is_none(),
                 etag: None,
+                schedule_tag: None,
                 queued: enqueued.queued,
                 silent: outcome.silent,
             };
@@ -113,8 +131,10 @@ pub async fn write(
         })
         .await?;
     tracing::info!(trace, account, uid, queued = written.queued, silent = ?written.silent, "stored");
+    // A client's write makes a new Schedule-Tag: the Put's id, like the ETag.
     Ok(Written {
         etag: ids.first().map(|rev| format!("\"{rev}\"")),
+        schedule_tag: ids.first().map(|rev| format!("\"s{rev}\"")),
         ..written
     })
 }
@@ -158,6 +178,7 @@ pub async fn remove(
             let written = Written {
                 created: false,
                 etag: None,
+                schedule_tag: None,
                 queued,
                 silent,
             };
@@ -189,6 +210,8 @@ fn check_precondition(
                     .any(|t| t.trim().trim_start_matches("W/") == found.etag())
         }
         (Precondition::IfMatch(_), None) => false,
+        (Precondition::IfScheduleTagMatch(tag), Some(found)) => tag.trim() == found.schedule_tag(),
+        (Precondition::IfScheduleTagMatch(_), None) => false,
     };
     if ok {
         Ok(())

@@ -171,7 +171,14 @@ fn reports_multiget_query_and_sync() {
 }
 
 /// Method, path, headers, body; the status and a text the answer holds.
-type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str, u16, &'a str);
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    &'a str,
+    u16,
+    &'a str,
+);
 
 #[test]
 fn bad_requests_get_precise_answers_and_change_nothing() {

@@ -610,3 +610,96 @@ fn an_answer_applied_before_the_write_back_is_not_overwritten() {
     assert!(daemon.eventually(|| daemon.queue().is_empty()));
     assert_eq!(status(&daemon, "race-1", "olga@partner.example"), "2.0");
 }
+
+#[test]
+fn the_schedule_tag_stays_through_answers_and_a_save_with_it_keeps_them() {
+    let daemon = Node::start("schedule-tag", &accounts(), "");
+    let invitation = event("tag-1", &["bob@example.com"]);
+    let (code, head, _) = daemon.http(
+        "PUT",
+        "/calendars/alice@example.com/tag-1",
+        "alice@example.com",
+        &[],
+        &invitation,
+    );
+    assert_eq!(code, 201, "{head}");
+    let header = |head: &str, name: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .map(str::to_string)
+            .unwrap()
+    };
+    let tag = header(&head, "schedule-tag");
+    let etag = header(&head, "etag");
+    // Bob accepts (inside this server): Alice's copy changes, her Schedule-Tag does not.
+    assert!(eventually(
+        || daemon.get("bob@example.com", "tag-1").0 == 200
+    ));
+    let copy = daemon.get("bob@example.com", "tag-1").1;
+    let accepted = copy.replace(
+        "PARTSTAT=NEEDS-ACTION:mailto:bob",
+        "PARTSTAT=ACCEPTED:mailto:bob",
+    );
+    let (code, ..) = daemon.http(
+        "PUT",
+        "/calendars/bob@example.com/tag-1",
+        "bob@example.com",
+        &[],
+        &accepted,
+    );
+    assert_eq!(code, 204);
+    assert!(eventually(|| daemon
+        .get("alice@example.com", "tag-1")
+        .1
+        .contains("PARTSTAT=ACCEPTED")));
+    let (_, head, _) = daemon.http(
+        "GET",
+        "/calendars/alice@example.com/tag-1",
+        "alice@example.com",
+        &[],
+        "",
+    );
+    assert_eq!(header(&head, "schedule-tag"), tag);
+    assert_ne!(header(&head, "etag"), etag);
+
+    // Alice's client saves its old copy with a new location: with If-Match it is refused
+    // (the copy changed); with If-Schedule-Tag-Match it goes through and Bob's answer stays.
+    let moved = invitation.replace(
+        "SUMMARY:Quarterly review",
+        "SUMMARY:Quarterly review\r\nLOCATION:Room 2",
+    );
+    let (code, ..) = daemon.http(
+        "PUT",
+        "/calendars/alice@example.com/tag-1",
+        "alice@example.com",
+        &[("If-Match", &etag)],
+        &moved,
+    );
+    assert_eq!(code, 412);
+    let (code, head, _) = daemon.http(
+        "PUT",
+        "/calendars/alice@example.com/tag-1",
+        "alice@example.com",
+        &[("If-Schedule-Tag-Match", &tag)],
+        &moved,
+    );
+    assert_eq!(code, 204, "{head}");
+    let stored = daemon
+        .get("alice@example.com", "tag-1")
+        .1
+        .replace("\r\n ", "");
+    assert!(
+        stored.contains("LOCATION:Room 2") && stored.contains("PARTSTAT=ACCEPTED"),
+        "{stored}"
+    );
+    // A new tag now; the old one no longer matches.
+    assert_ne!(header(&head, "schedule-tag"), tag);
+    let (code, ..) = daemon.http(
+        "PUT",
+        "/calendars/alice@example.com/tag-1",
+        "alice@example.com",
+        &[("If-Schedule-Tag-Match", &tag)],
+        &moved,
+    );
+    assert_eq!(code, 412);
+}

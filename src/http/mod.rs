@@ -253,7 +253,12 @@ fn json(body: impl std::fmt::Display) -> Response {
 }
 
 fn precondition(headers: &HeaderMap) -> Precondition {
-    if let Some(tag) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
+    let schedule_tag = headers
+        .get("If-Schedule-Tag-Match")
+        .and_then(|v| v.to_str().ok());
+    if let Some(tag) = schedule_tag {
+        Precondition::IfScheduleTagMatch(tag.to_string())
+    } else if let Some(tag) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
         Precondition::IfMatch(tag.to_string())
     } else if headers
         .get(header::IF_NONE_MATCH)
@@ -308,6 +313,12 @@ async fn put_object(
             if let Some(etag) = written.etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
                 response.headers_mut().insert(header::ETAG, etag);
             }
+            let tag = written
+                .schedule_tag
+                .and_then(|t| HeaderValue::from_str(&t).ok());
+            if let Some(tag) = tag {
+                response.headers_mut().insert("Schedule-Tag", tag);
+            }
             let note = match written.silent {
                 Some(why) => why.to_string(),
                 None => format!("queued={}", written.queued),
@@ -344,6 +355,10 @@ fn get_object(api: &Api, account: &str, uid: &str) -> Response {
                     "text/calendar; charset=utf-8".to_string(),
                 ),
                 (header::ETAG, object.etag()),
+                (
+                    header::HeaderName::from_static("schedule-tag"),
+                    object.schedule_tag(),
+                ),
             ],
             object.text,
         )

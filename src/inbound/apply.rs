@@ -12,7 +12,7 @@ use crate::itip::{self, Calendar, ErrorClass, ItipMessage, Method, Received};
 use crate::mailbox::Mailbox;
 use crate::mime::InboundMail;
 use crate::outbound::{notices, queue};
-use crate::store::{Change, Expect};
+use crate::store::{Change, Expect, Tag};
 use std::collections::BTreeMap;
 
 /// A recipient's copy of one object while a message is applied to it.
@@ -21,6 +21,8 @@ struct Draft {
     original: Option<String>,
     calendar: Option<Calendar>,
     matches: Option<String>,
+    /// An organizer's message changed it (else only answers did): a new Schedule-Tag.
+    rescheduled: bool,
 }
 
 /// What one calendar part would do to one account's calendar.
@@ -254,6 +256,7 @@ fn copy_of<'a>(
                 original: current.map(|c| c.text),
                 calendar,
                 matches,
+                rescheduled: false,
             },
         );
     }
@@ -284,6 +287,11 @@ fn puts(account: &str, copies: &BTreeMap<String, Draft>) -> Vec<Change> {
                 uid: uid.clone(),
                 text,
                 expect: copy.expect,
+                tag: if copy.rescheduled {
+                    Tag::New
+                } else {
+                    Tag::Kept
+                },
             })
         })
         .collect()
@@ -341,6 +349,7 @@ impl Step<'_> {
                 (None, None) => "creates the copy".into(),
             };
             copy.calendar = Some(next);
+            copy.rescheduled |= self.part.method.is_organizers();
         }
         let answers = self.answers(responses, changes)?;
         report.sends = answers

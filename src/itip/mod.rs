@@ -22,7 +22,7 @@ pub use address::{CalAddress, percent_decode};
 pub use calendar::{Calendar, Component, InstanceKey};
 pub use error::{ErrorClass, ItipError, Missing};
 pub use message::{ItipMessage, Method};
-pub use status::{ScheduleStatus, with_delivery_status, with_schedule_status};
+pub use status::{ScheduleStatus, keep_answers, with_delivery_status, with_schedule_status};
 pub use summary::{Field, FieldValue, Participant, Summary, SummaryKind};
 
 /// What the engine is told about the calendar user it acts for.

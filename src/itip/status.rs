@@ -142,6 +142,38 @@ pub fn keep_written(new: &mut Calendar, old: &Calendar, written_to: &BTreeSet<Ca
     }
 }
 
+/// A client's version written with `If-Schedule-Tag-Match` over a copy into which answers
+/// were merged since it read it (RFC 6638 3.2.10): each attendee keeps the PARTSTAT the
+/// server holds, so that the organizer's save does not undo them. A reschedule still resets
+/// them afterwards (the engine does that).
+pub fn keep_answers(new: &mut Calendar, stored: &Calendar) {
+    let (tz_old, tz_new) = (stored.tz_resolver(), new.tz_resolver());
+    let before: BTreeMap<InstanceKey, &Component> = stored
+        .scheduling()
+        .map(|c| (c.instance_key(&tz_old), c))
+        .collect();
+    for comp in new.scheduling_mut() {
+        let Some(prior) = before.get(&comp.instance_key(&tz_new)) else {
+            continue;
+        };
+        for entry in comp
+            .entries
+            .iter_mut()
+            .filter(|e| e.name == ICalendarProperty::Attendee)
+        {
+            let Some(address) = entry_address(entry) else {
+                continue;
+            };
+            let answer = prior
+                .attendee(&address)
+                .and_then(|e| calendar::param(e, &ICalendarParameterName::Partstat));
+            if let Some(answer) = answer {
+                calendar::set_param(entry, ICalendarParameterName::Partstat, answer.clone());
+            }
+        }
+    }
+}
+
 fn is_participant(entry: &ICalendarEntry) -> bool {
     matches!(
         entry.name,

@@ -5,7 +5,7 @@ use super::notices;
 use super::queue::{self, Outcome};
 use crate::gateway::{Decision, Gateway};
 use crate::itip::{self, Calendar, ErrorClass, ItipError, Received, ScheduleStatus};
-use crate::store::{Change, Expect, OutboundMessage};
+use crate::store::{Change, Expect, OutboundMessage, Tag};
 
 /// Applies a queued message to `account`'s calendar in one durable commit.
 pub async fn apply(
@@ -41,6 +41,9 @@ pub async fn apply(
                 notices::after_answer(gateway, account, &message.uid, before, after, &mut changes);
             }
             if let Some(next) = stored {
+                // An answer merged into the organizer's copy keeps its Schedule-Tag.
+                let answer =
+                    itip::Method::parse(&message.method).is_some_and(|m| !m.is_organizers());
                 changes.push(Change::Put {
                     account: account.into(),
                     uid: message.uid.clone(),
@@ -49,6 +52,7 @@ pub async fn apply(
                         .as_ref()
                         .map(|c| Expect::Revision(c.revision))
                         .unwrap_or(Expect::Absent),
+                    tag: if answer { Tag::Kept } else { Tag::New },
                 });
             }
             queue::enqueue(gateway, &message.trace, account, &responses, &mut changes);

@@ -7,7 +7,7 @@ use crate::escape::escaped;
 use crate::gateway::{Decision, Gateway};
 use crate::itip::{self, CalAddress, Calendar, ItipMessage, ScheduleStatus};
 use crate::mailbox::Mailbox;
-use crate::store::{Change, Expect, OutboundMessage, StoreError};
+use crate::store::{Change, Expect, OutboundMessage, StoreError, Tag};
 
 /// What one delivery attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,6 +224,7 @@ pub fn status_change(
             uid: message.uid.clone(),
             text: next.to_string(),
             expect: Expect::Revision(current.revision),
+            tag: Tag::Kept,
         }),
     )
 }

@@ -62,6 +62,9 @@ pub struct Changed {
 pub struct StoredObject {
     /// Unique, increasing with every write.
     pub revision: u64,
+    /// The revision of the last write that changed what scheduling is about (RFC 6638
+    /// 3.2.10): not an answer merged into the organizer's copy, not a SCHEDULE-STATUS.
+    pub schedule_tag: u64,
     /// The iCalendar text.
     pub text: String,
 }
@@ -71,6 +74,22 @@ impl StoredObject {
     pub fn etag(&self) -> String {
         format!("\"{}\"", self.revision)
     }
+
+    /// The `Schedule-Tag` (RFC 6638 3.2.10).
+    pub fn schedule_tag(&self) -> String {
+        format!("\"s{}\"", self.schedule_tag)
+    }
+}
+
+/// Whether a write changes an object's Schedule-Tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tag {
+    /// A client's write, or an organizer's message applied: a new tag.
+    #[default]
+    New,
+    /// An attendee's answer merged into the organizer's copy, or a delivery status written
+    /// back: the tag stays, so that the organizer's client may still write with it.
+    Kept,
 }
 
 /// A precondition on an object's current state, checked inside the commit.
@@ -198,6 +217,8 @@ pub enum Change {
         text: String,
         /// Precondition.
         expect: Expect,
+        /// Whether the Schedule-Tag changes.
+        tag: Tag,
     },
     /// Remove an object.
     Delete {

@@ -2,7 +2,7 @@
 
 use super::{
     Change, Changed, Changes, Expect, MAX_VALUE, Notice, OutboundMessage, Store, StoreError,
-    StoredObject,
+    StoredObject, Tag,
 };
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -19,16 +19,30 @@ const FORMAT: u32 = 2;
 /// format is opened (`UPGRADES[0]` takes format 1 to 2, and so on). Format 1 is the first.
 const UPGRADES: &[Upgrade] = &[log_existing_objects];
 
-/// Format 2 keeps a log of each account's changes (for calendar clients' sync): a store of
-/// format 1 starts it with every object it holds, as written at its revision.
+/// Format 2 keeps a log of each account's changes (for calendar clients' sync) and each
+/// object's Schedule-Tag: a store of format 1 starts the log with every object it holds, as
+/// written at its revision, and gives each the revision as its tag.
 fn log_existing_objects(db: &sled::Db) -> Result<(), StoreError> {
     let objects = db.open_tree("objects").map_err(unavailable)?;
     let changes = db.open_tree("changes").map_err(unavailable)?;
     let latest = db.open_tree("latest").map_err(unavailable)?;
     for item in objects.iter() {
         let (key, value) = item.map_err(unavailable)?;
-        let Some(object) = decode(&value) else {
+        // Format 1's value: the revision, then the text.
+        let Some((revision, text)) = value.split_at_checked(8) else {
             continue;
+        };
+        let Ok(text) = std::str::from_utf8(text) else {
+            continue;
+        };
+        let revision = u64::from_be_bytes(revision.try_into().unwrap_or_default());
+        objects
+            .insert(&key, encode(revision, revision, text))
+            .map_err(unavailable)?;
+        let object = StoredObject {
+            revision,
+            schedule_tag: revision,
+            text: String::new(),
         };
         let mut halves = key.splitn(2, |b| *b == 0);
         let account = String::from_utf8_lossy(halves.next().unwrap_or_default()).into_owned();
@@ -160,12 +174,23 @@ fn change_key(account: &str, id: &[u8]) -> Vec<u8> {
     key
 }
 
+/// An object's value: its revision, its schedule tag, its text (format 2).
 fn decode(value: &[u8]) -> Option<StoredObject> {
-    let (rev, text) = value.split_at_checked(8)?;
+    let (rev, rest) = value.split_at_checked(8)?;
+    let (tag, text) = rest.split_at_checked(8)?;
     Some(StoredObject {
         revision: u64::from_be_bytes(rev.try_into().ok()?),
+        schedule_tag: u64::from_be_bytes(tag.try_into().ok()?),
         text: String::from_utf8(text.to_vec()).ok()?,
     })
+}
+
+fn encode(revision: u64, schedule_tag: u64, text: &str) -> Vec<u8> {
+    let mut value = Vec::with_capacity(16 + text.len());
+    value.extend_from_slice(&revision.to_be_bytes());
+    value.extend_from_slice(&schedule_tag.to_be_bytes());
+    value.extend_from_slice(text.as_bytes());
+    value
 }
 
 impl SledStore {
@@ -445,12 +470,18 @@ impl Trees {
                                 uid,
                                 text,
                                 expect,
+                                tag,
                             } => {
                                 let key = object_key(account, uid);
-                                check(expect, objects.get(&key)?)?;
-                                let mut value = id.to_be_bytes().to_vec();
-                                value.extend_from_slice(text.as_bytes());
-                                objects.insert(key, value)?;
+                                let current = objects.get(&key)?;
+                                let kept =
+                                    current.as_deref().and_then(decode).map(|o| o.schedule_tag);
+                                check(expect, current)?;
+                                let schedule_tag = match tag {
+                                    Tag::Kept => kept.unwrap_or(*id),
+                                    Tag::New => *id,
+                                };
+                                objects.insert(key, encode(*id, schedule_tag, text))?;
                                 log_change(changes_log, latest, account, uid, *id, false)?;
                             }
                             Change::Delete {
@@ -739,6 +770,7 @@ mod tests {
             uid: uid.into(),
             text: text.into(),
             expect,
+            tag: Tag::New,
         }
     }
 
@@ -811,7 +843,31 @@ mod tests {
             uid: uid.into(),
             text: text.into(),
             expect: Expect::Any,
+            tag: Tag::New,
         }
+    }
+
+    #[test]
+    fn the_schedule_tag_is_kept_or_renewed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.commit(&[put_of("a@x.org", "t", "1")]).unwrap();
+        let first = store.get("a@x.org", "t").unwrap().unwrap();
+        assert_eq!(first.schedule_tag, first.revision);
+        let mut kept = put_of("a@x.org", "t", "2");
+        if let Change::Put { tag, .. } = &mut kept {
+            *tag = Tag::Kept;
+        }
+        store.commit(&[kept]).unwrap();
+        let second = store.get("a@x.org", "t").unwrap().unwrap();
+        assert_eq!(
+            (second.text.as_str(), second.schedule_tag),
+            ("2", first.schedule_tag)
+        );
+        assert_ne!(second.revision, first.revision);
+        store.commit(&[put_of("a@x.org", "t", "3")]).unwrap();
+        let third = store.get("a@x.org", "t").unwrap().unwrap();
+        assert_eq!(third.schedule_tag, third.revision);
     }
 
     #[test]

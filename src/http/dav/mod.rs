@@ -588,6 +588,12 @@ fn property(
             }
             None => return false,
         },
+        (CALDAV, "schedule-tag", Resource::Object(..)) => match object {
+            Some(object) => {
+                w.text("c:schedule-tag", &object.schedule_tag());
+            }
+            None => return false,
+        },
         (DAV, "getcontenttype", Resource::Object(..)) => {
             w.text("d:getcontenttype", "text/calendar; charset=utf-8");
         }
