@@ -156,6 +156,10 @@ pub fn session_queue(data: &[u8]) -> (Vec<u8>, usize) {
     } else {
         Protocol::Smtp
     };
+    // One session at a time: they share the harness's store, whose queue each empties to
+    // check its own entries (tests run in parallel).
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (runtime, intake) = harness();
     runtime.block_on(async move {
         let (mut client, server) = tokio::io::duplex(64 * 1024);

@@ -153,6 +153,30 @@ impl Gateway {
             .collect()
     }
 
+    /// Items an account's schedule inbox keeps: the oldest go when a new one comes, so that
+    /// an account no client reads does not grow without end.
+    pub const INBOX_ITEMS: usize = 200;
+
+    /// The changes that put an applied scheduling message into an account's schedule inbox,
+    /// the oldest items removed past [`Self::INBOX_ITEMS`].
+    pub fn to_inbox(&self, account: &str, text: &str) -> Result<Vec<Change>, StoreError> {
+        let held = self.store.inbox(account)?;
+        let over = (held.len() + 1).saturating_sub(Self::INBOX_ITEMS);
+        let mut changes: Vec<Change> = held
+            .iter()
+            .take(over)
+            .map(|(id, _)| Change::InboxRemove {
+                account: account.into(),
+                id: *id,
+            })
+            .collect();
+        changes.push(Change::Inbox {
+            account: account.into(),
+            text: text.into(),
+        });
+        Ok(changes)
+    }
+
     /// The engine's context for an account.
     pub fn context<'a>(&'a self, addresses: &'a [CalAddress]) -> Context<'a> {
         Context {

@@ -14,9 +14,13 @@ fn node(name: &str) -> Node {
     Node::start(name, &accounts(&[ALICE, "bob@example.com"]), "")
 }
 
+/// Alice's hour-long meeting with Bob from `start` (`20261210T100000Z`).
 fn meeting(uid: &str, start: &str) -> String {
+    let hour: u32 = start[9..11].parse().unwrap();
+    let end = format!("{}{:02}{}", &start[..9], hour + 1, &start[11..]);
     common::build::event(uid)
         .set(&format!("DTSTART:{start}"))
+        .set(&format!("DTEND:{end}"))
         .set("ORGANIZER;CN=Alice:mailto:alice@example.com")
         .attendee("bob@example.com")
         .text()
@@ -261,4 +265,90 @@ fn bad_requests_get_precise_answers_and_change_nothing() {
     assert_eq!(status, 413);
     assert_eq!(node.get(ALICE, "b-1").0, 200);
     assert_eq!(node.get(ALICE, "b-2").0, 404);
+}
+
+#[test]
+fn the_schedule_inbox_shows_what_arrived_and_free_busy_is_answered() {
+    let node = node("dav-inbox");
+    let (_, _, body) = node.http(
+        "PROPFIND",
+        "/dav/principals/alice@example.com/",
+        ALICE,
+        &[("Depth", "0")],
+        "",
+    );
+    assert!(
+        body.contains(
+            "<c:schedule-inbox-URL><d:href>/dav/calendars/alice@example.com/inbox/</d:href>"
+        ) && body.contains("<c:schedule-outbox-URL>"),
+        "{body}"
+    );
+    // Olga invites Alice by mail: applied to the calendar, and an item in the inbox.
+    let invitation = common::build::invitation(
+        "olga@partner.example",
+        "in-1@partner.example",
+        &common::build::event("in-1")
+            .method("REQUEST")
+            .set("DTSTART:20261210T100000Z")
+            .set("ORGANIZER:mailto:olga@partner.example")
+            .attendee(ALICE)
+            .text(),
+    );
+    let replies = node.lmtp("olga@partner.example", &[ALICE], &invitation);
+    assert!(replies[0].starts_with("250"), "{replies:?}");
+    let inbox = "/dav/calendars/alice@example.com/inbox/";
+    let (status, _, listing) = node.http("PROPFIND", inbox, ALICE, &[("Depth", "1")], "");
+    assert_eq!(status, 207);
+    assert!(listing.contains("<c:schedule-inbox/>"), "{listing}");
+    let item = listing
+        .split("<d:href>")
+        .filter_map(|h| h.split('<').next())
+        .find(|h| h.starts_with(inbox) && h.ends_with(".ics"))
+        .unwrap_or_else(|| panic!("no item: {listing}"))
+        .to_string();
+    let (status, _, text) = node.http("GET", &item, ALICE, &[], "");
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("METHOD:REQUEST") && text.contains("UID:in-1"),
+        "{text}"
+    );
+    // The client is done with the item: it goes, the event stays.
+    let (status, ..) = node.http("DELETE", &item, ALICE, &[], "");
+    assert_eq!(status, 204);
+    let (status, ..) = node.http("GET", &item, ALICE, &[], "");
+    assert_eq!(status, 404);
+    assert_eq!(node.get(ALICE, "in-1").0, 200);
+
+    // Free/busy: Alice asks about Bob (here) and Olga (elsewhere).
+    assert_eq!(
+        put(&node, "fb-1", &meeting("fb-1", "20261211T090000Z")).0,
+        201
+    );
+    assert!(common::eventually(
+        || node.get("bob@example.com", "fb-1").0 == 200
+    ));
+    let query = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nMETHOD:REQUEST\r\nBEGIN:VFREEBUSY\r\n\
+UID:fb-q\r\nDTSTAMP:20261120T090000Z\r\nDTSTART:20261211T000000Z\r\nDTEND:20261212T000000Z\r\n\
+ORGANIZER:mailto:alice@example.com\r\nATTENDEE:mailto:bob@example.com\r\nATTENDEE:mailto:olga@partner.example\r\n\
+END:VFREEBUSY\r\nEND:VCALENDAR\r\n";
+    let outbox = "/dav/calendars/alice@example.com/outbox/";
+    let (status, _, answer) = node.http(
+        "POST",
+        outbox,
+        ALICE,
+        &[("Content-Type", "text/calendar")],
+        query,
+    );
+    assert_eq!(status, 200, "{answer}");
+    let answer = answer.replace("\r\n ", "");
+    assert!(
+        answer.contains("FREEBUSY;FBTYPE=BUSY:20261211T090000Z/"),
+        "{answer}"
+    );
+    assert!(answer.contains("3.7;Invalid calendar user"), "{answer}");
+    // Bob may not ask in Alice's name.
+    let bobs = "/dav/calendars/bob@example.com/outbox/";
+    let (status, _, answer) = node.http("POST", bobs, "bob@example.com", &[], query);
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer.contains("organizer-allowed"), "{answer}");
 }

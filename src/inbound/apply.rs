@@ -185,6 +185,11 @@ fn plan(
                     part,
                 };
                 step.apply(copy, received, &mut changes, &mut report)?;
+                // What was applied or kept shows in the schedule inbox too, for clients.
+                if matches!(report.outcome, Outcome::Applied | Outcome::Kept) {
+                    let item = gateway.to_inbox(account, &part.text);
+                    changes.extend(item.map_err(|e| Verdict::store_unavailable(&e))?);
+                }
             }
             Err(e) => {
                 report.outcome = match e.class() {

@@ -229,6 +229,21 @@ pub enum Change {
         /// Precondition.
         expect: Expect,
     },
+    /// Put a scheduling message that was applied into the account's schedule inbox (RFC 6638
+    /// 2.2), where calendar clients see it; its id is its name.
+    Inbox {
+        /// Account name.
+        account: String,
+        /// The iTIP message as received.
+        text: String,
+    },
+    /// Remove an item of an account's schedule inbox.
+    InboxRemove {
+        /// Account name.
+        account: String,
+        /// The item's id.
+        id: u64,
+    },
     /// Queue a message.
     Enqueue(OutboundMessage),
     /// Take a message off the queue (delivered, or failed for good).
@@ -307,6 +322,8 @@ pub trait Store: Send + Sync + 'static {
     fn list(&self, account: &str) -> Result<Vec<(String, StoredObject)>, StoreError>;
     /// Every object of every account: account, UID, object.
     fn all(&self) -> Result<Vec<(String, String, StoredObject)>, StoreError>;
+    /// An account's schedule inbox, oldest first: id and text.
+    fn inbox(&self, account: &str) -> Result<Vec<(u64, String)>, StoreError>;
     /// An account's objects changed or removed at or after position `since` of its change log
     /// (0: all), each with its latest change only, and the position after the latest change
     /// (a calendar's next sync token).

@@ -129,6 +129,8 @@ struct Trees {
     changes: sled::Tree,
     /// The id of each object's latest change: `account \0 uid` → id.
     latest: sled::Tree,
+    /// Each account's schedule inbox: `account \0 id` → an iTIP message.
+    inbox: sled::Tree,
     log: File,
     dir: PathBuf,
 }
@@ -321,6 +323,7 @@ impl Trees {
             refreshed: db.open_tree("refreshed").map_err(unavailable)?,
             changes: db.open_tree("changes").map_err(unavailable)?,
             latest: db.open_tree("latest").map_err(unavailable)?,
+            inbox: db.open_tree("inbox").map_err(unavailable)?,
             db,
             log,
             dir: dir.to_path_buf(),
@@ -381,6 +384,20 @@ impl Trees {
 
     fn seen(&self, key: &[u8]) -> Result<bool, StoreError> {
         self.seen.contains_key(key).map_err(unavailable)
+    }
+
+    fn inbox(&self, account: &str) -> Result<Vec<(u64, String)>, StoreError> {
+        let prefix = object_key(account, "");
+        let mut out = Vec::new();
+        for item in self.inbox.scan_prefix(&prefix) {
+            let (key, value) = item.map_err(unavailable)?;
+            let id = key[prefix.len()..]
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or_default();
+            out.push((id, String::from_utf8_lossy(&value).into_owned()));
+        }
+        Ok(out)
     }
 
     fn changes_since(&self, account: &str, since: u64) -> Result<Changes, StoreError> {
@@ -450,6 +467,7 @@ impl Trees {
             &self.refreshed,
             &self.changes,
             &self.latest,
+            &self.inbox,
         )
             .transaction(
                 |(
@@ -462,6 +480,7 @@ impl Trees {
                     refreshed,
                     changes_log,
                     latest,
+                    inbox,
                 )| {
                     for (change, id) in changes.iter().zip(&ids) {
                         match change {
@@ -493,6 +512,13 @@ impl Trees {
                                 check(expect, objects.get(&key)?)?;
                                 objects.remove(key)?;
                                 log_change(changes_log, latest, account, uid, *id, true)?;
+                            }
+                            Change::Inbox { account, text } => {
+                                let key = change_key(account, &id.to_be_bytes());
+                                inbox.insert(key, text.as_bytes())?;
+                            }
+                            Change::InboxRemove { account, id } => {
+                                inbox.remove(change_key(account, &id.to_be_bytes()))?;
                             }
                             Change::Enqueue(message) => {
                                 let value =
@@ -684,6 +710,9 @@ impl Store for SledStore {
     }
     fn changes_since(&self, account: &str, since: u64) -> Result<Changes, StoreError> {
         self.with(|t| t.changes_since(account, since))
+    }
+    fn inbox(&self, account: &str) -> Result<Vec<(u64, String)>, StoreError> {
+        self.with(|t| t.inbox(account))
     }
     fn seen(&self, key: &[u8]) -> Result<bool, StoreError> {
         self.with(|t| t.seen(key))

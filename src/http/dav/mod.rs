@@ -7,6 +7,7 @@
 //! home), `/dav/calendars/ACCOUNT/calendar/` (the calendar, the same objects as
 //! `/calendars/ACCOUNT`), `/dav/calendars/ACCOUNT/calendar/UID.ics` (an object).
 
+mod freebusy;
 mod query;
 pub mod xml;
 
@@ -25,6 +26,9 @@ use xml::{CALDAV, CS, DAV, Element, ICAL, Name, Writer};
 
 /// The one calendar of an account, in its home.
 const CALENDAR: &str = "calendar";
+/// The schedule inbox and outbox, beside it.
+const INBOX: &str = "inbox";
+const OUTBOX: &str = "outbox";
 
 /// What a path segment may hold unencoded.
 const SEGMENT: &AsciiSet = &CONTROLS
@@ -69,6 +73,12 @@ enum Resource {
     Calendar(String),
     /// `/dav/calendars/ACCOUNT/calendar/UID.ics`.
     Object(String, String),
+    /// `/dav/calendars/ACCOUNT/inbox/`: the scheduling messages applied (RFC 6638 2.2).
+    Inbox(String),
+    /// `/dav/calendars/ACCOUNT/inbox/ID.ics`.
+    InboxItem(String, u64),
+    /// `/dav/calendars/ACCOUNT/outbox/`: where free/busy is asked (RFC 6638 2.1).
+    Outbox(String),
 }
 
 impl Resource {
@@ -92,6 +102,12 @@ impl Resource {
             ["calendars", account, CALENDAR, name] => {
                 Resource::Object(account.to_string(), name.strip_suffix(".ics")?.to_string())
             }
+            ["calendars", account, INBOX] => Resource::Inbox(account.to_string()),
+            ["calendars", account, INBOX, name] => Resource::InboxItem(
+                account.to_string(),
+                name.strip_suffix(".ics")?.parse().ok()?,
+            ),
+            ["calendars", account, OUTBOX] => Resource::Outbox(account.to_string()),
             _ => return None,
         })
     }
@@ -100,7 +116,8 @@ impl Resource {
         match self {
             Resource::Root => None,
             Resource::Principal(a) | Resource::Home(a) | Resource::Calendar(a) => Some(a),
-            Resource::Object(a, _) => Some(a),
+            Resource::Object(a, _) | Resource::InboxItem(a, _) => Some(a),
+            Resource::Inbox(a) | Resource::Outbox(a) => Some(a),
         }
     }
 
@@ -114,6 +131,9 @@ impl Resource {
             Resource::Object(a, uid) => {
                 format!("/dav/calendars/{}/{CALENDAR}/{}.ics", seg(a), seg(uid))
             }
+            Resource::Inbox(a) => format!("/dav/calendars/{}/{INBOX}/", seg(a)),
+            Resource::InboxItem(a, id) => format!("/dav/calendars/{}/{INBOX}/{id}.ics", seg(a)),
+            Resource::Outbox(a) => format!("/dav/calendars/{}/{OUTBOX}/", seg(a)),
         }
     }
 
@@ -126,6 +146,9 @@ impl Resource {
             Resource::Home(_) => Resource::Home(a),
             Resource::Calendar(_) => Resource::Calendar(a),
             Resource::Object(_, uid) => Resource::Object(a, uid.clone()),
+            Resource::Inbox(_) => Resource::Inbox(a),
+            Resource::InboxItem(_, id) => Resource::InboxItem(a, *id),
+            Resource::Outbox(_) => Resource::Outbox(a),
         }
     }
 }
@@ -234,6 +257,26 @@ async fn other(
                 }
                 response
             }
+            Resource::InboxItem(account, id) => match inbox_item(api, account, *id) {
+                Ok(Some(item)) => (
+                    StatusCode::OK,
+                    [
+                        (
+                            header::CONTENT_TYPE,
+                            "text/calendar; charset=utf-8".to_string(),
+                        ),
+                        (header::ETAG, item.etag()),
+                    ],
+                    if method == Method::HEAD {
+                        String::new()
+                    } else {
+                        item.text
+                    },
+                )
+                    .into_response(),
+                Ok(None) => DavError::NotFound(format!("no inbox item {id}")).into_response(),
+                Err(e) => e.into_response(),
+            },
             Resource::Root if uri.path() == "/" => text(200, "imipd: CalDAV at /dav/".into()),
             _ => refused(405, "a collection has no body to get: use PROPFIND"),
         },
@@ -246,12 +289,21 @@ async fn other(
         },
         "DELETE" => match &resource {
             Resource::Object(account, uid) => delete_object(api, account, uid, headers).await,
+            Resource::InboxItem(account, id) => remove_inbox_item(api, account, *id)
+                .await
+                .unwrap_or_else(IntoResponse::into_response),
             _ => refused(403, "collections cannot be removed here"),
         },
         "MKCALENDAR" | "MKCOL" => refused(
             403,
             "one calendar per account in this version: use …/calendar/",
         ),
+        "POST" => match &resource {
+            Resource::Outbox(account) => free_busy(api, account, body)
+                .await
+                .unwrap_or_else(IntoResponse::into_response),
+            _ => refused(405, "POST goes to the schedule outbox (free/busy)"),
+        },
         "MOVE" | "COPY" => refused(403, "objects are named by their UID and cannot move"),
         _ => text(405, format!("{method} is not supported here")),
     }
@@ -343,6 +395,13 @@ fn propfind(
                 }
                 None => continue,
             },
+            Resource::InboxItem(a, id) => match inbox_item(api, a, *id)? {
+                Some(item) => Some(item),
+                None if member == resource => {
+                    return Err(DavError::NotFound(format!("no inbox item {id}")));
+                }
+                None => continue,
+            },
             _ => None,
         };
         respond(&mut w, member, &facts, object.as_ref(), &wanted);
@@ -350,11 +409,173 @@ fn propfind(
     Ok(multistatus(w))
 }
 
+/// An item of the schedule inbox, as an object (its id is its revision).
+fn inbox_item(
+    api: &Api,
+    account: &str,
+    id: u64,
+) -> Result<Option<crate::store::StoredObject>, DavError> {
+    Ok(api
+        .gateway
+        .store
+        .inbox(account)?
+        .into_iter()
+        .find(|(item, _)| *item == id)
+        .map(|(_, text)| crate::store::StoredObject {
+            revision: id,
+            schedule_tag: id,
+            text,
+        }))
+}
+
+/// A client is done with an inbox item: it goes; the event it was about stays (RFC 6638 2.2).
+async fn remove_inbox_item(api: &Api, account: &str, id: u64) -> Result<Response, DavError> {
+    if inbox_item(api, account, id)?.is_none() {
+        return Err(DavError::NotFound(format!("no inbox item {id}")));
+    }
+    let remove = crate::store::Change::InboxRemove {
+        account: account.into(),
+        id,
+    };
+    api.gateway
+        .transact(|| {
+            Ok::<_, crate::store::StoreError>(crate::gateway::Decision::new(
+                vec![remove.clone()],
+                (),
+            ))
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// RFC 6638 5: a VFREEBUSY request POSTed to the outbox by its owner, as organizer; each
+/// attendee with an account here is answered with its busy time, the others with 3.7.
+async fn free_busy(api: &Api, account: &str, body: &[u8]) -> Result<Response, DavError> {
+    use crate::itip::Calendar;
+    use calcard::icalendar::ICalendarProperty;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| DavError::BadRequest("the body is not UTF-8".into()))?;
+    let request = Calendar::parse(text)
+        .map_err(|_| DavError::Precondition(400, "c", "valid-calendar-data"))?;
+    let query = request
+        .components
+        .iter()
+        .find(|c| c.kind == calcard::icalendar::ICalendarComponentType::VFreebusy)
+        .ok_or(DavError::Precondition(400, "c", "valid-scheduling-message"))?;
+    let tz = request.tz_resolver();
+    let instant = |prop: ICalendarProperty| {
+        query
+            .prop(&prop)
+            .and_then(|e| crate::itip::timestamp_of(e, 0, &tz))
+    };
+    let (Some(from), Some(until)) = (
+        instant(ICalendarProperty::Dtstart),
+        instant(ICalendarProperty::Dtend),
+    ) else {
+        return Err(DavError::Precondition(400, "c", "valid-scheduling-message"));
+    };
+    let mine = api.gateway.addresses(account);
+    let organizer = query.organizer();
+    if !organizer.as_ref().is_some_and(|o| mine.contains(o)) {
+        return Err(DavError::Precondition(403, "c", "organizer-allowed"));
+    }
+    let uid = query.uid().unwrap_or("free-busy").to_string();
+    let mut w = Writer::new_in("c", "schedule-response");
+    for (attendee, _) in query.attendees() {
+        w.open("c:response").open("c:recipient");
+        w.text("d:href", &attendee.to_uri()).close("c:recipient");
+        let local = attendee
+            .email()
+            .and_then(|email| api.gateway.account_for(email));
+        match local {
+            Some(other) => {
+                let objects: Vec<String> = api
+                    .gateway
+                    .store
+                    .list(&other)?
+                    .into_iter()
+                    .map(|(_, o)| o.text)
+                    .collect();
+                let busy = freebusy::busy(&objects, &attendee, from, until);
+                let reply = free_busy_reply(
+                    &uid,
+                    organizer.as_ref(),
+                    &attendee,
+                    from,
+                    until,
+                    &busy,
+                    api.gateway.now(),
+                );
+                w.text("c:request-status", "2.0;Success");
+                w.text("c:calendar-data", &reply);
+            }
+            None => {
+                w.text("c:request-status", "3.7;Invalid calendar user");
+            }
+        }
+        w.close("c:response");
+    }
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+        w.finish_in("c", "schedule-response"),
+    )
+        .into_response())
+}
+
+/// The VFREEBUSY REPLY for one attendee.
+fn free_busy_reply(
+    uid: &str,
+    organizer: Option<&crate::itip::CalAddress>,
+    attendee: &crate::itip::CalAddress,
+    from: i64,
+    until: i64,
+    busy: &[(i64, i64)],
+    now: i64,
+) -> String {
+    let mut out = String::from(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//imipd//imipd//EN\r\nMETHOD:REPLY\r\nBEGIN:VFREEBUSY\r\n",
+    );
+    out.push_str(&format!(
+        "UID:{uid}\r\nDTSTAMP:{}\r\n",
+        freebusy::stamp(now)
+    ));
+    out.push_str(&format!(
+        "DTSTART:{}\r\nDTEND:{}\r\n",
+        freebusy::stamp(from),
+        freebusy::stamp(until)
+    ));
+    if let Some(organizer) = organizer {
+        out.push_str(&format!("ORGANIZER:{}\r\n", organizer.to_uri()));
+    }
+    out.push_str(&format!("ATTENDEE:{}\r\n", attendee.to_uri()));
+    for (start, end) in busy {
+        out.push_str(&format!(
+            "FREEBUSY;FBTYPE=BUSY:{}/{}\r\n",
+            freebusy::stamp(*start),
+            freebusy::stamp(*end)
+        ));
+    }
+    out.push_str("END:VFREEBUSY\r\nEND:VCALENDAR\r\n");
+    out
+}
+
 /// The members of a collection, one level down.
 fn children(api: &Api, account: &str, resource: &Resource) -> Result<Vec<Resource>, DavError> {
     Ok(match resource {
         Resource::Root => vec![Resource::Principal(account.into())],
-        Resource::Home(a) => vec![Resource::Calendar(a.clone())],
+        Resource::Home(a) => vec![
+            Resource::Calendar(a.clone()),
+            Resource::Inbox(a.clone()),
+            Resource::Outbox(a.clone()),
+        ],
+        Resource::Inbox(a) => api
+            .gateway
+            .store
+            .inbox(a)?
+            .into_iter()
+            .map(|(id, _)| Resource::InboxItem(a.clone(), id))
+            .collect(),
         Resource::Calendar(a) => api
             .gateway
             .store
@@ -362,7 +583,10 @@ fn children(api: &Api, account: &str, resource: &Resource) -> Result<Vec<Resourc
             .into_iter()
             .map(|(uid, _)| Resource::Object(a.clone(), uid))
             .collect(),
-        Resource::Principal(_) | Resource::Object(..) => Vec::new(),
+        Resource::Principal(_)
+        | Resource::Object(..)
+        | Resource::InboxItem(..)
+        | Resource::Outbox(_) => Vec::new(),
     })
 }
 
@@ -422,7 +646,15 @@ fn known(resource: &Resource) -> Vec<Name> {
             c("calendar-home-set"),
             c("calendar-user-address-set"),
             c("calendar-user-type"),
+            c("schedule-inbox-URL"),
+            c("schedule-outbox-URL"),
         ]),
+        Resource::Inbox(_) | Resource::Outbox(_) => {
+            names.extend([d("owner"), d("current-user-privilege-set")])
+        }
+        Resource::InboxItem(..) => {
+            names.extend([d("getetag"), d("getcontenttype"), d("getcontentlength")])
+        }
         Resource::Home(_) => names.extend([d("owner"), d("current-user-privilege-set")]),
         Resource::Calendar(_) => names.extend([
             d("owner"),
@@ -509,14 +741,22 @@ fn property(
                 Resource::Calendar(_) => {
                     w.empty("d:collection").empty("c:calendar");
                 }
-                Resource::Object(..) => {}
+                Resource::Inbox(_) => {
+                    w.empty("d:collection").empty("c:schedule-inbox");
+                }
+                Resource::Outbox(_) => {
+                    w.empty("d:collection").empty("c:schedule-outbox");
+                }
+                Resource::Object(..) | Resource::InboxItem(..) => {}
             }
             w.close("d:resourcetype");
         }
-        (DAV, "displayname", Resource::Object(..)) => return false,
+        (DAV, "displayname", Resource::Object(..) | Resource::InboxItem(..)) => return false,
         (DAV, "displayname", r) => {
             let shown = match r {
                 Resource::Calendar(_) => "Calendar".to_string(),
+                Resource::Inbox(_) => "Inbox".to_string(),
+                Resource::Outbox(_) => "Outbox".to_string(),
                 Resource::Root => "imipd".to_string(),
                 _ => facts.account.clone(),
             };
@@ -524,8 +764,16 @@ fn property(
         }
         (DAV, "current-user-principal", _) => href(w, "d:current-user-principal", &principal),
         (DAV, "principal-URL", Resource::Principal(_)) => href(w, "d:principal-URL", &principal),
-        (DAV, "owner", Resource::Home(_) | Resource::Calendar(_)) => href(w, "d:owner", &principal),
-        (DAV, "current-user-privilege-set", Resource::Home(_) | Resource::Calendar(_)) => {
+        (
+            DAV,
+            "owner",
+            Resource::Home(_) | Resource::Calendar(_) | Resource::Inbox(_) | Resource::Outbox(_),
+        ) => href(w, "d:owner", &principal),
+        (
+            DAV,
+            "current-user-privilege-set",
+            Resource::Home(_) | Resource::Calendar(_) | Resource::Inbox(_) | Resource::Outbox(_),
+        ) => {
             w.open("d:current-user-privilege-set");
             for privilege in [
                 "d:read",
@@ -569,6 +817,16 @@ fn property(
             }
             w.close("c:calendar-user-address-set");
         }
+        (CALDAV, "schedule-inbox-URL", Resource::Principal(_)) => href(
+            w,
+            "c:schedule-inbox-URL",
+            &Resource::Inbox(facts.account.clone()).href(),
+        ),
+        (CALDAV, "schedule-outbox-URL", Resource::Principal(_)) => href(
+            w,
+            "c:schedule-outbox-URL",
+            &Resource::Outbox(facts.account.clone()).href(),
+        ),
         (CALDAV, "calendar-user-type", Resource::Principal(_)) => {
             w.text("c:calendar-user-type", "INDIVIDUAL");
         }
@@ -582,7 +840,7 @@ fn property(
             let said = format!("Calendar of {}, kept by imipd", facts.account);
             w.text("c:calendar-description", &said);
         }
-        (DAV, "getetag", Resource::Object(..)) => match object {
+        (DAV, "getetag", Resource::Object(..) | Resource::InboxItem(..)) => match object {
             Some(object) => {
                 w.text("d:getetag", &object.etag());
             }
@@ -594,16 +852,16 @@ fn property(
             }
             None => return false,
         },
-        (DAV, "getcontenttype", Resource::Object(..)) => {
+        (DAV, "getcontenttype", Resource::Object(..) | Resource::InboxItem(..)) => {
             w.text("d:getcontenttype", "text/calendar; charset=utf-8");
         }
-        (DAV, "getcontentlength", Resource::Object(..)) => match object {
+        (DAV, "getcontentlength", Resource::Object(..) | Resource::InboxItem(..)) => match object {
             Some(object) => {
                 w.text("d:getcontentlength", &object.text.len().to_string());
             }
             None => return false,
         },
-        (CALDAV, "calendar-data", Resource::Object(..)) => match object {
+        (CALDAV, "calendar-data", Resource::Object(..) | Resource::InboxItem(..)) => match object {
             Some(object) => {
                 w.text("c:calendar-data", &object.text);
             }

@@ -191,10 +191,15 @@ pub struct Writer {
 impl Writer {
     /// A document whose root element is `d:{root}`.
     pub fn new(root: &str) -> Writer {
+        Self::new_in("d", root)
+    }
+
+    /// A document whose root element is `{prefix}:{root}`.
+    pub fn new_in(prefix: &str, root: &str) -> Writer {
         let mut out = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
         let _ = write!(
             out,
-            "<d:{root} xmlns:d=\"{DAV}\" xmlns:c=\"{CALDAV}\" xmlns:cs=\"{CS}\" xmlns:ical=\"{ICAL}\">"
+            "<{prefix}:{root} xmlns:d=\"{DAV}\" xmlns:c=\"{CALDAV}\" xmlns:cs=\"{CS}\" xmlns:ical=\"{ICAL}\">"
         );
         Writer { out }
     }
@@ -249,8 +254,13 @@ impl Writer {
     }
 
     /// The document, root closed.
-    pub fn finish(mut self, root: &str) -> String {
-        let _ = write!(self.out, "</d:{root}>");
+    pub fn finish(self, root: &str) -> String {
+        self.finish_in("d", root)
+    }
+
+    /// The document, root `{prefix}:{root}` closed.
+    pub fn finish_in(mut self, prefix: &str, root: &str) -> String {
+        let _ = write!(self.out, "</{prefix}:{root}>");
         self.out
     }
 }
