@@ -140,6 +140,8 @@ fn reports_multiget_query_and_sync() {
             r#"<d:sync-collection xmlns:d="DAV:"><d:sync-token>{token}</d:sync-token><d:sync-level>1</d:sync-level><d:prop><d:getetag/></d:prop></d:sync-collection>"#
         )
     };
+    // The delivery statuses are written back first: a token taken before would list them.
+    assert!(node.eventually(|| node.drained()));
     let (status, _, first) = node.http("REPORT", HOME, ALICE, &[], &sync(""));
     assert_eq!(status, 207, "{first}");
     assert!(
@@ -154,6 +156,7 @@ fn reports_multiget_query_and_sync() {
         .to_string();
     let (status, ..) = node.http("DELETE", &format!("{HOME}q-2.ics"), ALICE, &[], "");
     assert_eq!(status, 204);
+    assert!(node.eventually(|| node.drained()));
     let (_, _, second) = node.http("REPORT", HOME, ALICE, &[], &sync(&token));
     assert!(
         !second.contains("q-1.ics"),
@@ -351,4 +354,42 @@ END:VFREEBUSY\r\nEND:VCALENDAR\r\n";
     let (status, _, answer) = node.http("POST", bobs, "bob@example.com", &[], query);
     assert_eq!(status, 403, "{answer}");
     assert!(answer.contains("organizer-allowed"), "{answer}");
+}
+
+#[test]
+fn the_calendar_takes_a_name_a_colour_and_a_description() {
+    let node = node("dav-proppatch");
+    let set = r#"<d:propertyupdate xmlns:d="DAV:" xmlns:i="http://apple.com/ns/ical/"><d:set><d:prop><d:displayname>Work</d:displayname><i:calendar-color>#FF2968FF</i:calendar-color></d:prop></d:set></d:propertyupdate>"#;
+    let (status, _, body) = node.http("PROPPATCH", HOME, ALICE, &[], set);
+    assert_eq!(status, 207, "{body}");
+    assert_eq!(body.matches("HTTP/1.1 200 OK").count(), 2, "{body}");
+    let ask = r#"<d:propfind xmlns:d="DAV:" xmlns:i="http://apple.com/ns/ical/"><d:prop><d:displayname/><i:calendar-color/></d:prop></d:propfind>"#;
+    let (_, _, body) = node.http("PROPFIND", HOME, ALICE, &[("Depth", "0")], ask);
+    assert!(
+        body.contains("<d:displayname>Work</d:displayname>")
+            && body.contains("<ical:calendar-color>#FF2968FF</ical:calendar-color>"),
+        "{body}"
+    );
+    // All or nothing: a property that may not be written fails the others with 424.
+    let mixed = r#"<d:propertyupdate xmlns:d="DAV:"><d:set><d:prop><d:displayname>Other</d:displayname><d:getetag>"x"</d:getetag></d:prop></d:set></d:propertyupdate>"#;
+    let (status, _, body) = node.http("PROPPATCH", HOME, ALICE, &[], mixed);
+    assert_eq!(status, 207);
+    assert!(
+        body.contains("424 Failed Dependency") && body.contains("403 Forbidden"),
+        "{body}"
+    );
+    let (_, _, body) = node.http("PROPFIND", HOME, ALICE, &[("Depth", "0")], ask);
+    assert!(
+        body.contains("<d:displayname>Work</d:displayname>"),
+        "{body}"
+    );
+    // Removed, the colour is gone and the name is the default again.
+    let remove = r#"<d:propertyupdate xmlns:d="DAV:" xmlns:i="http://apple.com/ns/ical/"><d:remove><d:prop><d:displayname/><i:calendar-color/></d:prop></d:remove></d:propertyupdate>"#;
+    let (status, ..) = node.http("PROPPATCH", HOME, ALICE, &[], remove);
+    assert_eq!(status, 207);
+    let (_, _, body) = node.http("PROPFIND", HOME, ALICE, &[("Depth", "0")], ask);
+    assert!(
+        body.contains("<d:displayname>Calendar</d:displayname>") && body.contains("404 Not Found"),
+        "{body}"
+    );
 }

@@ -237,6 +237,16 @@ pub enum Change {
         /// The iTIP message as received.
         text: String,
     },
+    /// Set (or with `None` remove) a property of an account's calendar that a client wrote
+    /// (its name, colour, description), by its `{namespace}name`.
+    Property {
+        /// Account name.
+        account: String,
+        /// `{namespace}name`.
+        name: String,
+        /// The value, or none to remove it.
+        value: Option<String>,
+    },
     /// Remove an item of an account's schedule inbox.
     InboxRemove {
         /// Account name.
@@ -322,6 +332,8 @@ pub trait Store: Send + Sync + 'static {
     fn list(&self, account: &str) -> Result<Vec<(String, StoredObject)>, StoreError>;
     /// Every object of every account: account, UID, object.
     fn all(&self) -> Result<Vec<(String, String, StoredObject)>, StoreError>;
+    /// The properties clients wrote on an account's calendar: `{namespace}name` and value.
+    fn properties(&self, account: &str) -> Result<Vec<(String, String)>, StoreError>;
     /// An account's schedule inbox, oldest first: id and text.
     fn inbox(&self, account: &str) -> Result<Vec<(u64, String)>, StoreError>;
     /// An account's objects changed or removed at or after position `since` of its change log

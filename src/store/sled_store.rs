@@ -131,6 +131,8 @@ struct Trees {
     latest: sled::Tree,
     /// Each account's schedule inbox: `account \0 id` → an iTIP message.
     inbox: sled::Tree,
+    /// Properties clients wrote on each account's calendar: `account \0 {ns}name` → value.
+    properties: sled::Tree,
     log: File,
     dir: PathBuf,
 }
@@ -324,6 +326,7 @@ impl Trees {
             changes: db.open_tree("changes").map_err(unavailable)?,
             latest: db.open_tree("latest").map_err(unavailable)?,
             inbox: db.open_tree("inbox").map_err(unavailable)?,
+            properties: db.open_tree("properties").map_err(unavailable)?,
             db,
             log,
             dir: dir.to_path_buf(),
@@ -384,6 +387,19 @@ impl Trees {
 
     fn seen(&self, key: &[u8]) -> Result<bool, StoreError> {
         self.seen.contains_key(key).map_err(unavailable)
+    }
+
+    fn properties(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let prefix = object_key(account, "");
+        let mut out = Vec::new();
+        for item in self.properties.scan_prefix(&prefix) {
+            let (key, value) = item.map_err(unavailable)?;
+            out.push((
+                String::from_utf8_lossy(&key[prefix.len()..]).into_owned(),
+                String::from_utf8_lossy(&value).into_owned(),
+            ));
+        }
+        Ok(out)
     }
 
     fn inbox(&self, account: &str) -> Result<Vec<(u64, String)>, StoreError> {
@@ -468,6 +484,7 @@ impl Trees {
             &self.changes,
             &self.latest,
             &self.inbox,
+            &self.properties,
         )
             .transaction(
                 |(
@@ -481,6 +498,7 @@ impl Trees {
                     changes_log,
                     latest,
                     inbox,
+                    properties,
                 )| {
                     for (change, id) in changes.iter().zip(&ids) {
                         match change {
@@ -516,6 +534,17 @@ impl Trees {
                             Change::Inbox { account, text } => {
                                 let key = change_key(account, &id.to_be_bytes());
                                 inbox.insert(key, text.as_bytes())?;
+                            }
+                            Change::Property {
+                                account,
+                                name,
+                                value,
+                            } => {
+                                let key = object_key(account, name);
+                                match value {
+                                    Some(value) => properties.insert(key, value.as_bytes())?,
+                                    None => properties.remove(key)?,
+                                };
                             }
                             Change::InboxRemove { account, id } => {
                                 inbox.remove(change_key(account, &id.to_be_bytes()))?;
@@ -713,6 +742,9 @@ impl Store for SledStore {
     }
     fn inbox(&self, account: &str) -> Result<Vec<(u64, String)>, StoreError> {
         self.with(|t| t.inbox(account))
+    }
+    fn properties(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.with(|t| t.properties(account))
     }
     fn seen(&self, key: &[u8]) -> Result<bool, StoreError> {
         self.with(|t| t.seen(key))

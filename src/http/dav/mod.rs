@@ -232,7 +232,7 @@ async fn dav(
     let answered = match method.as_str() {
         "PROPFIND" => propfind(&api, &account, &resource, &headers, &body),
         "REPORT" => report(&api, &account, &resource, &body),
-        "PROPPATCH" => proppatch(&resource, &body),
+        "PROPPATCH" => proppatch(&api, &account, &resource, &body).await,
         _ => return other(&api, method, &uri, &resource, &headers, &body).await,
     };
     answered.unwrap_or_else(IntoResponse::into_response)
@@ -595,6 +595,8 @@ struct Facts {
     account: String,
     addresses: Vec<String>,
     sync: u64,
+    /// What clients wrote on the calendar, by `{namespace}name`.
+    written: std::collections::BTreeMap<String, String>,
 }
 
 impl Facts {
@@ -606,11 +608,18 @@ impl Facts {
             .iter()
             .map(|a| a.to_uri())
             .collect();
+        let written = api.gateway.store.properties(account)?.into_iter().collect();
         Ok(Facts {
             account: account.into(),
             addresses,
             sync,
+            written,
         })
+    }
+
+    /// A property a client wrote on the calendar.
+    fn written(&self, name: &Name) -> Option<&str> {
+        self.written.get(&property_key(name)).map(String::as_str)
     }
 
     fn sync_token(&self) -> String {
@@ -663,6 +672,7 @@ fn known(resource: &Resource) -> Vec<Name> {
             d("sync-token"),
             c("supported-calendar-component-set"),
             c("calendar-description"),
+            Name::new(ICAL, "calendar-color"),
             Name::new(CS, "getctag"),
         ]),
         Resource::Object(..) => {
@@ -754,7 +764,7 @@ fn property(
         (DAV, "displayname", Resource::Object(..) | Resource::InboxItem(..)) => return false,
         (DAV, "displayname", r) => {
             let shown = match r {
-                Resource::Calendar(_) => "Calendar".to_string(),
+                Resource::Calendar(_) => facts.written(name).unwrap_or("Calendar").to_string(),
                 Resource::Inbox(_) => "Inbox".to_string(),
                 Resource::Outbox(_) => "Outbox".to_string(),
                 Resource::Root => "imipd".to_string(),
@@ -837,9 +847,18 @@ fn property(
             w.close("c:supported-calendar-component-set");
         }
         (CALDAV, "calendar-description", Resource::Calendar(_)) => {
-            let said = format!("Calendar of {}, kept by imipd", facts.account);
+            let said = match facts.written(name) {
+                Some(said) => said.to_string(),
+                None => format!("Calendar of {}, kept by imipd", facts.account),
+            };
             w.text("c:calendar-description", &said);
         }
+        (ICAL, "calendar-color", Resource::Calendar(_)) => match facts.written(name) {
+            Some(color) => {
+                w.text("ical:calendar-color", color);
+            }
+            None => return false,
+        },
         (DAV, "getetag", Resource::Object(..) | Resource::InboxItem(..)) => match object {
             Some(object) => {
                 w.text("d:getetag", &object.etag());
@@ -882,8 +901,28 @@ fn multistatus(w: Writer) -> Response {
         .into_response()
 }
 
-/// PROPPATCH: nothing here is writable yet; each property is answered 403 (RFC 4918 9.2).
-fn proppatch(resource: &Resource, body: &[u8]) -> Result<Response, DavError> {
+/// The calendar's properties clients may write (RFC 4791 5.2.1, Apple's colour).
+fn writable(name: &Name) -> bool {
+    name.is(DAV, "displayname")
+        || name.is(CALDAV, "calendar-description")
+        || name.is(ICAL, "calendar-color")
+}
+
+/// The longest value a client may write in one.
+const MAX_PROPERTY: usize = 1024;
+
+fn property_key(name: &Name) -> String {
+    format!("{{{}}}{}", name.ns, name.local)
+}
+
+/// PROPPATCH (RFC 4918 9.2) on the calendar: its name, description and colour; all or
+/// nothing: one property that may not be written fails the others (424).
+async fn proppatch(
+    api: &Api,
+    account: &str,
+    resource: &Resource,
+    body: &[u8],
+) -> Result<Response, DavError> {
     let root = match body_xml(body)? {
         Some(root) if root.name.is(DAV, "propertyupdate") => root,
         _ => {
@@ -892,25 +931,55 @@ fn proppatch(resource: &Resource, body: &[u8]) -> Result<Response, DavError> {
             ));
         }
     };
-    let names: Vec<Name> = root
-        .children
-        .iter()
-        .filter_map(|op| op.child(DAV, "prop"))
-        .flat_map(|prop| prop.children.iter().map(|c| c.name.clone()))
-        .collect();
+    // In document order: each set or remove, of each property in it.
+    let mut updates: Vec<(Name, Option<String>)> = Vec::new();
+    for operation in &root.children {
+        let set = operation.name.is(DAV, "set");
+        if !set && !operation.name.is(DAV, "remove") {
+            continue;
+        }
+        for prop in operation.all(DAV, "prop") {
+            for property in &prop.children {
+                let value = set.then(|| property.text.trim().to_string());
+                updates.push((property.name.clone(), value));
+            }
+        }
+    }
+    let allowed = |(name, value): &(Name, Option<String>)| {
+        matches!(resource, Resource::Calendar(_))
+            && writable(name)
+            && value.as_ref().is_none_or(|v| v.len() <= MAX_PROPERTY)
+    };
+    let all_allowed = updates.iter().all(allowed);
+    if all_allowed {
+        let changes: Vec<crate::store::Change> = updates
+            .iter()
+            .map(|(name, value)| crate::store::Change::Property {
+                account: account.into(),
+                name: property_key(name),
+                value: value.clone(),
+            })
+            .collect();
+        api.gateway
+            .transact(|| {
+                let decided = crate::gateway::Decision::new(changes.clone(), ());
+                Ok::<_, crate::store::StoreError>(decided)
+            })
+            .await?;
+    }
     let mut w = Writer::new("multistatus");
     w.open("d:response").text("d:href", &resource.href());
-    w.open("d:propstat").open("d:prop");
-    for name in &names {
-        w.foreign(name);
+    for update in &updates {
+        let status = match (all_allowed, allowed(update)) {
+            (true, _) => "HTTP/1.1 200 OK",
+            (false, true) => "HTTP/1.1 424 Failed Dependency",
+            (false, false) => "HTTP/1.1 403 Forbidden",
+        };
+        w.open("d:propstat").open("d:prop").foreign(&update.0);
+        w.close("d:prop")
+            .text("d:status", status)
+            .close("d:propstat");
     }
-    w.close("d:prop")
-        .text("d:status", "HTTP/1.1 403 Forbidden")
-        .close("d:propstat");
-    w.text(
-        "d:responsedescription",
-        "the properties of this version's calendars are fixed",
-    );
     w.close("d:response");
     Ok(multistatus(w))
 }
