@@ -22,6 +22,16 @@ pub enum Precondition {
     IfScheduleTagMatch(String),
 }
 
+/// Which of the account's calendars a write puts the object in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// Where it is (a new object: the default calendar). The JSON API does not know
+    /// calendars.
+    Keep,
+    /// In this further calendar, or with none the default one (CalDAV names it in the URL).
+    In(Option<String>),
+}
+
 /// Why a client's write was not done.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -68,6 +78,7 @@ pub async fn write(
     uid: &str,
     text: &str,
     pre: &Precondition,
+    place: &Place,
 ) -> Result<Written, WriteError> {
     let new = Calendar::parse(text)?;
     if itip::uid_of(&new).is_some_and(|u| u != uid) {
@@ -120,6 +131,13 @@ pub async fn write(
                 tag: Tag::New,
             }];
             changes.extend(queue);
+            if let Place::In(calendar) = place {
+                changes.push(Change::Place {
+                    account: account.into(),
+                    uid: uid.into(),
+                    calendar: calendar.clone(),
+                });
+            }
             let written = Written {
                 created: current.is_none(),
                 etag: None,

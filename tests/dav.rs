@@ -235,15 +235,8 @@ fn bad_requests_get_precise_answers_and_change_nothing() {
             403,
             "supported-filter",
         ),
-        (
-            "MKCALENDAR",
-            "/dav/calendars/alice@example.com/other/",
-            &[],
-            "",
-            404,
-            "",
-        ),
-        ("DELETE", HOME, &[], "", 403, "collections"),
+        ("MKCALENDAR", HOME, &[], "", 405, "exists"),
+        ("DELETE", HOME, &[], "", 403, "the default calendar stays"),
     ];
     for (method, path, headers, body, status, said) in cases {
         let (got, _, answer) = node.http(method, path, ALICE, headers, body);
@@ -392,4 +385,92 @@ fn the_calendar_takes_a_name_a_colour_and_a_description() {
         body.contains("<d:displayname>Calendar</d:displayname>") && body.contains("404 Not Found"),
         "{body}"
     );
+}
+
+#[test]
+fn further_calendars_hold_their_own_objects() {
+    let node = node("dav-calendars");
+    let work = "/dav/calendars/alice@example.com/work/";
+    let make = r#"<c:mkcalendar xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:set><d:prop><d:displayname>Work</d:displayname></d:prop></d:set></c:mkcalendar>"#;
+    let (status, ..) = node.http("MKCALENDAR", work, ALICE, &[], make);
+    assert_eq!(status, 201);
+    let (status, _, said) = node.http(
+        "MKCALENDAR",
+        "/dav/calendars/alice@example.com/no%20way/",
+        ALICE,
+        &[],
+        "",
+    );
+    assert_eq!(status, 403, "{said}");
+    let (_, _, home) = node.http(
+        "PROPFIND",
+        "/dav/calendars/alice@example.com/",
+        ALICE,
+        &[("Depth", "1")],
+        "",
+    );
+    assert!(
+        home.contains(&format!("<d:href>{work}</d:href>"))
+            && home.contains("<d:displayname>Work</d:displayname>"),
+        "{home}"
+    );
+
+    // An event in Work is there and only there; scheduling works the same.
+    let event = meeting("w-1", "20261210T100000Z");
+    let (status, ..) = node.http("PUT", &format!("{work}w-1.ics"), ALICE, &[], &event);
+    assert_eq!(status, 201);
+    assert!(common::eventually(
+        || node.get("bob@example.com", "w-1").0 == 200
+    ));
+    let (status, ..) = node.http("GET", &format!("{work}w-1.ics"), ALICE, &[], "");
+    assert_eq!(status, 200);
+    let (status, ..) = node.http("GET", &format!("{HOME}w-1.ics"), ALICE, &[], "");
+    assert_eq!(status, 404);
+    let (_, _, listed) = node.http("PROPFIND", HOME, ALICE, &[("Depth", "1")], "");
+    assert!(!listed.contains("w-1.ics"), "{listed}");
+    // The same UID in another calendar is a conflict; a calendar not there takes nothing.
+    let (status, _, said) = node.http("PUT", &format!("{HOME}w-1.ics"), ALICE, &[], &event);
+    assert_eq!(status, 403);
+    assert!(said.contains("no-uid-conflict"), "{said}");
+    let nowhere = "/dav/calendars/alice@example.com/nowhere/x.ics";
+    let (status, ..) = node.http(
+        "PUT",
+        nowhere,
+        ALICE,
+        &[],
+        &meeting("x", "20261210T100000Z"),
+    );
+    assert_eq!(status, 409);
+
+    // Its sync reports its own changes, a removal included.
+    let sync = |token: &str| {
+        format!(
+            r#"<d:sync-collection xmlns:d="DAV:"><d:sync-token>{token}</d:sync-token><d:sync-level>1</d:sync-level><d:prop><d:getetag/></d:prop></d:sync-collection>"#
+        )
+    };
+    assert!(node.eventually(|| node.drained()));
+    let (_, _, first) = node.http("REPORT", work, ALICE, &[], &sync(""));
+    assert!(first.contains("w-1.ics"), "{first}");
+    let (status, _, said) = node.http("DELETE", work, ALICE, &[], "");
+    assert_eq!(status, 409, "{said}");
+    let token = first
+        .split("<d:sync-token>")
+        .nth(1)
+        .and_then(|t| t.split('<').next())
+        .unwrap()
+        .to_string();
+    let (status, ..) = node.http("DELETE", &format!("{work}w-1.ics"), ALICE, &[], "");
+    assert_eq!(status, 204);
+    let (_, _, second) = node.http("REPORT", work, ALICE, &[], &sync(&token));
+    assert!(
+        second.contains("w-1.ics</d:href><d:status>HTTP/1.1 404"),
+        "{second}"
+    );
+    let (_, _, default) = node.http("REPORT", HOME, ALICE, &[], &sync(&token));
+    assert!(!default.contains("w-1.ics"), "{default}");
+    // Empty now, it can go.
+    let (status, ..) = node.http("DELETE", work, ALICE, &[], "");
+    assert_eq!(status, 204);
+    let (status, ..) = node.http("PROPFIND", work, ALICE, &[("Depth", "0")], "");
+    assert_eq!(status, 404);
 }

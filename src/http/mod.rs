@@ -279,7 +279,10 @@ async fn store(
     body: Bytes,
 ) -> Response {
     match authorize(&api, &headers, peer_ip(peer), &account).await {
-        Ok(account) => put_object(&api, &account, &uid, &headers, &body).await,
+        Ok(account) => {
+            let keep = writes::Place::Keep;
+            put_object(&api, &account, &uid, &headers, &body, keep).await
+        }
         Err(denied) => denied.into_response(),
     }
 }
@@ -292,6 +295,7 @@ async fn put_object(
     uid: &str,
     headers: &HeaderMap,
     body: &[u8],
+    place: writes::Place,
 ) -> Response {
     let gateway = &api.gateway;
     let Ok(body) = std::str::from_utf8(body) else {
@@ -299,7 +303,8 @@ async fn put_object(
     };
     let trace = crate::trace::new_id();
     let span = tracing::info_span!("put", trace = %trace, account = %account, uid = %escaped(uid));
-    let result = writes::write(gateway, &trace, account, uid, body, &precondition(headers))
+    let pre = precondition(headers);
+    let result = writes::write(gateway, &trace, account, uid, body, &pre, &place)
         .instrument(span)
         .await;
     match result {

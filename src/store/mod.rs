@@ -242,10 +242,31 @@ pub enum Change {
     Property {
         /// Account name.
         account: String,
+        /// The calendar.
+        calendar: String,
         /// `{namespace}name`.
         name: String,
         /// The value, or none to remove it.
         value: Option<String>,
+    },
+    /// Make (or with `false` remove) one of an account's further calendars.
+    Calendar {
+        /// Account name.
+        account: String,
+        /// Its name (the last segment of its URL).
+        name: String,
+        /// Make it (else remove it).
+        exists: bool,
+    },
+    /// Put an object in one of the account's further calendars (none: the default one). The
+    /// placement outlives the object, so that a sync of that calendar reports its removal.
+    Place {
+        /// Account name.
+        account: String,
+        /// The object's UID.
+        uid: String,
+        /// The calendar, or none for the default.
+        calendar: Option<String>,
     },
     /// Remove an item of an account's schedule inbox.
     InboxRemove {
@@ -332,8 +353,18 @@ pub trait Store: Send + Sync + 'static {
     fn list(&self, account: &str) -> Result<Vec<(String, StoredObject)>, StoreError>;
     /// Every object of every account: account, UID, object.
     fn all(&self) -> Result<Vec<(String, String, StoredObject)>, StoreError>;
-    /// The properties clients wrote on an account's calendar: `{namespace}name` and value.
-    fn properties(&self, account: &str) -> Result<Vec<(String, String)>, StoreError>;
+    /// The properties clients wrote on one of an account's calendars: `{namespace}name` and
+    /// value.
+    fn properties(
+        &self,
+        account: &str,
+        calendar: &str,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+    /// An account's further calendars (the default one is not listed).
+    fn calendars(&self, account: &str) -> Result<Vec<String>, StoreError>;
+    /// Which further calendar holds each of an account's objects placed in one: UID and
+    /// calendar (objects not listed are in the default calendar).
+    fn placements(&self, account: &str) -> Result<Vec<(String, String)>, StoreError>;
     /// An account's schedule inbox, oldest first: id and text.
     fn inbox(&self, account: &str) -> Result<Vec<(u64, String)>, StoreError>;
     /// An account's objects changed or removed at or after position `since` of its change log

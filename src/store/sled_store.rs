@@ -131,8 +131,12 @@ struct Trees {
     latest: sled::Tree,
     /// Each account's schedule inbox: `account \0 id` → an iTIP message.
     inbox: sled::Tree,
-    /// Properties clients wrote on each account's calendar: `account \0 {ns}name` → value.
+    /// Properties clients wrote on each calendar: `account \0 calendar \0 {ns}name` → value.
     properties: sled::Tree,
+    /// Each account's further calendars: `account \0 name` → nothing.
+    calendars: sled::Tree,
+    /// Objects placed in a further calendar: `account \0 uid` → the calendar's name.
+    placements: sled::Tree,
     log: File,
     dir: PathBuf,
 }
@@ -327,6 +331,8 @@ impl Trees {
             latest: db.open_tree("latest").map_err(unavailable)?,
             inbox: db.open_tree("inbox").map_err(unavailable)?,
             properties: db.open_tree("properties").map_err(unavailable)?,
+            calendars: db.open_tree("calendars").map_err(unavailable)?,
+            placements: db.open_tree("placements").map_err(unavailable)?,
             db,
             log,
             dir: dir.to_path_buf(),
@@ -389,8 +395,36 @@ impl Trees {
         self.seen.contains_key(key).map_err(unavailable)
     }
 
-    fn properties(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
+    fn calendars(&self, account: &str) -> Result<Vec<String>, StoreError> {
         let prefix = object_key(account, "");
+        let mut out = Vec::new();
+        for item in self.calendars.scan_prefix(&prefix) {
+            let (key, _) = item.map_err(unavailable)?;
+            out.push(String::from_utf8_lossy(&key[prefix.len()..]).into_owned());
+        }
+        Ok(out)
+    }
+
+    fn placements(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let prefix = object_key(account, "");
+        let mut out = Vec::new();
+        for item in self.placements.scan_prefix(&prefix) {
+            let (key, value) = item.map_err(unavailable)?;
+            out.push((
+                String::from_utf8_lossy(&key[prefix.len()..]).into_owned(),
+                String::from_utf8_lossy(&value).into_owned(),
+            ));
+        }
+        Ok(out)
+    }
+
+    fn properties(
+        &self,
+        account: &str,
+        calendar: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut prefix = object_key(account, calendar);
+        prefix.push(0);
         let mut out = Vec::new();
         for item in self.properties.scan_prefix(&prefix) {
             let (key, value) = item.map_err(unavailable)?;
@@ -485,6 +519,8 @@ impl Trees {
             &self.latest,
             &self.inbox,
             &self.properties,
+            &self.calendars,
+            &self.placements,
         )
             .transaction(
                 |(
@@ -499,6 +535,8 @@ impl Trees {
                     latest,
                     inbox,
                     properties,
+                    calendars,
+                    placements,
                 )| {
                     for (change, id) in changes.iter().zip(&ids) {
                         match change {
@@ -535,12 +573,37 @@ impl Trees {
                                 let key = change_key(account, &id.to_be_bytes());
                                 inbox.insert(key, text.as_bytes())?;
                             }
+                            Change::Calendar {
+                                account,
+                                name,
+                                exists,
+                            } => {
+                                let key = object_key(account, name);
+                                match exists {
+                                    true => calendars.insert(key, &[])?,
+                                    false => calendars.remove(key)?,
+                                };
+                            }
+                            Change::Place {
+                                account,
+                                uid,
+                                calendar,
+                            } => {
+                                let key = object_key(account, uid);
+                                match calendar {
+                                    Some(name) => placements.insert(key, name.as_bytes())?,
+                                    None => placements.remove(key)?,
+                                };
+                            }
                             Change::Property {
                                 account,
+                                calendar,
                                 name,
                                 value,
                             } => {
-                                let key = object_key(account, name);
+                                let mut key = object_key(account, calendar);
+                                key.push(0);
+                                key.extend_from_slice(name.as_bytes());
                                 match value {
                                     Some(value) => properties.insert(key, value.as_bytes())?,
                                     None => properties.remove(key)?,
@@ -743,8 +806,18 @@ impl Store for SledStore {
     fn inbox(&self, account: &str) -> Result<Vec<(u64, String)>, StoreError> {
         self.with(|t| t.inbox(account))
     }
-    fn properties(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
-        self.with(|t| t.properties(account))
+    fn properties(
+        &self,
+        account: &str,
+        calendar: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        self.with(|t| t.properties(account, calendar))
+    }
+    fn calendars(&self, account: &str) -> Result<Vec<String>, StoreError> {
+        self.with(|t| t.calendars(account))
+    }
+    fn placements(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.with(|t| t.placements(account))
     }
     fn seen(&self, key: &[u8]) -> Result<bool, StoreError> {
         self.with(|t| t.seen(key))

@@ -173,6 +173,17 @@ def main():
         again = calendar.objects_by_sync_token(sync_token=changed.sync_token, load_objects=False)
         assert list(again) == [], list(again)
         passed += 1
+
+        # A further calendar, made and named by the client; an event saved into it.
+        work = principal.make_calendar(name="Work", cal_id="work")
+        work.save_event(EVENT.replace("dav-meeting-1", "dav-work-1").replace(
+            "ATTENDEE;CN=Bob;RSVP=TRUE:mailto:bob@example.com\n", ""))
+        names = sorted(c.get_display_name() for c in principal.calendars())
+        assert names == ["Calendar", "Work"], names
+        assert [e.icalendar_component["uid"] for e in work.events()] == ["dav-work-1"]
+        assert all(e.icalendar_component["uid"] != "dav-work-1" for e in calendar.events())
+        eventually(lambda: len(spooled("REQUEST", "olga@partner.example")) == 2, "the REQUEST from Work")
+        passed += 1
         print(f"e2e caldav (python caldav {caldav.__version__}): {passed} passed, 0 failed")
     except BaseException:
         print("--- imipd.log\n" + open(f"{BASE}/imipd.log").read()[-4000:])

@@ -69,10 +69,10 @@ enum Resource {
     Principal(String),
     /// `/dav/calendars/ACCOUNT/`.
     Home(String),
-    /// `/dav/calendars/ACCOUNT/calendar/`.
-    Calendar(String),
-    /// `/dav/calendars/ACCOUNT/calendar/UID.ics`.
-    Object(String, String),
+    /// `/dav/calendars/ACCOUNT/NAME/`: the default calendar (`calendar`) or another one.
+    Calendar(String, String),
+    /// `/dav/calendars/ACCOUNT/NAME/UID.ics`.
+    Object(String, String, String),
     /// `/dav/calendars/ACCOUNT/inbox/`: the scheduling messages applied (RFC 6638 2.2).
     Inbox(String),
     /// `/dav/calendars/ACCOUNT/inbox/ID.ics`.
@@ -98,16 +98,20 @@ impl Resource {
             [] => Resource::Root,
             ["principals", account] => Resource::Principal(account.to_string()),
             ["calendars", account] => Resource::Home(account.to_string()),
-            ["calendars", account, CALENDAR] => Resource::Calendar(account.to_string()),
-            ["calendars", account, CALENDAR, name] => {
-                Resource::Object(account.to_string(), name.strip_suffix(".ics")?.to_string())
-            }
             ["calendars", account, INBOX] => Resource::Inbox(account.to_string()),
             ["calendars", account, INBOX, name] => Resource::InboxItem(
                 account.to_string(),
                 name.strip_suffix(".ics")?.parse().ok()?,
             ),
             ["calendars", account, OUTBOX] => Resource::Outbox(account.to_string()),
+            ["calendars", account, calendar] => {
+                Resource::Calendar(account.to_string(), calendar.to_string())
+            }
+            ["calendars", account, calendar, name] => Resource::Object(
+                account.to_string(),
+                calendar.to_string(),
+                name.strip_suffix(".ics")?.to_string(),
+            ),
             _ => return None,
         })
     }
@@ -115,8 +119,8 @@ impl Resource {
     fn account(&self) -> Option<&str> {
         match self {
             Resource::Root => None,
-            Resource::Principal(a) | Resource::Home(a) | Resource::Calendar(a) => Some(a),
-            Resource::Object(a, _) | Resource::InboxItem(a, _) => Some(a),
+            Resource::Principal(a) | Resource::Home(a) | Resource::Calendar(a, _) => Some(a),
+            Resource::Object(a, ..) | Resource::InboxItem(a, _) => Some(a),
             Resource::Inbox(a) | Resource::Outbox(a) => Some(a),
         }
     }
@@ -127,9 +131,9 @@ impl Resource {
             Resource::Root => "/dav/".into(),
             Resource::Principal(a) => format!("/dav/principals/{}/", seg(a)),
             Resource::Home(a) => format!("/dav/calendars/{}/", seg(a)),
-            Resource::Calendar(a) => format!("/dav/calendars/{}/{CALENDAR}/", seg(a)),
-            Resource::Object(a, uid) => {
-                format!("/dav/calendars/{}/{CALENDAR}/{}.ics", seg(a), seg(uid))
+            Resource::Calendar(a, c) => format!("/dav/calendars/{}/{}/", seg(a), seg(c)),
+            Resource::Object(a, c, uid) => {
+                format!("/dav/calendars/{}/{}/{}.ics", seg(a), seg(c), seg(uid))
             }
             Resource::Inbox(a) => format!("/dav/calendars/{}/{INBOX}/", seg(a)),
             Resource::InboxItem(a, id) => format!("/dav/calendars/{}/{INBOX}/{id}.ics", seg(a)),
@@ -144,8 +148,8 @@ impl Resource {
             Resource::Root => Resource::Root,
             Resource::Principal(_) => Resource::Principal(a),
             Resource::Home(_) => Resource::Home(a),
-            Resource::Calendar(_) => Resource::Calendar(a),
-            Resource::Object(_, uid) => Resource::Object(a, uid.clone()),
+            Resource::Calendar(_, c) => Resource::Calendar(a, c.clone()),
+            Resource::Object(_, c, uid) => Resource::Object(a, c.clone(), uid.clone()),
             Resource::Inbox(_) => Resource::Inbox(a),
             Resource::InboxItem(_, id) => Resource::InboxItem(a, *id),
             Resource::Outbox(_) => Resource::Outbox(a),
@@ -250,7 +254,11 @@ async fn other(
     let refused = |status, said| DavError::Refused(status, said).into_response();
     match method.as_str() {
         "GET" | "HEAD" => match &resource {
-            Resource::Object(account, uid) => {
+            Resource::Object(account, calendar, uid) => {
+                match in_calendar(api, account, calendar, uid) {
+                    Ok(()) => {}
+                    Err(e) => return e.into_response(),
+                }
                 let mut response = get_object(api, account, uid);
                 if method == Method::HEAD {
                     *response.body_mut() = axum::body::Body::empty();
@@ -281,23 +289,42 @@ async fn other(
             _ => refused(405, "a collection has no body to get: use PROPFIND"),
         },
         "PUT" => match &resource {
-            Resource::Object(account, uid) => put_object(api, account, uid, headers, body).await,
+            Resource::Object(account, calendar, uid) => {
+                match placing(api, account, calendar, uid) {
+                    Ok(place) => put_object(api, account, uid, headers, body, place).await,
+                    Err(e) => e.into_response(),
+                }
+            }
             _ => refused(
                 405,
-                "only calendar objects (…/calendar/UID.ics) can be written",
+                "only calendar objects (…/CALENDAR/UID.ics) can be written",
             ),
         },
         "DELETE" => match &resource {
-            Resource::Object(account, uid) => delete_object(api, account, uid, headers).await,
+            Resource::Object(account, calendar, uid) => {
+                match in_calendar(api, account, calendar, uid) {
+                    Ok(()) => delete_object(api, account, uid, headers).await,
+                    Err(e) => e.into_response(),
+                }
+            }
             Resource::InboxItem(account, id) => remove_inbox_item(api, account, *id)
                 .await
                 .unwrap_or_else(IntoResponse::into_response),
-            _ => refused(403, "collections cannot be removed here"),
+            Resource::Calendar(account, name) => remove_calendar(api, account, name)
+                .await
+                .unwrap_or_else(IntoResponse::into_response),
+            _ => refused(403, "this collection cannot be removed"),
         },
-        "MKCALENDAR" | "MKCOL" => refused(
-            403,
-            "one calendar per account in this version: use …/calendar/",
-        ),
+        "MKCALENDAR" => match &resource {
+            Resource::Calendar(account, name) => make_calendar(api, account, name, body)
+                .await
+                .unwrap_or_else(IntoResponse::into_response),
+            _ => refused(
+                403,
+                "calendars are made in the calendar home: …/calendars/ACCOUNT/NAME/",
+            ),
+        },
+        "MKCOL" => refused(403, "make calendars with MKCALENDAR"),
         "POST" => match &resource {
             Resource::Outbox(account) => free_busy(api, account, body)
                 .await
@@ -379,21 +406,29 @@ fn propfind(
         ));
     }
     let wanted = wanted_props(root.as_ref());
+    let facts = Facts::of(api, account)?;
+    if let Resource::Calendar(_, c) = resource
+        && !facts.layout.exists(c)
+    {
+        return Err(DavError::NotFound(format!(
+            "no calendar {}",
+            crate::escape::printable(c)
+        )));
+    }
     let mut members = vec![resource.clone()];
     if depth == 1 {
-        members.extend(children(api, account, resource)?);
+        members.extend(children(api, account, resource, &facts)?);
     }
-    let facts = Facts::of(api, account)?;
     let mut w = Writer::new("multistatus");
     for member in &members {
         let object = match member {
-            Resource::Object(a, uid) => match api.gateway.store.get(a, uid)? {
-                Some(object) => Some(object),
-                None if member == resource => {
+            Resource::Object(a, c, uid) => match api.gateway.store.get(a, uid)? {
+                Some(object) if facts.placed(c, uid) => Some(object),
+                _ if member == resource => {
                     let said = format!("no object {}", crate::escape::printable(uid));
                     return Err(DavError::NotFound(said));
                 }
-                None => continue,
+                _ => continue,
             },
             Resource::InboxItem(a, id) => match inbox_item(api, a, *id)? {
                 Some(item) => Some(item),
@@ -407,6 +442,156 @@ fn propfind(
         respond(&mut w, member, &facts, object.as_ref(), &wanted);
     }
     Ok(multistatus(w))
+}
+
+/// The further calendars an account has, and where its objects are.
+struct Layout {
+    calendars: Vec<String>,
+    placements: std::collections::BTreeMap<String, String>,
+}
+
+impl Layout {
+    fn of(api: &Api, account: &str) -> Result<Layout, DavError> {
+        let store = &api.gateway.store;
+        Ok(Layout {
+            calendars: store.calendars(account)?,
+            placements: store.placements(account)?.into_iter().collect(),
+        })
+    }
+
+    fn exists(&self, calendar: &str) -> bool {
+        calendar == CALENDAR || self.calendars.iter().any(|c| c == calendar)
+    }
+
+    /// The calendar an object is (or was last) in.
+    fn calendar_of(&self, uid: &str) -> &str {
+        self.placements
+            .get(uid)
+            .map(String::as_str)
+            .unwrap_or(CALENDAR)
+    }
+}
+
+/// Refuses an object asked for under a calendar it is not in (it exists only once).
+fn in_calendar(api: &Api, account: &str, calendar: &str, uid: &str) -> Result<(), DavError> {
+    match Layout::of(api, account)?.calendar_of(uid) == calendar {
+        true => Ok(()),
+        false => Err(DavError::NotFound(format!(
+            "no object {} in {}",
+            crate::escape::printable(uid),
+            crate::escape::printable(calendar)
+        ))),
+    }
+}
+
+/// Where a PUT puts an object: its calendar must exist, and an object of that UID elsewhere
+/// is a conflict (RFC 4791 5.3.2.1: one UID, one resource; scheduling needs it unique).
+fn placing(
+    api: &Api,
+    account: &str,
+    calendar: &str,
+    uid: &str,
+) -> Result<crate::writes::Place, DavError> {
+    let layout = Layout::of(api, account)?;
+    if !layout.exists(calendar) {
+        return Err(DavError::Refused(
+            409,
+            "no such calendar: make it with MKCALENDAR",
+        ));
+    }
+    let exists = api.gateway.store.get(account, uid)?.is_some();
+    if exists && layout.calendar_of(uid) != calendar {
+        return Err(DavError::Precondition(403, "c", "no-uid-conflict"));
+    }
+    Ok(crate::writes::Place::In(
+        (calendar != CALENDAR).then(|| calendar.to_string()),
+    ))
+}
+
+/// MKCALENDAR (RFC 4791 5.3.1): a further calendar, with the name, description or colour
+/// its body sets.
+async fn make_calendar(
+    api: &Api,
+    account: &str,
+    name: &str,
+    body: &[u8],
+) -> Result<Response, DavError> {
+    let layout = Layout::of(api, account)?;
+    if layout.exists(name) {
+        return Err(DavError::Refused(405, "a calendar of that name exists"));
+    }
+    let usable = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !name.starts_with('.');
+    if !usable {
+        return Err(DavError::Refused(
+            403,
+            "a calendar's name is up to 64 letters, digits, '-', '_' and '.'",
+        ));
+    }
+    let mut changes = vec![crate::store::Change::Calendar {
+        account: account.into(),
+        name: name.into(),
+        exists: true,
+    }];
+    if let Some(root) = body_xml(body)? {
+        for property in root
+            .all(DAV, "set")
+            .flat_map(|set| set.all(DAV, "prop"))
+            .flat_map(|prop| prop.children.iter())
+        {
+            if !writable(&property.name) || property.text.len() > MAX_PROPERTY {
+                continue;
+            }
+            changes.push(crate::store::Change::Property {
+                account: account.into(),
+                calendar: name.into(),
+                name: property_key(&property.name),
+                value: Some(property.text.trim().to_string()),
+            });
+        }
+    }
+    api.gateway
+        .transact(|| {
+            let decided = crate::gateway::Decision::new(changes.clone(), ());
+            Ok::<_, crate::store::StoreError>(decided)
+        })
+        .await?;
+    Ok(StatusCode::CREATED.into_response())
+}
+
+/// DELETE of a further calendar: only an empty one (removing its objects would send
+/// CANCELs and REPLYs; the client removes them one by one first, and the server schedules).
+async fn remove_calendar(api: &Api, account: &str, name: &str) -> Result<Response, DavError> {
+    let layout = Layout::of(api, account)?;
+    if name == CALENDAR || !layout.exists(name) {
+        return Err(DavError::Refused(403, "the default calendar stays"));
+    }
+    let objects = api.gateway.store.list(account)?;
+    if objects
+        .iter()
+        .any(|(uid, _)| layout.calendar_of(uid) == name)
+    {
+        return Err(DavError::Refused(
+            409,
+            "the calendar holds objects: remove them first",
+        ));
+    }
+    let remove = crate::store::Change::Calendar {
+        account: account.into(),
+        name: name.into(),
+        exists: false,
+    };
+    api.gateway
+        .transact(|| {
+            let decided = crate::gateway::Decision::new(vec![remove.clone()], ());
+            Ok::<_, crate::store::StoreError>(decided)
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// An item of the schedule inbox, as an object (its id is its revision).
@@ -561,14 +746,19 @@ fn free_busy_reply(
 }
 
 /// The members of a collection, one level down.
-fn children(api: &Api, account: &str, resource: &Resource) -> Result<Vec<Resource>, DavError> {
+fn children(
+    api: &Api,
+    account: &str,
+    resource: &Resource,
+    facts: &Facts,
+) -> Result<Vec<Resource>, DavError> {
     Ok(match resource {
         Resource::Root => vec![Resource::Principal(account.into())],
-        Resource::Home(a) => vec![
-            Resource::Calendar(a.clone()),
-            Resource::Inbox(a.clone()),
-            Resource::Outbox(a.clone()),
-        ],
+        Resource::Home(a) => std::iter::once(CALENDAR.to_string())
+            .chain(facts.layout.calendars.iter().cloned())
+            .map(|c| Resource::Calendar(a.clone(), c))
+            .chain([Resource::Inbox(a.clone()), Resource::Outbox(a.clone())])
+            .collect(),
         Resource::Inbox(a) => api
             .gateway
             .store
@@ -576,12 +766,13 @@ fn children(api: &Api, account: &str, resource: &Resource) -> Result<Vec<Resourc
             .into_iter()
             .map(|(id, _)| Resource::InboxItem(a.clone(), id))
             .collect(),
-        Resource::Calendar(a) => api
+        Resource::Calendar(a, c) => api
             .gateway
             .store
             .list(a)?
             .into_iter()
-            .map(|(uid, _)| Resource::Object(a.clone(), uid))
+            .filter(|(uid, _)| facts.layout.calendar_of(uid) == c)
+            .map(|(uid, _)| Resource::Object(a.clone(), c.clone(), uid))
             .collect(),
         Resource::Principal(_)
         | Resource::Object(..)
@@ -595,8 +786,10 @@ struct Facts {
     account: String,
     addresses: Vec<String>,
     sync: u64,
-    /// What clients wrote on the calendar, by `{namespace}name`.
-    written: std::collections::BTreeMap<String, String>,
+    /// The account's further calendars and where its objects are.
+    layout: Layout,
+    /// What clients wrote on each calendar, by calendar and `{namespace}name`.
+    written: std::collections::BTreeMap<(String, String), String>,
 }
 
 impl Facts {
@@ -608,18 +801,32 @@ impl Facts {
             .iter()
             .map(|a| a.to_uri())
             .collect();
-        let written = api.gateway.store.properties(account)?.into_iter().collect();
+        let layout = Layout::of(api, account)?;
+        let mut written = std::collections::BTreeMap::new();
+        for calendar in std::iter::once(CALENDAR).chain(layout.calendars.iter().map(String::as_str))
+        {
+            for (key, value) in api.gateway.store.properties(account, calendar)? {
+                written.insert((calendar.to_string(), key), value);
+            }
+        }
         Ok(Facts {
             account: account.into(),
             addresses,
             sync,
+            layout,
             written,
         })
     }
 
-    /// A property a client wrote on the calendar.
-    fn written(&self, name: &Name) -> Option<&str> {
-        self.written.get(&property_key(name)).map(String::as_str)
+    /// A property a client wrote on a calendar.
+    fn written(&self, calendar: &str, name: &Name) -> Option<&str> {
+        let key = (calendar.to_string(), property_key(name));
+        self.written.get(&key).map(String::as_str)
+    }
+
+    /// The object, when it is in the calendar the path says.
+    fn placed(&self, calendar: &str, uid: &str) -> bool {
+        self.layout.calendar_of(uid) == calendar
     }
 
     fn sync_token(&self) -> String {
@@ -665,7 +872,7 @@ fn known(resource: &Resource) -> Vec<Name> {
             names.extend([d("getetag"), d("getcontenttype"), d("getcontentlength")])
         }
         Resource::Home(_) => names.extend([d("owner"), d("current-user-privilege-set")]),
-        Resource::Calendar(_) => names.extend([
+        Resource::Calendar(..) => names.extend([
             d("owner"),
             d("current-user-privilege-set"),
             d("supported-report-set"),
@@ -748,7 +955,7 @@ fn property(
                 Resource::Principal(_) => {
                     w.empty("d:principal");
                 }
-                Resource::Calendar(_) => {
+                Resource::Calendar(..) => {
                     w.empty("d:collection").empty("c:calendar");
                 }
                 Resource::Inbox(_) => {
@@ -764,7 +971,14 @@ fn property(
         (DAV, "displayname", Resource::Object(..) | Resource::InboxItem(..)) => return false,
         (DAV, "displayname", r) => {
             let shown = match r {
-                Resource::Calendar(_) => facts.written(name).unwrap_or("Calendar").to_string(),
+                Resource::Calendar(_, c) => {
+                    let default = if c == CALENDAR {
+                        "Calendar"
+                    } else {
+                        c.as_str()
+                    };
+                    facts.written(c, name).unwrap_or(default).to_string()
+                }
                 Resource::Inbox(_) => "Inbox".to_string(),
                 Resource::Outbox(_) => "Outbox".to_string(),
                 Resource::Root => "imipd".to_string(),
@@ -777,12 +991,12 @@ fn property(
         (
             DAV,
             "owner",
-            Resource::Home(_) | Resource::Calendar(_) | Resource::Inbox(_) | Resource::Outbox(_),
+            Resource::Home(_) | Resource::Calendar(..) | Resource::Inbox(_) | Resource::Outbox(_),
         ) => href(w, "d:owner", &principal),
         (
             DAV,
             "current-user-privilege-set",
-            Resource::Home(_) | Resource::Calendar(_) | Resource::Inbox(_) | Resource::Outbox(_),
+            Resource::Home(_) | Resource::Calendar(..) | Resource::Inbox(_) | Resource::Outbox(_),
         ) => {
             w.open("d:current-user-privilege-set");
             for privilege in [
@@ -797,7 +1011,7 @@ fn property(
             }
             w.close("d:current-user-privilege-set");
         }
-        (DAV, "supported-report-set", Resource::Calendar(_)) => {
+        (DAV, "supported-report-set", Resource::Calendar(..)) => {
             w.open("d:supported-report-set");
             for report in [
                 "c:calendar-multiget",
@@ -809,10 +1023,10 @@ fn property(
             }
             w.close("d:supported-report-set");
         }
-        (DAV, "sync-token", Resource::Calendar(_)) => {
+        (DAV, "sync-token", Resource::Calendar(..)) => {
             w.text("d:sync-token", &facts.sync_token());
         }
-        (CS, "getctag", Resource::Calendar(_)) => {
+        (CS, "getctag", Resource::Calendar(..)) => {
             w.text("cs:getctag", &facts.sync.to_string());
         }
         (CALDAV, "calendar-home-set", Resource::Principal(_)) => href(
@@ -840,20 +1054,20 @@ fn property(
         (CALDAV, "calendar-user-type", Resource::Principal(_)) => {
             w.text("c:calendar-user-type", "INDIVIDUAL");
         }
-        (CALDAV, "supported-calendar-component-set", Resource::Calendar(_)) => {
+        (CALDAV, "supported-calendar-component-set", Resource::Calendar(..)) => {
             w.open("c:supported-calendar-component-set");
             w.empty_with("c:comp", &[("name", "VEVENT")]);
             w.empty_with("c:comp", &[("name", "VTODO")]);
             w.close("c:supported-calendar-component-set");
         }
-        (CALDAV, "calendar-description", Resource::Calendar(_)) => {
-            let said = match facts.written(name) {
+        (CALDAV, "calendar-description", Resource::Calendar(_, c)) => {
+            let said = match facts.written(c, name) {
                 Some(said) => said.to_string(),
                 None => format!("Calendar of {}, kept by imipd", facts.account),
             };
             w.text("c:calendar-description", &said);
         }
-        (ICAL, "calendar-color", Resource::Calendar(_)) => match facts.written(name) {
+        (ICAL, "calendar-color", Resource::Calendar(_, c)) => match facts.written(c, name) {
             Some(color) => {
                 w.text("ical:calendar-color", color);
             }
@@ -946,7 +1160,7 @@ async fn proppatch(
         }
     }
     let allowed = |(name, value): &(Name, Option<String>)| {
-        matches!(resource, Resource::Calendar(_))
+        matches!(resource, Resource::Calendar(..))
             && writable(name)
             && value.as_ref().is_none_or(|v| v.len() <= MAX_PROPERTY)
     };
@@ -956,6 +1170,10 @@ async fn proppatch(
             .iter()
             .map(|(name, value)| crate::store::Change::Property {
                 account: account.into(),
+                calendar: match resource {
+                    Resource::Calendar(_, c) => c.clone(),
+                    _ => CALENDAR.into(),
+                },
                 name: property_key(name),
                 value: value.clone(),
             })
@@ -993,41 +1211,76 @@ fn report(
     let Some(root) = body_xml(body)? else {
         return Err(DavError::BadRequest("a REPORT needs a body".into()));
     };
-    let Resource::Calendar(_) = resource else {
+    let Resource::Calendar(_, calendar) = resource else {
         return Err(DavError::Precondition(403, "d", "supported-report"));
     };
     let facts = Facts::of(api, account)?;
+    if !facts.layout.exists(calendar) {
+        return Err(DavError::NotFound(format!(
+            "no calendar {}",
+            crate::escape::printable(calendar)
+        )));
+    }
     let wanted = wanted_props(Some(&root));
+    let of = In {
+        api,
+        account,
+        calendar,
+        facts: &facts,
+        wanted: &wanted,
+    };
     if root.name.is(CALDAV, "calendar-multiget") {
-        multiget(api, account, &root, &facts, &wanted)
+        multiget(&of, &root)
     } else if root.name.is(CALDAV, "calendar-query") {
-        calendar_query(api, account, &root, &facts, &wanted)
+        calendar_query(&of, &root)
     } else if root.name.is(DAV, "sync-collection") {
-        sync_collection(api, account, &root, &facts, &wanted)
+        sync_collection(&of, &root)
     } else {
         Err(DavError::Precondition(403, "d", "supported-report"))
     }
 }
 
-fn multiget(
-    api: &Api,
-    account: &str,
-    root: &Element,
-    facts: &Facts,
-    wanted: &Wanted,
-) -> Result<Response, DavError> {
+/// What a REPORT on one calendar works with.
+struct In<'a> {
+    api: &'a Api,
+    account: &'a str,
+    calendar: &'a str,
+    facts: &'a Facts,
+    wanted: &'a Wanted,
+}
+
+impl In<'_> {
+    fn object(&self, uid: &str) -> Resource {
+        Resource::Object(self.account.into(), self.calendar.into(), uid.into())
+    }
+
+    /// The calendar's objects.
+    fn objects(&self) -> Result<Vec<(String, crate::store::StoredObject)>, DavError> {
+        let all = self.api.gateway.store.list(self.account)?;
+        Ok(all
+            .into_iter()
+            .filter(|(uid, _)| self.facts.placed(self.calendar, uid))
+            .collect())
+    }
+}
+
+fn multiget(of: &In, root: &Element) -> Result<Response, DavError> {
     let mut w = Writer::new("multistatus");
     for href in root.all(DAV, "href") {
         let found = match Resource::parse(href.text.trim()) {
-            Some(Resource::Object(a, uid)) if a == account => api
-                .gateway
-                .store
-                .get(&a, &uid)?
-                .map(|o| (Resource::Object(a, uid), o)),
+            Some(Resource::Object(a, c, uid))
+                if a == of.account && c == of.calendar && of.facts.placed(&c, &uid) =>
+            {
+                of.api
+                    .gateway
+                    .store
+                    .get(&a, &uid)?
+                    .map(|o| (of.object(&uid), o))
+            }
             _ => None,
         };
         match found {
-            Some((object, stored)) => respond(&mut w, &object, facts, Some(&stored), wanted),
+            Some((object, stored)) => respond(&mut w, &object, of.facts, Some(&stored), of.wanted),
             None => gone(&mut w, href.text.trim()),
         }
     }
@@ -1043,19 +1296,12 @@ fn gone(w: &mut Writer, href: &str) {
         .close("d:response");
 }
 
-fn calendar_query(
-    api: &Api,
-    account: &str,
-    root: &Element,
-    facts: &Facts,
-    wanted: &Wanted,
-) -> Result<Response, DavError> {
+fn calendar_query(of: &In, root: &Element) -> Result<Response, DavError> {
     let filter = query_filter(root)?;
     let mut w = Writer::new("multistatus");
-    let objects = api.gateway.store.list(account)?;
+    let objects = of.objects()?;
     for (uid, object) in objects.iter().filter(|(_, o)| filter.matches(&o.text)) {
-        let resource = Resource::Object(account.into(), uid.clone());
-        respond(&mut w, &resource, facts, Some(object), wanted);
+        respond(&mut w, &of.object(uid), of.facts, Some(object), of.wanted);
     }
     Ok(multistatus(w))
 }
@@ -1140,13 +1386,7 @@ fn property_filter(element: &Element) -> Option<query::PropertyFilter> {
 
 /// RFC 6578: without a token every object, with one what changed after it (removals as 404),
 /// and the token to ask with next.
-fn sync_collection(
-    api: &Api,
-    account: &str,
-    root: &Element,
-    facts: &Facts,
-    wanted: &Wanted,
-) -> Result<Response, DavError> {
+fn sync_collection(of: &In, root: &Element) -> Result<Response, DavError> {
     let token = root
         .child(DAV, "sync-token")
         .map(|t| t.text.trim())
@@ -1164,27 +1404,32 @@ fn sync_collection(
     let since = match token {
         "" => 0,
         token => match parse_sync_token(token) {
-            Some(position) if position <= facts.sync => position,
+            Some(position) if position <= of.facts.sync => position,
             _ => return Err(DavError::Precondition(403, "d", "valid-sync-token")),
         },
     };
     let mut w = Writer::new("multistatus");
-    let store = &api.gateway.store;
+    let store = &of.api.gateway.store;
     if since == 0 {
-        for (uid, object) in &store.list(account)? {
-            let resource = Resource::Object(account.into(), uid.clone());
-            respond(&mut w, &resource, facts, Some(object), wanted);
+        for (uid, object) in &of.objects()? {
+            respond(&mut w, &of.object(uid), of.facts, Some(object), of.wanted);
         }
     } else {
-        for change in &store.changes_since(account, since)?.changed {
-            let resource = Resource::Object(account.into(), change.uid.clone());
-            match store.get(account, &change.uid)? {
-                Some(object) => respond(&mut w, &resource, facts, Some(&object), wanted),
+        // The account's log, this calendar's part of it (an object's placement outlives it,
+        // so that its removal is reported where it was).
+        let changes = store.changes_since(of.account, since)?.changed;
+        for change in changes
+            .iter()
+            .filter(|c| of.facts.placed(of.calendar, &c.uid))
+        {
+            let resource = of.object(&change.uid);
+            match store.get(of.account, &change.uid)? {
+                Some(object) => respond(&mut w, &resource, of.facts, Some(&object), of.wanted),
                 None => gone(&mut w, &resource.href()),
             }
         }
     }
-    w.text("d:sync-token", &facts.sync_token());
+    w.text("d:sync-token", &of.facts.sync_token());
     Ok(multistatus(w))
 }
 
@@ -1202,11 +1447,15 @@ mod tests {
         );
         assert_eq!(
             Resource::parse("/dav/calendars/alice@example.com/calendar/a%2Fb%20c.ics"),
-            Some(Resource::Object("alice@example.com".into(), "a/b c".into()))
+            Some(Resource::Object(
+                "alice@example.com".into(),
+                CALENDAR.into(),
+                "a/b c".into()
+            ))
         );
         assert_eq!(Resource::parse("/dav/calendars/a/calendar/x.txt"), None);
         assert_eq!(Resource::parse("/dav/elsewhere"), None);
-        let object = Resource::Object("alice@example.com".into(), "a/b c".into());
+        let object = Resource::Object("alice@example.com".into(), CALENDAR.into(), "a/b c".into());
         assert_eq!(
             object.href(),
             "/dav/calendars/alice@example.com/calendar/a%2Fb%20c.ics"
