@@ -473,4 +473,7 @@ fn further_calendars_hold_their_own_objects() {
     assert_eq!(status, 204);
     let (status, ..) = node.http("PROPFIND", work, ALICE, &[("Depth", "0")], "");
     assert_eq!(status, 404);
+    let rename = r#"<d:propertyupdate xmlns:d="DAV:"><d:set><d:prop><d:displayname>X</d:displayname></d:prop></d:set></d:propertyupdate>"#;
+    let (status, ..) = node.http("PROPPATCH", work, ALICE, &[], rename);
+    assert_eq!(status, 404);
 }

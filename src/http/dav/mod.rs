@@ -1137,6 +1137,14 @@ async fn proppatch(
     resource: &Resource,
     body: &[u8],
 ) -> Result<Response, DavError> {
+    if let Resource::Calendar(_, c) = resource
+        && !Layout::of(api, account)?.exists(c)
+    {
+        return Err(DavError::NotFound(format!(
+            "no calendar {}",
+            crate::escape::printable(c)
+        )));
+    }
     let root = match body_xml(body)? {
         Some(root) if root.name.is(DAV, "propertyupdate") => root,
         _ => {
