@@ -11,7 +11,7 @@ export RUSTC_BOOTSTRAP=1
 python3 seed.py
 cargo fuzz build
 failed=0
-for target in mime engine session mailbox; do
+for target in mime engine session mailbox dav; do
     echo "== $target: ${seconds}s"
     if ! cargo fuzz run "$target" "corpus/$target" -- \
         -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=262144 -timeout=10 \
@@ -20,6 +20,9 @@ for target in mime engine session mailbox; do
     fi
     if grep -qE "^(==[0-9]+==ERROR|SUMMARY: |thread .* panicked)" "/tmp/imipd-fuzz-$target.log"; then
         echo "== $target: FAILED (see /tmp/imipd-fuzz-$target.log and fuzz/artifacts/$target/)"
+        failed=1
+    elif ! grep -q "stat::number_of_executed_units" "/tmp/imipd-fuzz-$target.log"; then
+        echo "== $target: FAILED to run (see /tmp/imipd-fuzz-$target.log)"
         failed=1
     else
         echo "== $target: no crash in ${seconds}s"

@@ -2,7 +2,7 @@
 """Writes the starting corpora of the fuzz targets from the project's own sample mail
 (fixtures/) into fuzz/corpus/<target>/: the messages as they are (mime), their calendar
 parts alone and in related pairs (engine), and each one inside an LMTP or SMTP session
-(session). Usage: python3 fuzz/seed.py"""
+(session), and CalDAV request bodies (dav). Usage: python3 fuzz/seed.py"""
 
 import email
 import email.policy
@@ -61,7 +61,27 @@ def main():
                     b"y@evil.example%20NOTIFY=NEVER", b"John%20Doe%20%3Cjohn@example.net%3E",
                     b"urn:uuid:5d6e1b0a-3c1e-4b7e-9e77-0f3b1b7c2a11"):
         write("mailbox", address)
-    for target in ("mime", "engine", "session", "mailbox"):
+    # CalDAV bodies (the first byte picks method and resource, see imipd::fuzz::dav).
+    dav = [
+        b'<d:propfind xmlns:d="DAV:"><d:prop><d:getetag/><d:resourcetype/></d:prop></d:propfind>',
+        b'<c:calendar-multiget xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop>'
+        b'<d:getetag/><c:calendar-data/></d:prop><d:href>/dav/calendars/alice@example.com/'
+        b'calendar/x.ics</d:href></c:calendar-multiget>',
+        b'<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop>'
+        b'<d:getetag/></d:prop><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter '
+        b'name="VEVENT"><c:time-range start="20260101T000000Z" end="20270101T000000Z"/>'
+        b'<c:prop-filter name="UID"><c:text-match match-type="equals">x</c:text-match>'
+        b'</c:prop-filter></c:comp-filter></c:comp-filter></c:filter></c:calendar-query>',
+        b'<d:sync-collection xmlns:d="DAV:"><d:sync-token/><d:sync-level>1</d:sync-level>'
+        b'<d:prop><d:getetag/></d:prop></d:sync-collection>',
+        b'<d:propertyupdate xmlns:d="DAV:" xmlns:i="http://apple.com/ns/ical/"><d:set><d:prop>'
+        b'<d:displayname>W</d:displayname><i:calendar-color>#00FF00</i:calendar-color></d:prop>'
+        b'</d:set></d:propertyupdate>',
+    ]
+    for selector in range(8):
+        for body in dav + parts[:3]:
+            write("dav", bytes([selector]) + body)
+    for target in ("mime", "engine", "session", "mailbox", "dav"):
         print(target, len(list((CORPUS / target).iterdir())), "inputs")
 
 

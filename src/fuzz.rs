@@ -139,6 +139,46 @@ pub fn engine(data: &[u8]) -> Option<String> {
     stored.map(|copy| copy.to_string())
 }
 
+/// A CalDAV request with the rest as its body (the first byte picks the method and the
+/// resource), through the HTTP router against the harness's store: it answers, never panics,
+/// and never with a server error (a bad body is the client's: 4xx).
+pub fn dav(data: &[u8]) -> u16 {
+    let Some((&selector, body)) = data.split_first() else {
+        return 0;
+    };
+    let home = "/dav/calendars/alice@example.com";
+    let (method, path, depth) = match selector % 8 {
+        0 => ("PROPFIND", format!("{home}/calendar/"), "1"),
+        1 => ("PROPFIND", format!("{home}/"), "0"),
+        2 => ("REPORT", format!("{home}/calendar/"), "1"),
+        3 => ("PROPPATCH", format!("{home}/calendar/"), "0"),
+        4 => ("MKCALENDAR", format!("{home}/fuzz-{}/", selector / 8), "0"),
+        5 => ("PUT", format!("{home}/calendar/fuzz.ics"), "0"),
+        6 => ("POST", format!("{home}/outbox/"), "0"),
+        _ => ("REPORT", format!("{home}/inbox/"), "1"),
+    };
+    let (runtime, intake) = harness();
+    let router = crate::http::router(Arc::new(crate::http::Api::new(intake.gateway.clone())));
+    let request = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("Authorization", "Bearer fuzz-admin")
+        .header("Depth", depth)
+        .body(axum::body::Body::from(body.to_vec()))
+        .expect("a request");
+    let status = runtime.block_on(async {
+        use tower::ServiceExt;
+        router
+            .oneshot(request)
+            .await
+            .expect("an answer")
+            .status()
+            .as_u16()
+    });
+    assert!(status < 500, "{method}: {status} for a client's body");
+    status
+}
+
 /// An LMTP (first byte even) or SMTP session fed the rest as the client's bytes, against a
 /// gateway with a real store: it answers, never panics, and ends when the input does; what it
 /// queued for the relay is relay-safe. Returns the server's replies.
@@ -227,6 +267,7 @@ fn harness() -> &'static (tokio::runtime::Runtime, Arc<Intake>) {
                 "[server]\ndata_dir = {data:?}\nhostname = \"fuzz.example.com\"\n\
                  [outbound]\nspool_dir = {spool:?}\n\
                  [limits]\nmax_message_size = 200000\nmax_attendees = 50\nmax_instances = 200\n\
+                 [http]\nadmin_token = \"fuzz-admin\"\n\
                  [accounts.\"alice@example.com\"]\naliases = [\"a@example.com\"]\n\
                  [accounts.\"bob@example.com\"]\n",
                 data = dir.join("data"),

@@ -127,3 +127,26 @@ fn session_entry_point_delivers_an_invitation() {
     let replies = String::from_utf8(imipd::fuzz::session(smtp.as_bytes())).unwrap();
     assert!(replies.contains("ESMTP"), "{replies}");
 }
+
+#[test]
+fn dav_requests_never_fail_on_the_server() {
+    let bodies: [&[u8]; 8] = [
+        b"",
+        b"<d:propfind xmlns:d=\"DAV:\"><d:prop><d:getetag/></d:prop></d:propfind>",
+        b"<d:propfind xmlns:d=\"DAV:\"><d:prop>",
+        b"<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY a \"b\">]><x>&a;</x>",
+        b"<c:calendar-query xmlns:c=\"urn:ietf:params:xml:ns:caldav\"><c:filter><c:comp-filter name=\"VCALENDAR\"><c:comp-filter name=\"VEVENT\"><c:time-range start=\"nonsense\"/></c:comp-filter></c:comp-filter></c:filter></c:calendar-query>",
+        b"\xff\xfe<x/>",
+        b"BEGIN:VCALENDAR\r\nBEGIN:VFREEBUSY\r\nEND:VFREEBUSY\r\nEND:VCALENDAR\r\n",
+        b"<d:propertyupdate xmlns:d=\"DAV:\"><d:set><d:prop><d:displayname>x</d:displayname></d:prop></d:set></d:propertyupdate>",
+    ];
+    for selector in 0u8..8 {
+        for body in bodies {
+            let mut input = vec![selector];
+            input.extend_from_slice(body);
+            imipd::fuzz::dav(&input);
+        }
+    }
+    let deep = [vec![2u8], b"<a>".repeat(5000), b"</a>".repeat(5000)].concat();
+    assert_eq!(imipd::fuzz::dav(&deep), 400);
+}
