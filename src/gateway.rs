@@ -160,12 +160,12 @@ impl Gateway {
     /// The changes that put an applied scheduling message into an account's schedule inbox,
     /// the oldest items removed past [`Self::INBOX_ITEMS`].
     pub fn to_inbox(&self, account: &str, text: &str) -> Result<Vec<Change>, StoreError> {
-        let held = self.store.inbox(account)?;
+        let held = self.store.inbox_ids(account)?;
         let over = (held.len() + 1).saturating_sub(Self::INBOX_ITEMS);
         let mut changes: Vec<Change> = held
             .iter()
             .take(over)
-            .map(|(id, _)| Change::InboxRemove {
+            .map(|id| Change::InboxRemove {
                 account: account.into(),
                 id: *id,
             })

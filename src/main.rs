@@ -401,6 +401,17 @@ fn bless(files: &[PathBuf]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Why the running daemon could not be asked.
+#[derive(Debug, thiserror::Error)]
+enum AdminError {
+    /// Nothing answers: no daemon runs, or it listens for no HTTP.
+    #[error("{0}")]
+    NoDaemon(String),
+    /// It could not be asked, or its answer not be read.
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// One request to the running daemon's HTTP API with the admin token; status and body.
 fn admin_request(
     config: &Config,
@@ -408,25 +419,24 @@ fn admin_request(
     path: &str,
     query: &[(&str, &str)],
     body: &[u8],
-) -> Result<(u16, String), String> {
-    let target = config
-        .http
-        .listen
-        .ok_or("http.listen is off; this asks the daemon over HTTP")?;
+) -> Result<(u16, String), AdminError> {
+    let failed = |e: &dyn std::fmt::Display| AdminError::Failed(e.to_string());
+    let target = config.http.listen.ok_or_else(|| {
+        AdminError::NoDaemon("http.listen is off; this asks the daemon over HTTP".into())
+    })?;
     // Over HTTPS the daemon's certificate names its public host, not the address of its
     // listener: it is not checked, which keeps the admin token safe only on this host.
     let scheme = match config.http.tls {
         None => "http",
         Some(_) if target.ip().is_loopback() => "https",
         Some(_) => {
-            return Err(format!(
+            return Err(AdminError::Failed(format!(
                 "http.listen {target} serves HTTPS beyond this host: the admin commands need a \
                  loopback listener (put imipd behind a reverse proxy, README TLS)"
-            ));
+            )));
         }
     };
-    let mut url =
-        url::Url::parse(&format!("{scheme}://{target}{path}")).map_err(|e| e.to_string())?;
+    let mut url = url::Url::parse(&format!("{scheme}://{target}{path}")).map_err(|e| failed(&e))?;
     url.query_pairs_mut().extend_pairs(query);
     let tls = ureq::tls::TlsConfig::builder()
         .disable_verification(scheme == "https")
@@ -445,15 +455,24 @@ fn admin_request(
             format!("Bearer {}", config.http.admin_token),
         )
         .body(body.to_vec())
-        .map_err(|e| e.to_string())?;
-    let mut response = agent
-        .run(request)
-        .map_err(|e| format!("daemon at {target}: {e}"))?;
+        .map_err(|e| failed(&e))?;
+    let mut response = agent.run(request).map_err(|e| {
+        let said = format!("daemon at {target}: {e}");
+        let refused = match &e {
+            ureq::Error::ConnectionFailed => true,
+            ureq::Error::Io(io) => io.kind() == std::io::ErrorKind::ConnectionRefused,
+            _ => false,
+        };
+        match refused {
+            true => AdminError::NoDaemon(said),
+            false => AdminError::Failed(said),
+        }
+    })?;
     let status = response.status().as_u16();
     let text = response
         .body_mut()
         .read_to_string()
-        .map_err(|e| format!("daemon at {target}: {e}"))?;
+        .map_err(|e| AdminError::Failed(format!("daemon at {target}: {e}")))?;
     Ok((status, text))
 }
 
@@ -605,11 +624,6 @@ fn offline<T>(
     })
 }
 
-/// True when a request failed because nothing listens (no daemon), not because it answered.
-fn unreachable(error: &str) -> bool {
-    error.contains("onnection refused") || error.contains("http.listen is off")
-}
-
 fn export(path: Option<PathBuf>, dir: &std::path::Path) -> ExitCode {
     let config = match load_or_exit(path.as_deref(), "export") {
         Ok(c) => c,
@@ -619,12 +633,12 @@ fn export(path: Option<PathBuf>, dir: &std::path::Path) -> ExitCode {
         Ok((200, json)) => serde_json::from_str::<imipd::backup::Snapshot>(&json)
             .map_err(|e| format!("unexpected answer: {e}")),
         Ok((status, text)) => Err(format!("{status}: {}", text.trim())),
-        Err(e) if unreachable(&e) => offline(&config, async |gateway| {
+        Err(AdminError::NoDaemon(_)) => offline(&config, async |gateway| {
             imipd::backup::take(gateway)
                 .await
                 .map_err(|e| e.to_string())
         }),
-        Err(e) => Err(e),
+        Err(e) => Err(e.to_string()),
     };
     let written = snapshot.and_then(|snapshot| {
         imipd::backup::write_dir(&snapshot, dir)
@@ -661,12 +675,12 @@ fn import(path: Option<PathBuf>, dir: &std::path::Path) -> ExitCode {
         }
     };
     let restored = match import_online(&config, &snapshot) {
-        Err(e) if unreachable(&e) => offline(&config, async |gateway| {
+        Err(AdminError::NoDaemon(_)) => offline(&config, async |gateway| {
             imipd::backup::restore(gateway, &snapshot.objects, &snapshot.queue)
                 .await
                 .map_err(|e| e.to_string())
         }),
-        other => other,
+        other => other.map_err(|e| e.to_string()),
     };
     match restored {
         Ok(r) => {
@@ -691,8 +705,9 @@ fn import(path: Option<PathBuf>, dir: &std::path::Path) -> ExitCode {
 fn import_online(
     config: &Config,
     snapshot: &imipd::backup::Snapshot,
-) -> Result<imipd::backup::Restored, String> {
+) -> Result<imipd::backup::Restored, AdminError> {
     use imipd::backup::{Restored, Snapshot};
+    let failed = |e: &dyn std::fmt::Display| AdminError::Failed(e.to_string());
     let room = config.limits.max_object_size;
     let objects = pieces(&snapshot.objects, room)
         .into_iter()
@@ -710,10 +725,10 @@ fn import_online(
         });
     let mut total = Restored::default();
     for piece in objects.chain(queue) {
-        let body = serde_json::to_vec(&piece).map_err(|e| e.to_string())?;
+        let body = serde_json::to_vec(&piece).map_err(|e| failed(&e))?;
         let answer = match admin_request(config, "POST", "/backup", &[], &body)? {
-            (200, json) => serde_json::from_str::<Restored>(&json).map_err(|e| e.to_string())?,
-            (status, text) => return Err(format!("{status}: {}", text.trim())),
+            (200, json) => serde_json::from_str::<Restored>(&json).map_err(|e| failed(&e))?,
+            (status, text) => return Err(AdminError::Failed(format!("{status}: {}", text.trim()))),
         };
         total.written += answer.written;
         total.kept += answer.kept;

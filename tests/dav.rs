@@ -26,6 +26,16 @@ fn meeting(uid: &str, start: &str) -> String {
         .text()
 }
 
+/// The sync token a sync-collection answer ends with.
+fn sync_token_of(answer: &str) -> String {
+    answer
+        .split("<d:sync-token>")
+        .nth(1)
+        .and_then(|t| t.split('<').next())
+        .unwrap()
+        .to_string()
+}
+
 fn put(node: &Node, uid: &str, text: &str) -> (u16, String) {
     let (status, head, _) = node.http("PUT", &format!("{HOME}{uid}.ics"), ALICE, &[], text);
     (status, head)
@@ -148,12 +158,7 @@ fn reports_multiget_query_and_sync() {
         first.contains("q-1.ics") && first.contains("q-2.ics"),
         "{first}"
     );
-    let token = first
-        .split("<d:sync-token>")
-        .nth(1)
-        .and_then(|t| t.split('<').next())
-        .unwrap()
-        .to_string();
+    let token = sync_token_of(&first);
     let (status, ..) = node.http("DELETE", &format!("{HOME}q-2.ics"), ALICE, &[], "");
     assert_eq!(status, 204);
     assert!(node.eventually(|| node.drained()));
@@ -453,12 +458,7 @@ fn further_calendars_hold_their_own_objects() {
     assert!(first.contains("w-1.ics"), "{first}");
     let (status, _, said) = node.http("DELETE", work, ALICE, &[], "");
     assert_eq!(status, 409, "{said}");
-    let token = first
-        .split("<d:sync-token>")
-        .nth(1)
-        .and_then(|t| t.split('<').next())
-        .unwrap()
-        .to_string();
+    let token = sync_token_of(&first);
     let (status, ..) = node.http("DELETE", &format!("{work}w-1.ics"), ALICE, &[], "");
     assert_eq!(status, 204);
     let (_, _, second) = node.http("REPORT", work, ALICE, &[], &sync(&token));

@@ -110,15 +110,7 @@ fn set_status(
 /// `written_to` by this very version, whose old status no longer applies. A line for another
 /// address starts without; a status the client sent stands.
 pub fn keep_written(new: &mut Calendar, old: &Calendar, written_to: &BTreeSet<CalAddress>) {
-    let (tz_old, tz_new) = (old.tz_resolver(), new.tz_resolver());
-    let before: BTreeMap<InstanceKey, &Component> = old
-        .scheduling()
-        .map(|c| (c.instance_key(&tz_old), c))
-        .collect();
-    for comp in new.scheduling_mut() {
-        let Some(prior) = before.get(&comp.instance_key(&tz_new)) else {
-            continue;
-        };
+    for_each_prior(new, old, |comp, prior| {
         for entry in comp.entries.iter_mut().filter(|e| is_participant(e)) {
             if calendar::param(entry, &ICalendarParameterName::ScheduleStatus).is_some() {
                 continue;
@@ -139,7 +131,7 @@ pub fn keep_written(new: &mut Calendar, old: &Calendar, written_to: &BTreeSet<Ca
                 );
             }
         }
-    }
+    });
 }
 
 /// A client's version written with `If-Schedule-Tag-Match` over a copy into which answers
@@ -147,20 +139,12 @@ pub fn keep_written(new: &mut Calendar, old: &Calendar, written_to: &BTreeSet<Ca
 /// server holds, so that the organizer's save does not undo them. A reschedule still resets
 /// them afterwards (the engine does that).
 pub fn keep_answers(new: &mut Calendar, stored: &Calendar) {
-    let (tz_old, tz_new) = (stored.tz_resolver(), new.tz_resolver());
-    let before: BTreeMap<InstanceKey, &Component> = stored
-        .scheduling()
-        .map(|c| (c.instance_key(&tz_old), c))
-        .collect();
-    for comp in new.scheduling_mut() {
-        let Some(prior) = before.get(&comp.instance_key(&tz_new)) else {
-            continue;
-        };
-        for entry in comp
+    for_each_prior(new, stored, |comp, prior| {
+        let attendees = comp
             .entries
             .iter_mut()
-            .filter(|e| e.name == ICalendarProperty::Attendee)
-        {
+            .filter(|e| e.name == ICalendarProperty::Attendee);
+        for entry in attendees {
             let Some(address) = entry_address(entry) else {
                 continue;
             };
@@ -170,6 +154,24 @@ pub fn keep_answers(new: &mut Calendar, stored: &Calendar) {
             if let Some(answer) = answer {
                 calendar::set_param(entry, ICalendarParameterName::Partstat, answer.clone());
             }
+        }
+    });
+}
+
+/// Runs `merge` on each component of `new` with the component of `old` for the same instance.
+fn for_each_prior(
+    new: &mut Calendar,
+    old: &Calendar,
+    mut merge: impl FnMut(&mut Component, &Component),
+) {
+    let (tz_old, tz_new) = (old.tz_resolver(), new.tz_resolver());
+    let before: BTreeMap<InstanceKey, &Component> = old
+        .scheduling()
+        .map(|c| (c.instance_key(&tz_old), c))
+        .collect();
+    for comp in new.scheduling_mut() {
+        if let Some(prior) = before.get(&comp.instance_key(&tz_new)) {
+            merge(comp, prior);
         }
     }
 }

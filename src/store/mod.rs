@@ -367,6 +367,9 @@ pub trait Store: Send + Sync + 'static {
     fn placements(&self, account: &str) -> Result<Vec<(String, String)>, StoreError>;
     /// An account's schedule inbox, oldest first: id and text.
     fn inbox(&self, account: &str) -> Result<Vec<(u64, String)>, StoreError>;
+    /// The ids of an account's schedule inbox, oldest first (what every delivery asks, to
+    /// keep the inbox bounded, without reading the items).
+    fn inbox_ids(&self, account: &str) -> Result<Vec<u64>, StoreError>;
     /// An account's objects changed or removed at or after position `since` of its change log
     /// (0: all), each with its latest change only, and the position after the latest change
     /// (a calendar's next sync token).

@@ -436,6 +436,17 @@ impl Trees {
         Ok(out)
     }
 
+    fn inbox_ids(&self, account: &str) -> Result<Vec<u64>, StoreError> {
+        let prefix = object_key(account, "");
+        let mut out = Vec::new();
+        for key in self.inbox.scan_prefix(&prefix).keys() {
+            let key = key.map_err(unavailable)?;
+            let id = key[prefix.len()..].try_into().map(u64::from_be_bytes);
+            out.push(id.unwrap_or_default());
+        }
+        Ok(out)
+    }
+
     fn inbox(&self, account: &str) -> Result<Vec<(u64, String)>, StoreError> {
         let prefix = object_key(account, "");
         let mut out = Vec::new();
@@ -805,6 +816,9 @@ impl Store for SledStore {
     }
     fn inbox(&self, account: &str) -> Result<Vec<(u64, String)>, StoreError> {
         self.with(|t| t.inbox(account))
+    }
+    fn inbox_ids(&self, account: &str) -> Result<Vec<u64>, StoreError> {
+        self.with(|t| t.inbox_ids(account))
     }
     fn properties(
         &self,

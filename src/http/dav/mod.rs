@@ -762,9 +762,9 @@ fn children(
         Resource::Inbox(a) => api
             .gateway
             .store
-            .inbox(a)?
+            .inbox_ids(a)?
             .into_iter()
-            .map(|(id, _)| Resource::InboxItem(a.clone(), id))
+            .map(|id| Resource::InboxItem(a.clone(), id))
             .collect(),
         Resource::Calendar(a, c) => api
             .gateway
@@ -794,6 +794,7 @@ struct Facts {
 
 impl Facts {
     fn of(api: &Api, account: &str) -> Result<Facts, DavError> {
+        // Asking for the changes from the end reads none of them, only where the log ends.
         let sync = api.gateway.store.changes_since(account, u64::MAX)?.latest;
         let addresses = api
             .gateway

@@ -2,8 +2,8 @@
 //! instance of it overlaps a time range (section 9.9), recurrences and overrides expanded.
 
 use calcard::common::timezone::Tz;
-use calcard::icalendar::ICalendarComponentType;
 use calcard::icalendar::dates::TimeOrDelta;
+use calcard::icalendar::{ICalendarComponent, ICalendarComponentType};
 use calcard::{Entry, Parser};
 
 /// Instances looked at per object: a rule without end is cut there.
@@ -65,8 +65,12 @@ impl Filter {
         {
             return false;
         }
-        let kind = self.component.as_ref();
-        if !self.properties.iter().all(|p| p.holds(text, kind)) {
+        let of_kind: Vec<&ICalendarComponent> = calendar
+            .components
+            .iter()
+            .filter(|c| wanted(&c.component_type))
+            .collect();
+        if !self.properties.iter().all(|p| p.holds(&of_kind)) {
             return false;
         }
         let Some((from, until)) = self.range else {
@@ -92,9 +96,15 @@ impl Filter {
 }
 
 impl PropertyFilter {
-    /// True when some component of the kind (any, without one) satisfies the filter.
-    fn holds(&self, text: &str, kind: Option<&ICalendarComponentType>) -> bool {
-        let values = property_values(text, kind.map(|k| k.as_str()), &self.name);
+    /// True when the filter holds for the components of the kind the query names.
+    fn holds(&self, components: &[&ICalendarComponent]) -> bool {
+        let values: Vec<&str> = components
+            .iter()
+            .flat_map(|c| c.entries.iter())
+            .filter(|e| e.name.as_str().eq_ignore_ascii_case(&self.name))
+            .flat_map(|e| e.values.first())
+            .map(|v| crate::itip::value_text(v).unwrap_or_default())
+            .collect();
         match &self.test {
             PropertyTest::Defined => !values.is_empty(),
             PropertyTest::Undefined => values.is_empty(),
@@ -119,57 +129,6 @@ impl PropertyFilter {
             }
         }
     }
-}
-
-/// The values of a property in the components of a kind, read from the unfolded text.
-fn property_values(text: &str, kind: Option<&str>, name: &str) -> Vec<String> {
-    let unfolded = text
-        .replace("\r\n ", "")
-        .replace("\r\n\t", "")
-        .replace("\n ", "");
-    let mut depth_in_kind: Option<usize> = None;
-    let mut depth = 0usize;
-    let mut values = Vec::new();
-    for line in unfolded.lines() {
-        let line = line.trim_end_matches('\r');
-        if let Some(begun) = line.strip_prefix("BEGIN:") {
-            depth += 1;
-            if depth_in_kind.is_none()
-                && kind.is_none_or(|k| begun.eq_ignore_ascii_case(k))
-                && depth > 1
-            {
-                depth_in_kind = Some(depth);
-            }
-            continue;
-        }
-        if line.starts_with("END:") {
-            if depth_in_kind == Some(depth) {
-                depth_in_kind = None;
-            }
-            depth = depth.saturating_sub(1);
-            continue;
-        }
-        // Properties of the component itself, not of its alarms.
-        if depth_in_kind != Some(depth) {
-            continue;
-        }
-        let mut quoted = false;
-        let split = line.char_indices().find(|(_, c)| {
-            if *c == '"' {
-                quoted = !quoted;
-            }
-            !quoted && *c == ':'
-        });
-        let Some((colon, _)) = split else {
-            continue;
-        };
-        let head = &line[..colon];
-        let property = head.split(';').next().unwrap_or_default();
-        if property.eq_ignore_ascii_case(name) {
-            values.push(line[colon + 1..].to_string());
-        }
-    }
-    values
 }
 
 /// A CalDAV date-time (`20261201T000000Z`) as seconds since the epoch.
