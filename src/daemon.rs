@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::inbound::session::{self, Protocol};
 use crate::listener::{Connection, Listener, SocketAccess};
-use crate::store::{SledStore, StoreError};
+use crate::store::StoreError;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -19,10 +19,10 @@ pub enum DaemonError {
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
     /// The store could not be opened.
-    #[error("{}: {source}", dir.display())]
+    #[error("{place}: {source}")]
     Store {
-        /// The data folder.
-        dir: std::path::PathBuf,
+        /// The data folder or database.
+        place: String,
         /// What went wrong.
         source: StoreError,
     },
@@ -61,12 +61,12 @@ pub async fn serve(config: Config, reload: Reload) -> Result<(), DaemonError> {
         signal(SignalKind::hangup()).expect("SIGHUP handler")
     };
     raise_open_files(&config);
-    let opened = SledStore::open_with(&config.server.data_dir, config.store.cache_size);
-    let store = opened.map_err(|source| DaemonError::Store {
-        dir: config.server.data_dir.clone(),
+    let store = crate::store::open(&config).map_err(|source| DaemonError::Store {
+        place: crate::store::place(&config),
         source,
     })?;
-    let gateway = Arc::new(Gateway::new(config, Arc::new(store)));
+    tracing::info!(store = crate::store::place(&config), "store open");
+    let gateway = Arc::new(Gateway::new(config, store));
     let intake = Arc::new(crate::inbound::Intake::new(gateway.clone()));
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();

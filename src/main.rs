@@ -100,6 +100,14 @@ enum Command {
     /// Sends realistic iMIP load to any LMTP or SMTP server and prints one JSON line of figures:
     /// invitations from outside organizers to userN@DOMAIN, then updates and cancellations of them.
     Bench(BenchArgs),
+    /// Creates or upgrades the schema of the PostgreSQL store (`store.url`); `serve` does it
+    /// too. With sled, checks that the store in `server.data_dir` opens.
+    Migrate {
+        /// The TOML configuration file.
+        /// [default: /etc/imipd/imipd.toml when it exists]
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Validates a configuration file without starting anything.
     CheckConfig {
         /// The TOML configuration file.
@@ -149,6 +157,7 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve(config),
         Command::Deliver { config, from, to } => deliver(config, &from, &to),
         Command::CheckConfig { config } => check_config(&config),
+        Command::Migrate { config } => migrate(config),
         Command::HashPassword => hash_password(),
         Command::Bench(args) => bench(args),
         Command::Explain {
@@ -484,6 +493,35 @@ fn load_or_exit(path: Option<&std::path::Path>, command: &str) -> Result<Config,
     })
 }
 
+fn migrate(path: Option<PathBuf>) -> ExitCode {
+    let config = match load_or_exit(path.as_deref(), "migrate") {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let place = imipd::store::place(&config);
+    let done = match &config.store.url {
+        Some(url) => imipd::store::PgStore::migrate(url).map(|m| match m {
+            imipd::store::Migration::Created => "schema created",
+            imipd::store::Migration::Current => "schema up to date",
+        }),
+        // sled upgrades its format when it opens.
+        None => {
+            imipd::store::SledStore::open_with(&config.server.data_dir, config.store.cache_size)
+                .map(|_| "store up to date")
+        }
+    };
+    match done {
+        Ok(what) => {
+            println!("{place}: {what}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("imipd migrate: {place}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn explain(path: Option<PathBuf>, message: &std::path::Path, to: &[String]) -> ExitCode {
     let config = match load_or_exit(path.as_deref(), "explain") {
         Ok(c) => c,
@@ -605,16 +643,15 @@ fn offline<T>(
     config: &Config,
     work: impl AsyncFnOnce(&imipd::gateway::Gateway) -> Result<T, String>,
 ) -> Result<T, String> {
-    let dir = &config.server.data_dir;
-    let store = imipd::store::SledStore::open_with(dir, config.store.cache_size).map_err(|e| {
+    let store = imipd::store::open(config).map_err(|e| {
         format!(
             "no daemon answered over HTTP, and the store in {} cannot be opened ({e}); if a daemon \
              runs with http.listen off, turn it on or stop the daemon",
-            dir.display()
+            imipd::store::place(config)
         )
     })?;
     runtime().block_on(async {
-        let gateway = imipd::gateway::Gateway::new(config.clone(), std::sync::Arc::new(store));
+        let gateway = imipd::gateway::Gateway::new(config.clone(), store);
         let result = work(&gateway).await;
         gateway
             .durable(gateway.store.generation())

@@ -103,7 +103,7 @@ fn export_while_running_and_import_into_a_new_store() {
     // Moved to a new store, with no daemon running: everything is there after a start, and
     // the queued REQUEST goes out once the relay is back.
     daemon.kill9();
-    std::fs::remove_dir_all(daemon.dir.join("data")).unwrap();
+    daemon.new_store();
     let (ok, out) = cli(&daemon.config, &["import", &target]);
     assert!(ok, "{out}");
     assert!(
@@ -137,4 +137,74 @@ fn export_while_running_and_import_into_a_new_store() {
         .received("paul@partner.example")
         .len()
         == 1));
+}
+
+/// sled to PostgreSQL and back with `export` and `import`: objects, the queue and what the
+/// calendar clients wrote move whole. Runs when `TEST_POSTGRES` names a cluster.
+#[test]
+fn a_store_moves_from_sled_to_postgres_and_back() {
+    if !common::on_postgres() {
+        eprintln!("skipped: TEST_POSTGRES is not set");
+        return;
+    }
+    let relay = FakeRelay::start();
+    relay.set_down(true);
+    let outbound = format!(
+        "transport = \"smtp\"\nrelay = \"smtp://127.0.0.1:{}\"\nmin_backoff = \"1h\"\nmax_backoff = \"1h\"\n",
+        relay.port
+    );
+    let mut daemon = Daemon::start_full(
+        "move",
+        &accounts(&["alice@example.com", "bob@example.com"]),
+        &outbound,
+    );
+    let postgres = daemon.store.clone();
+    daemon.kill9();
+    daemon.use_store("");
+    daemon.launch();
+    for uid in ["mv-1", "mv-2"] {
+        let replies = daemon.lmtp(
+            "olga@partner.example",
+            &["bob@example.com"],
+            &invitation(uid, 0, "On sled"),
+        );
+        assert!(replies[0].starts_with("250"), "{replies:?}");
+    }
+    let meeting = common::build::event("mv-3")
+        .set("ORGANIZER:mailto:alice@example.com")
+        .attendee("paul@partner.example")
+        .text();
+    let put = daemon.http(
+        "PUT",
+        "/calendars/alice@example.com/mv-3",
+        "alice@example.com",
+        &[],
+        &meeting,
+    );
+    assert_eq!(put.0, 201);
+
+    let moved = |daemon: &mut Daemon, to: &str, backup: &str| {
+        let target = daemon.dir.join(backup).display().to_string();
+        let (ok, out) = cli(&daemon.config, &["export", &target]);
+        assert!(ok && out.contains("3 objects, 1 queued messages"), "{out}");
+        daemon.kill9();
+        daemon.use_store(to);
+        let (ok, out) = cli(&daemon.config, &["import", &target]);
+        assert!(
+            ok && out.contains("3 objects written") && out.contains("1 messages queued"),
+            "{out}"
+        );
+        daemon.launch();
+        for uid in ["mv-1", "mv-2"] {
+            let (code, text) = daemon.get("bob@example.com", uid);
+            assert!(code == 200 && text.contains("SUMMARY:On sled"), "{text}");
+        }
+        assert_eq!(daemon.get("alice@example.com", "mv-3").0, 200);
+        let (ok, out) = cli(&daemon.config, &["queue", "list"]);
+        assert!(ok && out.contains("paul@partner.example"), "{out}");
+    };
+    moved(&mut daemon, &postgres, "to-postgres");
+    // Back into an empty sled folder.
+    std::fs::remove_dir_all(daemon.dir.join("data")).unwrap();
+    moved(&mut daemon, "", "to-sled");
 }

@@ -878,6 +878,8 @@ fn lmtp_on_a_unix_socket_with_the_pipe_hook_through_it() {
         .unwrap();
     assert_eq!(deliver.wait().unwrap().code(), Some(0), "{}", log());
     let view = Daemon {
+        name: String::new(),
+        store: String::new(),
         child: None,
         dir: dir.clone(),
         config: config.clone(),

@@ -95,6 +95,7 @@ impl Config {
             ("limits.max_parts", self.limits.max_parts),
             ("limits.max_connections", self.limits.max_connections),
             ("outbound.concurrency", self.outbound.concurrency),
+            ("store.pool_size", self.store.pool_size),
         ] {
             if value == 0 {
                 problems.add(key, "must be greater than 0");
@@ -102,6 +103,7 @@ impl Config {
         }
         for (key, value) in [
             ("outbound.relay_timeout", self.outbound.relay_timeout),
+            ("outbound.lease", self.outbound.lease),
             ("limits.command_timeout", self.limits.command_timeout),
             ("limits.data_timeout", self.limits.data_timeout),
             ("http.request_timeout", self.http.request_timeout),
@@ -110,6 +112,13 @@ impl Config {
             if value.is_zero() {
                 problems.add(key, "must be longer than 0s");
             }
+        }
+        if self.store.url.is_some() && self.outbound.lease <= self.outbound.relay_timeout {
+            problems.add(
+                "outbound.lease",
+                "must be longer than outbound.relay_timeout: another host would send a message \
+                 still being delivered",
+            );
         }
         if self.limits.max_object_size > crate::store::MAX_VALUE {
             problems.add(
@@ -271,8 +280,16 @@ impl Config {
         let token_inline =
             !self.http.admin_token.is_empty() && self.http.admin_token_file.is_none();
         let hashes = self.accounts.values().any(|a| !a.password_hash.is_empty());
+        let database_password = self.store.url_file.is_none()
+            && self
+                .store
+                .url
+                .as_ref()
+                .is_some_and(|url| url.connect.get_password().is_some());
         let mut holders: Vec<(&Path, &str)> = Vec::new();
-        if let Some(file) = file.filter(|_| relay_password || token_inline || hashes) {
+        if let Some(file) =
+            file.filter(|_| relay_password || token_inline || hashes || database_password)
+        {
             holders.push((file, "the configuration, which holds secrets"));
         }
         if let Some(token) = &self.http.admin_token_file {
@@ -280,6 +297,9 @@ impl Config {
         }
         if let Some(password) = &self.outbound.relay_password_file {
             holders.push((password, "outbound.relay_password_file"));
+        }
+        if let Some(url) = &self.store.url_file {
+            holders.push((url, "store.url_file"));
         }
         holders
             .into_iter()

@@ -76,6 +76,19 @@ impl Config {
                 Err(problem) => errors.push(invalid("http.admin_token_file", problem)),
             }
         }
+        if let Some(file) = &self.store.url_file {
+            match secret(file) {
+                _ if self.store.url.is_some() => errors.push(invalid(
+                    "store.url_file",
+                    "set either store.url or store.url_file, not both",
+                )),
+                Ok(text) => match crate::config::Database::parse(&text) {
+                    Ok(url) => self.store.url = Some(url),
+                    Err(problem) => errors.push(invalid("store.url_file", problem)),
+                },
+                Err(problem) => errors.push(invalid("store.url_file", problem)),
+            }
+        }
         let from_file = self.outbound.relay_password_file.clone();
         match (&mut self.outbound.relay, from_file) {
             (Some(relay), Some(file)) => match (&mut relay.credentials, secret(file.as_path())) {

@@ -91,7 +91,7 @@ pub struct Server {
     pub prodid: String,
 }
 
-/// `[store]`: the embedded store.
+/// `[store]`: where the daemon keeps its state.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Store {
@@ -101,14 +101,93 @@ pub struct Store {
     /// default is 1 GiB, which a calendar server's working set (the objects being delivered
     /// to now) does not need.
     pub cache_size: u64,
+    /// A PostgreSQL database shared by several imipd hosts (`postgres://user@host/db`);
+    /// none: sled in `server.data_dir`.
+    #[serde(deserialize_with = "database_url")]
+    pub url: Option<Database>,
+    /// A file holding the database URL (with its password), instead of `url`.
+    pub url_file: Option<PathBuf>,
+    /// Connections to the database this instance keeps at most.
+    pub pool_size: usize,
 }
 
 impl Default for Store {
     fn default() -> Self {
         Store {
             cache_size: crate::store::DEFAULT_CACHE_SIZE,
+            url: None,
+            url_file: None,
+            pool_size: 16,
         }
     }
+}
+
+/// A PostgreSQL connection URL, parsed; shown without its password.
+#[derive(Clone)]
+pub struct Database {
+    /// What the driver connects with.
+    pub connect: tokio_postgres::Config,
+    text: String,
+}
+
+impl Database {
+    /// Parses `postgres://user:password@host:port/db?options` (or the `key=value` form).
+    pub fn parse(text: &str) -> Result<Database, String> {
+        let text = text.trim();
+        let connect: tokio_postgres::Config = text
+            .parse()
+            .map_err(|e| format!("not a PostgreSQL URL ({e}): postgres://user@host/database"))?;
+        if connect.get_dbname().is_none() {
+            return Err("names no database: postgres://user@host/database".into());
+        }
+        Ok(Database {
+            connect,
+            text: text.to_string(),
+        })
+    }
+
+    /// The database's host, port and name, for logs and messages.
+    pub fn describe(&self) -> String {
+        let hosts: Vec<String> = self
+            .connect
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .collect();
+        let port = self.connect.get_ports().first().copied().unwrap_or(5432);
+        format!(
+            "{}:{port}/{}",
+            hosts.join(","),
+            self.connect.get_dbname().unwrap_or_default()
+        )
+    }
+}
+
+impl PartialEq for Database {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Database({})", self.describe())
+    }
+}
+
+fn database_url<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Database>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    Database::parse(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// Where a mail listener listens, or where mail is handed on: a TCP address or a unix socket.
@@ -442,6 +521,11 @@ pub struct Outbound {
     pub relay_timeout: Duration,
     /// Deliveries in progress at once; a relay that stalls holds one of them.
     pub concurrency: usize,
+    /// With a store shared by several hosts: how long a queued message stays claimed by the
+    /// instance delivering it. Another instance takes it over only after this, so it must be
+    /// longer than a delivery attempt (`relay_timeout`).
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
 }
 
 /// A relay, parsed.
@@ -649,6 +733,7 @@ impl Default for Outbound {
             notify_delay: Duration::from_secs(60),
             relay_timeout: Duration::from_secs(120),
             concurrency: 4,
+            lease: Duration::from_secs(300),
         }
     }
 }
@@ -785,6 +870,13 @@ impl Config {
             "store.cache_size",
             &mut self.store.cache_size,
             &running.store.cache_size,
+            &mut w,
+        );
+        keep("store.url", &mut self.store.url, &running.store.url, &mut w);
+        keep(
+            "store.pool_size",
+            &mut self.store.pool_size,
+            &running.store.pool_size,
             &mut w,
         );
         let limit = &running.limits.max_connections;

@@ -14,7 +14,7 @@ use crate::config::Transport;
 use crate::gateway::Gateway;
 use crate::itip::ScheduleStatus;
 use crate::mime::{self, OutboundMail};
-use crate::store::{OutboundMessage, StoreError};
+use crate::store::{Claim, OutboundMessage, StoreError};
 use journal::Journal;
 use queue::{Outcome, settle};
 use std::collections::HashSet;
@@ -50,6 +50,7 @@ pub async fn run(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
     };
     let mut worker = Worker {
         concurrency: gateway.config().outbound.concurrency,
+        holder: holder(&gateway),
         gateway: gateway.clone(),
         in_flight: Arc::default(),
         journal,
@@ -104,9 +105,23 @@ async fn reconcile(gateway: &Gateway, accepted: &[u64]) -> Result<(), StoreError
     Ok(())
 }
 
+/// This instance's name in the claims on queued messages: unique among the hosts sharing a
+/// store, and among this host's restarts.
+fn holder(gateway: &Gateway) -> String {
+    let mut nonce = [0u8; 4];
+    let _ = getrandom::fill(&mut nonce);
+    format!(
+        "{}:{}:{:08x}",
+        gateway.config().server.hostname,
+        std::process::id(),
+        u32::from_be_bytes(nonce)
+    )
+}
+
 /// The delivery tasks and what they hold.
 struct Worker {
     gateway: Arc<Gateway>,
+    holder: String,
     concurrency: usize,
     /// Queue ids being delivered. The lock is held while the queue is read and an id leaves
     /// only after its entry is settled, so a scan never sees a settled entry as due.
@@ -143,12 +158,24 @@ impl Worker {
             if !held.insert(recipient) || in_flight.len() >= self.concurrency {
                 continue;
             }
+            let lease = now + self.gateway.config().outbound.lease.as_secs() as i64;
+            let claim = self.gateway.store.claim(id, &self.holder, now, lease);
+            let relayed = match claim.map_err(|e| e.to_string())? {
+                Claim::Taken => false,
+                Claim::Relayed => true,
+                // Another host delivers it: this recipient's later messages wait for it.
+                Claim::Elsewhere => continue,
+            };
             in_flight.insert(id);
             let gateway = self.gateway.clone();
             let slots = self.in_flight.clone();
             let journal = self.journal.clone();
             self.tasks.spawn(async move {
-                if let Err(e) = attempt(&gateway, journal.clone(), id, &message).await {
+                let done = match relayed {
+                    true => settle_relayed(&gateway, id, &message).await,
+                    false => attempt(&gateway, journal.clone(), id, &message).await,
+                };
+                if let Err(e) = done {
                     // The entry stays queued; a pause keeps a failing store from being hammered.
                     tracing::warn!(trace = message.trace.as_str(), id, error = %e, "outbound: could not record the outcome; will retry");
                     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -187,11 +214,8 @@ async fn attempt(
     let outcome = transmit(gateway, id, message).await;
     let relayed = outcome == Outcome::Delivered(ScheduleStatus::Sent)
         && gateway.config().outbound.transport == Transport::Smtp;
-    if relayed && let Some(journal) = journal {
-        let written = tokio::task::spawn_blocking(move || journal.record(id)).await;
-        if let Err(e) = written.map_err(std::io::Error::other).and_then(|r| r) {
-            tracing::error!(trace = message.trace.as_str(), id, error = %e, "outbound: cannot write the journal");
-        }
+    if relayed {
+        record_relayed(gateway, journal, id, message).await;
     }
     tracing::info!(trace = message.trace.as_str(), id, to = ?message.to, method = message.method.as_str(), ?outcome, "outbound");
     loop {
@@ -203,6 +227,52 @@ async fn attempt(
             other => return other,
         }
     }
+}
+
+/// Writes down, before anything else, that the relay accepted a message: in the store when
+/// several hosts share it (another host taking the message over must find it), else in this
+/// host's journal file.
+async fn record_relayed(
+    gateway: &Gateway,
+    journal: Option<Arc<Journal>>,
+    id: u64,
+    message: &OutboundMessage,
+) {
+    let written = match gateway.store.relayed(id) {
+        Ok(true) => return,
+        Ok(false) => match journal {
+            Some(journal) => tokio::task::spawn_blocking(move || journal.record(id))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|r| r)
+                .map_err(|e| e.to_string()),
+            None => return,
+        },
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = written {
+        tracing::error!(trace = message.trace.as_str(), id, error = %e, "outbound: cannot write down that the relay accepted it");
+    }
+}
+
+/// A message the relay accepted from an instance that stopped before recording it.
+async fn settle_relayed(
+    gateway: &Gateway,
+    id: u64,
+    message: &OutboundMessage,
+) -> Result<(), StoreError> {
+    tracing::info!(
+        trace = message.trace.as_str(),
+        id,
+        "outbound: the relay took it before its sender stopped; not sending it again"
+    );
+    settle(
+        gateway,
+        id,
+        message,
+        Outcome::Delivered(ScheduleStatus::Sent),
+    )
+    .await
 }
 
 /// One attempt by the way the recipient is reached: the engine for an account here, else the

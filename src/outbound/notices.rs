@@ -56,6 +56,14 @@ async fn send(gateway: &Gateway, notice: &Notice) -> Result<(), StoreError> {
     let addresses = gateway.addresses(account);
     let (queued, _) = gateway
         .transact(|| {
+            // Another host sharing the store may have sent it meanwhile.
+            let pending = gateway.store.notices()?;
+            if !pending
+                .iter()
+                .any(|n| n.account == *account && n.uid == *uid)
+            {
+                return Ok(Decision::new(Vec::new(), 0));
+            }
             let mut changes = vec![Change::Notified {
                 account: account.clone(),
                 uid: uid.clone(),

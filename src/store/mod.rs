@@ -2,10 +2,47 @@
 //! The `Store` trait hides the backend (sled by default) from the rest of the daemon.
 
 mod durability;
+mod postgres;
 mod sled_store;
 
 pub use durability::Durability;
+pub use postgres::{Migration, PgStore};
 pub use sled_store::{DEFAULT_CACHE_SIZE, SledStore};
+
+/// Opens the store the configuration names: the shared database when `store.url` is set
+/// (its schema made or upgraded first), else sled in `server.data_dir`.
+pub fn open(config: &crate::config::Config) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    Ok(match &config.store.url {
+        Some(url) => {
+            PgStore::migrate(url)?;
+            std::sync::Arc::new(PgStore::open(url, config.store.pool_size)?)
+        }
+        None => std::sync::Arc::new(SledStore::open_with(
+            &config.server.data_dir,
+            config.store.cache_size,
+        )?),
+    })
+}
+
+/// Where the configuration keeps the store, for messages.
+pub fn place(config: &crate::config::Config) -> String {
+    match &config.store.url {
+        Some(url) => format!("database {}", url.describe()),
+        None => config.server.data_dir.display().to_string(),
+    }
+}
+
+/// What became of a claim on a queued message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This instance delivers it.
+    Taken,
+    /// The relay already accepted it (an instance died before recording so): it is recorded
+    /// as sent, not sent again.
+    Relayed,
+    /// Another instance holds it, or it left the queue.
+    Elsewhere,
+}
 
 use crate::mailbox::Mailbox;
 use serde::{Deserialize, Serialize};
@@ -383,6 +420,13 @@ pub trait Store: Send + Sync + 'static {
     fn outbox(&self) -> Result<Vec<(u64, OutboundMessage)>, StoreError>;
     /// Removes a queued message.
     fn outbox_remove(&self, id: u64) -> Result<(), StoreError>;
+    /// Claims a queued message for delivery by `holder` until `until` (seconds since the
+    /// epoch): granted when nobody holds it or the holder's lease ended before `now`.
+    fn claim(&self, id: u64, holder: &str, now: i64, until: i64) -> Result<Claim, StoreError>;
+    /// Records at once and durably that the relay accepted a claimed message, where every
+    /// host sees it; false when the store keeps no such record (a store of one host, whose
+    /// journal file does it).
+    fn relayed(&self, id: u64) -> Result<bool, StoreError>;
     /// Pending notices, soonest first.
     fn notices(&self) -> Result<Vec<Notice>, StoreError>;
     /// When the organizer last answered this attendee's REFRESH for this object.

@@ -1,7 +1,7 @@
 //! The embedded backend: sled 0.34.7.
 
 use super::{
-    Change, Changed, Changes, Expect, MAX_VALUE, Notice, OutboundMessage, Store, StoreError,
+    Change, Changed, Changes, Claim, Expect, MAX_VALUE, Notice, OutboundMessage, Store, StoreError,
     StoredObject, Tag,
 };
 use sled::Transactional;
@@ -677,11 +677,21 @@ impl Trees {
                                 key.extend_from_slice(attendee.as_bytes());
                                 refreshed.insert(key, &at.to_be_bytes())?;
                             }
+                            // Sent meanwhile: the decision is stale.
                             Change::Notified { account, uid } => {
-                                notices.remove(object_key(account, uid))?;
+                                if notices.remove(object_key(account, uid))?.is_none() {
+                                    return Err(ConflictableTransactionError::Abort(
+                                        StoreError::Conflict,
+                                    ));
+                                }
                             }
+                            // Recorded meanwhile: the decision runs again and finds it.
                             Change::Seen(key) => {
-                                seen.insert(key.as_slice(), &id.to_be_bytes())?;
+                                if seen.insert(key.as_slice(), &id.to_be_bytes())?.is_some() {
+                                    return Err(ConflictableTransactionError::Abort(
+                                        StoreError::Conflict,
+                                    ));
+                                }
                             }
                             Change::Proposal { account, uid, text } => {
                                 let mut key = object_key(account, uid);
@@ -844,6 +854,13 @@ impl Store for SledStore {
     }
     fn outbox_remove(&self, id: u64) -> Result<(), StoreError> {
         self.with(|t| t.outbox_remove(id))
+    }
+    /// One process holds a sled store (its lock file): its worker's own bookkeeping suffices.
+    fn claim(&self, _: u64, _: &str, _: i64, _: i64) -> Result<Claim, StoreError> {
+        Ok(Claim::Taken)
+    }
+    fn relayed(&self, _: u64) -> Result<bool, StoreError> {
+        Ok(false)
     }
     fn notices(&self) -> Result<Vec<Notice>, StoreError> {
         self.with(|t| t.notices())

@@ -38,6 +38,10 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const SECRET_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$y32NM/1FpUSTQtgjzChkxg$tzcDi61ISGyh1GB8Hi6AxD6B3XDZJk4+GtpIgJeUBi4";
 
 pub struct Daemon {
+    /// The test's name for it (its folder, its database).
+    pub name: String,
+    /// The `[store]` section of its configuration.
+    pub store: String,
     pub child: Option<Child>,
     pub dir: PathBuf,
     pub config: PathBuf,
@@ -51,6 +55,79 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The `[store]` section of a test's configuration: empty (sled in its folder), or, when
+/// `TEST_POSTGRES` names a cluster (the superuser's URL), a fresh database of its own
+/// there, so that every test suite runs on both stores.
+pub fn store_section(name: &str) -> String {
+    let Ok(admin) = std::env::var("TEST_POSTGRES") else {
+        return String::new();
+    };
+    let database = database_name(name);
+    psql(&[
+        format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
+        format!("CREATE DATABASE {database}"),
+    ]);
+    let url = match admin.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{database}"),
+        None => panic!("TEST_POSTGRES must end in /DATABASE: {admin}"),
+    };
+    format!("[store]\nurl = \"{url}\"\n")
+}
+
+/// Drops a test's database, when the tests run against PostgreSQL and the test passed (a
+/// failed test's stays to be looked at).
+pub fn drop_database(name: &str) {
+    if on_postgres() && !std::thread::panicking() {
+        psql(&[format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            database_name(name)
+        )]);
+    }
+}
+
+/// A test's database: identifiers end at 63 bytes, so a readable start and a hash of the
+/// whole name.
+fn database_name(name: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut hasher);
+    let readable: String = name
+        .chars()
+        .take(24)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!(
+        "imipd_{readable}_{:x}_{}",
+        hasher.finish(),
+        std::process::id()
+    )
+}
+
+fn psql(commands: &[String]) {
+    let admin = std::env::var("TEST_POSTGRES").expect("TEST_POSTGRES");
+    let mut psql = Command::new("psql");
+    psql.args(["-q", "-v", "ON_ERROR_STOP=1", &admin]);
+    for command in commands {
+        psql.arg("-c").arg(command);
+    }
+    let status = psql
+        .env("PGOPTIONS", "-c client_min_messages=warning")
+        .status()
+        .expect("psql runs");
+    assert!(status.success(), "psql failed: {commands:?}");
+}
+
+/// True when the tests run against PostgreSQL (`TEST_POSTGRES`).
+pub fn on_postgres() -> bool {
+    std::env::var_os("TEST_POSTGRES").is_some()
 }
 
 impl Daemon {
@@ -75,18 +152,21 @@ impl Daemon {
         std::fs::create_dir_all(&dir).unwrap();
         let (lmtp, http) = (free_port(), free_port());
         let config = dir.join("imipd.toml");
+        let store = store_section(name);
         std::fs::write(
             &config,
             format!(
                 "[server]\ndata_dir = \"{data}\"\nhostname = \"mx.example.com\"\n\
 [lmtp]\nlisten = \"127.0.0.1:{lmtp}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n{http_keys}\n\
-{extra}\n[outbound]\nspool_dir = \"{spool}\"\n{outbound}",
+{extra}\n{store}[outbound]\nspool_dir = \"{spool}\"\n{outbound}",
                 data = dir.join("data").display(),
                 spool = dir.join("spool").display(),
             ),
         )
         .unwrap();
         let mut daemon = Daemon {
+            name: name.to_string(),
+            store,
             child: None,
             dir,
             config,
@@ -118,6 +198,25 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Empties the store (a new sled folder, or a new database), the daemon stopped.
+    pub fn new_store(&self) {
+        let _ = std::fs::remove_dir_all(self.dir.join("data"));
+        if on_postgres() {
+            store_section(&self.name);
+        }
+    }
+
+    /// Puts another `[store]` section into the configuration (the daemon stopped).
+    pub fn use_store(&mut self, section: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let text = match self.store.is_empty() {
+            true => text.replacen("\n[outbound]\n", &format!("\n{section}[outbound]\n"), 1),
+            false => text.replacen(&self.store, section, 1),
+        };
+        std::fs::write(&self.config, text).unwrap();
+        self.store = section.to_string();
     }
 
     pub fn kill9(&mut self) {
@@ -285,6 +384,9 @@ impl Conversation {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
+        if !self.name.is_empty() {
+            drop_database(&self.name);
+        }
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }

@@ -7,7 +7,6 @@ use imipd::config::Config;
 use imipd::gateway::{Clock, Gateway};
 use imipd::inbound::Intake;
 use imipd::inbound::session::{self, Protocol};
-use imipd::store::SledStore;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -41,6 +40,7 @@ impl std::io::Write for Log {
 
 /// One imipd in the test process.
 pub struct Node {
+    name: String,
     pub dir: PathBuf,
     pub config_path: PathBuf,
     pub clock: Arc<ManualClock>,
@@ -71,10 +71,11 @@ impl Node {
             format!(
                 "[server]\ndata_dir = \"{data}\"\nhostname = \"mx.example.com\"\n\
 [lmtp]\nlisten = \"\"\n[http]\nlisten = \"\"\nadmin_token = \"{token}\"\n\
-{extra}\n[outbound]\nspool_dir = \"{spool}\"\n{outbound}",
+{extra}\n{store}[outbound]\nspool_dir = \"{spool}\"\n{outbound}",
                 data = dir.join("data").display(),
                 spool = dir.join("spool").display(),
                 token = super::ADMIN_TOKEN,
+                store = super::store_section(&format!("node-{name}")),
             ),
         )
         .unwrap();
@@ -83,6 +84,7 @@ impl Node {
             .unwrap()
             .as_secs() as i64;
         let mut node = Node {
+            name: format!("node-{name}"),
             dir,
             config_path,
             clock: Arc::new(ManualClock(AtomicI64::new(now))),
@@ -117,9 +119,8 @@ impl Node {
         let clock = self.clock.clone();
         let parts = tracing::dispatcher::with_default(&dispatch, || {
             runtime.block_on(async move {
-                let store = SledStore::open_with(&config.server.data_dir, config.store.cache_size)
-                    .expect("store");
-                let gateway = Arc::new(Gateway::with_clock(config, Arc::new(store), clock));
+                let store = imipd::store::open(&config).expect("store");
+                let gateway = Arc::new(Gateway::with_clock(config, store, clock));
                 let intake = Arc::new(Intake::new(gateway.clone()));
                 let router = imipd::http::router(Arc::new(imipd::http::Api::new(gateway.clone())));
                 let (stop, stopped) = watch::channel(false);
@@ -317,6 +318,7 @@ impl Drop for Node {
             let _ = parts.stop.send(true);
             parts.runtime.shutdown_timeout(Duration::from_secs(5));
         }
+        super::drop_database(&self.name);
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }

@@ -1,0 +1,944 @@
+//! The store several imipd hosts share: PostgreSQL.
+//!
+//! Every write is one transaction, acknowledged only after its COMMIT (the server's
+//! `synchronous_commit`, which must not be off). Preconditions are checked under row locks; the
+//! change log of an account is written under an advisory lock on the account, so that its ids
+//! grow in commit order and a calendar client's sync token never skips a change committed late.
+//!
+//! The `Store` trait is synchronous (the engine decides inside a plain closure), the driver is
+//! asynchronous: the pool and its connections live on a runtime of their own, and a call blocks
+//! the calling thread, letting the daemon's runtime move its other tasks away meanwhile.
+
+use super::{
+    Change, Changed, Changes, Claim, Expect, MAX_VALUE, Notice, OutboundMessage, Store, StoreError,
+    StoredObject, Tag,
+};
+use crate::config::Database;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::future::Future;
+use std::time::Duration;
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+
+/// The schema this build writes; a newer one is refused, an older one upgraded.
+const FORMAT: i32 = 1;
+
+/// The advisory lock held while the schema is made or upgraded, so that hosts starting
+/// together do not race ("imipd" in ASCII).
+const SCHEMA_LOCK: i64 = 0x0069_6d69_7064;
+
+/// Longest wait for the database on one call: a connection that hangs answers 451, not never.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+const SCHEMA: &str = "
+CREATE SCHEMA IF NOT EXISTS imipd;
+CREATE SEQUENCE IF NOT EXISTS imipd.ids;
+CREATE TABLE IF NOT EXISTS imipd.meta (key text PRIMARY KEY, value bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS imipd.objects (
+    account text, uid bytea, revision bigint NOT NULL, schedule_tag bigint NOT NULL,
+    body bytea NOT NULL, PRIMARY KEY (account, uid));
+CREATE TABLE IF NOT EXISTS imipd.changes (
+    account text, uid bytea, id bigint NOT NULL, removed boolean NOT NULL,
+    PRIMARY KEY (account, uid));
+CREATE INDEX IF NOT EXISTS changes_by_id ON imipd.changes (account, id);
+CREATE TABLE IF NOT EXISTS imipd.inbox (
+    account text, id bigint, body bytea NOT NULL, PRIMARY KEY (account, id));
+CREATE TABLE IF NOT EXISTS imipd.properties (
+    account text, calendar bytea, name bytea, value bytea NOT NULL,
+    PRIMARY KEY (account, calendar, name));
+CREATE TABLE IF NOT EXISTS imipd.calendars (account text, name bytea, PRIMARY KEY (account, name));
+CREATE TABLE IF NOT EXISTS imipd.placements (
+    account text, uid bytea, calendar bytea NOT NULL, PRIMARY KEY (account, uid));
+CREATE TABLE IF NOT EXISTS imipd.outbox (
+    id bigint PRIMARY KEY, message bytea NOT NULL, holder text,
+    lease_until bigint NOT NULL DEFAULT 0, relayed boolean NOT NULL DEFAULT false);
+CREATE TABLE IF NOT EXISTS imipd.sent (id bigint PRIMARY KEY, message bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS imipd.notices (
+    account text, uid bytea, due bigint NOT NULL, repliers text[] NOT NULL,
+    PRIMARY KEY (account, uid));
+CREATE TABLE IF NOT EXISTS imipd.refreshed (
+    account text, uid bytea, attendee bytea, at bigint NOT NULL,
+    PRIMARY KEY (account, uid, attendee));
+CREATE TABLE IF NOT EXISTS imipd.seen (key bytea PRIMARY KEY, id bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS imipd.counters (
+    account text, uid bytea, id bigint, body bytea NOT NULL, PRIMARY KEY (account, uid, id));
+";
+
+/// What `migrate` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migration {
+    /// The schema was made.
+    Created,
+    /// The schema was already this build's.
+    Current,
+}
+
+/// PostgreSQL with the daemon's tables.
+pub struct PgStore {
+    /// The runtime the pool's connections run on; shut down without waiting when dropped
+    /// (a runtime may not be dropped inside another's context).
+    runtime: Option<tokio::runtime::Runtime>,
+    pool: Pool,
+    secret: [u8; 32],
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+fn failed(e: tokio_postgres::Error) -> StoreError {
+    let retry = [
+        SqlState::UNIQUE_VIOLATION,
+        SqlState::T_R_SERIALIZATION_FAILURE,
+        SqlState::T_R_DEADLOCK_DETECTED,
+    ];
+    match (e.code(), e.as_db_error()) {
+        (Some(code), _) if retry.contains(code) => StoreError::Conflict,
+        (_, Some(db)) => StoreError::Unavailable(format!("database: {}", db.message())),
+        _ => StoreError::Unavailable(format!("database: {e}")),
+    }
+}
+
+fn unreachable(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => failed(e),
+        other => StoreError::Unavailable(format!("database unreachable: {other}")),
+    }
+}
+
+/// Ids and revisions are u64 in the daemon and bigint (signed) in the database; the sequence
+/// starts at 1, so they never differ.
+fn id(value: i64) -> u64 {
+    value.max(0) as u64
+}
+
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+fn message(bytes: &[u8], id: i64) -> Option<OutboundMessage> {
+    serde_json::from_slice(bytes)
+        .inspect_err(|error| tracing::error!(id, %error, "outbound message unreadable; skipped"))
+        .ok()
+}
+
+fn encoded(message: &OutboundMessage) -> Vec<u8> {
+    serde_json::to_vec(message).expect("a message serializes")
+}
+
+impl PgStore {
+    /// Connects to the database and checks its schema, which `migrate` must have made.
+    pub fn open(url: &Database, pool_size: usize) -> Result<PgStore, StoreError> {
+        let mut store = Self::connect(url, pool_size)?;
+        store.secret = store.block(store.check())?;
+        Ok(store)
+    }
+
+    /// Makes or upgrades the schema (under an advisory lock: hosts may start together).
+    pub fn migrate(url: &Database) -> Result<Migration, StoreError> {
+        let store = Self::connect(url, 1)?;
+        store.block(store.make_schema())
+    }
+
+    fn connect(url: &Database, pool_size: usize) -> Result<PgStore, StoreError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("imipd-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("database runtime: {e}")))?;
+        let mut connect = url.connect.clone();
+        if connect.get_connect_timeout().is_none() {
+            connect.connect_timeout(Duration::from_secs(5));
+        }
+        connect.application_name("imipd");
+        let manager = Manager::from_config(
+            connect,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(TIMEOUT))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("database pool: {e}")))?;
+        Ok(PgStore {
+            runtime: Some(runtime),
+            pool,
+            secret: [0; 32],
+        })
+    }
+
+    /// Runs `work` on the store's runtime and waits for it, at most [`TIMEOUT`].
+    fn block<T: Send>(
+        &self,
+        work: impl Future<Output = Result<T, StoreError>> + Send,
+    ) -> Result<T, StoreError> {
+        let handle = self
+            .runtime
+            .as_ref()
+            .expect("runtime until dropped")
+            .handle();
+        let bounded = async {
+            match tokio::time::timeout(TIMEOUT, work).await {
+                Ok(result) => result,
+                Err(_) => Err(StoreError::Unavailable(format!(
+                    "the database did not answer within {} s",
+                    TIMEOUT.as_secs()
+                ))),
+            }
+        };
+        use tokio::runtime::RuntimeFlavor;
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            // The daemon: the worker hands its other tasks to another thread while this waits.
+            Ok(RuntimeFlavor::MultiThread) => {
+                tokio::task::block_in_place(|| handle.block_on(bounded))
+            }
+            // A single-threaded runtime (tests) cannot do that; a thread of its own waits.
+            Ok(_) => std::thread::scope(|scope| {
+                scope
+                    .spawn(|| handle.block_on(bounded))
+                    .join()
+                    .unwrap_or_else(|_| {
+                        Err(StoreError::Unavailable("database call panicked".into()))
+                    })
+            }),
+            Err(_) => handle.block_on(bounded),
+        }
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(unreachable)
+    }
+
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(failed)?;
+        client.query(&statement, params).await.map_err(failed)
+    }
+
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(failed)?;
+        client.execute(&statement, params).await.map_err(failed)
+    }
+
+    async fn make_schema(&self) -> Result<Migration, StoreError> {
+        let mut client = self.client().await?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&SCHEMA_LOCK])
+            .await
+            .map_err(failed)?;
+        let made = async {
+            let found = recorded_format(&client).await?;
+            match found {
+                Some(FORMAT) => return Ok(Migration::Current),
+                Some(found) if found > FORMAT => return Err(newer(found)),
+                _ => {}
+            }
+            let tx = client.transaction().await.map_err(failed)?;
+            tx.batch_execute(SCHEMA).await.map_err(failed)?;
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret)
+                .map_err(|e| StoreError::Unavailable(format!("no randomness: {e}")))?;
+            tx.execute(
+                "INSERT INTO imipd.meta VALUES ('secret', $1) ON CONFLICT DO NOTHING",
+                &[&secret.as_slice()],
+            )
+            .await
+            .map_err(failed)?;
+            tx.execute(
+                "INSERT INTO imipd.meta VALUES ('format', $1) ON CONFLICT (key) \
+                 DO UPDATE SET value = EXCLUDED.value",
+                &[&format!("imipd-{FORMAT}").into_bytes()],
+            )
+            .await
+            .map_err(failed)?;
+            tx.commit().await.map_err(failed)?;
+            Ok(Migration::Created)
+        }
+        .await;
+        // Ends with the session otherwise; the pool would keep it.
+        let _ = client
+            .execute("SELECT pg_advisory_unlock($1)", &[&SCHEMA_LOCK])
+            .await;
+        made
+    }
+
+    /// Checks the schema and the server's settings; returns the store's secret.
+    async fn check(&self) -> Result<[u8; 32], StoreError> {
+        let client = self.client().await?;
+        match recorded_format(&client).await? {
+            Some(FORMAT) => {}
+            Some(found) if found > FORMAT => return Err(newer(found)),
+            Some(found) => {
+                return Err(StoreError::Format {
+                    found: format!("imipd-{found}"),
+                    expected: format!("imipd-{FORMAT} (run imipd migrate)"),
+                });
+            }
+            None => {
+                return Err(StoreError::Format {
+                    found: "no imipd schema".into(),
+                    expected: format!("imipd-{FORMAT} (run imipd migrate)"),
+                });
+            }
+        }
+        let row = client
+            .query_one("SHOW synchronous_commit", &[])
+            .await
+            .map_err(failed)?;
+        if row.get::<_, String>(0) == "off" {
+            return Err(StoreError::Unavailable(
+                "the database has synchronous_commit = off: imipd acknowledges mail only after \
+                 a durable commit; set it to on (or remote_write, remote_apply)"
+                    .into(),
+            ));
+        }
+        let row = client
+            .query_one("SELECT value FROM imipd.meta WHERE key = 'secret'", &[])
+            .await
+            .map_err(failed)?;
+        let bytes: Vec<u8> = row.get(0);
+        <[u8; 32]>::try_from(bytes.as_slice())
+            .map_err(|_| StoreError::Unavailable("the store's secret is damaged".into()))
+    }
+
+    async fn commit_async(&self, changes: &[Change]) -> Result<Vec<u64>, StoreError> {
+        for change in changes {
+            let size = match change {
+                Change::Put { text, .. } | Change::Proposal { text, .. } => text.len(),
+                Change::Enqueue(m) | Change::Requeue(_, m) | Change::Sent(_, m) => m.calendar.len(),
+                _ => 0,
+            };
+            if size > MAX_VALUE {
+                return Err(StoreError::TooLarge(size));
+            }
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(failed)?;
+        // An account's change log gets its ids under the account's lock, so that they grow in
+        // commit order; sorted, so that two commits never wait for each other in a circle.
+        let mut logged: Vec<&str> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Put { account, .. } | Change::Delete { account, .. } => {
+                    Some(account.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        logged.sort_unstable();
+        logged.dedup();
+        let lock = tx
+            .prepare_cached("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .await
+            .map_err(failed)?;
+        for account in logged {
+            tx.execute(&lock, &[&account]).await.map_err(failed)?;
+        }
+        let count = changes.len() as i64;
+        let ids: Vec<i64> = tx
+            .query(
+                &tx.prepare_cached(
+                    "SELECT nextval('imipd.ids') FROM generate_series(1::bigint, $1::bigint)",
+                )
+                .await
+                .map_err(failed)?,
+                &[&count],
+            )
+            .await
+            .map_err(failed)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        for (change, id) in changes.iter().zip(&ids) {
+            apply(&tx, change, *id).await?;
+        }
+        tx.commit().await.map_err(failed)?;
+        Ok(ids.into_iter().map(id).collect())
+    }
+}
+
+fn newer(found: i32) -> StoreError {
+    StoreError::Format {
+        found: format!("imipd-{found}"),
+        expected: format!("imipd-{FORMAT} (a newer imipd wrote this database)"),
+    }
+}
+
+async fn recorded_format(client: &tokio_postgres::Client) -> Result<Option<i32>, StoreError> {
+    let exists = client
+        .query_one("SELECT to_regclass('imipd.meta') IS NOT NULL", &[])
+        .await
+        .map_err(failed)?;
+    if !exists.get::<_, bool>(0) {
+        return Ok(None);
+    }
+    let row = client
+        .query_opt("SELECT value FROM imipd.meta WHERE key = 'format'", &[])
+        .await
+        .map_err(failed)?;
+    let Some(row) = row else { return Ok(None) };
+    let value: Vec<u8> = row.get(0);
+    let text = String::from_utf8_lossy(&value);
+    match text.strip_prefix("imipd-").and_then(|n| n.parse().ok()) {
+        Some(n) => Ok(Some(n)),
+        None => Err(StoreError::Format {
+            found: text.into_owned(),
+            expected: format!("imipd-{FORMAT} (this is no imipd database)"),
+        }),
+    }
+}
+
+/// Runs one prepared statement in the transaction; returns the rows it touched.
+async fn run(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, StoreError> {
+    let statement = tx.prepare_cached(sql).await.map_err(failed)?;
+    tx.execute(&statement, params).await.map_err(failed)
+}
+
+/// Checks a precondition against the object's row, locked until the commit; returns the
+/// schedule tag it has.
+async fn locked(
+    tx: &deadpool_postgres::Transaction<'_>,
+    account: &str,
+    uid: &[u8],
+    expect: &Expect,
+) -> Result<Option<i64>, StoreError> {
+    let statement = tx
+        .prepare_cached(
+            "SELECT revision, schedule_tag FROM imipd.objects \
+             WHERE account = $1 AND uid = $2 FOR UPDATE",
+        )
+        .await
+        .map_err(failed)?;
+    let row = tx
+        .query_opt(&statement, &[&account, &uid])
+        .await
+        .map_err(failed)?;
+    let current = row.map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)));
+    let ok = match (expect, current) {
+        (Expect::Any, _) => true,
+        (Expect::Absent, found) => found.is_none(),
+        (Expect::Revision(want), Some((revision, _))) => id(revision) == *want,
+        (Expect::Revision(_), None) => false,
+    };
+    match ok {
+        true => Ok(current.map(|(_, tag)| tag)),
+        false => Err(StoreError::Conflict),
+    }
+}
+
+async fn log_change(
+    tx: &deadpool_postgres::Transaction<'_>,
+    account: &str,
+    uid: &[u8],
+    id: i64,
+    removed: bool,
+) -> Result<(), StoreError> {
+    run(
+        tx,
+        "INSERT INTO imipd.changes VALUES ($1, $2, $3, $4) ON CONFLICT (account, uid) \
+         DO UPDATE SET id = EXCLUDED.id, removed = EXCLUDED.removed",
+        &[&account, &uid, &id, &removed],
+    )
+    .await
+    .map(drop)
+}
+
+async fn apply(
+    tx: &deadpool_postgres::Transaction<'_>,
+    change: &Change,
+    id: i64,
+) -> Result<(), StoreError> {
+    match change {
+        Change::Put {
+            account,
+            uid,
+            text,
+            expect,
+            tag,
+        } => {
+            let uid = uid.as_bytes();
+            let kept = locked(tx, account, uid, expect).await?;
+            let schedule_tag = match tag {
+                Tag::Kept => kept.unwrap_or(id),
+                Tag::New => id,
+            };
+            run(
+                tx,
+                "INSERT INTO imipd.objects VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (account, uid) DO UPDATE SET revision = EXCLUDED.revision, \
+                 schedule_tag = EXCLUDED.schedule_tag, body = EXCLUDED.body",
+                &[account, &uid, &id, &schedule_tag, &text.as_bytes()],
+            )
+            .await?;
+            log_change(tx, account, uid, id, false).await
+        }
+        Change::Delete {
+            account,
+            uid,
+            expect,
+        } => {
+            let uid = uid.as_bytes();
+            locked(tx, account, uid, expect).await?;
+            run(
+                tx,
+                "DELETE FROM imipd.objects WHERE account = $1 AND uid = $2",
+                &[account, &uid],
+            )
+            .await?;
+            log_change(tx, account, uid, id, true).await
+        }
+        Change::Inbox { account, text } => run(
+            tx,
+            "INSERT INTO imipd.inbox VALUES ($1, $2, $3)",
+            &[account, &id, &text.as_bytes()],
+        )
+        .await
+        .map(drop),
+        Change::InboxRemove { account, id } => run(
+            tx,
+            "DELETE FROM imipd.inbox WHERE account = $1 AND id = $2",
+            &[account, &(*id as i64)],
+        )
+        .await
+        .map(drop),
+        Change::Calendar {
+            account,
+            name,
+            exists: true,
+        } => run(
+            tx,
+            "INSERT INTO imipd.calendars VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[account, &name.as_bytes()],
+        )
+        .await
+        .map(drop),
+        Change::Calendar {
+            account,
+            name,
+            exists: false,
+        } => run(
+            tx,
+            "DELETE FROM imipd.calendars WHERE account = $1 AND name = $2",
+            &[account, &name.as_bytes()],
+        )
+        .await
+        .map(drop),
+        Change::Place {
+            account,
+            uid,
+            calendar: Some(calendar),
+        } => run(
+            tx,
+            "INSERT INTO imipd.placements VALUES ($1, $2, $3) ON CONFLICT (account, uid) \
+             DO UPDATE SET calendar = EXCLUDED.calendar",
+            &[account, &uid.as_bytes(), &calendar.as_bytes()],
+        )
+        .await
+        .map(drop),
+        Change::Place {
+            account,
+            uid,
+            calendar: None,
+        } => run(
+            tx,
+            "DELETE FROM imipd.placements WHERE account = $1 AND uid = $2",
+            &[account, &uid.as_bytes()],
+        )
+        .await
+        .map(drop),
+        Change::Property {
+            account,
+            calendar,
+            name,
+            value: Some(value),
+        } => run(
+            tx,
+            "INSERT INTO imipd.properties VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (account, calendar, name) DO UPDATE SET value = EXCLUDED.value",
+            &[
+                account,
+                &calendar.as_bytes(),
+                &name.as_bytes(),
+                &value.as_bytes(),
+            ],
+        )
+        .await
+        .map(drop),
+        Change::Property {
+            account,
+            calendar,
+            name,
+            value: None,
+        } => run(
+            tx,
+            "DELETE FROM imipd.properties WHERE account = $1 AND calendar = $2 AND name = $3",
+            &[account, &calendar.as_bytes(), &name.as_bytes()],
+        )
+        .await
+        .map(drop),
+        other => apply_queue(tx, other, id).await,
+    }
+}
+
+/// The changes of the queue and of the records kept beside the objects.
+async fn apply_queue(
+    tx: &deadpool_postgres::Transaction<'_>,
+    change: &Change,
+    id: i64,
+) -> Result<(), StoreError> {
+    match change {
+        Change::Enqueue(message) => run(
+            tx,
+            "INSERT INTO imipd.outbox (id, message) VALUES ($1, $2)",
+            &[&id, &encoded(message)],
+        )
+        .await
+        .map(drop),
+        Change::Dequeue(queued) => run(
+            tx,
+            "DELETE FROM imipd.outbox WHERE id = $1",
+            &[&(*queued as i64)],
+        )
+        .await
+        .map(drop),
+        // Released for the next attempt, by whichever host is free then.
+        Change::Requeue(queued, message) => run(
+            tx,
+            "UPDATE imipd.outbox SET message = $2, holder = NULL, lease_until = 0 WHERE id = $1",
+            &[&(*queued as i64), &encoded(message)],
+        )
+        .await
+        .map(drop),
+        Change::Sent(queued, message) => run(
+            tx,
+            "INSERT INTO imipd.sent VALUES ($1, $2) ON CONFLICT (id) \
+             DO UPDATE SET message = EXCLUDED.message",
+            &[&(*queued as i64), &encoded(message)],
+        )
+        .await
+        .map(drop),
+        Change::ForgetSent(queued) => run(
+            tx,
+            "DELETE FROM imipd.sent WHERE id = $1",
+            &[&(*queued as i64)],
+        )
+        .await
+        .map(drop),
+        // An earlier pending notice keeps its time and gains the repliers, in their order.
+        Change::Notify {
+            account,
+            uid,
+            due,
+            repliers,
+        } => run(
+            tx,
+            "INSERT INTO imipd.notices VALUES ($1, $2, $3, $4) ON CONFLICT (account, uid) \
+             DO UPDATE SET repliers = ARRAY(SELECT r FROM unnest(imipd.notices.repliers || \
+             EXCLUDED.repliers) WITH ORDINALITY AS t(r, n) GROUP BY r ORDER BY min(n))",
+            &[account, &uid.as_bytes(), due, repliers],
+        )
+        .await
+        .map(drop),
+        Change::Refreshed {
+            account,
+            uid,
+            attendee,
+            at,
+        } => run(
+            tx,
+            "INSERT INTO imipd.refreshed VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (account, uid, attendee) DO UPDATE SET at = EXCLUDED.at",
+            &[account, &uid.as_bytes(), &attendee.as_bytes(), at],
+        )
+        .await
+        .map(drop),
+        // Another host sent it first: this decision is stale.
+        Change::Notified { account, uid } => {
+            let gone = run(
+                tx,
+                "DELETE FROM imipd.notices WHERE account = $1 AND uid = $2",
+                &[account, &uid.as_bytes()],
+            )
+            .await?;
+            match gone {
+                0 => Err(StoreError::Conflict),
+                _ => Ok(()),
+            }
+        }
+        // Recorded by another host meanwhile: a unique violation, so a conflict, and the
+        // decision runs again and finds the message delivered.
+        Change::Seen(key) => run(
+            tx,
+            "INSERT INTO imipd.seen VALUES ($1, $2)",
+            &[&key.as_slice(), &id],
+        )
+        .await
+        .map(drop),
+        Change::Proposal { account, uid, text } => run(
+            tx,
+            "INSERT INTO imipd.counters VALUES ($1, $2, $3, $4)",
+            &[account, &uid.as_bytes(), &id, &text.as_bytes()],
+        )
+        .await
+        .map(drop),
+        _ => unreachable!("objects and calendars are applied by `apply`"),
+    }
+}
+
+fn object(row: &tokio_postgres::Row, at: usize) -> StoredObject {
+    StoredObject {
+        revision: id(row.get(at)),
+        schedule_tag: id(row.get(at + 1)),
+        text: text(row.get(at + 2)),
+    }
+}
+
+impl Store for PgStore {
+    fn get(&self, account: &str, uid: &str) -> Result<Option<StoredObject>, StoreError> {
+        let rows = self.block(self.query(
+            "SELECT revision, schedule_tag, body FROM imipd.objects \
+             WHERE account = $1 AND uid = $2",
+            &[&account, &uid.as_bytes()],
+        ))?;
+        Ok(rows.first().map(|row| object(row, 0)))
+    }
+
+    fn list(&self, account: &str) -> Result<Vec<(String, StoredObject)>, StoreError> {
+        let rows = self.block(self.query(
+            "SELECT uid, revision, schedule_tag, body FROM imipd.objects \
+             WHERE account = $1 ORDER BY uid",
+            &[&account],
+        ))?;
+        Ok(rows
+            .iter()
+            .map(|row| (text(row.get(0)), object(row, 1)))
+            .collect())
+    }
+
+    fn all(&self) -> Result<Vec<(String, String, StoredObject)>, StoreError> {
+        let rows = self.block(self.query(
+            "SELECT account, uid, revision, schedule_tag, body FROM imipd.objects \
+             ORDER BY account, uid",
+            &[],
+        ))?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get(0), text(row.get(1)), object(row, 2)))
+            .collect())
+    }
+
+    fn properties(
+        &self,
+        account: &str,
+        calendar: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self.block(self.query(
+            "SELECT name, value FROM imipd.properties WHERE account = $1 AND calendar = $2 \
+             ORDER BY name",
+            &[&account, &calendar.as_bytes()],
+        ))?;
+        Ok(rows
+            .iter()
+            .map(|row| (text(row.get(0)), text(row.get(1))))
+            .collect())
+    }
+
+    fn calendars(&self, account: &str) -> Result<Vec<String>, StoreError> {
+        let rows = self.block(self.query(
+            "SELECT name FROM imipd.calendars WHERE account = $1 ORDER BY name",
+            &[&account],
+        ))?;
+        Ok(rows.iter().map(|row| text(row.get(0))).collect())
+    }
+
+    fn placements(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self.block(self.query(
+            "SELECT uid, calendar FROM imipd.placements WHERE account = $1 ORDER BY uid",
+            &[&account],
+        ))?;
+        Ok(rows
+            .iter()
+            .map(|row| (text(row.get(0)), text(row.get(1))))
+            .collect())
+    }
+
+    fn inbox(&self, account: &str) -> Result<Vec<(u64, String)>, StoreError> {
+        let rows = self.block(self.query(
+            "SELECT id, body FROM imipd.inbox WHERE account = $1 ORDER BY id",
+            &[&account],
+        ))?;
+        Ok(rows
+            .iter()
+            .map(|row| (id(row.get(0)), text(row.get(1))))
+            .collect())
+    }
+
+    fn inbox_ids(&self, account: &str) -> Result<Vec<u64>, StoreError> {
+        let rows = self.block(self.query(
+            "SELECT id FROM imipd.inbox WHERE account = $1 ORDER BY id",
+            &[&account],
+        ))?;
+        Ok(rows.iter().map(|row| id(row.get(0))).collect())
+    }
+
+    fn changes_since(&self, account: &str, since: u64) -> Result<Changes, StoreError> {
+        let since = since.min(i64::MAX as u64) as i64;
+        // One statement, so one snapshot: the token and the list agree.
+        let rows = self.block(self.query(
+            "WITH top AS (SELECT max(id) AS m FROM imipd.changes WHERE account = $1) \
+             SELECT top.m, c.id, c.uid, c.removed FROM top LEFT JOIN imipd.changes c \
+             ON c.account = $1 AND c.id >= $2 ORDER BY c.id",
+            &[&account, &since],
+        ))?;
+        let mut out = Changes::default();
+        for row in &rows {
+            if let Some(latest) = row.get::<_, Option<i64>>(0) {
+                out.latest = id(latest) + 1;
+            }
+            if let Some(change) = row.get::<_, Option<i64>>(1) {
+                out.changed.push(Changed {
+                    id: id(change),
+                    uid: text(row.get(2)),
+                    removed: row.get(3),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn seen(&self, key: &[u8]) -> Result<bool, StoreError> {
+        let rows = self.block(self.query("SELECT 1 FROM imipd.seen WHERE key = $1", &[&key]))?;
+        Ok(!rows.is_empty())
+    }
+
+    fn commit(&self, changes: &[Change]) -> Result<Vec<u64>, StoreError> {
+        self.block(self.commit_async(changes))
+    }
+
+    fn outbox(&self) -> Result<Vec<(u64, OutboundMessage)>, StoreError> {
+        let rows =
+            self.block(self.query("SELECT id, message FROM imipd.outbox ORDER BY id", &[]))?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                let key: i64 = row.get(0);
+                Some((id(key), message(row.get(1), key)?))
+            })
+            .collect())
+    }
+
+    fn outbox_remove(&self, queued: u64) -> Result<(), StoreError> {
+        self.block(self.execute(
+            "DELETE FROM imipd.outbox WHERE id = $1",
+            &[&(queued as i64)],
+        ))
+        .map(drop)
+    }
+
+    fn claim(&self, queued: u64, holder: &str, now: i64, until: i64) -> Result<Claim, StoreError> {
+        let rows = self.block(self.query(
+            "UPDATE imipd.outbox SET holder = $2, lease_until = $4 WHERE id = $1 \
+             AND (holder IS NULL OR holder = $2 OR lease_until < $3) RETURNING relayed",
+            &[&(queued as i64), &holder, &now, &until],
+        ))?;
+        Ok(match rows.first().map(|row| row.get::<_, bool>(0)) {
+            Some(true) => Claim::Relayed,
+            Some(false) => Claim::Taken,
+            None => Claim::Elsewhere,
+        })
+    }
+
+    fn relayed(&self, queued: u64) -> Result<bool, StoreError> {
+        self.block(self.execute(
+            "UPDATE imipd.outbox SET relayed = true WHERE id = $1",
+            &[&(queued as i64)],
+        ))?;
+        Ok(true)
+    }
+
+    fn notices(&self) -> Result<Vec<Notice>, StoreError> {
+        let rows = self.block(self.query(
+            "SELECT account, uid, due, repliers FROM imipd.notices ORDER BY due",
+            &[],
+        ))?;
+        Ok(rows
+            .iter()
+            .map(|row| Notice {
+                account: row.get(0),
+                uid: text(row.get(1)),
+                due: row.get(2),
+                repliers: row.get(3),
+            })
+            .collect())
+    }
+
+    fn refreshed(
+        &self,
+        account: &str,
+        uid: &str,
+        attendee: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let rows = self.block(self.query(
+            "SELECT at FROM imipd.refreshed WHERE account = $1 AND uid = $2 AND attendee = $3",
+            &[&account, &uid.as_bytes(), &attendee.as_bytes()],
+        ))?;
+        Ok(rows.first().map(|row| row.get(0)))
+    }
+
+    fn sent(&self, queued: u64) -> Result<Option<OutboundMessage>, StoreError> {
+        let key = queued as i64;
+        let rows =
+            self.block(self.query("SELECT message FROM imipd.sent WHERE id = $1", &[&key]))?;
+        Ok(rows.first().and_then(|row| message(row.get(0), key)))
+    }
+
+    fn counters(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self.block(self.query(
+            "SELECT uid, body FROM imipd.counters WHERE account = $1 ORDER BY uid, id",
+            &[&account],
+        ))?;
+        Ok(rows
+            .iter()
+            .map(|row| (text(row.get(0)), text(row.get(1))))
+            .collect())
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        let rows = self.block(self.query("SELECT pg_database_size(current_database())", &[]))?;
+        Ok(rows.first().map(|row| id(row.get(0))).unwrap_or(0))
+    }
+
+    fn secret(&self) -> [u8; 32] {
+        self.secret
+    }
+
+    /// Every commit was durable when it returned.
+    fn sync(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    fn generation(&self) -> u64 {
+        0
+    }
+}

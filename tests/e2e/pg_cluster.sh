@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# A private PostgreSQL cluster for the tests: Debian's packages (installed when missing), initdb
+# in a temporary folder as an unprivileged user, listening on 127.0.0.1:PORT and a socket in
+# the folder. Prints the superuser's URL.
+#
+#   tests/e2e/pg_cluster.sh start DIR [PORT]   # initdb (first time) and start
+#   tests/e2e/pg_cluster.sh stop DIR           # stop (fast)
+#   tests/e2e/pg_cluster.sh createdb DIR NAME [PORT] # a fresh database; prints its URL
+set -euo pipefail
+action=$1
+dir=$2
+port=${4:-${3:-54329}}
+[ "$action" = createdb ] && port=${4:-54329}
+
+bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+fi
+# PostgreSQL refuses to run as root.
+as=()
+if [ "$(id -u)" = 0 ]; then
+    id imipd-pg >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin imipd-pg
+    as=(runuser -u imipd-pg --)
+fi
+url="postgres://postgres@127.0.0.1:$port/postgres"
+
+case "$action" in
+start)
+    if [ ! -f "$dir/data/PG_VERSION" ]; then
+        mkdir -p "$dir"
+        [ ${#as[@]} -gt 0 ] && chown imipd-pg "$dir"
+        "${as[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >"$dir/initdb.log"
+        cat >>"$dir/data/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$dir'
+max_connections = 300
+fsync = on
+synchronous_commit = on
+EOF
+    fi
+    "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
+    echo "$url"
+    ;;
+stop)
+    "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+    ;;
+createdb)
+    name=$3
+    psql -q "$url" -c "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" -c "CREATE DATABASE \"$name\"" >&2
+    echo "postgres://postgres@127.0.0.1:$port/$name"
+    ;;
+*)
+    echo "usage: $0 start|stop DIR [PORT] | createdb DIR NAME [PORT]" >&2
+    exit 2
+    ;;
+esac

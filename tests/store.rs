@@ -1,0 +1,260 @@
+//! The store's contract, on both backends: sled always, PostgreSQL when `TEST_POSTGRES` names
+//! a cluster. What several hosts sharing one database rely on is here: preconditions checked
+//! at commit, a message recorded once, a notice sent once, claims with leases, the relay's
+//! acceptance recorded where every host sees it, sync tokens that never skip a change.
+
+mod common;
+
+use imipd::store::{
+    Change, Claim, Expect, MailSummary, OutboundMessage, PgStore, SledStore, Store, StoreError, Tag,
+};
+use std::sync::Arc;
+
+fn sled(name: &str) -> Arc<dyn Store> {
+    let dir = std::env::temp_dir().join(format!("imipd-store-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    Arc::new(SledStore::open(&dir).unwrap())
+}
+
+fn postgres(name: &str) -> Option<Arc<dyn Store>> {
+    let section = common::store_section(&format!("store-{name}"));
+    let url = section.split('"').nth(1)?;
+    let url = imipd::config::Database::parse(url).unwrap();
+    PgStore::migrate(&url).unwrap();
+    Some(Arc::new(PgStore::open(&url, 4).unwrap()))
+}
+
+/// Runs a check on every backend there is.
+fn on_each(name: &str, check: impl Fn(&dyn Store)) {
+    check(sled(name).as_ref());
+    match postgres(name) {
+        Some(store) => check(store.as_ref()),
+        None => eprintln!("{name}: PostgreSQL skipped (TEST_POSTGRES is not set)"),
+    }
+}
+
+fn put(uid: &str, text: &str, expect: Expect) -> Change {
+    Change::Put {
+        account: "bob".into(),
+        uid: uid.into(),
+        text: text.into(),
+        expect,
+        tag: Tag::New,
+    }
+}
+
+fn message(to: &str) -> OutboundMessage {
+    OutboundMessage {
+        trace: "t".into(),
+        account: "bob".into(),
+        uid: "u".into(),
+        method: "REQUEST".into(),
+        from: imipd::mailbox::Mailbox::parse("bob@example.com").unwrap(),
+        to: vec![imipd::mailbox::Mailbox::parse(to).unwrap()],
+        summary: MailSummary::default(),
+        calendar: "BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n".into(),
+        queued_at: 0,
+        attempts: 0,
+        next_attempt: 0,
+        last_error: None,
+    }
+}
+
+#[test]
+fn preconditions_are_checked_at_commit_and_a_conflict_changes_nothing() {
+    on_each("preconditions", |store| {
+        let ids = store.commit(&[put("a", "one", Expect::Absent)]).unwrap();
+        let first = store.get("bob", "a").unwrap().unwrap();
+        assert_eq!((first.revision, first.text.as_str()), (ids[0], "one"));
+        assert!(matches!(
+            store.commit(&[put("a", "two", Expect::Absent)]),
+            Err(StoreError::Conflict)
+        ));
+        // A stale revision fails the whole commit: nothing of it is kept.
+        let stale = [
+            put("b", "new", Expect::Absent),
+            put("a", "three", Expect::Revision(first.revision + 1000)),
+        ];
+        assert!(matches!(store.commit(&stale), Err(StoreError::Conflict)));
+        assert!(store.get("bob", "b").unwrap().is_none());
+        store
+            .commit(&[put("a", "four", Expect::Revision(first.revision))])
+            .unwrap();
+        let now = store.get("bob", "a").unwrap().unwrap();
+        assert!(now.revision > first.revision && now.text == "four");
+        store
+            .commit(&[Change::Delete {
+                account: "bob".into(),
+                uid: "a".into(),
+                expect: Expect::Revision(now.revision),
+            }])
+            .unwrap();
+        assert!(store.get("bob", "a").unwrap().is_none());
+    });
+}
+
+#[test]
+fn a_message_is_recorded_once_and_a_notice_sent_once() {
+    on_each("once", |store| {
+        store.commit(&[Change::Seen(b"key".to_vec())]).unwrap();
+        assert!(store.seen(b"key").unwrap());
+        // The second host's decision was made before the first committed.
+        assert!(matches!(
+            store.commit(&[put("x", "y", Expect::Any), Change::Seen(b"key".to_vec())]),
+            Err(StoreError::Conflict)
+        ));
+        assert!(store.get("bob", "x").unwrap().is_none());
+
+        let notify = Change::Notify {
+            account: "bob".into(),
+            uid: "n".into(),
+            due: 10,
+            repliers: vec!["mailto:a@x".into()],
+        };
+        store.commit(std::slice::from_ref(&notify)).unwrap();
+        // A later answer keeps the time and adds its replier.
+        store
+            .commit(&[Change::Notify {
+                account: "bob".into(),
+                uid: "n".into(),
+                due: 99,
+                repliers: vec!["mailto:b@x".into(), "mailto:a@x".into()],
+            }])
+            .unwrap();
+        let notices = store.notices().unwrap();
+        assert_eq!(notices.len(), 1);
+        assert_eq!(notices[0].due, 10);
+        assert_eq!(notices[0].repliers, ["mailto:a@x", "mailto:b@x"]);
+        let sent = Change::Notified {
+            account: "bob".into(),
+            uid: "n".into(),
+        };
+        store.commit(std::slice::from_ref(&sent)).unwrap();
+        assert!(matches!(store.commit(&[sent]), Err(StoreError::Conflict)));
+    });
+}
+
+#[test]
+fn sync_tokens_list_each_change_once() {
+    on_each("sync", |store| {
+        assert_eq!(store.changes_since("bob", 0).unwrap().latest, 0);
+        store.commit(&[put("a", "1", Expect::Any)]).unwrap();
+        store.commit(&[put("b", "1", Expect::Any)]).unwrap();
+        let all = store.changes_since("bob", 0).unwrap();
+        assert_eq!(all.changed.len(), 2);
+        let token = all.latest;
+        assert!(
+            store
+                .changes_since("bob", token)
+                .unwrap()
+                .changed
+                .is_empty()
+        );
+        assert_eq!(store.changes_since("bob", u64::MAX).unwrap().latest, token);
+        store
+            .commit(&[Change::Delete {
+                account: "bob".into(),
+                uid: "a".into(),
+                expect: Expect::Any,
+            }])
+            .unwrap();
+        let since = store.changes_since("bob", token).unwrap();
+        assert_eq!(since.changed.len(), 1);
+        assert!(since.changed[0].removed && since.changed[0].uid == "a");
+        assert!(since.latest > token);
+        // Another account's log is its own.
+        assert_eq!(store.changes_since("carol", 0).unwrap().latest, 0);
+    });
+}
+
+#[test]
+fn a_claim_holds_until_its_lease_ends() {
+    on_each("claims", |store| {
+        let ids = store
+            .commit(&[Change::Enqueue(message("paul@partner.example"))])
+            .unwrap();
+        let id = ids[0];
+        assert_eq!(store.claim(id, "host-a", 100, 200).unwrap(), Claim::Taken);
+        match store.claim(id, "host-b", 150, 250).unwrap() {
+            // A store of one host has no other host to keep out.
+            Claim::Taken => assert!(!store.relayed(id).unwrap()),
+            Claim::Elsewhere => {
+                // The holder renews; the other host gets it once the lease ended.
+                assert_eq!(store.claim(id, "host-a", 150, 300).unwrap(), Claim::Taken);
+                assert_eq!(
+                    store.claim(id, "host-b", 299, 400).unwrap(),
+                    Claim::Elsewhere
+                );
+                // host-a's relay took it, then host-a died: host-b records it as sent.
+                assert!(store.relayed(id).unwrap());
+                assert_eq!(store.claim(id, "host-b", 301, 400).unwrap(), Claim::Relayed);
+                // Put back for a later attempt, anyone may take it.
+                store
+                    .commit(&[Change::Requeue(id, message("paul@partner.example"))])
+                    .unwrap();
+                assert_ne!(
+                    store.claim(id, "host-c", 302, 400).unwrap(),
+                    Claim::Elsewhere
+                );
+            }
+            Claim::Relayed => panic!("nothing was relayed"),
+        }
+        store.commit(&[Change::Dequeue(id)]).unwrap();
+        assert!(store.outbox().unwrap().is_empty());
+        assert_ne!(store.claim(id, "host-a", 500, 600).unwrap(), Claim::Relayed);
+    });
+}
+
+#[test]
+fn calendars_properties_and_the_inbox_round_trip() {
+    on_each("calendars", |store| {
+        let ids = store
+            .commit(&[
+                Change::Calendar {
+                    account: "bob".into(),
+                    name: "work".into(),
+                    exists: true,
+                },
+                Change::Property {
+                    account: "bob".into(),
+                    calendar: "work".into(),
+                    name: "{DAV:}displayname".into(),
+                    value: Some("Work ✓".into()),
+                },
+                Change::Place {
+                    account: "bob".into(),
+                    uid: "a".into(),
+                    calendar: Some("work".into()),
+                },
+                Change::Inbox {
+                    account: "bob".into(),
+                    text: "first".into(),
+                },
+                Change::Inbox {
+                    account: "bob".into(),
+                    text: "second".into(),
+                },
+            ])
+            .unwrap();
+        assert_eq!(store.calendars("bob").unwrap(), ["work"]);
+        assert_eq!(
+            store.properties("bob", "work").unwrap(),
+            [("{DAV:}displayname".to_string(), "Work ✓".to_string())]
+        );
+        assert_eq!(
+            store.placements("bob").unwrap(),
+            [("a".to_string(), "work".to_string())]
+        );
+        assert_eq!(store.inbox_ids("bob").unwrap(), [ids[3], ids[4]]);
+        store
+            .commit(&[Change::InboxRemove {
+                account: "bob".into(),
+                id: ids[3],
+            }])
+            .unwrap();
+        assert_eq!(
+            store.inbox("bob").unwrap(),
+            [(ids[4], "second".to_string())]
+        );
+    });
+}
