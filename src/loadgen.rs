@@ -71,8 +71,13 @@ impl FromStr for Target {
 /// What to send.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The server under load.
-    pub target: Target,
+    /// The servers under load: connection N goes to target N modulo their number (several
+    /// hosts behind one MX name, say).
+    pub targets: Vec<Target>,
+    /// When set, every message updates one of only this many objects, shared by all
+    /// connections (the worst case for hosts sharing a store), instead of each connection
+    /// creating, updating and cancelling objects of its own.
+    pub objects: Option<usize>,
     /// Messages in the whole run.
     pub messages: usize,
     /// Concurrent connections.
@@ -134,6 +139,10 @@ pub struct Step {
     pub account: String,
     /// The outside organizer, also the envelope sender.
     pub organizer: String,
+    /// SEQUENCE.
+    pub sequence: u32,
+    /// The connection that sends it (part of its Message-ID).
+    pub sender: usize,
 }
 
 /// The messages one connection sends, in order: each object is created before it is updated,
@@ -147,6 +156,12 @@ pub fn plan(run: &str, worker: usize, count: usize, accounts: usize, domain: &st
             kind,
             account: format!("user{}@{domain}", n % accounts.max(1) + 1),
             organizer: format!("organizer{}@partner.example", n % 50 + 1),
+            sequence: match kind {
+                Kind::Create => 0,
+                Kind::Update => 1,
+                Kind::Cancel => 2,
+            },
+            sender: worker,
         }
     };
     let mut steps = Vec::with_capacity(count);
@@ -164,17 +179,58 @@ pub fn plan(run: &str, worker: usize, count: usize, accounts: usize, domain: &st
     steps
 }
 
+/// The messages one connection sends when all share `objects` objects: updates, each with a
+/// higher SEQUENCE than the connection's last, of objects taken in turn across connections (the
+/// first update of an object creates it).
+pub fn shared_plan(
+    run: &str,
+    worker: usize,
+    count: usize,
+    objects: usize,
+    accounts: usize,
+    domain: &str,
+) -> Vec<Step> {
+    let objects = objects.max(1);
+    (0..count)
+        .map(|i| {
+            let object = (worker * 7919 + i * 31) % objects;
+            Step {
+                uid: format!("bench-{run}-shared-{object}"),
+                kind: Kind::Update,
+                account: format!("user{}@{domain}", object % accounts.max(1) + 1),
+                organizer: format!("organizer{}@partner.example", object % 50 + 1),
+                sequence: 1 + i as u32,
+                sender: worker,
+            }
+        })
+        .collect()
+}
+
 const ZONE: &str = "BEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\nBEGIN:DAYLIGHT\r\nTZOFFSETFROM:+0100\r\n\
 TZOFFSETTO:+0200\r\nTZNAME:CEST\r\nDTSTART:19700329T020000\r\nRRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU\r\n\
 END:DAYLIGHT\r\nBEGIN:STANDARD\r\nTZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nTZNAME:CET\r\n\
 DTSTART:19701025T030000\r\nRRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n";
 
+/// DTSTAMP: 2026-11-20 09:00:00 UTC plus one second per SEQUENCE, so that a later update is
+/// also stamped later.
+fn stamp(sequence: u32) -> String {
+    let t = 9 * 3600 + u64::from(sequence);
+    let (day, t) = (20 + t / 86400, t % 86400);
+    format!(
+        "202611{day:02}T{:02}{:02}{:02}Z",
+        t / 3600,
+        t / 60 % 60,
+        t % 60
+    )
+}
+
 /// The whole message for a step, as an invitation from a calendar service would look.
 pub fn render(step: &Step) -> Vec<u8> {
-    let (method, sequence, hour) = match step.kind {
-        Kind::Create => ("REQUEST", 0, 10),
-        Kind::Update => ("REQUEST", 1, 11),
-        Kind::Cancel => ("CANCEL", 2, 11),
+    let sequence = step.sequence;
+    let (method, hour) = match step.kind {
+        Kind::Create => ("REQUEST", 10),
+        Kind::Update => ("REQUEST", 11),
+        Kind::Cancel => ("CANCEL", 11),
     };
     let attendees = format!(
         "ATTENDEE;CN=Guest;ROLE=REQ-PARTICIPANT;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:{}\r\n\
@@ -189,8 +245,9 @@ ATTENDEE;CN=Room 4;CUTYPE=ROOM;ROLE=NON-PARTICIPANT;PARTSTAT=ACCEPTED:mailto:roo
 METHOD:{method}\r\n{ZONE}"
     );
     let common = format!(
-        "UID:{uid}\r\nDTSTAMP:20261120T0900{sequence:02}Z\r\nSEQUENCE:{sequence}\r\n{organizer}{attendees}",
-        uid = step.uid
+        "UID:{uid}\r\nDTSTAMP:{stamp}\r\nSEQUENCE:{sequence}\r\n{organizer}{attendees}",
+        uid = step.uid,
+        stamp = stamp(sequence),
     );
     if step.kind == Kind::Cancel {
         let _ = write!(
@@ -220,7 +277,7 @@ SUMMARY:Weekly planning (afternoon this time)\r\nEND:VEVENT\r\n",
     };
     format!(
         "From: Planner <{from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nDate: Mon, 23 Nov 2026 09:00:00 +0000\r\n\
-Message-ID: <{uid}-{kind}@partner.example>\r\nMIME-Version: 1.0\r\n\
+Message-ID: <{uid}-{kind}-{sequence}-{sender}@partner.example>\r\nMIME-Version: 1.0\r\n\
 Content-Type: multipart/alternative; boundary=\"=-bench\"\r\n\r\n--=-bench\r\n\
 Content-Type: text/plain; charset=utf-8\r\n\r\n{subject}\r\nMondays 10:00 to 11:00 (Europe/Berlin), \
 52 times, in Room 4.\r\n\r\n--=-bench\r\nContent-Type: text/calendar; charset=utf-8; method={method}\r\n\r\n\
@@ -229,6 +286,7 @@ Content-Type: text/plain; charset=utf-8\r\n\r\n{subject}\r\nMondays 10:00 to 11:
         to = step.account,
         uid = step.uid,
         kind = step.kind.as_str(),
+        sender = step.sender,
     )
     .into_bytes()
 }
@@ -243,6 +301,12 @@ pub async fn run(options: Options) -> Result<Report, LoadError> {
         if n == 0 {
             return Err(LoadError::Zero(name));
         }
+    }
+    if options.targets.is_empty() {
+        return Err(LoadError::Zero("--target"));
+    }
+    if options.objects == Some(0) {
+        return Err(LoadError::Zero("--objects"));
     }
     let log = match &options.log {
         Some(path) => {
@@ -275,8 +339,18 @@ pub async fn run(options: Options) -> Result<Report, LoadError> {
     for worker in 0..connections {
         let count =
             options.messages / connections + usize::from(worker < options.messages % connections);
-        let steps = plan(&run_id, worker, count, options.accounts, &options.domain);
-        let target = options.target.clone();
+        let steps = match options.objects {
+            Some(objects) => shared_plan(
+                &run_id,
+                worker,
+                count,
+                objects,
+                options.accounts,
+                &options.domain,
+            ),
+            None => plan(&run_id, worker, count, options.accounts, &options.domain),
+        };
+        let target = options.targets[worker % options.targets.len()].clone();
         let bar = bar.clone();
         tasks.push(tokio::spawn(
             async move { send_all(&target, steps, &bar).await },
@@ -506,6 +580,17 @@ mod tests {
         let count = |k| steps.iter().filter(|s| s.kind == k).count();
         assert!(count(Kind::Create) > count(Kind::Update) - 1);
         assert!(count(Kind::Cancel) > 0);
+    }
+
+    #[test]
+    fn shared_objects_are_updated_with_rising_sequences() {
+        let steps = shared_plan("r", 2, 500, 200, 10, "example.com");
+        let objects: std::collections::HashSet<_> = steps.iter().map(|s| &s.uid).collect();
+        assert_eq!(objects.len(), 200);
+        assert!(steps.windows(2).all(|w| w[0].sequence < w[1].sequence));
+        let mail = crate::mime::extract(&render(&steps[7]));
+        let calendar = Calendar::parse(&mail.parts[0].text).unwrap();
+        assert_eq!(uid_of(&calendar), Some(steps[7].uid.as_str()));
     }
 
     #[test]

@@ -581,9 +581,13 @@ fn explain(path: Option<PathBuf>, message: &std::path::Path, to: &[String]) -> E
 /// The load generator's arguments.
 #[derive(clap::Args)]
 struct BenchArgs {
-    /// `lmtp://HOST:PORT` or `smtp://HOST:PORT`.
+    /// `lmtp://HOST:PORT` or `smtp://HOST:PORT`; repeat for several hosts (the connections
+    /// are spread over them).
+    #[arg(long = "target", required = true)]
+    targets: Vec<String>,
+    /// Every message updates one of only N objects shared by all connections.
     #[arg(long)]
-    target: String,
+    objects: Option<usize>,
     /// Messages in the run.
     #[arg(long, default_value_t = 1000)]
     messages: usize,
@@ -604,7 +608,8 @@ struct BenchArgs {
 fn bench(args: BenchArgs) -> ExitCode {
     use imipd::loadgen;
     use std::io::IsTerminal;
-    let target = match args.target.parse::<loadgen::Target>() {
+    let targets = args.targets.iter().map(|t| t.parse::<loadgen::Target>());
+    let targets = match targets.collect::<Result<Vec<_>, _>>() {
         Ok(t) => t,
         Err(e) => {
             eprintln!("imipd bench: {e}");
@@ -612,7 +617,8 @@ fn bench(args: BenchArgs) -> ExitCode {
         }
     };
     let options = loadgen::Options {
-        target,
+        targets,
+        objects: args.objects,
         messages: args.messages,
         connections: args.connections,
         accounts: args.accounts,

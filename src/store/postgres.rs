@@ -28,6 +28,9 @@ const FORMAT: i32 = 1;
 /// together do not race ("imipd" in ASCII).
 const SCHEMA_LOCK: i64 = 0x0069_6d69_7064;
 
+/// The record of a relay's acceptance.
+const RELAYED: &str = "UPDATE imipd.outbox SET relayed = true WHERE id = $1";
+
 /// Longest wait for the database on one call: a connection that hangs answers 451, not never.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -80,6 +83,9 @@ pub struct PgStore {
     /// (a runtime may not be dropped inside another's context).
     runtime: Option<tokio::runtime::Runtime>,
     pool: Pool,
+    /// Connections of their own for the relay's acceptances: written the moment the relay
+    /// answers, they must not wait behind inbound mail for a connection of the pool.
+    journal: Pool,
     secret: [u8; 32],
 }
 
@@ -136,6 +142,15 @@ impl PgStore {
     pub fn open(url: &Database, pool_size: usize) -> Result<PgStore, StoreError> {
         let mut store = Self::connect(url, pool_size)?;
         store.secret = store.block(store.check())?;
+        // Connected and prepared before the first relay answers: its record must be quick.
+        store.block(async {
+            let client = store.journal.get().await.map_err(unreachable)?;
+            client
+                .prepare_cached(RELAYED)
+                .await
+                .map_err(failed)
+                .map(drop)
+        })?;
         Ok(store)
     }
 
@@ -157,24 +172,27 @@ impl PgStore {
             connect.connect_timeout(Duration::from_secs(5));
         }
         connect.application_name("imipd");
-        let manager = Manager::from_config(
-            connect,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(pool_size)
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(TIMEOUT))
-            .create_timeout(Some(Duration::from_secs(5)))
-            .recycle_timeout(Some(Duration::from_secs(5)))
-            .build()
-            .map_err(|e| StoreError::Unavailable(format!("database pool: {e}")))?;
+        let pool = |size: usize| {
+            let manager = Manager::from_config(
+                connect.clone(),
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(size)
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .wait_timeout(Some(TIMEOUT))
+                .create_timeout(Some(Duration::from_secs(5)))
+                .recycle_timeout(Some(Duration::from_secs(5)))
+                .build()
+                .map_err(|e| StoreError::Unavailable(format!("database pool: {e}")))
+        };
         Ok(PgStore {
             runtime: Some(runtime),
-            pool,
+            pool: pool(pool_size)?,
+            journal: pool(2)?,
             secret: [0; 32],
         })
     }
@@ -870,10 +888,14 @@ impl Store for PgStore {
     }
 
     fn relayed(&self, queued: u64) -> Result<bool, StoreError> {
-        self.block(self.execute(
-            "UPDATE imipd.outbox SET relayed = true WHERE id = $1",
-            &[&(queued as i64)],
-        ))?;
+        self.block(async {
+            let client = self.journal.get().await.map_err(unreachable)?;
+            let statement = client.prepare_cached(RELAYED).await.map_err(failed)?;
+            client
+                .execute(&statement, &[&(queued as i64)])
+                .await
+                .map_err(failed)
+        })?;
         Ok(true)
     }
 

@@ -25,9 +25,10 @@ class Sink(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
 
-    def __init__(self, port):
+    def __init__(self, port, delay=0.0):
         super().__init__(("127.0.0.1", port), SinkHandler)
         self.messages, self.lock, self.times = [], threading.Lock(), []
+        self.delay = delay  # before each 250 for a message: deliveries stay in flight longer
 
 
 class SinkHandler(socketserver.StreamRequestHandler):
@@ -50,6 +51,7 @@ class SinkHandler(socketserver.StreamRequestHandler):
                     if l == b".\r\n":
                         break
                     body.append(l[1:] if l.startswith(b"..") else l)
+                time.sleep(self.server.delay)
                 with self.server.lock:
                     self.server.messages.append(b"".join(body).decode("utf-8", "replace"))
                     self.server.times.append(time.monotonic())

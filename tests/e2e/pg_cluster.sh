@@ -3,14 +3,20 @@
 # in a temporary folder as an unprivileged user, listening on 127.0.0.1:PORT and a socket in
 # the folder. Prints the superuser's URL.
 #
-#   tests/e2e/pg_cluster.sh start DIR [PORT]   # initdb (first time) and start
+#   tests/e2e/pg_cluster.sh start DIR [PORT]   # initdb (first time) and start; PORT: a free one
 #   tests/e2e/pg_cluster.sh stop DIR           # stop (fast)
-#   tests/e2e/pg_cluster.sh createdb DIR NAME [PORT] # a fresh database; prints its URL
+#   tests/e2e/pg_cluster.sh createdb DIR NAME  # a fresh database; prints its URL
 set -euo pipefail
 action=$1
 dir=$2
-port=${4:-${3:-54329}}
-[ "$action" = createdb ] && port=${4:-54329}
+if [ -f "$dir/port" ]; then
+    port=$(cat "$dir/port")
+elif [ "$action" = start ]; then
+    port=${3:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+else
+    echo "$0: no cluster in $dir" >&2
+    exit 1
+fi
 
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
 if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
@@ -32,6 +38,7 @@ start)
         mkdir -p "$dir"
         [ ${#as[@]} -gt 0 ] && chown imipd-pg "$dir"
         "${as[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >"$dir/initdb.log"
+        echo "$port" >"$dir/port"
         cat >>"$dir/data/postgresql.conf" <<EOF
 listen_addresses = '127.0.0.1'
 port = $port
@@ -49,7 +56,8 @@ stop)
     ;;
 createdb)
     name=$3
-    psql -q "$url" -c "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" -c "CREATE DATABASE \"$name\"" >&2
+    PGOPTIONS='-c client_min_messages=warning' psql -q -v ON_ERROR_STOP=1 "$url" \
+        -c "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" -c "CREATE DATABASE \"$name\"" >&2
     echo "postgres://postgres@127.0.0.1:$port/$name"
     ;;
 *)
