@@ -157,24 +157,14 @@ impl Gateway {
     /// an account no client reads does not grow without end.
     pub const INBOX_ITEMS: usize = 200;
 
-    /// The changes that put an applied scheduling message into an account's schedule inbox,
-    /// the oldest items removed past [`Self::INBOX_ITEMS`].
-    pub fn to_inbox(&self, account: &str, text: &str) -> Result<Vec<Change>, StoreError> {
-        let held = self.store.inbox_ids(account)?;
-        let over = (held.len() + 1).saturating_sub(Self::INBOX_ITEMS);
-        let mut changes: Vec<Change> = held
-            .iter()
-            .take(over)
-            .map(|id| Change::InboxRemove {
-                account: account.into(),
-                id: *id,
-            })
-            .collect();
-        changes.push(Change::Inbox {
+    /// The change that puts an applied scheduling message into an account's schedule inbox;
+    /// the store removes the oldest items past [`Self::INBOX_ITEMS`] in the same commit.
+    pub fn to_inbox(&self, account: &str, text: &str) -> Change {
+        Change::Inbox {
             account: account.into(),
             text: text.into(),
-        });
-        Ok(changes)
+            keep: Self::INBOX_ITEMS,
+        }
     }
 
     /// The engine's context for an account.

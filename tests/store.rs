@@ -229,10 +229,12 @@ fn calendars_properties_and_the_inbox_round_trip() {
                 Change::Inbox {
                     account: "bob".into(),
                     text: "first".into(),
+                    keep: 5,
                 },
                 Change::Inbox {
                     account: "bob".into(),
                     text: "second".into(),
+                    keep: 5,
                 },
             ])
             .unwrap();
@@ -256,5 +258,16 @@ fn calendars_properties_and_the_inbox_round_trip() {
             store.inbox("bob").unwrap(),
             [(ids[4], "second".to_string())]
         );
+        // Past `keep`, the oldest items make room.
+        let mut newest = Vec::new();
+        for n in 0..4 {
+            let inbox = Change::Inbox {
+                account: "bob".into(),
+                text: format!("more {n}"),
+                keep: 3,
+            };
+            newest.push(store.commit(&[inbox]).unwrap()[0]);
+        }
+        assert_eq!(store.inbox_ids("bob").unwrap(), newest[1..]);
     });
 }

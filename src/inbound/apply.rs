@@ -124,6 +124,16 @@ impl Plan {
     }
 }
 
+/// Whether a plan looks up the delivery record first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Duplicates {
+    /// Yes: a duplicate is found before anything is decided.
+    LookUp,
+    /// No: the record is unique in the store, so a duplicate fails the commit, and the plan
+    /// made again looks it up. Saves a read of the store per message (duplicates are rare).
+    AtCommit,
+}
+
 /// Decides what every part does to one account's calendar, without committing anything.
 fn plan(
     gateway: &Gateway,
@@ -131,10 +141,12 @@ fn plan(
     admitted: &Admitted,
     message_id: Option<&str>,
     account: &str,
+    duplicates: Duplicates,
 ) -> Result<Plan, Verdict> {
     let addresses = gateway.addresses(account);
     let seen_key = message_id.map(|id| delivery_key(id, account, &admitted.parts));
     if let Some(key) = &seen_key
+        && duplicates == Duplicates::LookUp
         && gateway
             .store
             .seen(key)
@@ -187,8 +199,7 @@ fn plan(
                 step.apply(copy, received, &mut changes, &mut report)?;
                 // What was applied or kept shows in the schedule inbox too, for clients.
                 if matches!(report.outcome, Outcome::Applied | Outcome::Kept) {
-                    let item = gateway.to_inbox(account, &part.text);
-                    changes.extend(item.map_err(|e| Verdict::store_unavailable(&e))?);
+                    changes.push(gateway.to_inbox(account, &part.text));
                 }
             }
             Err(e) => {
@@ -433,8 +444,13 @@ pub async fn to_calendar(
     message_id: Option<&str>,
     account: &str,
 ) -> (Verdict, &'static str) {
+    let mut duplicates = Duplicates::AtCommit;
     let planned = gateway
-        .transact(|| plan(gateway, trace, admitted, message_id, account).map(Plan::decision))
+        .transact(|| {
+            let planned = plan(gateway, trace, admitted, message_id, account, duplicates);
+            duplicates = Duplicates::LookUp;
+            planned.map(Plan::decision)
+        })
         .await;
     let plan = match planned {
         Ok((plan, _)) => plan,
@@ -510,6 +526,7 @@ pub fn explain(gateway: &Gateway, mail: &InboundMail, recipients: &[Mailbox]) ->
                 admitted,
                 mail.message_id.as_deref(),
                 &account,
+                Duplicates::LookUp,
             ) {
                 Ok(plan) if plan.duplicate => explained(
                     recipient,

@@ -56,7 +56,7 @@ pub async fn apply(
                 });
             }
             queue::enqueue(gateway, &message.trace, account, &responses, &mut changes);
-            changes.extend(gateway.to_inbox(account, &message.calendar)?);
+            changes.push(gateway.to_inbox(account, &message.calendar));
             if let Some(proposal) = proposal {
                 changes.push(Change::Proposal {
                     account: account.into(),

@@ -106,16 +106,26 @@ async fn reconcile(gateway: &Gateway, accepted: &[u64]) -> Result<(), StoreError
 }
 
 /// This instance's name in the claims on queued messages: unique among the hosts sharing a
-/// store, and among this host's restarts.
+/// store, and the same after a restart (kept in `server.data_dir`), so that a restarted
+/// instance takes its own claims back at once instead of waiting for their leases.
 fn holder(gateway: &Gateway) -> String {
-    let mut nonce = [0u8; 4];
+    let file = gateway.config().server.data_dir.join("instance-id");
+    if let Ok(id) = std::fs::read_to_string(&file)
+        && !id.trim().is_empty()
+    {
+        return id.trim().to_string();
+    }
+    let mut nonce = [0u8; 8];
     let _ = getrandom::fill(&mut nonce);
-    format!(
-        "{}:{}:{:08x}",
+    let id = format!(
+        "{}:{:016x}",
         gateway.config().server.hostname,
-        std::process::id(),
-        u32::from_be_bytes(nonce)
-    )
+        u64::from_be_bytes(nonce)
+    );
+    if let Err(error) = std::fs::write(&file, &id) {
+        tracing::warn!(%error, file = %file.display(), "outbound: cannot keep this instance's id; after a restart, its claims wait for their leases");
+    }
+    id
 }
 
 /// The delivery tasks and what they hold.

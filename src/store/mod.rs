@@ -267,12 +267,15 @@ pub enum Change {
         expect: Expect,
     },
     /// Put a scheduling message that was applied into the account's schedule inbox (RFC 6638
-    /// 2.2), where calendar clients see it; its id is its name.
+    /// 2.2), where calendar clients see it; its id is its name. The oldest items past `keep`
+    /// are removed.
     Inbox {
         /// Account name.
         account: String,
         /// The iTIP message as received.
         text: String,
+        /// Items the inbox keeps at most, this one included.
+        keep: usize,
     },
     /// Set (or with `None` remove) a property of an account's calendar that a client wrote
     /// (its name, colour, description), by its `{namespace}name`.

@@ -28,6 +28,12 @@ const FORMAT: i32 = 1;
 /// together do not race ("imipd" in ASCII).
 const SCHEMA_LOCK: i64 = 0x0069_6d69_7064;
 
+const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
+const IDS: &str = "SELECT nextval('imipd.ids') FROM generate_series(1::bigint, $1::bigint)";
+const LOCKED_IDS: &str = "SELECT nextval('imipd.ids') FROM \
+     (SELECT pg_advisory_xact_lock(hashtextextended($2, 0))) AS locked, \
+     generate_series(1::bigint, $1::bigint)";
+
 /// The record of a relay's acceptance.
 const RELAYED: &str = "UPDATE imipd.outbox SET relayed = true WHERE id = $1";
 
@@ -362,28 +368,24 @@ impl PgStore {
             .collect();
         logged.sort_unstable();
         logged.dedup();
-        let lock = tx
-            .prepare_cached("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .await
-            .map_err(failed)?;
-        for account in logged {
-            tx.execute(&lock, &[&account]).await.map_err(failed)?;
-        }
         let count = changes.len() as i64;
-        let ids: Vec<i64> = tx
-            .query(
-                &tx.prepare_cached(
-                    "SELECT nextval('imipd.ids') FROM generate_series(1::bigint, $1::bigint)",
-                )
-                .await
-                .map_err(failed)?,
-                &[&count],
-            )
-            .await
-            .map_err(failed)?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
+        // Most commits log the changes of one account: its lock and the ids in one statement
+        // (the lock's row is made before any id).
+        let rows = match logged.as_slice() {
+            [account] => {
+                let statement = tx.prepare_cached(LOCKED_IDS).await.map_err(failed)?;
+                tx.query(&statement, &[&count, account]).await
+            }
+            accounts => {
+                let lock = tx.prepare_cached(LOCK).await.map_err(failed)?;
+                for account in accounts {
+                    tx.execute(&lock, &[account]).await.map_err(failed)?;
+                }
+                let statement = tx.prepare_cached(IDS).await.map_err(failed)?;
+                tx.query(&statement, &[&count]).await
+            }
+        };
+        let ids: Vec<i64> = rows.map_err(failed)?.iter().map(|row| row.get(0)).collect();
         for (change, id) in changes.iter().zip(&ids) {
             apply(&tx, change, *id).await?;
         }
@@ -421,6 +423,44 @@ async fn recorded_format(client: &tokio_postgres::Client) -> Result<Option<i32>,
             expected: format!("imipd-{FORMAT} (this is no imipd database)"),
         }),
     }
+}
+
+// Each write of an object is one statement: the precondition is part of its WHERE (checked
+// again on the newest row version when another transaction changed it meanwhile), and the
+// change log is written only when the object was.
+const PUT_REVISION: &str = "WITH w AS (UPDATE imipd.objects SET revision = $3, \
+     schedule_tag = CASE WHEN $5 THEN schedule_tag ELSE $3 END, body = $4 \
+     WHERE account = $1 AND uid = $2 AND revision = $6 RETURNING 1), \
+     c AS (INSERT INTO imipd.changes SELECT $1, $2, $3, false FROM w \
+     ON CONFLICT (account, uid) DO UPDATE SET id = EXCLUDED.id, removed = false) \
+     SELECT count(*) FROM w";
+const PUT_ABSENT: &str = "WITH w AS (INSERT INTO imipd.objects VALUES ($1, $2, $3, $3, $4) \
+     ON CONFLICT DO NOTHING RETURNING 1), \
+     c AS (INSERT INTO imipd.changes SELECT $1, $2, $3, false FROM w \
+     ON CONFLICT (account, uid) DO UPDATE SET id = EXCLUDED.id, removed = false) \
+     SELECT count(*) FROM w";
+const PUT_ANY: &str = "WITH w AS (INSERT INTO imipd.objects VALUES ($1, $2, $3, $3, $4) \
+     ON CONFLICT (account, uid) DO UPDATE SET revision = EXCLUDED.revision, \
+     schedule_tag = CASE WHEN $5 THEN imipd.objects.schedule_tag ELSE EXCLUDED.revision END, \
+     body = EXCLUDED.body RETURNING 1), \
+     c AS (INSERT INTO imipd.changes SELECT $1, $2, $3, false FROM w \
+     ON CONFLICT (account, uid) DO UPDATE SET id = EXCLUDED.id, removed = false) \
+     SELECT count(*) FROM w";
+const DELETE_REVISION: &str = "WITH w AS (DELETE FROM imipd.objects \
+     WHERE account = $1 AND uid = $2 AND revision = $4 RETURNING 1), \
+     c AS (INSERT INTO imipd.changes SELECT $1, $2, $3, true FROM w \
+     ON CONFLICT (account, uid) DO UPDATE SET id = EXCLUDED.id, removed = true) \
+     SELECT count(*) FROM w";
+
+/// Runs a prepared statement that answers one count.
+async fn one(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<i64, StoreError> {
+    let statement = tx.prepare_cached(sql).await.map_err(failed)?;
+    let row = tx.query_one(&statement, params).await.map_err(failed)?;
+    Ok(row.get(0))
 }
 
 /// Runs one prepared statement in the transaction; returns the rows it touched.
@@ -495,21 +535,37 @@ async fn apply(
             expect,
             tag,
         } => {
-            let uid = uid.as_bytes();
-            let kept = locked(tx, account, uid, expect).await?;
-            let schedule_tag = match tag {
-                Tag::Kept => kept.unwrap_or(id),
-                Tag::New => id,
+            let kept = *tag == Tag::Kept;
+            let (uid, body) = (uid.as_bytes(), text.as_bytes());
+            let written = match expect {
+                Expect::Revision(revision) => {
+                    let revision = *revision as i64;
+                    one(
+                        tx,
+                        PUT_REVISION,
+                        &[account, &uid, &id, &body, &kept, &revision],
+                    )
+                    .await?
+                }
+                Expect::Absent => one(tx, PUT_ABSENT, &[account, &uid, &id, &body]).await?,
+                Expect::Any => one(tx, PUT_ANY, &[account, &uid, &id, &body, &kept]).await?,
             };
-            run(
-                tx,
-                "INSERT INTO imipd.objects VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (account, uid) DO UPDATE SET revision = EXCLUDED.revision, \
-                 schedule_tag = EXCLUDED.schedule_tag, body = EXCLUDED.body",
-                &[account, &uid, &id, &schedule_tag, &text.as_bytes()],
-            )
-            .await?;
-            log_change(tx, account, uid, id, false).await
+            match written {
+                0 => Err(StoreError::Conflict),
+                _ => Ok(()),
+            }
+        }
+        Change::Delete {
+            account,
+            uid,
+            expect: Expect::Revision(revision),
+        } => {
+            let revision = *revision as i64;
+            let uid = uid.as_bytes();
+            match one(tx, DELETE_REVISION, &[account, &uid, &id, &revision]).await? {
+                0 => Err(StoreError::Conflict),
+                _ => Ok(()),
+            }
         }
         Change::Delete {
             account,
@@ -526,10 +582,23 @@ async fn apply(
             .await?;
             log_change(tx, account, uid, id, true).await
         }
-        Change::Inbox { account, text } => run(
+        // The insert is not visible to the statement's own subquery: of the items before it,
+        // the newest `keep - 1` stay.
+        Change::Inbox {
+            account,
+            text,
+            keep,
+        } => run(
             tx,
-            "INSERT INTO imipd.inbox VALUES ($1, $2, $3)",
-            &[account, &id, &text.as_bytes()],
+            "WITH added AS (INSERT INTO imipd.inbox VALUES ($1, $2, $3)) \
+             DELETE FROM imipd.inbox WHERE account = $1 AND id <= (SELECT id FROM imipd.inbox \
+             WHERE account = $1 ORDER BY id DESC OFFSET $4 LIMIT 1)",
+            &[
+                account,
+                &id,
+                &text.as_bytes(),
+                &(keep.saturating_sub(1) as i64),
+            ],
         )
         .await
         .map(drop),

@@ -518,6 +518,25 @@ impl Trees {
             }
             ids.push(self.db.generate_id().map_err(unavailable)?);
         }
+        // A transaction cannot scan: the inbox items that make room are picked before it.
+        let mut added: std::collections::BTreeMap<&str, (usize, usize)> = Default::default();
+        for change in changes {
+            if let Change::Inbox { account, keep, .. } = change {
+                let entry = added.entry(account).or_insert((0, *keep));
+                entry.0 += 1;
+                entry.1 = entry.1.min(*keep);
+            }
+        }
+        let mut trimmed = Vec::new();
+        for (account, (count, keep)) in added {
+            let held = self.inbox_ids(account)?;
+            let over = (held.len() + count).saturating_sub(keep).min(held.len());
+            trimmed.extend(
+                held[..over]
+                    .iter()
+                    .map(|id| change_key(account, &id.to_be_bytes())),
+            );
+        }
         let result = (
             &self.objects,
             &self.outbox,
@@ -549,6 +568,9 @@ impl Trees {
                     calendars,
                     placements,
                 )| {
+                    for key in &trimmed {
+                        inbox.remove(key.as_slice())?;
+                    }
                     for (change, id) in changes.iter().zip(&ids) {
                         match change {
                             Change::Put {
@@ -580,7 +602,7 @@ impl Trees {
                                 objects.remove(key)?;
                                 log_change(changes_log, latest, account, uid, *id, true)?;
                             }
-                            Change::Inbox { account, text } => {
+                            Change::Inbox { account, text, .. } => {
                                 let key = change_key(account, &id.to_be_bytes());
                                 inbox.insert(key, text.as_bytes())?;
                             }
