@@ -61,11 +61,11 @@ pub async fn serve(config: Config, reload: Reload) -> Result<(), DaemonError> {
         signal(SignalKind::hangup()).expect("SIGHUP handler")
     };
     raise_open_files(&config);
-    let store = crate::store::open(&config).map_err(|source| DaemonError::Store {
-        place: crate::store::place(&config),
+    let store = crate::gateway::open_store(&config).map_err(|source| DaemonError::Store {
+        place: crate::gateway::store_place(&config),
         source,
     })?;
-    tracing::info!(store = crate::store::place(&config), "store open");
+    tracing::info!(store = crate::gateway::store_place(&config), "store open");
     let gateway = Arc::new(Gateway::new(config, store));
     let intake = Arc::new(crate::inbound::Intake::new(gateway.clone()));
     let (stop, stopped) = watch::channel(false);

@@ -498,7 +498,7 @@ fn migrate(path: Option<PathBuf>) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let place = imipd::store::place(&config);
+    let place = imipd::gateway::store_place(&config);
     let done = match &config.store.url {
         Some(url) => imipd::store::PgStore::migrate(url).map(|m| match m {
             imipd::store::Migration::Created => "schema created",
@@ -649,11 +649,11 @@ fn offline<T>(
     config: &Config,
     work: impl AsyncFnOnce(&imipd::gateway::Gateway) -> Result<T, String>,
 ) -> Result<T, String> {
-    let store = imipd::store::open(config).map_err(|e| {
+    let store = imipd::gateway::open_store(config).map_err(|e| {
         format!(
             "no daemon answered over HTTP, and the store in {} cannot be opened ({e}); if a daemon \
              runs with http.listen off, turn it on or stop the daemon",
-            imipd::store::place(config)
+            imipd::gateway::store_place(config)
         )
     })?;
     runtime().block_on(async {

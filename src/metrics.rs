@@ -57,7 +57,7 @@ impl Metrics {
         *map.entry(status.to_string()).or_default() += 1;
     }
 
-    /// How long an acknowledgement waited for its commit to be on disk.
+    /// How long an acknowledgement waited for its commit, until durable.
     pub fn commit(&self, took: Duration) {
         let seconds = took.as_secs_f64();
         for (bound, bucket) in BUCKETS.iter().zip(&self.commit_buckets) {
@@ -96,7 +96,7 @@ impl Metrics {
         {
             let _ = writeln!(out, "imipd_outbound_total{{status=\"{status}\"}} {n}");
         }
-        out.push_str("# HELP imipd_commit_seconds Time an acknowledgement waited for its commit to reach the disk.\n");
+        out.push_str("# HELP imipd_commit_seconds Time an acknowledgement waited for its commit, until durable.\n");
         out.push_str("# TYPE imipd_commit_seconds histogram\n");
         for (bound, bucket) in BUCKETS.iter().zip(&self.commit_buckets) {
             let _ = writeln!(

@@ -313,3 +313,28 @@ fn secrets_come_from_files_and_loose_files_are_flagged() {
     assert!(!out.contains("admin_token is readable"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_shared_store_is_checked() {
+    let (ok, out) = check("pg-bad", "[store]\nurl = \"mysql://db/imipd\"\n");
+    assert!(!ok && out.contains("store.url"), "{out}");
+    let (ok, out) = check(
+        "pg-lease",
+        "[store]\nurl = \"postgres://imipd@db.example.com/imipd\"\n\
+         [outbound]\nrelay_timeout = \"5m\"\nlease = \"1m\"\n",
+    );
+    assert!(!ok && out.contains("outbound.lease"), "{out}");
+    let dir = std::env::temp_dir().join(format!("imipd-check-url-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("database-url");
+    std::fs::write(&secret, "postgres://imipd:pw@db.example.com/imipd\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let from_file = format!("[store]\nurl_file = \"{}\"\n", secret.display());
+    let (ok, out) = check("pg-file", &from_file);
+    assert!(ok, "{out}");
+    let both = format!("{from_file}url = \"postgres://x@y/z\"\n");
+    let (ok, out) = check("pg-both", &both);
+    assert!(!ok && out.contains("store.url_file"), "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

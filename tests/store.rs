@@ -19,7 +19,7 @@ fn sled(name: &str) -> Arc<dyn Store> {
 fn postgres(name: &str) -> Option<Arc<dyn Store>> {
     let section = common::store_section(&format!("store-{name}"));
     let url = section.split('"').nth(1)?;
-    let url = imipd::config::Database::parse(url).unwrap();
+    let url = imipd::store::Database::parse(url).unwrap();
     PgStore::migrate(&url).unwrap();
     Some(Arc::new(PgStore::open(&url, 4).unwrap()))
 }
@@ -28,7 +28,11 @@ fn postgres(name: &str) -> Option<Arc<dyn Store>> {
 fn on_each(name: &str, check: impl Fn(&dyn Store)) {
     check(sled(name).as_ref());
     match postgres(name) {
-        Some(store) => check(store.as_ref()),
+        Some(store) => {
+            check(store.as_ref());
+            drop(store);
+            common::drop_database(&format!("store-{name}"));
+        }
         None => eprintln!("{name}: PostgreSQL skipped (TEST_POSTGRES is not set)"),
     }
 }
@@ -270,4 +274,72 @@ fn calendars_properties_and_the_inbox_round_trip() {
         }
         assert_eq!(store.inbox_ids("bob").unwrap(), newest[1..]);
     });
+}
+
+fn migrate(name: &str, store: &str) -> (bool, String) {
+    let dir = std::env::temp_dir().join(format!("imipd-migrate-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("imipd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\ndata_dir = \"{}\"\n{store}",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_imipd"))
+        .args(["migrate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn migrate_makes_the_schema_once_and_refuses_a_newer_one() {
+    let (ok, out) = migrate("sled", "");
+    assert!(ok && out.contains("store up to date"), "{out}");
+    // Nothing listens there: a clear failure, not a hang.
+    let (ok, out) = migrate(
+        "down",
+        "[store]\nurl = \"postgres://imipd@127.0.0.1:1/imipd\"\n",
+    );
+    assert!(!ok && out.contains("127.0.0.1:1/imipd"), "{out}");
+    let section = common::store_section("migrate");
+    if section.is_empty() {
+        eprintln!("PostgreSQL skipped (TEST_POSTGRES is not set)");
+        return;
+    }
+    let (ok, out) = migrate("pg", &section);
+    assert!(ok && out.contains("schema created"), "{out}");
+    let (ok, out) = migrate("pg", &section);
+    assert!(ok && out.contains("schema up to date"), "{out}");
+    // A newer imipd wrote this database: refused, and left as it is.
+    let url = section.split('"').nth(1).unwrap();
+    let status = std::process::Command::new("psql")
+        .args([
+            "-q",
+            url,
+            "-c",
+            "UPDATE imipd.meta SET value = 'imipd-99' WHERE key = 'format'",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (ok, out) = migrate("pg", &section);
+    assert!(
+        !ok && out.contains("imipd-99") && out.contains("newer"),
+        "{out}"
+    );
+    let url = imipd::store::Database::parse(url).unwrap();
+    assert!(matches!(
+        PgStore::open(&url, 1),
+        Err(StoreError::Format { .. })
+    ));
+    common::drop_database("migrate");
 }

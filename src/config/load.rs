@@ -82,7 +82,7 @@ impl Config {
                     "store.url_file",
                     "set either store.url or store.url_file, not both",
                 )),
-                Ok(text) => match crate::config::Database::parse(&text) {
+                Ok(text) => match crate::store::Database::parse(&text) {
                     Ok(url) => self.store.url = Some(url),
                     Err(problem) => errors.push(invalid("store.url_file", problem)),
                 },

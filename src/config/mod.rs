@@ -104,7 +104,7 @@ pub struct Store {
     /// A PostgreSQL database shared by several imipd hosts (`postgres://user@host/db`);
     /// none: sled in `server.data_dir`.
     #[serde(deserialize_with = "database_url")]
-    pub url: Option<Database>,
+    pub url: Option<crate::store::Database>,
     /// A file holding the database URL (with its password), instead of `url`.
     pub url_file: Option<PathBuf>,
     /// Connections to the database this instance keeps at most.
@@ -122,70 +122,14 @@ impl Default for Store {
     }
 }
 
-/// A PostgreSQL connection URL, parsed; shown without its password.
-#[derive(Clone)]
-pub struct Database {
-    /// What the driver connects with.
-    pub connect: tokio_postgres::Config,
-    text: String,
-}
-
-impl Database {
-    /// Parses `postgres://user:password@host:port/db?options` (or the `key=value` form).
-    pub fn parse(text: &str) -> Result<Database, String> {
-        let text = text.trim();
-        let connect: tokio_postgres::Config = text
-            .parse()
-            .map_err(|e| format!("not a PostgreSQL URL ({e}): postgres://user@host/database"))?;
-        if connect.get_dbname().is_none() {
-            return Err("names no database: postgres://user@host/database".into());
-        }
-        Ok(Database {
-            connect,
-            text: text.to_string(),
-        })
-    }
-
-    /// The database's host, port and name, for logs and messages.
-    pub fn describe(&self) -> String {
-        let hosts: Vec<String> = self
-            .connect
-            .get_hosts()
-            .iter()
-            .map(|h| match h {
-                tokio_postgres::config::Host::Tcp(name) => name.clone(),
-                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
-            })
-            .collect();
-        let port = self.connect.get_ports().first().copied().unwrap_or(5432);
-        format!(
-            "{}:{port}/{}",
-            hosts.join(","),
-            self.connect.get_dbname().unwrap_or_default()
-        )
-    }
-}
-
-impl PartialEq for Database {
-    fn eq(&self, other: &Self) -> bool {
-        self.text == other.text
-    }
-}
-
-impl std::fmt::Debug for Database {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Database({})", self.describe())
-    }
-}
-
 fn database_url<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
-) -> Result<Option<Database>, D::Error> {
+) -> Result<Option<crate::store::Database>, D::Error> {
     let text = String::deserialize(deserializer)?;
     if text.trim().is_empty() {
         return Ok(None);
     }
-    Database::parse(&text)
+    crate::store::Database::parse(&text)
         .map(Some)
         .map_err(serde::de::Error::custom)
 }

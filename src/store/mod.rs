@@ -1,36 +1,15 @@
 //! Durable state: calendar objects, the outbound queue, the record of delivered messages.
 //! The `Store` trait hides the backend (sled by default) from the rest of the daemon.
 
+mod database;
 mod durability;
 mod postgres;
 mod sled_store;
 
+pub use database::Database;
 pub use durability::Durability;
 pub use postgres::{Migration, PgStore};
 pub use sled_store::{DEFAULT_CACHE_SIZE, SledStore};
-
-/// Opens the store the configuration names: the shared database when `store.url` is set
-/// (its schema made or upgraded first), else sled in `server.data_dir`.
-pub fn open(config: &crate::config::Config) -> Result<std::sync::Arc<dyn Store>, StoreError> {
-    Ok(match &config.store.url {
-        Some(url) => {
-            PgStore::migrate(url)?;
-            std::sync::Arc::new(PgStore::open(url, config.store.pool_size)?)
-        }
-        None => std::sync::Arc::new(SledStore::open_with(
-            &config.server.data_dir,
-            config.store.cache_size,
-        )?),
-    })
-}
-
-/// Where the configuration keeps the store, for messages.
-pub fn place(config: &crate::config::Config) -> String {
-    match &config.store.url {
-        Some(url) => format!("database {}", url.describe()),
-        None => config.server.data_dir.display().to_string(),
-    }
-}
 
 /// What became of a claim on a queued message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -450,6 +429,11 @@ pub trait Store: Send + Sync + 'static {
     fn secret(&self) -> [u8; 32];
     /// Makes everything committed so far survive a power cut; returns the generation synced.
     fn sync(&self) -> Result<u64, StoreError>;
+    /// True when a commit is durable by the time it returns (a database's synchronous commit),
+    /// so that nobody needs to wait for a `sync`.
+    fn durable_on_commit(&self) -> bool {
+        false
+    }
     /// Counts reopenings after failures: a commit is durable only when a sync of the generation
     /// read before it succeeds (see `Durability::wait`).
     fn generation(&self) -> u64;

@@ -9,11 +9,11 @@
 //! asynchronous: the pool and its connections live on a runtime of their own, and a call blocks
 //! the calling thread, letting the daemon's runtime move its other tasks away meanwhile.
 
+use super::Database;
 use super::{
     Change, Changed, Changes, Claim, Expect, MAX_VALUE, Notice, OutboundMessage, Store, StoreError,
     StoredObject, Tag,
 };
-use crate::config::Database;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::future::Future;
 use std::time::Duration;
@@ -1027,6 +1027,10 @@ impl Store for PgStore {
     /// Every commit was durable when it returned.
     fn sync(&self) -> Result<u64, StoreError> {
         Ok(0)
+    }
+
+    fn durable_on_commit(&self) -> bool {
+        true
     }
 
     fn generation(&self) -> u64 {

@@ -119,7 +119,7 @@ impl Node {
         let clock = self.clock.clone();
         let parts = tracing::dispatcher::with_default(&dispatch, || {
             runtime.block_on(async move {
-                let store = imipd::store::open(&config).expect("store");
+                let store = imipd::gateway::open_store(&config).expect("store");
                 let gateway = Arc::new(Gateway::with_clock(config, store, clock));
                 let intake = Arc::new(Intake::new(gateway.clone()));
                 let router = imipd::http::router(Arc::new(imipd::http::Api::new(gateway.clone())));
