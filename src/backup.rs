@@ -71,9 +71,7 @@ pub enum BackupError {
 
 /// Takes a snapshot: every object and the queue as they are between two commits.
 pub async fn take(gateway: &Gateway) -> Result<Snapshot, StoreError> {
-    let (objects, queue) = gateway
-        .between_commits(|| Ok::<_, StoreError>((gateway.store.all()?, gateway.store.outbox()?)))
-        .await?;
+    let (objects, queue) = gateway.between_commits(|| gateway.store.snapshot()).await?;
     Ok(Snapshot {
         format: FORMAT,
         taken_at: gateway.now(),

@@ -349,6 +349,12 @@ pub enum Change {
     },
 }
 
+/// Every object (account, UID, object) and every queued message.
+pub type Contents = (
+    Vec<(String, String, StoredObject)>,
+    Vec<(u64, OutboundMessage)>,
+);
+
 /// A pending notice to the attendees of an organizer's object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
@@ -372,6 +378,11 @@ pub trait Store: Send + Sync + 'static {
     fn list(&self, account: &str) -> Result<Vec<(String, StoredObject)>, StoreError>;
     /// Every object of every account: account, UID, object.
     fn all(&self) -> Result<Vec<(String, String, StoredObject)>, StoreError>;
+    /// Every object and the queue, read in one state of the store when the store can (a
+    /// database's snapshot); else the caller keeps commits out meanwhile.
+    fn snapshot(&self) -> Result<Contents, StoreError> {
+        Ok((self.all()?, self.outbox()?))
+    }
     /// The properties clients wrote on one of an account's calendars: `{namespace}name` and
     /// value.
     fn properties(

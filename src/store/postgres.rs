@@ -9,10 +9,9 @@
 //! asynchronous: the pool and its connections live on a runtime of their own, and a call blocks
 //! the calling thread, letting the daemon's runtime move its other tasks away meanwhile.
 
-use super::Database;
 use super::{
-    Change, Changed, Changes, Claim, Expect, MAX_VALUE, Notice, OutboundMessage, Store, StoreError,
-    StoredObject, Tag,
+    Change, Changed, Changes, Claim, Contents, Database, Expect, MAX_VALUE, Notice,
+    OutboundMessage, Store, StoreError, StoredObject, Tag,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::future::Future;
@@ -793,6 +792,12 @@ async fn apply_queue(
     }
 }
 
+/// A row of the queue: id and message (an unreadable one is logged and skipped).
+fn queued(row: &tokio_postgres::Row) -> Option<(u64, OutboundMessage)> {
+    let key: i64 = row.get(0);
+    Some((id(key), message(row.get(1), key)?))
+}
+
 fn object(row: &tokio_postgres::Row, at: usize) -> StoredObject {
     StoredObject {
         revision: id(row.get(at)),
@@ -833,6 +838,41 @@ impl Store for PgStore {
             .iter()
             .map(|row| (row.get(0), text(row.get(1)), object(row, 2)))
             .collect())
+    }
+
+    /// Both reads in one REPEATABLE READ transaction: what other hosts commit meanwhile is
+    /// not half in it.
+    fn snapshot(&self) -> Result<Contents, StoreError> {
+        self.block(async {
+            let mut client = self.client().await?;
+            let tx = client
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(failed)?;
+            let objects = tx
+                .query(
+                    "SELECT account, uid, revision, schedule_tag, body FROM imipd.objects \
+                     ORDER BY account, uid",
+                    &[],
+                )
+                .await
+                .map_err(failed)?;
+            let queue = tx
+                .query("SELECT id, message FROM imipd.outbox ORDER BY id", &[])
+                .await
+                .map_err(failed)?;
+            tx.commit().await.map_err(failed)?;
+            Ok((
+                objects
+                    .iter()
+                    .map(|row| (row.get(0), text(row.get(1)), object(row, 2)))
+                    .collect(),
+                queue.iter().filter_map(queued).collect(),
+            ))
+        })
     }
 
     fn properties(
@@ -926,13 +966,7 @@ impl Store for PgStore {
     fn outbox(&self) -> Result<Vec<(u64, OutboundMessage)>, StoreError> {
         let rows =
             self.block(self.query("SELECT id, message FROM imipd.outbox ORDER BY id", &[]))?;
-        Ok(rows
-            .iter()
-            .filter_map(|row| {
-                let key: i64 = row.get(0);
-                Some((id(key), message(row.get(1), key)?))
-            })
-            .collect())
+        Ok(rows.iter().filter_map(queued).collect())
     }
 
     fn outbox_remove(&self, queued: u64) -> Result<(), StoreError> {
