@@ -70,9 +70,12 @@ fn export_while_running_and_import_into_a_new_store() {
     assert_eq!(code, 201);
     // Its first attempt has failed (the backup keeps its next attempt an hour away), so that it
     // is still queued when the backup is read into a store whose relay is up.
-    assert!(common::eventually(|| cli(&daemon.config, &["queue", "list"])
-        .1
-        .contains("attempts=1")));
+    assert!(common::eventually(|| cli(
+        &daemon.config,
+        &["queue", "list"]
+    )
+    .1
+    .contains("attempts=1")));
 
     let backup = daemon.dir.join("backup");
     let target = backup.display().to_string();
