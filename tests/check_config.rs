@@ -338,3 +338,20 @@ fn the_shared_store_is_checked() {
     assert!(!ok && out.contains("store.url_file"), "{out}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_database_ca_file_must_hold_certificates() {
+    let dir = std::env::temp_dir().join(format!("imipd-check-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, "not a certificate\n").unwrap();
+    let (ok, out) = check(
+        "pg-ca",
+        &format!(
+            "[store]\nurl = \"postgres://imipd@db.example.com/imipd?sslmode=require\"\nca_file = \"{}\"\n",
+            ca.display()
+        ),
+    );
+    assert!(!ok && out.contains("store.ca_file"), "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -343,3 +343,47 @@ fn migrate_makes_the_schema_once_and_refuses_a_newer_one() {
     ));
     common::drop_database("migrate");
 }
+
+/// `sslmode=require`: TLS, the server's certificate checked against `store.ca_file` (the test
+/// cluster's own certificate) or the public roots, which do not know it.
+#[test]
+fn the_database_connection_is_encrypted_when_the_url_asks() {
+    let Some(ca) = std::env::var_os("TEST_POSTGRES_CA").filter(|_| common::on_postgres()) else {
+        eprintln!("skipped: TEST_POSTGRES and TEST_POSTGRES_CA are not set");
+        return;
+    };
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let section = common::store_section("tls");
+    let required = format!("{}?sslmode=require", section.split('"').nth(1).unwrap());
+    let public = imipd::store::Database::parse(&required).unwrap();
+    match PgStore::migrate(&public) {
+        Err(StoreError::Unavailable(e)) => assert!(e.contains("certificate"), "{e}"),
+        other => panic!("an unknown certificate was trusted: {other:?}"),
+    }
+    let roots: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&ca)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let trusted = imipd::store::Database::parse(&required)
+        .unwrap()
+        .with_roots(roots);
+    PgStore::migrate(&trusted).unwrap();
+    let store = PgStore::open(&trusted, 2).unwrap();
+    store
+        .commit(&[put("t", "over TLS", Expect::Absent)])
+        .unwrap();
+    let admin = std::env::var("TEST_POSTGRES").unwrap();
+    let out = std::process::Command::new("psql")
+        .args(["-At", &admin, "-c"])
+        .arg(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE ssl AND application_name = 'imipd'",
+        )
+        .output()
+        .unwrap();
+    let encrypted: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(encrypted >= 1, "no encrypted connection of imipd");
+    drop(store);
+    common::drop_database("tls");
+}

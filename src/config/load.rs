@@ -89,6 +89,15 @@ impl Config {
                 Err(problem) => errors.push(invalid("store.url_file", problem)),
             }
         }
+        if let Some(file) = self.store.ca_file.clone() {
+            match certificates(&file) {
+                Ok(_) if self.store.url.is_none() => {
+                    errors.push(invalid("store.ca_file", "set, but store.url is not"))
+                }
+                Ok(roots) => self.store.url = self.store.url.take().map(|u| u.with_roots(roots)),
+                Err(problem) => errors.push(invalid("store.ca_file", problem)),
+            }
+        }
         let from_file = self.outbound.relay_password_file.clone();
         match (&mut self.outbound.relay, from_file) {
             (Some(relay), Some(file)) => match (&mut relay.credentials, secret(file.as_path())) {
@@ -186,6 +195,19 @@ fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
 
 /// A secret kept in a file of its own (systemd's `LoadCredential=` makes such files): its
 /// text without the line end.
+/// The certificates of a PEM file: at least one.
+fn certificates(file: &Path) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let roots: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(file)
+        .and_then(|certs| certs.collect())
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    match roots.is_empty() {
+        true => Err(format!("{}: no certificate in it", file.display())),
+        false => Ok(roots),
+    }
+}
+
 fn secret(file: &Path) -> Result<String, String> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| format!("cannot read {}: {e}", file.display()))?;

@@ -107,6 +107,9 @@ pub struct Store {
     pub url: Option<crate::store::Database>,
     /// A file holding the database URL (with its password), instead of `url`.
     pub url_file: Option<PathBuf>,
+    /// PEM certificates of the authorities the database's certificate is checked against
+    /// with `sslmode=require` in the URL (none: the public ones).
+    pub ca_file: Option<PathBuf>,
     /// Connections to the database this instance keeps at most.
     pub pool_size: usize,
 }
@@ -117,6 +120,7 @@ impl Default for Store {
             cache_size: crate::store::DEFAULT_CACHE_SIZE,
             url: None,
             url_file: None,
+            ca_file: None,
             pool_size: 16,
         }
     }

@@ -1,11 +1,16 @@
 //! Where the shared store is: a PostgreSQL connection URL, parsed at the configuration's edge.
 
+use rustls_pki_types::CertificateDer;
+
 /// A PostgreSQL connection URL, parsed; shown without its password.
 #[derive(Clone)]
 pub struct Database {
     /// What the driver connects with.
     pub connect: tokio_postgres::Config,
     text: String,
+    /// Roots the server's certificate is checked against with `sslmode=require` (none: the
+    /// public ones).
+    roots: Vec<CertificateDer<'static>>,
 }
 
 impl Database {
@@ -21,7 +26,35 @@ impl Database {
         Ok(Database {
             connect,
             text: text.to_string(),
+            roots: Vec::new(),
         })
+    }
+
+    /// Trusts these certificate authorities (`store.ca_file`) instead of the public ones.
+    pub fn with_roots(mut self, roots: Vec<CertificateDer<'static>>) -> Database {
+        self.roots = roots;
+        self
+    }
+
+    /// With `sslmode=require`, how the connection is encrypted: TLS (rustls, ring) with the
+    /// server's certificate checked for its host name; otherwise none (a local socket, or a
+    /// network the operator trusts).
+    pub fn tls(&self) -> Option<rustls::ClientConfig> {
+        if self.connect.get_ssl_mode() != tokio_postgres::config::SslMode::Require {
+            return None;
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        match self.roots.is_empty() {
+            true => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+            false => {
+                let (_added, _ignored) = roots.add_parsable_certificates(self.roots.clone());
+            }
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .ok()
+            .map(|b| b.with_root_certificates(roots).with_no_client_auth())
     }
 
     /// The database's host, port and name, for logs and messages.
@@ -68,6 +101,11 @@ mod tests {
         assert_eq!(url.connect.get_password(), Some(&b"s3cret"[..]));
         let sockets = Database::parse("host=/run/postgresql dbname=imipd user=imipd").unwrap();
         assert_eq!(sockets.describe(), "/run/postgresql:5432/imipd");
+        let socket_url = Database::parse("postgres://imipd@%2Frun%2Fpostgresql/imipd").unwrap();
+        assert_eq!(socket_url.describe(), "/run/postgresql:5432/imipd");
+        assert!(socket_url.tls().is_none());
+        let tls = Database::parse("postgres://imipd@db.example.com/imipd?sslmode=require");
+        assert!(tls.unwrap().tls().is_some());
         for bad in [
             "postgres://db.example.com",
             "mysql://x/y",

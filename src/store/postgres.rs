@@ -111,7 +111,16 @@ fn failed(e: tokio_postgres::Error) -> StoreError {
     match (e.code(), e.as_db_error()) {
         (Some(code), _) if retry.contains(code) => StoreError::Conflict,
         (_, Some(db)) => StoreError::Unavailable(format!("database: {}", db.message())),
-        _ => StoreError::Unavailable(format!("database: {e}")),
+        // The driver's own text is short ("error performing TLS handshake"): the causes say why.
+        _ => {
+            let mut text = format!("database: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                text.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            StoreError::Unavailable(text)
+        }
     }
 }
 
@@ -177,14 +186,19 @@ impl PgStore {
             connect.connect_timeout(Duration::from_secs(5));
         }
         connect.application_name("imipd");
+        let tls = url.tls();
         let pool = |size: usize| {
-            let manager = Manager::from_config(
-                connect.clone(),
-                NoTls,
-                ManagerConfig {
-                    recycling_method: RecyclingMethod::Fast,
-                },
-            );
+            let recycling = ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            };
+            let manager = match &tls {
+                Some(tls) => Manager::from_config(
+                    connect.clone(),
+                    tokio_postgres_rustls::MakeRustlsConnect::new(tls.clone()),
+                    recycling,
+                ),
+                None => Manager::from_config(connect.clone(), NoTls, recycling),
+            };
             Pool::builder(manager)
                 .max_size(size)
                 .runtime(deadpool_postgres::Runtime::Tokio1)

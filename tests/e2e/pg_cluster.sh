@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A private PostgreSQL cluster for the tests: Debian's packages (installed when missing), initdb
 # in a temporary folder as an unprivileged user, listening on 127.0.0.1:PORT and a socket in
-# the folder. Prints the superuser's URL.
+# the folder, TLS with a certificate from its own CA (DIR/ca.crt). Prints the superuser's URL.
 #
 #   tests/e2e/pg_cluster.sh start DIR [PORT]   # initdb (first time) and start; PORT: a free one
 #   tests/e2e/pg_cluster.sh stop DIR           # stop (fast)
@@ -39,6 +39,16 @@ start)
         [ ${#as[@]} -gt 0 ] && chown imipd-pg "$dir"
         "${as[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >"$dir/initdb.log"
         echo "$port" >"$dir/port"
+        # TLS with a certificate from a CA of its own (DIR/ca.crt, for clients to trust).
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=imipd test CA" \
+            -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+            -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$dir/server.ext"
+        openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
+            -CAcreateserial -days 2 -extfile "$dir/server.ext" -out "$dir/server.crt" 2>/dev/null
+        chmod 600 "$dir/server.key"
+        [ ${#as[@]} -gt 0 ] && chown imipd-pg "$dir/server.key" "$dir/server.crt"
         cat >>"$dir/data/postgresql.conf" <<EOF
 listen_addresses = '127.0.0.1'
 port = $port
@@ -46,6 +56,9 @@ unix_socket_directories = '$dir'
 max_connections = 300
 fsync = on
 synchronous_commit = on
+ssl = on
+ssl_cert_file = '$dir/server.crt'
+ssl_key_file = '$dir/server.key'
 EOF
     fi
     "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
