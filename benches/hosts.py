@@ -117,6 +117,7 @@ def measure(name, instances, messages, pg):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=10000)
+    parser.add_argument("--pool-size", type=int, default=16, help="store.pool_size of each instance")
     opts = parser.parse_args()
     work = tempfile.mkdtemp(prefix="imipd-hosts-")
     os.chmod(work, 0o755)
@@ -136,11 +137,13 @@ def main():
         lines += measure("one instance, sled", [sled], opts.messages, None)
         sled.stop()
         url = cluster("createdb", pg_dir, "imipd_one")
-        one = Instance(f"{work}/one", f'[store]\nurl = "{url}"\n')
+        store = f'[store]\nurl = "{url}"\npool_size = {opts.pool_size}\n'
+        one = Instance(f"{work}/one", store)
         lines += measure("one instance, PostgreSQL", [one], opts.messages, pg)
         one.stop()
         url = cluster("createdb", pg_dir, "imipd_two")
-        two = [Instance(f"{work}/two-{n}", f'[store]\nurl = "{url}"\n') for n in "ab"]
+        store = f'[store]\nurl = "{url}"\npool_size = {opts.pool_size}\n'
+        two = [Instance(f"{work}/two-{n}", store) for n in "ab"]
         lines += measure("two instances, PostgreSQL", two, opts.messages, pg)
         for instance in two:
             instance.stop()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Crash test: load over LMTP and HTTP while imipd is killed with SIGKILL at random moments.
 
-Usage: crash.py PATH/TO/imipd [--kills N] [--messages N] [--seed N]
+Usage: crash.py PATH/TO/imipd [--kills N] [--messages N] [--seed N] [--window SECONDS]
 
 `imipd bench` sends invitations, updates and cancellations over LMTP (its connections reopen
 and resend what was not answered, as an MTA does) while an organizer creates events over HTTP
@@ -33,6 +33,12 @@ class Sink(socketserver.ThreadingTCPServer):
 
 class SinkHandler(socketserver.StreamRequestHandler):
     def handle(self):
+        try:
+            self.converse()
+        except ConnectionResetError:
+            pass  # imipd was killed in the middle: as any MTA, forget the transaction
+
+    def converse(self):
         self.wfile.write(b"220 sink ESMTP\r\n")
         while True:
             line = self.rfile.readline()
@@ -119,6 +125,10 @@ def main():
     parser.add_argument("--messages", type=int, default=6000)
     parser.add_argument("--events", type=int, default=20)
     parser.add_argument("--seed", type=int, default=int(time.time()))
+    # How long after the relay's 250 imipd may take to write it down: one fdatasync of the
+    # journal file with sled (0.02 s); one database commit with PostgreSQL, which on this loaded
+    # 2-core machine can take some tens of ms (0.25 s in .ci/run).
+    parser.add_argument("--window", type=float, default=0.02)
     opts = parser.parse_args()
     random.seed(opts.seed)
     print(f"crash test: seed {opts.seed}, {opts.kills} kills, {opts.messages} messages, {opts.events} events")
@@ -181,7 +191,8 @@ def main():
                 nearest = min((first - k for k in kills), key=abs)
                 print(f"  {uid} sent again: the relay took its first copy "
                       f"{nearest * 1000:+.1f} ms from a kill")
-                assert abs(nearest) < 0.02, f"{uid} was sent again, its first copy long before any kill"
+                assert abs(nearest) < opts.window, \
+                    f"{uid} was sent again, its first copy {nearest * 1000:+.1f} ms from a kill"
         assert resent <= opts.kills, f"{resent} copies sent again after {opts.kills} kills"
         print(f"crash test: {len(last)} objects checked after {opts.kills} kills, "
               f"{len(created)} invitations queued once and relayed, {resent} sent again after a kill; passed")

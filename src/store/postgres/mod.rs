@@ -1,18 +1,21 @@
 //! The store several imipd hosts share: PostgreSQL.
 //!
-//! Every write is one transaction, acknowledged only after its COMMIT (the server's
-//! `synchronous_commit`, which must not be off). Preconditions are checked under row locks; the
-//! change log of an account is written under an advisory lock on the account, so that its ids
-//! grow in commit order and a calendar client's sync token never skips a change committed late.
+//! Every write is one transaction, sent as one pipelined batch (`writes`) and acknowledged only
+//! after its COMMIT (the server's `synchronous_commit`, which must not be off). Preconditions are
+//! part of the statements' WHERE, so they are checked on the newest row version; the change log
+//! of an account is written under an advisory lock on the account, so that its ids grow in
+//! commit order and a calendar client's sync token never skips a change committed late.
 //!
 //! The `Store` trait is synchronous (the engine decides inside a plain closure), the driver is
 //! asynchronous: the pool and its connections live on a runtime of their own, and a call blocks
 //! the calling thread, letting the daemon's runtime move its other tasks away meanwhile.
 
 use super::{
-    Change, Changed, Changes, Claim, Contents, Database, Expect, MAX_VALUE, Notice,
-    OutboundMessage, Store, StoreError, StoredObject, Tag,
+    Change, Changed, Changes, Claim, Contents, Database, MAX_VALUE, Notice, OutboundMessage, Store,
+    StoreError, StoredObject,
 };
+mod writes;
+
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::future::Future;
 use std::time::Duration;
@@ -26,12 +29,6 @@ const FORMAT: i32 = 1;
 /// The advisory lock held while the schema is made or upgraded, so that hosts starting
 /// together do not race ("imipd" in ASCII).
 const SCHEMA_LOCK: i64 = 0x0069_6d69_7064;
-
-const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
-const IDS: &str = "SELECT nextval('imipd.ids') FROM generate_series(1::bigint, $1::bigint)";
-const LOCKED_IDS: &str = "SELECT nextval('imipd.ids') FROM \
-     (SELECT pg_advisory_xact_lock(hashtextextended($2, 0))) AS locked, \
-     generate_series(1::bigint, $1::bigint)";
 
 /// The record of a relay's acceptance.
 const RELAYED: &str = "UPDATE imipd.outbox SET relayed = true WHERE id = $1";
@@ -71,6 +68,13 @@ CREATE TABLE IF NOT EXISTS imipd.refreshed (
 CREATE TABLE IF NOT EXISTS imipd.seen (key bytea PRIMARY KEY, id bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS imipd.counters (
     account text, uid bytea, id bigint, body bytea NOT NULL, PRIMARY KEY (account, uid, id));
+CREATE OR REPLACE FUNCTION imipd.expect(holds boolean) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT holds THEN
+        RAISE EXCEPTION 'the object changed meanwhile' USING ERRCODE = 'serialization_failure';
+    END IF;
+    RETURN true;
+END $$;
 ";
 
 /// What `migrate` did.
@@ -366,44 +370,24 @@ impl PgStore {
                 return Err(StoreError::TooLarge(size));
             }
         }
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(failed)?;
-        // An account's change log gets its ids under the account's lock, so that they grow in
-        // commit order; sorted, so that two commits never wait for each other in a circle.
-        let mut logged: Vec<&str> = changes
-            .iter()
-            .filter_map(|c| match c {
-                Change::Put { account, .. } | Change::Delete { account, .. } => {
-                    Some(account.as_str())
-                }
-                _ => None,
-            })
-            .collect();
-        logged.sort_unstable();
-        logged.dedup();
-        let count = changes.len() as i64;
-        // Most commits log the changes of one account: its lock and the ids in one statement
-        // (the lock's row is made before any id).
-        let rows = match logged.as_slice() {
-            [account] => {
-                let statement = tx.prepare_cached(LOCKED_IDS).await.map_err(failed)?;
-                tx.query(&statement, &[&count, account]).await
-            }
-            accounts => {
-                let lock = tx.prepare_cached(LOCK).await.map_err(failed)?;
-                for account in accounts {
-                    tx.execute(&lock, &[account]).await.map_err(failed)?;
-                }
-                let statement = tx.prepare_cached(IDS).await.map_err(failed)?;
-                tx.query(&statement, &[&count]).await
-            }
-        };
-        let ids: Vec<i64> = rows.map_err(failed)?.iter().map(|row| row.get(0)).collect();
-        for (change, id) in changes.iter().zip(&ids) {
-            apply(&tx, change, *id).await?;
+        let client = self.client().await?;
+        // Dropped before its answers are in (the call's time ran out), the connection may be
+        // inside the transaction: it leaves the pool, and the server rolls back as it closes.
+        let mut unfinished = Unfinished(Some(client));
+        let ids = writes::commit(unfinished.0.as_ref().expect("held"), changes).await;
+        drop(unfinished.0.take());
+        ids
+    }
+}
+
+/// A connection in the middle of a batch.
+struct Unfinished(Option<deadpool_postgres::Object>);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop(deadpool_postgres::Object::take(client));
         }
-        tx.commit().await.map_err(failed)?;
-        Ok(ids.into_iter().map(id).collect())
     }
 }
 
@@ -435,374 +419,6 @@ async fn recorded_format(client: &tokio_postgres::Client) -> Result<Option<i32>,
             found: text.into_owned(),
             expected: format!("imipd-{FORMAT} (this is no imipd database)"),
         }),
-    }
-}
-
-// Each write of an object is one statement: the precondition is part of its WHERE (checked
-// again on the newest row version when another transaction changed it meanwhile), and the
-// change log is written only when the object was.
-const PUT_REVISION: &str = "WITH w AS (UPDATE imipd.objects SET revision = $3, \
-     schedule_tag = CASE WHEN $5 THEN schedule_tag ELSE $3 END, body = $4 \
-     WHERE account = $1 AND uid = $2 AND revision = $6 RETURNING 1), \
-     c AS (INSERT INTO imipd.changes SELECT $1, $2, $3, false FROM w \
-     ON CONFLICT (account, uid) DO UPDATE SET id = EXCLUDED.id, removed = false) \
-     SELECT count(*) FROM w";
-const PUT_ABSENT: &str = "WITH w AS (INSERT INTO imipd.objects VALUES ($1, $2, $3, $3, $4) \
-     ON CONFLICT DO NOTHING RETURNING 1), \
-     c AS (INSERT INTO imipd.changes SELECT $1, $2, $3, false FROM w \
-     ON CONFLICT (account, uid) DO UPDATE SET id = EXCLUDED.id, removed = false) \
-     SELECT count(*) FROM w";
-const PUT_ANY: &str = "WITH w AS (INSERT INTO imipd.objects VALUES ($1, $2, $3, $3, $4) \
-     ON CONFLICT (account, uid) DO UPDATE SET revision = EXCLUDED.revision, \
-     schedule_tag = CASE WHEN $5 THEN imipd.objects.schedule_tag ELSE EXCLUDED.revision END, \
-     body = EXCLUDED.body RETURNING 1), \
-     c AS (INSERT INTO imipd.changes SELECT $1, $2, $3, false FROM w \
-     ON CONFLICT (account, uid) DO UPDATE SET id = EXCLUDED.id, removed = false) \
-     SELECT count(*) FROM w";
-const DELETE_REVISION: &str = "WITH w AS (DELETE FROM imipd.objects \
-     WHERE account = $1 AND uid = $2 AND revision = $4 RETURNING 1), \
-     c AS (INSERT INTO imipd.changes SELECT $1, $2, $3, true FROM w \
-     ON CONFLICT (account, uid) DO UPDATE SET id = EXCLUDED.id, removed = true) \
-     SELECT count(*) FROM w";
-
-/// Runs a prepared statement that answers one count.
-async fn one(
-    tx: &deadpool_postgres::Transaction<'_>,
-    sql: &str,
-    params: &[&(dyn ToSql + Sync)],
-) -> Result<i64, StoreError> {
-    let statement = tx.prepare_cached(sql).await.map_err(failed)?;
-    let row = tx.query_one(&statement, params).await.map_err(failed)?;
-    Ok(row.get(0))
-}
-
-/// Runs one prepared statement in the transaction; returns the rows it touched.
-async fn run(
-    tx: &deadpool_postgres::Transaction<'_>,
-    sql: &str,
-    params: &[&(dyn ToSql + Sync)],
-) -> Result<u64, StoreError> {
-    let statement = tx.prepare_cached(sql).await.map_err(failed)?;
-    tx.execute(&statement, params).await.map_err(failed)
-}
-
-/// Checks a precondition against the object's row, locked until the commit; returns the
-/// schedule tag it has.
-async fn locked(
-    tx: &deadpool_postgres::Transaction<'_>,
-    account: &str,
-    uid: &[u8],
-    expect: &Expect,
-) -> Result<Option<i64>, StoreError> {
-    let statement = tx
-        .prepare_cached(
-            "SELECT revision, schedule_tag FROM imipd.objects \
-             WHERE account = $1 AND uid = $2 FOR UPDATE",
-        )
-        .await
-        .map_err(failed)?;
-    let row = tx
-        .query_opt(&statement, &[&account, &uid])
-        .await
-        .map_err(failed)?;
-    let current = row.map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)));
-    let ok = match (expect, current) {
-        (Expect::Any, _) => true,
-        (Expect::Absent, found) => found.is_none(),
-        (Expect::Revision(want), Some((revision, _))) => id(revision) == *want,
-        (Expect::Revision(_), None) => false,
-    };
-    match ok {
-        true => Ok(current.map(|(_, tag)| tag)),
-        false => Err(StoreError::Conflict),
-    }
-}
-
-async fn log_change(
-    tx: &deadpool_postgres::Transaction<'_>,
-    account: &str,
-    uid: &[u8],
-    id: i64,
-    removed: bool,
-) -> Result<(), StoreError> {
-    run(
-        tx,
-        "INSERT INTO imipd.changes VALUES ($1, $2, $3, $4) ON CONFLICT (account, uid) \
-         DO UPDATE SET id = EXCLUDED.id, removed = EXCLUDED.removed",
-        &[&account, &uid, &id, &removed],
-    )
-    .await
-    .map(drop)
-}
-
-async fn apply(
-    tx: &deadpool_postgres::Transaction<'_>,
-    change: &Change,
-    id: i64,
-) -> Result<(), StoreError> {
-    match change {
-        Change::Put {
-            account,
-            uid,
-            text,
-            expect,
-            tag,
-        } => {
-            let kept = *tag == Tag::Kept;
-            let (uid, body) = (uid.as_bytes(), text.as_bytes());
-            let written = match expect {
-                Expect::Revision(revision) => {
-                    let revision = *revision as i64;
-                    one(
-                        tx,
-                        PUT_REVISION,
-                        &[account, &uid, &id, &body, &kept, &revision],
-                    )
-                    .await?
-                }
-                Expect::Absent => one(tx, PUT_ABSENT, &[account, &uid, &id, &body]).await?,
-                Expect::Any => one(tx, PUT_ANY, &[account, &uid, &id, &body, &kept]).await?,
-            };
-            match written {
-                0 => Err(StoreError::Conflict),
-                _ => Ok(()),
-            }
-        }
-        Change::Delete {
-            account,
-            uid,
-            expect: Expect::Revision(revision),
-        } => {
-            let revision = *revision as i64;
-            let uid = uid.as_bytes();
-            match one(tx, DELETE_REVISION, &[account, &uid, &id, &revision]).await? {
-                0 => Err(StoreError::Conflict),
-                _ => Ok(()),
-            }
-        }
-        Change::Delete {
-            account,
-            uid,
-            expect,
-        } => {
-            let uid = uid.as_bytes();
-            locked(tx, account, uid, expect).await?;
-            run(
-                tx,
-                "DELETE FROM imipd.objects WHERE account = $1 AND uid = $2",
-                &[account, &uid],
-            )
-            .await?;
-            log_change(tx, account, uid, id, true).await
-        }
-        // The insert is not visible to the statement's own subquery: of the items before it,
-        // the newest `keep - 1` stay.
-        Change::Inbox {
-            account,
-            text,
-            keep,
-        } => run(
-            tx,
-            "WITH added AS (INSERT INTO imipd.inbox VALUES ($1, $2, $3)) \
-             DELETE FROM imipd.inbox WHERE account = $1 AND id <= (SELECT id FROM imipd.inbox \
-             WHERE account = $1 ORDER BY id DESC OFFSET $4 LIMIT 1)",
-            &[
-                account,
-                &id,
-                &text.as_bytes(),
-                &(keep.saturating_sub(1) as i64),
-            ],
-        )
-        .await
-        .map(drop),
-        Change::InboxRemove { account, id } => run(
-            tx,
-            "DELETE FROM imipd.inbox WHERE account = $1 AND id = $2",
-            &[account, &(*id as i64)],
-        )
-        .await
-        .map(drop),
-        Change::Calendar {
-            account,
-            name,
-            exists: true,
-        } => run(
-            tx,
-            "INSERT INTO imipd.calendars VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            &[account, &name.as_bytes()],
-        )
-        .await
-        .map(drop),
-        Change::Calendar {
-            account,
-            name,
-            exists: false,
-        } => run(
-            tx,
-            "DELETE FROM imipd.calendars WHERE account = $1 AND name = $2",
-            &[account, &name.as_bytes()],
-        )
-        .await
-        .map(drop),
-        Change::Place {
-            account,
-            uid,
-            calendar: Some(calendar),
-        } => run(
-            tx,
-            "INSERT INTO imipd.placements VALUES ($1, $2, $3) ON CONFLICT (account, uid) \
-             DO UPDATE SET calendar = EXCLUDED.calendar",
-            &[account, &uid.as_bytes(), &calendar.as_bytes()],
-        )
-        .await
-        .map(drop),
-        Change::Place {
-            account,
-            uid,
-            calendar: None,
-        } => run(
-            tx,
-            "DELETE FROM imipd.placements WHERE account = $1 AND uid = $2",
-            &[account, &uid.as_bytes()],
-        )
-        .await
-        .map(drop),
-        Change::Property {
-            account,
-            calendar,
-            name,
-            value: Some(value),
-        } => run(
-            tx,
-            "INSERT INTO imipd.properties VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (account, calendar, name) DO UPDATE SET value = EXCLUDED.value",
-            &[
-                account,
-                &calendar.as_bytes(),
-                &name.as_bytes(),
-                &value.as_bytes(),
-            ],
-        )
-        .await
-        .map(drop),
-        Change::Property {
-            account,
-            calendar,
-            name,
-            value: None,
-        } => run(
-            tx,
-            "DELETE FROM imipd.properties WHERE account = $1 AND calendar = $2 AND name = $3",
-            &[account, &calendar.as_bytes(), &name.as_bytes()],
-        )
-        .await
-        .map(drop),
-        other => apply_queue(tx, other, id).await,
-    }
-}
-
-/// The changes of the queue and of the records kept beside the objects.
-async fn apply_queue(
-    tx: &deadpool_postgres::Transaction<'_>,
-    change: &Change,
-    id: i64,
-) -> Result<(), StoreError> {
-    match change {
-        Change::Enqueue(message) => run(
-            tx,
-            "INSERT INTO imipd.outbox (id, message) VALUES ($1, $2)",
-            &[&id, &encoded(message)],
-        )
-        .await
-        .map(drop),
-        Change::Dequeue(queued) => run(
-            tx,
-            "DELETE FROM imipd.outbox WHERE id = $1",
-            &[&(*queued as i64)],
-        )
-        .await
-        .map(drop),
-        // Released for the next attempt, by whichever host is free then.
-        Change::Requeue(queued, message) => run(
-            tx,
-            "UPDATE imipd.outbox SET message = $2, holder = NULL, lease_until = 0 WHERE id = $1",
-            &[&(*queued as i64), &encoded(message)],
-        )
-        .await
-        .map(drop),
-        Change::Sent(queued, message) => run(
-            tx,
-            "INSERT INTO imipd.sent VALUES ($1, $2) ON CONFLICT (id) \
-             DO UPDATE SET message = EXCLUDED.message",
-            &[&(*queued as i64), &encoded(message)],
-        )
-        .await
-        .map(drop),
-        Change::ForgetSent(queued) => run(
-            tx,
-            "DELETE FROM imipd.sent WHERE id = $1",
-            &[&(*queued as i64)],
-        )
-        .await
-        .map(drop),
-        // An earlier pending notice keeps its time and gains the repliers, in their order.
-        Change::Notify {
-            account,
-            uid,
-            due,
-            repliers,
-        } => run(
-            tx,
-            "INSERT INTO imipd.notices VALUES ($1, $2, $3, $4) ON CONFLICT (account, uid) \
-             DO UPDATE SET repliers = ARRAY(SELECT r FROM unnest(imipd.notices.repliers || \
-             EXCLUDED.repliers) WITH ORDINALITY AS t(r, n) GROUP BY r ORDER BY min(n))",
-            &[account, &uid.as_bytes(), due, repliers],
-        )
-        .await
-        .map(drop),
-        Change::Refreshed {
-            account,
-            uid,
-            attendee,
-            at,
-        } => run(
-            tx,
-            "INSERT INTO imipd.refreshed VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (account, uid, attendee) DO UPDATE SET at = EXCLUDED.at",
-            &[account, &uid.as_bytes(), &attendee.as_bytes(), at],
-        )
-        .await
-        .map(drop),
-        // Another host sent it first: this decision is stale.
-        Change::Notified { account, uid } => {
-            let gone = run(
-                tx,
-                "DELETE FROM imipd.notices WHERE account = $1 AND uid = $2",
-                &[account, &uid.as_bytes()],
-            )
-            .await?;
-            match gone {
-                0 => Err(StoreError::Conflict),
-                _ => Ok(()),
-            }
-        }
-        // Recorded by another host meanwhile: a unique violation, so a conflict, and the
-        // decision runs again and finds the message delivered.
-        Change::Seen(key) => run(
-            tx,
-            "INSERT INTO imipd.seen VALUES ($1, $2)",
-            &[&key.as_slice(), &id],
-        )
-        .await
-        .map(drop),
-        Change::Proposal { account, uid, text } => run(
-            tx,
-            "INSERT INTO imipd.counters VALUES ($1, $2, $3, $4)",
-            &[account, &uid.as_bytes(), &id, &text.as_bytes()],
-        )
-        .await
-        .map(drop),
-        _ => unreachable!("objects and calendars are applied by `apply`"),
     }
 }
 

@@ -1,0 +1,323 @@
+//! A commit as one pipelined batch: BEGIN, the accounts' locks, one statement per change,
+//! COMMIT, sent together and answered together, so that a delivery costs one round trip to the
+//! database (and one wake-up of the waiting thread) instead of one per statement.
+//!
+//! Each statement checks its own precondition and raises `serialization_failure` (through
+//! `imipd.expect`) when it does not hold: the transaction is then aborted, the statements after
+//! it fail, the COMMIT rolls back, and the first error is the conflict. Each statement that makes
+//! something takes its id from the sequence itself, after the account's lock (taken by an
+//! earlier statement of the batch), so an account's change log grows in commit order.
+
+use super::{encoded, failed};
+use crate::store::{Change, Expect, StoreError, Tag};
+use tokio_postgres::types::ToSql;
+
+type Param = Box<dyn ToSql + Sync + Send>;
+
+/// One statement of a batch: SQL and parameters; its first column, when it has one, is the id.
+struct Statement {
+    sql: &'static str,
+    params: Vec<Param>,
+}
+
+fn statement(sql: &'static str, params: Vec<Param>) -> Statement {
+    Statement { sql, params }
+}
+
+const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
+
+const PUT_REVISION: &str = "WITH n AS (SELECT nextval('imipd.ids') AS id), \
+     w AS (UPDATE imipd.objects SET revision = (SELECT id FROM n), \
+     schedule_tag = CASE WHEN $4 THEN schedule_tag ELSE (SELECT id FROM n) END, body = $3 \
+     WHERE account = $1 AND uid = $2 AND revision = $5 RETURNING 1), \
+     c AS (INSERT INTO imipd.changes SELECT $1, $2, n.id, false FROM n, w \
+     ON CONFLICT (account, uid) DO UPDATE SET id = EXCLUDED.id, removed = false) \
+     SELECT n.id, imipd.expect((SELECT count(*) FROM w) = 1) FROM n";
+const PUT_ABSENT: &str = "WITH n AS (SELECT nextval('imipd.ids') AS id), \
+     w AS (INSERT INTO imipd.objects SELECT $1, $2, id, id, $3 FROM n \
+     ON CONFLICT DO NOTHING RETURNING 1), \
+     c AS (INSERT INTO imipd.changes SELECT $1, $2, n.id, false FROM n, w \
+     ON CONFLICT (account, uid) DO UPDATE SET id = EXCLUDED.id, removed = false) \
+     SELECT n.id, imipd.expect((SELECT count(*) FROM w) = 1) FROM n";
+const PUT_ANY: &str = "WITH n AS (SELECT nextval('imipd.ids') AS id), \
+     w AS (INSERT INTO imipd.objects SELECT $1, $2, id, id, $3 FROM n \
+     ON CONFLICT (account, uid) DO UPDATE SET revision = EXCLUDED.revision, \
+     schedule_tag = CASE WHEN $4 THEN imipd.objects.schedule_tag ELSE EXCLUDED.revision END, \
+     body = EXCLUDED.body RETURNING 1), \
+     c AS (INSERT INTO imipd.changes SELECT $1, $2, n.id, false FROM n, w \
+     ON CONFLICT (account, uid) DO UPDATE SET id = EXCLUDED.id, removed = false) \
+     SELECT n.id FROM n";
+const DELETE_REVISION: &str = "WITH n AS (SELECT nextval('imipd.ids') AS id), \
+     w AS (DELETE FROM imipd.objects WHERE account = $1 AND uid = $2 AND revision = $3 \
+     RETURNING 1), \
+     c AS (INSERT INTO imipd.changes SELECT $1, $2, n.id, true FROM n, w \
+     ON CONFLICT (account, uid) DO UPDATE SET id = EXCLUDED.id, removed = true) \
+     SELECT n.id, imipd.expect((SELECT count(*) FROM w) = 1) FROM n";
+// A removal is logged even when nothing was there, as with sled.
+const DELETE_ANY: &str = "WITH n AS (SELECT nextval('imipd.ids') AS id), \
+     w AS (DELETE FROM imipd.objects WHERE account = $1 AND uid = $2), \
+     c AS (INSERT INTO imipd.changes SELECT $1, $2, n.id, true FROM n \
+     ON CONFLICT (account, uid) DO UPDATE SET id = EXCLUDED.id, removed = true) \
+     SELECT n.id FROM n";
+const DELETE_ABSENT: &str = "WITH n AS (SELECT nextval('imipd.ids') AS id), \
+     c AS (INSERT INTO imipd.changes SELECT $1, $2, n.id, true FROM n \
+     ON CONFLICT (account, uid) DO UPDATE SET id = EXCLUDED.id, removed = true) \
+     SELECT n.id, imipd.expect(NOT EXISTS (SELECT 1 FROM imipd.objects \
+     WHERE account = $1 AND uid = $2)) FROM n";
+// The insert is not visible to the statement's own subquery: of the items before it, the
+// newest `keep - 1` stay.
+const INBOX: &str = "WITH n AS (SELECT nextval('imipd.ids') AS id), \
+     added AS (INSERT INTO imipd.inbox SELECT $1, id, $2 FROM n), \
+     gone AS (DELETE FROM imipd.inbox WHERE account = $1 AND id <= (SELECT id FROM imipd.inbox \
+     WHERE account = $1 ORDER BY id DESC OFFSET $3 LIMIT 1)) \
+     SELECT id FROM n";
+const ENQUEUE: &str = "INSERT INTO imipd.outbox (id, message) \
+     SELECT nextval('imipd.ids'), $1 RETURNING id";
+// Released for the next attempt, by whichever host is free then.
+const REQUEUE: &str =
+    "UPDATE imipd.outbox SET message = $2, holder = NULL, lease_until = 0 WHERE id = $1";
+// An earlier pending notice keeps its time and gains the repliers, in their order.
+const NOTIFY: &str = "INSERT INTO imipd.notices VALUES ($1, $2, $3, $4) ON CONFLICT (account, uid) \
+     DO UPDATE SET repliers = ARRAY(SELECT r FROM unnest(imipd.notices.repliers || \
+     EXCLUDED.repliers) WITH ORDINALITY AS t(r, n) GROUP BY r ORDER BY min(n))";
+// Another host sent it first: this decision is stale.
+const NOTIFIED: &str = "WITH d AS (DELETE FROM imipd.notices WHERE account = $1 AND uid = $2 \
+     RETURNING 1) SELECT 0::bigint, imipd.expect(count(*) > 0) FROM d";
+// Recorded by another host meanwhile: a unique violation, so a conflict, and the decision runs
+// again and finds the message delivered.
+const SEEN: &str = "INSERT INTO imipd.seen SELECT $1, nextval('imipd.ids') RETURNING id";
+const PROPOSAL: &str = "INSERT INTO imipd.counters SELECT $1, $2, nextval('imipd.ids'), $3 \
+     RETURNING id";
+
+fn bytes(text: &str) -> Param {
+    Box::new(text.as_bytes().to_vec())
+}
+
+fn owned(text: &str) -> Param {
+    Box::new(text.to_string())
+}
+
+/// The statement of one change to an object or to an account's calendars.
+fn of_object(change: &Change) -> Option<Statement> {
+    Some(match change {
+        Change::Put {
+            account,
+            uid,
+            text,
+            expect,
+            tag,
+        } => {
+            let common = vec![owned(account), bytes(uid), bytes(text)];
+            let kept: Param = Box::new(*tag == Tag::Kept);
+            match expect {
+                Expect::Revision(r) => {
+                    let mut params = common;
+                    params.extend([kept, Box::new(*r as i64) as Param]);
+                    statement(PUT_REVISION, params)
+                }
+                Expect::Absent => statement(PUT_ABSENT, common),
+                Expect::Any => {
+                    let mut params = common;
+                    params.push(kept);
+                    statement(PUT_ANY, params)
+                }
+            }
+        }
+        Change::Delete {
+            account,
+            uid,
+            expect,
+        } => {
+            let mut params = vec![owned(account), bytes(uid)];
+            match expect {
+                Expect::Revision(r) => {
+                    params.push(Box::new(*r as i64));
+                    statement(DELETE_REVISION, params)
+                }
+                Expect::Any => statement(DELETE_ANY, params),
+                Expect::Absent => statement(DELETE_ABSENT, params),
+            }
+        }
+        Change::Inbox {
+            account,
+            text,
+            keep,
+        } => statement(
+            INBOX,
+            vec![
+                owned(account),
+                bytes(text),
+                Box::new(keep.saturating_sub(1) as i64),
+            ],
+        ),
+        Change::InboxRemove { account, id } => statement(
+            "DELETE FROM imipd.inbox WHERE account = $1 AND id = $2",
+            vec![owned(account), Box::new(*id as i64)],
+        ),
+        Change::Calendar {
+            account,
+            name,
+            exists,
+        } => statement(
+            match exists {
+                true => "INSERT INTO imipd.calendars VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                false => "DELETE FROM imipd.calendars WHERE account = $1 AND name = $2",
+            },
+            vec![owned(account), bytes(name)],
+        ),
+        Change::Place {
+            account,
+            uid,
+            calendar: Some(calendar),
+        } => statement(
+            "INSERT INTO imipd.placements VALUES ($1, $2, $3) ON CONFLICT (account, uid) \
+             DO UPDATE SET calendar = EXCLUDED.calendar",
+            vec![owned(account), bytes(uid), bytes(calendar)],
+        ),
+        Change::Place {
+            account,
+            uid,
+            calendar: None,
+        } => statement(
+            "DELETE FROM imipd.placements WHERE account = $1 AND uid = $2",
+            vec![owned(account), bytes(uid)],
+        ),
+        Change::Property {
+            account,
+            calendar,
+            name,
+            value: Some(value),
+        } => statement(
+            "INSERT INTO imipd.properties VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (account, calendar, name) DO UPDATE SET value = EXCLUDED.value",
+            vec![owned(account), bytes(calendar), bytes(name), bytes(value)],
+        ),
+        Change::Property {
+            account,
+            calendar,
+            name,
+            value: None,
+        } => statement(
+            "DELETE FROM imipd.properties WHERE account = $1 AND calendar = $2 AND name = $3",
+            vec![owned(account), bytes(calendar), bytes(name)],
+        ),
+        _ => return None,
+    })
+}
+
+/// The statement of one change to the queue or to the records kept beside the objects.
+fn of_record(change: &Change) -> Statement {
+    match change {
+        Change::Enqueue(message) => statement(ENQUEUE, vec![Box::new(encoded(message))]),
+        Change::Dequeue(id) => statement(
+            "DELETE FROM imipd.outbox WHERE id = $1",
+            vec![Box::new(*id as i64)],
+        ),
+        Change::Requeue(id, message) => statement(
+            REQUEUE,
+            vec![Box::new(*id as i64), Box::new(encoded(message))],
+        ),
+        Change::Sent(id, message) => statement(
+            "INSERT INTO imipd.sent VALUES ($1, $2) ON CONFLICT (id) \
+             DO UPDATE SET message = EXCLUDED.message",
+            vec![Box::new(*id as i64), Box::new(encoded(message))],
+        ),
+        Change::ForgetSent(id) => statement(
+            "DELETE FROM imipd.sent WHERE id = $1",
+            vec![Box::new(*id as i64)],
+        ),
+        Change::Notify {
+            account,
+            uid,
+            due,
+            repliers,
+        } => statement(
+            NOTIFY,
+            vec![
+                owned(account),
+                bytes(uid),
+                Box::new(*due),
+                Box::new(repliers.clone()),
+            ],
+        ),
+        Change::Refreshed {
+            account,
+            uid,
+            attendee,
+            at,
+        } => statement(
+            "INSERT INTO imipd.refreshed VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (account, uid, attendee) DO UPDATE SET at = EXCLUDED.at",
+            vec![owned(account), bytes(uid), bytes(attendee), Box::new(*at)],
+        ),
+        Change::Notified { account, uid } => statement(NOTIFIED, vec![owned(account), bytes(uid)]),
+        Change::Seen(key) => statement(SEEN, vec![Box::new(key.clone())]),
+        Change::Proposal { account, uid, text } => {
+            statement(PROPOSAL, vec![owned(account), bytes(uid), bytes(text)])
+        }
+        other => of_object(other).expect("every change has a statement"),
+    }
+}
+
+/// The batch for a commit: BEGIN, the locks of the accounts whose change logs it writes (sorted,
+/// so that two commits never wait for each other in a circle), the changes, COMMIT.
+fn batch(changes: &[Change]) -> (Vec<Statement>, std::ops::Range<usize>) {
+    let mut logged: Vec<&str> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Put { account, .. } | Change::Delete { account, .. } => Some(account.as_str()),
+            _ => None,
+        })
+        .collect();
+    logged.sort_unstable();
+    logged.dedup();
+    let mut statements = vec![statement("BEGIN", Vec::new())];
+    statements.extend(logged.iter().map(|a| statement(LOCK, vec![owned(a)])));
+    let first = statements.len();
+    statements.extend(changes.iter().map(of_record));
+    let range = first..statements.len();
+    statements.push(statement("COMMIT", Vec::new()));
+    (statements, range)
+}
+
+/// Runs the commit; returns the id each change got (0 for what makes nothing new: a removal
+/// from the queue, a calendar's property...).
+pub(super) async fn commit(
+    client: &deadpool_postgres::Object,
+    changes: &[Change],
+) -> Result<Vec<u64>, StoreError> {
+    let (statements, of_changes) = batch(changes);
+    let mut prepared = Vec::with_capacity(statements.len());
+    for s in &statements {
+        prepared.push(client.prepare_cached(s.sql).await.map_err(failed)?);
+    }
+    let params: Vec<Vec<&(dyn ToSql + Sync)>> = statements
+        .iter()
+        .map(|s| {
+            s.params
+                .iter()
+                .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                .collect()
+        })
+        .collect();
+    // Every request goes out when its future is first polled, in this order.
+    let answers = futures_util::future::join_all(
+        prepared
+            .iter()
+            .zip(&params)
+            .map(|(statement, params)| client.query(statement, params)),
+    )
+    .await;
+    let mut ids = Vec::with_capacity(changes.len());
+    for (index, answer) in answers.into_iter().enumerate() {
+        let rows = answer.map_err(failed)?;
+        if of_changes.contains(&index) {
+            let id = rows
+                .first()
+                .and_then(|row| row.try_get::<_, i64>(0).ok())
+                .unwrap_or(0);
+            ids.push(super::id(id));
+        }
+    }
+    Ok(ids)
+}
