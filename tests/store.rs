@@ -387,3 +387,30 @@ fn the_database_connection_is_encrypted_when_the_url_asks() {
     drop(store);
     common::drop_database("tls");
 }
+
+/// A transaction a dead host left open ends within a minute: its locks would hold up every
+/// other host's deliveries to that account until TCP noticed, which takes hours.
+#[tokio::test]
+async fn sessions_end_transactions_left_open() {
+    let section = common::store_section("session");
+    let Some(url) = section.split('"').nth(1) else {
+        eprintln!("skipped: TEST_POSTGRES is not set");
+        return;
+    };
+    let url = imipd::store::Database::parse(url).unwrap();
+    let (client, connection) = url.session().connect(tokio_postgres::NoTls).await.unwrap();
+    let running = tokio::spawn(connection);
+    for (setting, want) in [
+        ("idle_in_transaction_session_timeout", "1min"),
+        ("application_name", "imipd"),
+    ] {
+        let row = client
+            .query_one(&format!("SHOW {setting}"), &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), want, "{setting}");
+    }
+    drop(client);
+    let _ = running.await;
+    common::drop_database("session");
+}

@@ -30,6 +30,26 @@ impl Database {
         })
     }
 
+    /// How imipd's sessions connect: within 5 s or not at all; named `imipd` in
+    /// `pg_stat_activity`; and a transaction left open ends after a minute, so that the locks
+    /// of a host that died (its connection not yet noticed as gone, which TCP alone takes hours
+    /// to do) hold up the other hosts for a minute at most. imipd's own transactions are one
+    /// batch each and never wait on their client.
+    pub fn session(&self) -> tokio_postgres::Config {
+        let mut session = self.connect.clone();
+        if session.get_connect_timeout().is_none() {
+            session.connect_timeout(std::time::Duration::from_secs(5));
+        }
+        session.application_name("imipd");
+        session.keepalives_idle(std::time::Duration::from_secs(60));
+        let options = format!(
+            "{} -c idle_in_transaction_session_timeout=60000",
+            session.get_options().unwrap_or_default()
+        );
+        session.options(options.trim());
+        session
+    }
+
     /// Trusts these certificate authorities (`store.ca_file`) instead of the public ones.
     pub fn with_roots(mut self, roots: Vec<CertificateDer<'static>>) -> Database {
         self.roots = roots;

@@ -185,11 +185,7 @@ impl PgStore {
             .enable_all()
             .build()
             .map_err(|e| StoreError::Unavailable(format!("database runtime: {e}")))?;
-        let mut connect = url.connect.clone();
-        if connect.get_connect_timeout().is_none() {
-            connect.connect_timeout(Duration::from_secs(5));
-        }
-        connect.application_name("imipd");
+        let connect = url.session();
         let tls = url.tls();
         let pool = |size: usize| {
             let recycling = ManagerConfig {
