@@ -177,31 +177,46 @@ impl Worker {
                 Claim::Elsewhere => continue,
             };
             in_flight.insert(id);
-            let gateway = self.gateway.clone();
-            let slots = self.in_flight.clone();
-            let journal = self.journal.clone();
-            self.tasks.spawn(async move {
-                let done = match relayed {
-                    true => settle_relayed(&gateway, id, &message).await,
-                    false => attempt(&gateway, journal.clone(), id, &message).await,
-                };
-                if let Err(e) = done {
-                    // The entry stays queued; a pause keeps a failing store from being hammered.
-                    tracing::warn!(trace = message.trace.as_str(), id, error = %e, "outbound: could not record the outcome; will retry");
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                }
-                let mut slots = lock(&slots);
-                slots.remove(&id);
-                // With no delivery under way, every id in the journal is settled in the store.
-                if slots.is_empty()
-                    && let Some(journal) = &journal
-                    && let Err(e) = journal.clear()
-                {
-                    tracing::warn!(error = %e, "outbound: cannot clear the journal");
-                }
-            });
+            let delivery = Delivery {
+                gateway: self.gateway.clone(),
+                slots: self.in_flight.clone(),
+                journal: self.journal.clone(),
+            };
+            self.tasks.spawn(delivery.run(id, message, relayed));
         }
         Ok(next_due)
+    }
+}
+
+/// What a delivery task holds.
+struct Delivery {
+    gateway: Arc<Gateway>,
+    slots: Arc<Mutex<HashSet<u64>>>,
+    journal: Option<Arc<Journal>>,
+}
+
+impl Delivery {
+    /// Delivers one claimed entry (or, when the relay already took it, records it as sent),
+    /// then frees its slot.
+    async fn run(self, id: u64, message: OutboundMessage, relayed: bool) {
+        let done = match relayed {
+            true => settle_relayed(&self.gateway, id, &message).await,
+            false => attempt(&self.gateway, self.journal.clone(), id, &message).await,
+        };
+        if let Err(e) = done {
+            // The entry stays queued; a pause keeps a failing store from being hammered.
+            tracing::warn!(trace = message.trace.as_str(), id, error = %e, "outbound: could not record the outcome; will retry");
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        let mut slots = lock(&self.slots);
+        slots.remove(&id);
+        // With no delivery under way, every id in the journal is settled in the store.
+        if slots.is_empty()
+            && let Some(journal) = &self.journal
+            && let Err(e) = journal.clear()
+        {
+            tracing::warn!(error = %e, "outbound: cannot clear the journal");
+        }
     }
 }
 

@@ -97,6 +97,36 @@ fn owned(text: &str) -> Param {
     Box::new(text.to_string())
 }
 
+/// An object's write, by its precondition.
+fn put(account: &str, uid: &str, text: &str, expect: Expect, tag: Tag) -> Statement {
+    let mut params = vec![owned(account), bytes(uid), bytes(text)];
+    let kept: Param = Box::new(tag == Tag::Kept);
+    match expect {
+        Expect::Revision(revision) => {
+            params.extend([kept, Box::new(revision as i64) as Param]);
+            statement(PUT_REVISION, params)
+        }
+        Expect::Absent => statement(PUT_ABSENT, params),
+        Expect::Any => {
+            params.push(kept);
+            statement(PUT_ANY, params)
+        }
+    }
+}
+
+/// An object's removal, by its precondition.
+fn delete(account: &str, uid: &str, expect: Expect) -> Statement {
+    let mut params = vec![owned(account), bytes(uid)];
+    match expect {
+        Expect::Revision(revision) => {
+            params.push(Box::new(revision as i64));
+            statement(DELETE_REVISION, params)
+        }
+        Expect::Any => statement(DELETE_ANY, params),
+        Expect::Absent => statement(DELETE_ABSENT, params),
+    }
+}
+
 /// The statement of one change to an object or to an account's calendars.
 fn of_object(change: &Change) -> Option<Statement> {
     Some(match change {
@@ -106,38 +136,12 @@ fn of_object(change: &Change) -> Option<Statement> {
             text,
             expect,
             tag,
-        } => {
-            let common = vec![owned(account), bytes(uid), bytes(text)];
-            let kept: Param = Box::new(*tag == Tag::Kept);
-            match expect {
-                Expect::Revision(r) => {
-                    let mut params = common;
-                    params.extend([kept, Box::new(*r as i64) as Param]);
-                    statement(PUT_REVISION, params)
-                }
-                Expect::Absent => statement(PUT_ABSENT, common),
-                Expect::Any => {
-                    let mut params = common;
-                    params.push(kept);
-                    statement(PUT_ANY, params)
-                }
-            }
-        }
+        } => put(account, uid, text, *expect, *tag),
         Change::Delete {
             account,
             uid,
             expect,
-        } => {
-            let mut params = vec![owned(account), bytes(uid)];
-            match expect {
-                Expect::Revision(r) => {
-                    params.push(Box::new(*r as i64));
-                    statement(DELETE_REVISION, params)
-                }
-                Expect::Any => statement(DELETE_ANY, params),
-                Expect::Absent => statement(DELETE_ABSENT, params),
-            }
-        }
+        } => delete(account, uid, *expect),
         Change::Inbox {
             account,
             text,
