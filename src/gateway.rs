@@ -238,7 +238,10 @@ impl Gateway {
                     }
                     return Ok((outcome, ids));
                 }
-                Err(StoreError::Conflict) if attempt < ATTEMPTS => continue,
+                Err(StoreError::Conflict) if attempt < ATTEMPTS => {
+                    self.metrics.conflict();
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -250,5 +253,50 @@ impl Gateway {
             return Ok(());
         }
         self.durability.wait(generation).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Expect, SledStore, Tag};
+
+    fn put(text: &str, expect: Expect) -> Change {
+        Change::Put {
+            account: "bob".into(),
+            uid: "u".into(),
+            text: text.into(),
+            expect,
+            tag: Tag::New,
+        }
+    }
+
+    /// Another writer commits between a decision's read and its commit: the decision is made
+    /// again on what it wrote, and the metric counts it.
+    #[tokio::test]
+    async fn a_decision_is_made_again_when_its_read_went_stale() {
+        let dir = std::env::temp_dir().join(format!("imipd-transact-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir).unwrap());
+        store.commit(&[put("first", Expect::Absent)]).unwrap();
+        let gateway = Gateway::new(Config::default(), store.clone());
+        let mut decisions = 0;
+        let (seen, _) = gateway
+            .transact(|| {
+                decisions += 1;
+                let current = gateway.store.get("bob", "u")?.expect("stored");
+                if decisions == 1 {
+                    gateway.store.commit(&[put("meanwhile", Expect::Any)])?;
+                }
+                let change = put("mine", Expect::Revision(current.revision));
+                Ok::<_, StoreError>(Decision::new(vec![change], current.text))
+            })
+            .await
+            .unwrap();
+        assert_eq!((decisions, seen.as_str()), (2, "meanwhile"));
+        assert_eq!(gateway.store.get("bob", "u").unwrap().unwrap().text, "mine");
+        assert_eq!(gateway.metrics.conflicts(), 1);
+        drop(gateway);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -17,6 +17,7 @@ pub struct Metrics {
     commit_buckets: [AtomicU64; BUCKETS.len()],
     commit_count: AtomicU64,
     commit_micros: AtomicU64,
+    conflicts: AtomicU64,
 }
 
 /// Values read from the store at scrape time.
@@ -55,6 +56,17 @@ impl Metrics {
     pub fn outbound(&self, status: &str) {
         let mut map = self.outbound.lock().unwrap_or_else(|e| e.into_inner());
         *map.entry(status.to_string()).or_default() += 1;
+    }
+
+    /// A decision made again because another writer (a session, or another host sharing the
+    /// store) changed what it read before it committed.
+    pub fn conflict(&self) {
+        self.conflicts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Decisions made again so far.
+    pub fn conflicts(&self) -> u64 {
+        self.conflicts.load(Ordering::Relaxed)
     }
 
     /// How long an acknowledgement waited for its commit, until durable.
@@ -113,6 +125,13 @@ impl Metrics {
             self.commit_micros.load(Ordering::Relaxed) as f64 / 1e6
         );
         let _ = writeln!(out, "imipd_commit_seconds_count {count}");
+        let _ = writeln!(
+            out,
+            "# HELP imipd_commit_conflicts_total Decisions made again because another writer \
+             changed what they read.\n# TYPE imipd_commit_conflicts_total counter\n\
+             imipd_commit_conflicts_total {}",
+            self.conflicts()
+        );
         for (name, help, value) in [
             (
                 "imipd_queue_depth",
@@ -150,6 +169,7 @@ mod tests {
         m.message("REQUEST", "accepted");
         m.outbound("1.1");
         m.commit(Duration::from_micros(800));
+        m.conflict();
         let text = m.render(StoreFigures {
             queue_depth: 3,
             queue_oldest_seconds: 7,
@@ -163,6 +183,7 @@ mod tests {
         assert!(text.contains("imipd_commit_seconds_bucket{le=\"0.0005\"} 0"));
         assert!(text.contains("imipd_commit_seconds_bucket{le=\"0.001\"} 1"));
         assert!(text.contains("imipd_commit_seconds_count 1"));
+        assert!(text.contains("imipd_commit_conflicts_total 1"), "{text}");
         assert!(text.contains("imipd_queue_depth 3"));
     }
 }
