@@ -14,12 +14,10 @@ statements and commits PostgreSQL ran per message."""
 import argparse, json, os, shutil, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "e2e"))
-from mta import free_port, imipd_config, wait_port  # noqa: E402
+from load import ACCOUNTS, IMIPD, Imipd as Instance  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-IMIPD = os.path.join(ROOT, "target", "release", "imipd")
 CLUSTER = os.path.join(ROOT, "tests", "e2e", "pg_cluster.sh")
-ACCOUNTS = 100
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -51,27 +49,6 @@ def postgres_cpu(directory):
             except OSError:
                 pass
     return total
-
-
-class Instance:
-    def __init__(self, base, store):
-        self.base, self.lmtp = base, free_port()
-        os.makedirs(base, exist_ok=True)
-        imipd_config(f"{base}/imipd.toml", f"{base}/data", self.lmtp, free_port(),
-                     [f"user{i}@example.com" for i in range(1, ACCOUNTS + 1)],
-                     f'{store}[outbound]\nspool_dir = "{base}/spool"\n[log]\nlevel = "warn"\n')
-        self.process = subprocess.Popen([IMIPD, "serve", "--config", f"{base}/imipd.toml"],
-                                        stderr=open(f"{base}/imipd.log", "w"))
-        wait_port(self.lmtp, "imipd")
-
-    def peak_rss_mib(self):
-        for line in open(f"/proc/{self.process.pid}/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait()
 
 
 def bench(instances, messages, objects):

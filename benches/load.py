@@ -29,12 +29,14 @@ def bench(target, messages, connections, log=None):
 
 
 class Imipd:
-    def __init__(self, base):
+    """A release imipd with user1..user100@example.com; `store`: a [store] section."""
+
+    def __init__(self, base, store=""):
         self.base, self.lmtp = base, free_port()
         os.makedirs(base, exist_ok=True)
         imipd_config(f"{base}/imipd.toml", f"{base}/data", self.lmtp, free_port(),
                      [f"user{i}@example.com" for i in range(1, ACCOUNTS + 1)],
-                     f'[outbound]\nspool_dir = "{base}/spool"\n[log]\nlevel = "warn"\n')
+                     f'{store}[outbound]\nspool_dir = "{base}/spool"\n[log]\nlevel = "warn"\n')
         self.process = subprocess.Popen([IMIPD, "serve", "--config", f"{base}/imipd.toml"],
                                         stderr=open(f"{base}/imipd.log", "w"))
         wait_port(self.lmtp, "imipd")

@@ -34,40 +34,51 @@ fn invitation(uid: &str, sequence: u32, summary: &str) -> String {
     )
 }
 
-#[test]
-fn export_while_running_and_import_into_a_new_store() {
+/// A daemon with Alice and Bob whose relay is down (retries an hour apart).
+fn relay_down(name: &str) -> (FakeRelay, Daemon) {
     let relay = FakeRelay::start();
     relay.set_down(true);
     let outbound = format!(
         "transport = \"smtp\"\nrelay = \"smtp://127.0.0.1:{}\"\nmin_backoff = \"1h\"\nmax_backoff = \"1h\"\n",
         relay.port
     );
-    let mut daemon = Daemon::start_full(
-        "backup",
+    let daemon = Daemon::start_full(
+        name,
         &accounts(&["alice@example.com", "bob@example.com"]),
         &outbound,
     );
-    for uid in ["bk-1", "bk-2"] {
+    (relay, daemon)
+}
+
+/// Two invitations to Bob (PREFIX-1, PREFIX-2, titled `summary`), and Alice's PREFIX-3
+/// inviting someone outside: her REQUEST waits in the queue (the relay is down).
+fn fill(daemon: &Daemon, prefix: &str, summary: &str) {
+    for n in [1, 2] {
         let replies = daemon.lmtp(
             "olga@partner.example",
             &["bob@example.com"],
-            &invitation(uid, 0, "First"),
+            &invitation(&format!("{prefix}-{n}"), 0, summary),
         );
         assert!(replies[0].starts_with("250"), "{replies:?}");
     }
-    // Alice invites someone outside: her REQUEST waits in the queue (the relay is down).
-    let meeting = common::build::event("bk-3")
+    let meeting = common::build::event(&format!("{prefix}-3"))
         .set("ORGANIZER:mailto:alice@example.com")
         .attendee("paul@partner.example")
         .text();
     let (code, ..) = daemon.http(
         "PUT",
-        "/calendars/alice@example.com/bk-3",
+        &format!("/calendars/alice@example.com/{prefix}-3"),
         "alice@example.com",
         &[],
         &meeting,
     );
     assert_eq!(code, 201);
+}
+
+#[test]
+fn export_while_running_and_import_into_a_new_store() {
+    let (relay, mut daemon) = relay_down("backup");
+    fill(&daemon, "bk", "First");
     // Its first attempt has failed (the backup keeps its next attempt an hour away), so that it
     // is still queued when the backup is read into a store whose relay is up.
     assert!(common::eventually(|| cli(
@@ -155,41 +166,12 @@ fn a_store_moves_from_sled_to_postgres_and_back() {
         eprintln!("skipped: TEST_POSTGRES is not set");
         return;
     }
-    let relay = FakeRelay::start();
-    relay.set_down(true);
-    let outbound = format!(
-        "transport = \"smtp\"\nrelay = \"smtp://127.0.0.1:{}\"\nmin_backoff = \"1h\"\nmax_backoff = \"1h\"\n",
-        relay.port
-    );
-    let mut daemon = Daemon::start_full(
-        "move",
-        &accounts(&["alice@example.com", "bob@example.com"]),
-        &outbound,
-    );
+    let (_relay, mut daemon) = relay_down("move");
     let postgres = daemon.store.clone();
     daemon.kill9();
     daemon.use_store("");
     daemon.launch();
-    for uid in ["mv-1", "mv-2"] {
-        let replies = daemon.lmtp(
-            "olga@partner.example",
-            &["bob@example.com"],
-            &invitation(uid, 0, "On sled"),
-        );
-        assert!(replies[0].starts_with("250"), "{replies:?}");
-    }
-    let meeting = common::build::event("mv-3")
-        .set("ORGANIZER:mailto:alice@example.com")
-        .attendee("paul@partner.example")
-        .text();
-    let put = daemon.http(
-        "PUT",
-        "/calendars/alice@example.com/mv-3",
-        "alice@example.com",
-        &[],
-        &meeting,
-    );
-    assert_eq!(put.0, 201);
+    fill(&daemon, "mv", "On sled");
 
     let moved = |daemon: &mut Daemon, to: &str, backup: &str| {
         let target = daemon.dir.join(backup).display().to_string();

@@ -31,6 +31,21 @@ use serde::{Deserialize, Serialize};
 /// keeps every byte in the log file that `sync` makes durable.
 pub const MAX_VALUE: usize = 1024 * 1024;
 
+/// Refuses a commit that carries a value over [`MAX_VALUE`], before anything is written.
+pub(crate) fn check_sizes(changes: &[Change]) -> Result<(), StoreError> {
+    for change in changes {
+        let size = match change {
+            Change::Put { text, .. } | Change::Proposal { text, .. } => text.len(),
+            Change::Enqueue(m) | Change::Requeue(_, m) | Change::Sent(_, m) => m.calendar.len(),
+            _ => 0,
+        };
+        if size > MAX_VALUE {
+            return Err(StoreError::TooLarge(size));
+        }
+    }
+    Ok(())
+}
+
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

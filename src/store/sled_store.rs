@@ -1,7 +1,7 @@
 //! The embedded backend: sled 0.34.7.
 
 use super::{
-    Change, Changed, Changes, Claim, Expect, MAX_VALUE, Notice, OutboundMessage, Store, StoreError,
+    Change, Changed, Changes, Claim, Expect, Notice, OutboundMessage, Store, StoreError,
     StoredObject, Tag,
 };
 use sled::Transactional;
@@ -506,16 +506,9 @@ impl Trees {
 
     fn commit(&self, changes: &[Change]) -> Result<Vec<u64>, StoreError> {
         // Ids are taken before the transaction: a retried closure must not consume new ones.
+        super::check_sizes(changes)?;
         let mut ids = Vec::new();
-        for change in changes {
-            let size = match change {
-                Change::Put { text, .. } | Change::Proposal { text, .. } => text.len(),
-                Change::Enqueue(m) | Change::Requeue(_, m) | Change::Sent(_, m) => m.calendar.len(),
-                _ => 0,
-            };
-            if size > MAX_VALUE {
-                return Err(StoreError::TooLarge(size));
-            }
+        for _ in changes {
             ids.push(self.db.generate_id().map_err(unavailable)?);
         }
         // A transaction cannot scan: the inbox items that make room are picked before it.

@@ -70,14 +70,18 @@ class SinkHandler(socketserver.StreamRequestHandler):
 
 
 class Daemon:
-    def __init__(self, binary, base, relay):
+    """imipd relaying to `relay`, with user1..user20@example.com; `sections` go before
+    [outbound] (a [store], say), `outbound` are more keys of it."""
+
+    def __init__(self, binary, base, relay, sections="", outbound=""):
         self.binary, self.base = binary, base
+        os.makedirs(base, exist_ok=True)
         self.lmtp, self.web = free_port(), free_port()
         self.config = f"{base}/imipd.toml"
         imipd_config(self.config, f"{base}/data", self.lmtp, self.web,
                      [f"user{i}@example.com" for i in range(1, ACCOUNTS + 1)],
-                     f'[outbound]\ntransport = "smtp"\nrelay = "smtp://127.0.0.1:{relay}"\n'
-                     f'min_backoff = "1s"\nmax_backoff = "2s"\n[log]\nlevel = "warn"\n')
+                     f'{sections}[outbound]\ntransport = "smtp"\nrelay = "smtp://127.0.0.1:{relay}"\n'
+                     f'min_backoff = "1s"\nmax_backoff = "2s"\n{outbound}[log]\nlevel = "warn"\n')
         self.process = None
         self.start()
 
@@ -88,8 +92,9 @@ class Daemon:
         wait_port(self.web, "imipd http")
 
     def kill9(self):
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
 
 
 def event(uid, guest):

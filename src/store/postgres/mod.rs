@@ -11,7 +11,7 @@
 //! the calling thread, letting the daemon's runtime move its other tasks away meanwhile.
 
 use super::{
-    Change, Changed, Changes, Claim, Contents, Database, MAX_VALUE, Notice, OutboundMessage, Store,
+    Change, Changed, Changes, Claim, Contents, Database, Notice, OutboundMessage, Store,
     StoreError, StoredObject,
 };
 mod writes;
@@ -29,6 +29,11 @@ const FORMAT: i32 = 1;
 /// The advisory lock held while the schema is made or upgraded, so that hosts starting
 /// together do not race ("imipd" in ASCII).
 const SCHEMA_LOCK: i64 = 0x0069_6d69_7064;
+
+/// Every object, and the queue: read alone, or together in a snapshot.
+const EVERY_OBJECT: &str = "SELECT account, uid, revision, schedule_tag, body FROM imipd.objects \
+     ORDER BY account, uid";
+const THE_QUEUE: &str = "SELECT id, message FROM imipd.outbox ORDER BY id";
 
 /// The record of a relay's acceptance.
 const RELAYED: &str = "UPDATE imipd.outbox SET relayed = true WHERE id = $1";
@@ -268,6 +273,17 @@ impl PgStore {
         client.query(&statement, params).await.map_err(failed)
     }
 
+    /// Runs a read and maps each row.
+    fn read<T: Send>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        each: impl Fn(&tokio_postgres::Row) -> T,
+    ) -> Result<Vec<T>, StoreError> {
+        let rows = self.block(self.query(sql, params))?;
+        Ok(rows.iter().map(each).collect())
+    }
+
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
         let client = self.client().await?;
         let statement = client.prepare_cached(sql).await.map_err(failed)?;
@@ -356,16 +372,7 @@ impl PgStore {
     }
 
     async fn commit_async(&self, changes: &[Change]) -> Result<Vec<u64>, StoreError> {
-        for change in changes {
-            let size = match change {
-                Change::Put { text, .. } | Change::Proposal { text, .. } => text.len(),
-                Change::Enqueue(m) | Change::Requeue(_, m) | Change::Sent(_, m) => m.calendar.len(),
-                _ => 0,
-            };
-            if size > MAX_VALUE {
-                return Err(StoreError::TooLarge(size));
-            }
-        }
+        super::check_sizes(changes)?;
         let client = self.client().await?;
         // Dropped before its answers are in (the call's time ran out), the connection may be
         // inside the transaction: it leaves the pool, and the server rolls back as it closes.
@@ -418,6 +425,16 @@ async fn recorded_format(client: &tokio_postgres::Client) -> Result<Option<i32>,
     }
 }
 
+/// A row of `EVERY_OBJECT`: account, UID, object.
+fn located(row: &tokio_postgres::Row) -> (String, String, StoredObject) {
+    (row.get(0), text(row.get(1)), object(row, 2))
+}
+
+/// A row of two byte strings, as text.
+fn texts(row: &tokio_postgres::Row) -> (String, String) {
+    (text(row.get(0)), text(row.get(1)))
+}
+
 /// A row of the queue: id and message (an unreadable one is logged and skipped).
 fn queued(row: &tokio_postgres::Row) -> Option<(u64, OutboundMessage)> {
     let key: i64 = row.get(0);
@@ -443,27 +460,16 @@ impl Store for PgStore {
     }
 
     fn list(&self, account: &str) -> Result<Vec<(String, StoredObject)>, StoreError> {
-        let rows = self.block(self.query(
+        self.read(
             "SELECT uid, revision, schedule_tag, body FROM imipd.objects \
              WHERE account = $1 ORDER BY uid",
             &[&account],
-        ))?;
-        Ok(rows
-            .iter()
-            .map(|row| (text(row.get(0)), object(row, 1)))
-            .collect())
+            |row| (text(row.get(0)), object(row, 1)),
+        )
     }
 
     fn all(&self) -> Result<Vec<(String, String, StoredObject)>, StoreError> {
-        let rows = self.block(self.query(
-            "SELECT account, uid, revision, schedule_tag, body FROM imipd.objects \
-             ORDER BY account, uid",
-            &[],
-        ))?;
-        Ok(rows
-            .iter()
-            .map(|row| (row.get(0), text(row.get(1)), object(row, 2)))
-            .collect())
+        self.read(EVERY_OBJECT, &[], located)
     }
 
     /// Both reads in one REPEATABLE READ transaction: what other hosts commit meanwhile is
@@ -478,24 +484,11 @@ impl Store for PgStore {
                 .start()
                 .await
                 .map_err(failed)?;
-            let objects = tx
-                .query(
-                    "SELECT account, uid, revision, schedule_tag, body FROM imipd.objects \
-                     ORDER BY account, uid",
-                    &[],
-                )
-                .await
-                .map_err(failed)?;
-            let queue = tx
-                .query("SELECT id, message FROM imipd.outbox ORDER BY id", &[])
-                .await
-                .map_err(failed)?;
+            let objects = tx.query(EVERY_OBJECT, &[]).await.map_err(failed)?;
+            let queue = tx.query(THE_QUEUE, &[]).await.map_err(failed)?;
             tx.commit().await.map_err(failed)?;
             Ok((
-                objects
-                    .iter()
-                    .map(|row| (row.get(0), text(row.get(1)), object(row, 2)))
-                    .collect(),
+                objects.iter().map(located).collect(),
                 queue.iter().filter_map(queued).collect(),
             ))
         })
@@ -506,53 +499,44 @@ impl Store for PgStore {
         account: &str,
         calendar: &str,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let rows = self.block(self.query(
+        self.read(
             "SELECT name, value FROM imipd.properties WHERE account = $1 AND calendar = $2 \
              ORDER BY name",
             &[&account, &calendar.as_bytes()],
-        ))?;
-        Ok(rows
-            .iter()
-            .map(|row| (text(row.get(0)), text(row.get(1))))
-            .collect())
+            texts,
+        )
     }
 
     fn calendars(&self, account: &str) -> Result<Vec<String>, StoreError> {
-        let rows = self.block(self.query(
+        self.read(
             "SELECT name FROM imipd.calendars WHERE account = $1 ORDER BY name",
             &[&account],
-        ))?;
-        Ok(rows.iter().map(|row| text(row.get(0))).collect())
+            |row| text(row.get(0)),
+        )
     }
 
     fn placements(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
-        let rows = self.block(self.query(
+        self.read(
             "SELECT uid, calendar FROM imipd.placements WHERE account = $1 ORDER BY uid",
             &[&account],
-        ))?;
-        Ok(rows
-            .iter()
-            .map(|row| (text(row.get(0)), text(row.get(1))))
-            .collect())
+            texts,
+        )
     }
 
     fn inbox(&self, account: &str) -> Result<Vec<(u64, String)>, StoreError> {
-        let rows = self.block(self.query(
+        self.read(
             "SELECT id, body FROM imipd.inbox WHERE account = $1 ORDER BY id",
             &[&account],
-        ))?;
-        Ok(rows
-            .iter()
-            .map(|row| (id(row.get(0)), text(row.get(1))))
-            .collect())
+            |row| (id(row.get(0)), text(row.get(1))),
+        )
     }
 
     fn inbox_ids(&self, account: &str) -> Result<Vec<u64>, StoreError> {
-        let rows = self.block(self.query(
+        self.read(
             "SELECT id FROM imipd.inbox WHERE account = $1 ORDER BY id",
             &[&account],
-        ))?;
-        Ok(rows.iter().map(|row| id(row.get(0))).collect())
+            |row| id(row.get(0)),
+        )
     }
 
     fn changes_since(&self, account: &str, since: u64) -> Result<Changes, StoreError> {
@@ -590,8 +574,7 @@ impl Store for PgStore {
     }
 
     fn outbox(&self) -> Result<Vec<(u64, OutboundMessage)>, StoreError> {
-        let rows =
-            self.block(self.query("SELECT id, message FROM imipd.outbox ORDER BY id", &[]))?;
+        let rows = self.block(self.query(THE_QUEUE, &[]))?;
         Ok(rows.iter().filter_map(queued).collect())
     }
 
@@ -629,19 +612,16 @@ impl Store for PgStore {
     }
 
     fn notices(&self) -> Result<Vec<Notice>, StoreError> {
-        let rows = self.block(self.query(
+        self.read(
             "SELECT account, uid, due, repliers FROM imipd.notices ORDER BY due",
             &[],
-        ))?;
-        Ok(rows
-            .iter()
-            .map(|row| Notice {
+            |row| Notice {
                 account: row.get(0),
                 uid: text(row.get(1)),
                 due: row.get(2),
                 repliers: row.get(3),
-            })
-            .collect())
+            },
+        )
     }
 
     fn refreshed(
@@ -665,14 +645,11 @@ impl Store for PgStore {
     }
 
     fn counters(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
-        let rows = self.block(self.query(
+        self.read(
             "SELECT uid, body FROM imipd.counters WHERE account = $1 ORDER BY uid, id",
             &[&account],
-        ))?;
-        Ok(rows
-            .iter()
-            .map(|row| (text(row.get(0)), text(row.get(1))))
-            .collect())
+            texts,
+        )
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
