@@ -64,14 +64,28 @@ const CANCEL_KEEPS: &[ICalendarProperty] = &[
     ICalendarProperty::Duration,
 ];
 
-/// A CANCEL component for `comp`. With `only`, the ATTENDEE list names just those
-/// attendees (the ones being removed, RFC 5546 section 3.2.5); without, everyone.
+/// What a CANCEL says of its component (RFC 5546 section 3.2.5).
+#[derive(Debug, Clone, Copy)]
+pub enum Cancellation<'a> {
+    /// The component is cancelled: STATUS:CANCELLED, the ATTENDEE list naming the
+    /// recipients given, or everyone.
+    Component(Option<&'a [CalAddress]>),
+    /// These attendees are removed from a component that goes on: the ATTENDEE list names
+    /// them, and STATUS "MUST NOT be included".
+    Uninvite(&'a [CalAddress]),
+}
+
+/// A CANCEL component for `comp`.
 pub fn cancel_component(
     comp: &Component,
     sequence: i64,
     now: i64,
-    only: Option<&[CalAddress]>,
+    what: Cancellation<'_>,
 ) -> Component {
+    let only = match what {
+        Cancellation::Component(only) => only,
+        Cancellation::Uninvite(only) => Some(only),
+    };
     let mut out = Component::new(comp.kind.clone());
     for e in &comp.entries {
         if !CANCEL_KEEPS.contains(&e.name) {
@@ -87,10 +101,12 @@ pub fn cancel_component(
         strip_schedule_params(&mut e);
         out.entries.push(e);
     }
-    out.set(entry(
-        ICalendarProperty::Status,
-        ICalendarValue::Status(ICalendarStatus::Cancelled),
-    ));
+    if let Cancellation::Component(_) = what {
+        out.set(entry(
+            ICalendarProperty::Status,
+            ICalendarValue::Status(ICalendarStatus::Cancelled),
+        ));
+    }
     out.set_dtstamp(now);
     out.set_sequence(sequence);
     out

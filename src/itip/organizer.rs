@@ -1,7 +1,7 @@
 //! Implicit scheduling for the organizer's writes (RFC 6638 sections 3.2.1 and 3.2.8).
 
 use super::address::CalAddress;
-use super::build::{cancel_component, forces, outgoing, strip_force_send};
+use super::build::{Cancellation, cancel_component, forces, outgoing, strip_force_send};
 use super::calendar::{Calendar, Component, InstanceKey, param_text, set_param};
 use super::changes::{Significance, classify};
 use super::message::{ItipMessage, Method, envelope};
@@ -290,18 +290,27 @@ fn render(
         let comps = parts
             .iter()
             .filter_map(|part| match part {
-                CancelOf::Cancelled(k) => {
-                    new_comp(k).map(|c| cancel_component(c, c.sequence(), ctx.now, Some(&only)))
-                }
+                CancelOf::Cancelled(k) => new_comp(k).map(|c| {
+                    cancel_component(
+                        c,
+                        c.sequence(),
+                        ctx.now,
+                        Cancellation::Component(Some(&only)),
+                    )
+                }),
                 CancelOf::Removed(k) => {
                     let seq = new_comp(k).map(|c| c.sequence());
                     old_map.get(k).map(|o| {
-                        cancel_component(o, seq.unwrap_or(o.sequence() + 1), ctx.now, Some(&only))
+                        let seq = seq.unwrap_or(o.sequence() + 1);
+                        cancel_component(o, seq, ctx.now, Cancellation::Uninvite(&only))
                     })
                 }
-                CancelOf::Gone(k) => old_map
-                    .get(k)
-                    .map(|o| cancel_component(o, o.sequence() + 1, ctx.now, Some(&only))),
+                // The instance is gone for them: to its attendees the whole of what they were
+                // invited to is cancelled.
+                CancelOf::Gone(k) => old_map.get(k).map(|o| {
+                    let seq = o.sequence() + 1;
+                    cancel_component(o, seq, ctx.now, Cancellation::Component(Some(&only)))
+                }),
             })
             .collect();
         let summary = Summary::of(SummaryKind::Cancel, old_first.or(new_first), tz_old, true);
@@ -404,7 +413,9 @@ pub fn delete(
             let comps = keys
                 .iter()
                 .filter_map(|k| old.instance(k, &tz))
-                .map(|c| cancel_component(c, c.sequence() + 1, ctx.now, None))
+                .map(|c| {
+                    cancel_component(c, c.sequence() + 1, ctx.now, Cancellation::Component(None))
+                })
                 .collect();
             let summary = Summary::of(SummaryKind::Cancel, first, &tz, false);
             message(ctx, Method::Cancel, organizer, to, summary, comps, old)
