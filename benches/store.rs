@@ -26,7 +26,7 @@ fn main() {
     let start = Instant::now();
     for i in 0..n {
         store
-            .commit(&[object(i), Change::Seen(format!("m{i}").into_bytes())])
+            .commit(&[object(i), Change::Seen(format!("m{i}").into_bytes(), 0)])
             .expect("commit");
     }
     let commit_us = start.elapsed().as_secs_f64() * 1e6 / n as f64;

@@ -129,6 +129,7 @@ pub async fn serve(config: Config, reload: Reload) -> Result<(), DaemonError> {
         ));
     }
     tasks.spawn(crate::outbound::run(gateway.clone(), stopped.clone()));
+    tasks.spawn(crate::expiry::run(gateway.clone(), stopped.clone()));
     let reloading = tokio::spawn(reload_on_hangup(
         gateway.clone(),
         reload,

@@ -6,6 +6,7 @@ pub mod config;
 pub mod conformance;
 pub mod daemon;
 pub mod escape;
+pub mod expiry;
 pub mod fuzz;
 pub mod gateway;
 pub mod http;

@@ -501,13 +501,14 @@ fn migrate(path: Option<PathBuf>) -> ExitCode {
     let place = imipd::gateway::store_place(&config);
     let done = match &config.store.url {
         Some(url) => imipd::store::PgStore::migrate(url).map(|m| match m {
-            imipd::store::Migration::Created => "schema created",
-            imipd::store::Migration::Current => "schema up to date",
+            imipd::store::Migration::Created => "schema created".to_string(),
+            imipd::store::Migration::Current => "schema up to date".to_string(),
+            imipd::store::Migration::Upgraded(from) => format!("schema upgraded from imipd-{from}"),
         }),
         // sled upgrades its format when it opens.
         None => {
             imipd::store::SledStore::open_with(&config.server.data_dir, config.store.cache_size)
-                .map(|_| "store up to date")
+                .map(|_| "store up to date".to_string())
         }
     };
     match done {

@@ -18,6 +18,8 @@ pub struct Metrics {
     commit_count: AtomicU64,
     commit_micros: AtomicU64,
     conflicts: AtomicU64,
+    expired_seen: AtomicU64,
+    expired_sent: AtomicU64,
 }
 
 /// Values read from the store at scrape time.
@@ -67,6 +69,14 @@ impl Metrics {
     /// Decisions made again so far.
     pub fn conflicts(&self) -> u64 {
         self.conflicts.load(Ordering::Relaxed)
+    }
+
+    /// Records the store forgot because they expired.
+    pub fn expired(&self, gone: crate::store::Expired) {
+        self.expired_seen
+            .fetch_add(gone.seen as u64, Ordering::Relaxed);
+        self.expired_sent
+            .fetch_add(gone.sent as u64, Ordering::Relaxed);
     }
 
     /// How long an acknowledgement waited for its commit, until durable.
@@ -132,6 +142,21 @@ impl Metrics {
              imipd_commit_conflicts_total {}",
             self.conflicts()
         );
+        out.push_str(
+            "# HELP imipd_expired_total Records forgotten after their window: delivered \
+             messages (inbound.duplicate_window), messages the relay took \
+             (outbound.bounce_window).\n# TYPE imipd_expired_total counter\n",
+        );
+        for (record, counter) in [
+            ("delivered", &self.expired_seen),
+            ("sent", &self.expired_sent),
+        ] {
+            let _ = writeln!(
+                out,
+                "imipd_expired_total{{record=\"{record}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
         for (name, help, value) in [
             (
                 "imipd_queue_depth",

@@ -315,6 +315,25 @@ fn secrets_come_from_files_and_loose_files_are_flagged() {
 }
 
 #[test]
+fn the_windows_records_are_kept_for_are_checked() {
+    let (ok, out) = check(
+        "windows",
+        "[inbound]\nduplicate_window = \"2h\"\n[outbound]\nbounce_window = \"0s\"\n",
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("inbound.duplicate_window") && out.contains("at least 1d"),
+        "{out}"
+    );
+    assert!(out.contains("outbound.bounce_window"), "{out}");
+    let (ok, out) = check(
+        "windows-ok",
+        "[inbound]\nduplicate_window = \"7d\"\n[outbound]\nbounce_window = \"3d\"\n",
+    );
+    assert!(ok, "{out}");
+}
+
+#[test]
 fn the_shared_store_is_checked() {
     let (ok, out) = check("pg-bad", "[store]\nurl = \"mysql://db/imipd\"\n");
     assert!(!ok && out.contains("store.url"), "{out}");

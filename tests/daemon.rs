@@ -241,6 +241,36 @@ fn duplicates_change_nothing() {
     assert_eq!(etag(&first_head), etag(&second_head));
 }
 
+/// A delivery is remembered for `inbound.duplicate_window`, then forgotten, so that the store
+/// does not grow with every message for ever; a copy arriving later is applied again, which
+/// changes nothing the engine has not seen (same SEQUENCE).
+#[test]
+fn deliveries_are_forgotten_after_the_duplicate_window() {
+    let daemon = node_with("dup-window", "[inbound]\nduplicate_window = \"2d\"\n");
+    let message = invitation(
+        "olga@partner.example",
+        "dw1@partner.example",
+        &request("dup-window-1", 0),
+    );
+    let deliver = || daemon.lmtp("olga@partner.example", &["bob@example.com"], &message);
+    assert!(deliver()[0].starts_with("250"));
+    daemon.advance(86400);
+    assert_eq!(daemon.expire(), imipd::store::Expired::default());
+    assert!(deliver()[0].starts_with("250 2.0.0 already delivered"));
+    daemon.advance(86400 + 60);
+    assert_eq!(daemon.expire().seen, 1);
+    let again = deliver();
+    assert!(
+        again[0].starts_with("250") && !again[0].contains("already delivered"),
+        "{again:?}"
+    );
+    let (_, _, metrics) = daemon.http("GET", "/metrics", "bob@example.com", &[], "");
+    assert!(
+        metrics.contains("imipd_expired_total{record=\"delivered\"} 1"),
+        "{metrics}"
+    );
+}
+
 #[test]
 fn acknowledged_delivery_survives_kill_9() {
     let mut daemon = daemon_start("kill");

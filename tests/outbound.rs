@@ -179,14 +179,7 @@ fn a_later_bounce_turns_sent_into_failed() {
     // The envelope sender is the entry's bounce address.
     let bounce_to = relay.envelope_senders("ok@partner.example").remove(0);
     assert!(bounce_to.starts_with("bounce+"), "{bounce_to}");
-    let report = |action: &str, status: &str| {
-        format!(
-            "From: MAILER-DAEMON@relay.test\nTo: {bounce_to}\nSubject: Undelivered Mail\nMIME-Version: 1.0\n\
-Content-Type: multipart/report; report-type=delivery-status; boundary=\"r\"\n\n--r\nContent-Type: text/plain\n\n\
-Delivery failed.\n--r\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; relay.test\n\n\
-Final-Recipient: rfc822; ok@partner.example\nAction: {action}\nStatus: {status}\n--r--\n"
-        )
-    };
+    let report = |action: &str, status: &str| delivery_report(&bounce_to, action, status);
     // A delay report changes nothing.
     let replies = daemon.lmtp("", &[&bounce_to], &report("delayed", "4.4.1"));
     assert!(replies[0].starts_with("250"), "{replies:?}");
@@ -206,6 +199,55 @@ Final-Recipient: rfc822; ok@partner.example\nAction: {action}\nStatus: {status}\
         &stranger,
     );
     assert!(replies[0].starts_with("550 5.1.1"), "{replies:?}");
+}
+
+/// A report on a message the relay took for `recipient`, sent to its bounce address `to`.
+fn delivery_report(to: &str, action: &str, status: &str) -> String {
+    format!(
+        "From: MAILER-DAEMON@relay.test\nTo: {to}\nSubject: Undelivered Mail\nMIME-Version: 1.0\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"r\"\n\n--r\nContent-Type: text/plain\n\n\
+Delivery failed.\n--r\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; relay.test\n\n\
+Final-Recipient: rfc822; ok@partner.example\nAction: {action}\nStatus: {status}\n--r--\n"
+    )
+}
+
+/// The record that matches a bounce to its message is kept for `outbound.bounce_window`,
+/// then forgotten (the store would grow with every message sent); a later bounce changes
+/// nothing.
+#[test]
+fn a_bounce_after_the_bounce_window_changes_nothing() {
+    let relay = FakeRelay::start();
+    let outbound = format!(
+        "transport = \"smtp\"\nrelay = \"smtp://127.0.0.1:{}\"\nbounce_window = \"3d\"\n",
+        relay.port
+    );
+    let daemon = Node::start("bounce-late", &accounts(), &outbound);
+    let (code, ..) = daemon.http(
+        "PUT",
+        "/calendars/alice@example.com/late-1",
+        "alice@example.com",
+        &[],
+        &event("late-1", &["ok@partner.example"]),
+    );
+    assert_eq!(code, 201);
+    assert!(eventually(|| status(
+        &daemon,
+        "late-1",
+        "ok@partner.example"
+    ) == "1.1"));
+    let bounce_to = relay.envelope_senders("ok@partner.example").remove(0);
+    daemon.advance(2 * 86400);
+    assert_eq!(daemon.expire().sent, 0);
+    daemon.advance(86400 + 60);
+    assert_eq!(daemon.expire().sent, 1);
+    let replies = daemon.lmtp(
+        "",
+        &[&bounce_to],
+        &delivery_report(&bounce_to, "failed", "5.1.1"),
+    );
+    assert_eq!(replies[0], "250 2.0.0 delivery report received");
+    assert_eq!(status(&daemon, "late-1", "ok@partner.example"), "1.1");
+    assert!(daemon.log().contains("report on no message the relay took"));
 }
 
 #[test]

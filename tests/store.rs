@@ -6,7 +6,8 @@
 mod common;
 
 use imipd::store::{
-    Change, Claim, Expect, MailSummary, OutboundMessage, PgStore, SledStore, Store, StoreError, Tag,
+    Change, Claim, Expect, Expired, Expiry, MailSummary, OutboundMessage, PgStore, SledStore,
+    Store, StoreError, Tag,
 };
 use std::sync::Arc;
 
@@ -100,11 +101,11 @@ fn preconditions_are_checked_at_commit_and_a_conflict_changes_nothing() {
 #[test]
 fn a_message_is_recorded_once_and_a_notice_sent_once() {
     on_each("once", |store| {
-        store.commit(&[Change::Seen(b"key".to_vec())]).unwrap();
+        store.commit(&[Change::Seen(b"key".to_vec(), 0)]).unwrap();
         assert!(store.seen(b"key").unwrap());
         // The second host's decision was made before the first committed.
         assert!(matches!(
-            store.commit(&[put("x", "y", Expect::Any), Change::Seen(b"key".to_vec())]),
+            store.commit(&[put("x", "y", Expect::Any), Change::Seen(b"key".to_vec(), 0)]),
             Err(StoreError::Conflict)
         ));
         assert!(store.get("bob", "x").unwrap().is_none());
@@ -274,6 +275,95 @@ fn calendars_properties_and_the_inbox_round_trip() {
         }
         assert_eq!(store.inbox_ids("bob").unwrap(), newest[1..]);
     });
+}
+
+#[test]
+fn old_deliveries_and_sent_messages_are_forgotten_oldest_first() {
+    on_each("expire", |store| {
+        let seen = |key: &str, at| Change::Seen(key.as_bytes().to_vec(), at);
+        store
+            .commit(&[seen("m1", 100), seen("m2", 200), seen("m3", 300)])
+            .unwrap();
+        store
+            .commit(&[
+                Change::Sent(1, message("a@x.org"), 100),
+                Change::Sent(2, message("b@x.org"), 300),
+            ])
+            .unwrap();
+        let before = |seen_before, sent_before| Expiry {
+            seen_before,
+            sent_before,
+        };
+        // A batch at a time, the oldest first.
+        let gone = store.expire(before(250, 200), 1).unwrap();
+        assert_eq!(gone, Expired { seen: 1, sent: 1 });
+        assert!(!store.seen(b"m1").unwrap() && store.seen(b"m2").unwrap());
+        assert!(store.sent(1).unwrap().is_none());
+        assert_eq!(store.expire(before(250, 200), 1).unwrap().seen, 1);
+        assert_eq!(
+            store.expire(before(250, 200), 1).unwrap(),
+            Expired::default()
+        );
+        assert!(store.seen(b"m3").unwrap());
+        assert_eq!(store.sent(2).unwrap().unwrap().to[0].as_str(), "b@x.org");
+        // A forgotten delivery may be recorded again.
+        store.commit(&[seen("m1", 400)]).unwrap();
+        assert!(store.seen(b"m1").unwrap());
+    });
+}
+
+/// A database of schema format 1 (no dates on deliveries and sent messages), as the first
+/// release with PostgreSQL made it: `imipd migrate` upgrades it, dating what it holds to the
+/// upgrade.
+#[test]
+fn migrate_upgrades_a_format_1_database() {
+    let section = common::store_section("upgrade");
+    let Some(url) = section.split('"').nth(1) else {
+        eprintln!("PostgreSQL skipped (TEST_POSTGRES is not set)");
+        return;
+    };
+    let (ok, out) = migrate("upgrade", &section);
+    assert!(ok && out.contains("schema created"), "{out}");
+    let format_1 = "DROP INDEX imipd.seen_by_time; DROP INDEX imipd.sent_by_time; \
+        ALTER TABLE imipd.seen DROP COLUMN at; ALTER TABLE imipd.sent DROP COLUMN at; \
+        INSERT INTO imipd.seen VALUES ('old', 1); \
+        INSERT INTO imipd.sent VALUES (7, convert_to('{\"trace\":\"t\",\"account\":\"bob\",\
+        \"uid\":\"u\",\"method\":\"REQUEST\",\"from\":\"bob@example.com\",\
+        \"to\":[\"c@x.org\"],\"calendar\":\"\",\"queued_at\":0}', 'UTF8')); \
+        UPDATE imipd.meta SET value = 'imipd-1' WHERE key = 'format'";
+    let status = std::process::Command::new("psql")
+        .args(["-q", "-v", "ON_ERROR_STOP=1", url, "-c", format_1])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let parsed = imipd::store::Database::parse(url).unwrap();
+    assert!(matches!(
+        PgStore::open(&parsed, 1),
+        Err(StoreError::Format { .. })
+    ));
+    let (ok, out) = migrate("upgrade", &section);
+    assert!(ok && out.contains("schema upgraded from imipd-1"), "{out}");
+    let (ok, out) = migrate("upgrade", &section);
+    assert!(ok && out.contains("schema up to date"), "{out}");
+    let store = PgStore::open(&parsed, 1).unwrap();
+    assert!(store.seen(b"old").unwrap());
+    assert_eq!(store.sent(7).unwrap().unwrap().uid, "u");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let before = |at| Expiry {
+        seen_before: at,
+        sent_before: at,
+    };
+    assert_eq!(
+        store.expire(before(now - 3600), 10).unwrap(),
+        Expired::default()
+    );
+    let gone = store.expire(before(now + 3600), 10).unwrap();
+    assert_eq!(gone, Expired { seen: 1, sent: 1 });
+    drop(store);
+    common::drop_database("upgrade");
 }
 
 fn migrate(name: &str, store: &str) -> (bool, String) {

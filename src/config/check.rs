@@ -6,6 +6,7 @@ use super::{Config, ConfigError, Transport};
 use crate::mailbox::Mailbox;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 /// Collects the problems of a configuration.
 #[derive(Default)]
@@ -104,6 +105,7 @@ impl Config {
         for (key, value) in [
             ("outbound.relay_timeout", self.outbound.relay_timeout),
             ("outbound.lease", self.outbound.lease),
+            ("outbound.bounce_window", self.outbound.bounce_window),
             ("limits.command_timeout", self.limits.command_timeout),
             ("limits.data_timeout", self.limits.data_timeout),
             ("http.request_timeout", self.http.request_timeout),
@@ -112,6 +114,13 @@ impl Config {
             if value.is_zero() {
                 problems.add(key, "must be longer than 0s");
             }
+        }
+        if self.inbound.duplicate_window < Duration::from_secs(86400) {
+            problems.add(
+                "inbound.duplicate_window",
+                "must be at least 1d: an MTA sends a message again for days when it missed the \
+                 answer, and the copy would be applied twice",
+            );
         }
         if self.store.url.is_some() && self.outbound.lease <= self.outbound.relay_timeout {
             problems.add(

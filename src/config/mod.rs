@@ -365,7 +365,7 @@ named_values!(AutoAdd, "always" => AutoAdd::Always, "authenticated" => AutoAdd::
 named_values!(Transport, "spool" => Transport::Spool, "smtp" => Transport::Smtp);
 
 /// `[inbound]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Inbound {
     /// `always`, `authenticated` or `never`.
@@ -382,6 +382,22 @@ pub struct Inbound {
     /// original having reached the mailbox; only a temporary failure asks for it again. Empty:
     /// off.
     pub copy_domain: String,
+    /// How long a delivered message is remembered: the same message delivered again within
+    /// this changes nothing (an MTA that did not see the answer sends it again, within its
+    /// queue lifetime). Older records are forgotten, or the store would grow for ever.
+    #[serde(with = "humantime_serde")]
+    pub duplicate_window: Duration,
+}
+
+impl Default for Inbound {
+    fn default() -> Self {
+        Inbound {
+            auto_add: AutoAdd::default(),
+            forward: None,
+            copy_domain: String::new(),
+            duplicate_window: Duration::from_secs(30 * 86400),
+        }
+    }
 }
 
 fn forward_target<'de, D: serde::Deserializer<'de>>(
@@ -474,6 +490,11 @@ pub struct Outbound {
     /// longer than a delivery attempt (`relay_timeout`).
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
+    /// How long after the relay took a message a bounce for it still becomes its
+    /// SCHEDULE-STATUS (5.x); the record kept for matching it is forgotten then. Relays keep
+    /// trying for days (Postfix: 5) before they bounce.
+    #[serde(with = "humantime_serde")]
+    pub bounce_window: Duration,
 }
 
 /// A relay, parsed.
@@ -682,6 +703,7 @@ impl Default for Outbound {
             relay_timeout: Duration::from_secs(120),
             concurrency: 4,
             lease: Duration::from_secs(300),
+            bounce_window: Duration::from_secs(10 * 86400),
         }
     }
 }

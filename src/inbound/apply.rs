@@ -219,7 +219,7 @@ fn plan(
     reports.sort_by_key(|r| r.index);
     changes.extend(puts(account, &copies));
     if let Some(key) = seen_key {
-        changes.push(Change::Seen(key));
+        changes.push(Change::Seen(key, gateway.now()));
     }
     Ok(Plan {
         changes,

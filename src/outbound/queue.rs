@@ -107,6 +107,7 @@ pub async fn settle(
                     calendar: String::new(),
                     ..message.clone()
                 },
+                gateway.now(),
             )
         });
     gateway

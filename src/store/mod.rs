@@ -36,7 +36,7 @@ pub(crate) fn check_sizes(changes: &[Change]) -> Result<(), StoreError> {
     for change in changes {
         let size = match change {
             Change::Put { text, .. } | Change::Proposal { text, .. } => text.len(),
-            Change::Enqueue(m) | Change::Requeue(_, m) | Change::Sent(_, m) => m.calendar.len(),
+            Change::Enqueue(m) | Change::Requeue(_, m) | Change::Sent(_, m, _) => m.calendar.len(),
             _ => 0,
         };
         if size > MAX_VALUE {
@@ -315,8 +315,9 @@ pub enum Change {
     Dequeue(u64),
     /// Put a message back for a later attempt.
     Requeue(u64, OutboundMessage),
-    /// Remember a message the relay accepted, so that a later bounce can be matched to it.
-    Sent(u64, OutboundMessage),
+    /// Remember a message the relay accepted at the instant given (seconds since the epoch),
+    /// so that a later bounce can be matched to it.
+    Sent(u64, OutboundMessage, i64),
     /// Forget a sent message (its bounce arrived).
     ForgetSent(u64),
     /// Tell the other attendees of an organizer's object about its answers, at `due`
@@ -350,8 +351,9 @@ pub enum Change {
         /// UID.
         uid: String,
     },
-    /// Record a delivered message so that a second delivery changes nothing.
-    Seen(Vec<u8>),
+    /// Record a delivered message (its key, and when: seconds since the epoch) so that a
+    /// second delivery changes nothing.
+    Seen(Vec<u8>, i64),
     /// Keep a COUNTER proposal, or the answer of someone the invitation was forwarded to, for
     /// the organizer to decide on.
     Proposal {
@@ -369,6 +371,25 @@ pub type Contents = (
     Vec<(String, String, StoredObject)>,
     Vec<(u64, OutboundMessage)>,
 );
+
+/// What the store forgets: records older than these instants (seconds since the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expiry {
+    /// Delivered messages recorded before this are forgotten: a copy arriving later is applied
+    /// again (the engine's SEQUENCE and DTSTAMP checks make that harmless).
+    pub seen_before: i64,
+    /// Messages the relay took before this are forgotten: a bounce arriving later is ignored.
+    pub sent_before: i64,
+}
+
+/// How many records one `expire` forgot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expired {
+    /// Delivered messages.
+    pub seen: usize,
+    /// Messages the relay took.
+    pub sent: usize,
+}
 
 /// A pending notice to the attendees of an organizer's object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -446,6 +467,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<i64>, StoreError>;
     /// A message the relay accepted, by queue id.
     fn sent(&self, id: u64) -> Result<Option<OutboundMessage>, StoreError>;
+    /// Forgets up to `limit` delivered messages and up to `limit` sent messages older than
+    /// `expiry` says, oldest first; what it forgot. A record of a sent message may outlive its
+    /// instant by as long as an older queued message waited for its relay.
+    fn expire(&self, expiry: Expiry, limit: usize) -> Result<Expired, StoreError>;
     /// COUNTER proposals kept for an account.
     fn counters(&self, account: &str) -> Result<Vec<(String, String)>, StoreError>;
     /// Bytes on disk.

@@ -1,8 +1,8 @@
 //! The embedded backend: sled 0.34.7.
 
 use super::{
-    Change, Changed, Changes, Claim, Expect, Notice, OutboundMessage, Store, StoreError,
-    StoredObject, Tag,
+    Change, Changed, Changes, Claim, Expect, Expired, Expiry, Notice, OutboundMessage, Store,
+    StoreError, StoredObject, Tag,
 };
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -13,11 +13,48 @@ use std::time::{Duration, Instant};
 
 /// The on-disk layout this build reads and writes, recorded as `imipd-N` under `format` in the
 /// `meta` tree.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 /// The steps from each older format to the next, applied in order when a store of an older
 /// format is opened (`UPGRADES[0]` takes format 1 to 2, and so on). Format 1 is the first.
-const UPGRADES: &[Upgrade] = &[log_existing_objects];
+const UPGRADES: &[Upgrade] = &[log_existing_objects, date_delivered_and_sent];
+
+/// Format 3 records when each message was delivered and each sent message relayed, so that
+/// they can be forgotten after a while: a store of format 2 dates what it holds to the upgrade.
+fn date_delivered_and_sent(db: &sled::Db) -> Result<(), StoreError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let seen = db.open_tree("seen").map_err(unavailable)?;
+    let seen_times = db.open_tree("seen_times").map_err(unavailable)?;
+    for item in seen.iter() {
+        let (key, _) = item.map_err(unavailable)?;
+        seen_times
+            .insert(seen_time_key(now, &key), &[])
+            .map_err(unavailable)?;
+    }
+    let sent = db.open_tree("sent").map_err(unavailable)?;
+    for item in sent.iter() {
+        let (key, value) = item.map_err(unavailable)?;
+        sent.insert(key, sent_value(now, &value))
+            .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+/// `seen_times`' key: when, then the delivery's key, so that the oldest come first.
+fn seen_time_key(at: i64, key: &[u8]) -> Vec<u8> {
+    let mut out = (at.max(0) as u64).to_be_bytes().to_vec();
+    out.extend_from_slice(key);
+    out
+}
+
+/// `sent`'s value: when the relay took it, then the message as JSON.
+fn sent_value(at: i64, json: &[u8]) -> Vec<u8> {
+    let mut out = at.to_be_bytes().to_vec();
+    out.extend_from_slice(json);
+    out
+}
 
 /// Format 2 keeps a log of each account's changes (for calendar clients' sync) and each
 /// object's Schedule-Tag: a store of format 1 starts the log with every object it holds, as
@@ -120,6 +157,8 @@ struct Trees {
     objects: sled::Tree,
     outbox: sled::Tree,
     seen: sled::Tree,
+    /// When each delivery was recorded: `seen_time_key` → nothing.
+    seen_times: sled::Tree,
     counters: sled::Tree,
     sent: sled::Tree,
     notices: sled::Tree,
@@ -323,6 +362,7 @@ impl Trees {
             objects: db.open_tree("objects").map_err(unavailable)?,
             outbox: db.open_tree("outbox").map_err(unavailable)?,
             seen: db.open_tree("seen").map_err(unavailable)?,
+            seen_times: db.open_tree("seen_times").map_err(unavailable)?,
             counters: db.open_tree("counters").map_err(unavailable)?,
             sent: db.open_tree("sent").map_err(unavailable)?,
             notices: db.open_tree("notices").map_err(unavailable)?,
@@ -534,6 +574,7 @@ impl Trees {
             &self.objects,
             &self.outbox,
             &self.seen,
+            &self.seen_times,
             &self.counters,
             &self.sent,
             &self.notices,
@@ -550,6 +591,7 @@ impl Trees {
                     objects,
                     outbox,
                     seen,
+                    seen_times,
                     counters,
                     sent,
                     notices,
@@ -651,10 +693,10 @@ impl Trees {
                                     serde_json::to_vec(message).expect("a message serializes");
                                 outbox.insert(&queued.to_be_bytes(), value)?;
                             }
-                            Change::Sent(queued, message) => {
-                                let value =
+                            Change::Sent(queued, message, at) => {
+                                let json =
                                     serde_json::to_vec(message).expect("a message serializes");
-                                sent.insert(&queued.to_be_bytes(), value)?;
+                                sent.insert(&queued.to_be_bytes(), sent_value(*at, &json))?;
                             }
                             Change::ForgetSent(queued) => {
                                 sent.remove(&queued.to_be_bytes())?;
@@ -701,12 +743,13 @@ impl Trees {
                                 }
                             }
                             // Recorded meanwhile: the decision runs again and finds it.
-                            Change::Seen(key) => {
+                            Change::Seen(key, at) => {
                                 if seen.insert(key.as_slice(), &id.to_be_bytes())?.is_some() {
                                     return Err(ConflictableTransactionError::Abort(
                                         StoreError::Conflict,
                                     ));
                                 }
+                                seen_times.insert(seen_time_key(*at, key), &[])?;
                             }
                             Change::Proposal { account, uid, text } => {
                                 let mut key = object_key(account, uid);
@@ -785,11 +828,54 @@ impl Trees {
 
     fn sent(&self, id: u64) -> Result<Option<OutboundMessage>, StoreError> {
         match self.sent.get(id.to_be_bytes()).map_err(unavailable)? {
-            Some(value) => Ok(serde_json::from_slice(&value)
+            Some(value) => Ok(serde_json::from_slice(value.get(8..).unwrap_or_default())
                 .inspect_err(|error| tracing::error!(id, %error, "sent record unreadable"))
                 .ok()),
             None => Ok(None),
         }
+    }
+
+    fn expire(&self, expiry: Expiry, limit: usize) -> Result<Expired, StoreError> {
+        let old_seen: Vec<sled::IVec> = self
+            .seen_times
+            .range(..seen_time_key(expiry.seen_before, &[]))
+            .keys()
+            .take(limit)
+            .collect::<Result<_, _>>()
+            .map_err(unavailable)?;
+        (&self.seen, &self.seen_times)
+            .transaction(|(seen, seen_times)| {
+                for key in &old_seen {
+                    seen.remove(key.get(8..).unwrap_or_default())?;
+                    seen_times.remove(key)?;
+                }
+                Ok::<_, ConflictableTransactionError<StoreError>>(())
+            })
+            .map_err(|e| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => unavailable(e),
+            })?;
+        // Ids grow in the order messages were queued, which is nearly the order the relay took
+        // them: the walk stops at the first one too young.
+        let mut old_sent = sled::Batch::default();
+        let mut sent = 0;
+        for item in self.sent.iter().take(limit) {
+            let (key, value) = item.map_err(unavailable)?;
+            let at = value
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(i64::MAX, i64::from_be_bytes);
+            if at >= expiry.sent_before {
+                break;
+            }
+            old_sent.remove(key);
+            sent += 1;
+        }
+        self.sent.apply_batch(old_sent).map_err(unavailable)?;
+        Ok(Expired {
+            seen: old_seen.len(),
+            sent,
+        })
     }
 
     fn counters(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
@@ -894,6 +980,9 @@ impl Store for SledStore {
     fn counters(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
         self.with(|t| t.counters(account))
     }
+    fn expire(&self, expiry: Expiry, limit: usize) -> Result<Expired, StoreError> {
+        self.with(|t| t.expire(expiry, limit))
+    }
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.with(|t| t.size_on_disk())
     }
@@ -976,7 +1065,7 @@ mod tests {
         store
             .commit(&[
                 put("u1", "one", Expect::Absent),
-                Change::Seen(b"m1".to_vec()),
+                Change::Seen(b"m1".to_vec(), 0),
             ])
             .unwrap();
         let first = store.get("a@x.org", "u1").unwrap().unwrap();
@@ -984,7 +1073,7 @@ mod tests {
         assert!(store.seen(b"m1").unwrap());
         // A failed precondition leaves everything as it was, the other changes included.
         let err = store.commit(&[
-            Change::Seen(b"m2".to_vec()),
+            Change::Seen(b"m2".to_vec(), 0),
             put("u1", "two", Expect::Absent),
         ]);
         assert!(matches!(err, Err(StoreError::Conflict)));
@@ -1003,7 +1092,7 @@ mod tests {
         assert_eq!(reopened.get("a@x.org", "u1").unwrap().unwrap().text, "two");
         let trees = reopened.trees().unwrap();
         let meta = trees.db.open_tree("meta").unwrap();
-        meta.insert("format", "imipd-3").unwrap();
+        meta.insert("format", "imipd-4").unwrap();
         trees.db.flush().unwrap();
         drop((meta, trees, reopened));
         let Err(refused) = SledStore::open(&dir) else {
@@ -1011,7 +1100,7 @@ mod tests {
         };
         let said = refused.to_string();
         assert!(
-            said.contains("imipd-3") && said.contains("written by a newer imipd"),
+            said.contains("imipd-4") && said.contains("written by a newer imipd"),
             "{said}"
         );
         let _ = std::fs::remove_dir_all(&dir);
@@ -1105,6 +1194,57 @@ mod tests {
         assert_eq!(all.changed.len(), 1);
         assert_eq!(all.changed[0].uid, "old");
         let meta = store.trees().unwrap().db.open_tree("meta").unwrap();
-        assert_eq!(meta.get("format").unwrap().unwrap().as_ref(), b"imipd-2");
+        assert_eq!(meta.get("format").unwrap().unwrap().as_ref(), b"imipd-3");
+    }
+
+    #[test]
+    fn format_2_dates_its_deliveries_and_sent_messages_to_the_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let bob = crate::mailbox::Mailbox::parse("bob@x.org").unwrap();
+        let message = crate::store::OutboundMessage {
+            trace: "t".into(),
+            account: "bob@x.org".into(),
+            uid: "u".into(),
+            method: "REQUEST".into(),
+            from: bob.clone(),
+            to: vec![bob],
+            summary: Default::default(),
+            calendar: String::new(),
+            queued_at: 0,
+            attempts: 0,
+            next_attempt: 0,
+            last_error: None,
+        };
+        {
+            // As a format-2 binary left them: undated.
+            let trees = store.trees().unwrap();
+            trees.seen.insert(b"m1", &7u64.to_be_bytes()).unwrap();
+            let json = serde_json::to_vec(&message).unwrap();
+            trees.sent.insert(9u64.to_be_bytes(), json).unwrap();
+            let meta = trees.db.open_tree("meta").unwrap();
+            meta.insert("format", "imipd-2").unwrap();
+            trees.db.flush().unwrap();
+        }
+        drop(store);
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.sent(9).unwrap().unwrap().uid, "u");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let before = |at| Expiry {
+            seen_before: at,
+            sent_before: at,
+        };
+        // Dated to the upgrade: younger than an hour ago, older than in an hour.
+        assert_eq!(
+            store.expire(before(now - 3600), 10).unwrap(),
+            Expired::default()
+        );
+        assert!(store.seen(b"m1").unwrap());
+        let gone = store.expire(before(now + 3600), 10).unwrap();
+        assert_eq!((gone.seen, gone.sent), (1, 1));
+        assert!(!store.seen(b"m1").unwrap() && store.sent(9).unwrap().is_none());
     }
 }

@@ -149,6 +149,14 @@ impl Node {
         }
     }
 
+    /// Forgets what expired by the node's clock, as the daemon's hourly sweep does.
+    #[allow(dead_code)]
+    pub fn expire(&self) -> imipd::store::Expired {
+        let gateway = self.parts().gateway.clone();
+        self.run(async move { imipd::expiry::sweep(&gateway) })
+            .expect("the store forgets")
+    }
+
     fn parts(&self) -> &Parts {
         self.parts.as_ref().expect("the node runs")
     }

@@ -11,8 +11,8 @@
 //! the calling thread, letting the daemon's runtime move its other tasks away meanwhile.
 
 use super::{
-    Change, Changed, Changes, Claim, Contents, Database, Notice, OutboundMessage, Store,
-    StoreError, StoredObject,
+    Change, Changed, Changes, Claim, Contents, Database, Expired, Expiry, Notice, OutboundMessage,
+    Store, StoreError, StoredObject,
 };
 mod writes;
 
@@ -24,7 +24,20 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 /// The schema this build writes; a newer one is refused, an older one upgraded.
-const FORMAT: i32 = 1;
+const FORMAT: i32 = 2;
+
+/// The steps from each older schema to the next, run before `SCHEMA` (which makes what is
+/// missing): `UPGRADES[0]` takes format 1 to 2, and so on.
+const UPGRADES: &[&str] = &[
+    // Format 2 dates deliveries and sent messages, to forget them after a while; what a
+    // format 1 database holds is dated to the upgrade.
+    "ALTER TABLE imipd.seen ADD COLUMN IF NOT EXISTS at bigint NOT NULL \
+         DEFAULT extract(epoch FROM now())::bigint;
+     ALTER TABLE imipd.seen ALTER COLUMN at DROP DEFAULT;
+     ALTER TABLE imipd.sent ADD COLUMN IF NOT EXISTS at bigint NOT NULL \
+         DEFAULT extract(epoch FROM now())::bigint;
+     ALTER TABLE imipd.sent ALTER COLUMN at DROP DEFAULT;",
+];
 
 /// The advisory lock held while the schema is made or upgraded, so that hosts starting
 /// together do not race ("imipd" in ASCII).
@@ -34,6 +47,12 @@ const SCHEMA_LOCK: i64 = 0x0069_6d69_7064;
 const EVERY_OBJECT: &str = "SELECT account, uid, revision, schedule_tag, body FROM imipd.objects \
      ORDER BY account, uid";
 const THE_QUEUE: &str = "SELECT id, message FROM imipd.outbox ORDER BY id";
+
+/// Forgetting the oldest deliveries and sent messages, a batch at a time.
+const EXPIRE_SEEN: &str = "DELETE FROM imipd.seen WHERE key IN \
+     (SELECT key FROM imipd.seen WHERE at < $1 ORDER BY at LIMIT $2)";
+const EXPIRE_SENT: &str = "DELETE FROM imipd.sent WHERE id IN \
+     (SELECT id FROM imipd.sent WHERE at < $1 ORDER BY at LIMIT $2)";
 
 /// The record of a relay's acceptance.
 const RELAYED: &str = "UPDATE imipd.outbox SET relayed = true WHERE id = $1";
@@ -63,14 +82,16 @@ CREATE TABLE IF NOT EXISTS imipd.placements (
 CREATE TABLE IF NOT EXISTS imipd.outbox (
     id bigint PRIMARY KEY, message bytea NOT NULL, holder text,
     lease_until bigint NOT NULL DEFAULT 0, relayed boolean NOT NULL DEFAULT false);
-CREATE TABLE IF NOT EXISTS imipd.sent (id bigint PRIMARY KEY, message bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS imipd.sent (id bigint PRIMARY KEY, message bytea NOT NULL, at bigint NOT NULL);
+CREATE INDEX IF NOT EXISTS sent_by_time ON imipd.sent (at);
 CREATE TABLE IF NOT EXISTS imipd.notices (
     account text, uid bytea, due bigint NOT NULL, repliers text[] NOT NULL,
     PRIMARY KEY (account, uid));
 CREATE TABLE IF NOT EXISTS imipd.refreshed (
     account text, uid bytea, attendee bytea, at bigint NOT NULL,
     PRIMARY KEY (account, uid, attendee));
-CREATE TABLE IF NOT EXISTS imipd.seen (key bytea PRIMARY KEY, id bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS imipd.seen (key bytea PRIMARY KEY, id bigint NOT NULL, at bigint NOT NULL);
+CREATE INDEX IF NOT EXISTS seen_by_time ON imipd.seen (at);
 CREATE TABLE IF NOT EXISTS imipd.counters (
     account text, uid bytea, id bigint, body bytea NOT NULL, PRIMARY KEY (account, uid, id));
 CREATE OR REPLACE FUNCTION imipd.expect(holds boolean) RETURNS boolean LANGUAGE plpgsql AS $$
@@ -89,6 +110,8 @@ pub enum Migration {
     Created,
     /// The schema was already this build's.
     Current,
+    /// The schema was upgraded from this format.
+    Upgraded(i32),
 }
 
 /// PostgreSQL with the daemon's tables.
@@ -303,7 +326,21 @@ impl PgStore {
                 Some(found) if found > FORMAT => return Err(newer(found)),
                 _ => {}
             }
+            let first = FORMAT - UPGRADES.len() as i32;
+            if let Some(found) = found
+                && found < first
+            {
+                return Err(StoreError::Format {
+                    found: format!("imipd-{found}"),
+                    expected: format!("imipd-{FORMAT} (older than any this imipd can upgrade)"),
+                });
+            }
             let tx = client.transaction().await.map_err(failed)?;
+            if let Some(found) = found {
+                for step in &UPGRADES[(found - first) as usize..] {
+                    tx.batch_execute(step).await.map_err(failed)?;
+                }
+            }
             tx.batch_execute(SCHEMA).await.map_err(failed)?;
             let mut secret = [0u8; 32];
             getrandom::fill(&mut secret)
@@ -322,7 +359,7 @@ impl PgStore {
             .await
             .map_err(failed)?;
             tx.commit().await.map_err(failed)?;
-            Ok(Migration::Created)
+            Ok(found.map_or(Migration::Created, Migration::Upgraded))
         }
         .await;
         // Ends with the session otherwise; the pool would keep it.
@@ -650,6 +687,31 @@ impl Store for PgStore {
             &[&account],
             texts,
         )
+    }
+
+    fn expire(&self, expiry: Expiry, limit: usize) -> Result<Expired, StoreError> {
+        let limit = limit as i64;
+        self.block(async {
+            let client = self.client().await?;
+            let mut gone = [0; 2];
+            for (n, (sql, before)) in [
+                (EXPIRE_SEEN, expiry.seen_before),
+                (EXPIRE_SENT, expiry.sent_before),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let statement = client.prepare_cached(sql).await.map_err(failed)?;
+                gone[n] = client
+                    .execute(&statement, &[&before, &limit])
+                    .await
+                    .map_err(failed)? as usize;
+            }
+            Ok(Expired {
+                seen: gone[0],
+                sent: gone[1],
+            })
+        })
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {

@@ -85,7 +85,8 @@ const NOTIFIED: &str = "WITH d AS (DELETE FROM imipd.notices WHERE account = $1 
      RETURNING 1) SELECT 0::bigint, imipd.expect(count(*) > 0) FROM d";
 // Recorded by another host meanwhile: a unique violation, so a conflict, and the decision runs
 // again and finds the message delivered.
-const SEEN: &str = "INSERT INTO imipd.seen SELECT $1, nextval('imipd.ids') RETURNING id";
+const SEEN: &str =
+    "INSERT INTO imipd.seen (key, id, at) SELECT $1, nextval('imipd.ids'), $2 RETURNING id";
 const PROPOSAL: &str = "INSERT INTO imipd.counters SELECT $1, $2, nextval('imipd.ids'), $3 \
      RETURNING id";
 
@@ -221,10 +222,14 @@ fn of_record(change: &Change) -> Statement {
             REQUEUE,
             vec![Box::new(*id as i64), Box::new(encoded(message))],
         ),
-        Change::Sent(id, message) => statement(
-            "INSERT INTO imipd.sent VALUES ($1, $2) ON CONFLICT (id) \
-             DO UPDATE SET message = EXCLUDED.message",
-            vec![Box::new(*id as i64), Box::new(encoded(message))],
+        Change::Sent(id, message, at) => statement(
+            "INSERT INTO imipd.sent (id, message, at) VALUES ($1, $2, $3) ON CONFLICT (id) \
+             DO UPDATE SET message = EXCLUDED.message, at = EXCLUDED.at",
+            vec![
+                Box::new(*id as i64),
+                Box::new(encoded(message)),
+                Box::new(*at),
+            ],
         ),
         Change::ForgetSent(id) => statement(
             "DELETE FROM imipd.sent WHERE id = $1",
@@ -255,7 +260,7 @@ fn of_record(change: &Change) -> Statement {
             vec![owned(account), bytes(uid), bytes(attendee), Box::new(*at)],
         ),
         Change::Notified { account, uid } => statement(NOTIFIED, vec![owned(account), bytes(uid)]),
-        Change::Seen(key) => statement(SEEN, vec![Box::new(key.clone())]),
+        Change::Seen(key, at) => statement(SEEN, vec![Box::new(key.clone()), Box::new(*at)]),
         Change::Proposal { account, uid, text } => {
             statement(PROPOSAL, vec![owned(account), bytes(uid), bytes(text)])
         }
