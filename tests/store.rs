@@ -312,6 +312,51 @@ fn old_deliveries_and_sent_messages_are_forgotten_oldest_first() {
     });
 }
 
+#[test]
+fn what_was_kept_for_an_object_goes_with_it() {
+    on_each("kept-for", |store| {
+        let proposal = |uid: &str| Change::Proposal {
+            account: "bob".into(),
+            uid: uid.into(),
+            text: format!("COUNTER of {uid}"),
+        };
+        let refreshed = |uid: &str| Change::Refreshed {
+            account: "bob".into(),
+            uid: uid.into(),
+            attendee: "mailto:a@x.org".into(),
+            at: 5,
+        };
+        store
+            .commit(&[
+                put("gone", "x", Expect::Absent),
+                put("stays", "y", Expect::Absent),
+                proposal("gone"),
+                proposal("stays"),
+                refreshed("gone"),
+                refreshed("stays"),
+            ])
+            .unwrap();
+        store
+            .commit(&[Change::Delete {
+                account: "bob".into(),
+                uid: "gone".into(),
+                expect: Expect::Any,
+            }])
+            .unwrap();
+        let counters = store.counters("bob").unwrap();
+        assert_eq!(counters.len(), 1, "{counters:?}");
+        assert_eq!(counters[0].0, "stays");
+        assert_eq!(
+            store.refreshed("bob", "gone", "mailto:a@x.org").unwrap(),
+            None
+        );
+        assert_eq!(
+            store.refreshed("bob", "stays", "mailto:a@x.org").unwrap(),
+            Some(5)
+        );
+    });
+}
+
 /// A database of schema format 1 (no dates on deliveries and sent messages), as the first
 /// release with PostgreSQL made it: `imipd migrate` upgrades it, dating what it holds to the
 /// upgrade.

@@ -6,6 +6,7 @@ use super::{
 };
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -544,6 +545,33 @@ impl Trees {
         })
     }
 
+    /// The COUNTER proposals and REFRESH times kept for each object these changes remove,
+    /// found before the transaction, which cannot scan.
+    #[allow(clippy::type_complexity)]
+    fn kept_for_removed<'c>(
+        &self,
+        changes: &'c [Change],
+    ) -> Result<BTreeMap<(&'c str, &'c str), (Vec<sled::IVec>, Vec<sled::IVec>)>, StoreError> {
+        let mut out = BTreeMap::new();
+        for change in changes {
+            if let Change::Delete { account, uid, .. } = change {
+                let mut prefix = object_key(account, uid);
+                prefix.push(0);
+                let keys = |tree: &sled::Tree| {
+                    tree.scan_prefix(&prefix)
+                        .keys()
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(unavailable)
+                };
+                out.insert(
+                    (account.as_str(), uid.as_str()),
+                    (keys(&self.counters)?, keys(&self.refreshed)?),
+                );
+            }
+        }
+        Ok(out)
+    }
+
     fn commit(&self, changes: &[Change]) -> Result<Vec<u64>, StoreError> {
         // Ids are taken before the transaction: a retried closure must not consume new ones.
         super::check_sizes(changes)?;
@@ -552,7 +580,7 @@ impl Trees {
             ids.push(self.db.generate_id().map_err(unavailable)?);
         }
         // A transaction cannot scan: the inbox items that make room are picked before it.
-        let mut added: std::collections::BTreeMap<&str, (usize, usize)> = Default::default();
+        let mut added: BTreeMap<&str, (usize, usize)> = Default::default();
         for change in changes {
             if let Change::Inbox { account, keep, .. } = change {
                 let entry = added.entry(account).or_insert((0, *keep));
@@ -560,6 +588,7 @@ impl Trees {
                 entry.1 = entry.1.min(*keep);
             }
         }
+        let kept_for = self.kept_for_removed(changes)?;
         let mut trimmed = Vec::new();
         for (account, (count, keep)) in added {
             let held = self.inbox_ids(account)?;
@@ -636,6 +665,15 @@ impl Trees {
                                 check(expect, objects.get(&key)?)?;
                                 objects.remove(key)?;
                                 log_change(changes_log, latest, account, uid, *id, true)?;
+                                // What was kept for the object goes with it.
+                                let (proposals, refreshes) =
+                                    &kept_for[&(account.as_str(), uid.as_str())];
+                                for key in proposals {
+                                    counters.remove(key)?;
+                                }
+                                for key in refreshes {
+                                    refreshed.remove(key)?;
+                                }
                             }
                             Change::Inbox { account, text, .. } => {
                                 let key = change_key(account, &id.to_be_bytes());

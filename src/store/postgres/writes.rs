@@ -47,15 +47,20 @@ const PUT_ANY: &str = "WITH n AS (SELECT nextval('imipd.ids') AS id), \
      c AS (INSERT INTO imipd.changes SELECT $1, $2, n.id, false FROM n, w \
      ON CONFLICT (account, uid) DO UPDATE SET id = EXCLUDED.id, removed = false) \
      SELECT n.id FROM n";
+// What was kept for an object goes with it (a failed precondition undoes it with the rest).
 const DELETE_REVISION: &str = "WITH n AS (SELECT nextval('imipd.ids') AS id), \
      w AS (DELETE FROM imipd.objects WHERE account = $1 AND uid = $2 AND revision = $3 \
      RETURNING 1), \
+     p AS (DELETE FROM imipd.counters WHERE account = $1 AND uid = $2), \
+     r AS (DELETE FROM imipd.refreshed WHERE account = $1 AND uid = $2), \
      c AS (INSERT INTO imipd.changes SELECT $1, $2, n.id, true FROM n, w \
      ON CONFLICT (account, uid) DO UPDATE SET id = EXCLUDED.id, removed = true) \
      SELECT n.id, imipd.expect((SELECT count(*) FROM w) = 1) FROM n";
 // A removal is logged even when nothing was there, as with sled.
 const DELETE_ANY: &str = "WITH n AS (SELECT nextval('imipd.ids') AS id), \
      w AS (DELETE FROM imipd.objects WHERE account = $1 AND uid = $2), \
+     p AS (DELETE FROM imipd.counters WHERE account = $1 AND uid = $2), \
+     r AS (DELETE FROM imipd.refreshed WHERE account = $1 AND uid = $2), \
      c AS (INSERT INTO imipd.changes SELECT $1, $2, n.id, true FROM n \
      ON CONFLICT (account, uid) DO UPDATE SET id = EXCLUDED.id, removed = true) \
      SELECT n.id FROM n";
