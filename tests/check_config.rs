@@ -343,6 +343,20 @@ fn the_shared_store_is_checked() {
          [outbound]\nrelay_timeout = \"5m\"\nlease = \"1m\"\n",
     );
     assert!(!ok && out.contains("outbound.lease"), "{out}");
+    // Legal, but plain text over the network: said.
+    let (ok, out) = check(
+        "pg-plain",
+        "[store]\nurl = \"postgres://imipd@db.example.com/imipd\"\n",
+    );
+    assert!(
+        ok && out.contains("db.example.com is not encrypted"),
+        "{out}"
+    );
+    let (ok, out) = check(
+        "pg-tls",
+        "[store]\nurl = \"postgres://imipd@db.example.com/imipd?sslmode=require\"\n",
+    );
+    assert!(ok && !out.contains("not encrypted"), "{out}");
     let dir = std::env::temp_dir().join(format!("imipd-check-url-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let secret = dir.join("database-url");

@@ -273,6 +273,16 @@ impl Config {
                 said.push(format!("{key}: {e}: the socket cannot be given to it"));
             }
         }
+        if let Some(url) = &self.store.url {
+            for host in url.unencrypted_hosts() {
+                said.push(format!(
+                    "store.url: the connection to {host} is not encrypted (imipd encrypts only \
+                     with sslmode=require, checking the server's certificate; prefer, the \
+                     default, means none): add ?sslmode=require, or reach the database on \
+                     loopback or a local socket"
+                ));
+            }
+        }
         said.extend(self.loose_secrets(file));
         said
     }

@@ -77,6 +77,31 @@ impl Database {
             .map(|b| b.with_root_certificates(roots).with_no_client_auth())
     }
 
+    /// The hosts reached over the network in plain text: every host but local sockets and
+    /// loopback, unless `sslmode=require`. tokio-postgres treats `prefer` (the default) as
+    /// `disable` when given no TLS, unlike libpq, so this is what an operator may not expect.
+    pub fn unencrypted_hosts(&self) -> Vec<String> {
+        if self.connect.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            return Vec::new();
+        }
+        self.connect
+            .get_hosts()
+            .iter()
+            .filter_map(|h| match h {
+                tokio_postgres::config::Host::Tcp(name) => Some(name),
+                tokio_postgres::config::Host::Unix(_) => None,
+            })
+            .filter(|name| {
+                let bare = name.trim_matches(['[', ']']);
+                !(bare.eq_ignore_ascii_case("localhost")
+                    || bare
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback()))
+            })
+            .cloned()
+            .collect()
+    }
+
     /// The database's host, port and name, for logs and messages.
     pub fn describe(&self) -> String {
         let hosts: Vec<String> = self
@@ -112,6 +137,23 @@ impl std::fmt::Debug for Database {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_text_over_the_network_is_found() {
+        let hosts = |url: &str| Database::parse(url).unwrap().unencrypted_hosts();
+        assert_eq!(
+            hosts("postgres://imipd@db.example.com/imipd"),
+            ["db.example.com"]
+        );
+        assert_eq!(
+            hosts("postgres://imipd@db.example.com/imipd?sslmode=prefer"),
+            ["db.example.com"]
+        );
+        assert!(hosts("postgres://imipd@db.example.com/imipd?sslmode=require").is_empty());
+        assert!(hosts("postgres://imipd@127.0.0.1:5433/imipd").is_empty());
+        assert!(hosts("postgres://imipd@localhost/imipd").is_empty());
+        assert!(hosts("host=/run/postgresql user=imipd dbname=imipd").is_empty());
+    }
 
     #[test]
     fn parsed_and_shown_without_the_password() {
