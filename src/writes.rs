@@ -28,8 +28,14 @@ pub enum Place {
     /// Where it is (a new object: the default calendar). The JSON API does not know
     /// calendars.
     Keep,
-    /// In this further calendar, or with none the default one (CalDAV names it in the URL).
-    In(Option<String>),
+    /// CalDAV: in this further calendar (none: the default one), under this name (the last
+    /// segment of the URL; `UID.ics` unless the client chose another).
+    In {
+        /// The calendar.
+        calendar: Option<String>,
+        /// The resource's name.
+        name: String,
+    },
 }
 
 /// Why a client's write was not done.
@@ -50,6 +56,10 @@ pub enum WriteError {
     /// The object's UID is not the one of the URL.
     #[error("the object's UID is not the one in the URL")]
     UidMismatch,
+    /// An object of this UID is in the calendar under another name (RFC 4791 5.3.2.1,
+    /// CALDAV:no-uid-conflict).
+    #[error("an object with this UID is in the calendar under another name (no-uid-conflict)")]
+    UidConflict,
     /// The store failed.
     #[error("{0}")]
     Store(#[from] StoreError),
@@ -70,20 +80,24 @@ pub struct Written {
     pub silent: Option<ItipError>,
 }
 
-/// A client stores `text` as `account`'s object `uid`.
+/// A client stores `text` as `account`'s object `uid` (none: the one the text names).
 pub async fn write(
     gateway: &Gateway,
     trace: &str,
     account: &str,
-    uid: &str,
+    uid: Option<&str>,
     text: &str,
     pre: &Precondition,
     place: &Place,
 ) -> Result<Written, WriteError> {
     let new = Calendar::parse(text)?;
-    if itip::uid_of(&new).is_some_and(|u| u != uid) {
-        return Err(WriteError::UidMismatch);
-    }
+    let own = itip::uid_of(&new);
+    let uid = match (uid, own) {
+        (Some(uid), Some(own)) if uid != own => return Err(WriteError::UidMismatch),
+        (Some(uid), _) => uid,
+        (None, Some(own)) => own,
+        (None, None) => return Err(ItipError::MissingUid.into()),
+    };
     gateway
         .config()
         .limits
@@ -131,12 +145,13 @@ pub async fn write(
                 tag: Tag::New,
             }];
             changes.extend(queue);
-            if let Place::In(calendar) = place {
+            if let Place::In { calendar, name } = place {
                 changes.push(Change::Place {
                     account: account.into(),
                     uid: uid.into(),
                     calendar: calendar.clone(),
                 });
+                changes.extend(naming(gateway, account, uid, name, current.is_some())?);
             }
             let written = Written {
                 created: current.is_none(),
@@ -155,6 +170,30 @@ pub async fn write(
         schedule_tag: ids.first().map(|rev| format!("\"s{rev}\"")),
         ..written
     })
+}
+
+/// The change that gives an object the name a client wrote it under, if it has another; an
+/// object already there under another name is a conflict (one UID, one resource).
+fn naming(
+    gateway: &Gateway,
+    account: &str,
+    uid: &str,
+    name: &str,
+    exists: bool,
+) -> Result<Option<Change>, WriteError> {
+    let wanted = (name != format!("{uid}.ics")).then(|| name.to_string());
+    let recorded = gateway.store.name_of(account, uid)?;
+    if recorded == wanted {
+        return Ok(None);
+    }
+    if exists {
+        return Err(WriteError::UidConflict);
+    }
+    Ok(Some(Change::Name {
+        account: account.into(),
+        uid: uid.into(),
+        name: wanted,
+    }))
 }
 
 /// A client removes `account`'s object `uid`: CANCEL or a declining REPLY, as the engine says.

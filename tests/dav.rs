@@ -477,3 +477,86 @@ fn further_calendars_hold_their_own_objects() {
     let (status, ..) = node.http("PROPPATCH", work, ALICE, &[], rename);
     assert_eq!(status, 404);
 }
+
+/// A client may name an object as it likes (vdirsyncer, say, gives a random name to a UID with
+/// characters it finds unsafe, like Google's `...@google.com`): the object keeps that name in
+/// every listing, GET, DELETE and sync, and its UID stays unique in the calendar.
+#[test]
+fn objects_keep_the_names_clients_give_them() {
+    let node = node("dav-names");
+    let uid = "7kukuqrfedlm2f9t2vj1u1v7ah@google.com";
+    let name = "0d5e4c9a-1b2c-4d3e-8f90-a1b2c3d4e5f6.ics";
+    let at = format!("{HOME}{name}");
+    let (status, head, _) = node.http("PUT", &at, ALICE, &[], &meeting(uid, "20261210T100000Z"));
+    assert_eq!(status, 201, "{head}");
+    let (status, _, body) = node.http("GET", &at, ALICE, &[], "");
+    assert_eq!(status, 200);
+    assert!(body.contains(&format!("UID:{uid}")), "{body}");
+    // Under that name only: not also at UID.ics.
+    let (status, ..) = node.http("GET", &format!("{HOME}{uid}.ics"), ALICE, &[], "");
+    assert_eq!(status, 404);
+    let listed = |node: &Node| {
+        let (status, _, body) = node.http("PROPFIND", HOME, ALICE, &[("Depth", "1")], "");
+        assert_eq!(status, 207, "{body}");
+        body
+    };
+    let body = listed(&node);
+    assert!(body.contains(&format!("<d:href>{at}</d:href>")), "{body}");
+    assert!(!body.contains(&format!("{uid}.ics")), "{body}");
+    // One UID, one resource: the same UID under another name is refused, changing nothing.
+    let (status, _, said) = node.http(
+        "PUT",
+        &format!("{HOME}second-copy.ics"),
+        ALICE,
+        &[],
+        &meeting(uid, "20261211T100000Z"),
+    );
+    assert_eq!(status, 403, "{said}");
+    assert!(said.contains("no-uid-conflict"), "{said}");
+    let (status, ..) = node.http("GET", &format!("{HOME}second-copy.ics"), ALICE, &[], "");
+    assert_eq!(status, 404);
+    // The name stands for that UID: another UID written there is refused.
+    let (status, ..) = node.http(
+        "PUT",
+        &at,
+        ALICE,
+        &[],
+        &meeting("other", "20261210T100000Z"),
+    );
+    assert_eq!(status, 400);
+    // An update under the name: the engine's update REQUEST, the name kept.
+    assert!(node.eventually(|| node.drained()));
+    let sync = |token: &str| {
+        format!(
+            r#"<d:sync-collection xmlns:d="DAV:"><d:sync-token>{token}</d:sync-token><d:sync-level>1</d:sync-level><d:prop><d:getetag/></d:prop></d:sync-collection>"#
+        )
+    };
+    let (_, _, first) = node.http("REPORT", HOME, ALICE, &[], &sync(""));
+    assert!(first.contains(&format!("<d:href>{at}</d:href>")), "{first}");
+    let token = sync_token_of(&first);
+    let (status, ..) = node.http("PUT", &at, ALICE, &[], &meeting(uid, "20261210T140000Z"));
+    assert_eq!(status, 204);
+    let multiget = format!(
+        r#"<c:calendar-multiget xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><c:calendar-data/></d:prop><d:href>{at}</d:href></c:calendar-multiget>"#
+    );
+    let (status, _, body) = node.http("REPORT", HOME, ALICE, &[("Depth", "1")], &multiget);
+    assert_eq!(status, 207);
+    assert!(body.contains("DTSTART:20261210T140000Z"), "{body}");
+    // Removed under its name; a sync reports the removal under it.
+    let (status, ..) = node.http("DELETE", &at, ALICE, &[], "");
+    assert_eq!(status, 204);
+    assert!(node.eventually(|| node.drained()));
+    let (_, _, second) = node.http("REPORT", HOME, ALICE, &[], &sync(&token));
+    assert!(
+        second.contains(&format!("<d:href>{at}</d:href><d:status>HTTP/1.1 404")),
+        "{second}"
+    );
+    // The UID may come back under its default name.
+    let (status, ..) = put(&node, uid, &meeting(uid, "20261212T100000Z"));
+    assert_eq!(status, 201);
+    let body = listed(&node);
+    assert!(
+        body.contains(&format!("{uid}.ics")) && !body.contains(name),
+        "{body}"
+    );
+}

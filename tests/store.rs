@@ -357,6 +357,51 @@ fn what_was_kept_for_an_object_goes_with_it() {
     });
 }
 
+#[test]
+fn objects_keep_the_names_clients_gave_them() {
+    on_each("names", |store| {
+        let name = |uid: &str, name: Option<&str>| Change::Name {
+            account: "bob".into(),
+            uid: uid.into(),
+            name: name.map(Into::into),
+        };
+        let names = |store: &dyn Store| store.names("bob").unwrap();
+        store
+            .commit(&[put("u1", "x", Expect::Absent), name("u1", Some("a.ics"))])
+            .unwrap();
+        assert_eq!(store.named("bob", "a.ics").unwrap().as_deref(), Some("u1"));
+        assert_eq!(
+            store.name_of("bob", "u1").unwrap().as_deref(),
+            Some("a.ics")
+        );
+        assert!(store.named("alice", "a.ics").unwrap().is_none());
+        // Renamed: the old name is free.
+        store.commit(&[name("u1", Some("b.ics"))]).unwrap();
+        assert!(store.named("bob", "a.ics").unwrap().is_none());
+        assert_eq!(names(store), [("u1".to_string(), "b.ics".to_string())]);
+        // The name given to another object leaves the first.
+        store
+            .commit(&[put("u2", "y", Expect::Absent), name("u2", Some("b.ics"))])
+            .unwrap();
+        assert_eq!(store.named("bob", "b.ics").unwrap().as_deref(), Some("u2"));
+        assert!(store.name_of("bob", "u1").unwrap().is_none());
+        assert_eq!(names(store), [("u2".to_string(), "b.ics".to_string())]);
+        // The name outlives the object (a sync reports the removal under it).
+        store
+            .commit(&[Change::Delete {
+                account: "bob".into(),
+                uid: "u2".into(),
+                expect: Expect::Any,
+            }])
+            .unwrap();
+        assert_eq!(store.named("bob", "b.ics").unwrap().as_deref(), Some("u2"));
+        // Back to UID.ics.
+        store.commit(&[name("u2", None)]).unwrap();
+        assert!(names(store).is_empty());
+        assert!(store.named("bob", "b.ics").unwrap().is_none());
+    });
+}
+
 /// A database of schema format 1 (no dates on deliveries and sent messages), as the first
 /// release with PostgreSQL made it: `imipd migrate` upgrades it, dating what it holds to the
 /// upgrade.

@@ -82,6 +82,7 @@ fn status_of(error: &WriteError) -> u16 {
         WriteError::NotFound => 404,
         WriteError::TooLarge(_) | WriteError::Store(StoreError::TooLarge(_)) => 413,
         WriteError::UidMismatch => 400,
+        WriteError::UidConflict => 403,
         WriteError::Store(StoreError::Conflict) => 409,
         WriteError::Store(_) => 503,
         WriteError::Engine(e) => match e.class() {
@@ -281,7 +282,7 @@ async fn store(
     match authorize(&api, &headers, peer_ip(peer), &account).await {
         Ok(account) => {
             let keep = writes::Place::Keep;
-            put_object(&api, &account, &uid, &headers, &body, keep).await
+            put_object(&api, &account, Some(&uid), &headers, &body, keep).await
         }
         Err(denied) => denied.into_response(),
     }
@@ -289,10 +290,10 @@ async fn store(
 
 /// A client's PUT of an object (JSON API and CalDAV alike): the write, its ETag, and what
 /// implicit scheduling queued.
-async fn put_object(
+pub(crate) async fn put_object(
     api: &Api,
     account: &str,
-    uid: &str,
+    uid: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],
     place: writes::Place,
@@ -302,7 +303,7 @@ async fn put_object(
         return text(400, "ICalendarParseError: the body is not UTF-8".into());
     };
     let trace = crate::trace::new_id();
-    let span = tracing::info_span!("put", trace = %trace, account = %account, uid = %escaped(uid));
+    let span = tracing::info_span!("put", trace = %trace, account = %account, uid = %escaped(uid.unwrap_or("(the body's)")));
     let pre = precondition(headers);
     let result = writes::write(gateway, &trace, account, uid, body, &pre, &place)
         .instrument(span)

@@ -302,6 +302,17 @@ pub enum Change {
         /// The calendar, or none for the default.
         calendar: Option<String>,
     },
+    /// Give an object the resource name a client chose for it (none: `UID.ics`, the default).
+    /// The name leaves any object it stood for before; it stays when the object is removed,
+    /// so that a calendar's sync reports the removal under it.
+    Name {
+        /// Account name.
+        account: String,
+        /// The object's UID.
+        uid: String,
+        /// The last segment of its URL, or none for `UID.ics`.
+        name: Option<String>,
+    },
     /// Remove an item of an account's schedule inbox.
     InboxRemove {
         /// Account name.
@@ -431,6 +442,12 @@ pub trait Store: Send + Sync + 'static {
     /// Which further calendar holds each of an account's objects placed in one: UID and
     /// calendar (objects not listed are in the default calendar).
     fn placements(&self, account: &str) -> Result<Vec<(String, String)>, StoreError>;
+    /// The UID of the object a client named so (by `Change::Name`).
+    fn named(&self, account: &str, name: &str) -> Result<Option<String>, StoreError>;
+    /// The name a client gave an object, when not `UID.ics`.
+    fn name_of(&self, account: &str, uid: &str) -> Result<Option<String>, StoreError>;
+    /// Every name clients gave an account's objects: UID and name.
+    fn names(&self, account: &str) -> Result<Vec<(String, String)>, StoreError>;
     /// An account's schedule inbox, oldest first: id and text.
     fn inbox(&self, account: &str) -> Result<Vec<(u64, String)>, StoreError>;
     /// The ids of an account's schedule inbox, oldest first (what every delivery asks, to

@@ -43,6 +43,19 @@ fn date_delivered_and_sent(db: &sled::Db) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// `names`' keys: a name, to the UID it stands for.
+const NAMED: u8 = b'n';
+/// `names`' keys: a UID, to its name.
+const NAME_OF: u8 = b'u';
+
+/// A key of `names`: the account, which way, then the name or UID.
+fn name_key(account: &str, way: u8, text: &str) -> Vec<u8> {
+    let mut key = object_key(account, "");
+    key.push(way);
+    key.extend_from_slice(text.as_bytes());
+    key
+}
+
 /// `seen_times`' key: when, then the delivery's key, so that the oldest come first.
 fn seen_time_key(at: i64, key: &[u8]) -> Vec<u8> {
     let mut out = (at.max(0) as u64).to_be_bytes().to_vec();
@@ -177,6 +190,8 @@ struct Trees {
     calendars: sled::Tree,
     /// Objects placed in a further calendar: `account \0 uid` → the calendar's name.
     placements: sled::Tree,
+    /// Resource names clients gave objects instead of `UID.ics`, both ways: `name_key`.
+    names: sled::Tree,
     log: File,
     dir: PathBuf,
 }
@@ -374,6 +389,7 @@ impl Trees {
             properties: db.open_tree("properties").map_err(unavailable)?,
             calendars: db.open_tree("calendars").map_err(unavailable)?,
             placements: db.open_tree("placements").map_err(unavailable)?,
+            names: db.open_tree("names").map_err(unavailable)?,
             db,
             log,
             dir: dir.to_path_buf(),
@@ -450,6 +466,27 @@ impl Trees {
         let prefix = object_key(account, "");
         let mut out = Vec::new();
         for item in self.placements.scan_prefix(&prefix) {
+            let (key, value) = item.map_err(unavailable)?;
+            out.push((
+                String::from_utf8_lossy(&key[prefix.len()..]).into_owned(),
+                String::from_utf8_lossy(&value).into_owned(),
+            ));
+        }
+        Ok(out)
+    }
+
+    fn name(&self, account: &str, way: u8, text: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .names
+            .get(name_key(account, way, text))
+            .map_err(unavailable)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn names(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let prefix = name_key(account, NAME_OF, "");
+        let mut out = Vec::new();
+        for item in self.names.scan_prefix(&prefix) {
             let (key, value) = item.map_err(unavailable)?;
             out.push((
                 String::from_utf8_lossy(&key[prefix.len()..]).into_owned(),
@@ -599,7 +636,8 @@ impl Trees {
                     .map(|id| change_key(account, &id.to_be_bytes())),
             );
         }
-        let result = (
+        // More trees than sled's tuples take: a slice, its views in the same order.
+        let trees = [
             &self.objects,
             &self.outbox,
             &self.seen,
@@ -614,192 +652,207 @@ impl Trees {
             &self.properties,
             &self.calendars,
             &self.placements,
-        )
-            .transaction(
-                |(
-                    objects,
-                    outbox,
-                    seen,
-                    seen_times,
-                    counters,
-                    sent,
-                    notices,
-                    refreshed,
-                    changes_log,
-                    latest,
-                    inbox,
-                    properties,
-                    calendars,
-                    placements,
-                )| {
-                    for key in &trimmed {
-                        inbox.remove(key.as_slice())?;
+            &self.names,
+        ];
+        let result = trees[..].transaction(|views| {
+            let [
+                objects,
+                outbox,
+                seen,
+                seen_times,
+                counters,
+                sent,
+                notices,
+                refreshed,
+                changes_log,
+                latest,
+                inbox,
+                properties,
+                calendars,
+                placements,
+                names,
+            ] = views.as_slice()
+            else {
+                unreachable!("one view per tree");
+            };
+            for key in &trimmed {
+                inbox.remove(key.as_slice())?;
+            }
+            for (change, id) in changes.iter().zip(&ids) {
+                match change {
+                    Change::Put {
+                        account,
+                        uid,
+                        text,
+                        expect,
+                        tag,
+                    } => {
+                        let key = object_key(account, uid);
+                        let current = objects.get(&key)?;
+                        let kept = current.as_deref().and_then(decode).map(|o| o.schedule_tag);
+                        check(expect, current)?;
+                        let schedule_tag = match tag {
+                            Tag::Kept => kept.unwrap_or(*id),
+                            Tag::New => *id,
+                        };
+                        objects.insert(key, encode(*id, schedule_tag, text))?;
+                        log_change(changes_log, latest, account, uid, *id, false)?;
                     }
-                    for (change, id) in changes.iter().zip(&ids) {
-                        match change {
-                            Change::Put {
-                                account,
-                                uid,
-                                text,
-                                expect,
-                                tag,
-                            } => {
-                                let key = object_key(account, uid);
-                                let current = objects.get(&key)?;
-                                let kept =
-                                    current.as_deref().and_then(decode).map(|o| o.schedule_tag);
-                                check(expect, current)?;
-                                let schedule_tag = match tag {
-                                    Tag::Kept => kept.unwrap_or(*id),
-                                    Tag::New => *id,
-                                };
-                                objects.insert(key, encode(*id, schedule_tag, text))?;
-                                log_change(changes_log, latest, account, uid, *id, false)?;
-                            }
-                            Change::Delete {
-                                account,
-                                uid,
-                                expect,
-                            } => {
-                                let key = object_key(account, uid);
-                                check(expect, objects.get(&key)?)?;
-                                objects.remove(key)?;
-                                log_change(changes_log, latest, account, uid, *id, true)?;
-                                // What was kept for the object goes with it.
-                                let (proposals, refreshes) =
-                                    &kept_for[&(account.as_str(), uid.as_str())];
-                                for key in proposals {
-                                    counters.remove(key)?;
-                                }
-                                for key in refreshes {
-                                    refreshed.remove(key)?;
-                                }
-                            }
-                            Change::Inbox { account, text, .. } => {
-                                let key = change_key(account, &id.to_be_bytes());
-                                inbox.insert(key, text.as_bytes())?;
-                            }
-                            Change::Calendar {
-                                account,
-                                name,
-                                exists,
-                            } => {
-                                let key = object_key(account, name);
-                                match exists {
-                                    true => calendars.insert(key, &[])?,
-                                    false => calendars.remove(key)?,
-                                };
-                            }
-                            Change::Place {
-                                account,
-                                uid,
-                                calendar,
-                            } => {
-                                let key = object_key(account, uid);
-                                match calendar {
-                                    Some(name) => placements.insert(key, name.as_bytes())?,
-                                    None => placements.remove(key)?,
-                                };
-                            }
-                            Change::Property {
-                                account,
-                                calendar,
-                                name,
-                                value,
-                            } => {
-                                let mut key = object_key(account, calendar);
-                                key.push(0);
-                                key.extend_from_slice(name.as_bytes());
-                                match value {
-                                    Some(value) => properties.insert(key, value.as_bytes())?,
-                                    None => properties.remove(key)?,
-                                };
-                            }
-                            Change::InboxRemove { account, id } => {
-                                inbox.remove(change_key(account, &id.to_be_bytes()))?;
-                            }
-                            Change::Enqueue(message) => {
-                                let value =
-                                    serde_json::to_vec(message).expect("a message serializes");
-                                outbox.insert(&id.to_be_bytes(), value)?;
-                            }
-                            Change::Dequeue(queued) => {
-                                outbox.remove(&queued.to_be_bytes())?;
-                            }
-                            Change::Requeue(queued, message) => {
-                                let value =
-                                    serde_json::to_vec(message).expect("a message serializes");
-                                outbox.insert(&queued.to_be_bytes(), value)?;
-                            }
-                            Change::Sent(queued, message, at) => {
-                                let json =
-                                    serde_json::to_vec(message).expect("a message serializes");
-                                sent.insert(&queued.to_be_bytes(), sent_value(*at, &json))?;
-                            }
-                            Change::ForgetSent(queued) => {
-                                sent.remove(&queued.to_be_bytes())?;
-                            }
-                            Change::Notify {
-                                account,
-                                uid,
-                                due,
-                                repliers,
-                            } => {
-                                let key = object_key(account, uid);
-                                let (due, mut all) = match notices.get(&key)? {
-                                    Some(value) => {
-                                        notice_value(&value).unwrap_or((*due, Vec::new()))
-                                    }
-                                    None => (*due, Vec::new()),
-                                };
-                                for replier in repliers {
-                                    if !all.contains(replier) {
-                                        all.push(replier.clone());
-                                    }
-                                }
-                                let mut value = due.to_be_bytes().to_vec();
-                                value.extend(serde_json::to_vec(&all).expect("strings serialize"));
-                                notices.insert(key, value)?;
-                            }
-                            Change::Refreshed {
-                                account,
-                                uid,
-                                attendee,
-                                at,
-                            } => {
-                                let mut key = object_key(account, uid);
-                                key.push(0);
-                                key.extend_from_slice(attendee.as_bytes());
-                                refreshed.insert(key, &at.to_be_bytes())?;
-                            }
-                            // Sent meanwhile: the decision is stale.
-                            Change::Notified { account, uid } => {
-                                if notices.remove(object_key(account, uid))?.is_none() {
-                                    return Err(ConflictableTransactionError::Abort(
-                                        StoreError::Conflict,
-                                    ));
-                                }
-                            }
-                            // Recorded meanwhile: the decision runs again and finds it.
-                            Change::Seen(key, at) => {
-                                if seen.insert(key.as_slice(), &id.to_be_bytes())?.is_some() {
-                                    return Err(ConflictableTransactionError::Abort(
-                                        StoreError::Conflict,
-                                    ));
-                                }
-                                seen_times.insert(seen_time_key(*at, key), &[])?;
-                            }
-                            Change::Proposal { account, uid, text } => {
-                                let mut key = object_key(account, uid);
-                                key.push(0);
-                                key.extend_from_slice(&id.to_be_bytes());
-                                counters.insert(key, text.as_bytes())?;
-                            }
+                    Change::Delete {
+                        account,
+                        uid,
+                        expect,
+                    } => {
+                        let key = object_key(account, uid);
+                        check(expect, objects.get(&key)?)?;
+                        objects.remove(key)?;
+                        log_change(changes_log, latest, account, uid, *id, true)?;
+                        // What was kept for the object goes with it.
+                        let (proposals, refreshes) = &kept_for[&(account.as_str(), uid.as_str())];
+                        for key in proposals {
+                            counters.remove(key)?;
+                        }
+                        for key in refreshes {
+                            refreshed.remove(key)?;
                         }
                     }
-                    Ok(())
-                },
-            );
+                    Change::Inbox { account, text, .. } => {
+                        let key = change_key(account, &id.to_be_bytes());
+                        inbox.insert(key, text.as_bytes())?;
+                    }
+                    Change::Calendar {
+                        account,
+                        name,
+                        exists,
+                    } => {
+                        let key = object_key(account, name);
+                        match exists {
+                            true => calendars.insert(key, &[])?,
+                            false => calendars.remove(key)?,
+                        };
+                    }
+                    Change::Place {
+                        account,
+                        uid,
+                        calendar,
+                    } => {
+                        let key = object_key(account, uid);
+                        match calendar {
+                            Some(name) => placements.insert(key, name.as_bytes())?,
+                            None => placements.remove(key)?,
+                        };
+                    }
+                    Change::Property {
+                        account,
+                        calendar,
+                        name,
+                        value,
+                    } => {
+                        let mut key = object_key(account, calendar);
+                        key.push(0);
+                        key.extend_from_slice(name.as_bytes());
+                        match value {
+                            Some(value) => properties.insert(key, value.as_bytes())?,
+                            None => properties.remove(key)?,
+                        };
+                    }
+                    Change::Name { account, uid, name } => {
+                        let by_uid = name_key(account, NAME_OF, uid);
+                        if let Some(old) = names.remove(by_uid.clone())? {
+                            names.remove(name_key(
+                                account,
+                                NAMED,
+                                &String::from_utf8_lossy(&old),
+                            ))?;
+                        }
+                        if let Some(name) = name {
+                            let by_name = name_key(account, NAMED, name);
+                            // The name leaves the object it stood for before.
+                            if let Some(other) = names.insert(by_name, uid.as_bytes())? {
+                                names.remove(name_key(
+                                    account,
+                                    NAME_OF,
+                                    &String::from_utf8_lossy(&other),
+                                ))?;
+                            }
+                            names.insert(by_uid, name.as_bytes())?;
+                        }
+                    }
+                    Change::InboxRemove { account, id } => {
+                        inbox.remove(change_key(account, &id.to_be_bytes()))?;
+                    }
+                    Change::Enqueue(message) => {
+                        let value = serde_json::to_vec(message).expect("a message serializes");
+                        outbox.insert(&id.to_be_bytes(), value)?;
+                    }
+                    Change::Dequeue(queued) => {
+                        outbox.remove(&queued.to_be_bytes())?;
+                    }
+                    Change::Requeue(queued, message) => {
+                        let value = serde_json::to_vec(message).expect("a message serializes");
+                        outbox.insert(&queued.to_be_bytes(), value)?;
+                    }
+                    Change::Sent(queued, message, at) => {
+                        let json = serde_json::to_vec(message).expect("a message serializes");
+                        sent.insert(&queued.to_be_bytes(), sent_value(*at, &json))?;
+                    }
+                    Change::ForgetSent(queued) => {
+                        sent.remove(&queued.to_be_bytes())?;
+                    }
+                    Change::Notify {
+                        account,
+                        uid,
+                        due,
+                        repliers,
+                    } => {
+                        let key = object_key(account, uid);
+                        let (due, mut all) = match notices.get(&key)? {
+                            Some(value) => notice_value(&value).unwrap_or((*due, Vec::new())),
+                            None => (*due, Vec::new()),
+                        };
+                        for replier in repliers {
+                            if !all.contains(replier) {
+                                all.push(replier.clone());
+                            }
+                        }
+                        let mut value = due.to_be_bytes().to_vec();
+                        value.extend(serde_json::to_vec(&all).expect("strings serialize"));
+                        notices.insert(key, value)?;
+                    }
+                    Change::Refreshed {
+                        account,
+                        uid,
+                        attendee,
+                        at,
+                    } => {
+                        let mut key = object_key(account, uid);
+                        key.push(0);
+                        key.extend_from_slice(attendee.as_bytes());
+                        refreshed.insert(key, &at.to_be_bytes())?;
+                    }
+                    // Sent meanwhile: the decision is stale.
+                    Change::Notified { account, uid } => {
+                        if notices.remove(object_key(account, uid))?.is_none() {
+                            return Err(ConflictableTransactionError::Abort(StoreError::Conflict));
+                        }
+                    }
+                    // Recorded meanwhile: the decision runs again and finds it.
+                    Change::Seen(key, at) => {
+                        if seen.insert(key.as_slice(), &id.to_be_bytes())?.is_some() {
+                            return Err(ConflictableTransactionError::Abort(StoreError::Conflict));
+                        }
+                        seen_times.insert(seen_time_key(*at, key), &[])?;
+                    }
+                    Change::Proposal { account, uid, text } => {
+                        let mut key = object_key(account, uid);
+                        key.push(0);
+                        key.extend_from_slice(&id.to_be_bytes());
+                        counters.insert(key, text.as_bytes())?;
+                    }
+                }
+            }
+            Ok(())
+        });
         match result {
             Ok(()) => Ok(ids),
             Err(TransactionError::Abort(e)) => Err(e),
@@ -981,6 +1034,15 @@ impl Store for SledStore {
     }
     fn placements(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
         self.with(|t| t.placements(account))
+    }
+    fn named(&self, account: &str, name: &str) -> Result<Option<String>, StoreError> {
+        self.with(|t| t.name(account, NAMED, name))
+    }
+    fn name_of(&self, account: &str, uid: &str) -> Result<Option<String>, StoreError> {
+        self.with(|t| t.name(account, NAME_OF, uid))
+    }
+    fn names(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.with(|t| t.names(account))
     }
     fn seen(&self, key: &[u8]) -> Result<bool, StoreError> {
         self.with(|t| t.seen(key))

@@ -72,6 +72,22 @@ END:VEVENT
 END:VCALENDAR
 """
 
+# Google's UIDs end in @google.com: vdirsyncer finds '@' unsafe in a URL and PUTs the event
+# under a random name, which the server must keep.
+UNSAFE_UID = "7kukuqrfedlm2f9t2vj1u1v7ah@google.com"
+IMPORTED = f"""BEGIN:VCALENDAR
+VERSION:2.0
+PRODID:-//local//EN
+BEGIN:VEVENT
+UID:{UNSAFE_UID}
+DTSTAMP:20261120T090000Z
+DTSTART:20261216T150000Z
+DTEND:20261216T160000Z
+SUMMARY:Imported from Google
+END:VEVENT
+END:VCALENDAR
+"""
+
 
 def run(*command, stdin=None):
     env = dict(os.environ, TZ="Europe/Berlin", VDIRSYNCER_CONFIG=f"{BASE}/vdirsyncer.conf")
@@ -124,6 +140,25 @@ fileext = ".ics"
         run("vdirsyncer", "sync")
         status, body = http(web, "GET", "/calendars/alice@example.com/vdir-local-1", "alice@example.com")
         assert status == 200 and "Written in the folder" in body, (status, body)
+        passed += 1
+
+        # A UID vdirsyncer will not put in a URL: uploaded under a random name the server keeps,
+        # then changed on the server and synced down into the same file, nothing duplicated.
+        open(f"{folder}/imported.ics", "w").write(IMPORTED)
+        run("vdirsyncer", "sync")
+        path = f"/calendars/alice@example.com/{UNSAFE_UID}"
+        status, body = http(web, "GET", path, "alice@example.com")
+        assert status == 200 and "Imported from Google" in body, (status, body)
+        status, listing = http(web, "PROPFIND", "/dav/calendars/alice@example.com/calendar/",
+                               "alice@example.com", headers={"Depth": "1"})
+        assert f"{UNSAFE_UID}.ics" not in listing and ".ics</d:href>" in listing, listing
+        changed = body.replace("Imported from Google", "Imported then moved")
+        status, said = http(web, "PUT", path, "alice@example.com", body=changed.encode())
+        assert status == 204, (status, said)
+        run("vdirsyncer", "sync")
+        assert "Imported then moved" in open(f"{folder}/imported.ics").read()
+        files = sorted(os.listdir(folder))
+        assert files == ["imported.ics", "vdir-local-1.ics", "vdir-review.ics"], files
         passed += 1
 
         # khal reads the folder: New York 09:00 is 15:00 in Berlin; the override on Tuesday 22nd

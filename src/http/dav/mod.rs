@@ -5,7 +5,8 @@
 //!
 //! URLs: `/dav/principals/ACCOUNT/` (the principal), `/dav/calendars/ACCOUNT/` (its calendar
 //! home), `/dav/calendars/ACCOUNT/calendar/` (the calendar, the same objects as
-//! `/calendars/ACCOUNT`), `/dav/calendars/ACCOUNT/calendar/UID.ics` (an object).
+//! `/calendars/ACCOUNT`), `/dav/calendars/ACCOUNT/calendar/UID.ics` (an object, or any other
+//! name a client PUT it under: the store keeps the name).
 
 mod freebusy;
 mod query;
@@ -71,14 +72,68 @@ enum Resource {
     Home(String),
     /// `/dav/calendars/ACCOUNT/NAME/`: the default calendar (`calendar`) or another one.
     Calendar(String, String),
-    /// `/dav/calendars/ACCOUNT/NAME/UID.ics`.
-    Object(String, String, String),
+    /// `/dav/calendars/ACCOUNT/NAME/MEMBER`.
+    Object(String, String, Member),
     /// `/dav/calendars/ACCOUNT/inbox/`: the scheduling messages applied (RFC 6638 2.2).
     Inbox(String),
     /// `/dav/calendars/ACCOUNT/inbox/ID.ics`.
     InboxItem(String, u64),
     /// `/dav/calendars/ACCOUNT/outbox/`: where free/busy is asked (RFC 6638 2.1).
     Outbox(String),
+}
+
+/// A calendar object resource: the last segment of its URL, and the UID of the object it
+/// stands for. Objects are at `UID.ics` unless a client PUT one under another name; a name
+/// nothing stands for has no UID (a PUT's body gives it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Member {
+    name: String,
+    uid: Option<String>,
+}
+
+impl Member {
+    /// As a path names it, before the store says what it stands for.
+    fn named(name: &str) -> Member {
+        Member {
+            name: name.to_string(),
+            uid: name.strip_suffix(".ics").map(str::to_string),
+        }
+    }
+
+    /// The object `uid`, under the name a client gave it or `UID.ics`.
+    fn of(uid: &str, names: &std::collections::BTreeMap<String, String>) -> Member {
+        Member {
+            name: names
+                .get(uid)
+                .cloned()
+                .unwrap_or_else(|| format!("{uid}.ics")),
+            uid: Some(uid.to_string()),
+        }
+    }
+
+    /// What the name stands for in the account's store: a name a client chose, else
+    /// `UID.ics` of an object that has no other name.
+    fn resolved(self, api: &Api, account: &str) -> Result<Member, crate::store::StoreError> {
+        let store = &api.gateway.store;
+        let uid = match store.named(account, &self.name)? {
+            Some(uid) => Some(uid),
+            None => match self.uid {
+                Some(stem) if store.name_of(account, &stem)?.is_none() => Some(stem),
+                _ => None,
+            },
+        };
+        Ok(Member { uid, ..self })
+    }
+
+    /// The UID, or why there is no object here.
+    fn uid(&self) -> Result<&str, DavError> {
+        self.uid.as_deref().ok_or_else(|| {
+            DavError::NotFound(format!(
+                "no object {}",
+                crate::escape::printable(&self.name)
+            ))
+        })
+    }
 }
 
 impl Resource {
@@ -110,7 +165,7 @@ impl Resource {
             ["calendars", account, calendar, name] => Resource::Object(
                 account.to_string(),
                 calendar.to_string(),
-                name.strip_suffix(".ics")?.to_string(),
+                Member::named(name),
             ),
             _ => return None,
         })
@@ -132,8 +187,8 @@ impl Resource {
             Resource::Principal(a) => format!("/dav/principals/{}/", seg(a)),
             Resource::Home(a) => format!("/dav/calendars/{}/", seg(a)),
             Resource::Calendar(a, c) => format!("/dav/calendars/{}/{}/", seg(a), seg(c)),
-            Resource::Object(a, c, uid) => {
-                format!("/dav/calendars/{}/{}/{}.ics", seg(a), seg(c), seg(uid))
+            Resource::Object(a, c, member) => {
+                format!("/dav/calendars/{}/{}/{}", seg(a), seg(c), seg(&member.name))
             }
             Resource::Inbox(a) => format!("/dav/calendars/{}/{INBOX}/", seg(a)),
             Resource::InboxItem(a, id) => format!("/dav/calendars/{}/{INBOX}/{id}.ics", seg(a)),
@@ -149,7 +204,7 @@ impl Resource {
             Resource::Principal(_) => Resource::Principal(a),
             Resource::Home(_) => Resource::Home(a),
             Resource::Calendar(_, c) => Resource::Calendar(a, c.clone()),
-            Resource::Object(_, c, uid) => Resource::Object(a, c.clone(), uid.clone()),
+            Resource::Object(_, c, member) => Resource::Object(a, c.clone(), member.clone()),
             Resource::Inbox(_) => Resource::Inbox(a),
             Resource::InboxItem(_, id) => Resource::InboxItem(a, *id),
             Resource::Outbox(_) => Resource::Outbox(a),
@@ -232,7 +287,13 @@ async fn dav(
         Ok(account) => account,
         Err(denied) => return denied.into_response(),
     };
-    let resource = resource.of(&account);
+    let resource = match resource.of(&account) {
+        Resource::Object(a, c, member) => match member.resolved(&api, &a) {
+            Ok(member) => Resource::Object(a, c, member),
+            Err(e) => return DavError::from(e).into_response(),
+        },
+        other => other,
+    };
     let answered = match method.as_str() {
         "PROPFIND" => propfind(&api, &account, &resource, &headers, &body),
         "REPORT" => report(&api, &account, &resource, &body),
@@ -254,11 +315,14 @@ async fn other(
     let refused = |status, said| DavError::Refused(status, said).into_response();
     match method.as_str() {
         "GET" | "HEAD" => match &resource {
-            Resource::Object(account, calendar, uid) => {
-                match in_calendar(api, account, calendar, uid) {
-                    Ok(()) => {}
+            Resource::Object(account, calendar, member) => {
+                let uid = match member
+                    .uid()
+                    .and_then(|uid| in_calendar(api, account, calendar, uid).map(|()| uid))
+                {
+                    Ok(uid) => uid,
                     Err(e) => return e.into_response(),
-                }
+                };
                 let mut response = get_object(api, account, uid);
                 if method == Method::HEAD {
                     *response.body_mut() = axum::body::Body::empty();
@@ -289,21 +353,26 @@ async fn other(
             _ => refused(405, "a collection has no body to get: use PROPFIND"),
         },
         "PUT" => match &resource {
-            Resource::Object(account, calendar, uid) => {
-                match placing(api, account, calendar, uid) {
-                    Ok(place) => put_object(api, account, uid, headers, body, place).await,
+            Resource::Object(account, calendar, member) => {
+                match placing(api, account, calendar, member) {
+                    Ok((place, uid)) => {
+                        put_object(api, account, uid.as_deref(), headers, body, place).await
+                    }
                     Err(e) => e.into_response(),
                 }
             }
             _ => refused(
                 405,
-                "only calendar objects (…/CALENDAR/UID.ics) can be written",
+                "only calendar objects (…/CALENDAR/NAME.ics) can be written",
             ),
         },
         "DELETE" => match &resource {
-            Resource::Object(account, calendar, uid) => {
-                match in_calendar(api, account, calendar, uid) {
-                    Ok(()) => delete_object(api, account, uid, headers).await,
+            Resource::Object(account, calendar, member) => {
+                match member
+                    .uid()
+                    .and_then(|uid| in_calendar(api, account, calendar, uid).map(|()| uid))
+                {
+                    Ok(uid) => delete_object(api, account, uid, headers).await,
                     Err(e) => e.into_response(),
                 }
             }
@@ -331,7 +400,7 @@ async fn other(
                 .unwrap_or_else(IntoResponse::into_response),
             _ => refused(405, "POST goes to the schedule outbox (free/busy)"),
         },
-        "MOVE" | "COPY" => refused(403, "objects are named by their UID and cannot move"),
+        "MOVE" | "COPY" => refused(403, "objects cannot move or be copied: PUT them anew"),
         _ => text(405, format!("{method} is not supported here")),
     }
 }
@@ -422,14 +491,20 @@ fn propfind(
     let mut w = Writer::new("multistatus");
     for member in &members {
         let object = match member {
-            Resource::Object(a, c, uid) => match api.gateway.store.get(a, uid)? {
-                Some(object) if facts.placed(c, uid) => Some(object),
-                _ if member == resource => {
-                    let said = format!("no object {}", crate::escape::printable(uid));
-                    return Err(DavError::NotFound(said));
+            Resource::Object(a, c, object) => {
+                let found = match &object.uid {
+                    Some(uid) if facts.placed(c, uid) => api.gateway.store.get(a, uid)?,
+                    _ => None,
+                };
+                match found {
+                    Some(found) => Some(found),
+                    None if member == resource => {
+                        let said = format!("no object {}", crate::escape::printable(&object.name));
+                        return Err(DavError::NotFound(said));
+                    }
+                    None => continue,
                 }
-                _ => continue,
-            },
+            }
             Resource::InboxItem(a, id) => match inbox_item(api, a, *id)? {
                 Some(item) => Some(item),
                 None if member == resource => {
@@ -484,14 +559,15 @@ fn in_calendar(api: &Api, account: &str, calendar: &str, uid: &str) -> Result<()
     }
 }
 
-/// Where a PUT puts an object: its calendar must exist, and an object of that UID elsewhere
-/// is a conflict (RFC 4791 5.3.2.1: one UID, one resource; scheduling needs it unique).
+/// Where a PUT puts an object, and the UID of the object there, if any (else the body's UID
+/// makes a new one): its calendar must exist, and an object of that UID elsewhere is a
+/// conflict (RFC 4791 5.3.2.1: one UID, one resource; scheduling needs it unique).
 fn placing(
     api: &Api,
     account: &str,
     calendar: &str,
-    uid: &str,
-) -> Result<crate::writes::Place, DavError> {
+    member: &Member,
+) -> Result<(crate::writes::Place, Option<String>), DavError> {
     let layout = Layout::of(api, account)?;
     if !layout.exists(calendar) {
         return Err(DavError::Refused(
@@ -499,13 +575,20 @@ fn placing(
             "no such calendar: make it with MKCALENDAR",
         ));
     }
-    let exists = api.gateway.store.get(account, uid)?.is_some();
-    if exists && layout.calendar_of(uid) != calendar {
+    let existing = match &member.uid {
+        Some(uid) if api.gateway.store.get(account, uid)?.is_some() => Some(uid.clone()),
+        _ => None,
+    };
+    if let Some(uid) = &existing
+        && layout.calendar_of(uid) != calendar
+    {
         return Err(DavError::Precondition(403, "c", "no-uid-conflict"));
     }
-    Ok(crate::writes::Place::In(
-        (calendar != CALENDAR).then(|| calendar.to_string()),
-    ))
+    let place = crate::writes::Place::In {
+        calendar: (calendar != CALENDAR).then(|| calendar.to_string()),
+        name: member.name.clone(),
+    };
+    Ok((place, existing))
 }
 
 /// MKCALENDAR (RFC 4791 5.3.1): a further calendar, with the name, description or colour
@@ -772,7 +855,7 @@ fn children(
             .list(a)?
             .into_iter()
             .filter(|(uid, _)| facts.layout.calendar_of(uid) == c)
-            .map(|(uid, _)| Resource::Object(a.clone(), c.clone(), uid))
+            .map(|(uid, _)| Resource::Object(a.clone(), c.clone(), facts.member(&uid)))
             .collect(),
         Resource::Principal(_)
         | Resource::Object(..)
@@ -790,6 +873,8 @@ struct Facts {
     layout: Layout,
     /// What clients wrote on each calendar, by calendar and `{namespace}name`.
     written: std::collections::BTreeMap<(String, String), String>,
+    /// The names clients gave objects, by UID (the others are at `UID.ics`).
+    names: std::collections::BTreeMap<String, String>,
 }
 
 impl Facts {
@@ -816,6 +901,7 @@ impl Facts {
             sync,
             layout,
             written,
+            names: api.gateway.store.names(account)?.into_iter().collect(),
         })
     }
 
@@ -823,6 +909,11 @@ impl Facts {
     fn written(&self, calendar: &str, name: &Name) -> Option<&str> {
         let key = (calendar.to_string(), property_key(name));
         self.written.get(&key).map(String::as_str)
+    }
+
+    /// How the object `uid` is named in listings.
+    fn member(&self, uid: &str) -> Member {
+        Member::of(uid, &self.names)
     }
 
     /// The object, when it is in the calendar the path says.
@@ -1260,7 +1351,11 @@ struct In<'a> {
 
 impl In<'_> {
     fn object(&self, uid: &str) -> Resource {
-        Resource::Object(self.account.into(), self.calendar.into(), uid.into())
+        Resource::Object(
+            self.account.into(),
+            self.calendar.into(),
+            self.facts.member(uid),
+        )
     }
 
     /// The calendar's objects.
@@ -1277,14 +1372,16 @@ fn multiget(of: &In, root: &Element) -> Result<Response, DavError> {
     let mut w = Writer::new("multistatus");
     for href in root.all(DAV, "href") {
         let found = match Resource::parse(href.text.trim()) {
-            Some(Resource::Object(a, c, uid))
-                if a == of.account && c == of.calendar && of.facts.placed(&c, &uid) =>
-            {
-                of.api
-                    .gateway
-                    .store
-                    .get(&a, &uid)?
-                    .map(|o| (of.object(&uid), o))
+            Some(Resource::Object(a, c, member)) if a == of.account && c == of.calendar => {
+                match member.resolved(of.api, &a)?.uid {
+                    Some(uid) if of.facts.placed(&c, &uid) => of
+                        .api
+                        .gateway
+                        .store
+                        .get(&a, &uid)?
+                        .map(|o| (of.object(&uid), o)),
+                    _ => None,
+                }
             }
             _ => None,
         };
@@ -1459,12 +1556,24 @@ mod tests {
             Some(Resource::Object(
                 "alice@example.com".into(),
                 CALENDAR.into(),
-                "a/b c".into()
+                Member::named("a/b c.ics")
             ))
         );
-        assert_eq!(Resource::parse("/dav/calendars/a/calendar/x.txt"), None);
+        // Any name: what it stands for is the store's to say.
+        let other = Resource::parse("/dav/calendars/a/calendar/x.txt");
+        assert!(matches!(
+            other,
+            Some(Resource::Object(_, _, Member { uid: None, .. }))
+        ));
         assert_eq!(Resource::parse("/dav/elsewhere"), None);
-        let object = Resource::Object("alice@example.com".into(), CALENDAR.into(), "a/b c".into());
+        let names = [("a/b c".to_string(), "given name".to_string())].into();
+        let named = Resource::Object("a".into(), CALENDAR.into(), Member::of("a/b c", &names));
+        assert_eq!(named.href(), "/dav/calendars/a/calendar/given%20name");
+        let object = Resource::Object(
+            "alice@example.com".into(),
+            CALENDAR.into(),
+            Member::of("a/b c", &Default::default()),
+        );
         assert_eq!(
             object.href(),
             "/dav/calendars/alice@example.com/calendar/a%2Fb%20c.ics"

@@ -79,6 +79,9 @@ CREATE TABLE IF NOT EXISTS imipd.properties (
 CREATE TABLE IF NOT EXISTS imipd.calendars (account text, name bytea, PRIMARY KEY (account, name));
 CREATE TABLE IF NOT EXISTS imipd.placements (
     account text, uid bytea, calendar bytea NOT NULL, PRIMARY KEY (account, uid));
+CREATE TABLE IF NOT EXISTS imipd.names (
+    account text, name bytea, uid bytea NOT NULL, PRIMARY KEY (account, name));
+CREATE UNIQUE INDEX IF NOT EXISTS names_by_uid ON imipd.names (account, uid);
 CREATE TABLE IF NOT EXISTS imipd.outbox (
     id bigint PRIMARY KEY, message bytea NOT NULL, holder text,
     lease_until bigint NOT NULL DEFAULT 0, relayed boolean NOT NULL DEFAULT false);
@@ -94,6 +97,14 @@ CREATE TABLE IF NOT EXISTS imipd.seen (key bytea PRIMARY KEY, id bigint NOT NULL
 CREATE INDEX IF NOT EXISTS seen_by_time ON imipd.seen (at);
 CREATE TABLE IF NOT EXISTS imipd.counters (
     account text, uid bytea, id bigint, body bytea NOT NULL, PRIMARY KEY (account, uid, id));
+-- One statement of a commit's batch; its DELETE must come before its INSERT, which the two
+-- unique keys would refuse in one statement's snapshot.
+CREATE OR REPLACE FUNCTION imipd.name(a text, u bytea, n bytea) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM imipd.names WHERE account = a AND (uid = u OR name = n);
+    INSERT INTO imipd.names VALUES (a, n, u);
+END $$;
 CREATE OR REPLACE FUNCTION imipd.expect(holds boolean) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
     IF NOT holds THEN
@@ -555,6 +566,32 @@ impl Store for PgStore {
     fn placements(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
         self.read(
             "SELECT uid, calendar FROM imipd.placements WHERE account = $1 ORDER BY uid",
+            &[&account],
+            texts,
+        )
+    }
+
+    fn named(&self, account: &str, name: &str) -> Result<Option<String>, StoreError> {
+        let found = self.read(
+            "SELECT uid FROM imipd.names WHERE account = $1 AND name = $2",
+            &[&account, &name.as_bytes()],
+            |row| text(row.get(0)),
+        )?;
+        Ok(found.into_iter().next())
+    }
+
+    fn name_of(&self, account: &str, uid: &str) -> Result<Option<String>, StoreError> {
+        let found = self.read(
+            "SELECT name FROM imipd.names WHERE account = $1 AND uid = $2",
+            &[&account, &uid.as_bytes()],
+            |row| text(row.get(0)),
+        )?;
+        Ok(found.into_iter().next())
+    }
+
+    fn names(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.read(
+            "SELECT uid, name FROM imipd.names WHERE account = $1 ORDER BY uid",
             &[&account],
             texts,
         )

@@ -192,6 +192,23 @@ fn of_object(change: &Change) -> Option<Statement> {
             "DELETE FROM imipd.placements WHERE account = $1 AND uid = $2",
             vec![owned(account), bytes(uid)],
         ),
+        // The object's old name, and the object the name stood for before, make way.
+        Change::Name {
+            account,
+            uid,
+            name: Some(name),
+        } => statement(
+            "SELECT imipd.name($1, $2, $3)",
+            vec![owned(account), bytes(uid), bytes(name)],
+        ),
+        Change::Name {
+            account,
+            uid,
+            name: None,
+        } => statement(
+            "DELETE FROM imipd.names WHERE account = $1 AND uid = $2",
+            vec![owned(account), bytes(uid)],
+        ),
         Change::Property {
             account,
             calendar,
