@@ -1,15 +1,21 @@
-//! Backup and migration: a snapshot of the store (every account's objects and the outbound
-//! queue) taken between two commits, written as ordinary files (`.ics` per object, the queue
-//! as JSON), and read back into a store without overwriting a newer copy.
+//! Backup and migration: a snapshot of the store (every account's objects, its calendars and
+//! where each object is in them, and the outbound queue) taken between two commits, written as
+//! ordinary files (`.ics` per object, the rest as JSON), and read back into a store without
+//! overwriting a newer copy.
 
 use crate::gateway::{Decision, Gateway};
 use crate::itip::Calendar;
 use crate::store::{Change, Expect, OutboundMessage, StoreError, Tag};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The layout of a backup folder this build writes and reads.
-pub const FORMAT: u32 = 1;
+/// The layout of a backup folder this build writes; it reads this one and the older ones
+/// (format 1 had no calendars: its objects go to the default calendar under `UID.ics`).
+pub const FORMAT: u32 = 2;
+
+/// The name of an account's default calendar, for its properties.
+const DEFAULT_CALENDAR: &str = "calendar";
 
 /// What a backup holds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -22,6 +28,22 @@ pub struct Snapshot {
     pub objects: Vec<Object>,
     /// The outbound queue, in queue order.
     pub queue: Vec<OutboundMessage>,
+    /// Every account's further calendars, and the properties clients wrote on its calendars.
+    #[serde(default)]
+    pub calendars: Vec<CalendarRecord>,
+}
+
+/// One calendar of an account: a further one, or the default one (`calendar`) when clients
+/// wrote properties on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CalendarRecord {
+    /// Its account.
+    pub account: String,
+    /// Its name (the last segment of its URL).
+    pub name: String,
+    /// What clients wrote on it, by `{namespace}name`.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
 }
 
 /// One stored object.
@@ -33,6 +55,12 @@ pub struct Object {
     pub uid: String,
     /// The iCalendar text.
     pub text: String,
+    /// The further calendar it is in (none: the default one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calendar: Option<String>,
+    /// The resource name a client gave it, when not `UID.ics`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// What a restore did.
@@ -46,6 +74,9 @@ pub struct Restored {
     pub queued: usize,
     /// Queue entries already queued here.
     pub already_queued: usize,
+    /// Calendars made, or given properties they lacked here.
+    #[serde(default)]
+    pub calendars: usize,
 }
 
 /// Why a backup folder cannot be read or written.
@@ -69,35 +100,98 @@ pub enum BackupError {
     },
 }
 
-/// Takes a snapshot: every object and the queue as they are between two commits.
+/// Takes a snapshot: every object, calendar and queued message as they are between two
+/// commits.
 pub async fn take(gateway: &Gateway) -> Result<Snapshot, StoreError> {
-    let (objects, queue) = gateway.between_commits(|| gateway.store.snapshot()).await?;
+    let mut accounts: Vec<String> = gateway.config().config.accounts.keys().cloned().collect();
+    let (objects, queue, calendars) = gateway
+        .between_commits(|| {
+            let (objects, queue) = gateway.store.snapshot()?;
+            accounts.extend(objects.iter().map(|(account, ..)| account.clone()));
+            accounts.sort();
+            accounts.dedup();
+            let mut layouts = BTreeMap::new();
+            for account in &accounts {
+                layouts.insert(account.clone(), layout(gateway, account)?);
+            }
+            let objects: Vec<Object> = objects
+                .into_iter()
+                .map(|(account, uid, object)| {
+                    let (_, placements, names) = &layouts[&account];
+                    Object {
+                        calendar: placements.get(&uid).cloned(),
+                        name: names.get(&uid).cloned(),
+                        account,
+                        uid,
+                        text: object.text,
+                    }
+                })
+                .collect();
+            let calendars = layouts.into_values().flat_map(|(c, ..)| c).collect();
+            Ok::<_, StoreError>((objects, queue, calendars))
+        })
+        .await?;
     Ok(Snapshot {
         format: FORMAT,
         taken_at: gateway.now(),
-        objects: objects
-            .into_iter()
-            .map(|(account, uid, object)| Object {
-                account,
-                uid,
-                text: object.text,
-            })
-            .collect(),
+        objects,
         queue: queue.into_iter().map(|(_, message)| message).collect(),
+        calendars,
     })
 }
 
-/// Restores objects and queue entries. An object is written when the store has none, or an
-/// older version (lower SEQUENCE, then earlier DTSTAMP); a newer or equal one stays. A queue
-/// entry is added unless the same message is queued already. Nothing is sent by it: the
-/// messages of the queue go out as queued messages do.
-pub async fn restore(
+/// An account's calendars (with their properties), where its objects are, and their names.
+#[allow(clippy::type_complexity)]
+fn layout(
     gateway: &Gateway,
-    objects: &[Object],
-    queue: &[OutboundMessage],
-) -> Result<Restored, StoreError> {
+    account: &str,
+) -> Result<
+    (
+        Vec<CalendarRecord>,
+        BTreeMap<String, String>,
+        BTreeMap<String, String>,
+    ),
+    StoreError,
+> {
+    let store = &gateway.store;
+    let mut calendars = Vec::new();
+    let further = store.calendars(account)?;
+    for name in std::iter::once(DEFAULT_CALENDAR.to_string()).chain(further) {
+        let properties: BTreeMap<String, String> =
+            store.properties(account, &name)?.into_iter().collect();
+        if name != DEFAULT_CALENDAR || !properties.is_empty() {
+            calendars.push(CalendarRecord {
+                account: account.to_string(),
+                name,
+                properties,
+            });
+        }
+    }
+    let placements = store.placements(account)?.into_iter().collect();
+    let names = store.names(account)?.into_iter().collect();
+    Ok((calendars, placements, names))
+}
+
+/// Restores calendars, objects and queue entries. A calendar is made when missing, and given
+/// the properties it lacks here. An object is written when the store has none, or an older
+/// version (lower SEQUENCE, then earlier DTSTAMP), into its calendar under its name; a newer
+/// or equal one stays where it is. A queue entry is added unless the same message is queued
+/// already. Nothing is sent by it: the messages of the queue go out as queued messages do.
+pub async fn restore(gateway: &Gateway, snapshot: &Snapshot) -> Result<Restored, StoreError> {
     let mut restored = Restored::default();
-    for object in objects {
+    for calendar in &snapshot.calendars {
+        let (changed, _) = gateway
+            .transact(|| {
+                let changes = missing(gateway, calendar)?;
+                let count = changes.len();
+                Ok::<_, StoreError>(Decision::new(changes, count))
+            })
+            .await?;
+        restored.calendars += usize::from(changed > 0);
+    }
+    // Format 1 knew no calendars: its objects stay wherever they are here.
+    let placed = snapshot.format >= 2;
+    for object in &snapshot.objects {
         let (written, _) = gateway
             .transact(|| {
                 let current = gateway.store.get(&object.account, &object.uid)?;
@@ -108,14 +202,17 @@ pub async fn restore(
                     }
                     Some(here) => Expect::Revision(here.revision),
                 };
-                let put = Change::Put {
+                let mut changes = vec![Change::Put {
                     account: object.account.clone(),
                     uid: object.uid.clone(),
                     text: object.text.clone(),
                     expect,
                     tag: Tag::New,
-                };
-                Ok(Decision::new(vec![put], true))
+                }];
+                if placed {
+                    changes.extend(where_it_goes(object));
+                }
+                Ok(Decision::new(changes, true))
             })
             .await?;
         match written {
@@ -131,7 +228,8 @@ pub async fn restore(
                 .into_iter()
                 .map(|(_, m)| m)
                 .collect();
-            let new: Vec<Change> = queue
+            let new: Vec<Change> = snapshot
+                .queue
                 .iter()
                 .filter(|m| !here.iter().any(|h| same_message(h, m)))
                 .map(|m| Change::Enqueue(m.clone()))
@@ -141,8 +239,53 @@ pub async fn restore(
         })
         .await?;
     restored.queued = queued;
-    restored.already_queued = queue.len() - queued;
+    restored.already_queued = snapshot.queue.len() - queued;
     Ok(restored)
+}
+
+/// What a calendar of the backup lacks here: itself, and properties not set here.
+fn missing(gateway: &Gateway, calendar: &CalendarRecord) -> Result<Vec<Change>, StoreError> {
+    let store = &gateway.store;
+    let account = &calendar.account;
+    let mut changes = Vec::new();
+    if calendar.name != DEFAULT_CALENDAR && !store.calendars(account)?.contains(&calendar.name) {
+        changes.push(Change::Calendar {
+            account: account.clone(),
+            name: calendar.name.clone(),
+            exists: true,
+        });
+    }
+    let here: BTreeMap<String, String> = store
+        .properties(account, &calendar.name)?
+        .into_iter()
+        .collect();
+    for (key, value) in &calendar.properties {
+        if !here.contains_key(key) {
+            changes.push(Change::Property {
+                account: account.clone(),
+                calendar: calendar.name.clone(),
+                name: key.clone(),
+                value: Some(value.clone()),
+            });
+        }
+    }
+    Ok(changes)
+}
+
+/// A written object's calendar and name, as the backup has them.
+fn where_it_goes(object: &Object) -> [Change; 2] {
+    [
+        Change::Place {
+            account: object.account.clone(),
+            uid: object.uid.clone(),
+            calendar: object.calendar.clone(),
+        },
+        Change::Name {
+            account: object.account.clone(),
+            uid: object.uid.clone(),
+            name: object.name.clone(),
+        },
+    ]
 }
 
 /// One message, whatever its attempts.
@@ -167,8 +310,27 @@ fn is_newer(candidate: &str, here: &str) -> bool {
     }
 }
 
+/// Where objects are, beside their files: `layout.json`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Layout {
+    calendars: Vec<CalendarRecord>,
+    /// The objects not at `UID.ics` in the default calendar.
+    objects: Vec<Placed>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Placed {
+    account: String,
+    uid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    calendar: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+}
+
 /// Writes a snapshot into `dir` (which must be empty or new): `objects/ACCOUNT/UID.ics` (the
-/// UID percent-encoded), `queue.json`, and `backup.json` saying what the folder holds.
+/// UID percent-encoded), `layout.json` (the calendars, and which objects are in a further one
+/// or under another name), `queue.json`, and `backup.json` saying what the folder holds.
 pub fn write_dir(snapshot: &Snapshot, dir: &Path) -> Result<(), BackupError> {
     let io = |path: &Path| {
         let path = path.display().to_string();
@@ -188,6 +350,23 @@ pub fn write_dir(snapshot: &Snapshot, dir: &Path) -> Result<(), BackupError> {
         let file = folder.join(format!("{}.ics", file_name(&object.uid)));
         std::fs::write(&file, &object.text).map_err(io(&file))?;
     }
+    let layout = Layout {
+        calendars: snapshot.calendars.clone(),
+        objects: snapshot
+            .objects
+            .iter()
+            .filter(|o| o.calendar.is_some() || o.name.is_some())
+            .map(|o| Placed {
+                account: o.account.clone(),
+                uid: o.uid.clone(),
+                calendar: o.calendar.clone(),
+                name: o.name.clone(),
+            })
+            .collect(),
+    };
+    let file = dir.join("layout.json");
+    let json = serde_json::to_string_pretty(&layout).unwrap_or_default();
+    std::fs::write(&file, json).map_err(io(&file))?;
     let queue = dir.join("queue.json");
     let json = serde_json::to_string_pretty(&snapshot.queue).unwrap_or_default();
     std::fs::write(&queue, json).map_err(io(&queue))?;
@@ -197,6 +376,7 @@ pub fn write_dir(snapshot: &Snapshot, dir: &Path) -> Result<(), BackupError> {
         "taken_at": snapshot.taken_at,
         "objects": snapshot.objects.len(),
         "queued": snapshot.queue.len(),
+        "calendars": snapshot.calendars.len(),
     });
     std::fs::write(&manifest, about.to_string()).map_err(io(&manifest))?;
     Ok(())
@@ -218,10 +398,10 @@ pub fn read_dir(dir: &Path) -> Result<Snapshot, BackupError> {
             })
         })?;
     let format = about["format"].as_u64().unwrap_or(0) as u32;
-    if format != FORMAT {
+    if !readable(format) {
         return Err(BackupError::Invalid {
             path: manifest.display().to_string(),
-            problem: format!("backup format {format}; this imipd reads {FORMAT}"),
+            problem: format!("backup format {format}; this imipd reads 1 to {FORMAT}"),
         });
     }
     let mut objects = Vec::new();
@@ -236,21 +416,45 @@ pub fn read_dir(dir: &Path) -> Result<Snapshot, BackupError> {
             objects.push(read_object(&account, &file)?);
         }
     }
-    let queue_file = dir.join("queue.json");
-    let queue = std::fs::read_to_string(&queue_file)
-        .map_err(io(&queue_file))
-        .and_then(|text| {
-            serde_json::from_str(&text).map_err(|e| BackupError::Invalid {
-                path: queue_file.display().to_string(),
-                problem: e.to_string(),
-            })
-        })?;
+    let json = |file: &Path| {
+        std::fs::read_to_string(file)
+            .map_err(io(file))
+            .map(|text| (file.display().to_string(), text))
+    };
+    fn parsed<T: serde::de::DeserializeOwned>(
+        (path, text): (String, String),
+    ) -> Result<T, BackupError> {
+        serde_json::from_str(&text).map_err(|e| BackupError::Invalid {
+            path,
+            problem: e.to_string(),
+        })
+    }
+    let queue: Vec<OutboundMessage> = parsed(json(&dir.join("queue.json"))?)?;
+    let layout: Layout = match format {
+        1 => Layout::default(),
+        _ => parsed(json(&dir.join("layout.json"))?)?,
+    };
+    for placed in layout.objects {
+        if let Some(object) = objects
+            .iter_mut()
+            .find(|o| o.account == placed.account && o.uid == placed.uid)
+        {
+            object.calendar = placed.calendar;
+            object.name = placed.name;
+        }
+    }
     Ok(Snapshot {
         format,
         taken_at: about["taken_at"].as_i64().unwrap_or(0),
         objects,
         queue,
+        calendars: layout.calendars,
     })
+}
+
+/// True for the backup formats this build reads.
+pub fn readable(format: u32) -> bool {
+    (1..=FORMAT).contains(&format)
 }
 
 /// One `.ics` file: its account from the folder, its UID from inside (the file name is only a
@@ -275,7 +479,13 @@ fn read_object(account: &Path, file: &Path) -> Result<Object, BackupError> {
     let account = percent_encoding::percent_decode_str(&name)
         .decode_utf8_lossy()
         .into_owned();
-    Ok(Object { account, uid, text })
+    Ok(Object {
+        account,
+        uid,
+        text,
+        calendar: None,
+        name: None,
+    })
 }
 
 /// A name that is safe as one file name: `/`, `%`, control characters and a leading dot
@@ -326,14 +536,23 @@ SEQUENCE:{sequence}\r\nDTSTAMP:{stamp}\r\nDTSTART:20261201T100000Z\r\nEND:VEVENT
                     account: "alice@example.com".into(),
                     uid: "../../etc/passwd".into(),
                     text: event("../../etc/passwd", 0, "20261101T000000Z"),
+                    calendar: Some("team".into()),
+                    name: Some("chosen.ics".into()),
                 },
                 Object {
                     account: "bob@example.com".into(),
                     uid: "b-1".into(),
                     text: event("b-1", 3, "20261101T000000Z"),
+                    calendar: None,
+                    name: None,
                 },
             ],
             queue: Vec::new(),
+            calendars: vec![CalendarRecord {
+                account: "alice@example.com".into(),
+                name: "team".into(),
+                properties: [("{DAV:}displayname".to_string(), "Team".to_string())].into(),
+            }],
         };
         let target = dir.path().join("backup");
         write_dir(&snapshot, &target).unwrap();
@@ -345,8 +564,28 @@ SEQUENCE:{sequence}\r\nDTSTAMP:{stamp}\r\nDTSTART:20261201T100000Z\r\nEND:VEVENT
         let mut back = read_dir(&target).unwrap();
         back.objects.sort_by(|a, b| a.account.cmp(&b.account));
         assert_eq!(back.objects, snapshot.objects);
+        assert_eq!(back.calendars, snapshot.calendars);
         assert_eq!(back.taken_at, 7);
         // A second backup does not go over the first.
         assert!(write_dir(&snapshot, &target).is_err());
+    }
+
+    #[test]
+    fn a_format_1_folder_is_read_without_calendars() {
+        let dir = tempfile::tempdir().unwrap();
+        let account = dir.path().join("objects/bob@example.com");
+        std::fs::create_dir_all(&account).unwrap();
+        std::fs::write(account.join("b-1.ics"), event("b-1", 0, "20261101T000000Z")).unwrap();
+        std::fs::write(dir.path().join("queue.json"), "[]").unwrap();
+        std::fs::write(
+            dir.path().join("backup.json"),
+            r#"{"format":1,"taken_at":5,"objects":1,"queued":0}"#,
+        )
+        .unwrap();
+        let back = read_dir(dir.path()).unwrap();
+        assert_eq!((back.format, back.objects.len()), (1, 1));
+        assert!(back.calendars.is_empty() && back.objects[0].calendar.is_none());
+        std::fs::write(dir.path().join("backup.json"), r#"{"format":9}"#).unwrap();
+        assert!(read_dir(dir.path()).is_err());
     }
 }

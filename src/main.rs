@@ -692,10 +692,11 @@ fn export(path: Option<PathBuf>, dir: &std::path::Path) -> ExitCode {
     match written {
         Ok(snapshot) => {
             println!(
-                "{}: {} objects, {} queued messages",
+                "{}: {} objects, {} queued messages, {} calendars",
                 dir.display(),
                 snapshot.objects.len(),
-                snapshot.queue.len()
+                snapshot.queue.len(),
+                snapshot.calendars.len()
             );
             ExitCode::SUCCESS
         }
@@ -720,7 +721,7 @@ fn import(path: Option<PathBuf>, dir: &std::path::Path) -> ExitCode {
     };
     let restored = match import_online(&config, &snapshot) {
         Err(AdminError::NoDaemon(_)) => offline(&config, async |gateway| {
-            imipd::backup::restore(gateway, &snapshot.objects, &snapshot.queue)
+            imipd::backup::restore(gateway, &snapshot)
                 .await
                 .map_err(|e| e.to_string())
         }),
@@ -729,12 +730,13 @@ fn import(path: Option<PathBuf>, dir: &std::path::Path) -> ExitCode {
     match restored {
         Ok(r) => {
             println!(
-                "{}: {} objects written, {} kept (the same or newer here), {} messages queued, {} already queued",
+                "{}: {} objects written, {} kept (the same or newer here), {} messages queued, {} already queued, {} calendars made or completed",
                 dir.display(),
                 r.written,
                 r.kept,
                 r.queued,
-                r.already_queued
+                r.already_queued,
+                r.calendars
             );
             ExitCode::SUCCESS
         }
@@ -753,6 +755,14 @@ fn import_online(
     use imipd::backup::{Restored, Snapshot};
     let failed = |e: &dyn std::fmt::Display| AdminError::Failed(e.to_string());
     let room = config.limits.max_object_size;
+    // The calendars first, so that the objects' pieces find them.
+    let calendars = pieces(&snapshot.calendars, room)
+        .into_iter()
+        .map(|calendars| Snapshot {
+            format: snapshot.format,
+            calendars,
+            ..Default::default()
+        });
     let objects = pieces(&snapshot.objects, room)
         .into_iter()
         .map(|objects| Snapshot {
@@ -768,7 +778,7 @@ fn import_online(
             ..Default::default()
         });
     let mut total = Restored::default();
-    for piece in objects.chain(queue) {
+    for piece in calendars.chain(objects).chain(queue) {
         let body = serde_json::to_vec(&piece).map_err(|e| failed(&e))?;
         let answer = match admin_request(config, "POST", "/backup", &[], &body)? {
             (200, json) => serde_json::from_str::<Restored>(&json).map_err(|e| failed(&e))?,
@@ -778,6 +788,7 @@ fn import_online(
         total.kept += answer.kept;
         total.queued += answer.queued;
         total.already_queued += answer.already_queued;
+        total.calendars += answer.calendars;
     }
     Ok(total)
 }

@@ -50,8 +50,9 @@ fn relay_down(name: &str) -> (FakeRelay, Daemon) {
     (relay, daemon)
 }
 
-/// Two invitations to Bob (PREFIX-1, PREFIX-2, titled `summary`), and Alice's PREFIX-3
-/// inviting someone outside: her REQUEST waits in the queue (the relay is down).
+/// Two invitations to Bob (PREFIX-1, PREFIX-2, titled `summary`), Alice's PREFIX-3 inviting
+/// someone outside (her REQUEST waits in the queue: the relay is down), and Alice's calendar
+/// Team, with a colour, holding PREFIX-4 under a name her client chose.
 fn fill(daemon: &Daemon, prefix: &str, summary: &str) {
     for n in [1, 2] {
         let replies = daemon.lmtp(
@@ -73,6 +74,44 @@ fn fill(daemon: &Daemon, prefix: &str, summary: &str) {
         &meeting,
     );
     assert_eq!(code, 201);
+    let make = r#"<c:mkcalendar xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav" xmlns:i="http://apple.com/ns/ical/"><d:set><d:prop><d:displayname>Team</d:displayname><i:calendar-color>#2E7D32</i:calendar-color></d:prop></d:set></c:mkcalendar>"#;
+    let (code, ..) = daemon.http("MKCALENDAR", TEAM, "alice@example.com", &[], make);
+    assert_eq!(code, 201);
+    let own = common::build::event(&format!("{prefix}-4")).text();
+    let named = format!("{TEAM}chosen-by-the-client.ics");
+    let (code, ..) = daemon.http("PUT", &named, "alice@example.com", &[], &own);
+    assert_eq!(code, 201);
+}
+
+const TEAM: &str = "/dav/calendars/alice@example.com/team/";
+
+/// What `fill` made in Team is there: the calendar, its colour, the object under its name.
+fn team_is_whole(daemon: &Daemon, prefix: &str) {
+    let ask = r#"<d:propfind xmlns:d="DAV:" xmlns:i="http://apple.com/ns/ical/"><d:prop><d:displayname/><i:calendar-color/><d:getetag/></d:prop></d:propfind>"#;
+    let (code, _, listed) = daemon.http(
+        "PROPFIND",
+        TEAM,
+        "alice@example.com",
+        &[("Depth", "1")],
+        ask,
+    );
+    assert_eq!(code, 207, "{listed}");
+    assert!(
+        listed.contains("<d:displayname>Team</d:displayname>") && listed.contains("#2E7D32"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains(&format!("<d:href>{TEAM}chosen-by-the-client.ics</d:href>")),
+        "{listed}"
+    );
+    let (code, ..) = daemon.http(
+        "GET",
+        &format!("{TEAM}{prefix}-4.ics"),
+        "alice@example.com",
+        &[],
+        "",
+    );
+    assert_eq!(code, 404, "under its name only");
 }
 
 #[test]
@@ -92,7 +131,10 @@ fn export_while_running_and_import_into_a_new_store() {
     let target = backup.display().to_string();
     let (ok, out) = cli(&daemon.config, &["export", &target]);
     assert!(ok, "{out}");
-    assert!(out.contains("3 objects, 1 queued messages"), "{out}");
+    assert!(
+        out.contains("4 objects, 1 queued messages, 1 calendars"),
+        "{out}"
+    );
     assert!(backup.join("objects/bob@example.com/bk-1.ics").exists());
     let queue = std::fs::read_to_string(backup.join("queue.json")).unwrap();
     assert!(queue.contains("paul@partner.example"), "{queue}");
@@ -109,7 +151,7 @@ fn export_while_running_and_import_into_a_new_store() {
     let (ok, out) = cli(&daemon.config, &["import", &target]);
     assert!(ok, "{out}");
     assert!(
-        out.contains("0 objects written, 3 kept") && out.contains("1 already queued"),
+        out.contains("0 objects written, 4 kept") && out.contains("1 already queued"),
         "{out}"
     );
     assert!(
@@ -126,11 +168,14 @@ fn export_while_running_and_import_into_a_new_store() {
     let (ok, out) = cli(&daemon.config, &["import", &target]);
     assert!(ok, "{out}");
     assert!(
-        out.contains("3 objects written, 0 kept") && out.contains("1 messages queued"),
+        out.contains("4 objects written, 0 kept")
+            && out.contains("1 messages queued")
+            && out.contains("1 calendars made"),
         "{out}"
     );
     relay.set_down(false);
     daemon.launch();
+    team_is_whole(&daemon, "bk");
     assert!(
         daemon
             .get("bob@example.com", "bk-2")
@@ -176,15 +221,19 @@ fn a_store_moves_from_sled_to_postgres_and_back() {
     let moved = |daemon: &mut Daemon, to: &str, backup: &str| {
         let target = daemon.dir.join(backup).display().to_string();
         let (ok, out) = cli(&daemon.config, &["export", &target]);
-        assert!(ok && out.contains("3 objects, 1 queued messages"), "{out}");
+        assert!(
+            ok && out.contains("4 objects, 1 queued messages, 1 calendars"),
+            "{out}"
+        );
         daemon.kill9();
         daemon.use_store(to);
         let (ok, out) = cli(&daemon.config, &["import", &target]);
         assert!(
-            ok && out.contains("3 objects written") && out.contains("1 messages queued"),
+            ok && out.contains("4 objects written") && out.contains("1 messages queued"),
             "{out}"
         );
         daemon.launch();
+        team_is_whole(daemon, "mv");
         for uid in ["mv-1", "mv-2"] {
             let (code, text) = daemon.get("bob@example.com", uid);
             assert!(code == 200 && text.contains("SUMMARY:On sled"), "{text}");

@@ -674,15 +674,15 @@ async fn backup_restore(
         Ok(snapshot) => snapshot,
         Err(e) => return text(400, format!("not a backup: {e}")),
     };
-    if snapshot.format != crate::backup::FORMAT {
+    if !crate::backup::readable(snapshot.format) {
         let said = format!(
-            "backup format {}; this imipd reads {}",
+            "backup format {}; this imipd reads 1 to {}",
             snapshot.format,
             crate::backup::FORMAT
         );
         return text(400, said);
     }
-    match crate::backup::restore(&api.gateway, &snapshot.objects, &snapshot.queue).await {
+    match crate::backup::restore(&api.gateway, &snapshot).await {
         Ok(restored) => json(serde_json::to_string(&restored).unwrap_or_default()),
         Err(e) => text(503, e.to_string()),
     }
