@@ -31,6 +31,8 @@ pub struct StoreFigures {
     pub queue_oldest_seconds: u64,
     /// Bytes of the store on disk.
     pub store_bytes: u64,
+    /// A database store's connections.
+    pub connections: Option<crate::store::Connections>,
 }
 
 impl StoreFigures {
@@ -42,6 +44,7 @@ impl StoreFigures {
             queue_depth: queue.len() as u64,
             queue_oldest_seconds: oldest.map(|t| (now - t).max(0) as u64).unwrap_or(0),
             store_bytes: store.size_on_disk().unwrap_or(0),
+            connections: store.connections(),
         }
     }
 }
@@ -179,7 +182,39 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
             );
         }
+        if let Some(pool) = store.connections {
+            render_connections(&mut out, pool);
+        }
         out
+    }
+}
+
+/// The database pool's gauges: a pool always at its size with requests waiting is too small
+/// (`store.pool_size`), or the database too slow.
+fn render_connections(out: &mut String, pool: crate::store::Connections) {
+    out.push_str(
+        "# HELP imipd_database_connections Connections to the database, by state.\n\
+         # TYPE imipd_database_connections gauge\n",
+    );
+    for (state, n) in [("busy", pool.busy), ("idle", pool.idle)] {
+        let _ = writeln!(out, "imipd_database_connections{{state=\"{state}\"}} {n}");
+    }
+    for (name, help, value) in [
+        (
+            "imipd_database_connections_max",
+            "Connections the pool may open (store.pool_size).",
+            pool.max,
+        ),
+        (
+            "imipd_database_waiting",
+            "Requests waiting for a database connection.",
+            pool.waiting,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
     }
 }
 
@@ -199,6 +234,12 @@ mod tests {
             queue_depth: 3,
             queue_oldest_seconds: 7,
             store_bytes: 1024,
+            connections: Some(crate::store::Connections {
+                busy: 2,
+                idle: 1,
+                waiting: 0,
+                max: 16,
+            }),
         });
         assert!(
             text.contains("imipd_messages_total{method=\"REQUEST\",result=\"accepted\"} 2"),
@@ -210,5 +251,7 @@ mod tests {
         assert!(text.contains("imipd_commit_seconds_count 1"));
         assert!(text.contains("imipd_commit_conflicts_total 1"), "{text}");
         assert!(text.contains("imipd_queue_depth 3"));
+        assert!(text.contains("imipd_database_connections{state=\"busy\"} 2"));
+        assert!(text.contains("imipd_database_connections_max 16"), "{text}");
     }
 }

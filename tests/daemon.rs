@@ -600,6 +600,12 @@ fn metrics_count_what_happened() {
     ] {
         assert!(text.contains(line), "missing {line}:\n{text}");
     }
+    // A database's pool is shown; sled has none.
+    assert_eq!(
+        text.contains("imipd_database_connections_max"),
+        common::on_postgres(),
+        "{text}"
+    );
     let count: u64 = text
         .lines()
         .find_map(|l| l.strip_prefix("imipd_commit_seconds_count "))

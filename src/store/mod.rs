@@ -402,6 +402,19 @@ pub struct Expired {
     pub sent: usize,
 }
 
+/// A database store's pool of connections, as it is now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Connections {
+    /// Open and in use.
+    pub busy: usize,
+    /// Open and idle.
+    pub idle: usize,
+    /// Requests waiting for one (the pool is at its size).
+    pub waiting: usize,
+    /// The pool's size (`store.pool_size`).
+    pub max: usize,
+}
+
 /// A pending notice to the attendees of an organizer's object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
@@ -492,6 +505,11 @@ pub trait Store: Send + Sync + 'static {
     fn counters(&self, account: &str) -> Result<Vec<(String, String)>, StoreError>;
     /// Bytes on disk.
     fn size_on_disk(&self) -> Result<u64, StoreError>;
+    /// The connections to a database the store keeps, for operators; none for an embedded
+    /// store.
+    fn connections(&self) -> Option<Connections> {
+        None
+    }
     /// A random secret made when the store was created and kept with it: it keys what must
     /// be unguessable from outside (bounce addresses, Message-IDs).
     fn secret(&self) -> [u8; 32];

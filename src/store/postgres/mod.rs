@@ -751,6 +751,16 @@ impl Store for PgStore {
         })
     }
 
+    fn connections(&self) -> Option<super::Connections> {
+        let status = self.pool.status();
+        Some(super::Connections {
+            busy: status.size.saturating_sub(status.available),
+            idle: status.available,
+            waiting: status.waiting,
+            max: status.max_size,
+        })
+    }
+
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         let rows = self.block(self.query("SELECT pg_database_size(current_database())", &[]))?;
         Ok(rows.first().map(|row| id(row.get(0))).unwrap_or(0))
