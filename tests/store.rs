@@ -442,15 +442,11 @@ fn migrate_upgrades_a_format_1_database() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let before = |at| Expiry {
-        seen_before: at,
-        sent_before: at,
-    };
     assert_eq!(
-        store.expire(before(now - 3600), 10).unwrap(),
+        store.expire(Expiry::all_before(now - 3600), 10).unwrap(),
         Expired::default()
     );
-    let gone = store.expire(before(now + 3600), 10).unwrap();
+    let gone = store.expire(Expiry::all_before(now + 3600), 10).unwrap();
     assert_eq!(gone, Expired { seen: 1, sent: 1 });
     drop(store);
     common::drop_database("upgrade");

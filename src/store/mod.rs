@@ -393,6 +393,16 @@ pub struct Expiry {
     pub sent_before: i64,
 }
 
+impl Expiry {
+    /// Every record older than `at`.
+    pub fn all_before(at: i64) -> Expiry {
+        Expiry {
+            seen_before: at,
+            sent_before: at,
+        }
+    }
+}
+
 /// How many records one `expire` forgot.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Expired {

@@ -1333,17 +1333,13 @@ mod tests {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs() as i64;
-        let before = |at| Expiry {
-            seen_before: at,
-            sent_before: at,
-        };
         // Dated to the upgrade: younger than an hour ago, older than in an hour.
         assert_eq!(
-            store.expire(before(now - 3600), 10).unwrap(),
+            store.expire(Expiry::all_before(now - 3600), 10).unwrap(),
             Expired::default()
         );
         assert!(store.seen(b"m1").unwrap());
-        let gone = store.expire(before(now + 3600), 10).unwrap();
+        let gone = store.expire(Expiry::all_before(now + 3600), 10).unwrap();
         assert_eq!((gone.seen, gone.sent), (1, 1));
         assert!(!store.seen(b"m1").unwrap() && store.sent(9).unwrap().is_none());
     }
