@@ -405,29 +405,51 @@ fn one_line(text: &str) -> String {
         .collect()
 }
 
+/// Text with every line break as CRLF. mail-builder sends text parts as they are, so a lone CR
+/// or LF from what a client wrote (a DESCRIPTION, say) would reach the relay raw: RFC 5322
+/// section 2.3 forbids them, an MTA that ends lines on either could read a line imipd never
+/// sent, and mail-send's dot-stuffing after a lone CR would leave a stray dot in the text at
+/// one that does not.
+fn crlf(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 32);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {
+                chars.next_if_eq(&'\n');
+                out.push_str("\r\n");
+            }
+            '\n' => out.push_str("\r\n"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// Renders iMIP mail the way the big producers do (RFC 6047 section 2): text, HTML and
 /// `text/calendar; method=...` alternatives, inside multipart/mixed with the same object as
 /// an `invite.ics` attachment when asked. It is `Auto-Submitted: auto-generated` (RFC 3834):
 /// a server wrote it, so auto-responders must not answer it.
 pub fn render(mail: &OutboundMail<'_>) -> Vec<u8> {
+    let ics = crlf(mail.calendar);
     let calendar = MimePart::new(
         ContentType::new("text/calendar")
             .attribute("method", mail.method)
             .attribute("charset", "utf-8"),
-        mail.calendar,
+        ics.clone(),
     );
     let alternative = MimePart::new(
         "multipart/alternative",
         vec![
-            MimePart::new("text/plain", mail.readable.text.as_str()),
-            MimePart::new("text/html", mail.readable.html.as_str()),
+            MimePart::new("text/plain", crlf(&mail.readable.text)),
+            MimePart::new("text/html", crlf(&mail.readable.html)),
             calendar,
         ],
     );
     let body = if mail.attach_ics {
         let ics = MimePart::new(
             ContentType::new("application/ics").attribute("name", "invite.ics"),
-            mail.calendar.as_bytes(),
+            ics.into_bytes(),
         )
         .attachment("invite.ics");
         MimePart::new("multipart/mixed", vec![alternative, ics])
@@ -663,6 +685,32 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
             "{}",
             String::from_utf8_lossy(&raw)
         );
+    }
+
+    /// Line breaks other than CRLF in what a client wrote (a lone CR before a dot, a lone LF)
+    /// go out as CRLF: the mail has no line that one MTA reads and another does not.
+    #[test]
+    fn lone_line_breaks_in_client_text_are_not_sent_raw() {
+        let to = vec![Mailbox::parse("bob@example.com").unwrap()];
+        let sneaky = "a\r.\r\nMAIL FROM:<x@evil.example>\rb\n.\nc";
+        let read = Readable {
+            subject: "s".into(),
+            text: sneaky.into(),
+            html: sneaky.into(),
+        };
+        let calendar = ICS.replace("SUMMARY:", &format!("DESCRIPTION:{sneaky}\r\nSUMMARY:"));
+        for attach in [false, true] {
+            let raw = render(&outbound(&to, &read, "REQUEST", &calendar, attach));
+            for (i, byte) in raw.iter().enumerate() {
+                let lone_cr = *byte == b'\r' && raw.get(i + 1) != Some(&b'\n');
+                let lone_lf = *byte == b'\n' && (i == 0 || raw[i - 1] != b'\r');
+                assert!(
+                    !lone_cr && !lone_lf,
+                    "at {i}: {}",
+                    String::from_utf8_lossy(&raw)
+                );
+            }
+        }
     }
 
     /// Whatever the method, the rendered mail carries it in the MIME type and parses back to the
