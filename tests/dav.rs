@@ -560,3 +560,58 @@ fn objects_keep_the_names_clients_give_them() {
         "{body}"
     );
 }
+
+/// Berlin as Apple's clients write it in a calendar-timezone.
+const BERLIN: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Apple Inc.//iOS 18//EN\r\n\
+BEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\nBEGIN:DAYLIGHT\r\nTZOFFSETFROM:+0100\r\n\
+RRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU\r\nDTSTART:19810329T020000\r\nTZNAME:CEST\r\n\
+TZOFFSETTO:+0200\r\nEND:DAYLIGHT\r\nBEGIN:STANDARD\r\nTZOFFSETFROM:+0200\r\n\
+RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\nDTSTART:19961027T030000\r\nTZNAME:CET\r\n\
+TZOFFSETTO:+0100\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\nEND:VCALENDAR\r\n";
+
+/// RFC 4791 5.2.2 and 9.9: a calendar's zone (set as Apple's clients do, with PROPPATCH) is
+/// where its floating times are; a query may name another; what is not a zone is refused.
+#[test]
+fn floating_times_are_read_in_the_calendar_zone() {
+    let node = node("dav-floating");
+    let floating = common::build::event("float-1")
+        .set("DTSTART:20261210T090000")
+        .set("DTEND:20261210T100000")
+        .text();
+    assert_eq!(put(&node, "float-1", &floating).0, 201);
+    let query = |zone: &str| {
+        format!(
+            r#"<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><d:getetag/></d:prop><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT"><c:time-range start="20261210T080000Z" end="20261210T090000Z"/></c:comp-filter></c:comp-filter></c:filter>{zone}</c:calendar-query>"#
+        )
+    };
+    let found = |node: &Node, zone: &str| {
+        let (status, _, body) = node.http("REPORT", HOME, ALICE, &[("Depth", "1")], &query(zone));
+        assert_eq!(status, 207, "{body}");
+        body.contains("float-1.ics")
+    };
+    // No zone anywhere: UTC, so 09:00 is after the range.
+    assert!(!found(&node, ""));
+    // The query names Berlin: 09:00 there is 08:00Z.
+    let in_query = format!("<c:timezone>{}</c:timezone>", BERLIN.replace('\r', ""));
+    assert!(found(&node, &in_query));
+    assert!(found(&node, "<c:timezone-id>Europe/Berlin</c:timezone-id>"));
+
+    let set = |value: &str| {
+        format!(
+            r#"<d:propertyupdate xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:set><d:prop><c:calendar-timezone>{value}</c:calendar-timezone></d:prop></d:set></d:propertyupdate>"#
+        )
+    };
+    let (status, _, said) = node.http("PROPPATCH", HOME, ALICE, &[], &set("no zone here"));
+    assert_eq!(status, 207);
+    assert!(said.contains("403"), "{said}");
+    assert!(!found(&node, ""));
+    let (status, _, said) = node.http("PROPPATCH", HOME, ALICE, &[], &set(BERLIN));
+    assert_eq!(status, 207);
+    assert!(said.contains("200 OK"), "{said}");
+    assert!(found(&node, ""), "the calendar's zone");
+    let ask = r#"<d:propfind xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><c:calendar-timezone/></d:prop></d:propfind>"#;
+    let (_, _, props) = node.http("PROPFIND", HOME, ALICE, &[("Depth", "0")], ask);
+    assert!(props.contains("TZID:Europe/Berlin"), "{props}");
+    // A query's own zone goes first.
+    assert!(!found(&node, "<c:timezone-id>UTC</c:timezone-id>"));
+}

@@ -172,6 +172,13 @@ impl Calendar {
         Zones::of(self.timezones())
     }
 
+    /// The zone of its first VTIMEZONE (a CalDAV calendar-timezone is a VCALENDAR holding
+    /// one), when it stands for a known one.
+    pub fn first_zone(&self) -> Option<calcard::common::timezone::Tz> {
+        let tzid = self.timezones().next()?.text(&ICalendarProperty::Tzid)?;
+        Some(self.tz_resolver().resolve_or_default(Some(tzid))).filter(|z| !z.is_floating())
+    }
+
     /// The value of the METHOD property, upper-cased.
     pub fn method(&self) -> Option<String> {
         self.entries

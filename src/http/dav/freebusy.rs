@@ -10,20 +10,21 @@ use calcard::{Entry, Parser};
 const MAX_INSTANCES: usize = 10_000;
 
 /// The busy periods, merged and sorted, of the objects' instances overlapping `[from, until)`
-/// for the attendee `me` (a calendar address as written, `mailto:` included): transparent
-/// events, cancelled ones and those `me` declined are free time.
+/// for the attendee `me` (a calendar address as written, `mailto:` included), floating times
+/// read in `zone`: transparent events, cancelled ones and those `me` declined are free time.
 pub fn busy(
     objects: &[String],
     me: &crate::itip::CalAddress,
-    from: i64,
-    until: i64,
+    (from, until): (i64, i64),
+    zone: Tz,
 ) -> Vec<(i64, i64)> {
     let mut periods: Vec<(i64, i64)> = Vec::new();
     for text in objects {
         let Entry::ICalendar(calendar) = Parser::new(text).entry() else {
             continue;
         };
-        for event in calendar.expand_dates(Tz::UTC, MAX_INSTANCES).events {
+        let zone = super::query::utc_if_floating(zone);
+        for event in calendar.expand_dates(zone, MAX_INSTANCES).events {
             let component = &calendar.components[event.comp_id as usize];
             if component.component_type != ICalendarComponentType::VEvent || free(component, me) {
                 continue;
@@ -130,7 +131,7 @@ DTSTAMP:20260101T000000Z\r\nDTSTART:{start}\r\nDTEND:{end}\r\n{extra}END:VEVENT\
         ];
         let from = crate::http::dav::query::utc_instant("20261201T000000Z").unwrap();
         let until = crate::http::dav::query::utc_instant("20261202T000000Z").unwrap();
-        let busy = busy(&objects, &bob, from, until);
+        let busy = busy(&objects, &bob, (from, until), Tz::UTC);
         let shown: Vec<(String, String)> =
             busy.iter().map(|(s, e)| (stamp(*s), stamp(*e))).collect();
         assert_eq!(
@@ -140,5 +141,22 @@ DTSTAMP:20260101T000000Z\r\nDTSTART:{start}\r\nDTEND:{end}\r\n{extra}END:VEVENT\
                 "20261201T110000Z".to_string()
             )]
         );
+    }
+
+    /// A floating time is Bob's wall clock: with his calendar in Berlin, 09:00 is 08:00 UTC.
+    #[test]
+    fn floating_times_are_read_in_the_calendar_zone() {
+        let bob = crate::itip::CalAddress::from_email("bob@example.com").unwrap();
+        let floating = vec![event("a", "20261201T090000", "20261201T100000", "")];
+        let day = |s| crate::http::dav::query::utc_instant(s).unwrap();
+        let berlin = crate::itip::zone_named("Europe/Berlin").unwrap();
+        let range = (day("20261201T000000Z"), day("20261202T000000Z"));
+        let in_berlin = busy(&floating, &bob, range, berlin);
+        assert_eq!(
+            in_berlin,
+            [(day("20261201T080000Z"), day("20261201T090000Z"))]
+        );
+        let in_utc = busy(&floating, &bob, range, Tz::Floating);
+        assert_eq!(in_utc, [(day("20261201T090000Z"), day("20261201T100000Z"))]);
     }
 }

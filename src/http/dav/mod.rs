@@ -626,7 +626,7 @@ async fn make_calendar(
             .flat_map(|set| set.all(DAV, "prop"))
             .flat_map(|prop| prop.children.iter())
         {
-            if !writable(&property.name) || property.text.len() > MAX_PROPERTY {
+            if !writable(&property.name) || !acceptable(&property.name, property.text.trim()) {
                 continue;
             }
             changes.push(crate::store::Change::Property {
@@ -764,7 +764,15 @@ async fn free_busy(api: &Api, account: &str, body: &[u8]) -> Result<Response, Da
                     .into_iter()
                     .map(|(_, o)| o.text)
                     .collect();
-                let busy = freebusy::busy(&objects, &attendee, from, until);
+                let zone = api
+                    .gateway
+                    .store
+                    .properties(&other, CALENDAR)?
+                    .into_iter()
+                    .find(|(key, _)| *key == property_key(&calendar_timezone()))
+                    .and_then(|(_, text)| query::zone_of(&text))
+                    .unwrap_or_default();
+                let busy = freebusy::busy(&objects, &attendee, (from, until), zone);
                 let reply = free_busy_reply(
                     &uid,
                     organizer.as_ref(),
@@ -1159,6 +1167,12 @@ fn property(
             };
             w.text("c:calendar-description", &said);
         }
+        (CALDAV, "calendar-timezone", Resource::Calendar(_, c)) => match facts.written(c, name) {
+            Some(zone) => {
+                w.text("c:calendar-timezone", zone);
+            }
+            None => return false,
+        },
         (ICAL, "calendar-color", Resource::Calendar(_, c)) => match facts.written(c, name) {
             Some(color) => {
                 w.text("ical:calendar-color", color);
@@ -1212,10 +1226,23 @@ fn writable(name: &Name) -> bool {
     name.is(DAV, "displayname")
         || name.is(CALDAV, "calendar-description")
         || name.is(ICAL, "calendar-color")
+        || name.is(CALDAV, "calendar-timezone")
 }
 
 /// The longest value a client may write in one.
 const MAX_PROPERTY: usize = 1024;
+/// A calendar-timezone's VTIMEZONE with its history of rules can be longer.
+const MAX_TIMEZONE: usize = 64 * 1024;
+
+/// A value a client may write in a property: short enough, and a calendar-timezone that is
+/// a VTIMEZONE of a zone known by name or by its rules (RFC 4791 5.2.2,
+/// valid-calendar-data).
+fn acceptable(name: &Name, value: &str) -> bool {
+    match name.is(CALDAV, "calendar-timezone") {
+        true => value.len() <= MAX_TIMEZONE && query::zone_of(value).is_some(),
+        false => value.len() <= MAX_PROPERTY,
+    }
+}
 
 fn property_key(name: &Name) -> String {
     format!("{{{}}}{}", name.ns, name.local)
@@ -1262,7 +1289,7 @@ async fn proppatch(
     let allowed = |(name, value): &(Name, Option<String>)| {
         matches!(resource, Resource::Calendar(..))
             && writable(name)
-            && value.as_ref().is_none_or(|v| v.len() <= MAX_PROPERTY)
+            && value.as_ref().is_none_or(|v| acceptable(name, v))
     };
     let all_allowed = updates.iter().all(allowed);
     if all_allowed {
@@ -1403,7 +1430,8 @@ fn gone(w: &mut Writer, href: &str) {
 }
 
 fn calendar_query(of: &In, root: &Element) -> Result<Response, DavError> {
-    let filter = query_filter(root)?;
+    let mut filter = query_filter(root)?;
+    filter.floating = floating_zone(of, root);
     let mut w = Writer::new("multistatus");
     let objects = of.objects()?;
     for (uid, object) in objects.iter().filter(|(_, o)| filter.matches(&o.text)) {
@@ -1415,6 +1443,31 @@ fn calendar_query(of: &In, root: &Element) -> Result<Response, DavError> {
 /// `filter/comp-filter[VCALENDAR]/comp-filter[NAME]` with a `time-range` and `prop-filter`s:
 /// what this version reads of a filter. Anything else in it is refused, not ignored: ignoring
 /// it would answer too much.
+/// The name of the property that says a calendar's zone (RFC 4791 5.2.2).
+fn calendar_timezone() -> Name {
+    Name::new(CALDAV, "calendar-timezone")
+}
+
+/// The zone a query's floating times are read in (RFC 4791 9.9): the query's own
+/// CALDAV:timezone (or RFC 7809's timezone-id), else the calendar's calendar-timezone, else
+/// UTC.
+fn floating_zone(of: &In, root: &Element) -> calcard::common::timezone::Tz {
+    let asked = root
+        .child(CALDAV, "timezone")
+        .and_then(|zone| query::zone_of(&zone.text))
+        .or_else(|| {
+            root.child(CALDAV, "timezone-id")
+                .and_then(|id| crate::itip::zone_named(&id.text))
+        });
+    asked
+        .or_else(|| {
+            of.facts
+                .written(of.calendar, &calendar_timezone())
+                .and_then(query::zone_of)
+        })
+        .unwrap_or_default()
+}
+
 fn query_filter(root: &Element) -> Result<query::Filter, DavError> {
     use calcard::icalendar::ICalendarComponentType;
     let unsupported = || DavError::Precondition(403, "c", "supported-filter");
@@ -1461,6 +1514,7 @@ fn query_filter(root: &Element) -> Result<query::Filter, DavError> {
         component: Some(component),
         range,
         properties,
+        ..Default::default()
     })
 }
 

@@ -18,6 +18,8 @@ pub struct Filter {
     pub range: Option<(Option<i64>, Option<i64>)>,
     /// Conditions on the component's properties, all of which must hold.
     pub properties: Vec<PropertyFilter>,
+    /// The zone floating times are read in (RFC 4791 9.9); floating: UTC.
+    pub floating: Tz,
 }
 
 /// RFC 4791 9.7.2: a property of the component, defined or not, or whose value matches.
@@ -52,7 +54,7 @@ pub enum PropertyTest {
 
 impl Filter {
     /// True when the object holds the component and, with a range, an instance of it that
-    /// overlaps the range (floating times read as UTC).
+    /// overlaps the range (floating times and dates read in `floating`).
     pub fn matches(&self, text: &str) -> bool {
         let Entry::ICalendar(calendar) = Parser::new(text).entry() else {
             return false;
@@ -76,7 +78,7 @@ impl Filter {
         let Some((from, until)) = self.range else {
             return true;
         };
-        let expanded = calendar.expand_dates(Tz::UTC, MAX_INSTANCES);
+        let expanded = calendar.expand_dates(utc_if_floating(self.floating), MAX_INSTANCES);
         expanded.events.iter().any(|event| {
             let kind = &calendar.components[event.comp_id as usize].component_type;
             let start = event.start.timestamp();
@@ -132,6 +134,16 @@ impl PropertyFilter {
 }
 
 /// A CalDAV date-time (`20261201T000000Z`) as seconds since the epoch.
+/// The zone a CalDAV timezone text (a VCALENDAR holding one VTIMEZONE) stands for.
+pub fn zone_of(vcalendar: &str) -> Option<Tz> {
+    crate::itip::Calendar::parse(vcalendar).ok()?.first_zone()
+}
+
+/// A zone to read floating times in: UTC when none was given.
+pub fn utc_if_floating(zone: Tz) -> Tz {
+    if zone.is_floating() { Tz::UTC } else { zone }
+}
+
 pub fn utc_instant(text: &str) -> Option<i64> {
     let text = text.trim();
     let digits = text.strip_suffix('Z')?;
@@ -177,6 +189,25 @@ END:VCALENDAR\r\n"
             range: Some((utc_instant(from), utc_instant(until))),
             ..Filter::default()
         }
+    }
+
+    /// RFC 4791 9.9: a floating time is read in the zone the query or the calendar names,
+    /// and a calendar-timezone text names one by its VTIMEZONE.
+    #[test]
+    fn floating_times_in_the_zone_given() {
+        let floating = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\n\
+UID:f\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:20261201T090000\r\nDTEND:20261201T100000\r\n\
+END:VEVENT\r\nEND:VCALENDAR\r\n";
+        let berlin = zone_of(&weekly()).expect("the VTIMEZONE names Berlin");
+        let eight_utc = in_range("20261201T080000Z", "20261201T090000Z");
+        assert!(!eight_utc.matches(floating), "read as UTC: 09:00Z");
+        let in_berlin = Filter {
+            floating: berlin,
+            ..eight_utc
+        };
+        assert!(in_berlin.matches(floating), "09:00 in Berlin is 08:00Z");
+        assert!(zone_of("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n").is_none());
+        assert!(zone_of("not a calendar").is_none());
     }
 
     #[test]
