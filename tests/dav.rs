@@ -456,8 +456,6 @@ fn further_calendars_hold_their_own_objects() {
     assert!(node.eventually(|| node.drained()));
     let (_, _, first) = node.http("REPORT", work, ALICE, &[], &sync(""));
     assert!(first.contains("w-1.ics"), "{first}");
-    let (status, _, said) = node.http("DELETE", work, ALICE, &[], "");
-    assert_eq!(status, 409, "{said}");
     let token = sync_token_of(&first);
     let (status, ..) = node.http("DELETE", &format!("{work}w-1.ics"), ALICE, &[], "");
     assert_eq!(status, 204);
@@ -614,4 +612,38 @@ fn floating_times_are_read_in_the_calendar_zone() {
     assert!(props.contains("TZID:Europe/Berlin"), "{props}");
     // A query's own zone goes first.
     assert!(!found(&node, "<c:timezone-id>UTC</c:timezone-id>"));
+}
+
+/// RFC 6638 3.2.3.2: removing a calendar removes the scheduling objects in it, each as its
+/// DELETE would: Bob's copy of Alice's meeting is cancelled, and the calendar is gone.
+#[test]
+fn removing_a_calendar_cancels_what_it_holds() {
+    let node = node("dav-remove-calendar");
+    let trip = "/dav/calendars/alice@example.com/trip/";
+    assert_eq!(node.http("MKCALENDAR", trip, ALICE, &[], "").0, 201);
+    let event = meeting("t-1", "20261210T100000Z");
+    assert_eq!(
+        node.http("PUT", &format!("{trip}t-1.ics"), ALICE, &[], &event)
+            .0,
+        201
+    );
+    assert!(node.eventually(|| node.get("bob@example.com", "t-1").0 == 200));
+    assert_eq!(
+        put(&node, "stays", &meeting("stays", "20261211T100000Z")).0,
+        201
+    );
+    let (status, _, said) = node.http("DELETE", trip, ALICE, &[], "");
+    assert_eq!(status, 204, "{said}");
+    assert_eq!(node.get(ALICE, "t-1").0, 404);
+    assert_eq!(
+        node.http("PROPFIND", trip, ALICE, &[("Depth", "0")], "").0,
+        404
+    );
+    assert!(node.eventually(|| {
+        node.get("bob@example.com", "t-1")
+            .1
+            .contains("STATUS:CANCELLED")
+    }));
+    // The default calendar's objects are not touched.
+    assert_eq!(node.get(ALICE, "stays").0, 200);
 }

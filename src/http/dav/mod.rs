@@ -379,7 +379,7 @@ async fn other(
             Resource::InboxItem(account, id) => remove_inbox_item(api, account, *id)
                 .await
                 .unwrap_or_else(IntoResponse::into_response),
-            Resource::Calendar(account, name) => remove_calendar(api, account, name)
+            Resource::Calendar(account, name) => remove_calendar(api, account, name, headers)
                 .await
                 .unwrap_or_else(IntoResponse::into_response),
             _ => refused(403, "this collection cannot be removed"),
@@ -648,20 +648,34 @@ async fn make_calendar(
 
 /// DELETE of a further calendar: only an empty one (removing its objects would send
 /// CANCELs and REPLYs; the client removes them one by one first, and the server schedules).
-async fn remove_calendar(api: &Api, account: &str, name: &str) -> Result<Response, DavError> {
+/// DELETE of a further calendar: each object in it is removed first, as its own DELETE would
+/// (RFC 6638 3.2.3.2: an organizer's removal cancels, an attendee's declines, unless
+/// `Schedule-Reply: F`); a removal that fails stops there, the calendar and the rest kept.
+async fn remove_calendar(
+    api: &Api,
+    account: &str,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<Response, DavError> {
     let layout = Layout::of(api, account)?;
     if name == CALENDAR || !layout.exists(name) {
         return Err(DavError::Refused(403, "the default calendar stays"));
     }
-    let objects = api.gateway.store.list(account)?;
-    if objects
-        .iter()
-        .any(|(uid, _)| layout.calendar_of(uid) == name)
-    {
-        return Err(DavError::Refused(
-            409,
-            "the calendar holds objects: remove them first",
-        ));
+    let mut reply = HeaderMap::new();
+    if let Some(value) = headers.get("Schedule-Reply") {
+        reply.insert("Schedule-Reply", value.clone());
+    }
+    for (uid, _) in api.gateway.store.list(account)? {
+        if layout.calendar_of(&uid) != name {
+            continue;
+        }
+        let answer = delete_object(api, account, &uid, &reply).await;
+        if !matches!(
+            answer.status(),
+            StatusCode::NO_CONTENT | StatusCode::NOT_FOUND
+        ) {
+            return Ok(answer);
+        }
     }
     let remove = crate::store::Change::Calendar {
         account: account.into(),
