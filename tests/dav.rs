@@ -464,8 +464,10 @@ fn further_calendars_hold_their_own_objects() {
         second.contains("w-1.ics</d:href><d:status>HTTP/1.1 404"),
         "{second}"
     );
+    // The default calendar's sync never shows it there (at most as removed, which a client
+    // that never had it ignores).
     let (_, _, default) = node.http("REPORT", HOME, ALICE, &[], &sync(&token));
-    assert!(!default.contains("w-1.ics"), "{default}");
+    assert!(!default.contains("w-1.ics</d:href><d:propstat>"), "{default}");
     // Empty now, it can go.
     let (status, ..) = node.http("DELETE", work, ALICE, &[], "");
     assert_eq!(status, 204);
@@ -646,4 +648,42 @@ fn removing_a_calendar_cancels_what_it_holds() {
     }));
     // The default calendar's objects are not touched.
     assert_eq!(node.get(ALICE, "stays").0, 200);
+}
+
+/// A client that moves an event to another calendar by removing it and writing it there (as
+/// Thunderbird does) leaves nothing behind: the first calendar's sync reports it removed.
+#[test]
+fn an_event_moved_by_delete_and_put_leaves_no_ghost() {
+    let node = node("dav-move");
+    let work = "/dav/calendars/alice@example.com/work/";
+    assert_eq!(node.http("MKCALENDAR", work, ALICE, &[], "").0, 201);
+    let event = common::build::event("m-1").text();
+    assert_eq!(
+        node.http("PUT", &format!("{work}m-1.ics"), ALICE, &[], &event)
+            .0,
+        201
+    );
+    let sync = |token: &str| {
+        format!(
+            r#"<d:sync-collection xmlns:d="DAV:"><d:sync-token>{token}</d:sync-token><d:sync-level>1</d:sync-level><d:prop><d:getetag/></d:prop></d:sync-collection>"#
+        )
+    };
+    let (_, _, first) = node.http("REPORT", work, ALICE, &[], &sync(""));
+    assert!(first.contains("m-1.ics"), "{first}");
+    let token = sync_token_of(&first);
+    assert_eq!(
+        node.http("DELETE", &format!("{work}m-1.ics"), ALICE, &[], "")
+            .0,
+        204
+    );
+    assert_eq!(put(&node, "m-1", &event).0, 201);
+    let (_, _, second) = node.http("REPORT", work, ALICE, &[], &sync(&token));
+    assert!(
+        second.contains(&format!(
+            "<d:href>{work}m-1.ics</d:href><d:status>HTTP/1.1 404"
+        )),
+        "{second}"
+    );
+    let (_, _, default) = node.http("REPORT", HOME, ALICE, &[], &sync(""));
+    assert!(default.contains("m-1.ics"), "{default}");
 }

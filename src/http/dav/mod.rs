@@ -1589,17 +1589,23 @@ fn sync_collection(of: &In, root: &Element) -> Result<Response, DavError> {
             respond(&mut w, &of.object(uid), of.facts, Some(object), of.wanted);
         }
     } else {
-        // The account's log, this calendar's part of it (an object's placement outlives it,
-        // so that its removal is reported where it was).
+        // The account's log, one entry per object changed since: what is in this calendar
+        // (or was, when removed: a placement outlives its object) as it is, anything else as
+        // removed here, since the log does not say where an object was before; a client that
+        // moved one away by DELETE and PUT elsewhere must see it go, and one never here is
+        // ignored by clients (RFC 6578 3.5.2 lists removals the client may not know).
         let changes = store.changes_since(of.account, since)?.changed;
-        for change in changes
-            .iter()
-            .filter(|c| of.facts.placed(of.calendar, &c.uid))
-        {
+        for change in &changes {
             let resource = of.object(&change.uid);
-            match store.get(of.account, &change.uid)? {
-                Some(object) => respond(&mut w, &resource, of.facts, Some(&object), of.wanted),
-                None => gone(&mut w, &resource.href()),
+            let here = of.facts.placed(of.calendar, &change.uid);
+            match here
+                .then(|| store.get(of.account, &change.uid))
+                .transpose()?
+            {
+                Some(Some(object)) => {
+                    respond(&mut w, &resource, of.facts, Some(&object), of.wanted)
+                }
+                _ => gone(&mut w, &resource.href()),
             }
         }
     }
