@@ -467,7 +467,10 @@ fn further_calendars_hold_their_own_objects() {
     // The default calendar's sync never shows it there (at most as removed, which a client
     // that never had it ignores).
     let (_, _, default) = node.http("REPORT", HOME, ALICE, &[], &sync(&token));
-    assert!(!default.contains("w-1.ics</d:href><d:propstat>"), "{default}");
+    assert!(
+        !default.contains("w-1.ics</d:href><d:propstat>"),
+        "{default}"
+    );
     // Empty now, it can go.
     let (status, ..) = node.http("DELETE", work, ALICE, &[], "");
     assert_eq!(status, 204);
@@ -686,4 +689,63 @@ fn an_event_moved_by_delete_and_put_leaves_no_ghost() {
     );
     let (_, _, default) = node.http("REPORT", HOME, ALICE, &[], &sync(""));
     assert!(default.contains("m-1.ics"), "{default}");
+}
+
+/// MOVE between the account's calendars (RFC 4918 9.9) moves the object under its name, sends
+/// nothing (RFC 6638 3.2.3.4), and both calendars' syncs see it; what a MOVE cannot do is
+/// refused, changing nothing.
+#[test]
+fn an_event_moves_between_calendars() {
+    let node = node("dav-move-method");
+    let work = "/dav/calendars/alice@example.com/work/";
+    assert_eq!(node.http("MKCALENDAR", work, ALICE, &[], "").0, 201);
+    assert_eq!(
+        put(&node, "mv-1", &meeting("mv-1", "20261210T100000Z")).0,
+        201
+    );
+    assert!(node.eventually(|| node.drained()));
+    let bob_before = node.get("bob@example.com", "mv-1").1;
+    let sync = |token: &str| {
+        format!(
+            r#"<d:sync-collection xmlns:d="DAV:"><d:sync-token>{token}</d:sync-token><d:sync-level>1</d:sync-level><d:prop><d:getetag/></d:prop></d:sync-collection>"#
+        )
+    };
+    let token = sync_token_of(&node.http("REPORT", HOME, ALICE, &[], &sync("")).2);
+    let from = format!("{HOME}mv-1.ics");
+    let to = format!("http://calendar.example.com{work}mv-1.ics");
+    let refusals: [(&str, u16); 4] = [
+        (
+            "http://calendar.example.com/dav/calendars/alice@example.com/work/other.ics",
+            403,
+        ),
+        ("/dav/calendars/bob@example.com/calendar/mv-1.ics", 403),
+        ("/dav/calendars/alice@example.com/nowhere/mv-1.ics", 409),
+        (&from, 403),
+    ];
+    for (destination, status) in refusals {
+        let (got, _, said) = node.http("MOVE", &from, ALICE, &[("Destination", destination)], "");
+        assert_eq!(got, status, "{destination}: {said}");
+    }
+    assert_eq!(node.http("GET", &from, ALICE, &[], "").0, 200);
+    let (status, _, said) = node.http("MOVE", &from, ALICE, &[("Destination", &to)], "");
+    assert_eq!(status, 201, "{said}");
+    assert_eq!(node.http("GET", &from, ALICE, &[], "").0, 404);
+    assert_eq!(
+        node.http("GET", &format!("{work}mv-1.ics"), ALICE, &[], "")
+            .0,
+        200
+    );
+    let (_, _, default) = node.http("REPORT", HOME, ALICE, &[], &sync(&token));
+    assert!(
+        default.contains(&format!("<d:href>{from}</d:href><d:status>HTTP/1.1 404")),
+        "{default}"
+    );
+    let (_, _, moved) = node.http("REPORT", work, ALICE, &[], &sync(""));
+    assert!(
+        moved.contains(&format!("{work}mv-1.ics</d:href><d:propstat>")),
+        "{moved}"
+    );
+    // Nothing was sent: Bob's copy is as it was.
+    assert!(node.eventually(|| node.drained()));
+    assert_eq!(node.get("bob@example.com", "mv-1").1, bob_before);
 }

@@ -400,7 +400,18 @@ async fn other(
                 .unwrap_or_else(IntoResponse::into_response),
             _ => refused(405, "POST goes to the schedule outbox (free/busy)"),
         },
-        "MOVE" | "COPY" => refused(403, "objects cannot move or be copied: PUT them anew"),
+        "MOVE" => match &resource {
+            Resource::Object(account, calendar, member) => {
+                move_object(api, account, calendar, member, headers)
+                    .await
+                    .unwrap_or_else(IntoResponse::into_response)
+            }
+            _ => refused(403, "only objects move, between the account's calendars"),
+        },
+        "COPY" => refused(
+            403,
+            "a copy would hold the same UID twice (no-uid-conflict): PUT a new object",
+        ),
         _ => text(405, format!("{method} is not supported here")),
     }
 }
@@ -414,7 +425,9 @@ fn options() -> Response {
     );
     headers.insert(
         header::ALLOW,
-        HeaderValue::from_static("OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, REPORT"),
+        HeaderValue::from_static(
+            "OPTIONS, GET, HEAD, PUT, DELETE, MOVE, PROPFIND, PROPPATCH, REPORT, MKCALENDAR, POST",
+        ),
     );
     response
 }
@@ -589,6 +602,76 @@ fn placing(
         name: member.name.clone(),
     };
     Ok((place, existing))
+}
+
+/// MOVE of an object into another of the account's calendars (RFC 4918 9.9), under the same
+/// name: no scheduling (RFC 6638 3.2.3.4, calendar to calendar). The object gets a new
+/// revision in the change log, so that both calendars' syncs see it move.
+async fn move_object(
+    api: &Api,
+    account: &str,
+    calendar: &str,
+    member: &Member,
+    headers: &HeaderMap,
+) -> Result<Response, DavError> {
+    let uid = member.uid()?;
+    in_calendar(api, account, calendar, uid)?;
+    let destination = headers
+        .get("Destination")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|d| d.parse::<Uri>().ok())
+        .and_then(|uri| Resource::parse(uri.path()))
+        .ok_or_else(|| {
+            DavError::BadRequest("MOVE needs a Destination: the object's URL in a calendar".into())
+        })?;
+    let refused = |status, why| Err(DavError::Refused(status, why));
+    let Resource::Object(to_account, to_calendar, to_member) = destination else {
+        return refused(
+            403,
+            "an object moves into a calendar: …/calendars/ACCOUNT/NAME/OBJECT",
+        );
+    };
+    let same =
+        to_account == account || api.gateway.account_for(&to_account).as_deref() == Some(account);
+    if !same {
+        return refused(403, "objects move only between the account's own calendars");
+    }
+    if to_member.name != member.name {
+        return refused(403, "a move keeps the object's name");
+    }
+    if to_calendar == calendar {
+        return refused(403, "the source and the destination are the same");
+    }
+    if !Layout::of(api, account)?.exists(&to_calendar) {
+        return refused(409, "no such calendar: make it with MKCALENDAR");
+    }
+    let place = (to_calendar != CALENDAR).then(|| to_calendar.clone());
+    api.gateway
+        .transact(|| {
+            let Some(current) = api.gateway.store.get(account, uid)? else {
+                return Err(DavError::NotFound(format!(
+                    "no object {}",
+                    crate::escape::printable(&member.name)
+                )));
+            };
+            let changes = vec![
+                crate::store::Change::Put {
+                    account: account.into(),
+                    uid: uid.into(),
+                    text: current.text,
+                    expect: crate::store::Expect::Revision(current.revision),
+                    tag: crate::store::Tag::Kept,
+                },
+                crate::store::Change::Place {
+                    account: account.into(),
+                    uid: uid.into(),
+                    calendar: place.clone(),
+                },
+            ];
+            Ok(crate::gateway::Decision::new(changes, ()))
+        })
+        .await?;
+    Ok(StatusCode::CREATED.into_response())
 }
 
 /// MKCALENDAR (RFC 4791 5.3.1): a further calendar, with the name, description or colour
