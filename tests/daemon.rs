@@ -600,6 +600,17 @@ fn metrics_count_what_happened() {
     ] {
         assert!(text.contains(line), "missing {line}:\n{text}");
     }
+    // Health, for load balancers and monitors: no credentials either.
+    let mut stream = TcpStream::connect(("127.0.0.1", daemon.http)).unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut health = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut health).unwrap();
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"),
+        "{health}"
+    );
     // A database's pool is shown; sled has none.
     assert_eq!(
         text.contains("imipd_database_connections_max"),

@@ -56,6 +56,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/calendars/{account}/{uid}/uninvited", get(uninvited))
         .route("/explain", axum::routing::post(explain))
         .route("/metrics", get(metrics))
+        .route("/health", get(health))
         .route("/backup", get(backup_take).post(backup_restore))
         .route("/queue", get(queue_list))
         .route("/queue/{id}", get(queue_show).delete(queue_drop))
@@ -763,6 +764,15 @@ async fn queue_drop(
 
 /// `GET /metrics`: Prometheus text. Counts only, no calendar data: open like any exporter,
 /// on the HTTP listener (loopback by default).
+/// `GET /health`: 200 when the store answers a read, else 503 saying why. No credentials, like
+/// metrics: it is what a load balancer in front of several hosts, or a monitor, asks.
+async fn health(State(api): State<Arc<Api>>) -> Response {
+    match api.gateway.store.seen(b"imipd health check") {
+        Ok(_) => text(200, "ok".into()),
+        Err(e) => text(503, e.to_string()),
+    }
+}
+
 async fn metrics(State(api): State<Arc<Api>>) -> Response {
     let gateway = &api.gateway;
     let figures = crate::metrics::StoreFigures::read(gateway.store.as_ref(), gateway.now());

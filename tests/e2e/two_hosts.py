@@ -327,15 +327,19 @@ def main():
             time.sleep(1)
             status, _ = http(a.web, "GET", f"/calendars/{ACCOUNTS[0]}/ext-0", ACCOUNTS[0])
             outage["http"] = status
+            outage["health"] = http(a.web, "GET", "/health", ACCOUNTS[0])
             time.sleep(2)
             cluster("start", opts.cluster)
             outage["up"] = time.monotonic()
             time.sleep(1)  # load after the database is back, too
+            outage["health again"] = http(a.web, "GET", "/health", ACCOUNTS[0])
             load.enough.set()
         # More chains than the outage can take: the load runs until a second after it.
         load.run([("chain", k, "late") for k in range(0, 100 * OBJECTS, 2)], during=stop_database)
         assert load.deferred > 0, "no delivery was deferred while the database was down"
         assert outage["http"] == 503, f"HTTP answered {outage['http']} with the database down"
+        assert outage["health"][0] == 503 and "database" in outage["health"][1], outage["health"]
+        assert outage["health again"] == (200, "ok\n"), outage["health again"]
         for k in sorted(load.done):
             account = ACCOUNTS[k % 20]
             status, body = http(b.web, "GET", f"/calendars/{account}/late-{k}", account)
