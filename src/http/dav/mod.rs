@@ -316,10 +316,7 @@ async fn other(
     match method.as_str() {
         "GET" | "HEAD" => match &resource {
             Resource::Object(account, calendar, member) => {
-                let uid = match member
-                    .uid()
-                    .and_then(|uid| in_calendar(api, account, calendar, uid).map(|()| uid))
-                {
+                let uid = match located(api, account, calendar, member) {
                     Ok(uid) => uid,
                     Err(e) => return e.into_response(),
                 };
@@ -368,10 +365,7 @@ async fn other(
         },
         "DELETE" => match &resource {
             Resource::Object(account, calendar, member) => {
-                match member
-                    .uid()
-                    .and_then(|uid| in_calendar(api, account, calendar, uid).map(|()| uid))
-                {
+                match located(api, account, calendar, member) {
                     Ok(uid) => delete_object(api, account, uid, headers).await,
                     Err(e) => e.into_response(),
                 }
@@ -560,6 +554,18 @@ impl Layout {
     }
 }
 
+/// The UID of the object a path names in a calendar, or why there is none there.
+fn located<'m>(
+    api: &Api,
+    account: &str,
+    calendar: &str,
+    member: &'m Member,
+) -> Result<&'m str, DavError> {
+    let uid = member.uid()?;
+    in_calendar(api, account, calendar, uid)?;
+    Ok(uid)
+}
+
 /// Refuses an object asked for under a calendar it is not in (it exists only once).
 fn in_calendar(api: &Api, account: &str, calendar: &str, uid: &str) -> Result<(), DavError> {
     match Layout::of(api, account)?.calendar_of(uid) == calendar {
@@ -614,8 +620,7 @@ async fn move_object(
     member: &Member,
     headers: &HeaderMap,
 ) -> Result<Response, DavError> {
-    let uid = member.uid()?;
-    in_calendar(api, account, calendar, uid)?;
+    let uid = located(api, account, calendar, member)?;
     let destination = headers
         .get("Destination")
         .and_then(|v| v.to_str().ok())
