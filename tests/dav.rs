@@ -749,3 +749,51 @@ fn an_event_moves_between_calendars() {
     assert!(node.eventually(|| node.drained()));
     assert_eq!(node.get("bob@example.com", "mv-1").1, bob_before);
 }
+
+/// RFC 4918 4.1: what else a client keeps on a calendar (Apple's calendar-order, a client's own
+/// property) is kept as a dead property, read back by name; the server's own stay protected,
+/// and a calendar keeps a bounded number of them.
+#[test]
+fn a_calendar_keeps_the_dead_properties_clients_write() {
+    let node = node("dav-dead-properties");
+    let set = r#"<d:propertyupdate xmlns:d="DAV:" xmlns:i="http://apple.com/ns/ical/" xmlns:x="urn:example:client"><d:set><d:prop><d:displayname>Home</d:displayname><i:calendar-order>3</i:calendar-order><x:sync-hint>a &amp; b</x:sync-hint></d:prop></d:set></d:propertyupdate>"#;
+    let (status, _, body) = node.http("PROPPATCH", HOME, ALICE, &[], set);
+    assert_eq!(status, 207, "{body}");
+    assert_eq!(body.matches("HTTP/1.1 200 OK").count(), 3, "{body}");
+    let ask = r#"<d:propfind xmlns:d="DAV:" xmlns:i="http://apple.com/ns/ical/" xmlns:x="urn:example:client"><d:prop><i:calendar-order/><x:sync-hint/><x:never-written/></d:prop></d:propfind>"#;
+    let (_, _, body) = node.http("PROPFIND", HOME, ALICE, &[("Depth", "0")], ask);
+    assert!(
+        body.contains(
+            r#"<x:calendar-order xmlns:x="http://apple.com/ns/ical/">3</x:calendar-order>"#
+        ) && body.contains(r#"<x:sync-hint xmlns:x="urn:example:client">a &amp; b</x:sync-hint>"#),
+        "{body}"
+    );
+    assert!(body.contains("404 Not Found"), "{body}");
+    // The server's own: refused, the others with them.
+    for protected in [
+        r#"<c:supported-calendar-component-set xmlns:c="urn:ietf:params:xml:ns:caldav"/>"#,
+        r#"<cs:getctag xmlns:cs="http://calendarserver.org/ns/">x</cs:getctag>"#,
+        "<d:sync-token>x</d:sync-token>",
+    ] {
+        let patch = format!(
+            r#"<d:propertyupdate xmlns:d="DAV:" xmlns:i="http://apple.com/ns/ical/"><d:set><d:prop><i:calendar-order>9</i:calendar-order>{protected}</d:prop></d:set></d:propertyupdate>"#
+        );
+        let (_, _, body) = node.http("PROPPATCH", HOME, ALICE, &[], &patch);
+        assert!(
+            body.contains("403 Forbidden") && body.contains("424"),
+            "{body}"
+        );
+    }
+    let (_, _, body) = node.http("PROPFIND", HOME, ALICE, &[("Depth", "0")], ask);
+    assert!(body.contains(">3</x:calendar-order>"), "{body}");
+    // At most 32 on a calendar (3 are there).
+    let many: String = (0..40).map(|n| format!("<x:p{n}>{n}</x:p{n}>")).collect();
+    let patch = format!(
+        r#"<d:propertyupdate xmlns:d="DAV:" xmlns:x="urn:example:many"><d:set><d:prop>{many}</d:prop></d:set></d:propertyupdate>"#
+    );
+    let (_, _, body) = node.http("PROPPATCH", HOME, ALICE, &[], &patch);
+    assert!(body.contains("403 Forbidden"), "{body}");
+    let ask_one = r#"<d:propfind xmlns:d="DAV:" xmlns:x="urn:example:many"><d:prop><x:p0/></d:prop></d:propfind>"#;
+    let (_, _, body) = node.http("PROPFIND", HOME, ALICE, &[("Depth", "0")], ask_one);
+    assert!(body.contains("404 Not Found"), "all or nothing: {body}");
+}

@@ -713,6 +713,7 @@ async fn make_calendar(
             .all(DAV, "set")
             .flat_map(|set| set.all(DAV, "prop"))
             .flat_map(|prop| prop.children.iter())
+            .take(MAX_PROPERTIES)
         {
             if !writable(&property.name) || !acceptable(&property.name, property.text.trim()) {
                 continue;
@@ -1308,7 +1309,13 @@ fn property(
             }
             None => return false,
         },
-        (ICAL, _, _) => return false,
+        // What else a client wrote on a calendar (Apple's calendar-order, say): a dead property.
+        (_, _, Resource::Calendar(_, c)) => match facts.written(c, name) {
+            Some(value) => {
+                w.foreign_text(name, value);
+            }
+            None => return false,
+        },
         _ => return false,
     }
     true
@@ -1324,12 +1331,20 @@ fn multistatus(w: Writer) -> Response {
 }
 
 /// The calendar's properties clients may write (RFC 4791 5.2.1, Apple's colour).
+/// A property a client may write on a calendar: its name, description, colour and zone, and
+/// any dead property outside the DAV and CalDAV namespaces (RFC 4918 4.1: Apple's
+/// calendar-order, a client's own); what the server computes is protected.
 fn writable(name: &Name) -> bool {
-    name.is(DAV, "displayname")
-        || name.is(CALDAV, "calendar-description")
-        || name.is(ICAL, "calendar-color")
-        || name.is(CALDAV, "calendar-timezone")
+    match name.ns.as_str() {
+        DAV => name.local == "displayname",
+        CALDAV => name.local == "calendar-description" || name.local == "calendar-timezone",
+        CS => name.local != "getctag",
+        _ => true,
+    }
 }
+
+/// Properties a client may keep on one calendar: a bound on what a client stores here.
+const MAX_PROPERTIES: usize = 32;
 
 /// The longest value a client may write in one.
 const MAX_PROPERTY: usize = 1024;
@@ -1388,9 +1403,36 @@ async fn proppatch(
             }
         }
     }
+    let calendar = match resource {
+        Resource::Calendar(_, c) => c.as_str(),
+        _ => CALENDAR,
+    };
+    let mut kept: std::collections::BTreeSet<String> = api
+        .gateway
+        .store
+        .properties(account, calendar)?
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    let mut room = std::collections::BTreeSet::new();
+    for (name, value) in &updates {
+        let key = property_key(name);
+        match value {
+            Some(_) if kept.len() < MAX_PROPERTIES || kept.contains(&key) => {
+                kept.insert(key.clone());
+                room.insert(key);
+            }
+            Some(_) => {}
+            None => {
+                kept.remove(&key);
+                room.insert(key);
+            }
+        }
+    }
     let allowed = |(name, value): &(Name, Option<String>)| {
         matches!(resource, Resource::Calendar(..))
             && writable(name)
+            && room.contains(&property_key(name))
             && value.as_ref().is_none_or(|v| acceptable(name, v))
     };
     let all_allowed = updates.iter().all(allowed);
@@ -1399,10 +1441,7 @@ async fn proppatch(
             .iter()
             .map(|(name, value)| crate::store::Change::Property {
                 account: account.into(),
-                calendar: match resource {
-                    Resource::Calendar(_, c) => c.clone(),
-                    _ => CALENDAR.into(),
-                },
+                calendar: calendar.into(),
                 name: property_key(name),
                 value: value.clone(),
             })
@@ -1556,7 +1595,7 @@ fn calendar_timezone() -> Name {
 fn floating_zone(of: &In, root: &Element) -> calcard::common::timezone::Tz {
     let asked = root
         .child(CALDAV, "timezone")
-        .and_then(|zone| query::zone_of(&zone.text))
+        .and_then(|zone| query::zone_of(zone.text.trim()))
         .or_else(|| {
             root.child(CALDAV, "timezone-id")
                 .and_then(|id| crate::itip::zone_named(&id.text))
@@ -1635,7 +1674,7 @@ fn property_filter(element: &Element) -> Option<query::PropertyFilter> {
                 _ => return None,
             };
             PropertyTest::Text {
-                text: only.text.clone(),
+                text: only.text.trim().to_string(),
                 equals: only.attribute("match-type") == Some("equals"),
                 octet,
                 negate: only.attribute("negate-condition") == Some("yes"),

@@ -51,7 +51,7 @@ pub struct Element {
     pub attributes: Vec<(String, String)>,
     /// Child elements, in order.
     pub children: Vec<Element>,
-    /// Its text, entities resolved.
+    /// Its text, entities resolved, whitespace kept (readers trim).
     pub text: String,
 }
 
@@ -92,7 +92,9 @@ pub enum XmlError {
 /// Reads a body into its root element.
 pub fn parse(body: &str) -> Result<Element, XmlError> {
     let mut reader = NsReader::from_str(body);
-    reader.config_mut().trim_text(true);
+    // Not trimmed here: quick-xml cuts text at each entity, and trimming the pieces would eat
+    // the spaces around one ("a &amp; b" read as "a&b"); readers trim what they read.
+    reader.config_mut().trim_text(false);
     let mut stack: Vec<Element> = Vec::new();
     loop {
         let (ns, event) = reader
@@ -249,6 +251,18 @@ impl Writer {
             "<x:{} xmlns:x=\"{}\"/>",
             name.local,
             quick_xml::escape::escape(name.ns.as_str())
+        );
+        self
+    }
+
+    /// An element of any namespace with text (escaped): a dead property a client wrote.
+    pub fn foreign_text(&mut self, name: &Name, text: &str) -> &mut Self {
+        let _ = write!(
+            self.out,
+            "<x:{local} xmlns:x=\"{}\">{}</x:{local}>",
+            quick_xml::escape::escape(name.ns.as_str()),
+            quick_xml::escape::escape(text),
+            local = name.local
         );
         self
     }
