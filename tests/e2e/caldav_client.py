@@ -7,7 +7,8 @@ Checked: the principal is discovered from the bare server URL; the calendar is l
 event saved with a local and an outside attendee sends the outside one a REQUEST (spool) and
 puts it in the local attendee's calendar; an invitation delivered over LMTP is found by a
 time-range search; accepting it by saving the attendee's copy sends the REPLY; deleting as
-organizer sends the CANCEL; a sync token gives only what changed after it, removals included.
+organizer sends the CANCEL; a sync token gives only what changed after it, removals included;
+a further calendar holds its own events, and removing it cancels the meetings in it.
 """
 import datetime, glob, os, socket, subprocess, sys, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -183,6 +184,14 @@ def main():
         assert [e.icalendar_component["uid"] for e in work.events()] == ["dav-work-1"]
         assert all(e.icalendar_component["uid"] != "dav-work-1" for e in calendar.events())
         eventually(lambda: len(spooled("REQUEST", "olga@partner.example")) == 2, "the REQUEST from Work")
+        passed += 1
+
+        # The client removes Work with its meeting in it: imipd cancels the meeting with Olga
+        # first, as the meeting's own removal would (RFC 6638 3.2.3.2), then the calendar goes.
+        work.delete()
+        eventually(lambda: len(spooled("CANCEL", "olga@partner.example")) == 2, "the CANCEL from Work")
+        names = sorted(c.get_display_name() for c in principal.calendars())
+        assert names == ["Calendar"], names
         passed += 1
         print(f"e2e caldav (python caldav {caldav.__version__}): {passed} passed, 0 failed")
     except BaseException:
