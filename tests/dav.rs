@@ -769,6 +769,11 @@ fn a_calendar_keeps_the_dead_properties_clients_write() {
         "{body}"
     );
     assert!(body.contains("404 Not Found"), "{body}");
+    let (_, _, all) = node.http("PROPFIND", HOME, ALICE, &[("Depth", "0")], "");
+    assert!(
+        all.contains(">3</x:calendar-order>") && all.contains("a &amp; b</x:sync-hint>"),
+        "allprop lists them: {all}"
+    );
     // The server's own: refused, the others with them.
     for protected in [
         r#"<c:supported-calendar-component-set xmlns:c="urn:ietf:params:xml:ns:caldav"/>"#,

@@ -1022,6 +1022,17 @@ impl Facts {
         self.written.get(&key).map(String::as_str)
     }
 
+    /// The properties clients wrote on a calendar, by name.
+    fn dead<'a>(&'a self, calendar: &'a str) -> impl Iterator<Item = Name> + 'a {
+        self.written
+            .keys()
+            .filter(move |(c, _)| c == calendar)
+            .filter_map(|(_, key)| {
+                let (ns, local) = key.strip_prefix('{')?.split_once('}')?;
+                Some(Name::new(ns, local))
+            })
+    }
+
     /// How the object `uid` is named in listings.
     fn member(&self, uid: &str) -> Member {
         Member::of(uid, &self.names)
@@ -1103,7 +1114,19 @@ fn respond(
 ) {
     let names = match wanted {
         Wanted::These(names) => names.clone(),
-        Wanted::All | Wanted::Names => known(resource),
+        Wanted::All | Wanted::Names => {
+            let mut names = known(resource);
+            // RFC 4918 9.1: allprop and propname include the dead properties (not the zone,
+            // RFC 4791 5.2.2).
+            if let Resource::Calendar(_, c) = resource {
+                let dead = facts
+                    .dead(c)
+                    .filter(|n| !names.contains(n) && !n.is(CALDAV, "calendar-timezone"))
+                    .collect::<Vec<_>>();
+                names.extend(dead);
+            }
+            names
+        }
     };
     w.open("d:response").text("d:href", &resource.href());
     let mut missing = Vec::new();
