@@ -26,6 +26,8 @@ pub struct Api {
     pub gateway: Arc<Gateway>,
     /// Password checks and the peers' failures.
     pub auth: auth::Authenticator,
+    /// Where objects' instances lie, for CalDAV time-range queries.
+    pub spans: dav::Spans,
 }
 
 impl Api {
@@ -34,6 +36,7 @@ impl Api {
         Api {
             gateway,
             auth: auth::Authenticator::default(),
+            spans: dav::Spans::default(),
         }
     }
 

@@ -10,6 +10,7 @@
 
 mod freebusy;
 mod query;
+pub use query::Spans;
 pub mod xml;
 
 use super::{
@@ -1598,7 +1599,11 @@ fn calendar_query(of: &In, root: &Element) -> Result<Response, DavError> {
     filter.floating = floating_zone(of, root);
     let mut w = Writer::new("multistatus");
     let objects = of.objects()?;
-    for (uid, object) in objects.iter().filter(|(_, o)| filter.matches(&o.text)) {
+    let spans = &of.api.spans;
+    let meets = |uid: &str, o: &crate::store::StoredObject| {
+        filter.may_meet(spans.of(of.account, uid, o.revision, &o.text)) && filter.matches(&o.text)
+    };
+    for (uid, object) in objects.iter().filter(|(uid, o)| meets(uid, o)) {
         respond(&mut w, &of.object(uid), of.facts, Some(object), of.wanted);
     }
     Ok(multistatus(w))

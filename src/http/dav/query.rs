@@ -9,6 +9,69 @@ use calcard::{Entry, Parser};
 /// Instances looked at per object: a rule without end is cut there.
 const MAX_INSTANCES: usize = 10_000;
 
+/// The widest a zone is from UTC: an object's floating times lie within this of where UTC
+/// puts them, whatever zone a query reads them in.
+const WIDEST_OFFSET: i64 = 14 * 3600;
+
+/// Objects' spans kept between queries.
+const MAX_SPANS: usize = 500_000;
+
+/// Where each object's instances lie, by account, UID and revision, so that a time-range query
+/// parses and expands only the objects whose span meets its range; the rest are decided without
+/// reading their text. A new revision replaces its entry; the whole is dropped when it grows
+/// past `MAX_SPANS`.
+#[derive(Default)]
+pub struct Spans {
+    known: std::sync::Mutex<std::collections::HashMap<Object, (u64, Option<Span>)>>,
+}
+
+/// An object: its account and UID.
+type Object = (String, String);
+
+/// The first start and the last end of an object's instances, seconds since the epoch.
+type Span = (i64, i64);
+
+impl Spans {
+    /// The span of an object at a revision: computed once, then kept.
+    pub fn of(&self, account: &str, uid: &str, revision: u64, text: &str) -> Option<Span> {
+        let key = (account.to_string(), uid.to_string());
+        let lock = || self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, span)) = lock().get(&key)
+            && *at == revision
+        {
+            return *span;
+        }
+        let span = span(text);
+        let mut known = lock();
+        if known.len() >= MAX_SPANS {
+            known.clear();
+        }
+        known.insert(key, (revision, span));
+        span
+    }
+}
+
+/// The first start and the last end of an object's instances (seconds since the epoch, as
+/// far as `MAX_INSTANCES` goes, as `Filter::matches` sees them), widened by `WIDEST_OFFSET`;
+/// none when it has no instance.
+fn span(text: &str) -> Option<Span> {
+    let Entry::ICalendar(calendar) = Parser::new(text).entry() else {
+        return None;
+    };
+    let expanded = calendar.expand_dates(Tz::UTC, MAX_INSTANCES);
+    let mut span: Option<Span> = None;
+    for event in &expanded.events {
+        let start = event.start.timestamp();
+        let end = match &event.end {
+            TimeOrDelta::Time(end) => end.timestamp(),
+            TimeOrDelta::Delta(length) => start + length.num_seconds(),
+        }
+        .max(start);
+        span = Some(span.map_or((start, end), |(s, e)| (s.min(start), e.max(end))));
+    }
+    span.map(|(s, e)| (s - WIDEST_OFFSET, e + WIDEST_OFFSET))
+}
+
 /// What a query asks of an object.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
@@ -53,6 +116,18 @@ pub enum PropertyTest {
 }
 
 impl Filter {
+    /// False when an object whose instances lie within `span` cannot meet the range; true
+    /// when it may (then `matches` decides).
+    pub fn may_meet(&self, span: Option<Span>) -> bool {
+        let Some((from, until)) = self.range else {
+            return true;
+        };
+        let Some((start, end)) = span else {
+            return false;
+        };
+        until.is_none_or(|u| start < u) && from.is_none_or(|f| end >= f)
+    }
+
     /// True when the object holds the component and, with a range, an instance of it that
     /// overlaps the range (floating times and dates read in `floating`).
     pub fn matches(&self, text: &str) -> bool {
@@ -189,6 +264,48 @@ END:VCALENDAR\r\n"
             range: Some((utc_instant(from), utc_instant(until))),
             ..Filter::default()
         }
+    }
+
+    /// A span decides only what no zone could make match: whatever range and zone, an object
+    /// left out by its span is one `matches` refuses too, and most far ranges are left out.
+    #[test]
+    fn spans_leave_out_only_what_cannot_match() {
+        let floating = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\n\
+UID:f\r\nDTSTAMP:20260101T000000Z\r\nDTSTART;VALUE=DATE:20251201\r\n\
+DTEND;VALUE=DATE:20251202\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let zones = [
+            Tz::Floating,
+            crate::itip::zone_named("Pacific/Kiritimati").unwrap(),
+            crate::itip::zone_named("Pacific/Pago_Pago").unwrap(),
+        ];
+        let mut left_out = 0;
+        for text in [weekly(), floating.to_string()] {
+            let span = span(&text);
+            for day in 0..120 {
+                let start = utc_instant("20251120T000000Z").unwrap() + day * 86400;
+                for (from, until) in [(start, start + 3600), (start, start + 86400)] {
+                    for zone in zones {
+                        let filter = Filter {
+                            component: Some(ICalendarComponentType::VEvent),
+                            range: Some((Some(from), Some(until))),
+                            floating: zone,
+                            ..Filter::default()
+                        };
+                        let meets = filter.may_meet(span);
+                        assert!(meets || !filter.matches(&text), "{from}..{until} {text}");
+                        left_out += usize::from(!meets);
+                    }
+                }
+            }
+        }
+        assert!(left_out > 1000, "{left_out}");
+        let spans = Spans::default();
+        assert_eq!(spans.of("a", "w", 1, &weekly()), span(&weekly()));
+        assert_eq!(
+            spans.of("a", "w", 1, "ignored: known at revision 1"),
+            span(&weekly())
+        );
+        assert_eq!(spans.of("a", "w", 2, "not iCalendar"), None);
     }
 
     /// RFC 4791 9.9: a floating time is read in the zone the query or the calendar names,
