@@ -791,6 +791,13 @@ fn a_calendar_keeps_the_dead_properties_clients_write() {
     }
     let (_, _, body) = node.http("PROPFIND", HOME, ALICE, &[("Depth", "0")], ask);
     assert!(body.contains(">3</x:calendar-order>"), "{body}");
+    // A name of a size no client uses is refused.
+    let long = format!(
+        r#"<d:propertyupdate xmlns:d="DAV:" xmlns:x="urn:{}"><d:set><d:prop><x:p>1</x:p></d:prop></d:set></d:propertyupdate>"#,
+        "n".repeat(300)
+    );
+    let (_, _, body) = node.http("PROPPATCH", HOME, ALICE, &[], &long);
+    assert!(body.contains("403 Forbidden"), "{body}");
     // At most 32 on a calendar (3 are there).
     let many: String = (0..40).map(|n| format!("<x:p{n}>{n}</x:p{n}>")).collect();
     let patch = format!(

@@ -1359,6 +1359,9 @@ fn multistatus(w: Writer) -> Response {
 /// any dead property outside the DAV and CalDAV namespaces (RFC 4918 4.1: Apple's
 /// calendar-order, a client's own); what the server computes is protected.
 fn writable(name: &Name) -> bool {
+    if name.ns.len() + name.local.len() > MAX_PROPERTY_NAME {
+        return false;
+    }
     match name.ns.as_str() {
         DAV => name.local == "displayname",
         CALDAV => name.local == "calendar-description" || name.local == "calendar-timezone",
@@ -1369,6 +1372,8 @@ fn writable(name: &Name) -> bool {
 
 /// Properties a client may keep on one calendar: a bound on what a client stores here.
 const MAX_PROPERTIES: usize = 32;
+/// The longest namespace and name of a property a client keeps (they make a store key).
+const MAX_PROPERTY_NAME: usize = 256;
 
 /// The longest value a client may write in one.
 const MAX_PROPERTY: usize = 1024;
