@@ -390,6 +390,42 @@ fn too_large_is_refused() {
     assert_eq!(daemon.get("bob@example.com", "crowd-1").0, 404);
 }
 
+/// A UID longer than any real one is refused for good (552), on either store: PostgreSQL's
+/// index would refuse the key, and that failure would have been answered 451, for the MTA
+/// to try again for days.
+#[test]
+fn an_endless_uid_is_refused_for_good() {
+    let daemon = node_with("long-uid", "");
+    // Letters that do not compress, as a real key would not.
+    let mut seed = 7u64;
+    let uid: String = (0..3000)
+        .map(|_| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            char::from(b'a' + (seed >> 59) as u8 % 26)
+        })
+        .collect();
+    let replies = daemon.lmtp(
+        "olga@partner.example",
+        &["bob@example.com"],
+        &invitation("olga@partner.example", "lu@p", &request(&uid, 0)),
+    );
+    assert!(replies[0].starts_with("552 5.3.4"), "{replies:?}");
+    let (code, _, said) = daemon.http(
+        "PUT",
+        &format!("/calendars/bob@example.com/{uid}"),
+        "bob@example.com",
+        &[],
+        &request(&uid, 0),
+    );
+    assert_eq!(code, 413, "{said}");
+    let dav = format!(
+        "/dav/calendars/bob@example.com/calendar/{}.ics",
+        "n".repeat(300)
+    );
+    let (code, _, said) = daemon.http("PUT", &dav, "bob@example.com", &[], &request("short", 0));
+    assert_eq!(code, 400, "{said}");
+}
+
 #[test]
 fn auto_add_authenticated_needs_a_trusted_dmarc_pass() {
     let daemon = node_with("dmarc", "[inbound]\nauto_add = \"authenticated\"\n");

@@ -728,6 +728,8 @@ impl Limits {
     /// Checks an object of `text_len` bytes against the size, instance and attendee limits;
     /// the refusal names the key.
     pub fn check(&self, text_len: usize, cal: &crate::itip::Calendar) -> Result<(), String> {
+        // A UID is a store key: PostgreSQL's indexes refuse keys over about 2.7 KB, and what
+        // the store refuses would be answered as a failure to retry, not a refusal.
         if text_len > self.max_object_size {
             return Err(format!(
                 "object of {text_len} bytes is over limits.max_object_size ({})",
@@ -741,6 +743,14 @@ impl Limits {
                 self.max_instances
             ));
         }
+        if let Some(uid) = crate::itip::uid_of(cal)
+            && uid.len() > MAX_UID
+        {
+            return Err(format!(
+                "a UID of {} bytes is over {MAX_UID} (real ones are a few dozen)",
+                uid.len()
+            ));
+        }
         if let Some(most) = cal.scheduling().map(|c| c.attendees().count()).max()
             && most > self.max_attendees
         {
@@ -752,6 +762,9 @@ impl Limits {
         Ok(())
     }
 }
+
+/// The longest UID taken.
+pub const MAX_UID: usize = 1024;
 
 impl Default for Log {
     fn default() -> Self {

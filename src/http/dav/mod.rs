@@ -588,6 +588,11 @@ fn placing(
     calendar: &str,
     member: &Member,
 ) -> Result<(crate::writes::Place, Option<String>), DavError> {
+    if member.name.len() > MAX_NAME {
+        return Err(DavError::BadRequest(format!(
+            "a resource name is at most {MAX_NAME} bytes"
+        )));
+    }
     let layout = Layout::of(api, account)?;
     if !layout.exists(calendar) {
         return Err(DavError::Refused(
@@ -1374,6 +1379,8 @@ fn writable(name: &Name) -> bool {
 const MAX_PROPERTIES: usize = 32;
 /// The longest namespace and name of a property a client keeps (they make a store key).
 const MAX_PROPERTY_NAME: usize = 256;
+/// The longest resource name a client gives an object (it makes a store key).
+const MAX_NAME: usize = 255;
 
 /// The longest value a client may write in one.
 const MAX_PROPERTY: usize = 1024;
