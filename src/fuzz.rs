@@ -140,14 +140,20 @@ pub fn engine(data: &[u8]) -> Option<String> {
 }
 
 /// A CalDAV request with the rest as its body (the first byte picks the method and the
-/// resource), through the HTTP router against the harness's store: it answers, never panics,
-/// and never with a server error (a bad body is the client's: 4xx).
+/// resource; for a MOVE or a PUT under a name of its own, the body's first line is the
+/// Destination or the name), through the HTTP router against the harness's store: it answers,
+/// never panics, and never with a server error (a bad body is the client's: 4xx).
 pub fn dav(data: &[u8]) -> u16 {
     let Some((&selector, body)) = data.split_first() else {
         return 0;
     };
     let home = "/dav/calendars/alice@example.com";
-    let (method, path, depth) = match selector % 8 {
+    let first_line = body
+        .split(|b| *b == b'\n')
+        .next()
+        .and_then(|l| std::str::from_utf8(l).ok())
+        .unwrap_or_default();
+    let (method, path, depth) = match selector % 10 {
         0 => ("PROPFIND", format!("{home}/calendar/"), "1"),
         1 => ("PROPFIND", format!("{home}/"), "0"),
         2 => ("REPORT", format!("{home}/calendar/"), "1"),
@@ -155,6 +161,14 @@ pub fn dav(data: &[u8]) -> u16 {
         4 => ("MKCALENDAR", format!("{home}/fuzz-{}/", selector / 8), "0"),
         5 => ("PUT", format!("{home}/calendar/fuzz.ics"), "0"),
         6 => ("POST", format!("{home}/outbox/"), "0"),
+        8 => ("MOVE", format!("{home}/calendar/fuzz.ics"), "0"),
+        9 => {
+            let name = percent_encoding::utf8_percent_encode(
+                first_line,
+                percent_encoding::NON_ALPHANUMERIC,
+            );
+            ("PUT", format!("{home}/calendar/{name}"), "0")
+        }
         _ => ("REPORT", format!("{home}/inbox/"), "1"),
     };
     let (runtime, intake) = harness();
@@ -164,6 +178,11 @@ pub fn dav(data: &[u8]) -> u16 {
         .uri(path)
         .header("Authorization", "Bearer fuzz-admin")
         .header("Depth", depth)
+        .header(
+            "Destination",
+            axum::http::HeaderValue::from_str(first_line)
+                .unwrap_or(axum::http::HeaderValue::from_static("/")),
+        )
         .body(axum::body::Body::from(body.to_vec()))
         .expect("a request");
     let status = runtime.block_on(async {

@@ -400,7 +400,9 @@ fn an_endless_uid_is_refused_for_good() {
     let mut seed = 7u64;
     let uid: String = (0..3000)
         .map(|_| {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             char::from(b'a' + (seed >> 59) as u8 % 26)
         })
         .collect();

@@ -130,7 +130,7 @@ fn session_entry_point_delivers_an_invitation() {
 
 #[test]
 fn dav_requests_never_fail_on_the_server() {
-    let bodies: [&[u8]; 8] = [
+    let bodies: [&[u8]; 11] = [
         b"",
         b"<d:propfind xmlns:d=\"DAV:\"><d:prop><d:getetag/></d:prop></d:propfind>",
         b"<d:propfind xmlns:d=\"DAV:\"><d:prop>",
@@ -139,8 +139,11 @@ fn dav_requests_never_fail_on_the_server() {
         b"\xff\xfe<x/>",
         b"BEGIN:VCALENDAR\r\nBEGIN:VFREEBUSY\r\nEND:VFREEBUSY\r\nEND:VCALENDAR\r\n",
         b"<d:propertyupdate xmlns:d=\"DAV:\"><d:set><d:prop><d:displayname>x</d:displayname></d:prop></d:set></d:propertyupdate>",
+        b"/dav/calendars/alice@example.com/elsewhere/fuzz.ics\n",
+        b"http://[::1\nBEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n",
+        b"../../x y.ics\nBEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:n\r\nDTSTART:20261201T100000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
     ];
-    for selector in 0u8..8 {
+    for selector in 0u8..10 {
         for body in bodies {
             let mut input = vec![selector];
             input.extend_from_slice(body);
