@@ -92,7 +92,15 @@ pub struct Gateway {
     /// Held shared by every commit, and exclusively by a snapshot (a backup), so that a
     /// snapshot sees the store between two commits.
     commits: tokio::sync::RwLock<()>,
+    /// The last commit that failed for the store's sake, and when (seconds since the epoch);
+    /// none once one succeeds.
+    write_failure: std::sync::Mutex<Option<(i64, String)>>,
 }
+
+/// How long a failed commit makes the daemon unhealthy without one succeeding since: long
+/// enough for a monitor to see it, short enough that a load balancer that stopped sending
+/// because of it tries again.
+const UNHEALTHY_FOR: i64 = 60;
 
 /// What a read-decide-commit cycle decided: the changes to commit and what to return once they
 /// are on disk.
@@ -130,7 +138,23 @@ impl Gateway {
             outbox_ready: Notify::new(),
             metrics: Default::default(),
             commits: tokio::sync::RwLock::new(()),
+            write_failure: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Why commits failed in the last minute, when none succeeded since (a full disk, the
+    /// database gone): what `GET /health` says besides a read.
+    pub fn failing_writes(&self) -> Option<String> {
+        let failure = self.write_failure.lock().unwrap_or_else(|e| e.into_inner());
+        failure
+            .as_ref()
+            .filter(|(at, _)| self.now() - at < UNHEALTHY_FOR)
+            .map(|(_, why)| why.clone())
+    }
+
+    fn wrote(&self, failure: Option<&StoreError>) {
+        let mut recorded = self.write_failure.lock().unwrap_or_else(|e| e.into_inner());
+        *recorded = failure.map(|e| (self.now(), e.to_string()));
     }
 
     /// Runs `read` with every commit held back: what it reads is one state of the store.
@@ -231,7 +255,9 @@ impl Gateway {
             drop(committing);
             match committed {
                 Ok(ids) => {
-                    self.durable(generation).await?;
+                    let durable = self.durable(generation).await;
+                    self.wrote(durable.as_ref().err());
+                    durable?;
                     self.metrics.commit(started.elapsed());
                     if queued {
                         self.outbox_ready.notify_one();
@@ -242,7 +268,12 @@ impl Gateway {
                     self.metrics.conflict();
                     continue;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    if let StoreError::Unavailable(_) = e {
+                        self.wrote(Some(&e));
+                    }
+                    return Err(e.into());
+                }
             }
         }
     }
@@ -269,6 +300,38 @@ mod tests {
             expect,
             tag: Tag::New,
         }
+    }
+
+    struct Hands(std::sync::atomic::AtomicI64);
+
+    impl Clock for Hands {
+        fn now(&self) -> i64 {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    /// A failed commit makes the daemon unhealthy until one succeeds, or for a minute.
+    #[tokio::test]
+    async fn failed_writes_are_reported_for_a_minute_or_until_one_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let clock = Arc::new(Hands(std::sync::atomic::AtomicI64::new(1000)));
+        let gateway = Gateway::with_clock(Config::default(), store, clock.clone());
+        assert_eq!(gateway.failing_writes(), None);
+        let full = StoreError::Unavailable("No space left on device".into());
+        gateway.wrote(Some(&full));
+        assert!(gateway.failing_writes().unwrap().contains("No space"));
+        clock
+            .0
+            .store(1000 + UNHEALTHY_FOR, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(gateway.failing_writes(), None, "a minute later");
+        gateway.wrote(Some(&full));
+        assert!(gateway.failing_writes().is_some());
+        gateway
+            .transact(|| Ok::<_, StoreError>(Decision::new(vec![put("x", Expect::Any)], ())))
+            .await
+            .unwrap();
+        assert_eq!(gateway.failing_writes(), None, "a commit went through");
     }
 
     /// Another writer commits between a decision's read and its commit: the decision is made

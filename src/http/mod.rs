@@ -767,12 +767,16 @@ async fn queue_drop(
 
 /// `GET /metrics`: Prometheus text. Counts only, no calendar data: open like any exporter,
 /// on the HTTP listener (loopback by default).
-/// `GET /health`: 200 when the store answers a read, else 503 saying why. No credentials, like
-/// metrics: it is what a load balancer in front of several hosts, or a monitor, asks.
+/// `GET /health`: 200 when the store answers a read and no commit failed in the last minute
+/// without one succeeding since; else 503 saying why. No credentials, like metrics: it is what
+/// a load balancer in front of several hosts, or a monitor, asks.
 async fn health(State(api): State<Arc<Api>>) -> Response {
     match api.gateway.store.seen(b"imipd health check") {
-        Ok(_) => text(200, "ok".into()),
         Err(e) => text(503, e.to_string()),
+        Ok(_) => match api.gateway.failing_writes() {
+            Some(why) => text(503, format!("writes failing: {why}")),
+            None => text(200, "ok".into()),
+        },
     }
 }
 

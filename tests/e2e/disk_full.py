@@ -5,12 +5,13 @@ Usage (as root, for mount): disk_full.py PATH/TO/imipd
 
 While the disk is full imipd answers 451 4.3.0, logs why, and keeps serving; once there is room
 again it reopens its store from disk and answers 250 without a restart. Every message that got a
-250, before or after, has its effect, and so it has after a restart.
+250, before or after, has its effect, and so it has after a restart. GET /health says 503 while
+writes fail, 200 once they succeed again.
 """
 import os, shutil, subprocess, sys, tempfile, json
 
 sys.path.insert(0, os.path.dirname(__file__))
-from mta import check_effects, eventually, free_port, imipd_config, wait_port  # noqa: E402
+from mta import check_effects, eventually, free_port, http, imipd_config, wait_port  # noqa: E402
 
 ACCOUNTS = 20
 
@@ -45,6 +46,8 @@ def main():
         assert daemon.poll() is None, "imipd stopped on a full disk"
         log = open(f"{work}/imipd.log").read()
         assert "No space left on device" in log, "the cause is not in the log"
+        status, said = http(web, "GET", "/health", "user1@example.com")
+        assert status == 503 and "No space left on device" in said, (status, said)
 
         subprocess.run(["mount", "-o", "remount,size=64m", disk], check=True)
         # The store is reopened at the first request after the failed opening is let go of.
@@ -54,6 +57,7 @@ def main():
         print("room again:", json.dumps(room))
         assert room["errors"] == {}, room["errors"]
         assert "store reopened from disk" in open(f"{work}/imipd.log").read()
+        assert http(web, "GET", "/health", "user1@example.com") == (200, "ok\n")
 
         checked = len(check_effects(web, f"{work}/full.log", refused_ok=True))
         checked += len(check_effects(web, f"{work}/probe.log"))
