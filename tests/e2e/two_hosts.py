@@ -331,8 +331,14 @@ def main():
             time.sleep(2)
             cluster("start", opts.cluster)
             outage["up"] = time.monotonic()
+            # Healthy again once the load's commits go through (the load goes on meanwhile).
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                outage["health again"] = http(a.web, "GET", "/health", ACCOUNTS[0])
+                if outage["health again"][0] == 200:
+                    break
+                time.sleep(0.2)
             time.sleep(1)  # load after the database is back, too
-            outage["health again"] = http(a.web, "GET", "/health", ACCOUNTS[0])
             load.enough.set()
         # More chains than the outage can take: the load runs until a second after it.
         load.run([("chain", k, "late") for k in range(0, 100 * OBJECTS, 2)], during=stop_database)
