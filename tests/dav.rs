@@ -653,8 +653,8 @@ fn removing_a_calendar_cancels_what_it_holds() {
     assert_eq!(node.get(ALICE, "stays").0, 200);
 }
 
-/// A client that moves an event to another calendar by removing it and writing it there (as
-/// Thunderbird does) leaves nothing behind: the first calendar's sync reports it removed.
+/// A client that moves an event to another calendar by removing it and writing it there
+/// (without MOVE) leaves nothing behind: the first calendar's sync reports it removed.
 #[test]
 fn an_event_moved_by_delete_and_put_leaves_no_ghost() {
     let node = node("dav-move");
