@@ -1764,15 +1764,13 @@ fn sync_collection(of: &In, root: &Element) -> Result<Response, DavError> {
         let changes = store.changes_since(of.account, since)?.changed;
         for change in &changes {
             let resource = of.object(&change.uid);
-            let here = of.facts.placed(of.calendar, &change.uid);
-            match here
-                .then(|| store.get(of.account, &change.uid))
-                .transpose()?
-            {
-                Some(Some(object)) => {
-                    respond(&mut w, &resource, of.facts, Some(&object), of.wanted)
-                }
-                _ => gone(&mut w, &resource.href()),
+            let object = match of.facts.placed(of.calendar, &change.uid) {
+                true => store.get(of.account, &change.uid)?,
+                false => None,
+            };
+            match object {
+                Some(object) => respond(&mut w, &resource, of.facts, Some(&object), of.wanted),
+                None => gone(&mut w, &resource.href()),
             }
         }
     }
