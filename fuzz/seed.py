@@ -49,6 +49,9 @@ def main():
             write("session", session(raw, protocol))
         for text in calendars(raw):
             parts.append(text)
+            # Templated sessions (selector bit 1): a From line, then the calendar.
+            for sender in (b"olga@partner.example", b"what?@evil.test", b"a%40b@evil.test"):
+                write("session", b"\x02" + sender + b"\n" + text)
             for selector in (0x00, 0x55, 0x80, 0xAA):
                 write("engine", bytes([selector]) + text)
     # Related objects one after the other: an invitation, then its update, reply or cancel.

@@ -206,9 +206,20 @@ pub fn session(data: &[u8]) -> Vec<u8> {
 }
 
 /// As [`session`]; also returns how many queue entries the session made (and were checked).
+/// With bit 1 of the first byte set, the rest is no session but a From address (its first
+/// line) and a calendar object (the rest) that a well-formed session delivers to alice and
+/// bob under that From header: every input reaches the guard's reading of the From address
+/// and then the engine, where mutated raw sessions seldom would.
 pub fn session_queue(data: &[u8]) -> (Vec<u8>, usize) {
     let Some((&selector, input)) = data.split_first() else {
         return (Vec::new(), 0);
+    };
+    let templated;
+    let input = if selector & 2 != 0 {
+        templated = from_and_calendar(input);
+        &templated[..]
+    } else {
+        input
     };
     let protocol = if selector & 1 == 0 {
         Protocol::Lmtp
@@ -269,6 +280,39 @@ pub fn session_queue(data: &[u8]) -> (Vec<u8>, usize) {
         );
         (replies, queue.len())
     })
+}
+
+/// A Message-ID per input, so that another input is no duplicate of this one.
+fn digest(input: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    input.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The session of a templated input (see [`session_queue`]).
+fn from_and_calendar(input: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(input);
+    let (from, calendar) = text.split_once('\n').unwrap_or((&text, ""));
+    let from = from.trim_end_matches('\r');
+    let envelope =
+        Mailbox::parse(from).map_or("fuzz@partner.example".to_string(), |m| m.to_string());
+    let mut session = format!(
+        "LHLO fuzz\r\nMAIL FROM:<{envelope}>\r\nRCPT TO:<alice@example.com>\r\n\
+         RCPT TO:<bob@example.com>\r\nDATA\r\nFrom: <{from}>\r\nMessage-ID: <{}@fuzz>\r\n\
+         Content-Type: text/calendar; method=REQUEST\r\n\r\n",
+        digest(input),
+    );
+    let calendar = calendar.replace("\r\n", "\n").replace('\n', "\r\n");
+    for line in calendar.split("\r\n") {
+        if line.starts_with('.') {
+            session.push('.');
+        }
+        session.push_str(line);
+        session.push_str("\r\n");
+    }
+    session.push_str(".\r\nQUIT\r\n");
+    session.into_bytes()
 }
 
 /// A runtime and a gateway shared by every session of the process: a store under the

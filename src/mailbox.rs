@@ -72,9 +72,10 @@ impl Mailbox {
         Self::parse(address.email().ok_or(InvalidMailbox::NotMailto)?)
     }
 
-    /// The mailbox as a calendar user address.
-    pub fn to_cal_address(&self) -> CalAddress {
-        CalAddress::from_email(&self.text).expect("a mailbox is an email address")
+    /// The mailbox as a calendar user address: the same address, never decoded or cut (a
+    /// local part may hold `%` and `?`), so that [`Mailbox::from_cal_address`] gives it back.
+    pub fn cal_address(&self) -> CalAddress {
+        CalAddress::of_email(&self.text)
     }
 
     /// The whole address.
@@ -292,5 +293,64 @@ mod tests {
         let ok: Mailbox = serde_json::from_str("\"a@b.example\"").unwrap();
         assert_eq!(serde_json::to_string(&ok).unwrap(), "\"a@b.example\"");
         assert!(serde_json::from_str::<Mailbox>("\"a@b.example\\r\\nQUIT\"").is_err());
+    }
+
+    /// A dot-string local part of atext atoms, `%` and `?` among them.
+    fn local_part() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::string::string_regex(
+            "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,12}(\\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,12}){0,3}",
+        )
+        .expect("a regex")
+    }
+
+    fn domain() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::string::string_regex(
+            "([a-zA-Z0-9]([a-zA-Z0-9-]{0,8}[a-zA-Z0-9])?\\.){0,3}[a-zA-Z]{2,6}",
+        )
+        .expect("a regex")
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+
+        /// A mailbox becomes a calendar address and back without decoding or cutting, and
+        /// the URI written for it reads back as the same address.
+        #[test]
+        fn mailboxes_round_trip_through_calendar_addresses(local in local_part(), domain in domain()) {
+            let text = format!("{local}@{domain}");
+            proptest::prop_assume!(text.len() <= MAX_MAILBOX);
+            let mailbox = Mailbox::parse(&text).expect("a generated mailbox");
+            let address = mailbox.cal_address();
+            proptest::prop_assert_eq!(address.email().map(str::to_string), Some(text.to_ascii_lowercase()));
+            proptest::prop_assert_eq!(Mailbox::from_cal_address(&address), Ok(mailbox.clone()));
+            proptest::prop_assert_eq!(CalAddress::parse(&address.to_uri()), Some(address.clone()));
+            proptest::prop_assert!(address.is(&address.to_uri()));
+        }
+
+        /// Whatever the text, taking it as a mailbox and then a calendar address never
+        /// panics, and a calendar address read from any URI writes a URI that reads back.
+        #[test]
+        fn any_text_converts_without_panic(text in "\\PC{0,40}") {
+            if let Ok(mailbox) = Mailbox::parse(&text) {
+                let address = mailbox.cal_address();
+                proptest::prop_assert_eq!(Mailbox::from_cal_address(&address), Ok(mailbox.clone()));
+            }
+            for uri in [text.clone(), format!("mailto:{text}")] {
+                if let Some(address) = CalAddress::parse(&uri) {
+                    proptest::prop_assert_eq!(CalAddress::parse(&address.to_uri()), Some(address.clone()));
+                    proptest::prop_assert!(address.is(&uri));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn escapes_and_question_marks_stay_in_the_local_part() {
+        for text in ["a%40b@example.com", "what?@example.com", "x%3F@example.com"] {
+            let mailbox = Mailbox::parse(text).unwrap();
+            let address = mailbox.cal_address();
+            assert_eq!(address.email(), Some(text.to_ascii_lowercase().as_str()));
+            assert_eq!(Mailbox::from_cal_address(&address).unwrap(), mailbox);
+        }
     }
 }

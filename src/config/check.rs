@@ -68,7 +68,7 @@ impl Config {
             let key = format!("accounts.\"{name}\"");
             for address in std::iter::once(name).chain(&account.aliases) {
                 // Account addresses become envelope senders and headers of outbound mail.
-                match Mailbox::parse(address).map(|m| m.to_cal_address()) {
+                match Mailbox::parse(address).map(|m| m.cal_address()) {
                     Err(e) => problems.add(&key, format!("{address:?} is not a mailbox: {e}")),
                     Ok(parsed) => {
                         if let Some(other) = seen.insert(parsed, name.clone()) {

@@ -125,7 +125,7 @@ fn believe(gateway: &Gateway, mail: &InboundMail, parts: Parts) -> Result<Admitt
         verdict => verdict == Some(true),
     };
     let author = Author {
-        address: mailbox.to_cal_address(),
+        address: mailbox.cal_address(),
         mailbox,
         authenticated,
         auto_submitted: mail.auto_submitted,

@@ -1,6 +1,7 @@
 //! Calendar user addresses, compared the way mail systems compare them.
 
 use compact_str::CompactString;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use std::fmt;
 
 /// A calendar user address in canonical form: `mailto:` addresses are reduced to the
@@ -21,13 +22,14 @@ impl CalAddress {
                 uri.trim().trim_matches('"').to_lowercase().into(),
             ));
         };
+        // A "?subject=..." tail is no part of the address (RFC 6068 2); an escaped `%3F` is.
+        let rest = rest.split('?').next().unwrap_or_default();
         // Most addresses are plain ASCII with nothing to decode: one allocation for them.
         if is_plain(rest) {
             return rest.contains('@').then(|| CalAddress(lowered(rest)));
         }
         let decoded = percent_decode(rest);
-        // Drop any "?subject=..." tail: it is not part of the address.
-        let decoded = decoded.split('?').next().unwrap_or_default().trim();
+        let decoded = decoded.trim();
         if decoded.is_empty() || !decoded.contains('@') {
             return None;
         }
@@ -59,9 +61,21 @@ impl CalAddress {
         }
     }
 
-    /// Builds the address of a mail account name (`alice@example.com`).
+    /// The calendar address of an email address (`alice@example.com`, an account's name, a
+    /// From address), taken as it is: an address that was a mailbox is never decoded or cut,
+    /// so that `a%40b@example.com` stays itself. `None` for text without `@`.
     pub fn from_email(email: &str) -> Option<Self> {
-        Self::parse(&format!("mailto:{email}"))
+        email.contains('@').then(|| Self::of_email(email))
+    }
+
+    /// As [`CalAddress::from_email`], for text known to be an email address (a parsed
+    /// mailbox): total, whatever the text.
+    pub fn of_email(email: &str) -> Self {
+        if email.is_ascii() {
+            CalAddress(lowered(email))
+        } else {
+            CalAddress(email.to_lowercase().into())
+        }
     }
 
     /// The email address when this is a `mailto:` address.
@@ -74,10 +88,12 @@ impl CalAddress {
         &self.0
     }
 
-    /// The URI form written into iCalendar properties.
+    /// The URI form written into iCalendar properties: what a `mailto:` URI cannot hold as it
+    /// is (`%`, `?`, `#`, spaces, quotes, non-ASCII) percent-encoded (RFC 6068 2), so that
+    /// parsing it gives this address again.
     pub fn to_uri(&self) -> String {
         if self.email().is_some() {
-            format!("mailto:{}", self.0)
+            format!("mailto:{}", utf8_percent_encode(&self.0, NOT_IN_MAILTO))
         } else {
             self.0.to_string()
         }
@@ -126,23 +142,23 @@ fn is_plain(text: &str) -> bool {
 
 /// Decodes `%XX` escapes (invalid ones are kept as they are).
 pub fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(byte) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_decode_str(text).decode_utf8_lossy().into_owned()
 }
+
+/// What stays percent-encoded in the address of a `mailto:` URI: everything but RFC 3986's
+/// unreserved characters, its sub-delims that RFC 6068 lets an addr-spec hold, and `@`.
+const NOT_IN_MAILTO: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'!')
+    .remove(b'$')
+    .remove(b'\'')
+    .remove(b'*')
+    .remove(b'+')
+    .remove(b'=')
+    .remove(b'@');
 
 #[cfg(test)]
 mod tests {

@@ -46,6 +46,16 @@ pub fn receive(
     {
         return Err(ItipError::OrganizerMismatch);
     }
+    if let Some(stored) = stored
+        && stored_organizer.is_none()
+        && !(method == Method::Publish
+            && info.organizer.is_none()
+            && publisher(stored).as_ref() == Some(sender))
+    {
+        // A copy without ORGANIZER has nobody to schedule with: the user's own, or a
+        // published event only its publisher may replace. No message speaks for it.
+        return Err(ItipError::OrganizerMismatch);
+    }
     if method == Method::Request && stored.is_none() && forwarded(sender, message) {
         if info.organizer.as_ref().is_some_and(|o| ctx.is_mine(o)) {
             return Err(ItipError::OrganizerIsLocalAddress);
@@ -305,17 +315,23 @@ fn publish_unorganized(
         mark(&mut copy);
         return Ok(Received::store(copy));
     };
-    let publisher = stored
-        .scheduling()
-        .find_map(|c| c.prop(&published_by()))
-        .and_then(entry_address);
-    if stored.master().and_then(|m| m.organizer()).is_some() || publisher.as_ref() != Some(sender) {
+    // `receive` let only the publisher of an organizer-less copy this far; a copy with an
+    // organizer is the organizer's to change.
+    if stored.scheduling().any(|c| c.organizer().is_some()) {
         return Err(ItipError::OrganizerMismatch);
     }
     check_sequence(stored, message)?;
     let mut copy = import(message);
     mark(&mut copy);
     Ok(Received::store(copy))
+}
+
+/// Who published a copy imported from a PUBLISH without ORGANIZER.
+fn publisher(stored: &Calendar) -> Option<CalAddress> {
+    stored
+        .scheduling()
+        .find_map(|c| c.prop(&published_by()))
+        .and_then(entry_address)
 }
 
 /// A new copy from a message: the object as sent, without METHOD.

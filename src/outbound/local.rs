@@ -20,7 +20,7 @@ pub async fn apply(
             "the queued message does not parse".into(),
         );
     };
-    let sender = message.from.to_cal_address();
+    let sender = message.from.cal_address();
     let addresses = gateway.addresses(account);
     let delivered = gateway
         .transact(|| {

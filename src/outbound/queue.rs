@@ -216,7 +216,7 @@ pub fn status_change(
     let Ok(copy) = Calendar::parse(&current.text) else {
         return Ok(None);
     };
-    let Some(recipient) = message.to.first().map(Mailbox::to_cal_address) else {
+    let Some(recipient) = message.to.first().map(Mailbox::cal_address) else {
         return Ok(None);
     };
     Ok(
