@@ -158,7 +158,13 @@ fn dav_requests_never_fail_on_the_server() {
 fn session_entry_point_reaches_the_guard_with_any_from_address() {
     // Templated input (bit 1): a From line, then the calendar. A local part with `?` or an
     // escape once killed the session where the guard made it a calendar address.
-    let froms = ["what?@evil.test", "x%3F@evil.test", "a%40b@evil.test", "no mailbox", ""];
+    let froms = [
+        "what?@evil.test",
+        "x%3F@evil.test",
+        "a%40b@evil.test",
+        "no mailbox",
+        "",
+    ];
     for (i, from) in froms.into_iter().enumerate() {
         let calendar = format!(
             "BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//P//EN\nMETHOD:REQUEST\nBEGIN:VEVENT\n\
@@ -171,7 +177,11 @@ ORGANIZER:mailto:{}\nATTENDEE:mailto:alice@example.com\nEND:VEVENT\nEND:VCALENDA
         let replies = String::from_utf8(imipd::fuzz::session(input.as_bytes())).unwrap();
         let after_data = replies.split("354 ").nth(1).unwrap_or_default();
         let answer = after_data.lines().nth(1).unwrap_or_default();
-        let expected = if from.contains('@') { "250 " } else { "550 5.7.1" };
+        let expected = if from.contains('@') {
+            "250 "
+        } else {
+            "550 5.7.1"
+        };
         assert!(answer.starts_with(expected), "{from:?}: {replies}");
     }
 }

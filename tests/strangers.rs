@@ -9,6 +9,7 @@ use common::node::Node;
 
 const ALICE: &str = "alice@example.com";
 const MALLORY: &str = "mallory@evil.test";
+const CAROL: &str = "carol@example.com";
 
 fn node(name: &str, extra: &str) -> Node {
     Node::start(
@@ -134,4 +135,90 @@ fn from_addresses_with_question_marks_and_escapes_are_answered() {
         assert!(copy.contains(&format!("mailto:{organizer_uri}")), "{copy}");
     }
     assert!(!node.log().contains("panicked"), "{}", node.log());
+}
+
+/// One message from `sender` with `count` organizer-less PUBLISH parts, each an endless
+/// event per second: what a stranger can plant in any calendar that takes published events.
+fn secondly_flood(sender: &str, first: usize, count: usize) -> String {
+    let mut out = format!(
+        "From: <{sender}>\nTo: <{CAROL}>\nMessage-ID: <flood-{first}@evil.test>\nSubject: x\n\
+MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b\"\n\n"
+    );
+    for i in first..first + count {
+        out.push_str(&format!(
+            "--b\nContent-Type: text/calendar; method=PUBLISH; charset=utf-8\n\n\
+BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//evil//EN\r\nMETHOD:PUBLISH\r\nBEGIN:VEVENT\r\n\
+UID:flood-{i}\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:20260101T000000Z\r\nDURATION:PT1S\r\n\
+RRULE:FREQ=SECONDLY\r\nSUMMARY:x\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n\n"
+        ));
+    }
+    out + "--b--\n"
+}
+
+fn free_busy_of_carol_twice() -> String {
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nMETHOD:REQUEST\r\nBEGIN:VFREEBUSY\r\n\
+UID:fb-flood\r\nDTSTAMP:20261120T090000Z\r\nDTSTART:20261201T000000Z\r\nDTEND:20261208T000000Z\r\n\
+ORGANIZER:mailto:bob@example.com\r\nATTENDEE:mailto:carol@example.com\r\n\
+ATTENDEE:mailto:carol@example.com\r\nEND:VFREEBUSY\r\nEND:VCALENDAR\r\n"
+        .to_string()
+}
+
+/// Endless rules per second planted by PUBLISH: free/busy and CalDAV queries answer within
+/// the request's budget, precisely (BUSY-UNAVAILABLE for what the budget did not reach, 507
+/// for a query), on threads of their own: `/health` answers while three free/busy requests
+/// run. It used to take 12-64 s each, and `/health` as long.
+#[test]
+fn endless_rules_cost_a_bounded_budget_off_the_async_threads() {
+    let node = Node::start(
+        "freeze",
+        &common::accounts(&[ALICE, "bob@example.com", CAROL]),
+        "",
+    );
+    for (n, sender) in ["a@evil.test", "b@evil.test"].iter().enumerate() {
+        let replies = node.lmtp(sender, &[CAROL], &secondly_flood(sender, n * 16, 16));
+        assert!(replies[0].starts_with("250"), "{replies:?}");
+    }
+    let bob_outbox = "/dav/calendars/bob@example.com/outbox/";
+    let query = free_busy_of_carol_twice();
+    let (status, _, answer) = node.http("POST", bob_outbox, "bob@example.com", &[], &query);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer.matches("<C:response>").count() + answer.matches("<c:response>").count(),
+        1,
+        "{answer}"
+    );
+    let answer = answer.replace("\r\n ", "");
+    assert!(
+        answer.contains("FBTYPE=BUSY-UNAVAILABLE:"),
+        "the part the budget did not reach: {answer}"
+    );
+    assert!(answer.contains("/20261208T000000Z"), "{answer}");
+
+    // Carol's own time-range query cannot be answered whole within the budget: 507.
+    let report = "<c:calendar-query xmlns:d=\"DAV:\" xmlns:c=\"urn:ietf:params:xml:ns:caldav\">\
+<d:prop><d:getetag/></d:prop><c:filter><c:comp-filter name=\"VCALENDAR\"><c:comp-filter name=\"VEVENT\">\
+<c:time-range start=\"20261201T000000Z\" end=\"20261208T000000Z\"/></c:comp-filter></c:comp-filter>\
+</c:filter></c:calendar-query>";
+    let calendar = "/dav/calendars/carol@example.com/calendar/";
+    let (status, _, answer) = node.http("REPORT", calendar, CAROL, &[("Depth", "1")], report);
+    assert_eq!(status, 507, "{answer}");
+    assert!(
+        answer.contains("number-of-matches-within-limits"),
+        "{answer}"
+    );
+
+    // Three free/busy requests and a health check at once: health is answered first.
+    let requests = [
+        ("POST", bob_outbox, "bob@example.com", query.as_str()),
+        ("POST", bob_outbox, "bob@example.com", query.as_str()),
+        ("POST", bob_outbox, "bob@example.com", query.as_str()),
+        ("GET", "/health", "nobody@example.com", ""),
+    ];
+    let answers = node.http_at_once(&requests);
+    assert_eq!(answers.len(), 4);
+    assert_eq!(answers[0].0, 3, "/health waited for free/busy: {answers:?}");
+    assert!(
+        answers.iter().all(|(_, status, _)| *status == 200),
+        "{answers:?}"
+    );
 }

@@ -95,6 +95,16 @@ impl Config {
             ("limits.max_recipients", self.limits.max_recipients),
             ("limits.max_parts", self.limits.max_parts),
             ("limits.max_connections", self.limits.max_connections),
+            ("limits.max_expansion", self.limits.max_expansion),
+            ("limits.max_objects", self.limits.max_objects),
+            (
+                "limits.max_account_size",
+                self.limits.max_account_size as usize,
+            ),
+            ("limits.max_uninvited", self.limits.max_uninvited),
+            ("limits.max_inbox_items", self.limits.max_inbox_items),
+            ("limits.max_inbox_size", self.limits.max_inbox_size),
+            ("limits.max_new_per_sender", self.limits.max_new_per_sender),
             ("outbound.concurrency", self.outbound.concurrency),
             ("store.pool_size", self.store.pool_size),
         ] {
@@ -108,6 +118,7 @@ impl Config {
             ("outbound.bounce_window", self.outbound.bounce_window),
             ("limits.command_timeout", self.limits.command_timeout),
             ("limits.data_timeout", self.limits.data_timeout),
+            ("limits.expansion_timeout", self.limits.expansion_timeout),
             ("http.request_timeout", self.http.request_timeout),
             ("http.idle_timeout", self.http.idle_timeout),
         ] {

@@ -601,6 +601,26 @@ pub struct Limits {
     pub data_timeout: Duration,
     /// Open connections per listener; more are turned away (421 4.7.0, HTTP 503).
     pub max_connections: usize,
+    /// Recurrence instances one request (a CalDAV query, a free/busy request) may expand,
+    /// across all the objects it reads.
+    pub max_expansion: usize,
+    /// How long one request may spend expanding recurrences.
+    #[serde(with = "humantime_serde")]
+    pub expansion_timeout: Duration,
+    /// Objects one account may hold, in all its calendars (client writes included).
+    pub max_objects: usize,
+    /// Bytes of objects one account may hold (RFC 4331 quota).
+    pub max_account_size: u64,
+    /// Answers from people nobody invited, kept per object (one per address).
+    pub max_uninvited: usize,
+    /// Calendars one account may have besides its default one.
+    pub max_calendars: usize,
+    /// Items one account's schedule inbox keeps; the oldest go first.
+    pub max_inbox_items: usize,
+    /// Bytes one account's schedule inbox keeps; the oldest items go first.
+    pub max_inbox_size: usize,
+    /// New objects one outside sender may put into one account's calendars per hour.
+    pub max_new_per_sender: usize,
 }
 
 /// `[templates]`: subjects and bodies of outbound mail. Subjects may use `{title}`,
@@ -720,6 +740,15 @@ impl Default for Limits {
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(600),
             max_connections: 512,
+            max_expansion: 500_000,
+            expansion_timeout: Duration::from_secs(3),
+            max_objects: 20_000,
+            max_account_size: 256 * 1024 * 1024,
+            max_uninvited: 20,
+            max_calendars: 50,
+            max_inbox_items: 200,
+            max_inbox_size: 8 * 1024 * 1024,
+            max_new_per_sender: 50,
         }
     }
 }

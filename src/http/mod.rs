@@ -28,6 +28,9 @@ pub struct Api {
     pub auth: auth::Authenticator,
     /// Where objects' instances lie, for CalDAV time-range queries.
     pub spans: dav::Spans,
+    /// Permits for work that runs off the async threads (CalDAV queries and free/busy): one
+    /// less than the cores, so that one is always left for everything else.
+    pub heavy: tokio::sync::Semaphore,
 }
 
 impl Api {
@@ -37,13 +40,29 @@ impl Api {
             gateway,
             auth: auth::Authenticator::default(),
             spans: dav::Spans::default(),
+            heavy: tokio::sync::Semaphore::new(heavy_permits()),
         }
+    }
+
+    /// What one request may spend on recurrence expansion (`limits.max_expansion`,
+    /// `limits.expansion_timeout`), from now.
+    pub fn expansion_budget(&self) -> dav::Budget {
+        let limits = &self.gateway.config().limits;
+        dav::Budget::new(limits.max_expansion, limits.expansion_timeout)
     }
 
     /// The largest request body taken.
     pub fn max_body(&self) -> usize {
         self.gateway.config().limits.max_object_size + 64 * 1024
     }
+}
+
+/// One less than the cores, and at least one.
+fn heavy_permits() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .saturating_sub(1)
+        .max(1)
 }
 
 /// The routes, with the API as state.

@@ -7,33 +7,33 @@ use std::fmt;
 /// A calendar user address in canonical form: `mailto:` addresses are reduced to the
 /// percent-decoded, lower-cased email address; other URIs are kept whole, lower-cased.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CalAddress(CompactString);
+pub struct CalAddress {
+    text: CompactString,
+    /// An email address (`mailto:` or bare), else a URI of another scheme.
+    mailto: bool,
+}
 
 impl CalAddress {
     /// Parses a URI such as `MAILTO:Bob@Example.com`, or a bare email address as some
     /// producers write ORGANIZER values without a scheme.
     pub fn parse(uri: &str) -> Option<Self> {
         if let Some(email) = plain_mailto(uri) {
-            return Some(CalAddress(lowered(email)));
+            return Self::from_email(email);
         }
         let rest = Self::email_part(uri)?;
         let Some(rest) = rest else {
-            return Some(CalAddress(
-                uri.trim().trim_matches('"').to_lowercase().into(),
-            ));
+            return Some(CalAddress {
+                text: uri.trim().trim_matches('"').trim().to_lowercase().into(),
+                mailto: false,
+            });
         };
         // A "?subject=..." tail is no part of the address (RFC 6068 2); an escaped `%3F` is.
         let rest = rest.split('?').next().unwrap_or_default();
         // Most addresses are plain ASCII with nothing to decode: one allocation for them.
         if is_plain(rest) {
-            return rest.contains('@').then(|| CalAddress(lowered(rest)));
+            return Self::from_email(rest);
         }
-        let decoded = percent_decode(rest);
-        let decoded = decoded.trim();
-        if decoded.is_empty() || !decoded.contains('@') {
-            return None;
-        }
-        Some(CalAddress(decoded.to_lowercase().into()))
+        Self::from_email(percent_decode(rest).trim())
     }
 
     /// The part of a URI that is an email address: `Some(Some(..))` for `mailto:` and bare
@@ -51,11 +51,12 @@ impl CalAddress {
     /// True when the URI is this address, without building one where that can be avoided:
     /// the engine asks this for every attendee line, many times over.
     pub fn is(&self, uri: &str) -> bool {
+        let same = |email: &str| self.mailto && email.eq_ignore_ascii_case(&self.text);
         if let Some(email) = plain_mailto(uri) {
-            return email.eq_ignore_ascii_case(&self.0);
+            return same(email);
         }
         match Self::email_part(uri) {
-            Some(Some(rest)) if is_plain(rest) => rest.eq_ignore_ascii_case(&self.0),
+            Some(Some(rest)) if is_plain(rest) => same(rest),
             Some(_) => Self::parse(uri).as_ref() == Some(self),
             None => false,
         }
@@ -71,38 +72,39 @@ impl CalAddress {
     /// As [`CalAddress::from_email`], for text known to be an email address (a parsed
     /// mailbox): total, whatever the text.
     pub fn of_email(email: &str) -> Self {
-        if email.is_ascii() {
-            CalAddress(lowered(email))
+        let text = if email.is_ascii() {
+            lowered(email)
         } else {
-            CalAddress(email.to_lowercase().into())
-        }
+            email.to_lowercase().into()
+        };
+        CalAddress { text, mailto: true }
     }
 
     /// The email address when this is a `mailto:` address.
     pub fn email(&self) -> Option<&str> {
-        (!self.0.contains(':')).then_some(self.0.as_str())
+        self.mailto.then_some(self.text.as_str())
     }
 
     /// The canonical text: the email address, or the whole URI for other schemes.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
 
     /// The URI form written into iCalendar properties: what a `mailto:` URI cannot hold as it
     /// is (`%`, `?`, `#`, spaces, quotes, non-ASCII) percent-encoded (RFC 6068 2), so that
     /// parsing it gives this address again.
     pub fn to_uri(&self) -> String {
-        if self.email().is_some() {
-            format!("mailto:{}", utf8_percent_encode(&self.0, NOT_IN_MAILTO))
+        if self.mailto {
+            format!("mailto:{}", utf8_percent_encode(&self.text, NOT_IN_MAILTO))
         } else {
-            self.0.to_string()
+            self.text.to_string()
         }
     }
 }
 
 impl fmt::Display for CalAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 

@@ -291,6 +291,50 @@ impl Node {
         })
     }
 
+    /// Several HTTP requests at once (method, path, user, body; users' password "secret"), as
+    /// concurrent clients would send them: their statuses and bodies by the request's index, in
+    /// the order the answers came.
+    #[allow(dead_code)]
+    pub fn http_at_once(&self, requests: &[(&str, &str, &str, &str)]) -> Vec<(usize, u16, String)> {
+        use base64::Engine;
+        let router = self.parts().router.clone();
+        let built: Vec<_> = requests
+            .iter()
+            .map(|(method, path, user, body)| {
+                let auth =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:secret"));
+                axum::http::Request::builder()
+                    .method(*method)
+                    .uri(path.replace(' ', "%20"))
+                    .header("Authorization", format!("Basic {auth}"))
+                    .header("Depth", "1")
+                    .body(axum::body::Body::from(body.to_string()))
+                    .unwrap()
+            })
+            .collect();
+        self.run(async move {
+            let (done, mut answers) = tokio::sync::mpsc::unbounded_channel();
+            for (index, request) in built.into_iter().enumerate() {
+                let (router, done) = (router.clone(), done.clone());
+                tokio::spawn(async move {
+                    let response = router.oneshot(request).await.unwrap();
+                    let status = response.status().as_u16();
+                    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                        .await
+                        .unwrap();
+                    let _ =
+                        done.send((index, status, String::from_utf8_lossy(&bytes).into_owned()));
+                });
+            }
+            drop(done);
+            let mut out = Vec::new();
+            while let Some(answer) = answers.recv().await {
+                out.push(answer);
+            }
+            out
+        })
+    }
+
     /// An account's stored copy: status and text.
     pub fn get(&self, account: &str, uid: &str) -> (u16, String) {
         let (status, _, body) = self.http(

@@ -1,53 +1,69 @@
 //! Free/busy of local accounts (RFC 6638 section 5): the busy time of each attendee of a
-//! VFREEBUSY request, from the instances of the objects in its calendar.
+//! VFREEBUSY request, from the instances of the objects in its calendar, as far as the
+//! request's expansion budget goes.
 
+use super::instances::{self, Budget};
 use calcard::common::timezone::Tz;
-use calcard::icalendar::dates::TimeOrDelta;
 use calcard::icalendar::{ICalendarComponent, ICalendarComponentType, ICalendarProperty};
 use calcard::{Entry, Parser};
 
-/// Instances looked at per object.
-const MAX_INSTANCES: usize = 10_000;
+/// An attendee's time in a range.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Busy {
+    /// Busy periods, merged and sorted, before `unknown_from`.
+    pub periods: Vec<(i64, i64)>,
+    /// From here to the range's end the budget did not reach: BUSY-UNAVAILABLE (RFC 5545
+    /// 3.2.9), since the time cannot be offered as free.
+    pub unknown_from: Option<i64>,
+}
 
-/// The busy periods, merged and sorted, of the objects' instances overlapping `[from, until)`
-/// for the attendee `me` (a calendar address as written, `mailto:` included), floating times
-/// read in `zone`: transparent events, cancelled ones and those `me` declined are free time.
-pub fn busy(
-    objects: &[String],
+/// The busy time in `[from, until)` of the attendee `me` by the objects' instances, floating
+/// times read in `zone`: transparent events, cancelled ones and those `me` declined are free
+/// time. `objects` yields each object's text, or `None` for one that cannot meet the range.
+pub fn busy<'a>(
+    objects: impl IntoIterator<Item = &'a str>,
     me: &crate::itip::CalAddress,
     (from, until): (i64, i64),
     zone: Tz,
-) -> Vec<(i64, i64)> {
+    budget: &mut Budget,
+) -> Busy {
     let mut periods: Vec<(i64, i64)> = Vec::new();
+    let mut unknown_from: Option<i64> = None;
+    let zone = super::query::utc_if_floating(zone);
     for text in objects {
         let Entry::ICalendar(calendar) = Parser::new(text).entry() else {
             continue;
         };
-        let zone = super::query::utc_if_floating(zone);
-        for event in calendar.expand_dates(zone, MAX_INSTANCES).events {
-            let component = &calendar.components[event.comp_id as usize];
+        let expansion = instances::expand(&calendar, zone, Some(until), budget);
+        if !expansion.covers(Some(until)) {
+            let unknown = expansion.complete_until.max(from);
+            unknown_from = Some(unknown_from.map_or(unknown, |u| u.min(unknown)));
+        }
+        for instance in expansion.instances {
+            let component = &calendar.components[instance.component as usize];
             if component.component_type != ICalendarComponentType::VEvent || free(component, me) {
                 continue;
             }
-            let start = event.start.timestamp();
-            let end = match &event.end {
-                TimeOrDelta::Time(end) => end.timestamp(),
-                TimeOrDelta::Delta(length) => start + length.num_seconds(),
-            };
+            let (start, end) = (instance.start, instance.end);
             if end > from && start < until && end > start {
                 periods.push((start.max(from), end.min(until)));
             }
         }
     }
+    let known_until = unknown_from.unwrap_or(until);
     periods.sort();
     let mut merged: Vec<(i64, i64)> = Vec::new();
-    for (start, end) in periods {
+    for (start, end) in periods.into_iter().filter(|(s, _)| *s < known_until) {
+        let end = end.min(known_until);
         match merged.last_mut() {
             Some(last) if start <= last.1 => last.1 = last.1.max(end),
             _ => merged.push((start, end)),
         }
     }
-    merged
+    Busy {
+        periods: merged,
+        unknown_from: unknown_from.filter(|u| *u < until),
+    }
 }
 
 /// An instance that takes no time of `me`'s.
@@ -106,7 +122,7 @@ DTSTAMP:20260101T000000Z\r\nDTSTART:{start}\r\nDTEND:{end}\r\n{extra}END:VEVENT\
     #[test]
     fn busy_time_merged_and_what_is_free() {
         let bob = crate::itip::CalAddress::from_email("bob@example.com").unwrap();
-        let objects = vec![
+        let objects = [
             event("a", "20261201T090000Z", "20261201T100000Z", ""),
             event("b", "20261201T093000Z", "20261201T110000Z", ""),
             event(
@@ -131,9 +147,20 @@ DTSTAMP:20260101T000000Z\r\nDTSTART:{start}\r\nDTEND:{end}\r\n{extra}END:VEVENT\
         ];
         let from = crate::http::dav::query::utc_instant("20261201T000000Z").unwrap();
         let until = crate::http::dav::query::utc_instant("20261202T000000Z").unwrap();
-        let busy = busy(&objects, &bob, (from, until), Tz::UTC);
-        let shown: Vec<(String, String)> =
-            busy.iter().map(|(s, e)| (stamp(*s), stamp(*e))).collect();
+        let texts = objects.iter().map(String::as_str);
+        let busy = busy(
+            texts,
+            &bob,
+            (from, until),
+            Tz::UTC,
+            &mut Budget::unlimited(),
+        );
+        assert_eq!(busy.unknown_from, None);
+        let shown: Vec<(String, String)> = busy
+            .periods
+            .iter()
+            .map(|(s, e)| (stamp(*s), stamp(*e)))
+            .collect();
         assert_eq!(
             shown,
             [(
@@ -147,16 +174,48 @@ DTSTAMP:20260101T000000Z\r\nDTSTART:{start}\r\nDTEND:{end}\r\n{extra}END:VEVENT\
     #[test]
     fn floating_times_are_read_in_the_calendar_zone() {
         let bob = crate::itip::CalAddress::from_email("bob@example.com").unwrap();
-        let floating = vec![event("a", "20261201T090000", "20261201T100000", "")];
+        let floating = [event("a", "20261201T090000", "20261201T100000", "")];
         let day = |s| crate::http::dav::query::utc_instant(s).unwrap();
         let berlin = crate::itip::zone_named("Europe/Berlin").unwrap();
         let range = (day("20261201T000000Z"), day("20261202T000000Z"));
-        let in_berlin = busy(&floating, &bob, range, berlin);
+        let texts = || floating.iter().map(String::as_str);
+        let in_berlin = busy(texts(), &bob, range, berlin, &mut Budget::unlimited());
         assert_eq!(
-            in_berlin,
+            in_berlin.periods,
             [(day("20261201T080000Z"), day("20261201T090000Z"))]
         );
-        let in_utc = busy(&floating, &bob, range, Tz::Floating);
-        assert_eq!(in_utc, [(day("20261201T090000Z"), day("20261201T100000Z"))]);
+        let in_utc = busy(texts(), &bob, range, Tz::Floating, &mut Budget::unlimited());
+        assert_eq!(
+            in_utc.periods,
+            [(day("20261201T090000Z"), day("20261201T100000Z"))]
+        );
+    }
+
+    /// An endless rule per second past the budget: what was seen is busy, the rest of the
+    /// range BUSY-UNAVAILABLE, and the answer comes within the budget.
+    #[test]
+    fn past_the_budget_the_rest_is_unavailable() {
+        let bob = crate::itip::CalAddress::from_email("bob@example.com").unwrap();
+        let day = |s| crate::http::dav::query::utc_instant(s).unwrap();
+        let lunch = event("l", "20261201T120000Z", "20261201T130000Z", "");
+        let flood = event(
+            "x",
+            "20261201T150000Z",
+            "20261201T150001Z",
+            "RRULE:FREQ=SECONDLY\r\n",
+        );
+        let range = (day("20261201T000000Z"), day("20261202T000000Z"));
+        let mut budget = Budget::new(5_000, std::time::Duration::from_secs(60));
+        let objects = [lunch.as_str(), flood.as_str()];
+        let busy = busy(objects, &bob, range, Tz::UTC, &mut budget);
+        let unknown = busy.unknown_from.expect("the budget ran out");
+        assert!(unknown >= day("20261201T150000Z") && unknown < day("20261201T170000Z"));
+        assert_eq!(
+            busy.periods,
+            [
+                (day("20261201T120000Z"), day("20261201T130000Z")),
+                (day("20261201T150000Z"), unknown)
+            ]
+        );
     }
 }

@@ -9,7 +9,9 @@
 //! name a client PUT it under: the store keeps the name).
 
 mod freebusy;
+mod instances;
 mod query;
+pub use instances::Budget;
 pub use query::Spans;
 pub mod xml;
 
@@ -236,6 +238,15 @@ enum DavError {
     Store(#[from] crate::store::StoreError),
 }
 
+/// A request whose recurrences cannot be expanded within its budget: 507 with
+/// `number-of-matches-within-limits` (RFC 4918 16, as CalDAV servers answer a query they
+/// will not finish), never an answer that leaves out what it did not look at.
+impl From<instances::OverBudget> for DavError {
+    fn from(_: instances::OverBudget) -> Self {
+        DavError::Precondition(507, "d", "number-of-matches-within-limits")
+    }
+}
+
 impl IntoResponse for DavError {
     fn into_response(self) -> Response {
         let plain = |status: u16, said: String| text(status, said);
@@ -295,18 +306,42 @@ async fn dav(
         },
         other => other,
     };
-    let answered = match method.as_str() {
-        "PROPFIND" => propfind(&api, &account, &resource, &headers, &body),
-        "REPORT" => report(&api, &account, &resource, &body),
-        "PROPPATCH" => proppatch(&api, &account, &resource, &body).await,
-        _ => return other(&api, method, &uri, &resource, &headers, &body).await,
+    match method.as_str() {
+        "PROPFIND" => {
+            off_thread(&api, move |api| {
+                propfind(api, &account, &resource, &headers, &body)
+            })
+            .await
+        }
+        "REPORT" => off_thread(&api, move |api| report(api, &account, &resource, &body)).await,
+        "PROPPATCH" => proppatch(&api, &account, &resource, &body)
+            .await
+            .unwrap_or_else(IntoResponse::into_response),
+        _ => other(&api, method, &uri, &resource, &headers, &body).await,
+    }
+}
+
+/// Runs what reads many objects or expands recurrences on the blocking pool, at most
+/// `Api::heavy` at once, so that the threads serving LMTP sessions, other requests and
+/// `/health` are never the ones busy with it.
+async fn off_thread(
+    api: &Arc<Api>,
+    work: impl FnOnce(&Api) -> Result<Response, DavError> + Send + 'static,
+) -> Response {
+    let Ok(_permit) = api.heavy.acquire().await else {
+        return text(503, "shutting down".into());
     };
-    answered.unwrap_or_else(IntoResponse::into_response)
+    let api = api.clone();
+    let trace = tracing::Span::current();
+    match tokio::task::spawn_blocking(move || trace.in_scope(|| work(&api))).await {
+        Ok(answered) => answered.unwrap_or_else(IntoResponse::into_response),
+        Err(e) => text(500, format!("the request's work failed: {e}")),
+    }
 }
 
 /// The methods that read or write an object, and those refused.
 async fn other(
-    api: &Api,
+    api: &Arc<Api>,
     method: Method,
     uri: &Uri,
     resource: &Resource,
@@ -390,9 +425,10 @@ async fn other(
         },
         "MKCOL" => refused(403, "make calendars with MKCALENDAR"),
         "POST" => match &resource {
-            Resource::Outbox(account) => free_busy(api, account, body)
-                .await
-                .unwrap_or_else(IntoResponse::into_response),
+            Resource::Outbox(account) => {
+                let (account, body) = (account.clone(), body.to_vec());
+                off_thread(api, move |api| free_busy(api, &account, &body)).await
+            }
             _ => refused(405, "POST goes to the schedule outbox (free/busy)"),
         },
         "MOVE" => match &resource {
@@ -827,7 +863,7 @@ async fn remove_inbox_item(api: &Api, account: &str, id: u64) -> Result<Response
 
 /// RFC 6638 5: a VFREEBUSY request POSTed to the outbox by its owner, as organizer; each
 /// attendee with an account here is answered with its busy time, the others with 3.7.
-async fn free_busy(api: &Api, account: &str, body: &[u8]) -> Result<Response, DavError> {
+fn free_busy(api: &Api, account: &str, body: &[u8]) -> Result<Response, DavError> {
     use crate::itip::Calendar;
     use calcard::icalendar::ICalendarProperty;
     let text = std::str::from_utf8(body)
@@ -857,8 +893,11 @@ async fn free_busy(api: &Api, account: &str, body: &[u8]) -> Result<Response, Da
         return Err(DavError::Precondition(403, "c", "organizer-allowed"));
     }
     let uid = query.uid().unwrap_or("free-busy").to_string();
+    let mut budget = api.expansion_budget();
     let mut w = Writer::new_in("c", "schedule-response");
-    for (attendee, _) in query.attendees() {
+    let mut asked = std::collections::BTreeSet::new();
+    // An attendee named twice is answered once: each answer costs an expansion.
+    for (attendee, _) in query.attendees().filter(|(a, _)| asked.insert(a.clone())) {
         w.open("c:response").open("c:recipient");
         w.text("d:href", &attendee.to_uri()).close("c:recipient");
         let local = attendee
@@ -866,13 +905,7 @@ async fn free_busy(api: &Api, account: &str, body: &[u8]) -> Result<Response, Da
             .and_then(|email| api.gateway.account_for(email));
         match local {
             Some(other) => {
-                let objects: Vec<String> = api
-                    .gateway
-                    .store
-                    .list(&other)?
-                    .into_iter()
-                    .map(|(_, o)| o.text)
-                    .collect();
+                let objects = api.gateway.store.list(&other)?;
                 let zone = api
                     .gateway
                     .store
@@ -881,7 +914,12 @@ async fn free_busy(api: &Api, account: &str, body: &[u8]) -> Result<Response, Da
                     .find(|(key, _)| *key == property_key(&calendar_timezone()))
                     .and_then(|(_, text)| query::zone_of(&text))
                     .unwrap_or_default();
-                let busy = freebusy::busy(&objects, &attendee, (from, until), zone);
+                let meeting = objects.iter().filter(|(uid, o)| {
+                    let span = api.spans.of(&other, uid, o.revision, &o.text, &mut budget);
+                    span.is_some_and(|(start, end)| start < until && end > from)
+                });
+                let texts: Vec<&str> = meeting.map(|(_, o)| o.text.as_str()).collect();
+                let busy = freebusy::busy(texts, &attendee, (from, until), zone, &mut budget);
                 let reply = free_busy_reply(
                     &uid,
                     organizer.as_ref(),
@@ -915,7 +953,7 @@ fn free_busy_reply(
     attendee: &crate::itip::CalAddress,
     from: i64,
     until: i64,
-    busy: &[(i64, i64)],
+    busy: &freebusy::Busy,
     now: i64,
 ) -> String {
     let mut out = String::from(
@@ -934,11 +972,18 @@ fn free_busy_reply(
         out.push_str(&format!("ORGANIZER:{}\r\n", organizer.to_uri()));
     }
     out.push_str(&format!("ATTENDEE:{}\r\n", attendee.to_uri()));
-    for (start, end) in busy {
+    for (start, end) in &busy.periods {
         out.push_str(&format!(
             "FREEBUSY;FBTYPE=BUSY:{}/{}\r\n",
             freebusy::stamp(*start),
             freebusy::stamp(*end)
+        ));
+    }
+    if let Some(unknown) = busy.unknown_from {
+        out.push_str(&format!(
+            "FREEBUSY;FBTYPE=BUSY-UNAVAILABLE:{}/{}\r\n",
+            freebusy::stamp(unknown),
+            freebusy::stamp(until)
         ));
     }
     out.push_str("END:VFREEBUSY\r\nEND:VCALENDAR\r\n");
@@ -1612,11 +1657,13 @@ fn calendar_query(of: &In, root: &Element) -> Result<Response, DavError> {
     let mut w = Writer::new("multistatus");
     let objects = of.objects()?;
     let spans = &of.api.spans;
-    let meets = |uid: &str, o: &crate::store::StoredObject| {
-        filter.may_meet(spans.of(of.account, uid, o.revision, &o.text)) && filter.matches(&o.text)
-    };
-    for (uid, object) in objects.iter().filter(|(uid, o)| meets(uid, o)) {
-        respond(&mut w, &of.object(uid), of.facts, Some(object), of.wanted);
+    let mut budget = of.api.expansion_budget();
+    for (uid, object) in &objects {
+        let span = spans.of(of.account, uid, object.revision, &object.text, &mut budget);
+        let meets = filter.may_meet(span) && filter.matches(&object.text, &mut budget)?;
+        if meets {
+            respond(&mut w, &of.object(uid), of.facts, Some(object), of.wanted);
+        }
     }
     Ok(multistatus(w))
 }

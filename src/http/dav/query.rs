@@ -1,17 +1,13 @@
 //! CalDAV `calendar-query` filters (RFC 4791 section 9.7): which component, and whether an
 //! instance of it overlaps a time range (section 9.9), recurrences and overrides expanded.
 
+use super::instances::{self, Budget, OverBudget, WIDEST_OFFSET};
 use calcard::common::timezone::Tz;
-use calcard::icalendar::dates::TimeOrDelta;
-use calcard::icalendar::{ICalendarComponent, ICalendarComponentType};
+use calcard::icalendar::{ICalendar, ICalendarComponent, ICalendarComponentType};
 use calcard::{Entry, Parser};
 
-/// Instances looked at per object: a rule without end is cut there.
-const MAX_INSTANCES: usize = 10_000;
-
-/// The widest a zone is from UTC: an object's floating times lie within this of where UTC
-/// puts them, whatever zone a query reads them in.
-const WIDEST_OFFSET: i64 = 14 * 3600;
+/// Instances of its rules a span is computed from: past them, a span reaches the end of time.
+const SPAN_INSTANCES: usize = 1_000;
 
 /// Objects' spans kept between queries.
 const MAX_SPANS: usize = 500_000;
@@ -32,8 +28,16 @@ type Object = (String, String);
 type Span = (i64, i64);
 
 impl Spans {
-    /// The span of an object at a revision: computed once, then kept.
-    pub fn of(&self, account: &str, uid: &str, revision: u64, text: &str) -> Option<Span> {
+    /// The span of an object at a revision: computed once (from the request's budget), then
+    /// kept. A span the budget cut short reaches the end of time and is not kept.
+    pub fn of(
+        &self,
+        account: &str,
+        uid: &str,
+        revision: u64,
+        text: &str,
+        budget: &mut Budget,
+    ) -> Option<Span> {
         let key = (account.to_string(), uid.to_string());
         let lock = || self.known.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((at, span)) = lock().get(&key)
@@ -41,7 +45,13 @@ impl Spans {
         {
             return *span;
         }
-        let span = span(text);
+        let Entry::ICalendar(calendar) = Parser::new(text).entry() else {
+            return None;
+        };
+        let span = span(&calendar, budget);
+        if budget.spent() {
+            return Some((i64::MIN, i64::MAX));
+        }
         let mut known = lock();
         if known.len() >= MAX_SPANS {
             known.clear();
@@ -51,25 +61,22 @@ impl Spans {
     }
 }
 
-/// The first start and the last end of an object's instances (seconds since the epoch, as
-/// far as `MAX_INSTANCES` goes, as `Filter::matches` sees them), widened by `WIDEST_OFFSET`;
-/// none when it has no instance.
-fn span(text: &str) -> Option<Span> {
-    let Entry::ICalendar(calendar) = Parser::new(text).entry() else {
-        return None;
-    };
-    let expanded = calendar.expand_dates(Tz::UTC, MAX_INSTANCES);
+/// The first start and the last end of an object's instances (as `Filter::matches` sees
+/// them), widened by `WIDEST_OFFSET`; the end of time for a rule that goes on past
+/// `SPAN_INSTANCES`; none when it has no instance.
+fn span(calendar: &ICalendar, budget: &mut Budget) -> Option<Span> {
+    let expansion = instances::expand_at_most(calendar, Tz::UTC, None, budget, SPAN_INSTANCES);
     let mut span: Option<Span> = None;
-    for event in &expanded.events {
-        let start = event.start.timestamp();
-        let end = match &event.end {
-            TimeOrDelta::Time(end) => end.timestamp(),
-            TimeOrDelta::Delta(length) => start + length.num_seconds(),
-        }
-        .max(start);
+    for instance in &expansion.instances {
+        let (start, end) = (instance.start, instance.end);
         span = Some(span.map_or((start, end), |(s, e)| (s.min(start), e.max(end))));
     }
-    span.map(|(s, e)| (s - WIDEST_OFFSET, e + WIDEST_OFFSET))
+    let widened = span.map(|(s, e)| (s - WIDEST_OFFSET, e + WIDEST_OFFSET));
+    if expansion.covers(None) {
+        widened
+    } else {
+        Some((widened.map_or(i64::MIN, |(s, _)| s), i64::MAX))
+    }
 }
 
 /// What a query asks of an object.
@@ -129,38 +136,28 @@ impl Filter {
     }
 
     /// True when the object holds the component and, with a range, an instance of it that
-    /// overlaps the range (floating times and dates read in `floating`).
-    pub fn matches(&self, text: &str) -> bool {
+    /// overlaps the range (floating times and dates read in `floating`); over the budget when
+    /// its instances cannot all be seen within it.
+    pub fn matches(&self, text: &str, budget: &mut Budget) -> Result<bool, OverBudget> {
         let Entry::ICalendar(calendar) = Parser::new(text).entry() else {
-            return false;
+            return Ok(false);
         };
         let wanted = |t: &ICalendarComponentType| self.component.as_ref().is_none_or(|c| c == t);
-        if !calendar
-            .components
-            .iter()
-            .any(|c| wanted(&c.component_type))
-        {
-            return false;
-        }
         let of_kind: Vec<&ICalendarComponent> = calendar
             .components
             .iter()
             .filter(|c| wanted(&c.component_type))
             .collect();
-        if !self.properties.iter().all(|p| p.holds(&of_kind)) {
-            return false;
+        if of_kind.is_empty() || !self.properties.iter().all(|p| p.holds(&of_kind)) {
+            return Ok(false);
         }
         let Some((from, until)) = self.range else {
-            return true;
+            return Ok(true);
         };
-        let expanded = calendar.expand_dates(utc_if_floating(self.floating), MAX_INSTANCES);
-        expanded.events.iter().any(|event| {
-            let kind = &calendar.components[event.comp_id as usize].component_type;
-            let start = event.start.timestamp();
-            let end = match &event.end {
-                TimeOrDelta::Time(end) => end.timestamp(),
-                TimeOrDelta::Delta(length) => start + length.num_seconds(),
-            };
+        let expansion = instances::expand(&calendar, utc_if_floating(self.floating), until, budget);
+        let found = expansion.instances.iter().any(|instance| {
+            let kind = &calendar.components[instance.component as usize].component_type;
+            let (start, end) = (instance.start, instance.end);
             // RFC 4791 9.9: an instance without length overlaps when its start is inside.
             let overlaps = if end > start {
                 until.is_none_or(|u| start < u) && from.is_none_or(|f| end > f)
@@ -168,7 +165,11 @@ impl Filter {
                 until.is_none_or(|u| start < u) && from.is_none_or(|f| start >= f)
             };
             wanted(kind) && overlaps
-        })
+        });
+        match found || expansion.covers(until) {
+            true => Ok(found),
+            false => Err(OverBudget),
+        }
     }
 }
 
@@ -244,6 +245,13 @@ pub fn utc_instant(text: &str) -> Option<i64> {
 mod tests {
     use super::*;
 
+    fn span_of(text: &str) -> Option<Span> {
+        let Entry::ICalendar(calendar) = Parser::new(text).entry() else {
+            return None;
+        };
+        span(&calendar, &mut Budget::unlimited())
+    }
+
     fn weekly() -> String {
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n\
 BEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\nBEGIN:STANDARD\r\nDTSTART:19701025T030000\r\n\
@@ -280,7 +288,7 @@ DTEND;VALUE=DATE:20251202\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
         ];
         let mut left_out = 0;
         for text in [weekly(), floating.to_string()] {
-            let span = span(&text);
+            let span = span_of(&text);
             for day in 0..120 {
                 let start = utc_instant("20251120T000000Z").unwrap() + day * 86400;
                 for (from, until) in [(start, start + 3600), (start, start + 86400)] {
@@ -292,7 +300,10 @@ DTEND;VALUE=DATE:20251202\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
                             ..Filter::default()
                         };
                         let meets = filter.may_meet(span);
-                        assert!(meets || !filter.matches(&text), "{from}..{until} {text}");
+                        assert!(
+                            meets || !filter.matches(&text, &mut Budget::unlimited()).unwrap(),
+                            "{from}..{until} {text}"
+                        );
                         left_out += usize::from(!meets);
                     }
                 }
@@ -300,12 +311,24 @@ DTEND;VALUE=DATE:20251202\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
         }
         assert!(left_out > 1000, "{left_out}");
         let spans = Spans::default();
-        assert_eq!(spans.of("a", "w", 1, &weekly()), span(&weekly()));
         assert_eq!(
-            spans.of("a", "w", 1, "ignored: known at revision 1"),
-            span(&weekly())
+            spans.of("a", "w", 1, &weekly(), &mut Budget::unlimited()),
+            span_of(&weekly())
         );
-        assert_eq!(spans.of("a", "w", 2, "not iCalendar"), None);
+        assert_eq!(
+            spans.of(
+                "a",
+                "w",
+                1,
+                "ignored: known at revision 1",
+                &mut Budget::unlimited()
+            ),
+            span_of(&weekly())
+        );
+        assert_eq!(
+            spans.of("a", "w", 2, "not iCalendar", &mut Budget::unlimited()),
+            None
+        );
     }
 
     /// RFC 4791 9.9: a floating time is read in the zone the query or the calendar names,
@@ -317,12 +340,22 @@ UID:f\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:20261201T090000\r\nDTEND:20261201T1
 END:VEVENT\r\nEND:VCALENDAR\r\n";
         let berlin = zone_of(&weekly()).expect("the VTIMEZONE names Berlin");
         let eight_utc = in_range("20261201T080000Z", "20261201T090000Z");
-        assert!(!eight_utc.matches(floating), "read as UTC: 09:00Z");
+        assert!(
+            !eight_utc
+                .matches(floating, &mut Budget::unlimited())
+                .unwrap(),
+            "read as UTC: 09:00Z"
+        );
         let in_berlin = Filter {
             floating: berlin,
             ..eight_utc
         };
-        assert!(in_berlin.matches(floating), "09:00 in Berlin is 08:00Z");
+        assert!(
+            in_berlin
+                .matches(floating, &mut Budget::unlimited())
+                .unwrap(),
+            "09:00 in Berlin is 08:00Z"
+        );
         assert!(zone_of("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n").is_none());
         assert!(zone_of("not a calendar").is_none());
     }
@@ -344,11 +377,31 @@ END:VEVENT\r\nEND:VCALENDAR\r\n";
             octet: false,
             negate,
         };
-        assert!(uid(equals("W", false)).matches(&text));
-        assert!(!uid(equals("w2", false)).matches(&text));
-        assert!(uid(equals("w2", true)).matches(&text));
-        assert!(uid(PropertyTest::Defined).matches(&text));
-        assert!(!uid(PropertyTest::Undefined).matches(&text));
+        assert!(
+            uid(equals("W", false))
+                .matches(&text, &mut Budget::unlimited())
+                .unwrap()
+        );
+        assert!(
+            !uid(equals("w2", false))
+                .matches(&text, &mut Budget::unlimited())
+                .unwrap()
+        );
+        assert!(
+            uid(equals("w2", true))
+                .matches(&text, &mut Budget::unlimited())
+                .unwrap()
+        );
+        assert!(
+            uid(PropertyTest::Defined)
+                .matches(&text, &mut Budget::unlimited())
+                .unwrap()
+        );
+        assert!(
+            !uid(PropertyTest::Undefined)
+                .matches(&text, &mut Budget::unlimited())
+                .unwrap()
+        );
         // TZID is a property of the VTIMEZONE, not of the event.
         let tzid = Filter {
             component: Some(ICalendarComponentType::VEvent),
@@ -358,25 +411,45 @@ END:VEVENT\r\nEND:VCALENDAR\r\n";
             }],
             ..Filter::default()
         };
-        assert!(!tzid.matches(&text));
+        assert!(!tzid.matches(&text, &mut Budget::unlimited()).unwrap());
     }
 
     #[test]
     fn recurrences_and_overrides_in_their_zone() {
         let text = weekly();
         // The third week: Monday 19 January, 09:00 Berlin is 08:00 UTC.
-        assert!(in_range("20260119T075959Z", "20260119T080001Z").matches(&text));
-        assert!(!in_range("20260119T090000Z", "20260119T120000Z").matches(&text));
+        assert!(
+            in_range("20260119T075959Z", "20260119T080001Z")
+                .matches(&text, &mut Budget::unlimited())
+                .unwrap()
+        );
+        assert!(
+            !in_range("20260119T090000Z", "20260119T120000Z")
+                .matches(&text, &mut Budget::unlimited())
+                .unwrap()
+        );
         // Monday 2 February moved to Tuesday 15:00 (14:00 UTC): the Monday is empty.
-        assert!(!in_range("20260202T000000Z", "20260203T000000Z").matches(&text));
-        assert!(in_range("20260203T140000Z", "20260203T143000Z").matches(&text));
+        assert!(
+            !in_range("20260202T000000Z", "20260203T000000Z")
+                .matches(&text, &mut Budget::unlimited())
+                .unwrap()
+        );
+        assert!(
+            in_range("20260203T140000Z", "20260203T143000Z")
+                .matches(&text, &mut Budget::unlimited())
+                .unwrap()
+        );
         // After the tenth week nothing.
-        assert!(!in_range("20260401T000000Z", "20270101T000000Z").matches(&text));
+        assert!(
+            !in_range("20260401T000000Z", "20270101T000000Z")
+                .matches(&text, &mut Budget::unlimited())
+                .unwrap()
+        );
         let todos = Filter {
             component: Some(ICalendarComponentType::VTodo),
             ..Filter::default()
         };
-        assert!(!todos.matches(&text));
+        assert!(!todos.matches(&text, &mut Budget::unlimited()).unwrap());
     }
 
     #[test]
