@@ -222,3 +222,68 @@ fn endless_rules_cost_a_bounded_budget_off_the_async_threads() {
         "{answers:?}"
     );
 }
+
+/// A message of `parts` organizer-less PUBLISH parts of about 0.9 MiB each.
+fn large_publish(sender: &str, to: &str, tag: &str, parts: usize) -> String {
+    let description = format!("X-FILLER:{}\r\n", "y".repeat(900_000));
+    let mut out = format!(
+        "From: <{sender}>\nTo: <{to}>\nMessage-ID: <{tag}@evil.test>\nSubject: x\n\
+MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b\"\n\n"
+    );
+    for i in 0..parts {
+        out.push_str(&format!(
+            "--b\nContent-Type: text/calendar; method=PUBLISH; charset=utf-8\n\n\
+BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//evil//EN\r\nMETHOD:PUBLISH\r\nBEGIN:VEVENT\r\n\
+UID:{tag}-{i}\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:20261201T100000Z\r\nSUMMARY:big\r\n\
+{description}END:VEVENT\r\nEND:VCALENDAR\r\n\n"
+        ));
+    }
+    out + "--b--\n"
+}
+
+/// Large messages beside ordinary ones: sled moves large pages to blob files and deletes old
+/// ones; a sync that met a deleted one failed, reopened the store and answered everyone 451
+/// (issue 21, item 6). Every ordinary delivery is 250, and nothing is reopened.
+#[test]
+fn large_mail_beside_ordinary_mail_makes_no_store_failure() {
+    let node = node("large-beside", "[limits]\nmax_message_size = 60000000\n");
+    std::thread::scope(|scope| {
+        for sender in 0..3 {
+            let node = &node;
+            scope.spawn(move || {
+                for round in 0..2 {
+                    let from = format!("big{sender}@evil.test");
+                    let tag = format!("big-{sender}-{round}");
+                    let replies =
+                        node.lmtp(&from, &[ALICE], &large_publish(&from, ALICE, &tag, 12));
+                    assert!(replies[0].starts_with("250"), "{replies:?}");
+                }
+            });
+        }
+        let node = &node;
+        scope.spawn(move || {
+            for i in 0..60 {
+                let uid = format!("ordinary-{i}");
+                let organizer = "olga@partner.example";
+                let request = event(&uid)
+                    .method("REQUEST")
+                    .organizer(organizer)
+                    .attendee("bob@example.com")
+                    .text();
+                let replies = node.lmtp(
+                    organizer,
+                    &["bob@example.com"],
+                    &mail(&from(organizer), "REQUEST", &request),
+                );
+                assert!(
+                    replies[0].starts_with("250"),
+                    "{i}: {replies:?}\n{}",
+                    node.log()
+                );
+            }
+        });
+    });
+    let log = node.log();
+    assert!(!log.contains("reopen"), "{log}");
+    assert!(!log.contains("store failed"), "{log}");
+}

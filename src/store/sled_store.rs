@@ -194,6 +194,8 @@ struct Trees {
     names: sled::Tree,
     log: File,
     dir: PathBuf,
+    /// The blob files synced so far, by name, with the length they had then.
+    blobs: std::sync::Mutex<std::collections::HashMap<std::ffi::OsString, u64>>,
 }
 
 /// `store.cache_size` when it is not set: see `config::Store`.
@@ -393,6 +395,7 @@ impl Trees {
             db,
             log,
             dir: dir.to_path_buf(),
+            blobs: Default::default(),
         })
     }
 }
@@ -992,15 +995,53 @@ impl Trees {
         // sled's flush ends in sync_file_range, which a power cut can undo (sled #1452).
         self.db.flush().map_err(unavailable)?;
         self.log.sync_data().map_err(unavailable)?;
-        if let Ok(blobs) = std::fs::read_dir(self.dir.join("blobs")) {
-            for blob in blobs.flatten() {
-                File::open(blob.path())
-                    .and_then(|f| f.sync_data())
-                    .map_err(unavailable)?;
-            }
-        }
+        let mut synced = self.blobs.lock().unwrap_or_else(|e| e.into_inner());
+        sync_blobs(&self.dir.join("blobs"), &mut synced).map_err(unavailable)?;
         Ok(self.generation)
     }
+}
+
+/// Makes the blob files sled wrote since the last round durable (it writes values and pages
+/// too large for its log there, and never syncs them): those not synced yet, or grown since
+/// (sled writes a blob in several pieces), and the folder's entries when there is a new one.
+/// A blob removed between the listing and its opening is one sled no longer needs: no failure.
+fn sync_blobs(
+    folder: &Path,
+    synced: &mut std::collections::HashMap<std::ffi::OsString, u64>,
+) -> std::io::Result<()> {
+    let listing = match std::fs::read_dir(folder) {
+        Ok(listing) => listing,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    let mut present = std::collections::HashSet::new();
+    let mut new_entry = false;
+    for blob in listing {
+        let blob = blob?;
+        let name = blob.file_name();
+        present.insert(name.clone());
+        let length = match blob.metadata() {
+            Ok(metadata) => metadata.len(),
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        if synced.get(&name) == Some(&length) {
+            continue;
+        }
+        match File::open(blob.path()).and_then(|f| f.sync_data()) {
+            Ok(()) => {}
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(e),
+        }
+        new_entry |= !synced.contains_key(&name);
+        synced.insert(name, length);
+    }
+    synced.retain(|name, _| present.contains(name));
+    if new_entry {
+        File::open(folder)?.sync_all()?;
+    }
+    Ok(())
 }
 
 impl Store for SledStore {
@@ -1141,6 +1182,30 @@ mod tests {
             expect,
             tag: Tag::New,
         }
+    }
+
+    /// A blob sled removes between the listing and its opening (here: a name whose file is
+    /// gone) is no failure; a blob synced once is not synced again unless it grew.
+    #[test]
+    fn blobs_gone_or_unchanged_cost_no_failure_and_no_sync() {
+        let dir = std::env::temp_dir().join(format!("imipd-blobs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("1"), b"blob").unwrap();
+        std::os::unix::fs::symlink(dir.join("removed"), dir.join("2")).unwrap();
+        let mut synced = Default::default();
+        sync_blobs(&dir, &mut synced).expect("a removed blob is no failure");
+        assert_eq!(synced.len(), 1);
+        assert_eq!(synced.get(std::ffi::OsStr::new("1")), Some(&4));
+        std::fs::write(dir.join("1"), b"longer blob").unwrap();
+        std::fs::remove_file(dir.join("2")).unwrap();
+        sync_blobs(&dir, &mut synced).unwrap();
+        assert_eq!(synced.get(std::ffi::OsStr::new("1")), Some(&11));
+        std::fs::remove_file(dir.join("1")).unwrap();
+        sync_blobs(&dir, &mut synced).unwrap();
+        assert!(synced.is_empty());
+        sync_blobs(&dir.join("none"), &mut synced).expect("no blobs folder yet");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
