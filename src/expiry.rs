@@ -1,6 +1,6 @@
 //! Forgetting what the store keeps only for a while: the records of delivered messages
-//! (`inbound.duplicate_window`) and of messages the relay took (`outbound.bounce_window`).
-//! Without it both grow with every message, for ever.
+//! (`inbound.duplicate_window`), of messages the relay took (`outbound.bounce_window`), and
+//! the rate tallies per outside address. Without it they grow with every message, for ever.
 
 use crate::gateway::Gateway;
 use crate::store::{Expired, Expiry, StoreError};
@@ -10,6 +10,9 @@ use tokio::sync::watch;
 
 /// How often the daemon forgets what expired.
 const EVERY: Duration = Duration::from_secs(3600);
+
+/// How long a windowed tally stays after its window began.
+const TALLY_WINDOW: Duration = Duration::from_secs(86_400);
 
 /// Records removed per store call: a database transaction stays short, and sled's memory too.
 const BATCH: usize = 1000;
@@ -21,6 +24,9 @@ pub fn expiry(gateway: &Gateway, now: i64) -> Expiry {
     Expiry {
         seen_before: ago(config.inbound.duplicate_window),
         sent_before: ago(config.outbound.bounce_window),
+        // The longest window a tally counts in is an hour (`limits.max_new_per_sender`) or
+        // `outbound.notify_delay`: a day later it says nothing.
+        tallies_before: ago(TALLY_WINDOW.max(config.outbound.notify_delay)),
     }
 }
 
@@ -33,8 +39,9 @@ pub fn sweep(gateway: &Gateway) -> Result<Expired, StoreError> {
         let gone = gateway.store.expire(expiry, BATCH)?;
         total.seen += gone.seen;
         total.sent += gone.sent;
+        total.tallies += gone.tallies;
         gateway.metrics.expired(gone);
-        if gone.seen < BATCH && gone.sent < BATCH {
+        if gone.seen < BATCH && gone.sent < BATCH && gone.tallies < BATCH {
             return Ok(total);
         }
     }
@@ -57,6 +64,7 @@ pub async fn run(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
             Ok(gone) if gone != Expired::default() => tracing::info!(
                 delivered = gone.seen,
                 sent = gone.sent,
+                tallies = gone.tallies,
                 "expired records forgotten"
             ),
             Ok(_) => {}

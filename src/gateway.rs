@@ -200,17 +200,17 @@ impl Gateway {
             .collect()
     }
 
-    /// Items an account's schedule inbox keeps: the oldest go when a new one comes, so that
-    /// an account no client reads does not grow without end.
-    pub const INBOX_ITEMS: usize = 200;
-
     /// The change that puts an applied scheduling message into an account's schedule inbox;
-    /// the store removes the oldest items past [`Self::INBOX_ITEMS`] in the same commit.
+    /// the store removes the oldest items past `limits.max_inbox_items` and
+    /// `limits.max_inbox_size` in the same commit, so that an account no client reads does not
+    /// grow without end.
     pub fn to_inbox(&self, account: &str, text: &str) -> Change {
+        let limits = &self.config().limits;
         Change::Inbox {
             account: account.into(),
             text: text.into(),
-            keep: Self::INBOX_ITEMS,
+            keep: limits.max_inbox_items,
+            keep_bytes: limits.max_inbox_size,
         }
     }
 

@@ -6,8 +6,8 @@
 mod common;
 
 use imipd::store::{
-    Change, Claim, Expect, Expired, Expiry, MailSummary, OutboundMessage, PgStore, SledStore,
-    Store, StoreError, Tag,
+    Change, Claim, Count, Expect, Expired, Expiry, MailSummary, Marker, OutboundMessage, PgStore,
+    SledStore, Store, StoreError, Tag, Tally, Usage,
 };
 use std::sync::Arc;
 
@@ -235,11 +235,13 @@ fn calendars_properties_and_the_inbox_round_trip() {
                     account: "bob".into(),
                     text: "first".into(),
                     keep: 5,
+                    keep_bytes: 1000,
                 },
                 Change::Inbox {
                     account: "bob".into(),
                     text: "second".into(),
                     keep: 5,
+                    keep_bytes: 1000,
                 },
             ])
             .unwrap();
@@ -252,7 +254,7 @@ fn calendars_properties_and_the_inbox_round_trip() {
             store.placements("bob").unwrap(),
             [("a".to_string(), "work".to_string())]
         );
-        assert_eq!(store.inbox_ids("bob").unwrap(), [ids[3], ids[4]]);
+        assert_eq!(store.inbox_ids("bob").unwrap(), [(ids[3], 5), (ids[4], 6)]);
         store
             .commit(&[Change::InboxRemove {
                 account: "bob".into(),
@@ -270,10 +272,25 @@ fn calendars_properties_and_the_inbox_round_trip() {
                 account: "bob".into(),
                 text: format!("more {n}"),
                 keep: 3,
+                keep_bytes: 1000,
             };
             newest.push(store.commit(&[inbox]).unwrap()[0]);
         }
-        assert_eq!(store.inbox_ids("bob").unwrap(), newest[1..]);
+        let ids_of =
+            |held: Vec<(u64, usize)>| held.into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+        assert_eq!(ids_of(store.inbox_ids("bob").unwrap()), newest[1..]);
+        // Past `keep_bytes` too: 3 items of 6 bytes held, a new one of 10 in 20 bytes leaves
+        // the newest held one beside it; one larger than all stays alone.
+        let big = |text: &str, keep_bytes| Change::Inbox {
+            account: "bob".into(),
+            text: text.into(),
+            keep: 10,
+            keep_bytes,
+        };
+        let ten = store.commit(&[big("0123456789", 20)]).unwrap()[0];
+        assert_eq!(ids_of(store.inbox_ids("bob").unwrap()), [newest[3], ten]);
+        let huge = store.commit(&[big(&"x".repeat(50), 20)]).unwrap()[0];
+        assert_eq!(store.inbox_ids("bob").unwrap(), [(huge, 50)]);
     });
 }
 
@@ -293,10 +310,18 @@ fn old_deliveries_and_sent_messages_are_forgotten_oldest_first() {
         let before = |seen_before, sent_before| Expiry {
             seen_before,
             sent_before,
+            tallies_before: 0,
         };
         // A batch at a time, the oldest first.
         let gone = store.expire(before(250, 200), 1).unwrap();
-        assert_eq!(gone, Expired { seen: 1, sent: 1 });
+        assert_eq!(
+            gone,
+            Expired {
+                seen: 1,
+                sent: 1,
+                tallies: 0
+            }
+        );
         assert!(!store.seen(b"m1").unwrap() && store.seen(b"m2").unwrap());
         assert!(store.sent(1).unwrap().is_none());
         assert_eq!(store.expire(before(250, 200), 1).unwrap().seen, 1);
@@ -420,6 +445,9 @@ fn migrate_upgrades_a_format_1_database() {
         INSERT INTO imipd.sent VALUES (7, convert_to('{\"trace\":\"t\",\"account\":\"bob\",\
         \"uid\":\"u\",\"method\":\"REQUEST\",\"from\":\"bob@example.com\",\
         \"to\":[\"c@x.org\"],\"calendar\":\"\",\"queued_at\":0}', 'UTF8')); \
+        DROP TRIGGER count_usage ON imipd.objects; DROP TABLE imipd.usage; \
+        DROP TABLE imipd.tallies; \
+        INSERT INTO imipd.objects VALUES ('bob', 'x', 1, 1, 'hello'); \
         UPDATE imipd.meta SET value = 'imipd-1' WHERE key = 'format'";
     let status = std::process::Command::new("psql")
         .args(["-q", "-v", "ON_ERROR_STOP=1", url, "-c", format_1])
@@ -438,6 +466,22 @@ fn migrate_upgrades_a_format_1_database() {
     let store = PgStore::open(&parsed, 1).unwrap();
     assert!(store.seen(b"old").unwrap());
     assert_eq!(store.sent(7).unwrap().unwrap().uid, "u");
+    // Format 3 counted what the database held, and counts from then on.
+    assert_eq!(
+        store.usage("bob").unwrap(),
+        Usage {
+            objects: 1,
+            bytes: 5
+        }
+    );
+    store.commit(&[put("y", "ab", Expect::Absent)]).unwrap();
+    assert_eq!(
+        store.usage("bob").unwrap(),
+        Usage {
+            objects: 2,
+            bytes: 7
+        }
+    );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -447,7 +491,14 @@ fn migrate_upgrades_a_format_1_database() {
         Expired::default()
     );
     let gone = store.expire(Expiry::all_before(now + 3600), 10).unwrap();
-    assert_eq!(gone, Expired { seen: 1, sent: 1 });
+    assert_eq!(
+        gone,
+        Expired {
+            seen: 1,
+            sent: 1,
+            tallies: 0
+        }
+    );
     drop(store);
     common::drop_database("upgrade");
 }
@@ -589,4 +640,152 @@ async fn sessions_end_transactions_left_open() {
     drop(client);
     let _ = running.await;
     common::drop_database("session");
+}
+
+/// What an account holds is counted with every write and removal, in the same commit: what
+/// its quotas are checked against, and what RFC 4331's properties show.
+#[test]
+fn usage_is_counted_with_every_write() {
+    on_each("usage", |store| {
+        assert_eq!(store.usage("bob").unwrap(), Usage::default());
+        store
+            .commit(&[
+                put("a", "12345", Expect::Absent),
+                put("b", "123", Expect::Absent),
+            ])
+            .unwrap();
+        assert_eq!(
+            store.usage("bob").unwrap(),
+            Usage {
+                objects: 2,
+                bytes: 8
+            }
+        );
+        store.commit(&[put("a", "1", Expect::Any)]).unwrap();
+        assert_eq!(
+            store.usage("bob").unwrap(),
+            Usage {
+                objects: 2,
+                bytes: 4
+            }
+        );
+        store
+            .commit(&[Change::Delete {
+                account: "bob".into(),
+                uid: "b".into(),
+                expect: Expect::Any,
+            }])
+            .unwrap();
+        assert_eq!(
+            store.usage("bob").unwrap(),
+            Usage {
+                objects: 1,
+                bytes: 1
+            }
+        );
+        // A commit that fails counts nothing.
+        assert!(
+            store
+                .commit(&[
+                    put("c", "xyz", Expect::Absent),
+                    put("a", "2", Expect::Absent)
+                ])
+                .is_err()
+        );
+        assert_eq!(
+            store.usage("bob").unwrap(),
+            Usage {
+                objects: 1,
+                bytes: 1
+            }
+        );
+        assert_eq!(store.usage("alice").unwrap(), Usage::default());
+    });
+}
+
+/// Tallies per account and outside address, markers, and proposals one by one; windowed
+/// tallies are forgotten once old, the others stay.
+#[test]
+fn tallies_markers_and_proposals_round_trip() {
+    on_each("tallies", |store| {
+        let tally = |tally, address: &str, since, count| Change::Tally {
+            account: "bob".into(),
+            tally,
+            address: address.into(),
+            count: Count { since, count },
+        };
+        store
+            .commit(&[
+                tally(Tally::Echo, "x@evil.test", 100, 1),
+                tally(Tally::NewFrom, "x@evil.test", 100, 7),
+                tally(Tally::Known, "olga@partner.example", 100, 1),
+            ])
+            .unwrap();
+        let read = |t, a: &str| store.tally("bob", t, a).unwrap();
+        assert_eq!(
+            read(Tally::NewFrom, "x@evil.test"),
+            Some(Count {
+                since: 100,
+                count: 7
+            })
+        );
+        assert_eq!(read(Tally::Known, "x@evil.test"), None);
+        assert_eq!(
+            store.tally("carol", Tally::Echo, "x@evil.test").unwrap(),
+            None
+        );
+        store
+            .commit(&[tally(Tally::NewFrom, "x@evil.test", 200, 1)])
+            .unwrap();
+        assert_eq!(
+            read(Tally::NewFrom, "x@evil.test"),
+            Some(Count {
+                since: 200,
+                count: 1
+            })
+        );
+        let gone = store.expire(Expiry::all_before(150), 10).unwrap();
+        assert_eq!(gone.tallies, 1, "the echo tally of 100");
+        assert_eq!(read(Tally::Echo, "x@evil.test"), None);
+        assert!(
+            read(Tally::Known, "olga@partner.example").is_some(),
+            "not windowed"
+        );
+        assert!(
+            read(Tally::NewFrom, "x@evil.test").is_some(),
+            "its window began at 200"
+        );
+
+        assert!(!store.marked(Marker::CorrespondentsGathered).unwrap());
+        store
+            .commit(&[Change::Mark(Marker::CorrespondentsGathered)])
+            .unwrap();
+        store
+            .commit(&[Change::Mark(Marker::CorrespondentsGathered)])
+            .unwrap();
+        assert!(store.marked(Marker::CorrespondentsGathered).unwrap());
+
+        let proposal = |text: &str| Change::Proposal {
+            account: "bob".into(),
+            uid: "u".into(),
+            text: text.into(),
+        };
+        let ids = store.commit(&[proposal("one"), proposal("two")]).unwrap();
+        assert_eq!(
+            store.proposals("bob", "u").unwrap(),
+            [(ids[0], "one".to_string()), (ids[1], "two".to_string())]
+        );
+        store
+            .commit(&[Change::DropProposal {
+                account: "bob".into(),
+                uid: "u".into(),
+                id: ids[0],
+            }])
+            .unwrap();
+        assert_eq!(
+            store.proposals("bob", "u").unwrap(),
+            [(ids[1], "two".to_string())]
+        );
+        assert!(store.proposals("bob", "v").unwrap().is_empty());
+    });
 }

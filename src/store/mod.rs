@@ -68,6 +68,68 @@ pub enum StoreError {
     TooLarge(usize),
 }
 
+/// What an account holds, for its quotas (RFC 4331): kept by the store with every write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Objects, in all its calendars.
+    pub objects: u64,
+    /// Bytes of their text.
+    pub bytes: u64,
+}
+
+/// What a tally counts, per account and outside address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Tally {
+    /// Messages imipd sent to the address on its own, in answer to mail (echo).
+    Echo,
+    /// New objects the address put into the account's calendars by mail.
+    NewFrom,
+    /// Someone the account had an object from, or sent an invitation or answer to: the
+    /// correspondents `inbound.auto_add = "known"` lets in.
+    Known,
+}
+
+impl Tally {
+    /// Its number in the store.
+    pub fn code(self) -> u8 {
+        match self {
+            Tally::Echo => 1,
+            Tally::NewFrom => 2,
+            Tally::Known => 3,
+        }
+    }
+
+    /// Tallies that count within a window, and so are forgotten once it is long past.
+    pub fn windowed(self) -> bool {
+        matches!(self, Tally::Echo | Tally::NewFrom)
+    }
+}
+
+/// A tally's state: since when it counts (seconds since the epoch) and how many so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Count {
+    /// The start of its window, or when it was first recorded.
+    pub since: i64,
+    /// How many.
+    pub count: u32,
+}
+
+/// A one-time step the daemon did on a store, remembered in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marker {
+    /// Every account's correspondents were gathered from the objects it held.
+    CorrespondentsGathered,
+}
+
+impl Marker {
+    /// Its key in the store's metadata.
+    pub fn key(self) -> &'static str {
+        match self {
+            Marker::CorrespondentsGathered => "correspondents-gathered",
+        }
+    }
+}
+
 /// What changed in an account since a sync token.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Changes {
@@ -261,8 +323,9 @@ pub enum Change {
         expect: Expect,
     },
     /// Put a scheduling message that was applied into the account's schedule inbox (RFC 6638
-    /// 2.2), where calendar clients see it; its id is its name. The oldest items past `keep`
-    /// are removed.
+    /// 2.2), where calendar clients see it; its id is its name. The oldest items go until the
+    /// inbox holds at most `keep` items and `keep_bytes` bytes, this one included (which
+    /// stays, whatever its size).
     Inbox {
         /// Account name.
         account: String,
@@ -270,6 +333,8 @@ pub enum Change {
         text: String,
         /// Items the inbox keeps at most, this one included.
         keep: usize,
+        /// Bytes the inbox keeps at most, this one included.
+        keep_bytes: usize,
     },
     /// Set (or with `None` remove) a property of an account's calendar that a client wrote
     /// (its name, colour, description), by its `{namespace}name`.
@@ -365,6 +430,29 @@ pub enum Change {
     /// Record a delivered message (its key, and when: seconds since the epoch) so that a
     /// second delivery changes nothing.
     Seen(Vec<u8>, i64),
+    /// Set a tally of an account for an outside address.
+    Tally {
+        /// Account name.
+        account: String,
+        /// What it counts.
+        tally: Tally,
+        /// The outside address (a calendar user address).
+        address: String,
+        /// Its new state.
+        count: Count,
+    },
+    /// Remember a one-time step as done.
+    Mark(Marker),
+    /// Forget a proposal kept for the organizer (a newer one from the same attendee replaces
+    /// it).
+    DropProposal {
+        /// The organizer's account.
+        account: String,
+        /// UID.
+        uid: String,
+        /// The proposal's id.
+        id: u64,
+    },
     /// Keep a COUNTER proposal, or the answer of someone the invitation was forwarded to, for
     /// the organizer to decide on.
     Proposal {
@@ -391,6 +479,8 @@ pub struct Expiry {
     pub seen_before: i64,
     /// Messages the relay took before this are forgotten: a bounce arriving later is ignored.
     pub sent_before: i64,
+    /// Windowed tallies (`Tally::windowed`) whose window began before this are forgotten.
+    pub tallies_before: i64,
 }
 
 impl Expiry {
@@ -399,6 +489,7 @@ impl Expiry {
         Expiry {
             seen_before: at,
             sent_before: at,
+            tallies_before: at,
         }
     }
 }
@@ -410,6 +501,8 @@ pub struct Expired {
     pub seen: usize,
     /// Messages the relay took.
     pub sent: usize,
+    /// Windowed tallies.
+    pub tallies: usize,
 }
 
 /// A database store's pool of connections, as it is now.
@@ -473,9 +566,22 @@ pub trait Store: Send + Sync + 'static {
     fn names(&self, account: &str) -> Result<Vec<(String, String)>, StoreError>;
     /// An account's schedule inbox, oldest first: id and text.
     fn inbox(&self, account: &str) -> Result<Vec<(u64, String)>, StoreError>;
-    /// The ids of an account's schedule inbox, oldest first (what every delivery asks, to
-    /// keep the inbox bounded, without reading the items).
-    fn inbox_ids(&self, account: &str) -> Result<Vec<u64>, StoreError>;
+    /// The ids of an account's schedule inbox with each item's size in bytes, oldest first
+    /// (what keeps the inbox bounded, without reading the items).
+    fn inbox_ids(&self, account: &str) -> Result<Vec<(u64, usize)>, StoreError>;
+    /// What an account holds: objects and their bytes.
+    fn usage(&self, account: &str) -> Result<Usage, StoreError>;
+    /// A tally of an account for an outside address.
+    fn tally(
+        &self,
+        account: &str,
+        tally: Tally,
+        address: &str,
+    ) -> Result<Option<Count>, StoreError>;
+    /// True when a one-time step was done on this store.
+    fn marked(&self, marker: Marker) -> Result<bool, StoreError>;
+    /// The proposals kept for one object of an account: id and text, oldest first.
+    fn proposals(&self, account: &str, uid: &str) -> Result<Vec<(u64, String)>, StoreError>;
     /// An account's objects changed or removed at or after position `since` of its change log
     /// (0: all), each with its latest change only, and the position after the latest change
     /// (a calendar's next sync token).

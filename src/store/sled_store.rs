@@ -1,8 +1,8 @@
 //! The embedded backend: sled 0.34.7.
 
 use super::{
-    Change, Changed, Changes, Claim, Expect, Expired, Expiry, Notice, OutboundMessage, Store,
-    StoreError, StoredObject, Tag,
+    Change, Changed, Changes, Claim, Count, Expect, Expired, Expiry, Marker, Notice,
+    OutboundMessage, Store, StoreError, StoredObject, Tag, Tally, Usage,
 };
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -14,11 +14,74 @@ use std::time::{Duration, Instant};
 
 /// The on-disk layout this build reads and writes, recorded as `imipd-N` under `format` in the
 /// `meta` tree.
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 
 /// The steps from each older format to the next, applied in order when a store of an older
 /// format is opened (`UPGRADES[0]` takes format 1 to 2, and so on). Format 1 is the first.
-const UPGRADES: &[Upgrade] = &[log_existing_objects, date_delivered_and_sent];
+const UPGRADES: &[Upgrade] = &[log_existing_objects, date_delivered_and_sent, count_usage];
+
+/// Format 4 keeps what each account holds (objects, bytes) for its quotas: a store of format
+/// 3 counts its objects.
+fn count_usage(db: &sled::Db) -> Result<(), StoreError> {
+    let objects = db.open_tree("objects").map_err(unavailable)?;
+    let usage = db.open_tree("usage").map_err(unavailable)?;
+    let mut counted: BTreeMap<Vec<u8>, Usage> = BTreeMap::new();
+    for item in objects.iter() {
+        let (key, value) = item.map_err(unavailable)?;
+        let account = key.split(|b| *b == 0).next().unwrap_or_default().to_vec();
+        let held = counted.entry(account).or_default();
+        held.objects += 1;
+        held.bytes += value.len().saturating_sub(16) as u64;
+    }
+    for (account, held) in counted {
+        usage
+            .insert(account, usage_value(held))
+            .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+/// `usage`'s value: objects, then bytes.
+fn usage_value(usage: Usage) -> Vec<u8> {
+    let mut value = usage.objects.to_be_bytes().to_vec();
+    value.extend_from_slice(&usage.bytes.to_be_bytes());
+    value
+}
+
+fn usage_of(value: Option<&[u8]>) -> Usage {
+    let number = |range: std::ops::Range<usize>| {
+        value
+            .and_then(|v| v.get(range))
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_be_bytes)
+    };
+    Usage {
+        objects: number(0..8),
+        bytes: number(8..16),
+    }
+}
+
+/// `tallies`' key: the account, the tally, the address.
+fn tally_key(account: &str, tally: Tally, address: &str) -> Vec<u8> {
+    let mut key = object_key(account, "");
+    key.push(tally.code());
+    key.extend_from_slice(address.as_bytes());
+    key
+}
+
+/// `tallies`' value: since when, then how many.
+fn count_value(count: Count) -> Vec<u8> {
+    let mut value = count.since.to_be_bytes().to_vec();
+    value.extend_from_slice(&count.count.to_be_bytes());
+    value
+}
+
+fn count_of(value: &[u8]) -> Option<Count> {
+    Some(Count {
+        since: i64::from_be_bytes(value.get(..8)?.try_into().ok()?),
+        count: u32::from_be_bytes(value.get(8..12)?.try_into().ok()?),
+    })
+}
 
 /// Format 3 records when each message was delivered and each sent message relayed, so that
 /// they can be forgotten after a while: a store of format 2 dates what it holds to the upgrade.
@@ -192,6 +255,12 @@ struct Trees {
     placements: sled::Tree,
     /// Resource names clients gave objects instead of `UID.ics`, both ways: `name_key`.
     names: sled::Tree,
+    /// What each account holds: `account` → `usage_value`.
+    usage: sled::Tree,
+    /// Tallies per account and outside address: `tally_key` → `count_value`.
+    tallies: sled::Tree,
+    /// The store's format, secret and markers.
+    meta: sled::Tree,
     log: File,
     dir: PathBuf,
     /// The blob files synced so far, by name, with the length they had then.
@@ -392,6 +461,9 @@ impl Trees {
             calendars: db.open_tree("calendars").map_err(unavailable)?,
             placements: db.open_tree("placements").map_err(unavailable)?,
             names: db.open_tree("names").map_err(unavailable)?,
+            usage: db.open_tree("usage").map_err(unavailable)?,
+            tallies: db.open_tree("tallies").map_err(unavailable)?,
+            meta,
             db,
             log,
             dir: dir.to_path_buf(),
@@ -517,13 +589,51 @@ impl Trees {
         Ok(out)
     }
 
-    fn inbox_ids(&self, account: &str) -> Result<Vec<u64>, StoreError> {
+    fn inbox_ids(&self, account: &str) -> Result<Vec<(u64, usize)>, StoreError> {
         let prefix = object_key(account, "");
         let mut out = Vec::new();
-        for key in self.inbox.scan_prefix(&prefix).keys() {
-            let key = key.map_err(unavailable)?;
+        // sled holds the values in the pages it iterates: their lengths cost no read.
+        for item in self.inbox.scan_prefix(&prefix) {
+            let (key, value) = item.map_err(unavailable)?;
             let id = key[prefix.len()..].try_into().map(u64::from_be_bytes);
-            out.push(id.unwrap_or_default());
+            out.push((id.unwrap_or_default(), value.len()));
+        }
+        Ok(out)
+    }
+
+    fn usage(&self, account: &str) -> Result<Usage, StoreError> {
+        let value = self.usage.get(account.as_bytes()).map_err(unavailable)?;
+        Ok(usage_of(value.as_deref()))
+    }
+
+    fn tally(
+        &self,
+        account: &str,
+        tally: Tally,
+        address: &str,
+    ) -> Result<Option<Count>, StoreError> {
+        let value = self
+            .tallies
+            .get(tally_key(account, tally, address))
+            .map_err(unavailable)?;
+        Ok(value.as_deref().and_then(count_of))
+    }
+
+    fn marked(&self, marker: Marker) -> Result<bool, StoreError> {
+        self.meta.contains_key(marker.key()).map_err(unavailable)
+    }
+
+    fn proposals(&self, account: &str, uid: &str) -> Result<Vec<(u64, String)>, StoreError> {
+        let mut prefix = object_key(account, uid);
+        prefix.push(0);
+        let mut out = Vec::new();
+        for item in self.counters.scan_prefix(&prefix) {
+            let (key, value) = item.map_err(unavailable)?;
+            let id = key[prefix.len()..].try_into().map(u64::from_be_bytes);
+            out.push((
+                id.unwrap_or_default(),
+                String::from_utf8_lossy(&value).into_owned(),
+            ));
         }
         Ok(out)
     }
@@ -620,22 +730,33 @@ impl Trees {
             ids.push(self.db.generate_id().map_err(unavailable)?);
         }
         // A transaction cannot scan: the inbox items that make room are picked before it.
-        let mut added: BTreeMap<&str, (usize, usize)> = Default::default();
+        let mut added: BTreeMap<&str, Room> = Default::default();
         for change in changes {
-            if let Change::Inbox { account, keep, .. } = change {
-                let entry = added.entry(account).or_insert((0, *keep));
-                entry.0 += 1;
-                entry.1 = entry.1.min(*keep);
+            if let Change::Inbox {
+                account,
+                text,
+                keep,
+                keep_bytes,
+            } = change
+            {
+                let room = added.entry(account).or_insert(Room {
+                    items: 0,
+                    bytes: 0,
+                    keep: *keep,
+                    keep_bytes: *keep_bytes,
+                });
+                room.items += 1;
+                room.bytes += text.len();
+                room.keep = room.keep.min(*keep);
+                room.keep_bytes = room.keep_bytes.min(*keep_bytes);
             }
         }
         let kept_for = self.kept_for_removed(changes)?;
         let mut trimmed = Vec::new();
-        for (account, (count, keep)) in added {
+        for (account, room) in added {
             let held = self.inbox_ids(account)?;
-            let over = (held.len() + count).saturating_sub(keep).min(held.len());
             trimmed.extend(
-                held[..over]
-                    .iter()
+                room.oldest_to_drop(&held)
                     .map(|id| change_key(account, &id.to_be_bytes())),
             );
         }
@@ -656,6 +777,9 @@ impl Trees {
             &self.calendars,
             &self.placements,
             &self.names,
+            &self.usage,
+            &self.tallies,
+            &self.meta,
         ];
         let result = trees[..].transaction(|views| {
             let [
@@ -674,6 +798,9 @@ impl Trees {
                 calendars,
                 placements,
                 names,
+                usage,
+                tallies,
+                meta,
             ] = views.as_slice()
             else {
                 unreachable!("one view per tree");
@@ -693,6 +820,7 @@ impl Trees {
                         let key = object_key(account, uid);
                         let current = objects.get(&key)?;
                         let kept = current.as_deref().and_then(decode).map(|o| o.schedule_tag);
+                        let before = current.as_ref().map(|v| v.len().saturating_sub(16));
                         check(expect, current)?;
                         let schedule_tag = match tag {
                             Tag::Kept => kept.unwrap_or(*id),
@@ -700,6 +828,7 @@ impl Trees {
                         };
                         objects.insert(key, encode(*id, schedule_tag, text))?;
                         log_change(changes_log, latest, account, uid, *id, false)?;
+                        count(usage, account, before, Some(text.len()))?;
                     }
                     Change::Delete {
                         account,
@@ -707,9 +836,12 @@ impl Trees {
                         expect,
                     } => {
                         let key = object_key(account, uid);
-                        check(expect, objects.get(&key)?)?;
+                        let current = objects.get(&key)?;
+                        let before = current.as_ref().map(|v| v.len().saturating_sub(16));
+                        check(expect, current)?;
                         objects.remove(key)?;
                         log_change(changes_log, latest, account, uid, *id, true)?;
+                        count(usage, account, before, None)?;
                         // What was kept for the object goes with it.
                         let (proposals, refreshes) = &kept_for[&(account.as_str(), uid.as_str())];
                         for key in proposals {
@@ -846,6 +978,23 @@ impl Trees {
                         }
                         seen_times.insert(seen_time_key(*at, key), &[])?;
                     }
+                    Change::Tally {
+                        account,
+                        tally,
+                        address,
+                        count,
+                    } => {
+                        tallies.insert(tally_key(account, *tally, address), count_value(*count))?;
+                    }
+                    Change::Mark(marker) => {
+                        meta.insert(marker.key(), &[1])?;
+                    }
+                    Change::DropProposal { account, uid, id } => {
+                        let mut key = object_key(account, uid);
+                        key.push(0);
+                        key.extend_from_slice(&id.to_be_bytes());
+                        counters.remove(key)?;
+                    }
                     Change::Proposal { account, uid, text } => {
                         let mut key = object_key(account, uid);
                         key.push(0);
@@ -969,7 +1118,32 @@ impl Trees {
         Ok(Expired {
             seen: old_seen.len(),
             sent,
+            tallies: self.expire_tallies(expiry.tallies_before, limit)?,
         })
+    }
+
+    /// Forgets up to `limit` windowed tallies whose window began before `before`.
+    fn expire_tallies(&self, before: i64, limit: usize) -> Result<usize, StoreError> {
+        let windowed = [Tally::Echo.code(), Tally::NewFrom.code()];
+        let mut old = sled::Batch::default();
+        let mut forgotten = 0;
+        for item in self.tallies.iter() {
+            let (key, value) = item.map_err(unavailable)?;
+            let code = key
+                .iter()
+                .position(|b| *b == 0)
+                .and_then(|at| key.get(at + 1));
+            let old_enough = count_of(&value).is_some_and(|c| c.since < before);
+            if code.is_some_and(|c| windowed.contains(c)) && old_enough {
+                old.remove(key);
+                forgotten += 1;
+                if forgotten == limit {
+                    break;
+                }
+            }
+        }
+        self.tallies.apply_batch(old).map_err(unavailable)?;
+        Ok(forgotten)
     }
 
     fn counters(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
@@ -999,6 +1173,49 @@ impl Trees {
         sync_blobs(&self.dir.join("blobs"), &mut synced).map_err(unavailable)?;
         Ok(self.generation)
     }
+}
+
+/// The room a commit's new inbox items of one account need.
+struct Room {
+    items: usize,
+    bytes: usize,
+    keep: usize,
+    keep_bytes: usize,
+}
+
+impl Room {
+    /// The oldest of the items held (id and size, oldest first) that must go so that the
+    /// held and the new fit.
+    fn oldest_to_drop<'h>(&self, held: &'h [(u64, usize)]) -> impl Iterator<Item = u64> + 'h {
+        let mut items = held.len() + self.items;
+        let mut bytes = held.iter().map(|(_, size)| size).sum::<usize>() + self.bytes;
+        let (keep, keep_bytes) = (self.keep, self.keep_bytes);
+        held.iter()
+            .take_while(move |(_, size)| {
+                let over = items > keep || bytes > keep_bytes;
+                items -= 1;
+                bytes -= size;
+                over
+            })
+            .map(|(id, _)| *id)
+    }
+}
+
+/// Adjusts an account's usage for an object that held `before` bytes (none: absent) and holds
+/// `after` (none: removed).
+fn count(
+    usage: &sled::transaction::TransactionalTree,
+    account: &str,
+    before: Option<usize>,
+    after: Option<usize>,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    let mut held = usage_of(usage.get(account.as_bytes())?.as_deref());
+    held.objects =
+        (held.objects + u64::from(after.is_some())).saturating_sub(u64::from(before.is_some()));
+    held.bytes =
+        (held.bytes + after.unwrap_or(0) as u64).saturating_sub(before.unwrap_or(0) as u64);
+    usage.insert(account.as_bytes(), usage_value(held))?;
+    Ok(())
 }
 
 /// Makes the blob files sled wrote since the last round durable (it writes values and pages
@@ -1060,8 +1277,25 @@ impl Store for SledStore {
     fn inbox(&self, account: &str) -> Result<Vec<(u64, String)>, StoreError> {
         self.with(|t| t.inbox(account))
     }
-    fn inbox_ids(&self, account: &str) -> Result<Vec<u64>, StoreError> {
+    fn inbox_ids(&self, account: &str) -> Result<Vec<(u64, usize)>, StoreError> {
         self.with(|t| t.inbox_ids(account))
+    }
+    fn usage(&self, account: &str) -> Result<Usage, StoreError> {
+        self.with(|t| t.usage(account))
+    }
+    fn tally(
+        &self,
+        account: &str,
+        tally: Tally,
+        address: &str,
+    ) -> Result<Option<Count>, StoreError> {
+        self.with(|t| t.tally(account, tally, address))
+    }
+    fn marked(&self, marker: Marker) -> Result<bool, StoreError> {
+        self.with(|t| t.marked(marker))
+    }
+    fn proposals(&self, account: &str, uid: &str) -> Result<Vec<(u64, String)>, StoreError> {
+        self.with(|t| t.proposals(account, uid))
     }
     fn properties(
         &self,
@@ -1359,7 +1593,44 @@ mod tests {
         assert_eq!(all.changed.len(), 1);
         assert_eq!(all.changed[0].uid, "old");
         let meta = store.trees().unwrap().db.open_tree("meta").unwrap();
-        assert_eq!(meta.get("format").unwrap().unwrap().as_ref(), b"imipd-3");
+        assert_eq!(meta.get("format").unwrap().unwrap().as_ref(), b"imipd-4");
+    }
+
+    #[test]
+    fn format_3_counts_what_each_account_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store
+            .commit(&[
+                put_of("a@x.org", "one", "12345"),
+                put_of("a@x.org", "two", "123"),
+                put_of("b@x.org", "three", "1"),
+            ])
+            .unwrap();
+        {
+            // As a format-3 binary left it: nothing counted.
+            let trees = store.trees().unwrap();
+            trees.usage.clear().unwrap();
+            trees.meta.insert("format", "imipd-3").unwrap();
+            trees.db.flush().unwrap();
+        }
+        drop(store);
+        let store = SledStore::open(dir.path()).unwrap();
+        let usage = |a| store.usage(a).unwrap();
+        assert_eq!(
+            usage("a@x.org"),
+            Usage {
+                objects: 2,
+                bytes: 8
+            }
+        );
+        assert_eq!(
+            usage("b@x.org"),
+            Usage {
+                objects: 1,
+                bytes: 1
+            }
+        );
     }
 
     #[test]

@@ -1009,7 +1009,7 @@ fn children(
             .store
             .inbox_ids(a)?
             .into_iter()
-            .map(|id| Resource::InboxItem(a.clone(), id))
+            .map(|(id, _)| Resource::InboxItem(a.clone(), id))
             .collect(),
         Resource::Calendar(a, c) => api
             .gateway

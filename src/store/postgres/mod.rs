@@ -11,8 +11,8 @@
 //! the calling thread, letting the daemon's runtime move its other tasks away meanwhile.
 
 use super::{
-    Change, Changed, Changes, Claim, Contents, Database, Expired, Expiry, Notice, OutboundMessage,
-    Store, StoreError, StoredObject,
+    Change, Changed, Changes, Claim, Contents, Count, Database, Expired, Expiry, Marker, Notice,
+    OutboundMessage, Store, StoreError, StoredObject, Tally, Usage,
 };
 mod writes;
 
@@ -24,7 +24,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 /// The schema this build writes; a newer one is refused, an older one upgraded.
-const FORMAT: i32 = 2;
+const FORMAT: i32 = 3;
 
 /// The steps from each older schema to the next, run before `SCHEMA` (which makes what is
 /// missing): `UPGRADES[0]` takes format 1 to 2, and so on.
@@ -37,6 +37,12 @@ const UPGRADES: &[&str] = &[
      ALTER TABLE imipd.sent ADD COLUMN IF NOT EXISTS at bigint NOT NULL \
          DEFAULT extract(epoch FROM now())::bigint;
      ALTER TABLE imipd.sent ALTER COLUMN at DROP DEFAULT;",
+    // Format 3 keeps what each account holds, for its quotas (a trigger counts from then on):
+    // what a format 2 database holds is counted.
+    "CREATE TABLE IF NOT EXISTS imipd.usage (
+         account text PRIMARY KEY, objects bigint NOT NULL, bytes bigint NOT NULL);
+     INSERT INTO imipd.usage SELECT account, count(*), coalesce(sum(octet_length(body)), 0)
+         FROM imipd.objects GROUP BY account ON CONFLICT (account) DO NOTHING;",
 ];
 
 /// The advisory lock held while the schema is made or upgraded, so that hosts starting
@@ -53,6 +59,11 @@ const EXPIRE_SEEN: &str = "DELETE FROM imipd.seen WHERE key IN \
      (SELECT key FROM imipd.seen WHERE at < $1 ORDER BY at LIMIT $2)";
 const EXPIRE_SENT: &str = "DELETE FROM imipd.sent WHERE id IN \
      (SELECT id FROM imipd.sent WHERE at < $1 ORDER BY at LIMIT $2)";
+
+/// Forgetting windowed tallies (`Tally::windowed`) whose window is long past.
+const EXPIRE_TALLIES: &str = "DELETE FROM imipd.tallies WHERE (account, kind, address) IN \
+     (SELECT account, kind, address FROM imipd.tallies WHERE kind = ANY($3) AND since < $1 \
+     LIMIT $2)";
 
 /// The record of a relay's acceptance.
 const RELAYED: &str = "UPDATE imipd.outbox SET relayed = true WHERE id = $1";
@@ -97,6 +108,28 @@ CREATE TABLE IF NOT EXISTS imipd.seen (key bytea PRIMARY KEY, id bigint NOT NULL
 CREATE INDEX IF NOT EXISTS seen_by_time ON imipd.seen (at);
 CREATE TABLE IF NOT EXISTS imipd.counters (
     account text, uid bytea, id bigint, body bytea NOT NULL, PRIMARY KEY (account, uid, id));
+CREATE TABLE IF NOT EXISTS imipd.tallies (
+    account text, kind smallint, address bytea, since bigint NOT NULL, count integer NOT NULL,
+    PRIMARY KEY (account, kind, address));
+CREATE TABLE IF NOT EXISTS imipd.usage (
+    account text PRIMARY KEY, objects bigint NOT NULL, bytes bigint NOT NULL);
+-- What each account holds, counted in the transaction that writes its objects.
+CREATE OR REPLACE FUNCTION imipd.count_usage() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        INSERT INTO imipd.usage VALUES (OLD.account, -1, -octet_length(OLD.body))
+        ON CONFLICT (account) DO UPDATE SET objects = imipd.usage.objects + EXCLUDED.objects,
+            bytes = imipd.usage.bytes + EXCLUDED.bytes;
+    END IF;
+    IF TG_OP IN ('UPDATE', 'INSERT') THEN
+        INSERT INTO imipd.usage VALUES (NEW.account, 1, octet_length(NEW.body))
+        ON CONFLICT (account) DO UPDATE SET objects = imipd.usage.objects + EXCLUDED.objects,
+            bytes = imipd.usage.bytes + EXCLUDED.bytes;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER count_usage AFTER INSERT OR UPDATE OR DELETE ON imipd.objects
+    FOR EACH ROW EXECUTE FUNCTION imipd.count_usage();
 -- One statement of a commit's batch; its DELETE must come before its INSERT, which the two
 -- unique keys would refuse in one statement's snapshot.
 CREATE OR REPLACE FUNCTION imipd.name(a text, u bytea, n bytea) RETURNS void
@@ -605,11 +638,53 @@ impl Store for PgStore {
         )
     }
 
-    fn inbox_ids(&self, account: &str) -> Result<Vec<u64>, StoreError> {
+    fn inbox_ids(&self, account: &str) -> Result<Vec<(u64, usize)>, StoreError> {
         self.read(
-            "SELECT id FROM imipd.inbox WHERE account = $1 ORDER BY id",
+            "SELECT id, octet_length(body) FROM imipd.inbox WHERE account = $1 ORDER BY id",
             &[&account],
-            |row| id(row.get(0)),
+            |row| (id(row.get(0)), row.get::<_, i32>(1).max(0) as usize),
+        )
+    }
+
+    fn usage(&self, account: &str) -> Result<Usage, StoreError> {
+        let rows = self.block(self.query(
+            "SELECT objects, bytes FROM imipd.usage WHERE account = $1",
+            &[&account],
+        ))?;
+        Ok(rows.first().map_or(Usage::default(), |row| Usage {
+            objects: id(row.get(0)),
+            bytes: id(row.get(1)),
+        }))
+    }
+
+    fn tally(
+        &self,
+        account: &str,
+        tally: Tally,
+        address: &str,
+    ) -> Result<Option<Count>, StoreError> {
+        let rows = self.block(self.query(
+            "SELECT since, count FROM imipd.tallies WHERE account = $1 AND kind = $2 \
+             AND address = $3",
+            &[&account, &i16::from(tally.code()), &address.as_bytes()],
+        ))?;
+        Ok(rows.first().map(|row| Count {
+            since: row.get(0),
+            count: row.get::<_, i32>(1).max(0) as u32,
+        }))
+    }
+
+    fn marked(&self, marker: Marker) -> Result<bool, StoreError> {
+        let rows =
+            self.block(self.query("SELECT 1 FROM imipd.meta WHERE key = $1", &[&marker.key()]))?;
+        Ok(!rows.is_empty())
+    }
+
+    fn proposals(&self, account: &str, uid: &str) -> Result<Vec<(u64, String)>, StoreError> {
+        self.read(
+            "SELECT id, body FROM imipd.counters WHERE account = $1 AND uid = $2 ORDER BY id",
+            &[&account, &uid.as_bytes()],
+            |row| (id(row.get(0)), text(row.get(1))),
         )
     }
 
@@ -744,9 +819,22 @@ impl Store for PgStore {
                     .await
                     .map_err(failed)? as usize;
             }
+            let windowed: Vec<i16> = [Tally::Echo, Tally::NewFrom]
+                .iter()
+                .map(|t| i16::from(t.code()))
+                .collect();
+            let statement = client
+                .prepare_cached(EXPIRE_TALLIES)
+                .await
+                .map_err(failed)?;
+            let tallies = client
+                .execute(&statement, &[&expiry.tallies_before, &limit, &windowed])
+                .await
+                .map_err(failed)? as usize;
             Ok(Expired {
                 seen: gone[0],
                 sent: gone[1],
+                tallies,
             })
         })
     }

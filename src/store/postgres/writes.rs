@@ -70,11 +70,15 @@ const DELETE_ABSENT: &str = "WITH n AS (SELECT nextval('imipd.ids') AS id), \
      SELECT n.id, imipd.expect(NOT EXISTS (SELECT 1 FROM imipd.objects \
      WHERE account = $1 AND uid = $2)) FROM n";
 // The insert is not visible to the statement's own subquery: of the items before it, the
-// newest `keep - 1` stay.
+// newest stay while they are at most `keep - 1` ($3) and, with the new one, at most `keep_bytes`
+// ($4) bytes.
 const INBOX: &str = "WITH n AS (SELECT nextval('imipd.ids') AS id), \
      added AS (INSERT INTO imipd.inbox SELECT $1, id, $2 FROM n), \
-     gone AS (DELETE FROM imipd.inbox WHERE account = $1 AND id <= (SELECT id FROM imipd.inbox \
-     WHERE account = $1 ORDER BY id DESC OFFSET $3 LIMIT 1)) \
+     held AS (SELECT id, row_number() OVER newest AS place, \
+         sum(octet_length(body)) OVER newest AS bytes FROM imipd.inbox WHERE account = $1 \
+         WINDOW newest AS (ORDER BY id DESC)), \
+     gone AS (DELETE FROM imipd.inbox WHERE account = $1 AND id IN (SELECT id FROM held \
+         WHERE place > $3 OR bytes + octet_length($2) > $4)) \
      SELECT id FROM n";
 const ENQUEUE: &str = "INSERT INTO imipd.outbox (id, message) \
      SELECT nextval('imipd.ids'), $1 RETURNING id";
@@ -152,12 +156,14 @@ fn of_object(change: &Change) -> Option<Statement> {
             account,
             text,
             keep,
+            keep_bytes,
         } => statement(
             INBOX,
             vec![
                 owned(account),
                 bytes(text),
                 Box::new(keep.saturating_sub(1) as i64),
+                Box::new(*keep_bytes as i64),
             ],
         ),
         Change::InboxRemove { account, id } => statement(
@@ -286,6 +292,31 @@ fn of_record(change: &Change) -> Statement {
         Change::Proposal { account, uid, text } => {
             statement(PROPOSAL, vec![owned(account), bytes(uid), bytes(text)])
         }
+        Change::DropProposal { account, uid, id } => statement(
+            "DELETE FROM imipd.counters WHERE account = $1 AND uid = $2 AND id = $3",
+            vec![owned(account), bytes(uid), Box::new(*id as i64)],
+        ),
+        Change::Tally {
+            account,
+            tally,
+            address,
+            count,
+        } => statement(
+            "INSERT INTO imipd.tallies VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (account, kind, address) DO UPDATE SET since = EXCLUDED.since, \
+             count = EXCLUDED.count",
+            vec![
+                owned(account),
+                Box::new(i16::from(tally.code())),
+                bytes(address),
+                Box::new(count.since),
+                Box::new(count.count.min(i32::MAX as u32) as i32),
+            ],
+        ),
+        Change::Mark(marker) => statement(
+            "INSERT INTO imipd.meta VALUES ($1, '\\x01') ON CONFLICT (key) DO NOTHING",
+            vec![owned(marker.key())],
+        ),
         other => of_object(other).expect("every change has a statement"),
     }
 }
