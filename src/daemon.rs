@@ -130,6 +130,7 @@ pub async fn serve(config: Config, reload: Reload) -> Result<(), DaemonError> {
     }
     tasks.spawn(crate::outbound::run(gateway.clone(), stopped.clone()));
     tasks.spawn(crate::expiry::run(gateway.clone(), stopped.clone()));
+    tasks.spawn(gather_correspondents(gateway.clone()));
     let reloading = tokio::spawn(reload_on_hangup(
         gateway.clone(),
         reload,
@@ -319,6 +320,25 @@ fn stop_signals() -> impl std::future::Future<Output = ()> {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
+        }
+    }
+}
+
+/// Gathers the accounts' correspondents from what the store held before it recorded them
+/// (once per store), off the async threads.
+async fn gather_correspondents(gateway: Arc<Gateway>) {
+    let gathered =
+        tokio::task::spawn_blocking(move || crate::correspondents::gather(&gateway)).await;
+    match gathered {
+        Ok(Ok(0)) => {}
+        Ok(Ok(recorded)) => {
+            tracing::info!(recorded, "correspondents gathered from the objects held")
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "correspondents not gathered; retried at the next start")
+        }
+        Err(error) => {
+            tracing::warn!(%error, "correspondents not gathered; retried at the next start")
         }
     }
 }

@@ -2,9 +2,11 @@
 //! scheduling (the engine) decides what that sends; the object and the queue entries are one
 //! durable commit. The HTTP API calls these, and so will CalDAV.
 
+use crate::correspondents;
 use crate::gateway::{Decision, Gateway};
 use crate::itip::{self, Calendar, DeleteOptions, ItipError, ScheduleStatus};
 use crate::outbound::queue;
+use crate::quota::{self, Growth};
 use crate::store::{Change, Expect, StoreError, StoredObject, Tag};
 
 /// A client's precondition (RFC 7232).
@@ -60,6 +62,9 @@ pub enum WriteError {
     /// CALDAV:no-uid-conflict).
     #[error("an object with this UID is in the calendar under another name (no-uid-conflict)")]
     UidConflict,
+    /// Over a quota of the account (RFC 4331).
+    #[error("{0}")]
+    OverQuota(#[from] crate::quota::OverQuota),
     /// The store failed.
     #[error("{0}")]
     Store(#[from] StoreError),
@@ -136,15 +141,24 @@ pub async fn write(
                     copy = next;
                 }
             }
+            let text = copy.to_string();
+            let growth = Growth::of_object(current.as_ref().map(|c| c.text.len()), text.len());
+            let held = gateway.store.usage(account)?;
+            quota::admits(&gateway.config().limits, held, growth)?;
             // The Put comes first: its id is the new ETag.
             let mut changes = vec![Change::Put {
                 account: account.into(),
                 uid: uid.into(),
-                text: copy.to_string(),
+                text,
                 expect: expect(current.as_ref()),
                 tag: Tag::New,
             }];
             changes.extend(queue);
+            changes.extend(correspondents::newly_known(
+                gateway,
+                account,
+                &correspondents::of_object(&ctx, &copy),
+            )?);
             if let Place::In { calendar, name } = place {
                 changes.push(Change::Place {
                     account: account.into(),

@@ -195,7 +195,7 @@ fn broken_files_name_the_key() {
         (
             "auto-add-typo",
             "[inbound]\nauto_add = \"sometimes\"\n".to_string(),
-            "\"always\", \"authenticated\", \"never\"",
+            "\"always\", \"authenticated\", \"known\", \"never\"",
         ),
         (
             "token-twice",

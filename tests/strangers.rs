@@ -246,7 +246,8 @@ UID:{tag}-{i}\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:20261201T100000Z\r\nSUMMARY
 /// (issue 21, item 6). Every ordinary delivery is 250, and nothing is reopened.
 #[test]
 fn large_mail_beside_ordinary_mail_makes_no_store_failure() {
-    let node = node("large-beside", "[limits]\nmax_message_size = 60000000\n");
+    let limits = "[limits]\nmax_message_size = 60000000\nmax_new_per_sender = 1000\n";
+    let node = node("large-beside", limits);
     std::thread::scope(|scope| {
         for sender in 0..3 {
             let node = &node;
@@ -286,4 +287,250 @@ fn large_mail_beside_ordinary_mail_makes_no_store_failure() {
     let log = node.log();
     assert!(!log.contains("reopen"), "{log}");
     assert!(!log.contains("store failed"), "{log}");
+}
+
+/// One message `From: victim@bank.example` with 16 ADD parts for UIDs nobody has, to three
+/// accounts: each account asks the "organizer" for the object (RFC 5546 3.2.4) once, not 16
+/// times, and nothing the message said (its SUMMARY, LOCATION, DESCRIPTION) is in what goes
+/// out, in the calendar part, the Subject or the body. It made 48 REFRESHes carrying the
+/// attacker's text to the victim.
+#[test]
+fn a_forged_sender_cannot_make_imipd_mail_its_victim() {
+    let node = node("reflection", &common::accounts(&[CAROL]));
+    let victim = "victim@bank.example";
+    let mut message = format!(
+        "From: <{victim}>\nTo: <{ALICE}>\nMessage-ID: <spam@bank.example>\nSubject: x\n\
+MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b\"\n\n"
+    );
+    for i in 0..16 {
+        let add = event(&format!("spam-{i}"))
+            .method("ADD")
+            .sequence(1)
+            .organizer(victim)
+            .attendee(ALICE)
+            .attendee("bob@example.com")
+            .attendee(CAROL)
+            .set("SUMMARY:FREE PILLS http://pills.example/")
+            .set("LOCATION:http://pills.example/buy")
+            .set("DESCRIPTION:Click http://pills.example/now")
+            .text();
+        message.push_str(&format!(
+            "--b\nContent-Type: text/calendar; method=ADD; charset=utf-8\n\n{add}\n"
+        ));
+    }
+    message.push_str("--b--\n");
+    let replies = node.lmtp(victim, &[ALICE, "bob@example.com", CAROL], &message);
+    assert!(replies.iter().all(|r| r.starts_with("250")), "{replies:?}");
+    assert!(node.eventually(|| node.drained()));
+    let sent = common::spooled(&node.spool(), 3);
+    assert_eq!(sent.len(), 3, "one REFRESH per account: {sent:#?}");
+    for mail in &sent {
+        assert!(mail.contains("METHOD:REFRESH"), "{mail}");
+        let lower = mail.to_ascii_lowercase();
+        assert!(
+            !lower.contains("pills"),
+            "the attacker's text went out: {mail}"
+        );
+    }
+    // The same again within outbound.notify_delay: nothing more to the victim.
+    let again = message.replace("spam@bank.example", "spam2@bank.example");
+    node.lmtp(victim, &[ALICE], &again);
+    assert!(node.eventually(|| node.drained()));
+    assert_eq!(common::spooled(&node.spool(), 4).len(), 3);
+}
+
+fn publish_from(node: &Node, sender: &str, uid: &str) -> String {
+    let published = event(uid).method("PUBLISH").text();
+    let message = mail(&from(sender), "PUBLISH", &published).replace(
+        &format!("To: <{ALICE}>"),
+        &format!("To: <{ALICE}>\nX-Uid: {uid}"),
+    );
+    node.lmtp(sender, &[ALICE], &message).remove(0)
+}
+
+/// Quotas on what strangers' mail stores: new objects per sender and hour, objects per account
+/// (client writes included: 507 with RFC 4331's precondition); over one, the part is answered
+/// 452 4.2.2 and nothing of it is stored. Filling a calendar used to go at 350 objects a second.
+#[test]
+fn strangers_fill_an_account_only_up_to_its_quotas() {
+    let node = node(
+        "quota",
+        "[limits]\nmax_objects = 3\nmax_new_per_sender = 2\n",
+    );
+    assert!(publish_from(&node, "a@evil.test", "q-1").starts_with("250"));
+    assert!(publish_from(&node, "a@evil.test", "q-2").starts_with("250"));
+    let third = publish_from(&node, "a@evil.test", "q-3");
+    assert!(third.starts_with("452 4.2.2"), "{third}");
+    assert!(third.contains("limits.max_new_per_sender"), "{third}");
+    assert_eq!(node.get(ALICE, "q-3").0, 404);
+    assert!(publish_from(&node, "b@evil.test", "q-4").starts_with("250"));
+    let full = publish_from(&node, "c@evil.test", "q-5");
+    assert!(full.starts_with("452 4.2.2"), "{full}");
+    assert!(full.contains("limits.max_objects"), "{full}");
+    assert_eq!(node.get(ALICE, "q-5").0, 404);
+
+    // Alice's own client too: a new object is refused, an update in place is not.
+    let own = event("mine").text();
+    let (status, head, body) = node.http(
+        "PUT",
+        "/dav/calendars/alice@example.com/calendar/mine.ics",
+        ALICE,
+        &[],
+        &own,
+    );
+    assert_eq!(status, 507, "{head} {body}");
+    assert!(body.contains("quota-not-exceeded"), "{body}");
+    let (_, q1) = node.get(ALICE, "q-1");
+    let (status, _, body) = node.http(
+        "PUT",
+        "/calendars/alice@example.com/q-1",
+        ALICE,
+        &[],
+        &q1.replace("Planning", "Planning!"),
+    );
+    assert!(status < 300, "{status} {body}");
+
+    // The quota shows on her calendars (RFC 4331).
+    let propfind = "<d:propfind xmlns:d=\"DAV:\"><d:prop><d:quota-used-bytes/>\
+<d:quota-available-bytes/></d:prop></d:propfind>";
+    let (status, _, answer) = node.http(
+        "PROPFIND",
+        "/dav/calendars/alice@example.com/calendar/",
+        ALICE,
+        &[("Depth", "0")],
+        propfind,
+    );
+    assert_eq!(status, 207, "{answer}");
+    assert!(answer.contains("quota-used-bytes>"), "{answer}");
+    assert!(!answer.contains("404 Not Found"), "{answer}");
+
+    // An hour later the sender may add again, as far as the account's quota lets him.
+    node.advance(3601);
+    let later = publish_from(&node, "a@evil.test", "q-6");
+    assert!(later.contains("limits.max_objects"), "{later}");
+}
+
+/// Answers of people nobody invited, kept for the organizer: one per address (the newest
+/// replaces the older), at most `limits.max_uninvited` per object. One object's list used to
+/// reach tens of MB.
+#[test]
+fn uninvited_answers_are_kept_once_per_address_and_bounded() {
+    let node = node("uninvited-cap", "[limits]\nmax_uninvited = 2\n");
+    let meeting = event("meet-1")
+        .organizer(ALICE)
+        .attendee("olga@partner.example")
+        .text();
+    put(&node, ALICE, "meet-1", &meeting);
+    let answer = |who: &str, partstat: &str| {
+        let reply = common::build::bare("meet-1")
+            .method("REPLY")
+            .organizer(ALICE)
+            .line(&format!("ATTENDEE;PARTSTAT={partstat}:mailto:{who}"))
+            .text();
+        node.lmtp(who, &[ALICE], &mail(&from(who), "REPLY", &reply))
+            .remove(0)
+    };
+    for partstat in ["TENTATIVE", "DECLINED", "ACCEPTED"] {
+        assert!(answer("x@outside.example", partstat).starts_with("250"));
+    }
+    let listed = |node: &Node| {
+        let (status, _, body) = node.http(
+            "GET",
+            "/calendars/alice@example.com/meet-1/uninvited",
+            ALICE,
+            &[],
+            "",
+        );
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<Vec<serde_json::Value>>(&body).unwrap()
+    };
+    let kept = listed(&node);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0]["partstat"], "ACCEPTED");
+    assert!(answer("y@outside.example", "ACCEPTED").starts_with("250"));
+    let over = answer("z@outside.example", "ACCEPTED");
+    assert!(over.starts_with("452 4.2.2"), "{over}");
+    assert!(over.contains("limits.max_uninvited"), "{over}");
+    assert_eq!(listed(&node).len(), 2);
+}
+
+/// Calendars per account: MKCALENDAR past `limits.max_calendars` is 507.
+#[test]
+fn calendars_per_account_are_bounded() {
+    let node = node("calendar-cap", "[limits]\nmax_calendars = 1\n");
+    let make = |name: &str| {
+        let path = format!("/dav/calendars/alice@example.com/{name}/");
+        node.http("MKCALENDAR", &path, ALICE, &[], "")
+    };
+    assert_eq!(make("work").0, 201);
+    let (status, _, body) = make("more");
+    assert_eq!(status, 507, "{body}");
+    assert!(body.contains("quota-not-exceeded"), "{body}");
+    assert!(body.contains("limits.max_calendars"), "{body}");
+}
+
+/// `inbound.auto_add = "known"`: a stranger's invitation reaches the schedule inbox only, and
+/// the calendar when the user answers it; from then on (and from anyone the user invited)
+/// invitations are added as they come.
+#[test]
+fn known_correspondents_only_are_added_to_the_calendar() {
+    let node = node("consent", "[inbound]\nauto_add = \"known\"\n");
+    let olga = "olga@partner.example";
+    let invitation = |uid: &str| {
+        event(uid)
+            .method("REQUEST")
+            .organizer(olga)
+            .attendee(ALICE)
+            .text()
+    };
+    let message = mail(&from(olga), "REQUEST", &invitation("k-1"));
+    let (_, explained) = node.admin("POST", "/explain?to=alice@example.com", &message);
+    assert!(explained.contains("schedule inbox only"), "{explained}");
+    let replies = node.lmtp(olga, &[ALICE], &message);
+    assert!(replies[0].starts_with("250"), "{replies:?}");
+    assert!(replies[0].contains("schedule inbox only"), "{replies:?}");
+    assert_eq!(node.get(ALICE, "k-1").0, 404, "not in the calendar");
+    let inbox = "/dav/calendars/alice@example.com/inbox/";
+    let (_, _, listing) = node.http("PROPFIND", inbox, ALICE, &[("Depth", "1")], "");
+    assert!(
+        listing.contains(".ics</d:href>") || listing.contains(".ics</D:href>"),
+        "{listing}"
+    );
+
+    // Alice accepts it from her mail client: the object enters her calendar, Olga is told.
+    let accepted = event("k-1")
+        .organizer(olga)
+        .line(&format!("ATTENDEE;PARTSTAT=ACCEPTED:mailto:{ALICE}"))
+        .text();
+    put(&node, ALICE, "k-1", &accepted);
+    assert!(node.eventually(|| node.drained()));
+    let sent = common::spooled(&node.spool(), 1);
+    assert!(sent.iter().any(|m| m.contains("METHOD:REPLY")), "{sent:?}");
+
+    // Olga is known now: her next invitation is added.
+    let next = node.lmtp(
+        olga,
+        &[ALICE],
+        &mail(&from(olga), "REQUEST", &invitation("k-2")),
+    );
+    assert!(next[0].contains("applied"), "{next:?}");
+    assert_eq!(node.get(ALICE, "k-2").0, 200);
+
+    // Someone Alice invited is known too.
+    let team = event("k-3")
+        .organizer(ALICE)
+        .attendee("dave@partner.example")
+        .text();
+    put(&node, ALICE, "k-3", &team);
+    let from_dave = event("k-4")
+        .method("REQUEST")
+        .organizer("dave@partner.example")
+        .attendee(ALICE)
+        .text();
+    let replies = node.lmtp(
+        "dave@partner.example",
+        &[ALICE],
+        &mail(&from("dave@partner.example"), "REQUEST", &from_dave),
+    );
+    assert!(replies[0].contains("applied"), "{replies:?}");
 }

@@ -339,6 +339,9 @@ pub enum AutoAdd {
     Always,
     /// Add only when the sender's domain passed DMARC by a trusted Authentication-Results.
     Authenticated,
+    /// Add only from a correspondent: an organizer the account had an object from, or someone
+    /// it invited or answered. Others go to the schedule inbox only, until the user answers.
+    Known,
     /// Never add: only updates to objects the user already has are applied.
     Never,
 }
@@ -361,7 +364,7 @@ macro_rules! named_values {
     };
 }
 
-named_values!(AutoAdd, "always" => AutoAdd::Always, "authenticated" => AutoAdd::Authenticated, "never" => AutoAdd::Never);
+named_values!(AutoAdd, "always" => AutoAdd::Always, "authenticated" => AutoAdd::Authenticated, "known" => AutoAdd::Known, "never" => AutoAdd::Never);
 named_values!(Transport, "spool" => Transport::Spool, "smtp" => Transport::Smtp);
 
 /// `[inbound]`

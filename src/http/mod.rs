@@ -107,6 +107,7 @@ fn status_of(error: &WriteError) -> u16 {
         WriteError::UidMismatch => 400,
         WriteError::UidConflict => 403,
         WriteError::Store(StoreError::Conflict) => 409,
+        WriteError::OverQuota(_) => 507,
         WriteError::Store(_) => 503,
         WriteError::Engine(e) => match e.class() {
             ErrorClass::Forbidden | ErrorClass::NotConcerned => 403,
@@ -118,9 +119,24 @@ fn status_of(error: &WriteError) -> u16 {
 fn refused(error: &WriteError) -> Response {
     let body = match error {
         WriteError::Engine(e) => format!("{e}: {}", e.explain()),
+        WriteError::OverQuota(over) => return over_quota(over),
         other => other.to_string(),
     };
     text(status_of(error), body)
+}
+
+/// 507 with RFC 4331's precondition, and what the quota is, for people.
+pub(crate) fn over_quota(over: &crate::quota::OverQuota) -> Response {
+    let mut w = dav::xml::Writer::new("error");
+    w.empty("d:quota-not-exceeded")
+        .text("d:responsedescription", &over.to_string());
+    let body = w.finish("error");
+    (
+        StatusCode::INSUFFICIENT_STORAGE,
+        [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 /// Why a request may not reach an account's calendar.

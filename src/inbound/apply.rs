@@ -3,6 +3,7 @@
 //! (limited by the loop rules), and one durable commit of it all; and the same decision with
 //! nothing committed, for `imipd explain`.
 
+use super::allowance::{self, Allowance};
 use super::guard::{self, Admitted, Part, Unusable};
 use super::verdict::Verdict;
 use crate::config::AutoAdd;
@@ -20,6 +21,8 @@ struct Draft {
     expect: Expect,
     original: Option<String>,
     calendar: Option<Calendar>,
+    /// Bytes of the copy as it stands (none: no copy), for the account's quota.
+    size: Option<usize>,
     matches: Option<String>,
     /// An organizer's message changed it (else only answers did): a new Schedule-Tag.
     rescheduled: bool,
@@ -61,6 +64,12 @@ pub enum Outcome {
     Unusable,
     /// Not added: `inbound.auto_add` and the user has no copy.
     NotAdded,
+    /// In the schedule inbox only (`inbound.auto_add = "known"` and a stranger's object),
+    /// until the user answers it.
+    Held,
+    /// Over a quota of the account: nothing of it stored (452 4.2.2 when nothing else of the
+    /// message was applied).
+    OverQuota,
     /// Its sender may not say what it says.
     Refused,
 }
@@ -81,8 +90,9 @@ impl PartReport {
 }
 
 /// The answer for a message whose parts came to `reports`: accepted when any part was applied
-/// or none was refused, each part named; refused (550 5.7.1) when nothing was applied and a
-/// part's sender may not say what it says.
+/// or none was refused, each part named; when nothing was applied, deferred (452 4.2.2) when a
+/// part was over a quota of the account, refused (550 5.7.1) when a part's sender may not say
+/// what it says.
 fn verdict_of(reports: &[PartReport]) -> Verdict {
     let notes = reports
         .iter()
@@ -90,7 +100,10 @@ fn verdict_of(reports: &[PartReport]) -> Verdict {
         .collect::<Vec<_>>()
         .join("; ");
     let outcome = |o: Outcome| reports.iter().any(|r| r.outcome == o);
-    if !outcome(Outcome::Applied) && !outcome(Outcome::Kept) && outcome(Outcome::Refused) {
+    let taken = [Outcome::Applied, Outcome::Kept, Outcome::Held];
+    if !taken.into_iter().any(outcome) && outcome(Outcome::OverQuota) {
+        Verdict::over_quota(notes)
+    } else if !taken.into_iter().any(outcome) && outcome(Outcome::Refused) {
         Verdict::refused(notes)
     } else if notes.is_empty() {
         Verdict::Accepted("delivered".into())
@@ -159,6 +172,8 @@ fn plan(
         });
     }
     let ctx = gateway.context(&addresses);
+    let unavailable = |e: crate::store::StoreError| Verdict::store_unavailable(&e);
+    let mut allowance = Allowance::new(gateway, account, &admitted.author.address);
     // Later parts see what earlier parts of the same message did.
     let mut copies: BTreeMap<String, Draft> = BTreeMap::new();
     let mut changes = Vec::new();
@@ -176,11 +191,22 @@ fn plan(
             change: "none".into(),
             sends: Vec::new(),
         };
-        if let Some(refusal) = not_added(gateway, admitted, part, copy) {
-            report.outcome = Outcome::NotAdded;
-            report.verdict = refusal;
-            reports.push(report);
-            continue;
+        match consent(gateway, &mut allowance, admitted, part, copy).map_err(unavailable)? {
+            Consent::Given => {}
+            Consent::Refused(why) => {
+                report.outcome = Outcome::NotAdded;
+                report.verdict = why;
+                reports.push(report);
+                continue;
+            }
+            Consent::Asked(why) => {
+                report.outcome = Outcome::Held;
+                report.verdict = why;
+                report.change = "puts it in the schedule inbox only".into();
+                changes.push(gateway.to_inbox(account, &part.text));
+                reports.push(report);
+                continue;
+            }
         }
         match itip::receive(
             &ctx,
@@ -196,7 +222,7 @@ fn plan(
                     admitted,
                     part,
                 };
-                step.apply(copy, received, &mut changes, &mut report)?;
+                step.apply(copy, received, &mut allowance, &mut changes, &mut report)?;
                 // What was applied or kept shows in the schedule inbox too, for clients.
                 if matches!(report.outcome, Outcome::Applied | Outcome::Kept) {
                     changes.push(gateway.to_inbox(account, &part.text));
@@ -218,6 +244,7 @@ fn plan(
     }
     reports.sort_by_key(|r| r.index);
     changes.extend(puts(account, &copies));
+    changes.extend(allowance.changes());
     if let Some(key) = seen_key {
         changes.push(Change::Seen(key, gateway.now()));
     }
@@ -269,6 +296,7 @@ fn copy_of<'a>(
                     .as_ref()
                     .map(|c| Expect::Revision(c.revision))
                     .unwrap_or(Expect::Absent),
+                size: current.as_ref().map(|c| c.text.len()),
                 original: current.map(|c| c.text),
                 calendar,
                 matches,
@@ -279,17 +307,47 @@ fn copy_of<'a>(
     Ok(copies.get_mut(uid).expect("inserted above"))
 }
 
-/// Why an invitation for an object the user lacks is not added (`inbound.auto_add`).
-fn not_added(gateway: &Gateway, admitted: &Admitted, part: &Part, copy: &Draft) -> Option<String> {
+/// Whether a part may make a new object in the account (`inbound.auto_add`).
+enum Consent {
+    /// Yes, or it makes none.
+    Given,
+    /// No: dropped, with why.
+    Refused(String),
+    /// Not without the user: the schedule inbox only, with why.
+    Asked(String),
+}
+
+/// Whether an invitation for an object the user lacks may be added (`inbound.auto_add`).
+fn consent(
+    gateway: &Gateway,
+    allowance: &mut Allowance,
+    admitted: &Admitted,
+    part: &Part,
+    copy: &Draft,
+) -> Result<Consent, crate::store::StoreError> {
     let adds = matches!(part.method, Method::Request | Method::Publish | Method::Add);
+    if copy.calendar.is_some() || !adds {
+        return Ok(Consent::Given);
+    }
     let policy = gateway.config().inbound.auto_add;
-    let allowed = match policy {
-        AutoAdd::Always => true,
-        AutoAdd::Authenticated => admitted.author.authenticated,
-        AutoAdd::Never => false,
-    };
-    (copy.calendar.is_none() && adds && !allowed)
-        .then(|| format!("not added: inbound.auto_add = {policy:?} and the user has no copy"))
+    let refused = || format!("not added: inbound.auto_add = {policy:?} and the user has no copy");
+    Ok(match policy {
+        AutoAdd::Always => Consent::Given,
+        AutoAdd::Authenticated if admitted.author.authenticated => Consent::Given,
+        AutoAdd::Authenticated | AutoAdd::Never => Consent::Refused(refused()),
+        AutoAdd::Known => {
+            let from = allowance::originator(&part.calendar, &admitted.author.address);
+            match (allowance.knows(&from)?, part.method) {
+                (true, _) => Consent::Given,
+                // An ADD of a stranger's asks him for nothing.
+                (false, Method::Add) => Consent::Refused(refused()),
+                (false, _) => Consent::Asked(format!(
+                    "in the schedule inbox only: inbound.auto_add = known and {from} is no \
+                     correspondent of the account; it enters the calendar when the user answers"
+                )),
+            }
+        }
+    })
 }
 
 /// The copies a message changed, to be stored.
@@ -323,26 +381,52 @@ struct Step<'a> {
 }
 
 impl Step<'_> {
-    /// Records what the engine decided: the new copy, the answers it sends, a proposal kept.
+    /// Records what the engine decided: the new copy, the answers it sends, a proposal kept;
+    /// nothing of it when it is over a quota.
     fn apply(
         &self,
         copy: &mut Draft,
         received: Received,
+        allowance: &mut Allowance,
         changes: &mut Vec<Change>,
         report: &mut PartReport,
     ) -> Result<(), Verdict> {
+        let unavailable = |e: crate::store::StoreError| Verdict::store_unavailable(&e);
         let Received {
             stored,
             responses,
             proposal,
             forwarded_by,
         } = received;
-        if let Some(next) = stored {
+        let kept = match &proposal {
+            Some(proposal) => match allowance.proposal(&self.part.uid, proposal) {
+                Ok(Ok(kept)) => kept,
+                Ok(Err(over)) => {
+                    over_quota(report, &over);
+                    return Ok(());
+                }
+                Err(e) => return Err(unavailable(e)),
+            },
+            None => Vec::new(),
+        };
+        if let Some(next) = &stored {
+            let size = next.to_string().len();
             self.gateway
                 .config()
                 .limits
-                .check(next.to_string().len(), &next)
+                .check(size, next)
                 .map_err(Verdict::too_large)?;
+            if let Err(over) = allowance.copy(copy.size, size).map_err(unavailable)? {
+                over_quota(report, &over);
+                return Ok(());
+            }
+            copy.size = Some(size);
+            if copy.calendar.is_none() {
+                let from = allowance::originator(next, &self.admitted.author.address);
+                allowance.make_known(&from).map_err(unavailable)?;
+            }
+        }
+        if let Some(next) = stored {
             if let Some(before) = &copy.calendar
                 && self.part.method == Method::Reply
                 && !self.admitted.author.auto_submitted
@@ -367,7 +451,7 @@ impl Step<'_> {
             copy.calendar = Some(next);
             copy.rescheduled |= self.part.method.is_organizers();
         }
-        let answers = self.answers(responses, changes)?;
+        let answers = self.answers(responses, allowance, changes)?;
         report.sends = answers
             .iter()
             .flat_map(|m| {
@@ -376,25 +460,24 @@ impl Step<'_> {
             })
             .collect();
         queue::enqueue(self.gateway, self.trace, self.account, &answers, changes);
-        if let Some(proposal) = proposal {
+        if proposal.is_some() {
             report.outcome = Outcome::Kept;
             report.verdict = "kept for the organizer to decide on".into();
             report.change = "keeps it for the organizer to decide on; the copy is unchanged".into();
-            changes.push(Change::Proposal {
-                account: self.account.into(),
-                uid: self.part.uid.clone(),
-                text: proposal.to_string(),
-            });
+            changes.extend(kept);
         }
         Ok(())
     }
 
-    /// The engine's answers that may go out: none to Auto-Submitted mail (RFC 3834), and one
-    /// REFRESH answer per attendee and object per `outbound.notify_delay`, so that two
-    /// automatons cannot keep each other busy.
+    /// The engine's answers that may go out: none to Auto-Submitted mail (RFC 3834), at most
+    /// one automatic message per outside address and account per `outbound.notify_delay`
+    /// (a forged sender must not make imipd mail its victim over and over), and one REFRESH
+    /// answer per attendee and object per `outbound.notify_delay`, so that two automatons
+    /// cannot keep each other busy.
     fn answers(
         &self,
         responses: Vec<ItipMessage>,
+        allowance: &mut Allowance,
         changes: &mut Vec<Change>,
     ) -> Result<Vec<ItipMessage>, Verdict> {
         if self.admitted.author.auto_submitted {
@@ -403,9 +486,20 @@ impl Step<'_> {
             }
             return Ok(Vec::new());
         }
-        if self.part.method != Method::Refresh {
-            return Ok(responses);
-        }
+        let responses = match self.part.method {
+            Method::Refresh => self.unanswered_refreshes(responses, changes)?,
+            _ => responses,
+        };
+        self.within_echo(responses, allowance)
+    }
+
+    /// The answers to a REFRESH that go out: one per attendee and object per
+    /// `outbound.notify_delay`.
+    fn unanswered_refreshes(
+        &self,
+        responses: Vec<ItipMessage>,
+        changes: &mut Vec<Change>,
+    ) -> Result<Vec<ItipMessage>, Verdict> {
         let window = self.gateway.config().outbound.notify_delay.as_secs() as i64;
         let now = self.gateway.now();
         let mut allowed = Vec::new();
@@ -433,6 +527,36 @@ impl Step<'_> {
         }
         Ok(allowed)
     }
+
+    /// The messages with only the recipients an automatic message may go to now.
+    fn within_echo(
+        &self,
+        mut responses: Vec<ItipMessage>,
+        allowance: &mut Allowance,
+    ) -> Result<Vec<ItipMessage>, Verdict> {
+        for response in &mut responses {
+            let mut allowed = Vec::new();
+            for to in response.to.drain(..) {
+                match allowance.echo(&to) {
+                    Ok(true) => allowed.push(to),
+                    Ok(false) => {
+                        tracing::info!(trace = self.trace, uid = %escaped(&self.part.uid), to = %escaped(to.as_str()), "an automatic message went to this address within outbound.notify_delay: not another")
+                    }
+                    Err(e) => return Err(Verdict::store_unavailable(&e)),
+                }
+            }
+            response.to = allowed;
+        }
+        responses.retain(|r| !r.to.is_empty());
+        Ok(responses)
+    }
+}
+
+/// A part over a quota of the account: reported so, nothing of it kept.
+fn over_quota(report: &mut PartReport, over: &crate::quota::OverQuota) {
+    report.outcome = Outcome::OverQuota;
+    report.verdict = format!("not stored, over quota (452 4.2.2): {over}");
+    report.change = "none: over quota".into();
 }
 
 /// Applies every part to one account's calendar in one atomic, durable commit. Returns the

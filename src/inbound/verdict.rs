@@ -113,6 +113,15 @@ impl Verdict {
         }
     }
 
+    /// Over a quota of the account (RFC 3463 X.2.2, mailbox full): may fit later.
+    pub fn over_quota(text: String) -> Self {
+        Verdict::Deferred {
+            code: 452,
+            status: Status([4, 2, 2]),
+            text,
+        }
+    }
+
     /// Over a size, attendee, instance or part limit.
     pub fn too_large(text: String) -> Self {
         Verdict::Rejected {

@@ -492,6 +492,12 @@ pub fn published_by() -> ICalendarProperty {
     ICalendarProperty::Other("X-IMIPD-PUBLISHED-BY".into())
 }
 
+/// The property that marks a proposal kept for the organizer (a COUNTER, an answer of
+/// someone not invited) with the address that sent it.
+pub fn proposed_by() -> ICalendarProperty {
+    ICalendarProperty::Other("X-IMIPD-PROPOSED-BY".into())
+}
+
 /// Builds a property with one value and no parameters.
 pub fn entry(name: ICalendarProperty, value: ICalendarValue) -> ICalendarEntry {
     ICalendarEntry {

@@ -4,7 +4,7 @@ use super::address::CalAddress;
 use super::build::{outgoing, strip_schedule_params};
 use super::calendar::{
     Calendar, Component, InstanceKey, address_entry, date_key, entry, entry_address, forwarded_by,
-    param_addresses, published_by, set_param,
+    param_addresses, proposed_by, published_by, set_param,
 };
 use super::changes::{PROGRESS, Significance, classify};
 use super::error::{ItipError, Missing};
@@ -547,17 +547,19 @@ fn refresh_request(
         comp.entries.push(uid.clone());
     }
     comp.set_dtstamp(ctx.now);
-    let tz = message.tz_resolver();
+    // What RFC 5546 3.2.6 asks of a REFRESH, and nothing the sender wrote but the UID: it may
+    // go to whoever claims to be the organizer, and must not carry his text to anyone.
+    let summary = Summary::of(
+        SummaryKind::Update(Method::Refresh),
+        Some(&comp),
+        &message.tz_resolver(),
+        false,
+    );
     Some(ItipMessage {
         method: Method::Refresh,
         from: me,
         to: vec![organizer.clone()],
-        summary: Summary::of(
-            SummaryKind::Update(Method::Refresh),
-            Some(first),
-            &tz,
-            false,
-        ),
+        summary,
         calendar: envelope(Method::Refresh, ctx.prodid, vec![comp], message),
     })
 }
@@ -630,7 +632,7 @@ fn from_attendee(
         // Someone the invitation was forwarded to (RFC 5546 4.2.8): the organizer decides.
         if i_organize && method == Method::Reply {
             return Ok(Received {
-                proposal: Some(message.clone()),
+                proposal: Some(proposal(message, sender)),
                 ..Received::default()
             });
         }
@@ -654,10 +656,27 @@ fn from_attendee(
             })
         }
         _ => Ok(Received {
-            proposal: Some(message.clone()),
+            proposal: Some(proposal(message, sender)),
             ..Received::default()
         }),
     }
+}
+
+/// A message kept for the organizer to decide on, marked with who sent it: a newer one from
+/// the same sender replaces it.
+fn proposal(message: &Calendar, sender: &CalAddress) -> Calendar {
+    let mut kept = message.clone();
+    kept.entries.retain(|e| e.name != proposed_by());
+    kept.entries.push(address_entry(proposed_by(), sender));
+    kept
+}
+
+/// Who sent a proposal kept for the organizer.
+pub fn proposer(kept: &Calendar) -> Option<CalAddress> {
+    kept.entries
+        .iter()
+        .find(|e| e.name == proposed_by())
+        .and_then(entry_address)
 }
 
 /// Merges a REPLY into the organizer's copy (RFC 6638 sections 3.2.9 and 3.2.10).

@@ -21,6 +21,7 @@ mod zones;
 pub use address::{CalAddress, percent_decode};
 pub use calendar::{Calendar, Component, InstanceKey, timestamp_of, value_text};
 pub use error::{ErrorClass, ItipError, Missing};
+pub use inbound::proposer;
 pub use message::{ItipMessage, Method};
 pub use status::{ScheduleStatus, keep_answers, with_delivery_status, with_schedule_status};
 pub use summary::{Field, FieldValue, Participant, Summary, SummaryKind};

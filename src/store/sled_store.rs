@@ -1491,7 +1491,8 @@ mod tests {
         assert_eq!(reopened.get("a@x.org", "u1").unwrap().unwrap().text, "two");
         let trees = reopened.trees().unwrap();
         let meta = trees.db.open_tree("meta").unwrap();
-        meta.insert("format", "imipd-4").unwrap();
+        let newer = format!("imipd-{}", FORMAT + 1);
+        meta.insert("format", newer.as_str()).unwrap();
         trees.db.flush().unwrap();
         drop((meta, trees, reopened));
         let Err(refused) = SledStore::open(&dir) else {
@@ -1499,7 +1500,7 @@ mod tests {
         };
         let said = refused.to_string();
         assert!(
-            said.contains("imipd-4") && said.contains("written by a newer imipd"),
+            said.contains(&newer) && said.contains("written by a newer imipd"),
             "{said}"
         );
         let _ = std::fs::remove_dir_all(&dir);

@@ -347,6 +347,26 @@ impl Node {
         (status, body)
     }
 
+    /// A request with the admin token: status and body.
+    #[allow(dead_code)]
+    pub fn admin(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("Authorization", format!("Bearer {}", super::ADMIN_TOKEN))
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap();
+        let router = self.parts().router.clone();
+        self.run(async move {
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status().as_u16();
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (status, String::from_utf8_lossy(&bytes).into_owned())
+        })
+    }
+
     /// The outbound queue as `GET /queue` shows it (admin token).
     pub fn queue(&self) -> Vec<imipd::http::QueueEntry> {
         let request = axum::http::Request::get("/queue")

@@ -733,6 +733,10 @@ async fn make_calendar(
     if layout.exists(name) {
         return Err(DavError::Refused(405, "a calendar of that name exists"));
     }
+    let most = api.gateway.config().limits.max_calendars;
+    if layout.calendars.len() >= most {
+        return Ok(super::over_quota(&crate::quota::OverQuota::Calendars(most)));
+    }
     let usable = !name.is_empty()
         && name.len() <= 64
         && name
@@ -1037,6 +1041,8 @@ struct Facts {
     written: std::collections::BTreeMap<(String, String), String>,
     /// The names clients gave objects, by UID (the others are at `UID.ics`).
     names: std::collections::BTreeMap<String, String>,
+    /// Bytes the account's objects take, and what it may still take (RFC 4331).
+    quota: (u64, u64),
 }
 
 impl Facts {
@@ -1057,6 +1063,8 @@ impl Facts {
                 written.insert((calendar.to_string(), key), value);
             }
         }
+        let held = api.gateway.store.usage(account)?;
+        let available = crate::quota::available_bytes(&api.gateway.config().limits, held);
         Ok(Facts {
             account: account.into(),
             addresses,
@@ -1064,6 +1072,7 @@ impl Facts {
             layout,
             written,
             names: api.gateway.store.names(account)?.into_iter().collect(),
+            quota: (held.bytes, available),
         })
     }
 
@@ -1302,6 +1311,13 @@ fn property(
         }
         (DAV, "sync-token", Resource::Calendar(..)) => {
             w.text("d:sync-token", &facts.sync_token());
+        }
+        // RFC 4331: one quota for all of the account's calendars, shown on each.
+        (DAV, "quota-used-bytes", Resource::Home(_) | Resource::Calendar(..)) => {
+            w.text("d:quota-used-bytes", &facts.quota.0.to_string());
+        }
+        (DAV, "quota-available-bytes", Resource::Home(_) | Resource::Calendar(..)) => {
+            w.text("d:quota-available-bytes", &facts.quota.1.to_string());
         }
         (CS, "getctag", Resource::Calendar(..)) => {
             w.text("cs:getctag", &facts.sync.to_string());
