@@ -98,3 +98,71 @@ pub fn gather(gateway: &Gateway) -> Result<usize, StoreError> {
     runtime.block_on(gateway.transact(|| Ok::<_, StoreError>(Decision::new(mark.clone(), ()))))?;
     Ok(recorded)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Account, Config};
+    use crate::store::{Expect, SledStore, Store, Tag};
+    use std::sync::Arc;
+
+    fn object(uid: &str, lines: &str) -> Change {
+        Change::Put {
+            account: "alice@example.com".into(),
+            uid: uid.into(),
+            text: format!(
+                "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\n\
+DTSTAMP:20260101T000000Z\r\nDTSTART:20260110T100000Z\r\n{lines}END:VEVENT\r\nEND:VCALENDAR\r\n"
+            ),
+            expect: Expect::Absent,
+            tag: Tag::New,
+        }
+    }
+
+    /// A store written before correspondents were recorded: gathering finds the organizers
+    /// of the account's copies and the attendees of its own meetings, once.
+    #[test]
+    fn correspondents_are_gathered_once_from_the_objects_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+        store
+            .commit(&[
+                object(
+                    "theirs",
+                    "ORGANIZER:mailto:olga@partner.example\r\nATTENDEE:mailto:alice@example.com\r\n\
+ATTENDEE:mailto:eve@partner.example\r\n",
+                ),
+                object(
+                    "mine",
+                    "ORGANIZER:mailto:alice@example.com\r\nATTENDEE:mailto:dave@partner.example\r\n",
+                ),
+            ])
+            .unwrap();
+        let mut config = Config::default();
+        config
+            .accounts
+            .insert("alice@example.com".into(), Account::default());
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let gateway = runtime.block_on(async { Arc::new(Gateway::new(config, store.clone())) });
+        let gather_now = || {
+            let gateway = gateway.clone();
+            let gathering =
+                async move { tokio::task::spawn_blocking(move || gather(&gateway)).await };
+            runtime.block_on(gathering).unwrap().unwrap()
+        };
+        assert_eq!(gather_now(), 2);
+        assert_eq!(gather_now(), 0, "once per store");
+        let known = |a: &str| {
+            store
+                .tally("alice@example.com", Tally::Known, a)
+                .unwrap()
+                .is_some()
+        };
+        assert!(known("olga@partner.example") && known("dave@partner.example"));
+        assert!(
+            !known("eve@partner.example"),
+            "another attendee of someone's meeting"
+        );
+        assert!(store.marked(Marker::CorrespondentsGathered).unwrap());
+    }
+}
