@@ -316,6 +316,16 @@ struct Layout {
     calendars: Vec<CalendarRecord>,
     /// The objects not at `UID.ics` in the default calendar.
     objects: Vec<Placed>,
+    /// Accounts whose folder is not named by their address (too long for a file name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    folders: Vec<Folder>,
+}
+
+/// An account's folder, when its name is not the account's address.
+#[derive(Debug, Serialize, Deserialize)]
+struct Folder {
+    folder: String,
+    account: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -328,75 +338,174 @@ struct Placed {
     name: Option<String>,
 }
 
-/// Writes a snapshot into `dir` (which must be empty or new): `objects/ACCOUNT/UID.ics` (the
-/// UID percent-encoded), `layout.json` (the calendars, and which objects are in a further one
-/// or under another name), `queue.json`, and `backup.json` saying what the folder holds.
-pub fn write_dir(snapshot: &Snapshot, dir: &Path) -> Result<(), BackupError> {
-    let io = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| BackupError::Io { path, source }
-    };
-    if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
-        return Err(BackupError::Invalid {
-            path: dir.display().to_string(),
-            problem: "is not empty: a backup goes into a new folder".into(),
-        });
+/// One record of a snapshot as the daemon streams it (`GET /backup`, one JSON object per
+/// line): what it is first, then every calendar, object and queued message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Record {
+    /// The first line: [`FORMAT`] and when the snapshot was taken.
+    Snapshot {
+        /// [`FORMAT`].
+        format: u32,
+        /// Seconds since the epoch.
+        taken_at: i64,
+    },
+    /// A calendar.
+    Calendar(CalendarRecord),
+    /// An object.
+    Object(Object),
+    /// A queued message.
+    Queued(OutboundMessage),
+}
+
+impl Snapshot {
+    /// The snapshot as the records of a stream, its description first.
+    pub fn records(self) -> impl Iterator<Item = Record> {
+        let head = Record::Snapshot {
+            format: self.format,
+            taken_at: self.taken_at,
+        };
+        std::iter::once(head)
+            .chain(self.calendars.into_iter().map(Record::Calendar))
+            .chain(self.objects.into_iter().map(Record::Object))
+            .chain(self.queue.into_iter().map(Record::Queued))
     }
-    let root = dir.join("objects");
-    std::fs::create_dir_all(&root).map_err(io(&root))?;
-    for object in &snapshot.objects {
-        let folder = root.join(file_name(&object.account));
+}
+
+/// The longest file name most file systems take, in bytes.
+const MAX_FILE_NAME: usize = 255;
+
+/// A backup folder being written record by record, so that a snapshot of any size streams
+/// from the daemon to the disk: `objects/ACCOUNT/UID.ics` (both names made safe and short
+/// enough, see [`file_name`]), `layout.json` (the calendars, which objects are in a further
+/// one or under another name, and the accounts whose folder name is not their address),
+/// `queue.json`, and `backup.json` saying what the folder holds.
+pub struct FolderWriter {
+    dir: std::path::PathBuf,
+    layout: Layout,
+    queue: Vec<OutboundMessage>,
+    objects: usize,
+    format: u32,
+    taken_at: i64,
+    folders: std::collections::BTreeSet<String>,
+}
+
+/// What a written backup holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Objects.
+    pub objects: usize,
+    /// Queued messages.
+    pub queued: usize,
+    /// Calendars (further ones, and default ones with properties).
+    pub calendars: usize,
+}
+
+impl FolderWriter {
+    /// Starts a backup in `dir`, which must be empty or new.
+    pub fn create(dir: &Path) -> Result<FolderWriter, BackupError> {
+        if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+            return Err(BackupError::Invalid {
+                path: dir.display().to_string(),
+                problem: "is not empty: a backup goes into a new folder".into(),
+            });
+        }
+        let root = dir.join("objects");
+        std::fs::create_dir_all(&root).map_err(io(&root))?;
+        Ok(FolderWriter {
+            dir: dir.to_path_buf(),
+            layout: Layout::default(),
+            queue: Vec::new(),
+            objects: 0,
+            format: FORMAT,
+            taken_at: 0,
+            folders: Default::default(),
+        })
+    }
+
+    /// Adds one record.
+    pub fn add(&mut self, record: Record) -> Result<(), BackupError> {
+        match record {
+            Record::Snapshot { format, taken_at } => {
+                (self.format, self.taken_at) = (format, taken_at);
+            }
+            Record::Calendar(calendar) => self.layout.calendars.push(calendar),
+            Record::Queued(message) => self.queue.push(message),
+            Record::Object(object) => self.object(object)?,
+        }
+        Ok(())
+    }
+
+    fn object(&mut self, object: Object) -> Result<(), BackupError> {
+        let folder_name = file_name(&object.account, "");
+        if folder_name != percent_encoded(&object.account) && self.folders.insert(folder_name.clone())
+        {
+            self.layout.folders.push(Folder {
+                folder: folder_name.clone(),
+                account: object.account.clone(),
+            });
+        }
+        let folder = self.dir.join("objects").join(&folder_name);
         std::fs::create_dir_all(&folder).map_err(io(&folder))?;
-        let file = folder.join(format!("{}.ics", file_name(&object.uid)));
+        let file = folder.join(file_name(&object.uid, ".ics"));
         std::fs::write(&file, &object.text).map_err(io(&file))?;
+        if object.calendar.is_some() || object.name.is_some() {
+            self.layout.objects.push(Placed {
+                account: object.account,
+                uid: object.uid,
+                calendar: object.calendar,
+                name: object.name,
+            });
+        }
+        self.objects += 1;
+        Ok(())
     }
-    let layout = Layout {
-        calendars: snapshot.calendars.clone(),
-        objects: snapshot
-            .objects
-            .iter()
-            .filter(|o| o.calendar.is_some() || o.name.is_some())
-            .map(|o| Placed {
-                account: o.account.clone(),
-                uid: o.uid.clone(),
-                calendar: o.calendar.clone(),
-                name: o.name.clone(),
-            })
-            .collect(),
-    };
-    let file = dir.join("layout.json");
-    let json = serde_json::to_string_pretty(&layout).unwrap_or_default();
-    std::fs::write(&file, json).map_err(io(&file))?;
-    let queue = dir.join("queue.json");
-    let json = serde_json::to_string_pretty(&snapshot.queue).unwrap_or_default();
-    std::fs::write(&queue, json).map_err(io(&queue))?;
-    let manifest = dir.join("backup.json");
-    let about = serde_json::json!({
-        "format": snapshot.format,
-        "taken_at": snapshot.taken_at,
-        "objects": snapshot.objects.len(),
-        "queued": snapshot.queue.len(),
-        "calendars": snapshot.calendars.len(),
-    });
-    std::fs::write(&manifest, about.to_string()).map_err(io(&manifest))?;
-    Ok(())
+
+    /// Writes what the folder holds, once every record is in.
+    pub fn finish(self) -> Result<Written, BackupError> {
+        let file = self.dir.join("layout.json");
+        let json = serde_json::to_string_pretty(&self.layout).unwrap_or_default();
+        std::fs::write(&file, json).map_err(io(&file))?;
+        let queue = self.dir.join("queue.json");
+        let json = serde_json::to_string_pretty(&self.queue).unwrap_or_default();
+        std::fs::write(&queue, json).map_err(io(&queue))?;
+        let written = Written {
+            objects: self.objects,
+            queued: self.queue.len(),
+            calendars: self.layout.calendars.len(),
+        };
+        let manifest = self.dir.join("backup.json");
+        let about = serde_json::json!({
+            "format": self.format,
+            "taken_at": self.taken_at,
+            "objects": written.objects,
+            "queued": written.queued,
+            "calendars": written.calendars,
+        });
+        std::fs::write(&manifest, about.to_string()).map_err(io(&manifest))?;
+        Ok(written)
+    }
+}
+
+/// The error of a file that could not be read or written.
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + use<> {
+    let path = path.display().to_string();
+    move |source| BackupError::Io { path, source }
+}
+
+/// Writes a snapshot into `dir` (which must be empty or new): see [`FolderWriter`].
+pub fn write_dir(snapshot: &Snapshot, dir: &Path) -> Result<Written, BackupError> {
+    let mut folder = FolderWriter::create(dir)?;
+    for record in snapshot.clone().records() {
+        folder.add(record)?;
+    }
+    folder.finish()
 }
 
 /// Reads a folder that [`write_dir`] wrote (or one made by hand the same way).
 pub fn read_dir(dir: &Path) -> Result<Snapshot, BackupError> {
-    let io = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| BackupError::Io { path, source }
-    };
     let manifest = dir.join("backup.json");
-    let about: serde_json::Value = std::fs::read_to_string(&manifest)
-        .map_err(io(&manifest))
-        .and_then(|text| {
-            serde_json::from_str(&text).map_err(|e| BackupError::Invalid {
-                path: manifest.display().to_string(),
-                problem: e.to_string(),
-            })
-        })?;
+    let about: serde_json::Value = parsed(&manifest)?;
     let format = about["format"].as_u64().unwrap_or(0) as u32;
     if !readable(format) {
         return Err(BackupError::Invalid {
@@ -404,43 +513,47 @@ pub fn read_dir(dir: &Path) -> Result<Snapshot, BackupError> {
             problem: format!("backup format {format}; this imipd reads 1 to {FORMAT}"),
         });
     }
+    let queue: Vec<OutboundMessage> = parsed(&dir.join("queue.json"))?;
+    let layout: Layout = match format {
+        1 => Layout::default(),
+        _ => parsed(&dir.join("layout.json"))?,
+    };
+    let accounts: BTreeMap<&str, &str> = layout
+        .folders
+        .iter()
+        .map(|f| (f.folder.as_str(), f.account.as_str()))
+        .collect();
+    let placed: BTreeMap<(&str, &str), &Placed> = layout
+        .objects
+        .iter()
+        .map(|p| ((p.account.as_str(), p.uid.as_str()), p))
+        .collect();
     let mut objects = Vec::new();
     let root = dir.join("objects");
-    for account in std::fs::read_dir(&root).map_err(io(&root))? {
-        let account = account.map_err(io(&root))?.path();
-        for file in std::fs::read_dir(&account).map_err(io(&account))? {
-            let file = file.map_err(io(&account))?.path();
+    for folder in std::fs::read_dir(&root).map_err(io(&root))? {
+        let folder = folder.map_err(io(&root))?.path();
+        let name = folder
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let account = match accounts.get(name.as_str()) {
+            Some(account) => account.to_string(),
+            None => percent_encoding::percent_decode_str(&name)
+                .decode_utf8_lossy()
+                .into_owned(),
+        };
+        for file in std::fs::read_dir(&folder).map_err(io(&folder))? {
+            let file = file.map_err(io(&folder))?.path();
             if file.extension().is_none_or(|e| e != "ics") {
                 continue;
             }
-            objects.push(read_object(&account, &file)?);
-        }
-    }
-    let json = |file: &Path| {
-        std::fs::read_to_string(file)
-            .map_err(io(file))
-            .map(|text| (file.display().to_string(), text))
-    };
-    fn parsed<T: serde::de::DeserializeOwned>(
-        (path, text): (String, String),
-    ) -> Result<T, BackupError> {
-        serde_json::from_str(&text).map_err(|e| BackupError::Invalid {
-            path,
-            problem: e.to_string(),
-        })
-    }
-    let queue: Vec<OutboundMessage> = parsed(json(&dir.join("queue.json"))?)?;
-    let layout: Layout = match format {
-        1 => Layout::default(),
-        _ => parsed(json(&dir.join("layout.json"))?)?,
-    };
-    for placed in layout.objects {
-        if let Some(object) = objects
-            .iter_mut()
-            .find(|o| o.account == placed.account && o.uid == placed.uid)
-        {
-            object.calendar = placed.calendar;
-            object.name = placed.name;
+            let mut object = read_object(&account, &file)?;
+            let key = (object.account.as_str(), object.uid.as_str());
+            if let Some(place) = placed.get(&key) {
+                object.calendar = place.calendar.clone();
+                object.name = place.name.clone();
+            }
+            objects.push(object);
         }
     }
     Ok(Snapshot {
@@ -452,35 +565,34 @@ pub fn read_dir(dir: &Path) -> Result<Snapshot, BackupError> {
     })
 }
 
+/// A JSON file of the backup.
+fn parsed<T: serde::de::DeserializeOwned>(file: &Path) -> Result<T, BackupError> {
+    let text = std::fs::read_to_string(file).map_err(io(file))?;
+    serde_json::from_str(&text).map_err(|e| BackupError::Invalid {
+        path: file.display().to_string(),
+        problem: e.to_string(),
+    })
+}
+
 /// True for the backup formats this build reads.
 pub fn readable(format: u32) -> bool {
     (1..=FORMAT).contains(&format)
 }
 
-/// One `.ics` file: its account from the folder, its UID from inside (the file name is only a
-/// name), checked to parse.
-fn read_object(account: &Path, file: &Path) -> Result<Object, BackupError> {
+/// One `.ics` file of an account: its UID from inside (the file name is only a name),
+/// checked to parse.
+fn read_object(account: &str, file: &Path) -> Result<Object, BackupError> {
     let invalid = |problem: String| BackupError::Invalid {
         path: file.display().to_string(),
         problem,
     };
-    let text = std::fs::read_to_string(file).map_err(|source| BackupError::Io {
-        path: file.display().to_string(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(file).map_err(io(file))?;
     let calendar = Calendar::parse(&text).map_err(|e| invalid(format!("not iCalendar: {e}")))?;
     let uid = crate::itip::uid_of(&calendar)
         .ok_or_else(|| invalid("no UID".into()))?
         .to_string();
-    let name = account
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let account = percent_encoding::percent_decode_str(&name)
-        .decode_utf8_lossy()
-        .into_owned();
     Ok(Object {
-        account,
+        account: account.to_string(),
         uid,
         text,
         calendar: None,
@@ -490,7 +602,7 @@ fn read_object(account: &Path, file: &Path) -> Result<Object, BackupError> {
 
 /// A name that is safe as one file name: `/`, `%`, control characters and a leading dot
 /// percent-encoded.
-fn file_name(text: &str) -> String {
+fn percent_encoded(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for (i, c) in text.chars().enumerate() {
         if c == '/' || c == '%' || c == '\\' || c.is_control() || (i == 0 && c == '.') {
@@ -502,6 +614,25 @@ fn file_name(text: &str) -> String {
         }
     }
     out
+}
+
+/// The file name for `text` with `suffix`: [`percent_encoded`], and when that is longer than a
+/// file name may be, its start and a hash of the whole (distinct names stay distinct; what a
+/// name stands for is read from the file or from `layout.json`, never from the name).
+fn file_name(text: &str, suffix: &str) -> String {
+    use blake2::Digest;
+    let encoded = percent_encoded(text);
+    if encoded.len() + suffix.len() <= MAX_FILE_NAME {
+        return encoded + suffix;
+    }
+    let hash = blake2::Blake2s256::digest(text.as_bytes());
+    let tag: String = hash[..12].iter().map(|b| format!("{b:02x}")).collect();
+    let room = MAX_FILE_NAME - suffix.len() - tag.len() - 1;
+    let mut cut = room;
+    while !encoded.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}~{tag}{suffix}", &encoded[..cut])
 }
 
 #[cfg(test)]
@@ -568,6 +699,35 @@ SEQUENCE:{sequence}\r\nDTSTAMP:{stamp}\r\nDTSTART:20261201T100000Z\r\nEND:VEVENT
         assert_eq!(back.taken_at, 7);
         // A second backup does not go over the first.
         assert!(write_dir(&snapshot, &target).is_err());
+    }
+
+    /// Names too long for a file: a 1,000-byte UID, and an account whose escaped address is
+    /// too (a local part of 64 `%`), come back whole.
+    #[test]
+    fn names_too_long_for_a_file_come_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let account = format!("{}@example.com", "%".repeat(64));
+        let uid = "é".repeat(500);
+        let objects: Vec<Object> = [uid.clone(), format!("{uid}2")]
+            .into_iter()
+            .map(|uid| Object {
+                account: account.clone(),
+                text: event(&uid, 0, "20261101T000000Z"),
+                uid,
+                calendar: None,
+                name: None,
+            })
+            .collect();
+        let snapshot = Snapshot {
+            format: FORMAT,
+            objects,
+            ..Snapshot::default()
+        };
+        let target = dir.path().join("backup");
+        write_dir(&snapshot, &target).unwrap();
+        let mut back = read_dir(&target).unwrap();
+        back.objects.sort_by(|a, b| a.uid.cmp(&b.uid));
+        assert_eq!(back.objects, snapshot.objects);
     }
 
     #[test]

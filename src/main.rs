@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use imipd::config::Config;
 use std::path::PathBuf;
+use std::time::Duration;
 use std::process::ExitCode;
 
 /// jemalloc rather than glibc's malloc: with a thread per core and a blocking pool, glibc keeps
@@ -430,6 +431,34 @@ fn admin_request(
     body: &[u8],
 ) -> Result<(u16, String), AdminError> {
     let failed = |e: &dyn std::fmt::Display| AdminError::Failed(e.to_string());
+    let (url, agent) = admin_agent(config, path, query, Some(Duration::from_secs(60)))?;
+    let request = ureq::http::Request::builder()
+        .method(method)
+        .uri(url.as_str())
+        .header(
+            "Authorization",
+            format!("Bearer {}", config.http.admin_token),
+        )
+        .body(body.to_vec())
+        .map_err(|e| failed(&e))?;
+    let mut response = agent.run(request).map_err(|e| unreached(config, e))?;
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| AdminError::Failed(format!("daemon: {e}")))?;
+    Ok((status, text))
+}
+
+/// The URL of an admin request and an agent for it, with a timeout for the whole call or
+/// (none) for the daemon's answer to start.
+fn admin_agent(
+    config: &Config,
+    path: &str,
+    query: &[(&str, &str)],
+    whole: Option<Duration>,
+) -> Result<(url::Url, ureq::Agent), AdminError> {
+    let failed = |e: &dyn std::fmt::Display| AdminError::Failed(e.to_string());
     let target = config.http.listen.ok_or_else(|| {
         AdminError::NoDaemon("http.listen is off; this asks the daemon over HTTP".into())
     })?;
@@ -452,37 +481,52 @@ fn admin_request(
         .build();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .timeout_global(whole)
+        .timeout_recv_response(Some(Duration::from_secs(60)))
         .tls_config(tls)
         .build()
         .into();
+    Ok((url, agent))
+}
+
+/// A failed admin request: no daemon listening, or another failure.
+fn unreached(config: &Config, e: ureq::Error) -> AdminError {
+    let target = config
+        .http
+        .listen
+        .map_or_else(String::new, |t| t.to_string());
+    let said = format!("daemon at {target}: {e}");
+    let refused = match &e {
+        ureq::Error::ConnectionFailed => true,
+        ureq::Error::Io(io) => io.kind() == std::io::ErrorKind::ConnectionRefused,
+        _ => false,
+    };
+    match refused {
+        true => AdminError::NoDaemon(said),
+        false => AdminError::Failed(said),
+    }
+}
+
+/// A GET to the running daemon with the admin token whose answer is read as it comes (no
+/// size limit, no overall timeout: a backup of any size): `read` gets its status and body.
+fn admin_stream<T>(
+    config: &Config,
+    path: &str,
+    read: impl FnOnce(u16, &mut dyn std::io::Read) -> Result<T, AdminError>,
+) -> Result<T, AdminError> {
+    let (url, agent) = admin_agent(config, path, &[], None)?;
     let request = ureq::http::Request::builder()
-        .method(method)
+        .method("GET")
         .uri(url.as_str())
         .header(
             "Authorization",
             format!("Bearer {}", config.http.admin_token),
         )
-        .body(body.to_vec())
-        .map_err(|e| failed(&e))?;
-    let mut response = agent.run(request).map_err(|e| {
-        let said = format!("daemon at {target}: {e}");
-        let refused = match &e {
-            ureq::Error::ConnectionFailed => true,
-            ureq::Error::Io(io) => io.kind() == std::io::ErrorKind::ConnectionRefused,
-            _ => false,
-        };
-        match refused {
-            true => AdminError::NoDaemon(said),
-            false => AdminError::Failed(said),
-        }
-    })?;
+        .body(Vec::new())
+        .map_err(|e| AdminError::Failed(e.to_string()))?;
+    let mut response = agent.run(request).map_err(|e| unreached(config, e))?;
     let status = response.status().as_u16();
-    let text = response
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| AdminError::Failed(format!("daemon at {target}: {e}")))?;
-    Ok((status, text))
+    read(status, &mut response.body_mut().as_reader())
 }
 
 fn load_or_exit(path: Option<&std::path::Path>, command: &str) -> Result<Config, ExitCode> {
@@ -673,30 +717,23 @@ fn export(path: Option<PathBuf>, dir: &std::path::Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let snapshot = match admin_request(&config, "GET", "/backup", &[], b"") {
-        Ok((200, json)) => serde_json::from_str::<imipd::backup::Snapshot>(&json)
-            .map_err(|e| format!("unexpected answer: {e}")),
-        Ok((status, text)) => Err(format!("{status}: {}", text.trim())),
+    let written = match export_online(&config, dir) {
         Err(AdminError::NoDaemon(_)) => offline(&config, async |gateway| {
-            imipd::backup::take(gateway)
+            let snapshot = imipd::backup::take(gateway)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            imipd::backup::write_dir(&snapshot, dir).map_err(|e| e.to_string())
         }),
-        Err(e) => Err(e.to_string()),
+        other => other.map_err(|e| e.to_string()),
     };
-    let written = snapshot.and_then(|snapshot| {
-        imipd::backup::write_dir(&snapshot, dir)
-            .map(|()| snapshot)
-            .map_err(|e| e.to_string())
-    });
     match written {
-        Ok(snapshot) => {
+        Ok(written) => {
             println!(
                 "{}: {} objects, {} queued messages, {} calendars",
                 dir.display(),
-                snapshot.objects.len(),
-                snapshot.queue.len(),
-                snapshot.calendars.len()
+                written.objects,
+                written.queued,
+                written.calendars
             );
             ExitCode::SUCCESS
         }
@@ -705,6 +742,35 @@ fn export(path: Option<PathBuf>, dir: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Streams the running daemon's snapshot into the folder, a record at a time: a snapshot of
+/// any size, never whole in memory here.
+fn export_online(
+    config: &Config,
+    dir: &std::path::Path,
+) -> Result<imipd::backup::Written, AdminError> {
+    use std::io::BufRead;
+    let failed = |e: &dyn std::fmt::Display| AdminError::Failed(e.to_string());
+    admin_stream(config, "/backup", |status, body| {
+        if status != 200 {
+            let mut said = String::new();
+            std::io::Read::read_to_string(&mut std::io::Read::take(body, 64 * 1024), &mut said)
+                .map_err(|e| failed(&e))?;
+            return Err(AdminError::Failed(format!("{status}: {}", said.trim())));
+        }
+        let mut folder = imipd::backup::FolderWriter::create(dir).map_err(|e| failed(&e))?;
+        for line in std::io::BufReader::new(body).lines() {
+            let line = line.map_err(|e| failed(&e))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let record = serde_json::from_str(&line)
+                .map_err(|e| AdminError::Failed(format!("unexpected answer: {e}")))?;
+            folder.add(record).map_err(|e| failed(&e))?;
+        }
+        folder.finish().map_err(|e| failed(&e))
+    })
 }
 
 fn import(path: Option<PathBuf>, dir: &std::path::Path) -> ExitCode {

@@ -247,3 +247,40 @@ fn a_store_moves_from_sled_to_postgres_and_back() {
     std::fs::remove_dir_all(daemon.dir.join("data")).unwrap();
     moved(&mut daemon, "", "to-sled");
 }
+
+/// A UID of 1,000 bytes (imipd takes up to 1,024) is no file name: its file is named by a
+/// cut and a hash, and import reads it back whole; and a snapshot past 10 MiB streams from
+/// the running daemon (the admin client refused answers over 10 MiB, so export failed).
+#[test]
+fn long_uids_and_large_snapshots_export_and_import_through_the_daemon() {
+    let (_relay, mut daemon) = relay_down("backup-large");
+    let long_uid = format!("{}-{}", "u".repeat(600), "v".repeat(400));
+    let mut uids = vec![long_uid.clone(), format!("{}-other", "u".repeat(600))];
+    uids.extend((0..12).map(|n| format!("large-{n}")));
+    let filler = format!("X-FILLER:{}", "y".repeat(900_000));
+    for uid in &uids {
+        let own = common::build::event(uid).line(&filler).text();
+        let path = format!("/calendars/alice@example.com/{uid}");
+        let (code, _, body) = daemon.http("PUT", &path, "alice@example.com", &[], &own);
+        assert_eq!(code, 201, "{body}");
+    }
+    let backup = daemon.dir.join("large-backup");
+    let target = backup.display().to_string();
+    let (ok, out) = cli(&daemon.config, &["export", &target]);
+    assert!(ok, "{out}");
+    assert!(out.contains("14 objects"), "{out}");
+    for file in std::fs::read_dir(backup.join("objects/alice@example.com")).unwrap() {
+        let name = file.unwrap().file_name();
+        assert!(name.len() <= 255, "{name:?}");
+    }
+    daemon.kill9();
+    daemon.new_store();
+    daemon.launch();
+    let (ok, out) = cli(&daemon.config, &["import", &target]);
+    assert!(ok && out.contains("14 objects written"), "{out}");
+    for uid in [&uids[0], &uids[1]] {
+        let (code, text) = daemon.get("alice@example.com", uid);
+        assert_eq!(code, 200, "{uid}");
+        assert!(text.replace("\r\n ", "").contains(&format!("UID:{uid}")));
+    }
+}

@@ -693,7 +693,20 @@ async fn backup_take(
         return denied.into_response();
     }
     match crate::backup::take(&api.gateway).await {
-        Ok(snapshot) => json(serde_json::to_string(&snapshot).unwrap_or_default()),
+        Ok(snapshot) => {
+            // One record per line, serialized as the client reads them: a snapshot of any size
+            // is never one string in memory here, nor there.
+            let lines = snapshot.records().map(|record| {
+                let mut line = serde_json::to_vec(&record).unwrap_or_default();
+                line.push(b'\n');
+                Ok::<_, std::convert::Infallible>(Bytes::from(line))
+            });
+            (
+                [(header::CONTENT_TYPE, "application/x-ndjson")],
+                axum::body::Body::from_stream(futures_util::stream::iter(lines)),
+            )
+                .into_response()
+        }
         Err(e) => text(503, e.to_string()),
     }
 }
