@@ -355,7 +355,7 @@ pub enum Record {
     /// An object.
     Object(Object),
     /// A queued message.
-    Queued(OutboundMessage),
+    Queued(Box<OutboundMessage>),
 }
 
 impl Snapshot {
@@ -368,7 +368,7 @@ impl Snapshot {
         std::iter::once(head)
             .chain(self.calendars.into_iter().map(Record::Calendar))
             .chain(self.objects.into_iter().map(Record::Object))
-            .chain(self.queue.into_iter().map(Record::Queued))
+            .chain(self.queue.into_iter().map(|m| Record::Queued(Box::new(m))))
     }
 }
 
@@ -430,7 +430,7 @@ impl FolderWriter {
                 (self.format, self.taken_at) = (format, taken_at);
             }
             Record::Calendar(calendar) => self.layout.calendars.push(calendar),
-            Record::Queued(message) => self.queue.push(message),
+            Record::Queued(message) => self.queue.push(*message),
             Record::Object(object) => self.object(object)?,
         }
         Ok(())
@@ -438,7 +438,8 @@ impl FolderWriter {
 
     fn object(&mut self, object: Object) -> Result<(), BackupError> {
         let folder_name = file_name(&object.account, "");
-        if folder_name != percent_encoded(&object.account) && self.folders.insert(folder_name.clone())
+        if folder_name != percent_encoded(&object.account)
+            && self.folders.insert(folder_name.clone())
         {
             self.layout.folders.push(Folder {
                 folder: folder_name.clone(),

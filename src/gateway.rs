@@ -83,6 +83,8 @@ pub struct Gateway {
     prodid: String,
     /// The store.
     pub store: Arc<dyn Store>,
+    /// What clients see of the store's counters, sealed with its secret.
+    pub tags: crate::tags::Tags,
     durability: Durability,
     clock: Arc<dyn Clock>,
     /// Woken when messages are queued.
@@ -132,6 +134,7 @@ impl Gateway {
         Gateway {
             prodid: config.server.prodid.clone(),
             settings: ArcSwap::from_pointee(Settings::new(config)),
+            tags: crate::tags::Tags::new(&store.secret()),
             store,
             durability,
             clock,

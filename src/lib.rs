@@ -21,5 +21,6 @@ pub mod mime;
 pub mod outbound;
 pub mod quota;
 pub mod store;
+pub mod tags;
 pub mod trace;
 pub mod writes;

@@ -3,8 +3,8 @@
 use clap::{Parser, Subcommand};
 use imipd::config::Config;
 use std::path::PathBuf;
-use std::time::Duration;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// jemalloc rather than glibc's malloc: with a thread per core and a blocking pool, glibc keeps
 /// freed memory in per-thread arenas, and a daemon that parses mail all day held about twice the

@@ -8,6 +8,7 @@ use crate::itip::{self, Calendar, DeleteOptions, ItipError, ScheduleStatus};
 use crate::outbound::queue;
 use crate::quota::{self, Growth};
 use crate::store::{Change, Expect, StoreError, StoredObject, Tag};
+use crate::tags::Tags;
 
 /// A client's precondition (RFC 7232).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,7 +113,7 @@ pub async fn write(
     let (written, ids) = gateway
         .transact(|| {
             let current = gateway.store.get(account, uid)?;
-            check_precondition(pre, current.as_ref())?;
+            check_precondition(&gateway.tags, account, pre, current.as_ref())?;
             let old = current.as_ref().and_then(|c| Calendar::parse(&c.text).ok());
             let ctx = gateway.context(&addresses);
             let mut new = new.clone();
@@ -180,8 +181,10 @@ pub async fn write(
     tracing::info!(trace, account, uid, queued = written.queued, silent = ?written.silent, "stored");
     // A client's write makes a new Schedule-Tag: the Put's id, like the ETag.
     Ok(Written {
-        etag: ids.first().map(|rev| format!("\"{rev}\"")),
-        schedule_tag: ids.first().map(|rev| format!("\"s{rev}\"")),
+        etag: ids.first().map(|rev| gateway.tags.etag(account, *rev)),
+        schedule_tag: ids
+            .first()
+            .map(|rev| gateway.tags.schedule_tag(account, *rev)),
         ..written
     })
 }
@@ -226,7 +229,7 @@ pub async fn remove(
                 .store
                 .get(account, uid)?
                 .ok_or(WriteError::NotFound)?;
-            check_precondition(pre, Some(&current))?;
+            check_precondition(&gateway.tags, account, pre, Some(&current))?;
             let mut changes = vec![Change::Delete {
                 account: account.into(),
                 uid: uid.into(),
@@ -268,6 +271,8 @@ fn expect(current: Option<&StoredObject>) -> Expect {
 }
 
 fn check_precondition(
+    tags: &Tags,
+    account: &str,
     pre: &Precondition,
     current: Option<&StoredObject>,
 ) -> Result<(), WriteError> {
@@ -276,12 +281,14 @@ fn check_precondition(
         (Precondition::IfNoneMatch, found) => found.is_none(),
         (Precondition::IfMatch(tag), Some(found)) => {
             tag.trim() == "*"
-                || tag
-                    .split(',')
-                    .any(|t| t.trim().trim_start_matches("W/") == found.etag())
+                || tag.split(',').any(|t| {
+                    t.trim().trim_start_matches("W/") == tags.etag(account, found.revision)
+                })
         }
         (Precondition::IfMatch(_), None) => false,
-        (Precondition::IfScheduleTagMatch(tag), Some(found)) => tag.trim() == found.schedule_tag(),
+        (Precondition::IfScheduleTagMatch(tag), Some(found)) => {
+            tag.trim() == tags.schedule_tag(account, found.schedule_tag)
+        }
         (Precondition::IfScheduleTagMatch(_), None) => false,
     };
     if ok {

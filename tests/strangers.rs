@@ -534,3 +534,64 @@ fn known_correspondents_only_are_added_to_the_calendar() {
     );
     assert!(replies[0].contains("applied"), "{replies:?}");
 }
+
+/// Sync tokens and ETags tell nothing of other accounts' writes: they came from one counter
+/// for the whole store, so that Bob saw from his own tokens how much everyone else wrote.
+#[test]
+fn sync_tokens_and_etags_tell_nothing_of_other_accounts() {
+    let node = node("sealed-tags", "");
+    let bob = "bob@example.com";
+    let calendar = "/dav/calendars/bob@example.com/calendar/";
+    let ask = "<d:propfind xmlns:d=\"DAV:\"><d:prop><d:sync-token/></d:prop></d:propfind>";
+    let token = |node: &Node| {
+        let (status, _, body) = node.http("PROPFIND", calendar, bob, &[("Depth", "0")], ask);
+        assert_eq!(status, 207, "{body}");
+        let start = body.find("/sync/").expect("a sync token") + "/sync/".len();
+        let token: String = body[start..].chars().take_while(|c| *c != '<').collect();
+        token
+    };
+    let position = |token: &str| u64::from_str_radix(token.trim_start_matches("v2/"), 16).unwrap();
+    put(&node, bob, "b-1", &event("b-1").text());
+    let before = token(&node);
+    for n in 0..20 {
+        put(
+            &node,
+            ALICE,
+            &format!("a-{n}"),
+            &event(&format!("a-{n}")).text(),
+        );
+    }
+    assert_eq!(
+        token(&node),
+        before,
+        "Alice's writes do not move Bob's token"
+    );
+    let (_, head, _) = node.http(
+        "PUT",
+        "/calendars/bob@example.com/b-2",
+        bob,
+        &[],
+        &event("b-2").text(),
+    );
+    let after = token(&node);
+    let distance = position(&before).abs_diff(position(&after));
+    assert!(
+        distance > 1 << 20,
+        "{before} -> {after}: the tokens count the store's writes"
+    );
+    let etag = head
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .expect("an ETag")
+        .trim()
+        .to_string();
+    assert_eq!(etag.len(), 18, "{etag}");
+    // A token of the old kind (a plain position) is refused: the client syncs anew.
+    let old = format!(
+        "<d:sync-collection xmlns:d=\"DAV:\"><d:sync-token>http://imipd.invalid/sync/5</d:sync-token>\
+<d:sync-level>1</d:sync-level><d:prop><d:getetag/></d:prop></d:sync-collection>"
+    );
+    let (status, _, body) = node.http("REPORT", calendar, bob, &[("Depth", "1")], &old);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("valid-sync-token"), "{body}");
+}

@@ -399,10 +399,13 @@ fn get_object(api: &Api, account: &str, uid: &str) -> Response {
                     header::CONTENT_TYPE,
                     "text/calendar; charset=utf-8".to_string(),
                 ),
-                (header::ETAG, object.etag()),
+                (
+                    header::ETAG,
+                    api.gateway.tags.etag(account, object.revision),
+                ),
                 (
                     header::HeaderName::from_static("schedule-tag"),
-                    object.schedule_tag(),
+                    api.gateway.tags.schedule_tag(account, object.schedule_tag),
                 ),
             ],
             object.text,
@@ -472,8 +475,10 @@ async fn list(
             let (summary, start) = crate::itip::Calendar::parse(&object.text)
                 .map(|c| crate::itip::title_and_start(&c))
                 .unwrap_or((None, None));
-            let start = start.and_then(|s| calcard::common::PartialDateTime::from_utc_timestamp(s).to_rfc3339());
-            serde_json::json!({ "uid": uid, "etag": object.etag(), "summary": summary, "start": start })
+            let start = start
+                .and_then(|s| calcard::common::PartialDateTime::from_utc_timestamp(s).to_rfc3339());
+            let etag = gateway.tags.etag(&account, object.revision);
+            serde_json::json!({ "uid": uid, "etag": etag, "summary": summary, "start": start })
         })
         .collect();
     json(serde_json::Value::Array(entries))

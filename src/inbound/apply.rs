@@ -287,7 +287,10 @@ fn copy_of<'a>(
                 .as_ref()
                 .and_then(|cal| itip::title_and_start(cal).0)
                 .unwrap_or_default();
-            format!("{uid} ETag {} {title:?}", c.etag())
+            format!(
+                "{uid} ETag {} {title:?}",
+                gateway.tags.etag(account, c.revision)
+            )
         });
         copies.insert(
             uid.to_string(),

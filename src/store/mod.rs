@@ -162,18 +162,6 @@ pub struct StoredObject {
     pub text: String,
 }
 
-impl StoredObject {
-    /// The HTTP entity tag.
-    pub fn etag(&self) -> String {
-        format!("\"{}\"", self.revision)
-    }
-
-    /// The `Schedule-Tag` (RFC 6638 3.2.10).
-    pub fn schedule_tag(&self) -> String {
-        format!("\"s{}\"", self.schedule_tag)
-    }
-}
-
 /// Whether a write changes an object's Schedule-Tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Tag {

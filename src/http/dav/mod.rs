@@ -79,7 +79,7 @@ enum Resource {
     Object(String, String, Member),
     /// `/dav/calendars/ACCOUNT/inbox/`: the scheduling messages applied (RFC 6638 2.2).
     Inbox(String),
-    /// `/dav/calendars/ACCOUNT/inbox/ID.ics`.
+    /// `/dav/calendars/ACCOUNT/inbox/ID.ics` (ID: the item's id, sealed: see `tags`).
     InboxItem(String, u64),
     /// `/dav/calendars/ACCOUNT/outbox/`: where free/busy is asked (RFC 6638 2.1).
     Outbox(String),
@@ -370,7 +370,7 @@ async fn other(
                             header::CONTENT_TYPE,
                             "text/calendar; charset=utf-8".to_string(),
                         ),
-                        (header::ETAG, item.etag()),
+                        (header::ETAG, api.gateway.tags.etag(account, item.revision)),
                     ],
                     if method == Method::HEAD {
                         String::new()
@@ -827,11 +827,13 @@ async fn remove_calendar(
 }
 
 /// An item of the schedule inbox, as an object (its id is its revision).
+/// An inbox item by the name clients see (its id, sealed).
 fn inbox_item(
     api: &Api,
     account: &str,
-    id: u64,
+    sealed: u64,
 ) -> Result<Option<crate::store::StoredObject>, DavError> {
+    let id = api.gateway.tags.open(account, sealed);
     Ok(api
         .gateway
         .store
@@ -846,13 +848,13 @@ fn inbox_item(
 }
 
 /// A client is done with an inbox item: it goes; the event it was about stays (RFC 6638 2.2).
-async fn remove_inbox_item(api: &Api, account: &str, id: u64) -> Result<Response, DavError> {
-    if inbox_item(api, account, id)?.is_none() {
-        return Err(DavError::NotFound(format!("no inbox item {id}")));
+async fn remove_inbox_item(api: &Api, account: &str, sealed: u64) -> Result<Response, DavError> {
+    if inbox_item(api, account, sealed)?.is_none() {
+        return Err(DavError::NotFound(format!("no inbox item {sealed}")));
     }
     let remove = crate::store::Change::InboxRemove {
         account: account.into(),
-        id,
+        id: api.gateway.tags.open(account, sealed),
     };
     api.gateway
         .transact(|| {
@@ -1013,7 +1015,7 @@ fn children(
             .store
             .inbox_ids(a)?
             .into_iter()
-            .map(|(id, _)| Resource::InboxItem(a.clone(), id))
+            .map(|(id, _)| Resource::InboxItem(a.clone(), api.gateway.tags.seal(a, id)))
             .collect(),
         Resource::Calendar(a, c) => api
             .gateway
@@ -1043,6 +1045,8 @@ struct Facts {
     names: std::collections::BTreeMap<String, String>,
     /// Bytes the account's objects take, and what it may still take (RFC 4331).
     quota: (u64, u64),
+    /// What seals the store's counters for clients.
+    tags: crate::tags::Tags,
 }
 
 impl Facts {
@@ -1073,6 +1077,7 @@ impl Facts {
             written,
             names: api.gateway.store.names(account)?.into_iter().collect(),
             quota: (held.bytes, available),
+            tags: api.gateway.tags.clone(),
         })
     }
 
@@ -1103,21 +1108,26 @@ impl Facts {
         self.layout.calendar_of(uid) == calendar
     }
 
+    /// The calendar's sync token: where the account's change log ends, sealed.
     fn sync_token(&self) -> String {
-        sync_token(self.sync)
+        sync_token(self.tags.seal(&self.account, self.sync))
+    }
+
+    /// The position of the account's change log a sync token stands for.
+    fn position(&self, token: &str) -> Option<u64> {
+        parse_sync_token(token).map(|sealed| self.tags.open(&self.account, sealed))
     }
 }
 
-fn sync_token(position: u64) -> String {
-    format!("http://imipd.invalid/sync/{position}")
+/// A sync token: a sealed position (see `tags`), under a prefix of its own so that tokens
+/// of earlier versions (plain positions) are refused, and the client starts over.
+fn sync_token(sealed: u64) -> String {
+    format!("http://imipd.invalid/sync/v2/{sealed:016x}")
 }
 
 fn parse_sync_token(token: &str) -> Option<u64> {
-    token
-        .trim()
-        .strip_prefix("http://imipd.invalid/sync/")?
-        .parse()
-        .ok()
+    let hex = token.trim().strip_prefix("http://imipd.invalid/sync/v2/")?;
+    u64::from_str_radix(hex, 16).ok()
 }
 
 /// The properties each resource has, in the order PROPFIND allprop lists them.
@@ -1320,7 +1330,7 @@ fn property(
             w.text("d:quota-available-bytes", &facts.quota.1.to_string());
         }
         (CS, "getctag", Resource::Calendar(..)) => {
-            w.text("cs:getctag", &facts.sync.to_string());
+            w.text("cs:getctag", &facts.sync_token());
         }
         (CALDAV, "calendar-home-set", Resource::Principal(_)) => href(
             w,
@@ -1374,13 +1384,17 @@ fn property(
         },
         (DAV, "getetag", Resource::Object(..) | Resource::InboxItem(..)) => match object {
             Some(object) => {
-                w.text("d:getetag", &object.etag());
+                w.text(
+                    "d:getetag",
+                    &facts.tags.etag(&facts.account, object.revision),
+                );
             }
             None => return false,
         },
         (CALDAV, "schedule-tag", Resource::Object(..)) => match object {
             Some(object) => {
-                w.text("c:schedule-tag", &object.schedule_tag());
+                let tag = facts.tags.schedule_tag(&facts.account, object.schedule_tag);
+                w.text("c:schedule-tag", &tag);
             }
             None => return false,
         },
@@ -1807,7 +1821,7 @@ fn sync_collection(of: &In, root: &Element) -> Result<Response, DavError> {
     }
     let since = match token {
         "" => 0,
-        token => match parse_sync_token(token) {
+        token => match of.facts.position(token) {
             Some(position) if position <= of.facts.sync => position,
             _ => return Err(DavError::Precondition(403, "d", "valid-sync-token")),
         },
@@ -1883,5 +1897,6 @@ mod tests {
         assert_eq!(Resource::parse(&object.href()), Some(object));
         assert_eq!(parse_sync_token(&sync_token(42)), Some(42));
         assert_eq!(parse_sync_token("urn:other:1"), None);
+        assert_eq!(parse_sync_token("http://imipd.invalid/sync/42"), None);
     }
 }
