@@ -1,9 +1,18 @@
 #!/usr/bin/env python3
-"""Figures for BENCHMARKS.md "Hostile clients": what many large messages and password guessing do
-to imipd, side by side with Dovecot's LMTP (large messages) in the same run.
+"""Figures for BENCHMARKS.md "Hostile clients": what strangers' mail can cause (floods of
+endless rules, reflected messages, filling), what many large messages and password guessing
+do to imipd, side by side with Dovecot's LMTP (large messages) in the same run.
 
     cargo build --release && python3 benches/hostile.py [--imipd PATH ...] [--sessions 64]
-        [--size-mb 25] [--guessers 16]
+        [--size-mb 25] [--guessers 16] [--strangers-only]
+
+Strangers' mail, against each binary with its default limits: 960 endless per-second events
+planted in Carol's calendar by PUBLISH from 60 senders, then three free/busy requests naming
+her at once (their time, whether they say BUSY-UNAVAILABLE, the worst /health and LMTP
+greeting meanwhile, Carol's own one-week query); one forged message with 16 ADD parts to three
+accounts (REFRESHes to the "organizer" and how many carry the attacker's text); PUBLISH of new
+objects from new senders for 15 s, 200 uninvited answers of 100 KB to one meeting, 300
+MKCALENDAR (what was stored, and the store's growth).
 
 Large messages: SESSIONS LMTP sessions each send one message of SIZE MB (a valid invitation and a
 text attachment) at once, complete, and wait for the answers; the table gives every server's peak
@@ -27,7 +36,7 @@ SECRET_HASH = ("$argon2id$v=19$m=19456,t=2,p=1$y32NM/1FpUSTQtgjzChkxg$"
 
 
 class Imipd:
-    def __init__(self, binary, base):
+    def __init__(self, binary, base, accounts=("bob@example.com",)):
         self.base, self.lmtp, self.http = base, free_port(), free_port()
         os.makedirs(base, exist_ok=True)
         with open(f"{base}/imipd.toml", "w") as f:
@@ -42,9 +51,7 @@ listen = "127.0.0.1:{self.http}"
 spool_dir = "{base}/spool"
 [log]
 level = "warn"
-[accounts."bob@example.com"]
-password_hash = "{SECRET_HASH}"
-""")
+""" + "".join(f'[accounts."{a}"]\npassword_hash = "{SECRET_HASH}"\n' for a in accounts))
         self.process = subprocess.Popen([binary, "serve", "--config", f"{base}/imipd.toml"],
                                         stderr=open(f"{base}/imipd.log", "w"))
         wait_port(self.lmtp, "imipd")
@@ -231,16 +238,230 @@ def dovecot_lmtp_pids(port):
     return [int(p) for p in out.split()]
 
 
+# --- What a stranger's mail can cause (issue 21): each flood against each binary. -------------
+
+STRANGERS = ("alice@example.com", "bob@example.com", "carol@example.com")
+
+
+def lmtp_message(port, sender, recipients, message, timeout=120):
+    """One LMTP transaction; the replies per recipient."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    f = s.makefile("rwb")
+
+    def reply():
+        while True:
+            line = f.readline()
+            if len(line) < 4 or line[3:4] != b"-":
+                return line.decode(errors="replace").strip()
+
+    reply()
+    f.write(f"LHLO bench\r\nMAIL FROM:<{sender}>\r\n".encode())
+    for r in recipients:
+        f.write(f"RCPT TO:<{r}>\r\n".encode())
+    f.write(b"DATA\r\n")
+    f.flush()
+    for _ in range(2 + len(recipients) + 1):
+        reply()
+    body = message.replace("\r\n", "\n").replace("\n", "\r\n")
+    body = "\r\n".join("." + l if l.startswith(".") else l for l in body.split("\r\n"))
+    f.write(body.encode() + b"\r\n.\r\n")
+    f.flush()
+    answers = [reply() for _ in recipients]
+    f.write(b"QUIT\r\n")
+    f.flush()
+    s.close()
+    return answers
+
+
+def parts_message(sender, to, message_id, parts, method):
+    out = (f"From: <{sender}>\nTo: <{to}>\nMessage-ID: <{message_id}>\nSubject: x\n"
+           "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b\"\n\n")
+    for part in parts:
+        out += f"--b\nContent-Type: text/calendar; method={method}; charset=utf-8\n\n{part}\n"
+    return out + "--b--\n"
+
+
+def vevent(method, uid, lines):
+    return ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//evil//EN\r\n"
+            f"METHOD:{method}\r\nBEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20260101T000000Z\r\n"
+            + "".join(l + "\r\n" for l in lines) + "END:VEVENT\r\nEND:VCALENDAR\r\n")
+
+
+def request(port, method, path, user=None, body=b"", headers=None, timeout=180):
+    """An HTTP request: status, body and seconds taken."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {len(body)}\r\n"
+    if user:
+        head += f"Authorization: Basic {basic(user, 'secret')}\r\n"
+    for k, v in (headers or {}).items():
+        head += f"{k}: {v}\r\n"
+    started = time.perf_counter()
+    s.sendall(head.encode() + b"\r\n" + body)
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except socket.timeout:
+        return "timeout", b"", time.perf_counter() - started
+    s.close()
+    status = data.split(b" ", 2)[1].decode() if data else "none"
+    return status, data.split(b"\r\n\r\n", 1)[-1], time.perf_counter() - started
+
+
+def freeze(imipd):
+    """960 endless per-second events planted in Carol's calendar by 60 PUBLISH messages of 16
+    parts (60 senders), then three free/busy requests from Bob naming Carol at once, while
+    /health and the LMTP greeting are timed; then Carol's own one-week query."""
+    started = time.time()
+    for m in range(60):
+        sender = f"s{m}@evil.test"
+        parts = [vevent("PUBLISH", f"flood-{m}-{i}", ["DTSTART:20260101T000000Z", "DURATION:PT1S",
+                                                       "RRULE:FREQ=SECONDLY", "SUMMARY:x"])
+                 for i in range(16)]
+        lmtp_message(imipd.lmtp, sender, ["carol@example.com"],
+                     parts_message(sender, "carol@example.com", f"f{m}@evil.test", parts, "PUBLISH"))
+    planted = time.time() - started
+    query = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nMETHOD:REQUEST\r\n"
+             "BEGIN:VFREEBUSY\r\nUID:fb\r\nDTSTAMP:20261120T090000Z\r\nDTSTART:20261201T000000Z\r\n"
+             "DTEND:20261208T000000Z\r\nORGANIZER:mailto:bob@example.com\r\n"
+             "ATTENDEE:mailto:carol@example.com\r\nEND:VFREEBUSY\r\nEND:VCALENDAR\r\n").encode()
+    answers, done = [None] * 3, threading.Event()
+
+    def ask(i):
+        answers[i] = request(imipd.http, "POST", "/dav/calendars/bob@example.com/outbox/",
+                             "bob@example.com", query, {"Content-Type": "text/calendar"})
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    health, greeting = [], []
+    while any(t.is_alive() for t in threads):
+        health.append(request(imipd.http, "GET", "/health")[2])
+        started = time.perf_counter()
+        s = socket.create_connection(("127.0.0.1", imipd.lmtp), timeout=120)
+        s.makefile("rb").readline()
+        s.close()
+        greeting.append(time.perf_counter() - started)
+        time.sleep(0.1)
+    for t in threads:
+        t.join()
+    report = ("<c:calendar-query xmlns:d=\"DAV:\" xmlns:c=\"urn:ietf:params:xml:ns:caldav\"><d:prop>"
+              "<d:getetag/></d:prop><c:filter><c:comp-filter name=\"VCALENDAR\"><c:comp-filter "
+              "name=\"VEVENT\"><c:time-range start=\"20261201T000000Z\" end=\"20261208T000000Z\"/>"
+              "</c:comp-filter></c:comp-filter></c:filter></c:calendar-query>").encode()
+    own = request(imipd.http, "REPORT", "/dav/calendars/carol@example.com/calendar/",
+                  "carol@example.com", report, {"Depth": "1"})
+    unavailable = sum(1 for a in answers if a and b"BUSY-UNAVAILABLE" in a[1])
+    return {
+        "planted s": planted,
+        "free/busy s (max of 3)": max(a[2] for a in answers),
+        "free/busy answers": "/".join(a[0] for a in answers),
+        "with BUSY-UNAVAILABLE": unavailable,
+        "/health max s": max(health or [0]),
+        "LMTP greeting max s": max(greeting or [0]),
+        "Carol's query": f"{own[0]} in {own[2]:.1f} s",
+    }
+
+
+def reflection(imipd, spool):
+    """One message From: victim@bank.example with 16 ADD parts for unknown UIDs, to three
+    accounts: REFRESH messages to the victim, and how many carry the attacker's text."""
+    parts = [vevent("ADD", f"spam-{i}", ["SEQUENCE:1", "DTSTART:20261201T100000Z",
+                                         "ORGANIZER:mailto:victim@bank.example",
+                                         "ATTENDEE:mailto:alice@example.com",
+                                         "ATTENDEE:mailto:bob@example.com",
+                                         "ATTENDEE:mailto:carol@example.com",
+                                         "SUMMARY:FREE PILLS http://pills.example/"])
+             for i in range(16)]
+    message = parts_message("victim@bank.example", "alice@example.com", "spam@bank.example", parts, "ADD")
+    lmtp_message(imipd.lmtp, "victim@bank.example", list(STRANGERS), message)
+    time.sleep(5)
+    sent = [open(os.path.join(spool, f), errors="replace").read()
+            for f in os.listdir(spool) if f.endswith(".eml")] if os.path.isdir(spool) else []
+    to_victim = [m for m in sent if "victim@bank.example" in m and "REFRESH" in m]
+    return {"REFRESH to the victim": len(to_victim),
+            "with the attacker's text": sum(1 for m in to_victim if "PILLS" in m)}
+
+
+def filling(imipd, data_dir, seconds=15):
+    """PUBLISH of new objects from ever new senders over one connection at a time, for a
+    while; uninvited answers of 100 KB to one of Alice's meetings; 300 MKCALENDAR."""
+    def du():
+        return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(data_dir) for f in fs)
+    before = du()
+    stored, refused, n, end = 0, 0, 0, time.time() + seconds
+    while time.time() < end:
+        n += 1
+        sender = f"fill{n}@evil.test"
+        part = vevent("PUBLISH", f"fill-{n}", ["DTSTART:20261201T100000Z", "SUMMARY:" + "x" * 2000])
+        answer = lmtp_message(imipd.lmtp, sender, ["carol@example.com"],
+                              parts_message(sender, "carol@example.com", f"fill{n}@evil.test", [part], "PUBLISH"))[0]
+        stored += answer.startswith("250")
+        refused += answer.startswith("452")
+    meeting = vevent("", "meet", ["ORGANIZER:mailto:alice@example.com", "DTSTART:20261201T100000Z",
+                                  "ATTENDEE:mailto:olga@partner.example"]).replace("METHOD:\r\n", "")
+    request(imipd.http, "PUT", "/calendars/alice@example.com/meet", "alice@example.com", meeting.encode())
+    for i in range(200):
+        who = f"u{i % 50}@outside.example"
+        reply = vevent("REPLY", "meet", ["ORGANIZER:mailto:alice@example.com",
+                                         f"ATTENDEE;PARTSTAT=ACCEPTED:mailto:{who}",
+                                         "COMMENT:" + "c" * 100_000])
+        lmtp_message(imipd.lmtp, who, ["alice@example.com"],
+                     parts_message(who, "alice@example.com", f"r{i}@outside.example", [reply], "REPLY"))
+    status, uninvited, _ = request(imipd.http, "GET", "/calendars/alice@example.com/meet/uninvited",
+                                   "alice@example.com")
+    calendars = sum(1 for i in range(300) if request(
+        imipd.http, "MKCALENDAR", f"/dav/calendars/bob@example.com/c{i}/", "bob@example.com")[0] == "201")
+    return {
+        "PUBLISH sent": n, "stored": stored, "refused 452": refused,
+        "store growth MiB": (du() - before) / 1048576,
+        "/uninvited KiB (200 answers from 50 addresses)": len(uninvited) / 1024,
+        "MKCALENDAR 201 of 300": calendars,
+    }
+
+
+def strangers(binary, work):
+    results = {}
+    imipd = Imipd(binary, f"{work}/freeze", STRANGERS)
+    results.update(freeze(imipd))
+    imipd.stop()
+    imipd = Imipd(binary, f"{work}/reflect", STRANGERS)
+    results.update(reflection(imipd, f"{work}/reflect/spool"))
+    imipd.stop()
+    imipd = Imipd(binary, f"{work}/fill", STRANGERS)
+    results.update(filling(imipd, f"{work}/fill/data"))
+    imipd.stop()
+    return results
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--imipd", action="append", default=[])
     parser.add_argument("--sessions", type=int, default=64)
     parser.add_argument("--size-mb", type=int, default=25)
     parser.add_argument("--guessers", type=int, default=16)
+    parser.add_argument("--strangers-only", action="store_true",
+                        help="only the floods of strangers' mail (no Dovecot, no root)")
     args = parser.parse_args()
     binaries = args.imipd or [os.path.join(ROOT, "target", "release", "imipd")]
     work = tempfile.mkdtemp(prefix="imipd-hostile-")
     os.chmod(work, 0o755)  # Dovecot's auth process reads its users file below
+    floods = [(binary, strangers(binary, f"{work}/strangers-{n}")) for n, binary in enumerate(binaries)]
+    print("What a stranger's mail causes (one column per binary):\n")
+    print("| | " + " | ".join(b for b, _ in floods) + " |")
+    print("| --- |" + " ---: |" * len(floods))
+    for key in floods[0][1]:
+        cells = []
+        for _, result in floods:
+            value = result.get(key, "")
+            cells.append(f"{value:.1f}" if isinstance(value, float) else str(value))
+        print(f"| {key} | " + " | ".join(cells) + " |")
+    print()
+    if args.strangers_only:
+        return
     rows, guesses = [], []
     for n, binary in enumerate(binaries):
         imipd = Imipd(binary, f"{work}/imipd-{n}")
