@@ -148,7 +148,9 @@ def start_imipd(binary, folder, count, port):
     lmtp = free_port()
     config = f"{folder}/imipd.toml"
     imipd_config(config, f"{folder}/data", lmtp, port, ["alice@example.com"],
-                 f'[outbound]\nspool_dir = "{folder}/spool"\n[log]\nlevel = "warn"\n')
+                 f'[outbound]\nspool_dir = "{folder}/spool"\n[log]\nlevel = "warn"\n'
+                 # 100,000 events in one calendar: past the default limits.max_objects.
+                 '[limits]\nmax_objects = 1000000\nmax_account_size = 100000000000\n')
     backup = f"{folder}/backup"
     os.makedirs(f"{backup}/objects/alice@example.com")
     for i in range(count):

@@ -20,6 +20,7 @@ pub struct Metrics {
     conflicts: AtomicU64,
     expired_seen: AtomicU64,
     expired_sent: AtomicU64,
+    expired_tallies: AtomicU64,
 }
 
 /// Values read from the store at scrape time.
@@ -80,6 +81,8 @@ impl Metrics {
             .fetch_add(gone.seen as u64, Ordering::Relaxed);
         self.expired_sent
             .fetch_add(gone.sent as u64, Ordering::Relaxed);
+        self.expired_tallies
+            .fetch_add(gone.tallies as u64, Ordering::Relaxed);
     }
 
     /// How long an acknowledgement waited for its commit, until durable.
@@ -153,6 +156,7 @@ impl Metrics {
         for (record, counter) in [
             ("delivered", &self.expired_seen),
             ("sent", &self.expired_sent),
+            ("tallies", &self.expired_tallies),
         ] {
             let _ = writeln!(
                 out,
