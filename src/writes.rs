@@ -143,9 +143,7 @@ pub async fn write(
                 }
             }
             let text = copy.to_string();
-            let growth = Growth::of_object(current.as_ref().map(|c| c.text.len()), text.len());
-            let held = gateway.store.usage(account)?;
-            quota::admits(&gateway.config().limits, held, growth)?;
+            within_quota(gateway, account, current.as_ref(), &text)?;
             // The Put comes first: its id is the new ETag.
             let mut changes = vec![Change::Put {
                 account: account.into(),
@@ -155,11 +153,8 @@ pub async fn write(
                 tag: Tag::New,
             }];
             changes.extend(queue);
-            changes.extend(correspondents::newly_known(
-                gateway,
-                account,
-                &correspondents::of_object(&ctx, &copy),
-            )?);
+            let known = correspondents::of_object(&ctx, &copy);
+            changes.extend(correspondents::newly_known(gateway, account, &known)?);
             if let Place::In { calendar, name } = place {
                 changes.push(Change::Place {
                     account: account.into(),
@@ -187,6 +182,18 @@ pub async fn write(
             .map(|rev| gateway.tags.schedule_tag(account, *rev)),
         ..written
     })
+}
+
+/// Whether the account may hold the object as `text` instead of as it is (`current`).
+fn within_quota(
+    gateway: &Gateway,
+    account: &str,
+    current: Option<&StoredObject>,
+    text: &str,
+) -> Result<(), WriteError> {
+    let growth = Growth::of_object(current.map(|c| c.text.len()), text.len());
+    let held = gateway.store.usage(account)?;
+    Ok(quota::admits(&gateway.config().limits, held, growth)?)
 }
 
 /// The change that gives an object the name a client wrote it under, if it has another; an

@@ -172,7 +172,6 @@ fn plan(
         });
     }
     let ctx = gateway.context(&addresses);
-    let unavailable = |e: crate::store::StoreError| Verdict::store_unavailable(&e);
     let mut allowance = Allowance::new(gateway, account, &admitted.author.address);
     // Later parts see what earlier parts of the same message did.
     let mut copies: BTreeMap<String, Draft> = BTreeMap::new();
@@ -181,66 +180,14 @@ fn plan(
     reports.extend(admitted.unusable.iter().map(unusable_report));
     for part in &admitted.parts {
         let copy = copy_of(gateway, &mut copies, account, &part.uid)?;
-        let mut report = PartReport {
-            index: part.index,
-            method: part.method.as_str().to_string(),
-            uid: part.uid.clone(),
-            matches: copy.matches.clone(),
-            outcome: Outcome::Applied,
-            verdict: "applied".into(),
-            change: "none".into(),
-            sends: Vec::new(),
+        let step = Step {
+            gateway,
+            trace,
+            account,
+            admitted,
+            part,
         };
-        match consent(gateway, &mut allowance, admitted, part, copy).map_err(unavailable)? {
-            Consent::Given => {}
-            Consent::Refused(why) => {
-                report.outcome = Outcome::NotAdded;
-                report.verdict = why;
-                reports.push(report);
-                continue;
-            }
-            Consent::Asked(why) => {
-                report.outcome = Outcome::Held;
-                report.verdict = why;
-                report.change = "puts it in the schedule inbox only".into();
-                changes.push(gateway.to_inbox(account, &part.text));
-                reports.push(report);
-                continue;
-            }
-        }
-        match itip::receive(
-            &ctx,
-            &admitted.author.address,
-            copy.calendar.as_ref(),
-            &part.calendar,
-        ) {
-            Ok(received) => {
-                let step = Step {
-                    gateway,
-                    trace,
-                    account,
-                    admitted,
-                    part,
-                };
-                step.apply(copy, received, &mut allowance, &mut changes, &mut report)?;
-                // What was applied or kept shows in the schedule inbox too, for clients.
-                if matches!(report.outcome, Outcome::Applied | Outcome::Kept) {
-                    changes.push(gateway.to_inbox(account, &part.text));
-                }
-            }
-            Err(e) => {
-                report.outcome = match e.class() {
-                    ErrorClass::Ignored | ErrorClass::NotConcerned => Outcome::Ignored,
-                    ErrorClass::Malformed => Outcome::Unusable,
-                    ErrorClass::Forbidden => Outcome::Refused,
-                };
-                report.verdict = match report.outcome {
-                    Outcome::Refused => format!("refused, {e}: {}", e.explain()),
-                    _ => format!("ignored, {e}: {}", e.explain()),
-                };
-            }
-        }
-        reports.push(report);
+        reports.push(step.run(&ctx, copy, &mut allowance, &mut changes)?);
     }
     reports.sort_by_key(|r| r.index);
     changes.extend(puts(account, &copies));
@@ -384,6 +331,67 @@ struct Step<'a> {
 }
 
 impl Step<'_> {
+    /// The part past consent, through the engine against the account's copy, and what that
+    /// comes to.
+    fn run(
+        &self,
+        ctx: &itip::Context,
+        copy: &mut Draft,
+        allowance: &mut Allowance,
+        changes: &mut Vec<Change>,
+    ) -> Result<PartReport, Verdict> {
+        let part = self.part;
+        let mut report = PartReport {
+            index: part.index,
+            method: part.method.as_str().to_string(),
+            uid: part.uid.clone(),
+            matches: copy.matches.clone(),
+            outcome: Outcome::Applied,
+            verdict: "applied".into(),
+            change: "none".into(),
+            sends: Vec::new(),
+        };
+        let consented = consent(self.gateway, allowance, self.admitted, part, copy)
+            .map_err(|e| Verdict::store_unavailable(&e))?;
+        match consented {
+            Consent::Given => {}
+            Consent::Refused(why) => {
+                report.outcome = Outcome::NotAdded;
+                report.verdict = why;
+                return Ok(report);
+            }
+            Consent::Asked(why) => {
+                report.outcome = Outcome::Held;
+                report.verdict = why;
+                report.change = "puts it in the schedule inbox only".into();
+                changes.push(self.gateway.to_inbox(self.account, &part.text));
+                return Ok(report);
+            }
+        }
+        let sender = &self.admitted.author.address;
+        match itip::receive(ctx, sender, copy.calendar.as_ref(), &part.calendar) {
+            Ok(received) => {
+                self.apply(copy, received, allowance, changes, &mut report)?;
+                // What was applied or kept shows in the schedule inbox too, for clients.
+                if matches!(report.outcome, Outcome::Applied | Outcome::Kept) {
+                    changes.push(self.gateway.to_inbox(self.account, &part.text));
+                }
+            }
+            Err(e) => {
+                report.outcome = match e.class() {
+                    ErrorClass::Ignored | ErrorClass::NotConcerned => Outcome::Ignored,
+                    ErrorClass::Malformed => Outcome::Unusable,
+                    ErrorClass::Forbidden => Outcome::Refused,
+                };
+                report.verdict = match report.outcome {
+                    Outcome::Refused => format!("refused, {e}: {}", e.explain()),
+                    _ => format!("ignored, {e}: {}", e.explain()),
+                };
+            }
+        }
+        Ok(report)
+    }
+
     /// Records what the engine decided: the new copy, the answers it sends, a proposal kept;
     /// nothing of it when it is over a quota.
     fn apply(
