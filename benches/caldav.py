@@ -143,14 +143,17 @@ def start_radicale(folder, count, port):
     return process
 
 
+# 100,000 events in one calendar: past the default limits.max_objects (`--no-limits` for a
+# build older than that key).
+LIMITS = ["[limits]\nmax_objects = 1000000\nmax_account_size = 100000000000\n"]
+
+
 def start_imipd(binary, folder, count, port):
     os.makedirs(folder)
     lmtp = free_port()
     config = f"{folder}/imipd.toml"
     imipd_config(config, f"{folder}/data", lmtp, port, ["alice@example.com"],
-                 f'[outbound]\nspool_dir = "{folder}/spool"\n[log]\nlevel = "warn"\n'
-                 # 100,000 events in one calendar: past the default limits.max_objects.
-                 '[limits]\nmax_objects = 1000000\nmax_account_size = 100000000000\n')
+                 f'[outbound]\nspool_dir = "{folder}/spool"\n[log]\nlevel = "warn"\n' + LIMITS[0])
     backup = f"{folder}/backup"
     os.makedirs(f"{backup}/objects/alice@example.com")
     for i in range(count):
@@ -170,7 +173,11 @@ def main():
     parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "imipd"))
     parser.add_argument("--skip-radicale", action="store_true",
                         help="imipd alone (for its incremental sync at a size Radicale takes hours to load)")
+    parser.add_argument("--no-limits", action="store_true",
+                        help="a build older than limits.max_objects")
     args = parser.parse_args()
+    if args.no_limits:
+        LIMITS[0] = ""
     work = tempfile.mkdtemp(prefix="imipd-bench-caldav-")
     rows = {}
     try:

@@ -11,8 +11,8 @@ planted in Carol's calendar by PUBLISH from 60 senders, then three free/busy req
 her at once (their time, whether they say BUSY-UNAVAILABLE, the worst /health and LMTP
 greeting meanwhile, Carol's own one-week query); one forged message with 16 ADD parts to three
 accounts (REFRESHes to the "organizer" and how many carry the attacker's text); PUBLISH of new
-objects from new senders for 15 s, 200 uninvited answers of 100 KB to one meeting, 300
-MKCALENDAR (what was stored, and the store's growth).
+objects from 25,000 senders and 100 from one, 200 uninvited answers of 100 KB to one meeting,
+300 MKCALENDAR (what was stored, and the store's growth).
 
 Large messages: SESSIONS LMTP sessions each send one message of SIZE MB (a valid invitation and a
 text attachment) at once, complete, and wait for the answers; the table gives every server's peak
@@ -386,21 +386,22 @@ def reflection(imipd, spool):
             "with the attacker's text": sum(1 for m in to_victim if "PILLS" in m)}
 
 
-def filling(imipd, data_dir, seconds=15):
-    """PUBLISH of new objects from ever new senders over one connection at a time, for a
-    while; uninvited answers of 100 KB to one of Alice's meetings; 300 MKCALENDAR."""
+def filling(imipd, data_dir, count=25_000, one_sender=100):
+    """PUBLISH of `count` new objects from ever new senders, one connection at a time, then
+    `one_sender` from one sender; uninvited answers of 100 KB to one of Alice's meetings; 300
+    MKCALENDAR."""
     def du():
         return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(data_dir) for f in fs)
     before = du()
-    stored, refused, n, end = 0, 0, 0, time.time() + seconds
-    while time.time() < end:
-        n += 1
-        sender = f"fill{n}@evil.test"
+    stored, refused, started = 0, 0, time.time()
+    senders = [f"fill{n}@evil.test" for n in range(count)] + ["one@evil.test"] * one_sender
+    for n, sender in enumerate(senders):
         part = vevent("PUBLISH", f"fill-{n}", ["DTSTART:20261201T100000Z", "SUMMARY:" + "x" * 2000])
         answer = lmtp_message(imipd.lmtp, sender, ["carol@example.com"],
                               parts_message(sender, "carol@example.com", f"fill{n}@evil.test", [part], "PUBLISH"))[0]
         stored += answer.startswith("250")
         refused += answer.startswith("452")
+    rate = len(senders) / (time.time() - started)
     meeting = vevent("", "meet", ["ORGANIZER:mailto:alice@example.com", "DTSTART:20261201T100000Z",
                                   "ATTENDEE:mailto:olga@partner.example"]).replace("METHOD:\r\n", "")
     request(imipd.http, "PUT", "/calendars/alice@example.com/meet", "alice@example.com", meeting.encode())
@@ -416,7 +417,8 @@ def filling(imipd, data_dir, seconds=15):
     calendars = sum(1 for i in range(300) if request(
         imipd.http, "MKCALENDAR", f"/dav/calendars/bob@example.com/c{i}/", "bob@example.com")[0] == "201")
     return {
-        "PUBLISH sent": n, "stored": stored, "refused 452": refused,
+        f"PUBLISH sent ({count} senders, then {one_sender} from one)": len(senders),
+        "PUBLISH per s": rate, "stored": stored, "refused 452": refused,
         "store growth MiB": (du() - before) / 1048576,
         "/uninvited KiB (200 answers from 50 addresses)": len(uninvited) / 1024,
         "MKCALENDAR 201 of 300": calendars,

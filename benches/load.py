@@ -2,6 +2,7 @@
 """Load figures for BENCHMARKS.md: `imipd bench` against imipd and against Dovecot's LMTP.
 
     cargo build --release && python3 benches/load.py [--messages N] [--objects N ...]
+        [--connections C ...] [--imipd OLDER/imipd [--no-limits]] [--skip-dovecot]
 
 Runs, one after the other on this machine: imipd (release build, durable commits) at 1, 4, 16
 and 64 connections; the same messages to a private Dovecot LMTP delivering to Maildir; then
@@ -17,6 +18,11 @@ from mta import free_port, imipd_config, start_dovecot, stop_dovecot, wait_port 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 IMIPD = os.path.join(ROOT, "target", "release", "imipd")
 ACCOUNTS = 100
+# The daemon under test (`--imipd`: an older build, to compare); the load generator is IMIPD.
+SERVER = [IMIPD]
+# `imipd bench` sends all of an account's objects from one organizer: far more new objects an
+# hour than limits.max_new_per_sender lets a stranger (`--no-limits` for builds without it).
+LIMITS = ["[limits]\nmax_new_per_sender = 1000000\n"]
 
 
 def bench(target, messages, connections, log=None):
@@ -37,10 +43,8 @@ class Imipd:
         imipd_config(f"{base}/imipd.toml", f"{base}/data", self.lmtp, free_port(),
                      [f"user{i}@example.com" for i in range(1, ACCOUNTS + 1)],
                      f'{store}[outbound]\nspool_dir = "{base}/spool"\n[log]\nlevel = "warn"\n'
-                     # `imipd bench` sends all of an account's objects from one organizer: far
-                     # more new objects an hour than limits.max_new_per_sender lets a stranger.
-                     '[limits]\nmax_new_per_sender = 1000000\n')
-        self.process = subprocess.Popen([IMIPD, "serve", "--config", f"{base}/imipd.toml"],
+                     + LIMITS[0])
+        self.process = subprocess.Popen([SERVER[0], "serve", "--config", f"{base}/imipd.toml"],
                                         stderr=open(f"{base}/imipd.log", "w"))
         wait_port(self.lmtp, "imipd")
 
@@ -73,7 +77,14 @@ def main():
     parser.add_argument("--messages", type=int, default=4000)
     parser.add_argument("--connections", type=int, nargs="*", default=[1, 4, 16, 64])
     parser.add_argument("--objects", type=int, nargs="*", default=[10000, 100000])
+    parser.add_argument("--imipd", default=IMIPD, help="the imipd binary to serve (default: this build's)")
+    parser.add_argument("--skip-dovecot", action="store_true")
+    parser.add_argument("--no-limits", action="store_true",
+                        help="a build older than limits.max_new_per_sender")
     opts = parser.parse_args()
+    SERVER[0] = os.path.abspath(opts.imipd)
+    if opts.no_limits:
+        LIMITS[0] = ""
     work = tempfile.mkdtemp(prefix="imipd-load-")
     os.chmod(work, 0o755)
     lines = ["| server | connections | messages/s | p50 ms | p99 ms | max ms | errors |",
@@ -83,7 +94,7 @@ def main():
         lines.append(row("imipd", c, bench(f"lmtp://127.0.0.1:{server.lmtp}", opts.messages, c)))
         server.stop()
         print(lines[-1], flush=True)
-    for c in opts.connections:
+    for c in [] if opts.skip_dovecot else opts.connections:
         base, port = f"{work}/dovecot-{c}", free_port()
         os.makedirs(base)
         os.chmod(base, 0o755)

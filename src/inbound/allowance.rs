@@ -48,12 +48,16 @@ impl<'a> Allowance<'a> {
     ) -> Result<Result<(), OverQuota>, StoreError> {
         let limits = &self.gateway.config().limits;
         let growth = Growth::of_object(before, after);
-        let held = match self.held {
-            Some(held) => held,
-            None => *self.held.insert(self.gateway.store.usage(self.account)?),
-        };
-        if let Err(over) = quota::admits(limits, held, self.grown.and(growth)) {
-            return Ok(Err(over));
+        let grown = self.grown.and(growth);
+        // Only growth is ever refused: most updates need no read of what the account holds.
+        if grown.objects > 0 || grown.bytes > 0 {
+            let held = match self.held {
+                Some(held) => held,
+                None => *self.held.insert(self.gateway.store.usage(self.account)?),
+            };
+            if let Err(over) = quota::admits(limits, held, grown) {
+                return Ok(Err(over));
+            }
         }
         if before.is_none() {
             let tally = self.read(Tally::NewFrom, self.sender)?;
