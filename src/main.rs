@@ -27,6 +27,10 @@ pub static _rjem_malloc_conf: &[u8] =
     about = "Calendar scheduling gateway for mail systems (iMIP)"
 )]
 struct Cli {
+    /// The TOML configuration file (defaults apply to every key it leaves out), before or
+    /// after the command. [default: /etc/imipd/imipd.toml]
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -35,18 +39,16 @@ struct Cli {
 enum Command {
     /// Runs the daemon: LMTP/SMTP intake, HTTP API, outbound queue.
     Serve {
-        /// The TOML configuration file (defaults apply to every key it leaves out).
-        /// [default: /etc/imipd/imipd.toml when it exists]
+        /// Runs on the built-in defaults when there is no configuration file (a scratch
+        /// demo: a store in ./data, outbound mail as files in ./spool). Without it, `serve`
+        /// refuses to start without a file: a store found in the working folder would
+        /// otherwise send its queue wherever the defaults say.
         #[arg(long)]
-        config: Option<PathBuf>,
+        defaults: bool,
     },
     /// Pipe hook for MTAs: hands the message on standard input to the running daemon.
     /// Exits 0 (delivered), 67 (unknown user), 65 (refused), 75 (try later).
     Deliver {
-        /// The configuration file of the running daemon (for its LMTP address).
-        /// [default: /etc/imipd/imipd.toml when it exists]
-        #[arg(long)]
-        config: Option<PathBuf>,
         /// Envelope sender.
         #[arg(long, default_value = "")]
         from: String,
@@ -58,10 +60,6 @@ enum Command {
     /// recipient and calendar part, the method, the verdict and why, the stored object it
     /// matches, the change and the messages it would send.
     Explain {
-        /// The configuration file of the running daemon (HTTP address and admin token).
-        /// [default: /etc/imipd/imipd.toml when it exists]
-        #[arg(long)]
-        config: Option<PathBuf>,
         /// The message (an .eml file).
         message: PathBuf,
         /// Recipient (repeat for several).
@@ -70,10 +68,6 @@ enum Command {
     },
     /// The outbound queue of the running daemon: list, show, retry now, or drop (status 5.1).
     Queue {
-        /// The configuration file of the running daemon (HTTP address and admin token).
-        /// [default: /etc/imipd/imipd.toml when it exists]
-        #[arg(long)]
-        config: Option<PathBuf>,
         #[command(subcommand)]
         action: QueueAction,
     },
@@ -81,10 +75,6 @@ enum Command {
     /// (objects/ACCOUNT/UID.ics) and the outbound queue as queue.json. Through the running
     /// daemon (a snapshot between two commits), or from the store when no daemon runs.
     Export {
-        /// The configuration file (HTTP address and admin token, or the data folder).
-        /// [default: /etc/imipd/imipd.toml when it exists]
-        #[arg(long)]
-        config: Option<PathBuf>,
         /// The folder to create.
         dir: PathBuf,
     },
@@ -92,9 +82,6 @@ enum Command {
     /// version, are written; newer copies stay; queued messages are queued again unless they
     /// already are. Through the running daemon, or into the store when no daemon runs.
     Import {
-        /// The configuration file. [default: /etc/imipd/imipd.toml when it exists]
-        #[arg(long)]
-        config: Option<PathBuf>,
         /// The backup folder.
         dir: PathBuf,
     },
@@ -103,18 +90,10 @@ enum Command {
     Bench(BenchArgs),
     /// Creates or upgrades the schema of the PostgreSQL store (`store.url`); `serve` does it
     /// too. With sled, checks that the store in `server.data_dir` opens.
-    Migrate {
-        /// The TOML configuration file.
-        /// [default: /etc/imipd/imipd.toml when it exists]
-        #[arg(long)]
-        config: Option<PathBuf>,
-    },
-    /// Validates a configuration file without starting anything.
-    CheckConfig {
-        /// The TOML configuration file.
-        #[arg(long)]
-        config: PathBuf,
-    },
+    Migrate,
+    /// Validates a configuration file without starting anything: every problem of it at
+    /// once, and warnings.
+    CheckConfig,
     /// Asks for a password (without echo on a terminal; otherwise the first line of standard
     /// input) and prints its argon2 hash for `password_hash`.
     HashPassword,
@@ -154,21 +133,18 @@ enum QueueAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let config = cli.config;
     match cli.command {
-        Command::Serve { config } => serve(config),
-        Command::Deliver { config, from, to } => deliver(config, &from, &to),
-        Command::CheckConfig { config } => check_config(&config),
-        Command::Migrate { config } => migrate(config),
+        Command::Serve { defaults } => serve(config, defaults),
+        Command::Deliver { from, to } => deliver(config, &from, &to),
+        Command::CheckConfig => check_config(config),
+        Command::Migrate => migrate(config),
         Command::HashPassword => hash_password(),
         Command::Bench(args) => bench(args),
-        Command::Explain {
-            config,
-            message,
-            to,
-        } => explain(config, &message, &to),
-        Command::Queue { config, action } => queue(config, &action),
-        Command::Export { config, dir } => export(config, &dir),
-        Command::Import { config, dir } => import(config, &dir),
+        Command::Explain { message, to } => explain(config, &message, &to),
+        Command::Queue { action } => queue(config, &action),
+        Command::Export { dir } => export(config, &dir),
+        Command::Import { dir } => import(config, &dir),
         Command::Conformance {
             files,
             bless: false,
@@ -195,17 +171,23 @@ fn print_problems(file: Option<&std::path::Path>, error: &imipd::config::ConfigE
     }
 }
 
-fn check_config(path: &std::path::Path) -> ExitCode {
-    match Config::load(Some(path)) {
+fn check_config(path: Option<PathBuf>) -> ExitCode {
+    let Some(path) = config_path(path) else {
+        eprintln!(
+            "imipd check-config: no configuration: give --config FILE ({DEFAULT_CONFIG} does not exist)"
+        );
+        return ExitCode::from(78);
+    };
+    match Config::load(Some(&path)) {
         Ok(config) => {
-            for warning in config.warnings(Some(path)) {
+            for warning in config.warnings(Some(&path)) {
                 eprintln!("{}: warning: {warning}", path.display());
             }
             println!("{}: ok", path.display());
             ExitCode::SUCCESS
         }
         Err(e) => {
-            print_problems(Some(path), &e);
+            print_problems(Some(&path), &e);
             ExitCode::FAILURE
         }
     }
@@ -218,8 +200,16 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-fn serve(path: Option<PathBuf>) -> ExitCode {
+fn serve(path: Option<PathBuf>, defaults: bool) -> ExitCode {
     let path = config_path(path);
+    if path.is_none() && !defaults {
+        eprintln!(
+            "imipd serve: no configuration: give --config FILE, or create {DEFAULT_CONFIG}; \
+             `imipd serve --defaults` runs a scratch daemon on the built-in defaults (a store in \
+             ./data, outbound mail as files in ./spool)"
+        );
+        return ExitCode::from(78);
+    }
     let config = match Config::load(path.as_deref()) {
         Ok(c) => c,
         Err(e) => {

@@ -62,6 +62,7 @@ fn message(to: &str) -> OutboundMessage {
         attempts: 0,
         next_attempt: 0,
         last_error: None,
+        via: None,
     }
 }
 

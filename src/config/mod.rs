@@ -452,6 +452,16 @@ pub enum Transport {
     Smtp,
 }
 
+impl Transport {
+    /// The transport as a queue entry records it.
+    pub fn via(self) -> crate::store::Via {
+        match self {
+            Transport::Spool => crate::store::Via::Spool,
+            Transport::Smtp => crate::store::Via::Smtp,
+        }
+    }
+}
+
 /// `[outbound]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -644,6 +644,9 @@ pub struct QueueEntry {
     pub next_attempt: i64,
     /// The last temporary failure.
     pub last_error: Option<String>,
+    /// The transport it was queued for (`spool`, `smtp`); none for older entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
     /// The iTIP object (`GET /queue/{id}` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calendar: Option<String>,
@@ -662,6 +665,7 @@ impl QueueEntry {
             attempts: m.attempts,
             next_attempt: m.next_attempt,
             last_error: m.last_error.clone(),
+            via: m.via.map(|via| via.to_string()),
             calendar: with_calendar.then(|| m.calendar.clone()),
         }
     }

@@ -308,8 +308,16 @@ async fn transmit(gateway: &Gateway, id: u64, message: &OutboundMessage) -> Outc
     if let Some(account) = gateway.account_for(recipient.as_str()) {
         return local::apply(gateway, id, &account, message).await;
     }
+    let transport = gateway.config().outbound.transport;
+    if let Some(via) = message.via.filter(|via| *via != transport.via()) {
+        return Outcome::Retry(format!(
+            "queued for outbound.transport = \"{via}\", and this daemon's is \"{}\": left \
+             queued (imipd queue retry sends it by this one)",
+            transport.via()
+        ));
+    }
     let raw = render(gateway, id, message);
-    match gateway.config().outbound.transport {
+    match transport {
         Transport::Spool => {
             let dir = gateway.config().outbound.spool_dir.clone();
             match tokio::task::spawn_blocking(move || write_spool(&dir, id, &raw)).await {

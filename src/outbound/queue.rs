@@ -76,6 +76,7 @@ pub fn enqueue(
                 attempts: 0,
                 next_attempt: 0,
                 last_error: None,
+                via: Some(gateway.config().outbound.transport.via()),
             }));
             enqueued.queued += 1;
         }
@@ -184,7 +185,8 @@ pub async fn give_up(
     settle(gateway, id, message, outcome).await
 }
 
-/// An operator asks for a queued message to be tried now, whatever its backoff says.
+/// An operator asks for a queued message to be tried now, whatever its backoff says, by this
+/// daemon's transport (a message queued for another one waits for this word).
 pub async fn retry_now(
     gateway: &Gateway,
     id: u64,
@@ -192,6 +194,7 @@ pub async fn retry_now(
 ) -> Result<(), StoreError> {
     let due_now = OutboundMessage {
         next_attempt: 0,
+        via: Some(gateway.config().outbound.transport.via()),
         ..message
     };
     gateway

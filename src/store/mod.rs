@@ -215,6 +215,30 @@ pub struct OutboundMessage {
     /// The last temporary failure, for operators.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// The transport it was queued for (none: an entry of a version before this was kept):
+    /// another one never sends it, so that a daemon started on the wrong configuration
+    /// cannot spool what was meant for the relay and call it sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<Via>,
+}
+
+/// How a queued message leaves this server when its recipient has no account here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    /// A file in the spool folder.
+    Spool,
+    /// The SMTP relay.
+    Smtp,
+}
+
+impl std::fmt::Display for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Via::Spool => "spool",
+            Via::Smtp => "smtp",
+        })
+    }
 }
 
 /// A person as shown in mail.

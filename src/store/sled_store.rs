@@ -1652,6 +1652,7 @@ mod tests {
             attempts: 0,
             next_attempt: 0,
             last_error: None,
+            via: None,
         };
         {
             // As a format-2 binary left them: undated.
