@@ -388,3 +388,47 @@ fn the_database_ca_file_must_hold_certificates() {
     assert!(!ok && out.contains("store.ca_file"), "{out}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Checks of one file at once (ExecStartPre beside ExecReload; the tests of this file) each
+/// probe the data folder with a file of their own: they used to share one name and fail each
+/// other now and then.
+#[test]
+fn checks_at_once_do_not_trip_over_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("imipd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nhostname = \"mx.example.com\"\ndata_dir = \"{}\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    for _ in 0..5 {
+        let checks: Vec<_> = (0..12)
+            .map(|_| {
+                Command::new(env!("CARGO_BIN_EXE_imipd"))
+                    .args(["check-config", "--config"])
+                    .arg(&config)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for check in checks {
+            let out = check.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "only the configuration is left: {left:?}");
+}

@@ -407,12 +407,13 @@ fn check_log_level(filter: &str) -> Result<(), String> {
 fn check_data_dir(dir: &Path) -> Result<(), String> {
     match std::fs::metadata(dir) {
         Ok(meta) if !meta.is_dir() => Err(format!("{} is not a folder", dir.display())),
-        Ok(_) => {
-            let probe = dir.join(".imipd-check");
-            std::fs::write(&probe, b"")
-                .and_then(|_| std::fs::remove_file(&probe))
-                .map_err(|e| format!("{} is not writable: {e}", dir.display()))
-        }
+        // A probe of a name of its own: two checks at once (ExecStartPre beside ExecReload, or
+        // tests) must not remove each other's.
+        Ok(_) => tempfile::Builder::new()
+            .prefix(".imipd-check-")
+            .tempfile_in(dir)
+            .and_then(|probe| probe.close())
+            .map_err(|e| format!("{} is not writable: {e}", dir.display())),
         Err(_) => {
             let parent = dir
                 .parent()
