@@ -65,7 +65,11 @@ pub async fn serve(config: Config, reload: Reload) -> Result<(), DaemonError> {
         place: crate::gateway::store_place(&config),
         source,
     })?;
-    tracing::info!(store = crate::gateway::store_place(&config), "store open");
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        store = crate::gateway::store_place(&config),
+        "store open"
+    );
     let gateway = Arc::new(Gateway::new(config, store));
     let intake = Arc::new(crate::inbound::Intake::new(gateway.clone()));
     let (stop, stopped) = watch::channel(false);
@@ -95,7 +99,7 @@ pub async fn serve(config: Config, reload: Reload) -> Result<(), DaemonError> {
                     address: endpoint.to_string(),
                     source,
                 })?;
-        tracing::info!(address = %endpoint, ?protocol, "listening");
+        tracing::info!(address = %endpoint, protocol = protocol.name(), "listening");
         tasks.spawn(accept(intake.clone(), listener, protocol, stopped.clone()));
     }
     if let Some(address) = gateway.config().http.listen {
@@ -106,7 +110,11 @@ pub async fn serve(config: Config, reload: Reload) -> Result<(), DaemonError> {
                 address: address.to_string(),
                 source,
             })?;
-        tracing::info!(%address, "listening (http)");
+        let scheme = match gateway.config().http.tls {
+            Some(_) => "https",
+            None => "http",
+        };
+        tracing::info!(%address, protocol = scheme, "listening");
         let api = Arc::new(crate::http::Api::new(gateway.clone()));
         let config = gateway.config();
         let limits = crate::http::serve::Limits {
@@ -137,7 +145,16 @@ pub async fn serve(config: Config, reload: Reload) -> Result<(), DaemonError> {
         hangups,
         stopped.clone(),
     ));
-    tracing::info!(data_dir = %gateway.config().server.data_dir.display(), "ready");
+    if let Some(target) = &gateway.config().inbound.forward
+        && let Err(why) = crate::inbound::pipe::probe(target).await
+    {
+        tracing::warn!(%target, %why, "inbound.forward does not answer: mail for its recipients is deferred (451 4.4.1) until it does");
+    }
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        data_dir = %gateway.config().server.data_dir.display(),
+        "ready"
+    );
     notify_systemd("READY=1");
 
     stopping.await;

@@ -183,6 +183,15 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
             for warning in config.warnings(Some(&path)) {
                 eprintln!("{}: warning: {warning}", path.display());
             }
+            if let Some(target) = &config.inbound.forward
+                && let Err(why) = runtime().block_on(imipd::inbound::pipe::probe(target))
+            {
+                eprintln!(
+                    "{}: warning: inbound.forward: nothing answers at {target} ({why}): mail \
+                     for its recipients would be deferred until it does",
+                    path.display()
+                );
+            }
             println!("{}: ok", path.display());
             ExitCode::SUCCESS
         }

@@ -13,6 +13,8 @@ const BUCKETS: [f64; 10] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 
 #[derive(Default)]
 pub struct Metrics {
     messages: Mutex<BTreeMap<(String, String), u64>>,
+    replies: Mutex<BTreeMap<(&'static str, String), u64>>,
+    forwards: Mutex<BTreeMap<&'static str, u64>>,
     outbound: Mutex<BTreeMap<String, u64>>,
     commit_buckets: [AtomicU64; BUCKETS.len()],
     commit_count: AtomicU64,
@@ -56,6 +58,20 @@ impl Metrics {
         let mut map = self.messages.lock().unwrap_or_else(|e| e.into_inner());
         *map.entry((method.to_string(), result.to_string()))
             .or_default() += 1;
+    }
+
+    /// The reply one recipient of a received message got: its class (`accepted`, `refused`,
+    /// `deferred`) and enhanced status code.
+    pub fn reply(&self, class: &'static str, status: String) {
+        let mut map = self.replies.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry((class, status)).or_default() += 1;
+    }
+
+    /// What the mailbox store did with one recipient in pass-through mode: `forwarded`,
+    /// `refused`, `deferred`, or `unreachable`.
+    pub fn forward(&self, result: &'static str) {
+        let mut map = self.forwards.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(result).or_default() += 1;
     }
 
     /// An outbound attempt's outcome, by SCHEDULE-STATUS or `retry`.
@@ -113,6 +129,37 @@ impl Metrics {
                 out,
                 "imipd_messages_total{{method=\"{method}\",result=\"{result}\"}} {n}"
             );
+        }
+        out.push_str(
+            "# HELP imipd_build_info The version of this imipd.\n# TYPE imipd_build_info gauge\n",
+        );
+        let _ = writeln!(
+            out,
+            "imipd_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        out.push_str("# HELP imipd_replies_total Replies to the recipients of received messages, as the MTA got them (after pass-through), by class and enhanced status code.\n");
+        out.push_str("# TYPE imipd_replies_total counter\n");
+        for ((class, status), n) in self
+            .replies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "imipd_replies_total{{class=\"{class}\",status=\"{status}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP imipd_forward_total Recipients handed to the mailbox store (inbound.forward), by what it did.\n");
+        out.push_str("# TYPE imipd_forward_total counter\n");
+        for (result, n) in self
+            .forwards
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(out, "imipd_forward_total{{result=\"{result}\"}} {n}");
         }
         out.push_str("# HELP imipd_outbound_total Outbound delivery attempts, by resulting SCHEDULE-STATUS (or retry).\n");
         out.push_str("# TYPE imipd_outbound_total counter\n");

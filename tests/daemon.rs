@@ -743,6 +743,43 @@ fn pass_through_defers_when_the_mailbox_store_is_down() {
     assert!(replies[0].starts_with("451 4.4.1"), "{replies:?}");
     // The calendar part is applied already; the MTA's retry finds it so and forwards.
     assert_eq!(daemon.get("bob@example.com", "pass-3").0, 200);
+    // Visible where operators look: the log says what the MTA got (the calendar's own 250
+    // beside it), /health is 503 with why, /metrics counts it, check-config warns.
+    let log = daemon.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("bob@example.com") && l.contains("deferred"))
+        .unwrap_or_else(|| panic!("no deferral logged: {log}"));
+    assert!(
+        line.contains("451 4.4.1") && line.contains("calendar="),
+        "{line}"
+    );
+    assert!(!log.contains("delivered"), "{log}");
+    let (status, _, body) = daemon.http("GET", "/health", "nobody", &[], "");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("inbound.forward"), "{body}");
+    let (_, _, metrics) = daemon.http("GET", "/metrics", "nobody", &[], "");
+    assert!(
+        metrics.contains("imipd_forward_total{result=\"unreachable\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("imipd_replies_total{class=\"deferred\",status=\"4.4.1\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("imipd_build_info{version="), "{metrics}");
+    let checked = Command::new(env!("CARGO_BIN_EXE_imipd"))
+        .arg("check-config")
+        .arg("--config")
+        .arg(&daemon.config_path)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&checked.stderr);
+    assert!(checked.status.success(), "{out}");
+    assert!(
+        out.contains("warning: inbound.forward: nothing answers"),
+        "{out}"
+    );
 }
 
 fn hang_up(daemon: &Daemon) {
@@ -788,13 +825,14 @@ fn sighup_reloads_accounts_and_refuses_a_broken_file() {
     );
     assert_eq!(daemon.get("carol@example.com", "hup-1").0, 200);
     // At level warn, deliveries are no longer logged.
-    let logged = daemon.log().matches("delivered").count();
+    let logged = daemon.log().matches(": accepted ").count();
+    assert!(logged > 0, "accepted deliveries are logged at info: {}", daemon.log());
     let again = message.replace("hup-1@partner", "hup-2@partner");
     assert!(
         daemon.lmtp("olga@partner.example", &["carol@example.com"], &again)[0].starts_with("250")
     );
     assert_eq!(
-        daemon.log().matches("delivered").count(),
+        daemon.log().matches(": accepted ").count(),
         logged,
         "{}",
         daemon.log()

@@ -744,7 +744,7 @@ fn duplicate_recipients_are_delivered_once() {
     let deliveries = daemon
         .log()
         .lines()
-        .filter(|l| l.contains(": delivered ") && l.contains("bob@example.com"))
+        .filter(|l| l.contains(": accepted ") && l.contains("bob@example.com"))
         .count();
     assert_eq!(deliveries, 1, "{}", daemon.log());
 }

@@ -31,6 +31,8 @@ pub struct Api {
     /// Permits for work that runs off the async threads (CalDAV queries and free/busy): one
     /// less than the cores, so that one is always left for everything else.
     pub heavy: tokio::sync::Semaphore,
+    /// When `inbound.forward` was last asked whether it answers, and what it said.
+    forward_seen: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
 }
 
 impl Api {
@@ -41,7 +43,27 @@ impl Api {
             auth: auth::Authenticator::default(),
             spans: dav::Spans::default(),
             heavy: tokio::sync::Semaphore::new(heavy_permits()),
+            forward_seen: Default::default(),
         }
+    }
+
+    /// Whether the mailbox store of pass-through mode answers: asked at most every five
+    /// seconds (load balancers ask `/health` often).
+    async fn forward_answers(&self) -> Result<(), String> {
+        let Some(target) = self.gateway.config().inbound.forward.clone() else {
+            return Ok(());
+        };
+        let mut seen = self.forward_seen.lock().await;
+        if let Some((at, said)) = seen.as_ref()
+            && at.elapsed() < std::time::Duration::from_secs(5)
+        {
+            return said.clone();
+        }
+        let said = crate::inbound::pipe::probe(&target).await.map_err(|why| {
+            format!("the mailbox store at {target} (inbound.forward) does not answer: {why}")
+        });
+        *seen = Some((std::time::Instant::now(), said.clone()));
+        said
     }
 
     /// What one request may spend on recurrence expansion (`limits.max_expansion`,
@@ -828,12 +850,15 @@ async fn queue_drop(
 /// without one succeeding since; else 503 saying why. No credentials, like metrics: it is what
 /// a load balancer in front of several hosts, or a monitor, asks.
 async fn health(State(api): State<Arc<Api>>) -> Response {
-    match api.gateway.store.seen(b"imipd health check") {
-        Err(e) => text(503, e.to_string()),
-        Ok(_) => match api.gateway.failing_writes() {
-            Some(why) => text(503, format!("writes failing: {why}")),
-            None => text(200, "ok".into()),
-        },
+    if let Err(e) = api.gateway.store.seen(b"imipd health check") {
+        return text(503, e.to_string());
+    }
+    if let Some(why) = api.gateway.failing_writes() {
+        return text(503, format!("writes failing: {why}"));
+    }
+    match api.forward_answers().await {
+        Ok(()) => text(200, "ok".into()),
+        Err(why) => text(503, why),
     }
 }
 

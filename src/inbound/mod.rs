@@ -82,16 +82,38 @@ pub async fn receive(
                 (as_copy(verdict), result)
             }
         };
-        let mailbox = &recipient.mailbox;
-        if verdict.is_deferred() {
-            // A deferral is the daemon's own trouble (store, pass-through), not the sender's.
-            tracing::warn!(trace, recipient = %mailbox, reply = %verdict.reply(), "deferred");
-        } else {
-            tracing::info!(trace, recipient = %mailbox, result, reply = %verdict.reply(), "delivered");
-        }
+        tracing::debug!(trace, recipient = %recipient.mailbox, result, calendar = %verdict.reply(), "calendar processed");
         verdicts.push(verdict);
     }
     verdicts
+}
+
+/// Logs and counts the reply each recipient got, as the MTA got it (after pass-through: the
+/// calendar's own verdict beside it when the mailbox store's answer differs). A deferral is
+/// the daemon's trouble (store, mailbox store), not the sender's: a warning.
+pub fn answered(
+    gateway: &Gateway,
+    trace: &str,
+    envelope: &Envelope,
+    calendar: &[Verdict],
+    replies: &[Verdict],
+) {
+    for ((recipient, own), reply) in envelope.recipients.iter().zip(calendar).zip(replies) {
+        let class = reply.class().as_str();
+        gateway.metrics.reply(class, reply.status().to_string());
+        let line = reply.reply();
+        let mailbox = &recipient.mailbox;
+        match (reply.is_deferred(), own == reply) {
+            (true, true) => tracing::warn!(trace, recipient = %mailbox, reply = %line, "deferred"),
+            (true, false) => {
+                tracing::warn!(trace, recipient = %mailbox, reply = %line, calendar = %own.reply(), "deferred")
+            }
+            (false, true) => tracing::info!(trace, recipient = %mailbox, reply = %line, "{class}"),
+            (false, false) => {
+                tracing::info!(trace, recipient = %mailbox, reply = %line, calendar = %own.reply(), "{class}")
+            }
+        }
+    }
 }
 
 /// A copy's verdict: the original reached the mailbox, so a refusal is no reason to bounce
@@ -130,10 +152,13 @@ async fn to_account(
 ) -> (Verdict, &'static str) {
     match admitted {
         Err(refusal) => (refusal.verdict().clone(), "rejected"),
-        Ok(None) => (
-            Verdict::Accepted("no scheduling message, nothing to do".into()),
-            "none",
-        ),
+        Ok(None) => {
+            gateway.metrics.message("none", "no_calendar");
+            (
+                Verdict::Accepted("no scheduling message, nothing to do".into()),
+                "none",
+            )
+        }
         Ok(Some(admitted)) => {
             let message_id = mail.message_id.as_deref();
             let (verdict, result) =
@@ -151,6 +176,7 @@ async fn to_account(
 /// calendar processing must be retried (4xx) is not forwarded: the retry forwards it, and
 /// finds the calendar part already applied.
 pub async fn forward(
+    gateway: &Gateway,
     trace: &str,
     target: &Endpoint,
     envelope: &Envelope,
@@ -190,21 +216,27 @@ pub async fn forward(
                 let answer = outcomes.iter().find(|o| o.recipient == *address).map(|o| {
                     Verdict::downstream(o.reply.code, Status(o.reply.esc), &o.reply.message)
                 });
-                answers[*index] = Some(answer.unwrap_or_else(|| {
+                let answer = answer.unwrap_or_else(|| {
                     Verdict::downstream_unreachable("no answer from the mailbox store".into())
-                }));
+                });
+                gateway.metrics.forward(match answer.class() {
+                    verdict::Class::Accepted => "forwarded",
+                    other => other.as_str(),
+                });
+                answers[*index] = Some(answer);
             }
+            tracing::info!(trace, %target, recipients = to.len(), "pass-through: handed to the mailbox store");
         }
         Err(e) => {
             tracing::warn!(trace, %target, error = %e, "pass-through: mailbox store unreachable");
             for (index, _) in &to {
+                gateway.metrics.forward("unreachable");
                 answers[*index] = Some(Verdict::downstream_unreachable(format!(
                     "mailbox store at {target} unreachable, try again later"
                 )));
             }
         }
     }
-    tracing::info!(trace, %target, "pass-through: forwarded");
     answers
         .into_iter()
         .map(|a| a.expect("every recipient answered"))

@@ -126,6 +126,33 @@ pub async fn submit(
     Ok(outcomes)
 }
 
+/// Whether something at `target` answers as a mail server does (a 2xx greeting) within two
+/// seconds: what `/health`, `serve` and `check-config` ask of `inbound.forward`.
+pub async fn probe(target: &Endpoint) -> Result<(), String> {
+    let asked = async {
+        let stream = Connection::connect(target)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut client = SmtpClient {
+            stream,
+            timeout: Duration::from_secs(2),
+        };
+        let greeting = client.read().await.map_err(|e| e.to_string())?;
+        if greeting.code / 100 != 2 {
+            return Err(format!(
+                "it greets with {} {}",
+                greeting.code, greeting.message
+            ));
+        }
+        let _ = client.quit().await;
+        Ok(())
+    };
+    match tokio::time::timeout(Duration::from_secs(2), asked).await {
+        Ok(answered) => answered,
+        Err(_) => Err("no greeting within 2 s".into()),
+    }
+}
+
 /// The exit status for a set of replies: any temporary failure wins, then unknown users,
 /// then other refusals.
 pub fn exit_code(outcomes: &[Answer]) -> u8 {

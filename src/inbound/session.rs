@@ -27,6 +27,16 @@ pub enum Protocol {
     Smtp,
 }
 
+impl Protocol {
+    /// Its name, for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Lmtp => "lmtp",
+            Protocol::Smtp => "smtp",
+        }
+    }
+}
+
 /// RFC 5321 4.5.3.1.4 allows 512 octets; extensions make lines longer, smtp-proto takes 4096.
 const MAX_LINE: usize = 4096;
 
@@ -654,11 +664,17 @@ async fn process(intake: &Intake, envelope: &Envelope, raw: &[u8]) -> Vec<Verdic
             parts = mail.parts.len(),
             "received"
         );
+        let gateway = &intake.gateway;
         let verdicts = super::receive(intake, &trace, &mail, raw, envelope).await;
-        match &intake.gateway.config().inbound.forward {
-            Some(target) => super::forward(&trace, target, envelope, raw, verdicts).await,
-            None => verdicts,
-        }
+        let replies = match &gateway.config().inbound.forward {
+            Some(target) => {
+                let calendar = verdicts.clone();
+                super::forward(gateway, &trace, target, envelope, raw, calendar).await
+            }
+            None => verdicts.clone(),
+        };
+        super::answered(gateway, &trace, envelope, &verdicts, &replies);
+        replies
     }
     .instrument(span)
     .await

@@ -18,6 +18,28 @@ impl fmt::Display for Status {
     }
 }
 
+/// A reply in a word, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// 2xx.
+    Accepted,
+    /// 5xx: never going to work.
+    Refused,
+    /// 4xx: may work later.
+    Deferred,
+}
+
+impl Class {
+    /// The word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Accepted => "accepted",
+            Class::Refused => "refused",
+            Class::Deferred => "deferred",
+        }
+    }
+}
+
 /// What happens to a delivered message for one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -166,6 +188,23 @@ impl Verdict {
     /// True for 4xx.
     pub fn is_deferred(&self) -> bool {
         matches!(self, Verdict::Deferred { .. })
+    }
+
+    /// What the reply tells the MTA, in a word.
+    pub fn class(&self) -> Class {
+        match self {
+            Verdict::Accepted(_) => Class::Accepted,
+            Verdict::Rejected { .. } => Class::Refused,
+            Verdict::Deferred { .. } => Class::Deferred,
+        }
+    }
+
+    /// The enhanced status code (2.0.0 for an acceptance).
+    pub fn status(&self) -> Status {
+        match self {
+            Verdict::Accepted(_) => Status([2, 0, 0]),
+            Verdict::Rejected { status, .. } | Verdict::Deferred { status, .. } => *status,
+        }
     }
 }
 
