@@ -442,11 +442,25 @@ fn admin_request(
         .map_err(|e| failed(&e))?;
     let mut response = agent.run(request).map_err(|e| unreached(config, e))?;
     let status = response.status().as_u16();
+    no_token(config, status)?;
     let text = response
         .body_mut()
         .read_to_string()
         .map_err(|e| AdminError::Failed(format!("daemon: {e}")))?;
     Ok((status, text))
+}
+
+/// A daemon that wants credentials from a command whose configuration has no admin token: it
+/// was given another file than the daemon's.
+fn no_token(config: &Config, status: u16) -> Result<(), AdminError> {
+    match status == 401 && config.http.admin_token.is_empty() {
+        true => Err(AdminError::Failed(
+            "http.admin_token is not set in this configuration, and the daemon wants it: give \
+             --config the daemon's file"
+                .into(),
+        )),
+        false => Ok(()),
+    }
 }
 
 /// The URL of an admin request and an agent for it, with a timeout for the whole call or
@@ -461,6 +475,7 @@ fn admin_agent(
     let target = config.http.listen.ok_or_else(|| {
         AdminError::NoDaemon("http.listen is off; this asks the daemon over HTTP".into())
     })?;
+
     // Over HTTPS the daemon's certificate names its public host, not the address of its
     // listener: it is not checked, which keeps the admin token safe only on this host.
     let scheme = match config.http.tls {
@@ -525,6 +540,7 @@ fn admin_stream<T>(
         .map_err(|e| AdminError::Failed(e.to_string()))?;
     let mut response = agent.run(request).map_err(|e| unreached(config, e))?;
     let status = response.status().as_u16();
+    no_token(config, status)?;
     read(status, &mut response.body_mut().as_reader())
 }
 

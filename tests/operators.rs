@@ -112,3 +112,88 @@ fn a_queued_message_leaves_only_by_the_transport_it_was_queued_for() {
     assert!(ok, "{out}");
     assert!(eventually(|| spooled(&daemon) == 1), "{}", daemon.log());
 }
+
+/// The command line as README says: `--config` before or after the command (`queue list
+/// --config X` was refused), `check-config` on the default file, the admin token told apart
+/// (none given, or not the daemon's), a second daemon on the same store named as such.
+#[test]
+fn the_command_line_says_what_is_wrong() {
+    let daemon = Daemon::start_full("cli", &accounts(&[ALICE]), "");
+    let config = daemon.config.to_str().unwrap();
+    for args in [
+        vec!["queue", "list", "--config", config],
+        vec!["--config", config, "queue", "list"],
+        vec!["queue", "--config", config, "list"],
+    ] {
+        let out = imipd().args(&args).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && said.contains("0 queued"),
+            "{args:?}: {said}"
+        );
+    }
+    if !std::path::Path::new("/etc/imipd/imipd.toml").exists() {
+        let out = imipd().arg("check-config").output().unwrap();
+        assert_eq!(out.status.code(), Some(78));
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains("/etc/imipd/imipd.toml") && said.contains("--config"),
+            "{said}"
+        );
+    }
+
+    // Another token than the daemon's, and none at all.
+    let text = std::fs::read_to_string(&daemon.config).unwrap();
+    let other = daemon.dir.join("other.toml");
+    std::fs::write(&other, text.replace(common::ADMIN_TOKEN, "not-the-token")).unwrap();
+    let out = imipd()
+        .args(["queue", "list", "--config"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("wrong admin token"),
+        "{said}"
+    );
+    let tokenless = daemon.dir.join("tokenless.toml");
+    let line = format!("admin_token = \"{}\"\n", common::ADMIN_TOKEN);
+    std::fs::write(&tokenless, text.replace(&line, "")).unwrap();
+    let out = imipd()
+        .args(["queue", "list", "--config"])
+        .arg(&tokenless)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("http.admin_token is not set"),
+        "{said}"
+    );
+
+    // A second daemon on the store of the first.
+    if !common::on_postgres() {
+        let second = daemon.dir.join("second.toml");
+        let moved = text
+            .replace(
+                &format!(":{}\"", daemon.lmtp),
+                &format!(":{}\"", free_port()),
+            )
+            .replace(
+                &format!(":{}\"", daemon.http),
+                &format!(":{}\"", free_port()),
+            );
+        std::fs::write(&second, moved).unwrap();
+        let out = imipd()
+            .args(["serve", "--config"])
+            .arg(&second)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{said}");
+        assert!(
+            said.contains("another process (another imipd?) uses the store"),
+            "{said}"
+        );
+        assert!(!said.contains("Os {"), "{said}");
+    }
+}

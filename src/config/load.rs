@@ -218,22 +218,34 @@ fn secret(file: &Path) -> Result<String, String> {
     Ok(text.to_string())
 }
 
-/// The file and, with `environment`, the `IMIPD_` variables over it; every section's first
-/// problem when it does not deserialize.
+/// The file and, with `environment`, the `IMIPD_` variables over it (an empty one clears its
+/// key: the default applies, whatever the file says); every section's first problem when it
+/// does not deserialize.
 fn read(path: Option<&Path>, environment: bool) -> Result<Config, Vec<ConfigError>> {
     let mut builder = config::Config::builder();
     if let Some(path) = path {
-        builder = builder.add_source(
-            config::File::from(path)
-                .format(config::FileFormat::Toml)
-                .required(true),
-        );
+        let file = config::File::from(path)
+            .format(config::FileFormat::Toml)
+            .required(true);
+        let cleared: Vec<String> = match environment {
+            true => environment_keys()
+                .into_iter()
+                .filter(|(name, _)| std::env::var_os(name).is_some_and(|v| v.is_empty()))
+                .map(|(_, key)| key)
+                .collect(),
+            false => Vec::new(),
+        };
+        builder = match cleared.is_empty() {
+            true => builder.add_source(file),
+            false => builder.add_source(without(file, &cleared).map_err(|e| vec![keyed(e)])?),
+        };
     }
     if environment {
         builder = builder.add_source(
             config::Environment::with_prefix("IMIPD")
                 .prefix_separator("_")
                 .separator("__")
+                .ignore_empty(true)
                 .try_parsing(true),
         );
     }
@@ -248,6 +260,31 @@ fn read(path: Option<&Path>, environment: bool) -> Result<Config, Vec<ConfigErro
             Err(errors)
         }
     }
+}
+
+/// A file's settings without some keys (`section.key`), as a source of their own.
+fn without(
+    file: config::File<config::FileSourceFile, config::FileFormat>,
+    keys: &[String],
+) -> Result<config::File<config::FileSourceString, config::FileFormat>, config::ConfigError> {
+    let mut settings: serde_json::Value = config::Config::builder()
+        .add_source(file)
+        .build()?
+        .try_deserialize()?;
+    for key in keys {
+        let mut path: Vec<&str> = key.split('.').collect();
+        let Some(last) = path.pop() else { continue };
+        let table = path
+            .iter()
+            .try_fold(&mut settings, |value, part| value.get_mut(*part));
+        if let Some(serde_json::Value::Object(table)) = table {
+            table.remove(last);
+        }
+    }
+    Ok(config::File::from_str(
+        &settings.to_string(),
+        config::FileFormat::Json,
+    ))
 }
 
 /// Each section deserialized alone (in a configuration holding only it, so that its problem

@@ -972,23 +972,31 @@ mod tests {
         let file = dir.join("imipd.toml");
         std::fs::write(
             &file,
-            "[server]\ndata_dir = \"from-file\"\nhostname = \"file.example\"\n",
+            "[server]\ndata_dir = \"from-file\"\nhostname = \"file.example\"\n\
+             [limits]\nmax_parts = 3\n[inbound]\nforward = \"lmtp://127.0.0.1:24\"\n",
         )
         .unwrap();
         // SAFETY: no other test reads or writes these variables.
         unsafe {
             std::env::set_var("IMIPD_SERVER__DATA_DIR", "/var/lib/imipd");
             std::env::set_var("IMIPD_LIMITS__MAX_ATTENDEES", "7");
+            // Empty: the key is cleared, its default applies whatever the file says.
+            std::env::set_var("IMIPD_LIMITS__MAX_PARTS", "");
+            std::env::set_var("IMIPD_INBOUND__FORWARD", "");
         }
         let config = Config::load(Some(&file));
         unsafe {
             std::env::remove_var("IMIPD_SERVER__DATA_DIR");
             std::env::remove_var("IMIPD_LIMITS__MAX_ATTENDEES");
+            std::env::remove_var("IMIPD_LIMITS__MAX_PARTS");
+            std::env::remove_var("IMIPD_INBOUND__FORWARD");
         }
         let config = config.unwrap();
         assert_eq!(config.server.data_dir, PathBuf::from("/var/lib/imipd"));
         assert_eq!(config.server.hostname, "file.example");
         assert_eq!(config.limits.max_attendees, 7);
+        assert_eq!(config.limits.max_parts, Limits::default().max_parts);
+        assert_eq!(config.inbound.forward, None);
         assert_eq!(
             config.lmtp.listen,
             Some(Endpoint::Tcp(SocketAddr::from(([127, 0, 0, 1], 2424))))

@@ -165,6 +165,8 @@ pub(crate) fn over_quota(over: &crate::quota::OverQuota) -> Response {
 enum Denied {
     /// No or wrong credentials.
     Unauthorized,
+    /// An admin token that is not this daemon's.
+    WrongToken,
     /// Valid credentials of another account.
     Forbidden(String),
     /// The admin asked for an account that does not exist.
@@ -186,6 +188,10 @@ impl IntoResponse for Denied {
                 );
                 r
             }
+            Denied::WrongToken => text(
+                401,
+                "wrong admin token: not the http.admin_token of this daemon".into(),
+            ),
             Denied::Forbidden(why) => text(403, why),
             Denied::NoAccount(account) => text(404, format!("{account} is no account here")),
             Denied::SlowDown(wait) => {
@@ -635,6 +641,10 @@ fn admin(api: &Api, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<(), Den
     }
     match credentials(headers) {
         Some(Credential::Bearer(token)) if is_admin(&api.gateway, &token) => Ok(()),
+        Some(Credential::Bearer(_)) => {
+            api.auth.failed(peer, "admin");
+            Err(Denied::WrongToken)
+        }
         Some(_) => {
             api.auth.failed(peer, "admin");
             Err(Denied::Unauthorized)

@@ -419,6 +419,13 @@ impl Trees {
                     waits += 1;
                     std::thread::sleep(Duration::from_millis(50));
                 }
+                Err(sled::Error::Io(e)) if e.to_string().starts_with("could not acquire lock") => {
+                    return Err(StoreError::Unavailable(format!(
+                        "another process (another imipd?) uses the store in {}: its lock is \
+                         held; stop that one, or give this one another server.data_dir",
+                        dir.display()
+                    )));
+                }
                 opened => break opened.map_err(unavailable)?,
             }
         };
