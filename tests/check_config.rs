@@ -1,6 +1,8 @@
 //! `imipd check-config` on good and broken files: exit 0 only for a good file, and every
 //! problem printed with the key's name.
 
+mod common;
+
 use std::process::Command;
 
 fn check(name: &str, toml: &str) -> (bool, String) {
@@ -36,9 +38,13 @@ fn the_sample_configuration_is_good() {
     );
     let (ok, out) = check("minimal", "[server]\nhostname = \"mx.example.com\"\n");
     assert!(ok, "{out}");
-    // The two deployments' samples, with their data folder somewhere that exists here.
+    // The two deployments' samples, with their data folder somewhere that exists here: as
+    // shipped, their placeholder token (and, beyond loopback, the sample accounts' hashes of
+    // "secret" and a socket folder that is not there) are refused; as an operator edits them,
+    // good.
+    let sockets = tempfile::tempdir().unwrap();
     for sample in ["pass-through", "beside"] {
-        let text = std::fs::read_to_string(
+        let shipped = std::fs::read_to_string(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("config/{sample}.toml")),
         )
         .unwrap()
@@ -49,7 +55,29 @@ fn the_sample_configuration_is_good() {
                 .display()
                 .to_string(),
         );
-        let (ok, out) = check(sample, &text);
+        let (ok, out) = check(&format!("{sample}-shipped"), &shipped);
+        assert!(
+            !ok && out.contains("http.admin_token: is the sample's placeholder"),
+            "{sample}: {out}"
+        );
+        if sample == "pass-through" {
+            assert!(out.contains("password_hash: is the samples' hash"), "{out}");
+            assert!(
+                out.contains("lmtp.listen: the folder /var/spool/postfix/imipd"),
+                "{out}"
+            );
+        }
+        let edited = shipped
+            .replace(
+                "change-me-to-a-long-random-token",
+                "3f1c9a0d8e7b6a5f4e3d2c1b0a998877",
+            )
+            .replace(common::SECRET_HASH, common::OTHER_HASH)
+            .replace(
+                "/var/spool/postfix/imipd",
+                &sockets.path().display().to_string(),
+            );
+        let (ok, out) = check(sample, &edited);
         assert!(ok, "{sample}: {out}");
         // Neither deployment can drop ordinary mail: no warning says so.
         assert!(!out.contains("kept nowhere"), "{sample}: {out}");

@@ -8,6 +8,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+/// The admin token the production samples ship, to be replaced.
+const PLACEHOLDER_TOKEN: &str = "change-me-to-a-long-random-token";
+/// The demo's admin token (config/imipd.toml).
+const DEMO_TOKEN: &str = "demo-admin-token";
+/// The samples' accounts' hash of "secret".
+const SAMPLE_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$y32NM/1FpUSTQtgjzChkxg$tzcDi61ISGyh1GB8Hi6AxD6B3XDZJk4+GtpIgJeUBi4";
+
 /// Collects the problems of a configuration.
 #[derive(Default)]
 struct Problems(Vec<ConfigError>);
@@ -56,6 +63,8 @@ impl Config {
         }
         self.check_templates(&mut problems);
         self.check_inbound(&mut problems);
+        self.check_samples(&mut problems);
+        self.check_sockets(&mut problems);
         match problems.0.is_empty() {
             true => Ok(()),
             false => Err(ConfigError::all(problems.0)),
@@ -82,6 +91,76 @@ impl Config {
                 && let Err(problem) = check_password_hash(&account.password_hash)
             {
                 problems.add(format!("{key}.password_hash"), problem);
+            }
+        }
+    }
+
+    /// The secrets the sample files ship: the placeholder token nowhere, the demo's token
+    /// and password hashes only on a daemon that listens on loopback alone (the demo).
+    fn check_samples(&self, problems: &mut Problems) {
+        let token = &self.http.admin_token;
+        if token == PLACEHOLDER_TOKEN {
+            problems.add(
+                "http.admin_token",
+                "is the sample's placeholder: put a long random token there \
+                 (openssl rand -hex 32), or in http.admin_token_file",
+            );
+        }
+        if self.loopback_only() {
+            return;
+        }
+        if token == DEMO_TOKEN {
+            problems.add(
+                "http.admin_token",
+                "is the demo's token, and this daemon listens beyond loopback: put a long \
+                 random one there (openssl rand -hex 32)",
+            );
+        }
+        for (name, account) in &self.accounts {
+            if account.password_hash == SAMPLE_HASH {
+                problems.add(
+                    format!("accounts.\"{name}\".password_hash"),
+                    "is the samples' hash of \"secret\", and this daemon listens beyond \
+                     loopback: make the account's own with imipd hash-password",
+                );
+            }
+        }
+    }
+
+    /// True when every listener is a TCP address on loopback: the demo, nobody else reaches it.
+    fn loopback_only(&self) -> bool {
+        use super::Endpoint;
+        let on_loopback = |endpoint: &Option<Endpoint>| match endpoint {
+            None => true,
+            Some(Endpoint::Tcp(address)) => address.ip().is_loopback(),
+            Some(Endpoint::Unix(_)) => false,
+        };
+        on_loopback(&self.lmtp.listen)
+            && on_loopback(&self.smtp.listen)
+            && self.http.listen.is_none_or(|a| a.ip().is_loopback())
+    }
+
+    /// A unix listener's folder must be there: `serve` would fail to bind, and systemd
+    /// restart it every two seconds.
+    fn check_sockets(&self, problems: &mut Problems) {
+        use super::Endpoint;
+        for (key, endpoint) in [
+            ("lmtp.listen", &self.lmtp.listen),
+            ("smtp.listen", &self.smtp.listen),
+        ] {
+            let Some(Endpoint::Unix(path)) = endpoint else {
+                continue;
+            };
+            let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+            if let Some(folder) = folder.filter(|f| !f.is_dir()) {
+                problems.add(
+                    key,
+                    format!(
+                        "the folder {} of the socket does not exist: create it (mkdir -p {0}) \
+                         and let imipd's user write in it",
+                        folder.display()
+                    ),
+                );
             }
         }
     }

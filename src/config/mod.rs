@@ -1039,7 +1039,7 @@ mod tests {
             Some(Endpoint::Tcp(SocketAddr::from(([127, 0, 0, 1], 24))))
         );
         let config = from_toml(
-            "[inbound]\nforward = \"lmtp+unix:/run/dovecot/lmtp\"\n[lmtp]\nlisten = \"unix:/run/imipd/lmtp\"\nsocket_mode = \"0600\"\n",
+            "[inbound]\nforward = \"lmtp+unix:/run/dovecot/lmtp\"\n[lmtp]\nlisten = \"unix:/tmp/imipd-lmtp\"\nsocket_mode = \"0600\"\n",
         )
         .unwrap();
         assert_eq!(
@@ -1048,7 +1048,7 @@ mod tests {
         );
         assert_eq!(
             config.lmtp.listen,
-            Some(Endpoint::Unix("/run/imipd/lmtp".into()))
+            Some(Endpoint::Unix("/tmp/imipd-lmtp".into()))
         );
         assert_eq!(config.lmtp.socket_mode, 0o600);
         for bad in [

@@ -74,11 +74,23 @@ def deployment(binary, name, sample, main_cf, files, forward):
         os.chmod(sockets, 0o750)
         env["IMIPD_LMTP__LISTEN"] = f"unix:{sockets}/lmtp"
         env["IMIPD_INBOUND__FORWARD"] = f"lmtp+unix:{base}/dovecot/run/lmtp"
-    check = subprocess.run([binary, "check-config", "--config", f"{ROOT}/config/{sample}"], env=env,
+    # The sample as an operator must edit it: its placeholder token and the sample accounts'
+    # hashes (check-config refuses them) replaced by their own.
+    config = f"{base}/imipd.toml"
+    shipped = subprocess.run([binary, "check-config", "--config", f"{ROOT}/config/{sample}"], env=env,
+                             capture_output=True, text=True)
+    assert shipped.returncode != 0 and "placeholder" in shipped.stderr, shipped.stderr
+    own_hash = subprocess.run([binary, "hash-password"], input="secret\n", capture_output=True,
+                              text=True, check=True).stdout.strip()
+    text = open(f"{ROOT}/config/{sample}").read()
+    text = text.replace("change-me-to-a-long-random-token", os.urandom(16).hex())
+    text = re.sub(r'password_hash = "[^"]*"', f'password_hash = "{own_hash}"', text)
+    open(config, "w").write(text)
+    check = subprocess.run([binary, "check-config", "--config", config], env=env,
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     assert "kept nowhere" not in check.stderr, check.stderr
-    daemon = subprocess.Popen([binary, "serve", "--config", f"{ROOT}/config/{sample}"], env=env,
+    daemon = subprocess.Popen([binary, "serve", "--config", config], env=env,
                               stderr=open(f"{base}/imipd.log", "w"))
     eventually(lambda: "ready" in open(f"{base}/imipd.log").read(), "imipd ready")
     conf_files = {n: recipe(n, ports) for n in files}
