@@ -460,3 +460,55 @@ fn checks_at_once_do_not_trip_over_each_other() {
         .collect();
     assert_eq!(left.len(), 1, "only the configuration is left: {left:?}");
 }
+
+/// Every problem of a file in one run: problems that used to hide others (a section that does
+/// not deserialize hid the checks of the rest, an unreadable secret's file everything after it).
+#[test]
+fn one_run_names_every_problem_of_a_file() {
+    let unwritable = std::env::temp_dir().join(format!("imipd-check-ro-{}", std::process::id()));
+    std::fs::create_dir_all(&unwritable).unwrap();
+    let file_in_the_way = unwritable.join("file");
+    std::fs::write(&file_in_the_way, b"x").unwrap();
+    let cases: [(&str, String, &[&str]); 4] = [
+        (
+            "hiding-a-hash",
+            "[server]\nhostname = \"mx.example.com\"\nhostnme = \"x\"\n[inbound]\nauto_add = \"sometimes\"\n\
+             [smtpd]\nlisten = \"\"\n[accounts.\"a@x.org\"]\npassword_hash = \"not-a-hash\"\n"
+                .to_string(),
+            &["hostnme", "inbound.auto_add", "smtpd", "accounts.\"a@x.org\".password_hash"],
+        ),
+        (
+            "hiding-accounts",
+            "[server]\nhostname = \"mx.example.com\"\n[lmtp]\nlisten = \"nowhere\"\n\
+             [outbound]\nrelay = \"smtp://mail.example.com\"\n\
+             [accounts.\"a@x.org\"]\naliases = [\"b@x.org\"]\n[accounts.\"b@x.org\"]\n\
+             [accounts.\"not an address\"]\n"
+                .to_string(),
+            &["lmtp.listen", "outbound.relay", "already an address", "not an address"],
+        ),
+        (
+            "hiding-the-data-dir",
+            format!(
+                "[server]\nhostname = \"mx.example.com\"\ndata_dir = \"{}\"\n\
+                 [http]\nadmin_token_file = \"/nonexistent/token\"\n",
+                file_in_the_way.display()
+            ),
+            &["http.admin_token_file", "server.data_dir"],
+        ),
+        (
+            "hiding-the-log-level",
+            "[server]\nhostname = \"mx.example.com\"\n[log]\nlevel = \"infoo\"\n\
+             [limits]\ncommand_timeout = \"soon\"\n"
+                .to_string(),
+            &["log.level", "limits.command_timeout"],
+        ),
+    ];
+    for (name, toml, keys) in cases {
+        let (ok, out) = check(name, &toml);
+        assert!(!ok, "{name}: accepted");
+        for key in keys {
+            assert!(out.contains(key), "{name}: {key} not named:\n{out}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&unwritable);
+}

@@ -33,10 +33,20 @@ impl Config {
             }
             Err(errors) => return Err(ConfigError::all(errors)),
         };
-        config.read_secrets()?;
-        config.read_certificates()?;
-        config.validate()?;
-        Ok(config)
+        // Every problem at once: a secret's file that cannot be read hides nothing else.
+        let problems: Vec<ConfigError> = [
+            config.read_secrets(),
+            config.read_certificates(),
+            config.validate(),
+        ]
+        .into_iter()
+        .filter_map(Result::err)
+        .flat_map(ConfigError::into_each)
+        .collect();
+        match problems.is_empty() {
+            true => Ok(config),
+            false => Err(ConfigError::all(problems)),
+        }
     }
 
     /// Reads the TLS certificates and keys the configuration names.
@@ -253,13 +263,126 @@ fn read(path: Option<&Path>, environment: bool) -> Result<Config, Vec<ConfigErro
     match built.clone().try_deserialize::<Config>() {
         Ok(config) => Ok(config),
         Err(whole) => {
-            let mut errors = section_errors(&built);
+            let (mut errors, rest) = tolerant(&built);
             if errors.is_empty() {
                 errors.push(keyed(whole));
+            }
+            // What the rest says too: one run names every problem of the file.
+            if let Some(mut rest) = rest {
+                errors.extend(
+                    rest.read_secrets()
+                        .err()
+                        .into_iter()
+                        .flat_map(ConfigError::into_each),
+                );
+                errors.extend(
+                    rest.read_certificates()
+                        .err()
+                        .into_iter()
+                        .flat_map(ConfigError::into_each),
+                );
+                errors.extend(
+                    rest.validate()
+                        .err()
+                        .into_iter()
+                        .flat_map(ConfigError::into_each),
+                );
             }
             Err(errors)
         }
     }
+}
+
+/// Every deserialization problem of the settings, each key's once (an unknown key, a value
+/// of the wrong kind), and the configuration the rest makes, the keys in trouble left out
+/// (their defaults apply), so that what they hid can be checked too.
+fn tolerant(built: &config::Config) -> (Vec<ConfigError>, Option<Config>) {
+    let mut errors = Vec::new();
+    let Ok(mut table) = built
+        .clone()
+        .try_deserialize::<std::collections::BTreeMap<String, serde_json::Value>>()
+    else {
+        return (section_errors(built), None);
+    };
+    for name in table.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
+        errors.push(invalid(
+            name,
+            format!("unknown section; the sections are {}", SECTIONS.join(", ")),
+        ));
+    }
+    table.retain(|k, _| SECTIONS.contains(&k.as_str()));
+    for name in SECTIONS {
+        let Some(section) = table.remove(name) else {
+            continue;
+        };
+        let (problems, kept) = clean_section(name, section);
+        errors.extend(problems);
+        table.insert(name.to_string(), kept);
+    }
+    let rest = serde_json::to_string(&table)
+        .ok()
+        .and_then(|json| {
+            config::Config::builder()
+                .add_source(config::File::from_str(&json, config::FileFormat::Json))
+                .build()
+                .ok()
+        })
+        .and_then(|c| c.try_deserialize::<Config>().ok());
+    (errors, rest)
+}
+
+/// A section's problems, and the section without the keys that caused them: each problem is
+/// found deserializing the section alone, its key left out, and the section tried again.
+fn clean_section(
+    name: &str,
+    mut section: serde_json::Value,
+) -> (Vec<ConfigError>, serde_json::Value) {
+    let mut problems = Vec::new();
+    // A key at a time; a section has few.
+    for _ in 0..64 {
+        let alone = serde_json::json!({ name: section.clone() }).to_string();
+        let tried = config::Config::builder()
+            .add_source(config::File::from_str(&alone, config::FileFormat::Json))
+            .build()
+            .and_then(|c| c.try_deserialize::<Config>());
+        let Err(error) = tried else {
+            return (problems, section);
+        };
+        let error = keyed(error);
+        let culprit = culprit(name, &section, &error);
+        problems.push(error);
+        let removed = match (culprit, section.as_object_mut()) {
+            (Some(key), Some(fields)) => fields.remove(&key).is_some(),
+            _ => false,
+        };
+        if !removed {
+            // Nothing to leave out: the whole section goes (its defaults apply).
+            return (problems, serde_json::json!({}));
+        }
+    }
+    (problems, serde_json::json!({}))
+}
+
+/// The key of a section a problem is about: the one it names (`section.key`, or an account's
+/// name), or an unknown one (a key the section's type does not have).
+fn culprit(section: &str, value: &serde_json::Value, error: &ConfigError) -> Option<String> {
+    let ConfigError::Invalid { key, .. } = error else {
+        return None;
+    };
+    let fields = value.as_object()?;
+    if let Some(rest) = key.strip_prefix(&format!("{section}.")) {
+        // The longest key of the section the path starts with (an account's name has dots).
+        return fields
+            .keys()
+            .filter(|k| rest == k.as_str() || rest.starts_with(&format!("{k}.")))
+            .max_by_key(|k| k.len())
+            .cloned();
+    }
+    let known = known_fields(section)?;
+    fields
+        .keys()
+        .find(|k| !known.contains(&k.as_str()))
+        .cloned()
 }
 
 /// A file's settings without some keys (`section.key`), as a source of their own.
@@ -285,6 +408,57 @@ fn without(
         &settings.to_string(),
         config::FileFormat::Json,
     ))
+}
+
+/// The keys a section's type takes (none for `accounts`, whose keys are addresses).
+fn known_fields(section: &str) -> Option<&'static [&'static str]> {
+    use super::*;
+    Some(match section {
+        "server" => fields::<Server>(),
+        "lmtp" => fields::<Lmtp>(),
+        "smtp" => fields::<Listener>(),
+        "http" => fields::<Http>(),
+        "inbound" => fields::<Inbound>(),
+        "outbound" => fields::<Outbound>(),
+        "security" => fields::<Security>(),
+        "store" => fields::<Store>(),
+        "limits" => fields::<Limits>(),
+        "log" => fields::<Log>(),
+        "templates" => fields::<Templates>(),
+        _ => return None,
+    })
+}
+
+/// The field names a derived `Deserialize` asks for: read by a deserializer that takes
+/// nothing but them.
+fn fields<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    struct Names(&'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for &mut Names {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(
+            self,
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("only the names"))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0 = fields;
+            Err(serde::de::Error::custom("only the names"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let mut names = Names(&[]);
+    let _ = T::deserialize(&mut names);
+    names.0
 }
 
 /// Each section deserialized alone (in a configuration holding only it, so that its problem

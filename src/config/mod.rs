@@ -47,6 +47,14 @@ impl ConfigError {
             ConfigError::Several(errors)
         }
     }
+
+    /// Each problem on its own.
+    fn into_each(self) -> Vec<ConfigError> {
+        match self {
+            ConfigError::Several(errors) => errors.into_iter().flat_map(Self::into_each).collect(),
+            one => vec![one],
+        }
+    }
 }
 
 /// The whole configuration.
