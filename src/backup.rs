@@ -77,6 +77,10 @@ pub struct Restored {
     /// Calendars made, or given properties they lacked here.
     #[serde(default)]
     pub calendars: usize,
+    /// Accounts of the backup that are none here: their objects are written, and nobody
+    /// reaches them until the account is made.
+    #[serde(default)]
+    pub unknown_accounts: Vec<String>,
 }
 
 /// Why a backup folder cannot be read or written.
@@ -192,6 +196,11 @@ pub async fn restore(gateway: &Gateway, snapshot: &Snapshot) -> Result<Restored,
     // Format 1 knew no calendars: its objects stay wherever they are here.
     let placed = snapshot.format >= 2;
     for object in &snapshot.objects {
+        if gateway.account_for(&object.account).is_none()
+            && !restored.unknown_accounts.contains(&object.account)
+        {
+            restored.unknown_accounts.push(object.account.clone());
+        }
         let (written, _) = gateway
             .transact(|| {
                 let current = gateway.store.get(&object.account, &object.uid)?;
@@ -397,8 +406,8 @@ pub struct Written {
     pub objects: usize,
     /// Queued messages.
     pub queued: usize,
-    /// Calendars (further ones, and default ones with properties).
-    pub calendars: usize,
+    /// Calendars besides each account's default one.
+    pub further_calendars: usize,
 }
 
 impl FolderWriter {
@@ -473,7 +482,12 @@ impl FolderWriter {
         let written = Written {
             objects: self.objects,
             queued: self.queue.len(),
-            calendars: self.layout.calendars.len(),
+            further_calendars: self
+                .layout
+                .calendars
+                .iter()
+                .filter(|c| c.name != DEFAULT_CALENDAR)
+                .count(),
         };
         let manifest = self.dir.join("backup.json");
         let about = serde_json::json!({
@@ -481,7 +495,7 @@ impl FolderWriter {
             "taken_at": self.taken_at,
             "objects": written.objects,
             "queued": written.queued,
-            "calendars": written.calendars,
+            "calendars": written.further_calendars,
         });
         std::fs::write(&manifest, about.to_string()).map_err(io(&manifest))?;
         Ok(written)

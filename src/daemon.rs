@@ -321,7 +321,7 @@ fn reload_now(gateway: &Gateway, how: &Reload) {
             let accounts = new.accounts.len();
             let waiting = gateway.reload(new);
             if !waiting.is_empty() {
-                tracing::warn!(keys = ?waiting, "changed in the file; only a restart applies them");
+                tracing::warn!(keys = %waiting.join(", "), "changed in the file; only a restart applies them");
             }
             tracing::info!(file, accounts, "configuration reloaded");
         }

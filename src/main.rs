@@ -744,11 +744,11 @@ fn export(path: Option<PathBuf>, dir: &std::path::Path) -> ExitCode {
     match written {
         Ok(written) => {
             println!(
-                "{}: {} objects, {} queued messages, {} calendars",
+                "{}: {} objects, {} queued messages, {} further calendars (besides each account's default one)",
                 dir.display(),
                 written.objects,
                 written.queued,
-                written.calendars
+                written.further_calendars
             );
             ExitCode::SUCCESS
         }
@@ -819,6 +819,12 @@ fn import(path: Option<PathBuf>, dir: &std::path::Path) -> ExitCode {
                 r.already_queued,
                 r.calendars
             );
+            for account in &r.unknown_accounts {
+                eprintln!(
+                    "imipd import: warning: {account} is no account here: its objects were \
+                     written, and nobody reaches them until [accounts.\"{account}\"] is added"
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -870,6 +876,11 @@ fn import_online(
         total.queued += answer.queued;
         total.already_queued += answer.already_queued;
         total.calendars += answer.calendars;
+        for account in answer.unknown_accounts {
+            if !total.unknown_accounts.contains(&account) {
+                total.unknown_accounts.push(account);
+            }
+        }
     }
     Ok(total)
 }
@@ -914,25 +925,72 @@ fn queue(path: Option<PathBuf>, action: &QueueAction) -> ExitCode {
         eprintln!("imipd queue: {status}: {}", body.trim());
         return ExitCode::FAILURE;
     }
-    if let QueueAction::List = action {
-        let Ok(entries) = serde_json::from_str::<Vec<imipd::http::QueueEntry>>(&body) else {
-            eprintln!("imipd queue: unexpected answer: {body}");
-            return ExitCode::FAILURE;
-        };
-        for e in &entries {
-            println!(
-                "{} {} {} to {} attempts={} last_error={}",
-                e.id,
-                e.method,
-                e.uid,
-                e.to.join(","),
-                e.attempts,
-                e.last_error.as_deref().unwrap_or("none")
-            );
+    match action {
+        QueueAction::List => {
+            let Ok(entries) = serde_json::from_str::<Vec<imipd::http::QueueEntry>>(&body) else {
+                eprintln!("imipd queue: unexpected answer: {body}");
+                return ExitCode::FAILURE;
+            };
+            for e in &entries {
+                println!(
+                    "{} {} {} to {} attempts={} next={} last_error={}",
+                    e.id,
+                    e.method,
+                    e.uid,
+                    e.to.join(","),
+                    e.attempts,
+                    when(e.next_attempt),
+                    e.last_error.as_deref().unwrap_or("none")
+                );
+            }
+            println!("{} queued", entries.len());
         }
-        println!("{} queued", entries.len());
-    } else if !body.trim().is_empty() {
-        println!("{}", body.trim());
+        QueueAction::Show { .. } => match serde_json::from_str::<imipd::http::QueueEntry>(&body) {
+            Ok(entry) => print!("{}", shown(&entry)),
+            Err(_) => println!("{}", body.trim()),
+        },
+        _ if !body.trim().is_empty() => println!("{}", body.trim()),
+        _ => {}
     }
     ExitCode::SUCCESS
+}
+
+/// An instant of the queue as people read it: now, or a UTC time.
+fn when(at: i64) -> String {
+    match at {
+        0 => "now".into(),
+        at => imipd::trace::instant(at),
+    }
+}
+
+/// One queued message for people: a field a line, then its iTIP object.
+fn shown(e: &imipd::http::QueueEntry) -> String {
+    let rows = [
+        ("id", e.id.clone()),
+        ("account", e.account.clone()),
+        ("method", e.method.clone()),
+        ("uid", e.uid.clone()),
+        ("from", e.from.clone()),
+        ("to", e.to.join(", ")),
+        ("queued", imipd::trace::instant(e.queued_at)),
+        ("attempts", e.attempts.to_string()),
+        ("next attempt", when(e.next_attempt)),
+        (
+            "transport",
+            e.via.clone().unwrap_or_else(|| "as configured".into()),
+        ),
+        (
+            "last error",
+            e.last_error.clone().unwrap_or_else(|| "none".into()),
+        ),
+    ];
+    let mut out: String = rows
+        .iter()
+        .map(|(name, value)| format!("{name:<13}{value}\n"))
+        .collect();
+    if let Some(calendar) = &e.calendar {
+        out.push('\n');
+        out.push_str(&calendar.replace("\r\n", "\n"));
+    }
+    out
 }

@@ -18,6 +18,14 @@ pub fn new_id() -> String {
     format!("{started:x}-{n:x}")
 }
 
+/// An instant (seconds since the epoch) as log lines and operators' listings show it:
+/// RFC 3339, UTC.
+pub fn instant(at: i64) -> String {
+    chrono::DateTime::from_timestamp(at, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| at.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

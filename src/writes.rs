@@ -173,7 +173,18 @@ pub async fn write(
             Ok::<_, WriteError>(Decision::new(changes, written))
         })
         .await?;
-    tracing::info!(trace, account, uid, queued = written.queued, silent = ?written.silent, "stored");
+    let silent = written
+        .silent
+        .as_ref()
+        .map_or_else(String::new, ToString::to_string);
+    tracing::info!(
+        trace,
+        account,
+        uid,
+        queued = written.queued,
+        silent,
+        "stored"
+    );
     // A client's write makes a new Schedule-Tag: the Put's id, like the ETag.
     Ok(Written {
         etag: ids.first().map(|rev| gateway.tags.etag(account, *rev)),

@@ -132,7 +132,7 @@ fn export_while_running_and_import_into_a_new_store() {
     let (ok, out) = cli(&daemon.config, &["export", &target]);
     assert!(ok, "{out}");
     assert!(
-        out.contains("4 objects, 1 queued messages, 1 calendars"),
+        out.contains("4 objects, 1 queued messages, 1 further calendars"),
         "{out}"
     );
     assert!(backup.join("objects/bob@example.com/bk-1.ics").exists());
@@ -222,7 +222,7 @@ fn a_store_moves_from_sled_to_postgres_and_back() {
         let target = daemon.dir.join(backup).display().to_string();
         let (ok, out) = cli(&daemon.config, &["export", &target]);
         assert!(
-            ok && out.contains("4 objects, 1 queued messages, 1 calendars"),
+            ok && out.contains("4 objects, 1 queued messages, 1 further calendars"),
             "{out}"
         );
         daemon.kill9();
@@ -283,4 +283,19 @@ fn long_uids_and_large_snapshots_export_and_import_through_the_daemon() {
         assert_eq!(code, 200, "{uid}");
         assert!(text.replace("\r\n ", "").contains(&format!("UID:{uid}")));
     }
+    // Into a daemon where Alice is no account: her objects are written, and it says so.
+    daemon.kill9();
+    daemon.new_store();
+    let config = std::fs::read_to_string(&daemon.config).unwrap();
+    let without = config.replace(
+        "[accounts.\"alice@example.com\"]",
+        "[accounts.\"carol@example.com\"]",
+    );
+    std::fs::write(&daemon.config, without).unwrap();
+    daemon.launch();
+    let (ok, out) = cli(&daemon.config, &["import", &target]);
+    assert!(
+        ok && out.contains("alice@example.com is no account here"),
+        "{out}"
+    );
 }

@@ -111,6 +111,21 @@ fn a_queued_message_leaves_only_by_the_transport_it_was_queued_for() {
     let (ok, out) = daemon.cli("queue", &["retry", &id]);
     assert!(ok, "{out}");
     assert!(eventually(|| spooled(&daemon) == 1), "{}", daemon.log());
+    // Log lines for people: no Rust debug text, the relay and the next attempt named.
+    let (code, ..) = daemon.http(
+        "GET",
+        "/calendars/alice@example.com",
+        "mallory@example.com",
+        &[],
+        "",
+    );
+    assert_eq!(code, 401);
+    let log = daemon.log();
+    for debug in ["Some(", "None", "Retry(", "Os {", "Lmtp", "Smtp"] {
+        assert!(!log.contains(debug), "{debug:?} in the log:\n{log}");
+    }
+    assert!(log.contains("next_attempt=20"), "{log}");
+    assert!(log.contains("peer=127.0.0.1"), "{log}");
 }
 
 /// The command line as README says: `--config` before or after the command (`queue list

@@ -284,6 +284,10 @@ fn operators_list_retry_and_drop_queued_messages() {
     let id = listing.split_whitespace().next().unwrap().to_string();
     let (ok, shown) = daemon.cli("queue", &["show", &id]);
     assert!(ok && shown.contains("BEGIN:VCALENDAR"), "{shown}");
+    // For people: a field a line, times in UTC, the relay named in the failure.
+    assert!(shown.contains("next attempt 20"), "{shown}");
+    assert!(shown.contains("last error   relay 127.0.0.1:"), "{shown}");
+    assert!(!shown.contains("\"queued_at\""), "{shown}");
     // Retry now, despite the hour of backoff.
     let (ok, out) = daemon.cli("queue", &["retry", &id]);
     assert!(ok, "{out}");

@@ -675,7 +675,7 @@ impl Default for Templates {
             update_subject: "Updated invitation: {title} @ {when}".into(),
             cancel_subject: "Cancelled event: {title} @ {when}".into(),
             reply_subject: "{who} {answer}: {title}".into(),
-            footer: "Sent by imipd on behalf of the organizer's calendar.".into(),
+            footer: "Sent by imipd on behalf of the sender's calendar.".into(),
             text_body: "{headline}\n\n{details}\n{description}\n-- \n{footer}\n".into(),
             html_body: "<!DOCTYPE html>\n<html><body>\n<h2>{headline}</h2>\n{details}\n<p>{description}</p>\n<p><small>{footer}</small></p>\n</body></html>\n".into(),
             attach_ics: true,

@@ -129,7 +129,8 @@ impl Authenticator {
 
     /// Records a failure of `user` (as the client named it; the admin token is "admin").
     pub fn failed(&self, peer: Option<IpAddr>, user: &str) {
-        tracing::warn!(user = %crate::escape::escaped(user), peer = ?peer, "authentication failed");
+        let shown = peer.map_or_else(|| "unknown".to_string(), |p| p.to_string());
+        tracing::warn!(user = %crate::escape::escaped(user), peer = %shown, "authentication failed");
         let Some(peer) = peer else { return };
         let now = Instant::now();
         let mut failures = lock(&self.failures);

@@ -117,7 +117,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     tls: Option<crate::config::Tls>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let span = tracing::info_span!("session", peer = %escaped(&peer), protocol = ?protocol);
+    let span = tracing::info_span!("session", peer = %escaped(&peer), protocol = protocol.name());
     run(intake, stream, protocol, tls, shutdown)
         .instrument(span)
         .await

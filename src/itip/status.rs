@@ -42,6 +42,19 @@ impl ScheduleStatus {
             Self::PolicyRefused => "5.3",
         }
     }
+
+    /// What it means, for people.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Self::Pending => "queued",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered here",
+            Self::InvalidUser => "no address to send to",
+            Self::NotDelivered => "not delivered",
+            Self::AddressRefused => "address refused",
+            Self::PolicyRefused => "refused by policy",
+        }
+    }
 }
 
 /// Records the status of a new message to `recipient` (RFC 6638 section 3.2.9): the

@@ -242,7 +242,7 @@ async fn attempt(
     if relayed {
         record_relayed(gateway, journal, id, message).await;
     }
-    tracing::info!(trace = message.trace.as_str(), id, to = ?message.to, method = message.method.as_str(), ?outcome, "outbound");
+    tracing::info!(trace = message.trace.as_str(), id, to = %queue::recipients(message), method = message.method.as_str(), %outcome, "outbound");
     loop {
         match settle(gateway, id, message, outcome.clone()).await {
             Err(e) if relayed => {

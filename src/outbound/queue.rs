@@ -20,6 +20,16 @@ pub enum Outcome {
     Failed(ScheduleStatus, String),
 }
 
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Delivered(status) => write!(f, "{} ({})", status.code(), status.meaning()),
+            Outcome::Retry(why) => write!(f, "retry: {why}"),
+            Outcome::Failed(status, why) => write!(f, "failed {}: {why}", status.code()),
+        }
+    }
+}
+
 impl From<StoreError> for Outcome {
     fn from(error: StoreError) -> Self {
         Outcome::Retry(error.to_string())
@@ -143,9 +153,19 @@ fn next_step(
                 .as_secs()
                 .saturating_mul(1 << attempts.min(20).saturating_sub(1))
                 .min(outbound.max_backoff.as_secs());
+            let next_attempt = now + wait.max(1) as i64;
+            tracing::warn!(
+                trace = message.trace.as_str(),
+                id,
+                to = %recipients(message),
+                reason,
+                attempts,
+                next_attempt = %crate::trace::instant(next_attempt),
+                "outbound: tried again later"
+            );
             let retried = OutboundMessage {
                 attempts,
-                next_attempt: now + wait.max(1) as i64,
+                next_attempt,
                 last_error: Some(reason),
                 ..message.clone()
             };
@@ -170,6 +190,16 @@ fn next_step(
             (Change::Dequeue(id), Some(status))
         }
     }
+}
+
+/// A queued message's recipients, for a log line.
+pub fn recipients(message: &OutboundMessage) -> String {
+    message
+        .to
+        .iter()
+        .map(Mailbox::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// An operator gives up on a queued message: off the queue, 5.1 in the sender's copy.

@@ -42,7 +42,7 @@ pub async fn send(
             Err(e) => Err(e),
         }
     };
-    match tokio::time::timeout(timeout, attempt).await {
+    let outcome = match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(())) => Outcome::Delivered(ScheduleStatus::Sent),
         // Whichever of the two timeouts fires first, the operator reads the same reason.
         Ok(Err(mail_send::Error::Timeout)) | Err(_) => Outcome::Retry(format!(
@@ -50,6 +50,13 @@ pub async fn send(
             humantime::format_duration(timeout)
         )),
         Ok(Err(e)) => classify(e),
+    };
+    // Which relay said it: the operator reads it in the log and in `imipd queue list`.
+    let at = |why: String| format!("relay {}:{}: {why}", relay.host, relay.port);
+    match outcome {
+        Outcome::Retry(why) => Outcome::Retry(at(why)),
+        Outcome::Failed(status, why) => Outcome::Failed(status, at(why)),
+        delivered => delivered,
     }
 }
 
