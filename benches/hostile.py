@@ -31,8 +31,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "e2e")
 from mta import free_port, imipd_config, start_dovecot, stop_dovecot, wait_port  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-SECRET_HASH = ("$argon2id$v=19$m=19456,t=2,p=1$y32NM/1FpUSTQtgjzChkxg$"
-               "tzcDi61ISGyh1GB8Hi6AxD6B3XDZJk4+GtpIgJeUBi4")
+SECRET_HASH = ("$argon2id$v=19$m=19456,t=2,p=1$B0F2MG+3hj5YcWdnc/PYnA$"
+               "SrAIaYFnoxZud72UuQTe6IR16AN1CycGy1KUeMlexWY")
 
 
 class Imipd:

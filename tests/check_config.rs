@@ -72,7 +72,7 @@ fn the_sample_configuration_is_good() {
                 "change-me-to-a-long-random-token",
                 "3f1c9a0d8e7b6a5f4e3d2c1b0a998877",
             )
-            .replace(common::SECRET_HASH, common::OTHER_HASH)
+            .replace(common::SAMPLE_HASH, common::SECRET_HASH)
             .replace(
                 "/var/spool/postfix/imipd",
                 &sockets.path().display().to_string(),

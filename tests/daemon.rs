@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The accounts most tests use: alice, and bob with an alias.
-const ACCOUNTS: &str = "[accounts.\"alice@example.com\"]\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$y32NM/1FpUSTQtgjzChkxg$tzcDi61ISGyh1GB8Hi6AxD6B3XDZJk4+GtpIgJeUBi4\"\n\
-[accounts.\"bob@example.com\"]\naliases = [\"robert@example.com\"]\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$y32NM/1FpUSTQtgjzChkxg$tzcDi61ISGyh1GB8Hi6AxD6B3XDZJk4+GtpIgJeUBi4\"\n";
+const ACCOUNTS: &str = "[accounts.\"alice@example.com\"]\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$B0F2MG+3hj5YcWdnc/PYnA$SrAIaYFnoxZud72UuQTe6IR16AN1CycGy1KUeMlexWY\"\n\
+[accounts.\"bob@example.com\"]\naliases = [\"robert@example.com\"]\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$B0F2MG+3hj5YcWdnc/PYnA$SrAIaYFnoxZud72UuQTe6IR16AN1CycGy1KUeMlexWY\"\n";
 fn daemon_start(name: &str) -> Daemon {
     Daemon::start_with(name, ACCOUNTS)
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-const ACCOUNTS: &str = "[accounts.\"bob@example.com\"]\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$y32NM/1FpUSTQtgjzChkxg$tzcDi61ISGyh1GB8Hi6AxD6B3XDZJk4+GtpIgJeUBi4\"\n";
+const ACCOUNTS: &str = "[accounts.\"bob@example.com\"]\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$B0F2MG+3hj5YcWdnc/PYnA$SrAIaYFnoxZud72UuQTe6IR16AN1CycGy1KUeMlexWY\"\n";
 
 /// A self-signed certificate for localhost whose subject names `who`.
 fn certificate(dir: &Path, who: &str) -> (String, String) {

@@ -112,22 +112,25 @@ impl Config {
         if token == DEMO_TOKEN {
             problems.add(
                 "http.admin_token",
-                "is the demo's token, and this daemon listens beyond loopback: put a long \
-                 random one there (openssl rand -hex 32)",
+                "is the demo's token, and this is no demo (it takes mail from an MTA, relays, \
+                 or listens beyond loopback): put a long random one there (openssl rand -hex 32)",
             );
         }
         for (name, account) in &self.accounts {
             if account.password_hash == SAMPLE_HASH {
                 problems.add(
                     format!("accounts.\"{name}\".password_hash"),
-                    "is the samples' hash of \"secret\", and this daemon listens beyond \
-                     loopback: make the account's own with imipd hash-password",
+                    "is the samples' hash of \"secret\", and this is no demo (it takes mail from \
+                     an MTA, relays, or listens beyond loopback): make the account's own with \
+                     imipd hash-password",
                 );
             }
         }
     }
 
-    /// True when every listener is a TCP address on loopback: the demo, nobody else reaches it.
+    /// True for a daemon set up as the demo is: every listener a TCP address on loopback, no
+    /// proxy in front, mail kept in the spool and handed to no mailbox store. Anything else
+    /// (an MTA's socket, a relay, pass-through, copies) is a production set-up.
     fn loopback_only(&self) -> bool {
         use super::Endpoint;
         let on_loopback = |endpoint: &Option<Endpoint>| match endpoint {
@@ -138,6 +141,10 @@ impl Config {
         on_loopback(&self.lmtp.listen)
             && on_loopback(&self.smtp.listen)
             && self.http.listen.is_none_or(|a| a.ip().is_loopback())
+            && self.http.trusted_proxies.is_empty()
+            && self.outbound.transport == Transport::Spool
+            && self.inbound.forward.is_none()
+            && self.inbound.copy_domain.is_empty()
     }
 
     /// A unix listener's folder must be there: `serve` would fail to bind, and systemd

@@ -34,12 +34,11 @@ use std::time::{Duration, Instant};
 /// The admin Bearer token of every test daemon.
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
-/// Another argon2 hash of "secret" (a salt of its own): what an operator makes for a
-/// production account, where the samples' hash is refused.
-pub const OTHER_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$B0F2MG+3hj5YcWdnc/PYnA$SrAIaYFnoxZud72UuQTe6IR16AN1CycGy1KUeMlexWY";
+/// argon2 hash of "secret", made for the tests (the samples' own is refused outside a demo).
+pub const SECRET_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$B0F2MG+3hj5YcWdnc/PYnA$SrAIaYFnoxZud72UuQTe6IR16AN1CycGy1KUeMlexWY";
 
-/// argon2 hash of "secret".
-pub const SECRET_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$y32NM/1FpUSTQtgjzChkxg$tzcDi61ISGyh1GB8Hi6AxD6B3XDZJk4+GtpIgJeUBi4";
+/// The hash of "secret" the sample configuration files ship.
+pub const SAMPLE_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$y32NM/1FpUSTQtgjzChkxg$tzcDi61ISGyh1GB8Hi6AxD6B3XDZJk4+GtpIgJeUBi4";
 
 pub struct Daemon {
     /// The test's name for it (its folder, its database).

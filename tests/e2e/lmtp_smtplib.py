@@ -7,7 +7,7 @@ over LMTP, reads it over HTTP, accepts it, and finds the REPLY in the spool.
 """
 import base64, email, os, shutil, smtplib, socket, subprocess, sys, tempfile, time, urllib.request
 
-SECRET_HASH = "$argon2id$v=19$m=19456,t=2,p=1$y32NM/1FpUSTQtgjzChkxg$tzcDi61ISGyh1GB8Hi6AxD6B3XDZJk4+GtpIgJeUBi4"
+SECRET_HASH = "$argon2id$v=19$m=19456,t=2,p=1$B0F2MG+3hj5YcWdnc/PYnA$SrAIaYFnoxZud72UuQTe6IR16AN1CycGy1KUeMlexWY"
 
 
 def free_port():
