@@ -103,7 +103,8 @@ enum Command {
         /// the result before keeping it).
         #[arg(long)]
         bless: bool,
-        /// Scenario files (the language of conformance/FORMAT.md).
+        /// Scenario files (the language README's Scenarios section describes; the project's
+        /// own are in tests/scenarios/).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# A private PostgreSQL cluster for the tests: Debian's packages (installed when missing), initdb
-# in a temporary folder as an unprivileged user, listening on 127.0.0.1:PORT and a socket in
-# the folder, TLS with a certificate from its own CA (DIR/ca.crt). Prints the superuser's URL.
+# A private PostgreSQL cluster for the tests: Debian's packages, initdb in a temporary folder as
+# an unprivileged user, listening on 127.0.0.1:PORT and a socket in the folder, TLS with a
+# certificate from its own CA (DIR/ca.crt). Prints the superuser's URL.
+#
+# What it changes on the machine, run as root: it installs Debian's `postgresql` package with
+# apt-get when no initdb is found, and makes a system user `imipd-pg` (no home, no shell) to run
+# PostgreSQL as, since it refuses to run as root. Nothing else outside DIR.
 #
 #   tests/e2e/pg_cluster.sh start DIR [PORT]   # initdb (first time) and start; PORT: a free one
 #   tests/e2e/pg_cluster.sh stop DIR           # stop (fast)
