@@ -11,8 +11,10 @@ Usage: deployments.py PATH/TO/imipd   (as root, Postfix, Dovecot LMTP and swaks 
 
 For each: an invitation to Bob is applied to his calendar and lands in his mailbox; an
 ordinary mail to Bob and one to Carol (a mailbox without a calendar) land in their mailboxes,
-and nothing bounces. The recipes are used as written; only ports, paths and the mailbox list
-are adapted to the test machine, the settings through IMIPD_ variables as under systemd.
+and nothing bounces; a delivery report to one of imipd's bounce addresses reaches imipd. The
+recipes are used as written; only ports, paths and the mailbox list are adapted to the test
+machine, the settings through IMIPD_ variables as under systemd, and the sample's secrets
+replaced as an operator must.
 """
 import email, os, re, subprocess, sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -127,6 +129,15 @@ def deployment(binary, name, sample, main_cf, files, forward):
             copies = re.findall(r"to=<bob=example\.com@imipd\.invalid>.*status=sent", log)
             assert len(copies) == 2, log[-3000:]
         passed += 1
+        # A delivery report for one of imipd's bounce addresses reaches imipd through Postfix.
+        bounce = "bounce+0000000000000001.00000000000000000000000000000000@calendar-gw.example.com"
+        result = subprocess.run(["swaks", "--server", f"127.0.0.1:{ports['smtp']}", "--from", "",
+                                 "--to", bounce, "--data", "Subject: report\r\n\r\nlost\r\n",
+                                 "--silent", "2"], capture_output=True, text=True)
+        assert result.returncode == 0, (result.stdout, result.stderr)
+        eventually(lambda: "delivery report received" in open(f"{base}/imipd.log").read(),
+                   "the report handed to imipd")
+        passed += 1
         print(f"e2e deployment ({name}): {passed} passed, 0 failed")
     except BaseException:
         for log_name in ("imipd.log", "postfix/postfix.log", "dovecot/dovecot.log"):
@@ -144,7 +155,7 @@ def deployment(binary, name, sample, main_cf, files, forward):
 
 def main():
     binary = os.path.abspath(sys.argv[1])
-    deployment(binary, "pass-through", "pass-through.toml", "pass-through.cf", [], forward=True)
+    deployment(binary, "pass-through", "pass-through.toml", "pass-through.cf", ["imipd_bounces"], forward=True)
     deployment(binary, "beside", "beside.toml", "beside.cf", ["imipd_copies", "imipd_transport"], forward=False)
 
 
