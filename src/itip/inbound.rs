@@ -237,7 +237,7 @@ fn from_organizer(
     match method {
         Method::Request | Method::Publish => {
             if let Some(stored) = stored {
-                check_sequence(stored, message)?;
+                check_sequence(stored, message, true)?;
             }
             let copy = match stored {
                 Some(stored) if method == Method::Request => {
@@ -260,7 +260,7 @@ fn from_organizer(
         },
         Method::Cancel => {
             let stored = stored.ok_or(ItipError::EventNotFound)?;
-            check_sequence(stored, message)?;
+            check_sequence(stored, message, false)?;
             Ok(Received::store(apply_cancel(stored, message)))
         }
         _ => {
@@ -283,18 +283,34 @@ fn delegated_to_me(ctx: &Context, sender: &CalAddress, message: &Calendar) -> bo
     })
 }
 
-/// An update older than what the recipient holds is refused (RFC 5546 section 2.1.5).
-fn check_sequence(stored: &Calendar, message: &Calendar) -> Result<(), ItipError> {
+/// An update older than what the recipient holds is refused (RFC 5546 section 2.1.5). A
+/// cancelled component lost its SEQUENCE (the acceptance scenarios require it) but kept the
+/// CANCEL's DTSTAMP: only what the organizer sent after the CANCEL brings it back, never a
+/// REQUEST that was sent before it and arrives late.
+fn check_sequence(stored: &Calendar, message: &Calendar, reviving: bool) -> Result<(), ItipError> {
     let (tz_s, tz_m) = (stored.tz_resolver(), message.tz_resolver());
     for m in message.scheduling() {
         if let Some(s) = stored.instance(&m.instance_key(&tz_m), &tz_s) {
             let older_stamp = matches!((m.dtstamp(), s.dtstamp()), (Some(a), Some(b)) if a < b);
-            if m.sequence() < s.sequence() || (m.sequence() == s.sequence() && older_stamp) {
+            if m.sequence() < s.sequence()
+                || (m.sequence() == s.sequence() && older_stamp)
+                || (reviving && is_cancelled(s) && older_stamp)
+            {
                 return Err(ItipError::OutOfSequence);
             }
         }
     }
     Ok(())
+}
+
+/// True for a component a CANCEL marked cancelled.
+fn is_cancelled(component: &Component) -> bool {
+    component.prop(&ICalendarProperty::Status).is_some_and(|e| {
+        matches!(
+            e.values.first(),
+            Some(ICalendarValue::Status(ICalendarStatus::Cancelled))
+        )
+    })
 }
 
 /// A PUBLISH without ORGANIZER (what video-conferencing services attach to their mail): a
@@ -320,7 +336,7 @@ fn publish_unorganized(
     if stored.scheduling().any(|c| c.organizer().is_some()) {
         return Err(ItipError::OrganizerMismatch);
     }
-    check_sequence(stored, message)?;
+    check_sequence(stored, message, true)?;
     let mut copy = import(message);
     mark(&mut copy);
     Ok(Received::store(copy))
