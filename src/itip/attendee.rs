@@ -59,6 +59,10 @@ pub fn put(
         };
         let key = comp.instance_key(&tz_new);
         let before = old_map.get(&key).copied().or(old_master);
+        // The organizer cancelled it: an answer would tell him nothing he wants.
+        if !force && (comp.is_cancelled() || before.is_some_and(Component::is_cancelled)) {
+            continue;
+        }
         let changed = force
             || match before.and_then(|b| b.attendee(me).map(|e| (b, e))) {
                 Some((b, theirs)) => reply_state(b, theirs) != reply_state(comp, mine),
@@ -74,8 +78,15 @@ pub fn put(
             .into_iter()
             .map(|(k, _, _)| k)
             .collect();
+        let declined_already = |key: &InstanceKey| {
+            old_map
+                .get(key)
+                .and_then(|c| c.attendee(me))
+                .is_some_and(|e| partstat_of(e) == "DECLINED")
+        };
         for (key, e, index) in exdates(now_master, &tz_new) {
-            if !was.contains(&key) {
+            let told = was.contains(&key) || declined_already(&key);
+            if !told && !was_master.is_cancelled() {
                 parts.push(exdate_decline(now_master, e, index, me, organizer, ctx.now));
             }
         }
@@ -153,6 +164,7 @@ pub fn delete(
     };
     let parts: Vec<Component> = mine
         .into_iter()
+        .filter(|c| !c.is_cancelled())
         .filter(|c| c.attendee(me).is_some_and(|e| partstat_of(e) != "DECLINED"))
         .map(|c| decline_component(c, me, ctx.now))
         .collect();

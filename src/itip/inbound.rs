@@ -294,7 +294,7 @@ fn check_sequence(stored: &Calendar, message: &Calendar, reviving: bool) -> Resu
             let older_stamp = matches!((m.dtstamp(), s.dtstamp()), (Some(a), Some(b)) if a < b);
             if m.sequence() < s.sequence()
                 || (m.sequence() == s.sequence() && older_stamp)
-                || (reviving && is_cancelled(s) && older_stamp)
+                || (reviving && s.is_cancelled() && older_stamp)
             {
                 return Err(ItipError::OutOfSequence);
             }
@@ -303,15 +303,6 @@ fn check_sequence(stored: &Calendar, message: &Calendar, reviving: bool) -> Resu
     Ok(())
 }
 
-/// True for a component a CANCEL marked cancelled.
-fn is_cancelled(component: &Component) -> bool {
-    component.prop(&ICalendarProperty::Status).is_some_and(|e| {
-        matches!(
-            e.values.first(),
-            Some(ICalendarValue::Status(ICalendarStatus::Cancelled))
-        )
-    })
-}
 
 /// A PUBLISH without ORGANIZER (what video-conferencing services attach to their mail): a
 /// calendar object, imported as it is, with nobody to schedule with. Only whoever sent the
