@@ -749,3 +749,94 @@ fn the_schedule_tag_stays_through_answers_and_a_save_with_it_keeps_them() {
     );
     assert_eq!(code, 412);
 }
+
+/// A REPLY without REQUEST-STATUS (RFC 5546 allows none, and Cyrus never sends one) is a
+/// success: the attendee's SCHEDULE-STATUS in the organizer's copy goes from 1.1 to 2.0, where
+/// it used to be removed (RFC 6638 3.2.9).
+#[test]
+fn an_answer_without_request_status_is_recorded_as_a_success() {
+    let daemon = Node::start("reply-status", &accounts(), "");
+    let (code, ..) = daemon.http(
+        "PUT",
+        "/calendars/alice@example.com/rs-1",
+        "alice@example.com",
+        &[],
+        &event("rs-1", &["olga@partner.example"]),
+    );
+    assert_eq!(code, 201);
+    assert!(eventually(|| status(
+        &daemon,
+        "rs-1",
+        "olga@partner.example"
+    ) == "1.1"));
+    let answer = reply("olga@partner.example", "rs-1", "ACCEPTED");
+    assert!(!answer.contains("REQUEST-STATUS"), "{answer}");
+    let replies = daemon.lmtp("olga@partner.example", &["alice@example.com"], &answer);
+    assert!(replies[0].starts_with("250"), "{replies:?}");
+    assert_eq!(status(&daemon, "rs-1", "olga@partner.example"), "2.0");
+}
+
+/// An answer sent as Auto-Submitted (as Cyrus and imipd send theirs) still tells the other
+/// attendees (RFC 6638 4.2): RFC 3834 forbids answering its sender, nothing more.
+#[test]
+fn an_auto_submitted_answer_still_tells_the_other_attendees() {
+    let daemon = Node::start("notify-auto", &accounts(), "notify_delay = \"1m\"\n");
+    let attendees = ["olga@partner.example", "paul@partner.example"];
+    let (code, ..) = daemon.http(
+        "PUT",
+        "/calendars/alice@example.com/auto-1",
+        "alice@example.com",
+        &[],
+        &event("auto-1", &attendees),
+    );
+    assert_eq!(code, 201);
+    assert_eq!(common::spooled(&daemon.spool(), 2).len(), 2);
+    let answer = reply("olga@partner.example", "auto-1", "ACCEPTED").replacen(
+        "From:",
+        "Auto-Submitted: auto-generated\nFrom:",
+        1,
+    );
+    let replies = daemon.lmtp("olga@partner.example", &["alice@example.com"], &answer);
+    assert!(replies[0].starts_with("250"), "{replies:?}");
+    daemon.advance(61);
+    assert!(
+        daemon.eventually(|| common::spooled(&daemon.spool(), 0)
+            .iter()
+            .any(|m| m.contains("To: <paul@partner.example>")
+                && m.contains("Subject: Updated invitation"))),
+        "{}",
+        daemon.log()
+    );
+}
+
+/// A colleague's meeting copied into Alice's calendar (she is not on it) is no scheduling
+/// object (RFC 6638 3.1): it is stored, its organizer and attendees hear nothing, and Alice
+/// may change and remove it. It used to be refused with 403.
+#[test]
+fn a_meeting_the_user_is_not_on_is_stored_and_sends_nothing() {
+    let daemon = Node::start("copied", &accounts(), "");
+    let copied = common::build::event("copied-1")
+        .set("SUMMARY:Carol's review")
+        .set("ORGANIZER:mailto:olga@partner.example")
+        .attendee("carol@partner.example");
+    let path = "/calendars/alice@example.com/copied-1";
+    let (code, head, _) = daemon.http("PUT", path, "alice@example.com", &[], &copied.text());
+    assert_eq!(code, 201, "{head}");
+    let edited = copied.set("SUMMARY:Carol's review (keep free)");
+    let (code, ..) = daemon.http("PUT", path, "alice@example.com", &[], &edited.text());
+    assert_eq!(code, 204);
+    let (code, body) = daemon.get("alice@example.com", "copied-1");
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("SUMMARY:Carol's review (keep free)"),
+        "{body}"
+    );
+    let (code, ..) = daemon.http("DELETE", path, "alice@example.com", &[], "");
+    assert_eq!(code, 204);
+    assert!(daemon.eventually(|| daemon.drained()));
+    assert!(
+        common::spooled(&daemon.spool(), 0).is_empty(),
+        "{}",
+        daemon.log()
+    );
+}

@@ -498,7 +498,18 @@ fn auto_submitted_mail_is_applied_and_never_answered() {
     assert!(daemon.lmtp("pete@partner.example", &[ALICE], &refresh)[0].starts_with("250"));
     daemon.advance(3600);
     assert!(daemon.eventually(|| daemon.drained()));
-    assert_eq!(spooled(&daemon.spool(), 0).len(), 2, "{}", daemon.log());
+    let sent = spooled(&daemon.spool(), 0);
+    let to = |who: &str| {
+        sent.iter()
+            .filter(|m| m.contains(&format!("To: <{who}>")))
+            .count()
+    };
+    // The room had its invitation and no answer to its auto-reply; Pete had his, the news of
+    // the room's answer (RFC 6638 4.2: telling the others is no answer to the sender), and
+    // nothing for his Auto-Submitted REFRESH.
+    assert_eq!(to("room@partner.example"), 1, "{}", daemon.log());
+    assert_eq!(to("pete@partner.example"), 2, "{}", daemon.log());
+    assert_eq!(sent.len(), 3, "{}", daemon.log());
 }
 
 #[test]

@@ -438,9 +438,10 @@ impl Step<'_> {
             }
         }
         if let Some(next) = stored {
+            // Also for Auto-Submitted answers (Cyrus's, imipd's): RFC 3834 forbids answering
+            // their sender, not telling the other attendees (RFC 6638 4.2).
             if let Some(before) = &copy.calendar
                 && self.part.method == Method::Reply
-                && !self.admitted.author.auto_submitted
             {
                 let addresses = self.gateway.addresses(self.account);
                 if itip::organizes(&self.gateway.context(&addresses), before) {

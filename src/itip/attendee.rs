@@ -4,7 +4,9 @@ use super::address::CalAddress;
 use super::build::{
     attendee_with_partstat, forces, outgoing, partstat_of, strip_force_send, strip_schedule_params,
 };
-use super::calendar::{Calendar, Component, InstanceKey, address_entry, date_key, param_addresses};
+use super::calendar::{
+    Calendar, Component, InstanceKey, address_entry, date_key, param_addresses, take_role,
+};
 use super::changes::{PROGRESS, is_private};
 use super::error::ItipError;
 use super::meaning::{dates, differing, merged_participant};
@@ -529,11 +531,22 @@ fn check_attendees(
     for (address, e) in after.attendees() {
         let delegated_by_me = param_addresses(e, &P::DelegatedFrom).contains(me)
             && (my_delegates.contains(&address) || !was.contains_key(&address));
+        let mine = was.get(me).copied();
         let line = match was.get(&address) {
-            None => delegated_by_me.then(|| e.clone()),
+            None => delegated_by_me.then(|| e.clone()).map(|mut line| {
+                if let Some(mine) = mine {
+                    take_role(&mut line, None, mine);
+                }
+                line
+            }),
             Some(old) if address == *me => merged_participant(old, e, &[P::DelegatedTo]),
             Some(old) if delegated_by_me => {
-                merged_participant(old, e, &[P::DelegatedFrom, P::Role])
+                merged_participant(old, e, &[P::DelegatedFrom, P::Role]).map(|mut line| {
+                    if let Some(mine) = mine {
+                        take_role(&mut line, Some(old), mine);
+                    }
+                    line
+                })
             }
             Some(old) => merged_participant(old, e, &[]),
         };

@@ -586,6 +586,32 @@ pub fn param_addresses(entry: &ICalendarEntry, name: &ICalendarParameterName) ->
         .collect()
 }
 
+/// A delegate takes its delegator's role (RFC 5546 2.1.2, 3.2.2.3: the delegator attends no
+/// more, and may say so as NON-PARTICIPANT): the delegate's line gets the ROLE the delegator's
+/// line had (none, the default REQ-PARTICIPANT, where it had none), unless the writer chose
+/// another for it than it had before (`before`: the delegate's line until then, if any).
+pub fn take_role(
+    delegate: &mut ICalendarEntry,
+    before: Option<&ICalendarEntry>,
+    delegator: &ICalendarEntry,
+) {
+    let roles = |e: &ICalendarEntry| -> Vec<ICalendarParameter> {
+        e.params
+            .iter()
+            .filter(|p| p.name == ICalendarParameterName::Role)
+            .cloned()
+            .collect()
+    };
+    let stated = roles(delegate);
+    let chosen = !stated.is_empty() && before.is_none_or(|b| roles(b) != stated);
+    if !chosen {
+        delegate
+            .params
+            .retain(|p| p.name != ICalendarParameterName::Role);
+        delegate.params.extend(roles(delegator));
+    }
+}
+
 /// Resolves the `index`-th date value of a property to an instance key.
 pub fn date_key(entry: &ICalendarEntry, index: usize, tz: &Zones) -> InstanceKey {
     match timestamp_of(entry, index, tz) {

@@ -4,7 +4,7 @@ use super::address::CalAddress;
 use super::build::{outgoing, strip_schedule_params};
 use super::calendar::{
     Calendar, Component, InstanceKey, address_entry, date_key, entry, entry_address, forwarded_by,
-    param_addresses, proposed_by, published_by, set_param,
+    param_addresses, proposed_by, published_by, set_param, take_role,
 };
 use super::changes::{PROGRESS, Significance, classify};
 use super::error::{ItipError, Missing};
@@ -64,9 +64,10 @@ pub fn receive(
     }
     // A message names whom it concerns (RFC 5546 section 1.4); what names the recipient
     // nowhere is not its business, whoever sent it. A published event names nobody by design
-    // (RFC 5546 4.1), nor does its CANCEL.
+    // (RFC 5546 4.1), nor does its CANCEL. A meeting the user copied without being on it is
+    // the user's own (RFC 6638 3.1): not even a PUBLISH of its organizer changes it.
     let published = !has_attendees(message) && !stored.is_some_and(has_attendees);
-    if method != Method::Publish
+    if (method != Method::Publish || stored.is_some_and(has_attendees))
         && !published
         && !names(ctx, message)
         && !stored.is_some_and(|s| names(ctx, s))
@@ -302,7 +303,6 @@ fn check_sequence(stored: &Calendar, message: &Calendar, reviving: bool) -> Resu
     }
     Ok(())
 }
-
 
 /// A PUBLISH without ORGANIZER (what video-conferencing services attach to their mail): a
 /// calendar object, imported as it is, with nobody to schedule with. Only whoever sent the
@@ -766,15 +766,27 @@ fn answer(
         .and_then(|e| e.values.first())
         .and_then(|v| v.as_text())
         .map(|code| code.trim().to_string());
+    // The sender's line as it was: the role its delegates take.
+    let delegator = existing.attendee(sender).cloned();
     for (address, e) in m.attendees() {
         let mut line = e.clone();
         strip_schedule_params(&mut line);
         if replying.contains(&address) {
-            if let Some(code) = status.as_ref().filter(|_| organizer_copy) {
+            // RFC 6638 3.2.9: the REPLY's REQUEST-STATUS; one that says nothing (RFC 5546 lets
+            // it, Cyrus never says) is a success, 2.0, where the copy recorded the delivery of
+            // the invitation (a copy that recorded nothing stays so, as the acceptance
+            // scenarios have it).
+            let recorded = existing.attendee(&address).is_some_and(|e| {
+                super::calendar::param(e, &ICalendarParameterName::ScheduleStatus).is_some()
+            });
+            let code = status
+                .clone()
+                .or_else(|| recorded.then(|| "2.0".to_string()));
+            if let Some(code) = code.filter(|_| organizer_copy) {
                 set_param(
                     &mut line,
                     ICalendarParameterName::ScheduleStatus,
-                    ICalendarParameterValue::Text(code.clone()),
+                    ICalendarParameterValue::Text(code),
                 );
             }
         } else if !(param_addresses(e, &ICalendarParameterName::DelegatedFrom).contains(sender)
@@ -782,9 +794,21 @@ fn answer(
         {
             continue;
         }
+        let delegate = !replying.contains(&address);
         match existing.attendee_mut(&address) {
-            Some(slot) => *slot = answered(slot, line),
-            None => existing.entries.push(line),
+            Some(slot) => {
+                let before = slot.clone();
+                *slot = answered(slot, line);
+                if let Some(delegator) = delegator.as_ref().filter(|_| delegate) {
+                    take_role(slot, Some(&before), delegator);
+                }
+            }
+            None => {
+                if let Some(delegator) = delegator.as_ref().filter(|_| delegate) {
+                    take_role(&mut line, None, delegator);
+                }
+                existing.entries.push(line);
+            }
         }
     }
     if m.kind == ICalendarComponentType::VTodo {

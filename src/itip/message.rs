@@ -134,6 +134,10 @@ impl fmt::Display for ItipMessage {
     }
 }
 
+/// The most VTIMEZONEs one message gets from the zone database: real events name one or two
+/// zones, and each costs a scan of its years (a stranger's invitation could name hundreds).
+const GENERATED_ZONES: usize = 16;
+
 /// Wraps components into a VCALENDAR with METHOD, adding the VTIMEZONEs they refer to.
 pub fn envelope(
     method: Method,
@@ -145,16 +149,29 @@ pub fn envelope(
     for comp in &components {
         collect_tzids(comp, &mut tzids);
     }
+    let (first, last) = years(&components);
     let mut all: Vec<Component> = components;
-    all.extend(
-        source
-            .timezones()
-            .filter(|tz| {
-                tz.text(&ICalendarProperty::Tzid)
-                    .is_some_and(|id| tzids.contains(id))
-            })
-            .cloned(),
-    );
+    let known: Vec<&Component> = source
+        .timezones()
+        .filter(|tz| {
+            tz.text(&ICalendarProperty::Tzid)
+                .is_some_and(|id| tzids.contains(id))
+        })
+        .collect();
+    // RFC 5545 3.6.5: every TZID a message names has its VTIMEZONE; a client that wrote none
+    // (it knows the zone by its IANA name) gets the zone's rules from the time zone database.
+    let missing: Vec<Component> = tzids
+        .iter()
+        .filter(|id| {
+            !known
+                .iter()
+                .any(|tz| tz.text(&ICalendarProperty::Tzid) == Some(id.as_str()))
+        })
+        .filter_map(|id| super::zones::vtimezone(id, first, last))
+        .take(GENERATED_ZONES)
+        .collect();
+    all.extend(known.into_iter().cloned());
+    all.extend(missing);
     Calendar {
         entries: vec![
             entry(
@@ -172,6 +189,64 @@ pub fn envelope(
         ],
         components: all,
     }
+}
+
+/// The years a VTIMEZONE made for the components must cover: from the earliest date they
+/// name to the latest, or to two years past the stamp when a rule recurs past its dates
+/// (COUNT, or no end); the stamp's year when they name none.
+fn years(components: &[Component]) -> (i32, i32) {
+    let mut years = Vec::new();
+    let mut open_ended = false;
+    for e in components.iter().flat_map(|c| &c.entries) {
+        for value in &e.values {
+            match value {
+                ICalendarValue::PartialDateTime(dt) if names_a_date(&e.name) => {
+                    years.extend(dt.year.map(i32::from));
+                }
+                ICalendarValue::RecurrenceRule(rule) => match &rule.until {
+                    Some(until) => years.extend(until.year.map(i32::from)),
+                    None => open_ended = true,
+                },
+                _ => {}
+            }
+        }
+    }
+    let stamp = components
+        .iter()
+        .filter_map(|c| c.prop(&ICalendarProperty::Dtstamp))
+        .find_map(|e| match e.values.first() {
+            Some(ICalendarValue::PartialDateTime(dt)) => dt.year.map(i32::from),
+            _ => None,
+        });
+    // The zone database holds nothing before 1900; three centuries bound the work a stranger's
+    // dates can ask of it.
+    let first = years
+        .iter()
+        .copied()
+        .min()
+        .or(stamp)
+        .unwrap_or(2000)
+        .clamp(1900, 9999);
+    let mut last = years.iter().copied().max().unwrap_or(first);
+    if open_ended {
+        // A series still running is read today (its stamp's year) and in the years to come:
+        // the rules of then, not of its first year, are the ones its VTIMEZONE must state.
+        last = last.max(stamp.unwrap_or(last)) + 2;
+    }
+    (first, last.clamp(first, first + 300))
+}
+
+/// The properties whose dates a message's VTIMEZONE must cover (RFC 5545 3.8.2, 3.8.5).
+fn names_a_date(name: &ICalendarProperty) -> bool {
+    matches!(
+        name,
+        ICalendarProperty::Dtstart
+            | ICalendarProperty::Dtend
+            | ICalendarProperty::Due
+            | ICalendarProperty::RecurrenceId
+            | ICalendarProperty::Rdate
+            | ICalendarProperty::Exdate
+    )
 }
 
 fn collect_tzids(comp: &Component, out: &mut BTreeSet<String>) {

@@ -169,11 +169,20 @@ pub fn schedule_put(
     let mut outcome = if ctx.is_mine(&organizer) {
         organizer::put(ctx, old, new, &organizer, info.organizer_agent)
     } else {
-        let me = new
-            .scheduling()
-            .flat_map(|c| c.attendees().map(|(a, _)| a).collect::<Vec<_>>())
-            .find(|a| ctx.is_mine(a))
-            .ok_or(ItipError::NotOrganizerNorAttendee)?;
+        let mine = |cal: &Calendar| {
+            cal.scheduling()
+                .flat_map(|c| c.attendees().map(|(a, _)| a).collect::<Vec<_>>())
+                .find(|a| ctx.is_mine(a))
+        };
+        let Some(me) = mine(&new) else {
+            // Someone else's meeting that does not name the account (a colleague's, copied
+            // into a personal calendar) is no scheduling object (RFC 6638 3.1): stored, and
+            // nothing is sent. A copy that named the account cannot drop it that way.
+            if old.and_then(mine).is_some() {
+                return Err(ItipError::NotOrganizerNorAttendee);
+            }
+            return Ok(PutOutcome::silent(new, ItipError::NotOrganizerNorAttendee));
+        };
         attendee::put(ctx, old, new, &me, &organizer, info.organizer_agent)?
     };
     if let Some(old) = old {

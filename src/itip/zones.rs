@@ -163,6 +163,39 @@ fn utc_offset(value: &ICalendarValue) -> Option<i32> {
     }
 }
 
+/// A VTIMEZONE for a zone this module knows by name (RFC 5545 3.6.5), stating its rules from
+/// the start of `first` to the end of `last` (years): what a message must carry for every
+/// TZID it names when the client wrote none. calcard writes the observances (yearly rules
+/// where the zone keeps one); the TZID stays the one the message uses. `None` for a name that
+/// is no zone.
+pub fn vtimezone(tzid: &str, first: i32, last: i32) -> Option<Component> {
+    let Tz::Tz(zone) = by_name(tzid)? else {
+        return None;
+    };
+    let year_start = |year: i32| {
+        chrono::NaiveDate::from_ymd_opt(year, 1, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|d| d.and_utc().timestamp())
+    };
+    // A day's margin: a floating start on January 1st may lie before the zone's midnight.
+    let from = year_start(first)? - 86_400;
+    let to = year_start(last.max(first) + 1)?;
+    let mut ical = calcard::icalendar::ICalendar {
+        components: vec![calcard::icalendar::ICalendarComponent {
+            component_type: ICalendarComponentType::VCalendar,
+            entries: vec![],
+            component_ids: vec![],
+        }],
+    };
+    ical.add_timezone(zone.name(), from, to)?;
+    let mut vtimezone = super::Calendar::from_ical(&ical).ok()?.components.pop()?;
+    vtimezone.set(super::calendar::entry(
+        ICalendarProperty::Tzid,
+        ICalendarValue::Text(tzid.to_string()),
+    ));
+    Some(vtimezone)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,5 +252,87 @@ TZOFFSETTO:+0200\r\nEND:DAYLIGHT\r\nEND:VTIMEZONE\r\nEND:VCALENDAR\r\n",
         };
         assert_eq!(offset(summer), 7200);
         assert_eq!(offset(winter), 3600);
+    }
+
+    /// The UTC offset a VTIMEZONE states at `utc`, read from its observances alone: the
+    /// TZOFFSETTO of the latest onset (DTSTART, or a yearly BYMONTH/BYDAY rule's) before it.
+    fn stated_offset(vtimezone: &Component, utc: i64) -> i32 {
+        use chrono::Datelike;
+        let mut latest: Option<(i64, i32)> = None;
+        for observance in &vtimezone.children {
+            let value = |p: &ICalendarProperty| observance.prop(p).and_then(|e| e.values.first());
+            let from = value(&ICalendarProperty::Tzoffsetfrom)
+                .and_then(utc_offset)
+                .unwrap();
+            let to = value(&ICalendarProperty::Tzoffsetto)
+                .and_then(utc_offset)
+                .unwrap();
+            let Some(ICalendarValue::PartialDateTime(start)) = value(&ICalendarProperty::Dtstart)
+            else {
+                panic!("observance without DTSTART")
+            };
+            let start = start.to_date_time().unwrap().date_time;
+            let mut onsets = vec![start];
+            if let Some(ICalendarValue::RecurrenceRule(rule)) = value(&ICalendarProperty::Rrule) {
+                let until = rule.until.as_ref().and_then(|u| u.to_date_time());
+                let until = until.map_or(i64::MAX, |u| u.date_time.and_utc().timestamp());
+                let month = u32::from(rule.bymonth[0].month());
+                let day = &rule.byday[0];
+                let weekday = chrono::Weekday::try_from((day.weekday as u8 + 6) % 7).unwrap();
+                for year in start.year()..2040 {
+                    let date = match day.ordwk.unwrap() {
+                        -1 => (1..=5).rev().find_map(|n| {
+                            chrono::NaiveDate::from_weekday_of_month_opt(year, month, weekday, n)
+                        }),
+                        n => chrono::NaiveDate::from_weekday_of_month_opt(
+                            year, month, weekday, n as u8,
+                        ),
+                    };
+                    let onset = date.unwrap().and_time(start.time());
+                    if onset.and_utc().timestamp() - i64::from(from) <= until {
+                        onsets.push(onset);
+                    }
+                }
+            }
+            for onset in onsets {
+                let at = onset.and_utc().timestamp() - i64::from(from);
+                if at <= utc && latest.is_none_or(|(t, _)| t < at) {
+                    latest = Some((at, to));
+                }
+            }
+        }
+        latest.unwrap().1
+    }
+
+    /// A VTIMEZONE made from the zone database states the zone's offsets on every day of the
+    /// years it was made for, also under a Windows name (the TZID stays the message's).
+    #[test]
+    fn generated_vtimezones_state_the_zone_rules() {
+        use chrono::Datelike;
+        for (tzid, zone) in [
+            ("America/New_York", "America/New_York"),
+            ("Europe/Paris", "Europe/Paris"),
+            ("Romance Standard Time", "Europe/Paris"),
+            ("Australia/Sydney", "Australia/Sydney"),
+            ("Asia/Tokyo", "Asia/Tokyo"),
+            ("America/Sao_Paulo", "America/Sao_Paulo"),
+        ] {
+            let vtimezone = vtimezone(tzid, 2017, 2027).unwrap();
+            assert_eq!(vtimezone.text(&ICalendarProperty::Tzid), Some(tzid));
+            let real = chrono_tz::Tz::from_str(zone).unwrap();
+            let first = chrono::NaiveDate::from_ymd_opt(2017, 1, 1).unwrap();
+            for day in (0..11 * 365).step_by(2) {
+                let utc = (first + chrono::Duration::days(day))
+                    .and_hms_opt(12, 0, 0)
+                    .unwrap();
+                assert_eq!(
+                    stated_offset(&vtimezone, utc.and_utc().timestamp()),
+                    real.offset_from_utc_datetime(&utc).fix().local_minus_utc(),
+                    "{tzid} {utc} {}",
+                    utc.year()
+                );
+            }
+        }
+        assert!(vtimezone("Nowhere/Special", 2026, 2026).is_none());
     }
 }
