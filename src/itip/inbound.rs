@@ -237,14 +237,15 @@ fn from_organizer(
     }
     match method {
         Method::Request | Method::Publish => {
-            if let Some(stored) = stored {
-                check_sequence(stored, message, true)?;
-            }
             let copy = match stored {
                 Some(stored) if method == Method::Request => {
-                    merge_request(ctx, stored, message, true)
+                    merge_request(ctx, stored, &fresh_part(stored, message)?, true)
                 }
-                _ => import(message),
+                Some(stored) => {
+                    check_sequence(stored, message, true)?;
+                    import(message)
+                }
+                None => import(message),
             };
             let mut received = Received::store(copy);
             if method == Method::Request
@@ -256,7 +257,12 @@ fn from_organizer(
             Ok(received)
         }
         Method::Add => match stored {
-            Some(stored) => Ok(Received::store(merge_request(ctx, stored, message, false))),
+            Some(stored) => {
+                // An ADD delivered late is as old as it is (RFC 5546 2.1.5): it does not undo
+                // a later change of the instances it carries.
+                let fresh = fresh_part(stored, message)?;
+                Ok(Received::store(merge_request(ctx, stored, &fresh, false)))
+            }
             None => ask_refresh(ctx, message, organizer),
         },
         Method::Cancel => {
@@ -290,18 +296,55 @@ fn delegated_to_me(ctx: &Context, sender: &CalAddress, message: &Calendar) -> bo
 /// REQUEST that was sent before it and arrives late.
 fn check_sequence(stored: &Calendar, message: &Calendar, reviving: bool) -> Result<(), ItipError> {
     let (tz_s, tz_m) = (stored.tz_resolver(), message.tz_resolver());
-    for m in message.scheduling() {
-        if let Some(s) = stored.instance(&m.instance_key(&tz_m), &tz_s) {
-            let older_stamp = matches!((m.dtstamp(), s.dtstamp()), (Some(a), Some(b)) if a < b);
-            if m.sequence() < s.sequence()
-                || (m.sequence() == s.sequence() && older_stamp)
-                || (reviving && s.is_cancelled() && older_stamp)
-            {
-                return Err(ItipError::OutOfSequence);
-            }
-        }
+    match message
+        .scheduling()
+        .any(|m| stale(stored, &tz_s, m, &tz_m, reviving))
+    {
+        true => Err(ItipError::OutOfSequence),
+        false => Ok(()),
     }
-    Ok(())
+}
+
+/// The part of a REQUEST or ADD newer than the copy (RFC 5546 2.1.5 compares each
+/// instance): messages delivered out of order then end in the newest version of every
+/// instance, whichever came last. `OutOfSequence` when nothing in it is newer.
+fn fresh_part(stored: &Calendar, message: &Calendar) -> Result<Calendar, ItipError> {
+    let (tz_s, tz_m) = (stored.tz_resolver(), message.tz_resolver());
+    let mut fresh = message.clone();
+    fresh
+        .components
+        .retain(|c| !c.is_scheduling() || !stale(stored, &tz_s, c, &tz_m, true));
+    if fresh.scheduling().next().is_none() {
+        return Err(ItipError::OutOfSequence);
+    }
+    Ok(fresh)
+}
+
+/// True when the copy holds a newer version of the message component's instance.
+fn stale(stored: &Calendar, tz_s: &Zones, m: &Component, tz_m: &Zones, reviving: bool) -> bool {
+    let older = |s: &Component| matches!((m.dtstamp(), s.dtstamp()), (Some(a), Some(b)) if a < b);
+    match stored.instance(&m.instance_key(tz_m), tz_s) {
+        Some(s) => {
+            m.sequence() < s.sequence()
+                || (m.sequence() == s.sequence() && older(s))
+                || (reviving && s.is_cancelled() && older(s))
+        }
+        // An instance the copy lacks, sent before the series the copy holds (an ADD or an
+        // instance's REQUEST delivered late, its instance since moved away or excluded by the
+        // series): stamped before the series, and no newer in SEQUENCE or an instance the
+        // series now excludes (stamps alone do not tell: RFC 5546's own examples stamp later
+        // messages earlier). Organizers that number their instances apart from the series
+        // (lower, but stamped later) still pass.
+        None => stored
+            .master()
+            .filter(|_| m.prop(&ICalendarProperty::RecurrenceId).is_some())
+            .is_some_and(|master| {
+                older(master)
+                    && (m.sequence() <= master.sequence()
+                        || dates(master, &ICalendarProperty::Exdate, tz_s)
+                            .contains(&m.instance_key(tz_m)))
+            }),
+    }
 }
 
 /// A PUBLISH without ORGANIZER (what video-conferencing services attach to their mail): a
@@ -377,7 +420,8 @@ fn merge_request(ctx: &Context, stored: &Calendar, message: &Calendar, full: boo
         match slot {
             Some(pos) => {
                 let existing = &copy.components[pos];
-                if key == InstanceKey::Master {
+                // A series that moved has none of the instances excluded at the old times.
+                if key == InstanceKey::Master && !rescheduled {
                     keep_own_exclusions(existing, &tz_c, &mut incoming, &tz_m);
                 }
                 if !incoming
@@ -704,8 +748,10 @@ fn apply_reply(
         match copy.instance_mut(&m.instance_key(&tz_m), &tz_c) {
             Some(existing) => answer(existing, m, sender, replying, organizer_copy),
             None => {
-                // As RFC 6638's example shows: the organizer's copy records the answer for
-                // that instance as the attendee sent it.
+                // The organizer's copy records the answer for that instance as the attendee
+                // sent it, as the acceptance scenarios require (rfc6638-recurring.txt: the
+                // override holds the REPLY's lines, no DTSTART); CalDAV clients read it as an
+                // exception of the series.
                 let mut added = m.clone();
                 added.remove(&ICalendarProperty::RequestStatus);
                 added
@@ -782,7 +828,12 @@ fn answer(
             let code = status
                 .clone()
                 .or_else(|| recorded.then(|| "2.0".to_string()));
-            if let Some(code) = code.filter(|_| organizer_copy) {
+            // An override that only records answers (made from a REPLY, without DTSTART: see
+            // `apply_reply`) keeps them as the REPLY gave them, also when it comes again.
+            let answers_only = existing.prop(&ICalendarProperty::RecurrenceId).is_some()
+                && existing.prop(&ICalendarProperty::Dtstart).is_none();
+            let records = organizer_copy && !answers_only;
+            if let Some(code) = code.filter(|_| records) {
                 set_param(
                     &mut line,
                     ICalendarParameterName::ScheduleStatus,

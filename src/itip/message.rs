@@ -149,7 +149,10 @@ pub fn envelope(
     for comp in &components {
         collect_tzids(comp, &mut tzids);
     }
-    let (first, last) = years(&components);
+    // The years of the whole object, not of the instances this message carries: every message
+    // about it states its zones alike, and a copy keeps the widest.
+    let whole: Vec<Component> = source.scheduling().chain(&components).cloned().collect();
+    let (first, last) = years(&whole);
     let mut all: Vec<Component> = components;
     let known: Vec<&Component> = source
         .timezones()
