@@ -445,6 +445,10 @@ fn merge_request(ctx: &Context, stored: &Calendar, message: &Calendar, full: boo
             None => copy.components.push(incoming),
         }
     }
+    readmit_invited(ctx, &mut copy, message);
+    if full {
+        drop_restored(&mut copy, message);
+    }
     if rescheduled {
         // The series moved: instances overridden for the old times no longer exist.
         copy.components
@@ -455,6 +459,63 @@ fn merge_request(ctx: &Context, stored: &Calendar, message: &Calendar, full: boo
         super::range::carry_forward(&mut copy);
     }
     copy
+}
+
+/// An instance the organizer now invites the recipient to is no longer excluded from the
+/// series: an organizer leaves an attendee out of one instance by excluding it from the
+/// series that attendee receives, and names it again by sending the instance.
+fn readmit_invited(ctx: &Context, copy: &mut Calendar, message: &Calendar) {
+    let (tz_c, tz_m) = (copy.tz_resolver(), message.tz_resolver());
+    let invited: BTreeSet<InstanceKey> = message
+        .scheduling()
+        .filter(|m| m.prop(&ICalendarProperty::RecurrenceId).is_some() && !m.is_cancelled())
+        .filter(|m| m.attendees().any(|(a, _)| ctx.is_mine(&a)))
+        .map(|m| m.instance_key(&tz_m))
+        .collect();
+    let Some(master) = copy
+        .scheduling_mut()
+        .find(|c| c.prop(&ICalendarProperty::RecurrenceId).is_none())
+    else {
+        return;
+    };
+    for e in master
+        .entries
+        .iter_mut()
+        .filter(|e| e.name == ICalendarProperty::Exdate)
+    {
+        let kept: Vec<_> = (0..e.values.len())
+            .filter(|&i| !invited.contains(&date_key(e, i, &tz_c)))
+            .map(|i| e.values[i].clone())
+            .collect();
+        e.values = kept;
+    }
+    master
+        .entries
+        .retain(|e| e.name != ICalendarProperty::Exdate || !e.values.is_empty());
+}
+
+/// A REQUEST that restates the series restates every instance the recipient is on (each one
+/// overridden for it, or else in the series unless excluded): an instance cancelled earlier that
+/// the organizer now neither sends nor excludes is back in the series (an override that had left
+/// the recipient out, since removed).
+fn drop_restored(copy: &mut Calendar, message: &Calendar) {
+    let (tz_c, tz_m) = (copy.tz_resolver(), message.tz_resolver());
+    let Some(series) = message.master() else {
+        return;
+    };
+    let sent: BTreeSet<InstanceKey> = message
+        .scheduling()
+        .map(|m| m.instance_key(&tz_m))
+        .collect();
+    let excluded = dates(series, &ICalendarProperty::Exdate, &tz_m);
+    copy.components.retain(|c| {
+        let key = c.instance_key(&tz_c);
+        !(c.is_scheduling()
+            && key != InstanceKey::Master
+            && c.is_cancelled()
+            && !sent.contains(&key)
+            && !excluded.contains(&key))
+    });
 }
 
 /// Instances the recipient excluded (and so declined) stay excluded: the organizer's

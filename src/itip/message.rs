@@ -149,10 +149,6 @@ pub fn envelope(
     for comp in &components {
         collect_tzids(comp, &mut tzids);
     }
-    // The years of the whole object, not of the instances this message carries: every message
-    // about it states its zones alike, and a copy keeps the widest.
-    let whole: Vec<Component> = source.scheduling().chain(&components).cloned().collect();
-    let (first, last) = years(&whole);
     let mut all: Vec<Component> = components;
     let known: Vec<&Component> = source
         .timezones()
@@ -163,16 +159,26 @@ pub fn envelope(
         .collect();
     // RFC 5545 3.6.5: every TZID a message names has its VTIMEZONE; a client that wrote none
     // (it knows the zone by its IANA name) gets the zone's rules from the time zone database.
-    let missing: Vec<Component> = tzids
+    let unknown: Vec<&String> = tzids
         .iter()
         .filter(|id| {
             !known
                 .iter()
                 .any(|tz| tz.text(&ICalendarProperty::Tzid) == Some(id.as_str()))
         })
-        .filter_map(|id| super::zones::vtimezone(id, first, last))
-        .take(GENERATED_ZONES)
         .collect();
+    let mut missing = Vec::new();
+    if !unknown.is_empty() {
+        // The years of the whole object, not of the instances this message carries: every
+        // message about it states its zones alike, and a copy keeps the widest.
+        let whole: Vec<&Component> = source.scheduling().chain(&all).collect();
+        let (first, last) = years(&whole);
+        missing = unknown
+            .into_iter()
+            .filter_map(|id| super::zones::vtimezone(id, first, last))
+            .take(GENERATED_ZONES)
+            .collect();
+    }
     all.extend(known.into_iter().cloned());
     all.extend(missing);
     Calendar {
@@ -197,7 +203,7 @@ pub fn envelope(
 /// The years a VTIMEZONE made for the components must cover: from the earliest date they
 /// name to the latest, or to two years past the stamp when a rule recurs past its dates
 /// (COUNT, or no end); the stamp's year when they name none.
-fn years(components: &[Component]) -> (i32, i32) {
+fn years(components: &[&Component]) -> (i32, i32) {
     let mut years = Vec::new();
     let mut open_ended = false;
     for e in components.iter().flat_map(|c| &c.entries) {

@@ -11,6 +11,7 @@ use super::zones::Zones;
 use super::{Context, DeleteOutcome, PutOutcome};
 use calcard::icalendar::{
     ICalendarParameterName, ICalendarParameterValue, ICalendarParticipationStatus,
+    ICalendarProperty,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,6 +24,9 @@ enum CancelOf {
     Removed(InstanceKey),
     /// The component itself is gone.
     Gone(InstanceKey),
+    /// A new override of this instance leaves out the recipient, who stays on the series:
+    /// to them the instance is cancelled (RFC 6638 3.2.1.2 compares per instance).
+    Dropped(InstanceKey),
 }
 
 #[derive(Default)]
@@ -40,6 +44,10 @@ impl Mailing {
             .or_insert((invite, BTreeSet::new()));
         slot.0 &= invite;
         slot.1.insert(key.clone());
+    }
+
+    fn cancel(&mut self, to: &CalAddress, what: CancelOf) {
+        self.cancels.entry(to.clone()).or_default().insert(what);
     }
 }
 
@@ -69,128 +77,30 @@ pub fn put(
                 .collect()
         })
         .unwrap_or_default();
-    let creating = old_map.is_empty();
-    let old_master_seq = old_map
-        .get(&InstanceKey::Master)
-        .map(|c| c.sequence())
-        .unwrap_or(0);
-
-    // Server-side changes to the stored copy: SEQUENCE and PARTSTAT resets.
-    let mut changes = BTreeMap::new();
-    let mut forced: BTreeSet<(InstanceKey, CalAddress)> = BTreeSet::new();
-    for comp in new.scheduling_mut() {
-        let key = comp.instance_key(&tz_new);
-        let forcing = comp
-            .props(&calcard::icalendar::ICalendarProperty::Attendee)
-            .filter(|e| forces(e, "REQUEST"))
-            .filter_map(super::calendar::entry_address);
-        for address in forcing {
-            forced.insert((key.clone(), address));
-        }
-        let seq = match old_map.get(&key) {
-            Some(before) => {
-                let change = classify(before, &tz_old, comp, &tz_new);
-                if change == Significance::Reschedule {
-                    reset_partstats(comp, organizer);
-                }
-                changes.insert(key, change);
-                comp.sequence().max(before.sequence()) + i64::from(change != Significance::None)
-            }
-            None => comp.sequence().max(old_master_seq) + 1,
-        };
-        comp.set_sequence(seq);
-    }
+    let (changes, forced) = stamp(&mut new, (&old_map, &tz_old), &tz_new, organizer);
     strip_force_send(&mut new);
 
-    let mut plan = Mailing::default();
-    let in_old = |a: &CalAddress| old_map.values().any(|c| c.attendee(a).is_some());
-    let new_keys: BTreeSet<InstanceKey> =
-        new.scheduling().map(|c| c.instance_key(&tz_new)).collect();
-    let all_keys: BTreeSet<InstanceKey> = new_keys.clone();
-
-    if creating {
-        // An invitation carries the whole object to everyone invited to any part of it.
-        let everyone: BTreeSet<CalAddress> = new
+    let versions = Versions {
+        old_map: &old_map,
+        new: &new,
+        organizer,
+        changes,
+        forced,
+        named: new
             .scheduling()
-            .flat_map(|comp| recipients(comp, organizer, false))
-            .collect();
-        for a in everyone {
-            plan.requests.insert(a, (true, all_keys.clone()));
-        }
-    } else {
-        for comp in new.scheduling() {
-            let key = comp.instance_key(&tz_new);
-            let now_r = recipients(comp, organizer, false);
-            match old_map.get(&key) {
-                Some(before) => {
-                    let was_r = recipients(before, organizer, false);
-                    for a in was_r.iter().filter(|a| !now_r.contains(a)) {
-                        plan.cancels
-                            .entry(a.clone())
-                            .or_default()
-                            .insert(CancelOf::Removed(key.clone()));
-                    }
-                    if comp.is_cancelled() && !before.is_cancelled() {
-                        for a in &now_r {
-                            plan.cancels
-                                .entry(a.clone())
-                                .or_default()
-                                .insert(CancelOf::Cancelled(key.clone()));
-                        }
-                        continue;
-                    }
-                    let changed = changes.get(&key).is_some_and(|c| *c != Significance::None);
-                    for a in &now_r {
-                        if !was_r.contains(a) {
-                            plan.request(a, !in_old(a), &key);
-                        } else if changed || forced.contains(&(key.clone(), a.clone())) {
-                            plan.request(a, false, &key);
-                        }
-                    }
-                }
-                None if comp.is_cancelled() => {
-                    for a in &now_r {
-                        plan.cancels
-                            .entry(a.clone())
-                            .or_default()
-                            .insert(CancelOf::Cancelled(key.clone()));
-                    }
-                }
-                None => {
-                    for a in &now_r {
-                        if in_old(a) {
-                            plan.adds.entry(a.clone()).or_default().insert(key.clone());
-                        } else {
-                            plan.request(a, true, &key);
-                        }
-                    }
-                }
-            }
-        }
-        let master_r = new
-            .master()
-            .map(|m| recipients(m, organizer, false))
-            .unwrap_or_default();
-        for (key, before) in old_map.iter().filter(|(k, _)| !new_keys.contains(k)) {
-            for a in recipients(before, organizer, false) {
-                if master_r.contains(&a) {
-                    plan.request(&a, false, &InstanceKey::Master);
-                } else {
-                    plan.cancels
-                        .entry(a)
-                        .or_default()
-                        .insert(CancelOf::Gone(key.clone()));
-                }
-            }
-        }
-        // A REQUEST that touches the master restates the whole object.
-        for (_, keys) in plan.requests.values_mut() {
-            if keys.contains(&InstanceKey::Master) {
-                keys.extend(all_keys.iter().cloned());
-            }
-        }
-    }
-
+            .map(|c| {
+                (
+                    c.instance_key(&tz_new),
+                    recipients(c, organizer, false).into_iter().collect(),
+                )
+            })
+            .collect(),
+        ranged: new.scheduling().any(super::range::this_and_future),
+    };
+    let plan = match old_map.is_empty() {
+        true => versions.invitations(),
+        false => versions.updates(),
+    };
     let messages = render(
         ctx,
         &plan,
@@ -209,6 +119,197 @@ pub fn put(
     }
 }
 
+type Forced = BTreeSet<(InstanceKey, CalAddress)>;
+
+/// Server-side changes to the stored copy (SEQUENCE, PARTSTAT resets on a reschedule); what
+/// changed in each instance, and the sends its SCHEDULE-FORCE-SEND parameters ask for.
+fn stamp(
+    new: &mut Calendar,
+    (old_map, tz_old): (&BTreeMap<InstanceKey, &Component>, &Zones),
+    tz_new: &Zones,
+    organizer: &CalAddress,
+) -> (BTreeMap<InstanceKey, Significance>, Forced) {
+    let old_master_seq = old_map
+        .get(&InstanceKey::Master)
+        .map(|c| c.sequence())
+        .unwrap_or(0);
+    let mut changes = BTreeMap::new();
+    let mut forced = Forced::new();
+    for comp in new.scheduling_mut() {
+        let key = comp.instance_key(tz_new);
+        let forcing = comp
+            .props(&ICalendarProperty::Attendee)
+            .filter(|e| forces(e, "REQUEST"))
+            .filter_map(super::calendar::entry_address);
+        for address in forcing {
+            forced.insert((key.clone(), address));
+        }
+        let seq = match old_map.get(&key) {
+            Some(before) => {
+                let change = classify(before, tz_old, comp, tz_new);
+                if change == Significance::Reschedule {
+                    reset_partstats(comp, organizer);
+                }
+                changes.insert(key, change);
+                comp.sequence().max(before.sequence()) + i64::from(change != Significance::None)
+            }
+            None => comp.sequence().max(old_master_seq) + 1,
+        };
+        comp.set_sequence(seq);
+    }
+    (changes, forced)
+}
+
+/// The object before and after a write, as the mailing plan reads it.
+struct Versions<'a> {
+    old_map: &'a BTreeMap<InstanceKey, &'a Component>,
+    new: &'a Calendar,
+    organizer: &'a CalAddress,
+    changes: BTreeMap<InstanceKey, Significance>,
+    forced: Forced,
+    /// Each component's recipients, read once (lists run to `limits.max_attendees`).
+    named: Vec<(InstanceKey, BTreeSet<CalAddress>)>,
+    ranged: bool,
+}
+
+impl Versions<'_> {
+    fn recipients(&self, comp: &Component) -> Vec<CalAddress> {
+        recipients(comp, self.organizer, false)
+    }
+
+    /// The components that name an attendee: each hears of those (RFC 5546 3.2.2.1; `render`
+    /// excludes from the series the overrides that leave it out). A range override restates
+    /// the series from its instance on: the two travel together to everyone (as the acceptance
+    /// scenarios have it), as no exclusion can stand for it.
+    fn naming(&self, a: &CalAddress) -> BTreeSet<InstanceKey> {
+        self.named
+            .iter()
+            .filter(|(_, on)| self.ranged || on.contains(a))
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    fn was_invited(&self, a: &CalAddress) -> bool {
+        self.old_map.values().any(|c| c.attendee(a).is_some())
+    }
+
+    /// A new object: an invitation to everyone on any part of it.
+    fn invitations(&self) -> Mailing {
+        let mut plan = Mailing::default();
+        let everyone: BTreeSet<&CalAddress> = self.named.iter().flat_map(|(_, on)| on).collect();
+        for a in everyone {
+            plan.requests.insert(a.clone(), (true, self.naming(a)));
+        }
+        plan
+    }
+
+    /// A new version of a stored object, compared instance by instance (RFC 6638 3.2.1.2).
+    fn updates(&self) -> Mailing {
+        let mut plan = Mailing::default();
+        for ((key, _), comp) in self.named.iter().zip(self.new.scheduling()) {
+            match self.old_map.get(key) {
+                Some(before) => self.changed_instance(&mut plan, key, before, comp),
+                None => self.new_instance(&mut plan, key, comp),
+            }
+        }
+        self.removed_instances(&mut plan);
+        // A REQUEST that touches the master restates all of the object that names them.
+        for (a, (_, keys)) in plan.requests.iter_mut() {
+            if keys.contains(&InstanceKey::Master) {
+                keys.extend(self.naming(a));
+            }
+        }
+        plan
+    }
+
+    fn changed_instance(
+        &self,
+        plan: &mut Mailing,
+        key: &InstanceKey,
+        before: &Component,
+        comp: &Component,
+    ) {
+        let (was_r, now_r) = (self.recipients(before), self.recipients(comp));
+        for a in was_r.iter().filter(|a| !now_r.contains(a)) {
+            plan.cancel(a, CancelOf::Removed(key.clone()));
+        }
+        if comp.is_cancelled() && !before.is_cancelled() {
+            for a in &now_r {
+                plan.cancel(a, CancelOf::Cancelled(key.clone()));
+            }
+            return;
+        }
+        let changed = self
+            .changes
+            .get(key)
+            .is_some_and(|c| *c != Significance::None);
+        for a in &now_r {
+            if !was_r.contains(a) {
+                plan.request(a, !self.was_invited(a), key);
+            } else if changed || self.forced.contains(&(key.clone(), a.clone())) {
+                plan.request(a, false, key);
+            }
+        }
+    }
+
+    /// An override of an instance that had none: those it names get it; those on the series
+    /// it leaves out are told that instance is cancelled for them.
+    fn new_instance(&self, plan: &mut Mailing, key: &InstanceKey, comp: &Component) {
+        let now_r = self.recipients(comp);
+        if comp.is_cancelled() {
+            for a in &now_r {
+                plan.cancel(a, CancelOf::Cancelled(key.clone()));
+            }
+            return;
+        }
+        let series_r = self
+            .old_map
+            .get(&InstanceKey::Master)
+            .map(|m| self.recipients(m))
+            .unwrap_or_default();
+        let stays = self.new.master().map(|m| self.recipients(m));
+        for a in series_r
+            .iter()
+            .filter(|a| !now_r.contains(a) && stays.as_ref().is_some_and(|s| s.contains(a)))
+        {
+            plan.cancel(a, CancelOf::Dropped(key.clone()));
+        }
+        for a in &now_r {
+            if self.was_invited(a) {
+                plan.adds.entry(a.clone()).or_default().insert(key.clone());
+            } else {
+                plan.request(a, true, key);
+            }
+        }
+    }
+
+    /// Overrides gone: their instances are the series' again, which everyone on the series
+    /// gets (also those the override had left out); the others lose them.
+    fn removed_instances(&self, plan: &mut Mailing) {
+        let master_r = self
+            .new
+            .master()
+            .map(|m| self.recipients(m))
+            .unwrap_or_default();
+        for (key, before) in self
+            .old_map
+            .iter()
+            .filter(|(k, _)| !self.named.iter().any(|(key, _)| key == *k))
+        {
+            for a in &master_r {
+                plan.request(a, false, &InstanceKey::Master);
+            }
+            for a in self
+                .recipients(before)
+                .into_iter()
+                .filter(|a| !master_r.contains(a))
+            {
+                plan.cancel(&a, CancelOf::Gone(key.clone()));
+            }
+        }
+    }
+}
+
 fn render(
     ctx: &Context,
     plan: &Mailing,
@@ -217,115 +318,203 @@ fn render(
     old_map: &BTreeMap<InstanceKey, &Component>,
     organizer: &CalAddress,
 ) -> Vec<ItipMessage> {
-    let new_first = new.master().or_else(|| new.scheduling().next());
-    let old_first = old.and_then(|o| o.master().or_else(|| o.scheduling().next()));
-    let new_comp = |key: &InstanceKey| new.instance(key, tz_new);
-    let mut messages = Vec::new();
+    let r = Rendering {
+        new_by_key: new
+            .scheduling()
+            .map(|c| (c.instance_key(tz_new), c))
+            .collect(),
+        ctx,
+        old,
+        tz_old,
+        new,
+        tz_new,
+        old_map,
+        organizer,
+        new_first: new.master().or_else(|| new.scheduling().next()),
+        old_first: old.and_then(|o| o.master().or_else(|| o.scheduling().next())),
+    };
+    let mut messages = r.requests(&plan.requests);
+    messages.extend(r.adds(&plan.adds));
+    messages.extend(r.cancels(&plan.cancels));
+    messages
+}
 
-    let mut request_groups: BTreeMap<(bool, &BTreeSet<InstanceKey>), BTreeSet<CalAddress>> =
-        BTreeMap::new();
-    for (a, (invite, keys)) in &plan.requests {
-        request_groups
-            .entry((!*invite, keys))
-            .or_default()
-            .insert(a.clone());
+/// Recipients with the same parts get one message.
+fn grouped<K: Ord + Clone>(
+    by: impl IntoIterator<Item = (K, CalAddress)>,
+) -> BTreeMap<K, BTreeSet<CalAddress>> {
+    let mut groups: BTreeMap<K, BTreeSet<CalAddress>> = BTreeMap::new();
+    for (k, a) in by {
+        groups.entry(k).or_default().insert(a);
     }
-    for ((update, keys), to) in request_groups {
-        let comps = keys
-            .iter()
-            .filter_map(new_comp)
-            .map(|c| outgoing(c, ctx.now))
-            .collect();
-        let summary = if update {
-            Summary::of(
-                SummaryKind::Update(Method::Request),
-                new_first,
-                tz_new,
+    groups
+}
+
+struct Rendering<'a> {
+    /// The new version's components by instance, resolved once.
+    new_by_key: BTreeMap<InstanceKey, &'a Component>,
+    ctx: &'a Context<'a>,
+    old: Option<&'a Calendar>,
+    tz_old: &'a Zones,
+    new: &'a Calendar,
+    tz_new: &'a Zones,
+    old_map: &'a BTreeMap<InstanceKey, &'a Component>,
+    organizer: &'a CalAddress,
+    new_first: Option<&'a Component>,
+    old_first: Option<&'a Component>,
+}
+
+impl<'a> Rendering<'a> {
+    fn new_comp(&self, key: &InstanceKey) -> Option<&'a Component> {
+        self.new_by_key.get(key).copied()
+    }
+
+    fn message(
+        &self,
+        method: Method,
+        to: BTreeSet<CalAddress>,
+        summary: Summary,
+        comps: Vec<Component>,
+        source: &Calendar,
+    ) -> ItipMessage {
+        message(self.ctx, method, self.organizer, to, summary, comps, source)
+    }
+
+    fn requests(
+        &self,
+        requests: &BTreeMap<CalAddress, (bool, BTreeSet<InstanceKey>)>,
+    ) -> Vec<ItipMessage> {
+        let groups = grouped(
+            requests
+                .iter()
+                .map(|(a, (invite, keys))| ((!*invite, keys.clone()), a.clone())),
+        );
+        let mut messages = Vec::new();
+        for ((update, keys), to) in groups {
+            let whole = keys.contains(&InstanceKey::Master);
+            let comps = keys
+                .iter()
+                .filter_map(|k| Some((k, self.new_comp(k)?)))
+                .map(|(k, c)| {
+                    let mut out = outgoing(c, self.ctx.now);
+                    if whole && *k == InstanceKey::Master {
+                        exclude_left_out(&mut out, &self.new_by_key, &keys);
+                    }
+                    out
+                })
+                .collect();
+            // Those invited to some instances only read about the first of them.
+            let (first, previous) = match keys.iter().find(|k| self.new_comp(k).is_some()) {
+                Some(k) if !whole => (self.new_comp(k), self.old_map.get(k).copied()),
+                _ => (self.new_first, self.old_first),
+            };
+            let summary = match update {
+                true => Summary::of(
+                    SummaryKind::Update(Method::Request),
+                    first,
+                    self.tz_new,
+                    true,
+                )
+                .with_previous(previous, self.tz_old, true),
+                false => Summary::of(SummaryKind::Invite, first, self.tz_new, true),
+            };
+            messages.push(self.message(Method::Request, to, summary, comps, self.new));
+        }
+        messages
+    }
+
+    fn adds(&self, adds: &BTreeMap<CalAddress, BTreeSet<InstanceKey>>) -> Vec<ItipMessage> {
+        let groups = grouped(adds.iter().map(|(a, keys)| (keys.clone(), a.clone())));
+        let mut messages = Vec::new();
+        for (keys, to) in groups {
+            let comps = keys
+                .iter()
+                .filter_map(|k| self.new_comp(k))
+                .map(|c| outgoing(c, self.ctx.now))
+                .collect();
+            let summary = Summary::of(
+                SummaryKind::Update(Method::Add),
+                self.new_first,
+                self.tz_new,
                 true,
             )
-            .with_previous(old_first, tz_old, true)
-        } else {
-            Summary::of(SummaryKind::Invite, new_first, tz_new, true)
-        };
-        messages.push(message(
-            ctx,
-            Method::Request,
-            organizer,
-            to,
-            summary,
-            comps,
-            new,
-        ));
+            .with_previous(self.old_first, self.tz_old, true);
+            messages.push(self.message(Method::Add, to, summary, comps, self.new));
+        }
+        messages
     }
 
-    let mut add_groups: BTreeMap<&BTreeSet<InstanceKey>, BTreeSet<CalAddress>> = BTreeMap::new();
-    for (a, keys) in &plan.adds {
-        add_groups.entry(keys).or_default().insert(a.clone());
-    }
-    for (keys, to) in add_groups {
-        let comps = keys
-            .iter()
-            .filter_map(new_comp)
-            .map(|c| outgoing(c, ctx.now))
-            .collect();
-        let summary = Summary::of(SummaryKind::Update(Method::Add), new_first, tz_new, true)
-            .with_previous(old_first, tz_old, true);
-        messages.push(message(
-            ctx,
-            Method::Add,
-            organizer,
-            to,
-            summary,
-            comps,
-            new,
-        ));
+    fn cancels(&self, cancels: &BTreeMap<CalAddress, BTreeSet<CancelOf>>) -> Vec<ItipMessage> {
+        let groups = grouped(cancels.iter().map(|(a, parts)| (parts.clone(), a.clone())));
+        let mut messages = Vec::new();
+        for (parts, to) in groups {
+            let only: Vec<CalAddress> = to.iter().cloned().collect();
+            let comps = parts
+                .iter()
+                .filter_map(|part| self.cancel_part(part, &only))
+                .collect();
+            // The acceptance scenarios describe an instance's CANCEL (and ADD) by its series.
+            let first = self.old_first.or(self.new_first);
+            let summary = Summary::of(SummaryKind::Cancel, first, self.tz_old, true);
+            let source = self.old.unwrap_or(self.new);
+            messages.push(self.message(Method::Cancel, to, summary, comps, source));
+        }
+        messages
     }
 
-    let mut cancel_groups: BTreeMap<&BTreeSet<CancelOf>, BTreeSet<CalAddress>> = BTreeMap::new();
-    for (a, parts) in &plan.cancels {
-        cancel_groups.entry(parts).or_default().insert(a.clone());
+    fn cancel_part(&self, part: &CancelOf, only: &[CalAddress]) -> Option<Component> {
+        let now = self.ctx.now;
+        let cancelled = Cancellation::Component(Some(only));
+        match part {
+            CancelOf::Cancelled(k) => self
+                .new_comp(k)
+                .map(|c| cancel_component(c, c.sequence(), now, cancelled)),
+            CancelOf::Dropped(k) => self.new_comp(k).map(|c| {
+                let mut out = cancel_component(c, c.sequence(), now, cancelled);
+                let series = self.old_map.get(&InstanceKey::Master);
+                out.entries.extend(only.iter().filter_map(|a| {
+                    let mut e = series.and_then(|m| m.attendee(a))?.clone();
+                    super::build::strip_schedule_params(&mut e);
+                    Some(e)
+                }));
+                out
+            }),
+            CancelOf::Removed(k) => {
+                let seq = self.new_comp(k).map(|c| c.sequence());
+                self.old_map.get(k).map(|o| {
+                    let seq = seq.unwrap_or(o.sequence() + 1);
+                    cancel_component(o, seq, now, Cancellation::Uninvite(only))
+                })
+            }
+            // The instance is gone for them: to its attendees the whole of what they were
+            // invited to is cancelled.
+            CancelOf::Gone(k) => self
+                .old_map
+                .get(k)
+                .map(|o| cancel_component(o, o.sequence() + 1, now, cancelled)),
+        }
     }
-    for (parts, to) in cancel_groups {
-        let only: Vec<CalAddress> = to.iter().cloned().collect();
-        let comps = parts
-            .iter()
-            .filter_map(|part| match part {
-                CancelOf::Cancelled(k) => new_comp(k).map(|c| {
-                    cancel_component(
-                        c,
-                        c.sequence(),
-                        ctx.now,
-                        Cancellation::Component(Some(&only)),
-                    )
-                }),
-                CancelOf::Removed(k) => {
-                    let seq = new_comp(k).map(|c| c.sequence());
-                    old_map.get(k).map(|o| {
-                        let seq = seq.unwrap_or(o.sequence() + 1);
-                        cancel_component(o, seq, ctx.now, Cancellation::Uninvite(&only))
-                    })
-                }
-                // The instance is gone for them: to its attendees the whole of what they were
-                // invited to is cancelled.
-                CancelOf::Gone(k) => old_map.get(k).map(|o| {
-                    let seq = o.sequence() + 1;
-                    cancel_component(o, seq, ctx.now, Cancellation::Component(Some(&only)))
-                }),
-            })
-            .collect();
-        let summary = Summary::of(SummaryKind::Cancel, old_first.or(new_first), tz_old, true);
-        let source = old.unwrap_or(new);
-        messages.push(message(
-            ctx,
-            Method::Cancel,
-            organizer,
-            to,
-            summary,
-            comps,
-            source,
-        ));
-    }
-    messages
+}
+
+/// The series as sent to attendees some overrides leave out: those instances excluded, as
+/// the recipients have no part in them (RFC 5545 3.8.5.1).
+fn exclude_left_out(
+    master: &mut Component,
+    new_by_key: &BTreeMap<InstanceKey, &Component>,
+    keys: &BTreeSet<InstanceKey>,
+) {
+    let exdates: Vec<_> = new_by_key
+        .iter()
+        .filter(|(key, _)| !keys.contains(key))
+        .filter_map(|(_, c)| c.prop(&ICalendarProperty::RecurrenceId))
+        .map(|rid| {
+            let mut e = rid.clone();
+            e.name = ICalendarProperty::Exdate;
+            super::calendar::remove_param(&mut e, &ICalendarParameterName::Range);
+            e
+        })
+        .collect();
+    master.entries.extend(exdates);
 }
 
 fn message(
