@@ -9,8 +9,9 @@ do to imipd, side by side with Dovecot's LMTP (large messages) in the same run.
 Strangers' mail, against each binary with its default limits: 960 endless per-second events
 planted in Carol's calendar by PUBLISH from 60 senders, then three free/busy requests naming
 her at once (their time, whether they say BUSY-UNAVAILABLE, the worst /health and LMTP
-greeting meanwhile, Carol's own one-week query); one forged message with 16 ADD parts to three
-accounts (REFRESHes to the "organizer" and how many carry the attacker's text); PUBLISH of new
+greeting meanwhile, Carol's own one-week query); one forged message with 16 ADD parts and one
+with 16 CANCELs of single instances to three accounts (REFRESHes to the "organizer" and how many
+carry the attacker's text); PUBLISH of new
 objects from 25,000 senders and 100 from one, 200 uninvited answers of 100 KB to one meeting,
 300 MKCALENDAR (what was stored, and the store's growth).
 
@@ -367,8 +368,9 @@ def freeze(imipd):
 
 
 def reflection(imipd, spool):
-    """One message From: victim@bank.example with 16 ADD parts for unknown UIDs, to three
-    accounts: REFRESH messages to the victim, and how many carry the attacker's text."""
+    """One message From: victim@bank.example with 16 ADD parts for unknown UIDs, then one with
+    16 CANCELs of single instances of unknown UIDs, to three accounts: REFRESH messages to the
+    victim, and how many carry the attacker's text."""
     parts = [vevent("ADD", f"spam-{i}", ["SEQUENCE:1", "DTSTART:20261201T100000Z",
                                          "ORGANIZER:mailto:victim@bank.example",
                                          "ATTENDEE:mailto:alice@example.com",
@@ -377,6 +379,17 @@ def reflection(imipd, spool):
                                          "SUMMARY:FREE PILLS http://pills.example/"])
              for i in range(16)]
     message = parts_message("victim@bank.example", "alice@example.com", "spam@bank.example", parts, "ADD")
+    lmtp_message(imipd.lmtp, "victim@bank.example", list(STRANGERS), message)
+    # CANCELs of single instances of unknown objects are answered by a REFRESH as well.
+    cancels = [vevent("CANCEL", f"spam-c{i}", ["SEQUENCE:1", "RECURRENCE-ID:20261201T100000Z",
+                                               "STATUS:CANCELLED",
+                                               "ORGANIZER:mailto:victim@bank.example",
+                                               "ATTENDEE:mailto:alice@example.com",
+                                               "ATTENDEE:mailto:bob@example.com",
+                                               "ATTENDEE:mailto:carol@example.com",
+                                               "SUMMARY:FREE PILLS http://pills.example/"])
+               for i in range(16)]
+    message = parts_message("victim@bank.example", "alice@example.com", "spam-c@bank.example", cancels, "CANCEL")
     lmtp_message(imipd.lmtp, "victim@bank.example", list(STRANGERS), message)
     time.sleep(5)
     sent = [open(os.path.join(spool, f), errors="replace").read()

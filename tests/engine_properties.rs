@@ -9,7 +9,7 @@
 
 use imipd::itip::{self, CalAddress, Calendar, Context, ItipError, ItipMessage};
 use proptest::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 const ORGANIZER: &str = "alice@example.com";
 const ATTENDEES: [&str; 3] = [
@@ -40,6 +40,8 @@ struct Series {
     excluded: Vec<usize>,
     /// Instance index, and the minutes it moves (days for all-day).
     moved: BTreeMap<usize, i64>,
+    /// Instances an attendee (by index) is left out of: an override without it.
+    left_out: BTreeSet<(usize, usize)>,
 }
 
 /// What the organizer does next.
@@ -49,6 +51,8 @@ enum Edit {
     Move(i64),
     Exclude(usize),
     MoveOne(usize, i64),
+    /// Leaves an attendee out of one instance, or puts it back.
+    Toggle(usize, usize),
 }
 
 impl Series {
@@ -86,7 +90,8 @@ impl Series {
             None => self.start(0),
             Some(i) => {
                 lines.push(self.stamp("RECURRENCE-ID", self.start(i)));
-                self.shifted(self.start(i), self.moved[&i])
+                let by = self.moved.get(&i).copied().unwrap_or(0);
+                self.shifted(self.start(i), by)
             }
         };
         lines.push(self.stamp("DTSTART", start));
@@ -106,20 +111,35 @@ impl Series {
         format!("BEGIN:VEVENT\r\n{}\r\nEND:VEVENT\r\n", lines.join("\r\n"))
     }
 
+    /// The attendee lines of an instance (of the series: `None`).
+    fn attendees(&self, instance: Option<usize>) -> String {
+        std::iter::once(format!("ATTENDEE;PARTSTAT=ACCEPTED:mailto:{ORGANIZER}\r\n"))
+            .chain(
+                ATTENDEES
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| instance.is_none_or(|i| !self.left_out.contains(&(i, *j))))
+                    .map(|(_, a)| format!("ATTENDEE;RSVP=TRUE:mailto:{a}\r\n")),
+            )
+            .collect()
+    }
+
+    /// The instances with an override: moved, or leaving someone out.
+    fn overridden(&self) -> BTreeSet<usize> {
+        self.moved
+            .keys()
+            .copied()
+            .chain(self.left_out.iter().map(|(i, _)| *i))
+            .filter(|i| !self.excluded.contains(i))
+            .collect()
+    }
+
     /// The object as the organizer's client writes it.
     fn text(&self) -> String {
-        let attendees: String =
-            std::iter::once(format!("ATTENDEE;PARTSTAT=ACCEPTED:mailto:{ORGANIZER}\r\n"))
-                .chain(
-                    ATTENDEES
-                        .iter()
-                        .map(|a| format!("ATTENDEE;RSVP=TRUE:mailto:{a}\r\n")),
-                )
-                .collect();
         let mut text = String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//gen//EN\r\n");
-        text.push_str(&self.component(None, &attendees));
-        for i in self.moved.keys().filter(|i| !self.excluded.contains(i)) {
-            text.push_str(&self.component(Some(*i), &attendees));
+        text.push_str(&self.component(None, &self.attendees(None)));
+        for i in self.overridden() {
+            text.push_str(&self.component(Some(i), &self.attendees(Some(i))));
         }
         text.push_str("END:VCALENDAR\r\n");
         text
@@ -139,6 +159,12 @@ impl Series {
             }
             Edit::MoveOne(i, minutes) if self.count > 1 => {
                 self.moved.insert(i % self.count, minutes);
+            }
+            Edit::Toggle(i, j) if self.count > 1 => {
+                let at = (i % self.count, j);
+                if !self.left_out.remove(&at) {
+                    self.left_out.insert(at);
+                }
             }
             _ => {}
         }
@@ -196,6 +222,7 @@ fn series() -> impl Strategy<Value = Series> {
             summary: 0,
             excluded: vec![],
             moved: BTreeMap::new(),
+            left_out: BTreeSet::new(),
         })
 }
 
@@ -206,6 +233,7 @@ fn edit() -> impl Strategy<Value = Edit> {
         (0usize..7).prop_map(Edit::Exclude),
         (0usize..7, prop_oneof![Just(-90i64), Just(30), Just(120)])
             .prop_map(|(i, m)| Edit::MoveOne(i, m)),
+        (0usize..7, 0usize..3).prop_map(|(i, j)| Edit::Toggle(i, j)),
     ]
 }
 
@@ -328,6 +356,10 @@ impl World {
 fn partstats(copy: &str, who: &str) -> BTreeMap<Option<String>, String> {
     let mut out = BTreeMap::new();
     for event in copy.split("BEGIN:VEVENT").skip(1) {
+        // A cancelled instance (one the attendee was left out of) holds no answer.
+        if event.contains("STATUS:CANCELLED") {
+            continue;
+        }
         let rid = event
             .lines()
             .find(|l| l.starts_with("RECURRENCE-ID"))
@@ -396,7 +428,7 @@ fn answered(world: &World, series: &Series, answer: &Answer) -> Option<String> {
         return Some(set(&copy));
     };
     let index = index % series.count;
-    if series.excluded.contains(&index) {
+    if series.excluded.contains(&index) || series.left_out.contains(&(index, answer.attendee)) {
         return None;
     }
     let rid = series.stamp("RECURRENCE-ID", series.start(index));
@@ -413,14 +445,7 @@ fn answered(world: &World, series: &Series, answer: &Answer) -> Option<String> {
             .collect();
         return Some(blocks.concat());
     }
-    let attendees = std::iter::once(format!("ATTENDEE;PARTSTAT=ACCEPTED:mailto:{ORGANIZER}"))
-        .chain(
-            ATTENDEES
-                .iter()
-                .map(|a| format!("ATTENDEE;RSVP=TRUE:mailto:{a}")),
-        )
-        .collect::<Vec<_>>()
-        .join("\r\n");
+    let attendees = series.attendees(Some(index));
     let mut model = series.clone();
     model.moved.insert(index, 0);
     let added = set(&model.component(Some(index), &attendees)) + "\r\n";
@@ -447,8 +472,9 @@ fn run(series: Series, edits: Vec<Edit>, answers: Vec<Answer>) {
     for who in ATTENDEES {
         check_copy(&world.copies[who], &model, false);
     }
+    participation_agrees(&world, &model);
     if numbered_in_order(&edits) {
-        updates_in_any_order_end_in_the_newest(&updates, &world);
+        updates_in_any_order_end_in_the_newest(&updates, &world, &model, &edits);
     }
     for answer in &answers {
         let Some(text) = answered(&world, &model, answer) else {
@@ -484,19 +510,53 @@ fn numbered_in_order(edits: &[Edit]) -> bool {
 /// Each attendee that received the organizer's updates in reverse order (and asked for what it
 /// could not place: an ADD for a copy it lacks is answered by a REFRESH) ends with the copy of
 /// one that received them in order.
-fn updates_in_any_order_end_in_the_newest(updates: &[Vec<ItipMessage>], world: &World) {
+///
+/// An attendee left out of an instance hears it as a CANCEL of that instance, or, when that
+/// CANCEL comes before anything else (and is answered by a REFRESH), from the series that
+/// excludes it: the same instances, written differently, so those histories compare by
+/// which instances each attendee takes part in.
+fn updates_in_any_order_end_in_the_newest(
+    updates: &[Vec<ItipMessage>],
+    world: &World,
+    series: &Series,
+    edits: &[Edit],
+) {
+    let by_meaning = edits.iter().any(|e| matches!(e, Edit::Toggle(..)));
     for who in ATTENDEES {
         let mut reversed = world.clone();
         reversed.copies.remove(who);
         for sent in updates.iter().rev() {
             reversed.deliver_among(sent.clone(), &[who, ORGANIZER]);
         }
-        assert_eq!(
-            strip_stamps(reversed.text(who)),
-            strip_stamps(world.text(who)),
-            "{who}: updates in reverse order"
-        );
+        if by_meaning {
+            assert_eq!(
+                participation(&reversed, series, who),
+                participation(world, series, who),
+                "{who}: updates in reverse order\nreversed:\n{}\nin order:\n{}",
+                reversed.text(who).unwrap_or_default(),
+                world.text(who).unwrap_or_default(),
+            );
+        } else {
+            assert_eq!(
+                strip_stamps(reversed.text(who)),
+                strip_stamps(world.text(who)),
+                "{who}: updates in reverse order"
+            );
+        }
     }
+}
+
+/// The instances (not excluded by the organizer) an attendee's copy shows it taking part in.
+fn participation(world: &World, series: &Series, who: &str) -> Vec<bool> {
+    let copy = world.text(who).unwrap_or_default();
+    (0..series.count)
+        .filter(|i| !series.excluded.contains(i))
+        .map(|i| {
+            let rid = series.stamp("RECURRENCE-ID", series.start(i));
+            let value = rid.rsplit(':').next().unwrap().to_string();
+            takes_part(&copy, who, &rid, &value)
+        })
+        .collect()
 }
 
 /// A copy as content: its components and their lines in any order, DTSTAMPs aside.
@@ -517,6 +577,47 @@ fn strip_stamps(text: Option<String>) -> Option<Vec<Vec<String>>> {
         components.sort();
         components
     })
+}
+
+/// Each attendee's copy holds, of the instances not excluded, those the organizer has it on,
+/// and no other: an instance it was left out of is excluded or cancelled there.
+fn participation_agrees(world: &World, series: &Series) {
+    for (j, who) in ATTENDEES.iter().enumerate() {
+        let copy = world.text(who).expect("every attendee has a copy");
+        for i in (0..series.count).filter(|i| !series.excluded.contains(i)) {
+            let rid = series.stamp("RECURRENCE-ID", series.start(i));
+            let value = rid.rsplit(':').next().unwrap();
+            let expected = !series.left_out.contains(&(i, j));
+            assert_eq!(
+                takes_part(&copy, who, &rid, value),
+                expected,
+                "{who} in instance {i} ({rid})\norganizer:\n{}\n{who}:\n{copy}",
+                world.text(ORGANIZER).unwrap()
+            );
+        }
+    }
+}
+
+/// Whether a copy shows its owner at an instance: its override, not cancelled and naming it,
+/// or else the series without that instance excluded.
+fn takes_part(copy: &str, who: &str, rid: &str, value: &str) -> bool {
+    let events: Vec<&str> = copy.split("BEGIN:VEVENT").skip(1).collect();
+    if let Some(event) = events.iter().find(|e| e.lines().any(|l| l == rid)) {
+        return !event.contains("STATUS:CANCELLED")
+            && event.lines().any(|l| {
+                l.starts_with("ATTENDEE") && l.to_lowercase().ends_with(&format!("mailto:{who}"))
+            });
+    }
+    events
+        .iter()
+        .find(|e| !e.contains("RECURRENCE-ID"))
+        .is_some_and(|series| {
+            !series
+                .lines()
+                .filter(|l| l.starts_with("EXDATE"))
+                .filter_map(|l| l.rsplit(':').next())
+                .any(|values| values.split(',').any(|v| v == value))
+        })
 }
 
 /// For every instance an attendee answered, the organizer's copy says what the attendee's does.

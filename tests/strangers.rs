@@ -296,26 +296,38 @@ fn large_mail_beside_ordinary_mail_makes_no_store_failure() {
 /// attacker's text to the victim.
 #[test]
 fn a_forged_sender_cannot_make_imipd_mail_its_victim() {
-    let node = node("reflection", &common::accounts(&[CAROL]));
+    reflected("reflection", "ADD");
+}
+
+/// The same with CANCELs of single instances, which a recipient without the object answers
+/// with a REFRESH as well (the invitation may have been lost): one per account, no more.
+#[test]
+fn a_forged_cancel_of_instances_reflects_no_more_than_an_add() {
+    reflected("reflection-cancel", "CANCEL");
+}
+
+fn reflected(name: &str, method: &str) {
+    let node = node(name, &common::accounts(&[CAROL]));
     let victim = "victim@bank.example";
     let mut message = format!(
         "From: <{victim}>\nTo: <{ALICE}>\nMessage-ID: <spam@bank.example>\nSubject: x\n\
 MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b\"\n\n"
     );
     for i in 0..16 {
-        let add = event(&format!("spam-{i}"))
-            .method("ADD")
+        let part = event(&format!("spam-{i}"))
+            .method(method)
             .sequence(1)
             .organizer(victim)
             .attendee(ALICE)
             .attendee("bob@example.com")
             .attendee(CAROL)
+            .set("RECURRENCE-ID:20300105T100000Z")
             .set("SUMMARY:FREE PILLS http://pills.example/")
             .set("LOCATION:http://pills.example/buy")
             .set("DESCRIPTION:Click http://pills.example/now")
             .text();
         message.push_str(&format!(
-            "--b\nContent-Type: text/calendar; method=ADD; charset=utf-8\n\n{add}\n"
+            "--b\nContent-Type: text/calendar; method={method}; charset=utf-8\n\n{part}\n"
         ));
     }
     message.push_str("--b--\n");
@@ -408,6 +420,30 @@ fn strangers_fill_an_account_only_up_to_its_quotas() {
     node.advance(3601);
     let later = publish_from(&node, "a@evil.test", "q-6");
     assert!(later.contains("limits.max_objects"), "{later}");
+}
+
+/// A message deferred over a quota (452) is delivered when the MTA retries it after the quota
+/// allows it: its first attempt is not recorded as delivered. It was: the retry was answered
+/// "250 already delivered" and the invitation was lost (found by tests/e2e/two_hosts.py).
+#[test]
+fn a_message_deferred_over_quota_is_delivered_when_retried() {
+    let node = node("quota-retry", "[limits]\nmax_new_per_sender = 1\n");
+    assert!(publish_from(&node, "a@evil.test", "r-1").starts_with("250"));
+    let published = event("r-2").method("PUBLISH").text();
+    // One Message-ID for every attempt, as an MTA retries.
+    let message = mail(&from("a@evil.test"), "PUBLISH", &published);
+    let first = node.lmtp("a@evil.test", &[ALICE], &message).remove(0);
+    assert!(first.starts_with("452 4.2.2"), "{first}");
+    let again = node.lmtp("a@evil.test", &[ALICE], &message).remove(0);
+    assert!(
+        again.starts_with("452 4.2.2"),
+        "a retry within the hour: {again}"
+    );
+    node.advance(3601);
+    let later = node.lmtp("a@evil.test", &[ALICE], &message).remove(0);
+    assert!(later.starts_with("250"), "{later}");
+    assert!(!later.contains("already delivered"), "{later}");
+    assert_eq!(node.get(ALICE, "r-2").0, 200);
 }
 
 /// Answers of people nobody invited, kept for the organizer: one per address (the newest

@@ -190,6 +190,15 @@ fn plan(
         reports.push(step.run(&ctx, copy, &mut allowance, &mut changes)?);
     }
     reports.sort_by_key(|r| r.index);
+    // A message deferred (over a quota: 452) has done nothing, and its delivery is not
+    // recorded: recorded, the MTA's retry was taken for a duplicate, answered 250 and lost.
+    if verdict_of(&reports).is_deferred() {
+        return Ok(Plan {
+            changes: Vec::new(),
+            reports,
+            duplicate: false,
+        });
+    }
     changes.extend(puts(account, &copies));
     changes.extend(allowance.changes());
     if let Some(key) = seen_key {

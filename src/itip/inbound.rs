@@ -266,7 +266,15 @@ fn from_organizer(
             None => ask_refresh(ctx, message, organizer),
         },
         Method::Cancel => {
-            let stored = stored.ok_or(ItipError::EventNotFound)?;
+            // A CANCEL of single instances of an object the recipient lacks tells it that the
+            // rest goes on, and that it missed the invitation (delayed, or lost): it asks for
+            // the object (RFC 5546 4.7.2), as for an ADD. A whole object cancelled needs nothing.
+            let Some(stored) = stored else {
+                return match message.master() {
+                    None => ask_refresh(ctx, message, organizer),
+                    Some(_) => Err(ItipError::EventNotFound),
+                };
+            };
             check_sequence(stored, message, false)?;
             Ok(Received::store(apply_cancel(stored, message)))
         }
@@ -508,11 +516,15 @@ fn drop_restored(copy: &mut Calendar, message: &Calendar) {
         .map(|m| m.instance_key(&tz_m))
         .collect();
     let excluded = dates(series, &ICalendarProperty::Exdate, &tz_m);
+    // Only a cancellation the series was sent after: a series delivered late restores nothing.
+    let before_series =
+        |c: &Component| matches!((c.dtstamp(), series.dtstamp()), (Some(a), Some(b)) if a <= b);
     copy.components.retain(|c| {
         let key = c.instance_key(&tz_c);
         !(c.is_scheduling()
             && key != InstanceKey::Master
             && c.is_cancelled()
+            && before_series(c)
             && !sent.contains(&key)
             && !excluded.contains(&key))
     });
@@ -592,11 +604,24 @@ fn apply_cancel(stored: &Calendar, message: &Calendar) -> Calendar {
             Some(existing) => {
                 let names: BTreeSet<ICalendarProperty> =
                     m.entries.iter().map(|e| e.name.clone()).collect();
+                // The same CANCEL again changes nothing; another CANCEL of a cancelled
+                // component keeps its SEQUENCE as the first left it (the acceptance scenarios
+                // drop it when a live component is cancelled, keep it when it is new).
+                let again = existing.is_cancelled();
+                let sequence = again && existing.prop(&ICalendarProperty::Sequence).is_some();
+                if again
+                    && m.entries
+                        .iter()
+                        .filter(|e| e.name != ICalendarProperty::Sequence)
+                        .all(|e| existing.entries.contains(e))
+                {
+                    continue;
+                }
                 existing.entries.retain(|e| !names.contains(&e.name));
                 existing.entries.extend(
                     m.entries
                         .iter()
-                        .filter(|e| e.name != ICalendarProperty::Sequence)
+                        .filter(|e| sequence || e.name != ICalendarProperty::Sequence)
                         .cloned(),
                 );
                 existing.set(cancelled.clone());
@@ -625,7 +650,8 @@ fn apply_cancel(stored: &Calendar, message: &Calendar) -> Calendar {
     copy
 }
 
-/// ADD for an object the recipient lacks: ask the organizer for it (RFC 5546 3.2.4).
+/// ADD, or CANCEL of instances, for an object the recipient lacks: ask the organizer for it
+/// (RFC 5546 3.2.4, 4.7.2).
 fn ask_refresh(
     ctx: &Context,
     message: &Calendar,

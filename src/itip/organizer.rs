@@ -157,7 +157,28 @@ fn stamp(
         };
         comp.set_sequence(seq);
     }
+    // An override removed gives its instance back to the series, which then must be as new as
+    // the override was (RFC 5546 2.1.5 compares per instance): else an update of the override
+    // delivered late would pass for newer than the series that replaced it.
+    let removed = old_map
+        .iter()
+        .filter(|(k, _)| **k != InstanceKey::Master && !changes.contains_key(*k))
+        .filter(|(k, _)| new.instance(k, tz_new).is_none())
+        .map(|(_, c)| c.sequence())
+        .max();
+    // At least as new: equal SEQUENCE and a later DTSTAMP is newer, and the acceptance
+    // scenarios number the series this way (rfc5546-event-recurring.txt:733).
+    if let (Some(removed), Some(master)) = (removed, master_mut(new))
+        && master.sequence() < removed
+    {
+        master.set_sequence(removed);
+    }
     (changes, forced)
+}
+
+fn master_mut(cal: &mut Calendar) -> Option<&mut Component> {
+    cal.scheduling_mut()
+        .find(|c| c.prop(&ICalendarProperty::RecurrenceId).is_none())
 }
 
 /// The object before and after a write, as the mailing plan reads it.
