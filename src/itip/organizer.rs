@@ -146,7 +146,11 @@ fn stamp(
         }
         let seq = match old_map.get(&key) {
             Some(before) => {
-                let change = classify(before, tz_old, comp, tz_new);
+                let before = match comp.prop(&ICalendarProperty::Dtstart) {
+                    Some(_) => in_full(before, old_map.get(&InstanceKey::Master), tz_old),
+                    None => std::borrow::Cow::Borrowed(*before),
+                };
+                let change = classify(&before, tz_old, comp, tz_new);
                 if change == Significance::Reschedule {
                     reset_partstats(comp, organizer);
                 }
@@ -174,6 +178,29 @@ fn stamp(
         master.set_sequence(removed);
     }
     (changes, forced)
+}
+
+/// An override as the instance it stands for: one that only records answers (made from a
+/// REPLY, as the acceptance scenarios keep it: no DTSTART) takes the series' properties at that
+/// instance, so that a client writing the instance out in full changes nothing by it (it was
+/// taken for a reschedule: the answers asked again and SEQUENCE raised). Used only against a
+/// write that has the instance's DTSTART: one as bare as the override compares as it is.
+fn in_full<'a>(
+    before: &'a Component,
+    master: Option<&&Component>,
+    tz: &Zones,
+) -> std::borrow::Cow<'a, Component> {
+    let (Some(rid), Some(master)) = (before.prop(&ICalendarProperty::RecurrenceId), master) else {
+        return std::borrow::Cow::Borrowed(before);
+    };
+    if before.prop(&ICalendarProperty::Dtstart).is_some() {
+        return std::borrow::Cow::Borrowed(before);
+    }
+    let mut full = master.override_of(rid, tz);
+    let own: BTreeSet<&ICalendarProperty> = before.entries.iter().map(|e| &e.name).collect();
+    full.entries.retain(|e| !own.contains(&e.name));
+    full.entries.extend(before.entries.iter().cloned());
+    std::borrow::Cow::Owned(full)
 }
 
 fn master_mut(cal: &mut Calendar) -> Option<&mut Component> {
