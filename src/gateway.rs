@@ -243,6 +243,16 @@ impl Gateway {
             if changes.is_empty() {
                 return Ok((outcome, Vec::new()));
             }
+            #[cfg(debug_assertions)]
+            for change in &changes {
+                if let Change::Put {
+                    account, uid, text, ..
+                } = change
+                    && let Some(flaw) = crate::itip::stored_copy_flaw(text)
+                {
+                    panic!("an invalid copy of {uid} for {account}: {flaw}\n{text}");
+                }
+            }
             // The worker sleeps until the next due entry or notice it knew of: a new one may be
             // due sooner.
             let queued = changes.iter().any(|c| {
@@ -295,11 +305,20 @@ mod tests {
     use super::*;
     use crate::store::{Expect, SledStore, Tag};
 
-    fn put(text: &str, expect: Expect) -> Change {
+    /// A stored object named by its SUMMARY (commits check stored copies in debug builds).
+    fn object(label: &str) -> String {
+        format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:u\r\n\
+DTSTAMP:20260101T000000Z\r\nDTSTART:20260101T100000Z\r\nSUMMARY:{label}\r\nEND:VEVENT\r\n\
+END:VCALENDAR\r\n"
+        )
+    }
+
+    fn put(label: &str, expect: Expect) -> Change {
         Change::Put {
             account: "bob".into(),
             uid: "u".into(),
-            text: text.into(),
+            text: object(label),
             expect,
             tag: Tag::New,
         }
@@ -359,8 +378,11 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!((decisions, seen.as_str()), (2, "meanwhile"));
-        assert_eq!(gateway.store.get("bob", "u").unwrap().unwrap().text, "mine");
+        assert_eq!((decisions, seen), (2, object("meanwhile")));
+        assert_eq!(
+            gateway.store.get("bob", "u").unwrap().unwrap().text,
+            object("mine")
+        );
         assert_eq!(gateway.metrics.conflicts(), 1);
         drop(gateway);
         let _ = std::fs::remove_dir_all(&dir);

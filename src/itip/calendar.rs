@@ -612,6 +612,44 @@ pub fn take_role(
     }
 }
 
+/// What is wrong with a copy about to be stored, by the rules every stored copy keeps (issue
+/// 22): it reads back as itself, every series of events has its DTSTART (RFC 5545 3.6.1), and
+/// every event override has one unless it only records answers (RECURRENCE-ID and attendees:
+/// what a REPLY makes in the organizer's copy, as the acceptance scenarios keep it). Checked
+/// before every commit in debug builds, so that a test that makes an invalid copy fails where
+/// it is made.
+pub fn stored_copy_flaw(text: &str) -> Option<String> {
+    let calendar = match Calendar::parse(text) {
+        Ok(calendar) => calendar,
+        Err(e) => return Some(format!("does not parse: {e}")),
+    };
+    let written = calendar.to_string();
+    if Calendar::parse(&written)
+        .map(|again| again.to_string())
+        .ok()
+        != Some(written)
+    {
+        return Some("does not read back as itself".into());
+    }
+    calendar.scheduling().find_map(|c| {
+        let event = c.kind == ICalendarComponentType::VEvent;
+        let start = c.prop(&ICalendarProperty::Dtstart).is_some();
+        let answers_only = c.prop(&ICalendarProperty::RecurrenceId).is_some()
+            && c.entries.iter().all(|e| {
+                !matches!(
+                    e.name,
+                    ICalendarProperty::Dtend
+                        | ICalendarProperty::Duration
+                        | ICalendarProperty::Rrule
+                )
+            });
+        (event && !start && !answers_only).then(|| match c.prop(&ICalendarProperty::RecurrenceId) {
+            Some(_) => "an event override without DTSTART".to_string(),
+            None => "a series of events without DTSTART".to_string(),
+        })
+    })
+}
+
 /// Resolves the `index`-th date value of a property to an instance key.
 pub fn date_key(entry: &ICalendarEntry, index: usize, tz: &Zones) -> InstanceKey {
     match timestamp_of(entry, index, tz) {
@@ -641,6 +679,37 @@ pub fn timestamp_of(entry: &ICalendarEntry, index: usize, tz: &Zones) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn object(components: &str) -> String {
+        format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n{components}END:VCALENDAR\r\n"
+        )
+    }
+
+    #[test]
+    fn stored_copies_are_checked_by_the_rules_every_copy_keeps() {
+        let series = "BEGIN:VEVENT\r\nUID:u\r\nDTSTAMP:20260101T000000Z\r\n\
+DTSTART:20260105T100000Z\r\nRRULE:FREQ=DAILY;COUNT=3\r\nEND:VEVENT\r\n";
+        assert_eq!(stored_copy_flaw(&object(series)), None);
+        // An override that only records an answer, as a REPLY makes it in the organizer's copy.
+        let answer = "BEGIN:VEVENT\r\nUID:u\r\nDTSTAMP:20260101T000000Z\r\n\
+RECURRENCE-ID:20260106T100000Z\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:b@example.com\r\nEND:VEVENT\r\n";
+        assert_eq!(
+            stored_copy_flaw(&object(&format!("{series}{answer}"))),
+            None
+        );
+        let startless = series.replace("DTSTART:20260105T100000Z\r\n", "");
+        assert!(stored_copy_flaw(&object(&startless)).is_some_and(|f| f.contains("series")));
+        let timeless = answer.replace("RECURRENCE-ID", "DTEND:20260106T110000Z\r\nRECURRENCE-ID");
+        assert!(
+            stored_copy_flaw(&object(&format!("{series}{timeless}")))
+                .is_some_and(|f| f.contains("override"))
+        );
+        assert!(stored_copy_flaw("BEGIN:VCALENDAR\r\nno").is_some());
+        // A to-do needs no start.
+        let todo = "BEGIN:VTODO\r\nUID:t\r\nDTSTAMP:20260101T000000Z\r\nEND:VTODO\r\n";
+        assert_eq!(stored_copy_flaw(&object(todo)), None);
+    }
 
     #[test]
     fn truncated_objects_are_refused() {

@@ -23,6 +23,9 @@ pub enum ItipError {
     /// A component has no UID.
     #[error("MissingUid")]
     MissingUid,
+    /// A series of events has no DTSTART.
+    #[error("MissingDtstart")]
+    MissingDtstart,
     /// The components carry more than one UID.
     #[error("MultipleUid")]
     MultipleUid,
@@ -116,6 +119,7 @@ impl ItipError {
             | Self::InvalidComponentType
             | Self::UnsupportedMethod(_)
             | Self::MissingUid
+            | Self::MissingDtstart
             | Self::MultipleUid
             | Self::MultipleOrganizer
             | Self::MultipleObjectTypes
@@ -153,6 +157,7 @@ impl ItipError {
             }
             Self::NothingToSend => "the change concerns nobody else".into(),
             Self::MissingUid => "a component has no UID".into(),
+            Self::MissingDtstart => "an event has no DTSTART (RFC 5545 3.6.1)".into(),
             Self::MultipleUid => "the object carries more than one UID".into(),
             Self::MultipleOrganizer => "the components name different organizers".into(),
             Self::MultipleObjectTypes => "VEVENT and VTODO are mixed".into(),

@@ -38,6 +38,11 @@ pub fn receive(
         return Err(ItipError::InvalidComponentType);
     }
     let info = inspect(message)?.ok_or(ItipError::InvalidComponentType)?;
+    // What becomes a copy states when its events take place (RFC 5546 3.2.1, 3.2.2: DTSTART
+    // in every PUBLISH and REQUEST); a REPLY or CANCEL may leave it out.
+    if matches!(method, Method::Request | Method::Publish) {
+        super::object::series_have_start(message)?;
+    }
     let stored_organizer = stored
         .and_then(|s| inspect(s).ok().flatten())
         .and_then(|i| i.organizer);

@@ -19,6 +19,7 @@ mod summary;
 mod zones;
 
 pub use address::{CalAddress, percent_decode};
+pub use calendar::stored_copy_flaw;
 pub use calendar::{Calendar, Component, InstanceKey, timestamp_of, value_text};
 pub use error::{ErrorClass, ItipError, Missing};
 pub use inbound::proposer;
@@ -118,6 +119,18 @@ impl Received {
 
 /// Implicit scheduling for a client's write of `new` over `old` (RFC 6638 section 3.2).
 pub fn schedule_put(
+    ctx: &Context,
+    old: Option<&Calendar>,
+    new: Calendar,
+) -> Result<PutOutcome, ItipError> {
+    // What is stored states when its events take place: a reply-shaped write has been
+    // completed from the stored copy by now.
+    let outcome = scheduled_put(ctx, old, new)?;
+    object::series_have_start(&outcome.stored)?;
+    Ok(outcome)
+}
+
+fn scheduled_put(
     ctx: &Context,
     old: Option<&Calendar>,
     new: Calendar,

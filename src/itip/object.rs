@@ -87,6 +87,20 @@ pub fn inspect(cal: &Calendar) -> Result<Option<Inspected>, ItipError> {
     }))
 }
 
+/// Every series of events states its start (RFC 5545 3.6.1: DTSTART is required in a VEVENT of
+/// an object without METHOD, as every stored copy is). Overrides may leave it to the series.
+pub fn series_have_start(cal: &Calendar) -> Result<(), ItipError> {
+    let startless = cal.scheduling().any(|c| {
+        c.kind == ICalendarComponentType::VEvent
+            && c.prop(&ICalendarProperty::RecurrenceId).is_none()
+            && c.prop(&ICalendarProperty::Dtstart).is_none()
+    });
+    match startless {
+        true => Err(ItipError::MissingDtstart),
+        false => Ok(()),
+    }
+}
+
 /// True when some component has an attendee other than the organizer.
 pub fn has_attendees(cal: &Calendar, organizer: &CalAddress) -> bool {
     cal.scheduling()
