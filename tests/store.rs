@@ -11,8 +11,12 @@ use imipd::store::{
 };
 use std::sync::Arc;
 
+fn sled_dir(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("imipd-store-{name}-{}", std::process::id()))
+}
+
 fn sled(name: &str) -> Arc<dyn Store> {
-    let dir = std::env::temp_dir().join(format!("imipd-store-{name}-{}", std::process::id()));
+    let dir = sled_dir(name);
     let _ = std::fs::remove_dir_all(&dir);
     Arc::new(SledStore::open(&dir).unwrap())
 }
@@ -27,7 +31,10 @@ fn postgres(name: &str) -> Option<Arc<dyn Store>> {
 
 /// Runs a check on every backend there is.
 fn on_each(name: &str, check: impl Fn(&dyn Store)) {
-    check(sled(name).as_ref());
+    let store = sled(name);
+    check(store.as_ref());
+    drop(store);
+    let _ = std::fs::remove_dir_all(sled_dir(name));
     match postgres(name) {
         Some(store) => {
             check(store.as_ref());
