@@ -82,12 +82,14 @@ def filler(size_mb):
 
 
 def head(n):
+    # One organizer per message: 64 new objects from one sender would pass the stranger quota
+    # (limits.max_new_per_sender, 50 an hour) and measure it instead of memory.
     calendar = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Bench//EN\r\nMETHOD:REQUEST\r\n"
                 f"BEGIN:VEVENT\r\nUID:big-{n}\r\nDTSTAMP:20261120T090000Z\r\nSEQUENCE:0\r\n"
                 "DTSTART:20261201T100000Z\r\nSUMMARY:Big\r\n"
-                "ORGANIZER:mailto:olga@partner.example\r\nATTENDEE:mailto:bob@example.com\r\n"
+                f"ORGANIZER:mailto:olga{n}@partner.example\r\nATTENDEE:mailto:bob@example.com\r\n"
                 "END:VEVENT\r\nEND:VCALENDAR\r\n")
-    return (f"From: olga@partner.example\r\nTo: bob@example.com\r\nMessage-ID: <big-{n}@partner.example>\r\n"
+    return (f"From: olga{n}@partner.example\r\nTo: bob@example.com\r\nMessage-ID: <big-{n}@partner.example>\r\n"
             "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n"
             f"--b\r\nContent-Type: text/calendar; method=REQUEST\r\n\r\n{calendar}\r\n"
             "--b\r\nContent-Type: text/plain\r\n\r\n").encode()
