@@ -205,27 +205,20 @@ impl Default for Lmtp {
     }
 }
 
-/// A group's number, from itself or from /etc/group.
+/// A group's number, from itself or by its name through the system's name service (NSS:
+/// /etc/group, and LDAP or sssd where the host uses them).
 pub fn group_id(group: &str) -> std::io::Result<u32> {
     if let Ok(gid) = group.parse() {
         return Ok(gid);
     }
-    std::fs::read_to_string("/etc/group")?
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split(':');
-            let name = fields.next()?;
-            let gid = fields.nth(1)?.parse().ok()?;
-            Some((name.to_string(), gid))
-        })
-        .find(|(name, _)| name == group)
-        .map(|(_, gid)| gid)
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("no group {group:?} in /etc/group"),
-            )
-        })
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(found)) => Ok(found.gid.as_raw()),
+        Ok(None) => Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no group {group:?} (looked up through the system's name service)"),
+        )),
+        Err(errno) => Err(std::io::Error::from(errno)),
+    }
 }
 
 /// `[smtp]`: off unless `listen` is set.
