@@ -35,10 +35,18 @@ impl Budget {
 mod tests {
     use super::*;
 
+    /// Room that should be there at once, awaited at most a few seconds: a regression fails
+    /// the test instead of hanging the suite.
+    async fn soon(budget: &Budget, bytes: usize) -> SemaphorePermit<'_> {
+        tokio::time::timeout(std::time::Duration::from_secs(5), budget.reserve(bytes))
+            .await
+            .expect("room within 5 s")
+    }
+
     #[tokio::test]
     async fn the_budget_lets_a_message_wait_for_room() {
         let budget = Budget::new(100 * 1024, 10 * 1024);
-        let first = budget.reserve(80 * 1024).await;
+        let first = soon(&budget, 80 * 1024).await;
         let waiting = tokio::time::timeout(
             std::time::Duration::from_millis(50),
             budget.reserve(30 * 1024),
@@ -46,9 +54,9 @@ mod tests {
         .await;
         assert!(waiting.is_err(), "no room while the first is held");
         drop(first);
-        let _second = budget.reserve(30 * 1024).await;
+        let second = soon(&budget, 30 * 1024).await;
         // A message larger than the whole budget still gets in, alone.
-        drop(_second);
-        let _huge = budget.reserve(10 * 1024 * 1024).await;
+        drop(second);
+        let _huge = soon(&budget, 10 * 1024 * 1024).await;
     }
 }

@@ -997,12 +997,13 @@ fn connections_past_the_cap_are_turned_away() {
             .unwrap();
         line
     };
-    // The start-up probe's connections are let go first.
-    std::thread::sleep(Duration::from_millis(300));
-    let mut held: Vec<TcpStream> = (0..3).map(|_| lmtp_client(&daemon)).collect();
-    for stream in &mut held {
-        assert!(greeting(stream).starts_with("220"));
-    }
+    // Three sessions fill the cap, once the start-up probe's connections are let go (until
+    // then one of the three is turned away: try again rather than guess how long that takes).
+    let mut held: Vec<TcpStream> = Vec::new();
+    assert!(eventually(|| {
+        held = (0..3).map(|_| lmtp_client(&daemon)).collect();
+        held.iter_mut().all(|s| greeting(s).starts_with("220"))
+    }));
     let mut extra = lmtp_client(&daemon);
     let said = until_closed(&mut extra);
     assert!(said.starts_with("421 4.7.0"), "{said:?}");
@@ -1016,9 +1017,15 @@ fn connections_past_the_cap_are_turned_away() {
     let idle: Vec<TcpStream> = (0..3)
         .map(|_| TcpStream::connect(("127.0.0.1", daemon.http)).unwrap())
         .collect();
-    std::thread::sleep(Duration::from_millis(200));
-    let said = http_raw(&daemon, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert!(said.starts_with("HTTP/1.1 503"), "{said:?}");
+    // As soon as the daemon has taken the three idle connections, a fourth is turned away.
+    let mut said = String::new();
+    assert!(
+        eventually(|| {
+            said = http_raw(&daemon, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+            said.starts_with("HTTP/1.1 503")
+        }),
+        "{said:?}"
+    );
     drop(idle);
 }
 
@@ -1031,6 +1038,32 @@ fn rss_kib(daemon: &Daemon) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
+}
+
+/// Bytes on their way from the client `ports` to `server` over loopback TCP: sent by a client
+/// and not yet acknowledged (its tx_queue in /proc/net/tcp), or received by the server and not
+/// yet read (the server end's rx_queue). What the server answered and the client never read
+/// does not count.
+fn queued_bytes(server: u16, ports: &[u16]) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let port_of = |address: &str| u16::from_str_radix(address.rsplit(':').next()?, 16).ok();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, remote) = (port_of(fields.get(1)?)?, port_of(fields.get(2)?)?);
+            let (tx, rx) = fields.get(4)?.split_once(':')?;
+            let hex = |n: &str| u64::from_str_radix(n, 16).ok();
+            if local == server && ports.contains(&remote) {
+                hex(rx)
+            } else if remote == server && ports.contains(&local) {
+                hex(tx)
+            } else {
+                None
+            }
+        })
+        .sum()
 }
 
 #[test]
@@ -1056,8 +1089,13 @@ fn many_sessions_with_large_unfinished_messages_hold_little_memory() {
         })
         .collect();
     let open: Vec<TcpStream> = sessions.into_iter().map(|s| s.join().unwrap()).collect();
-    // Everything written has been read by the daemon once its queue of bytes is empty.
-    std::thread::sleep(Duration::from_millis(500));
+    // Measured once the daemon has read everything written: no byte left in either side's
+    // socket queues (the kernel's own count, not a guess of how long reading takes).
+    let ports: Vec<u16> = open
+        .iter()
+        .map(|s| s.local_addr().unwrap().port())
+        .collect();
+    assert!(eventually(|| queued_bytes(daemon.lmtp, &ports) == 0));
     let grown = rss_kib(&daemon).saturating_sub(before);
     drop(open);
     assert!(
