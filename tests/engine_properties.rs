@@ -642,6 +642,29 @@ fn answers_agree(world: &World) {
     }
 }
 
+/// A shrunk failure of the generated histories (CI, 2026-12-04): Bob left out of an instance,
+/// the series retitled (restated to him with that instance excluded), then Bob put back (the
+/// override removed): his copy kept the organizer's exclusion as if it were his own.
+#[test]
+fn an_attendee_put_back_on_an_instance_after_a_restated_series_takes_part_again() {
+    let series = Series {
+        form: Form::Utc,
+        first_day: 0,
+        hour: 7,
+        every: 1,
+        count: 5,
+        summary: 0,
+        excluded: vec![],
+        moved: BTreeMap::new(),
+        left_out: BTreeSet::new(),
+    };
+    run(
+        series,
+        vec![Edit::Toggle(1, 0), Edit::Retitle, Edit::Toggle(6, 0)],
+        vec![],
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 

@@ -414,11 +414,15 @@ fn merge_request(ctx: &Context, stored: &Calendar, message: &Calendar, full: boo
         .scheduling()
         .map(|c| c.instance_key(&tz_m))
         .collect();
+    let restored = match full {
+        true => restored_instances(stored, message),
+        false => BTreeSet::new(),
+    };
     let rescheduled = full
         && match (stored.master(), message.master()) {
             (Some(s), Some(m)) => {
                 let mut m = m.clone();
-                keep_own_exclusions(s, &tz_c, &mut m, &tz_m);
+                keep_own_exclusions(s, &tz_c, &mut m, &tz_m, &restored);
                 classify(s, &tz_c, &m, &tz_m) == Significance::Reschedule
             }
             _ => false,
@@ -435,7 +439,7 @@ fn merge_request(ctx: &Context, stored: &Calendar, message: &Calendar, full: boo
                 let existing = &copy.components[pos];
                 // A series that moved has none of the instances excluded at the old times.
                 if key == InstanceKey::Master && !rescheduled {
-                    keep_own_exclusions(existing, &tz_c, &mut incoming, &tz_m);
+                    keep_own_exclusions(existing, &tz_c, &mut incoming, &tz_m, &restored);
                 }
                 if !incoming
                     .children
@@ -459,13 +463,23 @@ fn merge_request(ctx: &Context, stored: &Calendar, message: &Calendar, full: boo
         }
     }
     readmit_invited(ctx, &mut copy, message);
-    if full {
-        drop_restored(&mut copy, message);
-    }
+    copy.components
+        .retain(|c| !c.is_scheduling() || !restored.contains(&c.instance_key(&tz_c)));
     if rescheduled {
-        // The series moved: instances overridden for the old times no longer exist.
-        copy.components
-            .retain(|c| !c.is_scheduling() || keys.contains(&c.instance_key(&tz_c)));
+        // The series moved: instances overridden for the old times no longer exist. An
+        // instance cancelled for the recipient that the new series excludes stays cancelled:
+        // should the organizer give it back, the cancellation tells its exclusion from the
+        // recipient's own (`restored_instances`).
+        let excluded = message
+            .master()
+            .map(|m| dates(m, &ICalendarProperty::Exdate, &tz_m))
+            .unwrap_or_default();
+        copy.components.retain(|c| {
+            let key = c.instance_key(&tz_c);
+            !c.is_scheduling()
+                || keys.contains(&key)
+                || (c.is_cancelled() && excluded.contains(&key))
+        });
     }
     merge_timezones(&mut copy, message);
     if message.scheduling().any(super::range::this_and_future) {
@@ -510,11 +524,12 @@ fn readmit_invited(ctx: &Context, copy: &mut Calendar, message: &Calendar) {
 /// A REQUEST that restates the series restates every instance the recipient is on (each one
 /// overridden for it, or else in the series unless excluded): an instance cancelled earlier that
 /// the organizer now neither sends nor excludes is back in the series (an override that had left
-/// the recipient out, since removed).
-fn drop_restored(copy: &mut Calendar, message: &Calendar) {
-    let (tz_c, tz_m) = (copy.tz_resolver(), message.tz_resolver());
+/// the recipient out, since removed). Its cancelled override goes, and so does the exclusion the
+/// organizer's series had for it meanwhile, which the copy would otherwise keep as its own.
+fn restored_instances(stored: &Calendar, message: &Calendar) -> BTreeSet<InstanceKey> {
+    let (tz_s, tz_m) = (stored.tz_resolver(), message.tz_resolver());
     let Some(series) = message.master() else {
-        return;
+        return BTreeSet::new();
     };
     let sent: BTreeSet<InstanceKey> = message
         .scheduling()
@@ -524,15 +539,13 @@ fn drop_restored(copy: &mut Calendar, message: &Calendar) {
     // Only a cancellation the series was sent after: a series delivered late restores nothing.
     let before_series =
         |c: &Component| matches!((c.dtstamp(), series.dtstamp()), (Some(a), Some(b)) if a <= b);
-    copy.components.retain(|c| {
-        let key = c.instance_key(&tz_c);
-        !(c.is_scheduling()
-            && key != InstanceKey::Master
-            && c.is_cancelled()
-            && before_series(c)
-            && !sent.contains(&key)
-            && !excluded.contains(&key))
-    });
+    stored
+        .scheduling()
+        .filter(|c| c.prop(&ICalendarProperty::RecurrenceId).is_some())
+        .filter(|c| c.is_cancelled() && before_series(c))
+        .map(|c| c.instance_key(&tz_s))
+        .filter(|key| !sent.contains(key) && !excluded.contains(key))
+        .collect()
 }
 
 /// Instances the recipient excluded (and so declined) stay excluded: the organizer's
@@ -542,13 +555,17 @@ fn keep_own_exclusions(
     tz_existing: &Zones,
     incoming: &mut Component,
     tz_incoming: &Zones,
+    restored: &BTreeSet<InstanceKey>,
 ) {
     let known = dates(incoming, &ICalendarProperty::Exdate, tz_incoming);
     let mut own = Vec::new();
     for e in existing.props(&ICalendarProperty::Exdate) {
         let mut unknown = e.clone();
         unknown.values = (0..e.values.len())
-            .filter(|&i| !known.contains(&date_key(e, i, tz_existing)))
+            .filter(|&i| {
+                let key = date_key(e, i, tz_existing);
+                !known.contains(&key) && !restored.contains(&key)
+            })
             .map(|i| e.values[i].clone())
             .collect();
         if !unknown.values.is_empty() {
