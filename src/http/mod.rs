@@ -94,7 +94,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/calendars/{account}", get(list))
         .route(
             "/calendars/{account}/{uid}",
-            get(fetch).put(store).delete(remove),
+            get(fetch).put(put_handler).delete(remove),
         )
         .route("/calendars/{account}/{uid}/counters", get(counters))
         .route("/calendars/{account}/{uid}/uninvited", get(uninvited))
@@ -339,7 +339,8 @@ fn precondition(headers: &HeaderMap) -> Precondition {
     }
 }
 
-async fn store(
+/// `PUT /calendars/{account}/{uid}`: the object written, with its implicit scheduling.
+async fn put_handler(
     State(api): State<Arc<Api>>,
     peer: Option<Extension<serve::Peer>>,
     Path((account, uid)): Path<(String, String)>,

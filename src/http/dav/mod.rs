@@ -319,7 +319,7 @@ async fn dav(
             Err(e) => Err(e),
         },
         "PROPPATCH" => proppatch(&api, &account, &resource, &body).await,
-        _ => return other(&api, method, &uri, &resource, &headers, &body).await,
+        _ => return object_method(&api, method, &uri, &resource, &headers, &body).await,
     };
     answered.unwrap_or_else(IntoResponse::into_response)
 }
@@ -342,8 +342,9 @@ async fn off_thread(
     }
 }
 
-/// The methods that read or write an object, and those refused.
-async fn other(
+/// The methods that read or write an object (GET, PUT, DELETE, POST, MOVE, MKCALENDAR), and
+/// those refused.
+async fn object_method(
     api: &Arc<Api>,
     method: Method,
     uri: &Uri,
@@ -1601,7 +1602,7 @@ fn report(
         )));
     }
     let wanted = wanted_props(Some(&root));
-    let of = In {
+    let of = ReportScope {
         api,
         account,
         calendar,
@@ -1620,7 +1621,7 @@ fn report(
 }
 
 /// What a REPORT on one calendar works with.
-struct In<'a> {
+struct ReportScope<'a> {
     api: &'a Api,
     account: &'a str,
     calendar: &'a str,
@@ -1628,7 +1629,7 @@ struct In<'a> {
     wanted: &'a Wanted,
 }
 
-impl In<'_> {
+impl ReportScope<'_> {
     fn object(&self, uid: &str) -> Resource {
         Resource::Object(
             self.account.into(),
@@ -1647,7 +1648,7 @@ impl In<'_> {
     }
 }
 
-fn multiget(of: &In, root: &Element) -> Result<Response, DavError> {
+fn multiget(of: &ReportScope, root: &Element) -> Result<Response, DavError> {
     let mut w = Writer::new("multistatus");
     for href in root.all(DAV, "href") {
         let found = match Resource::parse(href.text.trim()) {
@@ -1681,7 +1682,7 @@ fn gone(w: &mut Writer, href: &str) {
         .close("d:response");
 }
 
-fn calendar_query(of: &In, root: &Element) -> Result<Response, DavError> {
+fn calendar_query(of: &ReportScope, root: &Element) -> Result<Response, DavError> {
     let mut filter = query_filter(root)?;
     filter.floating = floating_zone(of, root);
     let mut w = Writer::new("multistatus");
@@ -1709,7 +1710,7 @@ fn calendar_timezone() -> Name {
 /// The zone a query's floating times are read in (RFC 4791 9.9): the query's own
 /// CALDAV:timezone (or RFC 7809's timezone-id), else the calendar's calendar-timezone, else
 /// UTC.
-fn floating_zone(of: &In, root: &Element) -> calcard::common::timezone::Tz {
+fn floating_zone(of: &ReportScope, root: &Element) -> calcard::common::timezone::Tz {
     let asked = root
         .child(CALDAV, "timezone")
         .and_then(|zone| query::zone_of(zone.text.trim()))
@@ -1804,7 +1805,7 @@ fn property_filter(element: &Element) -> Option<query::PropertyFilter> {
 
 /// RFC 6578: without a token every object, with one what changed after it (removals as 404),
 /// and the token to ask with next.
-fn sync_collection(of: &In, root: &Element) -> Result<Response, DavError> {
+fn sync_collection(of: &ReportScope, root: &Element) -> Result<Response, DavError> {
     let token = root
         .child(DAV, "sync-token")
         .map(|t| t.text.trim())
