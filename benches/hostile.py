@@ -373,23 +373,18 @@ def reflection(imipd, spool):
     """One message From: victim@bank.example with 16 ADD parts for unknown UIDs, then one with
     16 CANCELs of single instances of unknown UIDs, to three accounts: REFRESH messages to the
     victim, and how many carry the attacker's text."""
-    parts = [vevent("ADD", f"spam-{i}", ["SEQUENCE:1", "DTSTART:20261201T100000Z",
-                                         "ORGANIZER:mailto:victim@bank.example",
-                                         "ATTENDEE:mailto:alice@example.com",
-                                         "ATTENDEE:mailto:bob@example.com",
-                                         "ATTENDEE:mailto:carol@example.com",
-                                         "SUMMARY:FREE PILLS http://pills.example/"])
-             for i in range(16)]
+    def forged(method, uid, lines):
+        return vevent(method, uid, ["SEQUENCE:1", *lines, "ORGANIZER:mailto:victim@bank.example",
+                                    "ATTENDEE:mailto:alice@example.com",
+                                    "ATTENDEE:mailto:bob@example.com",
+                                    "ATTENDEE:mailto:carol@example.com",
+                                    "SUMMARY:FREE PILLS http://pills.example/"])
+
+    parts = [forged("ADD", f"spam-{i}", ["DTSTART:20261201T100000Z"]) for i in range(16)]
     message = parts_message("victim@bank.example", "alice@example.com", "spam@bank.example", parts, "ADD")
     lmtp_message(imipd.lmtp, "victim@bank.example", list(STRANGERS), message)
     # CANCELs of single instances of unknown objects are answered by a REFRESH as well.
-    cancels = [vevent("CANCEL", f"spam-c{i}", ["SEQUENCE:1", "RECURRENCE-ID:20261201T100000Z",
-                                               "STATUS:CANCELLED",
-                                               "ORGANIZER:mailto:victim@bank.example",
-                                               "ATTENDEE:mailto:alice@example.com",
-                                               "ATTENDEE:mailto:bob@example.com",
-                                               "ATTENDEE:mailto:carol@example.com",
-                                               "SUMMARY:FREE PILLS http://pills.example/"])
+    cancels = [forged("CANCEL", f"spam-c{i}", ["RECURRENCE-ID:20261201T100000Z", "STATUS:CANCELLED"])
                for i in range(16)]
     message = parts_message("victim@bank.example", "alice@example.com", "spam-c@bank.example", cancels, "CANCEL")
     lmtp_message(imipd.lmtp, "victim@bank.example", list(STRANGERS), message)

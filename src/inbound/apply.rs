@@ -89,6 +89,15 @@ impl PartReport {
     }
 }
 
+/// What a part did when the message counts as taken.
+const TAKEN: [Outcome; 3] = [Outcome::Applied, Outcome::Kept, Outcome::Held];
+
+/// True when nothing of the message was taken and a part was over a quota: it is deferred.
+fn over_quota_only(reports: &[PartReport]) -> bool {
+    let outcome = |o: Outcome| reports.iter().any(|r| r.outcome == o);
+    !TAKEN.into_iter().any(outcome) && outcome(Outcome::OverQuota)
+}
+
 /// The answer for a message whose parts came to `reports`: accepted when any part was applied
 /// or none was refused, each part named; when nothing was applied, deferred (452 4.2.2) when a
 /// part was over a quota of the account, refused (550 5.7.1) when a part's sender may not say
@@ -100,10 +109,9 @@ fn verdict_of(reports: &[PartReport]) -> Verdict {
         .collect::<Vec<_>>()
         .join("; ");
     let outcome = |o: Outcome| reports.iter().any(|r| r.outcome == o);
-    let taken = [Outcome::Applied, Outcome::Kept, Outcome::Held];
-    if !taken.into_iter().any(outcome) && outcome(Outcome::OverQuota) {
+    if over_quota_only(reports) {
         Verdict::over_quota(notes)
-    } else if !taken.into_iter().any(outcome) && outcome(Outcome::Refused) {
+    } else if !TAKEN.into_iter().any(outcome) && outcome(Outcome::Refused) {
         Verdict::refused(notes)
     } else if notes.is_empty() {
         Verdict::Accepted("delivered".into())
@@ -192,7 +200,7 @@ fn plan(
     reports.sort_by_key(|r| r.index);
     // A message deferred (over a quota: 452) has done nothing, and its delivery is not
     // recorded: recorded, the MTA's retry was taken for a duplicate, answered 250 and lost.
-    if verdict_of(&reports).is_deferred() {
+    if over_quota_only(&reports) {
         return Ok(Plan {
             changes: Vec::new(),
             reports,

@@ -204,6 +204,12 @@ impl Calendar {
         self.scheduling()
             .find(|c| c.prop(&ICalendarProperty::RecurrenceId).is_none())
     }
+
+    /// The master component, if any, mutably.
+    pub fn master_mut(&mut self) -> Option<&mut Component> {
+        self.scheduling_mut()
+            .find(|c| c.prop(&ICalendarProperty::RecurrenceId).is_none())
+    }
 }
 
 impl fmt::Display for Calendar {

@@ -499,10 +499,7 @@ fn readmit_invited(ctx: &Context, copy: &mut Calendar, message: &Calendar) {
         .filter(|m| m.attendees().any(|(a, _)| ctx.is_mine(&a)))
         .map(|m| m.instance_key(&tz_m))
         .collect();
-    let Some(master) = copy
-        .scheduling_mut()
-        .find(|c| c.prop(&ICalendarProperty::RecurrenceId).is_none())
-    else {
+    let Some(master) = copy.master_mut() else {
         return;
     };
     for e in master

@@ -172,7 +172,7 @@ fn stamp(
         .max();
     // At least as new: equal SEQUENCE and a later DTSTAMP is newer, and the acceptance
     // scenarios number the series this way (rfc5546-event-recurring.txt:733).
-    if let (Some(removed), Some(master)) = (removed, master_mut(new))
+    if let (Some(removed), Some(master)) = (removed, new.master_mut())
         && master.sequence() < removed
     {
         master.set_sequence(removed);
@@ -201,11 +201,6 @@ fn in_full<'a>(
     full.entries.retain(|e| !own.contains(&e.name));
     full.entries.extend(before.entries.iter().cloned());
     std::borrow::Cow::Owned(full)
-}
-
-fn master_mut(cal: &mut Calendar) -> Option<&mut Component> {
-    cal.scheduling_mut()
-        .find(|c| c.prop(&ICalendarProperty::RecurrenceId).is_none())
 }
 
 /// The object before and after a write, as the mailing plan reads it.
