@@ -192,10 +192,12 @@ impl Node {
         check()
     }
 
-    /// True when nothing is queued and no notice waits.
+    /// True when nothing is queued and no notice waits. The notices are read first: a notice
+    /// becomes a queued message in one commit, so an empty outbox read before it could miss
+    /// the message it made.
     pub fn drained(&self) -> bool {
         let store = &self.parts().gateway.store;
-        store.outbox().unwrap().is_empty() && store.notices().unwrap().is_empty()
+        store.notices().unwrap().is_empty() && store.outbox().unwrap().is_empty()
     }
 
     /// What the node logged so far.

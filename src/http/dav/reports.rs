@@ -1,0 +1,294 @@
+//! REPORTs on a calendar: calendar-multiget and calendar-query (RFC 4791 7.8, 7.9) and
+//! sync-collection (RFC 6578).
+
+use super::error::DavError;
+use super::properties::{Facts, Wanted, calendar_timezone, multistatus, respond, wanted_props};
+use super::resource::Resource;
+use super::xml::{CALDAV, DAV, Element, Writer};
+use super::{Api, body_xml, off_thread, query};
+use axum::response::Response;
+use std::sync::Arc;
+
+/// A REPORT: what expands recurrences (a calendar-query) goes off the async threads; the
+/// other reports are bounded by their body, and a thread hand-off would cost them a fifth.
+pub(super) async fn report_on(
+    api: &Arc<Api>,
+    account: &str,
+    resource: &Resource,
+    body: &[u8],
+) -> Result<Response, DavError> {
+    match body_xml(body)? {
+        Some(root) if root.name.is(CALDAV, "calendar-query") => {
+            let (account, resource) = (account.to_string(), resource.clone());
+            off_thread(api, move |api| report(api, &account, &resource, root)).await
+        }
+        Some(root) => report(api, account, resource, root),
+        None => Err(DavError::BadRequest("a REPORT needs a body".into())),
+    }
+}
+
+fn report(
+    api: &Api,
+    account: &str,
+    resource: &Resource,
+    root: Element,
+) -> Result<Response, DavError> {
+    let Resource::Calendar(_, calendar) = resource else {
+        return Err(DavError::Precondition(403, "d", "supported-report"));
+    };
+    let facts = Facts::of(api, account)?;
+    if !facts.layout.exists(calendar) {
+        return Err(DavError::NotFound(format!(
+            "no calendar {}",
+            crate::escape::printable(calendar)
+        )));
+    }
+    let wanted = wanted_props(Some(&root));
+    let of = ReportScope {
+        api,
+        account,
+        calendar,
+        facts: &facts,
+        wanted: &wanted,
+    };
+    if root.name.is(CALDAV, "calendar-multiget") {
+        multiget(&of, &root)
+    } else if root.name.is(CALDAV, "calendar-query") {
+        calendar_query(&of, &root)
+    } else if root.name.is(DAV, "sync-collection") {
+        sync_collection(&of, &root)
+    } else {
+        Err(DavError::Precondition(403, "d", "supported-report"))
+    }
+}
+
+/// What a REPORT on one calendar works with.
+struct ReportScope<'a> {
+    api: &'a Api,
+    account: &'a str,
+    calendar: &'a str,
+    facts: &'a Facts,
+    wanted: &'a Wanted,
+}
+
+impl ReportScope<'_> {
+    fn object(&self, uid: &str) -> Resource {
+        Resource::Object(
+            self.account.into(),
+            self.calendar.into(),
+            self.facts.member(uid),
+        )
+    }
+
+    /// The calendar's objects.
+    fn objects(&self) -> Result<Vec<(String, crate::store::StoredObject)>, DavError> {
+        let all = self.api.gateway.store.list(self.account)?;
+        Ok(all
+            .into_iter()
+            .filter(|(uid, _)| self.facts.placed(self.calendar, uid))
+            .collect())
+    }
+}
+
+fn multiget(of: &ReportScope, root: &Element) -> Result<Response, DavError> {
+    let mut w = Writer::new("multistatus");
+    for href in root.all(DAV, "href") {
+        let found = match Resource::parse(href.text.trim()) {
+            Some(Resource::Object(a, c, member)) if a == of.account && c == of.calendar => {
+                match member.resolved(of.api, &a)?.uid {
+                    Some(uid) if of.facts.placed(&c, &uid) => of
+                        .api
+                        .gateway
+                        .store
+                        .get(&a, &uid)?
+                        .map(|o| (of.object(&uid), o)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        match found {
+            Some((object, stored)) => respond(&mut w, &object, of.facts, Some(&stored), of.wanted),
+            None => gone(&mut w, href.text.trim()),
+        }
+    }
+    Ok(multistatus(w))
+}
+
+/// A `response` saying there is nothing at `href` (a removed object in a sync, a missing one
+/// in a multiget).
+fn gone(w: &mut Writer, href: &str) {
+    w.open("d:response")
+        .text("d:href", href)
+        .text("d:status", "HTTP/1.1 404 Not Found")
+        .close("d:response");
+}
+
+fn calendar_query(of: &ReportScope, root: &Element) -> Result<Response, DavError> {
+    let mut filter = query_filter(root)?;
+    filter.floating = floating_zone(of, root);
+    let mut w = Writer::new("multistatus");
+    let objects = of.objects()?;
+    let spans = &of.api.spans;
+    let mut budget = of.api.expansion_budget();
+    for (uid, object) in &objects {
+        let span = spans.of(of.account, uid, object.revision, &object.text, &mut budget);
+        let meets = filter.may_meet(span) && filter.matches(&object.text, &mut budget)?;
+        if meets {
+            respond(&mut w, &of.object(uid), of.facts, Some(object), of.wanted);
+        }
+    }
+    Ok(multistatus(w))
+}
+
+/// The zone a query's floating times are read in (RFC 4791 9.9): the query's own
+/// CALDAV:timezone (or RFC 7809's timezone-id), else the calendar's calendar-timezone, else
+/// UTC.
+fn floating_zone(of: &ReportScope, root: &Element) -> calcard::common::timezone::Tz {
+    let asked = root
+        .child(CALDAV, "timezone")
+        .and_then(|zone| query::zone_of(zone.text.trim()))
+        .or_else(|| {
+            root.child(CALDAV, "timezone-id")
+                .and_then(|id| crate::itip::zone_named(&id.text))
+        });
+    asked
+        .or_else(|| {
+            of.facts
+                .written(of.calendar, &calendar_timezone())
+                .and_then(query::zone_of)
+        })
+        .unwrap_or_default()
+}
+
+/// `filter/comp-filter[VCALENDAR]/comp-filter[NAME]` with a `time-range` and `prop-filter`s:
+/// what this version reads of a filter. Anything else in it is refused, not ignored: ignoring
+/// it would answer too much.
+fn query_filter(root: &Element) -> Result<query::Filter, DavError> {
+    use calcard::icalendar::ICalendarComponentType;
+    let unsupported = || DavError::Precondition(403, "c", "supported-filter");
+    let Some(vcalendar) = root
+        .child(CALDAV, "filter")
+        .and_then(|f| f.child(CALDAV, "comp-filter"))
+    else {
+        return Ok(query::Filter::default());
+    };
+    if vcalendar.attribute("name") != Some("VCALENDAR") {
+        return Err(unsupported());
+    }
+    let Some(inner) = vcalendar.child(CALDAV, "comp-filter") else {
+        return Ok(query::Filter::default());
+    };
+    let component = match inner.attribute("name") {
+        Some("VEVENT") => ICalendarComponentType::VEvent,
+        Some("VTODO") => ICalendarComponentType::VTodo,
+        _ => return Err(unsupported()),
+    };
+    let mut properties = Vec::new();
+    for condition in &inner.children {
+        if condition.name.is(CALDAV, "prop-filter") {
+            properties.push(property_filter(condition).ok_or_else(unsupported)?);
+        } else if !condition.name.is(CALDAV, "time-range") {
+            return Err(unsupported());
+        }
+    }
+    let range = match inner.child(CALDAV, "time-range") {
+        None => None,
+        Some(range) => {
+            let side = |key: &str| -> Result<Option<i64>, DavError> {
+                match range.attribute(key) {
+                    None => Ok(None),
+                    Some(value) => query::utc_instant(value)
+                        .map(Some)
+                        .ok_or(DavError::Precondition(400, "c", "valid-filter")),
+                }
+            };
+            Some((side("start")?, side("end")?))
+        }
+    };
+    Ok(query::Filter {
+        component: Some(component),
+        range,
+        properties,
+        ..Default::default()
+    })
+}
+
+/// A `prop-filter` with `is-not-defined`, a `text-match`, or nothing (defined); `None` for
+/// what this version does not read (parameter filters, time ranges on properties).
+fn property_filter(element: &Element) -> Option<query::PropertyFilter> {
+    use query::PropertyTest;
+    let name = element.attribute("name")?.to_ascii_uppercase();
+    let test = match element.children.as_slice() {
+        [] => PropertyTest::Defined,
+        [only] if only.name.is(CALDAV, "is-not-defined") => PropertyTest::Undefined,
+        [only] if only.name.is(CALDAV, "text-match") => {
+            let octet = match only.attribute("collation").unwrap_or("i;ascii-casemap") {
+                "i;octet" => true,
+                "i;ascii-casemap" => false,
+                _ => return None,
+            };
+            PropertyTest::Text {
+                text: only.text.trim().to_string(),
+                equals: only.attribute("match-type") == Some("equals"),
+                octet,
+                negate: only.attribute("negate-condition") == Some("yes"),
+            }
+        }
+        _ => return None,
+    };
+    Some(query::PropertyFilter { name, test })
+}
+
+/// RFC 6578: without a token every object, with one what changed after it (removals as 404),
+/// and the token to ask with next.
+fn sync_collection(of: &ReportScope, root: &Element) -> Result<Response, DavError> {
+    let token = root
+        .child(DAV, "sync-token")
+        .map(|t| t.text.trim())
+        .unwrap_or("");
+    if root
+        .child(DAV, "sync-level")
+        .is_some_and(|l| l.text.trim() != "1")
+    {
+        return Err(DavError::Precondition(
+            403,
+            "d",
+            "number-of-matches-within-limits",
+        ));
+    }
+    let since = match token {
+        "" => 0,
+        token => match of.facts.position(token) {
+            Some(position) if position <= of.facts.sync => position,
+            _ => return Err(DavError::Precondition(403, "d", "valid-sync-token")),
+        },
+    };
+    let mut w = Writer::new("multistatus");
+    let store = &of.api.gateway.store;
+    if since == 0 {
+        for (uid, object) in &of.objects()? {
+            respond(&mut w, &of.object(uid), of.facts, Some(object), of.wanted);
+        }
+    } else {
+        // The account's log, one entry per object changed since: what is in this calendar
+        // (or was, when removed: a placement outlives its object) as it is, anything else as
+        // removed here, since the log does not say where an object was before; a client that
+        // moved one away by DELETE and PUT elsewhere must see it go, and one never here is
+        // ignored by clients (RFC 6578 3.5.2 lists removals the client may not know).
+        let changes = store.changes_since(of.account, since)?.changed;
+        for change in &changes {
+            let resource = of.object(&change.uid);
+            let object = match of.facts.placed(of.calendar, &change.uid) {
+                true => store.get(of.account, &change.uid)?,
+                false => None,
+            };
+            match object {
+                Some(object) => respond(&mut w, &resource, of.facts, Some(&object), of.wanted),
+                None => gone(&mut w, &resource.href()),
+            }
+        }
+    }
+    w.text("d:sync-token", &of.facts.sync_token());
+    Ok(multistatus(w))
+}
