@@ -368,8 +368,11 @@ mod tests {
                 segment().prop_map(Resource::Principal),
                 segment().prop_map(Resource::Home),
                 (segment(), calendar()).prop_map(|(a, c)| Resource::Calendar(a, c)),
-                (segment(), calendar(), segment())
-                    .prop_map(|(a, c, n)| Resource::Object(a, c, Member::named(&n))),
+                (segment(), calendar(), segment()).prop_map(|(a, c, n)| Resource::Object(
+                    a,
+                    c,
+                    Member::named(&n)
+                )),
                 segment().prop_map(Resource::Inbox),
                 (segment(), any::<u64>()).prop_map(|(a, id)| Resource::InboxItem(a, id)),
                 segment().prop_map(Resource::Outbox),

@@ -1,0 +1,503 @@
+//! A commit of the sled store: what a sled transaction cannot do (take ids, scan) is done
+//! before it, then one transaction over every tree applies each change with the function of
+//! its kind.
+
+use super::keys::{
+    NAME_OF, NAMED, change_key, count_value, decode, encode, member_key, name_key, notice_value,
+    object_key, seen_time_key, sent_value, tally_key, usage_of, usage_value,
+};
+use super::{Trees, unavailable};
+use crate::store::{Change, Expect, OutboundMessage, StoreError, Tag};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use std::collections::BTreeMap;
+
+/// A step of the transaction: done, or aborted with why (retried by sled on its own conflicts).
+type Step = Result<(), ConflictableTransactionError<StoreError>>;
+
+/// The COUNTER proposals and REFRESH times kept for an object, which go with it.
+struct KeptFor {
+    proposals: Vec<sled::IVec>,
+    refreshes: Vec<sled::IVec>,
+}
+
+/// What the transaction needs and cannot find itself.
+struct Prepared<'c> {
+    /// One id per change: a retried transaction must not consume new ones.
+    ids: Vec<u64>,
+    /// The oldest inbox items that make room for the new ones.
+    trimmed: Vec<Vec<u8>>,
+    /// What is kept for each object the changes remove.
+    kept_for: BTreeMap<(&'c str, &'c str), KeptFor>,
+}
+
+impl Trees {
+    pub(super) fn commit(&self, changes: &[Change]) -> Result<Vec<u64>, StoreError> {
+        crate::store::check_sizes(changes)?;
+        let prepared = self.prepare(changes)?;
+        // More trees than sled's tuples take: a slice, its views in the same order.
+        let trees = [
+            &self.objects,
+            &self.outbox,
+            &self.seen,
+            &self.seen_times,
+            &self.counters,
+            &self.sent,
+            &self.notices,
+            &self.refreshed,
+            &self.changes,
+            &self.latest,
+            &self.inbox,
+            &self.properties,
+            &self.calendars,
+            &self.placements,
+            &self.names,
+            &self.usage,
+            &self.tallies,
+            &self.meta,
+        ];
+        let result = trees[..].transaction(|views| {
+            let views = Views::of(views);
+            for key in &prepared.trimmed {
+                views.inbox.remove(key.as_slice())?;
+            }
+            for (change, id) in changes.iter().zip(&prepared.ids) {
+                views.apply(change, *id, &prepared)?;
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => Ok(prepared.ids),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(unavailable(e)),
+        }
+    }
+
+    fn prepare<'c>(&self, changes: &'c [Change]) -> Result<Prepared<'c>, StoreError> {
+        let ids = changes
+            .iter()
+            .map(|_| self.db.generate_id().map_err(unavailable))
+            .collect::<Result<_, _>>()?;
+        Ok(Prepared {
+            ids,
+            trimmed: self.trimmed_for(changes)?,
+            kept_for: self.kept_for_removed(changes)?,
+        })
+    }
+
+    /// The keys of the inbox items that must go so that the new ones fit each account's room.
+    fn trimmed_for(&self, changes: &[Change]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut added: BTreeMap<&str, Room> = Default::default();
+        for change in changes {
+            if let Change::Inbox {
+                account,
+                text,
+                keep,
+                keep_bytes,
+            } = change
+            {
+                let room = added.entry(account).or_insert(Room {
+                    items: 0,
+                    bytes: 0,
+                    keep: *keep,
+                    keep_bytes: *keep_bytes,
+                });
+                room.items += 1;
+                room.bytes += text.len();
+                room.keep = room.keep.min(*keep);
+                room.keep_bytes = room.keep_bytes.min(*keep_bytes);
+            }
+        }
+        let mut trimmed = Vec::new();
+        for (account, room) in added {
+            let held = self.inbox_ids(account)?;
+            trimmed.extend(
+                room.oldest_to_drop(&held)
+                    .map(|id| change_key(account, &id.to_be_bytes())),
+            );
+        }
+        Ok(trimmed)
+    }
+
+    /// What is kept for each object these changes remove.
+    fn kept_for_removed<'c>(
+        &self,
+        changes: &'c [Change],
+    ) -> Result<BTreeMap<(&'c str, &'c str), KeptFor>, StoreError> {
+        let mut out = BTreeMap::new();
+        for change in changes {
+            if let Change::Delete { account, uid, .. } = change {
+                let prefix = member_key(account, uid, &[]);
+                let keys = |tree: &sled::Tree| {
+                    tree.scan_prefix(&prefix)
+                        .keys()
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(unavailable)
+                };
+                let kept = KeptFor {
+                    proposals: keys(&self.counters)?,
+                    refreshes: keys(&self.refreshed)?,
+                };
+                out.insert((account.as_str(), uid.as_str()), kept);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The transaction's view of each tree, by name.
+struct Views<'t> {
+    objects: &'t TransactionalTree,
+    outbox: &'t TransactionalTree,
+    seen: &'t TransactionalTree,
+    seen_times: &'t TransactionalTree,
+    counters: &'t TransactionalTree,
+    sent: &'t TransactionalTree,
+    notices: &'t TransactionalTree,
+    refreshed: &'t TransactionalTree,
+    changes: &'t TransactionalTree,
+    latest: &'t TransactionalTree,
+    inbox: &'t TransactionalTree,
+    properties: &'t TransactionalTree,
+    calendars: &'t TransactionalTree,
+    placements: &'t TransactionalTree,
+    names: &'t TransactionalTree,
+    usage: &'t TransactionalTree,
+    tallies: &'t TransactionalTree,
+    meta: &'t TransactionalTree,
+}
+
+impl<'t> Views<'t> {
+    /// The views of `commit`'s trees, in its order.
+    fn of(views: &'t [TransactionalTree]) -> Views<'t> {
+        let [
+            objects,
+            outbox,
+            seen,
+            seen_times,
+            counters,
+            sent,
+            notices,
+            refreshed,
+            changes,
+            latest,
+            inbox,
+            properties,
+            calendars,
+            placements,
+            names,
+            usage,
+            tallies,
+            meta,
+        ] = views
+        else {
+            unreachable!("one view per tree");
+        };
+        Views {
+            objects,
+            outbox,
+            seen,
+            seen_times,
+            counters,
+            sent,
+            notices,
+            refreshed,
+            changes,
+            latest,
+            inbox,
+            properties,
+            calendars,
+            placements,
+            names,
+            usage,
+            tallies,
+            meta,
+        }
+    }
+
+    /// One change, under the id taken for it.
+    fn apply(&self, change: &Change, id: u64, prepared: &Prepared) -> Step {
+        let id_key = id.to_be_bytes();
+        match change {
+            Change::Put {
+                account,
+                uid,
+                text,
+                expect,
+                tag,
+            } => self.put(account, uid, text, expect, *tag, id),
+            Change::Delete {
+                account,
+                uid,
+                expect,
+            } => {
+                self.delete(account, uid, expect, id)?;
+                self.forget_kept(&prepared.kept_for[&(account.as_str(), uid.as_str())])
+            }
+            Change::Inbox { account, text, .. } => {
+                set(self.inbox, change_key(account, &id_key), Some(text))
+            }
+            Change::InboxRemove { account, id } => set(
+                self.inbox,
+                change_key(account, &id.to_be_bytes()),
+                None::<&[u8]>,
+            ),
+            Change::Calendar {
+                account,
+                name,
+                exists,
+            } => set(
+                self.calendars,
+                object_key(account, name),
+                exists.then_some(b""),
+            ),
+            Change::Place {
+                account,
+                uid,
+                calendar,
+            } => set(self.placements, object_key(account, uid), calendar.as_ref()),
+            Change::Property {
+                account,
+                calendar,
+                name,
+                value,
+            } => set(
+                self.properties,
+                member_key(account, calendar, name.as_bytes()),
+                value.as_ref(),
+            ),
+            Change::Name { account, uid, name } => self.name(account, uid, name.as_deref()),
+            Change::Enqueue(message) => self.queue(id, Some(message)),
+            Change::Dequeue(queued) => self.queue(*queued, None),
+            Change::Requeue(queued, message) => self.queue(*queued, Some(message)),
+            Change::Sent(queued, message, at) => {
+                let json = serde_json::to_vec(message).expect("a message serializes");
+                set(
+                    self.sent,
+                    queued.to_be_bytes(),
+                    Some(sent_value(*at, &json)),
+                )
+            }
+            Change::ForgetSent(queued) => set(self.sent, queued.to_be_bytes(), None::<&[u8]>),
+            Change::Notify {
+                account,
+                uid,
+                due,
+                repliers,
+            } => self.notify(account, uid, *due, repliers),
+            Change::Notified { account, uid } => self.notified(account, uid),
+            Change::Refreshed {
+                account,
+                uid,
+                attendee,
+                at,
+            } => set(
+                self.refreshed,
+                member_key(account, uid, attendee.as_bytes()),
+                Some(at.to_be_bytes()),
+            ),
+            Change::Seen(key, at) => self.seen(key, *at, id),
+            Change::Tally {
+                account,
+                tally,
+                address,
+                count,
+            } => set(
+                self.tallies,
+                tally_key(account, *tally, address),
+                Some(count_value(*count)),
+            ),
+            Change::Mark(marker) => set(self.meta, marker.key(), Some([1])),
+            Change::Proposal { account, uid, text } => {
+                set(self.counters, member_key(account, uid, &id_key), Some(text))
+            }
+            Change::DropProposal { account, uid, id } => set(
+                self.counters,
+                member_key(account, uid, &id.to_be_bytes()),
+                None::<&[u8]>,
+            ),
+        }
+    }
+
+    fn put(
+        &self,
+        account: &str,
+        uid: &str,
+        text: &str,
+        expect: &Expect,
+        tag: Tag,
+        id: u64,
+    ) -> Step {
+        let key = object_key(account, uid);
+        let current = self.objects.get(&key)?;
+        let kept = current.as_deref().and_then(decode).map(|o| o.schedule_tag);
+        let before = current.as_ref().map(|v| v.len().saturating_sub(16));
+        check(expect, current)?;
+        let schedule_tag = match tag {
+            Tag::Kept => kept.unwrap_or(id),
+            Tag::New => id,
+        };
+        self.objects.insert(key, encode(id, schedule_tag, text))?;
+        self.log_change(account, uid, id, false)?;
+        self.count(account, before, Some(text.len()))
+    }
+
+    fn delete(&self, account: &str, uid: &str, expect: &Expect, id: u64) -> Step {
+        let key = object_key(account, uid);
+        let current = self.objects.get(&key)?;
+        let before = current.as_ref().map(|v| v.len().saturating_sub(16));
+        check(expect, current)?;
+        self.objects.remove(key)?;
+        self.log_change(account, uid, id, true)?;
+        self.count(account, before, None)
+    }
+
+    /// What was kept for a removed object goes with it.
+    fn forget_kept(&self, kept: &KeptFor) -> Step {
+        for key in &kept.proposals {
+            self.counters.remove(key)?;
+        }
+        for key in &kept.refreshes {
+            self.refreshed.remove(key)?;
+        }
+        Ok(())
+    }
+
+    /// Records the latest change of an object, and forgets its previous one.
+    fn log_change(&self, account: &str, uid: &str, id: u64, removed: bool) -> Step {
+        let object = object_key(account, uid);
+        if let Some(previous) = self.latest.get(&object)? {
+            self.changes.remove(change_key(account, &previous))?;
+        }
+        self.latest.insert(object, &id.to_be_bytes())?;
+        let mut value = vec![u8::from(removed)];
+        value.extend_from_slice(uid.as_bytes());
+        self.changes
+            .insert(change_key(account, &id.to_be_bytes()), value)?;
+        Ok(())
+    }
+
+    /// Adjusts an account's usage for an object that held `before` bytes (none: absent) and
+    /// holds `after` (none: removed).
+    fn count(&self, account: &str, before: Option<usize>, after: Option<usize>) -> Step {
+        let mut held = usage_of(self.usage.get(account.as_bytes())?.as_deref());
+        held.objects =
+            (held.objects + u64::from(after.is_some())).saturating_sub(u64::from(before.is_some()));
+        held.bytes =
+            (held.bytes + after.unwrap_or(0) as u64).saturating_sub(before.unwrap_or(0) as u64);
+        self.usage.insert(account.as_bytes(), usage_value(held))?;
+        Ok(())
+    }
+
+    /// A resource name for an object, both ways; the name leaves the object it stood for
+    /// before, and the object its previous name.
+    fn name(&self, account: &str, uid: &str, name: Option<&str>) -> Step {
+        let by_uid = name_key(account, NAME_OF, uid);
+        if let Some(old) = self.names.remove(by_uid.clone())? {
+            let old = String::from_utf8_lossy(&old);
+            self.names.remove(name_key(account, NAMED, &old))?;
+        }
+        if let Some(name) = name {
+            let by_name = name_key(account, NAMED, name);
+            if let Some(other) = self.names.insert(by_name, uid.as_bytes())? {
+                let other = String::from_utf8_lossy(&other);
+                self.names.remove(name_key(account, NAME_OF, &other))?;
+            }
+            self.names.insert(by_uid, name.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// A queue entry written (new or requeued) or removed.
+    fn queue(&self, id: u64, message: Option<&OutboundMessage>) -> Step {
+        let value = message.map(|m| serde_json::to_vec(m).expect("a message serializes"));
+        set(self.outbox, id.to_be_bytes(), value)
+    }
+
+    /// A notice due, with the attendees whose answers it is about (merged with those already
+    /// waiting, whose due time stays).
+    fn notify(&self, account: &str, uid: &str, due: i64, repliers: &[String]) -> Step {
+        let key = object_key(account, uid);
+        let (due, mut all) = match self.notices.get(&key)? {
+            Some(value) => notice_value(&value).unwrap_or((due, Vec::new())),
+            None => (due, Vec::new()),
+        };
+        for replier in repliers {
+            if !all.contains(replier) {
+                all.push(replier.clone());
+            }
+        }
+        let mut value = due.to_be_bytes().to_vec();
+        value.extend(serde_json::to_vec(&all).expect("strings serialize"));
+        self.notices.insert(key, value)?;
+        Ok(())
+    }
+
+    /// A notice sent; gone meanwhile (sent by another commit), the decision is stale.
+    fn notified(&self, account: &str, uid: &str) -> Step {
+        match self.notices.remove(object_key(account, uid))? {
+            Some(_) => Ok(()),
+            None => Err(ConflictableTransactionError::Abort(StoreError::Conflict)),
+        }
+    }
+
+    /// A delivery recorded; recorded meanwhile, the decision runs again and finds it.
+    fn seen(&self, key: &[u8], at: i64, id: u64) -> Step {
+        if self.seen.insert(key, &id.to_be_bytes())?.is_some() {
+            return Err(ConflictableTransactionError::Abort(StoreError::Conflict));
+        }
+        self.seen_times.insert(seen_time_key(at, key), &[])?;
+        Ok(())
+    }
+}
+
+/// Writes a value under a key, or removes the key.
+fn set(tree: &TransactionalTree, key: impl AsRef<[u8]>, value: Option<impl AsRef<[u8]>>) -> Step {
+    let key = key.as_ref();
+    match value {
+        Some(value) => tree.insert(key, value.as_ref())?,
+        None => tree.remove(key)?,
+    };
+    Ok(())
+}
+
+/// Aborts a commit whose expectation of an object's revision fails.
+fn check(expect: &Expect, current: Option<sled::IVec>) -> Step {
+    let ok = match (expect, current.as_deref().and_then(decode)) {
+        (Expect::Any, _) => true,
+        (Expect::Absent, found) => found.is_none(),
+        (Expect::Revision(rev), Some(found)) => found.revision == *rev,
+        (Expect::Revision(_), None) => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ConflictableTransactionError::Abort(StoreError::Conflict))
+    }
+}
+
+/// The room a commit's new inbox items of one account need.
+struct Room {
+    items: usize,
+    bytes: usize,
+    keep: usize,
+    keep_bytes: usize,
+}
+
+impl Room {
+    /// The oldest of the items held (id and size, oldest first) that must go so that the
+    /// held and the new fit.
+    fn oldest_to_drop<'h>(&self, held: &'h [(u64, usize)]) -> impl Iterator<Item = u64> + 'h {
+        let mut items = held.len() + self.items;
+        let mut bytes = held.iter().map(|(_, size)| size).sum::<usize>() + self.bytes;
+        let (keep, keep_bytes) = (self.keep, self.keep_bytes);
+        held.iter()
+            .take_while(move |(_, size)| {
+                let over = items > keep || bytes > keep_bytes;
+                items -= 1;
+                bytes -= size;
+                over
+            })
+            .map(|(id, _)| *id)
+    }
+}

@@ -1,0 +1,783 @@
+//! The embedded backend: sled 0.34.7.
+
+mod commit;
+mod keys;
+#[cfg(test)]
+mod tests;
+mod upgrade;
+
+use super::{
+    Change, Changed, Changes, Claim, Count, Expired, Expiry, Marker, Notice, OutboundMessage,
+    Store, StoreError, StoredObject, Tally, Usage,
+};
+use keys::{
+    NAME_OF, NAMED, change_key, count_of, decode, member_key, name_key, notice_value, object_key,
+    seen_time_key, tally_key, usage_of,
+};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use upgrade::{recorded_format, upgrade};
+
+/// The on-disk layout this build reads and writes, recorded as `imipd-N` under `format` in the
+/// `meta` tree.
+const FORMAT: u32 = 4;
+
+/// sled with the trees of the daemon; reopened from disk after an I/O failure, because sled
+/// keeps failing once it has seen one (a full disk, say) and its memory may then hold writes
+/// that never reached the disk.
+pub struct SledStore {
+    dir: PathBuf,
+    cache_size: u64,
+    state: RwLock<State>,
+    secret: [u8; 32],
+}
+
+/// The open database, or why there is none.
+struct State {
+    trees: Option<Arc<Trees>>,
+    generation: u64,
+    failure: String,
+    last_attempt: Option<Instant>,
+}
+
+/// One opening of the database.
+struct Trees {
+    generation: u64,
+    db: sled::Db,
+    objects: sled::Tree,
+    outbox: sled::Tree,
+    seen: sled::Tree,
+    /// When each delivery was recorded: `seen_time_key` → nothing.
+    seen_times: sled::Tree,
+    counters: sled::Tree,
+    sent: sled::Tree,
+    notices: sled::Tree,
+    refreshed: sled::Tree,
+    /// Each account's changes, by change id: `account \0 id` → a flag (0 put, 1 removed) and
+    /// the UID; only an object's latest change stays (what a calendar client's sync asks).
+    changes: sled::Tree,
+    /// The id of each object's latest change: `account \0 uid` → id.
+    latest: sled::Tree,
+    /// Each account's schedule inbox: `account \0 id` → an iTIP message.
+    inbox: sled::Tree,
+    /// Properties clients wrote on each calendar: `account \0 calendar \0 {ns}name` → value.
+    properties: sled::Tree,
+    /// Each account's further calendars: `account \0 name` → nothing.
+    calendars: sled::Tree,
+    /// Objects placed in a further calendar: `account \0 uid` → the calendar's name.
+    placements: sled::Tree,
+    /// Resource names clients gave objects instead of `UID.ics`, both ways: `name_key`.
+    names: sled::Tree,
+    /// What each account holds: `account` → `usage_value`.
+    usage: sled::Tree,
+    /// Tallies per account and outside address: `tally_key` → `count_value`.
+    tallies: sled::Tree,
+    /// The store's format, secret and markers.
+    meta: sled::Tree,
+    log: File,
+    dir: PathBuf,
+    /// The blob files synced so far, by name, with the length they had then.
+    blobs: std::sync::Mutex<std::collections::HashMap<std::ffi::OsString, u64>>,
+}
+
+/// `store.cache_size` when it is not set: see `config::Store`.
+pub const DEFAULT_CACHE_SIZE: u64 = 8 * 1024 * 1024;
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in a folder and checks its format.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(dir, DEFAULT_CACHE_SIZE)
+    }
+
+    /// Opens the store with a page cache of `cache_size` bytes (`store.cache_size`): sled keeps
+    /// what it read and wrote there, so resident memory grows with the store up to it.
+    pub fn open_with(dir: &Path, cache_size: u64) -> Result<Self, StoreError> {
+        let trees = Trees::open(dir, cache_size, 0)?;
+        let secret = trees.secret()?;
+        Ok(SledStore {
+            secret,
+            dir: dir.to_path_buf(),
+            cache_size,
+            state: RwLock::new(State {
+                trees: Some(Arc::new(trees)),
+                generation: 0,
+                failure: String::new(),
+                last_attempt: None,
+            }),
+        })
+    }
+
+    fn trees(&self) -> Result<Arc<Trees>, StoreError> {
+        if let Some(trees) = &self.state.read().unwrap_or_else(|e| e.into_inner()).trees {
+            return Ok(trees.clone());
+        }
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(trees) = &state.trees {
+            return Ok(trees.clone());
+        }
+        // Operations still running on the failed opening hold its lock file for a moment.
+        if state
+            .last_attempt
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(500))
+        {
+            return Err(StoreError::Unavailable(format!(
+                "store failed ({}), reopening",
+                state.failure
+            )));
+        }
+        state.last_attempt = Some(Instant::now());
+        let trees = match Trees::open(&self.dir, self.cache_size, state.generation + 1) {
+            Ok(trees) => Arc::new(trees),
+            Err(error) => {
+                tracing::warn!(%error, "store cannot be reopened yet");
+                return Err(error);
+            }
+        };
+        state.generation += 1;
+        state.trees = Some(trees.clone());
+        tracing::warn!(generation = state.generation, "store reopened from disk");
+        Ok(trees)
+    }
+
+    /// Runs an operation; an I/O failure closes this opening so the next call reopens.
+    fn with<T>(&self, op: impl FnOnce(&Trees) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let trees = self.trees()?;
+        let result = op(&trees);
+        if let Err(StoreError::Unavailable(error)) = &result {
+            let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+            if state.trees.as_ref().is_some_and(|t| Arc::ptr_eq(t, &trees)) {
+                tracing::error!(%error, "store failed; answering 4xx until it can be reopened");
+                state.trees = None;
+                state.failure = error.clone();
+                state.last_attempt = None;
+            }
+        }
+        result
+    }
+}
+
+impl Trees {
+    fn open(dir: &Path, cache_size: u64, generation: u64) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(unavailable)?;
+        let config = sled::Config::new()
+            .path(dir)
+            .segment_size(8 * 1024 * 1024)
+            .cache_capacity(cache_size);
+        // An opening dropped a moment ago keeps its file lock until sled's flusher thread ends;
+        // a reopening waits up to 2 s for it (another process holding the store is refused then).
+        let mut waits = 0;
+        let db = loop {
+            match config.open() {
+                // sled reports it as ErrorKind::Other, with this text.
+                Err(sled::Error::Io(e))
+                    if e.to_string().starts_with("could not acquire lock") && waits < 40 =>
+                {
+                    waits += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(sled::Error::Io(e)) if e.to_string().starts_with("could not acquire lock") => {
+                    return Err(StoreError::Unavailable(format!(
+                        "another process (another imipd?) uses the store in {}: its lock is \
+                         held; stop that one, or give this one another server.data_dir",
+                        dir.display()
+                    )));
+                }
+                opened => break opened.map_err(unavailable)?,
+            }
+        };
+        let meta = db.open_tree("meta").map_err(unavailable)?;
+        match meta.get("format").map_err(unavailable)? {
+            Some(text) => match recorded_format(&text) {
+                Some(FORMAT) => {}
+                Some(found) => upgrade(&db, &meta, found)?,
+                None => {
+                    return Err(StoreError::Format {
+                        found: String::from_utf8_lossy(&text).into_owned(),
+                        expected: format!("imipd-{FORMAT} (this is no imipd store)"),
+                    });
+                }
+            },
+            None => {
+                meta.insert("format", format!("imipd-{FORMAT}").as_str())
+                    .map_err(unavailable)?;
+                db.flush().map_err(unavailable)?;
+            }
+        }
+        let log = File::options()
+            .read(true)
+            .open(dir.join("db"))
+            .map_err(unavailable)?;
+        Ok(Trees {
+            generation,
+            objects: db.open_tree("objects").map_err(unavailable)?,
+            outbox: db.open_tree("outbox").map_err(unavailable)?,
+            seen: db.open_tree("seen").map_err(unavailable)?,
+            seen_times: db.open_tree("seen_times").map_err(unavailable)?,
+            counters: db.open_tree("counters").map_err(unavailable)?,
+            sent: db.open_tree("sent").map_err(unavailable)?,
+            notices: db.open_tree("notices").map_err(unavailable)?,
+            refreshed: db.open_tree("refreshed").map_err(unavailable)?,
+            changes: db.open_tree("changes").map_err(unavailable)?,
+            latest: db.open_tree("latest").map_err(unavailable)?,
+            inbox: db.open_tree("inbox").map_err(unavailable)?,
+            properties: db.open_tree("properties").map_err(unavailable)?,
+            calendars: db.open_tree("calendars").map_err(unavailable)?,
+            placements: db.open_tree("placements").map_err(unavailable)?,
+            names: db.open_tree("names").map_err(unavailable)?,
+            usage: db.open_tree("usage").map_err(unavailable)?,
+            tallies: db.open_tree("tallies").map_err(unavailable)?,
+            meta,
+            db,
+            log,
+            dir: dir.to_path_buf(),
+            blobs: Default::default(),
+        })
+    }
+}
+
+impl Trees {
+    /// The store's secret, made (and flushed) on first use.
+    fn secret(&self) -> Result<[u8; 32], StoreError> {
+        let meta = self.db.open_tree("meta").map_err(unavailable)?;
+        if let Some(found) = meta.get("secret").map_err(unavailable)?
+            && let Ok(secret) = <[u8; 32]>::try_from(found.as_ref())
+        {
+            return Ok(secret);
+        }
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(unavailable)?;
+        meta.insert("secret", &secret).map_err(unavailable)?;
+        self.sync()?;
+        Ok(secret)
+    }
+
+    fn get(&self, account: &str, uid: &str) -> Result<Option<StoredObject>, StoreError> {
+        Ok(self
+            .objects
+            .get(object_key(account, uid))
+            .map_err(unavailable)?
+            .and_then(|v| decode(&v)))
+    }
+
+    fn list(&self, account: &str) -> Result<Vec<(String, StoredObject)>, StoreError> {
+        let prefix = object_key(account, "");
+        let mut out = Vec::new();
+        for item in self.objects.scan_prefix(&prefix) {
+            let (key, value) = item.map_err(unavailable)?;
+            let uid = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            if let Some(object) = decode(&value) {
+                out.push((uid, object));
+            }
+        }
+        Ok(out)
+    }
+
+    fn all(&self) -> Result<Vec<(String, String, StoredObject)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.objects.iter() {
+            let (key, value) = item.map_err(unavailable)?;
+            let mut halves = key.splitn(2, |b| *b == 0);
+            let account = String::from_utf8_lossy(halves.next().unwrap_or_default()).into_owned();
+            let uid = String::from_utf8_lossy(halves.next().unwrap_or_default()).into_owned();
+            if let Some(object) = decode(&value) {
+                out.push((account, uid, object));
+            }
+        }
+        Ok(out)
+    }
+
+    fn seen(&self, key: &[u8]) -> Result<bool, StoreError> {
+        self.seen.contains_key(key).map_err(unavailable)
+    }
+
+    fn calendars(&self, account: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = object_key(account, "");
+        let mut out = Vec::new();
+        for item in self.calendars.scan_prefix(&prefix) {
+            let (key, _) = item.map_err(unavailable)?;
+            out.push(String::from_utf8_lossy(&key[prefix.len()..]).into_owned());
+        }
+        Ok(out)
+    }
+
+    fn placements(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let prefix = object_key(account, "");
+        let mut out = Vec::new();
+        for item in self.placements.scan_prefix(&prefix) {
+            let (key, value) = item.map_err(unavailable)?;
+            out.push((
+                String::from_utf8_lossy(&key[prefix.len()..]).into_owned(),
+                String::from_utf8_lossy(&value).into_owned(),
+            ));
+        }
+        Ok(out)
+    }
+
+    fn name(&self, account: &str, way: u8, text: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .names
+            .get(name_key(account, way, text))
+            .map_err(unavailable)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn names(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let prefix = name_key(account, NAME_OF, "");
+        let mut out = Vec::new();
+        for item in self.names.scan_prefix(&prefix) {
+            let (key, value) = item.map_err(unavailable)?;
+            out.push((
+                String::from_utf8_lossy(&key[prefix.len()..]).into_owned(),
+                String::from_utf8_lossy(&value).into_owned(),
+            ));
+        }
+        Ok(out)
+    }
+
+    fn properties(
+        &self,
+        account: &str,
+        calendar: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let prefix = member_key(account, calendar, &[]);
+        let mut out = Vec::new();
+        for item in self.properties.scan_prefix(&prefix) {
+            let (key, value) = item.map_err(unavailable)?;
+            out.push((
+                String::from_utf8_lossy(&key[prefix.len()..]).into_owned(),
+                String::from_utf8_lossy(&value).into_owned(),
+            ));
+        }
+        Ok(out)
+    }
+
+    fn inbox_ids(&self, account: &str) -> Result<Vec<(u64, usize)>, StoreError> {
+        let prefix = object_key(account, "");
+        let mut out = Vec::new();
+        // sled holds the values in the pages it iterates: their lengths cost no read.
+        for item in self.inbox.scan_prefix(&prefix) {
+            let (key, value) = item.map_err(unavailable)?;
+            let id = key[prefix.len()..].try_into().map(u64::from_be_bytes);
+            out.push((id.unwrap_or_default(), value.len()));
+        }
+        Ok(out)
+    }
+
+    fn usage(&self, account: &str) -> Result<Usage, StoreError> {
+        let value = self.usage.get(account.as_bytes()).map_err(unavailable)?;
+        Ok(usage_of(value.as_deref()))
+    }
+
+    fn tally(
+        &self,
+        account: &str,
+        tally: Tally,
+        address: &str,
+    ) -> Result<Option<Count>, StoreError> {
+        let value = self
+            .tallies
+            .get(tally_key(account, tally, address))
+            .map_err(unavailable)?;
+        Ok(value.as_deref().and_then(count_of))
+    }
+
+    fn marked(&self, marker: Marker) -> Result<bool, StoreError> {
+        self.meta.contains_key(marker.key()).map_err(unavailable)
+    }
+
+    fn proposals(&self, account: &str, uid: &str) -> Result<Vec<(u64, String)>, StoreError> {
+        let prefix = member_key(account, uid, &[]);
+        let mut out = Vec::new();
+        for item in self.counters.scan_prefix(&prefix) {
+            let (key, value) = item.map_err(unavailable)?;
+            let id = key[prefix.len()..].try_into().map(u64::from_be_bytes);
+            out.push((
+                id.unwrap_or_default(),
+                String::from_utf8_lossy(&value).into_owned(),
+            ));
+        }
+        Ok(out)
+    }
+
+    fn inbox(&self, account: &str) -> Result<Vec<(u64, String)>, StoreError> {
+        let prefix = object_key(account, "");
+        let mut out = Vec::new();
+        for item in self.inbox.scan_prefix(&prefix) {
+            let (key, value) = item.map_err(unavailable)?;
+            let id = key[prefix.len()..]
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or_default();
+            out.push((id, String::from_utf8_lossy(&value).into_owned()));
+        }
+        Ok(out)
+    }
+
+    fn changes_since(&self, account: &str, since: u64) -> Result<Changes, StoreError> {
+        let prefix = object_key(account, "");
+        let start = change_key(account, &since.to_be_bytes());
+        let end = change_key(account, &u64::MAX.to_be_bytes());
+        let mut out = Changes {
+            latest: self.latest_change(account)?,
+            changed: Vec::new(),
+        };
+        for item in self.changes.range(start..=end) {
+            let (key, value) = item.map_err(unavailable)?;
+            let id = key[prefix.len()..]
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or_default();
+            let Some((flag, uid)) = value.split_first() else {
+                continue;
+            };
+            out.changed.push(Changed {
+                id,
+                uid: String::from_utf8_lossy(uid).into_owned(),
+                removed: *flag == 1,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The position after the account's latest change (0: none yet).
+    fn latest_change(&self, account: &str) -> Result<u64, StoreError> {
+        let prefix = object_key(account, "");
+        let last = self.changes.scan_prefix(&prefix).next_back();
+        Ok(match last {
+            Some(item) => {
+                let (key, _) = item.map_err(unavailable)?;
+                key[prefix.len()..]
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .unwrap_or_default()
+                    + 1
+            }
+            None => 0,
+        })
+    }
+
+    fn outbox(&self) -> Result<Vec<(u64, OutboundMessage)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.outbox.iter() {
+            let (key, value) = item.map_err(unavailable)?;
+            let id = u64::from_be_bytes(key.as_ref().try_into().map_err(unavailable)?);
+            // An entry an earlier version queued for what is no mailbox is never sent; it must
+            // not make the store look broken either.
+            match serde_json::from_slice(&value) {
+                Ok(message) => out.push((id, message)),
+                Err(error) => {
+                    tracing::error!(id, %error, "outbound queue entry unreadable; skipped")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn outbox_remove(&self, id: u64) -> Result<(), StoreError> {
+        self.outbox.remove(id.to_be_bytes()).map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn notices(&self) -> Result<Vec<Notice>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.notices.iter() {
+            let (key, value) = item.map_err(unavailable)?;
+            let mut fields = key.splitn(2, |b| *b == 0);
+            let account = String::from_utf8_lossy(fields.next().unwrap_or_default()).into_owned();
+            let uid = String::from_utf8_lossy(fields.next().unwrap_or_default()).into_owned();
+            let (due, repliers) = notice_value(&value).ok_or_else(|| unavailable("notice"))?;
+            out.push(Notice {
+                account,
+                uid,
+                due,
+                repliers,
+            });
+        }
+        out.sort_by_key(|n| n.due);
+        Ok(out)
+    }
+
+    fn refreshed(
+        &self,
+        account: &str,
+        uid: &str,
+        attendee: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let key = member_key(account, uid, attendee.as_bytes());
+        Ok(self
+            .refreshed
+            .get(key)
+            .map_err(unavailable)?
+            .and_then(|v| Some(i64::from_be_bytes(v.as_ref().try_into().ok()?))))
+    }
+
+    fn sent(&self, id: u64) -> Result<Option<OutboundMessage>, StoreError> {
+        match self.sent.get(id.to_be_bytes()).map_err(unavailable)? {
+            Some(value) => Ok(serde_json::from_slice(value.get(8..).unwrap_or_default())
+                .inspect_err(|error| tracing::error!(id, %error, "sent record unreadable"))
+                .ok()),
+            None => Ok(None),
+        }
+    }
+
+    fn expire(&self, expiry: Expiry, limit: usize) -> Result<Expired, StoreError> {
+        let old_seen: Vec<sled::IVec> = self
+            .seen_times
+            .range(..seen_time_key(expiry.seen_before, &[]))
+            .keys()
+            .take(limit)
+            .collect::<Result<_, _>>()
+            .map_err(unavailable)?;
+        (&self.seen, &self.seen_times)
+            .transaction(|(seen, seen_times)| {
+                for key in &old_seen {
+                    seen.remove(key.get(8..).unwrap_or_default())?;
+                    seen_times.remove(key)?;
+                }
+                Ok::<_, ConflictableTransactionError<StoreError>>(())
+            })
+            .map_err(|e| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => unavailable(e),
+            })?;
+        // Ids grow in the order messages were queued, which is nearly the order the relay took
+        // them: the walk stops at the first one too young.
+        let mut old_sent = sled::Batch::default();
+        let mut sent = 0;
+        for item in self.sent.iter().take(limit) {
+            let (key, value) = item.map_err(unavailable)?;
+            let at = value
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(i64::MAX, i64::from_be_bytes);
+            if at >= expiry.sent_before {
+                break;
+            }
+            old_sent.remove(key);
+            sent += 1;
+        }
+        self.sent.apply_batch(old_sent).map_err(unavailable)?;
+        Ok(Expired {
+            seen: old_seen.len(),
+            sent,
+            tallies: self.expire_tallies(expiry.tallies_before, limit)?,
+        })
+    }
+
+    /// Forgets up to `limit` windowed tallies whose window began before `before`.
+    fn expire_tallies(&self, before: i64, limit: usize) -> Result<usize, StoreError> {
+        let windowed = [Tally::Echo.code(), Tally::NewFrom.code()];
+        let mut old = sled::Batch::default();
+        let mut forgotten = 0;
+        for item in self.tallies.iter() {
+            let (key, value) = item.map_err(unavailable)?;
+            let code = key
+                .iter()
+                .position(|b| *b == 0)
+                .and_then(|at| key.get(at + 1));
+            let old_enough = count_of(&value).is_some_and(|c| c.since < before);
+            if code.is_some_and(|c| windowed.contains(c)) && old_enough {
+                old.remove(key);
+                forgotten += 1;
+                if forgotten == limit {
+                    break;
+                }
+            }
+        }
+        self.tallies.apply_batch(old).map_err(unavailable)?;
+        Ok(forgotten)
+    }
+
+    fn counters(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let prefix = object_key(account, "");
+        let mut out = Vec::new();
+        for item in self.counters.scan_prefix(&prefix) {
+            let (key, value) = item.map_err(unavailable)?;
+            let rest = &key[prefix.len()..];
+            let uid = rest.split(|b| *b == 0).next().unwrap_or_default();
+            out.push((
+                String::from_utf8_lossy(uid).into_owned(),
+                String::from_utf8_lossy(&value).into_owned(),
+            ));
+        }
+        Ok(out)
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.db.size_on_disk().map_err(unavailable)
+    }
+
+    fn sync(&self) -> Result<u64, StoreError> {
+        // sled's flush ends in sync_file_range, which a power cut can undo (sled #1452).
+        self.db.flush().map_err(unavailable)?;
+        self.log.sync_data().map_err(unavailable)?;
+        let mut synced = self.blobs.lock().unwrap_or_else(|e| e.into_inner());
+        sync_blobs(&self.dir.join("blobs"), &mut synced).map_err(unavailable)?;
+        Ok(self.generation)
+    }
+}
+
+/// Makes the blob files sled wrote since the last round durable (it writes values and pages
+/// too large for its log there, and never syncs them): those not synced yet, or grown since
+/// (sled writes a blob in several pieces), and the folder's entries when there is a new one.
+/// A blob removed between the listing and its opening is one sled no longer needs: no failure.
+fn sync_blobs(
+    folder: &Path,
+    synced: &mut std::collections::HashMap<std::ffi::OsString, u64>,
+) -> std::io::Result<()> {
+    let listing = match std::fs::read_dir(folder) {
+        Ok(listing) => listing,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    let mut present = std::collections::HashSet::new();
+    let mut new_entry = false;
+    for blob in listing {
+        let blob = blob?;
+        let name = blob.file_name();
+        present.insert(name.clone());
+        let length = match blob.metadata() {
+            Ok(metadata) => metadata.len(),
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        if synced.get(&name) == Some(&length) {
+            continue;
+        }
+        match File::open(blob.path()).and_then(|f| f.sync_data()) {
+            Ok(()) => {}
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(e),
+        }
+        new_entry |= !synced.contains_key(&name);
+        synced.insert(name, length);
+    }
+    synced.retain(|name, _| present.contains(name));
+    if new_entry {
+        File::open(folder)?.sync_all()?;
+    }
+    Ok(())
+}
+
+impl Store for SledStore {
+    fn get(&self, account: &str, uid: &str) -> Result<Option<StoredObject>, StoreError> {
+        self.with(|t| t.get(account, uid))
+    }
+    fn list(&self, account: &str) -> Result<Vec<(String, StoredObject)>, StoreError> {
+        self.with(|t| t.list(account))
+    }
+    fn all(&self) -> Result<Vec<(String, String, StoredObject)>, StoreError> {
+        self.with(|t| t.all())
+    }
+    fn changes_since(&self, account: &str, since: u64) -> Result<Changes, StoreError> {
+        self.with(|t| t.changes_since(account, since))
+    }
+    fn inbox(&self, account: &str) -> Result<Vec<(u64, String)>, StoreError> {
+        self.with(|t| t.inbox(account))
+    }
+    fn inbox_ids(&self, account: &str) -> Result<Vec<(u64, usize)>, StoreError> {
+        self.with(|t| t.inbox_ids(account))
+    }
+    fn usage(&self, account: &str) -> Result<Usage, StoreError> {
+        self.with(|t| t.usage(account))
+    }
+    fn tally(
+        &self,
+        account: &str,
+        tally: Tally,
+        address: &str,
+    ) -> Result<Option<Count>, StoreError> {
+        self.with(|t| t.tally(account, tally, address))
+    }
+    fn marked(&self, marker: Marker) -> Result<bool, StoreError> {
+        self.with(|t| t.marked(marker))
+    }
+    fn proposals(&self, account: &str, uid: &str) -> Result<Vec<(u64, String)>, StoreError> {
+        self.with(|t| t.proposals(account, uid))
+    }
+    fn properties(
+        &self,
+        account: &str,
+        calendar: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        self.with(|t| t.properties(account, calendar))
+    }
+    fn calendars(&self, account: &str) -> Result<Vec<String>, StoreError> {
+        self.with(|t| t.calendars(account))
+    }
+    fn placements(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.with(|t| t.placements(account))
+    }
+    fn named(&self, account: &str, name: &str) -> Result<Option<String>, StoreError> {
+        self.with(|t| t.name(account, NAMED, name))
+    }
+    fn name_of(&self, account: &str, uid: &str) -> Result<Option<String>, StoreError> {
+        self.with(|t| t.name(account, NAME_OF, uid))
+    }
+    fn names(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.with(|t| t.names(account))
+    }
+    fn seen(&self, key: &[u8]) -> Result<bool, StoreError> {
+        self.with(|t| t.seen(key))
+    }
+    fn commit(&self, changes: &[Change]) -> Result<Vec<u64>, StoreError> {
+        self.with(|t| t.commit(changes))
+    }
+    fn outbox(&self) -> Result<Vec<(u64, OutboundMessage)>, StoreError> {
+        self.with(|t| t.outbox())
+    }
+    fn outbox_remove(&self, id: u64) -> Result<(), StoreError> {
+        self.with(|t| t.outbox_remove(id))
+    }
+    /// One process holds a sled store (its lock file): its worker's own bookkeeping suffices.
+    fn claim(&self, _: u64, _: &str, _: i64, _: i64) -> Result<Claim, StoreError> {
+        Ok(Claim::Taken)
+    }
+    fn relayed(&self, _: u64) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    fn notices(&self) -> Result<Vec<Notice>, StoreError> {
+        self.with(|t| t.notices())
+    }
+    fn refreshed(
+        &self,
+        account: &str,
+        uid: &str,
+        attendee: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        self.with(|t| t.refreshed(account, uid, attendee))
+    }
+    fn sent(&self, id: u64) -> Result<Option<OutboundMessage>, StoreError> {
+        self.with(|t| t.sent(id))
+    }
+    fn counters(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.with(|t| t.counters(account))
+    }
+    fn expire(&self, expiry: Expiry, limit: usize) -> Result<Expired, StoreError> {
+        self.with(|t| t.expire(expiry, limit))
+    }
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.with(|t| t.size_on_disk())
+    }
+    fn secret(&self) -> [u8; 32] {
+        self.secret
+    }
+    fn sync(&self) -> Result<u64, StoreError> {
+        self.with(|t| t.sync())
+    }
+    fn generation(&self) -> u64 {
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .generation
+    }
+}

@@ -1,0 +1,278 @@
+//! The sled backend's own tests (the store contract runs in tests/store.rs).
+
+use super::*;
+use crate::store::{Expect, Tag};
+
+fn put(uid: &str, text: &str, expect: Expect) -> Change {
+    Change::Put {
+        account: "a@x.org".into(),
+        uid: uid.into(),
+        text: text.into(),
+        expect,
+        tag: Tag::New,
+    }
+}
+
+/// A blob sled removes between the listing and its opening (here: a name whose file is
+/// gone) is no failure; a blob synced once is not synced again unless it grew.
+#[test]
+fn blobs_gone_or_unchanged_cost_no_failure_and_no_sync() {
+    let dir = std::env::temp_dir().join(format!("imipd-blobs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("1"), b"blob").unwrap();
+    std::os::unix::fs::symlink(dir.join("removed"), dir.join("2")).unwrap();
+    let mut synced = Default::default();
+    sync_blobs(&dir, &mut synced).expect("a removed blob is no failure");
+    assert_eq!(synced.len(), 1);
+    assert_eq!(synced.get(std::ffi::OsStr::new("1")), Some(&4));
+    std::fs::write(dir.join("1"), b"longer blob").unwrap();
+    std::fs::remove_file(dir.join("2")).unwrap();
+    sync_blobs(&dir, &mut synced).unwrap();
+    assert_eq!(synced.get(std::ffi::OsStr::new("1")), Some(&11));
+    std::fs::remove_file(dir.join("1")).unwrap();
+    sync_blobs(&dir, &mut synced).unwrap();
+    assert!(synced.is_empty());
+    sync_blobs(&dir.join("none"), &mut synced).expect("no blobs folder yet");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_reopening_waits_for_the_lock_of_an_opening_being_dropped() {
+    let dir = std::env::temp_dir().join(format!("imipd-store-lock-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let first = SledStore::open(&dir).unwrap();
+    let holder = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(first);
+    });
+    assert!(SledStore::open(&dir).is_ok());
+    holder.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn commits_are_atomic_and_checked() {
+    let dir = std::env::temp_dir().join(format!("imipd-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = SledStore::open(&dir).unwrap();
+    store
+        .commit(&[
+            put("u1", "one", Expect::Absent),
+            Change::Seen(b"m1".to_vec(), 0),
+        ])
+        .unwrap();
+    let first = store.get("a@x.org", "u1").unwrap().unwrap();
+    assert_eq!(first.text, "one");
+    assert!(store.seen(b"m1").unwrap());
+    // A failed precondition leaves everything as it was, the other changes included.
+    let err = store.commit(&[
+        Change::Seen(b"m2".to_vec(), 0),
+        put("u1", "two", Expect::Absent),
+    ]);
+    assert!(matches!(err, Err(StoreError::Conflict)));
+    assert!(!store.seen(b"m2").unwrap());
+    store
+        .commit(&[put("u1", "two", Expect::Revision(first.revision))])
+        .unwrap();
+    let second = store.get("a@x.org", "u1").unwrap().unwrap();
+    assert!(second.revision > first.revision);
+    assert_eq!(store.list("a@x.org").unwrap().len(), 1);
+    assert!(store.list("a@x.org.evil").unwrap().is_empty());
+    store.sync().unwrap();
+    drop(store);
+    // The format key is checked at the next start.
+    let reopened = SledStore::open(&dir).unwrap();
+    assert_eq!(reopened.get("a@x.org", "u1").unwrap().unwrap().text, "two");
+    let trees = reopened.trees().unwrap();
+    let meta = trees.db.open_tree("meta").unwrap();
+    let newer = format!("imipd-{}", FORMAT + 1);
+    meta.insert("format", newer.as_str()).unwrap();
+    trees.db.flush().unwrap();
+    drop((meta, trees, reopened));
+    let Err(refused) = SledStore::open(&dir) else {
+        panic!("a newer format opened");
+    };
+    let said = refused.to_string();
+    assert!(
+        said.contains(&newer) && said.contains("written by a newer imipd"),
+        "{said}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn put_of(account: &str, uid: &str, text: &str) -> Change {
+    Change::Put {
+        account: account.into(),
+        uid: uid.into(),
+        text: text.into(),
+        expect: Expect::Any,
+        tag: Tag::New,
+    }
+}
+
+#[test]
+fn the_schedule_tag_is_kept_or_renewed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    store.commit(&[put_of("a@x.org", "t", "1")]).unwrap();
+    let first = store.get("a@x.org", "t").unwrap().unwrap();
+    assert_eq!(first.schedule_tag, first.revision);
+    let mut kept = put_of("a@x.org", "t", "2");
+    if let Change::Put { tag, .. } = &mut kept {
+        *tag = Tag::Kept;
+    }
+    store.commit(&[kept]).unwrap();
+    let second = store.get("a@x.org", "t").unwrap().unwrap();
+    assert_eq!(
+        (second.text.as_str(), second.schedule_tag),
+        ("2", first.schedule_tag)
+    );
+    assert_ne!(second.revision, first.revision);
+    store.commit(&[put_of("a@x.org", "t", "3")]).unwrap();
+    let third = store.get("a@x.org", "t").unwrap().unwrap();
+    assert_eq!(third.schedule_tag, third.revision);
+}
+
+#[test]
+fn changes_since_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    store.commit(&[put_of("a@x.org", "one", "1")]).unwrap();
+    let token = store.changes_since("a@x.org", 0).unwrap().latest;
+    store.commit(&[put_of("a@x.org", "two", "2")]).unwrap();
+    store.commit(&[put_of("b@x.org", "other", "3")]).unwrap();
+    store
+        .commit(&[Change::Delete {
+            account: "a@x.org".into(),
+            uid: "one".into(),
+            expect: Expect::Any,
+        }])
+        .unwrap();
+    let since = store.changes_since("a@x.org", token).unwrap();
+    let seen: Vec<(&str, bool)> = since
+        .changed
+        .iter()
+        .map(|c| (c.uid.as_str(), c.removed))
+        .collect();
+    assert_eq!(seen, [("two", false), ("one", true)]);
+    // Only the latest change of each object stays.
+    let all = store.changes_since("a@x.org", 0).unwrap();
+    assert_eq!(all.changed.len(), 2);
+    assert_eq!(all.latest, since.latest);
+    assert!(
+        store
+            .changes_since("a@x.org", since.latest)
+            .unwrap()
+            .changed
+            .is_empty()
+    );
+}
+
+#[test]
+fn format_1_is_upgraded_with_its_objects_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    store.commit(&[put_of("a@x.org", "old", "1")]).unwrap();
+    {
+        // As a format-1 binary left it: no log.
+        let trees = store.trees().unwrap();
+        trees.changes.clear().unwrap();
+        trees.latest.clear().unwrap();
+        let meta = trees.db.open_tree("meta").unwrap();
+        meta.insert("format", "imipd-1").unwrap();
+        trees.db.flush().unwrap();
+    }
+    drop(store);
+    let store = SledStore::open(dir.path()).unwrap();
+    let all = store.changes_since("a@x.org", 0).unwrap();
+    assert_eq!(all.changed.len(), 1);
+    assert_eq!(all.changed[0].uid, "old");
+    let meta = store.trees().unwrap().db.open_tree("meta").unwrap();
+    assert_eq!(meta.get("format").unwrap().unwrap().as_ref(), b"imipd-4");
+}
+
+#[test]
+fn format_3_counts_what_each_account_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    store
+        .commit(&[
+            put_of("a@x.org", "one", "12345"),
+            put_of("a@x.org", "two", "123"),
+            put_of("b@x.org", "three", "1"),
+        ])
+        .unwrap();
+    {
+        // As a format-3 binary left it: nothing counted.
+        let trees = store.trees().unwrap();
+        trees.usage.clear().unwrap();
+        trees.meta.insert("format", "imipd-3").unwrap();
+        trees.db.flush().unwrap();
+    }
+    drop(store);
+    let store = SledStore::open(dir.path()).unwrap();
+    let usage = |a| store.usage(a).unwrap();
+    assert_eq!(
+        usage("a@x.org"),
+        Usage {
+            objects: 2,
+            bytes: 8
+        }
+    );
+    assert_eq!(
+        usage("b@x.org"),
+        Usage {
+            objects: 1,
+            bytes: 1
+        }
+    );
+}
+
+#[test]
+fn format_2_dates_its_deliveries_and_sent_messages_to_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let bob = crate::mailbox::Mailbox::parse("bob@x.org").unwrap();
+    let message = crate::store::OutboundMessage {
+        trace: "t".into(),
+        account: "bob@x.org".into(),
+        uid: "u".into(),
+        method: "REQUEST".into(),
+        from: bob.clone(),
+        to: vec![bob],
+        summary: Default::default(),
+        calendar: String::new(),
+        queued_at: 0,
+        attempts: 0,
+        next_attempt: 0,
+        last_error: None,
+        via: None,
+    };
+    {
+        // As a format-2 binary left them: undated.
+        let trees = store.trees().unwrap();
+        trees.seen.insert(b"m1", &7u64.to_be_bytes()).unwrap();
+        let json = serde_json::to_vec(&message).unwrap();
+        trees.sent.insert(9u64.to_be_bytes(), json).unwrap();
+        let meta = trees.db.open_tree("meta").unwrap();
+        meta.insert("format", "imipd-2").unwrap();
+        trees.db.flush().unwrap();
+    }
+    drop(store);
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.sent(9).unwrap().unwrap().uid, "u");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // Dated to the upgrade: younger than an hour ago, older than in an hour.
+    assert_eq!(
+        store.expire(Expiry::all_before(now - 3600), 10).unwrap(),
+        Expired::default()
+    );
+    assert!(store.seen(b"m1").unwrap());
+    let gone = store.expire(Expiry::all_before(now + 3600), 10).unwrap();
+    assert_eq!((gone.seen, gone.sent), (1, 1));
+    assert!(!store.seen(b"m1").unwrap() && store.sent(9).unwrap().is_none());
+}

@@ -1,0 +1,130 @@
+//! Older formats of the sled store brought to this build's, one step at a time.
+
+use super::keys::{change_key, encode, seen_time_key, sent_value, usage_value};
+use super::{FORMAT, unavailable};
+use crate::store::{StoreError, StoredObject, Usage};
+use std::collections::BTreeMap;
+
+/// The steps from each older format to the next, applied in order when a store of an older
+/// format is opened (`UPGRADES[0]` takes format 1 to 2, and so on). Format 1 is the first.
+const UPGRADES: &[Upgrade] = &[log_existing_objects, date_delivered_and_sent, count_usage];
+
+/// Format 4 keeps what each account holds (objects, bytes) for its quotas: a store of format
+/// 3 counts its objects.
+fn count_usage(db: &sled::Db) -> Result<(), StoreError> {
+    let objects = db.open_tree("objects").map_err(unavailable)?;
+    let usage = db.open_tree("usage").map_err(unavailable)?;
+    let mut counted: BTreeMap<Vec<u8>, Usage> = BTreeMap::new();
+    for item in objects.iter() {
+        let (key, value) = item.map_err(unavailable)?;
+        let account = key.split(|b| *b == 0).next().unwrap_or_default().to_vec();
+        let held = counted.entry(account).or_default();
+        held.objects += 1;
+        held.bytes += value.len().saturating_sub(16) as u64;
+    }
+    for (account, held) in counted {
+        usage
+            .insert(account, usage_value(held))
+            .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+/// Format 3 records when each message was delivered and each sent message relayed, so that
+/// they can be forgotten after a while: a store of format 2 dates what it holds to the upgrade.
+fn date_delivered_and_sent(db: &sled::Db) -> Result<(), StoreError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let seen = db.open_tree("seen").map_err(unavailable)?;
+    let seen_times = db.open_tree("seen_times").map_err(unavailable)?;
+    for item in seen.iter() {
+        let (key, _) = item.map_err(unavailable)?;
+        seen_times
+            .insert(seen_time_key(now, &key), &[])
+            .map_err(unavailable)?;
+    }
+    let sent = db.open_tree("sent").map_err(unavailable)?;
+    for item in sent.iter() {
+        let (key, value) = item.map_err(unavailable)?;
+        sent.insert(key, sent_value(now, &value))
+            .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+/// Format 2 keeps a log of each account's changes (for calendar clients' sync) and each
+/// object's Schedule-Tag: a store of format 1 starts the log with every object it holds, as
+/// written at its revision, and gives each the revision as its tag.
+fn log_existing_objects(db: &sled::Db) -> Result<(), StoreError> {
+    let objects = db.open_tree("objects").map_err(unavailable)?;
+    let changes = db.open_tree("changes").map_err(unavailable)?;
+    let latest = db.open_tree("latest").map_err(unavailable)?;
+    for item in objects.iter() {
+        let (key, value) = item.map_err(unavailable)?;
+        // Format 1's value: the revision, then the text.
+        let Some((revision, text)) = value.split_at_checked(8) else {
+            continue;
+        };
+        let Ok(text) = std::str::from_utf8(text) else {
+            continue;
+        };
+        let revision = u64::from_be_bytes(revision.try_into().unwrap_or_default());
+        objects
+            .insert(&key, encode(revision, revision, text))
+            .map_err(unavailable)?;
+        let object = StoredObject {
+            revision,
+            schedule_tag: revision,
+            text: String::new(),
+        };
+        let mut halves = key.splitn(2, |b| *b == 0);
+        let account = String::from_utf8_lossy(halves.next().unwrap_or_default()).into_owned();
+        let uid = halves.next().unwrap_or_default();
+        let id = object.revision.to_be_bytes();
+        latest.insert(&key, &id).map_err(unavailable)?;
+        let mut entry = vec![0];
+        entry.extend_from_slice(uid);
+        changes
+            .insert(change_key(&account, &id), entry)
+            .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+/// One step from a format to the next.
+type Upgrade = fn(&sled::Db) -> Result<(), StoreError>;
+
+/// The format a store records.
+pub(super) fn recorded_format(text: &[u8]) -> Option<u32> {
+    std::str::from_utf8(text)
+        .ok()?
+        .strip_prefix("imipd-")?
+        .parse()
+        .ok()
+}
+
+/// Brings a store of format `found` to this build's, or says why it cannot.
+pub(super) fn upgrade(db: &sled::Db, meta: &sled::Tree, found: u32) -> Result<(), StoreError> {
+    let refuse = |why: &str| StoreError::Format {
+        found: format!("imipd-{found}"),
+        expected: format!("imipd-{FORMAT} ({why})"),
+    };
+    if found > FORMAT {
+        return Err(refuse(
+            "written by a newer imipd: run that one, or move the data with its export and this one's import",
+        ));
+    }
+    let first = FORMAT - UPGRADES.len() as u32;
+    if found < first {
+        return Err(refuse("older than any format this imipd can upgrade"));
+    }
+    for (step, next) in UPGRADES[(found - first) as usize..].iter().zip(found + 1..) {
+        step(db)?;
+        meta.insert("format", format!("imipd-{next}").as_str())
+            .map_err(unavailable)?;
+        db.flush().map_err(unavailable)?;
+        tracing::warn!(format = next, "store upgraded");
+    }
+    Ok(())
+}
