@@ -387,6 +387,24 @@ fn what_was_kept_for_an_object_goes_with_it() {
             store.refreshed("bob", "stays", "mailto:a@x.org").unwrap(),
             Some(5)
         );
+        // Kept in the same commit before the removal: it goes too (sled scanned before the
+        // commit and kept it); for an object that is not there: it goes too (PostgreSQL kept
+        // it). Both found by tests/store_model.rs.
+        let remove = |uid: &str, expect| Change::Delete {
+            account: "bob".into(),
+            uid: uid.into(),
+            expect,
+        };
+        store
+            .commit(&[proposal("stays"), remove("stays", Expect::Any)])
+            .unwrap();
+        assert_eq!(store.counters("bob").unwrap(), Vec::new());
+        store.commit(&[refreshed("never")]).unwrap();
+        store.commit(&[remove("never", Expect::Absent)]).unwrap();
+        assert_eq!(
+            store.refreshed("bob", "never", "mailto:a@x.org").unwrap(),
+            None
+        );
     });
 }
 

@@ -64,7 +64,10 @@ const DELETE_ANY: &str = "WITH n AS (SELECT nextval('imipd.ids') AS id), \
      c AS (INSERT INTO imipd.changes SELECT $1, $2, n.id, true FROM n \
      ON CONFLICT (account, uid) DO UPDATE SET id = EXCLUDED.id, removed = true) \
      SELECT n.id FROM n";
+// Nothing to remove, but what was kept for the object goes all the same, as with sled.
 const DELETE_ABSENT: &str = "WITH n AS (SELECT nextval('imipd.ids') AS id), \
+     p AS (DELETE FROM imipd.counters WHERE account = $1 AND uid = $2), \
+     r AS (DELETE FROM imipd.refreshed WHERE account = $1 AND uid = $2), \
      c AS (INSERT INTO imipd.changes SELECT $1, $2, n.id, true FROM n \
      ON CONFLICT (account, uid) DO UPDATE SET id = EXCLUDED.id, removed = true) \
      SELECT n.id, imipd.expect(NOT EXISTS (SELECT 1 FROM imipd.objects \

@@ -22,13 +22,13 @@ struct KeptFor {
 }
 
 /// What the transaction needs and cannot find itself.
-struct Prepared<'c> {
+struct Prepared {
     /// One id per change: a retried transaction must not consume new ones.
     ids: Vec<u64>,
     /// The oldest inbox items that make room for the new ones.
     trimmed: Vec<Vec<u8>>,
-    /// What is kept for each object the changes remove.
-    kept_for: BTreeMap<(&'c str, &'c str), KeptFor>,
+    /// What is kept for the object of each removal, by the removal's index.
+    kept_for: BTreeMap<usize, KeptFor>,
 }
 
 impl Trees {
@@ -61,8 +61,8 @@ impl Trees {
             for key in &prepared.trimmed {
                 views.inbox.remove(key.as_slice())?;
             }
-            for (change, id) in changes.iter().zip(&prepared.ids) {
-                views.apply(change, *id, &prepared)?;
+            for (at, (change, id)) in changes.iter().zip(&prepared.ids).enumerate() {
+                views.apply(change, *id, prepared.kept_for.get(&at))?;
             }
             Ok(())
         });
@@ -73,15 +73,15 @@ impl Trees {
         }
     }
 
-    fn prepare<'c>(&self, changes: &'c [Change]) -> Result<Prepared<'c>, StoreError> {
-        let ids = changes
+    fn prepare(&self, changes: &[Change]) -> Result<Prepared, StoreError> {
+        let ids: Vec<u64> = changes
             .iter()
             .map(|_| self.db.generate_id().map_err(unavailable))
             .collect::<Result<_, _>>()?;
         Ok(Prepared {
-            ids,
             trimmed: self.trimmed_for(changes)?,
-            kept_for: self.kept_for_removed(changes)?,
+            kept_for: self.kept_for_removed(changes, &ids)?,
+            ids,
         })
     }
 
@@ -119,27 +119,51 @@ impl Trees {
         Ok(trimmed)
     }
 
-    /// What is kept for each object these changes remove.
-    fn kept_for_removed<'c>(
+    /// What is kept for the object of each removal among these changes, by the change's
+    /// index: what the store holds, and what the commit's earlier changes add (a removal
+    /// takes everything kept for its object up to it, as PostgreSQL's statements in order do).
+    fn kept_for_removed(
         &self,
-        changes: &'c [Change],
-    ) -> Result<BTreeMap<(&'c str, &'c str), KeptFor>, StoreError> {
+        changes: &[Change],
+        ids: &[u64],
+    ) -> Result<BTreeMap<usize, KeptFor>, StoreError> {
         let mut out = BTreeMap::new();
-        for change in changes {
-            if let Change::Delete { account, uid, .. } = change {
-                let prefix = member_key(account, uid, &[]);
-                let keys = |tree: &sled::Tree| {
-                    tree.scan_prefix(&prefix)
-                        .keys()
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(unavailable)
-                };
-                let kept = KeptFor {
-                    proposals: keys(&self.counters)?,
-                    refreshes: keys(&self.refreshed)?,
-                };
-                out.insert((account.as_str(), uid.as_str()), kept);
+        for (at, change) in changes.iter().enumerate() {
+            let Change::Delete { account, uid, .. } = change else {
+                continue;
+            };
+            let prefix = member_key(account, uid, &[]);
+            let keys = |tree: &sled::Tree| {
+                tree.scan_prefix(&prefix)
+                    .keys()
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(unavailable)
+            };
+            let mut kept = KeptFor {
+                proposals: keys(&self.counters)?,
+                refreshes: keys(&self.refreshed)?,
+            };
+            for (earlier, id) in changes[..at].iter().zip(ids) {
+                match earlier {
+                    Change::Proposal {
+                        account: a, uid: u, ..
+                    } if a == account && u == uid => {
+                        kept.proposals
+                            .push(member_key(a, u, &id.to_be_bytes()).into());
+                    }
+                    Change::Refreshed {
+                        account: a,
+                        uid: u,
+                        attendee,
+                        ..
+                    } if a == account && u == uid => {
+                        kept.refreshes
+                            .push(member_key(a, u, attendee.as_bytes()).into());
+                    }
+                    _ => {}
+                }
             }
+            out.insert(at, kept);
         }
         Ok(out)
     }
@@ -216,7 +240,7 @@ impl<'t> Views<'t> {
     }
 
     /// One change, under the id taken for it.
-    fn apply(&self, change: &Change, id: u64, prepared: &Prepared) -> Step {
+    fn apply(&self, change: &Change, id: u64, kept_for: Option<&KeptFor>) -> Step {
         let id_key = id.to_be_bytes();
         match change {
             Change::Put {
@@ -232,7 +256,7 @@ impl<'t> Views<'t> {
                 expect,
             } => {
                 self.delete(account, uid, expect, id)?;
-                self.forget_kept(&prepared.kept_for[&(account.as_str(), uid.as_str())])
+                kept_for.map_or(Ok(()), |kept| self.forget_kept(kept))
             }
             Change::Inbox { account, text, .. } => {
                 set(self.inbox, change_key(account, &id_key), Some(text))
