@@ -1,7 +1,7 @@
 //! What a durable commit costs: sled commit, flush + fdatasync, and group commit under
 //! concurrent writers. Run: `cargo bench --bench store` (on the disk that holds target/).
 
-use imipd::store::{Change, Durability, Expect, SledStore, Store, Tag};
+use imipd::store::{Change, Durability, Expect, GroupSync, SledStore, Store, Tag};
 use std::sync::Arc;
 use std::time::Instant;
 

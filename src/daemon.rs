@@ -169,7 +169,7 @@ pub async fn serve(config: Config, reload: Reload) -> Result<(), DaemonError> {
     if drained.is_err() {
         tracing::warn!("sessions still open after 30 s; stopping anyway");
     }
-    if let Err(e) = gateway.durable(gateway.store.generation()).await {
+    if let Err(e) = gateway.flush().await {
         tracing::error!(error = %e, "final flush failed");
     }
     tracing::info!("stopped");

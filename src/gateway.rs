@@ -4,7 +4,7 @@
 
 use crate::config::Config;
 use crate::itip::{CalAddress, Context};
-use crate::store::{Change, Durability, Store, StoreError};
+use crate::store::{Change, Durability, Durable, Store, StoreError};
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -261,7 +261,7 @@ impl Gateway {
                     Change::Enqueue(_) | Change::Requeue(..) | Change::Notify { .. }
                 )
             });
-            let generation = self.store.generation();
+            let generation = self.generation();
             let committing = self.commits.read().await;
             let started = std::time::Instant::now();
             let committed = self.store.commit(&changes);
@@ -291,12 +291,25 @@ impl Gateway {
         }
     }
 
-    /// Waits until everything committed since `generation` was read is on disk.
-    pub async fn durable(&self, generation: u64) -> Result<(), StoreError> {
-        if self.store.durable_on_commit() {
-            return Ok(());
+    /// The store's generation, to read before a commit (see `GroupSync::generation`).
+    fn generation(&self) -> u64 {
+        match self.store.durable() {
+            Durable::BySync(store) => store.generation(),
+            Durable::OnCommit => 0,
         }
-        self.durability.wait(generation).await
+    }
+
+    /// Waits until everything committed since `generation` was read is on disk.
+    async fn durable(&self, generation: u64) -> Result<(), StoreError> {
+        match self.store.durable() {
+            Durable::OnCommit => Ok(()),
+            Durable::BySync(_) => self.durability.wait(generation).await,
+        }
+    }
+
+    /// Waits until everything committed so far is on disk (before a process ends).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.durable(self.generation()).await
     }
 }
 

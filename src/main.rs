@@ -720,10 +720,7 @@ fn offline<T>(
     runtime().block_on(async {
         let gateway = imipd::gateway::Gateway::new(config.clone(), store);
         let result = work(&gateway).await;
-        gateway
-            .durable(gateway.store.generation())
-            .await
-            .map_err(|e| e.to_string())?;
+        gateway.flush().await.map_err(|e| e.to_string())?;
         result
     })
 }

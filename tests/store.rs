@@ -187,34 +187,66 @@ fn a_claim_holds_until_its_lease_ends() {
             .commit(&[Change::Enqueue(message("paul@partner.example"))])
             .unwrap();
         let id = ids[0];
-        assert_eq!(store.claim(id, "host-a", 100, 200).unwrap(), Claim::Taken);
-        match store.claim(id, "host-b", 150, 250).unwrap() {
-            // A store of one host has no other host to keep out.
-            Claim::Taken => assert!(!store.relayed(id).unwrap()),
-            Claim::Elsewhere => {
-                // The holder renews; the other host gets it once the lease ended.
-                assert_eq!(store.claim(id, "host-a", 150, 300).unwrap(), Claim::Taken);
-                assert_eq!(
-                    store.claim(id, "host-b", 299, 400).unwrap(),
-                    Claim::Elsewhere
-                );
-                // host-a's relay took it, then host-a died: host-b records it as sent.
-                assert!(store.relayed(id).unwrap());
-                assert_eq!(store.claim(id, "host-b", 301, 400).unwrap(), Claim::Relayed);
-                // Put back for a later attempt, anyone may take it.
-                store
-                    .commit(&[Change::Requeue(id, message("paul@partner.example"))])
-                    .unwrap();
-                assert_ne!(
-                    store.claim(id, "host-c", 302, 400).unwrap(),
-                    Claim::Elsewhere
-                );
-            }
-            Claim::Relayed => panic!("nothing was relayed"),
-        }
+        // A store of one host (sled) has no other host to keep out: nothing to coordinate.
+        let Some(hosts) = store.coordination() else {
+            return;
+        };
+        assert_eq!(hosts.claim(id, "host-a", 100, 200).unwrap(), Claim::Taken);
+        assert_eq!(
+            hosts.claim(id, "host-b", 150, 250).unwrap(),
+            Claim::Elsewhere
+        );
+        // The holder renews; the other host gets it once the lease ended.
+        assert_eq!(hosts.claim(id, "host-a", 150, 300).unwrap(), Claim::Taken);
+        assert_eq!(
+            hosts.claim(id, "host-b", 299, 400).unwrap(),
+            Claim::Elsewhere
+        );
+        // host-a's relay took it, then host-a died: host-b records it as sent.
+        hosts.relayed(id).unwrap();
+        assert_eq!(hosts.claim(id, "host-b", 301, 400).unwrap(), Claim::Relayed);
+        // Put back for a later attempt, anyone may take it.
+        store
+            .commit(&[Change::Requeue(id, message("paul@partner.example"))])
+            .unwrap();
+        assert_ne!(
+            hosts.claim(id, "host-c", 302, 400).unwrap(),
+            Claim::Elsewhere
+        );
         store.commit(&[Change::Dequeue(id)]).unwrap();
         assert!(store.outbox().unwrap().is_empty());
-        assert_ne!(store.claim(id, "host-a", 500, 600).unwrap(), Claim::Relayed);
+        assert_ne!(hosts.claim(id, "host-a", 500, 600).unwrap(), Claim::Relayed);
+    });
+}
+
+#[test]
+fn a_sync_position_is_where_the_change_log_ends() {
+    on_each("sync-position", |store| {
+        assert_eq!(store.sync_position("bob").unwrap(), 0);
+        store.commit(&[put("a", "one", Expect::Absent)]).unwrap();
+        let after_one = store.sync_position("bob").unwrap();
+        assert_eq!(after_one, store.changes_since("bob", 0).unwrap().latest);
+        store.commit(&[put("b", "two", Expect::Absent)]).unwrap();
+        let after_two = store.sync_position("bob").unwrap();
+        assert!(after_two > after_one);
+        assert_eq!(
+            after_two,
+            store.changes_since("bob", after_one).unwrap().latest
+        );
+        assert_eq!(store.sync_position("nobody").unwrap(), 0);
+    });
+}
+
+#[test]
+fn each_backend_refuses_what_it_cannot_keep() {
+    on_each("max-value", |store| {
+        let most = store.max_value();
+        let over = "x".repeat(most + 1);
+        match store.commit(&[put("big", &over, Expect::Absent)]) {
+            Err(StoreError::TooLarge(size)) => assert_eq!(size, most + 1),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(store.get("bob", "big").unwrap(), None);
     });
 }
 

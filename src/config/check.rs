@@ -226,13 +226,15 @@ impl Config {
                  still being delivered",
             );
         }
-        if self.limits.max_object_size > crate::store::MAX_VALUE {
+        let most = crate::store::max_value(self.store.url.as_ref());
+        if self.limits.max_object_size > most {
+            let why = match self.store.url {
+                Some(_) => "what one commit may carry to PostgreSQL",
+                None => "larger values would not be flushed durably by sled",
+            };
             problems.add(
                 "limits.max_object_size",
-                format!(
-                    "at most {} bytes (larger values would not be flushed durably)",
-                    crate::store::MAX_VALUE
-                ),
+                format!("at most {most} bytes with this store ({why})"),
             );
         }
     }

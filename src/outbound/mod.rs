@@ -169,7 +169,11 @@ impl Worker {
                 continue;
             }
             let lease = now + self.gateway.config().outbound.lease.as_secs() as i64;
-            let claim = self.gateway.store.claim(id, &self.holder, now, lease);
+            // A store of one host: every message is this host's to deliver.
+            let claim = match self.gateway.store.coordination() {
+                Some(hosts) => hosts.claim(id, &self.holder, now, lease),
+                None => Ok(Claim::Taken),
+            };
             let relayed = match claim.map_err(|e| e.to_string())? {
                 Claim::Taken => false,
                 Claim::Relayed => true,
@@ -274,7 +278,9 @@ async fn record_relayed(
             tracing::error!(trace, id, error = %e, "outbound: cannot write down in the journal that the relay accepted it");
         }
     }
-    if let Err(e) = gateway.store.relayed(id) {
+    // A store of one host: the journal file is the record.
+    let recorded = gateway.store.coordination().map(|hosts| hosts.relayed(id));
+    if let Some(Err(e)) = recorded {
         tracing::error!(trace, id, error = %e, "outbound: cannot record in the store that the relay accepted it");
     }
 }

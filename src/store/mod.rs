@@ -26,20 +26,23 @@ pub enum Claim {
 use crate::mailbox::Mailbox;
 use serde::{Deserialize, Serialize};
 
-/// Largest value a commit may carry. sled 0.34 writes values above its blob threshold
-/// (a quarter of the 8 MiB segment) to separate files without fsync; staying well below
-/// keeps every byte in the log file that `sync` makes durable.
-pub const MAX_VALUE: usize = 1024 * 1024;
+/// The largest value one change may carry in the backend a store URL names (none: sled).
+pub fn max_value(url: Option<&Database>) -> usize {
+    match url {
+        Some(_) => postgres::MAX_VALUE,
+        None => sled_store::MAX_VALUE,
+    }
+}
 
-/// Refuses a commit that carries a value over [`MAX_VALUE`], before anything is written.
-pub(crate) fn check_sizes(changes: &[Change]) -> Result<(), StoreError> {
+/// Refuses a commit that carries a value over the backend's `max`, before anything is written.
+pub(crate) fn check_sizes(changes: &[Change], max: usize) -> Result<(), StoreError> {
     for change in changes {
         let size = match change {
             Change::Put { text, .. } | Change::Proposal { text, .. } => text.len(),
             Change::Enqueue(m) | Change::Requeue(_, m) | Change::Sent(_, m, _) => m.calendar.len(),
             _ => 0,
         };
-        if size > MAX_VALUE {
+        if size > max {
             return Err(StoreError::TooLarge(size));
         }
     }
@@ -63,7 +66,7 @@ pub enum StoreError {
         /// The format this build reads.
         expected: String,
     },
-    /// A value over [`MAX_VALUE`].
+    /// A value over the backend's largest (`Store::max_value`).
     #[error("value of {0} bytes is over the store's limit")]
     TooLarge(usize),
 }
@@ -600,20 +603,25 @@ pub trait Store: Send + Sync + 'static {
     fn changes_since(&self, account: &str, since: u64) -> Result<Changes, StoreError>;
     /// True when a delivery key was recorded.
     fn seen(&self, key: &[u8]) -> Result<bool, StoreError>;
+    /// The position after the account's latest change (0: none yet): a calendar's sync token,
+    /// without the changes.
+    fn sync_position(&self, account: &str) -> Result<u64, StoreError>;
     /// Applies every change or none; fails with `Conflict` when a precondition fails.
     /// Returns the id given to each change (the revision of a `Put`).
     fn commit(&self, changes: &[Change]) -> Result<Vec<u64>, StoreError>;
+    /// The largest value one change may carry (`StoreError::TooLarge` above it).
+    fn max_value(&self) -> usize;
+    /// How a commit becomes durable.
+    fn durable(&self) -> Durable<'_>;
+    /// What hosts sharing the store coordinate their delivery through; none for a store
+    /// that one host has to itself.
+    fn coordination(&self) -> Option<&dyn Coordination> {
+        None
+    }
     /// Queued messages, oldest first.
     fn outbox(&self) -> Result<Vec<(u64, OutboundMessage)>, StoreError>;
     /// Removes a queued message.
     fn outbox_remove(&self, id: u64) -> Result<(), StoreError>;
-    /// Claims a queued message for delivery by `holder` until `until` (seconds since the
-    /// epoch): granted when nobody holds it or the holder's lease ended before `now`.
-    fn claim(&self, id: u64, holder: &str, now: i64, until: i64) -> Result<Claim, StoreError>;
-    /// Records at once and durably that the relay accepted a claimed message, where every
-    /// host sees it; false when the store keeps no such record (a store of one host, whose
-    /// journal file does it).
-    fn relayed(&self, id: u64) -> Result<bool, StoreError>;
     /// Pending notices, soonest first.
     fn notices(&self) -> Result<Vec<Notice>, StoreError>;
     /// When the organizer last answered this attendee's REFRESH for this object.
@@ -641,14 +649,32 @@ pub trait Store: Send + Sync + 'static {
     /// A random secret made when the store was created and kept with it: it keys what must
     /// be unguessable from outside (bounce addresses, Message-IDs).
     fn secret(&self) -> [u8; 32];
+}
+
+/// How a backend's commits become durable.
+pub enum Durable<'s> {
+    /// By the time a commit returns (a database's synchronous commit).
+    OnCommit,
+    /// When a sync after it succeeds: sled's, shared by every waiter of a round
+    /// (`Durability`).
+    BySync(&'s dyn GroupSync),
+}
+
+/// A store whose commits become durable by a sync after them.
+pub trait GroupSync: Send + Sync {
     /// Makes everything committed so far survive a power cut; returns the generation synced.
     fn sync(&self) -> Result<u64, StoreError>;
-    /// True when a commit is durable by the time it returns (a database's synchronous commit),
-    /// so that nobody needs to wait for a `sync`.
-    fn durable_on_commit(&self) -> bool {
-        false
-    }
-    /// Counts reopenings after failures: a commit is durable only when a sync of the generation
-    /// read before it succeeds (see `Durability::wait`).
+    /// Counts reopenings after failures: a commit is durable only when a sync of the
+    /// generation read before it succeeds (see `Durability::wait`).
     fn generation(&self) -> u64;
+}
+
+/// What hosts sharing one store need so that each queued message is delivered by one of them.
+pub trait Coordination: Send + Sync {
+    /// Claims a queued message for delivery by `holder` until `until` (seconds since the
+    /// epoch): granted when nobody holds it or the holder's lease ended before `now`.
+    fn claim(&self, id: u64, holder: &str, now: i64, until: i64) -> Result<Claim, StoreError>;
+    /// Records at once and durably that the relay accepted a claimed message, where every
+    /// host sees it.
+    fn relayed(&self, id: u64) -> Result<(), StoreError>;
 }

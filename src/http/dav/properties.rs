@@ -486,8 +486,7 @@ pub(super) struct Facts {
 
 impl Facts {
     pub(super) fn of(api: &Api, account: &str) -> Result<Facts, DavError> {
-        // Asking for the changes from the end reads none of them, only where the log ends.
-        let sync = api.gateway.store.changes_since(account, u64::MAX)?.latest;
+        let sync = api.gateway.store.sync_position(account)?;
         let addresses = api
             .gateway
             .addresses(account)

@@ -11,8 +11,8 @@
 //! the calling thread, letting the daemon's runtime move its other tasks away meanwhile.
 
 use super::{
-    Change, Changed, Changes, Claim, Contents, Count, Database, Expired, Expiry, Marker, Notice,
-    OutboundMessage, Store, StoreError, StoredObject, Tally, Usage,
+    Change, Changed, Changes, Claim, Contents, Coordination, Count, Database, Durable, Expired,
+    Expiry, Marker, Notice, OutboundMessage, Store, StoreError, StoredObject, Tally, Usage,
 };
 mod writes;
 
@@ -25,6 +25,11 @@ use tokio_postgres::types::ToSql;
 
 /// The schema this build writes; a newer one is refused, an older one upgraded.
 const FORMAT: i32 = 3;
+
+/// Largest value a commit may carry: PostgreSQL takes a gigabyte in a column, but one commit is
+/// one batch held in memory on both sides; sixteen times sled's leaves room for large objects
+/// (`limits.max_object_size`) without letting one request take the server's memory.
+pub const MAX_VALUE: usize = 16 * 1024 * 1024;
 
 /// The steps from each older schema to the next, run before `SCHEMA` (which makes what is
 /// missing): `UPGRADES[0]` takes format 1 to 2, and so on.
@@ -453,7 +458,7 @@ impl PgStore {
     }
 
     async fn commit_async(&self, changes: &[Change]) -> Result<Vec<u64>, StoreError> {
-        super::check_sizes(changes)?;
+        super::check_sizes(changes, MAX_VALUE)?;
         let client = self.client().await?;
         // Dropped before its answers are in (the call's time ran out), the connection may be
         // inside the transaction: it leaves the pool, and the server rolls back as it closes.
@@ -735,31 +740,6 @@ impl Store for PgStore {
         .map(drop)
     }
 
-    fn claim(&self, queued: u64, holder: &str, now: i64, until: i64) -> Result<Claim, StoreError> {
-        let rows = self.block(self.query(
-            "UPDATE imipd.outbox SET holder = $2, lease_until = $4 WHERE id = $1 \
-             AND (holder IS NULL OR holder = $2 OR lease_until < $3) RETURNING relayed",
-            &[&(queued as i64), &holder, &now, &until],
-        ))?;
-        Ok(match rows.first().map(|row| row.get::<_, bool>(0)) {
-            Some(true) => Claim::Relayed,
-            Some(false) => Claim::Taken,
-            None => Claim::Elsewhere,
-        })
-    }
-
-    fn relayed(&self, queued: u64) -> Result<bool, StoreError> {
-        self.block(async {
-            let client = self.journal.get().await.map_err(unreachable)?;
-            let statement = client.prepare_cached(RELAYED).await.map_err(failed)?;
-            client
-                .execute(&statement, &[&(queued as i64)])
-                .await
-                .map_err(failed)
-        })?;
-        Ok(true)
-    }
-
     fn notices(&self) -> Result<Vec<Notice>, StoreError> {
         self.read(
             "SELECT account, uid, due, repliers FROM imipd.notices ORDER BY due",
@@ -858,16 +838,52 @@ impl Store for PgStore {
         self.secret
     }
 
-    /// Every commit was durable when it returned.
-    fn sync(&self) -> Result<u64, StoreError> {
-        Ok(0)
+    fn sync_position(&self, account: &str) -> Result<u64, StoreError> {
+        let rows = self.block(self.query(
+            "SELECT max(id) FROM imipd.changes WHERE account = $1",
+            &[&account],
+        ))?;
+        let latest = rows.first().and_then(|row| row.get::<_, Option<i64>>(0));
+        Ok(latest.map_or(0, |latest| id(latest) + 1))
     }
 
-    fn durable_on_commit(&self) -> bool {
-        true
+    fn max_value(&self) -> usize {
+        MAX_VALUE
     }
 
-    fn generation(&self) -> u64 {
-        0
+    /// Every commit is durable when it returns (synchronous commit).
+    fn durable(&self) -> Durable<'_> {
+        Durable::OnCommit
+    }
+
+    fn coordination(&self) -> Option<&dyn Coordination> {
+        Some(self)
+    }
+}
+
+impl Coordination for PgStore {
+    fn claim(&self, queued: u64, holder: &str, now: i64, until: i64) -> Result<Claim, StoreError> {
+        let rows = self.block(self.query(
+            "UPDATE imipd.outbox SET holder = $2, lease_until = $4 WHERE id = $1 \
+             AND (holder IS NULL OR holder = $2 OR lease_until < $3) RETURNING relayed",
+            &[&(queued as i64), &holder, &now, &until],
+        ))?;
+        Ok(match rows.first().map(|row| row.get::<_, bool>(0)) {
+            Some(true) => Claim::Relayed,
+            Some(false) => Claim::Taken,
+            None => Claim::Elsewhere,
+        })
+    }
+
+    fn relayed(&self, queued: u64) -> Result<(), StoreError> {
+        self.block(async {
+            let client = self.journal.get().await.map_err(unreachable)?;
+            let statement = client.prepare_cached(RELAYED).await.map_err(failed)?;
+            client
+                .execute(&statement, &[&(queued as i64)])
+                .await
+                .map_err(failed)
+        })?;
+        Ok(())
     }
 }

@@ -33,7 +33,7 @@ struct Prepared {
 
 impl Trees {
     pub(super) fn commit(&self, changes: &[Change]) -> Result<Vec<u64>, StoreError> {
-        crate::store::check_sizes(changes)?;
+        crate::store::check_sizes(changes, super::MAX_VALUE)?;
         let prepared = self.prepare(changes)?;
         // More trees than sled's tuples take: a slice, its views in the same order.
         let trees = [

@@ -7,8 +7,8 @@ mod tests;
 mod upgrade;
 
 use super::{
-    Change, Changed, Changes, Claim, Count, Expired, Expiry, Marker, Notice, OutboundMessage,
-    Store, StoreError, StoredObject, Tally, Usage,
+    Change, Changed, Changes, Count, Durable, Expired, Expiry, GroupSync, Marker, Notice,
+    OutboundMessage, Store, StoreError, StoredObject, Tally, Usage,
 };
 use keys::{
     NAME_OF, NAMED, change_key, count_of, decode, member_key, name_key, notice_value, object_key,
@@ -83,6 +83,11 @@ struct Trees {
     /// The blob files synced so far, by name, with the length they had then.
     blobs: std::sync::Mutex<std::collections::HashMap<std::ffi::OsString, u64>>,
 }
+
+/// Largest value a commit may carry. sled 0.34 writes values above its blob threshold
+/// (a quarter of the 8 MiB segment) to separate files without fsync; staying well below
+/// keeps every byte in the log file that `sync` makes durable.
+pub const MAX_VALUE: usize = 1024 * 1024;
 
 /// `store.cache_size` when it is not set: see `config::Store`.
 pub const DEFAULT_CACHE_SIZE: u64 = 8 * 1024 * 1024;
@@ -739,12 +744,6 @@ impl Store for SledStore {
         self.with(|t| t.outbox_remove(id))
     }
     /// One process holds a sled store (its lock file): its worker's own bookkeeping suffices.
-    fn claim(&self, _: u64, _: &str, _: i64, _: i64) -> Result<Claim, StoreError> {
-        Ok(Claim::Taken)
-    }
-    fn relayed(&self, _: u64) -> Result<bool, StoreError> {
-        Ok(false)
-    }
     fn notices(&self) -> Result<Vec<Notice>, StoreError> {
         self.with(|t| t.notices())
     }
@@ -771,6 +770,18 @@ impl Store for SledStore {
     fn secret(&self) -> [u8; 32] {
         self.secret
     }
+    fn sync_position(&self, account: &str) -> Result<u64, StoreError> {
+        self.with(|t| t.latest_change(account))
+    }
+    fn max_value(&self) -> usize {
+        MAX_VALUE
+    }
+    fn durable(&self) -> Durable<'_> {
+        Durable::BySync(self)
+    }
+}
+
+impl GroupSync for SledStore {
     fn sync(&self) -> Result<u64, StoreError> {
         self.with(|t| t.sync())
     }
