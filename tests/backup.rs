@@ -208,8 +208,7 @@ fn export_while_running_and_import_into_a_new_store() {
 #[test]
 fn a_store_moves_from_sled_to_postgres_and_back() {
     if !common::on_postgres() {
-        eprintln!("skipped: TEST_POSTGRES is not set");
-        return;
+        return common::skip_postgres("a_store_moves_from_sled_to_postgres_and_back");
     }
     let (_relay, mut daemon) = relay_down("move");
     let postgres = daemon.store.clone();

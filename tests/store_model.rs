@@ -394,8 +394,7 @@ fn sled_holds_what_the_model_holds() {
 fn postgres_holds_what_the_model_holds() {
     let section = common::store_section("store-model");
     let Some(url) = section.split('"').nth(1) else {
-        eprintln!("store model: PostgreSQL skipped (TEST_POSTGRES is not set)");
-        return;
+        return common::skip_postgres("postgres_holds_what_the_model_holds");
     };
     let url = imipd::store::Database::parse(url).unwrap();
     PgStore::migrate(&url).unwrap();

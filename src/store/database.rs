@@ -36,6 +36,11 @@ impl Database {
     /// to do) hold up the other hosts for a minute at most. imipd's own transactions are one
     /// batch each and never wait on their client.
     pub fn session(&self) -> tokio_postgres::Config {
+        self.session_ending_idle_after(std::time::Duration::from_secs(60))
+    }
+
+    /// A session whose transactions left open end after `idle` (tests shorten the minute).
+    pub fn session_ending_idle_after(&self, idle: std::time::Duration) -> tokio_postgres::Config {
         let mut session = self.connect.clone();
         if session.get_connect_timeout().is_none() {
             session.connect_timeout(std::time::Duration::from_secs(5));
@@ -43,8 +48,9 @@ impl Database {
         session.application_name("imipd");
         session.keepalives_idle(std::time::Duration::from_secs(60));
         let options = format!(
-            "{} -c idle_in_transaction_session_timeout=60000",
-            session.get_options().unwrap_or_default()
+            "{} -c idle_in_transaction_session_timeout={}",
+            session.get_options().unwrap_or_default(),
+            idle.as_millis()
         );
         session.options(options.trim());
         session

@@ -79,6 +79,17 @@ pub fn store_section(name: &str) -> String {
     format!("[store]\nurl = \"{url}\"\n")
 }
 
+/// Says a test skipped PostgreSQL; fails it when the run requires PostgreSQL (`.ci/run` sets
+/// `TEST_POSTGRES_REQUIRED`), so that a run without the database cannot pass silently.
+#[allow(dead_code)]
+pub fn skip_postgres(test: &str) {
+    assert!(
+        std::env::var_os("TEST_POSTGRES_REQUIRED").is_none(),
+        "{test}: TEST_POSTGRES is not set, and this run requires PostgreSQL"
+    );
+    eprintln!("{test}: PostgreSQL skipped (TEST_POSTGRES is not set)");
+}
+
 /// Drops a test's database, when the tests run against PostgreSQL and the test passed (a
 /// failed test's stays to be looked at).
 pub fn drop_database(name: &str) {
