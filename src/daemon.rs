@@ -71,71 +71,10 @@ pub async fn serve(config: Config, reload: Reload) -> Result<(), DaemonError> {
         "store open"
     );
     let gateway = Arc::new(Gateway::new(config, store));
-    let intake = Arc::new(crate::inbound::Intake::new(gateway.clone()));
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
-
-    let config = gateway.config();
-    for (key, endpoint, access, protocol) in [
-        (
-            "lmtp.listen",
-            &config.lmtp.listen,
-            access(&config.lmtp.socket_mode, &config.lmtp.socket_group),
-            Protocol::Lmtp,
-        ),
-        (
-            "smtp.listen",
-            &config.smtp.listen,
-            access(&config.smtp.socket_mode, &config.smtp.socket_group),
-            Protocol::Smtp,
-        ),
-    ] {
-        let Some(endpoint) = endpoint else { continue };
-        let listener =
-            Listener::bind(endpoint, &access)
-                .await
-                .map_err(|source| DaemonError::Bind {
-                    key,
-                    address: endpoint.to_string(),
-                    source,
-                })?;
-        tracing::info!(address = %endpoint, protocol = protocol.name(), "listening");
-        tasks.spawn(accept(intake.clone(), listener, protocol, stopped.clone()));
-    }
-    if let Some(address) = gateway.config().http.listen {
-        let listener = TcpListener::bind(address)
-            .await
-            .map_err(|source| DaemonError::Bind {
-                key: "http.listen",
-                address: address.to_string(),
-                source,
-            })?;
-        let scheme = match gateway.config().http.tls {
-            Some(_) => "https",
-            None => "http",
-        };
-        tracing::info!(%address, protocol = scheme, "listening");
-        let api = Arc::new(crate::http::Api::new(gateway.clone()));
-        let config = gateway.config();
-        let limits = crate::http::serve::Limits {
-            request_timeout: config.http.request_timeout,
-            idle_timeout: config.http.idle_timeout,
-            max_connections: config.limits.max_connections,
-            max_body: api.max_body(),
-            trusted_proxies: config.http.trusted_proxies.clone(),
-        };
-        let router = crate::http::router(api);
-        let current = gateway.clone();
-        let tls: crate::http::serve::TlsSource =
-            Arc::new(move || current.config().http.tls.clone());
-        tasks.spawn(crate::http::serve::run(
-            listener,
-            router,
-            limits,
-            tls,
-            stopped.clone(),
-        ));
-    }
+    listen_for_mail(&gateway, &mut tasks, &stopped).await?;
+    listen_for_http(&gateway, &mut tasks, &stopped).await?;
     tasks.spawn(crate::outbound::run(gateway.clone(), stopped.clone()));
     tasks.spawn(crate::expiry::run(gateway.clone(), stopped.clone()));
     tasks.spawn(gather_correspondents(gateway.clone()));
@@ -173,6 +112,86 @@ pub async fn serve(config: Config, reload: Reload) -> Result<(), DaemonError> {
         tracing::error!(error = %e, "final flush failed");
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Binds the LMTP and SMTP listeners the configuration names and accepts on each.
+async fn listen_for_mail(
+    gateway: &Arc<Gateway>,
+    tasks: &mut JoinSet<()>,
+    stopped: &watch::Receiver<bool>,
+) -> Result<(), DaemonError> {
+    let intake = Arc::new(crate::inbound::Intake::new(gateway.clone()));
+    let config = gateway.config();
+    for (key, endpoint, access, protocol) in [
+        (
+            "lmtp.listen",
+            &config.lmtp.listen,
+            access(&config.lmtp.socket_mode, &config.lmtp.socket_group),
+            Protocol::Lmtp,
+        ),
+        (
+            "smtp.listen",
+            &config.smtp.listen,
+            access(&config.smtp.socket_mode, &config.smtp.socket_group),
+            Protocol::Smtp,
+        ),
+    ] {
+        let Some(endpoint) = endpoint else { continue };
+        let listener =
+            Listener::bind(endpoint, &access)
+                .await
+                .map_err(|source| DaemonError::Bind {
+                    key,
+                    address: endpoint.to_string(),
+                    source,
+                })?;
+        tracing::info!(address = %endpoint, protocol = protocol.name(), "listening");
+        tasks.spawn(accept(intake.clone(), listener, protocol, stopped.clone()));
+    }
+    Ok(())
+}
+
+/// Binds the HTTP listener, when the configuration names one, and serves the API and CalDAV.
+async fn listen_for_http(
+    gateway: &Arc<Gateway>,
+    tasks: &mut JoinSet<()>,
+    stopped: &watch::Receiver<bool>,
+) -> Result<(), DaemonError> {
+    let Some(address) = gateway.config().http.listen else {
+        return Ok(());
+    };
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| DaemonError::Bind {
+            key: "http.listen",
+            address: address.to_string(),
+            source,
+        })?;
+    let scheme = match gateway.config().http.tls {
+        Some(_) => "https",
+        None => "http",
+    };
+    tracing::info!(%address, protocol = scheme, "listening");
+    let api = Arc::new(crate::http::Api::new(gateway.clone()));
+    let config = gateway.config();
+    let limits = crate::http::serve::Limits {
+        request_timeout: config.http.request_timeout,
+        idle_timeout: config.http.idle_timeout,
+        max_connections: config.limits.max_connections,
+        max_body: api.max_body(),
+        trusted_proxies: config.http.trusted_proxies.clone(),
+    };
+    let router = crate::http::router(api);
+    let current = gateway.clone();
+    let tls: crate::http::serve::TlsSource = Arc::new(move || current.config().http.tls.clone());
+    tasks.spawn(crate::http::serve::run(
+        listener,
+        router,
+        limits,
+        tls,
+        stopped.clone(),
+    ));
     Ok(())
 }
 

@@ -293,69 +293,16 @@ Content-Type: text/plain; charset=utf-8\r\n\r\n{subject}\r\nMondays 10:00 to 11:
 
 /// Runs the load and returns its figures.
 pub async fn run(options: Options) -> Result<Report, LoadError> {
-    for (name, n) in [
-        ("--messages", options.messages),
-        ("--connections", options.connections),
-        ("--accounts", options.accounts),
-    ] {
-        if n == 0 {
-            return Err(LoadError::Zero(name));
-        }
-    }
-    if options.targets.is_empty() {
-        return Err(LoadError::Zero("--target"));
-    }
-    if options.objects == Some(0) {
-        return Err(LoadError::Zero("--objects"));
-    }
+    check(&options)?;
     let log = match &options.log {
         Some(path) => {
             Some(std::fs::File::create(path).map_err(|e| LoadError::Log(path.clone(), e))?)
         }
         None => None,
     };
-    let run_id = format!(
-        "{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis()
-    );
-    let bar = if options.progress {
-        indicatif::ProgressBar::new(options.messages as u64)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:40}] {pos}/{len} {per_sec} {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    let connections = options.connections.min(options.messages);
+    let bar = progress(&options);
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for worker in 0..connections {
-        let count =
-            options.messages / connections + usize::from(worker < options.messages % connections);
-        let steps = match options.objects {
-            Some(objects) => shared_plan(
-                &run_id,
-                worker,
-                count,
-                objects,
-                options.accounts,
-                &options.domain,
-            ),
-            None => plan(&run_id, worker, count, options.accounts, &options.domain),
-        };
-        let target = options.targets[worker % options.targets.len()].clone();
-        let bar = bar.clone();
-        tasks.push(tokio::spawn(
-            async move { send_all(&target, steps, &bar).await },
-        ));
-    }
+    let tasks = start_connections(&options, &bar);
     let mut latencies = Vec::with_capacity(options.messages);
     let mut errors = BTreeMap::new();
     let mut lines = String::new();
@@ -378,6 +325,86 @@ pub async fn run(options: Options) -> Result<Report, LoadError> {
             .and_then(|_| file.sync_all())
             .map_err(|e| LoadError::Log(path.clone(), e))?;
     }
+    Ok(report(latencies, elapsed, errors))
+}
+
+/// Refuses options that would send nothing.
+fn check(options: &Options) -> Result<(), LoadError> {
+    for (name, n) in [
+        ("--messages", options.messages),
+        ("--connections", options.connections),
+        ("--accounts", options.accounts),
+    ] {
+        if n == 0 {
+            return Err(LoadError::Zero(name));
+        }
+    }
+    if options.targets.is_empty() {
+        return Err(LoadError::Zero("--target"));
+    }
+    if options.objects == Some(0) {
+        return Err(LoadError::Zero("--objects"));
+    }
+    Ok(())
+}
+
+/// The progress bar, hidden unless asked for.
+fn progress(options: &Options) -> indicatif::ProgressBar {
+    let bar = if options.progress {
+        indicatif::ProgressBar::new(options.messages as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} {per_sec} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+/// One task per connection, each with its share of the messages, round robin over the
+/// targets.
+fn start_connections(
+    options: &Options,
+    bar: &indicatif::ProgressBar,
+) -> Vec<tokio::task::JoinHandle<Outcome>> {
+    let run_id = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis()
+    );
+    let connections = options.connections.min(options.messages);
+    let mut tasks = Vec::new();
+    for worker in 0..connections {
+        let count =
+            options.messages / connections + usize::from(worker < options.messages % connections);
+        let steps = match options.objects {
+            Some(objects) => shared_plan(
+                &run_id,
+                worker,
+                count,
+                objects,
+                options.accounts,
+                &options.domain,
+            ),
+            None => plan(&run_id, worker, count, options.accounts, &options.domain),
+        };
+        let target = options.targets[worker % options.targets.len()].clone();
+        let bar = bar.clone();
+        tasks.push(tokio::spawn(
+            async move { send_all(&target, steps, &bar).await },
+        ));
+    }
+    tasks
+}
+
+/// The figures: throughput and latency quantiles in milliseconds, rounded to hundredths.
+fn report(mut latencies: Vec<f64>, elapsed: f64, errors: BTreeMap<String, u64>) -> Report {
     latencies.sort_by(f64::total_cmp);
     let at = |q: f64| {
         if latencies.is_empty() {
@@ -387,13 +414,13 @@ pub async fn run(options: Options) -> Result<Report, LoadError> {
         }
     };
     let round = |x: f64| (x * 100.0).round() / 100.0;
-    Ok(Report {
+    Report {
         messages_per_sec: round(latencies.len() as f64 / elapsed.max(1e-9)),
         p50_ms: round(at(0.50)),
         p99_ms: round(at(0.99)),
         max_ms: round(latencies.last().copied().unwrap_or(0.0)),
         errors,
-    })
+    }
 }
 
 /// What one connection saw.

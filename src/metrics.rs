@@ -117,19 +117,17 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self, store: StoreFigures) -> String {
         let mut out = String::new();
-        out.push_str("# HELP imipd_messages_total Calendar parts of received messages, by METHOD and result.\n");
-        out.push_str("# TYPE imipd_messages_total counter\n");
-        for ((method, result), n) in self
-            .messages
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let messages = locked(&self.messages);
+        let rows = messages
             .iter()
-        {
-            let _ = writeln!(
-                out,
-                "imipd_messages_total{{method=\"{method}\",result=\"{result}\"}} {n}"
-            );
-        }
+            .map(|((method, result), n)| (format!("method=\"{method}\",result=\"{result}\""), *n));
+        counters(
+            &mut out,
+            "imipd_messages_total",
+            "Calendar parts of received messages, by METHOD and result.",
+            rows,
+        );
+        drop(messages);
         out.push_str(
             "# HELP imipd_build_info The version of this imipd.\n# TYPE imipd_build_info gauge\n",
         );
@@ -138,39 +136,56 @@ impl Metrics {
             "imipd_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
         );
-        out.push_str("# HELP imipd_replies_total Replies to the recipients of received messages, as the MTA got them (after pass-through), by class and enhanced status code.\n");
-        out.push_str("# TYPE imipd_replies_total counter\n");
-        for ((class, status), n) in self
-            .replies
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "imipd_replies_total{{class=\"{class}\",status=\"{status}\"}} {n}"
-            );
+        self.render_deliveries(&mut out);
+        self.render_commits(&mut out);
+        self.render_expired(&mut out);
+        render_store(&mut out, &store);
+        if let Some(pool) = store.connections {
+            render_connections(&mut out, pool);
         }
-        out.push_str("# HELP imipd_forward_total Recipients handed to the mailbox store (inbound.forward), by what it did.\n");
-        out.push_str("# TYPE imipd_forward_total counter\n");
-        for (result, n) in self
-            .forwards
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        out
+    }
+
+    /// What the MTA was answered, what went to the mailbox store, what went out.
+    fn render_deliveries(&self, out: &mut String) {
+        let replies = locked(&self.replies);
+        let rows = replies
             .iter()
-        {
-            let _ = writeln!(out, "imipd_forward_total{{result=\"{result}\"}} {n}");
-        }
-        out.push_str("# HELP imipd_outbound_total Outbound delivery attempts, by resulting SCHEDULE-STATUS (or retry).\n");
-        out.push_str("# TYPE imipd_outbound_total counter\n");
-        for (status, n) in self
-            .outbound
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .map(|((class, status), n)| (format!("class=\"{class}\",status=\"{status}\""), *n));
+        counters(
+            out,
+            "imipd_replies_total",
+            "Replies to the recipients of received messages, as the MTA got them (after \
+             pass-through), by class and enhanced status code.",
+            rows,
+        );
+        drop(replies);
+        let forwards = locked(&self.forwards);
+        let rows = forwards
             .iter()
-        {
-            let _ = writeln!(out, "imipd_outbound_total{{status=\"{status}\"}} {n}");
-        }
+            .map(|(result, n)| (format!("result=\"{result}\""), *n));
+        counters(
+            out,
+            "imipd_forward_total",
+            "Recipients handed to the mailbox store (inbound.forward), by what it did.",
+            rows,
+        );
+        drop(forwards);
+        let outbound = locked(&self.outbound);
+        let rows = outbound
+            .iter()
+            .map(|(status, n)| (format!("status=\"{status}\""), *n));
+        counters(
+            out,
+            "imipd_outbound_total",
+            "Outbound delivery attempts, by resulting SCHEDULE-STATUS (or retry).",
+            rows,
+        );
+    }
+
+    /// How long acknowledgements waited for their commits, and how often decisions were made
+    /// again.
+    fn render_commits(&self, out: &mut String) {
         out.push_str("# HELP imipd_commit_seconds Time an acknowledgement waited for its commit, until durable.\n");
         out.push_str("# TYPE imipd_commit_seconds histogram\n");
         for (bound, bucket) in BUCKETS.iter().zip(&self.commit_buckets) {
@@ -195,48 +210,71 @@ impl Metrics {
              imipd_commit_conflicts_total {}",
             self.conflicts()
         );
-        out.push_str(
-            "# HELP imipd_expired_total Records forgotten after their window: delivered \
-             messages (inbound.duplicate_window), messages the relay took \
-             (outbound.bounce_window).\n# TYPE imipd_expired_total counter\n",
-        );
-        for (record, counter) in [
+    }
+
+    fn render_expired(&self, out: &mut String) {
+        let rows = [
             ("delivered", &self.expired_seen),
             ("sent", &self.expired_sent),
             ("tallies", &self.expired_tallies),
-        ] {
-            let _ = writeln!(
-                out,
-                "imipd_expired_total{{record=\"{record}\"}} {}",
-                counter.load(Ordering::Relaxed)
-            );
-        }
-        for (name, help, value) in [
+        ]
+        .map(|(record, counter)| {
             (
-                "imipd_queue_depth",
-                "Messages waiting in the outbound queue.",
-                store.queue_depth,
-            ),
-            (
-                "imipd_queue_oldest_seconds",
-                "Age of the oldest queued message.",
-                store.queue_oldest_seconds,
-            ),
-            (
-                "imipd_store_bytes",
-                "Size of the store on disk.",
-                store.store_bytes,
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
-        }
-        if let Some(pool) = store.connections {
-            render_connections(&mut out, pool);
-        }
-        out
+                format!("record=\"{record}\""),
+                counter.load(Ordering::Relaxed),
+            )
+        });
+        counters(
+            out,
+            "imipd_expired_total",
+            "Records forgotten after their window: delivered messages \
+             (inbound.duplicate_window), messages the relay took (outbound.bounce_window).",
+            rows,
+        );
+    }
+}
+
+/// A map of counters, poisoned or not: a panic elsewhere does not stop the figures.
+fn locked<T>(map: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    map.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A counter family: its help, its type, one line per label set.
+fn counters(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (String, u64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (labels, n) in rows {
+        let _ = writeln!(out, "{name}{{{labels}}} {n}");
+    }
+}
+
+/// The store's gauges: the queue, the store's size.
+fn render_store(out: &mut String, store: &StoreFigures) {
+    for (name, help, value) in [
+        (
+            "imipd_queue_depth",
+            "Messages waiting in the outbound queue.",
+            store.queue_depth,
+        ),
+        (
+            "imipd_queue_oldest_seconds",
+            "Age of the oldest queued message.",
+            store.queue_oldest_seconds,
+        ),
+        (
+            "imipd_store_bytes",
+            "Size of the store on disk.",
+            store.store_bytes,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
     }
 }
 

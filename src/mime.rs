@@ -291,6 +291,24 @@ pub fn readable(summary: &MailSummary, from: &str, templates: &Templates) -> Rea
         MailKind::Cancel => format!("{who} cancelled {title}"),
         MailKind::Rsvp => format!("{who} {}: {title}", answer(summary.partstat.as_deref())),
     };
+    let shown = Shown {
+        headline,
+        rows: detail_rows(summary, &title, &when_text),
+        description: summary.description.clone().unwrap_or_default(),
+        title,
+        when: when_text,
+        who,
+    };
+    Readable {
+        subject,
+        text: shown.text(templates),
+        html: shown.html(templates),
+    }
+}
+
+/// The details of a message, as a table of labels and values: when, where, how it repeats,
+/// what it was called, who organizes and who attends; what an update changed says what was.
+fn detail_rows(summary: &MailSummary, title: &str, when_text: &str) -> Vec<(&'static str, String)> {
     let was = |old: Option<String>| old.map(|o| format!(" (was {o})")).unwrap_or_default();
     let mut rows: Vec<(&str, String)> = Vec::new();
     if !when_text.is_empty() {
@@ -319,58 +337,69 @@ pub fn readable(summary: &MailSummary, from: &str, templates: &Templates) -> Rea
         rows.push(("Organizer", person(organizer)));
     }
     if !summary.attendees.is_empty() {
-        rows.push((
-            "Attendees",
-            summary
-                .attendees
-                .iter()
-                .map(person)
-                .collect::<Vec<_>>()
-                .join(", "),
-        ));
+        let attendees: Vec<String> = summary.attendees.iter().map(person).collect();
+        rows.push(("Attendees", attendees.join(", ")));
     }
-    let details: String = rows
-        .iter()
-        .map(|(label, value)| format!("{label:<10} {value}\n"))
-        .collect();
-    let description = summary.description.clone().unwrap_or_default();
-    let text = templates
-        .text_body
-        .replace("{headline}", &headline)
-        .replace("{details}", &details)
-        .replace("{description}", &description)
-        .replace("{footer}", &templates.footer)
-        .replace("{title}", &title)
-        .replace("{when}", &when_text)
-        .replace("{who}", &who);
-    let escape = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
-    let table: String = rows
-        .iter()
-        .map(|(label, value)| {
-            format!(
-                "<tr><th align=\"left\">{label}</th><td>{}</td></tr>\n",
-                escape(value)
+    rows
+}
+
+/// What a message shows, before it goes into the templates.
+struct Shown {
+    headline: String,
+    rows: Vec<(&'static str, String)>,
+    description: String,
+    title: String,
+    when: String,
+    who: String,
+}
+
+impl Shown {
+    fn text(&self, templates: &Templates) -> String {
+        let details: String = self
+            .rows
+            .iter()
+            .map(|(label, value)| format!("{label:<10} {value}\n"))
+            .collect();
+        templates
+            .text_body
+            .replace("{headline}", &self.headline)
+            .replace("{details}", &details)
+            .replace("{description}", &self.description)
+            .replace("{footer}", &templates.footer)
+            .replace("{title}", &self.title)
+            .replace("{when}", &self.when)
+            .replace("{who}", &self.who)
+    }
+
+    fn html(&self, templates: &Templates) -> String {
+        let escape = |s: &str| {
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+        };
+        let table: String = self
+            .rows
+            .iter()
+            .map(|(label, value)| {
+                format!(
+                    "<tr><th align=\"left\">{label}</th><td>{}</td></tr>\n",
+                    escape(value)
+                )
+            })
+            .collect();
+        templates
+            .html_body
+            .replace("{headline}", &escape(&self.headline))
+            .replace("{details}", &format!("<table>\n{table}</table>"))
+            .replace(
+                "{description}",
+                &escape(&self.description).replace('\n', "<br>"),
             )
-        })
-        .collect();
-    let html = templates
-        .html_body
-        .replace("{headline}", &escape(&headline))
-        .replace("{details}", &format!("<table>\n{table}</table>"))
-        .replace("{description}", &escape(&description).replace('\n', "<br>"))
-        .replace("{footer}", &escape(&templates.footer))
-        .replace("{title}", &escape(&title))
-        .replace("{when}", &escape(&when_text))
-        .replace("{who}", &escape(&who));
-    Readable {
-        subject,
-        text,
-        html,
+            .replace("{footer}", &escape(&templates.footer))
+            .replace("{title}", &escape(&self.title))
+            .replace("{when}", &escape(&self.when))
+            .replace("{who}", &escape(&self.who))
     }
 }
 
@@ -586,77 +615,83 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
             .messages
             .remove(0);
         for message in [request, reply] {
-            let calendar = message.calendar.to_string();
-            let to: Vec<Mailbox> = message
-                .to
-                .iter()
-                .map(|a| Mailbox::from_cal_address(a).unwrap())
-                .collect();
-            let summary = summary_of(&message);
-            let read = readable(&summary, message.from.as_str(), &Templates::default());
-            let raw = render(&outbound(
-                &to,
-                &read,
-                message.method.as_str(),
-                &calendar,
-                true,
-            ));
-            let text = String::from_utf8(raw.clone()).unwrap();
-            assert!(
-                !text.replace("\r\n", "").contains('\n'),
-                "bare LF in {text}"
-            );
-            assert!(
-                text.contains("From: =?utf-8?B?QWxpY2Ugw4ltaWxl?= <alice@example.com>"),
-                "non-ASCII headers are encoded words: {text}"
-            );
-            let parsed = MessageParser::default().parse(&raw).unwrap();
-            let root = parsed.content_type().unwrap();
-            assert_eq!((root.ctype(), root.subtype()), ("multipart", Some("mixed")));
-            let is = |p: &mail_parser::MessagePart<'_>, t: &str, sub: &str| {
-                p.content_type()
-                    .is_some_and(|c| c.ctype() == t && c.subtype() == Some(sub))
-            };
-            assert_eq!(
-                parsed
-                    .parts
-                    .iter()
-                    .filter(|p| is(p, "multipart", "alternative"))
-                    .count(),
-                1
-            );
-            assert!(parsed.parts.iter().any(|p| is(p, "text", "html")));
-            assert!(
-                parsed
-                    .parts
-                    .iter()
-                    .any(|p| p.attachment_name() == Some("invite.ics"))
-            );
-            let calendars: Vec<_> = parsed
+            renders_as_clients_expect(&message);
+        }
+    }
+
+    /// One engine message, rendered and read back.
+    fn renders_as_clients_expect(message: &crate::itip::ItipMessage) {
+        use crate::itip::Calendar;
+        let calendar = message.calendar.to_string();
+        let to: Vec<Mailbox> = message
+            .to
+            .iter()
+            .map(|a| Mailbox::from_cal_address(a).unwrap())
+            .collect();
+        let summary = summary_of(message);
+        let read = readable(&summary, message.from.as_str(), &Templates::default());
+        let raw = render(&outbound(
+            &to,
+            &read,
+            message.method.as_str(),
+            &calendar,
+            true,
+        ));
+        let text = String::from_utf8(raw.clone()).unwrap();
+        assert!(
+            !text.replace("\r\n", "").contains('\n'),
+            "bare LF in {text}"
+        );
+        assert!(
+            text.contains("From: =?utf-8?B?QWxpY2Ugw4ltaWxl?= <alice@example.com>"),
+            "non-ASCII headers are encoded words: {text}"
+        );
+        let parsed = MessageParser::default().parse(&raw).unwrap();
+        let root = parsed.content_type().unwrap();
+        assert_eq!((root.ctype(), root.subtype()), ("multipart", Some("mixed")));
+        let is = |p: &mail_parser::MessagePart<'_>, t: &str, sub: &str| {
+            p.content_type()
+                .is_some_and(|c| c.ctype() == t && c.subtype() == Some(sub))
+        };
+        assert_eq!(
+            parsed
                 .parts
                 .iter()
-                .filter(|p| is(p, "text", "calendar"))
-                .collect();
-            assert_eq!(calendars.len(), 1);
-            let ct = calendars[0].content_type().unwrap();
-            assert_eq!(ct.attribute("method"), Some(message.method.as_str()));
-            assert_eq!(
-                ct.attribute("charset")
-                    .map(|c| c.to_ascii_lowercase())
-                    .as_deref(),
-                Some("utf-8")
-            );
-            assert_eq!(
-                parsed.from().and_then(|f| f.first()).and_then(|a| a.name()),
-                Some("Alice Émile")
-            );
-            let back = extract(&raw);
-            assert_eq!(back.parts.len(), 1, "the attachment is the same object");
-            assert_eq!(
-                Calendar::parse(&back.parts[0].text).unwrap(),
-                message.calendar
-            );
-        }
+                .filter(|p| is(p, "multipart", "alternative"))
+                .count(),
+            1
+        );
+        assert!(parsed.parts.iter().any(|p| is(p, "text", "html")));
+        assert!(
+            parsed
+                .parts
+                .iter()
+                .any(|p| p.attachment_name() == Some("invite.ics"))
+        );
+        let calendars: Vec<_> = parsed
+            .parts
+            .iter()
+            .filter(|p| is(p, "text", "calendar"))
+            .collect();
+        assert_eq!(calendars.len(), 1);
+        let ct = calendars[0].content_type().unwrap();
+        assert_eq!(ct.attribute("method"), Some(message.method.as_str()));
+        assert_eq!(
+            ct.attribute("charset")
+                .map(|c| c.to_ascii_lowercase())
+                .as_deref(),
+            Some("utf-8")
+        );
+        assert_eq!(
+            parsed.from().and_then(|f| f.first()).and_then(|a| a.name()),
+            Some("Alice Émile")
+        );
+        let back = extract(&raw);
+        assert_eq!(back.parts.len(), 1, "the attachment is the same object");
+        assert_eq!(
+            Calendar::parse(&back.parts[0].text).unwrap(),
+            message.calendar
+        );
     }
 
     /// A title is calendar text and may hold line breaks; in the Subject they would start headers
@@ -747,8 +782,8 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
         }
     }
 
-    #[test]
-    fn what_people_read() {
+    /// Alice invites Bob to lunch.
+    fn lunch() -> MailSummary {
         let alice = Person {
             email: "alice@example.com".into(),
             name: Some("Alice Émile".into()),
@@ -757,17 +792,22 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
             email: "bob@example.com".into(),
             name: Some("Bob Smith".into()),
         };
-        let invite = MailSummary {
+        MailSummary {
             kind: MailKind::Invite,
             title: Some("Lunch".into()),
             location: Some("Cantine".into()),
             start: Some(1_243_958_400),
             end: Some(1_243_962_000),
             time_zone: "UTC".into(),
-            organizer: Some(alice.clone()),
-            attendees: vec![bob.clone()],
+            organizer: Some(alice),
+            attendees: vec![bob],
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn what_people_read() {
+        let invite = lunch();
         let read = readable(&invite, "alice@example.com", &Templates::default());
         assert_eq!(
             read.subject,
@@ -817,7 +857,12 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
             "{}",
             read.text
         );
+    }
 
+    /// Answers, cancellations, and the operator's templates.
+    #[test]
+    fn answers_and_templates_read_as_configured() {
+        let invite = lunch();
         let reply = MailSummary {
             kind: MailKind::Rsvp,
             partstat: Some("ACCEPTED".into()),

@@ -109,69 +109,17 @@ pub async fn write(
         .limits
         .check(text.len(), &new)
         .map_err(WriteError::TooLarge)?;
+    let asked = Asked {
+        trace,
+        account,
+        uid,
+        new: &new,
+        pre,
+        place,
+    };
     let addresses = gateway.addresses(account);
     let (written, ids) = gateway
-        .transact(|| {
-            let current = gateway.store.get(account, uid)?;
-            check_precondition(&gateway.tags, account, pre, current.as_ref())?;
-            let old = current.as_ref().and_then(|c| Calendar::parse(&c.text).ok());
-            let ctx = gateway.context(&addresses);
-            let mut new = new.clone();
-            // Answers merged since the tag the client holds stay.
-            let merged_since = current
-                .as_ref()
-                .is_some_and(|c| c.revision != c.schedule_tag);
-            if let (Precondition::IfScheduleTagMatch(_), Some(stored), true) =
-                (pre, &old, merged_since)
-            {
-                itip::keep_answers(&mut new, stored);
-            }
-            let outcome = itip::schedule_put(&ctx, old.as_ref(), new)?;
-            let mut queue = Vec::new();
-            let enqueued = queue::enqueue(gateway, trace, account, &outcome.messages, &mut queue);
-            // Every recipient the server now tries to reach is pending (1.0) until the outbound
-            // worker knows better; one it cannot reach is an invalid calendar user (3.7).
-            let mut copy = outcome.stored;
-            for to in outcome.messages.iter().flat_map(|m| &m.to) {
-                let status = if enqueued.unreachable.contains(to) {
-                    ScheduleStatus::InvalidUser
-                } else {
-                    ScheduleStatus::Pending
-                };
-                if let Some(next) = itip::with_schedule_status(&copy, to, status) {
-                    copy = next;
-                }
-            }
-            let text = copy.to_string();
-            within_quota(gateway, account, current.as_ref(), &text)?;
-            // The Put comes first: its id is the new ETag.
-            let mut changes = vec![Change::Put {
-                account: account.into(),
-                uid: uid.into(),
-                text,
-                expect: expect(current.as_ref()),
-                tag: Tag::New,
-            }];
-            changes.extend(queue);
-            let known = correspondents::of_object(&ctx, &copy);
-            changes.extend(correspondents::newly_known(gateway, account, &known)?);
-            if let Place::In { calendar, name } = place {
-                changes.push(Change::Place {
-                    account: account.into(),
-                    uid: uid.into(),
-                    calendar: calendar.clone(),
-                });
-                changes.extend(naming(gateway, account, uid, name, current.is_some())?);
-            }
-            let written = Written {
-                created: current.is_none(),
-                etag: None,
-                schedule_tag: None,
-                queued: enqueued.queued,
-                silent: outcome.silent,
-            };
-            Ok::<_, WriteError>(Decision::new(changes, written))
-        })
+        .transact(|| decide(gateway, &addresses, &asked))
         .await?;
     let silent = written
         .silent
@@ -193,6 +141,90 @@ pub async fn write(
             .map(|rev| gateway.tags.schedule_tag(account, *rev)),
         ..written
     })
+}
+
+/// What a client's write asks for, parsed.
+struct Asked<'a> {
+    trace: &'a str,
+    account: &'a str,
+    uid: &'a str,
+    new: &'a Calendar,
+    pre: &'a Precondition,
+    place: &'a Place,
+}
+
+/// The write's decision against the stored copy: the object as stored, what it schedules,
+/// the correspondents it makes known, where it is placed and named.
+fn decide(
+    gateway: &Gateway,
+    addresses: &[crate::itip::CalAddress],
+    asked: &Asked,
+) -> Result<Decision<Written>, WriteError> {
+    let Asked {
+        trace,
+        account,
+        uid,
+        pre,
+        place,
+        ..
+    } = *asked;
+    let current = gateway.store.get(account, uid)?;
+    check_precondition(&gateway.tags, account, pre, current.as_ref())?;
+    let old = current.as_ref().and_then(|c| Calendar::parse(&c.text).ok());
+    let ctx = gateway.context(addresses);
+    let mut new = asked.new.clone();
+    // Answers merged since the tag the client holds stay.
+    let merged_since = current
+        .as_ref()
+        .is_some_and(|c| c.revision != c.schedule_tag);
+    if let (Precondition::IfScheduleTagMatch(_), Some(stored), true) = (pre, &old, merged_since) {
+        itip::keep_answers(&mut new, stored);
+    }
+    let outcome = itip::schedule_put(&ctx, old.as_ref(), new)?;
+    let mut queue = Vec::new();
+    let enqueued = queue::enqueue(gateway, trace, account, &outcome.messages, &mut queue);
+    // Every recipient the server now tries to reach is pending (1.0) until the outbound
+    // worker knows better; one it cannot reach is an invalid calendar user (3.7).
+    let mut copy = outcome.stored;
+    for to in outcome.messages.iter().flat_map(|m| &m.to) {
+        let status = if enqueued.unreachable.contains(to) {
+            ScheduleStatus::InvalidUser
+        } else {
+            ScheduleStatus::Pending
+        };
+        if let Some(next) = itip::with_schedule_status(&copy, to, status) {
+            copy = next;
+        }
+    }
+    let text = copy.to_string();
+    within_quota(gateway, account, current.as_ref(), &text)?;
+    // The Put comes first: its id is the new ETag.
+    let mut changes = vec![Change::Put {
+        account: account.into(),
+        uid: uid.into(),
+        text,
+        expect: expect(current.as_ref()),
+        tag: Tag::New,
+    }];
+    changes.extend(queue);
+    let known = correspondents::of_object(&ctx, &copy);
+    changes.extend(correspondents::newly_known(gateway, account, &known)?);
+    if let Place::In { calendar, name } = place {
+        changes.push(Change::Place {
+            account: account.into(),
+            uid: uid.into(),
+            calendar: calendar.clone(),
+        });
+        changes.extend(naming(gateway, account, uid, name, current.is_some())?);
+    }
+    let written = Written {
+        created: current.is_none(),
+        etag: None,
+        schedule_tag: None,
+        queued: enqueued.queued,
+        silent: outcome.silent,
+    };
+    Ok(Decision::new(changes, written))
 }
 
 /// Whether the account may hold the object as `text` instead of as it is (`current`).

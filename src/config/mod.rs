@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod check;
+mod fields;
 mod load;
 
 /// A configuration that could not be read or is not valid.
@@ -111,7 +112,7 @@ pub struct Store {
     pub cache_size: u64,
     /// A PostgreSQL database shared by several imipd hosts (`postgres://user@host/db`);
     /// none: sled in `server.data_dir`.
-    #[serde(deserialize_with = "database_url")]
+    #[serde(deserialize_with = "fields::database_url")]
     pub url: Option<crate::store::Database>,
     /// A file holding the database URL (with its password), instead of `url`.
     pub url_file: Option<PathBuf>,
@@ -132,18 +133,6 @@ impl Default for Store {
             pool_size: 16,
         }
     }
-}
-
-fn database_url<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<crate::store::Database>, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    if text.trim().is_empty() {
-        return Ok(None);
-    }
-    crate::store::Database::parse(&text)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
 }
 
 /// Where a mail listener listens, or where mail is handed on: a TCP address or a unix socket.
@@ -186,10 +175,10 @@ impl Endpoint {
 #[serde(default, deny_unknown_fields)]
 pub struct Lmtp {
     /// `IP:port`, `unix:/path`, or empty for off.
-    #[serde(deserialize_with = "listen_address")]
+    #[serde(deserialize_with = "fields::listen_address")]
     pub listen: Option<Endpoint>,
     /// Permissions of a unix socket, in octal.
-    #[serde(deserialize_with = "octal_mode")]
+    #[serde(deserialize_with = "fields::octal_mode")]
     pub socket_mode: u32,
     /// Group that owns a unix socket (name or number); empty: the daemon's.
     pub socket_group: String,
@@ -226,10 +215,10 @@ pub fn group_id(group: &str) -> std::io::Result<u32> {
 #[serde(default, deny_unknown_fields)]
 pub struct Listener {
     /// `IP:port`, `unix:/path`, or empty for off.
-    #[serde(deserialize_with = "listen_address")]
+    #[serde(deserialize_with = "fields::listen_address")]
     pub listen: Option<Endpoint>,
     /// Permissions of a unix socket, in octal.
-    #[serde(deserialize_with = "octal_mode")]
+    #[serde(deserialize_with = "fields::octal_mode")]
     pub socket_mode: u32,
     /// Group that owns a unix socket (name or number); empty: the daemon's.
     pub socket_group: String,
@@ -265,49 +254,12 @@ impl std::fmt::Debug for Tls {
     }
 }
 
-/// A mail listener's endpoint, or empty for none.
-fn listen_address<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Endpoint>, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    match text.trim() {
-        "" => Ok(None),
-        address => Endpoint::parse(address)
-            .map(Some)
-            .map_err(serde::de::Error::custom),
-    }
-}
-
-/// `"0660"`: file permissions in octal.
-fn octal_mode<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    u32::from_str_radix(text.trim().trim_start_matches("0o"), 8)
-        .ok()
-        .filter(|mode| *mode <= 0o777)
-        .ok_or_else(|| {
-            serde::de::Error::custom(format!("{text:?} is not a mode in octal, such as \"0660\""))
-        })
-}
-
-/// `IP:port` of the HTTP listener, or empty for none.
-fn http_address<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<SocketAddr>, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    match text.trim() {
-        "" => Ok(None),
-        address => address.parse().map(Some).map_err(|_| {
-            serde::de::Error::custom(format!("{text:?} is not IP:port, nor empty for off"))
-        }),
-    }
-}
-
 /// `[http]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Http {
     /// `host:port`, or empty for off.
-    #[serde(deserialize_with = "http_address")]
+    #[serde(deserialize_with = "fields::http_address")]
     pub listen: Option<SocketAddr>,
     /// Reverse proxies (nginx) in front of the API: from these peers, `X-Forwarded-For` names
     /// the client (for the password back-off).
@@ -378,7 +330,7 @@ pub struct Inbound {
     /// forwarded there unchanged after its calendar parts are processed, and its answer for
     /// each recipient is passed back. Empty: off. The name is resolved once, when the
     /// configuration is read.
-    #[serde(deserialize_with = "forward_target")]
+    #[serde(deserialize_with = "fields::forward_target")]
     pub forward: Option<Endpoint>,
     /// Beside the mailbox store: the MTA delivers every message as before and gives imipd a
     /// copy, addressed `user=example.com@` this domain (Postfix `recipient_bcc_maps`, README
@@ -402,45 +354,6 @@ impl Default for Inbound {
             duplicate_window: Duration::from_secs(30 * 86400),
         }
     }
-}
-
-fn forward_target<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Endpoint>, D::Error> {
-    use serde::de::Error;
-    let text = String::deserialize(deserializer)?;
-    let value = text.trim();
-    if value.is_empty() {
-        return Ok(None);
-    }
-    if let Some(path) = value.strip_prefix("lmtp+unix:") {
-        return Endpoint::parse(&format!("unix:{path}"))
-            .map(Some)
-            .map_err(Error::custom);
-    }
-    let url = url::Url::parse(value).map_err(|e| {
-        Error::custom(format!(
-            "{value:?} is not lmtp://host:port nor lmtp+unix:/path ({e})"
-        ))
-    })?;
-    if url.scheme() != "lmtp" {
-        return Err(Error::custom(format!(
-            "{value:?}: use lmtp://host:port or lmtp+unix:/path"
-        )));
-    }
-    let host = url
-        .host_str()
-        .ok_or_else(|| Error::custom(format!("{value:?} names no host")))?;
-    let port = url
-        .port()
-        .ok_or_else(|| Error::custom(format!("{value:?} names no port")))?;
-    use std::net::ToSocketAddrs;
-    (host.trim_matches(['[', ']']), port)
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .map(|a| Some(Endpoint::Tcp(a)))
-        .ok_or_else(|| Error::custom(format!("{host:?} does not resolve")))
 }
 
 /// Where outbound scheduling mail goes.
@@ -473,7 +386,7 @@ pub struct Outbound {
     pub spool_dir: PathBuf,
     /// The smarthost: `smtp://[user:password@]host:port` (STARTTLS when offered) or
     /// `smtps://...` (TLS from the start); empty for none.
-    #[serde(deserialize_with = "relay_url")]
+    #[serde(deserialize_with = "fields::relay_url")]
     pub relay: Option<Relay>,
     /// A file holding the relay's password, for a relay URL that names the user only
     /// (`smtp://imipd@smtp.example.com:587`).
@@ -567,16 +480,6 @@ impl Relay {
             credentials,
         })
     }
-}
-
-fn relay_url<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Relay>, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    if text.trim().is_empty() {
-        return Ok(None);
-    }
-    Relay::parse(&text)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
 }
 
 /// `[security]`
@@ -824,102 +727,32 @@ impl Config {
     /// connection limit, the PRODID), so that a reload changes the rest; returns those that
     /// differ.
     pub fn keep_fixed(&mut self, running: &Config) -> Vec<&'static str> {
-        fn keep<T: PartialEq + Clone>(
-            key: &'static str,
-            new: &mut T,
-            old: &T,
-            waiting: &mut Vec<&'static str>,
-        ) {
-            if new != old {
-                waiting.push(key);
-                *new = old.clone();
-            }
+        let mut waiting = Vec::new();
+        macro_rules! keep {
+            ($($section:ident . $key:ident),+ $(,)?) => {$(
+                if self.$section.$key != running.$section.$key {
+                    waiting.push(concat!(stringify!($section), ".", stringify!($key)));
+                    self.$section.$key = running.$section.$key.clone();
+                }
+            )+};
         }
-        let mut w = Vec::new();
-        keep(
-            "server.data_dir",
-            &mut self.server.data_dir,
-            &running.server.data_dir,
-            &mut w,
+        keep!(
+            server.data_dir,
+            server.prodid,
+            lmtp.listen,
+            smtp.listen,
+            http.listen,
+            http.request_timeout,
+            http.idle_timeout,
+            http.trusted_proxies,
+            log.format,
+            store.cache_size,
+            store.url,
+            store.pool_size,
+            limits.max_connections,
+            outbound.concurrency,
         );
-        keep(
-            "server.prodid",
-            &mut self.server.prodid,
-            &running.server.prodid,
-            &mut w,
-        );
-        keep(
-            "lmtp.listen",
-            &mut self.lmtp.listen,
-            &running.lmtp.listen,
-            &mut w,
-        );
-        keep(
-            "smtp.listen",
-            &mut self.smtp.listen,
-            &running.smtp.listen,
-            &mut w,
-        );
-        keep(
-            "http.listen",
-            &mut self.http.listen,
-            &running.http.listen,
-            &mut w,
-        );
-        let timeout = &running.http.request_timeout;
-        keep(
-            "http.request_timeout",
-            &mut self.http.request_timeout,
-            timeout,
-            &mut w,
-        );
-        let idle = &running.http.idle_timeout;
-        keep(
-            "http.idle_timeout",
-            &mut self.http.idle_timeout,
-            idle,
-            &mut w,
-        );
-        keep(
-            "http.trusted_proxies",
-            &mut self.http.trusted_proxies,
-            &running.http.trusted_proxies,
-            &mut w,
-        );
-        keep(
-            "log.format",
-            &mut self.log.format,
-            &running.log.format,
-            &mut w,
-        );
-        keep(
-            "store.cache_size",
-            &mut self.store.cache_size,
-            &running.store.cache_size,
-            &mut w,
-        );
-        keep("store.url", &mut self.store.url, &running.store.url, &mut w);
-        keep(
-            "store.pool_size",
-            &mut self.store.pool_size,
-            &running.store.pool_size,
-            &mut w,
-        );
-        let limit = &running.limits.max_connections;
-        keep(
-            "limits.max_connections",
-            &mut self.limits.max_connections,
-            limit,
-            &mut w,
-        );
-        let workers = &running.outbound.concurrency;
-        keep(
-            "outbound.concurrency",
-            &mut self.outbound.concurrency,
-            workers,
-            &mut w,
-        );
-        w
+        waiting
     }
 
     /// Maps every address of every account to the account name.

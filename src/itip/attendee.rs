@@ -47,26 +47,69 @@ pub fn put(
     if let Some(old) = old.filter(|_| !old_map.is_empty()) {
         new = reconcile(old, &old_map, &tz_old, new, me)?;
     }
-    let tz_new = new.tz_resolver();
+    let before = Before {
+        instances: old_map,
+        zones: tz_old,
+    };
+    let after = After {
+        zones: new.tz_resolver(),
+        calendar: &new,
+    };
+    let mut parts = answers(ctx, &before, &after, me);
+    parts.extend(exdate_declines(ctx, &before, &after, me, organizer));
+    let mut messages = Vec::new();
+    if !parts.is_empty() {
+        messages.push(reply(ctx, &after, parts, me, organizer));
+    }
+    messages.extend(delegation(ctx, &before, &after, me, organizer));
+    strip_force_send(&mut new);
+    let silent = messages.is_empty().then_some(ItipError::NothingToSend);
+    Ok(PutOutcome {
+        stored: new,
+        messages,
+        silent,
+    })
+}
+
+/// The attendee's copy before the write, by instance, and the zones it names.
+struct Before<'c> {
+    instances: BTreeMap<InstanceKey, &'c Component>,
+    zones: Zones,
+}
+
+/// The copy the client wrote, and the zones it names.
+struct After<'c> {
+    calendar: &'c Calendar,
+    zones: Zones,
+}
+
+impl Before<'_> {
+    fn master(&self) -> Option<&Component> {
+        self.instances.get(&InstanceKey::Master).copied()
+    }
+}
+
+/// The components whose answer the write changed (or all with one, when the organizer asked
+/// for a REPLY by SCHEDULE-FORCE-SEND), as REPLY components.
+fn answers(ctx: &Context, before: &Before, after: &After, me: &CalAddress) -> Vec<Component> {
+    let (new, tz_new) = (after.calendar, &after.zones);
     let force = new
         .scheduling()
         .filter_map(|c| c.prop(&ICalendarProperty::Organizer))
         .any(|e| forces(e, "REPLY"));
-
-    let old_master = old_map.get(&InstanceKey::Master).copied();
     let mut parts = Vec::new();
     for comp in new.scheduling() {
         let Some(mine) = comp.attendee(me) else {
             continue;
         };
-        let key = comp.instance_key(&tz_new);
-        let before = old_map.get(&key).copied().or(old_master);
+        let key = comp.instance_key(tz_new);
+        let was = before.instances.get(&key).copied().or(before.master());
         // The organizer cancelled it: an answer would tell him nothing he wants.
-        if !force && (comp.is_cancelled() || before.is_some_and(Component::is_cancelled)) {
+        if !force && (comp.is_cancelled() || was.is_some_and(Component::is_cancelled)) {
             continue;
         }
         let changed = force
-            || match before.and_then(|b| b.attendee(me).map(|e| (b, e))) {
+            || match was.and_then(|b| b.attendee(me).map(|e| (b, e))) {
                 Some((b, theirs)) => reply_state(b, theirs) != reply_state(comp, mine),
                 None => partstat_of(mine) != "NEEDS-ACTION",
             };
@@ -74,69 +117,103 @@ pub fn put(
             parts.push(reply_component(comp, me, ctx.now));
         }
     }
-    // An EXDATE the attendee adds declines that instance (RFC 6638 section 3.2.2.3).
-    if let (Some(now_master), Some(was_master)) = (new.master(), old_master) {
-        let was: BTreeSet<InstanceKey> = exdates(was_master, &tz_old)
-            .into_iter()
-            .map(|(k, _, _)| k)
-            .collect();
-        let declined_already = |key: &InstanceKey| {
-            old_map
-                .get(key)
-                .and_then(|c| c.attendee(me))
-                .is_some_and(|e| partstat_of(e) == "DECLINED")
-        };
-        for (key, e, index) in exdates(now_master, &tz_new) {
-            let told = was.contains(&key) || declined_already(&key);
-            if !told && !was_master.is_cancelled() {
-                parts.push(exdate_decline(now_master, e, index, me, organizer, ctx.now));
-            }
+    parts
+}
+
+/// An EXDATE the attendee adds declines that instance (RFC 6638 section 3.2.2.3).
+fn exdate_declines(
+    ctx: &Context,
+    before: &Before,
+    after: &After,
+    me: &CalAddress,
+    organizer: &CalAddress,
+) -> Vec<Component> {
+    let (Some(now_master), Some(was_master)) = (after.calendar.master(), before.master()) else {
+        return Vec::new();
+    };
+    let was: BTreeSet<InstanceKey> = exdates(was_master, &before.zones)
+        .into_iter()
+        .map(|(k, _, _)| k)
+        .collect();
+    let declined_already = |key: &InstanceKey| {
+        before
+            .instances
+            .get(key)
+            .and_then(|c| c.attendee(me))
+            .is_some_and(|e| partstat_of(e) == "DECLINED")
+    };
+    let mut parts = Vec::new();
+    for (key, e, index) in exdates(now_master, &after.zones) {
+        let told = was.contains(&key) || declined_already(&key);
+        if !told && !was_master.is_cancelled() {
+            parts.push(exdate_decline(now_master, e, index, me, organizer, ctx.now));
         }
     }
+    parts
+}
 
-    let mut messages = Vec::new();
-    if !parts.is_empty() {
-        let first = new.master().or_else(|| new.scheduling().next());
-        let partstat = parts
-            .first()
-            .and_then(|p| p.attendee(me))
-            .map(partstat_of)
-            .unwrap_or_else(|| "NEEDS-ACTION".into());
-        let summary = Summary::of(SummaryKind::Rsvp(partstat), first, &tz_new, false);
-        let mut to: BTreeSet<CalAddress> = BTreeSet::from([organizer.clone()]);
-        to.extend(delegators(&new, me));
-        messages.push(ItipMessage {
-            method: Method::Reply,
-            from: me.clone(),
-            to: to.into_iter().collect(),
-            summary,
-            calendar: envelope(Method::Reply, ctx.prodid, parts, &new),
-        });
+/// The REPLY with the attendee's answers, to the organizer and to whoever delegated to it.
+fn reply(
+    ctx: &Context,
+    after: &After,
+    parts: Vec<Component>,
+    me: &CalAddress,
+    organizer: &CalAddress,
+) -> ItipMessage {
+    let new = after.calendar;
+    let first = new.master().or_else(|| new.scheduling().next());
+    let partstat = parts
+        .first()
+        .and_then(|p| p.attendee(me))
+        .map(partstat_of)
+        .unwrap_or_else(|| "NEEDS-ACTION".into());
+    let summary = Summary::of(
+        SummaryKind::Rsvp(partstat),
+        first,
+        &new.tz_resolver(),
+        false,
+    );
+    let mut to: BTreeSet<CalAddress> = BTreeSet::from([organizer.clone()]);
+    to.extend(delegators(new, me));
+    ItipMessage {
+        method: Method::Reply,
+        from: me.clone(),
+        to: to.into_iter().collect(),
+        summary,
+        calendar: envelope(Method::Reply, ctx.prodid, parts, new),
     }
-    // Delegation forwards the invitation to the delegates (RFC 5546 section 3.2.2.3).
-    let before: BTreeSet<CalAddress> = old_map.values().flat_map(|c| delegates(c, me)).collect();
+}
+
+/// Delegation forwards the invitation to the new delegates (RFC 5546 section 3.2.2.3).
+fn delegation(
+    ctx: &Context,
+    before: &Before,
+    after: &After,
+    me: &CalAddress,
+    organizer: &CalAddress,
+) -> Option<ItipMessage> {
+    let new = after.calendar;
+    let earlier: BTreeSet<CalAddress> = before
+        .instances
+        .values()
+        .flat_map(|c| delegates(c, me))
+        .collect();
     let fresh: BTreeSet<CalAddress> = new
         .scheduling()
         .flat_map(|c| delegates(c, me))
-        .filter(|d| !before.contains(d) && d != organizer && d != me)
+        .filter(|d| !earlier.contains(d) && d != organizer && d != me)
         .collect();
-    if !fresh.is_empty() {
-        let comps = new.scheduling().map(|c| outgoing(c, ctx.now)).collect();
-        let first = new.master().or_else(|| new.scheduling().next());
-        messages.push(ItipMessage {
-            method: Method::Request,
-            from: me.clone(),
-            to: fresh.into_iter().collect(),
-            summary: Summary::of(SummaryKind::Invite, first, &tz_new, true),
-            calendar: envelope(Method::Request, ctx.prodid, comps, &new),
-        });
+    if fresh.is_empty() {
+        return None;
     }
-    strip_force_send(&mut new);
-    let silent = messages.is_empty().then_some(ItipError::NothingToSend);
-    Ok(PutOutcome {
-        stored: new,
-        messages,
-        silent,
+    let comps = new.scheduling().map(|c| outgoing(c, ctx.now)).collect();
+    let first = new.master().or_else(|| new.scheduling().next());
+    Some(ItipMessage {
+        method: Method::Request,
+        from: me.clone(),
+        to: fresh.into_iter().collect(),
+        summary: Summary::of(SummaryKind::Invite, first, &after.zones, true),
+        calendar: envelope(Method::Request, ctx.prodid, comps, new),
     })
 }
 

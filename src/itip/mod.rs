@@ -10,6 +10,7 @@ mod changes;
 mod error;
 mod inbound;
 mod meaning;
+mod merge;
 mod message;
 mod object;
 mod organizer;

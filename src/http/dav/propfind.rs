@@ -7,10 +7,11 @@ use super::properties::{
 };
 use super::resource::{Layout, Resource, children};
 use super::scheduling::inbox_item;
-use super::xml::{DAV, Name, Writer};
+use super::xml::{DAV, Element, Name, Writer};
 use super::{Api, CALENDAR, body_xml};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use std::collections::BTreeSet;
 
 pub(super) fn propfind(
     api: &Api,
@@ -106,46 +107,13 @@ pub(super) async fn proppatch(
             ));
         }
     };
-    // In document order: each set or remove, of each property in it.
-    let mut updates: Vec<(Name, Option<String>)> = Vec::new();
-    for operation in &root.children {
-        let set = operation.name.is(DAV, "set");
-        if !set && !operation.name.is(DAV, "remove") {
-            continue;
-        }
-        for prop in operation.all(DAV, "prop") {
-            for property in &prop.children {
-                let value = set.then(|| property.text.trim().to_string());
-                updates.push((property.name.clone(), value));
-            }
-        }
-    }
+    let updates = updates_of(&root);
     let calendar = match resource {
         Resource::Calendar(_, c) => c.as_str(),
         _ => CALENDAR,
     };
-    let mut kept: std::collections::BTreeSet<String> = api
-        .gateway
-        .store
-        .properties(account, calendar)?
-        .into_iter()
-        .map(|(key, _)| key)
-        .collect();
-    let mut room = std::collections::BTreeSet::new();
-    for (name, value) in &updates {
-        let key = property_key(name);
-        match value {
-            Some(_) if kept.len() < MAX_PROPERTIES || kept.contains(&key) => {
-                kept.insert(key.clone());
-                room.insert(key);
-            }
-            Some(_) => {}
-            None => {
-                kept.remove(&key);
-                room.insert(key);
-            }
-        }
-    }
+    let kept = api.gateway.store.properties(account, calendar)?;
+    let room = with_room(kept.into_iter().map(|(key, _)| key).collect(), &updates);
     let allowed = |(name, value): &(Name, Option<String>)| {
         matches!(resource, Resource::Calendar(..))
             && writable(name)
@@ -185,4 +153,44 @@ pub(super) async fn proppatch(
     }
     w.close("d:response");
     Ok(multistatus(w))
+}
+
+/// A PROPPATCH's updates in document order: each set (with its value) or remove, of each
+/// property in it.
+fn updates_of(root: &Element) -> Vec<(Name, Option<String>)> {
+    let mut updates = Vec::new();
+    for operation in &root.children {
+        let set = operation.name.is(DAV, "set");
+        if !set && !operation.name.is(DAV, "remove") {
+            continue;
+        }
+        for prop in operation.all(DAV, "prop") {
+            for property in &prop.children {
+                let value = set.then(|| property.text.trim().to_string());
+                updates.push((property.name.clone(), value));
+            }
+        }
+    }
+    updates
+}
+
+/// The keys of the updates that fit within `MAX_PROPERTIES` on a calendar that keeps `kept`,
+/// taken in order (a removal makes room for a later set).
+fn with_room(mut kept: BTreeSet<String>, updates: &[(Name, Option<String>)]) -> BTreeSet<String> {
+    let mut room = BTreeSet::new();
+    for (name, value) in updates {
+        let key = property_key(name);
+        match value {
+            Some(_) if kept.len() < MAX_PROPERTIES || kept.contains(&key) => {
+                kept.insert(key.clone());
+                room.insert(key);
+            }
+            Some(_) => {}
+            None => {
+                kept.remove(&key);
+                room.insert(key);
+            }
+        }
+    }
+    room
 }

@@ -14,7 +14,7 @@ use super::{
     Change, Changed, Changes, Claim, Contents, Coordination, Count, Database, Durable, Expired,
     Expiry, Marker, Notice, OutboundMessage, Store, StoreError, StoredObject, Tally, Usage,
 };
-mod writes;
+mod commit;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::future::Future;
@@ -463,7 +463,7 @@ impl PgStore {
         // Dropped before its answers are in (the call's time ran out), the connection may be
         // inside the transaction: it leaves the pool, and the server rolls back as it closes.
         let mut unfinished = Unfinished(Some(client));
-        let ids = writes::commit(unfinished.0.as_ref().expect("held"), changes).await;
+        let ids = commit::commit(unfinished.0.as_ref().expect("held"), changes).await;
         drop(unfinished.0.take());
         ids
     }

@@ -241,7 +241,6 @@ impl<'t> Views<'t> {
 
     /// One change, under the id taken for it.
     fn apply(&self, change: &Change, id: u64, kept_for: Option<&KeptFor>) -> Step {
-        let id_key = id.to_be_bytes();
         match change {
             Change::Put {
                 account,
@@ -258,9 +257,11 @@ impl<'t> Views<'t> {
                 self.delete(account, uid, expect, id)?;
                 kept_for.map_or(Ok(()), |kept| self.forget_kept(kept))
             }
-            Change::Inbox { account, text, .. } => {
-                set(self.inbox, change_key(account, &id_key), Some(text))
-            }
+            Change::Inbox { account, text, .. } => set(
+                self.inbox,
+                change_key(account, &id.to_be_bytes()),
+                Some(text),
+            ),
             Change::InboxRemove { account, id } => set(
                 self.inbox,
                 change_key(account, &id.to_be_bytes()),
@@ -291,6 +292,13 @@ impl<'t> Views<'t> {
                 value.as_ref(),
             ),
             Change::Name { account, uid, name } => self.name(account, uid, name.as_deref()),
+            _ => self.apply_record(change, id),
+        }
+    }
+
+    /// A change to the queue or to what the store records besides calendars.
+    fn apply_record(&self, change: &Change, id: u64) -> Step {
+        match change {
             Change::Enqueue(message) => self.queue(id, Some(message)),
             Change::Dequeue(queued) => self.queue(*queued, None),
             Change::Requeue(queued, message) => self.queue(*queued, Some(message)),
@@ -332,14 +340,24 @@ impl<'t> Views<'t> {
                 Some(count_value(*count)),
             ),
             Change::Mark(marker) => set(self.meta, marker.key(), Some([1])),
-            Change::Proposal { account, uid, text } => {
-                set(self.counters, member_key(account, uid, &id_key), Some(text))
-            }
+            Change::Proposal { account, uid, text } => set(
+                self.counters,
+                member_key(account, uid, &id.to_be_bytes()),
+                Some(text),
+            ),
             Change::DropProposal { account, uid, id } => set(
                 self.counters,
                 member_key(account, uid, &id.to_be_bytes()),
                 None::<&[u8]>,
             ),
+            Change::Put { .. }
+            | Change::Delete { .. }
+            | Change::Inbox { .. }
+            | Change::InboxRemove { .. }
+            | Change::Calendar { .. }
+            | Change::Place { .. }
+            | Change::Property { .. }
+            | Change::Name { .. } => unreachable!("applied by `apply`"),
         }
     }
 
