@@ -169,6 +169,11 @@ fn decide(
         ..
     } = *asked;
     let current = gateway.store.get(account, uid)?;
+    // One UID, one resource (RFC 4791 5.3.2.1): a conflict whatever the preconditions say.
+    let named = match place {
+        Place::In { name, .. } => naming(gateway, account, uid, name, current.is_some())?,
+        Place::Keep => None,
+    };
     check_precondition(&gateway.tags, account, pre, current.as_ref())?;
     let old = current.as_ref().and_then(|c| Calendar::parse(&c.text).ok());
     let ctx = gateway.context(addresses);
@@ -209,13 +214,13 @@ fn decide(
     changes.extend(queue);
     let known = correspondents::of_object(&ctx, &copy);
     changes.extend(correspondents::newly_known(gateway, account, &known)?);
-    if let Place::In { calendar, name } = place {
+    if let Place::In { calendar, .. } = place {
         changes.push(Change::Place {
             account: account.into(),
             uid: uid.into(),
             calendar: calendar.clone(),
         });
-        changes.extend(naming(gateway, account, uid, name, current.is_some())?);
+        changes.extend(named);
     }
     let written = Written {
         created: current.is_none(),

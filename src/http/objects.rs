@@ -82,28 +82,33 @@ fn written_response(written: writes::Written) -> Response {
 
 /// An object as `text/calendar` with its ETag.
 pub(crate) fn get_object(api: &Api, account: &str, uid: &str) -> Result<Response, ApiError> {
-    match api.gateway.store.get(account, uid)? {
-        Some(object) => Ok((
-            StatusCode::OK,
-            [
-                (
-                    header::CONTENT_TYPE,
-                    "text/calendar; charset=utf-8".to_string(),
-                ),
-                (
-                    header::ETAG,
-                    api.gateway.tags.etag(account, object.revision),
-                ),
-                (
-                    header::HeaderName::from_static("schedule-tag"),
-                    api.gateway.tags.schedule_tag(account, object.schedule_tag),
-                ),
-            ],
-            object.text,
-        )
-            .into_response()),
-        None => Err(ApiError::NotFound(format!("no object {uid}"))),
+    let Some(object) = api.gateway.store.get(account, uid)? else {
+        return Err(ApiError::NotFound(format!("no object {uid}")));
+    };
+    let tags = &api.gateway.tags;
+    let modified = last_modified(&object.text).and_then(|d| HeaderValue::from_str(&d).ok());
+    let mut response = (
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                "text/calendar; charset=utf-8".to_string(),
+            ),
+            (header::ETAG, tags.etag(account, object.revision)),
+            (
+                header::HeaderName::from_static("schedule-tag"),
+                tags.schedule_tag(account, object.schedule_tag),
+            ),
+        ],
+        object.text,
+    )
+        .into_response();
+    if let Some(modified) = modified {
+        response
+            .headers_mut()
+            .insert(header::LAST_MODIFIED, modified);
     }
+    Ok(response)
 }
 
 /// A client's removal of an object: CANCEL or a declining REPLY unless `Schedule-Reply: F`.
@@ -132,4 +137,44 @@ pub(crate) async fn delete_object(
     .instrument(span)
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// When an object last changed, as HTTP says dates (RFC 9110 5.6.7): the latest LAST-MODIFIED
+/// or DTSTAMP it holds (the store keeps no time of its own; every write by a client or an
+/// organizer stamps one of them). The store writes objects in its own notation: each of those
+/// properties on a line of its own, in UTC.
+pub(crate) fn last_modified(text: &str) -> Option<String> {
+    let latest = text
+        .lines()
+        .filter_map(|line| {
+            line.strip_prefix("LAST-MODIFIED:")
+                .or_else(|| line.strip_prefix("DTSTAMP:"))
+        })
+        .filter_map(|value| {
+            chrono::NaiveDateTime::parse_from_str(value.trim(), "%Y%m%dT%H%M%SZ").ok()
+        })
+        .max()?;
+    Some(
+        latest
+            .and_utc()
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_modified;
+
+    #[test]
+    fn the_latest_stamp_as_an_http_date() {
+        let text = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTAMP:20261120T090000Z\r\n\
+                    LAST-MODIFIED:20261121T101112Z\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\n\
+                    DTSTAMP:20261101T000000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        assert_eq!(
+            last_modified(text).as_deref(),
+            Some("Sat, 21 Nov 2026 10:11:12 GMT")
+        );
+        assert_eq!(last_modified("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n"), None);
+    }
 }

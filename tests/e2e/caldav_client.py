@@ -105,6 +105,96 @@ END:VTIMEZONE
 END:VCALENDAR"""
 
 
+TODO = """BEGIN:VCALENDAR
+VERSION:2.0
+PRODID:-//caldav e2e//EN
+BEGIN:VTODO
+UID:dav-todo-undated
+DTSTAMP:20261120T090000Z
+SUMMARY:Whenever
+END:VTODO
+END:VCALENDAR
+"""
+
+
+def step_event(uid, start, extra=""):
+    end = start.replace("T10", "T11")
+    return (f"BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//caldav e2e//EN\nBEGIN:VEVENT\nUID:{uid}\n"
+            f"DTSTAMP:20261120T090000Z\nLAST-MODIFIED:20261121T101112Z\nDTSTART:{start}\n"
+            f"DTEND:{end}\nSUMMARY:{uid}\n{extra}END:VEVENT\nEND:VCALENDAR\n")
+
+
+def what_other_clients_expect(client, principal, calendar):
+    """Issue 23: what other clients' test suites and tools ask of a CalDAV server. Returns the
+    steps passed."""
+    steps = 0
+    home = str(principal.calendar_home_set.url)
+    # Leftovers are deleted before a run: a calendar that is not there is 404.
+    assert client.delete(home + "leftover/").status == 404
+    # The account's own address comes first.
+    addresses = principal.calendar_user_address_set()
+    assert addresses[0] == "mailto:alice@example.com", addresses
+    # A PROPFIND without Depth (npm `dav` at discovery) answers for the resource itself.
+    asked = '<d:propfind xmlns:d="DAV:"><d:prop><d:resourcetype/></d:prop></d:propfind>'
+    answer = client.request(str(calendar.url), "PROPFIND", asked, {"Content-Type": "application/xml"})
+    assert answer.status == 207 and answer.raw.count("<d:response>") == 1, answer.raw
+    steps += 1
+
+    # Each value of CATEGORIES is matched, not only the first.
+    calendar.save_event(step_event("dav-cat-1", "20261215T100000Z",
+                                   "CATEGORIES:ANNIVERSARY,PERSONAL,SPECIAL OCCASION\n"))
+    query = ('<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><d:getetag/>'
+             '</d:prop><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT">'
+             '<c:prop-filter name="CATEGORIES"><c:text-match>PERSONAL</c:text-match></c:prop-filter>'
+             '</c:comp-filter></c:comp-filter></c:filter></c:calendar-query>')
+    answer = client.report(str(calendar.url), query, depth=1)
+    assert "dav-cat-1.ics" in answer.raw, answer.raw
+    # An undated to-do is in every range (RFC 4791 9.9).
+    calendar.save_todo(TODO)
+    found = calendar.search(todo=True, start=datetime.datetime(2027, 1, 1, tzinfo=datetime.timezone.utc),
+                            end=datetime.datetime(2027, 2, 1, tzinfo=datetime.timezone.utc))
+    assert [t.icalendar_component["uid"] for t in found] == ["dav-todo-undated"], found
+    steps += 1
+
+    # When an object changed: Last-Modified and getlastmodified.
+    event = calendar.event_by_uid("dav-cat-1")
+    answer = client.request(str(event.url))
+    assert answer.headers.get("Last-Modified") == "Sat, 21 Nov 2026 10:11:12 GMT", answer.headers
+    # One UID, one resource, If-None-Match or not.
+    try:
+        answer = client.put(home + "calendar/elsewhere.ics", step_event("dav-cat-1", "20261215T100000Z"),
+                            {"If-None-Match": "*", "Content-Type": "text/calendar"})
+        raise AssertionError(f"a second resource of one UID: {answer.status}")
+    except caldav.lib.error.AuthorizationError as refused:
+        assert "Forbidden" in str(refused), refused  # 403 no-uid-conflict, not 412
+    steps += 1
+
+    # Free/busy of the calendar (RFC 4791 7.10).
+    busy = calendar.freebusy_request(datetime.datetime(2026, 12, 15, tzinfo=datetime.timezone.utc),
+                                     datetime.datetime(2026, 12, 16, tzinfo=datetime.timezone.utc))
+    assert "FREEBUSY;FBTYPE=BUSY:20261215T100000Z/20261215T110000Z" in busy.data, busy.data
+    steps += 1
+
+    # A sync within a limit: 507 for the rest, and a token that goes on.
+    sync = ('<d:sync-collection xmlns:d="DAV:"><d:sync-token/><d:sync-level>1</d:sync-level>'
+            '<d:limit><d:nresults>1</d:nresults></d:limit><d:prop><d:getetag/></d:prop></d:sync-collection>')
+    answer = client.report(str(calendar.url), sync)
+    assert "number-of-matches-within-limits" in answer.raw and answer.raw.count(".ics<") == 1, answer.raw
+    steps += 1
+
+    # A calendar made for to-dos takes to-dos only.
+    tasks = principal.make_calendar(name="Tasks", cal_id="tasks", supported_calendar_component_set=["VTODO"])
+    assert tasks.get_supported_components() == ["VTODO"], tasks.get_supported_components()
+    tasks.save_todo(TODO.replace("dav-todo-undated", "dav-task-1"))
+    try:
+        tasks.save_event(step_event("dav-in-tasks", "20261216T100000Z"))
+        raise AssertionError("an event in a calendar of to-dos")
+    except caldav.lib.error.DAVError as refused:
+        assert "Forbidden" in str(refused), refused  # 403 supported-calendar-component
+    steps += 1
+    return steps
+
+
 def main():
     binary = os.path.abspath(sys.argv[1])
     fresh(BASE)
@@ -112,6 +202,10 @@ def main():
     config = f"{BASE}/imipd.toml"
     imipd_config(config, f"{BASE}/data", lmtp_port, web, ["alice@example.com", "bob@example.com"],
                  f'[outbound]\nspool_dir = "{BASE}/spool"\n')
+    # An alias that sorts before Alice's own address: clients take the first as hers.
+    text = open(config).read().replace('[accounts."alice@example.com"]\n',
+                                       '[accounts."alice@example.com"]\naliases = ["aa-alias@example.com"]\n')
+    open(config, "w").write(text)
     daemon = subprocess.Popen([binary, "serve", "--config", config], stderr=open(f"{BASE}/imipd.log", "w"))
     passed = 0
     try:
@@ -193,6 +287,7 @@ def main():
         names = sorted(c.get_display_name() for c in principal.calendars())
         assert names == ["Calendar"], names
         passed += 1
+        passed += what_other_clients_expect(alice, principal, calendar)
         print(f"e2e caldav (python caldav {caldav.__version__}): {passed} passed, 0 failed")
     except BaseException:
         print("--- imipd.log\n" + open(f"{BASE}/imipd.log").read()[-4000:])

@@ -1,7 +1,9 @@
 //! The methods on calendar collections: MKCALENDAR of a further calendar, DELETE of one.
 
 use super::error::DavError;
-use super::properties::{MAX_PROPERTIES, acceptable, property_key, writable};
+use super::properties::{
+    MAX_PROPERTIES, acceptable, components_asked, property_key, supported_components, writable,
+};
 use super::resource::{Layout, Resource};
 use super::xml::DAV;
 use super::{Api, CALENDAR, body_xml};
@@ -11,8 +13,8 @@ use crate::writes::WriteError;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-/// MKCALENDAR (RFC 4791 5.3.1): a further calendar, with the name, description or colour
-/// its body sets.
+/// MKCALENDAR (RFC 4791 5.3.1): a further calendar, with the name, description, colour and
+/// components its body sets.
 pub(super) async fn make(
     api: &Api,
     resource: &Resource,
@@ -58,14 +60,23 @@ pub(super) async fn make(
             .flat_map(|prop| prop.children.iter())
             .take(MAX_PROPERTIES)
         {
-            if !writable(&property.name) || !acceptable(&property.name, property.text.trim()) {
+            let value = if property.name == supported_components() {
+                // Protected afterwards (RFC 4791 5.2.3): set once, here.
+                components_asked(property).ok_or(DavError::Precondition(
+                    403,
+                    "c",
+                    "supported-calendar-component",
+                ))?
+            } else if writable(&property.name) && acceptable(&property.name, property.text.trim()) {
+                property.text.trim().to_string()
+            } else {
                 continue;
-            }
+            };
             changes.push(crate::store::Change::Property {
                 account: account.into(),
                 calendar: name.into(),
                 name: property_key(&property.name),
-                value: Some(property.text.trim().to_string()),
+                value: Some(value),
             });
         }
     }
@@ -88,8 +99,12 @@ pub(super) async fn remove(
     headers: &HeaderMap,
 ) -> Result<Response, DavError> {
     let layout = Layout::of(api, account)?;
-    if name == CALENDAR || !layout.exists(name) {
+    if name == CALENDAR {
         return Err(DavError::Refused(403, "the default calendar stays"));
+    }
+    if !layout.exists(name) {
+        let said = format!("no calendar {}", crate::escape::printable(name));
+        return Err(DavError::NotFound(said));
     }
     let mut reply = HeaderMap::new();
     if let Some(value) = headers.get("Schedule-Reply") {

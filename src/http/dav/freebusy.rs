@@ -101,6 +101,27 @@ fn free(component: &ICalendarComponent, me: &crate::itip::CalAddress) -> bool {
     transparent || cancelled || declined
 }
 
+/// The FREEBUSY lines of a busy time within a range that ends at `until`: BUSY periods, then
+/// BUSY-UNAVAILABLE from where the budget stopped.
+pub fn lines(busy: &Busy, until: i64) -> String {
+    let mut out = String::new();
+    for (start, end) in &busy.periods {
+        out.push_str(&format!(
+            "FREEBUSY;FBTYPE=BUSY:{}/{}\r\n",
+            stamp(*start),
+            stamp(*end)
+        ));
+    }
+    if let Some(unknown) = busy.unknown_from {
+        out.push_str(&format!(
+            "FREEBUSY;FBTYPE=BUSY-UNAVAILABLE:{}/{}\r\n",
+            stamp(unknown),
+            stamp(until)
+        ));
+    }
+    out
+}
+
 /// A UTC date-time as iCalendar writes it.
 pub fn stamp(at: i64) -> String {
     chrono::DateTime::from_timestamp(at, 0)

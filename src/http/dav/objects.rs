@@ -3,7 +3,7 @@
 //! and MOVE between the account's calendars (no scheduling).
 
 use super::error::DavError;
-use super::properties::MAX_NAME;
+use super::properties::{MAX_NAME, components_of, property_key, supported_components};
 use super::resource::{Layout, Member, Resource, located};
 use super::{Api, CALENDAR};
 use crate::http::{delete_object, get_object, put_object};
@@ -35,7 +35,36 @@ pub(super) async fn put(
         ));
     };
     let (place, uid) = placing(api, account, calendar, member)?;
+    takes(api, account, calendar, body)?;
     Ok(put_object(api, account, uid.as_deref(), headers, body, place).await?)
+}
+
+/// Refuses an object of a component the calendar does not take (RFC 4791 5.3.2.1,
+/// CALDAV:supported-calendar-component); what cannot be read is the write's to refuse.
+fn takes(api: &Api, account: &str, calendar: &str, text: &[u8]) -> Result<(), DavError> {
+    // Only MKCALENDAR restricts a calendar; the default one takes all.
+    if calendar == CALENDAR {
+        return Ok(());
+    }
+    let kept = api.gateway.store.properties(account, calendar)?;
+    let key = property_key(&supported_components());
+    let asked = kept
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.as_str());
+    let Some(asked) = asked else {
+        return Ok(());
+    };
+    let allowed = components_of(Some(asked));
+    let object = std::str::from_utf8(text)
+        .ok()
+        .and_then(|text| crate::itip::Calendar::parse(text).ok());
+    match object {
+        Some(object) if object.scheduling().any(|c| !allowed.contains(&c.kind)) => Err(
+            DavError::Precondition(403, "c", "supported-calendar-component"),
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// DELETE of an object, with what its removal schedules.
@@ -130,6 +159,9 @@ pub(super) async fn move_object(
     }
     if !Layout::of(api, account)?.exists(&to_calendar) {
         return refused(409, "no such calendar: make it with MKCALENDAR");
+    }
+    if let Some(current) = api.gateway.store.get(account, uid)? {
+        takes(api, account, &to_calendar, current.text.as_bytes())?;
     }
     let place = (to_calendar != CALENDAR).then(|| to_calendar.clone());
     api.gateway

@@ -10,6 +10,7 @@ use crate::http::dav::error::DavError;
 use crate::store::StoredObject;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use calcard::icalendar::ICalendarComponentType;
 
 /// Properties a client may keep on one calendar: a bound on what a client stores here.
 pub(super) const MAX_PROPERTIES: usize = 32;
@@ -121,6 +122,7 @@ static PROPERTIES: &[Property] = &[
     property!("c" CALDAV, "schedule-tag", &[Kind::Object], false, schedule_tag, Protected),
     property!("d" DAV, "getcontenttype", ITEMS, true, content_type, Protected),
     property!("d" DAV, "getcontentlength", ITEMS, true, content_length, Protected),
+    property!("d" DAV, "getlastmodified", ITEMS, true, last_modified, Protected),
     property!("c" CALDAV, "calendar-data", ITEMS, false, calendar_data, Protected),
 ];
 
@@ -282,6 +284,7 @@ fn reports(w: &mut Writer, s: &Seen) -> bool {
     for report in [
         "c:calendar-multiget",
         "c:calendar-query",
+        "c:free-busy-query",
         "d:sync-collection",
     ] {
         w.open("d:supported-report").open("d:report").empty(report);
@@ -322,11 +325,53 @@ fn user_type(w: &mut Writer, s: &Seen) -> bool {
 }
 
 fn components(w: &mut Writer, s: &Seen) -> bool {
+    let Resource::Calendar(_, c) = s.resource else {
+        return false;
+    };
     w.open(s.tag);
-    w.empty_with("c:comp", &[("name", "VEVENT")]);
-    w.empty_with("c:comp", &[("name", "VTODO")]);
+    for kind in components_of(s.facts.written(c, s.name)) {
+        w.empty_with("c:comp", &[("name", kind.as_str())]);
+    }
     w.close(s.tag);
     true
+}
+
+/// The components this server stores in a calendar.
+const STORED: [ICalendarComponentType; 2] = [
+    ICalendarComponentType::VEvent,
+    ICalendarComponentType::VTodo,
+];
+
+/// The name of the property that says which components a calendar takes (RFC 4791 5.2.3).
+pub(super) fn supported_components() -> Name {
+    Name::new(CALDAV, "supported-calendar-component-set")
+}
+
+/// The components a calendar takes, from what its MKCALENDAR asked for (kept as
+/// `VEVENT,VTODO`); all this server stores when it asked for nothing.
+pub(super) fn components_of(kept: Option<&str>) -> Vec<ICalendarComponentType> {
+    let asked = kept.into_iter().flat_map(|k| k.split(','));
+    let kinds: Vec<ICalendarComponentType> = asked
+        .filter_map(|name| STORED.iter().find(|kind| kind.as_str() == name).cloned())
+        .collect();
+    match kinds.is_empty() {
+        true => STORED.to_vec(),
+        false => kinds,
+    }
+}
+
+/// The components a MKCALENDAR's `supported-calendar-component-set` asks for, as kept; none
+/// when it names one this server does not store (CALDAV:supported-calendar-component).
+pub(super) fn components_asked(set: &Element) -> Option<String> {
+    let mut kinds = Vec::new();
+    for comp in set.all(CALDAV, "comp") {
+        let name = comp.attribute("name")?.to_ascii_uppercase();
+        let kind = STORED.iter().find(|kind| kind.as_str() == name)?;
+        if !kinds.contains(&kind.as_str()) {
+            kinds.push(kind.as_str());
+        }
+    }
+    (!kinds.is_empty()).then(|| kinds.join(","))
 }
 
 fn description(w: &mut Writer, s: &Seen) -> bool {
@@ -385,6 +430,20 @@ fn content_length(w: &mut Writer, s: &Seen) -> bool {
     of_object(w, s, |o| o.text.len().to_string())
 }
 
+/// RFC 4918 15.7, as GET's Last-Modified says it.
+fn last_modified(w: &mut Writer, s: &Seen) -> bool {
+    match s
+        .object
+        .and_then(|o| crate::http::objects::last_modified(&o.text))
+    {
+        Some(date) => {
+            w.text(s.tag, &date);
+            true
+        }
+        None => false,
+    }
+}
+
 fn calendar_data(w: &mut Writer, s: &Seen) -> bool {
     match s.object {
         Some(object) => {
@@ -432,15 +491,21 @@ pub(super) fn respond(
     let mut missing = Vec::new();
     w.open("d:propstat").open("d:prop");
     for name in &names {
-        let written = match wanted {
+        match wanted {
+            // RFC 4918 14.2, 14.21: allprop and propname give the properties the resource has.
             Wanted::Names => {
-                w.foreign(name);
-                true
+                if read(&mut Writer::new("scratch"), name, resource, facts, object) {
+                    w.foreign(name);
+                }
             }
-            _ => read(w, name, resource, facts, object),
-        };
-        if !written {
-            missing.push(name.clone());
+            Wanted::All => {
+                read(w, name, resource, facts, object);
+            }
+            Wanted::These(_) => {
+                if !read(w, name, resource, facts, object) {
+                    missing.push(name.clone());
+                }
+            }
         }
     }
     w.close("d:prop")
@@ -487,12 +552,15 @@ pub(super) struct Facts {
 impl Facts {
     pub(super) fn of(api: &Api, account: &str) -> Result<Facts, DavError> {
         let sync = api.gateway.store.sync_position(account)?;
-        let addresses = api
+        // The account's own address first: clients take the first as the user's.
+        let mut addresses: Vec<String> = api
             .gateway
             .addresses(account)
             .iter()
             .map(|a| a.to_uri())
             .collect();
+        let own = format!("mailto:{}", account.to_lowercase());
+        addresses.sort_by_key(|a| !a.eq_ignore_ascii_case(&own));
         let layout = Layout::of(api, account)?;
         let mut written = std::collections::BTreeMap::new();
         for calendar in std::iter::once(CALENDAR).chain(layout.calendars.iter().map(String::as_str))
@@ -545,6 +613,11 @@ impl Facts {
     /// The calendar's sync token: where the account's change log ends, sealed.
     pub(super) fn sync_token(&self) -> String {
         sync_token(self.tags.seal(&self.account, self.sync))
+    }
+
+    /// A sync token for a position of the account's change log.
+    pub(super) fn token_at(&self, position: u64) -> String {
+        sync_token(self.tags.seal(&self.account, position))
     }
 
     /// The position of the account's change log a sync token stands for.

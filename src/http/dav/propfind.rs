@@ -24,7 +24,10 @@ pub(super) fn propfind(
         .get("Depth")
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
-        .unwrap_or("infinity");
+        // RFC 4918 makes a missing Depth infinity, which this server does not answer (it
+        // would list every object of every calendar); clients that send none (npm `dav`)
+        // mean the resource itself, as Radicale takes it.
+        .unwrap_or("0");
     let depth = match depth {
         "0" => 0,
         "1" => 1,

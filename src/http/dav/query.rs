@@ -3,7 +3,9 @@
 
 use super::instances::{self, Budget, OverBudget, WIDEST_OFFSET};
 use calcard::common::timezone::Tz;
-use calcard::icalendar::{ICalendar, ICalendarComponent, ICalendarComponentType};
+use calcard::icalendar::{
+    ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarProperty,
+};
 use calcard::{Entry, Parser};
 
 /// Instances of its rules a span is computed from: past them, a span reaches the end of time.
@@ -65,6 +67,10 @@ impl Spans {
 /// them), widened by `WIDEST_OFFSET`; the end of time for a rule that goes on past
 /// `SPAN_INSTANCES`; none when it has no instance.
 fn span(calendar: &ICalendar, budget: &mut Budget) -> Option<Span> {
+    // A to-do with no date of its own is placed by its CREATED and COMPLETED, or everywhere.
+    if calendar.components.iter().any(is_undated_todo) {
+        return Some((i64::MIN, i64::MAX));
+    }
     let expansion = instances::expand_at_most(calendar, Tz::UTC, None, budget, SPAN_INSTANCES);
     let mut span: Option<Span> = None;
     for instance in &expansion.instances {
@@ -76,6 +82,37 @@ fn span(calendar: &ICalendar, budget: &mut Budget) -> Option<Span> {
         widened
     } else {
         Some((widened.map_or(i64::MIN, |(s, _)| s), i64::MAX))
+    }
+}
+
+/// A to-do with neither DTSTART nor DUE, which has no instance to expand.
+fn is_undated_todo(component: &ICalendarComponent) -> bool {
+    let has = |name: ICalendarProperty| component.entries.iter().any(|e| e.name == name);
+    component.component_type == ICalendarComponentType::VTodo
+        && !has(ICalendarProperty::Dtstart)
+        && !has(ICalendarProperty::Due)
+}
+
+/// Whether an undated to-do overlaps `[from, until)`: RFC 4791 9.9's table, by its CREATED
+/// and COMPLETED; with neither, always.
+fn undated_todo_meets(todo: &ICalendarComponent, from: Option<i64>, until: Option<i64>) -> bool {
+    let utc = |name: ICalendarProperty| {
+        let entry = todo.entries.iter().find(|e| e.name == name)?;
+        let value = entry.values.first()?.as_partial_date_time()?;
+        value.to_date_time_with_tz(Tz::UTC).map(|d| d.timestamp())
+    };
+    let starts_by = |t: i64| from.is_none_or(|f| f <= t);
+    let ends_from = |t: i64| until.is_none_or(|u| u >= t);
+    match (
+        utc(ICalendarProperty::Completed),
+        utc(ICalendarProperty::Created),
+    ) {
+        (Some(done), Some(made)) => {
+            (starts_by(made) || starts_by(done)) && (ends_from(made) || ends_from(done))
+        }
+        (Some(done), None) => starts_by(done) && ends_from(done),
+        (None, Some(made)) => until.is_none_or(|u| u > made),
+        (None, None) => true,
     }
 }
 
@@ -154,6 +191,13 @@ impl Filter {
         let Some((from, until)) = self.range else {
             return Ok(true);
         };
+        let undated = of_kind.iter().filter(|c| is_undated_todo(c));
+        if undated
+            .into_iter()
+            .any(|todo| undated_todo_meets(todo, from, until))
+        {
+            return Ok(true);
+        }
         let expansion = instances::expand(&calendar, utc_if_floating(self.floating), until, budget);
         let found = expansion.instances.iter().any(|instance| {
             let kind = &calendar.components[instance.component as usize].component_type;
@@ -180,7 +224,8 @@ impl PropertyFilter {
             .iter()
             .flat_map(|c| c.entries.iter())
             .filter(|e| e.name.as_str().eq_ignore_ascii_case(&self.name))
-            .flat_map(|e| e.values.first())
+            // Each value of a multi-valued property (CATEGORIES:A,B) is matched (RFC 4791 9.7.5).
+            .flat_map(|e| e.values.iter())
             .map(|v| crate::itip::value_text(v).unwrap_or_default())
             .collect();
         match &self.test {
@@ -457,5 +502,69 @@ END:VEVENT\r\nEND:VCALENDAR\r\n";
         assert_eq!(utc_instant("19700101T000100Z"), Some(60));
         assert_eq!(utc_instant("20260101T000000"), None);
         assert_eq!(utc_instant("2026-01-01"), None);
+    }
+
+    /// RFC 4791 9.7.5: any value of a multi-valued property may match.
+    #[test]
+    fn text_match_reads_every_value() {
+        let text = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\n\
+UID:c\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:20260105T090000Z\r\n\
+CATEGORIES:ANNIVERSARY,PERSONAL,SPECIAL OCCASION\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let categories = |text: &str, negate: bool| Filter {
+            component: Some(ICalendarComponentType::VEvent),
+            properties: vec![PropertyFilter {
+                name: "CATEGORIES".into(),
+                test: PropertyTest::Text {
+                    text: text.into(),
+                    equals: false,
+                    octet: false,
+                    negate,
+                },
+            }],
+            ..Filter::default()
+        };
+        let matches = |filter: Filter| filter.matches(text, &mut Budget::unlimited()).unwrap();
+        assert!(matches(categories("occasion", false)));
+        assert!(matches(categories("personal", false)));
+        assert!(!matches(categories("work", false)));
+        assert!(!matches(categories("personal", true)));
+    }
+
+    /// RFC 4791 9.9: a to-do with neither DTSTART nor DUE overlaps by CREATED and COMPLETED,
+    /// and always when it has neither.
+    #[test]
+    fn undated_todos_meet_ranges_by_created_and_completed() {
+        let todo = |props: &str| {
+            format!(
+                "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VTODO\r\nUID:t\r\n\
+DTSTAMP:20260101T000000Z\r\n{props}SUMMARY:t\r\nEND:VTODO\r\nEND:VCALENDAR\r\n"
+            )
+        };
+        let range = |from: &str, until: &str| Filter {
+            component: Some(ICalendarComponentType::VTodo),
+            range: Some((utc_instant(from), utc_instant(until))),
+            ..Filter::default()
+        };
+        let meets = |text: &str, filter: Filter| {
+            filter.may_meet(span_of(text))
+                && filter.matches(text, &mut Budget::unlimited()).unwrap()
+        };
+        let (may, june) = (
+            range("20260501T000000Z", "20260601T000000Z"),
+            range("20260601T000000Z", "20260701T000000Z"),
+        );
+        let always = todo("");
+        assert!(meets(&always, may.clone()) && meets(&always, june.clone()));
+        let created = todo("CREATED:20260515T000000Z\r\n");
+        assert!(meets(&created, may.clone()) && meets(&created, june.clone()));
+        assert!(!meets(
+            &created,
+            range("20260401T000000Z", "20260501T000000Z")
+        ));
+        let done = todo("COMPLETED:20260515T000000Z\r\n");
+        assert!(meets(&done, may.clone()) && !meets(&done, june.clone()));
+        let both = todo("CREATED:20260410T000000Z\r\nCOMPLETED:20260515T000000Z\r\n");
+        assert!(meets(&both, may) && !meets(&both, june));
+        assert!(meets(&both, range("20260401T000000Z", "20260420T000000Z")));
     }
 }

@@ -5,11 +5,14 @@ use super::error::DavError;
 use super::properties::{Facts, Wanted, calendar_timezone, multistatus, respond, wanted_props};
 use super::resource::Resource;
 use super::xml::{CALDAV, DAV, Element, Writer};
-use super::{Api, body_xml, off_thread, query};
+use super::{Api, body_xml, freebusy, off_thread, query};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use axum::response::Response;
 use std::sync::Arc;
 
-/// A REPORT: what expands recurrences (a calendar-query) goes off the async threads; the
+/// A REPORT: what expands recurrences (a calendar-query, a free-busy-query) goes off the
+/// async threads; the
 /// other reports are bounded by their body, and a thread hand-off would cost them a fifth.
 pub(super) async fn report_on(
     api: &Arc<Api>,
@@ -18,7 +21,10 @@ pub(super) async fn report_on(
     body: &[u8],
 ) -> Result<Response, DavError> {
     match body_xml(body)? {
-        Some(root) if root.name.is(CALDAV, "calendar-query") => {
+        Some(root)
+            if root.name.is(CALDAV, "calendar-query")
+                || root.name.is(CALDAV, "free-busy-query") =>
+        {
             let (account, resource) = (account.to_string(), resource.clone());
             off_thread(api, move |api| report(api, &account, &resource, root)).await
         }
@@ -57,6 +63,8 @@ fn report(
         calendar_query(&of, &root)
     } else if root.name.is(DAV, "sync-collection") {
         sync_collection(&of, &root)
+    } else if root.name.is(CALDAV, "free-busy-query") {
+        free_busy_query(&of, &root)
     } else {
         Err(DavError::Precondition(403, "d", "supported-report"))
     }
@@ -264,31 +272,121 @@ fn sync_collection(of: &ReportScope, root: &Element) -> Result<Response, DavErro
             _ => return Err(DavError::Precondition(403, "d", "valid-sync-token")),
         },
     };
+    let limit = match root
+        .child(DAV, "limit")
+        .and_then(|l| l.child(DAV, "nresults"))
+    {
+        None => None,
+        Some(n) => match n.text.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                let said = "DAV:nresults is a number of results, at least 1";
+                return Err(DavError::BadRequest(said.into()));
+            }
+        },
+    };
     let mut w = Writer::new("multistatus");
-    let store = &of.api.gateway.store;
-    if since == 0 {
+    if since == 0 && limit.is_none() {
         for (uid, object) in &of.objects()? {
             respond(&mut w, &of.object(uid), of.facts, Some(object), of.wanted);
         }
-    } else {
-        // The account's log, one entry per object changed since: what is in this calendar
-        // (or was, when removed: a placement outlives its object) as it is, anything else as
-        // removed here, since the log does not say where an object was before; a client that
-        // moved one away by DELETE and PUT elsewhere must see it go, and one never here is
-        // ignored by clients (RFC 6578 3.5.2 lists removals the client may not know).
-        let changes = store.changes_since(of.account, since)?.changed;
-        for change in &changes {
-            let resource = of.object(&change.uid);
-            let object = match of.facts.placed(of.calendar, &change.uid) {
-                true => store.get(of.account, &change.uid)?,
-                false => None,
-            };
-            match object {
-                Some(object) => respond(&mut w, &resource, of.facts, Some(&object), of.wanted),
-                None => gone(&mut w, &resource.href()),
-            }
-        }
+        w.text("d:sync-token", &of.facts.sync_token());
+        return Ok(multistatus(w));
     }
-    w.text("d:sync-token", &of.facts.sync_token());
+    let reached = changes_from(of, &mut w, since, limit)?;
+    let token = match reached {
+        // RFC 6578 3.6: the rest is for another request, from this token on.
+        Some(position) => {
+            w.open("d:response")
+                .text(
+                    "d:href",
+                    &Resource::Calendar(of.account.into(), of.calendar.into()).href(),
+                )
+                .text("d:status", "HTTP/1.1 507 Insufficient Storage")
+                .open("d:error")
+                .empty("d:number-of-matches-within-limits")
+                .close("d:error")
+                .close("d:response");
+            of.facts.token_at(position)
+        }
+        None => of.facts.sync_token(),
+    };
+    w.text("d:sync-token", &token);
     Ok(multistatus(w))
+}
+
+/// The objects changed from position `since` of the account's log, at most `limit` of them:
+/// what is in this calendar (or was, when removed: a placement outlives its object) as it is,
+/// anything else as removed here, since the log does not say where an object was before; a
+/// client that moved one away by DELETE and PUT elsewhere must see it go, and one never here
+/// is ignored by clients (RFC 6578 3.5.2 lists removals the client may not know). A first
+/// sync (`since` 0) lists no removals. Returns the position to go on from when the limit cut
+/// the list short.
+fn changes_from(
+    of: &ReportScope,
+    w: &mut Writer,
+    since: u64,
+    limit: Option<usize>,
+) -> Result<Option<u64>, DavError> {
+    let store = &of.api.gateway.store;
+    let mut listed = 0;
+    for change in store.changes_since(of.account, since)?.changed {
+        let object = match of.facts.placed(of.calendar, &change.uid) {
+            true => store.get(of.account, &change.uid)?,
+            false => None,
+        };
+        if object.is_none() && since == 0 {
+            continue;
+        }
+        if limit.is_some_and(|most| listed == most) {
+            return Ok(Some(change.id));
+        }
+        let resource = of.object(&change.uid);
+        match object {
+            Some(object) => respond(w, &resource, of.facts, Some(&object), of.wanted),
+            None => gone(w, &resource.href()),
+        }
+        listed += 1;
+    }
+    Ok(None)
+}
+
+/// RFC 4791 7.10: the calendar's busy time within a range, as one VFREEBUSY; what the account
+/// declined or marked transparent leaves it free, floating times are read in the calendar's
+/// zone.
+fn free_busy_query(of: &ReportScope, root: &Element) -> Result<Response, DavError> {
+    let invalid = || DavError::Precondition(400, "c", "valid-filter");
+    let range = root.child(CALDAV, "time-range").ok_or_else(invalid)?;
+    let side = |key: &str| range.attribute(key).and_then(query::utc_instant);
+    let (Some(from), Some(until)) = (side("start"), side("end")) else {
+        return Err(invalid());
+    };
+    if until <= from {
+        return Err(invalid());
+    }
+    let me = crate::itip::CalAddress::from_email(of.account).ok_or_else(invalid)?;
+    let objects = of.objects()?;
+    let mut budget = of.api.expansion_budget();
+    let spans = &of.api.spans;
+    let meeting = objects.iter().filter(|(uid, o)| {
+        let span = spans.of(of.account, uid, o.revision, &o.text, &mut budget);
+        span.is_some_and(|(start, end)| start < until && end > from)
+    });
+    let texts: Vec<&str> = meeting.map(|(_, o)| o.text.as_str()).collect();
+    let zone = floating_zone(of, root);
+    let busy = freebusy::busy(texts, &me, (from, until), zone, &mut budget);
+    let body = format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//imipd//imipd//EN\r\nBEGIN:VFREEBUSY\r\n\
+         DTSTAMP:{}\r\nDTSTART:{}\r\nDTEND:{}\r\n{}END:VFREEBUSY\r\nEND:VCALENDAR\r\n",
+        freebusy::stamp(of.api.gateway.now()),
+        freebusy::stamp(from),
+        freebusy::stamp(until),
+        freebusy::lines(&busy, until),
+    );
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/calendar; charset=utf-8")],
+        body,
+    )
+        .into_response())
 }

@@ -203,20 +203,7 @@ fn free_busy_reply(
         out.push_str(&format!("ORGANIZER:{}\r\n", organizer.to_uri()));
     }
     out.push_str(&format!("ATTENDEE:{}\r\n", attendee.to_uri()));
-    for (start, end) in &busy.periods {
-        out.push_str(&format!(
-            "FREEBUSY;FBTYPE=BUSY:{}/{}\r\n",
-            freebusy::stamp(*start),
-            freebusy::stamp(*end)
-        ));
-    }
-    if let Some(unknown) = busy.unknown_from {
-        out.push_str(&format!(
-            "FREEBUSY;FBTYPE=BUSY-UNAVAILABLE:{}/{}\r\n",
-            freebusy::stamp(unknown),
-            freebusy::stamp(until)
-        ));
-    }
+    out.push_str(&freebusy::lines(busy, until));
     out.push_str("END:VFREEBUSY\r\nEND:VCALENDAR\r\n");
     out
 }

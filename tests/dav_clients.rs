@@ -1,0 +1,243 @@
+//! CalDAV as other clients' own test suites and tools meet it (issue 23), in-process: what
+//! they delete before they start, the Depth they leave out, the dates they list, the limits
+//! they ask for, the components a calendar is made for, free/busy of a calendar.
+
+mod common;
+
+use common::node::Node;
+
+const ALICE: &str = "alice@example.com";
+const HOME: &str = "/dav/calendars/alice@example.com/calendar/";
+const CALENDARS: &str = "/dav/calendars/alice@example.com/";
+
+fn node(name: &str) -> Node {
+    // Alice's alias sorts before her own address: clients take the first as hers.
+    let accounts = format!(
+        "{}[accounts.\"{ALICE}\"]\naliases = [\"aa-alias@example.com\"]\npassword_hash = \"{}\"\n",
+        common::accounts(&["bob@example.com"]),
+        common::SECRET_HASH
+    );
+    Node::start(name, &accounts, "")
+}
+
+/// An hour from `start` (`20261210T100000Z`).
+fn event(uid: &str, start: &str) -> String {
+    let hour: u32 = start[9..11].parse().unwrap();
+    let end = format!("{}{:02}{}", &start[..9], hour + 1, &start[11..]);
+    common::build::event(uid)
+        .set(&format!("DTSTART:{start}"))
+        .set(&format!("DTEND:{end}"))
+        .text()
+}
+
+fn todo(uid: &str) -> String {
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VTODO\r\nUID:{uid}\r\n\
+DTSTAMP:20261120T090000Z\r\nSUMMARY:Do it\r\nEND:VTODO\r\nEND:VCALENDAR\r\n"
+    )
+}
+
+fn put(node: &Node, path: &str, headers: &[(&str, &str)], text: &str) -> (u16, String) {
+    let (status, _, body) = node.http("PUT", path, ALICE, headers, text);
+    (status, body)
+}
+
+#[test]
+fn a_calendar_that_is_not_there_is_not_found() {
+    let node = node("clients-delete");
+    let (status, _, body) = node.http("DELETE", &format!("{CALENDARS}leftover/"), ALICE, &[], "");
+    assert_eq!(status, 404, "{body}");
+    let (status, _, body) = node.http("DELETE", HOME, ALICE, &[], "");
+    assert_eq!(status, 403, "the default calendar stays: {body}");
+}
+
+#[test]
+fn one_uid_is_one_resource_whatever_the_preconditions() {
+    let node = node("clients-uid");
+    let (status, body) = put(
+        &node,
+        &format!("{HOME}first.ics"),
+        &[],
+        &event("u-1", "20261210T100000Z"),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = put(
+        &node,
+        &format!("{HOME}second.ics"),
+        &[("If-None-Match", "*")],
+        &event("u-1", "20261210T100000Z"),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("no-uid-conflict"), "{body}");
+}
+
+#[test]
+fn discovery_as_minimal_clients_do_it() {
+    let node = node("clients-discovery");
+    // The account's own address first, before an alias that sorts earlier.
+    let principal = "/dav/principals/alice@example.com/";
+    let ask = r#"<d:propfind xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><c:calendar-user-address-set/></d:prop></d:propfind>"#;
+    let (status, _, body) = node.http("PROPFIND", principal, ALICE, &[("Depth", "0")], ask);
+    assert_eq!(status, 207, "{body}");
+    let own = body.find("mailto:alice@example.com").unwrap();
+    let alias = body.find("mailto:aa-alias@example.com").unwrap();
+    assert!(own < alias, "{body}");
+    // No Depth header: the resource itself (npm `dav`), not 403.
+    let (status, _, body) = node.http("PROPFIND", HOME, ALICE, &[], "");
+    assert_eq!(status, 207, "{body}");
+    assert_eq!(body.matches("<d:response>").count(), 1, "{body}");
+}
+
+#[test]
+fn objects_say_when_they_changed_and_allprop_only_what_they_have() {
+    let node = node("clients-modified");
+    let text = event("m-1", "20261210T100000Z")
+        .replace("DTSTAMP:", "LAST-MODIFIED:20261122T080910Z\r\nDTSTAMP:");
+    assert_eq!(put(&node, &format!("{HOME}m-1.ics"), &[], &text).0, 201);
+    let (status, head, _) = node.http("GET", &format!("{HOME}m-1.ics"), ALICE, &[], "");
+    assert_eq!(status, 200);
+    assert!(head.contains("last-modified: "), "{head}");
+    let (_, _, body) = node.http("PROPFIND", HOME, ALICE, &[("Depth", "1")], "");
+    assert!(body.contains("<d:getlastmodified>"), "{body}");
+    // allprop (an empty body) lists what each resource has, and nothing as 404.
+    assert!(!body.contains("404"), "{body}");
+    let propname = r#"<d:propfind xmlns:d="DAV:"><d:propname/></d:propfind>"#;
+    let (_, _, body) = node.http(
+        "PROPFIND",
+        &format!("{HOME}m-1.ics"),
+        ALICE,
+        &[("Depth", "0")],
+        propname,
+    );
+    assert!(
+        body.contains("getlastmodified") && !body.contains("displayname"),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_sync_within_a_limit_goes_on_from_its_token() {
+    let node = node("clients-limit");
+    for n in 0..5 {
+        let uid = format!("s-{n}");
+        assert_eq!(
+            put(
+                &node,
+                &format!("{HOME}{uid}.ics"),
+                &[],
+                &event(&uid, "20261210T100000Z")
+            )
+            .0,
+            201
+        );
+    }
+    let ask = |token: &str| {
+        format!(
+            r#"<d:sync-collection xmlns:d="DAV:"><d:sync-token>{token}</d:sync-token><d:sync-level>1</d:sync-level><d:limit><d:nresults>2</d:nresults></d:limit><d:prop><d:getetag/></d:prop></d:sync-collection>"#
+        )
+    };
+    let mut token = String::new();
+    let mut seen = Vec::new();
+    for round in 0..3 {
+        let (status, _, body) = node.http("REPORT", HOME, ALICE, &[], &ask(&token));
+        assert_eq!(status, 207, "{body}");
+        let hrefs: Vec<String> = body
+            .split("<d:href>")
+            .skip(1)
+            .filter_map(|h| h.split('<').next())
+            .filter(|h| h.ends_with(".ics"))
+            .map(str::to_string)
+            .collect();
+        let cut = body.contains("number-of-matches-within-limits");
+        assert_eq!(cut, round < 2, "round {round}: {body}");
+        assert!(hrefs.len() <= 2, "{body}");
+        seen.extend(hrefs);
+        token = body
+            .split("<d:sync-token>")
+            .nth(1)
+            .and_then(|t| t.split('<').next())
+            .unwrap()
+            .to_string();
+    }
+    seen.sort();
+    let want: Vec<String> = (0..5).map(|n| format!("{HOME}s-{n}.ics")).collect();
+    assert_eq!(seen, want);
+    let (status, _, body) = node.http("REPORT", HOME, ALICE, &[], &ask(&token));
+    assert_eq!(status, 207);
+    assert!(!body.contains(".ics"), "nothing changed since: {body}");
+}
+
+#[test]
+fn a_calendar_made_for_to_dos_takes_only_to_dos() {
+    let node = node("clients-components");
+    let make = r#"<c:mkcalendar xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:set><d:prop><d:displayname>Tasks</d:displayname><c:supported-calendar-component-set><c:comp name="VTODO"/></c:supported-calendar-component-set></d:prop></d:set></c:mkcalendar>"#;
+    let tasks = format!("{CALENDARS}tasks/");
+    let (status, _, body) = node.http("MKCALENDAR", &tasks, ALICE, &[], make);
+    assert_eq!(status, 201, "{body}");
+    let ask = r#"<d:propfind xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><c:supported-calendar-component-set/></d:prop></d:propfind>"#;
+    let (_, _, body) = node.http("PROPFIND", &tasks, ALICE, &[("Depth", "0")], ask);
+    assert!(
+        body.contains(r#"name="VTODO""#) && !body.contains("VEVENT"),
+        "{body}"
+    );
+    let (status, body) = put(
+        &node,
+        &format!("{tasks}e.ics"),
+        &[],
+        &event("e", "20261210T100000Z"),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("supported-calendar-component"), "{body}");
+    assert_eq!(put(&node, &format!("{tasks}t.ics"), &[], &todo("t")).0, 201);
+    // A journal calendar is one this server cannot keep.
+    let journals = make.replace("VTODO", "VJOURNAL");
+    let (status, _, body) = node.http(
+        "MKCALENDAR",
+        &format!("{CALENDARS}notes/"),
+        ALICE,
+        &[],
+        &journals,
+    );
+    assert_eq!(status, 403, "{body}");
+}
+
+#[test]
+fn free_busy_of_a_calendar() {
+    let node = node("clients-freebusy");
+    assert_eq!(
+        put(
+            &node,
+            &format!("{HOME}b-1.ics"),
+            &[],
+            &event("b-1", "20261210T100000Z")
+        )
+        .0,
+        201
+    );
+    assert_eq!(
+        put(
+            &node,
+            &format!("{HOME}b-2.ics"),
+            &[],
+            &event("b-2", "20261211T100000Z")
+        )
+        .0,
+        201
+    );
+    let ask = r#"<c:free-busy-query xmlns:c="urn:ietf:params:xml:ns:caldav"><c:time-range start="20261210T000000Z" end="20261211T000000Z"/></c:free-busy-query>"#;
+    let (status, head, body) = node.http("REPORT", HOME, ALICE, &[], ask);
+    assert_eq!(status, 200, "{body}");
+    assert!(head.contains("text/calendar"), "{head}");
+    assert!(body.contains("BEGIN:VFREEBUSY"), "{body}");
+    assert!(
+        body.contains("FREEBUSY;FBTYPE=BUSY:20261210T100000Z/20261210T110000Z"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("20261211T100000Z/"),
+        "outside the range: {body}"
+    );
+    let backwards = ask.replace("20261211T000000Z", "20261201T000000Z");
+    let (status, _, body) = node.http("REPORT", HOME, ALICE, &[], &backwards);
+    assert_eq!(status, 400, "{body}");
+}
