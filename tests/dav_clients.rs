@@ -241,3 +241,35 @@ fn free_busy_of_a_calendar() {
     let (status, _, body) = node.http("REPORT", HOME, ALICE, &[], &backwards);
     assert_eq!(status, 400, "{body}");
 }
+
+#[test]
+fn calendar_data_expanded_as_asked() {
+    let node = node("clients-expand");
+    let weekly = common::build::event("wk")
+        .set("DTSTART:20261207T100000Z")
+        .set("DTEND:20261207T110000Z")
+        .set("RRULE:FREQ=WEEKLY;COUNT=10")
+        .text();
+    assert_eq!(put(&node, &format!("{HOME}wk.ics"), &[], &weekly).0, 201);
+    let query = r#"<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><c:calendar-data><c:expand start="20261210T000000Z" end="20261225T000000Z"/></c:calendar-data></d:prop><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT"><c:time-range start="20261210T000000Z" end="20261225T000000Z"/></c:comp-filter></c:comp-filter></c:filter></c:calendar-query>"#;
+    let (status, _, body) = node.http("REPORT", HOME, ALICE, &[("Depth", "1")], query);
+    assert_eq!(status, 207, "{body}");
+    let data = body.replace("\r\n ", "");
+    assert_eq!(data.matches("BEGIN:VEVENT").count(), 2, "{data}");
+    assert!(!data.contains("RRULE"), "{data}");
+    assert!(
+        data.contains("RECURRENCE-ID:20261214T100000Z")
+            && data.contains("DTSTART:20261221T100000Z"),
+        "{data}"
+    );
+    // The same in a multiget; an expand without its end is refused.
+    let multiget = format!(
+        r#"<c:calendar-multiget xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><c:calendar-data><c:expand start="20261210T000000Z" end="20261218T000000Z"/></c:calendar-data></d:prop><d:href>{HOME}wk.ics</d:href></c:calendar-multiget>"#
+    );
+    let (status, _, body) = node.http("REPORT", HOME, ALICE, &[], &multiget);
+    assert_eq!(status, 207, "{body}");
+    assert_eq!(body.matches("BEGIN:VEVENT").count(), 1, "{body}");
+    let broken = multiget.replace(r#" end="20261218T000000Z""#, "");
+    let (status, _, _) = node.http("REPORT", HOME, ALICE, &[], &broken);
+    assert_eq!(status, 400);
+}

@@ -182,6 +182,18 @@ def what_other_clients_expect(client, principal, calendar):
     assert "number-of-matches-within-limits" in answer.raw and answer.raw.count(".ics<") == 1, answer.raw
     steps += 1
 
+    # Recurrences expanded by the server (CALDAV:expand), one instance each, in UTC (the
+    # library widens the range by a day on each side).
+    calendar.save_event(step_event("dav-weekly", "20270104T100000Z", "RRULE:FREQ=WEEKLY;COUNT=10\n"))
+    found = calendar.search(start=datetime.datetime(2027, 1, 10, tzinfo=datetime.timezone.utc),
+                            end=datetime.datetime(2027, 1, 24, tzinfo=datetime.timezone.utc),
+                            event=True, server_expand=True)
+    instances = sorted(str(e.icalendar_component.get("recurrence-id").dt) for e in found
+                       if e.icalendar_component["uid"] == "dav-weekly")
+    assert instances == ["2027-01-11 10:00:00+00:00", "2027-01-18 10:00:00+00:00"], instances
+    assert all("RRULE" not in e.data for e in found), [e.data for e in found]
+    steps += 1
+
     # A calendar made for to-dos takes to-dos only.
     tasks = principal.make_calendar(name="Tasks", cal_id="tasks", supported_calendar_component_set=["VTODO"])
     assert tasks.get_supported_components() == ["VTODO"], tasks.get_supported_components()

@@ -16,6 +16,7 @@
 
 mod collections;
 mod error;
+mod expand;
 mod freebusy;
 mod instances;
 mod objects;

@@ -3,6 +3,7 @@
 //! may write it), the dead ones clients keep on calendars, and the `response` elements that
 //! PROPFIND and the REPORTs answer with.
 
+use super::expand::Expand;
 use super::resource::{Kind, Layout, Member, Resource};
 use super::xml::{CALDAV, CS, DAV, Element, ICAL, Name, Writer};
 use super::{Api, CALENDAR, query};
@@ -44,6 +45,8 @@ struct Seen<'a> {
     resource: &'a Resource,
     facts: &'a Facts,
     object: Option<&'a StoredObject>,
+    /// How a REPORT asked calendar-data to be expanded.
+    expand: Option<&'a Expand>,
 }
 
 /// Writes the property; false when the resource has no value for it (404).
@@ -147,13 +150,13 @@ fn listed(resource: &Resource, facts: &Facts) -> Vec<Name> {
 }
 
 /// Writes one property of a resource; false when it has none of that name.
-fn read(
-    w: &mut Writer,
-    name: &Name,
-    resource: &Resource,
-    facts: &Facts,
-    object: Option<&StoredObject>,
-) -> bool {
+fn read(w: &mut Writer, name: &Name, about: &About) -> bool {
+    let About {
+        resource,
+        facts,
+        object,
+        expand,
+    } = *about;
     match live(name) {
         Some(property) if property.on.contains(&resource.kind()) => {
             let seen = Seen {
@@ -162,6 +165,7 @@ fn read(
                 resource,
                 facts,
                 object,
+                expand,
             };
             (property.read)(w, &seen)
         }
@@ -444,14 +448,19 @@ fn last_modified(w: &mut Writer, s: &Seen) -> bool {
     }
 }
 
+/// The object's text; expanded when the REPORT asked (none when its budget could not).
 fn calendar_data(w: &mut Writer, s: &Seen) -> bool {
-    match s.object {
-        Some(object) => {
-            w.text(s.tag, &object.text);
-            true
-        }
-        None => false,
-    }
+    let Some(object) = s.object else {
+        return false;
+    };
+    match s.expand {
+        Some(expand) => match expand.apply(&object.text) {
+            Some(expanded) => w.text(s.tag, &expanded),
+            None => return false,
+        },
+        None => w.text(s.tag, &object.text),
+    };
+    true
 }
 
 /// The properties a request asks for.
@@ -474,15 +483,22 @@ pub(super) fn wanted_props(root: Option<&Element>) -> Wanted {
     Wanted::All
 }
 
+/// What a `response` element is about: the resource, its account's facts, the object (for
+/// objects and inbox items), and how a REPORT asked calendar-data to be expanded.
+#[derive(Clone, Copy)]
+pub(super) struct About<'a> {
+    pub(super) resource: &'a Resource,
+    pub(super) facts: &'a Facts,
+    pub(super) object: Option<&'a StoredObject>,
+    pub(super) expand: Option<&'a Expand>,
+}
+
 /// One `response` element: the properties asked for that the resource has (200), and the
 /// others (404).
-pub(super) fn respond(
-    w: &mut Writer,
-    resource: &Resource,
-    facts: &Facts,
-    object: Option<&crate::store::StoredObject>,
-    wanted: &Wanted,
-) {
+pub(super) fn respond(w: &mut Writer, about: &About, wanted: &Wanted) {
+    let About {
+        resource, facts, ..
+    } = *about;
     let names = match wanted {
         Wanted::These(names) => names.clone(),
         Wanted::All | Wanted::Names => listed(resource, facts),
@@ -494,15 +510,15 @@ pub(super) fn respond(
         match wanted {
             // RFC 4918 14.2, 14.21: allprop and propname give the properties the resource has.
             Wanted::Names => {
-                if read(&mut Writer::new("scratch"), name, resource, facts, object) {
+                if read(&mut Writer::new("scratch"), name, about) {
                     w.foreign(name);
                 }
             }
             Wanted::All => {
-                read(w, name, resource, facts, object);
+                read(w, name, about);
             }
             Wanted::These(_) => {
-                if !read(w, name, resource, facts, object) {
+                if !read(w, name, about) {
                     missing.push(name.clone());
                 }
             }

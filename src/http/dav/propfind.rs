@@ -3,7 +3,8 @@
 
 use super::error::DavError;
 use super::properties::{
-    Facts, MAX_PROPERTIES, acceptable, multistatus, property_key, respond, wanted_props, writable,
+    About, Facts, MAX_PROPERTIES, acceptable, multistatus, property_key, respond, wanted_props,
+    writable,
 };
 use super::resource::{Layout, Resource, children};
 use super::scheduling::inbox_item;
@@ -81,7 +82,13 @@ pub(super) fn propfind(
             },
             _ => None,
         };
-        respond(&mut w, member, &facts, object.as_ref(), &wanted);
+        let about = About {
+            resource: member,
+            facts: &facts,
+            object: object.as_ref(),
+            expand: None,
+        };
+        respond(&mut w, &about, &wanted);
     }
     Ok(multistatus(w))
 }

@@ -2,10 +2,14 @@
 //! sync-collection (RFC 6578).
 
 use super::error::DavError;
-use super::properties::{Facts, Wanted, calendar_timezone, multistatus, respond, wanted_props};
+use super::expand::Expand;
+use super::properties::{
+    About, Facts, Wanted, calendar_timezone, multistatus, respond, wanted_props,
+};
 use super::resource::Resource;
 use super::xml::{CALDAV, DAV, Element, Writer};
 use super::{Api, body_xml, freebusy, off_thread, query};
+use crate::store::StoredObject;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::response::Response;
@@ -21,16 +25,24 @@ pub(super) async fn report_on(
     body: &[u8],
 ) -> Result<Response, DavError> {
     match body_xml(body)? {
-        Some(root)
-            if root.name.is(CALDAV, "calendar-query")
-                || root.name.is(CALDAV, "free-busy-query") =>
-        {
+        Some(root) if expands(&root) => {
             let (account, resource) = (account.to_string(), resource.clone());
             off_thread(api, move |api| report(api, &account, &resource, root)).await
         }
         Some(root) => report(api, account, resource, root),
         None => Err(DavError::BadRequest("a REPORT needs a body".into())),
     }
+}
+
+/// A REPORT that expands recurrences: a query, free/busy, or calendar-data asked expanded.
+fn expands(root: &Element) -> bool {
+    let expanded_data = root
+        .child(DAV, "prop")
+        .and_then(|prop| prop.child(CALDAV, "calendar-data"))
+        .is_some_and(|data| data.child(CALDAV, "expand").is_some());
+    root.name.is(CALDAV, "calendar-query")
+        || root.name.is(CALDAV, "free-busy-query")
+        || expanded_data
 }
 
 fn report(
@@ -56,6 +68,12 @@ fn report(
         calendar,
         facts: &facts,
         wanted: &wanted,
+        expand: None,
+    };
+    let expand = Expand::asked(&root, floating_zone(&of, &root), api.expansion_budget())?;
+    let of = ReportScope {
+        expand: expand.as_ref(),
+        ..of
     };
     if root.name.is(CALDAV, "calendar-multiget") {
         multiget(&of, &root)
@@ -77,9 +95,22 @@ struct ReportScope<'a> {
     calendar: &'a str,
     facts: &'a Facts,
     wanted: &'a Wanted,
+    /// How calendar-data is to be expanded, when the REPORT asked.
+    expand: Option<&'a Expand>,
 }
 
 impl ReportScope<'_> {
+    /// The `response` element of an object of the calendar.
+    fn respond(&self, w: &mut Writer, resource: &Resource, object: &StoredObject) {
+        let about = About {
+            resource,
+            facts: self.facts,
+            object: Some(object),
+            expand: self.expand,
+        };
+        respond(w, &about, self.wanted);
+    }
+
     fn object(&self, uid: &str) -> Resource {
         Resource::Object(
             self.account.into(),
@@ -116,7 +147,7 @@ fn multiget(of: &ReportScope, root: &Element) -> Result<Response, DavError> {
             _ => None,
         };
         match found {
-            Some((object, stored)) => respond(&mut w, &object, of.facts, Some(&stored), of.wanted),
+            Some((object, stored)) => of.respond(&mut w, &object, &stored),
             None => gone(&mut w, href.text.trim()),
         }
     }
@@ -143,7 +174,7 @@ fn calendar_query(of: &ReportScope, root: &Element) -> Result<Response, DavError
         let span = spans.of(of.account, uid, object.revision, &object.text, &mut budget);
         let meets = filter.may_meet(span) && filter.matches(&object.text, &mut budget)?;
         if meets {
-            respond(&mut w, &of.object(uid), of.facts, Some(object), of.wanted);
+            of.respond(&mut w, &of.object(uid), object);
         }
     }
     Ok(multistatus(w))
@@ -288,7 +319,7 @@ fn sync_collection(of: &ReportScope, root: &Element) -> Result<Response, DavErro
     let mut w = Writer::new("multistatus");
     if since == 0 && limit.is_none() {
         for (uid, object) in &of.objects()? {
-            respond(&mut w, &of.object(uid), of.facts, Some(object), of.wanted);
+            of.respond(&mut w, &of.object(uid), object);
         }
         w.text("d:sync-token", &of.facts.sync_token());
         return Ok(multistatus(w));
@@ -343,7 +374,7 @@ fn changes_from(
         }
         let resource = of.object(&change.uid);
         match object {
-            Some(object) => respond(w, &resource, of.facts, Some(&object), of.wanted),
+            Some(object) => of.respond(w, &resource, &object),
             None => gone(w, &resource.href()),
         }
         listed += 1;

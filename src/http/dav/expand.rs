@@ -1,0 +1,256 @@
+//! CALDAV:expand (RFC 4791 9.6.5): a REPORT's calendar-data with an object's recurrences
+//! expanded within a range, each instance a component of its own in UTC, without RRULE, RDATE
+//! or EXDATE, and with the RECURRENCE-ID of its instance when the object recurs.
+
+use super::error::DavError;
+use super::instances::{self, Budget};
+use super::query::{self, utc_if_floating};
+use super::xml::{CALDAV, DAV, Element};
+use calcard::common::PartialDateTime;
+use calcard::common::timezone::Tz;
+use calcard::icalendar::{
+    ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarEntry, ICalendarProperty,
+    ICalendarValue,
+};
+use calcard::{Entry, Parser};
+use std::cell::RefCell;
+
+/// What a REPORT asked calendar-data to be expanded to, and what it may spend on it.
+pub(super) struct Expand {
+    from: i64,
+    until: i64,
+    /// The zone floating times are read in (the calendar's).
+    zone: Tz,
+    /// The request's budget, drawn on by each object in turn.
+    budget: RefCell<Budget>,
+}
+
+/// What an expanded instance leaves out or gives anew.
+const RESTATED: [ICalendarProperty; 9] = [
+    ICalendarProperty::Rrule,
+    ICalendarProperty::Rdate,
+    ICalendarProperty::Exdate,
+    ICalendarProperty::Exrule,
+    ICalendarProperty::Dtstart,
+    ICalendarProperty::Dtend,
+    ICalendarProperty::Due,
+    ICalendarProperty::Duration,
+    ICalendarProperty::RecurrenceId,
+];
+
+impl Expand {
+    /// The `expand` of a REPORT's `prop/calendar-data`, if it asks for one: its start and end
+    /// are required (400 otherwise).
+    pub(super) fn asked(
+        root: &Element,
+        zone: Tz,
+        budget: Budget,
+    ) -> Result<Option<Expand>, DavError> {
+        let expand = root
+            .child(DAV, "prop")
+            .and_then(|prop| prop.child(CALDAV, "calendar-data"))
+            .and_then(|data| data.child(CALDAV, "expand"));
+        let Some(expand) = expand else {
+            return Ok(None);
+        };
+        let side = |key: &str| expand.attribute(key).and_then(query::utc_instant);
+        match (side("start"), side("end")) {
+            (Some(from), Some(until)) if from < until => Ok(Some(Expand {
+                from,
+                until,
+                zone,
+                budget: RefCell::new(budget),
+            })),
+            _ => Err(DavError::Precondition(400, "c", "valid-filter")),
+        }
+    }
+
+    /// The object expanded; none when the budget cannot see all of its instances in the range.
+    pub(super) fn apply(&self, text: &str) -> Option<String> {
+        let Entry::ICalendar(ical) = Parser::new(text).entry() else {
+            return Some(text.to_string());
+        };
+        let zone = utc_if_floating(self.zone);
+        let expansion = {
+            let mut budget = self.budget.borrow_mut();
+            instances::expand(&ical, zone, Some(self.until), &mut budget)
+        };
+        if !expansion.covers(Some(self.until)) {
+            return None;
+        }
+        // The zones of the object, for its overrides' RECURRENCE-IDs.
+        let zones = crate::itip::Calendar::parse(text)
+            .map(|c| c.tz_resolver())
+            .unwrap_or_else(|_| crate::itip::Calendar::default().tz_resolver());
+        let recurs = ical.components.iter().any(|c| {
+            c.entries.iter().any(|e| {
+                matches!(
+                    e.name,
+                    ICalendarProperty::Rrule
+                        | ICalendarProperty::Rdate
+                        | ICalendarProperty::RecurrenceId
+                )
+            })
+        });
+        let root = ical.components.first()?;
+        let mut out = ICalendar {
+            components: vec![ICalendarComponent {
+                component_type: ICalendarComponentType::VCalendar,
+                entries: root.entries.clone(),
+                component_ids: Vec::new(),
+            }],
+        };
+        let mut ids = Vec::new();
+        for instance in &expansion.instances {
+            let (start, end) = (instance.start, instance.end);
+            let overlaps = match end > start {
+                true => start < self.until && end > self.from,
+                false => start < self.until && start >= self.from,
+            };
+            let Some(source) = ical.components.get(instance.component as usize) else {
+                continue;
+            };
+            if !overlaps {
+                continue;
+            }
+            let original = match source.property(&ICalendarProperty::RecurrenceId) {
+                Some(rid) => crate::itip::timestamp_of(rid, 0, &zones).unwrap_or(start),
+                None => start,
+            };
+            let recurrence = recurs.then_some(original);
+            ids.push(push_instance(
+                &mut out,
+                &ical,
+                source,
+                (start, end),
+                recurrence,
+            ));
+        }
+        out.components[0].component_ids = ids;
+        let mut written = String::new();
+        out.write_to(&mut written).ok()?;
+        Some(written)
+    }
+}
+
+/// An instance of `source` as a component of `out`, with its alarms; its id there.
+fn push_instance(
+    out: &mut ICalendar,
+    ical: &ICalendar,
+    source: &ICalendarComponent,
+    (start, end): (i64, i64),
+    recurrence: Option<i64>,
+) -> u32 {
+    let utc = |name: ICalendarProperty, at: i64| ICalendarEntry {
+        name,
+        params: Vec::new(),
+        values: vec![ICalendarValue::PartialDateTime(Box::new(
+            PartialDateTime::from_utc_timestamp(at),
+        ))],
+    };
+    let had = |name: ICalendarProperty| source.entries.iter().any(|e| e.name == name);
+    let mut entries: Vec<ICalendarEntry> = source
+        .entries
+        .iter()
+        .filter(|e| !RESTATED.contains(&e.name))
+        .cloned()
+        .collect();
+    if let Some(at) = recurrence {
+        entries.push(utc(ICalendarProperty::RecurrenceId, at));
+    }
+    let todo = source.component_type == ICalendarComponentType::VTodo;
+    if !todo || had(ICalendarProperty::Dtstart) {
+        entries.push(utc(ICalendarProperty::Dtstart, start));
+    }
+    if todo && had(ICalendarProperty::Due) {
+        entries.push(utc(ICalendarProperty::Due, end.max(start)));
+    } else if !todo && end > start {
+        entries.push(utc(ICalendarProperty::Dtend, end));
+    }
+    let id = out.components.len() as u32;
+    out.components.push(ICalendarComponent {
+        component_type: source.component_type.clone(),
+        entries,
+        component_ids: Vec::new(),
+    });
+    let children: Vec<u32> = source
+        .component_ids
+        .iter()
+        .filter_map(|child| ical.components.get(*child as usize))
+        .map(|child| {
+            out.components.push(child.clone());
+            out.components.len() as u32 - 1
+        })
+        .collect();
+    out.components[id as usize].component_ids = children;
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weekly() -> String {
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n\
+BEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\nBEGIN:STANDARD\r\nDTSTART:19701025T030000\r\n\
+RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\nTZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nEND:STANDARD\r\n\
+BEGIN:DAYLIGHT\r\nDTSTART:19700329T020000\r\nRRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU\r\n\
+TZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\nEND:DAYLIGHT\r\nEND:VTIMEZONE\r\n\
+BEGIN:VEVENT\r\nUID:w\r\nDTSTAMP:20260101T000000Z\r\nDTSTART;TZID=Europe/Berlin:20260105T090000\r\n\
+DTEND;TZID=Europe/Berlin:20260105T100000\r\nRRULE:FREQ=WEEKLY;COUNT=10\r\nSUMMARY:w\r\n\
+BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT5M\r\nDESCRIPTION:soon\r\nEND:VALARM\r\nEND:VEVENT\r\n\
+BEGIN:VEVENT\r\nUID:w\r\nDTSTAMP:20260101T000000Z\r\nRECURRENCE-ID;TZID=Europe/Berlin:20260119T090000\r\n\
+DTSTART;TZID=Europe/Berlin:20260120T150000\r\nDTEND;TZID=Europe/Berlin:20260120T160000\r\nSUMMARY:moved\r\nEND:VEVENT\r\n\
+END:VCALENDAR\r\n"
+            .to_string()
+    }
+
+    fn expand(from: &str, until: &str) -> Expand {
+        Expand {
+            from: query::utc_instant(from).unwrap(),
+            until: query::utc_instant(until).unwrap(),
+            zone: Tz::UTC,
+            budget: RefCell::new(Budget::unlimited()),
+        }
+    }
+
+    /// Three weeks of a weekly series in Berlin, one of them moved: three components in UTC,
+    /// each with its RECURRENCE-ID, the alarm kept, no rule, no zone.
+    #[test]
+    fn a_series_becomes_its_instances_in_utc() {
+        let text = expand("20260110T000000Z", "20260131T000000Z")
+            .apply(&weekly())
+            .unwrap();
+        let unfolded = text.replace("\r\n ", "");
+        assert_eq!(unfolded.matches("BEGIN:VEVENT").count(), 3, "{unfolded}");
+        assert!(
+            !unfolded.contains("RRULE") && !unfolded.contains("TZID"),
+            "{unfolded}"
+        );
+        assert!(!unfolded.contains("BEGIN:VTIMEZONE"), "{unfolded}");
+        for line in [
+            "RECURRENCE-ID:20260112T080000Z",
+            "DTSTART:20260112T080000Z",
+            "DTEND:20260112T090000Z",
+            "RECURRENCE-ID:20260119T080000Z",
+            "DTSTART:20260120T140000Z",
+            "SUMMARY:moved",
+            "RECURRENCE-ID:20260126T080000Z",
+        ] {
+            assert!(unfolded.contains(line), "{line} in {unfolded}");
+        }
+        assert_eq!(unfolded.matches("BEGIN:VALARM").count(), 2, "{unfolded}");
+    }
+
+    #[test]
+    fn a_single_event_has_no_recurrence_id() {
+        let single = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:s\r\n\
+DTSTAMP:20260101T000000Z\r\nDTSTART:20260112T080000Z\r\nDURATION:PT1H\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let text = expand("20260110T000000Z", "20260131T000000Z")
+            .apply(single)
+            .unwrap();
+        assert!(!text.contains("RECURRENCE-ID"), "{text}");
+        assert!(text.contains("DTEND:20260112T090000Z"), "{text}");
+        assert!(!text.contains("DURATION"), "{text}");
+    }
+}
