@@ -189,14 +189,14 @@ fn a_calendar_made_for_to_dos_takes_only_to_dos() {
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("supported-calendar-component"), "{body}");
     assert_eq!(put(&node, &format!("{tasks}t.ics"), &[], &todo("t")).0, 201);
-    // A journal calendar is one this server cannot keep.
-    let journals = make.replace("VTODO", "VJOURNAL");
+    // A calendar of a component this server does not keep is refused.
+    let availability = make.replace("VTODO", "VAVAILABILITY");
     let (status, _, body) = node.http(
         "MKCALENDAR",
-        &format!("{CALENDARS}notes/"),
+        &format!("{CALENDARS}free/"),
         ALICE,
         &[],
-        &journals,
+        &availability,
     );
     assert_eq!(status, 403, "{body}");
 }
@@ -272,4 +272,50 @@ fn calendar_data_expanded_as_asked() {
     let broken = multiget.replace(r#" end="20261218T000000Z""#, "");
     let (status, _, _) = node.http("REPORT", HOME, ALICE, &[], &broken);
     assert_eq!(status, 400);
+}
+
+#[test]
+fn journals_are_kept_and_found() {
+    let node = node("clients-journal");
+    let journal = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VJOURNAL\r\nUID:j-1\r\n\
+DTSTAMP:20261120T090000Z\r\nDTSTART;VALUE=DATE:20261210\r\nSUMMARY:Minutes\r\n\
+DESCRIPTION:What we said\r\nEND:VJOURNAL\r\nEND:VCALENDAR\r\n";
+    let (status, body) = put(&node, &format!("{HOME}j-1.ics"), &[], journal);
+    assert_eq!(status, 201, "{body}");
+    let (status, _, body) = node.http("GET", &format!("{HOME}j-1.ics"), ALICE, &[], "");
+    assert_eq!(status, 200);
+    assert!(body.contains("BEGIN:VJOURNAL"), "{body}");
+    let query = |range: &str| {
+        format!(
+            r#"<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><d:getetag/></d:prop><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VJOURNAL">{range}</c:comp-filter></c:comp-filter></c:filter></c:calendar-query>"#
+        )
+    };
+    let (status, _, body) = node.http("REPORT", HOME, ALICE, &[("Depth", "1")], &query(""));
+    assert_eq!(status, 207, "{body}");
+    assert!(body.contains("j-1.ics"), "{body}");
+    let on = r#"<c:time-range start="20261210T000000Z" end="20261211T000000Z"/>"#;
+    let (_, _, body) = node.http("REPORT", HOME, ALICE, &[("Depth", "1")], &query(on));
+    assert!(body.contains("j-1.ics"), "{body}");
+    let after = r#"<c:time-range start="20261211T000000Z" end="20261212T000000Z"/>"#;
+    let (_, _, body) = node.http("REPORT", HOME, ALICE, &[("Depth", "1")], &query(after));
+    assert!(!body.contains("j-1.ics"), "{body}");
+    // A calendar made for journals takes them.
+    let make = r#"<c:mkcalendar xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:set><d:prop><c:supported-calendar-component-set><c:comp name="VJOURNAL"/></c:supported-calendar-component-set></d:prop></d:set></c:mkcalendar>"#;
+    let notes = format!("{CALENDARS}notes/");
+    let (status, _, body) = node.http("MKCALENDAR", &notes, ALICE, &[], make);
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = put(
+        &node,
+        &format!("{notes}j-2.ics"),
+        &[],
+        &journal.replace("j-1", "j-2"),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = put(
+        &node,
+        &format!("{notes}e.ics"),
+        &[],
+        &event("e", "20261210T100000Z"),
+    );
+    assert_eq!(status, 403, "{body}");
 }

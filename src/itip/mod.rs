@@ -431,5 +431,10 @@ pub fn end_of(cal: &Calendar) -> Option<i64> {
 
 /// The UID of the scheduling object a calendar describes.
 pub fn uid_of(cal: &Calendar) -> Option<&str> {
-    cal.scheduling().find_map(|c| c.uid())
+    // A journal is kept too (CalDAV), though nothing schedules it.
+    let journals = cal
+        .components
+        .iter()
+        .filter(|c| c.kind == calcard::icalendar::ICalendarComponentType::VJournal);
+    cal.scheduling().chain(journals).find_map(|c| c.uid())
 }

@@ -194,6 +194,13 @@ def what_other_clients_expect(client, principal, calendar):
     assert all("RRULE" not in e.data for e in found), [e.data for e in found]
     steps += 1
 
+    # Journals are kept and found, without scheduling.
+    calendar.save_journal("BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//caldav e2e//EN\nBEGIN:VJOURNAL\n"
+                          "UID:dav-journal-1\nDTSTAMP:20261120T090000Z\nDTSTART;VALUE=DATE:20261217\n"
+                          "SUMMARY:Minutes\nEND:VJOURNAL\nEND:VCALENDAR\n")
+    assert [j.icalendar_component["uid"] for j in calendar.journals()] == ["dav-journal-1"]
+    steps += 1
+
     # A calendar made for to-dos takes to-dos only.
     tasks = principal.make_calendar(name="Tasks", cal_id="tasks", supported_calendar_component_set=["VTODO"])
     assert tasks.get_supported_components() == ["VTODO"], tasks.get_supported_components()

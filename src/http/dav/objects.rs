@@ -9,6 +9,7 @@ use super::{Api, CALENDAR};
 use crate::http::{delete_object, get_object, put_object};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use calcard::icalendar::ICalendarComponentType;
 
 /// GET of an object in a calendar.
 pub(super) fn get(
@@ -59,11 +60,20 @@ fn takes(api: &Api, account: &str, calendar: &str, text: &[u8]) -> Result<(), Da
     let object = std::str::from_utf8(text)
         .ok()
         .and_then(|text| crate::itip::Calendar::parse(text).ok());
-    match object {
-        Some(object) if object.scheduling().any(|c| !allowed.contains(&c.kind)) => Err(
-            DavError::Precondition(403, "c", "supported-calendar-component"),
-        ),
-        _ => Ok(()),
+    let other = object.is_some_and(|object| {
+        object
+            .components
+            .iter()
+            .filter(|c| c.kind != ICalendarComponentType::VTimezone)
+            .any(|c| !allowed.contains(&c.kind))
+    });
+    match other {
+        true => Err(DavError::Precondition(
+            403,
+            "c",
+            "supported-calendar-component",
+        )),
+        false => Ok(()),
     }
 }
 

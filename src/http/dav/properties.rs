@@ -340,10 +340,11 @@ fn components(w: &mut Writer, s: &Seen) -> bool {
     true
 }
 
-/// The components this server stores in a calendar.
-const STORED: [ICalendarComponentType; 2] = [
+/// The components this server stores in a calendar (journals without scheduling).
+const STORED: [ICalendarComponentType; 3] = [
     ICalendarComponentType::VEvent,
     ICalendarComponentType::VTodo,
+    ICalendarComponentType::VJournal,
 ];
 
 /// The name of the property that says which components a calendar takes (RFC 4791 5.2.3).

@@ -221,6 +221,7 @@ fn query_filter(root: &Element) -> Result<query::Filter, DavError> {
     let component = match inner.attribute("name") {
         Some("VEVENT") => ICalendarComponentType::VEvent,
         Some("VTODO") => ICalendarComponentType::VTodo,
+        Some("VJOURNAL") => ICalendarComponentType::VJournal,
         _ => return Err(unsupported()),
     };
     let mut properties = Vec::new();
