@@ -319,3 +319,51 @@ DESCRIPTION:What we said\r\nEND:VJOURNAL\r\nEND:VCALENDAR\r\n";
     );
     assert_eq!(status, 403, "{body}");
 }
+
+#[test]
+fn events_found_by_when_their_alarms_go_off() {
+    let node = node("clients-alarms");
+    let with_alarm = |uid: &str, start: &str, trigger: &str| {
+        event(uid, start).replace(
+            "END:VEVENT",
+            &format!("BEGIN:VALARM\r\nACTION:DISPLAY\r\nDESCRIPTION:soon\r\n{trigger}\r\nEND:VALARM\r\nEND:VEVENT"),
+        )
+    };
+    // An hour before a meeting on the 11th: the alarm goes off on the 11th at 09:00.
+    let early = with_alarm("al-1", "20261211T100000Z", "TRIGGER:-PT1H");
+    // A meeting on the 10th whose alarm goes off a day before.
+    let eve = with_alarm("al-2", "20261210T100000Z", "TRIGGER:-P1D");
+    assert_eq!(put(&node, &format!("{HOME}al-1.ics"), &[], &early).0, 201);
+    assert_eq!(put(&node, &format!("{HOME}al-2.ics"), &[], &eve).0, 201);
+    assert_eq!(
+        put(
+            &node,
+            &format!("{HOME}none.ics"),
+            &[],
+            &event("none", "20261211T090000Z")
+        )
+        .0,
+        201
+    );
+    let query = |start: &str, end: &str| {
+        format!(
+            r#"<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><d:getetag/></d:prop><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT"><c:comp-filter name="VALARM"><c:time-range start="{start}" end="{end}"/></c:comp-filter></c:comp-filter></c:comp-filter></c:filter></c:calendar-query>"#
+        )
+    };
+    let found = |start: &str, end: &str| {
+        let (status, _, body) =
+            node.http("REPORT", HOME, ALICE, &[("Depth", "1")], &query(start, end));
+        assert_eq!(status, 207, "{body}");
+        let mut hrefs: Vec<String> = body
+            .split("<d:href>")
+            .skip(1)
+            .filter_map(|h| h.split('<').next())
+            .map(|h| h.trim_start_matches(HOME).to_string())
+            .collect();
+        hrefs.sort();
+        hrefs
+    };
+    assert_eq!(found("20261209T000000Z", "20261210T000000Z"), ["al-2.ics"]);
+    assert_eq!(found("20261211T085900Z", "20261211T090100Z"), ["al-1.ics"]);
+    assert!(found("20261211T100000Z", "20261212T000000Z").is_empty());
+}

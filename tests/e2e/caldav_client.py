@@ -194,6 +194,15 @@ def what_other_clients_expect(client, principal, calendar):
     assert all("RRULE" not in e.data for e in found), [e.data for e in found]
     steps += 1
 
+    # Events found by when their alarms go off (RFC 4791 9.9).
+    calendar.save_event(step_event("dav-alarm-1", "20270301T100000Z",
+                                   "BEGIN:VALARM\nACTION:DISPLAY\nDESCRIPTION:soon\nTRIGGER:-P1D\nEND:VALARM\n"))
+    found = calendar.search(event=True,
+                            alarm_start=datetime.datetime(2027, 2, 28, 9, tzinfo=datetime.timezone.utc),
+                            alarm_end=datetime.datetime(2027, 2, 28, 11, tzinfo=datetime.timezone.utc))
+    assert [e.icalendar_component["uid"] for e in found] == ["dav-alarm-1"], found
+    steps += 1
+
     # Journals are kept and found, without scheduling.
     calendar.save_journal("BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//caldav e2e//EN\nBEGIN:VJOURNAL\n"
                           "UID:dav-journal-1\nDTSTAMP:20261120T090000Z\nDTSTART;VALUE=DATE:20261217\n"

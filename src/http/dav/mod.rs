@@ -14,6 +14,7 @@
 //! MOVE of objects), `collections` (MKCALENDAR, removing a calendar), `scheduling` (the inbox
 //! and free/busy in the outbox), `error` (the statuses).
 
+mod alarms;
 mod collections;
 mod error;
 mod expand;

@@ -1,6 +1,7 @@
 //! CalDAV `calendar-query` filters (RFC 4791 section 9.7): which component, and whether an
 //! instance of it overlaps a time range (section 9.9), recurrences and overrides expanded.
 
+use super::alarms;
 use super::instances::{self, Budget, OverBudget, WIDEST_OFFSET};
 use calcard::common::timezone::Tz;
 use calcard::icalendar::{
@@ -127,6 +128,9 @@ pub struct Filter {
     pub properties: Vec<PropertyFilter>,
     /// The zone floating times are read in (RFC 4791 9.9); floating: UTC.
     pub floating: Tz,
+    /// An alarm of an instance that goes off within `[start, end)` (a VALARM comp-filter's
+    /// time range, RFC 4791 9.9).
+    pub alarm: Option<(Option<i64>, Option<i64>)>,
 }
 
 /// RFC 4791 9.7.2: a property of the component, defined or not, or whose value matches.
@@ -163,6 +167,10 @@ impl Filter {
     /// False when an object whose instances lie within `span` cannot meet the range; true
     /// when it may (then `matches` decides).
     pub fn may_meet(&self, span: Option<Span>) -> bool {
+        // An alarm may go off long before its instance: the object is read.
+        if self.alarm.is_some() {
+            return true;
+        }
         let Some((from, until)) = self.range else {
             return true;
         };
@@ -188,6 +196,11 @@ impl Filter {
         if of_kind.is_empty() || !self.properties.iter().all(|p| p.holds(&of_kind)) {
             return Ok(false);
         }
+        if let Some(alarm) = self.alarm
+            && !self.alarms_meet(&calendar, alarm, budget)?
+        {
+            return Ok(false);
+        }
         let Some((from, until)) = self.range else {
             return Ok(true);
         };
@@ -211,6 +224,55 @@ impl Filter {
             wanted(kind) && overlaps
         });
         match found || expansion.covers(until) {
+            true => Ok(found),
+            false => Err(OverBudget),
+        }
+    }
+}
+
+impl Filter {
+    /// Whether an alarm of an instance of the wanted component goes off within `[from,
+    /// until)`; the instances are looked at as far past the range as the alarms lead them.
+    fn alarms_meet(
+        &self,
+        calendar: &ICalendar,
+        (from, until): (Option<i64>, Option<i64>),
+        budget: &mut Budget,
+    ) -> Result<bool, OverBudget> {
+        let wanted = |t: &ICalendarComponentType| self.component.as_ref().is_none_or(|c| c == t);
+        let alarms_of = |component: &ICalendarComponent| {
+            let children = component.component_ids.iter();
+            children
+                .filter_map(|id| calendar.components.get(*id as usize))
+                .filter(|child| child.component_type == ICalendarComponentType::VAlarm)
+                .collect::<Vec<_>>()
+        };
+        let lead = calendar
+            .components
+            .iter()
+            .filter(|c| wanted(&c.component_type))
+            .flat_map(alarms_of)
+            .map(alarms::lead)
+            .max();
+        let Some(lead) = lead else {
+            return Ok(false);
+        };
+        let horizon = until.map(|u| u.saturating_add(lead));
+        let zone = utc_if_floating(self.floating);
+        let expansion = instances::expand(calendar, zone, horizon, budget);
+        let within = |at: &i64| from.is_none_or(|f| f <= *at) && until.is_none_or(|u| *at < u);
+        let found = expansion.instances.iter().any(|instance| {
+            let Some(component) = calendar.components.get(instance.component as usize) else {
+                return false;
+            };
+            wanted(&component.component_type)
+                && alarms_of(component).into_iter().any(|alarm| {
+                    alarms::triggers(alarm, (instance.start, instance.end))
+                        .iter()
+                        .any(within)
+                })
+        });
+        match found || expansion.covers(horizon) {
             true => Ok(found),
             false => Err(OverBudget),
         }

@@ -225,33 +225,48 @@ fn query_filter(root: &Element) -> Result<query::Filter, DavError> {
         _ => return Err(unsupported()),
     };
     let mut properties = Vec::new();
+    let mut alarm = None;
     for condition in &inner.children {
         if condition.name.is(CALDAV, "prop-filter") {
             properties.push(property_filter(condition).ok_or_else(unsupported)?);
+        } else if condition.name.is(CALDAV, "comp-filter") && alarm.is_none() {
+            // A VALARM with a time range, and nothing else (RFC 4791 9.9).
+            let range = match condition.children.as_slice() {
+                [range] if condition.attribute("name") == Some("VALARM") => range,
+                _ => return Err(unsupported()),
+            };
+            if !range.name.is(CALDAV, "time-range") {
+                return Err(unsupported());
+            }
+            alarm = Some(time_range(range)?);
         } else if !condition.name.is(CALDAV, "time-range") {
             return Err(unsupported());
         }
     }
     let range = match inner.child(CALDAV, "time-range") {
         None => None,
-        Some(range) => {
-            let side = |key: &str| -> Result<Option<i64>, DavError> {
-                match range.attribute(key) {
-                    None => Ok(None),
-                    Some(value) => query::utc_instant(value)
-                        .map(Some)
-                        .ok_or(DavError::Precondition(400, "c", "valid-filter")),
-                }
-            };
-            Some((side("start")?, side("end")?))
-        }
+        Some(range) => Some(time_range(range)?),
     };
     Ok(query::Filter {
         component: Some(component),
         range,
         properties,
+        alarm,
         ..Default::default()
     })
+}
+
+/// A `time-range`'s start and end, each open when absent.
+fn time_range(range: &Element) -> Result<(Option<i64>, Option<i64>), DavError> {
+    let side = |key: &str| -> Result<Option<i64>, DavError> {
+        match range.attribute(key) {
+            None => Ok(None),
+            Some(value) => query::utc_instant(value)
+                .map(Some)
+                .ok_or(DavError::Precondition(400, "c", "valid-filter")),
+        }
+    };
+    Ok((side("start")?, side("end")?))
 }
 
 /// A `prop-filter` with `is-not-defined`, a `text-match`, or nothing (defined); `None` for
