@@ -384,6 +384,10 @@ fn partstats(copy: &str, who: &str) -> BTreeMap<Option<String>, String> {
 /// attendee's copy has its DTSTART (RFC 5545 3.6.1). The organizer's copy keeps an answer for
 /// one instance as the REPLY brought it, as the acceptance scenarios require (issue 22, item 1).
 fn check_copy(copy: &Calendar, series: &Series, organizers: bool) {
+    // The rules the gateway checks before each commit in debug builds, on every copy here.
+    if let Some(flaw) = itip::stored_copy_flaw(&copy.to_string()) {
+        panic!("{flaw}:\n{copy}");
+    }
     let instants = series.instants();
     let zones = copy.tz_resolver();
     for component in copy.scheduling() {

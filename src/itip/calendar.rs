@@ -637,6 +637,9 @@ pub fn stored_copy_flaw(text: &str) -> Option<String> {
     {
         return Some("does not read back as itself".into());
     }
+    if let Some(flaw) = override_outside_series(&calendar) {
+        return Some(flaw);
+    }
     calendar.scheduling().find_map(|c| {
         let event = c.kind == ICalendarComponentType::VEvent;
         let start = c.prop(&ICalendarProperty::Dtstart).is_some();
@@ -652,6 +655,52 @@ pub fn stored_copy_flaw(text: &str) -> Option<String> {
         (event && !start && !answers_only).then(|| match c.prop(&ICalendarProperty::RecurrenceId) {
             Some(_) => "an event override without DTSTART".to_string(),
             None => "a series of events without DTSTART".to_string(),
+        })
+    })
+}
+
+/// Instances of a series looked at to find an override's, at most: past them, the check
+/// says nothing.
+const SERIES_CHECKED: usize = 10_000;
+
+/// An override whose RECURRENCE-ID names no instance of its series' RRULE or RDATE (an
+/// EXDATE may exclude it: a cancelled instance keeps its override). Series with a
+/// RANGE=THISANDFUTURE override, and those too long to look through, are not judged.
+fn override_outside_series(calendar: &Calendar) -> Option<String> {
+    let master = calendar.master()?;
+    let recurs = master.prop(&ICalendarProperty::Rrule).is_some()
+        || master.prop(&ICalendarProperty::Rdate).is_some();
+    let ranged = calendar.scheduling().any(|c| {
+        c.prop(&ICalendarProperty::RecurrenceId)
+            .is_some_and(|rid| param_text(rid, &ICalendarParameterName::Range).is_some())
+    });
+    if !recurs || ranged {
+        return None;
+    }
+    let zones = calendar.tz_resolver();
+    let mut series = Calendar {
+        entries: calendar.entries.clone(),
+        components: calendar.timezones().cloned().collect(),
+    };
+    let mut whole = master.clone();
+    whole
+        .entries
+        .retain(|e| e.name != ICalendarProperty::Exdate);
+    series.components.push(whole);
+    let expanded = series.to_ical().expand_dates(Tz::UTC, SERIES_CHECKED);
+    if expanded.events.len() >= SERIES_CHECKED {
+        return None;
+    }
+    let starts: std::collections::BTreeSet<i64> = expanded
+        .events
+        .iter()
+        .map(|e| e.start.timestamp())
+        .collect();
+    calendar.scheduling().find_map(|c| {
+        let rid = c.prop(&ICalendarProperty::RecurrenceId)?;
+        let at = timestamp_of(rid, 0, &zones)?;
+        (!starts.contains(&at)).then(|| {
+            format!("an override whose RECURRENCE-ID (at {at}) names no instance of its series")
         })
     })
 }
@@ -715,6 +764,17 @@ RECURRENCE-ID:20260106T100000Z\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:b@example.co
         // A to-do needs no start.
         let todo = "BEGIN:VTODO\r\nUID:t\r\nDTSTAMP:20260101T000000Z\r\nEND:VTODO\r\n";
         assert_eq!(stored_copy_flaw(&object(todo)), None);
+        // An override names an instance of its series, excluded or not; not another time.
+        let stray = answer.replace("20260106T100000Z", "20260106T113000Z");
+        assert!(
+            stored_copy_flaw(&object(&format!("{series}{stray}")))
+                .is_some_and(|f| f.contains("names no instance"))
+        );
+        let excluded = series.replace("RRULE", "EXDATE:20260106T100000Z\r\nRRULE");
+        assert_eq!(
+            stored_copy_flaw(&object(&format!("{excluded}{answer}"))),
+            None
+        );
     }
 
     #[test]
