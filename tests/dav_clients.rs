@@ -367,3 +367,49 @@ fn events_found_by_when_their_alarms_go_off() {
     assert_eq!(found("20261211T085900Z", "20261211T090100Z"), ["al-1.ics"]);
     assert!(found("20261211T100000Z", "20261212T000000Z").is_empty());
 }
+
+/// A listing of ETags reads no text, a query read again reads only what its range may hold:
+/// the answers are the same as when every text is read.
+#[test]
+fn listings_and_warm_queries_answer_as_cold_ones() {
+    let node = node("clients-listing");
+    for (n, day) in ["10", "11", "12", "20"].iter().enumerate() {
+        let uid = format!("l-{n}");
+        let text = event(&uid, &format!("202612{day}T100000Z"));
+        assert_eq!(put(&node, &format!("{HOME}{uid}.ics"), &[], &text).0, 201);
+    }
+    let etags = r#"<d:propfind xmlns:d="DAV:"><d:prop><d:getetag/><d:getcontentlength/></d:prop></d:propfind>"#;
+    let (status, _, listing) = node.http("PROPFIND", HOME, ALICE, &[("Depth", "1")], etags);
+    assert_eq!(status, 207);
+    let (_, head, body) = node.http("GET", &format!("{HOME}l-0.ics"), ALICE, &[], "");
+    let etag = head
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .unwrap()
+        .trim()
+        .replace('"', "&quot;");
+    assert!(listing.contains(&etag), "{etag} in {listing}");
+    assert!(
+        listing.contains(&format!("<d:getcontentlength>{}<", body.len())),
+        "{listing}"
+    );
+    let query = r#"<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><d:getetag/></d:prop><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT"><c:time-range start="20261211T000000Z" end="20261213T000000Z"/></c:comp-filter></c:comp-filter></c:filter></c:calendar-query>"#;
+    let found = |node: &Node| {
+        let (status, _, body) = node.http("REPORT", HOME, ALICE, &[("Depth", "1")], query);
+        assert_eq!(status, 207, "{body}");
+        let mut hrefs: Vec<String> = body
+            .split("<d:href>")
+            .skip(1)
+            .filter_map(|h| h.split('<').next())
+            .map(|h| h.trim_start_matches(HOME).to_string())
+            .collect();
+        hrefs.sort();
+        hrefs
+    };
+    assert_eq!(found(&node), ["l-1.ics", "l-2.ics"]);
+    assert_eq!(found(&node), ["l-1.ics", "l-2.ics"], "warm");
+    // A change moves one into the range: the warm query sees its new revision.
+    let moved = event("l-3", "20261212T150000Z");
+    assert_eq!(put(&node, &format!("{HOME}l-3.ics"), &[], &moved).0, 204);
+    assert_eq!(found(&node), ["l-1.ics", "l-2.ics", "l-3.ics"]);
+}

@@ -1,13 +1,13 @@
 //! The store against a model, by generated cases: random sequences of commits (objects put
 //! and removed under every kind of precondition, names, placements, calendars, their
-//! properties, what is kept for an object, the change log clients sync from) applied to each backend and to a few maps, and
+//! properties, what is kept for an object, the change log clients sync from, listings) applied to each backend and to a few maps, and
 //! every read compared after each commit. A commit whose precondition fails changes nothing.
 //! sled always; PostgreSQL when `TEST_POSTGRES` names a cluster. Each case works in accounts
 //! of its own, so one store serves every case.
 
 mod common;
 
-use imipd::store::{Change, Expect, PgStore, SledStore, Store, StoreError, Tag};
+use imipd::store::{Change, Expect, Listed, PgStore, SledStore, Store, StoreError, Tag};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use std::collections::{BTreeMap, BTreeSet};
@@ -356,6 +356,21 @@ fn run_case(store: &dyn Store, account: &str, history: &[Vec<Op>]) -> Result<(),
             prop_assert_eq!(store.named(account, name).unwrap(), Some(uid.clone()));
             prop_assert_eq!(store.name_of(account, uid).unwrap(), Some(name.clone()));
         }
+        // A listing says of each object what the whole object says.
+        let listing: Vec<(String, Listed)> = store
+            .list(account)
+            .unwrap()
+            .into_iter()
+            .map(|(uid, o)| {
+                let listed = Listed {
+                    revision: o.revision,
+                    schedule_tag: o.schedule_tag,
+                    length: o.text.len(),
+                };
+                (uid, listed)
+            })
+            .collect();
+        prop_assert_eq!(store.listing(account).unwrap(), listing);
         let usage = store.usage(account).unwrap();
         prop_assert_eq!(usage.objects, model.objects.len() as u64);
         let bytes: usize = model.objects.values().map(String::len).sum();

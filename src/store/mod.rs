@@ -165,6 +165,18 @@ pub struct StoredObject {
     pub text: String,
 }
 
+/// What a listing says of an object without its text: what its ETag, Schedule-Tag and length
+/// are made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listed {
+    /// As `StoredObject::revision`.
+    pub revision: u64,
+    /// As `StoredObject::schedule_tag`.
+    pub schedule_tag: u64,
+    /// Bytes of its text.
+    pub length: usize,
+}
+
 /// Whether a write changes an object's Schedule-Tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Tag {
@@ -554,6 +566,9 @@ pub trait Store: Send + Sync + 'static {
     fn get(&self, account: &str, uid: &str) -> Result<Option<StoredObject>, StoreError>;
     /// Every object of an account, by UID.
     fn list(&self, account: &str) -> Result<Vec<(String, StoredObject)>, StoreError>;
+    /// Every object of an account by UID, without its text: what a calendar's listing needs
+    /// (the texts are most of what `list` reads).
+    fn listing(&self, account: &str) -> Result<Vec<(String, Listed)>, StoreError>;
     /// Every object of every account: account, UID, object.
     fn all(&self) -> Result<Vec<(String, String, StoredObject)>, StoreError>;
     /// Every object and the queue, read in one state of the store when the store can (a

@@ -110,7 +110,7 @@ pub(super) async fn remove(
     if let Some(value) = headers.get("Schedule-Reply") {
         reply.insert("Schedule-Reply", value.clone());
     }
-    for (uid, _) in api.gateway.store.list(account)? {
+    for (uid, _) in api.gateway.store.listing(account)? {
         if layout.calendar_of(&uid) != name {
             continue;
         }

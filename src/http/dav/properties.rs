@@ -8,7 +8,7 @@ use super::resource::{Kind, Layout, Member, Resource};
 use super::xml::{CALDAV, CS, DAV, Element, ICAL, Name, Writer};
 use super::{Api, CALENDAR, query};
 use crate::http::dav::error::DavError;
-use crate::store::StoredObject;
+use crate::store::{Listed, StoredObject};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use calcard::icalendar::ICalendarComponentType;
@@ -44,7 +44,7 @@ struct Seen<'a> {
     name: &'a Name,
     resource: &'a Resource,
     facts: &'a Facts,
-    object: Option<&'a StoredObject>,
+    object: Option<View<'a>>,
     /// How a REPORT asked calendar-data to be expanded.
     expand: Option<&'a Expand>,
 }
@@ -405,9 +405,57 @@ fn written(w: &mut Writer, s: &Seen) -> bool {
     }
 }
 
-/// A property of the object's body, when there is one.
-fn of_object(w: &mut Writer, s: &Seen, value: impl FnOnce(&StoredObject) -> String) -> bool {
-    match s.object {
+/// An object as a response sees it: whole, or as a listing gives it (no text).
+#[derive(Clone, Copy)]
+pub(super) enum View<'a> {
+    Whole(&'a StoredObject),
+    Listed(&'a Listed),
+}
+
+impl View<'_> {
+    fn revision(&self) -> u64 {
+        match self {
+            View::Whole(o) => o.revision,
+            View::Listed(l) => l.revision,
+        }
+    }
+
+    fn schedule_tag(&self) -> u64 {
+        match self {
+            View::Whole(o) => o.schedule_tag,
+            View::Listed(l) => l.schedule_tag,
+        }
+    }
+
+    fn length(&self) -> usize {
+        match self {
+            View::Whole(o) => o.text.len(),
+            View::Listed(l) => l.length,
+        }
+    }
+
+    fn text(&self) -> Option<&str> {
+        match self {
+            View::Whole(o) => Some(&o.text),
+            View::Listed(_) => None,
+        }
+    }
+}
+
+/// Whether the properties asked for need an object's text, not only what a listing says:
+/// its data, and the last change it records (allprop and propname include that one).
+pub(super) fn need_text(wanted: &Wanted) -> bool {
+    match wanted {
+        Wanted::All | Wanted::Names => true,
+        Wanted::These(names) => names
+            .iter()
+            .any(|n| n.is(CALDAV, "calendar-data") || n.is(DAV, "getlastmodified")),
+    }
+}
+
+/// A property of the object, when there is one.
+fn of_object(w: &mut Writer, s: &Seen, value: impl FnOnce(&View) -> String) -> bool {
+    match &s.object {
         Some(object) => {
             w.text(s.tag, &value(object));
             true
@@ -417,12 +465,14 @@ fn of_object(w: &mut Writer, s: &Seen, value: impl FnOnce(&StoredObject) -> Stri
 }
 
 fn etag(w: &mut Writer, s: &Seen) -> bool {
-    of_object(w, s, |o| s.facts.tags.etag(&s.facts.account, o.revision))
+    of_object(w, s, |o| s.facts.tags.etag(&s.facts.account, o.revision()))
 }
 
 fn schedule_tag(w: &mut Writer, s: &Seen) -> bool {
     of_object(w, s, |o| {
-        s.facts.tags.schedule_tag(&s.facts.account, o.schedule_tag)
+        s.facts
+            .tags
+            .schedule_tag(&s.facts.account, o.schedule_tag())
     })
 }
 
@@ -432,15 +482,13 @@ fn content_type(w: &mut Writer, s: &Seen) -> bool {
 }
 
 fn content_length(w: &mut Writer, s: &Seen) -> bool {
-    of_object(w, s, |o| o.text.len().to_string())
+    of_object(w, s, |o| o.length().to_string())
 }
 
 /// RFC 4918 15.7, as GET's Last-Modified says it.
 fn last_modified(w: &mut Writer, s: &Seen) -> bool {
-    match s
-        .object
-        .and_then(|o| crate::http::objects::last_modified(&o.text))
-    {
+    let text = s.object.as_ref().and_then(View::text);
+    match text.and_then(crate::http::objects::last_modified) {
         Some(date) => {
             w.text(s.tag, &date);
             true
@@ -451,15 +499,15 @@ fn last_modified(w: &mut Writer, s: &Seen) -> bool {
 
 /// The object's text; expanded when the REPORT asked (none when its budget could not).
 fn calendar_data(w: &mut Writer, s: &Seen) -> bool {
-    let Some(object) = s.object else {
+    let Some(text) = s.object.as_ref().and_then(View::text) else {
         return false;
     };
     match s.expand {
-        Some(expand) => match expand.apply(&object.text) {
+        Some(expand) => match expand.apply(text) {
             Some(expanded) => w.text(s.tag, &expanded),
             None => return false,
         },
-        None => w.text(s.tag, &object.text),
+        None => w.text(s.tag, text),
     };
     true
 }
@@ -490,7 +538,7 @@ pub(super) fn wanted_props(root: Option<&Element>) -> Wanted {
 pub(super) struct About<'a> {
     pub(super) resource: &'a Resource,
     pub(super) facts: &'a Facts,
-    pub(super) object: Option<&'a StoredObject>,
+    pub(super) object: Option<View<'a>>,
     pub(super) expand: Option<&'a Expand>,
 }
 

@@ -3,8 +3,8 @@
 
 use super::error::DavError;
 use super::properties::{
-    About, Facts, MAX_PROPERTIES, acceptable, multistatus, property_key, respond, wanted_props,
-    writable,
+    About, Facts, MAX_PROPERTIES, View, Wanted, acceptable, multistatus, need_text, property_key,
+    respond, wanted_props, writable,
 };
 use super::resource::{Layout, Resource, children};
 use super::scheduling::inbox_item;
@@ -52,45 +52,105 @@ pub(super) fn propfind(
             crate::escape::printable(c)
         )));
     }
-    let mut members = vec![resource.clone()];
-    if depth == 1 {
-        members.extend(children(api, account, resource, &facts)?);
-    }
     let mut w = Writer::new("multistatus");
-    for member in &members {
-        let object = match member {
-            Resource::Object(a, c, object) => {
-                let found = match &object.uid {
-                    Some(uid) if facts.placed(c, uid) => api.gateway.store.get(a, uid)?,
-                    _ => None,
-                };
-                match found {
-                    Some(found) => Some(found),
-                    None if member == resource => {
-                        let said = format!("no object {}", crate::escape::printable(&object.name));
-                        return Err(DavError::NotFound(said));
-                    }
-                    None => continue,
+    respond_for(api, &facts, &wanted, resource, &mut w, true)?;
+    if depth == 1 {
+        match resource {
+            Resource::Calendar(a, c) => calendar_members(api, &facts, &wanted, (a, c), &mut w)?,
+            _ => {
+                for member in children(api, account, resource, &facts)? {
+                    respond_for(api, &facts, &wanted, &member, &mut w, false)?;
                 }
             }
-            Resource::InboxItem(a, id) => match inbox_item(api, a, *id)? {
-                Some(item) => Some(item),
-                None if member == resource => {
-                    return Err(DavError::NotFound(format!("no inbox item {id}")));
-                }
-                None => continue,
-            },
-            _ => None,
-        };
-        let about = About {
-            resource: member,
-            facts: &facts,
-            object: object.as_ref(),
-            expand: None,
-        };
-        respond(&mut w, &about, &wanted);
+        }
     }
     Ok(multistatus(w))
+}
+
+/// The `response` of one resource; what is not there is 404 when it was asked for, left out
+/// when it is a member that went meanwhile.
+fn respond_for(
+    api: &Api,
+    facts: &Facts,
+    wanted: &Wanted,
+    resource: &Resource,
+    w: &mut Writer,
+    asked: bool,
+) -> Result<(), DavError> {
+    let object = match resource {
+        Resource::Object(a, c, object) => match &object.uid {
+            Some(uid) if facts.placed(c, uid) => api.gateway.store.get(a, uid)?,
+            _ => None,
+        },
+        Resource::InboxItem(a, id) => inbox_item(api, a, *id)?,
+        _ => {
+            let about = About {
+                resource,
+                facts,
+                object: None,
+                expand: None,
+            };
+            respond(w, &about, wanted);
+            return Ok(());
+        }
+    };
+    let Some(object) = object else {
+        return match (asked, resource) {
+            (false, _) => Ok(()),
+            (true, Resource::InboxItem(_, id)) => {
+                Err(DavError::NotFound(format!("no inbox item {id}")))
+            }
+            (true, Resource::Object(_, _, object)) => Err(DavError::NotFound(format!(
+                "no object {}",
+                crate::escape::printable(&object.name)
+            ))),
+            (true, _) => Err(DavError::NotFound("no such object".into())),
+        };
+    };
+    let about = About {
+        resource,
+        facts,
+        object: Some(View::Whole(&object)),
+        expand: None,
+    };
+    respond(w, &about, wanted);
+    Ok(())
+}
+
+/// The objects of a calendar, from one read of the account's objects: without their texts
+/// when no property asked for needs one (a client's listing of ETags reads no text).
+fn calendar_members(
+    api: &Api,
+    facts: &Facts,
+    wanted: &Wanted,
+    (account, calendar): (&String, &String),
+    w: &mut Writer,
+) -> Result<(), DavError> {
+    let store = &api.gateway.store;
+    let member = |uid: &str| Resource::Object(account.clone(), calendar.clone(), facts.member(uid));
+    let mut answer = |resource: &Resource, object: View| {
+        let about = About {
+            resource,
+            facts,
+            object: Some(object),
+            expand: None,
+        };
+        respond(w, &about, wanted);
+    };
+    if need_text(wanted) {
+        for (uid, object) in store.list(account)? {
+            if facts.placed(calendar, &uid) {
+                answer(&member(&uid), View::Whole(&object));
+            }
+        }
+    } else {
+        for (uid, listed) in store.listing(account)? {
+            if facts.placed(calendar, &uid) {
+                answer(&member(&uid), View::Listed(&listed));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// PROPPATCH (RFC 4918 9.2) on the calendar: its name, description and colour; all or

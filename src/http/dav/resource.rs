@@ -295,7 +295,7 @@ pub(super) fn children(
         Resource::Calendar(a, c) => api
             .gateway
             .store
-            .list(a)?
+            .listing(a)?
             .into_iter()
             .filter(|(uid, _)| facts.layout.calendar_of(uid) == c)
             .map(|(uid, _)| Resource::Object(a.clone(), c.clone(), facts.member(&uid)))

@@ -12,7 +12,7 @@
 
 use super::{
     Change, Changed, Changes, Claim, Contents, Coordination, Count, Database, Durable, Expired,
-    Expiry, Marker, Notice, OutboundMessage, Store, StoreError, StoredObject, Tally, Usage,
+    Expiry, Listed, Marker, Notice, OutboundMessage, Store, StoreError, StoredObject, Tally, Usage,
 };
 mod commit;
 
@@ -551,6 +551,23 @@ impl Store for PgStore {
              WHERE account = $1 ORDER BY uid",
             &[&account],
             |row| (text(row.get(0)), object(row, 1)),
+        )
+    }
+
+    fn listing(&self, account: &str) -> Result<Vec<(String, Listed)>, StoreError> {
+        // octet_length reads a stored body's length without taking it out of its TOAST.
+        self.read(
+            "SELECT uid, revision, schedule_tag, octet_length(body) FROM imipd.objects \
+             WHERE account = $1 ORDER BY uid",
+            &[&account],
+            |row| {
+                let listed = Listed {
+                    revision: id(row.get(1)),
+                    schedule_tag: id(row.get(2)),
+                    length: row.get::<_, i32>(3).max(0) as usize,
+                };
+                (text(row.get(0)), listed)
+            },
         )
     }
 

@@ -1,6 +1,6 @@
 //! The keys and values of the sled trees: each built in one place.
 
-use crate::store::{Count, StoredObject, Tally, Usage};
+use crate::store::{Count, Listed, StoredObject, Tally, Usage};
 
 /// `usage`'s value: objects, then bytes.
 pub(super) fn usage_value(usage: Usage) -> Vec<u8> {
@@ -107,6 +107,17 @@ pub(super) fn decode(value: &[u8]) -> Option<StoredObject> {
         revision: u64::from_be_bytes(rev.try_into().ok()?),
         schedule_tag: u64::from_be_bytes(tag.try_into().ok()?),
         text: String::from_utf8(text.to_vec()).ok()?,
+    })
+}
+
+/// An object's value without its text: what a listing needs.
+pub(super) fn listed(value: &[u8]) -> Option<Listed> {
+    let (rev, rest) = value.split_at_checked(8)?;
+    let (tag, text) = rest.split_at_checked(8)?;
+    Some(Listed {
+        revision: u64::from_be_bytes(rev.try_into().ok()?),
+        schedule_tag: u64::from_be_bytes(tag.try_into().ok()?),
+        length: text.len(),
     })
 }
 

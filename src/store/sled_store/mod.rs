@@ -7,12 +7,12 @@ mod tests;
 mod upgrade;
 
 use super::{
-    Change, Changed, Changes, Count, Durable, Expired, Expiry, GroupSync, Marker, Notice,
+    Change, Changed, Changes, Count, Durable, Expired, Expiry, GroupSync, Listed, Marker, Notice,
     OutboundMessage, Store, StoreError, StoredObject, Tally, Usage,
 };
 use keys::{
-    NAME_OF, NAMED, change_key, count_of, decode, member_key, name_key, notice_value, object_key,
-    seen_time_key, tally_key, usage_of,
+    NAME_OF, NAMED, change_key, count_of, decode, listed, member_key, name_key, notice_value,
+    object_key, seen_time_key, tally_key, usage_of,
 };
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -280,6 +280,19 @@ impl Trees {
             let uid = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
             if let Some(object) = decode(&value) {
                 out.push((uid, object));
+            }
+        }
+        Ok(out)
+    }
+
+    fn listing(&self, account: &str) -> Result<Vec<(String, Listed)>, StoreError> {
+        let prefix = object_key(account, "");
+        let mut out = Vec::new();
+        for item in self.objects.scan_prefix(&prefix) {
+            let (key, value) = item.map_err(unavailable)?;
+            let uid = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            if let Some(listed) = listed(&value) {
+                out.push((uid, listed));
             }
         }
         Ok(out)
@@ -679,6 +692,9 @@ impl Store for SledStore {
     }
     fn list(&self, account: &str) -> Result<Vec<(String, StoredObject)>, StoreError> {
         self.with(|t| t.list(account))
+    }
+    fn listing(&self, account: &str) -> Result<Vec<(String, Listed)>, StoreError> {
+        self.with(|t| t.listing(account))
     }
     fn all(&self) -> Result<Vec<(String, String, StoredObject)>, StoreError> {
         self.with(|t| t.all())
