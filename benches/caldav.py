@@ -143,9 +143,11 @@ def start_radicale(folder, count, port):
     return process
 
 
-# 100,000 events in one calendar: past the default limits.max_objects (`--no-limits` for a
-# build older than that key).
-LIMITS = ["[limits]\nmax_objects = 1000000\nmax_account_size = 100000000000\n"]
+# 100,000 events in one calendar: past the default limits.max_objects, and past the default
+# limits.max_expansion for a query's first read of 10,000 series (`--no-limits` for a build
+# older than those keys).
+LIMITS = ["[limits]\nmax_objects = 1000000\nmax_account_size = 100000000000\n"
+          "max_expansion = 100000000\n"]
 
 
 def start_imipd(binary, folder, count, port):

@@ -368,8 +368,8 @@ fn events_found_by_when_their_alarms_go_off() {
     assert!(found("20261211T100000Z", "20261212T000000Z").is_empty());
 }
 
-/// A listing of ETags reads no text, a query read again reads only what its range may hold:
-/// the answers are the same as when every text is read.
+/// A listing of ETags reads no text and says what the objects say; a query asked again, and
+/// after a change, answers from the spans it keeps as it did the first time.
 #[test]
 fn listings_and_warm_queries_answer_as_cold_ones() {
     let node = node("clients-listing");

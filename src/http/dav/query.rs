@@ -28,21 +28,11 @@ pub struct Spans {
 type Object = (String, String);
 
 /// The first start and the last end of an object's instances, seconds since the epoch.
-pub type Span = (i64, i64);
+type Span = (i64, i64);
 
 impl Spans {
     /// The span of an object at a revision: computed once (from the request's budget), then
     /// kept. A span the budget cut short reaches the end of time and is not kept.
-    /// The span kept for an object at a revision, if one is.
-    pub fn known(&self, account: &str, uid: &str, revision: u64) -> Option<Option<Span>> {
-        let key = (account.to_string(), uid.to_string());
-        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        match known.get(&key) {
-            Some((at, span)) if *at == revision => Some(*span),
-            _ => None,
-        }
-    }
-
     pub fn of(
         &self,
         account: &str,
