@@ -413,3 +413,41 @@ fn listings_and_warm_queries_answer_as_cold_ones() {
     assert_eq!(put(&node, &format!("{HOME}l-3.ics"), &[], &moved).0, 204);
     assert_eq!(found(&node), ["l-1.ics", "l-2.ics", "l-3.ics"]);
 }
+
+#[test]
+fn calendar_data_limited_to_the_overrides_in_range() {
+    let node = node("clients-limit-set");
+    let weekly = common::build::event("ls")
+        .set("DTSTART:20261207T100000Z")
+        .set("DTEND:20261207T110000Z")
+        .set("RRULE:FREQ=WEEKLY;COUNT=10")
+        .text();
+    let moved = |rid: &str, start: &str, title: &str| {
+        format!(
+            "BEGIN:VEVENT\r\nUID:ls\r\nDTSTAMP:20261120T090000Z\r\nRECURRENCE-ID:{rid}\r\n\
+DTSTART:{start}\r\nDURATION:PT1H\r\nSUMMARY:{title}\r\nEND:VEVENT\r\nEND:VCALENDAR"
+        )
+    };
+    let text = weekly.replacen(
+        "END:VCALENDAR",
+        &format!(
+            "{}\r\n{}",
+            moved("20261214T100000Z", "20261214T150000Z", "near").replace("\r\nEND:VCALENDAR", ""),
+            moved("20270118T100000Z", "20270118T150000Z", "far")
+        ),
+        1,
+    );
+    assert_eq!(put(&node, &format!("{HOME}ls.ics"), &[], &text).0, 201);
+    let (_, _, whole) = node.http("GET", &format!("{HOME}ls.ics"), ALICE, &[], "");
+    assert!(whole.contains("SUMMARY:near") && whole.contains("SUMMARY:far"), "{whole}");
+    let multiget = format!(
+        r#"<c:calendar-multiget xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><c:calendar-data><c:limit-recurrence-set start="20261210T000000Z" end="20261220T000000Z"/></c:calendar-data></d:prop><d:href>{HOME}ls.ics</d:href></c:calendar-multiget>"#
+    );
+    let (status, _, body) = node.http("REPORT", HOME, ALICE, &[], &multiget);
+    assert_eq!(status, 207, "{body}");
+    assert!(body.contains("RRULE:FREQ=WEEKLY"), "{body}");
+    assert!(
+        body.contains("SUMMARY:near") && !body.contains("SUMMARY:far"),
+        "{body}"
+    );
+}

@@ -1,6 +1,8 @@
 //! CALDAV:expand (RFC 4791 9.6.5): a REPORT's calendar-data with an object's recurrences
 //! expanded within a range, each instance a component of its own in UTC, without RRULE, RDATE
-//! or EXDATE, and with the RECURRENCE-ID of its instance when the object recurs.
+//! or EXDATE, and with the RECURRENCE-ID of its instance when the object recurs; and
+//! CALDAV:limit-recurrence-set (9.6.6): the object as it is, with only the overrides that
+//! concern the range.
 
 use super::error::DavError;
 use super::instances::{self, Budget};
@@ -15,8 +17,11 @@ use calcard::icalendar::{
 use calcard::{Entry, Parser};
 use std::cell::RefCell;
 
-/// What a REPORT asked calendar-data to be expanded to, and what it may spend on it.
+/// What a REPORT asked calendar-data to be shaped to within a range, and what it may spend
+/// on it.
 pub(super) struct Expand {
+    /// Limited (the series and the overrides in range) rather than expanded.
+    limit: bool,
     from: i64,
     until: i64,
     /// The zone floating times are read in (the calendar's).
@@ -46,16 +51,23 @@ impl Expand {
         zone: Tz,
         budget: Budget,
     ) -> Result<Option<Expand>, DavError> {
-        let expand = root
+        let data = root
             .child(DAV, "prop")
-            .and_then(|prop| prop.child(CALDAV, "calendar-data"))
-            .and_then(|data| data.child(CALDAV, "expand"));
-        let Some(expand) = expand else {
+            .and_then(|prop| prop.child(CALDAV, "calendar-data"));
+        let asked = data.and_then(|data| {
+            let expand = data.child(CALDAV, "expand").map(|e| (e, false));
+            expand.or_else(|| {
+                data.child(CALDAV, "limit-recurrence-set")
+                    .map(|e| (e, true))
+            })
+        });
+        let Some((shape, limit)) = asked else {
             return Ok(None);
         };
-        let side = |key: &str| expand.attribute(key).and_then(query::utc_instant);
+        let side = |key: &str| shape.attribute(key).and_then(query::utc_instant);
         match (side("start"), side("end")) {
             (Some(from), Some(until)) if from < until => Ok(Some(Expand {
+                limit,
                 from,
                 until,
                 zone,
@@ -65,8 +77,59 @@ impl Expand {
         }
     }
 
-    /// The object expanded; none when the budget cannot see all of its instances in the range.
+    /// The object as asked; none when the budget cannot see all of its instances in the range.
     pub(super) fn apply(&self, text: &str) -> Option<String> {
+        match self.limit {
+            true => self.limited(text),
+            false => self.expanded(text),
+        }
+    }
+
+    /// The object with only the overrides whose instance overlaps the range or whose
+    /// RECURRENCE-ID is in it; the series and the rest as they are.
+    fn limited(&self, text: &str) -> Option<String> {
+        let Entry::ICalendar(ical) = Parser::new(text).entry() else {
+            return Some(text.to_string());
+        };
+        let zone = utc_if_floating(self.zone);
+        let expansion = {
+            let mut budget = self.budget.borrow_mut();
+            instances::expand(&ical, zone, Some(self.until), &mut budget)
+        };
+        if !expansion.covers(Some(self.until)) {
+            return None;
+        }
+        let zones = crate::itip::Calendar::parse(text)
+            .map(|c| c.tz_resolver())
+            .unwrap_or_else(|_| crate::itip::Calendar::default().tz_resolver());
+        let in_range = |at: i64| at >= self.from && at < self.until;
+        let overlapping: std::collections::BTreeSet<u32> = expansion
+            .instances
+            .iter()
+            .filter(|i| i.start < self.until && i.end.max(i.start + 1) > self.from)
+            .map(|i| i.component)
+            .collect();
+        let mut out = ical.clone();
+        let root = out.components.first_mut()?;
+        root.component_ids.retain(|id| {
+            let Some(component) = ical.components.get(*id as usize) else {
+                return false;
+            };
+            match component.property(&ICalendarProperty::RecurrenceId) {
+                None => true,
+                Some(rid) => {
+                    overlapping.contains(id)
+                        || crate::itip::timestamp_of(rid, 0, &zones).is_some_and(in_range)
+                }
+            }
+        });
+        let mut written = String::new();
+        out.write_to(&mut written).ok()?;
+        Some(written)
+    }
+
+    /// The object expanded; none when the budget cannot see all of its instances in the range.
+    fn expanded(&self, text: &str) -> Option<String> {
         let Entry::ICalendar(ical) = Parser::new(text).entry() else {
             return Some(text.to_string());
         };
@@ -207,6 +270,7 @@ END:VCALENDAR\r\n"
 
     fn expand(from: &str, until: &str) -> Expand {
         Expand {
+            limit: false,
             from: query::utc_instant(from).unwrap(),
             until: query::utc_instant(until).unwrap(),
             zone: Tz::UTC,
@@ -252,5 +316,24 @@ DTSTAMP:20260101T000000Z\r\nDTSTART:20260112T080000Z\r\nDURATION:PT1H\r\nEND:VEV
         assert!(!text.contains("RECURRENCE-ID"), "{text}");
         assert!(text.contains("DTEND:20260112T090000Z"), "{text}");
         assert!(!text.contains("DURATION"), "{text}");
+    }
+
+    /// RFC 4791 9.6.6: the series stays whole, with only the overrides that concern the range.
+    #[test]
+    fn a_limited_series_keeps_the_overrides_in_range() {
+        let limited = |from: &str, until: &str| {
+            let shape = Expand {
+                limit: true,
+                ..expand(from, until)
+            };
+            shape.apply(&weekly()).unwrap().replace("\r\n ", "")
+        };
+        let around = limited("20260118T000000Z", "20260125T000000Z");
+        assert!(around.contains("RRULE:FREQ=WEEKLY"), "{around}");
+        assert!(around.contains("SUMMARY:moved"), "{around}");
+        assert!(around.contains("BEGIN:VTIMEZONE"), "{around}");
+        let later = limited("20260201T000000Z", "20260301T000000Z");
+        assert!(later.contains("RRULE:FREQ=WEEKLY"), "{later}");
+        assert!(!later.contains("SUMMARY:moved"), "{later}");
     }
 }

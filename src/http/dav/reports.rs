@@ -34,12 +34,16 @@ pub(super) async fn report_on(
     }
 }
 
-/// A REPORT that expands recurrences: a query, free/busy, or calendar-data asked expanded.
+/// A REPORT that expands recurrences: a query, free/busy, or calendar-data asked expanded or
+/// limited to a range.
 fn expands(root: &Element) -> bool {
     let expanded_data = root
         .child(DAV, "prop")
         .and_then(|prop| prop.child(CALDAV, "calendar-data"))
-        .is_some_and(|data| data.child(CALDAV, "expand").is_some());
+        .is_some_and(|data| {
+            data.child(CALDAV, "expand").is_some()
+                || data.child(CALDAV, "limit-recurrence-set").is_some()
+        });
     root.name.is(CALDAV, "calendar-query")
         || root.name.is(CALDAV, "free-busy-query")
         || expanded_data
