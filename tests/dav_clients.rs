@@ -439,7 +439,10 @@ DTSTART:{start}\r\nDURATION:PT1H\r\nSUMMARY:{title}\r\nEND:VEVENT\r\nEND:VCALEND
     );
     assert_eq!(put(&node, &format!("{HOME}ls.ics"), &[], &text).0, 201);
     let (_, _, whole) = node.http("GET", &format!("{HOME}ls.ics"), ALICE, &[], "");
-    assert!(whole.contains("SUMMARY:near") && whole.contains("SUMMARY:far"), "{whole}");
+    assert!(
+        whole.contains("SUMMARY:near") && whole.contains("SUMMARY:far"),
+        "{whole}"
+    );
     let multiget = format!(
         r#"<c:calendar-multiget xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><c:calendar-data><c:limit-recurrence-set start="20261210T000000Z" end="20261220T000000Z"/></c:calendar-data></d:prop><d:href>{HOME}ls.ics</d:href></c:calendar-multiget>"#
     );
