@@ -192,6 +192,19 @@ impl Daemon {
     }
 
     pub fn launch(&mut self) {
+        for _ in 0..5 {
+            if self.try_launch() {
+                return;
+            }
+            // Something took a port between its choice and the daemon's bind (another test's
+            // free_port, an outgoing connection's ephemeral port): new ports, and again.
+            self.move_ports();
+        }
+        panic!("daemon did not start: {}", self.log());
+    }
+
+    /// Starts the daemon and waits for its listeners; false when it could not bind a port.
+    fn try_launch(&mut self) -> bool {
         let log = std::fs::File::create(self.dir.join("daemon.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_imipd"))
             .args(["serve", "--config"])
@@ -205,6 +218,13 @@ impl Daemon {
         while TcpStream::connect(("127.0.0.1", self.lmtp)).is_err()
             || TcpStream::connect(("127.0.0.1", self.http)).is_err()
         {
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() && self.log().contains("Address already in use") {
+                return false;
+            }
             assert!(
                 Instant::now() < deadline,
                 "daemon did not start: {}",
@@ -212,6 +232,24 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        true
+    }
+
+    /// Gives the daemon new LMTP and HTTP ports in its configuration.
+    fn move_ports(&mut self) {
+        let (lmtp, http) = (free_port(), free_port());
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let text = text
+            .replace(
+                &format!("127.0.0.1:{}\"", self.lmtp),
+                &format!("127.0.0.1:{lmtp}\""),
+            )
+            .replace(
+                &format!("127.0.0.1:{}\"", self.http),
+                &format!("127.0.0.1:{http}\""),
+            );
+        std::fs::write(&self.config, text).unwrap();
+        (self.lmtp, self.http) = (lmtp, http);
     }
 
     /// Empties the store (a new sled folder, or a new database), the daemon stopped.
