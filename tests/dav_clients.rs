@@ -37,6 +37,19 @@ DTSTAMP:20261120T090000Z\r\nSUMMARY:Do it\r\nEND:VTODO\r\nEND:VCALENDAR\r\n"
     )
 }
 
+/// The names of the calendar's objects a multistatus answers for, sorted.
+fn objects_in(body: &str) -> Vec<String> {
+    let mut names: Vec<String> = body
+        .split("<d:href>")
+        .skip(1)
+        .filter_map(|h| h.split('<').next())
+        .filter(|h| h.ends_with(".ics"))
+        .map(|h| h.trim_start_matches(HOME).to_string())
+        .collect();
+    names.sort();
+    names
+}
+
 fn put(node: &Node, path: &str, headers: &[(&str, &str)], text: &str) -> (u16, String) {
     let (status, _, body) = node.http("PUT", path, ALICE, headers, text);
     (status, body)
@@ -141,12 +154,9 @@ fn a_sync_within_a_limit_goes_on_from_its_token() {
     for round in 0..3 {
         let (status, _, body) = node.http("REPORT", HOME, ALICE, &[], &ask(&token));
         assert_eq!(status, 207, "{body}");
-        let hrefs: Vec<String> = body
-            .split("<d:href>")
-            .skip(1)
-            .filter_map(|h| h.split('<').next())
-            .filter(|h| h.ends_with(".ics"))
-            .map(str::to_string)
+        let hrefs: Vec<String> = objects_in(&body)
+            .into_iter()
+            .map(|name| format!("{HOME}{name}"))
             .collect();
         let cut = body.contains("number-of-matches-within-limits");
         assert_eq!(cut, round < 2, "round {round}: {body}");
@@ -354,14 +364,7 @@ fn events_found_by_when_their_alarms_go_off() {
         let (status, _, body) =
             node.http("REPORT", HOME, ALICE, &[("Depth", "1")], &query(start, end));
         assert_eq!(status, 207, "{body}");
-        let mut hrefs: Vec<String> = body
-            .split("<d:href>")
-            .skip(1)
-            .filter_map(|h| h.split('<').next())
-            .map(|h| h.trim_start_matches(HOME).to_string())
-            .collect();
-        hrefs.sort();
-        hrefs
+        objects_in(&body)
     };
     assert_eq!(found("20261209T000000Z", "20261210T000000Z"), ["al-2.ics"]);
     assert_eq!(found("20261211T085900Z", "20261211T090100Z"), ["al-1.ics"]);
@@ -397,14 +400,7 @@ fn listings_and_warm_queries_answer_as_cold_ones() {
     let found = |node: &Node| {
         let (status, _, body) = node.http("REPORT", HOME, ALICE, &[("Depth", "1")], query);
         assert_eq!(status, 207, "{body}");
-        let mut hrefs: Vec<String> = body
-            .split("<d:href>")
-            .skip(1)
-            .filter_map(|h| h.split('<').next())
-            .map(|h| h.trim_start_matches(HOME).to_string())
-            .collect();
-        hrefs.sort();
-        hrefs
+        objects_in(&body)
     };
     assert_eq!(found(&node), ["l-1.ics", "l-2.ics"]);
     assert_eq!(found(&node), ["l-1.ics", "l-2.ics"], "warm");

@@ -27,6 +27,7 @@ pub use inbound::proposer;
 pub use message::{ItipMessage, Method};
 pub use status::{ScheduleStatus, keep_answers, with_delivery_status, with_schedule_status};
 pub use summary::{Field, FieldValue, Participant, Summary, SummaryKind};
+pub use zones::Zones;
 pub use zones::by_name as zone_named;
 
 /// What the engine is told about the calendar user it acts for.

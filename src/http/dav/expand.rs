@@ -5,9 +5,10 @@
 //! concern the range.
 
 use super::error::DavError;
-use super::instances::{self, Budget};
+use super::instances::{self, Budget, Expansion};
 use super::query::{self, utc_if_floating};
 use super::xml::{CALDAV, DAV, Element};
+use crate::itip::Zones;
 use calcard::common::PartialDateTime;
 use calcard::common::timezone::Tz;
 use calcard::icalendar::{
@@ -79,15 +80,6 @@ impl Expand {
 
     /// The object as asked; none when the budget cannot see all of its instances in the range.
     pub(super) fn apply(&self, text: &str) -> Option<String> {
-        match self.limit {
-            true => self.limited(text),
-            false => self.expanded(text),
-        }
-    }
-
-    /// The object with only the overrides whose instance overlaps the range or whose
-    /// RECURRENCE-ID is in it; the series and the rest as they are.
-    fn limited(&self, text: &str) -> Option<String> {
         let Entry::ICalendar(ical) = Parser::new(text).entry() else {
             return Some(text.to_string());
         };
@@ -99,9 +91,22 @@ impl Expand {
         if !expansion.covers(Some(self.until)) {
             return None;
         }
+        // The zones of the object, for its overrides' RECURRENCE-IDs.
         let zones = crate::itip::Calendar::parse(text)
             .map(|c| c.tz_resolver())
             .unwrap_or_else(|_| crate::itip::Calendar::default().tz_resolver());
+        let out = match self.limit {
+            true => self.limited(&ical, &expansion, &zones)?,
+            false => self.expanded(&ical, &expansion, &zones)?,
+        };
+        let mut written = String::new();
+        out.write_to(&mut written).ok()?;
+        Some(written)
+    }
+
+    /// The object with only the overrides whose instance overlaps the range or whose
+    /// RECURRENCE-ID is in it; the series and the rest as they are.
+    fn limited(&self, ical: &ICalendar, expansion: &Expansion, zones: &Zones) -> Option<ICalendar> {
         let in_range = |at: i64| at >= self.from && at < self.until;
         let overlapping: std::collections::BTreeSet<u32> = expansion
             .instances
@@ -119,32 +124,20 @@ impl Expand {
                 None => true,
                 Some(rid) => {
                     overlapping.contains(id)
-                        || crate::itip::timestamp_of(rid, 0, &zones).is_some_and(in_range)
+                        || crate::itip::timestamp_of(rid, 0, zones).is_some_and(in_range)
                 }
             }
         });
-        let mut written = String::new();
-        out.write_to(&mut written).ok()?;
-        Some(written)
+        Some(out)
     }
 
     /// The object expanded; none when the budget cannot see all of its instances in the range.
-    fn expanded(&self, text: &str) -> Option<String> {
-        let Entry::ICalendar(ical) = Parser::new(text).entry() else {
-            return Some(text.to_string());
-        };
-        let zone = utc_if_floating(self.zone);
-        let expansion = {
-            let mut budget = self.budget.borrow_mut();
-            instances::expand(&ical, zone, Some(self.until), &mut budget)
-        };
-        if !expansion.covers(Some(self.until)) {
-            return None;
-        }
-        // The zones of the object, for its overrides' RECURRENCE-IDs.
-        let zones = crate::itip::Calendar::parse(text)
-            .map(|c| c.tz_resolver())
-            .unwrap_or_else(|_| crate::itip::Calendar::default().tz_resolver());
+    fn expanded(
+        &self,
+        ical: &ICalendar,
+        expansion: &Expansion,
+        zones: &Zones,
+    ) -> Option<ICalendar> {
         let recurs = ical.components.iter().any(|c| {
             c.entries.iter().any(|e| {
                 matches!(
@@ -177,22 +170,20 @@ impl Expand {
                 continue;
             }
             let original = match source.property(&ICalendarProperty::RecurrenceId) {
-                Some(rid) => crate::itip::timestamp_of(rid, 0, &zones).unwrap_or(start),
+                Some(rid) => crate::itip::timestamp_of(rid, 0, zones).unwrap_or(start),
                 None => start,
             };
             let recurrence = recurs.then_some(original);
             ids.push(push_instance(
                 &mut out,
-                &ical,
+                ical,
                 source,
                 (start, end),
                 recurrence,
             ));
         }
         out.components[0].component_ids = ids;
-        let mut written = String::new();
-        out.write_to(&mut written).ok()?;
-        Some(written)
+        Some(out)
     }
 }
 
