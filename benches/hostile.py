@@ -435,6 +435,40 @@ def filling(imipd, data_dir, count=25_000, one_sender=100):
     }
 
 
+MONTH_QUERY = (b'<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><d:getetag/>'
+               b'</d:prop><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT">'
+               b'<c:time-range start="20270301T000000Z" end="20270401T000000Z"/></c:comp-filter>'
+               b'</c:comp-filter></c:filter></c:calendar-query>')
+
+
+def footprints(imipd, data_dir, count=500):
+    """PUBLISH of `count` objects of a few lines each that would be filed under a thousand
+    buckets of time (a monthly rule of 1,000 instances, an event across centuries), then a
+    one-month calendar-query of the calendar, twice: what the queries file in the store, and
+    what they cost."""
+    def du():
+        return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(data_dir) for f in fs)
+    for n in range(count):
+        sender = f"rule{n}@evil.test"
+        lines = (["DTSTART:20261201T100000Z", "RRULE:FREQ=MONTHLY;COUNT=1000"] if n % 2
+                 else ["DTSTART:19000101T000000Z", "DTEND:99990101T000000Z"])
+        part = vevent("PUBLISH", f"rule-{n}", lines)
+        lmtp_message(imipd.lmtp, sender, ["carol@example.com"],
+                     parts_message(sender, "carol@example.com", f"rule{n}@evil.test", [part], "PUBLISH"))
+    time.sleep(2)
+    before = du()
+    took = []
+    for _ in range(2):
+        status, body, seconds = request(imipd.http, "REPORT", "/dav/calendars/carol@example.com/calendar/",
+                                        "carol@example.com", MONTH_QUERY, {"Depth": "1"})
+        took.append(f"{status} in {seconds:.2f} s")
+    time.sleep(2)  # sled writes what a query filed within half a second
+    return {
+        f"one-month query over {count} such objects, first / second": " / ".join(took),
+        "store growth by the queries KiB": (du() - before) / 1024,
+    }
+
+
 def strangers(binary, work):
     results = {}
     imipd = Imipd(binary, f"{work}/freeze", STRANGERS)
@@ -445,6 +479,9 @@ def strangers(binary, work):
     imipd.stop()
     imipd = Imipd(binary, f"{work}/fill", STRANGERS)
     results.update(filling(imipd, f"{work}/fill/data"))
+    imipd.stop()
+    imipd = Imipd(binary, f"{work}/rules", STRANGERS)
+    results.update(footprints(imipd, f"{work}/rules/data"))
     imipd.stop()
     return results
 

@@ -809,3 +809,75 @@ fn a_calendar_keeps_the_dead_properties_clients_write() {
     let (_, _, body) = node.http("PROPFIND", HOME, ALICE, &[("Depth", "0")], ask_one);
     assert!(body.contains("404 Not Found"), "all or nothing: {body}");
 }
+
+/// A time-range query keeps in the store where each object's instances lie, filed by buckets
+/// of time and brought up to date with the account's change log: a later query (after a
+/// restart too) answers from what is filed without making it again; a write and a removal are
+/// taken in by the next query.
+#[test]
+fn queries_keep_where_instances_lie_across_restarts_and_writes() {
+    let mut node = node("dav-footprints");
+    for (uid, start) in [("q-1", "20261210T100000Z"), ("q-2", "20270110T100000Z")] {
+        assert_eq!(put(&node, uid, &meeting(uid, start)).0, 201);
+    }
+    let query = r#"<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><d:getetag/></d:prop><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT"><c:time-range start="20261201T000000Z" end="20261231T000000Z"/></c:comp-filter></c:comp-filter></c:filter></c:calendar-query>"#;
+    let december = |node: &Node| {
+        let (status, _, body) = node.http("REPORT", HOME, ALICE, &[("Depth", "1")], query);
+        assert_eq!(status, 207, "{body}");
+        (body.contains("q-1.ics"), body.contains("q-2.ics"))
+    };
+    assert!(node.eventually(|| node.drained()));
+    assert_eq!(december(&node), (true, false));
+    let store = node.gateway().store.clone();
+    let position = store.footprint_position(ALICE).unwrap();
+    assert_eq!(position, store.sync_position(ALICE).unwrap());
+    // The buckets December meets (28 days each, as `dav::footprint` files them), and what
+    // each holds.
+    let (from, until) = (1_796_083_200_i64, 1_798_675_200_i64);
+    let buckets: Vec<i64> =
+        (from.div_euclid(2_419_200)..=(until - 1).div_euclid(2_419_200)).collect();
+    let filed = |store: &dyn imipd::store::Store| {
+        let mut filed = Vec::new();
+        for bucket in &buckets {
+            for (uid, bytes) in store.footprints_in(ALICE, &[*bucket]).unwrap() {
+                filed.push((uid, *bucket, bytes));
+            }
+        }
+        filed
+    };
+    let of_q1 = |filed: Vec<(String, i64, Vec<u8>)>| -> Vec<_> {
+        filed.into_iter().filter(|(uid, ..)| uid == "q-1").collect()
+    };
+    let in_december = of_q1(filed(store.as_ref()));
+    assert_eq!(in_december.len(), 1, "q-1, in one bucket");
+    drop(store);
+    node.kill();
+    node.launch();
+    let store = node.gateway().store.clone();
+    assert_eq!(
+        store.footprint_position(ALICE).unwrap(),
+        position,
+        "kept over a restart"
+    );
+    // What is filed decides: q-2 filed as q-1 is, at the same position, is taken for December.
+    let (_, bucket, bytes) = in_december[0].clone();
+    let forged = vec![("q-2".to_string(), vec![(bucket, bytes)])];
+    store.keep_footprints(ALICE, position, &forged).unwrap();
+    assert_eq!(december(&node), (true, true));
+    // Written again, q-2 is filed again from its text.
+    assert_eq!(
+        put(&node, "q-2", &meeting("q-2", "20270115T100000Z")).0,
+        204
+    );
+    assert!(node.eventually(|| node.drained()));
+    assert_eq!(december(&node), (true, false));
+    let (status, ..) = node.http("DELETE", &format!("{HOME}q-1.ics"), ALICE, &[], "");
+    assert_eq!(status, 204);
+    assert!(node.eventually(|| node.drained()));
+    assert_eq!(december(&node), (false, false));
+    assert_eq!(of_q1(filed(store.as_ref())), vec![]);
+    assert_eq!(
+        store.footprint_position(ALICE).unwrap(),
+        store.sync_position(ALICE).unwrap()
+    );
+}

@@ -237,6 +237,62 @@ fn a_sync_position_is_where_the_change_log_ends() {
     });
 }
 
+/// Footprints are filed per account, object and bucket, replaced whole for an object named
+/// again, forgotten for an object named with none, and kept with their position; they
+/// survive a reopening (no rebuild after a restart).
+#[test]
+fn footprints_are_filed_replaced_and_forgotten() {
+    let filed = |uid: &str, buckets: &[(i64, u8)]| {
+        let by_bucket = buckets.iter().map(|(b, v)| (*b, vec![*v])).collect();
+        (uid.to_string(), by_bucket)
+    };
+    on_each("footprints", |store| {
+        assert_eq!(store.footprint_position("bob").unwrap(), 0);
+        let first = [filed("a", &[(-3, 1), (7, 2)]), filed("b", &[(i64::MIN, 3)])];
+        store.keep_footprints("bob", 5, &first).unwrap();
+        store
+            .keep_footprints("carol", 9, &[filed("a", &[(7, 9)])])
+            .unwrap();
+        assert_eq!(store.footprint_position("bob").unwrap(), 5);
+        let read = |buckets: &[i64]| {
+            let mut found = store.footprints_in("bob", buckets).unwrap();
+            found.sort();
+            found
+        };
+        let all = [i64::MIN, -3, 7, 8];
+        assert_eq!(
+            read(&all),
+            [
+                ("a".to_string(), vec![1]),
+                ("a".to_string(), vec![2]),
+                ("b".to_string(), vec![3])
+            ]
+        );
+        assert_eq!(read(&[7]), [("a".to_string(), vec![2])]);
+        store
+            .keep_footprints("bob", 8, &[filed("a", &[(8, 4)]), filed("b", &[])])
+            .unwrap();
+        assert_eq!(read(&all), [("a".to_string(), vec![4])]);
+        assert_eq!(store.footprint_position("bob").unwrap(), 8);
+        assert_eq!(store.footprints_in("carol", &[7]).unwrap().len(), 1);
+    });
+    let dir = sled_dir("footprints-reopened");
+    let _ = std::fs::remove_dir_all(&dir);
+    let kept = vec![filed("a", &[(1, 1)])];
+    SledStore::open(&dir)
+        .unwrap()
+        .keep_footprints("bob", 3, &kept)
+        .unwrap();
+    let reopened = SledStore::open(&dir).unwrap();
+    assert_eq!(reopened.footprint_position("bob").unwrap(), 3);
+    assert_eq!(
+        reopened.footprints_in("bob", &[1]).unwrap(),
+        [("a".to_string(), vec![1])]
+    );
+    drop(reopened);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn each_backend_refuses_what_it_cannot_keep() {
     on_each("max-value", |store| {
@@ -503,7 +559,8 @@ fn migrate_upgrades_a_format_1_database() {
         \"uid\":\"u\",\"method\":\"REQUEST\",\"from\":\"bob@example.com\",\
         \"to\":[\"c@x.org\"],\"calendar\":\"\",\"queued_at\":0}', 'UTF8')); \
         DROP TRIGGER count_usage ON imipd.objects; DROP TABLE imipd.usage; \
-        DROP TABLE imipd.tallies; \
+        DROP TABLE imipd.tallies; DROP TABLE imipd.footprints; \
+        DROP TABLE imipd.footprint_positions; \
         INSERT INTO imipd.objects VALUES ('bob', 'x', 1, 1, 'hello'); \
         UPDATE imipd.meta SET value = 'imipd-1' WHERE key = 'format'";
     let status = std::process::Command::new("psql")
@@ -523,6 +580,14 @@ fn migrate_upgrades_a_format_1_database() {
     let store = PgStore::open(&parsed, 1).unwrap();
     assert!(store.seen(b"old").unwrap());
     assert_eq!(store.sent(7).unwrap().unwrap().uid, "u");
+    // Format 4 files footprints.
+    let kept = vec![("x".to_string(), vec![(4, vec![1, 2])])];
+    store.keep_footprints("bob", 2, &kept).unwrap();
+    assert_eq!(
+        store.footprints_in("bob", &[4]).unwrap(),
+        [("x".to_string(), vec![1, 2])]
+    );
+    assert_eq!(store.footprint_position("bob").unwrap(), 2);
     // Format 3 counted what the database held, and counts from then on.
     assert_eq!(
         store.usage("bob").unwrap(),

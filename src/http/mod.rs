@@ -35,8 +35,8 @@ pub struct Api {
     pub gateway: Arc<Gateway>,
     /// Password checks and the peers' failures.
     pub auth: auth::Authenticator,
-    /// Where objects' instances lie, for CalDAV time-range queries.
-    pub spans: dav::Spans,
+    /// One refresh of kept footprints at a time (`dav::footprint::refresh`).
+    pub footprints: std::sync::Mutex<()>,
     /// Permits for work that runs off the async threads (CalDAV queries and free/busy): one
     /// less than the cores, so that one is always left for everything else.
     pub heavy: tokio::sync::Semaphore,
@@ -50,7 +50,7 @@ impl Api {
         Api {
             gateway,
             auth: auth::Authenticator::default(),
-            spans: dav::Spans::default(),
+            footprints: Default::default(),
             heavy: tokio::sync::Semaphore::new(heavy_permits()),
             forward_seen: Default::default(),
         }

@@ -153,6 +153,10 @@ pub struct Changed {
     pub removed: bool,
 }
 
+/// An object's footprints, as `Store::keep_footprints` files them: its UID and, by bucket, the
+/// bytes filed there.
+pub type Filed = (String, Vec<(i64, Vec<u8>)>);
+
 /// A calendar object as stored, with the revision that makes its ETag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredObject {
@@ -569,6 +573,25 @@ pub trait Store: Send + Sync + 'static {
     /// Every object of an account by UID, without its text: what a calendar's listing needs
     /// (the texts are most of what `list` reads).
     fn listing(&self, account: &str) -> Result<Vec<(String, Listed)>, StoreError>;
+    /// The position in the account's change log its footprints (where its objects' instances
+    /// lie: see `http::dav::footprint`) are up to date with; 0 when none was made.
+    fn footprint_position(&self, account: &str) -> Result<u64, StoreError>;
+    /// The account's footprints filed under these buckets: UID and bytes, one per object and
+    /// bucket.
+    fn footprints_in(
+        &self,
+        account: &str,
+        buckets: &[i64],
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Replaces what is filed for each object named (its footprints by bucket; none for an
+    /// object removed) and records the position they are up to date with, at once. Outside
+    /// any commit and not synced: what is lost is made again from the change log.
+    fn keep_footprints(
+        &self,
+        account: &str,
+        position: u64,
+        objects: &[Filed],
+    ) -> Result<(), StoreError>;
     /// Every object of every account: account, UID, object.
     fn all(&self) -> Result<Vec<(String, String, StoredObject)>, StoreError>;
     /// Every object and the queue, read in one state of the store when the store can (a

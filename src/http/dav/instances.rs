@@ -7,7 +7,10 @@
 use calcard::common::PartialDateTime;
 use calcard::common::timezone::Tz;
 use calcard::icalendar::dates::TimeOrDelta;
-use calcard::icalendar::{ICalendar, ICalendarProperty, ICalendarValue};
+use calcard::icalendar::{
+    ICalendar, ICalendarComponent, ICalendarEntry, ICalendarParameter, ICalendarParameterName,
+    ICalendarParameterValue, ICalendarProperty, ICalendarValue,
+};
 use std::time::{Duration, Instant};
 
 /// The widest a zone is from UTC: an instance whose local start is more than this past a
@@ -107,6 +110,8 @@ pub fn expand_at_most(
             complete_until: i64::MIN,
         };
     }
+    let pinned = pin_utc_starts(calendar);
+    let calendar = pinned.as_ref().unwrap_or(calendar);
     let capped;
     let calendar = match until.and_then(|u| cut_rules(calendar, u + WIDEST_OFFSET)) {
         Some(cut) => {
@@ -146,6 +151,41 @@ pub fn expand_at_most(
         instances,
         complete_until,
     }
+}
+
+/// A copy of the calendar whose rules starting at a UTC time (`DTSTART:...Z`) name UTC as their
+/// zone; `None` when it has none. calcard reads the instances of such a rule in the zone it is
+/// given for floating times, so a query in another zone would move them.
+fn pin_utc_starts(calendar: &ICalendar) -> Option<ICalendar> {
+    let in_utc = |entry: &ICalendarEntry| {
+        entry.name == ICalendarProperty::Dtstart
+            && !entry
+                .params
+                .iter()
+                .any(|p| p.name == ICalendarParameterName::Tzid)
+            && matches!(
+                entry.values.first(),
+                Some(ICalendarValue::PartialDateTime(at)) if at.tz_hour == Some(0)
+                    && at.tz_minute.unwrap_or(0) == 0
+            )
+    };
+    let pins = |component: &ICalendarComponent| {
+        component.property(&ICalendarProperty::Rrule).is_some()
+            && component.entries.iter().any(in_utc)
+    };
+    if !calendar.components.iter().any(pins) {
+        return None;
+    }
+    let mut pinned = calendar.clone();
+    for component in pinned.components.iter_mut().filter(|c| pins(c)) {
+        for entry in component.entries.iter_mut().filter(|e| in_utc(e)) {
+            entry.params.push(ICalendarParameter {
+                name: ICalendarParameterName::Tzid,
+                value: ICalendarParameterValue::Text("Etc/UTC".into()),
+            });
+        }
+    }
+    Some(pinned)
 }
 
 /// How far a cut expansion is known to be complete: the earliest of the last starts its
@@ -240,6 +280,27 @@ DTSTAMP:20260101T000000Z\r\n{lines}END:VEVENT\r\nEND:VCALENDAR\r\n"
 
     fn at(text: &str) -> i64 {
         super::super::query::utc_instant(text).unwrap()
+    }
+
+    /// A rule that starts at a UTC time has its instances at those UTC times, whatever zone
+    /// floating times are read in.
+    #[test]
+    fn a_rule_from_a_utc_start_stays_in_utc() {
+        let weekly = calendar(
+            "DTSTART:20270301T100000Z\r\nDTEND:20270301T110000Z\r\n\
+RRULE:FREQ=WEEKLY;COUNT=2\r\nEXDATE:20270308T100000Z\r\nRDATE:20270310T100000Z\r\n",
+        );
+        let far = Tz::Tz(chrono_tz::Tz::Etc__GMTMinus14);
+        for zone in [Tz::UTC, far] {
+            let expansion = expand(&weekly, zone, None, &mut Budget::unlimited());
+            let mut starts: Vec<i64> = expansion.instances.iter().map(|i| i.start).collect();
+            starts.sort();
+            assert_eq!(
+                starts,
+                [at("20270301T100000Z"), at("20270310T100000Z")],
+                "{zone:?}"
+            );
+        }
     }
 
     /// An endless daily rule costs what lies before the range's end, and is complete there.

@@ -18,6 +18,7 @@ mod alarms;
 mod collections;
 mod error;
 mod expand;
+mod footprint;
 mod freebusy;
 mod instances;
 mod objects;
@@ -28,7 +29,6 @@ mod reports;
 mod resource;
 mod scheduling;
 pub use instances::Budget;
-pub use query::Spans;
 pub mod xml;
 
 use super::{Api, authenticate, authorize, peer_ip, serve, text};

@@ -2,92 +2,16 @@
 //! instance of it overlaps a time range (section 9.9), recurrences and overrides expanded.
 
 use super::alarms;
-use super::instances::{self, Budget, OverBudget, WIDEST_OFFSET};
+use super::footprint::{Footprint, Span, kind_bit};
+use super::instances::{self, Budget, OverBudget};
 use calcard::common::timezone::Tz;
 use calcard::icalendar::{
     ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarProperty,
 };
 use calcard::{Entry, Parser};
 
-/// Instances of its rules a span is computed from: past them, a span reaches the end of time.
-const SPAN_INSTANCES: usize = 1_000;
-
-/// Objects' spans kept between queries.
-const MAX_SPANS: usize = 500_000;
-
-/// Where each object's instances lie, by account, UID and revision, so that a time-range query
-/// parses and expands only the objects whose span meets its range; the rest are decided without
-/// reading their text. A new revision replaces its entry; the whole is dropped when it grows
-/// past `MAX_SPANS`.
-#[derive(Default)]
-pub struct Spans {
-    known: std::sync::Mutex<std::collections::HashMap<Object, (u64, Option<Span>)>>,
-}
-
-/// An object: its account and UID.
-type Object = (String, String);
-
-/// The first start and the last end of an object's instances, seconds since the epoch.
-type Span = (i64, i64);
-
-impl Spans {
-    /// The span of an object at a revision: computed once (from the request's budget), then
-    /// kept. A span the budget cut short reaches the end of time and is not kept.
-    pub fn of(
-        &self,
-        account: &str,
-        uid: &str,
-        revision: u64,
-        text: &str,
-        budget: &mut Budget,
-    ) -> Option<Span> {
-        let key = (account.to_string(), uid.to_string());
-        let lock = || self.known.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((at, span)) = lock().get(&key)
-            && *at == revision
-        {
-            return *span;
-        }
-        let Entry::ICalendar(calendar) = Parser::new(text).entry() else {
-            return None;
-        };
-        let span = span(&calendar, budget);
-        if budget.spent() {
-            return Some((i64::MIN, i64::MAX));
-        }
-        let mut known = lock();
-        if known.len() >= MAX_SPANS {
-            known.clear();
-        }
-        known.insert(key, (revision, span));
-        span
-    }
-}
-
-/// The first start and the last end of an object's instances (as `Filter::matches` sees
-/// them), widened by `WIDEST_OFFSET`; the end of time for a rule that goes on past
-/// `SPAN_INSTANCES`; none when it has no instance.
-fn span(calendar: &ICalendar, budget: &mut Budget) -> Option<Span> {
-    // A to-do with no date of its own is placed by its CREATED and COMPLETED, or everywhere.
-    if calendar.components.iter().any(is_undated_todo) {
-        return Some((i64::MIN, i64::MAX));
-    }
-    let expansion = instances::expand_at_most(calendar, Tz::UTC, None, budget, SPAN_INSTANCES);
-    let mut span: Option<Span> = None;
-    for instance in &expansion.instances {
-        let (start, end) = (instance.start, instance.end);
-        span = Some(span.map_or((start, end), |(s, e)| (s.min(start), e.max(end))));
-    }
-    let widened = span.map(|(s, e)| (s - WIDEST_OFFSET, e + WIDEST_OFFSET));
-    if expansion.covers(None) {
-        widened
-    } else {
-        Some((widened.map_or(i64::MIN, |(s, _)| s), i64::MAX))
-    }
-}
-
 /// A to-do with neither DTSTART nor DUE, which has no instance to expand.
-fn is_undated_todo(component: &ICalendarComponent) -> bool {
+pub(super) fn is_undated_todo(component: &ICalendarComponent) -> bool {
     let has = |name: ICalendarProperty| component.entries.iter().any(|e| e.name == name);
     component.component_type == ICalendarComponentType::VTodo
         && !has(ICalendarProperty::Dtstart)
@@ -180,6 +104,36 @@ impl Filter {
         until.is_none_or(|u| start < u) && from.is_none_or(|f| end >= f)
     }
 
+    /// The time range, when it has both ends and no alarm reaches outside it: what kept
+    /// footprints can answer.
+    pub fn finite_range(&self) -> Option<Span> {
+        match (self.range, self.alarm) {
+            (Some((Some(from), Some(until))), None) => Some((from, until)),
+            _ => None,
+        }
+    }
+
+    /// What `matches` would say of the object, when its footprint tells: a range it cannot
+    /// meet, or a filter of component and time range alone over instances known exactly.
+    /// None when only the text can tell.
+    pub fn decide(&self, footprint: &Footprint) -> Option<bool> {
+        if !self.may_meet(footprint.span) {
+            return Some(false);
+        }
+        if self.alarm.is_some() || !self.properties.is_empty() {
+            return None;
+        }
+        let kind = self.component.as_ref().map(kind_bit);
+        if !footprint.holds(kind) {
+            return Some(false);
+        }
+        let Some(range) = self.range else {
+            return Some(true);
+        };
+        let mut instances = footprint.instances(kind)?;
+        Some(instances.any(|instance| overlaps(instance, range)))
+    }
+
     /// True when the object holds the component and, with a range, an instance of it that
     /// overlaps the range (floating times and dates read in `floating`); over the budget when
     /// its instances cannot all be seen within it.
@@ -214,14 +168,7 @@ impl Filter {
         let expansion = instances::expand(&calendar, utc_if_floating(self.floating), until, budget);
         let found = expansion.instances.iter().any(|instance| {
             let kind = &calendar.components[instance.component as usize].component_type;
-            let (start, end) = (instance.start, instance.end);
-            // RFC 4791 9.9: an instance without length overlaps when its start is inside.
-            let overlaps = if end > start {
-                until.is_none_or(|u| start < u) && from.is_none_or(|f| end > f)
-            } else {
-                until.is_none_or(|u| start < u) && from.is_none_or(|f| start >= f)
-            };
-            wanted(kind) && overlaps
+            wanted(kind) && overlaps((instance.start, instance.end), (from, until))
         });
         match found || expansion.covers(until) {
             true => Ok(found),
@@ -316,7 +263,17 @@ impl PropertyFilter {
     }
 }
 
-/// A CalDAV date-time (`20261201T000000Z`) as seconds since the epoch.
+/// Whether an instance overlaps `[from, until)` (RFC 4791 9.9): one without length when its
+/// start is inside.
+fn overlaps((start, end): Span, (from, until): (Option<i64>, Option<i64>)) -> bool {
+    let ends_after = if end > start {
+        from.is_none_or(|f| end > f)
+    } else {
+        from.is_none_or(|f| start >= f)
+    };
+    until.is_none_or(|u| start < u) && ends_after
+}
+
 /// The zone a CalDAV timezone text (a VCALENDAR holding one VTIMEZONE) stands for.
 pub fn zone_of(vcalendar: &str) -> Option<Tz> {
     crate::itip::Calendar::parse(vcalendar).ok()?.first_zone()
@@ -327,6 +284,7 @@ pub fn utc_if_floating(zone: Tz) -> Tz {
     if zone.is_floating() { Tz::UTC } else { zone }
 }
 
+/// A CalDAV date-time (`20261201T000000Z`) as seconds since the epoch.
 pub fn utc_instant(text: &str) -> Option<i64> {
     let text = text.trim();
     let digits = text.strip_suffix('Z')?;
@@ -352,11 +310,11 @@ pub fn utc_instant(text: &str) -> Option<i64> {
 mod tests {
     use super::*;
 
-    fn span_of(text: &str) -> Option<Span> {
+    fn footprint_of(text: &str) -> Footprint {
         let Entry::ICalendar(calendar) = Parser::new(text).entry() else {
-            return None;
+            panic!("not iCalendar: {text}");
         };
-        span(&calendar, &mut Budget::unlimited())
+        Footprint::of(&calendar, &mut Budget::unlimited()).expect("within the budget")
     }
 
     fn weekly() -> String {
@@ -381,21 +339,47 @@ END:VCALENDAR\r\n"
         }
     }
 
-    /// A span decides only what no zone could make match: whatever range and zone, an object
-    /// left out by its span is one `matches` refuses too, and most far ranges are left out.
+    /// A footprint decides only what `matches` would: whatever range and zone, an object it
+    /// leaves out is one `matches` refuses, one it takes is one `matches` takes; and it decides
+    /// most of them (all, for objects without floating times).
     #[test]
-    fn spans_leave_out_only_what_cannot_match() {
-        let floating = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\n\
-UID:f\r\nDTSTAMP:20260101T000000Z\r\nDTSTART;VALUE=DATE:20251201\r\n\
-DTEND;VALUE=DATE:20251202\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    fn footprints_decide_only_what_matches_would() {
+        let object = |props: &str| {
+            format!(
+                "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\n\
+UID:f\r\nDTSTAMP:20260101T000000Z\r\n{props}END:VEVENT\r\nEND:VCALENDAR\r\n"
+            )
+        };
         let zones = [
             Tz::Floating,
             crate::itip::zone_named("Pacific/Kiritimati").unwrap(),
             crate::itip::zone_named("Pacific/Pago_Pago").unwrap(),
         ];
-        let mut left_out = 0;
-        for text in [weekly(), floating.to_string()] {
-            let span = span_of(&text);
+        let texts = [
+            (weekly(), true),
+            (
+                object("DTSTART;VALUE=DATE:20251201\r\nDTEND;VALUE=DATE:20251202\r\n"),
+                false,
+            ),
+            (
+                object("DTSTART:20251215T100000\r\nRRULE:FREQ=DAILY;COUNT=3\r\n"),
+                false,
+            ),
+            (object("DTSTART:20251215T100000Z\r\n"), true),
+            (
+                object(
+                    "DTSTART:20251215T100000Z\r\nDTEND:20251215T110000Z\r\nRRULE:FREQ=DAILY;COUNT=3\r\n",
+                ),
+                true,
+            ),
+            (
+                object("DTSTART:20251215T100000Z\r\nDURATION:PT1H\r\nRDATE:20260110T000000Z\r\n"),
+                true,
+            ),
+        ];
+        let (mut left_out, mut undecided) = (0, 0);
+        for (text, zoned) in &texts {
+            let footprint = footprint_of(text);
             for day in 0..120 {
                 let start = utc_instant("20251120T000000Z").unwrap() + day * 86400;
                 for (from, until) in [(start, start + 3600), (start, start + 86400)] {
@@ -406,36 +390,25 @@ DTEND;VALUE=DATE:20251202\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
                             floating: zone,
                             ..Filter::default()
                         };
-                        let meets = filter.may_meet(span);
-                        assert!(
-                            meets || !filter.matches(&text, &mut Budget::unlimited()).unwrap(),
-                            "{from}..{until} {text}"
-                        );
-                        left_out += usize::from(!meets);
+                        let matches = filter.matches(text, &mut Budget::unlimited()).unwrap();
+                        match filter.decide(&footprint) {
+                            Some(decided) => assert_eq!(decided, matches, "{from}..{until} {text}"),
+                            None => undecided += 1,
+                        }
+                        assert!(!zoned || filter.decide(&footprint).is_some(), "{text}");
+                        left_out += usize::from(!filter.may_meet(footprint.span));
                     }
                 }
             }
         }
         assert!(left_out > 1000, "{left_out}");
-        let spans = Spans::default();
-        assert_eq!(
-            spans.of("a", "w", 1, &weekly(), &mut Budget::unlimited()),
-            span_of(&weekly())
-        );
-        assert_eq!(
-            spans.of(
-                "a",
-                "w",
-                1,
-                "ignored: known at revision 1",
-                &mut Budget::unlimited()
-            ),
-            span_of(&weekly())
-        );
-        assert_eq!(
-            spans.of("a", "w", 2, "not iCalendar", &mut Budget::unlimited()),
-            None
-        );
+        // Only the two floating objects are left to their text, and only near their instances.
+        assert!(undecided < 2 * 240 * 3, "{undecided}");
+        let todos = Filter {
+            component: Some(ICalendarComponentType::VTodo),
+            ..Filter::default()
+        };
+        assert_eq!(todos.decide(&footprint_of(&weekly())), Some(false));
     }
 
     /// RFC 4791 9.9: a floating time is read in the zone the query or the calendar names,
@@ -608,7 +581,7 @@ DTSTAMP:20260101T000000Z\r\n{props}SUMMARY:t\r\nEND:VTODO\r\nEND:VCALENDAR\r\n"
             ..Filter::default()
         };
         let meets = |text: &str, filter: Filter| {
-            filter.may_meet(span_of(text))
+            filter.may_meet(footprint_of(text).span)
                 && filter.matches(text, &mut Budget::unlimited()).unwrap()
         };
         let (may, june) = (

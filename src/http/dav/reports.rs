@@ -3,8 +3,10 @@
 
 use super::error::DavError;
 use super::expand::Expand;
+use super::footprint;
+use super::instances::Budget;
 use super::properties::{
-    About, Facts, View, Wanted, calendar_timezone, multistatus, respond, wanted_props,
+    About, Facts, View, Wanted, calendar_timezone, multistatus, need_text, respond, wanted_props,
 };
 use super::resource::Resource;
 use super::xml::{CALDAV, DAV, Element, Writer};
@@ -106,10 +108,15 @@ struct ReportScope<'a> {
 impl ReportScope<'_> {
     /// The `response` element of an object of the calendar.
     fn respond(&self, w: &mut Writer, resource: &Resource, object: &StoredObject) {
+        self.respond_with(w, resource, View::Whole(object));
+    }
+
+    /// As `respond`, of an object seen whole or as listed.
+    fn respond_with(&self, w: &mut Writer, resource: &Resource, object: View) {
         let about = About {
             resource,
             facts: self.facts,
-            object: Some(View::Whole(object)),
+            object: Some(object),
             expand: self.expand,
         };
         respond(w, &about, self.wanted);
@@ -170,21 +177,74 @@ fn gone(w: &mut Writer, href: &str) {
 fn calendar_query(of: &ReportScope, root: &Element) -> Result<Response, DavError> {
     let mut filter = query_filter(root)?;
     filter.floating = floating_zone(of, root);
-    let mut w = Writer::new("multistatus");
-    let objects = of.objects()?;
-    let spans = &of.api.spans;
     let mut budget = of.api.expansion_budget();
-    // One read of every text: reading only the objects whose span meets the range, one by
-    // one, measured slower at 100,000 objects (BENCHMARKS.md), since a query's cost is in
-    // the objects it parses and expands.
-    for (uid, object) in &objects {
-        let span = spans.of(of.account, uid, object.revision, &object.text, &mut budget);
-        let meets = filter.may_meet(span) && filter.matches(&object.text, &mut budget)?;
-        if meets {
-            of.respond(&mut w, &of.object(uid), object);
+    let store = of.api.gateway.store.as_ref();
+    let found = match filter.finite_range() {
+        Some(range) => {
+            footprint::refresh(store, of.account, &of.api.footprints, &mut budget)??;
+            footprint::candidates(store, of.account, range)?
         }
+        None => None,
+    };
+    let mut w = Writer::new("multistatus");
+    match found {
+        Some(candidates) => by_footprints(of, &filter, candidates, &mut budget, &mut w)?,
+        None => by_texts(of, &filter, &mut budget, &mut w)?,
     }
     Ok(multistatus(w))
+}
+
+/// A query answered from the objects its range's footprints name: decided by the footprint
+/// where it can, by the text where it cannot; a text read only when decided so or shown.
+fn by_footprints(
+    of: &ReportScope,
+    filter: &query::Filter,
+    candidates: Vec<footprint::Candidate>,
+    budget: &mut Budget,
+    w: &mut Writer,
+) -> Result<(), DavError> {
+    let store = of.api.gateway.store.as_ref();
+    let texts = need_text(of.wanted) || of.expand.is_some();
+    let placed = candidates
+        .iter()
+        .filter(|c| of.facts.placed(of.calendar, &c.uid));
+    for candidate in placed {
+        let decided = filter.decide(&candidate.footprint);
+        if decided == Some(false) {
+            continue;
+        }
+        let object = match decided == Some(true) && !texts {
+            true => None,
+            false => match store.get(of.account, &candidate.uid)? {
+                Some(object) => Some(object),
+                None => continue,
+            },
+        };
+        let view = match &object {
+            Some(object) if decided.is_none() && !filter.matches(&object.text, budget)? => {
+                continue;
+            }
+            Some(object) => View::Whole(object),
+            None => View::Listed(&candidate.listed),
+        };
+        of.respond_with(w, &of.object(&candidate.uid), view);
+    }
+    Ok(())
+}
+
+/// A query answered by reading every object of the calendar.
+fn by_texts(
+    of: &ReportScope,
+    filter: &query::Filter,
+    budget: &mut Budget,
+    w: &mut Writer,
+) -> Result<(), DavError> {
+    for (uid, object) in &of.objects()? {
+        if filter.matches(&object.text, budget)? {
+            of.respond(w, &of.object(uid), object);
+        }
+    }
+    Ok(())
 }
 
 /// The zone a query's floating times are read in (RFC 4791 9.9): the query's own
@@ -419,14 +479,15 @@ fn free_busy_query(of: &ReportScope, root: &Element) -> Result<Response, DavErro
         return Err(invalid());
     }
     let me = crate::itip::CalAddress::from_email(of.account).ok_or_else(invalid)?;
-    let objects = of.objects()?;
     let mut budget = of.api.expansion_budget();
-    let spans = &of.api.spans;
-    let meeting = objects.iter().filter(|(uid, o)| {
-        let span = spans.of(of.account, uid, o.revision, &o.text, &mut budget);
-        span.is_some_and(|(start, end)| start < until && end > from)
-    });
-    let texts: Vec<&str> = meeting.map(|(_, o)| o.text.as_str()).collect();
+    let store = of.api.gateway.store.as_ref();
+    let lock = &of.api.footprints;
+    let texts = footprint::meeting(store, of.account, lock, (from, until), &mut budget)?;
+    let texts: Vec<&str> = texts
+        .iter()
+        .filter(|(uid, _)| of.facts.placed(of.calendar, uid))
+        .map(|(_, text)| text.as_str())
+        .collect();
     let zone = floating_zone(of, root);
     let busy = freebusy::busy(texts, &me, (from, until), zone, &mut budget);
     let body = format!(

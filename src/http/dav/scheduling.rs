@@ -2,6 +2,7 @@
 //! client reads and removes) and free/busy asked in the outbox.
 
 use super::error::DavError;
+use super::footprint::meeting;
 use super::properties::{calendar_timezone, property_key};
 use super::resource::Resource;
 use super::xml::Writer;
@@ -136,7 +137,6 @@ fn free_busy(api: &Api, account: &str, body: &[u8]) -> Result<Response, DavError
             .and_then(|email| api.gateway.account_for(email));
         match local {
             Some(other) => {
-                let objects = api.gateway.store.list(&other)?;
                 let zone = api
                     .gateway
                     .store
@@ -145,11 +145,10 @@ fn free_busy(api: &Api, account: &str, body: &[u8]) -> Result<Response, DavError
                     .find(|(key, _)| *key == property_key(&calendar_timezone()))
                     .and_then(|(_, text)| query::zone_of(&text))
                     .unwrap_or_default();
-                let meeting = objects.iter().filter(|(uid, o)| {
-                    let span = api.spans.of(&other, uid, o.revision, &o.text, &mut budget);
-                    span.is_some_and(|(start, end)| start < until && end > from)
-                });
-                let texts: Vec<&str> = meeting.map(|(_, o)| o.text.as_str()).collect();
+                let store = api.gateway.store.as_ref();
+                let lock = &api.footprints;
+                let found = meeting(store, &other, lock, (from, until), &mut budget)?;
+                let texts: Vec<&str> = found.iter().map(|(_, text)| text.as_str()).collect();
                 let busy = freebusy::busy(texts, &attendee, (from, until), zone, &mut budget);
                 let reply = free_busy_reply(
                     &uid,

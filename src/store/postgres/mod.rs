@@ -12,7 +12,8 @@
 
 use super::{
     Change, Changed, Changes, Claim, Contents, Coordination, Count, Database, Durable, Expired,
-    Expiry, Listed, Marker, Notice, OutboundMessage, Store, StoreError, StoredObject, Tally, Usage,
+    Expiry, Filed, Listed, Marker, Notice, OutboundMessage, Store, StoreError, StoredObject, Tally,
+    Usage,
 };
 mod commit;
 
@@ -24,7 +25,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 /// The schema this build writes; a newer one is refused, an older one upgraded.
-const FORMAT: i32 = 3;
+const FORMAT: i32 = 4;
 
 /// Largest value a commit may carry: PostgreSQL takes a gigabyte in a column, but one commit is
 /// one batch held in memory on both sides; sixteen times sled's leaves room for large objects
@@ -48,6 +49,13 @@ const UPGRADES: &[&str] = &[
          account text PRIMARY KEY, objects bigint NOT NULL, bytes bigint NOT NULL);
      INSERT INTO imipd.usage SELECT account, count(*), coalesce(sum(octet_length(body)), 0)
          FROM imipd.objects GROUP BY account ON CONFLICT (account) DO NOTHING;",
+    // Format 4 keeps where objects' instances lie, filed by queries.
+    "CREATE TABLE IF NOT EXISTS imipd.footprints (
+         account text, bucket bigint, uid bytea, footprint bytea NOT NULL,
+         PRIMARY KEY (account, bucket, uid));
+     CREATE INDEX IF NOT EXISTS footprints_by_uid ON imipd.footprints (account, uid);
+     CREATE TABLE IF NOT EXISTS imipd.footprint_positions (
+         account text PRIMARY KEY, position bigint NOT NULL);",
 ];
 
 /// The advisory lock held while the schema is made or upgraded, so that hosts starting
@@ -70,6 +78,14 @@ const EXPIRE_TALLIES: &str = "DELETE FROM imipd.tallies WHERE (account, kind, ad
      (SELECT account, kind, address FROM imipd.tallies WHERE kind = ANY($3) AND since < $1 \
      LIMIT $2)";
 
+/// Footprints filed by a query: by bucket; another host filing the same meanwhile is replaced.
+const FILE_FOOTPRINTS: &str = "INSERT INTO imipd.footprints \
+     SELECT $1, * FROM unnest($2::bigint[], $3::bytea[], $4::bytea[]) \
+     ON CONFLICT (account, bucket, uid) DO UPDATE SET footprint = EXCLUDED.footprint";
+const FOOTPRINTS_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('imipd footprints ' || $1))";
+const FOOTPRINT_POSITION: &str = "INSERT INTO imipd.footprint_positions VALUES ($1, $2) \
+     ON CONFLICT (account) DO UPDATE SET position = EXCLUDED.position";
+
 /// The record of a relay's acceptance.
 const RELAYED: &str = "UPDATE imipd.outbox SET relayed = true WHERE id = $1";
 
@@ -83,6 +99,12 @@ CREATE TABLE IF NOT EXISTS imipd.meta (key text PRIMARY KEY, value bytea NOT NUL
 CREATE TABLE IF NOT EXISTS imipd.objects (
     account text, uid bytea, revision bigint NOT NULL, schedule_tag bigint NOT NULL,
     body bytea NOT NULL, PRIMARY KEY (account, uid));
+CREATE TABLE IF NOT EXISTS imipd.footprints (
+    account text, bucket bigint, uid bytea, footprint bytea NOT NULL,
+    PRIMARY KEY (account, bucket, uid));
+CREATE INDEX IF NOT EXISTS footprints_by_uid ON imipd.footprints (account, uid);
+CREATE TABLE IF NOT EXISTS imipd.footprint_positions (
+    account text PRIMARY KEY, position bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS imipd.changes (
     account text, uid bytea, id bigint NOT NULL, removed boolean NOT NULL,
     PRIMARY KEY (account, uid));
@@ -573,6 +595,72 @@ impl Store for PgStore {
 
     fn all(&self) -> Result<Vec<(String, String, StoredObject)>, StoreError> {
         self.read(EVERY_OBJECT, &[], located)
+    }
+
+    fn footprint_position(&self, account: &str) -> Result<u64, StoreError> {
+        let found = self.read(
+            "SELECT position FROM imipd.footprint_positions WHERE account = $1",
+            &[&account],
+            |row| id(row.get(0)),
+        )?;
+        Ok(found.first().copied().unwrap_or(0))
+    }
+
+    fn footprints_in(
+        &self,
+        account: &str,
+        buckets: &[i64],
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.read(
+            "SELECT uid, footprint FROM imipd.footprints WHERE account = $1 AND bucket = ANY($2)",
+            &[&account, &buckets],
+            |row| (text(row.get(0)), row.get(1)),
+        )
+    }
+
+    /// In one transaction, so that what is filed and its position agree, under a lock on the
+    /// account's footprints, so that hosts filing at once do not leave each other's entries
+    /// behind: the last leaves its position, and the change log then brings up to date what
+    /// it filed from an older state.
+    fn keep_footprints(
+        &self,
+        account: &str,
+        position: u64,
+        objects: &[Filed],
+    ) -> Result<(), StoreError> {
+        let named: Vec<&[u8]> = objects.iter().map(|(uid, _)| uid.as_bytes()).collect();
+        let filed = objects
+            .iter()
+            .flat_map(|(uid, by_bucket)| by_bucket.iter().map(move |(b, f)| (uid, *b, f)));
+        let (mut uids, mut buckets, mut footprints) = (Vec::new(), Vec::new(), Vec::new());
+        for (uid, bucket, footprint) in filed {
+            uids.push(uid.as_bytes());
+            buckets.push(bucket);
+            footprints.push(footprint.as_slice());
+        }
+        let position = position as i64;
+        self.block(async {
+            let mut client = self.client().await?;
+            let transaction = client.transaction().await.map_err(failed)?;
+            transaction
+                .execute(FOOTPRINTS_LOCK, &[&account])
+                .await
+                .map_err(failed)?;
+            let forget = "DELETE FROM imipd.footprints WHERE account = $1 AND uid = ANY($2)";
+            transaction
+                .execute(forget, &[&account, &named])
+                .await
+                .map_err(failed)?;
+            transaction
+                .execute(FILE_FOOTPRINTS, &[&account, &buckets, &uids, &footprints])
+                .await
+                .map_err(failed)?;
+            transaction
+                .execute(FOOTPRINT_POSITION, &[&account, &position])
+                .await
+                .map_err(failed)?;
+            transaction.commit().await.map_err(failed)
+        })
     }
 
     /// Both reads in one REPEATABLE READ transaction: what other hosts commit meanwhile is

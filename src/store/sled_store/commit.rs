@@ -3,7 +3,7 @@
 //! its kind.
 
 use super::keys::{
-    NAME_OF, NAMED, change_key, count_value, decode, encode, member_key, name_key, notice_value,
+    NAME_OF, NAMED, change_key, count_value, encode, listed, member_key, name_key, notice_value,
     object_key, seen_time_key, sent_value, tally_key, usage_of, usage_value,
 };
 use super::{Trees, unavailable};
@@ -372,7 +372,7 @@ impl<'t> Views<'t> {
     ) -> Step {
         let key = object_key(account, uid);
         let current = self.objects.get(&key)?;
-        let kept = current.as_deref().and_then(decode).map(|o| o.schedule_tag);
+        let kept = current.as_deref().and_then(listed).map(|o| o.schedule_tag);
         let before = current.as_ref().map(|v| v.len().saturating_sub(16));
         check(expect, current)?;
         let schedule_tag = match tag {
@@ -505,7 +505,8 @@ fn set(tree: &TransactionalTree, key: impl AsRef<[u8]>, value: Option<impl AsRef
 
 /// Aborts a commit whose expectation of an object's revision fails.
 fn check(expect: &Expect, current: Option<sled::IVec>) -> Step {
-    let ok = match (expect, current.as_deref().and_then(decode)) {
+    // The head only: the text is not copied out to compare a revision.
+    let ok = match (expect, current.as_deref().and_then(listed)) {
         (Expect::Any, _) => true,
         (Expect::Absent, found) => found.is_none(),
         (Expect::Revision(rev), Some(found)) => found.revision == *rev,

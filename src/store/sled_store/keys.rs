@@ -82,6 +82,14 @@ pub(super) fn object_key(account: &str, uid: &str) -> Vec<u8> {
     key
 }
 
+/// `footprints`' key: `account \0`, the bucket (ordered as numbers), the object's UID.
+pub(super) fn footprint_key(account: &str, bucket: i64, uid: &str) -> Vec<u8> {
+    let mut key = object_key(account, "");
+    key.extend_from_slice(&((bucket as u64) ^ (1 << 63)).to_be_bytes());
+    key.extend_from_slice(uid.as_bytes());
+    key
+}
+
 /// `account \0 object \0 tail`: what is kept for each object or calendar, by the tail
 /// (`counters`' proposals by id, `refreshed` by attendee, `properties` by name); with an
 /// empty tail, the prefix of all of them.

@@ -7,12 +7,12 @@ mod tests;
 mod upgrade;
 
 use super::{
-    Change, Changed, Changes, Count, Durable, Expired, Expiry, GroupSync, Listed, Marker, Notice,
-    OutboundMessage, Store, StoreError, StoredObject, Tally, Usage,
+    Change, Changed, Changes, Count, Durable, Expired, Expiry, Filed, GroupSync, Listed, Marker,
+    Notice, OutboundMessage, Store, StoreError, StoredObject, Tally, Usage,
 };
 use keys::{
-    NAME_OF, NAMED, change_key, count_of, decode, listed, member_key, name_key, notice_value,
-    object_key, seen_time_key, tally_key, usage_of,
+    NAME_OF, NAMED, change_key, count_of, decode, footprint_key, listed, member_key, name_key,
+    notice_value, object_key, seen_time_key, tally_key, usage_of,
 };
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -62,6 +62,13 @@ struct Trees {
     changes: sled::Tree,
     /// The id of each object's latest change: `account \0 uid` → id.
     latest: sled::Tree,
+    /// Where each object's instances lie, filed by bucket of time: `account \0 bucket uid` →
+    /// a footprint (`footprint_key`).
+    footprints: sled::Tree,
+    /// The buckets each object is filed under: `account \0 uid` → the buckets.
+    footprint_buckets: sled::Tree,
+    /// The position in its change log each account's footprints are up to date with.
+    footprint_positions: sled::Tree,
     /// Each account's schedule inbox: `account \0 id` → an iTIP message.
     inbox: sled::Tree,
     /// Properties clients wrote on each calendar: `account \0 calendar \0 {ns}name` → value.
@@ -88,6 +95,9 @@ struct Trees {
 /// (a quarter of the 8 MiB segment) to separate files without fsync; staying well below
 /// keeps every byte in the log file that `sync` makes durable.
 pub const MAX_VALUE: usize = 1024 * 1024;
+
+/// sled's page cache for the footprints CalDAV queries file (`Trees::open`).
+const FOOTPRINT_CACHE: u64 = 4 * 1024 * 1024;
 
 /// `store.cache_size` when it is not set: see `config::Store`.
 pub const DEFAULT_CACHE_SIZE: u64 = 8 * 1024 * 1024;
@@ -176,28 +186,13 @@ impl Trees {
             .path(dir)
             .segment_size(8 * 1024 * 1024)
             .cache_capacity(cache_size);
-        // An opening dropped a moment ago keeps its file lock until sled's flusher thread ends;
-        // a reopening waits up to 2 s for it (another process holding the store is refused then).
-        let mut waits = 0;
-        let db = loop {
-            match config.open() {
-                // sled reports it as ErrorKind::Other, with this text.
-                Err(sled::Error::Io(e))
-                    if e.to_string().starts_with("could not acquire lock") && waits < 40 =>
-                {
-                    waits += 1;
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(sled::Error::Io(e)) if e.to_string().starts_with("could not acquire lock") => {
-                    return Err(StoreError::Unavailable(format!(
-                        "another process (another imipd?) uses the store in {}: its lock is \
-                         held; stop that one, or give this one another server.data_dir",
-                        dir.display()
-                    )));
-                }
-                opened => break opened.map_err(unavailable)?,
-            }
-        };
+        let db = open_locked(&config, dir)?;
+        // Footprints are a cache of their own: their pages do not push the store's out of its
+        // cache, and their writes are never part of a commit's sync.
+        let footprints = sled::Config::new()
+            .path(dir.join("footprints"))
+            .cache_capacity(FOOTPRINT_CACHE);
+        let cache = open_locked(&footprints, dir)?;
         let meta = db.open_tree("meta").map_err(unavailable)?;
         match meta.get("format").map_err(unavailable)? {
             Some(text) => match recorded_format(&text) {
@@ -233,6 +228,11 @@ impl Trees {
             changes: db.open_tree("changes").map_err(unavailable)?,
             latest: db.open_tree("latest").map_err(unavailable)?,
             inbox: db.open_tree("inbox").map_err(unavailable)?,
+            footprints: cache.open_tree("footprints").map_err(unavailable)?,
+            footprint_buckets: cache.open_tree("footprint_buckets").map_err(unavailable)?,
+            footprint_positions: cache
+                .open_tree("footprint_positions")
+                .map_err(unavailable)?,
             properties: db.open_tree("properties").map_err(unavailable)?,
             calendars: db.open_tree("calendars").map_err(unavailable)?,
             placements: db.open_tree("placements").map_err(unavailable)?,
@@ -245,6 +245,31 @@ impl Trees {
             dir: dir.to_path_buf(),
             blobs: Default::default(),
         })
+    }
+}
+
+/// Opens a sled database, waiting up to 2 s for the lock of an opening dropped a moment ago
+/// (kept until sled's flusher thread ends); another process holding it is refused.
+fn open_locked(config: &sled::Config, dir: &Path) -> Result<sled::Db, StoreError> {
+    let mut waits = 0;
+    loop {
+        match config.open() {
+            // sled reports it as ErrorKind::Other, with this text.
+            Err(sled::Error::Io(e))
+                if e.to_string().starts_with("could not acquire lock") && waits < 40 =>
+            {
+                waits += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(sled::Error::Io(e)) if e.to_string().starts_with("could not acquire lock") => {
+                return Err(StoreError::Unavailable(format!(
+                    "another process (another imipd?) uses the store in {}: its lock is \
+                     held; stop that one, or give this one another server.data_dir",
+                    dir.display()
+                )));
+            }
+            opened => return opened.map_err(unavailable),
+        }
     }
 }
 
@@ -296,6 +321,69 @@ impl Trees {
             }
         }
         Ok(out)
+    }
+
+    fn footprint_position(&self, account: &str) -> Result<u64, StoreError> {
+        let found = self.footprint_positions.get(account).map_err(unavailable)?;
+        Ok(found
+            .and_then(|v| Some(u64::from_be_bytes(v.as_ref().try_into().ok()?)))
+            .unwrap_or(0))
+    }
+
+    fn footprints_in(
+        &self,
+        account: &str,
+        buckets: &[i64],
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for bucket in buckets {
+            let prefix = footprint_key(account, *bucket, "");
+            for item in self.footprints.scan_prefix(&prefix) {
+                let (key, value) = item.map_err(unavailable)?;
+                let uid = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                out.push((uid, value.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    fn keep_footprints(
+        &self,
+        account: &str,
+        position: u64,
+        objects: &[Filed],
+    ) -> Result<(), StoreError> {
+        let trees = (
+            &self.footprints,
+            &self.footprint_buckets,
+            &self.footprint_positions,
+        );
+        let result = trees.transaction(|(filed, buckets, positions)| {
+            for (uid, by_bucket) in objects {
+                let key = object_key(account, uid);
+                for old in buckets.get(&key)?.iter().flat_map(|v| v.chunks_exact(8)) {
+                    let old = i64::from_be_bytes(old.try_into().unwrap_or_default());
+                    filed.remove(footprint_key(account, old, uid))?;
+                }
+                for (bucket, bytes) in by_bucket {
+                    filed.insert(footprint_key(account, *bucket, uid), bytes.as_slice())?;
+                }
+                let list: Vec<u8> = by_bucket
+                    .iter()
+                    .flat_map(|(b, _)| b.to_be_bytes())
+                    .collect();
+                match list.is_empty() {
+                    true => buckets.remove(key)?,
+                    false => buckets.insert(key, list)?,
+                };
+            }
+            positions.insert(account.as_bytes(), &position.to_be_bytes())?;
+            Ok::<_, ConflictableTransactionError<StoreError>>(())
+        });
+        result.map_err(|e| match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => unavailable(e),
+        })
     }
 
     fn all(&self) -> Result<Vec<(String, String, StoredObject)>, StoreError> {
@@ -698,6 +786,24 @@ impl Store for SledStore {
     }
     fn all(&self) -> Result<Vec<(String, String, StoredObject)>, StoreError> {
         self.with(|t| t.all())
+    }
+    fn footprint_position(&self, account: &str) -> Result<u64, StoreError> {
+        self.with(|t| t.footprint_position(account))
+    }
+    fn footprints_in(
+        &self,
+        account: &str,
+        buckets: &[i64],
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.with(|t| t.footprints_in(account, buckets))
+    }
+    fn keep_footprints(
+        &self,
+        account: &str,
+        position: u64,
+        objects: &[Filed],
+    ) -> Result<(), StoreError> {
+        self.with(|t| t.keep_footprints(account, position, objects))
     }
     fn changes_since(&self, account: &str, since: u64) -> Result<Changes, StoreError> {
         self.with(|t| t.changes_since(account, since))
