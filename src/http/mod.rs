@@ -35,8 +35,8 @@ pub struct Api {
     pub gateway: Arc<Gateway>,
     /// Password checks and the peers' failures.
     pub auth: auth::Authenticator,
-    /// One refresh of kept footprints at a time (`dav::footprint::refresh`).
-    pub footprints: std::sync::Mutex<()>,
+    /// One refresh of an account's kept footprints at a time (`dav::footprint::refresh`).
+    pub footprints: dav::Refreshing,
     /// Permits for work that runs off the async threads (CalDAV queries and free/busy): one
     /// less than the cores, so that one is always left for everything else.
     pub heavy: tokio::sync::Semaphore,

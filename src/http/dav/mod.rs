@@ -28,6 +28,7 @@ mod query;
 mod reports;
 mod resource;
 mod scheduling;
+pub use footprint::Refreshing;
 pub use instances::Budget;
 pub mod xml;
 
