@@ -353,6 +353,9 @@ impl Trees {
         position: u64,
         objects: &[Filed],
     ) -> Result<(), StoreError> {
+        // sled shows a commit before it is synced: what was filed from a commit that a crash
+        // then undoes would stay filed. Synced first, everything read from is durable.
+        self.sync()?;
         let trees = (
             &self.footprints,
             &self.footprint_buckets,
