@@ -488,10 +488,11 @@ impl Footprint {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn footprint(text: &str) -> Footprint {
+    /// The footprint of an object's text, with all the budget it needs.
+    pub(in crate::http::dav) fn footprint(text: &str) -> Footprint {
         let Entry::ICalendar(calendar) = Parser::new(text).entry() else {
             panic!("not a calendar");
         };

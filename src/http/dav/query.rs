@@ -310,12 +310,7 @@ pub fn utc_instant(text: &str) -> Option<i64> {
 mod tests {
     use super::*;
 
-    fn footprint_of(text: &str) -> Footprint {
-        let Entry::ICalendar(calendar) = Parser::new(text).entry() else {
-            panic!("not iCalendar: {text}");
-        };
-        Footprint::of(&calendar, &mut Budget::unlimited()).expect("within the budget")
-    }
+    use super::super::footprint::tests::footprint as footprint_of;
 
     fn weekly() -> String {
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n\

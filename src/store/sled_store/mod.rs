@@ -248,6 +248,26 @@ impl Trees {
     }
 }
 
+/// What a tree holds under a prefix, by the rest of each key (an object's UID), as `read`
+/// makes it of each value; values it cannot read are left out.
+fn scan<T>(
+    tree: &sled::Tree,
+    prefix: &[u8],
+    read: impl Fn(&[u8]) -> Option<T>,
+) -> Result<Vec<(String, T)>, StoreError> {
+    let mut out = Vec::new();
+    for item in tree.scan_prefix(prefix) {
+        let (key, value) = item.map_err(unavailable)?;
+        if let Some(read) = read(&value) {
+            out.push((
+                String::from_utf8_lossy(&key[prefix.len()..]).into_owned(),
+                read,
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// Opens a sled database, waiting up to 2 s for the lock of an opening dropped a moment ago
 /// (kept until sled's flusher thread ends); another process holding it is refused.
 fn open_locked(config: &sled::Config, dir: &Path) -> Result<sled::Db, StoreError> {
@@ -298,29 +318,11 @@ impl Trees {
     }
 
     fn list(&self, account: &str) -> Result<Vec<(String, StoredObject)>, StoreError> {
-        let prefix = object_key(account, "");
-        let mut out = Vec::new();
-        for item in self.objects.scan_prefix(&prefix) {
-            let (key, value) = item.map_err(unavailable)?;
-            let uid = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-            if let Some(object) = decode(&value) {
-                out.push((uid, object));
-            }
-        }
-        Ok(out)
+        scan(&self.objects, &object_key(account, ""), decode)
     }
 
     fn listing(&self, account: &str) -> Result<Vec<(String, Listed)>, StoreError> {
-        let prefix = object_key(account, "");
-        let mut out = Vec::new();
-        for item in self.objects.scan_prefix(&prefix) {
-            let (key, value) = item.map_err(unavailable)?;
-            let uid = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-            if let Some(listed) = listed(&value) {
-                out.push((uid, listed));
-            }
-        }
-        Ok(out)
+        scan(&self.objects, &object_key(account, ""), listed)
     }
 
     fn footprint_position(&self, account: &str) -> Result<u64, StoreError> {
@@ -338,11 +340,7 @@ impl Trees {
         let mut out = Vec::new();
         for bucket in buckets {
             let prefix = footprint_key(account, *bucket, "");
-            for item in self.footprints.scan_prefix(&prefix) {
-                let (key, value) = item.map_err(unavailable)?;
-                let uid = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-                out.push((uid, value.to_vec()));
-            }
+            out.extend(scan(&self.footprints, &prefix, |v| Some(v.to_vec()))?);
         }
         Ok(out)
     }
@@ -408,26 +406,13 @@ impl Trees {
     }
 
     fn calendars(&self, account: &str) -> Result<Vec<String>, StoreError> {
-        let prefix = object_key(account, "");
-        let mut out = Vec::new();
-        for item in self.calendars.scan_prefix(&prefix) {
-            let (key, _) = item.map_err(unavailable)?;
-            out.push(String::from_utf8_lossy(&key[prefix.len()..]).into_owned());
-        }
-        Ok(out)
+        let named = scan(&self.calendars, &object_key(account, ""), |_| Some(()))?;
+        Ok(named.into_iter().map(|(name, ())| name).collect())
     }
 
     fn placements(&self, account: &str) -> Result<Vec<(String, String)>, StoreError> {
-        let prefix = object_key(account, "");
-        let mut out = Vec::new();
-        for item in self.placements.scan_prefix(&prefix) {
-            let (key, value) = item.map_err(unavailable)?;
-            out.push((
-                String::from_utf8_lossy(&key[prefix.len()..]).into_owned(),
-                String::from_utf8_lossy(&value).into_owned(),
-            ));
-        }
-        Ok(out)
+        let calendar = |value: &[u8]| Some(String::from_utf8_lossy(value).into_owned());
+        scan(&self.placements, &object_key(account, ""), calendar)
     }
 
     fn name(&self, account: &str, way: u8, text: &str) -> Result<Option<String>, StoreError> {
