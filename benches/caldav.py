@@ -150,6 +150,10 @@ LIMITS = ["[limits]\nmax_objects = 1000000\nmax_account_size = 100000000000\n"
           "max_expansion = 100000000\n"]
 
 
+# Seconds `imipd import` took, by count of events.
+IMPORTED = {}
+
+
 def start_imipd(binary, folder, count, port):
     os.makedirs(folder)
     lmtp = free_port()
@@ -162,7 +166,9 @@ def start_imipd(binary, folder, count, port):
         open(f"{backup}/objects/alice@example.com/bench-{i}.ics", "w", newline="").write(event(i))
     open(f"{backup}/queue.json", "w").write("[]")
     open(f"{backup}/backup.json", "w").write('{"format": 1, "taken_at": 0}')
+    began = time.time()
     subprocess.run([binary, "import", "--config", config, backup], check=True, capture_output=True)
+    IMPORTED[count] = time.time() - began
     process = subprocess.Popen([binary, "serve", "--config", config], stderr=open(f"{folder}/imipd.log", "w"))
     wait_port(port, "imipd")
     return process
@@ -223,6 +229,7 @@ def main():
     b, bm = rows["imipd"]["incremental sync after one change (PUT + sync)"]
     print(f"\nimipd incremental sync after one change: {a:.1f}/s ({am:.1f} ms) at 1,000 events, "
           f"{b:.1f}/s ({bm:.1f} ms) at {args.events:,}")
+    print(f"imipd import of {args.events:,} events: {IMPORTED[args.events]:.1f} s")
 
 
 if __name__ == "__main__":

@@ -800,9 +800,20 @@ fn import(path: Option<PathBuf>, dir: &std::path::Path) -> ExitCode {
     };
     let restored = match import_online(&config, &snapshot) {
         Err(AdminError::NoDaemon(_)) => offline(&config, async |gateway| {
-            imipd::backup::restore(gateway, &snapshot)
+            let restored = imipd::backup::restore(gateway, &snapshot)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            let accounts = snapshot.objects.iter().map(|o| o.account.as_str());
+            let refreshing = imipd::http::dav::Refreshing::default();
+            // What is not filed now is filed by the first query: the import stands either way.
+            if let Err(e) =
+                imipd::http::dav::file_at_once(gateway.store.as_ref(), accounts, &refreshing)
+            {
+                eprintln!(
+                    "imipd import: warning: the objects are left to the first query to file: {e}"
+                );
+            }
+            Ok(restored)
         }),
         other => other.map_err(|e| e.to_string()),
     };

@@ -173,6 +173,14 @@ fn export_while_running_and_import_into_a_new_store() {
             && out.contains("1 calendars made"),
         "{out}"
     );
+    {
+        // Filed as they were imported: the first query or listing has nothing left to file.
+        let config = imipd::config::Config::load(Some(&daemon.config)).unwrap();
+        let store = imipd::gateway::open_store(&config).unwrap();
+        let filed = store.footprint_position("bob@example.com").unwrap();
+        assert!(filed > 0);
+        assert_eq!(filed, store.sync_position("bob@example.com").unwrap());
+    }
     relay.set_down(false);
     daemon.launch();
     team_is_whole(&daemon, "bk");

@@ -881,3 +881,80 @@ fn queries_keep_where_instances_lie_across_restarts_and_writes() {
         store.sync_position(ALICE).unwrap()
     );
 }
+
+/// A Depth 1 PROPFIND that asks for no text lists the calendar from what is filed with the
+/// footprints (each object's revision, tag and length), brought up to date with the change
+/// log first; when that runs out of the budget, from the store's own listing.
+#[test]
+fn listings_are_read_from_what_is_filed() {
+    let node = node("dav-filed-listing");
+    for (uid, start) in [
+        ("l-1", "20261210T100000Z"),
+        ("l-2", "20270110T100000Z"),
+        ("l-3", "20270210T100000Z"),
+    ] {
+        assert_eq!(put(&node, uid, &meeting(uid, start)).0, 201);
+    }
+    assert!(node.eventually(|| node.drained()));
+    let ask = r#"<d:propfind xmlns:d="DAV:"><d:prop><d:getetag/><d:getcontentlength/></d:prop></d:propfind>"#;
+    let listed = |node: &Node| -> Vec<(String, String)> {
+        let (status, _, body) = node.http("PROPFIND", HOME, ALICE, &[("Depth", "1")], ask);
+        assert_eq!(status, 207, "{body}");
+        body.split("<d:response>")
+            .filter_map(|r| {
+                let name = r.split(HOME).nth(1)?.split('<').next()?;
+                let etag = r.split("<d:getetag>").nth(1)?.split('<').next()?;
+                (!name.is_empty()).then(|| (name.to_string(), etag.replace("&quot;", "\"")))
+            })
+            .collect()
+    };
+    let etag_of = |node: &Node, name: &str| {
+        let (status, head, _) = node.http("GET", &format!("{HOME}{name}"), ALICE, &[], "");
+        assert_eq!(status, 200);
+        head.lines()
+            .find_map(|l| l.strip_prefix("etag: "))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let first = listed(&node);
+    let names: Vec<&str> = first.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["l-1.ics", "l-2.ics", "l-3.ics"]);
+    for (name, etag) in &first {
+        assert_eq!(etag, &etag_of(&node, name), "{name}");
+    }
+    let store = node.gateway().store.clone();
+    let position = store.footprint_position(ALICE).unwrap();
+    assert_eq!(position, store.sync_position(ALICE).unwrap(), "filed first");
+    // What is filed is what is listed: l-3 filed as nothing, at the same position, is left out.
+    let forgotten = vec![("l-3".to_string(), vec![])];
+    store.keep_footprints(ALICE, position, &forgotten).unwrap();
+    assert_eq!(listed(&node).len(), 2);
+    // Written again, l-3 is filed again, with its new ETag; a removed one goes.
+    assert_eq!(
+        put(&node, "l-3", &meeting("l-3", "20270212T100000Z")).0,
+        204
+    );
+    let (status, ..) = node.http("DELETE", &format!("{HOME}l-1.ics"), ALICE, &[], "");
+    assert_eq!(status, 204);
+    assert!(node.eventually(|| node.drained()));
+    let now = listed(&node);
+    let names: Vec<&str> = now.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["l-2.ics", "l-3.ics"]);
+    assert_eq!(now[1].1, etag_of(&node, "l-3.ics"));
+    assert_ne!(now[1].1, first[2].1);
+
+    // A budget that files nothing: the store's own listing answers, the same.
+    let tight = Node::start(
+        "dav-filed-listing-budget",
+        &accounts(&[ALICE]),
+        "[limits]\nmax_expansion = 1\n",
+    );
+    for uid in ["b-1", "b-2"] {
+        assert_eq!(put(&tight, uid, &meeting(uid, "20261210T100000Z")).0, 201);
+    }
+    let names: Vec<String> = listed(&tight).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["b-1.ics", "b-2.ics"]);
+    let store = tight.gateway().store.clone();
+    assert!(store.footprint_position(ALICE).unwrap() < store.sync_position(ALICE).unwrap());
+}

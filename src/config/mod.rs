@@ -108,7 +108,8 @@ pub struct Store {
     /// the daemon's resident memory grows with the store up to about this much more than its
     /// base; what falls out of it is read from the operating system's page cache. sled's own
     /// default is 1 GiB, which a calendar server's working set (the objects being delivered
-    /// to now) does not need.
+    /// to now) does not need. The footprints CalDAV queries and listings read have a cache
+    /// of their own, twice this.
     pub cache_size: u64,
     /// A PostgreSQL database shared by several imipd hosts (`postgres://user@host/db`);
     /// none: sled in `server.data_dir`.

@@ -139,6 +139,24 @@ pub(super) async fn backup_restore(
         return Err(ApiError::BadRequest(said));
     }
     let restored = crate::backup::restore(&api.gateway, &snapshot).await?;
+    let filing = api.clone();
+    let accounts: Vec<String> = snapshot.objects.into_iter().map(|o| o.account).collect();
+    let filed = tokio::task::spawn_blocking(move || {
+        let store = filing.gateway.store.as_ref();
+        crate::http::dav::file_at_once(
+            store,
+            accounts.iter().map(String::as_str),
+            &filing.footprints,
+        )
+    });
+    // What is not filed now is filed by the first query: the import stands either way.
+    match filed.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "imported objects left to the first query to file")
+        }
+        Err(e) => tracing::warn!(error = %e, "imported objects left to the first query to file"),
+    }
     Ok(json(serde_json::to_string(&restored).unwrap_or_default()))
 }
 

@@ -58,6 +58,13 @@ pub fn kind_bit(kind: &ICalendarComponentType) -> u8 {
 }
 
 impl Footprint {
+    /// Nothing: no component, no instance.
+    const NONE: Footprint = Footprint {
+        kinds: 0,
+        span: None,
+        exact: None,
+    };
+
     /// The footprint of a parsed object; none when the budget ran out before it was made.
     pub fn of(calendar: &ICalendar, budget: &mut Budget) -> Option<Footprint> {
         let kinds = calendar
@@ -204,6 +211,13 @@ const BUCKET: i64 = 28 * 86_400;
 /// to-dos; read by every query.
 const EVERYWHERE: i64 = i64::MIN;
 
+/// The bucket every object is filed under with its listing (revision, Schedule-Tag, length):
+/// a Depth 1 PROPFIND lists a calendar from it without reading the objects' texts. No time
+/// is in it (a range's buckets are quotients by `BUCKET`). A store that holds an older
+/// build's filing, without these entries, forgets it (sled's `FOOTPRINT_FORMAT`, PostgreSQL's
+/// schema format 5): whatever changes what is filed must do the same.
+const LISTING: i64 = i64::MAX;
+
 /// Most buckets, and bytes, one object is filed under (`Footprint::by_bucket`); an entry's
 /// bytes besides its instances, and an instance's.
 const MAX_FILED_BUCKETS: i64 = 32;
@@ -211,8 +225,10 @@ const MAX_FILED: i64 = 4_096;
 const ENTRY_BYTES: i64 = 48;
 const INSTANCE_BYTES: i64 = 17;
 
-/// Most changed objects `refresh` reads one by one; past them, it reads all at once.
-const READ_ONE_BY_ONE: usize = 1_000;
+/// Most objects `refresh` files in one write: the filing of 100,000 imported objects is kept
+/// a thousand at a time, so that it holds no more than that in memory (one read of every
+/// text would hold hundreds of megabytes) and what was filed stays filed if it stops.
+const KEPT_AT_ONCE: usize = 1_000;
 
 /// Most buckets a query reads; a wider range reads every object instead.
 const MAX_BUCKETS: i64 = 40;
@@ -354,21 +370,19 @@ pub fn refresh(
     let _one_at_a_time = lock.lock().unwrap_or_else(|e| e.into_inner());
     let position = store.footprint_position(account)?;
     let changes = store.changes_since(account, position)?;
-    // Many changes (the first query after an import) are read in one pass, not one by one.
-    let mut read_at_once: HashMap<String, StoredObject> = match changes.changed.len() {
-        n if n > READ_ONE_BY_ONE => store.list(account)?.into_iter().collect(),
-        _ => HashMap::new(),
-    };
     let mut made = Vec::new();
     let mut reached = changes.latest;
     for change in &changes.changed {
+        if made.len() == KEPT_AT_ONCE {
+            store.keep_footprints(account, change.id, &made)?;
+            made.clear();
+        }
         if budget.spent() {
             reached = change.id;
             break;
         }
         let object = match change.removed {
             true => None,
-            false if changes.changed.len() > READ_ONE_BY_ONE => read_at_once.remove(&change.uid),
             false => store.get(account, &change.uid)?,
         };
         let filed = match &object {
@@ -402,17 +416,18 @@ fn filed(object: &StoredObject, budget: &mut Budget) -> Option<Vec<(i64, Vec<u8>
     let footprint = match Parser::new(&object.text).entry() {
         Entry::ICalendar(calendar) => Footprint::of(&calendar, budget)?,
         // What does not parse matches nothing: it has no place in time.
-        _ => Footprint {
-            kinds: 0,
-            span: None,
-            exact: None,
-        },
+        _ => Footprint::NONE,
+    };
+    let listing = Footprint {
+        kinds: footprint.kinds,
+        ..Footprint::NONE
     };
     let by_bucket = footprint.by_bucket();
     Some(
         by_bucket
             .iter()
             .map(|(bucket, part)| (*bucket, entry(listed, part)))
+            .chain(std::iter::once((LISTING, entry(listed, &listing))))
             .collect(),
     )
 }
@@ -430,26 +445,65 @@ pub fn candidates(
         return Ok(None);
     }
     let wanted: Vec<i64> = std::iter::once(EVERYWHERE).chain(read).collect();
-    let mut found: HashMap<String, (Listed, Footprint)> = HashMap::new();
-    for (uid, bytes) in store.footprints_in(account, &wanted)? {
+    let mut filed = store.footprints_in(account, &wanted)?;
+    // Each bucket comes in order of UID (on sled): a stable sort merges the runs, and an
+    // object filed under several buckets lies in one stretch, made whole again there.
+    filed.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut candidates: Vec<Candidate> = Vec::with_capacity(filed.len());
+    for (uid, bytes) in filed {
         let Some((listed, footprint)) = read_entry(&bytes) else {
             continue;
         };
-        match found.remove(&uid) {
-            Some((_, earlier)) => found.insert(uid, (listed, earlier.merge(footprint))),
-            None => found.insert(uid, (listed, footprint)),
-        };
+        match candidates.last_mut() {
+            Some(last) if last.uid == uid => {
+                let earlier = std::mem::replace(&mut last.footprint, Footprint::NONE);
+                last.footprint = earlier.merge(footprint);
+                last.listed = listed;
+            }
+            _ => candidates.push(Candidate {
+                uid,
+                listed,
+                footprint,
+            }),
+        }
     }
-    let mut candidates: Vec<Candidate> = found
-        .into_iter()
-        .map(|(uid, (listed, footprint))| Candidate {
-            uid,
-            listed,
-            footprint,
-        })
-        .collect();
-    candidates.sort_by(|a, b| a.uid.cmp(&b.uid));
     Ok(Some(candidates))
+}
+
+/// Files what changed of each account at once, without a request's budget: after an import,
+/// which the operator asked for, so that the first query or listing of the imported objects
+/// does not file them a budget at a time.
+pub fn file_at_once<'a>(
+    store: &dyn Store,
+    accounts: impl IntoIterator<Item = &'a str>,
+    refreshing: &Refreshing,
+) -> Result<(), StoreError> {
+    let accounts: std::collections::BTreeSet<&str> = accounts.into_iter().collect();
+    for account in accounts {
+        let _ = refresh(store, account, refreshing, &mut Budget::unlimited())?;
+    }
+    Ok(())
+}
+
+/// Every object of the account with its listing, by UID, from what is filed: none when
+/// bringing the filing up to date ran out of the budget (the store's own listing then reads
+/// each object; the filing goes on from where it stopped).
+pub fn listing(
+    store: &dyn Store,
+    account: &str,
+    refreshing: &Refreshing,
+    budget: &mut Budget,
+) -> Result<Option<Vec<(String, Listed)>>, StoreError> {
+    if refresh(store, account, refreshing, budget)?.is_err() {
+        return Ok(None);
+    }
+    let mut listing: Vec<(String, Listed)> = store
+        .footprints_in(account, &[LISTING])?
+        .into_iter()
+        .filter_map(|(uid, bytes)| Some((uid, read_entry(&bytes)?.0)))
+        .collect();
+    listing.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(Some(listing))
 }
 
 /// The UIDs and texts of an account's objects whose instances may lie within `[from, until)`: what

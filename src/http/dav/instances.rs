@@ -38,7 +38,7 @@ impl Budget {
         }
     }
 
-    /// What an unbounded request gets (tests).
+    /// What an unbounded request gets: tests, and work the operator asked for (an import).
     pub fn unlimited() -> Budget {
         Budget::new(usize::MAX, Duration::from_secs(86_400))
     }

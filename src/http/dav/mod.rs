@@ -28,7 +28,7 @@ mod query;
 mod reports;
 mod resource;
 mod scheduling;
-pub use footprint::Refreshing;
+pub use footprint::{Refreshing, file_at_once};
 pub use instances::Budget;
 pub mod xml;
 
@@ -129,7 +129,7 @@ async fn method_on(
         ..
     } = request;
     match method.as_str() {
-        "PROPFIND" => propfind::propfind(api, account, resource, headers, body),
+        "PROPFIND" => propfind::propfind_on(api, account, resource, headers, body).await,
         "PROPPATCH" => propfind::proppatch(api, account, resource, body).await,
         "REPORT" => reports::report_on(api, account, resource, body).await,
         "GET" => get(request, resource),

@@ -13,6 +13,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use calcard::icalendar::ICalendarComponentType;
 
+/// About what the `response` of an object listed without its text takes (its href and ETag):
+/// room a listing makes at once.
+pub(super) const LISTED_RESPONSE: usize = 240;
+
 /// Properties a client may keep on one calendar: a bound on what a client stores here.
 pub(super) const MAX_PROPERTIES: usize = 32;
 /// The longest namespace and name of a property a client keeps (they make a store key).
@@ -131,7 +135,17 @@ static PROPERTIES: &[Property] = &[
 
 /// The live property of a name, if it is one.
 fn live(name: &Name) -> Option<&'static Property> {
-    PROPERTIES.iter().find(|p| name.is(p.ns, p.local))
+    // By local name first: a listing looks one up per object.
+    static BY_LOCAL: std::sync::LazyLock<std::collections::HashMap<&str, Vec<&Property>>> =
+        std::sync::LazyLock::new(|| {
+            let mut by_local = std::collections::HashMap::<_, Vec<_>>::new();
+            for property in PROPERTIES {
+                by_local.entry(property.local).or_default().push(property);
+            }
+            by_local
+        });
+    let same_local = BY_LOCAL.get(name.local.as_str())?;
+    same_local.iter().copied().find(|p| name.ns == p.ns)
 }
 
 /// The properties allprop and propname list for a resource: its live ones, then on a
@@ -549,13 +563,13 @@ pub(super) fn respond(w: &mut Writer, about: &About, wanted: &Wanted) {
         resource, facts, ..
     } = *about;
     let names = match wanted {
-        Wanted::These(names) => names.clone(),
-        Wanted::All | Wanted::Names => listed(resource, facts),
+        Wanted::These(names) => std::borrow::Cow::Borrowed(names),
+        Wanted::All | Wanted::Names => std::borrow::Cow::Owned(listed(resource, facts)),
     };
     w.open("d:response").text("d:href", &resource.href());
     let mut missing = Vec::new();
     w.open("d:propstat").open("d:prop");
-    for name in &names {
+    for name in names.iter() {
         match wanted {
             // RFC 4918 14.2, 14.21: allprop and propname give the properties the resource has.
             Wanted::Names => {

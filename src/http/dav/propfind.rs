@@ -3,24 +3,39 @@
 
 use super::error::DavError;
 use super::properties::{
-    About, Facts, MAX_PROPERTIES, View, Wanted, acceptable, multistatus, need_text, property_key,
-    respond, wanted_props, writable,
+    About, Facts, LISTED_RESPONSE, MAX_PROPERTIES, View, Wanted, acceptable, multistatus,
+    need_text, property_key, respond, wanted_props, writable,
 };
 use super::resource::{Layout, Resource, children};
 use super::scheduling::inbox_item;
 use super::xml::{DAV, Element, Name, Writer};
-use super::{Api, CALENDAR, body_xml};
+use super::{Api, CALENDAR, body_xml, footprint, off_thread};
+use axum::body::Bytes;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
-pub(super) fn propfind(
-    api: &Api,
+/// A PROPFIND: of a calendar's members off the async threads (it reads the whole listing,
+/// and brings the footprints it is read from up to date, which parses what changed).
+pub(super) async fn propfind_on(
+    api: &Arc<Api>,
     account: &str,
     resource: &Resource,
     headers: &HeaderMap,
-    body: &[u8],
+    body: &Bytes,
 ) -> Result<Response, DavError> {
+    match (resource, depth_of(headers)?) {
+        (Resource::Calendar(..), 1) => {
+            let (account, resource) = (account.to_string(), resource.clone());
+            let body = body.clone();
+            off_thread(api, move |api| propfind(api, &account, &resource, 1, &body)).await
+        }
+        (_, depth) => propfind(api, account, resource, depth, body),
+    }
+}
+
+fn depth_of(headers: &HeaderMap) -> Result<u8, DavError> {
     let depth = headers
         .get("Depth")
         .and_then(|v| v.to_str().ok())
@@ -29,11 +44,20 @@ pub(super) fn propfind(
         // would list every object of every calendar); clients that send none (npm `dav`)
         // mean the resource itself, as Radicale takes it.
         .unwrap_or("0");
-    let depth = match depth {
-        "0" => 0,
-        "1" => 1,
-        _ => return Err(DavError::Precondition(403, "d", "propfind-finite-depth")),
-    };
+    match depth {
+        "0" => Ok(0),
+        "1" => Ok(1),
+        _ => Err(DavError::Precondition(403, "d", "propfind-finite-depth")),
+    }
+}
+
+fn propfind(
+    api: &Api,
+    account: &str,
+    resource: &Resource,
+    depth: u8,
+    body: &[u8],
+) -> Result<Response, DavError> {
     let root = body_xml(body)?;
     if let Some(root) = &root
         && !root.name.is(DAV, "propfind")
@@ -128,7 +152,7 @@ fn calendar_members(
 ) -> Result<(), DavError> {
     let store = &api.gateway.store;
     let member = |uid: &str| Resource::Object(account.clone(), calendar.clone(), facts.member(uid));
-    let mut answer = |resource: &Resource, object: View| {
+    let answer = |w: &mut Writer, resource: &Resource, object: View| {
         let about = About {
             resource,
             facts,
@@ -140,14 +164,21 @@ fn calendar_members(
     if need_text(wanted) {
         for (uid, object) in store.list(account)? {
             if facts.placed(calendar, &uid) {
-                answer(&member(&uid), View::Whole(&object));
+                answer(w, &member(&uid), View::Whole(&object));
             }
         }
-    } else {
-        for (uid, listed) in store.listing(account)? {
-            if facts.placed(calendar, &uid) {
-                answer(&member(&uid), View::Listed(&listed));
-            }
+        return Ok(());
+    }
+    let mut budget = api.expansion_budget();
+    let listing = match footprint::listing(store.as_ref(), account, &api.footprints, &mut budget)? {
+        Some(listing) => listing,
+        None => store.listing(account)?,
+    };
+    // Room for the answer at once, not by doubling: a listing of 100,000 objects is megabytes.
+    w.reserve(listing.len() * LISTED_RESPONSE);
+    for (uid, listed) in listing {
+        if facts.placed(calendar, &uid) {
+            answer(w, &member(&uid), View::Listed(&listed));
         }
     }
     Ok(())

@@ -25,7 +25,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 /// The schema this build writes; a newer one is refused, an older one upgraded.
-const FORMAT: i32 = 4;
+const FORMAT: i32 = 5;
 
 /// Largest value a commit may carry: PostgreSQL takes a gigabyte in a column, but one commit is
 /// one batch held in memory on both sides; sixteen times sled's leaves room for large objects
@@ -56,6 +56,9 @@ const UPGRADES: &[&str] = &[
      CREATE INDEX IF NOT EXISTS footprints_by_uid ON imipd.footprints (account, uid);
      CREATE TABLE IF NOT EXISTS imipd.footprint_positions (
          account text PRIMARY KEY, position bigint NOT NULL);",
+    // Format 5 files every object's listing with its footprints (`http::dav::footprint`): what
+    // format 4 filed lacks it and is forgotten, to be filed again by the next query.
+    "TRUNCATE imipd.footprints, imipd.footprint_positions;",
 ];
 
 /// The advisory lock held while the schema is made or upgraded, so that hosts starting

@@ -276,3 +276,25 @@ fn format_2_dates_its_deliveries_and_sent_messages_to_the_upgrade() {
     assert_eq!((gone.seen, gone.sent), (1, 1));
     assert!(!store.seen(b"m1").unwrap() && store.sent(9).unwrap().is_none());
 }
+
+/// Footprints an older build filed (another `FOOTPRINT_FORMAT`, or none) are forgotten when
+/// the store opens: this build's filing holds entries theirs lacks.
+#[test]
+fn footprints_of_another_format_are_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let filed = [("one".to_string(), vec![(7, b"entry".to_vec())])];
+    store.keep_footprints("a@x.org", 5, &filed).unwrap();
+    drop(store);
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.footprint_position("a@x.org").unwrap(), 5, "kept");
+    drop(store);
+    {
+        let cache = sled::open(dir.path().join("footprints")).unwrap();
+        cache.insert("format", "1").unwrap();
+        cache.flush().unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.footprint_position("a@x.org").unwrap(), 0);
+    assert!(store.footprints_in("a@x.org", &[7]).unwrap().is_empty());
+}
