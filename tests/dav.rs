@@ -958,3 +958,42 @@ fn listings_are_read_from_what_is_filed() {
     let store = tight.gateway().store.clone();
     assert!(store.footprint_position(ALICE).unwrap() < store.sync_position(ALICE).unwrap());
 }
+
+/// RFC 4791 9.6.7: a stored VFREEBUSY, asked for with `limit-freebusy-set`, comes back with
+/// the FREEBUSY periods that meet the range and no other; without it, whole.
+#[test]
+fn stored_free_busy_is_limited_to_the_range_asked() {
+    let node = node("dav-limit-freebusy");
+    let stored = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VFREEBUSY\r\n\
+UID:fb-1\r\nDTSTAMP:20261120T090000Z\r\nDTSTART:20270101T000000Z\r\nDTEND:20270201T000000Z\r\n\
+FREEBUSY:20270105T090000Z/20270105T100000Z,20270112T090000Z/20270112T100000Z\r\n\
+FREEBUSY;FBTYPE=BUSY-TENTATIVE:20270125T090000Z/PT1H\r\nEND:VFREEBUSY\r\nEND:VCALENDAR\r\n";
+    assert_eq!(put(&node, "fb-1", stored).0, 201);
+    let (status, _, back) = node.http("GET", &format!("{HOME}fb-1.ics"), ALICE, &[], "");
+    assert_eq!(status, 200);
+    assert!(back.contains("20270105T090000Z"), "{back}");
+    let multiget = |data: &str| {
+        let body = format!(
+            r#"<c:calendar-multiget xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><c:calendar-data>{data}</c:calendar-data></d:prop><d:href>{HOME}fb-1.ics</d:href></c:calendar-multiget>"#
+        );
+        let (status, _, answer) = node.http("REPORT", HOME, ALICE, &[("Depth", "1")], &body);
+        assert_eq!(status, 207, "{answer}");
+        answer.replace("\r\n ", "")
+    };
+    let limited =
+        multiget(r#"<c:limit-freebusy-set start="20270110T000000Z" end="20270120T000000Z"/>"#);
+    assert!(
+        limited.contains("FREEBUSY:20270112T090000Z/20270112T100000Z"),
+        "{limited}"
+    );
+    assert!(!limited.contains("20270105T090000Z"), "{limited}");
+    assert!(!limited.contains("BUSY-TENTATIVE"), "{limited}");
+    let whole = multiget("");
+    assert!(
+        whole.contains("20270105T090000Z") && whole.contains("BUSY-TENTATIVE"),
+        "{whole}"
+    );
+    let unbounded = r#"<c:calendar-multiget xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><c:calendar-data><c:limit-freebusy-set start="20270110T000000Z"/></c:calendar-data></d:prop><d:href>/x</d:href></c:calendar-multiget>"#;
+    let (status, ..) = node.http("REPORT", HOME, ALICE, &[("Depth", "1")], unbounded);
+    assert_eq!(status, 400, "a range needs its end");
+}

@@ -432,10 +432,11 @@ pub fn end_of(cal: &Calendar) -> Option<i64> {
 
 /// The UID of the scheduling object a calendar describes.
 pub fn uid_of(cal: &Calendar) -> Option<&str> {
-    // A journal is kept too (CalDAV), though nothing schedules it.
-    let journals = cal
+    // Journals and free/busy are kept too (CalDAV), though nothing schedules them.
+    use calcard::icalendar::ICalendarComponentType::{VFreebusy, VJournal};
+    let unscheduled = cal
         .components
         .iter()
-        .filter(|c| c.kind == calcard::icalendar::ICalendarComponentType::VJournal);
-    cal.scheduling().chain(journals).find_map(|c| c.uid())
+        .filter(|c| matches!(c.kind, VJournal | VFreebusy));
+    cal.scheduling().chain(unscheduled).find_map(|c| c.uid())
 }

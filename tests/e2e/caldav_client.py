@@ -220,6 +220,22 @@ def what_other_clients_expect(client, principal, calendar):
     except caldav.lib.error.DAVError as refused:
         assert "Forbidden" in str(refused), refused  # 403 supported-calendar-component
     steps += 1
+
+    # A stored VFREEBUSY comes back with only the periods asked for (RFC 4791 9.6.7).
+    freebusy = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//caldav e2e//EN\r\nBEGIN:VFREEBUSY\r\n"
+                "UID:dav-fb-1\r\nDTSTAMP:20261120T090000Z\r\nDTSTART:20270101T000000Z\r\n"
+                "DTEND:20270201T000000Z\r\nFREEBUSY:20270105T090000Z/20270105T100000Z,"
+                "20270112T090000Z/20270112T100000Z\r\nEND:VFREEBUSY\r\nEND:VCALENDAR\r\n")
+    answer = client.put(str(calendar.url) + "dav-fb-1.ics", freebusy, {"Content-Type": "text/calendar"})
+    assert answer.status == 201, answer.status
+    multiget = ('<c:calendar-multiget xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop>'
+                '<c:calendar-data><c:limit-freebusy-set start="20270110T000000Z" end="20270120T000000Z"/>'
+                f'</c:calendar-data></d:prop><d:href>{calendar.url.path}dav-fb-1.ics</d:href>'
+                '</c:calendar-multiget>')
+    answer = client.report(str(calendar.url), multiget, depth=1)
+    assert "20270112T090000Z/20270112T100000Z" in answer.raw, answer.raw
+    assert "20270105T090000Z" not in answer.raw, answer.raw
+    steps += 1
     return steps
 
 

@@ -12,8 +12,8 @@ use crate::itip::Zones;
 use calcard::common::PartialDateTime;
 use calcard::common::timezone::Tz;
 use calcard::icalendar::{
-    ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarEntry, ICalendarProperty,
-    ICalendarValue,
+    ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarEntry, ICalendarPeriod,
+    ICalendarProperty, ICalendarValue,
 };
 use calcard::{Entry, Parser};
 use std::cell::RefCell;
@@ -21,14 +21,24 @@ use std::cell::RefCell;
 /// What a REPORT asked calendar-data to be shaped to within a range, and what it may spend
 /// on it.
 pub(super) struct Expand {
-    /// Limited (the series and the overrides in range) rather than expanded.
-    limit: bool,
-    from: i64,
-    until: i64,
+    /// How its recurrences are shaped (expand, limit-recurrence-set), if asked.
+    shape: Option<Shape>,
+    /// CALDAV:limit-freebusy-set's range (9.6.7): a VFREEBUSY keeps the FREEBUSY periods
+    /// that meet it, and no other.
+    freebusy: Option<(i64, i64)>,
     /// The zone floating times are read in (the calendar's).
     zone: Tz,
     /// The request's budget, drawn on by each object in turn.
     budget: RefCell<Budget>,
+}
+
+/// Recurrences expanded, or limited, to a range.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    /// Limited (the series and the overrides in range) rather than expanded.
+    limit: bool,
+    from: i64,
+    until: i64,
 }
 
 /// What an expanded instance leaves out or gives anew.
@@ -45,37 +55,40 @@ const RESTATED: [ICalendarProperty; 9] = [
 ];
 
 impl Expand {
-    /// The `expand` of a REPORT's `prop/calendar-data`, if it asks for one: its start and end
-    /// are required (400 otherwise).
+    /// The `expand`, `limit-recurrence-set` and `limit-freebusy-set` of a REPORT's
+    /// `prop/calendar-data`, if it asks for any: their start and end are required (400
+    /// otherwise).
     pub(super) fn asked(
         root: &Element,
         zone: Tz,
         budget: Budget,
     ) -> Result<Option<Expand>, DavError> {
-        let data = root
+        let Some(data) = root
             .child(DAV, "prop")
-            .and_then(|prop| prop.child(CALDAV, "calendar-data"));
-        let asked = data.and_then(|data| {
-            let expand = data.child(CALDAV, "expand").map(|e| (e, false));
-            expand.or_else(|| {
-                data.child(CALDAV, "limit-recurrence-set")
-                    .map(|e| (e, true))
-            })
-        });
-        let Some((shape, limit)) = asked else {
+            .and_then(|prop| prop.child(CALDAV, "calendar-data"))
+        else {
             return Ok(None);
         };
-        let side = |key: &str| shape.attribute(key).and_then(query::utc_instant);
-        match (side("start"), side("end")) {
-            (Some(from), Some(until)) if from < until => Ok(Some(Expand {
-                limit,
-                from,
-                until,
-                zone,
-                budget: RefCell::new(budget),
-            })),
-            _ => Err(DavError::Precondition(400, "c", "valid-filter")),
+        let shape = match data.child(CALDAV, "expand") {
+            Some(expand) => Some((range_of(expand)?, false)),
+            None => match data.child(CALDAV, "limit-recurrence-set") {
+                Some(limited) => Some((range_of(limited)?, true)),
+                None => None,
+            },
+        };
+        let freebusy = match data.child(CALDAV, "limit-freebusy-set") {
+            Some(limited) => Some(range_of(limited)?),
+            None => None,
+        };
+        if shape.is_none() && freebusy.is_none() {
+            return Ok(None);
         }
+        Ok(Some(Expand {
+            shape: shape.map(|((from, until), limit)| Shape { limit, from, until }),
+            freebusy,
+            zone,
+            budget: RefCell::new(budget),
+        }))
     }
 
     /// The object as asked; none when the budget cannot see all of its instances in the range.
@@ -83,27 +96,80 @@ impl Expand {
         let Entry::ICalendar(ical) = Parser::new(text).entry() else {
             return Some(text.to_string());
         };
+        let mut out = match self.shape {
+            Some(shape) => self.shaped(shape, text, &ical)?,
+            None => ical,
+        };
+        if let Some(range) = self.freebusy {
+            limit_freebusy(&mut out, range);
+        }
+        let mut written = String::new();
+        out.write_to(&mut written).ok()?;
+        Some(written)
+    }
+
+    /// The object's recurrences expanded or limited; none when the budget cannot see all of
+    /// its instances in the range.
+    fn shaped(&self, shape: Shape, text: &str, ical: &ICalendar) -> Option<ICalendar> {
         let zone = utc_if_floating(self.zone);
         let expansion = {
             let mut budget = self.budget.borrow_mut();
-            instances::expand(&ical, zone, Some(self.until), &mut budget)
+            instances::expand(ical, zone, Some(shape.until), &mut budget)
         };
-        if !expansion.covers(Some(self.until)) {
+        if !expansion.covers(Some(shape.until)) {
             return None;
         }
         // The zones of the object, for its overrides' RECURRENCE-IDs.
         let zones = crate::itip::Calendar::parse(text)
             .map(|c| c.tz_resolver())
             .unwrap_or_else(|_| crate::itip::Calendar::default().tz_resolver());
-        let out = match self.limit {
-            true => self.limited(&ical, &expansion, &zones)?,
-            false => self.expanded(&ical, &expansion, &zones)?,
-        };
-        let mut written = String::new();
-        out.write_to(&mut written).ok()?;
-        Some(written)
+        match shape.limit {
+            true => shape.limited(ical, &expansion, &zones),
+            false => shape.expanded(ical, &expansion, &zones),
+        }
     }
+}
 
+/// The range of an `expand` or `limit-*-set`: its `start` and `end`, in UTC, start first.
+fn range_of(element: &Element) -> Result<(i64, i64), DavError> {
+    let side = |key: &str| element.attribute(key).and_then(query::utc_instant);
+    match (side("start"), side("end")) {
+        (Some(from), Some(until)) if from < until => Ok((from, until)),
+        _ => Err(DavError::Precondition(400, "c", "valid-filter")),
+    }
+}
+
+/// RFC 4791 9.6.7: each VFREEBUSY keeps the FREEBUSY periods that meet `[from, until)`; a
+/// FREEBUSY left without any goes.
+fn limit_freebusy(ical: &mut ICalendar, (from, until): (i64, i64)) {
+    let utc = |at: &calcard::common::PartialDateTime| {
+        at.to_date_time_with_tz(Tz::UTC).map(|t| t.timestamp())
+    };
+    let meets = |value: &ICalendarValue| match value {
+        ICalendarValue::Period(ICalendarPeriod::Range { start, end }) => {
+            matches!((utc(start), utc(end)), (Some(s), Some(e)) if s < until && e > from)
+        }
+        ICalendarValue::Period(ICalendarPeriod::Duration { start, duration }) => {
+            utc(start).is_some_and(|s| s < until && s + duration.as_seconds() > from)
+        }
+        _ => false,
+    };
+    let freebusy = ical
+        .components
+        .iter_mut()
+        .filter(|c| c.component_type == ICalendarComponentType::VFreebusy);
+    for component in freebusy {
+        component.entries.retain_mut(|entry| {
+            if entry.name != ICalendarProperty::Freebusy {
+                return true;
+            }
+            entry.values.retain(|v| meets(v));
+            !entry.values.is_empty()
+        });
+    }
+}
+
+impl Shape {
     /// The object with only the overrides whose instance overlaps the range or whose
     /// RECURRENCE-ID is in it; the series and the rest as they are.
     fn limited(&self, ical: &ICalendar, expansion: &Expansion, zones: &Zones) -> Option<ICalendar> {
@@ -260,10 +326,17 @@ END:VCALENDAR\r\n"
     }
 
     fn expand(from: &str, until: &str) -> Expand {
+        shaped(from, until, false)
+    }
+
+    fn shaped(from: &str, until: &str, limit: bool) -> Expand {
         Expand {
-            limit: false,
-            from: query::utc_instant(from).unwrap(),
-            until: query::utc_instant(until).unwrap(),
+            shape: Some(Shape {
+                limit,
+                from: query::utc_instant(from).unwrap(),
+                until: query::utc_instant(until).unwrap(),
+            }),
+            freebusy: None,
             zone: Tz::UTC,
             budget: RefCell::new(Budget::unlimited()),
         }
@@ -313,10 +386,7 @@ DTSTAMP:20260101T000000Z\r\nDTSTART:20260112T080000Z\r\nDURATION:PT1H\r\nEND:VEV
     #[test]
     fn a_limited_series_keeps_the_overrides_in_range() {
         let limited = |from: &str, until: &str| {
-            let shape = Expand {
-                limit: true,
-                ..expand(from, until)
-            };
+            let shape = shaped(from, until, true);
             shape.apply(&weekly()).unwrap().replace("\r\n ", "")
         };
         let around = limited("20260118T000000Z", "20260125T000000Z");
@@ -326,5 +396,43 @@ DTSTAMP:20260101T000000Z\r\nDTSTART:20260112T080000Z\r\nDURATION:PT1H\r\nEND:VEV
         let later = limited("20260201T000000Z", "20260301T000000Z");
         assert!(later.contains("RRULE:FREQ=WEEKLY"), "{later}");
         assert!(!later.contains("SUMMARY:moved"), "{later}");
+    }
+
+    /// RFC 4791 9.6.7: only the FREEBUSY periods that meet the range stay, in a property of
+    /// several periods too; a property left with none goes, and the rest stays as it is.
+    #[test]
+    fn limited_free_busy_keeps_the_periods_in_range() {
+        let stored = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VFREEBUSY\r\n\
+UID:fb\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:20260101T000000Z\r\nDTEND:20260201T000000Z\r\n\
+FREEBUSY:20260105T090000Z/20260105T100000Z,20260112T090000Z/PT1H\r\n\
+FREEBUSY;FBTYPE=BUSY-TENTATIVE:20260120T090000Z/20260120T100000Z\r\n\
+FREEBUSY:20260111T230000Z/20260112T003000Z\r\n\
+END:VFREEBUSY\r\nEND:VCALENDAR\r\n";
+        let limited = |from: &str, until: &str| {
+            let asked = Expand {
+                shape: None,
+                freebusy: Some((
+                    query::utc_instant(from).unwrap(),
+                    query::utc_instant(until).unwrap(),
+                )),
+                zone: Tz::UTC,
+                budget: RefCell::new(Budget::unlimited()),
+            };
+            asked.apply(stored).unwrap().replace("\r\n ", "")
+        };
+        let week = limited("20260112T000000Z", "20260119T000000Z");
+        let periods: Vec<&str> = week.lines().filter(|l| l.starts_with("FREEBUSY")).collect();
+        assert_eq!(
+            periods,
+            [
+                "FREEBUSY:20260112T090000Z/PT1H",
+                "FREEBUSY:20260111T230000Z/20260112T003000Z"
+            ],
+            "{week}"
+        );
+        assert!(week.contains("DTSTART:20260101T000000Z"), "{week}");
+        let none = limited("20260301T000000Z", "20260302T000000Z");
+        assert!(!none.contains("FREEBUSY:"), "{none}");
+        assert!(none.contains("BEGIN:VFREEBUSY"), "{none}");
     }
 }

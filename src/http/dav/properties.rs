@@ -354,11 +354,12 @@ fn components(w: &mut Writer, s: &Seen) -> bool {
     true
 }
 
-/// The components this server stores in a calendar (journals without scheduling).
-const STORED: [ICalendarComponentType; 3] = [
+/// The components this server stores in a calendar (journals and free/busy without scheduling).
+const STORED: [ICalendarComponentType; 4] = [
     ICalendarComponentType::VEvent,
     ICalendarComponentType::VTodo,
     ICalendarComponentType::VJournal,
+    ICalendarComponentType::VFreebusy,
 ];
 
 /// The name of the property that says which components a calendar takes (RFC 4791 5.2.3).

@@ -45,6 +45,7 @@ fn expands(root: &Element) -> bool {
         .is_some_and(|data| {
             data.child(CALDAV, "expand").is_some()
                 || data.child(CALDAV, "limit-recurrence-set").is_some()
+                || data.child(CALDAV, "limit-freebusy-set").is_some()
         });
     root.name.is(CALDAV, "calendar-query")
         || root.name.is(CALDAV, "free-busy-query")
