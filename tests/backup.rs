@@ -290,6 +290,15 @@ fn long_uids_and_large_snapshots_export_and_import_through_the_daemon() {
         assert_eq!(code, 200, "{uid}");
         assert!(text.replace("\r\n ", "").contains(&format!("UID:{uid}")));
     }
+    // The daemon filed what it imported: its first query or listing has nothing left to file.
+    daemon.kill9();
+    {
+        let config = imipd::config::Config::load(Some(&daemon.config)).unwrap();
+        let store = imipd::gateway::open_store(&config).unwrap();
+        let filed = store.footprint_position("alice@example.com").unwrap();
+        assert!(filed > 0);
+        assert_eq!(filed, store.sync_position("alice@example.com").unwrap());
+    }
     // Into a daemon where Alice is no account: her objects are written, and it says so.
     daemon.kill9();
     daemon.new_store();

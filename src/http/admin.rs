@@ -150,12 +150,12 @@ pub(super) async fn backup_restore(
         )
     });
     // What is not filed now is filed by the first query: the import stands either way.
-    match filed.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "imported objects left to the first query to file")
-        }
-        Err(e) => tracing::warn!(error = %e, "imported objects left to the first query to file"),
+    let outcome = match filed.await {
+        Ok(done) => done.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = outcome {
+        tracing::warn!(error = %e, "imported objects left to the first query to file");
     }
     Ok(json(serde_json::to_string(&restored).unwrap_or_default()))
 }
