@@ -271,6 +271,19 @@ impl Daemon {
         self.store = section.to_string();
     }
 
+    /// Stops the daemon as systemd does (SIGTERM) and waits for it to exit.
+    #[allow(dead_code)]
+    pub fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let sent = std::process::Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(sent.success());
+            child.wait().unwrap();
+        }
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().unwrap();
