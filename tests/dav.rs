@@ -997,3 +997,56 @@ FREEBUSY;FBTYPE=BUSY-TENTATIVE:20270125T090000Z/PT1H\r\nEND:VFREEBUSY\r\nEND:VCA
     let (status, ..) = node.http("REPORT", HOME, ALICE, &[("Depth", "1")], unbounded);
     assert_eq!(status, 400, "a range needs its end");
 }
+
+/// A filing ahead of the change log (the store's files restored from a copy older than the
+/// footprints' folder) describes objects the store does not hold: it is forgotten and filed
+/// again, so that neither a listing nor a query shows what is not there.
+#[test]
+fn a_filing_ahead_of_the_store_is_filed_again() {
+    let node = node("dav-filing-ahead");
+    for (uid, start) in [("r-1", "20261210T100000Z"), ("r-2", "20261211T100000Z")] {
+        assert_eq!(put(&node, uid, &meeting(uid, start)).0, 201);
+    }
+    assert!(node.eventually(|| node.drained()));
+    let ask = r#"<d:propfind xmlns:d="DAV:"><d:prop><d:getetag/></d:prop></d:propfind>"#;
+    let query = r#"<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><d:getetag/></d:prop><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT"><c:time-range start="20261201T000000Z" end="20261231T000000Z"/></c:comp-filter></c:comp-filter></c:filter></c:calendar-query>"#;
+    let shown = |method: &str, body: &str| {
+        let (status, _, answer) = node.http(method, HOME, ALICE, &[("Depth", "1")], body);
+        assert_eq!(status, 207, "{answer}");
+        ["r-1.ics", "r-2.ics", "ghost.ics"].map(|name| answer.contains(name))
+    };
+    assert_eq!(shown("PROPFIND", ask), [true, true, false]);
+    assert_eq!(shown("REPORT", query), [true, true, false]);
+    // A ghost filed as r-1 is (under its bucket of December and its listing), at a position
+    // the change log has not reached.
+    let store = node.gateway().store.clone();
+    let ahead = store.sync_position(ALICE).unwrap() + 50;
+    let december = 1_796_896_800_i64.div_euclid(2_419_200);
+    let ghost: Vec<(i64, Vec<u8>)> = [december, i64::MAX]
+        .into_iter()
+        .filter_map(|bucket| {
+            let filed = store.footprints_in(ALICE, &[bucket]).unwrap();
+            let (_, bytes) = filed.into_iter().find(|(uid, _)| uid == "r-1")?;
+            Some((bucket, bytes))
+        })
+        .collect();
+    assert_eq!(ghost.len(), 2);
+    let filed = store.footprints_in(ALICE, &[i64::MAX]).unwrap().len();
+    store
+        .keep_footprints(ALICE, ahead, &[("ghost".to_string(), ghost)])
+        .unwrap();
+    assert_eq!(
+        store.footprints_in(ALICE, &[i64::MAX]).unwrap().len(),
+        filed + 1
+    );
+    assert_eq!(shown("REPORT", query), [true, true, false]);
+    assert_eq!(shown("PROPFIND", ask), [true, true, false]);
+    assert_eq!(
+        store.footprint_position(ALICE).unwrap(),
+        store.sync_position(ALICE).unwrap()
+    );
+    assert_eq!(
+        store.footprints_in(ALICE, &[i64::MAX]).unwrap().len(),
+        filed
+    );
+}

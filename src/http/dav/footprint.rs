@@ -10,7 +10,7 @@
 
 use super::instances::{self, Budget, OverBudget, WIDEST_OFFSET};
 use super::query::is_undated_todo;
-use crate::store::{Listed, Store, StoreError, StoredObject};
+use crate::store::{Filed, Listed, Store, StoreError, StoredObject};
 use calcard::common::timezone::Tz;
 use calcard::icalendar::{ICalendar, ICalendarComponentType};
 use calcard::{Entry, Parser};
@@ -368,8 +368,16 @@ pub fn refresh(
 ) -> Result<Result<(), OverBudget>, StoreError> {
     let lock = refreshing.of(account);
     let _one_at_a_time = lock.lock().unwrap_or_else(|e| e.into_inner());
-    let position = store.footprint_position(account)?;
-    let changes = store.changes_since(account, position)?;
+    let mut position = store.footprint_position(account)?;
+    let mut changes = store.changes_since(account, position)?;
+    if position > changes.latest {
+        // Filed past the end of the change log: the store was put back (its files restored
+        // from a copy taken while it ran, the footprints' newer than the store's), and what is
+        // filed describes objects it does not hold so. Forgotten, and filed from the start.
+        forget_all(store, account)?;
+        position = 0;
+        changes = store.changes_since(account, position)?;
+    }
     let mut made = Vec::new();
     let mut reached = changes.latest;
     for change in &changes.changed {
@@ -404,6 +412,16 @@ pub fn refresh(
         true => Ok(()),
         false => Err(OverBudget),
     })
+}
+
+/// Forgets every object filed for the account (each has its listing filed), back to position 0.
+fn forget_all(store: &dyn Store, account: &str) -> Result<(), StoreError> {
+    let filed: Vec<Filed> = store
+        .footprints_in(account, &[LISTING])?
+        .into_iter()
+        .map(|(uid, _)| (uid, Vec::new()))
+        .collect();
+    store.keep_footprints(account, 0, &filed)
 }
 
 /// An object's footprint, filed by bucket; none when the budget ran out first.
