@@ -183,50 +183,26 @@ impl Resource {
     }
 
     pub(super) fn href(&self) -> String {
-        // Pushed piece by piece, not `format!`ted: a listing writes one per object.
-        let (top, account) = match self {
-            Resource::Root => return "/dav/".into(),
-            Resource::Principal(a) => ("/dav/principals/", a),
-            Resource::Home(a)
-            | Resource::Calendar(a, _)
-            | Resource::Object(a, ..)
-            | Resource::Inbox(a)
-            | Resource::InboxItem(a, _)
-            | Resource::Outbox(a) => ("/dav/calendars/", a),
-        };
-        let mut out = String::with_capacity(96);
-        let segment = |out: &mut String, s: &str| out.extend(utf8_percent_encode(s, SEGMENT));
-        out.push_str(top);
-        segment(&mut out, account);
-        out.push('/');
+        let seg = |s: &str| utf8_percent_encode(s, SEGMENT).to_string();
         match self {
-            Resource::Calendar(_, c) => {
-                segment(&mut out, c);
-                out.push('/');
+            Resource::Root => "/dav/".into(),
+            Resource::Principal(a) => format!("/dav/principals/{}/", seg(a)),
+            Resource::Home(a) => format!("/dav/calendars/{}/", seg(a)),
+            Resource::Calendar(a, c) => format!("/dav/calendars/{}/{}/", seg(a), seg(c)),
+            Resource::Object(a, c, member) => {
+                // Pushed piece by piece, not `format!`ted: a listing writes one per object.
+                let mut out = String::with_capacity(96);
+                out.push_str("/dav/calendars/");
+                for (piece, end) in [(a.as_str(), "/"), (c, "/"), (&member.name, "")] {
+                    out.extend(utf8_percent_encode(piece, SEGMENT));
+                    out.push_str(end);
+                }
+                out
             }
-            Resource::Object(_, c, member) => {
-                segment(&mut out, c);
-                out.push('/');
-                segment(&mut out, &member.name);
-            }
-            _ => {}
+            Resource::Inbox(a) => format!("/dav/calendars/{}/{INBOX}/", seg(a)),
+            Resource::InboxItem(a, id) => format!("/dav/calendars/{}/{INBOX}/{id}.ics", seg(a)),
+            Resource::Outbox(a) => format!("/dav/calendars/{}/{OUTBOX}/", seg(a)),
         }
-        match self {
-            Resource::Inbox(_) | Resource::InboxItem(..) => {
-                out.push_str(INBOX);
-                out.push('/');
-            }
-            Resource::Outbox(_) => {
-                out.push_str(OUTBOX);
-                out.push('/');
-            }
-            _ => {}
-        }
-        if let Resource::InboxItem(_, id) = self {
-            out.push_str(&id.to_string());
-            out.push_str(".ics");
-        }
-        out
     }
 
     /// The same resource under the account's canonical name.
