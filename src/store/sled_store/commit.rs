@@ -3,8 +3,9 @@
 //! its kind.
 
 use super::keys::{
-    NAME_OF, NAMED, change_key, count_value, encode, listed, member_key, name_key, notice_value,
-    object_key, seen_time_key, sent_value, tally_key, usage_of, usage_value,
+    InboxHeld, NAME_OF, NAMED, change_key, count_value, encode, inbox_held_key, listed, member_key,
+    name_key, notice_value, object_key, seen_time_key, sent_value, tally_key, usage_of,
+    usage_value,
 };
 use super::{Trees, unavailable};
 use crate::store::{Change, Expect, OutboundMessage, StoreError, Tag};
@@ -25,8 +26,8 @@ struct KeptFor {
 struct Prepared {
     /// One id per change: a retried transaction must not consume new ones.
     ids: Vec<u64>,
-    /// The oldest inbox items that make room for the new ones.
-    trimmed: Vec<Vec<u8>>,
+    /// The oldest inbox items that make room for the new ones: account and key.
+    trimmed: Vec<(String, Vec<u8>)>,
     /// What is kept for the object of each removal, by the removal's index.
     kept_for: BTreeMap<usize, KeptFor>,
 }
@@ -58,8 +59,8 @@ impl Trees {
         ];
         let result = trees[..].transaction(|views| {
             let views = Views::of(views);
-            for key in &prepared.trimmed {
-                views.inbox.remove(key.as_slice())?;
+            for (account, key) in &prepared.trimmed {
+                views.inbox_item(account, key, None)?;
             }
             for (at, (change, id)) in changes.iter().zip(&prepared.ids).enumerate() {
                 views.apply(change, *id, prepared.kept_for.get(&at))?;
@@ -86,7 +87,7 @@ impl Trees {
     }
 
     /// The keys of the inbox items that must go so that the new ones fit each account's room.
-    fn trimmed_for(&self, changes: &[Change]) -> Result<Vec<Vec<u8>>, StoreError> {
+    fn trimmed_for(&self, changes: &[Change]) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let mut added: BTreeMap<&str, Room> = Default::default();
         for change in changes {
             if let Change::Inbox {
@@ -110,11 +111,19 @@ impl Trees {
         }
         let mut trimmed = Vec::new();
         for (account, room) in added {
-            let held = self.inbox_ids(account)?;
-            trimmed.extend(
-                room.oldest_to_drop(&held)
-                    .map(|id| change_key(account, &id.to_be_bytes())),
-            );
+            let held = self
+                .usage
+                .get(inbox_held_key(account))
+                .map_err(unavailable)?;
+            let prefix = object_key(account, "");
+            // Oldest first, and read only as far as the items that go.
+            let oldest = self.inbox.scan_prefix(&prefix).map(|item| {
+                let (key, value) = item.map_err(unavailable)?;
+                Ok((key.to_vec(), value.len()))
+            });
+            for key in room.oldest_to_drop(InboxHeld::of(held.as_deref()), oldest)? {
+                trimmed.push((account.to_owned(), key));
+            }
         }
         Ok(trimmed)
     }
@@ -257,16 +266,14 @@ impl<'t> Views<'t> {
                 self.delete(account, uid, expect, id)?;
                 kept_for.map_or(Ok(()), |kept| self.forget_kept(kept))
             }
-            Change::Inbox { account, text, .. } => set(
-                self.inbox,
-                change_key(account, &id.to_be_bytes()),
-                Some(text),
+            Change::Inbox { account, text, .. } => self.inbox_item(
+                account,
+                &change_key(account, &id.to_be_bytes()),
+                Some(text.as_bytes()),
             ),
-            Change::InboxRemove { account, id } => set(
-                self.inbox,
-                change_key(account, &id.to_be_bytes()),
-                None::<&[u8]>,
-            ),
+            Change::InboxRemove { account, id } => {
+                self.inbox_item(account, &change_key(account, &id.to_be_bytes()), None)
+            }
             Change::Calendar {
                 account,
                 name,
@@ -419,6 +426,29 @@ impl<'t> Views<'t> {
         Ok(())
     }
 
+    /// Puts (`Some`) or removes an item of an account's schedule inbox, and counts what the
+    /// inbox holds: a removal counts only an item that was there (two commits may both have
+    /// chosen the same oldest item to make room).
+    fn inbox_item(&self, account: &str, key: &[u8], text: Option<&[u8]>) -> Step {
+        let before = match text {
+            Some(text) => self.inbox.insert(key, text)?,
+            None => self.inbox.remove(key)?,
+        };
+        if before.is_none() && text.is_none() {
+            return Ok(());
+        }
+        let counted = inbox_held_key(account);
+        let mut held = InboxHeld::of(self.usage.get(&counted)?.as_deref());
+        if let Some(before) = before {
+            held = held.without(before.len());
+        }
+        if let Some(text) = text {
+            held = held.with(text.len());
+        }
+        self.usage.insert(counted, held.value())?;
+        Ok(())
+    }
+
     /// Adjusts an account's usage for an object that held `before` bytes (none: absent) and
     /// holds `after` (none: removed).
     fn count(&self, account: &str, before: Option<usize>, after: Option<usize>) -> Step {
@@ -528,19 +558,25 @@ struct Room {
 }
 
 impl Room {
-    /// The oldest of the items held (id and size, oldest first) that must go so that the
-    /// held and the new fit.
-    fn oldest_to_drop<'h>(&self, held: &'h [(u64, usize)]) -> impl Iterator<Item = u64> + 'h {
-        let mut items = held.len() + self.items;
-        let mut bytes = held.iter().map(|(_, size)| size).sum::<usize>() + self.bytes;
-        let (keep, keep_bytes) = (self.keep, self.keep_bytes);
-        held.iter()
-            .take_while(move |(_, size)| {
-                let over = items > keep || bytes > keep_bytes;
-                items -= 1;
-                bytes -= size;
-                over
-            })
-            .map(|(id, _)| *id)
+    /// The keys of the oldest items (`oldest`: key and size, oldest first) that must go so
+    /// that what is `held` and the new fit; reads `oldest` no further than that.
+    fn oldest_to_drop(
+        &self,
+        held: InboxHeld,
+        oldest: impl Iterator<Item = Result<(Vec<u8>, usize), StoreError>>,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut items = held.items as usize + self.items;
+        let mut bytes = held.bytes as usize + self.bytes;
+        let mut dropped = Vec::new();
+        for item in oldest {
+            if items <= self.keep && bytes <= self.keep_bytes {
+                break;
+            }
+            let (key, size) = item?;
+            items = items.saturating_sub(1);
+            bytes = bytes.saturating_sub(size);
+            dropped.push(key);
+        }
+        Ok(dropped)
     }
 }

@@ -22,6 +22,55 @@ pub(super) fn usage_of(value: Option<&[u8]>) -> Usage {
     }
 }
 
+/// `usage`'s key for what an account's schedule inbox holds: the account, then `\0inbox`
+/// (an account name holds no NUL, so it meets no account's own key).
+pub(super) fn inbox_held_key(account: &str) -> Vec<u8> {
+    let mut key = object_key(account, "");
+    key.extend_from_slice(b"inbox");
+    key
+}
+
+/// What an account's schedule inbox holds, counted in the commits that change it, so that
+/// keeping it bounded reads only the items that go.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct InboxHeld {
+    pub items: u64,
+    pub bytes: u64,
+}
+
+impl InboxHeld {
+    pub fn value(self) -> Vec<u8> {
+        usage_value(Usage {
+            objects: self.items,
+            bytes: self.bytes,
+        })
+    }
+
+    pub fn of(value: Option<&[u8]>) -> Self {
+        let Usage { objects, bytes } = usage_of(value);
+        InboxHeld {
+            items: objects,
+            bytes,
+        }
+    }
+
+    /// After an item of `bytes` came in.
+    pub fn with(self, bytes: usize) -> Self {
+        InboxHeld {
+            items: self.items + 1,
+            bytes: self.bytes + bytes as u64,
+        }
+    }
+
+    /// After an item of `bytes` went.
+    pub fn without(self, bytes: usize) -> Self {
+        InboxHeld {
+            items: self.items.saturating_sub(1),
+            bytes: self.bytes.saturating_sub(bytes as u64),
+        }
+    }
+}
+
 /// `tallies`' key: the account, the tally, the address.
 pub(super) fn tally_key(account: &str, tally: Tally, address: &str) -> Vec<u8> {
     let mut key = object_key(account, "");

@@ -24,7 +24,7 @@ use upgrade::{recorded_format, upgrade};
 
 /// The on-disk layout this build reads and writes, recorded as `imipd-N` under `format` in the
 /// `meta` tree.
-const FORMAT: u32 = 4;
+const FORMAT: u32 = 5;
 
 /// sled with the trees of the daemon; reopened from disk after an I/O failure, because sled
 /// keeps failing once it has seen one (a full disk, say) and its memory may then hold writes

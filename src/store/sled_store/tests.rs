@@ -189,7 +189,10 @@ fn format_1_is_upgraded_with_its_objects_in_the_log() {
     assert_eq!(all.changed.len(), 1);
     assert_eq!(all.changed[0].uid, "old");
     let meta = store.trees().unwrap().db.open_tree("meta").unwrap();
-    assert_eq!(meta.get("format").unwrap().unwrap().as_ref(), b"imipd-4");
+    assert_eq!(
+        meta.get("format").unwrap().unwrap().as_ref(),
+        format!("imipd-{FORMAT}").as_bytes()
+    );
 }
 
 #[test]
@@ -297,4 +300,125 @@ fn footprints_of_another_format_are_forgotten() {
     let store = SledStore::open(dir.path()).unwrap();
     assert_eq!(store.footprint_position("a@x.org").unwrap(), 0);
     assert!(store.footprints_in("a@x.org", &[7]).unwrap().is_empty());
+}
+
+/// What the inbox holds, read item by item: what the count must say.
+fn inbox_scanned(store: &SledStore, account: &str) -> keys::InboxHeld {
+    let held = store.inbox_ids(account).unwrap();
+    keys::InboxHeld {
+        items: held.len() as u64,
+        bytes: held.iter().map(|(_, size)| *size as u64).sum(),
+    }
+}
+
+fn inbox_counted(store: &SledStore, account: &str) -> keys::InboxHeld {
+    let trees = store.trees().unwrap();
+    let value = trees.usage.get(keys::inbox_held_key(account)).unwrap();
+    keys::InboxHeld::of(value.as_deref())
+}
+
+#[test]
+fn format_4_counts_each_inbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let item = |account: &str, text: &str| Change::Inbox {
+        account: account.into(),
+        text: text.into(),
+        keep: 10,
+        keep_bytes: 1000,
+    };
+    store
+        .commit(&[
+            item("a@x.org", "12345"),
+            item("a@x.org", "123"),
+            item("b@x.org", "1"),
+        ])
+        .unwrap();
+    {
+        // As a format-4 binary left it: nothing counted.
+        let trees = store.trees().unwrap();
+        trees.usage.clear().unwrap();
+        trees.meta.insert("format", "imipd-4").unwrap();
+        trees.db.flush().unwrap();
+    }
+    drop(store);
+    let store = SledStore::open(dir.path()).unwrap();
+    let held = |items, bytes| keys::InboxHeld { items, bytes };
+    assert_eq!(inbox_counted(&store, "a@x.org"), held(2, 8));
+    assert_eq!(inbox_counted(&store, "b@x.org"), held(1, 1));
+    // The counts keep the inbox bounded from there on.
+    store
+        .commit(&[Change::Inbox {
+            account: "a@x.org".into(),
+            text: "1234567".into(),
+            keep: 10,
+            keep_bytes: 9,
+        }])
+        .unwrap();
+    assert_eq!(inbox_counted(&store, "a@x.org"), held(1, 7));
+    assert_eq!(inbox_scanned(&store, "a@x.org"), held(1, 7));
+}
+
+/// One step of the generated inbox histories: a new item (its size, the inbox's bounds), or
+/// the removal of the n-th item held (or of one already gone, when n is past the end).
+#[derive(Debug, Clone)]
+enum InboxStep {
+    Add {
+        size: usize,
+        keep: usize,
+        keep_bytes: usize,
+    },
+    Remove(usize),
+}
+
+fn inbox_step() -> impl proptest::strategy::Strategy<Value = InboxStep> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => (1usize..40, 1usize..6, 20usize..120)
+            .prop_map(|(size, keep, keep_bytes)| InboxStep::Add { size, keep, keep_bytes }),
+        1 => (0usize..8).prop_map(InboxStep::Remove),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Whatever comes and goes, the count of what an inbox holds is what it holds, and a new
+    /// item leaves the inbox within its bounds (or alone, when it is larger than they are).
+    #[test]
+    fn an_inbox_is_counted_as_it_changes(
+        steps in proptest::collection::vec(inbox_step(), 1..40)
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let mut gone = Vec::new();
+        for step in steps {
+            match step {
+                InboxStep::Add { size, keep, keep_bytes } => {
+                    store.commit(&[Change::Inbox {
+                        account: "a@x.org".into(),
+                        text: "x".repeat(size),
+                        keep,
+                        keep_bytes,
+                    }]).unwrap();
+                    let held = inbox_scanned(&store, "a@x.org");
+                    proptest::prop_assert!(held.items as usize <= keep);
+                    proptest::prop_assert!(held.bytes as usize <= keep_bytes || held.items == 1);
+                }
+                InboxStep::Remove(n) => {
+                    let held = store.inbox_ids("a@x.org").unwrap();
+                    let id = held.get(n).map(|(id, _)| *id).or(gone.last().copied());
+                    if let Some(id) = id {
+                        store.commit(&[Change::InboxRemove { account: "a@x.org".into(), id }])
+                            .unwrap();
+                        gone.push(id);
+                    }
+                }
+            }
+            proptest::prop_assert_eq!(
+                inbox_counted(&store, "a@x.org"),
+                inbox_scanned(&store, "a@x.org")
+            );
+        }
+    }
 }

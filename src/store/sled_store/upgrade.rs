@@ -1,13 +1,42 @@
 //! Older formats of the sled store brought to this build's, one step at a time.
 
-use super::keys::{change_key, encode, seen_time_key, sent_value, usage_value};
+use super::keys::{
+    InboxHeld, change_key, encode, inbox_held_key, seen_time_key, sent_value, usage_value,
+};
 use super::{FORMAT, unavailable};
 use crate::store::{StoreError, StoredObject, Usage};
 use std::collections::BTreeMap;
 
 /// The steps from each older format to the next, applied in order when a store of an older
 /// format is opened (`UPGRADES[0]` takes format 1 to 2, and so on). Format 1 is the first.
-const UPGRADES: &[Upgrade] = &[log_existing_objects, date_delivered_and_sent, count_usage];
+const UPGRADES: &[Upgrade] = &[
+    log_existing_objects,
+    date_delivered_and_sent,
+    count_usage,
+    count_inboxes,
+];
+
+/// Format 5 counts what each account's schedule inbox holds (items, bytes), so that keeping it
+/// bounded does not read it whole on every delivery: a store of format 4 counts its inboxes.
+fn count_inboxes(db: &sled::Db) -> Result<(), StoreError> {
+    let inbox = db.open_tree("inbox").map_err(unavailable)?;
+    let usage = db.open_tree("usage").map_err(unavailable)?;
+    let mut counted: BTreeMap<String, InboxHeld> = BTreeMap::new();
+    for item in inbox.iter() {
+        let (key, value) = item.map_err(unavailable)?;
+        let account = key.split(|b| *b == 0).next().unwrap_or_default();
+        let held = counted
+            .entry(String::from_utf8_lossy(account).into_owned())
+            .or_default();
+        *held = held.with(value.len());
+    }
+    for (account, held) in counted {
+        usage
+            .insert(inbox_held_key(&account), held.value())
+            .map_err(unavailable)?;
+    }
+    Ok(())
+}
 
 /// Format 4 keeps what each account holds (objects, bytes) for its quotas: a store of format
 /// 3 counts its objects.
