@@ -1,20 +1,19 @@
-//! A commit of the sled store: what a sled transaction cannot do (take ids, scan) is done
-//! before it, then one transaction over every tree applies each change with the function of
-//! its kind.
+//! A commit of the sled store: what needs no decision (ids, scans) is done first, then each
+//! change is applied with the function of its kind to a `Staging` of the trees, which is
+//! written whole (`staged`), one commit at a time.
 
 use super::keys::{
     InboxHeld, NAME_OF, NAMED, change_key, count_value, encode, inbox_held_key, listed, member_key,
     name_key, notice_value, object_key, seen_time_key, sent_value, tally_key, usage_of,
     usage_value,
 };
+use super::staged::{Staged, Staging};
 use super::{Trees, unavailable};
 use crate::store::{Change, Expect, OutboundMessage, StoreError, Tag};
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use std::collections::BTreeMap;
 
-/// A step of the transaction: done, or aborted with why (retried by sled on its own conflicts).
-type Step = Result<(), ConflictableTransactionError<StoreError>>;
+/// A step of a commit: done, or why the commit writes nothing.
+type Step = Result<(), StoreError>;
 
 /// The COUNTER proposals and REFRESH times kept for an object, which go with it.
 struct KeptFor {
@@ -35,43 +34,33 @@ struct Prepared {
 impl Trees {
     pub(super) fn commit(&self, changes: &[Change]) -> Result<Vec<u64>, StoreError> {
         crate::store::check_sizes(changes, super::MAX_VALUE)?;
+        // One commit at a time: what it decides on stays what it read until it is written.
+        let _alone = self.committing.lock().unwrap_or_else(|e| e.into_inner());
+        let (staging, ids) = self.stage(changes)?;
+        // A commit's first id is its own: the journal record's key.
+        staging.write(&self.journal, ids.first().copied().unwrap_or_default())?;
+        Ok(ids)
+    }
+
+    /// A commit's writes, decided and staged, and the ids it took.
+    fn stage(&self, changes: &[Change]) -> Result<(Staging<'_>, Vec<u64>), StoreError> {
         let prepared = self.prepare(changes)?;
-        // More trees than sled's tuples take: a slice, its views in the same order.
-        let trees = [
-            &self.objects,
-            &self.outbox,
-            &self.seen,
-            &self.seen_times,
-            &self.counters,
-            &self.sent,
-            &self.notices,
-            &self.refreshed,
-            &self.changes,
-            &self.latest,
-            &self.inbox,
-            &self.properties,
-            &self.calendars,
-            &self.placements,
-            &self.names,
-            &self.usage,
-            &self.tallies,
-            &self.meta,
-        ];
-        let result = trees[..].transaction(|views| {
-            let views = Views::of(views);
-            for (account, key) in &prepared.trimmed {
-                views.inbox_item(account, key, None)?;
-            }
-            for (at, (change, id)) in changes.iter().zip(&prepared.ids).enumerate() {
-                views.apply(change, *id, prepared.kept_for.get(&at))?;
-            }
-            Ok(())
-        });
-        match result {
-            Ok(()) => Ok(prepared.ids),
-            Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(unavailable(e)),
+        let staging = Staging::new(self.committed().to_vec());
+        let views = Views::of(&staging);
+        for (account, key) in &prepared.trimmed {
+            views.inbox_item(account, key, None)?;
         }
+        for (at, (change, id)) in changes.iter().zip(&prepared.ids).enumerate() {
+            views.apply(change, *id, prepared.kept_for.get(&at))?;
+        }
+        Ok((staging, prepared.ids))
+    }
+
+    /// A commit cut short by a crash right after its journal record was written.
+    #[cfg(test)]
+    pub(super) fn commit_cut_short(&self, changes: &[Change]) {
+        let (staging, ids) = self.stage(changes).unwrap();
+        staging.record_only(&self.journal, ids[0]);
     }
 
     fn prepare(&self, changes: &[Change]) -> Result<Prepared, StoreError> {
@@ -178,73 +167,50 @@ impl Trees {
     }
 }
 
-/// The transaction's view of each tree, by name.
-struct Views<'t> {
-    objects: &'t TransactionalTree,
-    outbox: &'t TransactionalTree,
-    seen: &'t TransactionalTree,
-    seen_times: &'t TransactionalTree,
-    counters: &'t TransactionalTree,
-    sent: &'t TransactionalTree,
-    notices: &'t TransactionalTree,
-    refreshed: &'t TransactionalTree,
-    changes: &'t TransactionalTree,
-    latest: &'t TransactionalTree,
-    inbox: &'t TransactionalTree,
-    properties: &'t TransactionalTree,
-    calendars: &'t TransactionalTree,
-    placements: &'t TransactionalTree,
-    names: &'t TransactionalTree,
-    usage: &'t TransactionalTree,
-    tallies: &'t TransactionalTree,
-    meta: &'t TransactionalTree,
+/// The commit's view of each tree, by name.
+struct Views<'s, 't> {
+    objects: Staged<'s, 't>,
+    outbox: Staged<'s, 't>,
+    seen: Staged<'s, 't>,
+    seen_times: Staged<'s, 't>,
+    counters: Staged<'s, 't>,
+    sent: Staged<'s, 't>,
+    notices: Staged<'s, 't>,
+    refreshed: Staged<'s, 't>,
+    changes: Staged<'s, 't>,
+    latest: Staged<'s, 't>,
+    inbox: Staged<'s, 't>,
+    properties: Staged<'s, 't>,
+    calendars: Staged<'s, 't>,
+    placements: Staged<'s, 't>,
+    names: Staged<'s, 't>,
+    usage: Staged<'s, 't>,
+    tallies: Staged<'s, 't>,
+    meta: Staged<'s, 't>,
 }
 
-impl<'t> Views<'t> {
-    /// The views of `commit`'s trees, in its order.
-    fn of(views: &'t [TransactionalTree]) -> Views<'t> {
-        let [
-            objects,
-            outbox,
-            seen,
-            seen_times,
-            counters,
-            sent,
-            notices,
-            refreshed,
-            changes,
-            latest,
-            inbox,
-            properties,
-            calendars,
-            placements,
-            names,
-            usage,
-            tallies,
-            meta,
-        ] = views
-        else {
-            unreachable!("one view per tree");
-        };
+impl<'s, 't> Views<'s, 't> {
+    /// The views of `Trees::committed`, in its order.
+    fn of(staging: &'s Staging<'t>) -> Self {
         Views {
-            objects,
-            outbox,
-            seen,
-            seen_times,
-            counters,
-            sent,
-            notices,
-            refreshed,
-            changes,
-            latest,
-            inbox,
-            properties,
-            calendars,
-            placements,
-            names,
-            usage,
-            tallies,
-            meta,
+            objects: staging.tree(0),
+            outbox: staging.tree(1),
+            seen: staging.tree(2),
+            seen_times: staging.tree(3),
+            counters: staging.tree(4),
+            sent: staging.tree(5),
+            notices: staging.tree(6),
+            refreshed: staging.tree(7),
+            changes: staging.tree(8),
+            latest: staging.tree(9),
+            inbox: staging.tree(10),
+            properties: staging.tree(11),
+            calendars: staging.tree(12),
+            placements: staging.tree(13),
+            names: staging.tree(14),
+            usage: staging.tree(15),
+            tallies: staging.tree(16),
+            meta: staging.tree(17),
         }
     }
 
@@ -418,7 +384,7 @@ impl<'t> Views<'t> {
         if let Some(previous) = self.latest.get(&object)? {
             self.changes.remove(change_key(account, &previous))?;
         }
-        self.latest.insert(object, &id.to_be_bytes())?;
+        self.latest.insert(object, id.to_be_bytes())?;
         let mut value = vec![u8::from(removed)];
         value.extend_from_slice(uid.as_bytes());
         self.changes
@@ -509,25 +475,24 @@ impl<'t> Views<'t> {
     fn notified(&self, account: &str, uid: &str) -> Step {
         match self.notices.remove(object_key(account, uid))? {
             Some(_) => Ok(()),
-            None => Err(ConflictableTransactionError::Abort(StoreError::Conflict)),
+            None => Err(StoreError::Conflict),
         }
     }
 
     /// A delivery recorded; recorded meanwhile, the decision runs again and finds it.
     fn seen(&self, key: &[u8], at: i64, id: u64) -> Step {
-        if self.seen.insert(key, &id.to_be_bytes())?.is_some() {
-            return Err(ConflictableTransactionError::Abort(StoreError::Conflict));
+        if self.seen.insert(key, id.to_be_bytes())?.is_some() {
+            return Err(StoreError::Conflict);
         }
-        self.seen_times.insert(seen_time_key(at, key), &[])?;
+        self.seen_times.insert(seen_time_key(at, key), [])?;
         Ok(())
     }
 }
 
 /// Writes a value under a key, or removes the key.
-fn set(tree: &TransactionalTree, key: impl AsRef<[u8]>, value: Option<impl AsRef<[u8]>>) -> Step {
-    let key = key.as_ref();
+fn set(tree: Staged, key: impl AsRef<[u8]>, value: Option<impl AsRef<[u8]>>) -> Step {
     match value {
-        Some(value) => tree.insert(key, value.as_ref())?,
+        Some(value) => tree.insert(key, value)?,
         None => tree.remove(key)?,
     };
     Ok(())
@@ -545,7 +510,7 @@ fn check(expect: &Expect, current: Option<sled::IVec>) -> Step {
     if ok {
         Ok(())
     } else {
-        Err(ConflictableTransactionError::Abort(StoreError::Conflict))
+        Err(StoreError::Conflict)
     }
 }
 

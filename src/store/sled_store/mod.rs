@@ -2,6 +2,7 @@
 
 mod commit;
 mod keys;
+mod staged;
 #[cfg(test)]
 mod tests;
 mod upgrade;
@@ -85,6 +86,10 @@ struct Trees {
     tallies: sled::Tree,
     /// The store's format, secret and markers.
     meta: sled::Tree,
+    /// The writes of the commit being written, in one record (`staged`): `id` → the writes.
+    journal: sled::Tree,
+    /// Held by the commit being decided and written.
+    committing: std::sync::Mutex<()>,
     log: File,
     dir: PathBuf,
     /// The blob files synced so far, by name, with the length they had then.
@@ -219,7 +224,7 @@ impl Trees {
             .read(true)
             .open(dir.join("db"))
             .map_err(unavailable)?;
-        Ok(Trees {
+        let trees = Trees {
             generation,
             objects: db.open_tree("objects").map_err(unavailable)?,
             outbox: db.open_tree("outbox").map_err(unavailable)?,
@@ -242,11 +247,55 @@ impl Trees {
             usage: db.open_tree("usage").map_err(unavailable)?,
             tallies: db.open_tree("tallies").map_err(unavailable)?,
             meta,
+            journal: db.open_tree("journal").map_err(unavailable)?,
+            committing: Default::default(),
             db,
             log,
             dir: dir.to_path_buf(),
             blobs: Default::default(),
-        })
+        };
+        trees.finish_interrupted()?;
+        Ok(trees)
+    }
+
+    /// The trees a commit writes, in the order of its views (`commit::Views::of`) and of the
+    /// tree indexes in journal records: new trees go at the end.
+    fn committed(&self) -> [&sled::Tree; 18] {
+        [
+            &self.objects,
+            &self.outbox,
+            &self.seen,
+            &self.seen_times,
+            &self.counters,
+            &self.sent,
+            &self.notices,
+            &self.refreshed,
+            &self.changes,
+            &self.latest,
+            &self.inbox,
+            &self.properties,
+            &self.calendars,
+            &self.placements,
+            &self.names,
+            &self.usage,
+            &self.tallies,
+            &self.meta,
+        ]
+    }
+
+    /// Writes the commits a crash interrupted again from their journal records, and makes
+    /// that durable before anything reads the store.
+    fn finish_interrupted(&self) -> Result<(), StoreError> {
+        let finished = staged::replay(&self.journal, &self.committed())?;
+        if finished > 0 {
+            self.db.flush().map_err(unavailable)?;
+            self.log.sync_data().map_err(unavailable)?;
+            tracing::warn!(
+                commits = finished,
+                "commits a crash interrupted written again"
+            );
+        }
+        Ok(())
     }
 }
 

@@ -422,3 +422,66 @@ proptest::proptest! {
         }
     }
 }
+
+/// A crash after a commit's journal record and before its writes: the store writes the
+/// commit when it opens again, whole (the object, its change log entry, what the account
+/// holds, the inbox item and its count), and forgets the record.
+#[test]
+fn a_commit_a_crash_cut_short_is_written_when_the_store_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    store.commit(&[put_of("a@x.org", "before", "1")]).unwrap();
+    let latest = store.changes_since("a@x.org", 0).unwrap().latest;
+    {
+        let trees = store.trees().unwrap();
+        trees.commit_cut_short(&[
+            put_of("a@x.org", "cut", "12345"),
+            Change::Inbox {
+                account: "a@x.org".into(),
+                text: "request".into(),
+                keep: 10,
+                keep_bytes: 1000,
+            },
+        ]);
+        assert_eq!(
+            store.get("a@x.org", "cut").unwrap(),
+            None,
+            "not written yet"
+        );
+        trees.db.flush().unwrap();
+    }
+    drop(store);
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.get("a@x.org", "cut").unwrap().unwrap().text, "12345");
+    let since = store.changes_since("a@x.org", latest).unwrap();
+    assert_eq!(since.changed.len(), 1);
+    assert_eq!(since.changed[0].uid, "cut");
+    assert_eq!(
+        store.usage("a@x.org").unwrap(),
+        Usage {
+            objects: 2,
+            bytes: 6
+        }
+    );
+    assert_eq!(
+        inbox_counted(&store, "a@x.org"),
+        inbox_scanned(&store, "a@x.org")
+    );
+    assert_eq!(inbox_scanned(&store, "a@x.org").items, 1);
+    assert!(store.trees().unwrap().journal.is_empty());
+}
+
+/// A commit whose precondition fails writes nothing, not even its first changes.
+#[test]
+fn a_refused_commit_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let refused = store.commit(&[
+        put_of("a@x.org", "first", "1"),
+        put("second", "2", Expect::Revision(7)),
+    ]);
+    assert!(matches!(refused, Err(StoreError::Conflict)));
+    assert_eq!(store.get("a@x.org", "first").unwrap(), None);
+    assert_eq!(store.usage("a@x.org").unwrap(), Usage::default());
+    assert_eq!(store.changes_since("a@x.org", 0).unwrap().changed.len(), 0);
+}
