@@ -396,9 +396,13 @@ impl<'s, 't> Views<'s, 't> {
     /// inbox holds: a removal counts only an item that was there (two commits may both have
     /// chosen the same oldest item to make room).
     fn inbox_item(&self, account: &str, key: &[u8], text: Option<&[u8]>) -> Step {
+        // A new item's key is new: only a removal needs what was there.
         let before = match text {
-            Some(text) => self.inbox.insert(key, text)?,
-            None => self.inbox.remove(key)?,
+            Some(text) => {
+                self.inbox.insert(key, text)?;
+                None
+            }
+            None => self.inbox.swap(key, None)?,
         };
         if before.is_none() && text.is_none() {
             return Ok(());
@@ -431,13 +435,13 @@ impl<'s, 't> Views<'s, 't> {
     /// before, and the object its previous name.
     fn name(&self, account: &str, uid: &str, name: Option<&str>) -> Step {
         let by_uid = name_key(account, NAME_OF, uid);
-        if let Some(old) = self.names.remove(by_uid.clone())? {
+        if let Some(old) = self.names.swap(&by_uid, None)? {
             let old = String::from_utf8_lossy(&old);
             self.names.remove(name_key(account, NAMED, &old))?;
         }
         if let Some(name) = name {
             let by_name = name_key(account, NAMED, name);
-            if let Some(other) = self.names.insert(by_name, uid.as_bytes())? {
+            if let Some(other) = self.names.swap(by_name, Some(uid.as_bytes()))? {
                 let other = String::from_utf8_lossy(&other);
                 self.names.remove(name_key(account, NAME_OF, &other))?;
             }
@@ -473,7 +477,7 @@ impl<'s, 't> Views<'s, 't> {
 
     /// A notice sent; gone meanwhile (sent by another commit), the decision is stale.
     fn notified(&self, account: &str, uid: &str) -> Step {
-        match self.notices.remove(object_key(account, uid))? {
+        match self.notices.swap(object_key(account, uid), None)? {
             Some(_) => Ok(()),
             None => Err(StoreError::Conflict),
         }
@@ -481,7 +485,7 @@ impl<'s, 't> Views<'s, 't> {
 
     /// A delivery recorded; recorded meanwhile, the decision runs again and finds it.
     fn seen(&self, key: &[u8], at: i64, id: u64) -> Step {
-        if self.seen.insert(key, id.to_be_bytes())?.is_some() {
+        if self.seen.swap(key, Some(&id.to_be_bytes()))?.is_some() {
             return Err(StoreError::Conflict);
         }
         self.seen_times.insert(seen_time_key(at, key), [])?;

@@ -99,8 +99,7 @@ impl<'t> Staging<'t> {
         self.trees[usize::from(tree)].get(key).map_err(unavailable)
     }
 
-    fn set(&self, tree: u8, key: &[u8], value: Option<IVec>) -> Result<Option<IVec>, StoreError> {
-        let before = self.get(tree, key)?;
+    fn set(&self, tree: u8, key: &[u8], value: Option<IVec>) {
         let mut writes = self.writes.borrow_mut();
         let key = IVec::from(key);
         match writes.at.get(&(tree, key.clone())) {
@@ -118,7 +117,6 @@ impl<'t> Staging<'t> {
                 writes.at.insert((tree, key), at);
             }
         }
-        Ok(before)
     }
 }
 
@@ -127,19 +125,30 @@ impl Staged<'_, '_> {
         self.staging.get(self.tree, key.as_ref())
     }
 
-    /// Stages a value under `key`; returns the value before.
-    pub fn insert(
-        &self,
-        key: impl AsRef<[u8]>,
-        value: impl AsRef<[u8]>,
-    ) -> Result<Option<IVec>, StoreError> {
+    /// Stages a value under `key`.
+    pub fn insert(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<(), StoreError> {
         let value = IVec::from(value.as_ref());
-        self.staging.set(self.tree, key.as_ref(), Some(value))
+        self.staging.set(self.tree, key.as_ref(), Some(value));
+        Ok(())
     }
 
-    /// Stages the removal of `key`; returns the value before.
-    pub fn remove(&self, key: impl AsRef<[u8]>) -> Result<Option<IVec>, StoreError> {
-        self.staging.set(self.tree, key.as_ref(), None)
+    /// Stages the removal of `key`.
+    pub fn remove(&self, key: impl AsRef<[u8]>) -> Result<(), StoreError> {
+        self.staging.set(self.tree, key.as_ref(), None);
+        Ok(())
+    }
+
+    /// Stages a value under `key` (none: its removal) and returns the value before, which
+    /// costs a read that `insert` and `remove` do without.
+    pub fn swap(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<Option<IVec>, StoreError> {
+        let before = self.get(key.as_ref())?;
+        self.staging
+            .set(self.tree, key.as_ref(), value.map(IVec::from));
+        Ok(before)
     }
 }
 
@@ -261,10 +270,12 @@ mod tests {
         tree.insert("a", "stored").unwrap();
         let staging = Staging::new(vec![&tree]);
         let t = staging.tree(0);
-        assert_eq!(t.insert("a", "staged").unwrap().unwrap(), b"stored");
+        assert_eq!(t.swap("a", Some(b"staged")).unwrap().unwrap(), b"stored");
         assert_eq!(t.get("a").unwrap().unwrap(), b"staged");
-        assert_eq!(t.remove("a").unwrap().unwrap(), b"staged");
+        assert_eq!(t.swap("a", None).unwrap().unwrap(), b"staged");
         assert_eq!(t.get("a").unwrap(), None);
+        t.insert("b", "new").unwrap();
+        assert_eq!(t.get("b").unwrap().unwrap(), b"new");
         assert_eq!(
             tree.get("a").unwrap().unwrap(),
             b"stored",
