@@ -15,8 +15,6 @@ use keys::{
     NAME_OF, NAMED, change_key, count_of, decode, footprint_key, listed, member_key, name_key,
     notice_value, object_key, seen_time_key, tally_key, usage_of,
 };
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -90,6 +88,8 @@ struct Trees {
     journal: sled::Tree,
     /// Held by the commit being decided and written.
     committing: std::sync::Mutex<()>,
+    /// Held by the footprints being filed.
+    filing: std::sync::Mutex<()>,
     log: File,
     dir: PathBuf,
     /// The blob files synced so far, by name, with the length they had then.
@@ -249,6 +249,7 @@ impl Trees {
             meta,
             journal: db.open_tree("journal").map_err(unavailable)?,
             committing: Default::default(),
+            filing: Default::default(),
             db,
             log,
             dir: dir.to_path_buf(),
@@ -425,37 +426,39 @@ impl Trees {
         // sled shows a commit before it is synced: what was filed from a commit that a crash
         // then undoes would stay filed. Synced first, everything read from is durable.
         self.sync()?;
-        let trees = (
-            &self.footprints,
-            &self.footprint_buckets,
-            &self.footprint_positions,
-        );
-        let result = trees.transaction(|(filed, buckets, positions)| {
-            for (uid, by_bucket) in objects {
-                let key = object_key(account, uid);
-                for old in buckets.get(&key)?.iter().flat_map(|v| v.chunks_exact(8)) {
-                    let old = i64::from_be_bytes(old.try_into().unwrap_or_default());
-                    filed.remove(footprint_key(account, old, uid))?;
-                }
-                for (bucket, bytes) in by_bucket {
-                    filed.insert(footprint_key(account, *bucket, uid), bytes.as_slice())?;
-                }
-                let list: Vec<u8> = by_bucket
-                    .iter()
-                    .flat_map(|(b, _)| b.to_be_bytes())
-                    .collect();
-                match list.is_empty() {
-                    true => buckets.remove(key)?,
-                    false => buckets.insert(key, list)?,
-                };
+        // Plain writes, one filing at a time (a sled transaction would stop every commit while
+        // it runs), in an order that a crash may cut anywhere: an object's entries before the
+        // list of its buckets, the position last, so what is filed again later finds every
+        // entry it replaces.
+        let _alone = self.filing.lock().unwrap_or_else(|e| e.into_inner());
+        for (uid, by_bucket) in objects {
+            let key = object_key(account, uid);
+            let listed = self.footprint_buckets.get(&key).map_err(unavailable)?;
+            for old in listed.iter().flat_map(|v| v.chunks_exact(8)) {
+                let old = i64::from_be_bytes(old.try_into().unwrap_or_default());
+                let entry = footprint_key(account, old, uid);
+                self.footprints.remove(entry).map_err(unavailable)?;
             }
-            positions.insert(account.as_bytes(), &position.to_be_bytes())?;
-            Ok::<_, ConflictableTransactionError<StoreError>>(())
-        });
-        result.map_err(|e| match e {
-            TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => unavailable(e),
-        })
+            for (bucket, bytes) in by_bucket {
+                let entry = footprint_key(account, *bucket, uid);
+                self.footprints
+                    .insert(entry, bytes.as_slice())
+                    .map_err(unavailable)?;
+            }
+            let list: Vec<u8> = by_bucket
+                .iter()
+                .flat_map(|(b, _)| b.to_be_bytes())
+                .collect();
+            match list.is_empty() {
+                true => self.footprint_buckets.remove(key),
+                false => self.footprint_buckets.insert(key, list),
+            }
+            .map_err(unavailable)?;
+        }
+        self.footprint_positions
+            .insert(account.as_bytes(), &position.to_be_bytes())
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     fn all(&self) -> Result<Vec<(String, String, StoredObject)>, StoreError> {
@@ -701,21 +704,17 @@ impl Trees {
             .take(limit)
             .collect::<Result<_, _>>()
             .map_err(unavailable)?;
-        (&self.seen, &self.seen_times)
-            .transaction(|(seen, seen_times)| {
-                for key in &old_seen {
-                    seen.remove(key.get(8..).unwrap_or_default())?;
-                    seen_times.remove(key)?;
-                }
-                Ok::<_, ConflictableTransactionError<StoreError>>(())
-            })
-            .map_err(|e| match e {
-                TransactionError::Abort(e) => e,
-                TransactionError::Storage(e) => unavailable(e),
-            })?;
+        // Plain removals (a sled transaction or batch would stop every commit while it runs).
+        // A crash may cut them anywhere: a delivery's time goes after the delivery, so the
+        // next sweep finds what is left. A commit meanwhile that counts on a tally removed
+        // here writes it again: it is forgotten a sweep later.
+        for key in &old_seen {
+            let seen = key.get(8..).unwrap_or_default();
+            self.seen.remove(seen).map_err(unavailable)?;
+            self.seen_times.remove(key).map_err(unavailable)?;
+        }
         // Ids grow in the order messages were queued, which is nearly the order the relay took
         // them: the walk stops at the first one too young.
-        let mut old_sent = sled::Batch::default();
         let mut sent = 0;
         for item in self.sent.iter().take(limit) {
             let (key, value) = item.map_err(unavailable)?;
@@ -726,10 +725,9 @@ impl Trees {
             if at >= expiry.sent_before {
                 break;
             }
-            old_sent.remove(key);
+            self.sent.remove(key).map_err(unavailable)?;
             sent += 1;
         }
-        self.sent.apply_batch(old_sent).map_err(unavailable)?;
         Ok(Expired {
             seen: old_seen.len(),
             sent,
@@ -740,7 +738,6 @@ impl Trees {
     /// Forgets up to `limit` windowed tallies whose window began before `before`.
     fn expire_tallies(&self, before: i64, limit: usize) -> Result<usize, StoreError> {
         let windowed = [Tally::Echo.code(), Tally::NewFrom.code()];
-        let mut old = sled::Batch::default();
         let mut forgotten = 0;
         for item in self.tallies.iter() {
             let (key, value) = item.map_err(unavailable)?;
@@ -750,14 +747,13 @@ impl Trees {
                 .and_then(|at| key.get(at + 1));
             let old_enough = count_of(&value).is_some_and(|c| c.since < before);
             if code.is_some_and(|c| windowed.contains(c)) && old_enough {
-                old.remove(key);
+                self.tallies.remove(key).map_err(unavailable)?;
                 forgotten += 1;
                 if forgotten == limit {
                     break;
                 }
             }
         }
-        self.tallies.apply_batch(old).map_err(unavailable)?;
         Ok(forgotten)
     }
 
