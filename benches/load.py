@@ -5,12 +5,13 @@
         [--connections C ...] [--imipd OLDER/imipd [--no-limits]] [--skip-dovecot]
 
 Runs, one after the other on this machine: imipd (release build, durable commits) at 1, 4, 16
-and 64 connections; the same messages to a private Dovecot LMTP delivering to Maildir; then
+and 64 connections, with the daemon's CPU per message and how long an acknowledgement waited
+for its commit on average (from its commit until durable: `imipd_commit_seconds`); the same messages to a private Dovecot LMTP delivering to Maildir; then
 imipd's memory (peak RSS) and store size after loading the given numbers of objects. Prints a
 Markdown table per part. Needs dovecot-lmtpd (`apt-get install dovecot-lmtpd`) and root (Dovecot
 delivers as uid 65534)."""
 
-import argparse, json, os, shutil, subprocess, sys, tempfile
+import argparse, json, os, shutil, subprocess, sys, tempfile, urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "e2e"))
 from mta import free_port, imipd_config, start_dovecot, stop_dovecot, wait_port  # noqa: E402
@@ -38,9 +39,9 @@ class Imipd:
     """A release imipd with user1..user100@example.com; `store`: a [store] section."""
 
     def __init__(self, base, store=""):
-        self.base, self.lmtp = base, free_port()
+        self.base, self.lmtp, self.web = base, free_port(), free_port()
         os.makedirs(base, exist_ok=True)
-        imipd_config(f"{base}/imipd.toml", f"{base}/data", self.lmtp, free_port(),
+        imipd_config(f"{base}/imipd.toml", f"{base}/data", self.lmtp, self.web,
                      [f"user{i}@example.com" for i in range(1, ACCOUNTS + 1)],
                      f'{store}[outbound]\nspool_dir = "{base}/spool"\n[log]\nlevel = "warn"\n'
                      + LIMITS[0])
@@ -62,6 +63,25 @@ class Imipd:
         self.process.terminate()
         self.process.wait()
 
+    def cpu_seconds(self):
+        fields = open(f"/proc/{self.process.pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def commits(self):
+        """imipd_commit_seconds' sum and count: how long acknowledgements waited for commits."""
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.web}/metrics").read().decode()
+        figures = dict(l.split() for l in text.splitlines() if l.startswith("imipd_commit_seconds_"))
+        return float(figures["imipd_commit_seconds_sum"]), int(figures["imipd_commit_seconds_count"])
+
+    def measured(self, messages, connections):
+        """`bench` with the daemon's CPU and its commits' wait per message added."""
+        cpu, (waited, commits) = self.cpu_seconds(), self.commits()
+        result = bench(f"lmtp://127.0.0.1:{self.lmtp}", messages, connections)
+        later_waited, later_commits = self.commits()
+        result["cpu_ms"] = (self.cpu_seconds() - cpu) * 1000 / messages
+        result["commit_ms"] = (later_waited - waited) * 1000 / max(later_commits - commits, 1)
+        return result
+
 
 def du(path):
     return int(subprocess.run(["du", "-sb", path], capture_output=True, text=True).stdout.split()[0])
@@ -69,7 +89,9 @@ def du(path):
 
 def row(name, c, r):
     errors = ", ".join(f"{k}: {v}" for k, v in r["errors"].items()) or "none"
-    return f"| {name} | {c} | {r['messages_per_sec']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.2f} | {errors} |"
+    own = " | ".join(f"{r[k]:.2f}" if k in r else "-" for k in ("cpu_ms", "commit_ms"))
+    return (f"| {name} | {c} | {r['messages_per_sec']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f}"
+            f" | {r['max_ms']:.2f} | {own} | {errors} |")
 
 
 def main():
@@ -87,11 +109,11 @@ def main():
         LIMITS[0] = ""
     work = tempfile.mkdtemp(prefix="imipd-load-")
     os.chmod(work, 0o755)
-    lines = ["| server | connections | messages/s | p50 ms | p99 ms | max ms | errors |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| server | connections | messages/s | p50 ms | p99 ms | max ms | CPU ms/msg | commit wait ms | errors |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for c in opts.connections:
         server = Imipd(f"{work}/imipd-{c}")
-        lines.append(row("imipd", c, bench(f"lmtp://127.0.0.1:{server.lmtp}", opts.messages, c)))
+        lines.append(row("imipd", c, server.measured(opts.messages, c)))
         server.stop()
         print(lines[-1], flush=True)
     for c in [] if opts.skip_dovecot else opts.connections:
