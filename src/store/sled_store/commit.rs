@@ -3,9 +3,9 @@
 //! written whole (`staged`), one commit at a time.
 
 use super::keys::{
-    InboxHeld, NAME_OF, NAMED, change_key, count_value, encode, inbox_held_key, listed, member_key,
-    name_key, notice_value, object_key, seen_time_key, sent_value, tally_key, usage_of,
-    usage_value,
+    Head, InboxHeld, NAME_OF, NAMED, change_key, count_value, inbox_held_key, inbox_of,
+    inbox_value, member_key, name_key, notice_value, object_key, seen_time_key, sent_value,
+    tally_key, usage_of, usage_value,
 };
 use super::staged::{Staged, Staging};
 use super::{Trees, unavailable};
@@ -26,7 +26,7 @@ struct Prepared {
     /// One id per change: a retried transaction must not consume new ones.
     ids: Vec<u64>,
     /// The oldest inbox items that make room for the new ones: account and key.
-    trimmed: Vec<(String, Vec<u8>)>,
+    trimmed: Vec<(String, u64)>,
     /// What is kept for the object of each removal, by the removal's index.
     kept_for: BTreeMap<usize, KeptFor>,
 }
@@ -38,7 +38,8 @@ impl Trees {
         let _alone = self.committing.lock().unwrap_or_else(|e| e.into_inner());
         let (staging, ids) = self.stage(changes)?;
         // A commit's first id is its own: the journal record's key.
-        staging.write(&self.journal, ids.first().copied().unwrap_or_default())?;
+        let id = ids.first().copied().unwrap_or_default();
+        staging.write(&self.journal, &self.texts, id)?;
         Ok(ids)
     }
 
@@ -47,8 +48,8 @@ impl Trees {
         let prepared = self.prepare(changes)?;
         let staging = Staging::new(self.committed().to_vec());
         let views = Views::of(&staging);
-        for (account, key) in &prepared.trimmed {
-            views.inbox_item(account, key, None)?;
+        for (account, id) in &prepared.trimmed {
+            views.inbox_item(account, *id, None)?;
         }
         for (at, (change, id)) in changes.iter().zip(&prepared.ids).enumerate() {
             views.apply(change, *id, prepared.kept_for.get(&at))?;
@@ -60,7 +61,7 @@ impl Trees {
     #[cfg(test)]
     pub(super) fn commit_cut_short(&self, changes: &[Change]) {
         let (staging, ids) = self.stage(changes).unwrap();
-        staging.record_only(&self.journal, ids[0]);
+        staging.record_only(&self.journal, &self.texts, ids[0]);
     }
 
     fn prepare(&self, changes: &[Change]) -> Result<Prepared, StoreError> {
@@ -76,7 +77,7 @@ impl Trees {
     }
 
     /// The keys of the inbox items that must go so that the new ones fit each account's room.
-    fn trimmed_for(&self, changes: &[Change]) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    fn trimmed_for(&self, changes: &[Change]) -> Result<Vec<(String, u64)>, StoreError> {
         let mut added: BTreeMap<&str, Room> = Default::default();
         for change in changes {
             if let Change::Inbox {
@@ -108,10 +109,11 @@ impl Trees {
             // Oldest first, and read only as far as the items that go.
             let oldest = self.inbox.scan_prefix(&prefix).map(|item| {
                 let (key, value) = item.map_err(unavailable)?;
-                Ok((key.to_vec(), value.len()))
+                let id = key[prefix.len()..].try_into().map_or(0, u64::from_be_bytes);
+                Ok((id, inbox_of(&value).map_or(0, |(_, size)| size)))
             });
-            for key in room.oldest_to_drop(InboxHeld::of(held.as_deref()), oldest)? {
-                trimmed.push((account.to_owned(), key));
+            for id in room.oldest_to_drop(InboxHeld::of(held.as_deref()), oldest)? {
+                trimmed.push((account.to_owned(), id));
             }
         }
         Ok(trimmed)
@@ -187,6 +189,8 @@ struct Views<'s, 't> {
     usage: Staged<'s, 't>,
     tallies: Staged<'s, 't>,
     meta: Staged<'s, 't>,
+    texts: Staged<'s, 't>,
+    staging: &'s Staging<'t>,
 }
 
 impl<'s, 't> Views<'s, 't> {
@@ -211,6 +215,8 @@ impl<'s, 't> Views<'s, 't> {
             usage: staging.tree(15),
             tallies: staging.tree(16),
             meta: staging.tree(17),
+            texts: staging.tree(18),
+            staging,
         }
     }
 
@@ -232,14 +238,8 @@ impl<'s, 't> Views<'s, 't> {
                 self.delete(account, uid, expect, id)?;
                 kept_for.map_or(Ok(()), |kept| self.forget_kept(kept))
             }
-            Change::Inbox { account, text, .. } => self.inbox_item(
-                account,
-                &change_key(account, &id.to_be_bytes()),
-                Some(text.as_bytes()),
-            ),
-            Change::InboxRemove { account, id } => {
-                self.inbox_item(account, &change_key(account, &id.to_be_bytes()), None)
-            }
+            Change::Inbox { account, text, .. } => self.inbox_item(account, id, Some(text)),
+            Change::InboxRemove { account, id } => self.inbox_item(account, *id, None),
             Change::Calendar {
                 account,
                 name,
@@ -344,27 +344,52 @@ impl<'s, 't> Views<'s, 't> {
         id: u64,
     ) -> Step {
         let key = object_key(account, uid);
-        let current = self.objects.get(&key)?;
-        let kept = current.as_deref().and_then(listed).map(|o| o.schedule_tag);
-        let before = current.as_ref().map(|v| v.len().saturating_sub(16));
+        let current = self.head(&key)?;
         check(expect, current)?;
-        let schedule_tag = match tag {
-            Tag::Kept => kept.unwrap_or(id),
-            Tag::New => id,
+        let schedule_tag = match (tag, current) {
+            (Tag::Kept, Some(head)) => head.schedule_tag,
+            _ => id,
         };
-        self.objects.insert(key, encode(id, schedule_tag, text))?;
+        // The text goes under the change's id, new to `texts`; the head points to it.
+        self.staging.put_text(id, text.as_bytes());
+        let head = Head {
+            revision: id,
+            schedule_tag,
+            text: id,
+            length: text.len() as u64,
+        };
+        self.objects.insert(key, head.value())?;
+        self.forget_text(current)?;
         self.log_change(account, uid, id, false)?;
-        self.count(account, before, Some(text.len()))
+        self.count(
+            account,
+            current.map(|h| h.length as usize),
+            Some(text.len()),
+        )
     }
 
     fn delete(&self, account: &str, uid: &str, expect: &Expect, id: u64) -> Step {
         let key = object_key(account, uid);
-        let current = self.objects.get(&key)?;
-        let before = current.as_ref().map(|v| v.len().saturating_sub(16));
+        let current = self.head(&key)?;
         check(expect, current)?;
         self.objects.remove(key)?;
+        self.forget_text(current)?;
         self.log_change(account, uid, id, true)?;
-        self.count(account, before, None)
+        self.count(account, current.map(|h| h.length as usize), None)
+    }
+
+    /// What an object's value says of it (its text stays in `texts`).
+    fn head(&self, key: &[u8]) -> Result<Option<Head>, StoreError> {
+        let value = self.objects.get(key)?;
+        Ok(value.as_deref().and_then(Head::of))
+    }
+
+    /// The text of an object's replaced or removed version goes.
+    fn forget_text(&self, replaced: Option<Head>) -> Step {
+        match replaced {
+            Some(head) => self.texts.remove(head.text.to_be_bytes()),
+            None => Ok(()),
+        }
     }
 
     /// What was kept for a removed object goes with it.
@@ -392,31 +417,30 @@ impl<'s, 't> Views<'s, 't> {
         Ok(())
     }
 
-    /// Puts (`Some`) or removes an item of an account's schedule inbox, and counts what the
-    /// inbox holds: a removal counts only an item that was there (two commits may both have
-    /// chosen the same oldest item to make room).
-    fn inbox_item(&self, account: &str, key: &[u8], text: Option<&[u8]>) -> Step {
-        // A new item's key is new: only a removal needs what was there.
-        let before = match text {
-            Some(text) => {
-                self.inbox.insert(key, text)?;
-                None
-            }
-            None => self.inbox.swap(key, None)?,
-        };
-        if before.is_none() && text.is_none() {
-            return Ok(());
-        }
+    /// Puts (`Some`) or removes the item `id` of an account's schedule inbox (its text under
+    /// the same id in `texts`), and counts what the inbox holds: a removal counts only an item
+    /// that was there (a client may remove one that a delivery's trimming removed).
+    fn inbox_item(&self, account: &str, id: u64, text: Option<&str>) -> Step {
+        let key = change_key(account, &id.to_be_bytes());
         let counted = inbox_held_key(account);
         let mut held = InboxHeld::of(self.usage.get(&counted)?.as_deref());
-        if let Some(before) = before {
-            held = held.without(before.len());
+        match text {
+            Some(text) => {
+                self.staging.put_text(id, text.as_bytes());
+                self.inbox.insert(key, inbox_value(id, text.len()))?;
+                held = held.with(text.len());
+            }
+            None => {
+                let Some((text, length)) =
+                    self.inbox.swap(key, None)?.as_deref().and_then(inbox_of)
+                else {
+                    return Ok(());
+                };
+                self.texts.remove(text.to_be_bytes())?;
+                held = held.without(length);
+            }
         }
-        if let Some(text) = text {
-            held = held.with(text.len());
-        }
-        self.usage.insert(counted, held.value())?;
-        Ok(())
+        self.usage.insert(counted, held.value())
     }
 
     /// Adjusts an account's usage for an object that held `before` bytes (none: absent) and
@@ -503,9 +527,8 @@ fn set(tree: Staged, key: impl AsRef<[u8]>, value: Option<impl AsRef<[u8]>>) -> 
 }
 
 /// Aborts a commit whose expectation of an object's revision fails.
-fn check(expect: &Expect, current: Option<sled::IVec>) -> Step {
-    // The head only: the text is not copied out to compare a revision.
-    let ok = match (expect, current.as_deref().and_then(listed)) {
+fn check(expect: &Expect, current: Option<Head>) -> Step {
+    let ok = match (expect, current) {
         (Expect::Any, _) => true,
         (Expect::Absent, found) => found.is_none(),
         (Expect::Revision(rev), Some(found)) => found.revision == *rev,
@@ -527,13 +550,13 @@ struct Room {
 }
 
 impl Room {
-    /// The keys of the oldest items (`oldest`: key and size, oldest first) that must go so
+    /// The ids of the oldest items (`oldest`: id and size, oldest first) that must go so
     /// that what is `held` and the new fit; reads `oldest` no further than that.
     fn oldest_to_drop(
         &self,
         held: InboxHeld,
-        oldest: impl Iterator<Item = Result<(Vec<u8>, usize), StoreError>>,
-    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        oldest: impl Iterator<Item = Result<(u64, usize), StoreError>>,
+    ) -> Result<Vec<u64>, StoreError> {
         let mut items = held.items as usize + self.items;
         let mut bytes = held.bytes as usize + self.bytes;
         let mut dropped = Vec::new();
@@ -541,10 +564,10 @@ impl Room {
             if items <= self.keep && bytes <= self.keep_bytes {
                 break;
             }
-            let (key, size) = item?;
+            let (id, size) = item?;
             items = items.saturating_sub(1);
             bytes = bytes.saturating_sub(size);
-            dropped.push(key);
+            dropped.push(id);
         }
         Ok(dropped)
     }

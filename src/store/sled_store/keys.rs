@@ -156,8 +156,79 @@ pub(super) fn change_key(account: &str, id: &[u8]) -> Vec<u8> {
     key
 }
 
-/// An object's value: its revision, its schedule tag, its text (format 2).
-pub(super) fn decode(value: &[u8]) -> Option<StoredObject> {
+/// An object's value (format 6): its revision, its schedule tag, the key of its text in
+/// `texts`, the text's length; 32 bytes, which no value of formats 2 to 5 is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Head {
+    pub revision: u64,
+    pub schedule_tag: u64,
+    pub text: u64,
+    pub length: u64,
+}
+
+impl Head {
+    pub fn value(self) -> Vec<u8> {
+        [self.revision, self.schedule_tag, self.text, self.length]
+            .iter()
+            .flat_map(|n| n.to_be_bytes())
+            .collect()
+    }
+
+    pub fn of(value: &[u8]) -> Option<Head> {
+        let [revision, schedule_tag, text, length] = numbers::<4>(value)?;
+        Some(Head {
+            revision,
+            schedule_tag,
+            text,
+            length,
+        })
+    }
+
+    /// What a listing shows of the object.
+    pub fn listed(self) -> Listed {
+        Listed {
+            revision: self.revision,
+            schedule_tag: self.schedule_tag,
+            length: self.length as usize,
+        }
+    }
+}
+
+/// An object's value without its text: what a listing needs.
+pub(super) fn listed(value: &[u8]) -> Option<Listed> {
+    Head::of(value).map(Head::listed)
+}
+
+/// An inbox item's value (format 6): the key of its text in `texts`, the text's length; 16
+/// bytes, which no item of formats 2 to 5 (an iTIP message itself) is.
+pub(super) fn inbox_value(text: u64, length: usize) -> Vec<u8> {
+    [text, length as u64]
+        .iter()
+        .flat_map(|n| n.to_be_bytes())
+        .collect()
+}
+
+/// An inbox item's text key and length.
+pub(super) fn inbox_of(value: &[u8]) -> Option<(u64, usize)> {
+    let [text, length] = numbers::<2>(value)?;
+    Some((text, length as usize))
+}
+
+/// A value of exactly N big-endian u64s.
+fn numbers<const N: usize>(value: &[u8]) -> Option<[u64; N]> {
+    if value.len() != N * 8 {
+        return None;
+    }
+    let mut out = [0; N];
+    for (n, bytes) in out.iter_mut().zip(value.chunks_exact(8)) {
+        *n = u64::from_be_bytes(bytes.try_into().ok()?);
+    }
+    Some(out)
+}
+
+/// An object's value of formats 2 to 5: its revision, its schedule tag, its text (what the
+/// upgrades before format 6 read and write).
+pub(super) fn inline_of(value: &[u8]) -> Option<StoredObject> {
     let (rev, rest) = value.split_at_checked(8)?;
     let (tag, text) = rest.split_at_checked(8)?;
     Some(StoredObject {
@@ -167,18 +238,7 @@ pub(super) fn decode(value: &[u8]) -> Option<StoredObject> {
     })
 }
 
-/// An object's value without its text: what a listing needs.
-pub(super) fn listed(value: &[u8]) -> Option<Listed> {
-    let (rev, rest) = value.split_at_checked(8)?;
-    let (tag, text) = rest.split_at_checked(8)?;
-    Some(Listed {
-        revision: u64::from_be_bytes(rev.try_into().ok()?),
-        schedule_tag: u64::from_be_bytes(tag.try_into().ok()?),
-        length: text.len(),
-    })
-}
-
-pub(super) fn encode(revision: u64, schedule_tag: u64, text: &str) -> Vec<u8> {
+pub(super) fn inline_value(revision: u64, schedule_tag: u64, text: &str) -> Vec<u8> {
     let mut value = Vec::with_capacity(16 + text.len());
     value.extend_from_slice(&revision.to_be_bytes());
     value.extend_from_slice(&schedule_tag.to_be_bytes());

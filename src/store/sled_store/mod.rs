@@ -12,8 +12,8 @@ use super::{
     Notice, OutboundMessage, Store, StoreError, StoredObject, Tally, Usage,
 };
 use keys::{
-    NAME_OF, NAMED, change_key, count_of, decode, footprint_key, listed, member_key, name_key,
-    notice_value, object_key, seen_time_key, tally_key, usage_of,
+    Head, NAME_OF, NAMED, change_key, count_of, footprint_key, inbox_of, listed, member_key,
+    name_key, notice_value, object_key, seen_time_key, tally_key, usage_of,
 };
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -23,7 +23,7 @@ use upgrade::{recorded_format, upgrade};
 
 /// The on-disk layout this build reads and writes, recorded as `imipd-N` under `format` in the
 /// `meta` tree.
-const FORMAT: u32 = 5;
+const FORMAT: u32 = 6;
 
 /// sled with the trees of the daemon; reopened from disk after an I/O failure, because sled
 /// keeps failing once it has seen one (a full disk, say) and its memory may then hold writes
@@ -84,6 +84,10 @@ struct Trees {
     tallies: sled::Tree,
     /// The store's format, secret and markers.
     meta: sled::Tree,
+    /// Objects' texts and inbox items' texts, each under the id of the change that wrote it
+    /// (what `objects` and `inbox` hold points here): the trees a commit reads and rewrites
+    /// stay small enough for sled's cache.
+    texts: sled::Tree,
     /// The writes of the commit being written, in one record (`staged`): `id` → the writes.
     journal: sled::Tree,
     /// Held by the commit being decided and written.
@@ -248,6 +252,7 @@ impl Trees {
             tallies: db.open_tree("tallies").map_err(unavailable)?,
             meta,
             journal: db.open_tree("journal").map_err(unavailable)?,
+            texts: db.open_tree("texts").map_err(unavailable)?,
             committing: Default::default(),
             filing: Default::default(),
             db,
@@ -261,7 +266,7 @@ impl Trees {
 
     /// The trees a commit writes, in the order of its views (`commit::Views::of`) and of the
     /// tree indexes in journal records: new trees go at the end.
-    fn committed(&self) -> [&sled::Tree; 18] {
+    fn committed(&self) -> [&sled::Tree; 19] {
         [
             &self.objects,
             &self.outbox,
@@ -281,7 +286,29 @@ impl Trees {
             &self.usage,
             &self.tallies,
             &self.meta,
+            &self.texts,
         ]
+    }
+
+    /// The object a value of `objects` stands for, with its text.
+    fn object_of(&self, value: &[u8]) -> Result<Option<StoredObject>, StoreError> {
+        Head::of(value).map_or(Ok(None), |head| self.object(head))
+    }
+
+    /// The object a head stands for, with its text.
+    fn object(&self, head: Head) -> Result<Option<StoredObject>, StoreError> {
+        let text = self.text(head.text)?;
+        Ok(text.map(|text| StoredObject {
+            revision: head.revision,
+            schedule_tag: head.schedule_tag,
+            text,
+        }))
+    }
+
+    /// A text of `texts`.
+    fn text(&self, id: u64) -> Result<Option<String>, StoreError> {
+        let value = self.texts.get(id.to_be_bytes()).map_err(unavailable)?;
+        Ok(value.and_then(|v| String::from_utf8(v.to_vec()).ok()))
     }
 
     /// Writes the commits a crash interrupted again from their journal records, and makes
@@ -382,15 +409,24 @@ impl Trees {
     }
 
     fn get(&self, account: &str, uid: &str) -> Result<Option<StoredObject>, StoreError> {
-        Ok(self
+        match self
             .objects
             .get(object_key(account, uid))
             .map_err(unavailable)?
-            .and_then(|v| decode(&v)))
+        {
+            Some(value) => self.object_of(&value),
+            None => Ok(None),
+        }
     }
 
     fn list(&self, account: &str) -> Result<Vec<(String, StoredObject)>, StoreError> {
-        scan(&self.objects, &object_key(account, ""), decode)
+        let mut out = Vec::new();
+        for (uid, head) in scan(&self.objects, &object_key(account, ""), Head::of)? {
+            if let Some(object) = self.object(head)? {
+                out.push((uid, object));
+            }
+        }
+        Ok(out)
     }
 
     fn listing(&self, account: &str) -> Result<Vec<(String, Listed)>, StoreError> {
@@ -468,7 +504,7 @@ impl Trees {
             let mut halves = key.splitn(2, |b| *b == 0);
             let account = String::from_utf8_lossy(halves.next().unwrap_or_default()).into_owned();
             let uid = String::from_utf8_lossy(halves.next().unwrap_or_default()).into_owned();
-            if let Some(object) = decode(&value) {
+            if let Some(object) = self.object_of(&value)? {
                 out.push((account, uid, object));
             }
         }
@@ -530,11 +566,12 @@ impl Trees {
     fn inbox_ids(&self, account: &str) -> Result<Vec<(u64, usize)>, StoreError> {
         let prefix = object_key(account, "");
         let mut out = Vec::new();
-        // sled holds the values in the pages it iterates: their lengths cost no read.
+        // Each item's value says its text's length: the texts are not read.
         for item in self.inbox.scan_prefix(&prefix) {
             let (key, value) = item.map_err(unavailable)?;
             let id = key[prefix.len()..].try_into().map(u64::from_be_bytes);
-            out.push((id.unwrap_or_default(), value.len()));
+            let length = inbox_of(&value).map_or(0, |(_, length)| length);
+            out.push((id.unwrap_or_default(), length));
         }
         Ok(out)
     }
@@ -584,7 +621,9 @@ impl Trees {
                 .try_into()
                 .map(u64::from_be_bytes)
                 .unwrap_or_default();
-            out.push((id, String::from_utf8_lossy(&value).into_owned()));
+            if let Some((text, _)) = inbox_of(&value) {
+                out.push((id, self.text(text)?.unwrap_or_default()));
+            }
         }
         Ok(out)
     }

@@ -22,6 +22,9 @@ use std::collections::HashMap;
 pub(super) struct Staging<'t> {
     trees: Vec<&'t sled::Tree>,
     writes: RefCell<Writes>,
+    /// Texts under keys of their own, new: written before the journal record and outside it,
+    /// since nothing refers to them until the commit's other writes do.
+    texts: RefCell<Vec<(u64, IVec)>>,
 }
 
 #[derive(Default)]
@@ -53,6 +56,7 @@ impl<'t> Staging<'t> {
         Staging {
             trees,
             writes: Default::default(),
+            texts: Default::default(),
         }
     }
 
@@ -64,9 +68,23 @@ impl<'t> Staging<'t> {
         }
     }
 
-    /// Writes what was staged: the journal record (under `id`, unique to the commit), each
-    /// write, the record's removal. One write alone needs no record.
-    pub fn write(self, journal: &sled::Tree, id: u64) -> Result<(), StoreError> {
+    /// Stages a text under a new key of `texts` (see `write`).
+    pub fn put_text(&self, key: u64, text: &[u8]) {
+        self.texts.borrow_mut().push((key, IVec::from(text)));
+    }
+
+    /// Writes what was staged: the new texts into `texts`, the journal record (under `id`,
+    /// unique to the commit), each write, the record's removal. One write alone needs no
+    /// record. A crash before the record leaves texts nothing refers to: a few bytes lost.
+    pub fn write(
+        self,
+        journal: &sled::Tree,
+        texts: &sled::Tree,
+        id: u64,
+    ) -> Result<(), StoreError> {
+        for (key, text) in self.texts.into_inner() {
+            texts.insert(key.to_be_bytes(), text).map_err(unavailable)?;
+        }
         let writes = self.writes.into_inner().order;
         let recorded = writes.len() > 1;
         if recorded {
@@ -85,7 +103,10 @@ impl<'t> Staging<'t> {
 
     /// Writes the journal record alone: what a crash right after it leaves.
     #[cfg(test)]
-    pub fn record_only(self, journal: &sled::Tree, id: u64) {
+    pub fn record_only(self, journal: &sled::Tree, texts: &sled::Tree, id: u64) {
+        for (key, text) in self.texts.into_inner() {
+            texts.insert(key.to_be_bytes(), text).unwrap();
+        }
         let writes = self.writes.into_inner().order;
         journal.insert(id.to_be_bytes(), record(&writes)).unwrap();
     }
@@ -282,7 +303,10 @@ mod tests {
             "nothing written yet"
         );
         let journal = db.open_tree("journal").unwrap();
-        staging.write(&journal, 1).unwrap();
+        let texts = db.open_tree("texts").unwrap();
+        staging.put_text(9, b"text");
+        staging.write(&journal, &texts, 1).unwrap();
+        assert_eq!(texts.get(9u64.to_be_bytes()).unwrap().unwrap(), b"text");
         assert_eq!(tree.get("a").unwrap(), None);
         assert!(journal.is_empty());
     }

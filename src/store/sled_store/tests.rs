@@ -101,6 +101,26 @@ fn commits_are_atomic_and_checked() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Rewrites what this build committed the way formats 2 to 5 kept it: objects' and inbox
+/// items' texts inline, no `texts`.
+fn as_format_5(trees: &Trees) {
+    for item in trees.objects.iter() {
+        let (key, value) = item.unwrap();
+        let object = trees.object_of(&value).unwrap().unwrap();
+        let inline = keys::inline_value(object.revision, object.schedule_tag, &object.text);
+        trees.objects.insert(key, inline).unwrap();
+    }
+    for item in trees.inbox.iter() {
+        let (key, value) = item.unwrap();
+        let (text, _) = keys::inbox_of(&value).unwrap();
+        trees
+            .inbox
+            .insert(key, trees.text(text).unwrap().unwrap().as_bytes())
+            .unwrap();
+    }
+    trees.texts.clear().unwrap();
+}
+
 fn put_of(account: &str, uid: &str, text: &str) -> Change {
     Change::Put {
         account: account.into(),
@@ -175,8 +195,16 @@ fn format_1_is_upgraded_with_its_objects_in_the_log() {
     let store = SledStore::open(dir.path()).unwrap();
     store.commit(&[put_of("a@x.org", "old", "1")]).unwrap();
     {
-        // As a format-1 binary left it: no log.
+        // As a format-1 binary left it: no log, an object's value its revision and text.
         let trees = store.trees().unwrap();
+        let object = store.get("a@x.org", "old").unwrap().unwrap();
+        let mut value = object.revision.to_be_bytes().to_vec();
+        value.extend_from_slice(object.text.as_bytes());
+        trees
+            .objects
+            .insert(keys::object_key("a@x.org", "old"), value)
+            .unwrap();
+        trees.texts.clear().unwrap();
         trees.changes.clear().unwrap();
         trees.latest.clear().unwrap();
         let meta = trees.db.open_tree("meta").unwrap();
@@ -209,6 +237,7 @@ fn format_3_counts_what_each_account_holds() {
     {
         // As a format-3 binary left it: nothing counted.
         let trees = store.trees().unwrap();
+        as_format_5(&trees);
         trees.usage.clear().unwrap();
         trees.meta.insert("format", "imipd-3").unwrap();
         trees.db.flush().unwrap();
@@ -337,6 +366,7 @@ fn format_4_counts_each_inbox() {
     {
         // As a format-4 binary left it: nothing counted.
         let trees = store.trees().unwrap();
+        as_format_5(&trees);
         trees.usage.clear().unwrap();
         trees.meta.insert("format", "imipd-4").unwrap();
         trees.db.flush().unwrap();
@@ -484,4 +514,100 @@ fn a_refused_commit_writes_nothing() {
     assert_eq!(store.get("a@x.org", "first").unwrap(), None);
     assert_eq!(store.usage("a@x.org").unwrap(), Usage::default());
     assert_eq!(store.changes_since("a@x.org", 0).unwrap().changed.len(), 0);
+}
+
+/// Format 5 kept texts inline: opened by this build, they move to `texts` and read as before;
+/// values already moved (an upgrade cut short) are left as they are.
+#[test]
+fn format_5_moves_the_texts_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let inbox = Change::Inbox {
+        account: "a@x.org".into(),
+        text: "BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\n".into(),
+        keep: 10,
+        keep_bytes: 1000,
+    };
+    store
+        .commit(&[put_of("a@x.org", "one", "BEGIN:VCALENDAR\r\none"), inbox])
+        .unwrap();
+    store
+        .commit(&[put_of("a@x.org", "two", "BEGIN:VCALENDAR\r\ntwo")])
+        .unwrap();
+    let before = (
+        store.list("a@x.org").unwrap(),
+        store.listing("a@x.org").unwrap(),
+        store.inbox("a@x.org").unwrap(),
+        store.inbox_ids("a@x.org").unwrap(),
+    );
+    {
+        let trees = store.trees().unwrap();
+        let moved = trees
+            .objects
+            .get(keys::object_key("a@x.org", "two"))
+            .unwrap()
+            .unwrap();
+        let text = trees.object_of(&moved).unwrap().unwrap().text;
+        as_format_5(&trees);
+        // "two" was moved before the cut.
+        trees
+            .texts
+            .insert(77u64.to_be_bytes(), text.as_bytes())
+            .unwrap();
+        let head = keys::Head {
+            text: 77,
+            ..keys::Head::of(&moved).unwrap()
+        };
+        trees
+            .objects
+            .insert(keys::object_key("a@x.org", "two"), head.value())
+            .unwrap();
+        trees.meta.insert("format", "imipd-5").unwrap();
+        trees.db.flush().unwrap();
+    }
+    drop(store);
+    let store = SledStore::open(dir.path()).unwrap();
+    let after = (
+        store.list("a@x.org").unwrap(),
+        store.listing("a@x.org").unwrap(),
+        store.inbox("a@x.org").unwrap(),
+        store.inbox_ids("a@x.org").unwrap(),
+    );
+    assert_eq!(after, before);
+    let trees = store.trees().unwrap();
+    assert_eq!(trees.texts.len(), 3, "two objects and an item, each once");
+}
+
+/// An object replaced or removed, or an inbox item removed, leaves no text behind.
+#[test]
+fn texts_go_with_what_they_belong_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let item = Change::Inbox {
+        account: "a@x.org".into(),
+        text: "request".into(),
+        keep: 1,
+        keep_bytes: 1000,
+    };
+    store
+        .commit(&[put_of("a@x.org", "u", "1"), item.clone()])
+        .unwrap();
+    store.commit(&[put_of("a@x.org", "u", "2"), item]).unwrap();
+    let texts = store.trees().unwrap().texts.len();
+    assert_eq!(texts, 2, "the object's latest text and the one item kept");
+    let held = store.inbox_ids("a@x.org").unwrap();
+    store
+        .commit(&[
+            Change::Delete {
+                account: "a@x.org".into(),
+                uid: "u".into(),
+                expect: Expect::Any,
+            },
+            Change::InboxRemove {
+                account: "a@x.org".into(),
+                id: held[0].0,
+            },
+        ])
+        .unwrap();
+    assert!(store.trees().unwrap().texts.is_empty());
 }

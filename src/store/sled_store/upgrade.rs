@@ -1,7 +1,8 @@
 //! Older formats of the sled store brought to this build's, one step at a time.
 
 use super::keys::{
-    InboxHeld, change_key, encode, inbox_held_key, seen_time_key, sent_value, usage_value,
+    Head, InboxHeld, change_key, inbox_held_key, inbox_value, inline_of, inline_value,
+    seen_time_key, sent_value, usage_value,
 };
 use super::{FORMAT, unavailable};
 use crate::store::{StoreError, StoredObject, Usage};
@@ -14,7 +15,47 @@ const UPGRADES: &[Upgrade] = &[
     date_delivered_and_sent,
     count_usage,
     count_inboxes,
+    move_texts,
 ];
+
+/// Format 6 keeps objects' and inbox items' texts in `texts`, each under an id of its own,
+/// and a head pointing there in their place. A value already moved (an upgrade cut short) is
+/// left as it is: a head is 32 bytes and an item's pointer 16, shorter than any iCalendar
+/// text (`BEGIN:VCALENDAR` and its line end are 17).
+fn move_texts(db: &sled::Db) -> Result<(), StoreError> {
+    let texts = db.open_tree("texts").map_err(unavailable)?;
+    let objects = db.open_tree("objects").map_err(unavailable)?;
+    for item in objects.iter() {
+        let (key, value) = item.map_err(unavailable)?;
+        let Some(object) = (value.len() != 32).then(|| inline_of(&value)).flatten() else {
+            continue;
+        };
+        let id = db.generate_id().map_err(unavailable)?;
+        texts
+            .insert(id.to_be_bytes(), object.text.as_bytes())
+            .map_err(unavailable)?;
+        let head = Head {
+            revision: object.revision,
+            schedule_tag: object.schedule_tag,
+            text: id,
+            length: object.text.len() as u64,
+        };
+        objects.insert(key, head.value()).map_err(unavailable)?;
+    }
+    let inbox = db.open_tree("inbox").map_err(unavailable)?;
+    for item in inbox.iter() {
+        let (key, text) = item.map_err(unavailable)?;
+        if text.len() == 16 {
+            continue;
+        }
+        let id = db.generate_id().map_err(unavailable)?;
+        texts.insert(id.to_be_bytes(), &text).map_err(unavailable)?;
+        inbox
+            .insert(key, inbox_value(id, text.len()))
+            .map_err(unavailable)?;
+    }
+    Ok(())
+}
 
 /// Format 5 counts what each account's schedule inbox holds (items, bytes), so that keeping it
 /// bounded does not read it whole on every delivery: a store of format 4 counts its inboxes.
@@ -100,7 +141,7 @@ fn log_existing_objects(db: &sled::Db) -> Result<(), StoreError> {
         };
         let revision = u64::from_be_bytes(revision.try_into().unwrap_or_default());
         objects
-            .insert(&key, encode(revision, revision, text))
+            .insert(&key, inline_value(revision, revision, text))
             .map_err(unavailable)?;
         let object = StoredObject {
             revision,
