@@ -2,7 +2,7 @@
 """Several hosts, for BENCHMARKS.md: `imipd bench` at 16 connections against one instance on
 sled, one instance on PostgreSQL and two instances on one PostgreSQL database, in one run.
 
-    cargo build --release && python3 benches/hosts.py [--messages N]
+    cargo build --release && python3 benches/hosts.py [--messages N] [--imipd OLDER/imipd]
 
 Starts a private PostgreSQL cluster (tests/e2e/pg_cluster.sh, with pg_stat_statements loaded).
 Each set-up gets two loads: `own` (each connection creates, updates and cancels objects of its
@@ -14,6 +14,7 @@ statements and commits PostgreSQL ran per message."""
 import argparse, json, os, shutil, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "e2e"))
+import load  # noqa: E402
 from load import ACCOUNTS, IMIPD, Imipd as Instance  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -95,7 +96,10 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=10000)
     parser.add_argument("--pool-size", type=int, default=16, help="store.pool_size of each instance")
+    parser.add_argument("--imipd", default=IMIPD,
+                        help="the imipd binary to serve (default: this build's; the load generator stays this build's)")
     opts = parser.parse_args()
+    load.SERVER[0] = os.path.abspath(opts.imipd)
     work = tempfile.mkdtemp(prefix="imipd-hosts-")
     os.chmod(work, 0o755)
     pg_dir = f"{work}/postgres"

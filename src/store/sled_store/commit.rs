@@ -23,9 +23,9 @@ struct KeptFor {
 
 /// What the transaction needs and cannot find itself.
 struct Prepared {
-    /// One id per change: a retried transaction must not consume new ones.
+    /// One id per change (a change's id is its object's revision, its inbox item's key).
     ids: Vec<u64>,
-    /// The oldest inbox items that make room for the new ones: account and key.
+    /// The oldest inbox items that make room for the new ones: account and id.
     trimmed: Vec<(String, u64)>,
     /// What is kept for the object of each removal, by the removal's index.
     kept_for: BTreeMap<usize, KeptFor>,
@@ -76,7 +76,7 @@ impl Trees {
         })
     }
 
-    /// The keys of the inbox items that must go so that the new ones fit each account's room.
+    /// The inbox items (account, id) that must go so that the new ones fit each account's room.
     fn trimmed_for(&self, changes: &[Change]) -> Result<Vec<(String, u64)>, StoreError> {
         let mut added: BTreeMap<&str, Room> = Default::default();
         for change in changes {

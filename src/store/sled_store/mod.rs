@@ -327,6 +327,17 @@ impl Trees {
     }
 }
 
+/// `footprint_buckets`' value: the buckets, 8 bytes each.
+fn bucket_list(buckets: &[i64]) -> Vec<u8> {
+    buckets.iter().flat_map(|b| b.to_be_bytes()).collect()
+}
+
+fn buckets_of(value: &[u8]) -> impl Iterator<Item = i64> + '_ {
+    value
+        .chunks_exact(8)
+        .map(|b| i64::from_be_bytes(b.try_into().unwrap_or_default()))
+}
+
 /// What a tree holds under a prefix, by the rest of each key (an object's UID), as `read`
 /// makes it of each value; values it cannot read are left out.
 fn scan<T>(
@@ -463,16 +474,24 @@ impl Trees {
         // then undoes would stay filed. Synced first, everything read from is durable.
         self.sync()?;
         // Plain writes, one filing at a time (a sled transaction would stop every commit while
-        // it runs), in an order that a crash may cut anywhere: an object's entries before the
-        // list of its buckets, the position last, so what is filed again later finds every
-        // entry it replaces.
+        // it runs), in an order a crash may cut anywhere: an object's list of buckets names
+        // every bucket it may have an entry in before any entry is written, and the position
+        // comes last, so what is filed again after a crash finds every entry it replaces.
         let _alone = self.filing.lock().unwrap_or_else(|e| e.into_inner());
         for (uid, by_bucket) in objects {
             let key = object_key(account, uid);
             let listed = self.footprint_buckets.get(&key).map_err(unavailable)?;
-            for old in listed.iter().flat_map(|v| v.chunks_exact(8)) {
-                let old = i64::from_be_bytes(old.try_into().unwrap_or_default());
-                let entry = footprint_key(account, old, uid);
+            let old: Vec<i64> = listed.iter().flat_map(|v| buckets_of(v)).collect();
+            let new: Vec<i64> = by_bucket.iter().map(|(bucket, _)| *bucket).collect();
+            let mut both = old.clone();
+            both.extend(new.iter().filter(|b| !old.contains(b)));
+            if both.len() > old.len() {
+                self.footprint_buckets
+                    .insert(&key, bucket_list(&both))
+                    .map_err(unavailable)?;
+            }
+            for bucket in &old {
+                let entry = footprint_key(account, *bucket, uid);
                 self.footprints.remove(entry).map_err(unavailable)?;
             }
             for (bucket, bytes) in by_bucket {
@@ -481,13 +500,9 @@ impl Trees {
                     .insert(entry, bytes.as_slice())
                     .map_err(unavailable)?;
             }
-            let list: Vec<u8> = by_bucket
-                .iter()
-                .flat_map(|(b, _)| b.to_be_bytes())
-                .collect();
-            match list.is_empty() {
+            match new.is_empty() {
                 true => self.footprint_buckets.remove(key),
-                false => self.footprint_buckets.insert(key, list),
+                false => self.footprint_buckets.insert(key, bucket_list(&new)),
             }
             .map_err(unavailable)?;
         }
