@@ -6,10 +6,11 @@
 //! thousand commits a second that lock is what every delivery waits on. A commit here reads
 //! and decides into a `Staging` instead (its reads see its own writes); the writes then go to
 //! the trees as plain inserts and removals, one commit at a time, after a journal record
-//! holding all of them. sled recovers a prefix of its log, so after a crash either the record
-//! is there and the commit is written again from it when the store opens (each write sets a
-//! key to a value: twice is the same as once), or the record is absent and so is every write
-//! of the commit, or all of them were written and the record's removal too.
+//! holding all of them (but the commit's new texts, written first under keys nothing refers
+//! to until the other writes do). sled recovers a prefix of its log, so after a crash either
+//! the record is there and the commit is written again from it when the store opens (each
+//! write sets a key to a value: twice is the same as once), or the record is absent and so is
+//! every write of the commit, or all of them were written and the record's removal too.
 
 use super::unavailable;
 use crate::store::StoreError;
