@@ -120,8 +120,10 @@ def main():
         url = cluster("createdb", pg_dir, "imipd_one")
         store = f'[store]\nurl = "{url}"\npool_size = {opts.pool_size}\n'
         one = Instance(f"{work}/one", store)
+        psql(admin, "SELECT pg_stat_statements_reset()")
         lines += measure("one instance, PostgreSQL", [one], opts.messages, pg)
         one.stop()
+        statements = statements_per_message(admin, 2 * opts.messages)
         url = cluster("createdb", pg_dir, "imipd_two")
         store = f'[store]\nurl = "{url}"\npool_size = {opts.pool_size}\n'
         two = [Instance(f"{work}/two-{n}", store) for n in "ab"]
@@ -130,8 +132,21 @@ def main():
             instance.stop()
     finally:
         cluster("stop", pg_dir)
-    print("\n".join(lines))
+    print("\n".join(lines + [""] + statements))
     shutil.rmtree(work, ignore_errors=True)
+
+
+def statements_per_message(admin, messages):
+    """What one instance on PostgreSQL sent per message over both loads, from pg_stat_statements:
+    the statements most called, each with its calls per message."""
+    rows = psql(admin, "SELECT calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 100) "
+                       "FROM pg_stat_statements ORDER BY calls DESC LIMIT 12")
+    lines = ["| calls/msg | statement (one instance on PostgreSQL, both loads) |", "| ---: | --- |"]
+    for row in rows.splitlines():
+        calls, query = row.split("|", 1)
+        query = query.replace("|", "\\|")
+        lines.append(f"| {int(calls) / messages:.2f} | `{query}` |")
+    return lines
 
 
 if __name__ == "__main__":
