@@ -52,12 +52,23 @@ pub struct Daemon {
     pub http: u16,
 }
 
+/// A port nothing listens on, and not one handed out before in this process: two calls in a
+/// row may otherwise get the same port back once the first probe is closed (seen in CI: the
+/// LMTP and HTTP listeners given one port).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// The `[store]` section of a test's configuration: empty (sled in its folder), or, when

@@ -21,7 +21,7 @@ struct KeptFor {
     refreshes: Vec<sled::IVec>,
 }
 
-/// What the transaction needs and cannot find itself.
+/// What a commit takes or scans for before it stages its changes.
 struct Prepared {
     /// One id per change (a change's id is its object's revision, its inbox item's key).
     ids: Vec<u64>,
