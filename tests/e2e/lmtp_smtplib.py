@@ -7,22 +7,10 @@ over LMTP, reads it over HTTP, accepts it, and finds the REPLY in the spool.
 """
 import base64, email, os, shutil, smtplib, socket, subprocess, sys, tempfile, time, urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mta import free_port  # noqa: E402
+
 SECRET_HASH = "$argon2id$v=19$m=19456,t=2,p=1$B0F2MG+3hj5YcWdnc/PYnA$SrAIaYFnoxZud72UuQTe6IR16AN1CycGy1KUeMlexWY"
-
-
-GIVEN = set()
-
-
-def free_port():
-    """A free port not handed out before by this process (two calls in a row may otherwise get
-    the same port back)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in GIVEN:
-            GIVEN.add(port)
-            return port
 
 
 def http(port, method, path, body=None, headers=None):

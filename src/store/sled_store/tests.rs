@@ -121,6 +121,20 @@ fn as_format_5(trees: &Trees) {
     trees.texts.clear().unwrap();
 }
 
+/// The store as a binary of an older format (formats 3 and 4 here) left it, texts inline and
+/// nothing counted, opened again (and so upgraded).
+fn reopened_uncounted(store: SledStore, dir: &Path, format: &str) -> SledStore {
+    {
+        let trees = store.trees().unwrap();
+        as_format_5(&trees);
+        trees.usage.clear().unwrap();
+        trees.meta.insert("format", format).unwrap();
+        trees.db.flush().unwrap();
+    }
+    drop(store);
+    SledStore::open(dir).unwrap()
+}
+
 fn put_of(account: &str, uid: &str, text: &str) -> Change {
     Change::Put {
         account: account.into(),
@@ -234,16 +248,8 @@ fn format_3_counts_what_each_account_holds() {
             put_of("b@x.org", "three", "1"),
         ])
         .unwrap();
-    {
-        // As a format-3 binary left it: nothing counted.
-        let trees = store.trees().unwrap();
-        as_format_5(&trees);
-        trees.usage.clear().unwrap();
-        trees.meta.insert("format", "imipd-3").unwrap();
-        trees.db.flush().unwrap();
-    }
-    drop(store);
-    let store = SledStore::open(dir.path()).unwrap();
+    // As a format-3 binary left it: nothing counted.
+    let store = reopened_uncounted(store, dir.path(), "imipd-3");
     let usage = |a| store.usage(a).unwrap();
     assert_eq!(
         usage("a@x.org"),
@@ -363,16 +369,8 @@ fn format_4_counts_each_inbox() {
             item("b@x.org", "1"),
         ])
         .unwrap();
-    {
-        // As a format-4 binary left it: nothing counted.
-        let trees = store.trees().unwrap();
-        as_format_5(&trees);
-        trees.usage.clear().unwrap();
-        trees.meta.insert("format", "imipd-4").unwrap();
-        trees.db.flush().unwrap();
-    }
-    drop(store);
-    let store = SledStore::open(dir.path()).unwrap();
+    // As a format-4 binary left it: nothing counted.
+    let store = reopened_uncounted(store, dir.path(), "imipd-4");
     let held = |items, bytes| keys::InboxHeld { items, bytes };
     assert_eq!(inbox_counted(&store, "a@x.org"), held(2, 8));
     assert_eq!(inbox_counted(&store, "b@x.org"), held(1, 1));
