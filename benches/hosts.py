@@ -9,7 +9,8 @@ Each set-up gets two loads: `own` (each connection creates, updates and cancels 
 own) and `shared` (`--objects 200`: every message updates one of only 200 objects, the worst case
 for hosts sharing a store). Prints a Markdown table: throughput, p50 and p99, errors, each
 instance's peak resident memory, CPU seconds per message of imipd and of PostgreSQL, and the
-statements and commits PostgreSQL ran per message."""
+statements and commits PostgreSQL ran per message, and the statements one instance sent with
+their execution time on the server (pg_stat_statements)."""
 
 import argparse, json, os, shutil, subprocess, sys, tempfile
 
@@ -138,14 +139,17 @@ def main():
 
 def statements_per_message(admin, messages):
     """What one instance on PostgreSQL sent per message over both loads, from pg_stat_statements:
-    the statements most called, each with its calls per message."""
-    rows = psql(admin, "SELECT calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 100) "
+    the statements most called, each with its calls and the server's execution time per message."""
+    rows = psql(admin, "SELECT calls, total_exec_time, "
+                       "left(regexp_replace(query, '\\s+', ' ', 'g'), 100) "
                        "FROM pg_stat_statements ORDER BY calls DESC LIMIT 12")
-    lines = ["| calls/msg | statement (one instance on PostgreSQL, both loads) |", "| ---: | --- |"]
+    lines = ["| calls/msg | µs/msg | statement (one instance on PostgreSQL, both loads) |",
+             "| ---: | ---: | --- |"]
     for row in rows.splitlines():
-        calls, query = row.split("|", 1)
+        calls, milliseconds, query = row.split("|", 2)
         query = query.replace("|", "\\|")
-        lines.append(f"| {int(calls) / messages:.2f} | `{query}` |")
+        lines.append(f"| {int(calls) / messages:.2f} | {float(milliseconds) * 1000 / messages:.0f} "
+                     f"| `{query}` |")
     return lines
 
 

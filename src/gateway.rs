@@ -264,7 +264,7 @@ impl Gateway {
             let generation = self.generation();
             let committing = self.commits.read().await;
             let started = std::time::Instant::now();
-            let committed = self.store.commit(&changes);
+            let committed = self.store.commit_later(changes).await;
             drop(committing);
             match committed {
                 Ok(ids) => {

@@ -7,7 +7,7 @@ mod common;
 
 use imipd::store::{
     Change, Claim, Count, Expect, Expired, Expiry, MailSummary, Marker, OutboundMessage, PgStore,
-    SledStore, Store, StoreError, Tag, Tally, Usage,
+    Read, SledStore, Store, StoreError, Tag, Tally, Usage,
 };
 use std::sync::Arc;
 
@@ -562,6 +562,8 @@ fn migrate_upgrades_a_format_1_database() {
         DROP TABLE imipd.tallies; DROP TABLE imipd.footprints; \
         DROP TABLE imipd.footprint_positions; \
         INSERT INTO imipd.objects VALUES ('bob', 'x', 1, 1, 'hello'); \
+        DROP TRIGGER count_inbox ON imipd.inbox; DROP TABLE imipd.inbox_held; \
+        INSERT INTO imipd.inbox SELECT 'bob', nextval('imipd.ids'), 'first' FROM generate_series(1, 3); \
         UPDATE imipd.meta SET value = 'imipd-1' WHERE key = 'format'";
     let status = std::process::Command::new("psql")
         .args(["-q", "-v", "ON_ERROR_STOP=1", url, "-c", format_1])
@@ -603,6 +605,20 @@ fn migrate_upgrades_a_format_1_database() {
             objects: 2,
             bytes: 7
         }
+    );
+    // Format 6 counted each schedule inbox: one more item than `keep` allows, the oldest goes.
+    let held = store.inbox_ids("bob").unwrap();
+    assert_eq!(held.len(), 3);
+    let inbox = Change::Inbox {
+        account: "bob".into(),
+        text: "new".into(),
+        keep: 3,
+        keep_bytes: 1000,
+    };
+    let new = store.commit(&[inbox]).unwrap()[0];
+    assert_eq!(
+        store.inbox_ids("bob").unwrap(),
+        [held[1], held[2], (new, 3)]
     );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -921,5 +937,89 @@ fn tallies_markers_and_proposals_round_trip() {
             [(ids[1], "two".to_string())]
         );
         assert!(store.proposals("bob", "v").unwrap().is_empty());
+    });
+}
+
+/// Reads asked for together answer as the same reads one by one, and a commit that does not
+/// hold the caller's thread is a commit, conflicts included: intake's path on PostgreSQL, one
+/// round trip for the reads before a decision and one for its commit (issue 24).
+#[test]
+fn reads_made_ahead_answer_as_reads_one_by_one() {
+    on_each("ahead", |store| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let count = Count {
+            since: 100,
+            count: 2,
+        };
+        let changes = vec![
+            put("a", "one", Expect::Absent),
+            Change::Put {
+                account: "alice".into(),
+                uid: "x".into(),
+                text: "hers".into(),
+                expect: Expect::Absent,
+                tag: Tag::New,
+            },
+            Change::Tally {
+                account: "bob".into(),
+                tally: Tally::NewFrom,
+                address: "mailto:olga@partner.example".into(),
+                count,
+            },
+        ];
+        let ids = runtime.block_on(store.commit_later(changes)).unwrap();
+        assert_eq!(ids.len(), 3);
+        let object = |uid: &str| Read::Object {
+            account: "bob".into(),
+            uid: uid.into(),
+        };
+        // Keys of several accounts: each read gets its own account's answer.
+        let hers = |uid: &str| Read::Object {
+            account: "alice".into(),
+            uid: uid.into(),
+        };
+        let usage = |account: &str| Read::Usage {
+            account: account.into(),
+        };
+        let tally = |address: &str| Read::Tally {
+            account: "bob".into(),
+            tally: Tally::NewFrom,
+            address: address.into(),
+        };
+        let reads = vec![
+            object("a"),
+            object("none"),
+            hers("a"),
+            hers("x"),
+            object("x"),
+            usage("bob"),
+            usage("nobody"),
+            tally("mailto:olga@partner.example"),
+            tally("mailto:eve@evil.test"),
+        ];
+        let ahead = runtime.block_on(store.read_ahead(reads)).unwrap();
+        let stored = store.get("bob", "a").unwrap();
+        assert_eq!(stored.as_ref().unwrap().revision, ids[0]);
+        assert_eq!(ahead.object("bob", "a"), Some(stored));
+        assert_eq!(ahead.object("bob", "none"), Some(None));
+        assert_eq!(ahead.object("alice", "a"), Some(None));
+        assert_eq!(ahead.object("bob", "x"), Some(None));
+        let theirs = ahead.object("alice", "x").unwrap().unwrap();
+        assert_eq!((theirs.text.as_str(), theirs.revision), ("hers", ids[1]));
+        assert_eq!(ahead.usage("bob"), Some(store.usage("bob").unwrap()));
+        assert_eq!(ahead.usage("bob").unwrap().objects, 1);
+        assert_eq!(ahead.usage("nobody"), Some(Usage::default()));
+        let olga = ahead.tally("bob", Tally::NewFrom, "mailto:olga@partner.example");
+        assert_eq!(olga, Some(Some(count)));
+        let eve = ahead.tally("bob", Tally::NewFrom, "mailto:eve@evil.test");
+        assert_eq!(eve, Some(None));
+        assert_eq!(ahead.missed(), 0);
+
+        let again = runtime.block_on(store.commit_later(vec![put("a", "two", Expect::Absent)]));
+        assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+        assert_eq!(store.get("bob", "a").unwrap().unwrap().text, "one");
     });
 }

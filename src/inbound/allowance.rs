@@ -8,7 +8,7 @@
 use crate::gateway::Gateway;
 use crate::itip::{self, CalAddress, Calendar};
 use crate::quota::{self, Growth, OverQuota};
-use crate::store::{Change, Count, StoreError, Tally, Usage};
+use crate::store::{Ahead, Change, Count, StoreError, Tally, Usage};
 use std::collections::BTreeMap;
 
 /// One message's allowance in one account.
@@ -16,6 +16,8 @@ pub struct Allowance<'a> {
     gateway: &'a Gateway,
     account: &'a str,
     sender: &'a CalAddress,
+    /// What was read before the decision (`Store::read_ahead`).
+    ahead: &'a Ahead,
     now: i64,
     /// What the account held before the message, read when first needed.
     held: Option<Usage>,
@@ -27,11 +29,17 @@ pub struct Allowance<'a> {
 
 impl<'a> Allowance<'a> {
     /// Nothing allowed or counted yet.
-    pub fn new(gateway: &'a Gateway, account: &'a str, sender: &'a CalAddress) -> Self {
+    pub fn new(
+        gateway: &'a Gateway,
+        account: &'a str,
+        sender: &'a CalAddress,
+        ahead: &'a Ahead,
+    ) -> Self {
         Allowance {
             gateway,
             account,
             sender,
+            ahead,
             now: gateway.now(),
             held: None,
             grown: Growth::default(),
@@ -53,7 +61,7 @@ impl<'a> Allowance<'a> {
         if grown.objects > 0 || grown.bytes > 0 {
             let held = match self.held {
                 Some(held) => held,
-                None => *self.held.insert(self.gateway.store.usage(self.account)?),
+                None => *self.held.insert(self.usage()?),
             };
             if let Err(over) = quota::admits(limits, held, grown) {
                 return Ok(Err(over));
@@ -164,12 +172,22 @@ impl<'a> Allowance<'a> {
         if let Some((count, _)) = self.tallies.get(&key) {
             return Ok(*count);
         }
-        let count = self
-            .gateway
-            .store
-            .tally(self.account, tally, address.as_str())?;
+        let count = match self.ahead.tally(self.account, tally, address.as_str()) {
+            Some(count) => count,
+            None => self
+                .gateway
+                .store
+                .tally(self.account, tally, address.as_str())?,
+        };
         self.tallies.insert(key, (count, false));
         Ok(count)
+    }
+
+    fn usage(&self) -> Result<Usage, StoreError> {
+        match self.ahead.usage(self.account) {
+            Some(usage) => Ok(usage),
+            None => self.gateway.store.usage(self.account),
+        }
     }
 
     fn write(&mut self, tally: Tally, address: &CalAddress, count: Count) {

@@ -1,11 +1,13 @@
 //! Durable state: calendar objects, the outbound queue, the record of delivered messages.
 //! The `Store` trait hides the backend (sled by default) from the rest of the daemon.
 
+mod ahead;
 mod database;
 mod durability;
 mod postgres;
 mod sled_store;
 
+pub use ahead::{Ahead, Found, Pending, Read};
 pub use database::Database;
 pub use durability::Durability;
 pub use postgres::{Migration, PgStore};
@@ -564,7 +566,9 @@ pub struct Notice {
 
 /// The store's interface. Every method is blocking but short (sled reads and commits work in
 /// memory), so the daemon calls them on its async threads; the one slow operation, `sync`, runs
-/// on the blocking pool in `Durability`.
+/// on the blocking pool in `Durability`. A store across a network blocks for a round trip: on
+/// intake's path (the reads before a decision, the commit) the daemon calls `read_ahead` and
+/// `commit_later` instead, which such a store answers without holding the daemon's thread.
 pub trait Store: Send + Sync + 'static {
     /// One object of an account.
     fn get(&self, account: &str, uid: &str) -> Result<Option<StoredObject>, StoreError>;
@@ -647,6 +651,21 @@ pub trait Store: Send + Sync + 'static {
     /// Applies every change or none; fails with `Conflict` when a precondition fails.
     /// Returns the id given to each change (the revision of a `Put`).
     fn commit(&self, changes: &[Change]) -> Result<Vec<u64>, StoreError>;
+    /// `commit`, without holding the caller's thread while a store across a network answers
+    /// (an embedded store commits at once).
+    fn commit_later(&self, changes: Vec<Change>) -> Pending<Vec<u64>> {
+        ahead::ready(self.commit(&changes))
+    }
+    /// Whether reads asked together (`read_ahead`) cost less than the same reads one by one:
+    /// a round trip each to a database, against a few microseconds each in memory.
+    fn reads_ahead(&self) -> bool {
+        false
+    }
+    /// Answers `reads` together, without holding the caller's thread where the store can.
+    fn read_ahead(&self, reads: Vec<Read>) -> Pending<Ahead> {
+        let found: Result<Vec<_>, _> = reads.iter().map(|r| ahead::read(self, r)).collect();
+        ahead::ready(found.map(|found| Ahead::of(reads, found)))
+    }
     /// The largest value one change may carry (`StoreError::TooLarge` above it).
     fn max_value(&self) -> usize;
     /// How a commit becomes durable.

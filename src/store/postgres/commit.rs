@@ -72,17 +72,8 @@ const DELETE_ABSENT: &str = "WITH n AS (SELECT nextval('imipd.ids') AS id), \
      ON CONFLICT (account, uid) DO UPDATE SET id = EXCLUDED.id, removed = true) \
      SELECT n.id, imipd.expect(NOT EXISTS (SELECT 1 FROM imipd.objects \
      WHERE account = $1 AND uid = $2)) FROM n";
-// The insert is not visible to the statement's own subquery: of the items before it, the
-// newest stay while they are at most `keep - 1` ($3) and, with the new one, at most `keep_bytes`
-// ($4) bytes.
-const INBOX: &str = "WITH n AS (SELECT nextval('imipd.ids') AS id), \
-     added AS (INSERT INTO imipd.inbox SELECT $1, id, $2 FROM n), \
-     held AS (SELECT id, row_number() OVER newest AS place, \
-         sum(octet_length(body)) OVER newest AS bytes FROM imipd.inbox WHERE account = $1 \
-         WINDOW newest AS (ORDER BY id DESC)), \
-     gone AS (DELETE FROM imipd.inbox WHERE account = $1 AND id IN (SELECT id FROM held \
-         WHERE place > $3 OR bytes + octet_length($2) > $4)) \
-     SELECT id FROM n";
+// The item, after the oldest items that must make way for it (`imipd.to_inbox`).
+const INBOX: &str = "SELECT imipd.to_inbox($1, $2, $3, $4)";
 const ENQUEUE: &str = "INSERT INTO imipd.outbox (id, message) \
      SELECT nextval('imipd.ids'), $1 RETURNING id";
 // Released for the next attempt, by whichever host is free then.
@@ -165,7 +156,7 @@ fn of_object(change: &Change) -> Option<Statement> {
             vec![
                 owned(account),
                 bytes(text),
-                Box::new(keep.saturating_sub(1) as i64),
+                Box::new(*keep as i64),
                 Box::new(*keep_bytes as i64),
             ],
         ),

@@ -10,11 +10,13 @@
 //! asynchronous: the pool and its connections live on a runtime of their own, and a call blocks
 //! the calling thread, letting the daemon's runtime move its other tasks away meanwhile.
 
+use super::{Ahead, Pending, Read};
 use super::{
     Change, Changed, Changes, Claim, Contents, Coordination, Count, Database, Durable, Expired,
     Expiry, Filed, Listed, Marker, Notice, OutboundMessage, Store, StoreError, StoredObject, Tally,
     Usage,
 };
+mod ahead;
 mod commit;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -25,7 +27,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 /// The schema this build writes; a newer one is refused, an older one upgraded.
-const FORMAT: i32 = 5;
+const FORMAT: i32 = 6;
 
 /// Largest value a commit may carry: PostgreSQL takes a gigabyte in a column, but one commit is
 /// one batch held in memory on both sides; sixteen times sled's leaves room for large objects
@@ -59,6 +61,12 @@ const UPGRADES: &[&str] = &[
     // Format 5 files every object's listing with its footprints (`http::dav::footprint`): what
     // format 4 filed lacks it and is forgotten, to be filed again by the next query.
     "TRUNCATE imipd.footprints, imipd.footprint_positions;",
+    // Format 6 counts each schedule inbox (a trigger counts from then on), so that keeping it
+    // within its bounds reads only the items that go: what a format 5 database holds is counted.
+    "CREATE TABLE IF NOT EXISTS imipd.inbox_held (
+         account text PRIMARY KEY, items bigint NOT NULL, bytes bigint NOT NULL);
+     INSERT INTO imipd.inbox_held SELECT account, count(*), sum(octet_length(body))
+         FROM imipd.inbox GROUP BY account ON CONFLICT (account) DO NOTHING;",
 ];
 
 /// The advisory lock held while the schema is made or upgraded, so that hosts starting
@@ -114,6 +122,8 @@ CREATE TABLE IF NOT EXISTS imipd.changes (
 CREATE INDEX IF NOT EXISTS changes_by_id ON imipd.changes (account, id);
 CREATE TABLE IF NOT EXISTS imipd.inbox (
     account text, id bigint, body bytea NOT NULL, PRIMARY KEY (account, id));
+CREATE TABLE IF NOT EXISTS imipd.inbox_held (
+    account text PRIMARY KEY, items bigint NOT NULL, bytes bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS imipd.properties (
     account text, calendar bytea, name bytea, value bytea NOT NULL,
     PRIMARY KEY (account, calendar, name));
@@ -160,6 +170,50 @@ BEGIN
 END $$;
 CREATE OR REPLACE TRIGGER count_usage AFTER INSERT OR UPDATE OR DELETE ON imipd.objects
     FOR EACH ROW EXECUTE FUNCTION imipd.count_usage();
+-- What each schedule inbox holds, counted in the transaction that adds or removes its items.
+CREATE OR REPLACE FUNCTION imipd.count_inbox() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        UPDATE imipd.inbox_held SET items = items - 1, bytes = bytes - octet_length(OLD.body)
+            WHERE account = OLD.account;
+    ELSE
+        INSERT INTO imipd.inbox_held VALUES (NEW.account, 1, octet_length(NEW.body))
+        ON CONFLICT (account) DO UPDATE SET items = imipd.inbox_held.items + 1,
+            bytes = imipd.inbox_held.bytes + EXCLUDED.bytes;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER count_inbox AFTER INSERT OR DELETE ON imipd.inbox
+    FOR EACH ROW EXECUTE FUNCTION imipd.count_inbox();
+-- An item into an account's schedule inbox (its id returned), after the oldest items that must
+-- make way for it: at most `keep` items and `keep_bytes` bytes with it. Reads only the items
+-- that go, and the count, which it locks, so that deliveries to one inbox take turns.
+CREATE OR REPLACE FUNCTION imipd.to_inbox(a text, item bytea, keep bigint, keep_bytes bigint)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    made bigint := nextval('imipd.ids');
+    held record;
+    items bigint := 0;
+    bytes bigint := 0;
+    oldest record;
+BEGIN
+    SELECT h.items, h.bytes INTO held FROM imipd.inbox_held h WHERE h.account = a FOR UPDATE;
+    IF FOUND THEN
+        items := held.items - keep + 1;
+        bytes := held.bytes + octet_length(item) - keep_bytes;
+    END IF;
+    IF items > 0 OR bytes > 0 THEN
+        FOR oldest IN SELECT i.id, octet_length(i.body) AS length FROM imipd.inbox i
+                WHERE i.account = a ORDER BY i.id LOOP
+            EXIT WHEN items <= 0 AND bytes <= 0;
+            DELETE FROM imipd.inbox i WHERE i.account = a AND i.id = oldest.id;
+            items := items - 1;
+            bytes := bytes - oldest.length;
+        END LOOP;
+    END IF;
+    INSERT INTO imipd.inbox VALUES (a, made, item);
+    RETURN made;
+END $$;
 -- One statement of a commit's batch; its DELETE must come before its INSERT, which the two
 -- unique keys would refuse in one statement's snapshot.
 CREATE OR REPLACE FUNCTION imipd.name(a text, u bytea, n bytea) RETURNS void
@@ -205,6 +259,17 @@ impl Drop for PgStore {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
+    }
+}
+
+/// `work`, given at most [`TIMEOUT`]: a connection that hangs answers 451, not never.
+async fn bounded<T>(work: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    match tokio::time::timeout(TIMEOUT, work).await {
+        Ok(result) => result,
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "the database did not answer within {} s",
+            TIMEOUT.as_secs()
+        ))),
     }
 }
 
@@ -318,25 +383,20 @@ impl PgStore {
         })
     }
 
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.runtime
+            .as_ref()
+            .expect("runtime until dropped")
+            .handle()
+    }
+
     /// Runs `work` on the store's runtime and waits for it, at most [`TIMEOUT`].
     fn block<T: Send>(
         &self,
         work: impl Future<Output = Result<T, StoreError>> + Send,
     ) -> Result<T, StoreError> {
-        let handle = self
-            .runtime
-            .as_ref()
-            .expect("runtime until dropped")
-            .handle();
-        let bounded = async {
-            match tokio::time::timeout(TIMEOUT, work).await {
-                Ok(result) => result,
-                Err(_) => Err(StoreError::Unavailable(format!(
-                    "the database did not answer within {} s",
-                    TIMEOUT.as_secs()
-                ))),
-            }
-        };
+        let handle = self.handle();
+        let bounded = bounded(work);
         use tokio::runtime::RuntimeFlavor;
         match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
             // The daemon: the worker hands its other tasks to another thread while this waits.
@@ -354,6 +414,22 @@ impl PgStore {
             }),
             Err(_) => handle.block_on(bounded),
         }
+    }
+
+    /// Runs `work` on the store's runtime, at most [`TIMEOUT`]; its answer is awaited without
+    /// holding the caller's thread (the caller may be on another runtime).
+    fn later<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> Pending<T> {
+        let task = self.handle().spawn(bounded(work));
+        Box::pin(async move {
+            task.await.unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(
+                    "database call panicked or the store closed".into(),
+                ))
+            })
+        })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -481,17 +557,18 @@ impl PgStore {
         <[u8; 32]>::try_from(bytes.as_slice())
             .map_err(|_| StoreError::Unavailable("the store's secret is damaged".into()))
     }
+}
 
-    async fn commit_async(&self, changes: &[Change]) -> Result<Vec<u64>, StoreError> {
-        super::check_sizes(changes, MAX_VALUE)?;
-        let client = self.client().await?;
-        // Dropped before its answers are in (the call's time ran out), the connection may be
-        // inside the transaction: it leaves the pool, and the server rolls back as it closes.
-        let mut unfinished = Unfinished(Some(client));
-        let ids = commit::commit(unfinished.0.as_ref().expect("held"), changes).await;
-        drop(unfinished.0.take());
-        ids
-    }
+/// A commit on a connection of `pool`.
+async fn commit_on(pool: &Pool, changes: &[Change]) -> Result<Vec<u64>, StoreError> {
+    super::check_sizes(changes, MAX_VALUE)?;
+    let client = pool.get().await.map_err(unreachable)?;
+    // Dropped before its answers are in (the call's time ran out), the connection may be
+    // inside the transaction: it leaves the pool, and the server rolls back as it closes.
+    let mut unfinished = Unfinished(Some(client));
+    let ids = commit::commit(unfinished.0.as_ref().expect("held"), changes).await;
+    drop(unfinished.0.take());
+    ids
 }
 
 /// A connection in the middle of a batch.
@@ -562,12 +639,8 @@ fn object(row: &tokio_postgres::Row, at: usize) -> StoredObject {
 
 impl Store for PgStore {
     fn get(&self, account: &str, uid: &str) -> Result<Option<StoredObject>, StoreError> {
-        let rows = self.block(self.query(
-            "SELECT revision, schedule_tag, body FROM imipd.objects \
-             WHERE account = $1 AND uid = $2",
-            &[&account, &uid.as_bytes()],
-        ))?;
-        Ok(rows.first().map(|row| object(row, 0)))
+        let rows = self.block(self.query(ahead::OBJECT, &[&account, &uid.as_bytes()]))?;
+        Ok(ahead::object_in(&rows))
     }
 
     fn list(&self, account: &str) -> Result<Vec<(String, StoredObject)>, StoreError> {
@@ -760,14 +833,8 @@ impl Store for PgStore {
     }
 
     fn usage(&self, account: &str) -> Result<Usage, StoreError> {
-        let rows = self.block(self.query(
-            "SELECT objects, bytes FROM imipd.usage WHERE account = $1",
-            &[&account],
-        ))?;
-        Ok(rows.first().map_or(Usage::default(), |row| Usage {
-            objects: id(row.get(0)),
-            bytes: id(row.get(1)),
-        }))
+        let rows = self.block(self.query(ahead::USAGE, &[&account]))?;
+        Ok(ahead::usage_in(&rows))
     }
 
     fn tally(
@@ -776,15 +843,9 @@ impl Store for PgStore {
         tally: Tally,
         address: &str,
     ) -> Result<Option<Count>, StoreError> {
-        let rows = self.block(self.query(
-            "SELECT since, count FROM imipd.tallies WHERE account = $1 AND kind = $2 \
-             AND address = $3",
-            &[&account, &i16::from(tally.code()), &address.as_bytes()],
-        ))?;
-        Ok(rows.first().map(|row| Count {
-            since: row.get(0),
-            count: row.get::<_, i32>(1).max(0) as u32,
-        }))
+        let kind = i16::from(tally.code());
+        let rows = self.block(self.query(ahead::TALLY, &[&account, &kind, &address.as_bytes()]))?;
+        Ok(ahead::count_in(&rows))
     }
 
     fn marked(&self, marker: Marker) -> Result<bool, StoreError> {
@@ -832,7 +893,24 @@ impl Store for PgStore {
     }
 
     fn commit(&self, changes: &[Change]) -> Result<Vec<u64>, StoreError> {
-        self.block(self.commit_async(changes))
+        self.block(commit_on(&self.pool, changes))
+    }
+
+    fn commit_later(&self, changes: Vec<Change>) -> Pending<Vec<u64>> {
+        let pool = self.pool.clone();
+        self.later(async move { commit_on(&pool, &changes).await })
+    }
+
+    fn reads_ahead(&self) -> bool {
+        true
+    }
+
+    fn read_ahead(&self, reads: Vec<Read>) -> Pending<Ahead> {
+        let pool = self.pool.clone();
+        self.later(async move {
+            let found = ahead::read_together(&pool, &reads).await?;
+            Ok(Ahead::of(reads, found))
+        })
     }
 
     fn outbox(&self) -> Result<Vec<(u64, OutboundMessage)>, StoreError> {
