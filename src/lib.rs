@@ -23,4 +23,5 @@ pub mod quota;
 pub mod store;
 pub mod tags;
 pub mod trace;
+pub mod wording;
 pub mod writes;

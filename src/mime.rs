@@ -5,6 +5,7 @@ use crate::config::Templates;
 use crate::itip::ItipMessage;
 use crate::mailbox::Mailbox;
 use crate::store::{MailKind, MailSummary, Person, Previous};
+use crate::wording;
 use mail_builder::MessageBuilder;
 use mail_builder::headers::content_type::ContentType;
 use mail_builder::mime::MimePart;
@@ -133,23 +134,22 @@ fn normalize(text: &str) -> String {
 /// queue entry).
 pub fn summary_of(message: &ItipMessage) -> MailSummary {
     use crate::itip::{self, Field, FieldValue, SummaryKind};
-    let text =
-        |values: &std::collections::BTreeMap<Field, FieldValue>, field| match values.get(&field) {
-            Some(FieldValue::Text(t)) => Some(t.clone()),
-            _ => None,
-        };
-    let time = |values: &std::collections::BTreeMap<Field, FieldValue>| match values
+    type Values = std::collections::BTreeMap<Field, FieldValue>;
+    let text = |values: &Values, field| match values.get(&field) {
+        Some(FieldValue::Text(t)) => Some(t.clone()),
+        _ => None,
+    };
+    let time = |values: &Values| match values
         .get(&Field::Dtstart)
         .or_else(|| values.get(&Field::Due))
     {
         Some(FieldValue::Time { start, tz, all_day }) => Some((*start, tz.clone(), *all_day)),
         _ => None,
     };
-    let rule =
-        |values: &std::collections::BTreeMap<Field, FieldValue>| match values.get(&Field::Rrule) {
-            Some(FieldValue::Rrule(r)) => Some(r.to_string()),
-            _ => None,
-        };
+    let rule = |values: &Values| match values.get(&Field::Rrule) {
+        Some(FieldValue::Rrule(r)) => Some(crate::wording::repeats(r)),
+        _ => None,
+    };
     let summary = &message.summary;
     let (kind, partstat) = match &summary.kind {
         SummaryKind::Invite => (MailKind::Invite, None),
@@ -157,20 +157,32 @@ pub fn summary_of(message: &ItipMessage) -> MailSummary {
         SummaryKind::Cancel => (MailKind::Cancel, None),
         SummaryKind::Rsvp(p) => (MailKind::Rsvp, Some(p.clone())),
     };
+    let particulars = itip::particulars(&message.calendar);
     let now = time(&summary.current);
-    let person = |p: &crate::itip::Participant| Person {
+    // A summary without participants (answers, cancellations) names them from the message.
+    let listed = match summary.current.get(&Field::Attendee) {
+        Some(FieldValue::Participants(list)) => list.as_slice(),
+        _ => particulars.participants.as_slice(),
+    };
+    let person = |p: &itip::Participant| Person {
         email: p.email.clone(),
         name: p.name.clone(),
     };
-    let (organizer, attendees) = match summary.current.get(&Field::Attendee) {
-        Some(FieldValue::Participants(list)) => (
-            list.iter().find(|p| p.is_organizer).map(person),
-            list.iter()
-                .filter(|p| !p.is_organizer)
-                .map(person)
-                .collect(),
+    let organizer = listed.iter().find(|p| p.is_organizer).map(person);
+    let attendees = listed
+        .iter()
+        .filter(|p| !p.is_organizer)
+        .map(person)
+        .collect();
+    let (start, end, all_day) = match particulars.occurrence {
+        Some(one) => (one.start, one.end, one.all_day),
+        None => (
+            now.as_ref().map(|t| t.0),
+            (summary.end)
+                .or_else(|| itip::end_of(&message.calendar))
+                .filter(|_| now.is_some()),
+            now.as_ref().is_some_and(|t| t.2),
         ),
-        _ => (None, Vec::new()),
     };
     MailSummary {
         kind,
@@ -178,11 +190,11 @@ pub fn summary_of(message: &ItipMessage) -> MailSummary {
         title: text(&summary.current, Field::Summary),
         location: text(&summary.current, Field::Location),
         description: text(&summary.current, Field::Description),
-        start: now.as_ref().map(|t| t.0),
-        end: itip::end_of(&message.calendar).filter(|_| now.is_some()),
-        all_day: now.as_ref().is_some_and(|t| t.2),
+        start,
+        end,
+        all_day,
         time_zone: itip::display_zone(&message.calendar, now.as_ref().and_then(|t| t.1.as_deref())),
-        recurrence: rule(&summary.current),
+        recurrence: rule(&summary.current).filter(|_| particulars.occurrence.is_none()),
         organizer,
         attendees,
         previous: Previous {
@@ -191,6 +203,9 @@ pub fn summary_of(message: &ItipMessage) -> MailSummary {
             start: time(&summary.previous).map(|t| t.0),
             recurrence: rule(&summary.previous),
         },
+        occurrence: particulars.occurrence.is_some(),
+        comment: particulars.comment,
+        removed: summary.removed.clone(),
     }
 }
 
@@ -223,33 +238,6 @@ fn person(p: &Person) -> String {
     }
 }
 
-/// A time in the event's zone: "Tue 2 Jun 2009 16:00 - 17:00 (UTC)".
-pub fn when(start: i64, end: Option<i64>, all_day: bool, zone: &str) -> String {
-    let tz: chrono_tz::Tz = zone.parse().unwrap_or(chrono_tz::UTC);
-    let at = |t: i64| chrono::DateTime::from_timestamp(t, 0).map(|d| d.with_timezone(&tz));
-    let Some(begin) = at(start) else {
-        return String::new();
-    };
-    if all_day {
-        return format!("{} (all day)", begin.format("%a %-d %b %Y"));
-    }
-    match end.and_then(at) {
-        Some(finish) if finish.date_naive() == begin.date_naive() => {
-            format!(
-                "{} - {} ({tz})",
-                begin.format("%a %-d %b %Y %H:%M"),
-                finish.format("%H:%M")
-            )
-        }
-        Some(finish) => format!(
-            "{} - {} ({tz})",
-            begin.format("%a %-d %b %Y %H:%M"),
-            finish.format("%a %-d %b %Y %H:%M")
-        ),
-        None => format!("{} ({tz})", begin.format("%a %-d %b %Y %H:%M")),
-    }
-}
-
 fn answer(partstat: Option<&str>) -> String {
     match partstat.unwrap_or("") {
         "ACCEPTED" => "accepted".into(),
@@ -267,10 +255,13 @@ fn answer(partstat: Option<&str>) -> String {
 pub fn readable(summary: &MailSummary, from: &str, templates: &Templates) -> Readable {
     let title = summary.title.clone().unwrap_or_else(|| "(no title)".into());
     let who = display_name(summary, from);
-    let when_text = summary
+    let mut when_text = summary
         .start
-        .map(|s| when(s, summary.end, summary.all_day, &summary.time_zone))
+        .map(|s| wording::when(s, summary.end, summary.all_day, &summary.time_zone))
         .unwrap_or_default();
+    if summary.occurrence && !when_text.is_empty() {
+        when_text.push_str(", this occurrence only");
+    }
     let template = match summary.kind {
         MailKind::Invite => &templates.invite_subject,
         MailKind::Update => &templates.update_subject,
@@ -285,11 +276,28 @@ pub fn readable(summary: &MailSummary, from: &str, templates: &Templates) -> Rea
         .replace(" @ ", if when_text.is_empty() { "" } else { " @ " })
         .trim()
         .to_string();
+    let of = if summary.occurrence {
+        "one occurrence of "
+    } else {
+        ""
+    };
     let headline = match summary.kind {
-        MailKind::Invite => format!("{who} invites you to {title}"),
-        MailKind::Update => format!("{who} updated {title}"),
-        MailKind::Cancel => format!("{who} cancelled {title}"),
-        MailKind::Rsvp => format!("{who} {}: {title}", answer(summary.partstat.as_deref())),
+        MailKind::Invite => format!("{who} invites you to {of}{title}"),
+        MailKind::Update if !summary.removed.is_empty() => {
+            let n = summary.removed.len();
+            let occurrences = if n == 1 {
+                "one occurrence"
+            } else {
+                "occurrences"
+            };
+            format!("{who} cancelled {occurrences} of {title}")
+        }
+        MailKind::Update => format!("{who} updated {of}{title}"),
+        MailKind::Cancel => format!("{who} cancelled {of}{title}"),
+        MailKind::Rsvp => {
+            let answer = answer(summary.partstat.as_deref());
+            format!("{who} {answer}: {of}{title}")
+        }
     };
     let shown = Shown {
         headline,
@@ -300,22 +308,26 @@ pub fn readable(summary: &MailSummary, from: &str, templates: &Templates) -> Rea
         who,
     };
     Readable {
+        text: shown.text(templates, &subject),
+        html: shown.html(templates, &subject),
         subject,
-        text: shown.text(templates),
-        html: shown.html(templates),
     }
 }
 
-/// The details of a message, as a table of labels and values: when, where, how it repeats,
-/// what it was called, who organizes and who attends; what an update changed says what was.
+/// The details of a message, as a table of labels and values: what the sender said with it,
+/// when, where, how it repeats, what it was called, who organizes and who attends; what an
+/// update changed says what it was.
 fn detail_rows(summary: &MailSummary, title: &str, when_text: &str) -> Vec<(&'static str, String)> {
-    let was = |old: Option<String>| old.map(|o| format!(" (was {o})")).unwrap_or_default();
+    let was = |old: Option<String>| old.map(|o| format!(", was {o}")).unwrap_or_default();
     let mut rows: Vec<(&str, String)> = Vec::new();
+    if let Some(comment) = &summary.comment {
+        rows.push(("Comment", comment.clone()));
+    }
     if !when_text.is_empty() {
         let old = summary
             .previous
             .start
-            .map(|s| when(s, None, summary.all_day, &summary.time_zone));
+            .map(|s| wording::was(s, summary.all_day, &summary.time_zone));
         rows.push(("When", format!("{when_text}{}", was(old))));
     }
     if let Some(location) = &summary.location {
@@ -330,13 +342,21 @@ fn detail_rows(summary: &MailSummary, title: &str, when_text: &str) -> Vec<(&'st
             format!("{rule}{}", was(summary.previous.recurrence.clone())),
         ));
     }
+    if !summary.removed.is_empty() {
+        let zone = &summary.time_zone;
+        let gone: Vec<String> = (summary.removed.iter())
+            .map(|at| wording::when(*at, None, summary.all_day, zone))
+            .collect();
+        rows.push(("Cancelled", gone.join("; ")));
+    }
     if let Some(old) = &summary.previous.title {
-        rows.push(("Title", format!("{title} (was {old})")));
+        rows.push(("Title", format!("{title}, was {old}")));
     }
     if let Some(organizer) = &summary.organizer {
         rows.push(("Organizer", person(organizer)));
     }
-    if !summary.attendees.is_empty() {
+    // An answer names the one who answers in its headline: a list of one says nothing more.
+    if !summary.attendees.is_empty() && summary.kind != MailKind::Rsvp {
         let attendees: Vec<String> = summary.attendees.iter().map(person).collect();
         rows.push(("Attendees", attendees.join(", ")));
     }
@@ -354,7 +374,7 @@ struct Shown {
 }
 
 impl Shown {
-    fn text(&self, templates: &Templates) -> String {
+    fn text(&self, templates: &Templates, subject: &str) -> String {
         let details: String = self
             .rows
             .iter()
@@ -366,36 +386,46 @@ impl Shown {
             .replace("{details}", &details)
             .replace("{description}", &self.description)
             .replace("{footer}", &templates.footer)
+            .replace("{subject}", subject)
             .replace("{title}", &self.title)
             .replace("{when}", &self.when)
             .replace("{who}", &self.who)
     }
 
-    fn html(&self, templates: &Templates) -> String {
+    fn html(&self, templates: &Templates, subject: &str) -> String {
         let escape = |s: &str| {
             s.replace('&', "&amp;")
                 .replace('<', "&lt;")
                 .replace('>', "&gt;")
                 .replace('"', "&quot;")
         };
-        let table: String = self
+        let list: String = self
             .rows
             .iter()
             .map(|(label, value)| {
                 format!(
-                    "<tr><th align=\"left\">{label}</th><td>{}</td></tr>\n",
+                    "<dt style=\"font-weight:600;color:#656d76;font-size:13px\">{label}</dt>\n\
+                     <dd style=\"margin:0 0 10px 0\">{}</dd>\n",
                     escape(value)
                 )
             })
             .collect();
+        let description = match self.description.trim() {
+            "" => String::new(),
+            text => format!(
+                "<p style=\"margin:16px 0 0;white-space:pre-line\">{}</p>",
+                escape(text).replace('\n', "<br>")
+            ),
+        };
         templates
             .html_body
+            .replace("{subject}", &escape(subject))
             .replace("{headline}", &escape(&self.headline))
-            .replace("{details}", &format!("<table>\n{table}</table>"))
             .replace(
-                "{description}",
-                &escape(&self.description).replace('\n', "<br>"),
+                "{details}",
+                &format!("<dl style=\"margin:0\">\n{list}</dl>"),
             )
+            .replace("{description}", &description)
             .replace("{footer}", &escape(&templates.footer))
             .replace("{title}", &escape(&self.title))
             .replace("{when}", &escape(&self.when))
@@ -811,7 +841,7 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
         let read = readable(&invite, "alice@example.com", &Templates::default());
         assert_eq!(
             read.subject,
-            "Invitation: Lunch @ Tue 2 Jun 2009 16:00 - 17:00 (UTC)"
+            "Invitation: Lunch @ Tue 2 Jun 2009, 16:00–17:00 UTC"
         );
         assert!(
             read.text.starts_with("Alice Émile invites you to Lunch"),
@@ -823,12 +853,15 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
             "{}",
             read.text
         );
+        let html = &read.html;
+        assert!(html.contains(">Where</dt>\n<dd style=\"margin:0 0 10px 0\">Cantine</dd>"));
+        assert!(html.contains("<html lang=\"en\">"), "{html}");
         assert!(
-            read.html
-                .contains("<th align=\"left\">Where</th><td>Cantine</td>"),
-            "{}",
-            read.html
+            html.contains("<title>Invitation: Lunch @ Tue 2 Jun 2009"),
+            "{html}"
         );
+        // No description: nothing empty in its place; none of HTML's obsolete layout.
+        assert!(!html.contains("<p></p>") && !html.contains("<table") && !html.contains("align="));
 
         // The event's own zone, and what an update changed.
         let moved = MailSummary {
@@ -845,15 +878,17 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
         let read = readable(&moved, "alice@example.com", &Templates::default());
         assert_eq!(
             read.subject,
-            "Updated invitation: Lunch @ Tue 2 Jun 2009 18:00 - 19:00 (Europe/Paris)"
+            "Updated invitation: Lunch @ Tue 2 Jun 2009, 18:00–19:00 CEST (Paris)"
         );
         assert!(
-            read.text.contains("When       Tue 2 Jun 2009 18:00 - 19:00 (Europe/Paris) (was Tue 2 Jun 2009 17:00 (Europe/Paris))"),
+            read.text.contains(
+                "When       Tue 2 Jun 2009, 18:00–19:00 CEST (Paris), was Tue 2 Jun 2009, 17:00"
+            ),
             "{}",
             read.text
         );
         assert!(
-            read.text.contains("Where      Room 2 (was Room 1)"),
+            read.text.contains("Where      Room 2, was Room 1"),
             "{}",
             read.text
         );
@@ -891,7 +926,7 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
         };
         assert_eq!(
             readable(&invite, "alice@example.com", &templates).text,
-            "Alice Émile: Lunch (Tue 2 Jun 2009 16:00 - 17:00 (UTC))"
+            "Alice Émile: Lunch (Tue 2 Jun 2009, 16:00–17:00 UTC)"
         );
     }
 

@@ -283,6 +283,7 @@ impl Config {
     fn check_templates(&self, problems: &mut Problems) {
         const SUBJECT: &[&str] = &["title", "when", "who", "answer"];
         const BODY: &[&str] = &[
+            "subject",
             "headline",
             "details",
             "description",

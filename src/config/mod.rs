@@ -565,6 +565,22 @@ pub struct Templates {
     pub attach_ics: bool,
 }
 
+/// The HTML part: a card, its styles inline (mail clients drop style sheets) and its layout
+/// without tables, so that it still reads where the styles are stripped too.
+const HTML_BODY: &str = "<!DOCTYPE html>
+<html lang=\"en\">
+<head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{subject}</title></head>
+<body style=\"margin:0;padding:16px;background:#f4f5f7;color:#1f2328;font-family:-apple-system,BlinkMacSystemFont,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;font-size:15px;line-height:1.5\">
+<div style=\"max-width:600px;margin:0 auto;background:#ffffff;border:1px solid #d0d7de;border-radius:8px;padding:20px 24px\">
+<h1 style=\"font-size:20px;line-height:1.3;margin:0 0 16px\">{headline}</h1>
+{details}
+{description}
+<p style=\"margin:20px 0 0;font-size:12px;color:#656d76\">{footer}</p>
+</div>
+</body>
+</html>
+";
+
 impl Default for Templates {
     fn default() -> Self {
         Templates {
@@ -574,7 +590,7 @@ impl Default for Templates {
             reply_subject: "{who} {answer}: {title}".into(),
             footer: "Sent by imipd on behalf of the sender's calendar.".into(),
             text_body: "{headline}\n\n{details}\n{description}\n-- \n{footer}\n".into(),
-            html_body: "<!DOCTYPE html>\n<html><body>\n<h2>{headline}</h2>\n{details}\n<p>{description}</p>\n<p><small>{footer}</small></p>\n</body></html>\n".into(),
+            html_body: HTML_BODY.into(),
             attach_ics: true,
         }
     }

@@ -114,7 +114,7 @@ fn answers(ctx: &Context, before: &Before, after: &After, me: &CalAddress) -> Ve
                 None => partstat_of(mine) != "NEEDS-ACTION",
             };
         if changed {
-            parts.push(reply_component(comp, me, ctx.now));
+            parts.push(reply_component(comp, was, me, ctx.now));
         }
     }
     parts
@@ -288,11 +288,25 @@ fn reply_state(
     (partstat_of(mine), delegated, progress)
 }
 
-/// The REPLY component for an instance whose participation changed.
-fn reply_component(comp: &Component, me: &CalAddress, now: i64) -> Component {
+/// The REPLY component for an instance whose participation changed. A COMMENT the attendee
+/// wrote with the answer goes with it (RFC 5546 allows COMMENT in a REPLY; the organizer's own,
+/// which the copy was given with the invitation, does not go back).
+fn reply_component(
+    comp: &Component,
+    was: Option<&Component>,
+    me: &CalAddress,
+    now: i64,
+) -> Component {
+    let written_before = |e: &ICalendarEntry| {
+        was.is_some_and(|w| {
+            w.props(&ICalendarProperty::Comment)
+                .any(|old| old.values == e.values)
+        })
+    };
     let mut out = Component::new(comp.kind.clone());
     for e in &comp.entries {
         let keep = match e.name {
+            ICalendarProperty::Comment => !written_before(e),
             ICalendarProperty::Uid
             | ICalendarProperty::RecurrenceId
             | ICalendarProperty::Organizer => true,

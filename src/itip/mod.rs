@@ -26,7 +26,9 @@ pub use error::{ErrorClass, ItipError, Missing};
 pub use inbound::proposer;
 pub use message::{ItipMessage, Method};
 pub use status::{ScheduleStatus, keep_answers, with_delivery_status, with_schedule_status};
-pub use summary::{Field, FieldValue, Participant, Summary, SummaryKind};
+pub use summary::{
+    Field, FieldValue, Occurrence, Participant, Particulars, Summary, SummaryKind, particulars,
+};
 pub use zones::Zones;
 pub use zones::by_name as zone_named;
 

@@ -82,6 +82,13 @@ pub struct Summary {
     pub current: BTreeMap<Field, FieldValue>,
     /// Previous values of the fields that changed (updates only).
     pub previous: BTreeMap<Field, FieldValue>,
+    /// When the component ends (DTEND, DUE, or start plus DURATION), for mail: not one of the
+    /// fields the scenario language compares.
+    pub end: Option<i64>,
+    /// Occurrences this change removed from the series (EXDATEs it added), for mail.
+    pub removed: Vec<i64>,
+    /// The component's EXDATEs, to find what a later `with_previous` removed.
+    excluded: Vec<i64>,
 }
 
 impl Field {
@@ -151,6 +158,9 @@ impl Summary {
             kind,
             current,
             previous: BTreeMap::new(),
+            end: comp.and_then(|c| occurrence(c, tz).end),
+            removed: Vec::new(),
+            excluded: comp.map(|c| excluded(c, tz)).unwrap_or_default(),
         }
     }
 
@@ -167,6 +177,11 @@ impl Summary {
                     self.previous.insert(field, value);
                 }
             }
+            let earlier = excluded(before, tz);
+            self.removed = (self.excluded.iter())
+                .filter(|at| !earlier.contains(at))
+                .copied()
+                .collect();
         }
         self
     }
@@ -265,5 +280,78 @@ fn participant(
             .and_then(|v| v.as_text())
             .map(str::to_string),
         is_organizer,
+    }
+}
+
+/// The time of one occurrence as a message gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Occurrence {
+    /// Start (its DTSTART, else its RECURRENCE-ID), seconds since the epoch.
+    pub start: Option<i64>,
+    /// End (DTEND or DUE, else start plus DURATION).
+    pub end: Option<i64>,
+    /// A DATE value: the whole day.
+    pub all_day: bool,
+}
+
+/// What mail about a message shows beyond its summary's fields, read from the message itself
+/// (the scenario language's summary stays as it is).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Particulars {
+    /// The message concerns single occurrences of a series, not the series: the first one.
+    pub occurrence: Option<Occurrence>,
+    /// The first COMMENT: an attendee's words with an answer, an organizer's with a change.
+    pub comment: Option<String>,
+    /// Whom the message names, the organizer first (with their CN).
+    pub participants: Vec<Participant>,
+}
+
+/// The particulars of an outgoing message's calendar.
+pub fn particulars(calendar: &super::Calendar) -> Particulars {
+    let comps: Vec<&Component> = calendar.scheduling().collect();
+    let Some(first) = calendar.master().or_else(|| comps.first().copied()) else {
+        return Particulars::default();
+    };
+    let single = comps
+        .iter()
+        .all(|c| c.prop(&ICalendarProperty::RecurrenceId).is_some());
+    Particulars {
+        occurrence: single.then(|| occurrence(first, &calendar.tz_resolver())),
+        comment: first.text(&ICalendarProperty::Comment).map(str::to_string),
+        participants: participants(first),
+    }
+}
+
+/// The instants a component's EXDATEs take out of its series.
+fn excluded(comp: &Component, tz: &Zones) -> Vec<i64> {
+    comp.props(&ICalendarProperty::Exdate)
+        .flat_map(|e| (0..e.values.len()).filter_map(move |i| timestamp_of(e, i, tz)))
+        .collect()
+}
+
+fn occurrence(comp: &Component, tz: &Zones) -> Occurrence {
+    let at = |prop: ICalendarProperty| comp.prop(&prop).and_then(|e| timestamp_of(e, 0, tz));
+    let begins = comp
+        .prop(&ICalendarProperty::Dtstart)
+        .or_else(|| comp.prop(&ICalendarProperty::RecurrenceId));
+    let start = begins.and_then(|e| timestamp_of(e, 0, tz));
+    let all_day = begins
+        .and_then(|e| e.values.first())
+        .and_then(|v| v.as_partial_date_time())
+        .is_some_and(|d| d.hour.is_none());
+    let lasting = comp
+        .prop(&ICalendarProperty::Duration)
+        .and_then(|e| e.values.first())
+        .and_then(|v| match v {
+            ICalendarValue::Duration(d) => Some(d.as_seconds()),
+            _ => None,
+        });
+    let end = at(ICalendarProperty::Dtend)
+        .or_else(|| at(ICalendarProperty::Due))
+        .or_else(|| Some(start? + lasting?));
+    Occurrence {
+        start,
+        end,
+        all_day,
     }
 }

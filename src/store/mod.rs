@@ -280,7 +280,7 @@ pub struct Previous {
     pub location: Option<String>,
     /// Old start, seconds since the epoch.
     pub start: Option<i64>,
-    /// Old recurrence rule, as iCalendar text.
+    /// Old recurrence, in words.
     pub recurrence: Option<String>,
 }
 
@@ -320,7 +320,7 @@ pub struct MailSummary {
     pub all_day: bool,
     /// The IANA zone times are shown in.
     pub time_zone: String,
-    /// RRULE, as iCalendar text.
+    /// How it repeats, in words (`wording::repeats`; RRULE's text in messages queued before).
     pub recurrence: Option<String>,
     /// The organizer.
     pub organizer: Option<Person>,
@@ -328,6 +328,15 @@ pub struct MailSummary {
     pub attendees: Vec<Person>,
     /// What an update changed, with the old values.
     pub previous: Previous,
+    /// The message concerns single occurrences of a series (start and end are the first one's).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub occurrence: bool,
+    /// The sender's COMMENT: an attendee's words with an answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// Occurrences an update took out of the series (seconds since the epoch).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<i64>,
 }
 
 /// One change inside an atomic commit.

@@ -470,6 +470,14 @@ impl Drop for Daemon {
 }
 
 /// The .eml files in the spool once there are `want` of them (or after 10 s).
+/// A mail's Subject, decoded (imipd's carry times with an en dash, so they are encoded words).
+pub fn subject(raw: &str) -> String {
+    mail_parser::MessageParser::default()
+        .parse(raw.as_bytes())
+        .and_then(|m| m.subject().map(str::to_string))
+        .unwrap_or_default()
+}
+
 pub fn spooled(dir: &Path, want: usize) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

@@ -10,7 +10,7 @@ through it. Checked: local delivery (1.2), mail in the outside mailboxes that pa
 the REQUEST (1.1), a refused recipient (5.2), a later DSN turning 1.1 into 5.2, and an
 attendee's acceptance reaching an outside organizer's mailbox.
 """
-import email, os, socketserver, subprocess, sys, threading
+import email, email.header, os, socketserver, subprocess, sys, threading
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mta import SECRET_HASH, eventually, free_port, fresh, http, start_postfix, stop_postfix, wait_port
 
@@ -137,7 +137,8 @@ password_hash = "{SECRET_HASH}"
             messages = eventually(lambda: mailbox(user), f"mail for {user}")
             method, text = calendar_of(messages[0])
             assert method == "REQUEST" and "UID:pf-1" in text, (method, text)
-            assert messages[0]["Subject"].startswith("Invitation: Relay test"), messages[0]["Subject"]
+            subject = str(email.header.make_header(email.header.decode_header(messages[0]["Subject"])))
+            assert subject.startswith("Invitation: Relay test"), subject
         passed += 1
         # Postfix accepted late@ (1.1), its next hop refused it, and Postfix's DSN came back over
         # LMTP to the bounce address: 1.1 becomes 5.2.

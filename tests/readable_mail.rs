@@ -1,0 +1,161 @@
+//! The mail people read (issue 26): each kind of message, made by the daemon as a user's client
+//! would cause it, rendered and spooled, and its text part compared with its golden file in
+//! `fixtures/mail/` (`BLESS_GOLDEN=1 cargo test --test readable_mail` writes them instead: then
+//! read the difference before committing it).
+
+mod common;
+
+use common::node::Node;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const ALICE: &str = "alice@example.com";
+
+/// Alice's weekly Team-Sync with Bob, from outside: six Thursdays in Berlin, over the change
+/// to summer time.
+fn team_sync(extra: &str) -> String {
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Client//EN\r\nBEGIN:VEVENT\r\n\
+UID:team-sync\r\nDTSTAMP:20270101T080000Z\r\nSUMMARY:Wöchentliches Team-Sync\r\n\
+DTSTART;TZID=Europe/Berlin:20270318T093000\r\nDTEND;TZID=Europe/Berlin:20270318T100000\r\n\
+RRULE:FREQ=WEEKLY;COUNT=6;BYDAY=TH\r\n\
+ORGANIZER;CN=Alice Smith:mailto:alice@example.com\r\n\
+ATTENDEE;CN=Alice Smith;PARTSTAT=ACCEPTED:mailto:alice@example.com\r\n\
+ATTENDEE;CN=Bob Jones;RSVP=TRUE;PARTSTAT=NEEDS-ACTION:mailto:bob@partner.example\r\n\
+{extra}END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+}
+
+/// Olga's retrospective, to which she invites Alice.
+fn retrospective(partstat: &str, extra: &str) -> String {
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Partner//EN\r\nMETHOD:REQUEST\r\n\
+BEGIN:VEVENT\r\nUID:retro-1\r\nDTSTAMP:20270101T080000Z\r\nSEQUENCE:0\r\n\
+DTSTART;TZID=Europe/Berlin:20270114T100000\r\nDTEND;TZID=Europe/Berlin:20270114T113000\r\n\
+SUMMARY:Retrospektive\r\nLOCATION:Raum 4\r\n\
+ORGANIZER;CN=Olga Petrova:mailto:olga@partner.example\r\n\
+ATTENDEE;CN=Olga Petrova;PARTSTAT=ACCEPTED:mailto:olga@partner.example\r\n\
+ATTENDEE;CN=Alice Smith;RSVP=TRUE;PARTSTAT={partstat}:mailto:alice@example.com\r\n\
+{extra}END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+}
+
+/// The spooled messages in the order they were queued, once there are `want`.
+fn spooled(dir: &Path, want: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        names.retain(|p| p.extension().is_some_and(|e| e == "eml"));
+        names.sort();
+        if names.len() >= want || Instant::now() > deadline {
+            return names
+                .iter()
+                .map(|p| std::fs::read_to_string(p).unwrap())
+                .collect();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A mail's Subject and text part, as the reader gets them.
+fn read(raw: &str) -> String {
+    let mail = mail_parser::MessageParser::default()
+        .parse(raw.as_bytes())
+        .expect("mail");
+    let from = mail.from().and_then(|f| f.first()).expect("From");
+    format!(
+        "From: {} <{}>\nSubject: {}\n\n{}",
+        from.name().unwrap_or(""),
+        from.address().unwrap_or(""),
+        mail.subject().unwrap_or(""),
+        mail.body_text(0)
+            .expect("a text part")
+            .replace("\r\n", "\n")
+    )
+}
+
+/// The text against `fixtures/mail/NAME.txt`.
+fn golden(name: &str, text: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/mail/{name}.txt"));
+    if std::env::var_os("BLESS_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (BLESS_GOLDEN=1 writes it)", path.display()));
+    assert_eq!(text, want, "{name}: the mail differs from its golden file");
+}
+
+fn put(node: &Node, uid: &str, text: &str) {
+    let path = format!("/calendars/{ALICE}/{uid}");
+    let (code, head, body) = node.http("PUT", &path, ALICE, &[], text);
+    assert!(code < 300, "{code} {head} {body}");
+}
+
+/// An organizer's series, its move, one occurrence taken out, the whole cancelled; an
+/// invitation answered with a comment: each mail says what happened, in words and in the
+/// event's zone.
+#[test]
+fn each_kind_of_message_reads_as_what_happened() {
+    let node = Node::start("readable", &common::accounts(&[ALICE]), "");
+    let spool = node.spool();
+
+    put(&node, "team-sync", &team_sync(""));
+    let invitation = read(&spooled(&spool, 1)[0]);
+    golden("invitation-series", &invitation);
+
+    let moved = team_sync("LOCATION:Raum 2\r\nSEQUENCE:1\r\n")
+        .replace("T093000", "T100000")
+        .replace(
+            "DTEND;TZID=Europe/Berlin:20270318T100000",
+            "DTEND;TZID=Europe/Berlin:20270318T103000",
+        );
+    put(&node, "team-sync", &moved);
+    golden("update-moved", &read(&spooled(&spool, 2)[1]));
+
+    let one_off = moved.replace(
+        "SEQUENCE:1\r\n",
+        "SEQUENCE:2\r\nEXDATE;TZID=Europe/Berlin:20270415T100000\r\n",
+    );
+    put(&node, "team-sync", &one_off);
+    golden("update-occurrence-removed", &read(&spooled(&spool, 3)[2]));
+
+    // The last Thursday cancelled as an occurrence of its own.
+    let last = "BEGIN:VEVENT\r\nUID:team-sync\r\nDTSTAMP:20270101T080000Z\r\n\
+RECURRENCE-ID;TZID=Europe/Berlin:20270422T100000\r\nSEQUENCE:3\r\nSTATUS:CANCELLED\r\n\
+DTSTART;TZID=Europe/Berlin:20270422T100000\r\nDTEND;TZID=Europe/Berlin:20270422T103000\r\n\
+SUMMARY:Wöchentliches Team-Sync\r\nLOCATION:Raum 2\r\n\
+ORGANIZER;CN=Alice Smith:mailto:alice@example.com\r\n\
+ATTENDEE;CN=Alice Smith;PARTSTAT=ACCEPTED:mailto:alice@example.com\r\n\
+ATTENDEE;CN=Bob Jones;RSVP=TRUE;PARTSTAT=NEEDS-ACTION:mailto:bob@partner.example\r\n\
+END:VEVENT\r\nEND:VCALENDAR\r\n";
+    let cancelled = one_off.replace("END:VCALENDAR\r\n", last);
+    put(&node, "team-sync", &cancelled);
+    golden("cancel-occurrence", &read(&spooled(&spool, 4)[3]));
+
+    let path = format!("/calendars/{ALICE}/team-sync");
+    let (code, head, _) = node.http("DELETE", &path, ALICE, &[], "");
+    assert!(code < 300, "{code} {head}");
+    golden("cancel-series", &read(&spooled(&spool, 5)[4]));
+
+    let invitation = format!(
+        "From: Olga Petrova <olga@partner.example>\r\nTo: {ALICE}\r\nSubject: Einladung\r\n\
+Message-ID: <retro-1@partner.example>\r\nMIME-Version: 1.0\r\n\
+Content-Type: text/calendar; method=REQUEST; charset=utf-8\r\n\r\n{}",
+        retrospective("NEEDS-ACTION", "")
+    );
+    let replies = node.lmtp("olga@partner.example", &[ALICE], &invitation);
+    assert!(replies[0].starts_with("250"), "{replies:?}");
+    let declined = retrospective("DECLINED", "COMMENT:Leider im Urlaub – bitte ohne mich\r\n")
+        .replace("METHOD:REQUEST\r\n", "");
+    put(&node, "retro-1", &declined);
+    let reply = read(&spooled(&spool, 6)[5]);
+    assert!(
+        reply.starts_with("From: Alice Smith <alice@example.com>"),
+        "{reply}"
+    );
+    golden("reply-declined-with-comment", &reply);
+}
