@@ -13,7 +13,8 @@ greeting meanwhile, Carol's own one-week query); one forged message with 16 ADD 
 with 16 CANCELs of single instances to three accounts (REFRESHes to the "organizer" and how many
 carry the attacker's text); PUBLISH of new
 objects from 25,000 senders and 100 from one, 200 uninvited answers of 100 KB to one meeting,
-300 MKCALENDAR (what was stored, and the store's growth).
+300 MKCALENDAR (what was stored, and the store's growth); forged one-click answers (how many one
+address gets answered, the time to refuse one, the store's growth).
 
 Large messages: SESSIONS LMTP sessions each send one message of SIZE MB (a valid invitation and a
 text attachment) at once, complete, and wait for the answers; the table gives every server's peak
@@ -469,6 +470,53 @@ def footprints(imipd, data_dir, count=500):
     }
 
 
+def http_post(port, path, body, source=None):
+    """A POST from `source`; its status and how long it took (ms)."""
+    started = time.perf_counter()
+    s = socket.socket()
+    if source:
+        s.bind((source, 0))
+    s.connect(("127.0.0.1", port))
+    head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n")
+    s.sendall(head.encode() + body)
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return (data.split(b" ", 2)[1].decode() if data else "none"), (time.perf_counter() - started) * 1000
+
+
+def rsvp_guessing(imipd, data_dir, tries=300):
+    """Forged one-click answers (`/rsvp/TOKEN`, issue 26): random tokens POSTed from one address
+    (how many are answered before 429), then from a new address each (the time to refuse one,
+    and what they leave in the store)."""
+    def du():
+        return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(data_dir) for f in fs)
+    def token():
+        return base64.urlsafe_b64encode(os.urandom(96)).rstrip(b"=").decode()
+    time.sleep(1)
+    before = du()
+    one = [http_post(imipd.http, f"/rsvp/{token()}?partstat=ACCEPTED", b"partstat=ACCEPTED",
+                     "127.0.9.1")[0] for _ in range(60)]
+    sources = Sources()
+    many = [http_post(imipd.http, f"/rsvp/{token()}", b"partstat=ACCEPTED", sources.next())
+            for _ in range(tries)]
+    time.sleep(2)
+    statuses = sorted(set(status for status, _ in many))
+    return {
+        "forged answers from one address in a minute: 403 / 429": f"{one.count('403')} / {one.count('429')}",
+        f"forged answers from {tries} addresses: statuses": ", ".join(statuses),
+        "forged answer refused p50 / p99 ms": "{:.1f} / {:.1f}".format(
+            statistics.median(t for _, t in many),
+            statistics.quantiles([t for _, t in many], n=100)[98]),
+        "store growth by forged answers KiB": (du() - before) / 1024,
+    }
+
+
 def strangers(binary, work):
     results = {}
     imipd = Imipd(binary, f"{work}/freeze", STRANGERS)
@@ -482,6 +530,9 @@ def strangers(binary, work):
     imipd.stop()
     imipd = Imipd(binary, f"{work}/rules", STRANGERS)
     results.update(footprints(imipd, f"{work}/rules/data"))
+    imipd.stop()
+    imipd = Imipd(binary, f"{work}/links", STRANGERS)
+    results.update(rsvp_guessing(imipd, f"{work}/links/data"))
     imipd.stop()
     return results
 

@@ -85,6 +85,8 @@ pub struct Gateway {
     pub store: Arc<dyn Store>,
     /// What clients see of the store's counters, sealed with its secret.
     pub tags: crate::tags::Tags,
+    /// One-click answers' tokens, sealed with its secret.
+    pub links: crate::rsvp::Links,
     durability: Durability,
     clock: Arc<dyn Clock>,
     /// Woken when messages are queued.
@@ -135,6 +137,7 @@ impl Gateway {
             prodid: config.server.prodid.clone(),
             settings: ArcSwap::from_pointee(Settings::new(config)),
             tags: crate::tags::Tags::new(&store.secret()),
+            links: crate::rsvp::Links::new(&store.secret()),
             store,
             durability,
             clock,

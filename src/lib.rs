@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod mime;
 pub mod outbound;
 pub mod quota;
+pub mod rsvp;
 pub mod store;
 pub mod tags;
 pub mod trace;

@@ -4,6 +4,7 @@
 use crate::config::Templates;
 use crate::itip::ItipMessage;
 use crate::mailbox::Mailbox;
+use crate::rsvp::Answer;
 use crate::store::{MailKind, MailSummary, Person, Previous};
 use crate::wording;
 use mail_builder::MessageBuilder;
@@ -252,7 +253,12 @@ fn answer(partstat: Option<&str>) -> String {
 
 /// Subject, text and HTML of a scheduling message, the way mainstream calendar mail reads:
 /// what happened, when (in the event's own zone), where, who, and what an update changed.
-pub fn readable(summary: &MailSummary, from: &str, templates: &Templates) -> Readable {
+pub fn readable(
+    summary: &MailSummary,
+    from: &str,
+    templates: &Templates,
+    answers: &[(Answer, String)],
+) -> Readable {
     let title = summary.title.clone().unwrap_or_else(|| "(no title)".into());
     let who = display_name(summary, from);
     let mut when_text = summary
@@ -306,6 +312,7 @@ pub fn readable(summary: &MailSummary, from: &str, templates: &Templates) -> Rea
         title,
         when: when_text,
         who,
+        answers,
     };
     Readable {
         text: shown.text(templates, &subject),
@@ -364,7 +371,9 @@ fn detail_rows(summary: &MailSummary, title: &str, when_text: &str) -> Vec<(&'st
 }
 
 /// What a message shows, before it goes into the templates.
-struct Shown {
+struct Shown<'a> {
+    /// One-click answers (`rsvp`), none for most messages.
+    answers: &'a [(Answer, String)],
     headline: String,
     rows: Vec<(&'static str, String)>,
     description: String,
@@ -373,8 +382,17 @@ struct Shown {
     who: String,
 }
 
-impl Shown {
+impl Shown<'_> {
     fn text(&self, templates: &Templates, subject: &str) -> String {
+        let answers = match self.answers {
+            [] => String::new(),
+            links => {
+                let lines: String = (links.iter())
+                    .map(|(answer, url)| format!("  {:<10} {url}\n", answer.label()))
+                    .collect();
+                format!("Your answer:\n{lines}\n")
+            }
+        };
         let details: String = self
             .rows
             .iter()
@@ -387,6 +405,7 @@ impl Shown {
             .replace("{description}", &self.description)
             .replace("{footer}", &templates.footer)
             .replace("{subject}", subject)
+            .replace("{answers}", &answers)
             .replace("{title}", &self.title)
             .replace("{when}", &self.when)
             .replace("{who}", &self.who)
@@ -417,9 +436,25 @@ impl Shown {
                 escape(text).replace('\n', "<br>")
             ),
         };
+        let buttons: String = (self.answers.iter())
+            .map(|(answer, url)| {
+                format!(
+                    "<a href=\"{}\" style=\"display:inline-block;margin:0 8px 8px 0;\
+                     padding:8px 16px;border-radius:6px;background:#0969da;color:#ffffff;\
+                     text-decoration:none;font-weight:600\">{}</a>",
+                    escape(url),
+                    answer.label()
+                )
+            })
+            .collect();
+        let answers = match buttons.is_empty() {
+            true => String::new(),
+            false => format!("<p style=\"margin:16px 0 0\">{buttons}</p>"),
+        };
         templates
             .html_body
             .replace("{subject}", &escape(subject))
+            .replace("{answers}", &answers)
             .replace("{headline}", &escape(&self.headline))
             .replace(
                 "{details}",
@@ -659,7 +694,7 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
             .map(|a| Mailbox::from_cal_address(a).unwrap())
             .collect();
         let summary = summary_of(message);
-        let read = readable(&summary, message.from.as_str(), &Templates::default());
+        let read = readable(&summary, message.from.as_str(), &Templates::default(), &[]);
         let raw = render(&outbound(
             &to,
             &read,
@@ -838,7 +873,7 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
     #[test]
     fn what_people_read() {
         let invite = lunch();
-        let read = readable(&invite, "alice@example.com", &Templates::default());
+        let read = readable(&invite, "alice@example.com", &Templates::default(), &[]);
         assert_eq!(
             read.subject,
             "Invitation: Lunch @ Tue 2 Jun 2009, 16:00–17:00 UTC"
@@ -875,7 +910,7 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
             },
             ..invite.clone()
         };
-        let read = readable(&moved, "alice@example.com", &Templates::default());
+        let read = readable(&moved, "alice@example.com", &Templates::default(), &[]);
         assert_eq!(
             read.subject,
             "Updated invitation: Lunch @ Tue 2 Jun 2009, 18:00–19:00 CEST (Paris)"
@@ -904,7 +939,7 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
             ..invite.clone()
         };
         assert_eq!(
-            readable(&reply, "bob@example.com", &Templates::default()).subject,
+            readable(&reply, "bob@example.com", &Templates::default(), &[]).subject,
             "Bob Smith accepted: Lunch"
         );
         let cancel = MailSummary {
@@ -917,7 +952,7 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
             ..Templates::default()
         };
         assert_eq!(
-            readable(&cancel, "alice@example.com", &templates).subject,
+            readable(&cancel, "alice@example.com", &templates, &[]).subject,
             "Abgesagt: Lunch"
         );
         let templates = Templates {
@@ -925,7 +960,7 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
             ..Templates::default()
         };
         assert_eq!(
-            readable(&invite, "alice@example.com", &templates).text,
+            readable(&invite, "alice@example.com", &templates, &[]).text,
             "Alice Émile: Lunch (Tue 2 Jun 2009, 16:00–17:00 UTC)"
         );
     }

@@ -220,6 +220,17 @@ fn broken_files_name_the_key() {
             "[outbound]\ntransport = \"smpt\"\n".to_string(),
             "\"smpt\" is none of \"spool\", \"smtp\"",
         ),
+        // A link under it would not reach the listener, or would carry someone's password.
+        (
+            "public-url-not-web",
+            "[http]\npublic_url = \"calendar.example.com\"\n".to_string(),
+            "http.public_url",
+        ),
+        (
+            "public-url-with-credentials",
+            "[http]\npublic_url = \"https://user:pw@calendar.example.com\"\n".to_string(),
+            "without query, fragment or credentials",
+        ),
         (
             "auto-add-typo",
             "[inbound]\nauto_add = \"sometimes\"\n".to_string(),

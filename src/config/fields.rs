@@ -58,6 +58,28 @@ pub(super) fn http_address<'de, D: serde::Deserializer<'de>>(
     }
 }
 
+/// `http.public_url`: an http(s) URL with a host and nothing after its path, or empty for
+/// none. Links are made by appending to its path, so it is kept without a trailing slash.
+pub(super) fn public_url<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<url::Url>, D::Error> {
+    use serde::de::Error;
+    let text = String::deserialize(deserializer)?;
+    let value = text.trim().trim_end_matches('/');
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let url = url::Url::parse(value).map_err(|e| D::Error::custom(format!("{text:?}: {e}")))?;
+    let web = matches!(url.scheme(), "http" | "https") && url.host().is_some();
+    if !web || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(D::Error::custom(format!(
+            "{text:?} is not where browsers reach this listener: http(s)://host[:port][/path], \
+             without query, fragment or credentials"
+        )));
+    }
+    Ok(Some(url))
+}
+
 /// `inbound.forward`: `lmtp://host:port` or `lmtp+unix:/path`, or empty for none.
 pub(super) fn forward_target<'de, D: serde::Deserializer<'de>>(
     deserializer: D,

@@ -283,6 +283,11 @@ pub struct Http {
     /// How long a kept-alive connection may wait for its next request.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// Where people's browsers reach this listener (`https://calendar.example.com`, perhaps
+    /// through a reverse proxy): invitations to outside attendees then carry one-click
+    /// answers under it (`/rsvp/...`). None: no such links.
+    #[serde(deserialize_with = "fields::public_url")]
+    pub public_url: Option<url::Url>,
 }
 
 /// What to do with invitations for objects a user does not have yet.
@@ -574,6 +579,7 @@ const HTML_BODY: &str = "<!DOCTYPE html>
 <div style=\"max-width:600px;margin:0 auto;background:#ffffff;border:1px solid #d0d7de;border-radius:8px;padding:20px 24px\">
 <h1 style=\"font-size:20px;line-height:1.3;margin:0 0 16px\">{headline}</h1>
 {details}
+{answers}
 {description}
 <p style=\"margin:20px 0 0;font-size:12px;color:#656d76\">{footer}</p>
 </div>
@@ -589,7 +595,7 @@ impl Default for Templates {
             cancel_subject: "Cancelled event: {title} @ {when}".into(),
             reply_subject: "{who} {answer}: {title}".into(),
             footer: "Sent by imipd on behalf of the sender's calendar.".into(),
-            text_body: "{headline}\n\n{details}\n{description}\n-- \n{footer}\n".into(),
+            text_body: "{headline}\n\n{details}\n{answers}{description}\n-- \n{footer}\n".into(),
             html_body: HTML_BODY.into(),
             attach_ics: true,
         }
@@ -638,6 +644,7 @@ impl Default for Http {
             tls: None,
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
+            public_url: None,
         }
     }
 }

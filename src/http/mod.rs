@@ -7,6 +7,7 @@ pub mod auth;
 pub mod dav;
 pub(crate) mod error;
 pub(crate) mod objects;
+mod rsvp;
 pub mod serve;
 
 pub use admin::QueueEntry;
@@ -40,6 +41,8 @@ pub struct Api {
     /// Permits for work that runs off the async threads (CalDAV queries and free/busy): one
     /// less than the cores, so that one is always left for everything else.
     pub heavy: tokio::sync::Semaphore,
+    /// One-click answers' requests per client address (`rsvp`).
+    pub rsvp: rsvp::Visits,
     /// When `inbound.forward` was last asked whether it answers, and what it said.
     forward_seen: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
 }
@@ -52,6 +55,7 @@ impl Api {
             auth: auth::Authenticator::default(),
             footprints: Default::default(),
             heavy: tokio::sync::Semaphore::new(heavy_permits()),
+            rsvp: Default::default(),
             forward_seen: Default::default(),
         }
     }
@@ -115,6 +119,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/queue/{id}", get(queue_show).delete(queue_drop))
         .route("/queue/{id}/retry", axum::routing::post(queue_retry))
         .merge(dav::routes())
+        .merge(rsvp::routes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(api)
 }

@@ -659,3 +659,40 @@ fn check_attendees(
     after.entries.extend(missing);
     Ok(())
 }
+
+/// The REPLY an attendee answering from a one-click link sends (`rsvp`): `answer` in every
+/// component of the organizer's `copy` it is on (the series alone when there is one), as its
+/// client would write it. None when it is on none.
+pub fn link_answer(
+    ctx: &Context,
+    copy: &Calendar,
+    me: &CalAddress,
+    answer: ICalendarParticipationStatus,
+) -> Option<Calendar> {
+    let on: Vec<&Component> = match copy.master().filter(|m| m.attendee(me).is_some()) {
+        Some(master) => vec![master],
+        None => copy
+            .scheduling()
+            .filter(|c| c.attendee(me).is_some())
+            .collect(),
+    };
+    let parts: Vec<Component> = on
+        .into_iter()
+        .map(|comp| {
+            let mut part = reply_component(comp, Some(comp), me, ctx.now);
+            for entry in &mut part.entries {
+                if entry.name == ICalendarProperty::Attendee
+                    && super::calendar::entry_address(entry).is_some_and(|a| &a == me)
+                {
+                    super::calendar::set_param(
+                        entry,
+                        ICalendarParameterName::Partstat,
+                        calcard::icalendar::ICalendarParameterValue::Partstat(answer.clone()),
+                    );
+                }
+            }
+            part
+        })
+        .collect();
+    (!parts.is_empty()).then(|| envelope(Method::Reply, ctx.prodid, parts, copy))
+}

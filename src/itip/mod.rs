@@ -20,6 +20,8 @@ mod summary;
 mod zones;
 
 pub use address::{CalAddress, percent_decode};
+pub use attendee::link_answer;
+pub use build::partstat_of;
 pub use calendar::stored_copy_flaw;
 pub use calendar::{Calendar, Component, InstanceKey, timestamp_of, value_text};
 pub use error::{ErrorClass, ItipError, Missing};

@@ -351,10 +351,12 @@ async fn transmit(gateway: &Gateway, id: u64, message: &OutboundMessage) -> Outc
 
 /// The mail for a queued message.
 pub fn render(gateway: &Gateway, id: u64, message: &OutboundMessage) -> Vec<u8> {
+    let answers = crate::rsvp::links_for(gateway, message);
     let readable = mime::readable(
         &message.summary,
         message.from.as_str(),
         &gateway.config().templates,
+        &answers,
     );
     let message_id = dsn::message_id(gateway, id);
     let from_name = message

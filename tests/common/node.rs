@@ -351,6 +351,29 @@ impl Node {
 
     /// A request with the admin token: status and body.
     #[allow(dead_code)]
+    /// A request from a browser at `client` (no credentials), as the listener hands it on.
+    pub fn browse(&self, method: &str, path: &str, body: &str, client: &str) -> (u16, String) {
+        let peer: std::net::SocketAddr = format!("{client}:40000").parse().unwrap();
+        let mut request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(imipd::http::serve::Peer(peer));
+        let router = self.parts().router.clone();
+        self.run(async move {
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status().as_u16();
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (status, String::from_utf8_lossy(&bytes).into_owned())
+        })
+    }
+
     pub fn admin(&self, method: &str, path: &str, body: &str) -> (u16, String) {
         let request = axum::http::Request::builder()
             .method(method)
