@@ -207,6 +207,8 @@ pub fn summary_of(message: &ItipMessage) -> MailSummary {
         occurrence: particulars.occurrence.is_some(),
         comment: particulars.comment,
         removed: summary.removed.clone(),
+        join: particulars.join,
+        url: particulars.url,
     }
 }
 
@@ -313,6 +315,7 @@ pub fn readable(
         when: when_text,
         who,
         answers,
+        join: joining(summary),
     };
     Readable {
         text: shown.text(templates, &subject),
@@ -343,6 +346,9 @@ fn detail_rows(summary: &MailSummary, title: &str, when_text: &str) -> Vec<(&'st
             format!("{location}{}", was(summary.previous.location.clone())),
         ));
     }
+    if let Some(join) = joining(summary) {
+        rows.push(("Join", join.to_string()));
+    }
     if let Some(rule) = &summary.recurrence {
         rows.push((
             "Repeats",
@@ -359,6 +365,9 @@ fn detail_rows(summary: &MailSummary, title: &str, when_text: &str) -> Vec<(&'st
     if let Some(old) = &summary.previous.title {
         rows.push(("Title", format!("{title}, was {old}")));
     }
+    if let Some(url) = &summary.url {
+        rows.push(("More details", url.clone()));
+    }
     if let Some(organizer) = &summary.organizer {
         rows.push(("Organizer", person(organizer)));
     }
@@ -370,10 +379,18 @@ fn detail_rows(summary: &MailSummary, title: &str, when_text: &str) -> Vec<(&'st
     rows
 }
 
+/// Where to join, on the messages people join from: invitations and updates.
+fn joining(summary: &MailSummary) -> Option<&str> {
+    let joins = matches!(summary.kind, MailKind::Invite | MailKind::Update);
+    summary.join.as_deref().filter(|_| joins)
+}
+
 /// What a message shows, before it goes into the templates.
 struct Shown<'a> {
     /// One-click answers (`rsvp`), none for most messages.
     answers: &'a [(Answer, String)],
+    /// Where to join the meeting: a button in HTML.
+    join: Option<&'a str>,
     headline: String,
     rows: Vec<(&'static str, String)>,
     description: String,
@@ -393,10 +410,13 @@ impl Shown<'_> {
                 format!("Your answer:\n{lines}\n")
             }
         };
+        let width = (self.rows.iter())
+            .map(|(label, _)| label.chars().count())
+            .fold(10, usize::max);
         let details: String = self
             .rows
             .iter()
-            .map(|(label, value)| format!("{label:<10} {value}\n"))
+            .map(|(label, value)| format!("{label:<width$} {value}\n"))
             .collect();
         templates
             .text_body
@@ -412,12 +432,6 @@ impl Shown<'_> {
     }
 
     fn html(&self, templates: &Templates, subject: &str) -> String {
-        let escape = |s: &str| {
-            s.replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;")
-                .replace('"', "&quot;")
-        };
         let list: String = self
             .rows
             .iter()
@@ -425,15 +439,24 @@ impl Shown<'_> {
                 format!(
                     "<dt style=\"font-weight:600;color:#656d76;font-size:13px\">{label}</dt>\n\
                      <dd style=\"margin:0 0 10px 0\">{}</dd>\n",
-                    escape(value)
+                    linked(value)
                 )
             })
             .collect();
+        let join = match self.join {
+            Some(url) => format!(
+                "<p style=\"margin:0 0 16px\"><a href=\"{}\" style=\"display:inline-block;\
+                 padding:8px 16px;border-radius:6px;background:#1a7f37;color:#ffffff;\
+                 text-decoration:none;font-weight:600\">Join the meeting</a></p>\n",
+                escape(url)
+            ),
+            None => String::new(),
+        };
         let description = match self.description.trim() {
             "" => String::new(),
             text => format!(
                 "<p style=\"margin:16px 0 0;white-space:pre-line\">{}</p>",
-                escape(text).replace('\n', "<br>")
+                linked(text).replace('\n', "<br>")
             ),
         };
         let buttons: String = (self.answers.iter())
@@ -458,7 +481,7 @@ impl Shown<'_> {
             .replace("{headline}", &escape(&self.headline))
             .replace(
                 "{details}",
-                &format!("<dl style=\"margin:0\">\n{list}</dl>"),
+                &format!("{join}<dl style=\"margin:0\">\n{list}</dl>"),
             )
             .replace("{description}", &description)
             .replace("{footer}", &escape(&templates.footer))
@@ -466,6 +489,46 @@ impl Shown<'_> {
             .replace("{when}", &escape(&self.when))
             .replace("{who}", &escape(&self.who))
     }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Text for HTML, escaped, its http(s) addresses made links (nothing else ever is).
+fn linked(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = next_address(rest) {
+        let (before, from) = rest.split_at(at);
+        let length = from
+            .find(|c: char| c.is_whitespace() || "<>\"".contains(c))
+            .unwrap_or(from.len());
+        let address =
+            from[..length].trim_end_matches(['.', ',', ';', ':', '!', '?', ')', ']', '\'']);
+        out.push_str(&escape(before));
+        if crate::itip::web_address(address) {
+            let address = escape(address);
+            out.push_str(&format!("<a href=\"{address}\">{address}</a>"));
+        } else {
+            out.push_str(&escape(address));
+        }
+        rest = &from[address.len().max(1)..];
+    }
+    out.push_str(&escape(rest));
+    out
+}
+
+/// Where the next http(s) address in `text` starts.
+fn next_address(text: &str) -> Option<usize> {
+    let lower = text.to_ascii_lowercase();
+    [lower.find("https://"), lower.find("http://")]
+        .into_iter()
+        .flatten()
+        .min()
 }
 
 /// An outbound iTIP message, ready to render.
@@ -963,6 +1026,44 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
             readable(&invite, "alice@example.com", &templates, &[]).text,
             "Alice Émile: Lunch (Tue 2 Jun 2009, 16:00–17:00 UTC)"
         );
+    }
+
+    /// Web addresses in what people wrote become links; nothing else does, and nothing they
+    /// wrote becomes markup.
+    #[test]
+    fn only_web_addresses_become_links() {
+        assert_eq!(
+            linked("Agenda: https://wiki.example.com/a?x=1&y=2. <b>Bring</b> it"),
+            "Agenda: <a href=\"https://wiki.example.com/a?x=1&amp;y=2\">\
+             https://wiki.example.com/a?x=1&amp;y=2</a>. &lt;b&gt;Bring&lt;/b&gt; it"
+        );
+        assert_eq!(
+            linked("javascript:alert(1) data:text/html,x http://\"><script>"),
+            "javascript:alert(1) data:text/html,x http://&quot;&gt;&lt;script&gt;"
+        );
+        assert_eq!(
+            linked("(see HTTPS://Example.com/Ü)"),
+            "(see <a href=\"HTTPS://Example.com/Ü\">HTTPS://Example.com/Ü</a>)"
+        );
+        let meeting = MailSummary {
+            join: Some("https://meet.example.com/abc".into()),
+            url: Some("javascript:alert(1)".into()),
+            ..lunch()
+        };
+        let read = readable(&meeting, "alice@example.com", &Templates::default(), &[]);
+        assert!(
+            read.text
+                .contains("Join         https://meet.example.com/abc"),
+            "{}",
+            read.text
+        );
+        assert!(
+            read.html
+                .contains("<a href=\"https://meet.example.com/abc\" style="),
+            "{}",
+            read.html
+        );
+        assert!(!read.html.contains("href=\"javascript"), "{}", read.html);
     }
 
     fn base64_encode(text: &str) -> String {

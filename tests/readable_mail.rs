@@ -19,6 +19,9 @@ fn team_sync(extra: &str) -> String {
 UID:team-sync\r\nDTSTAMP:20270101T080000Z\r\nSUMMARY:Wöchentliches Team-Sync\r\n\
 DTSTART;TZID=Europe/Berlin:20270318T093000\r\nDTEND;TZID=Europe/Berlin:20270318T100000\r\n\
 RRULE:FREQ=WEEKLY;COUNT=6;BYDAY=TH\r\n\
+CONFERENCE;VALUE=URI;FEATURE=VIDEO:https://meet.example.com/team-sync\r\n\
+URL:https://intranet.example.com/team\r\n\
+DESCRIPTION:Agenda: https://wiki.example.com/sync\\nBitte vorbereiten.\r\n\
 ORGANIZER;CN=Alice Smith:mailto:alice@example.com\r\n\
 ATTENDEE;CN=Alice Smith;PARTSTAT=ACCEPTED:mailto:alice@example.com\r\n\
 ATTENDEE;CN=Bob Jones;RSVP=TRUE;PARTSTAT=NEEDS-ACTION:mailto:bob@partner.example\r\n\

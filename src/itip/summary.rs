@@ -304,6 +304,10 @@ pub struct Particulars {
     pub comment: Option<String>,
     /// Whom the message names, the organizer first (with their CN).
     pub participants: Vec<Participant>,
+    /// Where to join: the first CONFERENCE (RFC 7986), else a web address in LOCATION.
+    pub join: Option<String>,
+    /// URL: more about the event.
+    pub url: Option<String>,
 }
 
 /// The particulars of an outgoing message's calendar.
@@ -315,11 +319,36 @@ pub fn particulars(calendar: &super::Calendar) -> Particulars {
     let single = comps
         .iter()
         .all(|c| c.prop(&ICalendarProperty::RecurrenceId).is_some());
+    let uri = |prop: &ICalendarProperty| {
+        first
+            .prop(prop)
+            .and_then(|e| e.values.first())
+            .and_then(super::calendar::value_text)
+            .map(str::trim)
+            .filter(|u| web_address(u))
+            .map(str::to_string)
+    };
+    let in_location = first
+        .text(&ICalendarProperty::Location)
+        .and_then(|l| l.split_whitespace().find(|w| web_address(w)))
+        .map(str::to_string);
     Particulars {
         occurrence: single.then(|| occurrence(first, &calendar.tz_resolver())),
         comment: first.text(&ICalendarProperty::Comment).map(str::to_string),
         participants: participants(first),
+        join: uri(&ICalendarProperty::Conference).or(in_location),
+        url: uri(&ICalendarProperty::Url),
     }
+}
+
+/// An http(s) address: the only links mail makes clickable (never `javascript:` or `data:`).
+pub fn web_address(text: &str) -> bool {
+    let lower = text.get(..8).unwrap_or(text).to_ascii_lowercase();
+    (lower.starts_with("https://") || lower.starts_with("http://"))
+        && text.len() > 10
+        && !text
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>\"".contains(c))
 }
 
 /// The instants a component's EXDATEs take out of its series.

@@ -337,6 +337,12 @@ pub struct MailSummary {
     /// Occurrences an update took out of the series (seconds since the epoch).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removed: Vec<i64>,
+    /// Where to join the meeting (CONFERENCE, or a web address in LOCATION).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<String>,
+    /// URL: more about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// One change inside an atomic commit.
