@@ -59,12 +59,30 @@ pub struct Settings {
     /// The configuration.
     pub config: Config,
     book: BTreeMap<CalAddress, String>,
+    /// The policies of the accounts that set their own, by account name.
+    policies: BTreeMap<String, Policy>,
 }
 
 impl Settings {
     fn new(config: Config) -> Self {
         let book = config.address_book();
-        Settings { config, book }
+        let server = Policy::of_server(&config);
+        let policies = (config.accounts.iter())
+            .map(|(name, own)| {
+                let policy = Policy {
+                    auto_add: own.auto_add.unwrap_or(server.auto_add),
+                    invitations_calendar: own.invitations_calendar.clone(),
+                    cancelled: own.cancelled,
+                };
+                (name.to_lowercase(), policy)
+            })
+            .filter(|(_, policy)| *policy != server)
+            .collect();
+        Settings {
+            config,
+            book,
+            policies,
+        }
     }
 }
 
@@ -105,6 +123,28 @@ pub struct Gateway {
 /// enough for a monitor to see it, short enough that a load balancer that stopped sending
 /// because of it tries again.
 const UNHEALTHY_FOR: i64 = 60;
+
+/// An account's policy for the mail it receives (`accounts."ADDRESS"`, else `[inbound]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Whether a stranger's new object enters the calendar.
+    pub auto_add: crate::config::AutoAdd,
+    /// The further calendar new invitations go into; none: the default one.
+    pub invitations_calendar: Option<String>,
+    /// What a cancellation leaves of an event.
+    pub cancelled: crate::config::Cancelled,
+}
+
+impl Policy {
+    /// The server's, for accounts that set none of their own.
+    fn of_server(config: &Config) -> Policy {
+        Policy {
+            auto_add: config.inbound.auto_add,
+            invitations_calendar: None,
+            cancelled: Default::default(),
+        }
+    }
+}
 
 /// What a read-decide-commit cycle decided: the changes to commit and what to return once they
 /// are on disk.
@@ -193,6 +233,14 @@ impl Gateway {
     pub fn account_for(&self, email: &str) -> Option<String> {
         let address = CalAddress::from_email(email.trim().trim_matches(['<', '>']))?;
         self.settings.load().book.get(&address).cloned()
+    }
+
+    /// What an account's settings decide about mail it receives, the server's where it sets
+    /// nothing (read again after a reload, like the rest).
+    pub fn policy(&self, account: &str) -> Policy {
+        let settings = self.settings.load();
+        (settings.policies.get(account).cloned())
+            .unwrap_or_else(|| Policy::of_server(&settings.config))
     }
 
     /// Every address of an account.

@@ -325,6 +325,7 @@ macro_rules! named_values {
 
 named_values!(AutoAdd, "always" => AutoAdd::Always, "authenticated" => AutoAdd::Authenticated, "known" => AutoAdd::Known, "never" => AutoAdd::Never);
 named_values!(Transport, "spool" => Transport::Spool, "smtp" => Transport::Smtp);
+named_values!(Cancelled, "keep" => Cancelled::Keep, "remove" => Cancelled::Remove);
 
 /// `[inbound]`
 #[derive(Debug, Clone, Deserialize)]
@@ -620,6 +621,23 @@ pub struct Account {
     pub aliases: Vec<String>,
     /// argon2 hash for HTTP Basic authentication (`imipd hash-password`).
     pub password_hash: String,
+    /// This account's `inbound.auto_add`; none: the server's.
+    pub auto_add: Option<AutoAdd>,
+    /// The calendar (one of the account's further calendars, by name) that new invitations
+    /// arriving by mail go into; none, or a calendar the account does not have: the default.
+    pub invitations_calendar: Option<String>,
+    /// What a cancellation by its organizer leaves of an event.
+    pub cancelled: Cancelled,
+}
+
+/// What a cancellation leaves in the calendar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Cancelled {
+    /// The event stays, marked STATUS:CANCELLED (what calendar clients show struck through).
+    #[default]
+    Keep,
+    /// The event is removed.
+    Remove,
 }
 
 impl Default for Server {

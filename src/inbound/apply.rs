@@ -6,9 +6,9 @@
 use super::allowance::{self, Allowance};
 use super::guard::{self, Admitted, Part, Unusable};
 use super::verdict::Verdict;
-use crate::config::AutoAdd;
+use crate::config::{AutoAdd, Cancelled};
 use crate::escape::escaped;
-use crate::gateway::{Decision, Gateway};
+use crate::gateway::{Decision, Gateway, Policy};
 use crate::itip::{self, Calendar, ErrorClass, ItipMessage, Method, Received};
 use crate::mailbox::Mailbox;
 use crate::mime::InboundMail;
@@ -181,6 +181,7 @@ fn plan(
         });
     }
     let ctx = gateway.context(&addresses);
+    let policy = gateway.policy(account);
     let mut allowance = Allowance::new(gateway, account, &admitted.author.address, ahead);
     // Later parts see what earlier parts of the same message did.
     let mut copies: BTreeMap<String, Draft> = BTreeMap::new();
@@ -193,6 +194,7 @@ fn plan(
             gateway,
             trace,
             account,
+            policy: &policy,
             admitted,
             part,
         };
@@ -208,7 +210,10 @@ fn plan(
             duplicate: false,
         });
     }
-    changes.extend(puts(account, &copies));
+    changes.extend(
+        placed(gateway, account, &policy, &copies).map_err(|e| Verdict::store_unavailable(&e))?,
+    );
+    changes.extend(puts(account, &copies, &policy));
     changes.extend(allowance.changes());
     if let Some(key) = seen_key {
         changes.push(Change::Seen(key, gateway.now()));
@@ -291,7 +296,7 @@ enum Consent {
 
 /// Whether an invitation for an object the user lacks may be added (`inbound.auto_add`).
 fn consent(
-    gateway: &Gateway,
+    account_policy: &Policy,
     allowance: &mut Allowance,
     admitted: &Admitted,
     part: &Part,
@@ -301,7 +306,7 @@ fn consent(
     if copy.calendar.is_some() || !adds {
         return Ok(Consent::Given);
     }
-    let policy = gateway.config().inbound.auto_add;
+    let policy = account_policy.auto_add;
     let refused = || format!("not added: inbound.auto_add = {policy:?} and the user has no copy");
     Ok(match policy {
         AutoAdd::Always => Consent::Given,
@@ -322,13 +327,26 @@ fn consent(
     })
 }
 
-/// The copies a message changed, to be stored.
-fn puts(account: &str, copies: &BTreeMap<String, Draft>) -> Vec<Change> {
+/// The copies a message changed, to be stored; a copy its organizer cancelled whole is removed
+/// instead where the account says so (`accounts."ADDRESS".cancelled = "remove"`).
+fn puts(account: &str, copies: &BTreeMap<String, Draft>, policy: &Policy) -> Vec<Change> {
     copies
         .iter()
         .filter_map(|(uid, copy)| {
-            let text = copy.calendar.as_ref()?.to_string();
-            (copy.original.as_deref() != Some(text.as_str())).then(|| Change::Put {
+            let calendar = copy.calendar.as_ref()?;
+            let text = calendar.to_string();
+            if copy.original.as_deref() == Some(text.as_str()) {
+                return None;
+            }
+            let cancelled = calendar.scheduling().all(itip::Component::is_cancelled);
+            if policy.cancelled == Cancelled::Remove && cancelled && copy.original.is_some() {
+                return Some(Change::Delete {
+                    account: account.into(),
+                    uid: uid.clone(),
+                    expect: copy.expect,
+                });
+            }
+            Some(Change::Put {
                 account: account.into(),
                 uid: uid.clone(),
                 text,
@@ -343,11 +361,40 @@ fn puts(account: &str, copies: &BTreeMap<String, Draft>) -> Vec<Change> {
         .collect()
 }
 
+/// New copies into the calendar the account has new invitations go to
+/// (`accounts."ADDRESS".invitations_calendar`), when it has that calendar.
+fn placed(
+    gateway: &Gateway,
+    account: &str,
+    policy: &Policy,
+    copies: &BTreeMap<String, Draft>,
+) -> Result<Vec<Change>, crate::store::StoreError> {
+    let Some(calendar) = &policy.invitations_calendar else {
+        return Ok(Vec::new());
+    };
+    let new: Vec<&String> = (copies.iter())
+        .filter(|(_, copy)| copy.original.is_none() && copy.calendar.is_some())
+        .map(|(uid, _)| uid)
+        .collect();
+    if new.is_empty() || !gateway.store.calendars(account)?.contains(calendar) {
+        return Ok(Vec::new());
+    }
+    Ok(new
+        .into_iter()
+        .map(|uid| Change::Place {
+            account: account.into(),
+            uid: uid.clone(),
+            calendar: Some(calendar.clone()),
+        })
+        .collect())
+}
+
 /// One part applied to one account's copy.
 struct Step<'a> {
     gateway: &'a Gateway,
     trace: &'a str,
     account: &'a str,
+    policy: &'a Policy,
     admitted: &'a Admitted,
     part: &'a Part,
 }
@@ -373,7 +420,7 @@ impl Step<'_> {
             change: "none".into(),
             sends: Vec::new(),
         };
-        let consented = consent(self.gateway, allowance, self.admitted, part, copy)
+        let consented = consent(self.policy, allowance, self.admitted, part, copy)
             .map_err(|e| Verdict::store_unavailable(&e))?;
         match consented {
             Consent::Given => {}

@@ -141,6 +141,18 @@ impl Node {
     }
 
     /// Stops as a crash would: nothing is finished, whatever was durable stays.
+    /// The node's configuration file.
+    pub fn config_path(&self) -> PathBuf {
+        self.config_path.clone()
+    }
+
+    /// Reads the configuration file again and puts it in force, as SIGHUP does.
+    pub fn reload(&self) {
+        let config = Config::load(Some(&self.config_path)).expect("a valid configuration");
+        let waiting = self.parts().gateway.reload(config);
+        assert!(waiting.is_empty(), "{waiting:?}");
+    }
+
     pub fn kill(&mut self) {
         if let Some(parts) = self.parts.take() {
             parts.worker.abort();
