@@ -129,6 +129,7 @@ fn main() {
         now: 1_893_456_000,
         prodid: "-//imipd//bench//EN",
         addresses: &organizer,
+        vouched_domain: None,
     };
     let text = object("Room 1");
     let new = Calendar::parse(&text).expect("object parses");

@@ -95,6 +95,7 @@ pub fn engine(data: &[u8]) -> Option<String> {
         now: NOW,
         prodid: "-//imipd//fuzz//EN",
         addresses: &addresses,
+        vouched_domain: None,
     };
     let mut stored: Option<Calendar> = None;
     for (index, chunk) in rest.split(|b| *b == 0).take(8).enumerate() {

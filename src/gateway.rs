@@ -274,6 +274,7 @@ impl Gateway {
             now: self.now(),
             prodid: &self.prodid,
             addresses,
+            vouched_domain: None,
         }
     }
 

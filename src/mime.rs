@@ -722,6 +722,7 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
                 now: 1_893_456_000,
                 prodid: "-//imipd//test//EN",
                 addresses,
+                vouched_domain: None,
             }
         }
         let request = itip::schedule_put(&ctx(&alice), None, Calendar::parse(event).unwrap())

@@ -282,6 +282,7 @@ impl World {
             now,
             prodid: "-//imipd properties//EN",
             addresses: &addresses,
+            vouched_domain: None,
         };
         let new = Calendar::parse(text)?;
         let outcome = itip::schedule_put(&ctx, self.copies.get(who), new)?;
@@ -297,6 +298,7 @@ impl World {
             now,
             prodid: "-//imipd properties//EN",
             addresses: &addresses,
+            vouched_domain: None,
         };
         let received = itip::receive(&ctx, &message.from, self.copies.get(to), &message.calendar)?;
         if let Some(copy) = received.stored {

@@ -274,6 +274,80 @@ fn deliver_cancel(daemon: &Node, headers: &str, domain: &str, organizer_params: 
         .remove(0)
 }
 
+/// The boss's meeting as Microsoft 365 sends it when his assistant books it: the assistant in
+/// From, the boss as ORGANIZER with the assistant as SENT-BY.
+fn booked_by_assistant(uid: &str, sequence: u32, assistant: &str) -> String {
+    vcalendar(
+        "REQUEST",
+        &format!(
+            "UID:{uid}\nDTSTAMP:20261121T090000Z\nSEQUENCE:{sequence}\n\
+DTSTART:20261201T100000Z\nDTEND:20261201T110000Z\nSUMMARY:Board take {sequence}\n\
+ORGANIZER;CN=Boss;SENT-BY=\"mailto:{assistant}\":mailto:boss@contoso.example\n\
+ATTENDEE;RSVP=TRUE:mailto:bob@example.com"
+        ),
+    )
+}
+
+fn from_assistant(
+    daemon: &Node,
+    uid: &str,
+    sequence: u32,
+    assistant: &str,
+    pass: Option<&str>,
+) -> String {
+    let domain = assistant.rsplit_once('@').unwrap().1;
+    let mut headers =
+        format!("From: Assistant <{assistant}>\nMessage-ID: <{uid}-{sequence}@{domain}>");
+    if let Some(domain) = pass {
+        headers = format!("{headers}\n{}", dmarc_pass(domain));
+    }
+    let message = mail(
+        &headers,
+        "REQUEST",
+        &booked_by_assistant(uid, sequence, assistant),
+    );
+    daemon.lmtp(assistant, &[BOB], &message).remove(0)
+}
+
+/// Microsoft 365's delegates (issue 26, item 7): the SENT-BY of an outside organizer of the
+/// same domain invites Bob. Believed with a trusted DMARC pass for that domain, and then for
+/// the meeting's updates (the copy names the delegate); refused without that evidence, or
+/// from another domain than the organizer's.
+#[test]
+fn a_delegate_of_the_organizer_invites_when_dmarc_vouches_for_the_domain() {
+    let daemon = Node::start("m365-delegate", &format!("{}{DMARC}", accounts()), "");
+    let assistant = "assistant@contoso.example";
+    let reply = from_assistant(&daemon, "board-1", 0, assistant, Some("contoso.example"));
+    assert!(reply.starts_with("250"), "{reply}");
+    let copy = daemon.get(BOB, "board-1").1.replace("\r\n ", "");
+    assert!(
+        copy.contains("SENT-BY=\"mailto:assistant@contoso.example\""),
+        "{copy}"
+    );
+    assert!(!copy.contains("X-IMIPD-FORWARDED-BY"), "{copy}");
+    // Her update passes the rule for a delegate the copy names.
+    let reply = from_assistant(&daemon, "board-1", 1, assistant, Some("contoso.example"));
+    assert!(reply.starts_with("250"), "{reply}");
+    assert!(daemon.get(BOB, "board-1").1.contains("Board take 1"));
+
+    // Without the evidence, as before: anyone can write SENT-BY.
+    let reply = from_assistant(&daemon, "board-2", 0, assistant, None);
+    assert!(reply.starts_with("550 5.7.1"), "{reply}");
+    assert_eq!(daemon.get(BOB, "board-2").0, 404);
+    // Authenticated, but for another domain than the organizer's.
+    let mallory = "mallory@evil.example";
+    let reply = from_assistant(&daemon, "board-3", 0, mallory, Some("evil.example"));
+    assert!(reply.starts_with("550 5.7.1"), "{reply}");
+    assert_eq!(daemon.get(BOB, "board-3").0, 404);
+
+    // A server that trusts no authserv-id has no evidence: the delegate is refused, as any
+    // sender that is not the organizer, whatever its mail claims.
+    let daemon = Node::start("m365-unvouched", &accounts(), "");
+    let reply = from_assistant(&daemon, "board-4", 0, assistant, Some("contoso.example"));
+    assert!(reply.starts_with("550 5.7.1"), "{reply}");
+    assert_eq!(daemon.get(BOB, "board-4").0, 404);
+}
+
 #[test]
 fn a_cancel_signed_with_a_forged_sent_by_is_refused() {
     let daemon = bob_invited("sent-by");

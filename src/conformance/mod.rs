@@ -352,6 +352,7 @@ fn context(addresses: &[CalAddress]) -> Context<'_> {
         now: NOW,
         prodid: PRODID,
         addresses,
+        vouched_domain: None,
     }
 }
 

@@ -180,7 +180,15 @@ fn plan(
             duplicate: true,
         });
     }
-    let ctx = gateway.context(&addresses);
+    let vouched = (admitted.author.authenticated)
+        .then(|| admitted.author.address.email())
+        .flatten()
+        .and_then(|email| email.rsplit_once('@'))
+        .map(|(_, domain)| domain);
+    let ctx = itip::Context {
+        vouched_domain: vouched,
+        ..gateway.context(&addresses)
+    };
     let policy = gateway.policy(account);
     let mut allowance = Allowance::new(gateway, account, &admitted.author.address, ahead);
     // Later parts see what earlier parts of the same message did.

@@ -186,6 +186,31 @@ fn speaks_for(sender: &CalAddress, e: &ICalendarEntry, stored: Option<&Calendar>
             && stored.is_some_and(|s| names_sent_by(s, &e.name, &user, sender)))
 }
 
+/// Microsoft 365's delegates: a new invitation whose sender is the ORGANIZER's SENT-BY, both
+/// of the domain the sender is authenticated for (`Context::vouched_domain`: a DMARC pass).
+/// The copy then names the delegate, so that its later updates pass `speaks_for`; without
+/// that evidence a stranger could make himself anyone's delegate by saying so.
+fn vouched_delegate(
+    ctx: &Context,
+    sender: &CalAddress,
+    e: &ICalendarEntry,
+    stored: Option<&Calendar>,
+) -> bool {
+    let domain = |a: &CalAddress| {
+        a.email()
+            .and_then(|m| m.rsplit_once('@'))
+            .map(|(_, d)| d.to_ascii_lowercase())
+    };
+    let (Some(vouched), Some(user)) = (ctx.vouched_domain, entry_address(e)) else {
+        return false;
+    };
+    let vouched = Some(vouched.to_ascii_lowercase());
+    stored.is_none()
+        && param_addresses(e, &ICalendarParameterName::SentBy).contains(sender)
+        && domain(sender) == vouched
+        && domain(&user) == vouched
+}
+
 /// True when the stored copy names `delegate` as SENT-BY of `user` on such a property.
 fn names_sent_by(
     stored: &Calendar,
@@ -228,8 +253,10 @@ fn from_organizer(
     let organizer_entry = message
         .scheduling()
         .find_map(|c| c.prop(&ICalendarProperty::Organizer));
-    let authorized = organizer_entry.is_some_and(|e| speaks_for(sender, e, stored))
-        || (method == Method::Request && delegated_to_me(ctx, sender, message));
+    let authorized = organizer_entry.is_some_and(|e| {
+        speaks_for(sender, e, stored)
+            || (method == Method::Request && vouched_delegate(ctx, sender, e, stored))
+    }) || (method == Method::Request && delegated_to_me(ctx, sender, message));
     if !authorized {
         let is_attendee = message
             .scheduling()

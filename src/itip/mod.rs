@@ -44,6 +44,10 @@ pub struct Context<'a> {
     pub prodid: &'a str,
     /// Every calendar user address of the account.
     pub addresses: &'a [CalAddress],
+    /// The domain the message's sender is authenticated for (a DMARC pass by a trusted
+    /// authserv-id), when it is: a SENT-BY of an organizer of that same domain then speaks for
+    /// it in a new invitation (Microsoft 365's delegates). None for everything else.
+    pub vouched_domain: Option<&'a str>,
 }
 
 impl Context<'_> {
