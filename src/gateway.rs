@@ -61,6 +61,8 @@ pub struct Settings {
     book: BTreeMap<CalAddress, String>,
     /// The policies of the accounts that set their own, by account name.
     policies: BTreeMap<String, Policy>,
+    /// The languages of the accounts that set their own, by account name.
+    languages: BTreeMap<String, crate::wording::Language>,
 }
 
 impl Settings {
@@ -78,10 +80,14 @@ impl Settings {
             })
             .filter(|(_, policy)| *policy != server)
             .collect();
+        let languages = (config.accounts.iter())
+            .filter_map(|(name, own)| Some((name.to_lowercase(), own.language?)))
+            .collect();
         Settings {
             config,
             book,
             policies,
+            languages,
         }
     }
 }
@@ -241,6 +247,12 @@ impl Gateway {
         let settings = self.settings.load();
         (settings.policies.get(account).cloned())
             .unwrap_or_else(|| Policy::of_server(&settings.config))
+    }
+
+    /// The language of the mail an account sends.
+    pub fn language(&self, account: &str) -> crate::wording::Language {
+        let settings = self.settings.load();
+        (settings.languages.get(account).copied()).unwrap_or(settings.config.server.language)
     }
 
     /// Every address of an account.

@@ -6,7 +6,7 @@ use crate::itip::ItipMessage;
 use crate::mailbox::Mailbox;
 use crate::rsvp::Answer;
 use crate::store::{MailKind, MailSummary, Person, Previous};
-use crate::wording;
+use crate::wording::{self, Language, Words};
 use mail_builder::MessageBuilder;
 use mail_builder::headers::content_type::ContentType;
 use mail_builder::mime::MimePart;
@@ -133,7 +133,7 @@ fn normalize(text: &str) -> String {
 
 /// The readable content of an engine message, for the mail that carries it (kept with its
 /// queue entry).
-pub fn summary_of(message: &ItipMessage) -> MailSummary {
+pub fn summary_of(message: &ItipMessage, language: Language) -> MailSummary {
     use crate::itip::{self, Field, FieldValue, SummaryKind};
     type Values = std::collections::BTreeMap<Field, FieldValue>;
     let text = |values: &Values, field| match values.get(&field) {
@@ -148,7 +148,7 @@ pub fn summary_of(message: &ItipMessage) -> MailSummary {
         _ => None,
     };
     let rule = |values: &Values| match values.get(&Field::Rrule) {
-        Some(FieldValue::Rrule(r)) => Some(crate::wording::repeats(r)),
+        Some(FieldValue::Rrule(r)) => Some(crate::wording::repeats(r, language)),
         _ => None,
     };
     let summary = &message.summary;
@@ -241,16 +241,33 @@ fn person(p: &Person) -> String {
     }
 }
 
-fn answer(partstat: Option<&str>) -> String {
+fn answer(partstat: Option<&str>, words: &Words) -> String {
+    let [
+        accepted,
+        declined,
+        tentative,
+        delegated,
+        completed,
+        working,
+        other,
+    ] = words.answers;
     match partstat.unwrap_or("") {
-        "ACCEPTED" => "accepted".into(),
-        "DECLINED" => "declined".into(),
-        "TENTATIVE" => "tentatively accepted".into(),
-        "DELEGATED" => "delegated".into(),
-        "COMPLETED" => "completed".into(),
-        "IN-PROCESS" => "is working on".into(),
-        other => format!("answered {}", other.to_lowercase()),
+        "ACCEPTED" => accepted.into(),
+        "DECLINED" => declined.into(),
+        "TENTATIVE" => tentative.into(),
+        "DELEGATED" => delegated.into(),
+        "COMPLETED" => completed.into(),
+        "IN-PROCESS" => working.into(),
+        partstat => other.replace("{}", &partstat.to_lowercase()),
     }
+}
+
+/// The built-in templates, to tell the operator's own from them.
+static BUILT_IN: std::sync::LazyLock<Templates> = std::sync::LazyLock::new(Templates::default);
+
+/// The operator's template where it is not the built-in (English) one, else the language's.
+fn chosen<'a>(operator: &'a str, built_in: &str, own: &'a str) -> &'a str {
+    if operator == built_in { own } else { operator }
 }
 
 /// Subject, text and HTML of a scheduling message, the way mainstream calendar mail reads:
@@ -260,62 +277,87 @@ pub fn readable(
     from: &str,
     templates: &Templates,
     answers: &[(Answer, String)],
+    language: Language,
 ) -> Readable {
-    let title = summary.title.clone().unwrap_or_else(|| "(no title)".into());
+    let words = language.words();
+    let title = summary
+        .title
+        .clone()
+        .unwrap_or_else(|| words.no_title.into());
     let who = display_name(summary, from);
-    let mut when_text = summary
-        .start
-        .map(|s| wording::when(s, summary.end, summary.all_day, &summary.time_zone))
+    let zone = &summary.time_zone;
+    let mut when_text = (summary.start)
+        .map(|s| wording::when(s, summary.end, summary.all_day, zone, language))
         .unwrap_or_default();
     if summary.occurrence && !when_text.is_empty() {
-        when_text.push_str(", this occurrence only");
+        when_text.push_str(words.this_occurrence_only);
     }
     let template = match summary.kind {
-        MailKind::Invite => &templates.invite_subject,
-        MailKind::Update => &templates.update_subject,
-        MailKind::Cancel => &templates.cancel_subject,
-        MailKind::Rsvp => &templates.reply_subject,
+        MailKind::Invite => chosen(
+            &templates.invite_subject,
+            &BUILT_IN.invite_subject,
+            words.invite_subject,
+        ),
+        MailKind::Update => chosen(
+            &templates.update_subject,
+            &BUILT_IN.update_subject,
+            words.update_subject,
+        ),
+        MailKind::Cancel => chosen(
+            &templates.cancel_subject,
+            &BUILT_IN.cancel_subject,
+            words.cancel_subject,
+        ),
+        MailKind::Rsvp => chosen(
+            &templates.reply_subject,
+            &BUILT_IN.reply_subject,
+            words.reply_subject,
+        ),
     };
+    let answered = answer(summary.partstat.as_deref(), words);
     let subject = template
         .replace("{title}", &title)
         .replace("{when}", &when_text)
         .replace("{who}", &who)
-        .replace("{answer}", &answer(summary.partstat.as_deref()))
+        .replace("{answer}", &answered)
         .replace(" @ ", if when_text.is_empty() { "" } else { " @ " })
         .trim()
         .to_string();
     let of = if summary.occurrence {
-        "one occurrence of "
+        format!("{}{title}", words.one_occurrence_of)
     } else {
-        ""
+        title.clone()
     };
     let headline = match summary.kind {
-        MailKind::Invite => format!("{who} invites you to {of}{title}"),
-        MailKind::Update if !summary.removed.is_empty() => {
-            let n = summary.removed.len();
-            let occurrences = if n == 1 {
-                "one occurrence"
-            } else {
-                "occurrences"
-            };
-            format!("{who} cancelled {occurrences} of {title}")
-        }
-        MailKind::Update => format!("{who} updated {of}{title}"),
-        MailKind::Cancel => format!("{who} cancelled {of}{title}"),
-        MailKind::Rsvp => {
-            let answer = answer(summary.partstat.as_deref());
-            format!("{who} {answer}: {of}{title}")
-        }
+        MailKind::Invite => words.invites,
+        MailKind::Update if summary.removed.len() == 1 => words.cancelled_one,
+        MailKind::Update if !summary.removed.is_empty() => words.cancelled_several,
+        MailKind::Update => words.updated,
+        MailKind::Cancel => words.cancelled,
+        MailKind::Rsvp => words.answered,
     };
+    let headline = headline
+        .replace("{who}", &who)
+        .replace("{answer}", &answered)
+        .replace(
+            "{title}",
+            if summary.removed.is_empty() {
+                &of
+            } else {
+                &title
+            },
+        );
     let shown = Shown {
         headline,
-        rows: detail_rows(summary, &title, &when_text),
+        rows: detail_rows(summary, &title, &when_text, language),
         description: summary.description.clone().unwrap_or_default(),
         title,
         when: when_text,
         who,
         answers,
         join: joining(summary),
+        words,
+        footer: chosen(&templates.footer, &BUILT_IN.footer, words.footer),
     };
     Readable {
         text: shown.text(templates, &subject),
@@ -327,54 +369,66 @@ pub fn readable(
 /// The details of a message, as a table of labels and values: what the sender said with it,
 /// when, where, how it repeats, what it was called, who organizes and who attends; what an
 /// update changed says what it was.
-fn detail_rows(summary: &MailSummary, title: &str, when_text: &str) -> Vec<(&'static str, String)> {
-    let was = |old: Option<String>| old.map(|o| format!(", was {o}")).unwrap_or_default();
+fn detail_rows(
+    summary: &MailSummary,
+    title: &str,
+    when_text: &str,
+    language: Language,
+) -> Vec<(&'static str, String)> {
+    let words = language.words();
+    let [
+        comment,
+        when,
+        place,
+        join,
+        repeats,
+        cancelled,
+        title_label,
+        details,
+        organizer,
+        attendees,
+    ] = words.labels;
+    let was = |old: Option<String>| old.map(|o| format!("{}{o}", words.was)).unwrap_or_default();
     let mut rows: Vec<(&str, String)> = Vec::new();
-    if let Some(comment) = &summary.comment {
-        rows.push(("Comment", comment.clone()));
+    if let Some(said) = &summary.comment {
+        rows.push((comment, said.clone()));
     }
+    let zone = &summary.time_zone;
     if !when_text.is_empty() {
-        let old = summary
-            .previous
-            .start
-            .map(|s| wording::was(s, summary.all_day, &summary.time_zone));
-        rows.push(("When", format!("{when_text}{}", was(old))));
+        let old =
+            (summary.previous.start).map(|s| wording::was(s, summary.all_day, zone, language));
+        rows.push((when, format!("{when_text}{}", was(old))));
     }
     if let Some(location) = &summary.location {
-        rows.push((
-            "Where",
-            format!("{location}{}", was(summary.previous.location.clone())),
-        ));
+        let old = was(summary.previous.location.clone());
+        rows.push((place, format!("{location}{old}")));
     }
-    if let Some(join) = joining(summary) {
-        rows.push(("Join", join.to_string()));
+    if let Some(link) = joining(summary) {
+        rows.push((join, link.to_string()));
     }
     if let Some(rule) = &summary.recurrence {
-        rows.push((
-            "Repeats",
-            format!("{rule}{}", was(summary.previous.recurrence.clone())),
-        ));
+        let old = was(summary.previous.recurrence.clone());
+        rows.push((repeats, format!("{rule}{old}")));
     }
     if !summary.removed.is_empty() {
-        let zone = &summary.time_zone;
         let gone: Vec<String> = (summary.removed.iter())
-            .map(|at| wording::when(*at, None, summary.all_day, zone))
+            .map(|at| wording::when(*at, None, summary.all_day, zone, language))
             .collect();
-        rows.push(("Cancelled", gone.join("; ")));
+        rows.push((cancelled, gone.join("; ")));
     }
     if let Some(old) = &summary.previous.title {
-        rows.push(("Title", format!("{title}, was {old}")));
+        rows.push((title_label, format!("{title}{}{old}", words.was)));
     }
     if let Some(url) = &summary.url {
-        rows.push(("More details", url.clone()));
+        rows.push((details, url.clone()));
     }
-    if let Some(organizer) = &summary.organizer {
-        rows.push(("Organizer", person(organizer)));
+    if let Some(who) = &summary.organizer {
+        rows.push((organizer, person(who)));
     }
     // An answer names the one who answers in its headline: a list of one says nothing more.
     if !summary.attendees.is_empty() && summary.kind != MailKind::Rsvp {
-        let attendees: Vec<String> = summary.attendees.iter().map(person).collect();
-        rows.push(("Attendees", attendees.join(", ")));
+        let listed: Vec<String> = summary.attendees.iter().map(person).collect();
+        rows.push((attendees, listed.join(", ")));
     }
     rows
 }
@@ -387,6 +441,10 @@ fn joining(summary: &MailSummary) -> Option<&str> {
 
 /// What a message shows, before it goes into the templates.
 struct Shown<'a> {
+    /// The language's words.
+    words: &'static Words,
+    /// The footer, in it unless the operator wrote one.
+    footer: &'a str,
     /// One-click answers (`rsvp`), none for most messages.
     answers: &'a [(Answer, String)],
     /// Where to join the meeting: a button in HTML.
@@ -400,14 +458,23 @@ struct Shown<'a> {
 }
 
 impl Shown<'_> {
+    fn button(&self, answer: Answer) -> &'static str {
+        let [accept, tentative, decline] = self.words.buttons;
+        match answer {
+            Answer::Accepted => accept,
+            Answer::Tentative => tentative,
+            Answer::Declined => decline,
+        }
+    }
+
     fn text(&self, templates: &Templates, subject: &str) -> String {
         let answers = match self.answers {
             [] => String::new(),
             links => {
                 let lines: String = (links.iter())
-                    .map(|(answer, url)| format!("  {:<10} {url}\n", answer.label()))
+                    .map(|(answer, url)| format!("  {:<10} {url}\n", self.button(*answer)))
                     .collect();
-                format!("Your answer:\n{lines}\n")
+                format!("{}\n{lines}\n", self.words.your_answer)
             }
         };
         let width = (self.rows.iter())
@@ -423,7 +490,7 @@ impl Shown<'_> {
             .replace("{headline}", &self.headline)
             .replace("{details}", &details)
             .replace("{description}", &self.description)
-            .replace("{footer}", &templates.footer)
+            .replace("{footer}", self.footer)
             .replace("{subject}", subject)
             .replace("{answers}", &answers)
             .replace("{title}", &self.title)
@@ -447,8 +514,9 @@ impl Shown<'_> {
             Some(url) => format!(
                 "<p style=\"margin:0 0 16px\"><a href=\"{}\" style=\"display:inline-block;\
                  padding:8px 16px;border-radius:6px;background:#1a7f37;color:#ffffff;\
-                 text-decoration:none;font-weight:600\">Join the meeting</a></p>\n",
-                escape(url)
+                 text-decoration:none;font-weight:600\">{}</a></p>\n",
+                escape(url),
+                escape(self.words.join_meeting)
             ),
             None => String::new(),
         };
@@ -466,7 +534,7 @@ impl Shown<'_> {
                      padding:8px 16px;border-radius:6px;background:#0969da;color:#ffffff;\
                      text-decoration:none;font-weight:600\">{}</a>",
                     escape(url),
-                    answer.label()
+                    escape(self.button(*answer))
                 )
             })
             .collect();
@@ -484,7 +552,7 @@ impl Shown<'_> {
                 &format!("{join}<dl style=\"margin:0\">\n{list}</dl>"),
             )
             .replace("{description}", &description)
-            .replace("{footer}", &escape(&templates.footer))
+            .replace("{footer}", &escape(self.footer))
             .replace("{title}", &escape(&self.title))
             .replace("{when}", &escape(&self.when))
             .replace("{who}", &escape(&self.who))
@@ -757,8 +825,14 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
             .iter()
             .map(|a| Mailbox::from_cal_address(a).unwrap())
             .collect();
-        let summary = summary_of(message);
-        let read = readable(&summary, message.from.as_str(), &Templates::default(), &[]);
+        let summary = summary_of(message, Language::En);
+        let read = readable(
+            &summary,
+            message.from.as_str(),
+            &Templates::default(),
+            &[],
+            Language::En,
+        );
         let raw = render(&outbound(
             &to,
             &read,
@@ -937,7 +1011,13 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
     #[test]
     fn what_people_read() {
         let invite = lunch();
-        let read = readable(&invite, "alice@example.com", &Templates::default(), &[]);
+        let read = readable(
+            &invite,
+            "alice@example.com",
+            &Templates::default(),
+            &[],
+            Language::En,
+        );
         assert_eq!(
             read.subject,
             "Invitation: Lunch @ Tue 2 Jun 2009, 16:00–17:00 UTC"
@@ -974,7 +1054,13 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
             },
             ..invite.clone()
         };
-        let read = readable(&moved, "alice@example.com", &Templates::default(), &[]);
+        let read = readable(
+            &moved,
+            "alice@example.com",
+            &Templates::default(),
+            &[],
+            Language::En,
+        );
         assert_eq!(
             read.subject,
             "Updated invitation: Lunch @ Tue 2 Jun 2009, 18:00–19:00 CEST (Paris)"
@@ -1003,7 +1089,14 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
             ..invite.clone()
         };
         assert_eq!(
-            readable(&reply, "bob@example.com", &Templates::default(), &[]).subject,
+            readable(
+                &reply,
+                "bob@example.com",
+                &Templates::default(),
+                &[],
+                Language::En
+            )
+            .subject,
             "Bob Smith accepted: Lunch"
         );
         let cancel = MailSummary {
@@ -1016,7 +1109,7 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
             ..Templates::default()
         };
         assert_eq!(
-            readable(&cancel, "alice@example.com", &templates, &[]).subject,
+            readable(&cancel, "alice@example.com", &templates, &[], Language::En).subject,
             "Abgesagt: Lunch"
         );
         let templates = Templates {
@@ -1024,7 +1117,7 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
             ..Templates::default()
         };
         assert_eq!(
-            readable(&invite, "alice@example.com", &templates, &[]).text,
+            readable(&invite, "alice@example.com", &templates, &[], Language::En).text,
             "Alice Émile: Lunch (Tue 2 Jun 2009, 16:00–17:00 UTC)"
         );
     }
@@ -1051,7 +1144,13 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
             url: Some("javascript:alert(1)".into()),
             ..lunch()
         };
-        let read = readable(&meeting, "alice@example.com", &Templates::default(), &[]);
+        let read = readable(
+            &meeting,
+            "alice@example.com",
+            &Templates::default(),
+            &[],
+            Language::En,
+        );
         assert!(
             read.text
                 .contains("Join         https://meet.example.com/abc"),

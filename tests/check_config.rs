@@ -232,6 +232,11 @@ fn broken_files_name_the_key() {
             "without query, fragment or credentials",
         ),
         (
+            "language-unknown",
+            "[server]\nlanguage = \"pt-BR\"\n".to_string(),
+            "is no language imipd writes mail in: en, de, fr, es",
+        ),
+        (
             "auto-add-typo",
             "[inbound]\nauto_add = \"sometimes\"\n".to_string(),
             "\"always\", \"authenticated\", \"known\", \"never\"",

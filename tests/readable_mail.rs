@@ -162,3 +162,27 @@ Content-Type: text/calendar; method=REQUEST; charset=utf-8\r\n\r\n{}",
     );
     golden("reply-declined-with-comment", &reply);
 }
+
+/// The same invitation and its move from an account that writes German, French or Spanish:
+/// the mail is in its language, dates in that language's forms, the calendar part the same.
+#[test]
+fn an_account_writes_in_its_language() {
+    for language in ["de", "fr", "es"] {
+        let accounts = format!("{}language = \"{language}\"\n", common::accounts(&[ALICE]));
+        let node = Node::start(&format!("readable-{language}"), &accounts, "");
+        put(&node, "team-sync", &team_sync(""));
+        let invitation = read(&spooled(&node.spool(), 1)[0]);
+        golden(&format!("{language}-invitation-series"), &invitation);
+        let moved = team_sync("LOCATION:Raum 2\r\nSEQUENCE:1\r\n")
+            .replace("T093000", "T100000")
+            .replace(
+                "DTEND;TZID=Europe/Berlin:20270318T100000",
+                "DTEND;TZID=Europe/Berlin:20270318T103000",
+            );
+        put(&node, "team-sync", &moved);
+        golden(
+            &format!("{language}-update-moved"),
+            &read(&spooled(&node.spool(), 2)[1]),
+        );
+    }
+}

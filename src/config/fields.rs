@@ -80,6 +80,30 @@ pub(super) fn public_url<'de, D: serde::Deserializer<'de>>(
     Ok(Some(url))
 }
 
+/// A language tag (BCP 47) of a language imipd writes mail in.
+pub(super) fn language<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<crate::wording::Language, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    crate::wording::Language::parse(&text).ok_or_else(|| {
+        let known: Vec<&str> = crate::wording::Language::ALL
+            .iter()
+            .map(|l| l.tag())
+            .collect();
+        serde::de::Error::custom(format!(
+            "{text:?} is no language imipd writes mail in: {}",
+            known.join(", ")
+        ))
+    })
+}
+
+/// The same, for a key that may be left out.
+pub(super) fn some_language<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<crate::wording::Language>, D::Error> {
+    language(deserializer).map(Some)
+}
+
 /// `inbound.forward`: `lmtp://host:port` or `lmtp+unix:/path`, or empty for none.
 pub(super) fn forward_target<'de, D: serde::Deserializer<'de>>(
     deserializer: D,

@@ -98,6 +98,9 @@ pub struct Server {
     pub hostname: String,
     /// PRODID written into generated iCalendar objects.
     pub prodid: String,
+    /// The language of the mail accounts send (a BCP 47 tag: en, de, fr, es).
+    #[serde(deserialize_with = "fields::language")]
+    pub language: crate::wording::Language,
 }
 
 /// `[store]`: where the daemon keeps its state.
@@ -628,6 +631,9 @@ pub struct Account {
     pub invitations_calendar: Option<String>,
     /// What a cancellation by its organizer leaves of an event.
     pub cancelled: Cancelled,
+    /// The language of the mail this account sends; none: `server.language`.
+    #[serde(deserialize_with = "fields::some_language")]
+    pub language: Option<crate::wording::Language>,
 }
 
 /// What a cancellation leaves in the calendar.
@@ -646,6 +652,7 @@ impl Default for Server {
             data_dir: PathBuf::from("data"),
             hostname: "localhost".into(),
             prodid: "-//imipd//imipd//EN".into(),
+            language: Default::default(),
         }
     }
 }

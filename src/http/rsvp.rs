@@ -268,7 +268,7 @@ fn describe(invitation: &Invitation) -> String {
         .and_then(|e| e.tz_id().map(str::to_string));
     let zone = itip::display_zone(copy, zone.as_deref());
     let when = start
-        .map(|s| crate::wording::when(s, itip::end_of(copy), false, &zone))
+        .map(|s| crate::wording::when(s, itip::end_of(copy), false, &zone, Default::default()))
         .unwrap_or_default();
     format!(
         "<h1 style=\"font-size:20px\">{}</h1><p>{}</p>",

@@ -357,6 +357,7 @@ pub fn render(gateway: &Gateway, id: u64, message: &OutboundMessage) -> Vec<u8> 
         message.from.as_str(),
         &gateway.config().templates,
         &answers,
+        gateway.language(&message.account),
     );
     let message_id = dsn::message_id(gateway, id);
     let from_name = message

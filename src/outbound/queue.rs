@@ -56,6 +56,7 @@ pub fn enqueue(
     changes: &mut Vec<Change>,
 ) -> Enqueued {
     let mut enqueued = Enqueued::default();
+    let language = gateway.language(account);
     for message in messages {
         let Ok(from) = Mailbox::from_cal_address(&message.from) else {
             // Senders are the account's own addresses, mailboxes by configuration.
@@ -80,7 +81,7 @@ pub fn enqueue(
                 method: message.method.as_str().to_string(),
                 from: from.clone(),
                 to: vec![recipient],
-                summary: crate::mime::summary_of(message),
+                summary: crate::mime::summary_of(message, language),
                 calendar: calendar.clone(),
                 queued_at: gateway.now(),
                 attempts: 0,
