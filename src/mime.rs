@@ -292,28 +292,7 @@ pub fn readable(
     if summary.occurrence && !when_text.is_empty() {
         when_text.push_str(words.this_occurrence_only);
     }
-    let template = match summary.kind {
-        MailKind::Invite => chosen(
-            &templates.invite_subject,
-            &BUILT_IN.invite_subject,
-            words.invite_subject,
-        ),
-        MailKind::Update => chosen(
-            &templates.update_subject,
-            &BUILT_IN.update_subject,
-            words.update_subject,
-        ),
-        MailKind::Cancel => chosen(
-            &templates.cancel_subject,
-            &BUILT_IN.cancel_subject,
-            words.cancel_subject,
-        ),
-        MailKind::Rsvp => chosen(
-            &templates.reply_subject,
-            &BUILT_IN.reply_subject,
-            words.reply_subject,
-        ),
-    };
+    let template = subject_template(summary.kind, templates, words);
     let answered = answer(summary.partstat.as_deref(), words);
     let subject = template
         .replace("{title}", &title)
@@ -323,30 +302,7 @@ pub fn readable(
         .replace(" @ ", if when_text.is_empty() { "" } else { " @ " })
         .trim()
         .to_string();
-    let of = if summary.occurrence {
-        format!("{}{title}", words.one_occurrence_of)
-    } else {
-        title.clone()
-    };
-    let headline = match summary.kind {
-        MailKind::Invite => words.invites,
-        MailKind::Update if summary.removed.len() == 1 => words.cancelled_one,
-        MailKind::Update if !summary.removed.is_empty() => words.cancelled_several,
-        MailKind::Update => words.updated,
-        MailKind::Cancel => words.cancelled,
-        MailKind::Rsvp => words.answered,
-    };
-    let headline = headline
-        .replace("{who}", &who)
-        .replace("{answer}", &answered)
-        .replace(
-            "{title}",
-            if summary.removed.is_empty() {
-                &of
-            } else {
-                &title
-            },
-        );
+    let headline = headline(summary, words, &who, &answered, &title);
     let shown = Shown {
         headline,
         rows: detail_rows(summary, &title, &when_text, language),
@@ -364,6 +320,60 @@ pub fn readable(
         html: shown.html(templates, &subject),
         subject,
     }
+}
+
+/// The subject's template: the operator's, else the language's.
+fn subject_template<'a>(kind: MailKind, templates: &'a Templates, words: &'a Words) -> &'a str {
+    let built_in = &*BUILT_IN;
+    let (operator, english, own) = match kind {
+        MailKind::Invite => (
+            &templates.invite_subject,
+            &built_in.invite_subject,
+            words.invite_subject,
+        ),
+        MailKind::Update => (
+            &templates.update_subject,
+            &built_in.update_subject,
+            words.update_subject,
+        ),
+        MailKind::Cancel => (
+            &templates.cancel_subject,
+            &built_in.cancel_subject,
+            words.cancel_subject,
+        ),
+        MailKind::Rsvp => (
+            &templates.reply_subject,
+            &built_in.reply_subject,
+            words.reply_subject,
+        ),
+    };
+    chosen(operator, english, own)
+}
+
+/// What happened, in one line: who did what to which event (or to one occurrence of it).
+fn headline(
+    summary: &MailSummary,
+    words: &Words,
+    who: &str,
+    answered: &str,
+    title: &str,
+) -> String {
+    let template = match summary.kind {
+        MailKind::Invite => words.invites,
+        MailKind::Update if summary.removed.len() == 1 => words.cancelled_one,
+        MailKind::Update if !summary.removed.is_empty() => words.cancelled_several,
+        MailKind::Update => words.updated,
+        MailKind::Cancel => words.cancelled,
+        MailKind::Rsvp => words.answered,
+    };
+    let concerned = match summary.occurrence && summary.removed.is_empty() {
+        true => format!("{}{title}", words.one_occurrence_of),
+        false => title.to_string(),
+    };
+    template
+        .replace("{who}", who)
+        .replace("{answer}", answered)
+        .replace("{title}", &concerned)
 }
 
 /// The details of a message, as a table of labels and values: what the sender said with it,

@@ -180,13 +180,8 @@ fn plan(
             duplicate: true,
         });
     }
-    let vouched = (admitted.author.authenticated)
-        .then(|| admitted.author.address.email())
-        .flatten()
-        .and_then(|email| email.rsplit_once('@'))
-        .map(|(_, domain)| domain);
     let ctx = itip::Context {
-        vouched_domain: vouched,
+        vouched_domain: admitted.author.vouched_domain(),
         ..gateway.context(&addresses)
     };
     let policy = gateway.policy(account);

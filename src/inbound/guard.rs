@@ -36,6 +36,14 @@ pub struct Author {
     pub auto_submitted: bool,
 }
 
+impl Author {
+    /// The domain DMARC vouches the author belongs to, when it does
+    /// (`itip::Context::vouched_domain`).
+    pub fn vouched_domain(&self) -> Option<&str> {
+        self.authenticated.then(|| self.mailbox.domain())
+    }
+}
+
 /// A calendar part that is no scheduling message the engine can use: accepted and ignored,
 /// so that one bad attachment never sinks the others.
 pub struct Unusable {
