@@ -5,7 +5,7 @@ use crate::config::Templates;
 use crate::itip::ItipMessage;
 use crate::mailbox::Mailbox;
 use crate::rsvp::Answer;
-use crate::store::{MailKind, MailSummary, Person, Previous};
+use crate::store::{MailKind, MailSummary, Person, Previous, TodoSummary};
 use crate::wording::{self, Language, Words};
 use mail_builder::MessageBuilder;
 use mail_builder::headers::content_type::ContentType;
@@ -209,6 +209,16 @@ pub fn summary_of(message: &ItipMessage, language: Language) -> MailSummary {
         removed: summary.removed.clone(),
         join: particulars.join,
         url: particulars.url,
+        todo: particulars.todo.map(|t| TodoSummary {
+            // An answer's VTODO carries no DUE: the one of the copy it answers.
+            due: t.due.or(match summary.current.get(&Field::Due) {
+                Some(FieldValue::Time { start, .. }) => Some(*start),
+                _ => None,
+            }),
+            priority: t.priority,
+            percent: t.percent,
+            completed: t.completed,
+        }),
     }
 }
 
@@ -286,9 +296,16 @@ pub fn readable(
         .unwrap_or_else(|| words.no_title.into());
     let who = display_name(summary, from);
     let zone = &summary.time_zone;
-    let mut when_text = (summary.start)
-        .map(|s| wording::when(s, summary.end, summary.all_day, zone, language))
-        .unwrap_or_default();
+    let mut when_text = match summary.todo.and_then(|t| t.due) {
+        // A to-do is due, not taking place.
+        Some(due) => (words.due).replace(
+            "{}",
+            &wording::when(due, None, summary.all_day, zone, language),
+        ),
+        None => (summary.start)
+            .map(|s| wording::when(s, summary.end, summary.all_day, zone, language))
+            .unwrap_or_default(),
+    };
     if summary.occurrence && !when_text.is_empty() {
         when_text.push_str(words.this_occurrence_only);
     }
@@ -359,6 +376,7 @@ fn headline(
     title: &str,
 ) -> String {
     let template = match summary.kind {
+        MailKind::Invite if summary.todo.is_some() => words.assigned,
         MailKind::Invite => words.invites,
         MailKind::Update if summary.removed.len() == 1 => words.cancelled_one,
         MailKind::Update if !summary.removed.is_empty() => words.cancelled_several,
@@ -407,8 +425,16 @@ fn detail_rows(
     if !when_text.is_empty() {
         let old =
             (summary.previous.start).map(|s| wording::was(s, summary.all_day, zone, language));
-        rows.push((when, format!("{when_text}{}", was(old))));
+        let (label, shown) = match summary.todo.and_then(|t| t.due) {
+            Some(due) => {
+                let due = wording::when(due, None, summary.all_day, zone, language);
+                (words.todo_labels[0], due)
+            }
+            None => (when, when_text.to_string()),
+        };
+        rows.push((label, format!("{shown}{}", was(old))));
     }
+    rows.extend(todo_rows(summary, language));
     if let Some(location) = &summary.location {
         let old = was(summary.previous.location.clone());
         rows.push((place, format!("{location}{old}")));
@@ -439,6 +465,31 @@ fn detail_rows(
     if !summary.attendees.is_empty() && summary.kind != MailKind::Rsvp {
         let listed: Vec<String> = summary.attendees.iter().map(person).collect();
         rows.push((attendees, listed.join(", ")));
+    }
+    rows
+}
+
+/// A to-do's priority and progress.
+fn todo_rows(summary: &MailSummary, language: Language) -> Vec<(&'static str, String)> {
+    let words = language.words();
+    let Some(todo) = summary.todo else {
+        return Vec::new();
+    };
+    let [_, priority, progress] = words.todo_labels;
+    let [high, medium, low] = words.priorities;
+    let mut rows = Vec::new();
+    if let Some(p) = todo.priority {
+        let level = match p {
+            1..=4 => high,
+            5 => medium,
+            _ => low,
+        };
+        rows.push((priority, format!("{level} ({p})")));
+    }
+    match (todo.completed, todo.percent) {
+        (true, _) => rows.push((progress, words.done.to_string())),
+        (false, Some(percent)) => rows.push((progress, format!("{percent} %"))),
+        (false, None) => {}
     }
     rows
 }

@@ -186,3 +186,40 @@ fn an_account_writes_in_its_language() {
         );
     }
 }
+
+/// A to-do reads as one: due, not taking place; its priority; an answer with its progress.
+#[test]
+fn a_todo_reads_as_a_task() {
+    let node = Node::start("readable-todo", &common::accounts(&[ALICE]), "");
+    let task = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Client//EN\r\nBEGIN:VTODO\r\n\
+UID:report-1\r\nDTSTAMP:20270101T080000Z\r\nSUMMARY:Quartalsbericht\r\n\
+DTSTART;TZID=Europe/Berlin:20270110T090000\r\nDUE;TZID=Europe/Berlin:20270113T170000\r\n\
+PRIORITY:1\r\nORGANIZER;CN=Alice Smith:mailto:alice@example.com\r\n\
+ATTENDEE;CN=Bob Jones;RSVP=TRUE;PARTSTAT=NEEDS-ACTION:mailto:bob@partner.example\r\n\
+END:VTODO\r\nEND:VCALENDAR\r\n";
+    put(&node, "report-1", task);
+    golden("todo-assigned", &read(&spooled(&node.spool(), 1)[0]));
+
+    let assigned = format!(
+        "From: Olga Petrova <olga@partner.example>\r\nTo: {ALICE}\r\nSubject: Task\r\n\
+Message-ID: <todo-2@partner.example>\r\nMIME-Version: 1.0\r\n\
+Content-Type: text/calendar; method=REQUEST; charset=utf-8\r\n\r\n\
+BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Partner//EN\r\nMETHOD:REQUEST\r\nBEGIN:VTODO\r\n\
+UID:todo-2\r\nDTSTAMP:20270101T080000Z\r\nSEQUENCE:0\r\nSUMMARY:Budget\r\n\
+DUE;TZID=Europe/Berlin:20270120T120000\r\n\
+ORGANIZER;CN=Olga Petrova:mailto:olga@partner.example\r\n\
+ATTENDEE;CN=Alice Smith;RSVP=TRUE;PARTSTAT=NEEDS-ACTION:mailto:alice@example.com\r\n\
+END:VTODO\r\nEND:VCALENDAR\r\n"
+    );
+    let replies = node.lmtp("olga@partner.example", &[ALICE], &assigned);
+    assert!(replies[0].starts_with("250"), "{replies:?}");
+    let copy = node.get(ALICE, "todo-2").1;
+    let working = copy
+        .replace(
+            "PARTSTAT=NEEDS-ACTION:mailto:alice",
+            "PARTSTAT=IN-PROCESS:mailto:alice",
+        )
+        .replace("END:VTODO", "PERCENT-COMPLETE:40\r\nEND:VTODO");
+    put(&node, "todo-2", &working);
+    golden("todo-progress", &read(&spooled(&node.spool(), 2)[1]));
+}

@@ -29,8 +29,8 @@ pub use inbound::proposer;
 pub use message::{ItipMessage, Method};
 pub use status::{ScheduleStatus, keep_answers, with_delivery_status, with_schedule_status};
 pub use summary::{
-    Field, FieldValue, Occurrence, Participant, Particulars, Summary, SummaryKind, particulars,
-    web_address,
+    Field, FieldValue, Occurrence, Participant, Particulars, Summary, SummaryKind, Todo,
+    particulars, web_address,
 };
 pub use zones::Zones;
 pub use zones::by_name as zone_named;

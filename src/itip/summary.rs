@@ -308,6 +308,21 @@ pub struct Particulars {
     pub join: Option<String>,
     /// URL: more about the event.
     pub url: Option<String>,
+    /// For a to-do: what mail about one says beside its title.
+    pub todo: Option<Todo>,
+}
+
+/// A to-do as mail shows it (RFC 5545 3.6.2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Todo {
+    /// DUE, seconds since the epoch.
+    pub due: Option<i64>,
+    /// PRIORITY, 1 (highest) to 9; none when 0 or absent.
+    pub priority: Option<u8>,
+    /// PERCENT-COMPLETE.
+    pub percent: Option<u8>,
+    /// STATUS:COMPLETED, or a COMPLETED time.
+    pub completed: bool,
 }
 
 /// The particulars of an outgoing message's calendar.
@@ -338,6 +353,23 @@ pub fn particulars(calendar: &super::Calendar) -> Particulars {
         participants: participants(first),
         join: uri(&ICalendarProperty::Conference).or(in_location),
         url: uri(&ICalendarProperty::Url),
+        todo: (first.kind == calcard::icalendar::ICalendarComponentType::VTodo)
+            .then(|| todo(first, &calendar.tz_resolver())),
+    }
+}
+
+fn todo(comp: &Component, tz: &Zones) -> Todo {
+    let number = |prop: &ICalendarProperty| match comp.prop(prop).and_then(|e| e.values.first()) {
+        Some(ICalendarValue::Integer(n)) => u8::try_from(*n).ok(),
+        _ => None,
+    };
+    let status = comp.text(&ICalendarProperty::Status);
+    Todo {
+        due: (comp.prop(&ICalendarProperty::Due)).and_then(|e| timestamp_of(e, 0, tz)),
+        priority: number(&ICalendarProperty::Priority).filter(|p| (1..=9).contains(p)),
+        percent: number(&ICalendarProperty::PercentComplete).filter(|p| *p <= 100),
+        completed: status.is_some_and(|s| s.eq_ignore_ascii_case("COMPLETED"))
+            || comp.prop(&ICalendarProperty::Completed).is_some(),
     }
 }
 

@@ -343,6 +343,22 @@ pub struct MailSummary {
     /// URL: more about it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// A to-do's due time, priority and progress (none: an event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub todo: Option<TodoSummary>,
+}
+
+/// What mail shows of a to-do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TodoSummary {
+    /// Due, seconds since the epoch.
+    pub due: Option<i64>,
+    /// PRIORITY, 1 (highest) to 9.
+    pub priority: Option<u8>,
+    /// PERCENT-COMPLETE.
+    pub percent: Option<u8>,
+    /// Done.
+    pub completed: bool,
 }
 
 /// One change inside an atomic commit.

@@ -57,6 +57,13 @@ pub struct Words {
     pub nth: &'static str,
     pub last_day: &'static str,
     pub month_day: &'static str,
+    /// To-dos: the headline of one assigned; "due {}" (the time) where an event has its time;
+    /// labels due, priority, progress; priorities high, medium, low; done.
+    pub assigned: &'static str,
+    pub due: &'static str,
+    pub todo_labels: [&'static str; 3],
+    pub priorities: [&'static str; 3],
+    pub done: &'static str,
 }
 
 pub const ENGLISH: Words = Words {
@@ -150,6 +157,11 @@ pub const ENGLISH: Words = Words {
     nth: "the {} {}",
     last_day: "the last day",
     month_day: "the {}",
+    assigned: "{who} assigned you {title}",
+    due: "due {}",
+    todo_labels: ["Due", "Priority", "Progress"],
+    priorities: ["high", "medium", "low"],
+    done: "done",
 };
 
 pub const GERMAN: Words = Words {
@@ -244,6 +256,11 @@ pub const GERMAN: Words = Words {
     nth: "{} {}",
     last_day: "letzten Tag",
     month_day: "{}",
+    assigned: "{who} hat Ihnen eine Aufgabe zugewiesen: {title}",
+    due: "fällig {}",
+    todo_labels: ["Fällig", "Priorität", "Fortschritt"],
+    priorities: ["hoch", "mittel", "niedrig"],
+    done: "erledigt",
 };
 
 pub const FRENCH: Words = Words {
@@ -326,6 +343,11 @@ pub const FRENCH: Words = Words {
     nth: "{} {}",
     last_day: "dernier jour",
     month_day: "{}",
+    assigned: "{who} vous a attribué une tâche : {title}",
+    due: "échéance {}",
+    todo_labels: ["Échéance", "Priorité", "Avancement"],
+    priorities: ["haute", "moyenne", "basse"],
+    done: "terminée",
 };
 
 pub const SPANISH: Words = Words {
@@ -419,6 +441,11 @@ pub const SPANISH: Words = Words {
     nth: "el {} {}",
     last_day: "el último día",
     month_day: "el día {}",
+    assigned: "{who} le ha asignado una tarea: {title}",
+    due: "vence {}",
+    todo_labels: ["Vence", "Prioridad", "Progreso"],
+    priorities: ["alta", "media", "baja"],
+    done: "completada",
 };
 
 impl Language {
