@@ -330,6 +330,7 @@ pub fn readable(
         answers,
         join: joining(summary),
         words,
+        lang: language.tag(),
         footer: chosen(&templates.footer, &BUILT_IN.footer, words.footer),
     };
     Readable {
@@ -502,8 +503,9 @@ fn joining(summary: &MailSummary) -> Option<&str> {
 
 /// What a message shows, before it goes into the templates.
 struct Shown<'a> {
-    /// The language's words.
+    /// The language's words, and its tag.
     words: &'static Words,
+    lang: &'static str,
     /// The footer, in it unless the operator wrote one.
     footer: &'a str,
     /// One-click answers (`rsvp`), none for most messages.
@@ -553,6 +555,7 @@ impl Shown<'_> {
             .replace("{description}", &self.description)
             .replace("{footer}", self.footer)
             .replace("{subject}", subject)
+            .replace("{lang}", self.lang)
             .replace("{answers}", &answers)
             .replace("{title}", &self.title)
             .replace("{when}", &self.when)
@@ -606,6 +609,7 @@ impl Shown<'_> {
         templates
             .html_body
             .replace("{subject}", &escape(subject))
+            .replace("{lang}", self.lang)
             .replace("{answers}", &answers)
             .replace("{headline}", &escape(&self.headline))
             .replace(

@@ -171,8 +171,16 @@ fn an_account_writes_in_its_language() {
         let accounts = format!("{}language = \"{language}\"\n", common::accounts(&[ALICE]));
         let node = Node::start(&format!("readable-{language}"), &accounts, "");
         put(&node, "team-sync", &team_sync(""));
-        let invitation = read(&spooled(&node.spool(), 1)[0]);
-        golden(&format!("{language}-invitation-series"), &invitation);
+        let raw = spooled(&node.spool(), 1).remove(0);
+        golden(&format!("{language}-invitation-series"), &read(&raw));
+        let mail = mail_parser::MessageParser::default()
+            .parse(raw.as_bytes())
+            .unwrap();
+        let html = mail.body_html(0).unwrap();
+        assert!(
+            html.contains(&format!("<html lang=\"{language}\">")),
+            "{html}"
+        );
         let moved = team_sync("LOCATION:Raum 2\r\nSEQUENCE:1\r\n")
             .replace("T093000", "T100000")
             .replace(

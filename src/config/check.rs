@@ -284,6 +284,7 @@ impl Config {
         const SUBJECT: &[&str] = &["title", "when", "who", "answer"];
         const BODY: &[&str] = &[
             "subject",
+            "lang",
             "answers",
             "headline",
             "details",

@@ -577,7 +577,7 @@ pub struct Templates {
 /// The HTML part: a card, its styles inline (mail clients drop style sheets) and its layout
 /// without tables, so that it still reads where the styles are stripped too.
 const HTML_BODY: &str = "<!DOCTYPE html>
-<html lang=\"en\">
+<html lang=\"{lang}\">
 <head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{subject}</title></head>
 <body style=\"margin:0;padding:16px;background:#f4f5f7;color:#1f2328;font-family:-apple-system,BlinkMacSystemFont,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;font-size:15px;line-height:1.5\">
 <div style=\"max-width:600px;margin:0 auto;background:#ffffff;border:1px solid #d0d7de;border-radius:8px;padding:20px 24px\">
