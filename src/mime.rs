@@ -209,6 +209,15 @@ pub fn summary_of(message: &ItipMessage, language: Language) -> MailSummary {
         removed: summary.removed.clone(),
         join: particulars.join,
         url: particulars.url,
+        answered_by: (summary.answered_by.iter())
+            .map(|a| {
+                let named = listed.iter().find(|p| a.is(&p.email));
+                Person {
+                    email: a.email().unwrap_or(a.as_str()).to_string(),
+                    name: named.and_then(|p| p.name.clone()),
+                }
+            })
+            .collect(),
         todo: particulars.todo.map(|t| TodoSummary {
             // An answer's VTODO carries no DUE: the one of the copy it answers.
             due: t.due.or(match summary.current.get(&Field::Due) {
@@ -319,7 +328,17 @@ pub fn readable(
         .replace(" @ ", if when_text.is_empty() { "" } else { " @ " })
         .trim()
         .to_string();
-    let headline = headline(summary, words, &who, &answered, &title);
+    // The organizer's notice after answers is about those who answered.
+    let actors = match summary.answered_by.as_slice() {
+        [] => who.clone(),
+        answerers => {
+            let names: Vec<String> = (answerers.iter())
+                .map(|p| p.name.clone().unwrap_or_else(|| p.email.clone()))
+                .collect();
+            wording::listed(&names, words)
+        }
+    };
+    let headline = headline(summary, words, &actors, &answered, &title);
     let shown = Shown {
         headline,
         rows: detail_rows(summary, &title, &when_text, language),
@@ -379,6 +398,7 @@ fn headline(
     let template = match summary.kind {
         MailKind::Invite if summary.todo.is_some() => words.assigned,
         MailKind::Invite => words.invites,
+        MailKind::Update if !summary.answered_by.is_empty() => words.answers_from,
         MailKind::Update if summary.removed.len() == 1 => words.cancelled_one,
         MailKind::Update if !summary.removed.is_empty() => words.cancelled_several,
         MailKind::Update => words.updated,
@@ -531,6 +551,10 @@ impl Shown<'_> {
     }
 
     fn text(&self, templates: &Templates, subject: &str) -> String {
+        let described = match self.description.trim_end() {
+            "" => String::new(),
+            text => format!("{text}\n"),
+        };
         let answers = match self.answers {
             [] => String::new(),
             links => {
@@ -552,7 +576,8 @@ impl Shown<'_> {
             .text_body
             .replace("{headline}", &self.headline)
             .replace("{details}", &details)
-            .replace("{description}", &self.description)
+            // Its own line ending, so that none is left over when there is no description.
+            .replace("{description}", &described)
             .replace("{footer}", self.footer)
             .replace("{subject}", subject)
             .replace("{lang}", self.lang)

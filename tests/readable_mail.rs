@@ -231,3 +231,43 @@ END:VTODO\r\nEND:VCALENDAR\r\n"
     put(&node, "todo-2", &working);
     golden("todo-progress", &read(&spooled(&node.spool(), 2)[1]));
 }
+
+/// The organizer's notice after an answer (RFC 6638 4.2: the other attendees learn it) says
+/// whose answer it tells, not that the organizer changed the meeting.
+#[test]
+fn an_answer_notice_names_who_answered() {
+    let node = Node::start("readable-notice", &common::accounts(&[ALICE]), "");
+    let meeting = retrospective("ACCEPTED", "")
+        .replace("METHOD:REQUEST\r\n", "")
+        .replace("UID:retro-1", "UID:retro-2")
+        .replace(
+            "ORGANIZER;CN=Olga Petrova:mailto:olga@partner.example",
+            "ORGANIZER;CN=Alice Smith:mailto:alice@example.com",
+        )
+        .replace(
+            "ATTENDEE;CN=Olga Petrova;PARTSTAT=ACCEPTED:mailto:olga@partner.example",
+            "ATTENDEE;CN=Olga Petrova;RSVP=TRUE:mailto:olga@partner.example\r\n\
+ATTENDEE;CN=Carol Díaz;RSVP=TRUE:mailto:carol@partner.example",
+        );
+    put(&node, "retro-2", &meeting);
+    assert_eq!(spooled(&node.spool(), 2).len(), 2);
+    let answer = format!(
+        "From: Carol Díaz <carol@partner.example>\r\nTo: {ALICE}\r\nSubject: Accepted\r\n\
+Message-ID: <answer-2@partner.example>\r\nMIME-Version: 1.0\r\n\
+Content-Type: text/calendar; method=REPLY; charset=utf-8\r\n\r\n\
+BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Partner//EN\r\nMETHOD:REPLY\r\nBEGIN:VEVENT\r\n\
+UID:retro-2\r\nDTSTAMP:20270102T080000Z\r\nSEQUENCE:0\r\n\
+ORGANIZER:mailto:alice@example.com\r\n\
+ATTENDEE;CN=Carol Díaz;PARTSTAT=ACCEPTED:mailto:carol@partner.example\r\n\
+END:VEVENT\r\nEND:VCALENDAR\r\n"
+    );
+    let replies = node.lmtp("carol@partner.example", &[ALICE], &answer);
+    assert!(replies[0].starts_with("250"), "{replies:?}");
+    node.advance(3600);
+    assert!(
+        node.eventually(|| spooled(&node.spool(), 3).len() == 3),
+        "{}",
+        node.log()
+    );
+    golden("notice-answers", &read(&spooled(&node.spool(), 3)[2]));
+}

@@ -599,7 +599,7 @@ impl Default for Templates {
             cancel_subject: "Cancelled event: {title} @ {when}".into(),
             reply_subject: "{who} {answer}: {title}".into(),
             footer: "Sent by imipd on behalf of the sender's calendar.".into(),
-            text_body: "{headline}\n\n{details}\n{answers}{description}\n-- \n{footer}\n".into(),
+            text_body: "{headline}\n\n{details}\n{answers}{description}-- \n{footer}\n".into(),
             html_body: HTML_BODY.into(),
             attach_ics: true,
         }

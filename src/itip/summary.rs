@@ -87,6 +87,9 @@ pub struct Summary {
     pub end: Option<i64>,
     /// Occurrences this change removed from the series (EXDATEs it added), for mail.
     pub removed: Vec<i64>,
+    /// The attendees whose answers a restated object tells the others (the organizer's
+    /// notice after answers), for mail.
+    pub answered_by: Vec<CalAddress>,
     /// The component's EXDATEs, to find what a later `with_previous` removed.
     excluded: Vec<i64>,
 }
@@ -160,6 +163,7 @@ impl Summary {
             previous: BTreeMap::new(),
             end: comp.and_then(|c| occurrence(c, tz).end),
             removed: Vec::new(),
+            answered_by: Vec::new(),
             excluded: comp.map(|c| excluded(c, tz)).unwrap_or_default(),
         }
     }

@@ -73,6 +73,12 @@ async fn send(gateway: &Gateway, notice: &Notice) -> Result<(), StoreError> {
                 return Ok::<_, StoreError>(Decision::new(changes, 0));
             };
             let mut messages = itip::restate(&gateway.context(&addresses), &copy);
+            let answered_by: Vec<_> = (notice.repliers.iter())
+                .filter_map(|r| itip::CalAddress::parse(r))
+                .collect();
+            for message in &mut messages {
+                message.summary.answered_by = answered_by.clone();
+            }
             if !notice.repliers.is_empty() {
                 for message in &mut messages {
                     message

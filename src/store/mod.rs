@@ -343,6 +343,9 @@ pub struct MailSummary {
     /// URL: more about it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The attendees whose answers an organizer's notice tells (none: no such notice).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answered_by: Vec<Person>,
     /// A to-do's due time, priority and progress (none: an event).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub todo: Option<TodoSummary>,

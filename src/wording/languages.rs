@@ -16,6 +16,8 @@ pub struct Words {
     pub cancelled_one: &'static str,
     pub cancelled_several: &'static str,
     pub answered: &'static str,
+    /// The organizer's notice that attendees answered (`{who}`: those attendees).
+    pub answers_from: &'static str,
     /// Before a title, for a message about single occurrences.
     pub one_occurrence_of: &'static str,
     /// After a time, for the same.
@@ -77,6 +79,7 @@ pub const ENGLISH: Words = Words {
     cancelled_one: "{who} cancelled one occurrence of {title}",
     cancelled_several: "{who} cancelled occurrences of {title}",
     answered: "{who} {answer}: {title}",
+    answers_from: "{who} answered {title}",
     one_occurrence_of: "one occurrence of ",
     this_occurrence_only: ", this occurrence only",
     was: ", was ",
@@ -175,6 +178,7 @@ pub const GERMAN: Words = Words {
     cancelled_one: "{who} hat einen Termin von {title} abgesagt",
     cancelled_several: "{who} hat Termine von {title} abgesagt",
     answered: "{who} hat {answer}: {title}",
+    answers_from: "Neue Antwort von {who}: {title}",
     one_occurrence_of: "einen Termin von ",
     this_occurrence_only: ", nur dieser Termin",
     was: ", vorher ",
@@ -274,6 +278,7 @@ pub const FRENCH: Words = Words {
     cancelled_one: "{who} a annulé une occurrence de {title}",
     cancelled_several: "{who} a annulé des occurrences de {title}",
     answered: "{who} a {answer} : {title}",
+    answers_from: "Nouvelle réponse de {who} : {title}",
     one_occurrence_of: "une occurrence de ",
     this_occurrence_only: ", cette occurrence seulement",
     was: ", auparavant ",
@@ -361,6 +366,7 @@ pub const SPANISH: Words = Words {
     cancelled_one: "{who} ha cancelado una repetición de {title}",
     cancelled_several: "{who} ha cancelado repeticiones de {title}",
     answered: "{who} ha {answer}: {title}",
+    answers_from: "Nueva respuesta de {who}: {title}",
     one_occurrence_of: "una repetición de ",
     this_occurrence_only: ", solo esta repetición",
     was: ", antes ",

@@ -255,8 +255,8 @@ fn ordinal(n: i32, language: Language) -> String {
     }
 }
 
-/// "a", "a and b", "a, b and c".
-fn listed(items: &[String], words: &Words) -> String {
+/// "a", "a and b", "a, b and c", in the language.
+pub fn listed(items: &[String], words: &Words) -> String {
     match items {
         [] => String::new(),
         [one] => one.clone(),
