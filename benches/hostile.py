@@ -162,6 +162,18 @@ class Sources:
             return f"127.0.{(self.n >> 8) & 255}.{self.n & 255 or 1}"
 
 
+def status_of(s):
+    """The status of the answer on a connection the server closes after it."""
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return data.split(b" ", 2)[1].decode() if data else "none"
+
+
 def http_get(port, path, auth=None, source=None):
     s = socket.socket()
     if source:
@@ -171,14 +183,7 @@ def http_get(port, path, auth=None, source=None):
     if auth:
         head += f"Authorization: Basic {auth}\r\n"
     s.sendall((head + "\r\n").encode())
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    return data.split(b" ", 2)[1].decode() if data else "none"
+    return status_of(s)
 
 
 def noop(port):
@@ -480,14 +485,7 @@ def http_post(port, path, body, source=None):
     head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
             f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n")
     s.sendall(head.encode() + body)
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    return (data.split(b" ", 2)[1].decode() if data else "none"), (time.perf_counter() - started) * 1000
+    return status_of(s), (time.perf_counter() - started) * 1000
 
 
 def rsvp_guessing(imipd, data_dir, tries=300):

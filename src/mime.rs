@@ -658,35 +658,43 @@ fn escape(s: &str) -> String {
 
 /// Text for HTML, escaped, its http(s) addresses made links (nothing else ever is).
 fn linked(text: &str) -> String {
+    // Lower-cased once (ASCII only, so offsets stay), and searched from where the last address
+    // ended: a description of many addresses costs its length, not its length squared.
+    let lower = text.to_ascii_lowercase();
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = next_address(rest) {
-        let (before, from) = rest.split_at(at);
+    let mut done = 0;
+    while let Some(at) = next_address(&lower, done) {
+        let from = &text[at..];
         let length = from
             .find(|c: char| c.is_whitespace() || "<>\"".contains(c))
             .unwrap_or(from.len());
         let address =
             from[..length].trim_end_matches(['.', ',', ';', ':', '!', '?', ')', ']', '\'']);
-        out.push_str(&escape(before));
+        out.push_str(&escape(&text[done..at]));
         if crate::itip::web_address(address) {
             let address = escape(address);
             out.push_str(&format!("<a href=\"{address}\">{address}</a>"));
         } else {
             out.push_str(&escape(address));
         }
-        rest = &from[address.len().max(1)..];
+        done = at + address.len();
     }
-    out.push_str(&escape(rest));
+    out.push_str(&escape(&text[done..]));
     out
 }
 
-/// Where the next http(s) address in `text` starts.
-fn next_address(text: &str) -> Option<usize> {
-    let lower = text.to_ascii_lowercase();
-    [lower.find("https://"), lower.find("http://")]
-        .into_iter()
-        .flatten()
-        .min()
+/// Where the next http(s) address in lower-cased text starts, from `after` on.
+fn next_address(lower: &str, after: usize) -> Option<usize> {
+    let mut from = after;
+    while let Some(found) = lower[from..].find("http") {
+        let at = from + found;
+        let rest = &lower[at + 4..];
+        if rest.starts_with("://") || rest.starts_with("s://") {
+            return Some(at);
+        }
+        from = at + 4;
+    }
+    None
 }
 
 /// An outbound iTIP message, ready to render.

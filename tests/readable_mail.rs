@@ -29,6 +29,16 @@ ATTENDEE;CN=Bob Jones;RSVP=TRUE;PARTSTAT=NEEDS-ACTION:mailto:bob@partner.example
     )
 }
 
+/// The Team-Sync half an hour later, in Raum 2.
+fn moved() -> String {
+    team_sync("LOCATION:Raum 2\r\nSEQUENCE:1\r\n")
+        .replace("T093000", "T100000")
+        .replace(
+            "DTEND;TZID=Europe/Berlin:20270318T100000",
+            "DTEND;TZID=Europe/Berlin:20270318T103000",
+        )
+}
+
 /// Olga's retrospective, to which she invites Alice.
 fn retrospective(partstat: &str, extra: &str) -> String {
     format!(
@@ -110,12 +120,7 @@ fn each_kind_of_message_reads_as_what_happened() {
     let invitation = read(&spooled(&spool, 1)[0]);
     golden("invitation-series", &invitation);
 
-    let moved = team_sync("LOCATION:Raum 2\r\nSEQUENCE:1\r\n")
-        .replace("T093000", "T100000")
-        .replace(
-            "DTEND;TZID=Europe/Berlin:20270318T100000",
-            "DTEND;TZID=Europe/Berlin:20270318T103000",
-        );
+    let moved = moved();
     put(&node, "team-sync", &moved);
     golden("update-moved", &read(&spooled(&spool, 2)[1]));
 
@@ -181,13 +186,7 @@ fn an_account_writes_in_its_language() {
             html.contains(&format!("<html lang=\"{language}\">")),
             "{html}"
         );
-        let moved = team_sync("LOCATION:Raum 2\r\nSEQUENCE:1\r\n")
-            .replace("T093000", "T100000")
-            .replace(
-                "DTEND;TZID=Europe/Berlin:20270318T100000",
-                "DTEND;TZID=Europe/Berlin:20270318T103000",
-            );
-        put(&node, "team-sync", &moved);
+        put(&node, "team-sync", &moved());
         golden(
             &format!("{language}-update-moved"),
             &read(&spooled(&node.spool(), 2)[1]),

@@ -8,6 +8,8 @@ use common::node::Node;
 const ALICE: &str = "alice@example.com";
 const BOB: &str = "bob@partner.example";
 const BROWSER: &str = "198.51.100.7";
+/// Where browsers reach the listener, for the links.
+const PUBLIC: &str = "public_url = \"https://calendar.example.com\"\n";
 
 fn node(name: &str, public_url: &str) -> Node {
     let extra = format!("{public_url}{}", common::accounts(&[ALICE]));
@@ -125,10 +127,7 @@ fn an_invitation_carries_links_that_answer_once_and_only_by_post() {
 
 #[test]
 fn forged_superseded_and_removed_links_change_nothing_and_say_why() {
-    let node = node(
-        "rsvp-refused",
-        "public_url = \"https://calendar.example.com\"\n",
-    );
+    let node = node("rsvp-refused", PUBLIC);
     put(&node, &meeting(0, "Review"));
     let accept = path(&links(&node, 0)[0].1);
 
@@ -190,10 +189,7 @@ fn forged_superseded_and_removed_links_change_nothing_and_say_why() {
 /// A stranger trying tokens: 30 requests a minute from one address, then 429.
 #[test]
 fn one_address_gets_thirty_tries_a_minute() {
-    let node = node(
-        "rsvp-rate",
-        "public_url = \"https://calendar.example.com\"\n",
-    );
+    let node = node("rsvp-rate", PUBLIC);
     let guesses: Vec<u16> = (0..31)
         .map(|n| {
             node.browse(

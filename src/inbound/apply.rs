@@ -850,26 +850,34 @@ ORGANIZER:mailto:olga@partner.example\r\nATTENDEE;RSVP=TRUE:mailto:{BOB}\r\n"
         (dir, Gateway::new(config, store))
     }
 
-    /// Reads what a delivery reads ahead, decides on it and commits the decision; returns
-    /// how many reads the decision had to make itself.
-    async fn delivered(gateway: &Gateway, mail: &InboundMail) -> usize {
-        let admitted = guard::admit(gateway, mail)
-            .ok()
-            .flatten()
-            .expect("admitted");
+    /// The message as the guard admits it to Bob's account.
+    fn admitted(gateway: &Gateway, mail: &InboundMail) -> (Admitted, String) {
+        let admitted = guard::admit(gateway, mail).ok().flatten();
         let account = gateway.account_for(BOB).unwrap();
-        let reads = reads_for(&admitted, &account);
-        let ahead = gateway.store.read_ahead(reads).await.unwrap();
+        (admitted.expect("admitted"), account)
+    }
+
+    /// The plan a delivery makes with these reads ahead.
+    fn decide(gateway: &Gateway, admitted: &Admitted, account: &str, ahead: &Ahead) -> Plan {
         let plan = plan(
             gateway,
             "t",
-            &admitted,
+            admitted,
             None,
-            &account,
+            account,
             Duplicates::AtCommit,
-            &ahead,
+            ahead,
         );
-        let plan = plan.unwrap_or_else(|v| panic!("{}", v.reply()));
+        plan.unwrap_or_else(|v| panic!("{}", v.reply()))
+    }
+
+    /// Reads what a delivery reads ahead, decides on it and commits the decision; returns
+    /// how many reads the decision had to make itself.
+    async fn delivered(gateway: &Gateway, mail: &InboundMail) -> usize {
+        let (admitted, account) = admitted(gateway, mail);
+        let reads = reads_for(&admitted, &account);
+        let ahead = gateway.store.read_ahead(reads).await.unwrap();
+        let plan = decide(gateway, &admitted, &account, &ahead);
         assert!(!plan.changes.is_empty(), "{:?}", plan.reports);
         gateway.store.commit(&plan.changes).unwrap();
         ahead.missed()
@@ -915,23 +923,9 @@ END:VEVENT\r\nEND:VCALENDAR\r\n"
 
     /// The decision on what the reads ahead found, not on the store.
     fn decided_on(gateway: &Gateway, mail: &InboundMail, found: Vec<(Read, Found)>) -> Plan {
-        let admitted = guard::admit(gateway, mail)
-            .ok()
-            .flatten()
-            .expect("admitted");
-        let account = gateway.account_for(BOB).unwrap();
+        let (admitted, account) = admitted(gateway, mail);
         let (reads, found) = found.into_iter().unzip();
-        let ahead = Ahead::of(reads, found);
-        let plan = plan(
-            gateway,
-            "t",
-            &admitted,
-            None,
-            &account,
-            Duplicates::AtCommit,
-            &ahead,
-        );
-        plan.unwrap_or_else(|v| panic!("{}", v.reply()))
+        decide(gateway, &admitted, &account, &Ahead::of(reads, found))
     }
 
     /// What was read ahead is what the decision goes by: an account at its quota, a sender

@@ -375,6 +375,11 @@ impl Node {
         request
             .extensions_mut()
             .insert(imipd::http::serve::Peer(peer));
+        self.answer(request)
+    }
+
+    /// A request through the router: its status and body.
+    fn answer(&self, request: axum::http::Request<axum::body::Body>) -> (u16, String) {
         let router = self.parts().router.clone();
         self.run(async move {
             let response = router.oneshot(request).await.unwrap();
@@ -393,15 +398,7 @@ impl Node {
             .header("Authorization", format!("Bearer {}", super::ADMIN_TOKEN))
             .body(axum::body::Body::from(body.to_string()))
             .unwrap();
-        let router = self.parts().router.clone();
-        self.run(async move {
-            let response = router.oneshot(request).await.unwrap();
-            let status = response.status().as_u16();
-            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-                .await
-                .unwrap();
-            (status, String::from_utf8_lossy(&bytes).into_owned())
-        })
+        self.answer(request)
     }
 
     /// The outbound queue as `GET /queue` shows it (admin token).
