@@ -2,6 +2,7 @@
 
 mod commit;
 mod keys;
+mod packed;
 mod staged;
 #[cfg(test)]
 mod tests;
@@ -23,7 +24,7 @@ use upgrade::{recorded_format, upgrade};
 
 /// The on-disk layout this build reads and writes, recorded as `imipd-N` under `format` in the
 /// `meta` tree.
-const FORMAT: u32 = 6;
+const FORMAT: u32 = 7;
 
 /// sled with the trees of the daemon; reopened from disk after an I/O failure, because sled
 /// keeps failing once it has seen one (a full disk, say) and its memory may then hold writes
@@ -305,10 +306,19 @@ impl Trees {
         }))
     }
 
-    /// A text of `texts`.
+    /// A text of `texts`. One that does not unpack is reported and read as missing, as a text
+    /// that is not UTF-8 was before: the object it belongs to is damaged, the store is not.
     fn text(&self, id: u64) -> Result<Option<String>, StoreError> {
-        let value = self.texts.get(id.to_be_bytes()).map_err(unavailable)?;
-        Ok(value.and_then(|v| String::from_utf8(v.to_vec()).ok()))
+        let Some(value) = self.texts.get(id.to_be_bytes()).map_err(unavailable)? else {
+            return Ok(None);
+        };
+        match packed::unpack(&value) {
+            Ok(text) => Ok(String::from_utf8(text).ok()),
+            Err(error) => {
+                tracing::error!(%error, text = id, "a stored text cannot be read");
+                Ok(None)
+            }
+        }
     }
 
     /// Writes the commits a crash interrupted again from their journal records, and makes

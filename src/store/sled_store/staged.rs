@@ -71,7 +71,9 @@ impl<'t> Staging<'t> {
 
     /// Stages a text under a new key of `texts` (see `write`).
     pub fn put_text(&self, key: u64, text: &[u8]) {
-        self.texts.borrow_mut().push((key, IVec::from(text)));
+        self.texts
+            .borrow_mut()
+            .push((key, IVec::from(super::packed::pack(text))));
     }
 
     /// Writes what was staged: the new texts into `texts`, the journal record (under `id`,
@@ -307,7 +309,8 @@ mod tests {
         let texts = db.open_tree("texts").unwrap();
         staging.put_text(9, b"text");
         staging.write(&journal, &texts, 1).unwrap();
-        assert_eq!(texts.get(9u64.to_be_bytes()).unwrap().unwrap(), b"text");
+        let text = texts.get(9u64.to_be_bytes()).unwrap().unwrap();
+        assert_eq!(super::super::packed::unpack(&text).unwrap(), b"text");
         assert_eq!(tree.get("a").unwrap(), None);
         assert!(journal.is_empty());
     }

@@ -576,6 +576,55 @@ fn format_5_moves_the_texts_out() {
     assert_eq!(trees.texts.len(), 3, "two objects and an item, each once");
 }
 
+/// Format 6 kept texts as they were: opened by this build, they are packed and read as
+/// before; a text packed already (an upgrade cut short) is not packed twice.
+#[test]
+fn format_6_packs_the_texts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let inbox = Change::Inbox {
+        account: "a@x.org".into(),
+        text: "BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\n".into(),
+        keep: 10,
+        keep_bytes: 1000,
+    };
+    store
+        .commit(&[put_of("a@x.org", "one", "BEGIN:VCALENDAR\r\none"), inbox])
+        .unwrap();
+    store
+        .commit(&[put_of("a@x.org", "two", "BEGIN:VCALENDAR\r\ntwo")])
+        .unwrap();
+    let before = (
+        store.list("a@x.org").unwrap(),
+        store.inbox("a@x.org").unwrap(),
+        store.usage("a@x.org").unwrap(),
+    );
+    {
+        let trees = store.trees().unwrap();
+        let packed: Vec<_> = trees.texts.iter().map(Result::unwrap).collect();
+        for (key, value) in &packed[1..] {
+            let text = packed::unpack(value).unwrap();
+            trees.texts.insert(key, text).unwrap();
+        }
+        trees.meta.insert("format", "imipd-6").unwrap();
+        trees.db.flush().unwrap();
+    }
+    drop(store);
+    let store = SledStore::open(dir.path()).unwrap();
+    let after = (
+        store.list("a@x.org").unwrap(),
+        store.inbox("a@x.org").unwrap(),
+        store.usage("a@x.org").unwrap(),
+    );
+    assert_eq!(after, before);
+    let trees = store.trees().unwrap();
+    for item in trees.texts.iter() {
+        let (_, value) = item.unwrap();
+        assert!(packed::is_packed(&value));
+        assert!(!packed::is_packed(&packed::unpack(&value).unwrap()));
+    }
+}
+
 /// An object replaced or removed, or an inbox item removed, leaves no text behind.
 #[test]
 fn texts_go_with_what_they_belong_to() {

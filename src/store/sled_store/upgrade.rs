@@ -4,6 +4,7 @@ use super::keys::{
     Head, InboxHeld, change_key, inbox_held_key, inbox_value, inline_of, inline_value,
     seen_time_key, sent_value, usage_value,
 };
+use super::packed::{is_packed, pack};
 use super::{FORMAT, unavailable};
 use crate::store::{StoreError, StoredObject, Usage};
 use std::collections::BTreeMap;
@@ -16,7 +17,21 @@ const UPGRADES: &[Upgrade] = &[
     count_usage,
     count_inboxes,
     move_texts,
+    pack_texts,
 ];
+
+/// Format 7 keeps texts compressed (`packed`). A text packed already (an upgrade cut short)
+/// is left as it is.
+fn pack_texts(db: &sled::Db) -> Result<(), StoreError> {
+    let texts = db.open_tree("texts").map_err(unavailable)?;
+    for item in texts.iter() {
+        let (key, value) = item.map_err(unavailable)?;
+        if !is_packed(&value) {
+            texts.insert(key, pack(&value)).map_err(unavailable)?;
+        }
+    }
+    Ok(())
+}
 
 /// Format 6 keeps objects' and inbox items' texts in `texts`, each under an id of its own,
 /// and a head pointing there in their place. A value already moved (an upgrade cut short) is
