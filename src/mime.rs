@@ -5,7 +5,7 @@ use crate::config::Templates;
 use crate::itip::ItipMessage;
 use crate::mailbox::Mailbox;
 use crate::rsvp::Answer;
-use crate::store::{MailKind, MailSummary, Person, Previous, TodoSummary};
+use crate::store::{Delegation, MailKind, MailSummary, Person, Previous, TodoSummary};
 use crate::wording::{self, Language, Words};
 use mail_builder::MessageBuilder;
 use mail_builder::headers::content_type::ContentType;
@@ -168,6 +168,15 @@ pub fn summary_of(message: &ItipMessage, language: Language) -> MailSummary {
     let person = |p: &itip::Participant| Person {
         email: p.email.clone(),
         name: p.name.clone(),
+        answer: None,
+    };
+    // Someone the message names, with their CN when it gives one.
+    let named = |email: &str| Person {
+        email: email.to_string(),
+        name: (listed.iter())
+            .find(|p| p.email.eq_ignore_ascii_case(email))
+            .and_then(|p| p.name.clone()),
+        answer: None,
     };
     let organizer = listed.iter().find(|p| p.is_organizer).map(person);
     let attendees = listed
@@ -210,12 +219,17 @@ pub fn summary_of(message: &ItipMessage, language: Language) -> MailSummary {
         join: particulars.join,
         url: particulars.url,
         answered_by: (summary.answered_by.iter())
-            .map(|a| {
-                let named = listed.iter().find(|p| a.is(&p.email));
-                Person {
-                    email: a.email().unwrap_or(a.as_str()).to_string(),
-                    name: named.and_then(|p| p.name.clone()),
-                }
+            .map(|a| Person {
+                answer: (particulars.answers.iter())
+                    .find(|(email, _)| a.is(email))
+                    .map(|(_, partstat)| partstat.clone()),
+                ..named(a.email().unwrap_or(a.as_str()))
+            })
+            .collect(),
+        delegations: (particulars.delegations.iter())
+            .map(|(from, to)| Delegation {
+                from: named(from),
+                to: named(to),
             })
             .collect(),
         todo: particulars.todo.map(|t| TodoSummary {
@@ -318,7 +332,7 @@ pub fn readable(
     if summary.occurrence && !when_text.is_empty() {
         when_text.push_str(words.this_occurrence_only);
     }
-    let template = subject_template(summary.kind, templates, words);
+    let template = subject_template(summary, templates, words);
     let answered = answer(summary.partstat.as_deref(), words);
     let subject = template
         .replace("{title}", &title)
@@ -328,17 +342,20 @@ pub fn readable(
         .replace(" @ ", if when_text.is_empty() { "" } else { " @ " })
         .trim()
         .to_string();
-    // The organizer's notice after answers is about those who answered.
+    // The organizer's notice after answers is about those who answered, and what each said.
     let actors = match summary.answered_by.as_slice() {
         [] => who.clone(),
         answerers => {
             let names: Vec<String> = (answerers.iter())
-                .map(|p| p.name.clone().unwrap_or_else(|| p.email.clone()))
+                .map(|p| match &p.answer {
+                    Some(said) => format!("{} ({})", shown_name(p), answer(Some(said), words)),
+                    None => shown_name(p).to_string(),
+                })
                 .collect();
             wording::listed(&names, words)
         }
     };
-    let headline = headline(summary, words, &actors, &answered, &title);
+    let headline = headline(summary, words, &actors, &answered, &title, from);
     let shown = Shown {
         headline,
         rows: detail_rows(summary, &title, &when_text, language),
@@ -359,10 +376,24 @@ pub fn readable(
     }
 }
 
+/// A person's name, else their address.
+fn shown_name(p: &Person) -> &str {
+    p.name.as_deref().unwrap_or(&p.email)
+}
+
 /// The subject's template: the operator's, else the language's.
-fn subject_template<'a>(kind: MailKind, templates: &'a Templates, words: &'a Words) -> &'a str {
+fn subject_template<'a>(
+    summary: &MailSummary,
+    templates: &'a Templates,
+    words: &'a Words,
+) -> &'a str {
     let built_in = &*BUILT_IN;
-    let (operator, english, own) = match kind {
+    let (operator, english, own) = match summary.kind {
+        MailKind::Update if !summary.answered_by.is_empty() => (
+            &templates.update_subject,
+            &built_in.update_subject,
+            words.answers_subject,
+        ),
         MailKind::Invite => (
             &templates.invite_subject,
             &built_in.invite_subject,
@@ -394,10 +425,19 @@ fn headline(
     who: &str,
     answered: &str,
     title: &str,
+    from: &str,
 ) -> String {
+    // Those the sender passed its place to, when it did.
+    let delegates: Vec<String> = (summary.delegations.iter())
+        .filter(|d| d.from.email.eq_ignore_ascii_case(from))
+        .map(|d| shown_name(&d.to).to_string())
+        .collect();
+    let organizes = (summary.organizer.iter()).any(|o| o.email.eq_ignore_ascii_case(from));
     let template = match summary.kind {
+        MailKind::Invite if !delegates.is_empty() && !organizes => words.delegated_you,
         MailKind::Invite if summary.todo.is_some() => words.assigned,
         MailKind::Invite => words.invites,
+        MailKind::Rsvp if !delegates.is_empty() => words.delegated,
         MailKind::Update if !summary.answered_by.is_empty() => words.answers_from,
         MailKind::Update if summary.removed.len() == 1 => words.cancelled_one,
         MailKind::Update if !summary.removed.is_empty() => words.cancelled_several,
@@ -412,7 +452,29 @@ fn headline(
     template
         .replace("{who}", who)
         .replace("{answer}", answered)
+        .replace("{to}", &wording::listed(&delegates, words))
         .replace("{title}", &concerned)
+}
+
+/// One line of a message's details; `was`: what an update changed it from.
+struct Row {
+    label: &'static str,
+    value: String,
+    was: Option<String>,
+}
+
+impl Row {
+    fn new(label: &'static str, value: String) -> Row {
+        Row {
+            label,
+            value,
+            was: None,
+        }
+    }
+
+    fn was(self, old: Option<String>) -> Row {
+        Row { was: old, ..self }
+    }
 }
 
 /// The details of a message, as a table of labels and values: what the sender said with it,
@@ -423,7 +485,7 @@ fn detail_rows(
     title: &str,
     when_text: &str,
     language: Language,
-) -> Vec<(&'static str, String)> {
+) -> Vec<Row> {
     let words = language.words();
     let [
         comment,
@@ -437,10 +499,9 @@ fn detail_rows(
         organizer,
         attendees,
     ] = words.labels;
-    let was = |old: Option<String>| old.map(|o| format!("{}{o}", words.was)).unwrap_or_default();
-    let mut rows: Vec<(&str, String)> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
     if let Some(said) = &summary.comment {
-        rows.push((comment, said.clone()));
+        rows.push(Row::new(comment, said.clone()));
     }
     let zone = &summary.time_zone;
     if !when_text.is_empty() {
@@ -453,39 +514,40 @@ fn detail_rows(
             }
             None => (when, when_text.to_string()),
         };
-        rows.push((label, format!("{shown}{}", was(old))));
+        rows.push(Row::new(label, shown).was(old));
     }
-    rows.extend(todo_rows(summary, language));
+    let todo = todo_rows(summary, language).into_iter();
+    rows.extend(todo.map(|(label, value)| Row::new(label, value)));
     if let Some(location) = &summary.location {
-        let old = was(summary.previous.location.clone());
-        rows.push((place, format!("{location}{old}")));
+        let old = summary.previous.location.clone();
+        rows.push(Row::new(place, location.clone()).was(old));
     }
     if let Some(link) = joining(summary) {
-        rows.push((join, link.to_string()));
+        rows.push(Row::new(join, link.to_string()));
     }
     if let Some(rule) = &summary.recurrence {
-        let old = was(summary.previous.recurrence.clone());
-        rows.push((repeats, format!("{rule}{old}")));
+        let old = summary.previous.recurrence.clone();
+        rows.push(Row::new(repeats, rule.clone()).was(old));
     }
     if !summary.removed.is_empty() {
         let gone: Vec<String> = (summary.removed.iter())
             .map(|at| wording::when(*at, None, summary.all_day, zone, language))
             .collect();
-        rows.push((cancelled, gone.join("; ")));
+        rows.push(Row::new(cancelled, gone.join("; ")));
     }
     if let Some(old) = &summary.previous.title {
-        rows.push((title_label, format!("{title}{}{old}", words.was)));
+        rows.push(Row::new(title_label, title.to_string()).was(Some(old.clone())));
     }
     if let Some(url) = &summary.url {
-        rows.push((details, url.clone()));
+        rows.push(Row::new(details, url.clone()));
     }
     if let Some(who) = &summary.organizer {
-        rows.push((organizer, person(who)));
+        rows.push(Row::new(organizer, person(who)));
     }
     // An answer names the one who answers in its headline: a list of one says nothing more.
     if !summary.attendees.is_empty() && summary.kind != MailKind::Rsvp {
         let listed: Vec<String> = summary.attendees.iter().map(person).collect();
-        rows.push((attendees, listed.join(", ")));
+        rows.push(Row::new(attendees, listed.join(", ")));
     }
     rows
 }
@@ -533,7 +595,7 @@ struct Shown<'a> {
     /// Where to join the meeting: a button in HTML.
     join: Option<&'a str>,
     headline: String,
-    rows: Vec<(&'static str, String)>,
+    rows: Vec<Row>,
     description: String,
     title: String,
     when: String,
@@ -541,15 +603,6 @@ struct Shown<'a> {
 }
 
 impl Shown<'_> {
-    fn button(&self, answer: Answer) -> &'static str {
-        let [accept, tentative, decline] = self.words.buttons;
-        match answer {
-            Answer::Accepted => accept,
-            Answer::Tentative => tentative,
-            Answer::Declined => decline,
-        }
-    }
-
     fn text(&self, templates: &Templates, subject: &str) -> String {
         let described = match self.description.trim_end() {
             "" => String::new(),
@@ -559,18 +612,22 @@ impl Shown<'_> {
             [] => String::new(),
             links => {
                 let lines: String = (links.iter())
-                    .map(|(answer, url)| format!("  {:<10} {url}\n", self.button(*answer)))
+                    .map(|(answer, url)| format!("  {:<10} {url}\n", answer.button(self.words)))
                     .collect();
                 format!("{}\n{lines}\n", self.words.your_answer)
             }
         };
         let width = (self.rows.iter())
-            .map(|(label, _)| label.chars().count())
+            .map(|row| row.label.chars().count())
             .fold(10, usize::max);
         let details: String = self
             .rows
             .iter()
-            .map(|(label, value)| format!("{label:<width$} {value}\n"))
+            .map(|row| {
+                let was = (row.was.as_ref()).map(|old| format!("{}{old}", self.words.was));
+                let (label, value) = (row.label, &row.value);
+                format!("{label:<width$} {value}{}\n", was.unwrap_or_default())
+            })
             .collect();
         templates
             .text_body
@@ -587,18 +644,34 @@ impl Shown<'_> {
             .replace("{who}", &self.who)
     }
 
-    fn html(&self, templates: &Templates, subject: &str) -> String {
-        let list: String = self
-            .rows
-            .iter()
-            .map(|(label, value)| {
+    /// A detail as a term and its description; a changed one tagged, its new value marked
+    /// and the old one struck through.
+    fn html_row(&self, row: &Row) -> String {
+        let (tag, value) = match &row.was {
+            None => (String::new(), linked(&row.value)),
+            Some(old) => (
                 format!(
-                    "<dt style=\"font-weight:600;color:#656d76;font-size:13px\">{label}</dt>\n\
-                     <dd style=\"margin:0 0 10px 0\">{}</dd>\n",
-                    linked(value)
-                )
-            })
-            .collect();
+                    " <span style=\"font-weight:600;color:#9a6700;background:#fff8c5;\
+                     border-radius:4px;padding:0 4px\">{}</span>",
+                    escape(self.words.changed)
+                ),
+                format!(
+                    "<strong>{}</strong>{}<s>{}</s>",
+                    linked(&row.value),
+                    escape(self.words.was),
+                    linked(old)
+                ),
+            ),
+        };
+        format!(
+            "<dt style=\"font-weight:600;color:#656d76;font-size:13px\">{}{tag}</dt>\n\
+             <dd style=\"margin:0 0 10px 0\">{value}</dd>\n",
+            row.label
+        )
+    }
+
+    fn html(&self, templates: &Templates, subject: &str) -> String {
+        let list: String = self.rows.iter().map(|row| self.html_row(row)).collect();
         let join = match self.join {
             Some(url) => format!(
                 "<p style=\"margin:0 0 16px\"><a href=\"{}\" style=\"display:inline-block;\
@@ -623,7 +696,7 @@ impl Shown<'_> {
                      padding:8px 16px;border-radius:6px;background:#0969da;color:#ffffff;\
                      text-decoration:none;font-weight:600\">{}</a>",
                     escape(url),
-                    escape(self.button(*answer))
+                    escape(answer.button(self.words))
                 )
             })
             .collect();
@@ -1088,10 +1161,12 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
         let alice = Person {
             email: "alice@example.com".into(),
             name: Some("Alice Émile".into()),
+            answer: None,
         };
         let bob = Person {
             email: "bob@example.com".into(),
             name: Some("Bob Smith".into()),
+            answer: None,
         };
         MailSummary {
             kind: MailKind::Invite,

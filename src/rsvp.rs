@@ -69,12 +69,13 @@ impl Answer {
         }
     }
 
-    /// What a button says.
-    pub fn label(self) -> &'static str {
+    /// Its button, in the words of a language.
+    pub fn button(self, words: &crate::wording::Words) -> &'static str {
+        let [accept, tentative, decline] = words.buttons;
         match self {
-            Answer::Accepted => "Accept",
-            Answer::Tentative => "Tentative",
-            Answer::Declined => "Decline",
+            Answer::Accepted => accept,
+            Answer::Tentative => tentative,
+            Answer::Declined => decline,
         }
     }
 

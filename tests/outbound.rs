@@ -379,10 +379,24 @@ fn other_attendees_learn_the_answers_in_one_batch() {
     );
     let updates: Vec<String> = mail
         .iter()
-        .filter(|m| common::subject(m).starts_with("Updated invitation"))
+        .filter(|m| common::subject(m).starts_with("Answers updated: Quarterly review"))
         .cloned()
         .collect();
     assert_eq!(updates.len(), 2, "{mail:?}");
+    // What people read names each answer.
+    for update in &updates {
+        let parsed = mail_parser::MessageParser::default()
+            .parse(update.as_bytes())
+            .unwrap();
+        let text = parsed.body_text(0).unwrap();
+        assert!(
+            text.starts_with(
+                "olga@partner.example (accepted) and paul@partner.example (declined) answered \
+                 Quarterly review"
+            ),
+            "{text}"
+        );
+    }
     let mut recipients: Vec<String> = Vec::new();
     for update in &updates {
         let parsed = imipd::mime::extract(update.as_bytes());
@@ -803,7 +817,7 @@ fn an_auto_submitted_answer_still_tells_the_other_attendees() {
         daemon.eventually(|| common::spooled(&daemon.spool(), 0)
             .iter()
             .any(|m| m.contains("To: <paul@partner.example>")
-                && common::subject(m).starts_with("Updated invitation"))),
+                && common::subject(m).starts_with("Answers updated"))),
         "{}",
         daemon.log()
     );

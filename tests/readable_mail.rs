@@ -122,7 +122,18 @@ fn each_kind_of_message_reads_as_what_happened() {
 
     let moved = moved();
     put(&node, "team-sync", &moved);
-    golden("update-moved", &read(&spooled(&spool, 2)[1]));
+    let update = &spooled(&spool, 2)[1];
+    golden("update-moved", &read(update));
+    // In HTML the changed row is tagged and its old value struck through; the rest is not.
+    let html = mail_parser::MessageParser::default()
+        .parse(update.as_bytes())
+        .and_then(|m| m.body_html(0).map(|h| h.into_owned()))
+        .expect("an HTML part");
+    assert_eq!(html.matches(">changed</span></dt>").count(), 1, "{html}");
+    assert!(
+        html.contains("When <span") && html.contains(", was <s>Thu 18 Mar 2027, 09:30"),
+        "{html}"
+    );
 
     let one_off = moved.replace(
         "SEQUENCE:1\r\n",
@@ -269,4 +280,34 @@ END:VEVENT\r\nEND:VCALENDAR\r\n"
         node.log()
     );
     golden("notice-answers", &read(&spooled(&node.spool(), 3)[2]));
+}
+
+/// Alice passes Olga's retrospective on to Dan: her answer says to whom, and Dan's invitation
+/// says who passed it to him.
+#[test]
+fn a_delegation_reads_as_one() {
+    let node = Node::start("readable-delegation", &common::accounts(&[ALICE]), "");
+    let invitation = format!(
+        "From: Olga Petrova <olga@partner.example>\r\nTo: {ALICE}\r\nSubject: Einladung\r\n\
+Message-ID: <retro-3@partner.example>\r\nMIME-Version: 1.0\r\n\
+Content-Type: text/calendar; method=REQUEST; charset=utf-8\r\n\r\n{}",
+        retrospective("NEEDS-ACTION", "")
+    );
+    let replies = node.lmtp("olga@partner.example", &[ALICE], &invitation);
+    assert!(replies[0].starts_with("250"), "{replies:?}");
+    let delegated = retrospective(
+        "DELEGATED;DELEGATED-TO=\"mailto:dan@partner.example\"",
+        "ATTENDEE;CN=Dan Brown;RSVP=TRUE;PARTSTAT=NEEDS-ACTION;\
+         DELEGATED-FROM=\"mailto:alice@example.com\":mailto:dan@partner.example\r\n",
+    )
+    .replace("METHOD:REQUEST\r\n", "");
+    put(&node, "retro-1", &delegated);
+    let sent: Vec<String> = spooled(&node.spool(), 2).iter().map(|m| read(m)).collect();
+    let to_dan = sent.iter().find(|m| m.contains("Subject: Invitation"));
+    let to_olga = sent.iter().find(|m| !m.contains("Subject: Invitation"));
+    golden("reply-delegated", to_olga.expect("the answer to Olga"));
+    golden(
+        "invitation-delegated",
+        to_dan.expect("the invitation to Dan"),
+    );
 }

@@ -220,3 +220,36 @@ fn no_public_url_no_links() {
     let raw = common::spooled(&node.spool(), 1).remove(0);
     assert!(!raw.contains("/rsvp/"), "{raw}");
 }
+
+/// The page speaks the organizer's language, as her mail does; a link that names no account
+/// (forged) is refused in the server's.
+#[test]
+fn the_page_speaks_the_organizers_language() {
+    let extra = format!("{PUBLIC}{}language = \"de\"\n", common::accounts(&[ALICE]));
+    let node = Node::start("rsvp-language", &extra, "");
+    put(&node, &meeting(0, "Review"));
+    let links = links(&node, 0);
+    let labels: Vec<&str> = links.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(labels, ["Zusagen", "Vorläufig", "Absagen"], "{links:?}");
+    let accept = path(&links[0].1);
+    let (status, page) = node.browse("GET", &accept, "", BROWSER);
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<html lang=\"de\">"), "{page}");
+    assert!(
+        page.contains("<title>Ihre Antwort</title>")
+            && page.contains("Ihre bisherige Antwort: <strong>noch keine Antwort</strong>")
+            && page.contains(">Zusagen</button>")
+            && page.contains("Do., 14. Jan. 2027"),
+        "{page}"
+    );
+    let (status, page) = node.browse("POST", &accept, "partstat=ACCEPTED", BROWSER);
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("Ihre Antwort: <strong>zugesagt</strong>. Der Organisator hat sie erhalten."),
+        "{page}"
+    );
+    let forged = format!("{}x", accept.split('?').next().unwrap());
+    let (status, page) = node.browse("GET", &forged, "", BROWSER);
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("<html lang=\"en\">") && page.contains("This link was not made"));
+}

@@ -12,6 +12,7 @@ use crate::itip::{self, CalAddress, Calendar};
 use crate::mailbox::Mailbox;
 use crate::rsvp::{Answer, Refused, Ticket};
 use crate::store::{MailSummary, OutboundMessage};
+use crate::wording::{Language, PageWords};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -84,9 +85,37 @@ impl Unanswerable {
     }
 }
 
-impl IntoResponse for Unanswerable {
-    fn into_response(self) -> Response {
-        let mut response = page(self.status(), "Calendar answer", &escape(&self.to_string()));
+impl Unanswerable {
+    /// Why, in the page's language.
+    fn said(&self, words: &PageWords) -> String {
+        let [
+            many,
+            forged,
+            expired,
+            gone,
+            uninvited,
+            superseded,
+            none,
+            failed,
+            unavailable,
+        ] = words.refusals;
+        match self {
+            Unanswerable::TooMany => many.into(),
+            Unanswerable::Refused(Refused::Forged) => forged.into(),
+            Unanswerable::Refused(Refused::Expired) => expired.into(),
+            Unanswerable::Gone => gone.into(),
+            Unanswerable::Uninvited => uninvited.into(),
+            Unanswerable::Superseded => superseded.into(),
+            Unanswerable::NoAnswer => none.into(),
+            Unanswerable::Failed(why) => failed.replace("{}", why),
+            Unanswerable::Unavailable => unavailable.into(),
+        }
+    }
+
+    fn response(self, language: Language) -> Response {
+        let words = language.page();
+        let said = escape(&self.said(words));
+        let mut response = page(self.status(), language, words.refused_title, &said);
         if let Unanswerable::TooMany = self {
             let wait = header::HeaderValue::from_static("60");
             response.headers_mut().insert(header::RETRY_AFTER, wait);
@@ -145,6 +174,14 @@ fn invitation(api: &Api, token: &str, peer: Option<Peer>) -> Result<Invitation, 
     })
 }
 
+/// The language of the page: the organizer's account's, once the token names it.
+fn language_of(gateway: &Gateway, token: &str) -> Language {
+    match gateway.links.open(token, gateway.now()) {
+        Ok(ticket) => gateway.language(&ticket.account),
+        Err(_) => gateway.config().server.language,
+    }
+}
+
 /// The event, the answer given so far, and a form; nothing changes.
 async fn show(
     State(api): State<Arc<Api>>,
@@ -152,9 +189,11 @@ async fn show(
     Query(chosen): Query<Chosen>,
     peer: Option<Extension<Peer>>,
 ) -> Response {
+    let language = language_of(&api.gateway, &token);
+    let words = language.page();
     let invitation = match invitation(&api, &token, peer.map(|Extension(p)| p)) {
         Ok(invitation) => invitation,
-        Err(refused) => return refused.into_response(),
+        Err(refused) => return refused.response(language),
     };
     let chosen = chosen.partstat.as_deref().and_then(Answer::parse);
     let buttons: String = Answer::ALL
@@ -165,17 +204,18 @@ async fn show(
                 "<button name=\"partstat\" value=\"{}\" style=\"margin:0 8px 8px 0;\
                  padding:8px 16px;font-weight:{weight}\">{}</button>",
                 answer.partstat(),
-                answer.label()
+                escape(answer.button(language.words()))
             )
         })
         .collect();
     let body = format!(
-        "{}<p>Your answer so far: <strong>{}</strong></p>\
+        "{}<p>{} <strong>{}</strong></p>\
          <form method=\"post\">{buttons}</form>",
-        describe(&invitation),
-        answered(&invitation.current)
+        describe(&invitation, language),
+        escape(words.so_far),
+        escape(answered(&invitation.current, language))
     );
-    page(StatusCode::OK, "Your answer", &body)
+    page(StatusCode::OK, language, words.answer_title, &body)
 }
 
 /// Gives the answer, as a REPLY from the attendee would.
@@ -190,6 +230,8 @@ async fn answer(
         .find(|(name, _)| name == "partstat")
         .map(|(_, value)| value.into_owned());
     let chosen = (posted.or(query.partstat).as_deref()).and_then(Answer::parse);
+    let language = language_of(&api.gateway, &token);
+    let words = language.page();
     let given = match invitation(&api, &token, peer.map(|Extension(p)| p)) {
         Err(refused) => Err(refused),
         Ok(invitation) => match chosen {
@@ -201,14 +243,16 @@ async fn answer(
     };
     match given {
         Ok((invitation, answer)) => {
+            let given = answered(answer.partstat(), language);
+            let given = format!("<strong>{}</strong>", escape(given));
             let body = format!(
-                "{}<p>Your answer: <strong>{}</strong>. The organizer has it.</p>",
-                describe(&invitation),
-                answered(answer.partstat())
+                "{}<p>{}</p>",
+                describe(&invitation, language),
+                escape(words.given).replace("{}", &given)
             );
-            page(StatusCode::OK, "Thank you", &body)
+            page(StatusCode::OK, language, words.thanks_title, &body)
         }
-        Err(refused) => refused.into_response(),
+        Err(refused) => refused.response(language),
     }
 }
 
@@ -258,7 +302,7 @@ async fn give(
 }
 
 /// The event's title and time, as the page shows them.
-fn describe(invitation: &Invitation) -> String {
+fn describe(invitation: &Invitation, language: Language) -> String {
     let copy = &invitation.copy;
     let (title, start) = itip::title_and_start(copy);
     let zone = copy
@@ -268,21 +312,24 @@ fn describe(invitation: &Invitation) -> String {
         .and_then(|e| e.tz_id().map(str::to_string));
     let zone = itip::display_zone(copy, zone.as_deref());
     let when = start
-        .map(|s| crate::wording::when(s, itip::end_of(copy), false, &zone, Default::default()))
+        .map(|s| crate::wording::when(s, itip::end_of(copy), false, &zone, language))
         .unwrap_or_default();
+    let untitled = language.words().no_title;
     format!(
         "<h1 style=\"font-size:20px\">{}</h1><p>{}</p>",
-        escape(title.as_deref().unwrap_or("(no title)")),
+        escape(title.as_deref().unwrap_or(untitled)),
         escape(&when)
     )
 }
 
-fn answered(partstat: &str) -> &'static str {
+/// An answer as mail in that language says it.
+fn answered(partstat: &str, language: Language) -> &'static str {
+    let [accepted, declined, tentative, ..] = language.words().answers;
     match Answer::parse(partstat) {
-        Some(Answer::Accepted) => "accepted",
-        Some(Answer::Tentative) => "tentatively accepted",
-        Some(Answer::Declined) => "declined",
-        None => "no answer yet",
+        Some(Answer::Accepted) => accepted,
+        Some(Answer::Tentative) => tentative,
+        Some(Answer::Declined) => declined,
+        None => language.page().no_answer_yet,
     }
 }
 
@@ -294,9 +341,11 @@ fn escape(text: &str) -> String {
 }
 
 /// A small page; nothing on it loads anything from elsewhere, and no one may frame it.
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
+fn page(status: StatusCode, language: Language, title: &str, body: &str) -> Response {
+    let lang = language.tag();
+    let title = escape(title);
     let html = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+        "<!DOCTYPE html>\n<html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width\"><title>{title}</title></head>\
          <body style=\"font-family:-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;\
          max-width:600px;margin:24px auto;padding:0 16px\">{body}</body></html>\n"

@@ -347,6 +347,7 @@ fn exdate_decline(
     let mut out = Component::new(master.kind.clone());
     out.entries
         .push(address_entry(ICalendarProperty::Organizer, organizer));
+    // A bare line, as the acceptance scenarios have it (rfc6638-recurring.txt).
     out.entries.push(attendee_with_partstat(
         me,
         ICalendarParticipationStatus::Declined,
@@ -390,13 +391,22 @@ fn decline_component(comp: &Component, me: &CalAddress, now: i64) -> Component {
             out.entries.push(e);
         }
     }
-    out.entries.push(attendee_with_partstat(
-        me,
-        ICalendarParticipationStatus::Declined,
-    ));
+    out.entries.push(declining(comp, me));
     out.set_dtstamp(now);
     out.set_sequence(comp.sequence());
     out
+}
+
+/// The attendee's line in the decline of a removed object: its address, its name as the copy
+/// has it (the organizer's mail names who declined), and DECLINED; nothing else of the
+/// invitation's line (RSVP, ROLE), as the acceptance scenarios have it (rfc5546-event-recurring.txt).
+fn declining(comp: &Component, me: &CalAddress) -> ICalendarEntry {
+    let mut line = attendee_with_partstat(me, ICalendarParticipationStatus::Declined);
+    let named = (comp.attendee(me).into_iter())
+        .flat_map(|e| &e.params)
+        .find(|p| p.name == ICalendarParameterName::Cn);
+    line.params.splice(0..0, named.cloned());
+    line
 }
 
 /// Every EXDATE value of a component with its instance key.

@@ -314,6 +314,10 @@ pub struct Particulars {
     pub url: Option<String>,
     /// For a to-do: what mail about one says beside its title.
     pub todo: Option<Todo>,
+    /// Each attendee's PARTSTAT (NEEDS-ACTION when it says none), by address.
+    pub answers: Vec<(String, String)>,
+    /// Who passed their place to whom (DELEGATED-TO and DELEGATED-FROM): delegator, delegate.
+    pub delegations: Vec<(String, String)>,
 }
 
 /// A to-do as mail shows it (RFC 5545 3.6.2).
@@ -359,7 +363,26 @@ pub fn particulars(calendar: &super::Calendar) -> Particulars {
         url: uri(&ICalendarProperty::Url),
         todo: (first.kind == calcard::icalendar::ICalendarComponentType::VTodo)
             .then(|| todo(first, &calendar.tz_resolver())),
+        answers: (first.attendees())
+            .map(|(a, e)| (a.as_str().to_string(), super::build::partstat_of(e)))
+            .collect(),
+        delegations: delegations(first),
     }
+}
+
+/// Delegator and delegate, once each, from either side's line.
+fn delegations(comp: &Component) -> Vec<(String, String)> {
+    let mut pairs = std::collections::BTreeSet::new();
+    for (address, entry) in comp.attendees() {
+        let named = |name| super::calendar::param_addresses(entry, &name);
+        for to in named(ICalendarParameterName::DelegatedTo) {
+            pairs.insert((address.as_str().to_string(), to.as_str().to_string()));
+        }
+        for from in named(ICalendarParameterName::DelegatedFrom) {
+            pairs.insert((from.as_str().to_string(), address.as_str().to_string()));
+        }
+    }
+    pairs.into_iter().collect()
 }
 
 fn todo(comp: &Component, tz: &Zones) -> Todo {

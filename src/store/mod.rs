@@ -269,6 +269,16 @@ pub struct Person {
     pub email: String,
     /// Display name (CN), when known.
     pub name: Option<String>,
+    /// Their PARTSTAT, where mail tells their answer (an organizer's notice after answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+}
+
+/// One who passed their place on (RFC 5546 delegation), and to whom.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delegation {
+    pub from: Person,
+    pub to: Person,
 }
 
 /// Earlier values of what an update changed.
@@ -349,6 +359,9 @@ pub struct MailSummary {
     /// A to-do's due time, priority and progress (none: an event).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub todo: Option<TodoSummary>,
+    /// Who passed their place to whom, as the message says.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delegations: Vec<Delegation>,
 }
 
 /// What mail shows of a to-do.

@@ -16,8 +16,16 @@ pub struct Words {
     pub cancelled_one: &'static str,
     pub cancelled_several: &'static str,
     pub answered: &'static str,
-    /// The organizer's notice that attendees answered (`{who}`: those attendees).
+    /// The organizer's notice that attendees answered (`{who}`: those attendees, each with
+    /// the answer), and its subject.
     pub answers_from: &'static str,
+    pub answers_subject: &'static str,
+    /// An answer that passes the attendee's place on (`{to}`: to whom), and the invitation
+    /// the delegate receives.
+    pub delegated: &'static str,
+    pub delegated_you: &'static str,
+    /// Beside what an update changed.
+    pub changed: &'static str,
     /// Before a title, for a message about single occurrences.
     pub one_occurrence_of: &'static str,
     /// After a time, for the same.
@@ -68,6 +76,101 @@ pub struct Words {
     pub done: &'static str,
 }
 
+/// What the page of a one-click answer says (`http::rsvp`).
+pub struct PageWords {
+    /// Titles: the form, after an answer, a refusal.
+    pub answer_title: &'static str,
+    pub thanks_title: &'static str,
+    pub refused_title: &'static str,
+    /// Before the answer given so far; after an answer (`{}`: it); no answer yet.
+    pub so_far: &'static str,
+    pub given: &'static str,
+    pub no_answer_yet: &'static str,
+    /// Why a link answers nothing: too many requests, forged, expired, event gone, attendee
+    /// removed, superseded, no answer chosen, failed (`{}`: why), unavailable.
+    pub refusals: [&'static str; 9],
+}
+
+pub const ENGLISH_PAGE: PageWords = PageWords {
+    answer_title: "Your answer",
+    thanks_title: "Thank you",
+    refused_title: "Calendar answer",
+    so_far: "Your answer so far:",
+    given: "Your answer: {}. The organizer has it.",
+    no_answer_yet: "no answer yet",
+    refusals: [
+        "Too many requests from your address: try again in a minute.",
+        "This link was not made by this calendar server, or it was changed.",
+        "This link has expired.",
+        "This event no longer exists.",
+        "You are no longer invited to this event.",
+        "A newer invitation to this event was sent: please answer with its links.",
+        "Answer with ACCEPTED, TENTATIVE or DECLINED.",
+        "Your answer could not be given: {}",
+        "The calendar is unavailable right now: please try again later.",
+    ],
+};
+
+pub const GERMAN_PAGE: PageWords = PageWords {
+    answer_title: "Ihre Antwort",
+    thanks_title: "Vielen Dank",
+    refused_title: "Antwort auf eine Einladung",
+    so_far: "Ihre bisherige Antwort:",
+    given: "Ihre Antwort: {}. Der Organisator hat sie erhalten.",
+    no_answer_yet: "noch keine Antwort",
+    refusals: [
+        "Zu viele Anfragen von Ihrer Adresse: bitte in einer Minute erneut versuchen.",
+        "Dieser Link stammt nicht von diesem Kalenderserver, oder er wurde verändert.",
+        "Dieser Link ist abgelaufen.",
+        "Diesen Termin gibt es nicht mehr.",
+        "Sie sind zu diesem Termin nicht mehr eingeladen.",
+        "Es wurde eine neuere Einladung zu diesem Termin verschickt: bitte antworten Sie mit deren Links.",
+        "Antworten Sie mit ACCEPTED, TENTATIVE oder DECLINED.",
+        "Ihre Antwort konnte nicht übermittelt werden: {}",
+        "Der Kalender ist gerade nicht erreichbar: bitte später erneut versuchen.",
+    ],
+};
+
+pub const FRENCH_PAGE: PageWords = PageWords {
+    answer_title: "Votre réponse",
+    thanks_title: "Merci",
+    refused_title: "Réponse à une invitation",
+    so_far: "Votre réponse actuelle :",
+    given: "Votre réponse : {}. L'organisateur l'a reçue.",
+    no_answer_yet: "pas encore de réponse",
+    refusals: [
+        "Trop de demandes depuis votre adresse : réessayez dans une minute.",
+        "Ce lien n'a pas été créé par ce serveur de calendrier, ou il a été modifié.",
+        "Ce lien a expiré.",
+        "Cet événement n'existe plus.",
+        "Vous n'êtes plus invité à cet événement.",
+        "Une invitation plus récente à cet événement a été envoyée : répondez avec ses liens.",
+        "Répondez par ACCEPTED, TENTATIVE ou DECLINED.",
+        "Votre réponse n'a pas pu être transmise : {}",
+        "Le calendrier est indisponible pour le moment : réessayez plus tard.",
+    ],
+};
+
+pub const SPANISH_PAGE: PageWords = PageWords {
+    answer_title: "Su respuesta",
+    thanks_title: "Gracias",
+    refused_title: "Respuesta a una invitación",
+    so_far: "Su respuesta hasta ahora:",
+    given: "Su respuesta: {}. El organizador la ha recibido.",
+    no_answer_yet: "sin respuesta todavía",
+    refusals: [
+        "Demasiadas solicitudes desde su dirección: inténtelo de nuevo en un minuto.",
+        "Este enlace no lo creó este servidor de calendario, o fue modificado.",
+        "Este enlace ha caducado.",
+        "Este evento ya no existe.",
+        "Ya no está invitado a este evento.",
+        "Se envió una invitación más reciente a este evento: responda con sus enlaces.",
+        "Responda con ACCEPTED, TENTATIVE o DECLINED.",
+        "No se pudo entregar su respuesta: {}",
+        "El calendario no está disponible ahora: inténtelo más tarde.",
+    ],
+};
+
 pub const ENGLISH: Words = Words {
     invite_subject: "Invitation: {title} @ {when}",
     update_subject: "Updated invitation: {title} @ {when}",
@@ -80,6 +183,10 @@ pub const ENGLISH: Words = Words {
     cancelled_several: "{who} cancelled occurrences of {title}",
     answered: "{who} {answer}: {title}",
     answers_from: "{who} answered {title}",
+    answers_subject: "Answers updated: {title} @ {when}",
+    delegated: "{who} delegated {title} to {to}",
+    delegated_you: "{who} delegated {title} to you",
+    changed: "changed",
     one_occurrence_of: "one occurrence of ",
     this_occurrence_only: ", this occurrence only",
     was: ", was ",
@@ -179,6 +286,10 @@ pub const GERMAN: Words = Words {
     cancelled_several: "{who} hat Termine von {title} abgesagt",
     answered: "{who} hat {answer}: {title}",
     answers_from: "Neue Antwort von {who}: {title}",
+    answers_subject: "Antworten aktualisiert: {title} @ {when}",
+    delegated: "{who} hat {title} an {to} delegiert",
+    delegated_you: "{who} hat {title} an Sie delegiert",
+    changed: "geändert",
     one_occurrence_of: "einen Termin von ",
     this_occurrence_only: ", nur dieser Termin",
     was: ", vorher ",
@@ -279,6 +390,10 @@ pub const FRENCH: Words = Words {
     cancelled_several: "{who} a annulé des occurrences de {title}",
     answered: "{who} a {answer} : {title}",
     answers_from: "Nouvelle réponse de {who} : {title}",
+    answers_subject: "Réponses mises à jour : {title} @ {when}",
+    delegated: "{who} a délégué {title} à {to}",
+    delegated_you: "{who} vous a délégué {title}",
+    changed: "modifié",
     one_occurrence_of: "une occurrence de ",
     this_occurrence_only: ", cette occurrence seulement",
     was: ", auparavant ",
@@ -367,6 +482,10 @@ pub const SPANISH: Words = Words {
     cancelled_several: "{who} ha cancelado repeticiones de {title}",
     answered: "{who} ha {answer}: {title}",
     answers_from: "Nueva respuesta de {who}: {title}",
+    answers_subject: "Respuestas actualizadas: {title} @ {when}",
+    delegated: "{who} ha delegado {title} en {to}",
+    delegated_you: "{who} le ha delegado {title}",
+    changed: "cambiado",
     one_occurrence_of: "una repetición de ",
     this_occurrence_only: ", solo esta repetición",
     was: ", antes ",
@@ -462,6 +581,16 @@ impl Language {
             Language::De => &GERMAN,
             Language::Fr => &FRENCH,
             Language::Es => &SPANISH,
+        }
+    }
+
+    /// What the page of a one-click answer says in it.
+    pub fn page(self) -> &'static PageWords {
+        match self {
+            Language::En => &ENGLISH_PAGE,
+            Language::De => &GERMAN_PAGE,
+            Language::Fr => &FRENCH_PAGE,
+            Language::Es => &SPANISH_PAGE,
         }
     }
 }

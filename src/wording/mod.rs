@@ -5,7 +5,7 @@
 
 mod languages;
 
-pub use languages::Words;
+pub use languages::{PageWords, Words};
 
 use calcard::icalendar::ICalendarWeekday;
 use calcard::icalendar::{ICalendarDay, ICalendarFrequency, ICalendarRecurrenceRule};
