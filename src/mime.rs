@@ -1,7 +1,7 @@
 //! Mail in and out: calendar parts found in inbound messages (mail-parser), and outbound
 //! iTIP messages rendered as iMIP mail (mail-builder, RFC 6047).
 
-use crate::config::Templates;
+use crate::config::{LanguageTemplates, Templates};
 use crate::itip::ItipMessage;
 use crate::mailbox::Mailbox;
 use crate::rsvp::Answer;
@@ -332,7 +332,9 @@ pub fn readable(
     if summary.occurrence && !when_text.is_empty() {
         when_text.push_str(words.this_occurrence_only);
     }
-    let template = subject_template(summary, templates, words);
+    // What the operator wrote for this language, over the rest.
+    let own = templates.language.get(&language);
+    let template = subject_template(summary, templates, own, words);
     let answered = answer(summary.partstat.as_deref(), words);
     let subject = template
         .replace("{title}", &title)
@@ -367,11 +369,14 @@ pub fn readable(
         join: joining(summary),
         words,
         lang: language.tag(),
-        footer: chosen(&templates.footer, &BUILT_IN.footer, words.footer),
+        footer: (own.and_then(|t| t.footer.as_deref()))
+            .unwrap_or_else(|| chosen(&templates.footer, &BUILT_IN.footer, words.footer)),
     };
+    let text_body = own.and_then(|t| t.text_body.as_deref());
+    let html_body = own.and_then(|t| t.html_body.as_deref());
     Readable {
-        text: shown.text(templates, &subject),
-        html: shown.html(templates, &subject),
+        text: shown.text(text_body.unwrap_or(&templates.text_body), &subject),
+        html: shown.html(html_body.unwrap_or(&templates.html_body), &subject),
         subject,
     }
 }
@@ -381,41 +386,48 @@ fn shown_name(p: &Person) -> &str {
     p.name.as_deref().unwrap_or(&p.email)
 }
 
-/// The subject's template: the operator's, else the language's.
+/// The subject's template: the operator's for the language, else the operator's, else the
+/// language's.
 fn subject_template<'a>(
     summary: &MailSummary,
     templates: &'a Templates,
+    for_language: Option<&'a LanguageTemplates>,
     words: &'a Words,
 ) -> &'a str {
     let built_in = &*BUILT_IN;
-    let (operator, english, own) = match summary.kind {
+    let (operator, english, own, given) = match summary.kind {
         MailKind::Update if !summary.answered_by.is_empty() => (
             &templates.update_subject,
             &built_in.update_subject,
             words.answers_subject,
+            for_language.and_then(|t| t.update_subject.as_deref()),
         ),
         MailKind::Invite => (
             &templates.invite_subject,
             &built_in.invite_subject,
             words.invite_subject,
+            for_language.and_then(|t| t.invite_subject.as_deref()),
         ),
         MailKind::Update => (
             &templates.update_subject,
             &built_in.update_subject,
             words.update_subject,
+            for_language.and_then(|t| t.update_subject.as_deref()),
         ),
         MailKind::Cancel => (
             &templates.cancel_subject,
             &built_in.cancel_subject,
             words.cancel_subject,
+            for_language.and_then(|t| t.cancel_subject.as_deref()),
         ),
         MailKind::Rsvp => (
             &templates.reply_subject,
             &built_in.reply_subject,
             words.reply_subject,
+            for_language.and_then(|t| t.reply_subject.as_deref()),
         ),
     };
-    chosen(operator, english, own)
+    given.unwrap_or_else(|| chosen(operator, english, own))
 }
 
 /// What happened, in one line: who did what to which event (or to one occurrence of it).
@@ -603,7 +615,7 @@ struct Shown<'a> {
 }
 
 impl Shown<'_> {
-    fn text(&self, templates: &Templates, subject: &str) -> String {
+    fn text(&self, body: &str, subject: &str) -> String {
         let described = match self.description.trim_end() {
             "" => String::new(),
             text => format!("{text}\n"),
@@ -629,9 +641,7 @@ impl Shown<'_> {
                 format!("{label:<width$} {value}{}\n", was.unwrap_or_default())
             })
             .collect();
-        templates
-            .text_body
-            .replace("{headline}", &self.headline)
+        body.replace("{headline}", &self.headline)
             .replace("{details}", &details)
             // Its own line ending, so that none is left over when there is no description.
             .replace("{description}", &described)
@@ -670,7 +680,7 @@ impl Shown<'_> {
         )
     }
 
-    fn html(&self, templates: &Templates, subject: &str) -> String {
+    fn html(&self, body: &str, subject: &str) -> String {
         let list: String = self.rows.iter().map(|row| self.html_row(row)).collect();
         let join = match self.join {
             Some(url) => format!(
@@ -704,9 +714,7 @@ impl Shown<'_> {
             true => String::new(),
             false => format!("<p style=\"margin:16px 0 0\">{buttons}</p>"),
         };
-        templates
-            .html_body
-            .replace("{subject}", &escape(subject))
+        body.replace("{subject}", &escape(subject))
             .replace("{lang}", self.lang)
             .replace("{answers}", &answers)
             .replace("{headline}", &escape(&self.headline))
@@ -1293,6 +1301,41 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
             readable(&invite, "alice@example.com", &templates, &[], Language::En).text,
             "Alice Émile: Lunch (Tue 2 Jun 2009, 16:00–17:00 UTC)"
         );
+    }
+
+    /// `[templates.language.de]` is what German mail says; the other languages keep theirs,
+    /// and what the operator wrote for all of them.
+    #[test]
+    fn templates_given_for_a_language_are_its_own() {
+        let invite = lunch();
+        let german = crate::config::LanguageTemplates {
+            invite_subject: Some("Termin: {title}".into()),
+            footer: Some("Ihr Kalender".into()),
+            text_body: Some("{headline} / {footer}".into()),
+            ..Default::default()
+        };
+        let templates = Templates {
+            cancel_subject: "Off: {title}".into(),
+            language: [(Language::De, german)].into(),
+            ..Templates::default()
+        };
+        let de = readable(&invite, "alice@example.com", &templates, &[], Language::De);
+        assert_eq!(de.subject, "Termin: Lunch");
+        assert_eq!(de.text, "Alice Émile lädt Sie ein: Lunch / Ihr Kalender");
+        assert!(de.html.contains(">Ihr Kalender</p>"), "{}", de.html);
+        let fr = readable(&invite, "alice@example.com", &templates, &[], Language::Fr);
+        assert!(
+            fr.subject.starts_with("Invitation : Lunch"),
+            "{}",
+            fr.subject
+        );
+        assert!(!fr.text.contains("Ihr Kalender"), "{}", fr.text);
+        let cancel = MailSummary {
+            kind: MailKind::Cancel,
+            ..invite.clone()
+        };
+        let de = readable(&cancel, "alice@example.com", &templates, &[], Language::De);
+        assert_eq!(de.subject, "Off: Lunch");
     }
 
     /// Web addresses in what people wrote become links; nothing else does, and nothing they

@@ -237,6 +237,16 @@ fn broken_files_name_the_key() {
             "is no language imipd writes mail in: en, de, fr, es",
         ),
         (
+            "templates-language-unknown",
+            "[templates.language.it]\ninvite_subject = \"Invito: {title}\"\n".to_string(),
+            "\"it\" is no language imipd writes mail in",
+        ),
+        (
+            "templates-language-placeholder",
+            "[templates.language.de]\ninvite_subject = \"Termin: {titel}\"\n".to_string(),
+            "templates.language.de.invite_subject: unknown placeholder {titel}",
+        ),
+        (
             "auto-add-typo",
             "[inbound]\nauto_add = \"sometimes\"\n".to_string(),
             "\"always\", \"authenticated\", \"known\", \"never\"",

@@ -295,17 +295,36 @@ impl Config {
             "who",
         ];
         let t = &self.templates;
-        for (key, text, known) in [
-            ("templates.invite_subject", &t.invite_subject, SUBJECT),
-            ("templates.update_subject", &t.update_subject, SUBJECT),
-            ("templates.cancel_subject", &t.cancel_subject, SUBJECT),
-            ("templates.reply_subject", &t.reply_subject, SUBJECT),
-            ("templates.text_body", &t.text_body, BODY),
-            ("templates.html_body", &t.html_body, BODY),
-        ] {
+        let mut given: Vec<(String, &str, &[&str])> = [
+            ("invite_subject", &t.invite_subject, SUBJECT),
+            ("update_subject", &t.update_subject, SUBJECT),
+            ("cancel_subject", &t.cancel_subject, SUBJECT),
+            ("reply_subject", &t.reply_subject, SUBJECT),
+            ("text_body", &t.text_body, BODY),
+            ("html_body", &t.html_body, BODY),
+        ]
+        .into_iter()
+        .map(|(name, text, known)| (format!("templates.{name}"), text.as_str(), known))
+        .collect();
+        for (language, own) in &t.language {
+            for (name, text, known) in [
+                ("invite_subject", &own.invite_subject, SUBJECT),
+                ("update_subject", &own.update_subject, SUBJECT),
+                ("cancel_subject", &own.cancel_subject, SUBJECT),
+                ("reply_subject", &own.reply_subject, SUBJECT),
+                ("text_body", &own.text_body, BODY),
+                ("html_body", &own.html_body, BODY),
+            ] {
+                if let Some(text) = text {
+                    let key = format!("templates.language.{}.{name}", language.tag());
+                    given.push((key, text, known));
+                }
+            }
+        }
+        for (key, text, known) in given {
             for name in placeholders(text).filter(|n| !known.contains(n)) {
                 problems.add(
-                    key,
+                    key.as_str(),
                     format!(
                         "unknown placeholder {{{name}}}; known here: {}",
                         known

@@ -97,6 +97,20 @@ pub(super) fn language<'de, D: serde::Deserializer<'de>>(
     })
 }
 
+/// A table by language tag (`[templates.language.de]`), each tag one imipd writes mail in.
+pub(super) fn by_language<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+    deserializer: D,
+) -> Result<std::collections::BTreeMap<crate::wording::Language, T>, D::Error> {
+    let by_tag = std::collections::BTreeMap::<String, T>::deserialize(deserializer)?;
+    by_tag
+        .into_iter()
+        .map(|(tag, value)| {
+            let language = language(serde::de::value::StringDeserializer::<D::Error>::new(tag))?;
+            Ok((language, value))
+        })
+        .collect()
+}
+
 /// The same, for a key that may be left out.
 pub(super) fn some_language<'de, D: serde::Deserializer<'de>>(
     deserializer: D,

@@ -572,6 +572,24 @@ pub struct Templates {
     pub html_body: String,
     /// Attach the iTIP object as `invite.ics` too, as Google and Outlook do.
     pub attach_ics: bool,
+    /// `[templates.language.de]` and so on: templates for the mail written in one language,
+    /// over the ones above.
+    #[serde(deserialize_with = "fields::by_language")]
+    pub language: std::collections::BTreeMap<crate::wording::Language, LanguageTemplates>,
+}
+
+/// `[templates.language."TAG"]`: what mail in that language says instead of the language's
+/// own words (or of `[templates]`, where the operator wrote it).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LanguageTemplates {
+    pub invite_subject: Option<String>,
+    pub update_subject: Option<String>,
+    pub cancel_subject: Option<String>,
+    pub reply_subject: Option<String>,
+    pub footer: Option<String>,
+    pub text_body: Option<String>,
+    pub html_body: Option<String>,
 }
 
 /// The HTML part: a card, its styles inline (mail clients drop style sheets) and its layout
@@ -602,6 +620,7 @@ impl Default for Templates {
             text_body: "{headline}\n\n{details}\n{answers}{description}-- \n{footer}\n".into(),
             html_body: HTML_BODY.into(),
             attach_ics: true,
+            language: Default::default(),
         }
     }
 }

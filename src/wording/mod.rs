@@ -13,7 +13,7 @@ use chrono::{DateTime, Datelike, NaiveDate, TimeDelta};
 use chrono_tz::Tz;
 
 /// A language mail is written in (`server.language`, `accounts."ADDRESS".language`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum Language {
     #[default]
     En,
