@@ -210,7 +210,11 @@ pub fn summary_of(message: &ItipMessage, language: Language) -> MailSummary {
         previous: Previous {
             title: text(&summary.previous, Field::Summary),
             location: text(&summary.previous, Field::Location),
-            start: time(&summary.previous).map(|t| t.0),
+            // An update that moves one occurrence: where the series had it.
+            start: (time(&summary.previous).map(|t| t.0)).or_else(|| {
+                let moved = particulars.occurrence.and_then(|o| o.moved_from);
+                moved.filter(|_| kind == MailKind::Update)
+            }),
             recurrence: rule(&summary.previous),
         },
         occurrence: particulars.occurrence.is_some(),

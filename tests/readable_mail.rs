@@ -311,3 +311,28 @@ Content-Type: text/calendar; method=REQUEST; charset=utf-8\r\n\r\n{}",
         to_dan.expect("the invitation to Dan"),
     );
 }
+
+/// One Thursday of the Team-Sync moved to the Friday: the update is about that occurrence,
+/// at its new time, and says when it was.
+#[test]
+fn a_moved_occurrence_reads_as_one() {
+    let node = Node::start("readable-moved-one", &common::accounts(&[ALICE]), "");
+    put(&node, "team-sync", &team_sync(""));
+    let moved_one = "BEGIN:VEVENT\r\nUID:team-sync\r\nDTSTAMP:20270101T080000Z\r\n\
+RECURRENCE-ID;TZID=Europe/Berlin:20270408T093000\r\n\
+DTSTART;TZID=Europe/Berlin:20270409T140000\r\nDTEND;TZID=Europe/Berlin:20270409T143000\r\n\
+SUMMARY:Wöchentliches Team-Sync\r\n\
+ORGANIZER;CN=Alice Smith:mailto:alice@example.com\r\n\
+ATTENDEE;CN=Alice Smith;PARTSTAT=ACCEPTED:mailto:alice@example.com\r\n\
+ATTENDEE;CN=Bob Jones;RSVP=TRUE;PARTSTAT=NEEDS-ACTION:mailto:bob@partner.example\r\n\
+END:VEVENT\r\nEND:VCALENDAR\r\n";
+    put(
+        &node,
+        "team-sync",
+        &team_sync("").replace("END:VCALENDAR\r\n", moved_one),
+    );
+    golden(
+        "update-occurrence-moved",
+        &read(&spooled(&node.spool(), 2)[1]),
+    );
+}

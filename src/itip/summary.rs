@@ -296,6 +296,8 @@ pub struct Occurrence {
     pub end: Option<i64>,
     /// A DATE value: the whole day.
     pub all_day: bool,
+    /// Where the series put it (its RECURRENCE-ID), when it has been moved from there.
+    pub moved_from: Option<i64>,
 }
 
 /// What mail about a message shows beyond its summary's fields, read from the message itself
@@ -437,9 +439,11 @@ fn occurrence(comp: &Component, tz: &Zones) -> Occurrence {
     let end = at(ICalendarProperty::Dtend)
         .or_else(|| at(ICalendarProperty::Due))
         .or_else(|| Some(start? + lasting?));
+    let series_put_it = at(ICalendarProperty::RecurrenceId);
     Occurrence {
         start,
         end,
         all_day,
+        moved_from: series_put_it.filter(|_| series_put_it != start),
     }
 }
