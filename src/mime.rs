@@ -230,6 +230,7 @@ pub fn summary_of(message: &ItipMessage, language: Language) -> MailSummary {
                 ..named(a.email().unwrap_or(a.as_str()))
             })
             .collect(),
+        moved: particulars.moved,
         delegations: (particulars.delegations.iter())
             .map(|(from, to)| Delegation {
                 from: named(from),
@@ -550,6 +551,16 @@ fn detail_rows(
             .map(|at| wording::when(*at, None, summary.all_day, zone, language))
             .collect();
         rows.push(Row::new(cancelled, gone.join("; ")));
+    }
+    if !summary.moved.is_empty() {
+        let moved: Vec<String> = (summary.moved.iter())
+            .map(|(from, to)| {
+                let from = wording::was(*from, summary.all_day, zone, language);
+                let to = wording::when(*to, None, summary.all_day, zone, language);
+                format!("{from} → {to}")
+            })
+            .collect();
+        rows.push(Row::new(words.moved, moved.join("; ")));
     }
     if let Some(old) = &summary.previous.title {
         rows.push(Row::new(title_label, title.to_string()).was(Some(old.clone())));

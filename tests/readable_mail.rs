@@ -335,4 +335,16 @@ END:VEVENT\r\nEND:VCALENDAR\r\n";
         "update-occurrence-moved",
         &read(&spooled(&node.spool(), 2)[1]),
     );
+
+    // The whole series changes room: its update lists the occurrence moved before.
+    let series = team_sync("LOCATION:Raum 2\r\n").replace("END:VCALENDAR\r\n", moved_one);
+    put(&node, "team-sync", &series);
+    let update = read(&spooled(&node.spool(), 3)[2]);
+    let moved = update.lines().find(|l| l.starts_with("Moved "));
+    assert_eq!(
+        moved.map(|l| l["Moved".len()..].trim()),
+        Some("Thu 8 Apr 2027, 09:30 → Fri 9 Apr 2027, 14:00 CEST (Berlin)"),
+        "{update}"
+    );
+    golden("update-series-with-moved", &update);
 }

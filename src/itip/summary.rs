@@ -320,6 +320,8 @@ pub struct Particulars {
     pub answers: Vec<(String, String)>,
     /// Who passed their place to whom (DELEGATED-TO and DELEGATED-FROM): delegator, delegate.
     pub delegations: Vec<(String, String)>,
+    /// A series' occurrences moved from where its rule puts them: from, to.
+    pub moved: Vec<(i64, i64)>,
 }
 
 /// A to-do as mail shows it (RFC 5545 3.6.2).
@@ -369,6 +371,13 @@ pub fn particulars(calendar: &super::Calendar) -> Particulars {
             .map(|(a, e)| (a.as_str().to_string(), super::build::partstat_of(e)))
             .collect(),
         delegations: delegations(first),
+        moved: match calendar.master() {
+            Some(_) => (comps.iter())
+                .map(|c| occurrence(c, &calendar.tz_resolver()))
+                .filter_map(|o| Some((o.moved_from?, o.start?)))
+                .collect(),
+            None => Vec::new(),
+        },
     }
 }
 

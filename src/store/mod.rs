@@ -362,6 +362,10 @@ pub struct MailSummary {
     /// Who passed their place to whom, as the message says.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delegations: Vec<Delegation>,
+    /// A series' occurrences moved from where its rule puts them (seconds since the epoch):
+    /// from, to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moved: Vec<(i64, i64)>,
 }
 
 /// What mail shows of a to-do.

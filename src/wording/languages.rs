@@ -26,6 +26,8 @@ pub struct Words {
     pub delegated_you: &'static str,
     /// Beside what an update changed.
     pub changed: &'static str,
+    /// The label of a series' moved occurrences.
+    pub moved: &'static str,
     /// Before a title, for a message about single occurrences.
     pub one_occurrence_of: &'static str,
     /// After a time, for the same.
@@ -187,6 +189,7 @@ pub const ENGLISH: Words = Words {
     delegated: "{who} delegated {title} to {to}",
     delegated_you: "{who} delegated {title} to you",
     changed: "changed",
+    moved: "Moved",
     one_occurrence_of: "one occurrence of ",
     this_occurrence_only: ", this occurrence only",
     was: ", was ",
@@ -290,6 +293,7 @@ pub const GERMAN: Words = Words {
     delegated: "{who} hat {title} an {to} delegiert",
     delegated_you: "{who} hat {title} an Sie delegiert",
     changed: "geändert",
+    moved: "Verschoben",
     one_occurrence_of: "einen Termin von ",
     this_occurrence_only: ", nur dieser Termin",
     was: ", vorher ",
@@ -394,6 +398,7 @@ pub const FRENCH: Words = Words {
     delegated: "{who} a délégué {title} à {to}",
     delegated_you: "{who} vous a délégué {title}",
     changed: "modifié",
+    moved: "Déplacé",
     one_occurrence_of: "une occurrence de ",
     this_occurrence_only: ", cette occurrence seulement",
     was: ", auparavant ",
@@ -486,6 +491,7 @@ pub const SPANISH: Words = Words {
     delegated: "{who} ha delegado {title} en {to}",
     delegated_you: "{who} le ha delegado {title}",
     changed: "cambiado",
+    moved: "Movido",
     one_occurrence_of: "una repetición de ",
     this_occurrence_only: ", solo esta repetición",
     was: ", antes ",
