@@ -473,6 +473,9 @@ fn headline(
         .replace("{title}", &concerned)
 }
 
+/// Moved occurrences a message lists at most.
+const MOVED_SHOWN: usize = 10;
+
 /// One line of a message's details; `was`: what an update changed it from.
 struct Row {
     label: &'static str,
@@ -553,13 +556,22 @@ fn detail_rows(
         rows.push(Row::new(cancelled, gone.join("; ")));
     }
     if !summary.moved.is_empty() {
-        let moved: Vec<String> = (summary.moved.iter())
+        // A series of a hundred exceptions is not read a hundred times over: the first few.
+        let mut moved: Vec<String> = (summary.moved.iter().take(MOVED_SHOWN))
             .map(|(from, to)| {
                 let from = wording::was(*from, summary.all_day, zone, language);
                 let to = wording::when(*to, None, summary.all_day, zone, language);
                 format!("{from} → {to}")
             })
             .collect();
+        if let Some(more) = summary
+            .moved
+            .len()
+            .checked_sub(MOVED_SHOWN)
+            .filter(|n| *n > 0)
+        {
+            moved.push(format!("… (+{more})"));
+        }
         rows.push(Row::new(words.moved, moved.join("; ")));
     }
     if let Some(old) = &summary.previous.title {
@@ -1316,6 +1328,35 @@ ORGANIZER;CN=Alice Émile:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:
             readable(&invite, "alice@example.com", &templates, &[], Language::En).text,
             "Alice Émile: Lunch (Tue 2 Jun 2009, 16:00–17:00 UTC)"
         );
+    }
+
+    /// A series' moved occurrences are listed, the first ten of them.
+    #[test]
+    fn moved_occurrences_are_listed_up_to_ten() {
+        let day = 86_400;
+        let start = lunch().start.unwrap();
+        let update = MailSummary {
+            kind: MailKind::Update,
+            moved: (1..=12)
+                .map(|n| (start + n * 7 * day, start + n * 7 * day + day))
+                .collect(),
+            ..lunch()
+        };
+        let text = readable(
+            &update,
+            "alice@example.com",
+            &Templates::default(),
+            &[],
+            Language::En,
+        )
+        .text;
+        let row = text.lines().find(|l| l.starts_with("Moved")).expect(&text);
+        assert_eq!(row.matches(" → ").count(), 10, "{row}");
+        assert!(
+            row.starts_with("Moved      Tue 9 Jun 2009, 16:00 → Wed 10 Jun 2009, 16:00 UTC;"),
+            "{row}"
+        );
+        assert!(row.ends_with("; … (+2)"), "{row}");
     }
 
     /// `[templates.language.de]` is what German mail says; the other languages keep theirs,

@@ -50,24 +50,17 @@ impl Visits {
     }
 }
 
-/// Why a link answers nothing: each with its status and what the page says.
-#[derive(Debug, thiserror::Error)]
+/// Why a link answers nothing: each with its status and what the page says (in the page's
+/// language: `PageWords::refusals`).
+#[derive(Debug)]
 enum Unanswerable {
-    #[error("Too many requests from your address: try again in a minute.")]
     TooMany,
-    #[error("{0}.")]
     Refused(Refused),
-    #[error("This event no longer exists.")]
     Gone,
-    #[error("You are no longer invited to this event.")]
     Uninvited,
-    #[error("A newer invitation to this event was sent: please answer with its links.")]
     Superseded,
-    #[error("Answer with ACCEPTED, TENTATIVE or DECLINED.")]
     NoAnswer,
-    #[error("Your answer could not be given: {0}")]
     Failed(String),
-    #[error("The calendar is unavailable right now: please try again later.")]
     Unavailable,
 }
 
@@ -83,9 +76,7 @@ impl Unanswerable {
             Unanswerable::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
-}
 
-impl Unanswerable {
     /// Why, in the page's language.
     fn said(&self, words: &PageWords) -> String {
         let [
