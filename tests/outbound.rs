@@ -375,7 +375,12 @@ fn other_attendees_learn_the_answers_in_one_batch() {
     assert_eq!(
         mail_after.len(),
         4,
-        "one update per attendee, not one per answer"
+        "one update per attendee, not one per answer: {:?}\n{}",
+        mail_after
+            .iter()
+            .map(|m| common::subject(m))
+            .collect::<Vec<_>>(),
+        daemon.log()
     );
     let updates: Vec<String> = mail
         .iter()
