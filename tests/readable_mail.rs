@@ -53,6 +53,18 @@ ATTENDEE;CN=Alice Smith;RSVP=TRUE;PARTSTAT={partstat}:mailto:alice@example.com\r
     )
 }
 
+/// Olga's retrospective delivered to Alice by mail, under a Message-ID of its own.
+fn invited_by_olga(node: &Node, message_id: &str) {
+    let invitation = format!(
+        "From: Olga Petrova <olga@partner.example>\r\nTo: {ALICE}\r\nSubject: Einladung\r\n\
+Message-ID: <{message_id}@partner.example>\r\nMIME-Version: 1.0\r\n\
+Content-Type: text/calendar; method=REQUEST; charset=utf-8\r\n\r\n{}",
+        retrospective("NEEDS-ACTION", "")
+    );
+    let replies = node.lmtp("olga@partner.example", &[ALICE], &invitation);
+    assert!(replies[0].starts_with("250"), "{replies:?}");
+}
+
 /// The spooled messages in the order they were queued, once there are `want`.
 fn spooled(dir: &Path, want: usize) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -160,14 +172,7 @@ END:VEVENT\r\nEND:VCALENDAR\r\n";
     assert!(code < 300, "{code} {head}");
     golden("cancel-series", &read(&spooled(&spool, 5)[4]));
 
-    let invitation = format!(
-        "From: Olga Petrova <olga@partner.example>\r\nTo: {ALICE}\r\nSubject: Einladung\r\n\
-Message-ID: <retro-1@partner.example>\r\nMIME-Version: 1.0\r\n\
-Content-Type: text/calendar; method=REQUEST; charset=utf-8\r\n\r\n{}",
-        retrospective("NEEDS-ACTION", "")
-    );
-    let replies = node.lmtp("olga@partner.example", &[ALICE], &invitation);
-    assert!(replies[0].starts_with("250"), "{replies:?}");
+    invited_by_olga(&node, "retro-1");
     let declined = retrospective("DECLINED", "COMMENT:Leider im Urlaub – bitte ohne mich\r\n")
         .replace("METHOD:REQUEST\r\n", "");
     put(&node, "retro-1", &declined);
@@ -287,14 +292,7 @@ END:VEVENT\r\nEND:VCALENDAR\r\n"
 #[test]
 fn a_delegation_reads_as_one() {
     let node = Node::start("readable-delegation", &common::accounts(&[ALICE]), "");
-    let invitation = format!(
-        "From: Olga Petrova <olga@partner.example>\r\nTo: {ALICE}\r\nSubject: Einladung\r\n\
-Message-ID: <retro-3@partner.example>\r\nMIME-Version: 1.0\r\n\
-Content-Type: text/calendar; method=REQUEST; charset=utf-8\r\n\r\n{}",
-        retrospective("NEEDS-ACTION", "")
-    );
-    let replies = node.lmtp("olga@partner.example", &[ALICE], &invitation);
-    assert!(replies[0].starts_with("250"), "{replies:?}");
+    invited_by_olga(&node, "retro-3");
     let delegated = retrospective(
         "DELEGATED;DELEGATED-TO=\"mailto:dan@partner.example\"",
         "ATTENDEE;CN=Dan Brown;RSVP=TRUE;PARTSTAT=NEEDS-ACTION;\

@@ -294,27 +294,37 @@ impl Config {
             "when",
             "who",
         ];
+        // Each template's key and the placeholders it may use, in the order of `texts` below.
+        const TEMPLATES: [(&str, &[&str]); 6] = [
+            ("invite_subject", SUBJECT),
+            ("update_subject", SUBJECT),
+            ("cancel_subject", SUBJECT),
+            ("reply_subject", SUBJECT),
+            ("text_body", BODY),
+            ("html_body", BODY),
+        ];
         let t = &self.templates;
-        let mut given: Vec<(String, &str, &[&str])> = [
-            ("invite_subject", &t.invite_subject, SUBJECT),
-            ("update_subject", &t.update_subject, SUBJECT),
-            ("cancel_subject", &t.cancel_subject, SUBJECT),
-            ("reply_subject", &t.reply_subject, SUBJECT),
-            ("text_body", &t.text_body, BODY),
-            ("html_body", &t.html_body, BODY),
-        ]
-        .into_iter()
-        .map(|(name, text, known)| (format!("templates.{name}"), text.as_str(), known))
-        .collect();
+        let texts = [
+            &t.invite_subject,
+            &t.update_subject,
+            &t.cancel_subject,
+            &t.reply_subject,
+            &t.text_body,
+            &t.html_body,
+        ];
+        let mut given: Vec<(String, &str, &[&str])> = (TEMPLATES.iter().zip(texts))
+            .map(|((name, known), text)| (format!("templates.{name}"), text.as_str(), *known))
+            .collect();
         for (language, own) in &t.language {
-            for (name, text, known) in [
-                ("invite_subject", &own.invite_subject, SUBJECT),
-                ("update_subject", &own.update_subject, SUBJECT),
-                ("cancel_subject", &own.cancel_subject, SUBJECT),
-                ("reply_subject", &own.reply_subject, SUBJECT),
-                ("text_body", &own.text_body, BODY),
-                ("html_body", &own.html_body, BODY),
-            ] {
+            let texts = [
+                &own.invite_subject,
+                &own.update_subject,
+                &own.cancel_subject,
+                &own.reply_subject,
+                &own.text_body,
+                &own.html_body,
+            ];
+            for ((name, known), text) in TEMPLATES.iter().zip(texts) {
                 if let Some(text) = text {
                     let key = format!("templates.language.{}.{name}", language.tag());
                     given.push((key, text, known));

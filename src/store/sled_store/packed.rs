@@ -16,12 +16,18 @@ enum Packing {
 
 /// A text packed for `texts`.
 pub(super) fn pack(text: &[u8]) -> Vec<u8> {
-    let mut value =
-        Vec::with_capacity(1 + 4 + lz4_flex::block::get_maximum_output_size(text.len()));
-    value.push(Packing::Lz4 as u8);
-    value.extend_from_slice(&lz4_flex::block::compress_prepend_size(text));
+    // Compressed in place behind the byte and the length: one buffer, no copy.
+    let mut value = vec![0; HEADER + lz4_flex::block::get_maximum_output_size(text.len())];
+    value[0] = Packing::Lz4 as u8;
+    value[1..HEADER].copy_from_slice(&(text.len() as u32).to_le_bytes());
+    let written = lz4_flex::block::compress_into(text, &mut value[HEADER..])
+        .expect("the buffer holds the worst case");
+    value.truncate(HEADER + written);
     value
 }
+
+/// The packing's byte and the text's length.
+const HEADER: usize = 5;
 
 /// Why a value of `texts` is not a packed text.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -514,10 +514,8 @@ fn a_refused_commit_writes_nothing() {
     assert_eq!(store.changes_since("a@x.org", 0).unwrap().changed.len(), 0);
 }
 
-/// Format 5 kept texts inline: opened by this build, they move to `texts` and read as before;
-/// values already moved (an upgrade cut short) are left as they are.
-#[test]
-fn format_5_moves_the_texts_out() {
+/// A store with two objects of `a@x.org` and an item in its schedule inbox.
+fn two_objects_and_an_item() -> (tempfile::TempDir, SledStore) {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
     let inbox = Change::Inbox {
@@ -532,6 +530,14 @@ fn format_5_moves_the_texts_out() {
     store
         .commit(&[put_of("a@x.org", "two", "BEGIN:VCALENDAR\r\ntwo")])
         .unwrap();
+    (dir, store)
+}
+
+/// Format 5 kept texts inline: opened by this build, they move to `texts` and read as before;
+/// values already moved (an upgrade cut short) are left as they are.
+#[test]
+fn format_5_moves_the_texts_out() {
+    let (dir, store) = two_objects_and_an_item();
     let before = (
         store.list("a@x.org").unwrap(),
         store.listing("a@x.org").unwrap(),
@@ -580,20 +586,7 @@ fn format_5_moves_the_texts_out() {
 /// before; a text packed already (an upgrade cut short) is not packed twice.
 #[test]
 fn format_6_packs_the_texts() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
-    let inbox = Change::Inbox {
-        account: "a@x.org".into(),
-        text: "BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\n".into(),
-        keep: 10,
-        keep_bytes: 1000,
-    };
-    store
-        .commit(&[put_of("a@x.org", "one", "BEGIN:VCALENDAR\r\none"), inbox])
-        .unwrap();
-    store
-        .commit(&[put_of("a@x.org", "two", "BEGIN:VCALENDAR\r\ntwo")])
-        .unwrap();
+    let (dir, store) = two_objects_and_an_item();
     let before = (
         store.list("a@x.org").unwrap(),
         store.inbox("a@x.org").unwrap(),
