@@ -18,7 +18,11 @@ impl CalAddress {
     /// producers write ORGANIZER values without a scheme.
     pub fn parse(uri: &str) -> Option<Self> {
         if let Some(email) = plain_mailto(uri) {
-            return Self::from_email(email);
+            // Printable ASCII with an `@`, as `plain_mailto` found it: nothing to check again.
+            return Some(CalAddress {
+                text: lowered(email),
+                mailto: true,
+            });
         }
         let rest = Self::email_part(uri)?;
         let Some(rest) = rest else {
@@ -119,13 +123,25 @@ fn plain_mailto(uri: &str) -> Option<&str> {
     }
     let mut at = false;
     for &b in &bytes[7..] {
-        if !b.is_ascii_graphic() || matches!(b, b'%' | b'?' | b'"') {
+        if !PLAIN[usize::from(b)] {
             return None;
         }
         at |= b == b'@';
     }
     at.then(|| &uri[7..])
 }
+
+/// The bytes a plainly written address holds: printable ASCII but `%`, `?` and `"`. A table,
+/// as every attendee line's address is checked byte by byte.
+const PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0x21;
+    while b < 0x7f {
+        table[b] = !matches!(b as u8, b'%' | b'?' | b'"');
+        b += 1;
+    }
+    table
+};
 
 /// ASCII text lower-cased: most addresses fit inline in a `CompactString`, so that the engine,
 /// which reads an address from every attendee line many times over, allocates for none of them.

@@ -8,23 +8,25 @@ use calcard::icalendar::{
 };
 
 /// Scheduling-state parameters that never travel in iTIP (RFC 6638 section 7).
+const SCHEDULING_STATE: [ICalendarParameterName; 3] = [
+    ICalendarParameterName::ScheduleStatus,
+    ICalendarParameterName::ScheduleAgent,
+    ICalendarParameterName::ScheduleForceSend,
+];
+
+/// Takes the scheduling-state parameters out of a property.
 pub fn strip_schedule_params(entry: &mut ICalendarEntry) {
-    for name in [
-        ICalendarParameterName::ScheduleStatus,
-        ICalendarParameterName::ScheduleAgent,
-        ICalendarParameterName::ScheduleForceSend,
-    ] {
-        remove_param(entry, &name);
-    }
+    entry.params.retain(|p| !SCHEDULING_STATE.contains(&p.name));
 }
 
 /// The organizer's component as sent in REQUEST or ADD: stamped now, without personal
 /// alarms, every attendee with an explicit PARTSTAT.
 pub fn outgoing(comp: &Component, now: i64) -> Component {
-    // Alarms are the organizer's own (RFC 5546 leaves them out): not even copied.
+    // Alarms are the organizer's own (RFC 5546 leaves them out): not even copied; nor are the
+    // scheduling parameters, rather than copied and taken out.
     let mut out = Component {
         kind: comp.kind.clone(),
-        entries: comp.entries.clone(),
+        entries: comp.entries.iter().map(outgoing_entry).collect(),
         children: comp
             .children
             .iter()
@@ -33,20 +35,36 @@ pub fn outgoing(comp: &Component, now: i64) -> Component {
             .collect(),
     };
     out.set_dtstamp(now);
-    for e in out.entries.iter_mut() {
-        match e.name {
-            ICalendarProperty::Attendee => {
-                strip_schedule_params(e);
-                if super::calendar::param(e, &ICalendarParameterName::Partstat).is_none() {
-                    e.params
-                        .push(partstat(ICalendarParticipationStatus::NeedsAction));
-                }
-            }
-            ICalendarProperty::Organizer => strip_schedule_params(e),
-            _ => {}
-        }
-    }
     out
+}
+
+/// A property as a REQUEST or ADD carries it: ORGANIZER and ATTENDEE without scheduling
+/// state, every ATTENDEE with a PARTSTAT.
+fn outgoing_entry(entry: &ICalendarEntry) -> ICalendarEntry {
+    if !matches!(
+        entry.name,
+        ICalendarProperty::Attendee | ICalendarProperty::Organizer
+    ) {
+        return entry.clone();
+    }
+    // Room for a PARTSTAT to add: one allocation for the list.
+    let mut params = Vec::with_capacity(entry.params.len() + 1);
+    params.extend(
+        (entry.params.iter())
+            .filter(|p| !SCHEDULING_STATE.contains(&p.name))
+            .cloned(),
+    );
+    let partstat_missing = !params
+        .iter()
+        .any(|p| p.name == ICalendarParameterName::Partstat);
+    if entry.name == ICalendarProperty::Attendee && partstat_missing {
+        params.push(partstat(ICalendarParticipationStatus::NeedsAction));
+    }
+    ICalendarEntry {
+        name: entry.name.clone(),
+        params,
+        values: entry.values.clone(),
+    }
 }
 
 /// Properties a CANCEL keeps so that the recipient can tell what is cancelled.

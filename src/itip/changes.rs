@@ -1,7 +1,7 @@
 //! What changed between two versions of a component, and whether it matters to others.
 
 use super::calendar::Component;
-use super::meaning::differing;
+use super::meaning::differing_of;
 use super::zones::Zones;
 use calcard::icalendar::ICalendarProperty;
 
@@ -57,7 +57,9 @@ pub fn classify(
     tz_after: &Zones,
 ) -> Significance {
     let mut change = Significance::None;
-    for prop in differing(before, tz_before, after, tz_after) {
+    // A private property's change counts for nothing: its meaning is not even read.
+    let concerns = |name: &ICalendarProperty| !is_private(name);
+    for prop in differing_of(before, tz_before, after, tz_after, concerns) {
         if RESCHEDULE.contains(&prop) {
             return Significance::Reschedule;
         }

@@ -196,7 +196,13 @@ fn end(comp: &Component, tz: &Zones) -> Option<Meaning> {
 /// list rather than a map, since a component has a few dozen properties.
 fn sorted(comp: &Component) -> Vec<&ICalendarEntry> {
     let mut sorted: Vec<&ICalendarEntry> = comp.entries.iter().collect();
-    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    // Properties of one name stay in the order written (their place in the component breaks
+    // the tie): an unstable sort so, which needs no buffer of its own as a stable one does.
+    sorted.sort_unstable_by(|a, b| {
+        a.name
+            .cmp(&b.name)
+            .then_with(|| std::ptr::from_ref(*a).cmp(&std::ptr::from_ref(*b)))
+    });
     sorted
 }
 
@@ -205,22 +211,28 @@ fn grouped<'a, 'b>(sorted: &'b [&'a ICalendarEntry]) -> Vec<&'b [&'a ICalendarEn
     sorted.chunk_by(|a, b| a.name == b.name).collect()
 }
 
-/// The meaning of the properties `wanted` of a component, whose properties are `groups`. The
-/// end is kept under DTEND (DUE for a to-do), whether written as an end or as a DURATION.
+/// The lines of one property of a component, in their order.
+fn lines<'a>(comp: &'a Component, name: &ICalendarProperty) -> Vec<&'a ICalendarEntry> {
+    comp.entries.iter().filter(|e| e.name == *name).collect()
+}
+
+/// The meaning of the properties `wanted` of a component. The end is kept under DTEND (DUE
+/// for a to-do), whether written as an end or as a DURATION.
 fn meanings(
     comp: &Component,
-    groups: &[&[&ICalendarEntry]],
     tz: &Zones,
     wanted: &BTreeSet<ICalendarProperty>,
 ) -> BTreeMap<ICalendarProperty, Meaning> {
     let end_name = comp.end_name();
     let mut out = BTreeMap::new();
-    for entries in groups {
-        let name = &entries[0].name;
-        if *name == ICalendarProperty::Duration || *name == end_name || !wanted.contains(name) {
+    for name in wanted {
+        if *name == ICalendarProperty::Duration || *name == end_name {
             continue;
         }
-        out.insert(name.clone(), meaning(name, entries, tz));
+        let entries = lines(comp, name);
+        if !entries.is_empty() {
+            out.insert(name.clone(), meaning(name, &entries, tz));
+        }
     }
     if wanted.contains(&end_name)
         && let Some(end) = end(comp, tz)
@@ -272,25 +284,17 @@ fn meaning(name: &ICalendarProperty, entries: &[&ICalendarEntry], tz: &Zones) ->
 /// parameters, delivery state aside, line by line: the usual case of a client that wrote back
 /// what it read, or of the server's own status write-back, decided without building every
 /// line's meaning. False also when unsure; the meaning then decides.
-fn participants_unchanged(
-    name: &ICalendarProperty,
-    raw_old: &[&[&ICalendarEntry]],
-    raw_new: &[&[&ICalendarEntry]],
-) -> bool {
+fn participants_unchanged(name: &ICalendarProperty, before: &Component, after: &Component) -> bool {
     if !matches!(
         name,
         ICalendarProperty::Attendee | ICalendarProperty::Organizer
     ) {
         return false;
     }
-    let group = |groups: &[&[&'_ ICalendarEntry]]| -> Option<usize> {
-        groups.iter().position(|g| g[0].name == *name)
-    };
-    let (Some(i), Some(j)) = (group(raw_old), group(raw_new)) else {
-        return false;
-    };
-    let (old, new) = (raw_old[i], raw_new[j]);
-    old.len() == new.len() && old.iter().zip(new).all(|(a, b)| same_participant(a, b))
+    let (old, new) = (lines(before, name), lines(after, name));
+    !old.is_empty()
+        && old.len() == new.len()
+        && old.iter().zip(new).all(|(a, b)| same_participant(a, b))
 }
 
 fn same_participant(a: &ICalendarEntry, b: &ICalendarEntry) -> bool {
@@ -310,8 +314,24 @@ fn content_params(entry: &ICalendarEntry) -> Vec<&ICalendarParameter> {
         .collect()
 }
 
+/// The names of the properties written differently in two versions of a component. When both
+/// name their properties in the same order (a client writing back what it read, some values
+/// changed), line by line in place; else by name, in sorted lists.
+fn written_differently(before: &Component, after: &Component) -> BTreeSet<ICalendarProperty> {
+    let (old, new) = (&before.entries, &after.entries);
+    if old.len() == new.len() && old.iter().zip(new).all(|(a, b)| a.name == b.name) {
+        // Each name's lines pair up in order, as the sorted groups would pair them.
+        return (old.iter().zip(new))
+            .filter(|(a, b)| a != b)
+            .map(|(a, _)| a.name.clone())
+            .collect();
+    }
+    let (sorted_old, sorted_new) = (sorted(before), sorted(after));
+    written_differently_sorted(&grouped(&sorted_old), &grouped(&sorted_new))
+}
+
 /// The names of the properties written differently in two grouped, sorted lists.
-fn written_differently(
+fn written_differently_sorted(
     raw_old: &[&[&ICalendarEntry]],
     raw_new: &[&[&ICalendarEntry]],
 ) -> BTreeSet<ICalendarProperty> {
@@ -352,11 +372,21 @@ pub fn differing(
     after: &Component,
     tz_after: &Zones,
 ) -> Vec<ICalendarProperty> {
+    differing_of(before, tz_before, after, tz_after, |_| true)
+}
+
+/// As [`differing`], for the properties `asked` only: the others are not read for their
+/// meaning (a DTSTAMP, different in every version, when only what others see is asked).
+pub fn differing_of(
+    before: &Component,
+    tz_before: &Zones,
+    after: &Component,
+    tz_after: &Zones,
+    asked: impl Fn(&ICalendarProperty) -> bool,
+) -> Vec<ICalendarProperty> {
     // What is written the same way means the same: only the rest is read for its meaning.
-    let (sorted_old, sorted_new) = (sorted(before), sorted(after));
-    let (raw_old, raw_new) = (grouped(&sorted_old), grouped(&sorted_new));
-    let mut wanted = written_differently(&raw_old, &raw_new);
-    wanted.retain(|name| !participants_unchanged(name, &raw_old, &raw_new));
+    let mut wanted = written_differently(before, after);
+    wanted.retain(|name| asked(name) && !participants_unchanged(name, before, after));
     let end_name = after.end_name();
     let timing = [
         ICalendarProperty::Dtstart,
@@ -373,8 +403,8 @@ pub fn differing(
         return Vec::new();
     }
     let (old, new) = (
-        meanings(before, &raw_old, tz_before, &wanted),
-        meanings(after, &raw_new, tz_after, &wanted),
+        meanings(before, tz_before, &wanted),
+        meanings(after, tz_after, &wanted),
     );
     wanted
         .into_iter()

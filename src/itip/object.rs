@@ -4,7 +4,7 @@ use super::address::CalAddress;
 use super::calendar::{Calendar, Component, param_text};
 use super::error::ItipError;
 use calcard::icalendar::{ICalendarComponentType, ICalendarParameterName, ICalendarProperty};
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 
 /// Who does the scheduling for a calendar user (RFC 6638 section 7.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub fn inspect(cal: &Calendar) -> Result<Option<Inspected>, ItipError> {
     let mut uid: Option<&str> = None;
     let mut organizer: Option<CalAddress> = None;
     let mut organizer_agent = Agent::Server;
-    let mut keys = HashSet::new();
+    let mut keys = BTreeSet::new();
     let tz = cal.tz_resolver();
     for comp in cal.scheduling() {
         match &kind {
@@ -60,11 +60,12 @@ pub fn inspect(cal: &Calendar) -> Result<Option<Inspected>, ItipError> {
             Some(u) if u != this_uid => return Err(ItipError::MultipleUid),
             _ => uid = Some(this_uid),
         }
-        let organizers: Vec<_> = comp.props(&ICalendarProperty::Organizer).collect();
-        if organizers.len() > 1 {
+        let mut organizers = comp.props(&ICalendarProperty::Organizer);
+        let first = organizers.next();
+        if organizers.next().is_some() {
             return Err(ItipError::MultipleOrganizer);
         }
-        if let Some(entry) = organizers.first() {
+        if let Some(entry) = first {
             let address =
                 super::calendar::entry_address(entry).ok_or(ItipError::ICalendarParseError)?;
             match &organizer {

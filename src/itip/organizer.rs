@@ -2,7 +2,7 @@
 
 use super::address::CalAddress;
 use super::build::{Cancellation, cancel_component, forces, outgoing, strip_force_send};
-use super::calendar::{Calendar, Component, InstanceKey, param_text, set_param};
+use super::calendar::{Calendar, Component, InstanceKey, param, param_text, set_param};
 use super::changes::{Significance, classify};
 use super::message::{ItipMessage, Method, envelope};
 use super::object::{Agent, recipients};
@@ -11,7 +11,7 @@ use super::zones::Zones;
 use super::{Context, DeleteOutcome, PutOutcome};
 use calcard::icalendar::{
     ICalendarParameterName, ICalendarParameterValue, ICalendarParticipationStatus,
-    ICalendarProperty,
+    ICalendarProperty, ICalendarValue,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -77,33 +77,53 @@ pub fn put(
                 .collect()
         })
         .unwrap_or_default();
-    let (changes, forced) = stamp(&mut new, (&old_map, &tz_old), &tz_new, organizer);
+    // Read once: stamping changes no RECURRENCE-ID.
+    let keys: Vec<InstanceKey> = new.scheduling().map(|c| c.instance_key(&tz_new)).collect();
+    let (changes, forced) = stamp(&mut new, &keys, (&old_map, &tz_old), &tz_new, organizer);
     strip_force_send(&mut new);
 
+    let named: Vec<(InstanceKey, Roster)> = keys
+        .into_iter()
+        .zip(new.scheduling())
+        .map(|(key, c)| (key, Roster::of(c, organizer)))
+        .collect();
+    let was_named = old_map
+        .iter()
+        .map(|(key, before)| {
+            let unchanged = named
+                .iter()
+                .zip(new.scheduling())
+                .find(|((k, _), now)| k == key && Roster::same_lines(before, now));
+            let roster = match unchanged {
+                Some(((_, roster), _)) => roster.clone(),
+                None => Roster::of(before, organizer),
+            };
+            (key.clone(), roster)
+        })
+        .collect();
     let versions = Versions {
         old_map: &old_map,
         new: &new,
-        organizer,
         changes,
         forced,
-        named: new
-            .scheduling()
-            .map(|c| {
-                (
-                    c.instance_key(&tz_new),
-                    recipients(c, organizer, false).into_iter().collect(),
-                )
-            })
-            .collect(),
+        named,
+        was_named,
         ranged: new.scheduling().any(super::range::this_and_future),
     };
     let plan = match old_map.is_empty() {
         true => versions.invitations(),
         false => versions.updates(),
     };
+    let new_by_key = versions
+        .named
+        .iter()
+        .map(|(key, _)| key.clone())
+        .zip(new.scheduling())
+        .collect();
     let messages = render(
         ctx,
         &plan,
+        new_by_key,
         (old, &tz_old),
         (&new, &tz_new),
         &old_map,
@@ -125,6 +145,7 @@ type Forced = BTreeSet<(InstanceKey, CalAddress)>;
 /// changed in each instance, and the sends its SCHEDULE-FORCE-SEND parameters ask for.
 fn stamp(
     new: &mut Calendar,
+    keys: &[InstanceKey],
     (old_map, tz_old): (&BTreeMap<InstanceKey, &Component>, &Zones),
     tz_new: &Zones,
     organizer: &CalAddress,
@@ -135,8 +156,7 @@ fn stamp(
         .unwrap_or(0);
     let mut changes = BTreeMap::new();
     let mut forced = Forced::new();
-    for comp in new.scheduling_mut() {
-        let key = comp.instance_key(tz_new);
+    for (comp, key) in new.scheduling_mut().zip(keys) {
         let forcing = comp
             .props(&ICalendarProperty::Attendee)
             .filter(|e| forces(e, "REQUEST"))
@@ -144,7 +164,7 @@ fn stamp(
         for address in forcing {
             forced.insert((key.clone(), address));
         }
-        let seq = match old_map.get(&key) {
+        let seq = match old_map.get(key) {
             Some(before) => {
                 let before = match comp.prop(&ICalendarProperty::Dtstart) {
                     Some(_) => in_full(before, old_map.get(&InstanceKey::Master), tz_old),
@@ -154,7 +174,7 @@ fn stamp(
                 if change == Significance::Reschedule {
                     reset_partstats(comp, organizer);
                 }
-                changes.insert(key, change);
+                changes.insert(key.clone(), change);
                 comp.sequence().max(before.sequence()) + i64::from(change != Significance::None)
             }
             None => comp.sequence().max(old_master_seq) + 1,
@@ -207,17 +227,67 @@ fn in_full<'a>(
 struct Versions<'a> {
     old_map: &'a BTreeMap<InstanceKey, &'a Component>,
     new: &'a Calendar,
-    organizer: &'a CalAddress,
     changes: BTreeMap<InstanceKey, Significance>,
     forced: Forced,
-    /// Each component's recipients, read once (lists run to `limits.max_attendees`).
-    named: Vec<(InstanceKey, BTreeSet<CalAddress>)>,
+    /// Each new component's recipients, in the order of the components, and each old one's:
+    /// read once, as every step of the plan asks (lists run to `limits.max_attendees`).
+    named: Vec<(InstanceKey, Roster)>,
+    was_named: BTreeMap<InstanceKey, Roster>,
     ranged: bool,
 }
 
+/// The recipients of one component, sorted.
+#[derive(Clone)]
+struct Roster(Vec<CalAddress>);
+
+static NOBODY: Roster = Roster(Vec::new());
+
+impl Roster {
+    fn of(comp: &Component, organizer: &CalAddress) -> Self {
+        let mut all = recipients(comp, organizer, false);
+        all.sort();
+        all.dedup();
+        Roster(all)
+    }
+
+    /// True when two components' ATTENDEE lines name the same recipients, written the same
+    /// way (an instance whose list did not change, as most updates leave it): the old one's
+    /// roster is then the new one's, without reading an address again.
+    fn same_lines(a: &Component, b: &Component) -> bool {
+        fn lines(
+            c: &Component,
+        ) -> impl Iterator<Item = (Option<&ICalendarValue>, Option<&ICalendarParameterValue>)>
+        {
+            c.props(&ICalendarProperty::Attendee).map(|e| {
+                (
+                    e.values.first(),
+                    param(e, &ICalendarParameterName::ScheduleAgent),
+                )
+            })
+        }
+        lines(a).eq(lines(b))
+    }
+
+    fn contains(&self, a: &CalAddress) -> bool {
+        self.0.binary_search(a).is_ok()
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, CalAddress> {
+        self.0.iter()
+    }
+}
+
 impl Versions<'_> {
-    fn recipients(&self, comp: &Component) -> Vec<CalAddress> {
-        recipients(comp, self.organizer, false)
+    fn was_named(&self, key: &InstanceKey) -> &Roster {
+        self.was_named.get(key).unwrap_or(&NOBODY)
+    }
+
+    /// The new version's series' recipients.
+    fn master_named(&self) -> Option<&Roster> {
+        self.named
+            .iter()
+            .find(|(key, _)| *key == InstanceKey::Master)
+            .map(|(_, on)| on)
     }
 
     /// The components that name an attendee: each hears of those (RFC 5546 3.2.2.1; `render`
@@ -239,7 +309,8 @@ impl Versions<'_> {
     /// A new object: an invitation to everyone on any part of it.
     fn invitations(&self) -> Mailing {
         let mut plan = Mailing::default();
-        let everyone: BTreeSet<&CalAddress> = self.named.iter().flat_map(|(_, on)| on).collect();
+        let everyone: BTreeSet<&CalAddress> =
+            self.named.iter().flat_map(|(_, on)| on.iter()).collect();
         for a in everyone {
             plan.requests.insert(a.clone(), (true, self.naming(a)));
         }
@@ -249,10 +320,10 @@ impl Versions<'_> {
     /// A new version of a stored object, compared instance by instance (RFC 6638 3.2.1.2).
     fn updates(&self) -> Mailing {
         let mut plan = Mailing::default();
-        for ((key, _), comp) in self.named.iter().zip(self.new.scheduling()) {
+        for ((key, now_r), comp) in self.named.iter().zip(self.new.scheduling()) {
             match self.old_map.get(key) {
-                Some(before) => self.changed_instance(&mut plan, key, before, comp),
-                None => self.new_instance(&mut plan, key, comp),
+                Some(before) => self.changed_instance(&mut plan, key, (before, comp), now_r),
+                None => self.new_instance(&mut plan, key, comp, now_r),
             }
         }
         self.removed_instances(&mut plan);
@@ -269,15 +340,17 @@ impl Versions<'_> {
         &self,
         plan: &mut Mailing,
         key: &InstanceKey,
-        before: &Component,
-        comp: &Component,
+        (before, comp): (&Component, &Component),
+        now_r: &Roster,
     ) {
-        let (was_r, now_r) = (self.recipients(before), self.recipients(comp));
-        for a in was_r.iter().filter(|a| !now_r.contains(a)) {
+        let was_r = self.was_named(key);
+        // Most updates keep the list: then nobody is removed or new.
+        let same = was_r.0 == now_r.0;
+        for a in was_r.iter().filter(|a| !same && !now_r.contains(a)) {
             plan.cancel(a, CancelOf::Removed(key.clone()));
         }
         if comp.is_cancelled() && !before.is_cancelled() {
-            for a in &now_r {
+            for a in now_r.iter() {
                 plan.cancel(a, CancelOf::Cancelled(key.clone()));
             }
             return;
@@ -286,8 +359,8 @@ impl Versions<'_> {
             .changes
             .get(key)
             .is_some_and(|c| *c != Significance::None);
-        for a in &now_r {
-            if !was_r.contains(a) {
+        for a in now_r.iter() {
+            if !same && !was_r.contains(a) {
                 plan.request(a, !self.was_invited(a), key);
             } else if changed || self.forced.contains(&(key.clone(), a.clone())) {
                 plan.request(a, false, key);
@@ -297,27 +370,28 @@ impl Versions<'_> {
 
     /// An override of an instance that had none: those it names get it; those on the series
     /// it leaves out are told that instance is cancelled for them.
-    fn new_instance(&self, plan: &mut Mailing, key: &InstanceKey, comp: &Component) {
-        let now_r = self.recipients(comp);
+    fn new_instance(
+        &self,
+        plan: &mut Mailing,
+        key: &InstanceKey,
+        comp: &Component,
+        now_r: &Roster,
+    ) {
         if comp.is_cancelled() {
-            for a in &now_r {
+            for a in now_r.iter() {
                 plan.cancel(a, CancelOf::Cancelled(key.clone()));
             }
             return;
         }
-        let series_r = self
-            .old_map
-            .get(&InstanceKey::Master)
-            .map(|m| self.recipients(m))
-            .unwrap_or_default();
-        let stays = self.new.master().map(|m| self.recipients(m));
+        let series_r = self.was_named(&InstanceKey::Master);
+        let stays = self.master_named();
         for a in series_r
             .iter()
-            .filter(|a| !now_r.contains(a) && stays.as_ref().is_some_and(|s| s.contains(a)))
+            .filter(|a| !now_r.contains(a) && stays.is_some_and(|s| s.contains(a)))
         {
             plan.cancel(a, CancelOf::Dropped(key.clone()));
         }
-        for a in &now_r {
+        for a in now_r.iter() {
             if self.was_invited(a) {
                 plan.adds.entry(a.clone()).or_default().insert(key.clone());
             } else {
@@ -329,43 +403,33 @@ impl Versions<'_> {
     /// Overrides gone: their instances are the series' again, which everyone on the series
     /// gets (also those the override had left out); the others lose them.
     fn removed_instances(&self, plan: &mut Mailing) {
-        let master_r = self
-            .new
-            .master()
-            .map(|m| self.recipients(m))
-            .unwrap_or_default();
-        for (key, before) in self
-            .old_map
+        let master_r = self.master_named().unwrap_or(&NOBODY);
+        for (key, before_r) in self
+            .was_named
             .iter()
             .filter(|(k, _)| !self.named.iter().any(|(key, _)| key == *k))
         {
-            for a in &master_r {
+            for a in master_r.iter() {
                 plan.request(a, false, &InstanceKey::Master);
             }
-            for a in self
-                .recipients(before)
-                .into_iter()
-                .filter(|a| !master_r.contains(a))
-            {
-                plan.cancel(&a, CancelOf::Gone(key.clone()));
+            for a in before_r.iter().filter(|a| !master_r.contains(a)) {
+                plan.cancel(a, CancelOf::Gone(key.clone()));
             }
         }
     }
 }
 
-fn render(
-    ctx: &Context,
+fn render<'a>(
+    ctx: &'a Context,
     plan: &Mailing,
+    new_by_key: BTreeMap<InstanceKey, &'a Component>,
     (old, tz_old): (Option<&Calendar>, &Zones),
     (new, tz_new): (&Calendar, &Zones),
     old_map: &BTreeMap<InstanceKey, &Component>,
     organizer: &CalAddress,
 ) -> Vec<ItipMessage> {
     let r = Rendering {
-        new_by_key: new
-            .scheduling()
-            .map(|c| (c.instance_key(tz_new), c))
-            .collect(),
+        new_by_key,
         ctx,
         old,
         tz_old,
@@ -452,13 +516,11 @@ impl<'a> Rendering<'a> {
                 _ => (self.new_first, self.old_first),
             };
             let summary = match update {
-                true => Summary::of(
+                true => Summary::of_change(
                     SummaryKind::Update(Method::Request),
-                    first,
-                    self.tz_new,
-                    true,
-                )
-                .with_previous(previous, self.tz_old, true),
+                    (first, self.tz_new),
+                    (previous, self.tz_old),
+                ),
                 false => Summary::of(SummaryKind::Invite, first, self.tz_new, true),
             };
             messages.push(self.message(Method::Request, to, summary, comps, self.new));
@@ -475,13 +537,11 @@ impl<'a> Rendering<'a> {
                 .filter_map(|k| self.new_comp(k))
                 .map(|c| outgoing(c, self.ctx.now))
                 .collect();
-            let summary = Summary::of(
+            let summary = Summary::of_change(
                 SummaryKind::Update(Method::Add),
-                self.new_first,
-                self.tz_new,
-                true,
-            )
-            .with_previous(self.old_first, self.tz_old, true);
+                (self.new_first, self.tz_new),
+                (self.old_first, self.tz_old),
+            );
             messages.push(self.message(Method::Add, to, summary, comps, self.new));
         }
         messages

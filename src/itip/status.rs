@@ -3,7 +3,7 @@
 //! writes it; clients should leave it alone, and a late write-back must not undo a newer one.
 
 use super::CalAddress;
-use super::calendar::{self, Calendar, Component, InstanceKey, entry_address, entry_is};
+use super::calendar::{self, Calendar, Component, InstanceKey, entry_address};
 use calcard::icalendar::{
     ICalendarEntry, ICalendarParameterName, ICalendarParameterValue, ICalendarProperty,
 };
@@ -124,6 +124,12 @@ fn set_status(
 /// address starts without; a status the client sent stands.
 pub fn keep_written(new: &mut Calendar, old: &Calendar, written_to: &BTreeSet<CalAddress>) {
     for_each_prior(new, old, |comp, prior| {
+        // The statuses the prior version holds, read once: a copy has one at most per line,
+        // often none (then no line of the new version is read for its address).
+        let held = written_statuses(prior);
+        if held.is_empty() {
+            return;
+        }
         for entry in comp.entries.iter_mut().filter(|e| is_participant(e)) {
             if calendar::param(entry, &ICalendarParameterName::ScheduleStatus).is_some() {
                 continue;
@@ -131,20 +137,33 @@ pub fn keep_written(new: &mut Calendar, old: &Calendar, written_to: &BTreeSet<Ca
             let Some(address) = entry_address(entry).filter(|a| !written_to.contains(a)) else {
                 continue;
             };
-            let written = prior
-                .entries
+            let written = held
                 .iter()
-                .filter(|e| e.name == entry.name && entry_is(e, &address))
-                .find_map(|e| calendar::param(e, &ICalendarParameterName::ScheduleStatus));
-            if let Some(status) = written {
+                .find(|(name, a, _)| **name == entry.name && *a == address);
+            if let Some((_, _, status)) = written {
                 calendar::set_param(
                     entry,
                     ICalendarParameterName::ScheduleStatus,
-                    status.clone(),
+                    (*status).clone(),
                 );
             }
         }
     });
+}
+
+/// The ORGANIZER and ATTENDEE lines of a component that carry a SCHEDULE-STATUS: which
+/// property, whose address, what status, in the order written.
+fn written_statuses(
+    comp: &Component,
+) -> Vec<(&ICalendarProperty, CalAddress, &ICalendarParameterValue)> {
+    comp.entries
+        .iter()
+        .filter(|e| is_participant(e))
+        .filter_map(|e| {
+            let status = calendar::param(e, &ICalendarParameterName::ScheduleStatus)?;
+            Some((&e.name, entry_address(e)?, status))
+        })
+        .collect()
 }
 
 /// A client's version written with `If-Schedule-Tag-Match` over a copy into which answers

@@ -5,7 +5,8 @@ use super::calendar::{Component, entry_address, timestamp_of};
 use super::message::Method;
 use super::zones::Zones;
 use calcard::icalendar::{
-    ICalendarParameterName, ICalendarProperty, ICalendarRecurrenceRule, ICalendarValue,
+    ICalendarParameterName, ICalendarParameterValue, ICalendarProperty, ICalendarRecurrenceRule,
+    ICalendarValue,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -168,6 +169,21 @@ impl Summary {
         }
     }
 
+    /// A summary of `now` as a change of `before`: its fields, and the previous values of those
+    /// that differ. The participants are read from `before` only when their lines differ (in an
+    /// update most do not, and reading them is most of the work).
+    pub fn of_change(
+        kind: SummaryKind,
+        (now, tz): (Option<&Component>, &Zones),
+        (before, tz_before): (Option<&Component>, &Zones),
+    ) -> Self {
+        let people_differ = match (now, before) {
+            (Some(now), Some(before)) => !same_participant_lines(now, before),
+            _ => true,
+        };
+        Self::of(kind, now, tz, true).with_previous(before, tz_before, people_differ)
+    }
+
     /// Records the previous values of the fields that differ in `before`.
     pub fn with_previous(
         mut self,
@@ -256,15 +272,44 @@ pub fn fields(
     out
 }
 
+/// True when two components' ORGANIZER and ATTENDEE lines name the same people by the same
+/// names, in the same order: their participants are the same.
+fn same_participant_lines(a: &Component, b: &Component) -> bool {
+    fn lines(
+        c: &Component,
+    ) -> impl Iterator<
+        Item = (
+            &ICalendarProperty,
+            Option<&ICalendarValue>,
+            Option<&ICalendarParameterValue>,
+        ),
+    > {
+        c.entries
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.name,
+                    ICalendarProperty::Organizer | ICalendarProperty::Attendee
+                )
+            })
+            .map(|e| {
+                let name = super::calendar::param(e, &ICalendarParameterName::Cn);
+                (&e.name, e.values.first(), name)
+            })
+    }
+    lines(a).eq(lines(b))
+}
+
 /// The organizer first, then each attendee that is not the organizer.
 pub fn participants(comp: &Component) -> Vec<Participant> {
     let mut list = Vec::new();
-    let organizer = comp.organizer();
-    if let Some(entry) = comp.prop(&ICalendarProperty::Organizer)
-        && let Some(address) = entry_address(entry)
-    {
-        list.push(participant(&address, entry, true));
+    let organizer = comp
+        .prop(&ICalendarProperty::Organizer)
+        .and_then(|entry| Some((entry_address(entry)?, entry)));
+    if let Some((address, entry)) = &organizer {
+        list.push(participant(address, entry, true));
     }
+    let organizer = organizer.map(|(address, _)| address);
     for (address, entry) in comp.attendees() {
         if Some(&address) != organizer.as_ref() {
             list.push(participant(&address, entry, false));

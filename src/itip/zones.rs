@@ -6,13 +6,14 @@ use super::calendar::Component;
 use calcard::common::timezone::Tz;
 use calcard::icalendar::{ICalendarComponentType, ICalendarProperty, ICalendarValue};
 use chrono::{Offset, TimeZone};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::str::FromStr;
 
-/// The zones a calendar's TZIDs stand for.
+/// The zones a calendar's TZIDs stand for. A calendar names one or two: a lookup compares a
+/// name or two rather than hashing it, and the engine looks up a zone for every date it reads.
 #[derive(Debug, Clone, Default)]
 pub struct Zones {
-    by_tzid: HashMap<String, Tz>,
+    by_tzid: BTreeMap<String, Tz>,
 }
 
 const REGIONS: &[&str] = &[
@@ -29,7 +30,7 @@ const REGIONS: &[&str] = &[
 impl Zones {
     /// Resolves every VTIMEZONE of a calendar.
     pub fn of<'a>(timezones: impl Iterator<Item = &'a Component>) -> Self {
-        let mut by_tzid = HashMap::new();
+        let mut by_tzid = BTreeMap::new();
         for vtimezone in timezones {
             let Some(tzid) = vtimezone.text(&ICalendarProperty::Tzid) else {
                 continue;
