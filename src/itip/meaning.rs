@@ -594,4 +594,55 @@ ATTENDEE;CN=Bob;ROLE=REQ-PARTICIPANT:mailto:bob@example.com";
             [ICalendarProperty::Location]
         );
     }
+
+    /// Versions that list their properties in the same order are compared line by line, the
+    /// others by name in sorted lists: both give the same answer.
+    #[test]
+    fn properties_in_another_order_compare_as_in_place() {
+        let base = "DTSTART:20260105T090000Z\nLOCATION:Room 1\nSUMMARY:Planning\n\
+ATTENDEE;CN=Bob:mailto:bob@example.com\nATTENDEE;CN=Eve:mailto:eve@example.com";
+        let moved = base.replace("Room 1", "Room 2");
+        let reordered = "ATTENDEE;CN=Bob:mailto:bob@example.com\nSUMMARY:Planning\n\
+LOCATION:Room 2\nDTSTART:20260105T090000Z\nATTENDEE;CN=Eve:mailto:eve@example.com";
+        assert_eq!(differ(base, &moved), [ICalendarProperty::Location]);
+        assert_eq!(differ(base, reordered), [ICalendarProperty::Location]);
+        // The lines of one name keep their order in both ways: swapped attendees are a
+        // different list of lines, read for their meaning (the same people: no change).
+        let swapped = "DTSTART:20260105T090000Z\nLOCATION:Room 1\nSUMMARY:Planning\n\
+ATTENDEE;CN=Eve:mailto:eve@example.com\nATTENDEE;CN=Bob:mailto:bob@example.com";
+        assert_eq!(differ(base, swapped), differ(swapped, base));
+        // A property only one version has.
+        let without = base.replace("LOCATION:Room 1\n", "");
+        assert_eq!(differ(base, &without), [ICalendarProperty::Location]);
+        assert_eq!(differ(&without, base), [ICalendarProperty::Location]);
+    }
+
+    /// Only the properties asked for are judged: a new DTSTAMP and SEQUENCE with a new
+    /// LOCATION is a new LOCATION to the other participants.
+    #[test]
+    fn properties_not_asked_for_are_not_judged() {
+        let base =
+            "DTSTAMP:20260101T000000Z\nSEQUENCE:0\nDTSTART:20260105T090000Z\nLOCATION:Room 1";
+        let later = base
+            .replace("20260101T000000Z", "20260102T000000Z")
+            .replace("SEQUENCE:0", "SEQUENCE:1")
+            .replace("Room 1", "Room 2");
+        let (ca, ta) = component(base);
+        let (cb, tb) = component(&later);
+        let (a, b) = (
+            ca.scheduling().next().unwrap(),
+            cb.scheduling().next().unwrap(),
+        );
+        let all = differing(a, &ta, b, &tb);
+        assert_eq!(
+            all,
+            [
+                ICalendarProperty::Location,
+                ICalendarProperty::Dtstamp,
+                ICalendarProperty::Sequence
+            ]
+        );
+        let shared = differing_of(a, &ta, b, &tb, |p| !crate::itip::changes::is_private(p));
+        assert_eq!(shared, [ICalendarProperty::Location]);
+    }
 }

@@ -501,3 +501,57 @@ fn occurrence(comp: &Component, tz: &Zones) -> Occurrence {
         moved_from: series_put_it.filter(|_| series_put_it != start),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::itip::Calendar;
+
+    fn event(lines: &str) -> Calendar {
+        Calendar::parse(&format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:u\r\n\
+DTSTART:20260105T090000Z\r\nORGANIZER;CN=Olga:mailto:olga@example.com\r\n{}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+            lines.replace('\n', "\r\n")
+        ))
+        .unwrap()
+    }
+
+    fn change(before: &str, now: &str) -> Summary {
+        let (before, now) = (event(before), event(now));
+        let tz = Zones::default();
+        Summary::of_change(
+            SummaryKind::Update(Method::Request),
+            (now.scheduling().next(), &tz),
+            (before.scheduling().next(), &tz),
+        )
+    }
+
+    /// The previous participants are recorded when the lines name other people or the same by
+    /// other names, and only then; the other fields either way.
+    #[test]
+    fn a_change_records_previous_participants_when_their_lines_differ() {
+        let bob = "LOCATION:Room 1\nATTENDEE;CN=Bob;PARTSTAT=ACCEPTED:mailto:bob@example.com";
+        let moved = change(bob, &bob.replace("Room 1", "Room 2"));
+        assert!(moved.current.contains_key(&Field::Attendee));
+        assert!(!moved.previous.contains_key(&Field::Attendee));
+        assert_eq!(
+            moved.previous.get(&Field::Location),
+            Some(&FieldValue::Text("Room 1".into()))
+        );
+        // A new answer changes no participant.
+        let answered = change(bob, &bob.replace("ACCEPTED", "DECLINED"));
+        assert!(!answered.previous.contains_key(&Field::Attendee));
+        for other in [
+            bob.replace("CN=Bob", "CN=Robert"),
+            bob.replace("bob@", "rob@"),
+            format!("{bob}\nATTENDEE:mailto:eve@example.com"),
+        ] {
+            let changed = change(bob, &other);
+            assert!(changed.previous.contains_key(&Field::Attendee), "{other}");
+            assert_ne!(
+                changed.previous.get(&Field::Attendee),
+                changed.current.get(&Field::Attendee)
+            );
+        }
+    }
+}
