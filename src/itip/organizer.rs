@@ -330,7 +330,11 @@ impl Versions<'_> {
         // A REQUEST that touches the master restates all of the object that names them.
         for (a, (_, keys)) in plan.requests.iter_mut() {
             if keys.contains(&InstanceKey::Master) {
-                keys.extend(self.naming(a));
+                for (key, on) in &self.named {
+                    if (self.ranged || on.contains(a)) && !keys.contains(key) {
+                        keys.insert(key.clone());
+                    }
+                }
             }
         }
         plan
@@ -446,13 +450,14 @@ fn render<'a>(
     messages
 }
 
-/// Recipients with the same parts get one message.
-fn grouped<K: Ord + Clone>(
-    by: impl IntoIterator<Item = (K, CalAddress)>,
-) -> BTreeMap<K, BTreeSet<CalAddress>> {
-    let mut groups: BTreeMap<K, BTreeSet<CalAddress>> = BTreeMap::new();
+/// Recipients with the same parts get one message. The parts are borrowed from the plan, and
+/// the recipients come from it in order, each once: each group's list is sorted.
+fn grouped<'p, K: Ord>(
+    by: impl IntoIterator<Item = (K, &'p CalAddress)>,
+) -> BTreeMap<K, Vec<CalAddress>> {
+    let mut groups: BTreeMap<K, Vec<CalAddress>> = BTreeMap::new();
     for (k, a) in by {
-        groups.entry(k).or_default().insert(a);
+        groups.entry(k).or_default().push(a.clone());
     }
     groups
 }
@@ -479,7 +484,7 @@ impl<'a> Rendering<'a> {
     fn message(
         &self,
         method: Method,
-        to: BTreeSet<CalAddress>,
+        to: Vec<CalAddress>,
         summary: Summary,
         comps: Vec<Component>,
         source: &Calendar,
@@ -494,7 +499,7 @@ impl<'a> Rendering<'a> {
         let groups = grouped(
             requests
                 .iter()
-                .map(|(a, (invite, keys))| ((!*invite, keys.clone()), a.clone())),
+                .map(|(a, (invite, keys))| ((!*invite, keys), a)),
         );
         let mut messages = Vec::new();
         for ((update, keys), to) in groups {
@@ -505,7 +510,7 @@ impl<'a> Rendering<'a> {
                 .map(|(k, c)| {
                     let mut out = outgoing(c, self.ctx.now);
                     if whole && *k == InstanceKey::Master {
-                        exclude_left_out(&mut out, &self.new_by_key, &keys);
+                        exclude_left_out(&mut out, &self.new_by_key, keys);
                     }
                     out
                 })
@@ -529,7 +534,7 @@ impl<'a> Rendering<'a> {
     }
 
     fn adds(&self, adds: &BTreeMap<CalAddress, BTreeSet<InstanceKey>>) -> Vec<ItipMessage> {
-        let groups = grouped(adds.iter().map(|(a, keys)| (keys.clone(), a.clone())));
+        let groups = grouped(adds.iter().map(|(a, keys)| (keys, a)));
         let mut messages = Vec::new();
         for (keys, to) in groups {
             let comps = keys
@@ -548,13 +553,12 @@ impl<'a> Rendering<'a> {
     }
 
     fn cancels(&self, cancels: &BTreeMap<CalAddress, BTreeSet<CancelOf>>) -> Vec<ItipMessage> {
-        let groups = grouped(cancels.iter().map(|(a, parts)| (parts.clone(), a.clone())));
+        let groups = grouped(cancels.iter().map(|(a, parts)| (parts, a)));
         let mut messages = Vec::new();
         for (parts, to) in groups {
-            let only: Vec<CalAddress> = to.iter().cloned().collect();
             let comps = parts
                 .iter()
-                .filter_map(|part| self.cancel_part(part, &only))
+                .filter_map(|part| self.cancel_part(part, &to))
                 .collect();
             // The acceptance scenarios describe an instance's CANCEL (and ADD) by its series.
             let first = self.old_first.or(self.new_first);
@@ -624,7 +628,7 @@ fn message(
     ctx: &Context,
     method: Method,
     from: &CalAddress,
-    to: BTreeSet<CalAddress>,
+    to: impl IntoIterator<Item = CalAddress>,
     summary: Summary,
     comps: Vec<Component>,
     source: &Calendar,

@@ -3,7 +3,7 @@
 //! writes it; clients should leave it alone, and a late write-back must not undo a newer one.
 
 use super::CalAddress;
-use super::calendar::{self, Calendar, Component, InstanceKey, entry_address};
+use super::calendar::{self, Calendar, Component, InstanceKey, entry_address, entry_is};
 use calcard::icalendar::{
     ICalendarEntry, ICalendarParameterName, ICalendarParameterValue, ICalendarProperty,
 };
@@ -123,15 +123,26 @@ fn set_status(
 /// `written_to` by this very version, whose old status no longer applies. A line for another
 /// address starts without; a status the client sent stands.
 pub fn keep_written(new: &mut Calendar, old: &Calendar, written_to: &BTreeSet<CalAddress>) {
+    // A copy the server never wrote a status into (no message delivered yet) has none to keep:
+    // its instances are not even matched.
+    let holds_any = (old.scheduling().flat_map(|c| c.entries.iter()))
+        .any(|e| is_participant(e) && status_of_line(e).is_some());
+    if !holds_any {
+        return;
+    }
     for_each_prior(new, old, |comp, prior| {
-        // The statuses the prior version holds, read once: a copy has one at most per line,
-        // often none (then no line of the new version is read for its address).
-        let held = written_statuses(prior);
+        // The lines of the prior version that hold a status, found once: a copy has one at
+        // most per line, often none (then no line of the new version is read for its address).
+        let held: Vec<&ICalendarEntry> = prior
+            .entries
+            .iter()
+            .filter(|e| is_participant(e) && status_of_line(e).is_some())
+            .collect();
         if held.is_empty() {
             return;
         }
         for entry in comp.entries.iter_mut().filter(|e| is_participant(e)) {
-            if calendar::param(entry, &ICalendarParameterName::ScheduleStatus).is_some() {
+            if status_of_line(entry).is_some() {
                 continue;
             }
             let Some(address) = entry_address(entry).filter(|a| !written_to.contains(a)) else {
@@ -139,31 +150,22 @@ pub fn keep_written(new: &mut Calendar, old: &Calendar, written_to: &BTreeSet<Ca
             };
             let written = held
                 .iter()
-                .find(|(name, a, _)| **name == entry.name && *a == address);
-            if let Some((_, _, status)) = written {
+                .filter(|e| e.name == entry.name && entry_is(e, &address))
+                .find_map(|e| status_of_line(e));
+            if let Some(status) = written {
                 calendar::set_param(
                     entry,
                     ICalendarParameterName::ScheduleStatus,
-                    (*status).clone(),
+                    status.clone(),
                 );
             }
         }
     });
 }
 
-/// The ORGANIZER and ATTENDEE lines of a component that carry a SCHEDULE-STATUS: which
-/// property, whose address, what status, in the order written.
-fn written_statuses(
-    comp: &Component,
-) -> Vec<(&ICalendarProperty, CalAddress, &ICalendarParameterValue)> {
-    comp.entries
-        .iter()
-        .filter(|e| is_participant(e))
-        .filter_map(|e| {
-            let status = calendar::param(e, &ICalendarParameterName::ScheduleStatus)?;
-            Some((&e.name, entry_address(e)?, status))
-        })
-        .collect()
+/// The SCHEDULE-STATUS of an ORGANIZER or ATTENDEE line.
+fn status_of_line(entry: &ICalendarEntry) -> Option<&ICalendarParameterValue> {
+    calendar::param(entry, &ICalendarParameterName::ScheduleStatus)
 }
 
 /// A client's version written with `If-Schedule-Tag-Match` over a copy into which answers
