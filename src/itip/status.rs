@@ -279,4 +279,22 @@ DTSTART:20260105T090000Z\r\nORGANIZER:mailto:olga@example.com\r\n{}\r\nEND:VEVEN
         assert_eq!(status_of(&new, "carol@example.com").as_deref(), Some("1.1"));
         assert_eq!(status_of(&new, "dan@example.com"), None);
     }
+
+    /// A status belongs to its line: the organizer's own ATTENDEE line keeps its status, her
+    /// ORGANIZER line gets none of it; a copy holding no status changes nothing.
+    #[test]
+    fn a_status_stays_with_its_property() {
+        let stored = copy("ATTENDEE;SCHEDULE-STATUS=1.2:mailto:olga@example.com");
+        let mut new = copy("ATTENDEE:mailto:olga@example.com");
+        keep_written(&mut new, &stored, &BTreeSet::new());
+        assert_eq!(status_of(&new, "olga@example.com").as_deref(), Some("1.2"));
+        let organizer = new.scheduling().next().unwrap();
+        let organizer = organizer.prop(&ICalendarProperty::Organizer).unwrap();
+        assert_eq!(status_of_line(organizer), None);
+
+        let untouched = copy("ATTENDEE:mailto:olga@example.com");
+        let mut again = untouched.clone();
+        keep_written(&mut again, &untouched, &BTreeSet::new());
+        assert_eq!(again, untouched);
+    }
 }
