@@ -111,11 +111,18 @@ pub fn has_attendees(cal: &Calendar, organizer: &CalAddress) -> bool {
 /// The attendee addresses of a component that this server schedules for: not the
 /// organizer, and SCHEDULE-AGENT=SERVER unless `force` is set.
 pub fn recipients(comp: &Component, organizer: &CalAddress, force: bool) -> Vec<CalAddress> {
-    let mut out: Vec<CalAddress> = comp
-        .attendees()
-        .filter(|(a, e)| a != organizer && (force || Agent::of(e) == Agent::Server))
-        .map(|(a, _)| a)
-        .collect();
+    let mut out: Vec<CalAddress> = recipients_of(comp, organizer, force).collect();
     out.dedup();
     out
+}
+
+/// As [`recipients`], one by one as the lines name them.
+pub fn recipients_of<'a>(
+    comp: &'a Component,
+    organizer: &'a CalAddress,
+    force: bool,
+) -> impl Iterator<Item = CalAddress> + 'a {
+    comp.attendees()
+        .filter(move |(a, e)| a != organizer && (force || Agent::of(e) == Agent::Server))
+        .map(|(a, _)| a)
 }

@@ -5,7 +5,7 @@ use super::build::{Cancellation, cancel_component, forces, outgoing, strip_force
 use super::calendar::{Calendar, Component, InstanceKey, param, param_text, set_param};
 use super::changes::{Significance, classify};
 use super::message::{ItipMessage, Method, envelope};
-use super::object::{Agent, recipients};
+use super::object::{Agent, recipients, recipients_of};
 use super::summary::{Summary, SummaryKind};
 use super::zones::Zones;
 use super::{Context, DeleteOutcome, PutOutcome};
@@ -244,7 +244,9 @@ static NOBODY: Roster = Roster(Vec::new());
 
 impl Roster {
     fn of(comp: &Component, organizer: &CalAddress) -> Self {
-        let mut all = recipients(comp, organizer, false);
+        // Room for every line at once: no list grown step by step for each component.
+        let mut all = Vec::with_capacity(comp.entries.len());
+        all.extend(recipients_of(comp, organizer, false));
         all.sort();
         all.dedup();
         Roster(all)
