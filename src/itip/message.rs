@@ -260,7 +260,10 @@ fn names_a_date(name: &ICalendarProperty) -> bool {
 
 fn collect_tzids(comp: &Component, out: &mut BTreeSet<String>) {
     for e in &comp.entries {
-        if let Some(id) = e.tz_id() {
+        // Most name the same zone: copied once.
+        if let Some(id) = e.tz_id()
+            && !out.contains(id)
+        {
             out.insert(id.to_string());
         }
     }
