@@ -82,25 +82,7 @@ pub fn put(
     let (changes, forced) = stamp(&mut new, &keys, (&old_map, &tz_old), &tz_new, organizer);
     strip_force_send(&mut new);
 
-    let named: Vec<(InstanceKey, Roster)> = keys
-        .into_iter()
-        .zip(new.scheduling())
-        .map(|(key, c)| (key, Roster::of(c, organizer)))
-        .collect();
-    let was_named = old_map
-        .iter()
-        .map(|(key, before)| {
-            let unchanged = named
-                .iter()
-                .zip(new.scheduling())
-                .find(|((k, _), now)| k == key && Roster::same_lines(before, now));
-            let roster = match unchanged {
-                Some(((_, roster), _)) => roster.clone(),
-                None => Roster::of(before, organizer),
-            };
-            (key.clone(), roster)
-        })
-        .collect();
+    let (named, was_named) = rosters(&new, keys, &old_map, organizer);
     let versions = Versions {
         old_map: &old_map,
         new: &new,
@@ -140,6 +122,36 @@ pub fn put(
 }
 
 type Forced = BTreeSet<(InstanceKey, CalAddress)>;
+
+/// The recipients of each new component (in their order, under the keys given) and of each old
+/// one: an old component's list is the new one's when its ATTENDEE lines are the same.
+fn rosters(
+    new: &Calendar,
+    keys: Vec<InstanceKey>,
+    old_map: &BTreeMap<InstanceKey, &Component>,
+    organizer: &CalAddress,
+) -> (Vec<(InstanceKey, Roster)>, BTreeMap<InstanceKey, Roster>) {
+    let named: Vec<(InstanceKey, Roster)> = keys
+        .into_iter()
+        .zip(new.scheduling())
+        .map(|(key, c)| (key, Roster::of(c, organizer)))
+        .collect();
+    let was_named = old_map
+        .iter()
+        .map(|(key, before)| {
+            let unchanged = named
+                .iter()
+                .zip(new.scheduling())
+                .find(|((k, _), now)| k == key && Roster::same_lines(before, now));
+            let roster = match unchanged {
+                Some(((_, roster), _)) => roster.clone(),
+                None => Roster::of(before, organizer),
+            };
+            (key.clone(), roster)
+        })
+        .collect();
+    (named, was_named)
+}
 
 /// Server-side changes to the stored copy (SEQUENCE, PARTSTAT resets on a reschedule); what
 /// changed in each instance, and the sends its SCHEDULE-FORCE-SEND parameters ask for.
@@ -296,12 +308,11 @@ impl Versions<'_> {
     /// excludes from the series the overrides that leave it out). A range override restates
     /// the series from its instance on: the two travel together to everyone (as the acceptance
     /// scenarios have it), as no exclusion can stand for it.
-    fn naming(&self, a: &CalAddress) -> BTreeSet<InstanceKey> {
+    fn naming<'s>(&'s self, a: &'s CalAddress) -> impl Iterator<Item = &'s InstanceKey> {
         self.named
             .iter()
-            .filter(|(_, on)| self.ranged || on.contains(a))
-            .map(|(key, _)| key.clone())
-            .collect()
+            .filter(move |(_, on)| self.ranged || on.contains(a))
+            .map(|(key, _)| key)
     }
 
     fn was_invited(&self, a: &CalAddress) -> bool {
@@ -314,7 +325,8 @@ impl Versions<'_> {
         let everyone: BTreeSet<&CalAddress> =
             self.named.iter().flat_map(|(_, on)| on.iter()).collect();
         for a in everyone {
-            plan.requests.insert(a.clone(), (true, self.naming(a)));
+            plan.requests
+                .insert(a.clone(), (true, self.naming(a).cloned().collect()));
         }
         plan
     }
@@ -332,8 +344,8 @@ impl Versions<'_> {
         // A REQUEST that touches the master restates all of the object that names them.
         for (a, (_, keys)) in plan.requests.iter_mut() {
             if keys.contains(&InstanceKey::Master) {
-                for (key, on) in &self.named {
-                    if (self.ranged || on.contains(a)) && !keys.contains(key) {
+                for key in self.naming(a) {
+                    if !keys.contains(key) {
                         keys.insert(key.clone());
                     }
                 }
