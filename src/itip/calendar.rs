@@ -527,6 +527,32 @@ pub fn entry_address(entry: &ICalendarEntry) -> Option<CalAddress> {
         .and_then(CalAddress::parse)
 }
 
+/// True when two components write the lines of the properties `names` alike as far as their
+/// first value and the parameter `param` go, in the same order: what is read from those alone
+/// (addresses, names, scheduling agents) is then the same, without reading it.
+pub fn same_lines(
+    a: &Component,
+    b: &Component,
+    names: &[ICalendarProperty],
+    param_name: &ICalendarParameterName,
+) -> bool {
+    type Line<'c> = (
+        &'c ICalendarProperty,
+        Option<&'c ICalendarValue>,
+        Option<&'c ICalendarParameterValue>,
+    );
+    fn lines<'c>(
+        c: &'c Component,
+        names: &'c [ICalendarProperty],
+        param_name: &'c ICalendarParameterName,
+    ) -> impl Iterator<Item = Line<'c>> {
+        (c.entries.iter())
+            .filter(move |e| names.contains(&e.name))
+            .map(move |e| (&e.name, e.values.first(), param(e, param_name)))
+    }
+    lines(a, names, param_name).eq(lines(b, names, param_name))
+}
+
 /// True when an ORGANIZER or ATTENDEE property names this address.
 pub fn entry_is(entry: &ICalendarEntry, address: &CalAddress) -> bool {
     entry

@@ -211,11 +211,6 @@ fn grouped<'a, 'b>(sorted: &'b [&'a ICalendarEntry]) -> Vec<&'b [&'a ICalendarEn
     sorted.chunk_by(|a, b| a.name == b.name).collect()
 }
 
-/// The lines of one property of a component, in their order.
-fn lines<'a>(comp: &'a Component, name: &ICalendarProperty) -> Vec<&'a ICalendarEntry> {
-    comp.entries.iter().filter(|e| e.name == *name).collect()
-}
-
 /// The meaning of the properties `wanted` of a component. The end is kept under DTEND (DUE
 /// for a to-do), whether written as an end or as a DURATION.
 fn meanings(
@@ -229,7 +224,7 @@ fn meanings(
         if *name == ICalendarProperty::Duration || *name == end_name {
             continue;
         }
-        let entries = lines(comp, name);
+        let entries: Vec<&ICalendarEntry> = comp.props(name).collect();
         if !entries.is_empty() {
             out.insert(name.clone(), meaning(name, &entries, tz));
         }
@@ -291,7 +286,8 @@ fn participants_unchanged(name: &ICalendarProperty, before: &Component, after: &
     ) {
         return false;
     }
-    let (old, new) = (lines(before, name), lines(after, name));
+    let old: Vec<&ICalendarEntry> = before.props(name).collect();
+    let new: Vec<&ICalendarEntry> = after.props(name).collect();
     !old.is_empty()
         && old.len() == new.len()
         && old.iter().zip(new).all(|(a, b)| same_participant(a, b))

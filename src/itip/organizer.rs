@@ -2,7 +2,7 @@
 
 use super::address::CalAddress;
 use super::build::{Cancellation, cancel_component, forces, outgoing, strip_force_send};
-use super::calendar::{Calendar, Component, InstanceKey, param, param_text, set_param};
+use super::calendar::{Calendar, Component, InstanceKey, param_text, same_lines, set_param};
 use super::changes::{Significance, classify};
 use super::message::{ItipMessage, Method, envelope};
 use super::object::{Agent, recipients, recipients_of};
@@ -11,7 +11,7 @@ use super::zones::Zones;
 use super::{Context, DeleteOutcome, PutOutcome};
 use calcard::icalendar::{
     ICalendarParameterName, ICalendarParameterValue, ICalendarParticipationStatus,
-    ICalendarProperty, ICalendarValue,
+    ICalendarProperty,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -268,18 +268,12 @@ impl Roster {
     /// way (an instance whose list did not change, as most updates leave it): the old one's
     /// roster is then the new one's, without reading an address again.
     fn same_lines(a: &Component, b: &Component) -> bool {
-        fn lines(
-            c: &Component,
-        ) -> impl Iterator<Item = (Option<&ICalendarValue>, Option<&ICalendarParameterValue>)>
-        {
-            c.props(&ICalendarProperty::Attendee).map(|e| {
-                (
-                    e.values.first(),
-                    param(e, &ICalendarParameterName::ScheduleAgent),
-                )
-            })
-        }
-        lines(a).eq(lines(b))
+        same_lines(
+            a,
+            b,
+            &[ICalendarProperty::Attendee],
+            &ICalendarParameterName::ScheduleAgent,
+        )
     }
 
     fn contains(&self, a: &CalAddress) -> bool {

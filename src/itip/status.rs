@@ -125,19 +125,14 @@ fn set_status(
 pub fn keep_written(new: &mut Calendar, old: &Calendar, written_to: &BTreeSet<CalAddress>) {
     // A copy the server never wrote a status into (no message delivered yet) has none to keep:
     // its instances are not even matched.
-    let holds_any = (old.scheduling().flat_map(|c| c.entries.iter()))
-        .any(|e| is_participant(e) && status_of_line(e).is_some());
+    let holds_any = (old.scheduling().flat_map(|c| c.entries.iter())).any(holds_status);
     if !holds_any {
         return;
     }
     for_each_prior(new, old, |comp, prior| {
         // The lines of the prior version that hold a status, found once: a copy has one at
         // most per line, often none (then no line of the new version is read for its address).
-        let held: Vec<&ICalendarEntry> = prior
-            .entries
-            .iter()
-            .filter(|e| is_participant(e) && status_of_line(e).is_some())
-            .collect();
+        let held: Vec<&ICalendarEntry> = prior.entries.iter().filter(|e| holds_status(e)).collect();
         if held.is_empty() {
             return;
         }
@@ -161,6 +156,11 @@ pub fn keep_written(new: &mut Calendar, old: &Calendar, written_to: &BTreeSet<Ca
             }
         }
     });
+}
+
+/// True for an ORGANIZER or ATTENDEE line that carries a SCHEDULE-STATUS.
+fn holds_status(entry: &ICalendarEntry) -> bool {
+    is_participant(entry) && status_of_line(entry).is_some()
 }
 
 /// The SCHEDULE-STATUS of an ORGANIZER or ATTENDEE line.

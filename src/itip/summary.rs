@@ -5,8 +5,7 @@ use super::calendar::{Component, entry_address, timestamp_of};
 use super::message::Method;
 use super::zones::Zones;
 use calcard::icalendar::{
-    ICalendarParameterName, ICalendarParameterValue, ICalendarProperty, ICalendarRecurrenceRule,
-    ICalendarValue,
+    ICalendarParameterName, ICalendarProperty, ICalendarRecurrenceRule, ICalendarValue,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -275,29 +274,12 @@ pub fn fields(
 /// True when two components' ORGANIZER and ATTENDEE lines name the same people by the same
 /// names, in the same order: their participants are the same.
 fn same_participant_lines(a: &Component, b: &Component) -> bool {
-    fn lines(
-        c: &Component,
-    ) -> impl Iterator<
-        Item = (
-            &ICalendarProperty,
-            Option<&ICalendarValue>,
-            Option<&ICalendarParameterValue>,
-        ),
-    > {
-        c.entries
-            .iter()
-            .filter(|e| {
-                matches!(
-                    e.name,
-                    ICalendarProperty::Organizer | ICalendarProperty::Attendee
-                )
-            })
-            .map(|e| {
-                let name = super::calendar::param(e, &ICalendarParameterName::Cn);
-                (&e.name, e.values.first(), name)
-            })
-    }
-    lines(a).eq(lines(b))
+    super::calendar::same_lines(
+        a,
+        b,
+        &[ICalendarProperty::Organizer, ICalendarProperty::Attendee],
+        &ICalendarParameterName::Cn,
+    )
 }
 
 /// The organizer first, then each attendee that is not the organizer.
