@@ -189,7 +189,7 @@ pub fn vtimezone(tzid: &str, first: i32, last: i32) -> Option<Component> {
         }],
     };
     ical.add_timezone(zone.name(), from, to)?;
-    let mut vtimezone = super::Calendar::from_ical(&ical).ok()?.components.pop()?;
+    let mut vtimezone = super::Calendar::from_ical(ical).ok()?.components.pop()?;
     vtimezone.set(super::calendar::entry(
         ICalendarProperty::Tzid,
         ICalendarValue::Text(tzid.to_string()),
