@@ -6,7 +6,7 @@
 
 use crate::gateway::{Decision, Gateway};
 use crate::itip::{CalAddress, Calendar, Context};
-use crate::store::{Change, Count, Marker, StoreError, Tally};
+use crate::store::{Change, Count, Marker, StoreError, Tally, Was};
 use std::collections::BTreeSet;
 
 /// The changes that record `addresses` as correspondents of `account`, for those not recorded
@@ -40,6 +40,8 @@ fn known(account: &str, address: &CalAddress, now: i64) -> Change {
             since: now,
             count: 1,
         },
+        // Known once is known: the first of two writes at once may stand.
+        was: Was::Anything,
     }
 }
 

@@ -4,7 +4,7 @@
 //! with `DAV:quota-not-exceeded`, LMTP `452 4.2.2` for the part).
 
 use crate::config::Limits;
-use crate::store::{Count, Usage};
+use crate::store::{Change, Count, Usage};
 
 /// Which quota a write would pass, with its configured value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,6 +64,18 @@ pub fn admits(limits: &Limits, held: Usage, growth: Growth) -> Result<(), OverQu
         return Err(OverQuota::Bytes(limits.max_account_size));
     }
     Ok(())
+}
+
+/// The check a commit that grows an account by `growth` repeats against the store (none when
+/// it does not grow): the quotas, for what grows.
+pub fn within(limits: &Limits, account: &str, growth: Growth) -> Option<Change> {
+    let objects = (growth.objects > 0).then_some(limits.max_objects as u64);
+    let bytes = (growth.bytes > 0).then_some(limits.max_account_size);
+    (objects.is_some() || bytes.is_some()).then(|| Change::Within {
+        account: account.into(),
+        objects,
+        bytes,
+    })
 }
 
 /// What an account may still take: RFC 4331's `quota-available-bytes`.

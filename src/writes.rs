@@ -202,7 +202,7 @@ fn decide(
         }
     }
     let text = copy.to_string();
-    within_quota(gateway, account, current.as_ref(), &text)?;
+    let within = within_quota(gateway, account, current.as_ref(), &text)?;
     // The Put comes first: its id is the new ETag.
     let mut changes = vec![Change::Put {
         account: account.into(),
@@ -211,6 +211,7 @@ fn decide(
         expect: expect(current.as_ref()),
         tag: Tag::New,
     }];
+    changes.extend(within);
     changes.extend(queue);
     let known = correspondents::of_object(&ctx, &copy);
     changes.extend(correspondents::newly_known(gateway, account, &known)?);
@@ -232,16 +233,19 @@ fn decide(
     Ok(Decision::new(changes, written))
 }
 
-/// Whether the account may hold the object as `text` instead of as it is (`current`).
+/// Whether the account may hold the object as `text` instead of as it is (`current`); when
+/// it grows, the check its commit repeats (another write may grow the account meanwhile).
 fn within_quota(
     gateway: &Gateway,
     account: &str,
     current: Option<&StoredObject>,
     text: &str,
-) -> Result<(), WriteError> {
+) -> Result<Option<Change>, WriteError> {
     let growth = Growth::of_object(current.map(|c| c.text.len()), text.len());
     let held = gateway.store.usage(account)?;
-    Ok(quota::admits(&gateway.config().limits, held, growth)?)
+    let limits = &gateway.config().limits;
+    quota::admits(limits, held, growth)?;
+    Ok(quota::within(limits, account, growth))
 }
 
 /// The change that gives an object the name a client wrote it under, if it has another; an

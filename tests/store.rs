@@ -7,7 +7,7 @@ mod common;
 
 use imipd::store::{
     Change, Claim, Count, Expect, Expired, Expiry, MailSummary, Marker, OutboundMessage, PgStore,
-    Read, SledStore, Store, StoreError, Tag, Tally, Usage,
+    Read, SledStore, Store, StoreError, Tag, Tally, Usage, Was,
 };
 use std::sync::Arc;
 
@@ -853,6 +853,101 @@ fn usage_is_counted_with_every_write() {
     });
 }
 
+/// Two deliveries that counted from the same tally at once: the second commit is a conflict
+/// (its decision runs again and counts from the first's), not a count written over the first's.
+/// Without it a sender past `limits.max_new_per_sender`, or two echoes to one address, got in
+/// by sending at once.
+#[test]
+fn a_tally_is_written_over_what_was_counted_only() {
+    on_each("tally-race", |store| {
+        let (a, b) = (
+            Count {
+                since: 100,
+                count: 1,
+            },
+            Count {
+                since: 100,
+                count: 2,
+            },
+        );
+        let tally = |count, was| Change::Tally {
+            account: "bob".into(),
+            tally: Tally::NewFrom,
+            address: "x@evil.test".into(),
+            count,
+            was,
+        };
+        let read = || store.tally("bob", Tally::NewFrom, "x@evil.test").unwrap();
+        // Both read no tally; the first writes 1, the second's 1 meets it.
+        store.commit(&[tally(a, Was::Read(None))]).unwrap();
+        let late = [put("late", "x", Expect::Absent), tally(a, Was::Read(None))];
+        assert!(matches!(store.commit(&late), Err(StoreError::Conflict)));
+        assert!(
+            store.get("bob", "late").unwrap().is_none(),
+            "nothing of it kept"
+        );
+        // Counted again from what is there, it goes in.
+        store.commit(&[tally(b, Was::Read(Some(a)))]).unwrap();
+        assert_eq!(read(), Some(b));
+        assert!(matches!(
+            store.commit(&[tally(b, Was::Read(Some(a)))]),
+            Err(StoreError::Conflict)
+        ));
+        // A correspondent made known expects nothing.
+        store.commit(&[tally(a, Was::Anything)]).unwrap();
+        assert_eq!(read(), Some(a));
+    });
+}
+
+/// A commit that grows an account past its quota, because another grew it since the decision
+/// read what it held, is a conflict; one that stays within, or grows what is not asked, goes in.
+#[test]
+fn a_quota_is_checked_again_at_the_commit_that_grows_an_account() {
+    on_each("quota-race", |store| {
+        let within = |objects, bytes| Change::Within {
+            account: "bob".into(),
+            objects,
+            bytes,
+        };
+        // Two objects of 3 bytes each: within 2 objects and 6 bytes.
+        store
+            .commit(&[put("a", "one", Expect::Absent), within(Some(2), None)])
+            .unwrap();
+        store
+            .commit(&[put("b", "two", Expect::Absent), within(Some(2), Some(6))])
+            .unwrap();
+        // Both admitted while the account held two of three: the third object is one too many.
+        let third = [put("c", "333", Expect::Absent), within(Some(2), None)];
+        assert!(matches!(store.commit(&third), Err(StoreError::Conflict)));
+        assert!(store.get("bob", "c").unwrap().is_none());
+        assert_eq!(
+            store.usage("bob").unwrap(),
+            Usage {
+                objects: 2,
+                bytes: 6
+            }
+        );
+        // The check is judged after the commit's writes, wherever it stands among them.
+        let grown = [within(None, Some(6)), put("a", "one more", Expect::Any)];
+        assert!(matches!(store.commit(&grown), Err(StoreError::Conflict)));
+        assert_eq!(store.get("bob", "a").unwrap().unwrap().text, "one");
+        let freed = [
+            within(None, Some(6)),
+            put("a", "1", Expect::Any),
+            put("b", "22222", Expect::Any),
+        ];
+        store.commit(&freed).unwrap();
+        // An account no store has counted yet is within anything.
+        store
+            .commit(&[Change::Within {
+                account: "nobody".into(),
+                objects: Some(0),
+                bytes: Some(0),
+            }])
+            .unwrap();
+    });
+}
+
 /// Tallies per account and outside address, markers, and proposals one by one; windowed
 /// tallies are forgotten once old, the others stay.
 #[test]
@@ -863,6 +958,7 @@ fn tallies_markers_and_proposals_round_trip() {
             tally,
             address: address.into(),
             count: Count { since, count },
+            was: Was::Anything,
         };
         store
             .commit(&[
@@ -968,6 +1064,7 @@ fn reads_made_ahead_answer_as_reads_one_by_one() {
                 tally: Tally::NewFrom,
                 address: "mailto:olga@partner.example".into(),
                 count,
+                was: Was::Read(None),
             },
         ];
         let ids = runtime.block_on(store.commit_later(changes)).unwrap();

@@ -422,6 +422,65 @@ fn strangers_fill_an_account_only_up_to_its_quotas() {
     assert!(later.contains("limits.max_objects"), "{later}");
 }
 
+/// Strangers' messages delivered at once are held to the quotas as one after the other: each
+/// decision read what the account held and what its sender had added, and the commits went
+/// in on top of each other (an account of 3 objects took in 4 of 16 messages sent at once in
+/// two runs of five, a sender past his 2 an hour likewise). The commit now checks again. Eight
+/// accounts, sixteen messages at once to each.
+#[test]
+fn strangers_sending_at_once_fill_an_account_only_up_to_its_quotas() {
+    let accounts: Vec<String> = (1..=8).map(|n| format!("q{n}@example.com")).collect();
+    let names: Vec<&str> = accounts.iter().map(String::as_str).collect();
+    let node = Node::start(
+        "quota-at-once",
+        &format!(
+            "{}[limits]\nmax_objects = 3\nmax_new_per_sender = 2\n",
+            common::accounts(&names)
+        ),
+        "",
+    );
+    for account in &names {
+        let answers = at_once(&node, account, 16);
+        let taken: Vec<usize> = (0..16)
+            .filter(|n| node.get(account, &format!("at-once-{n}")).0 == 200)
+            .collect();
+        let accepted = answers.iter().filter(|a| a.starts_with("250")).count();
+        assert_eq!((taken.len(), accepted), (3, 3), "{taken:?} {answers:?}");
+        // One sender sent the even ones: his allowance is 2.
+        assert!(
+            taken.iter().filter(|n| *n % 2 == 0).count() <= 2,
+            "{taken:?}"
+        );
+        // Every other message was deferred, not lost: 452 4.2.2 and nothing stored.
+        assert!(
+            answers
+                .iter()
+                .all(|a| a.starts_with("250") || a.starts_with("452 4.2.2")),
+            "{answers:?}"
+        );
+    }
+}
+
+/// `count` PUBLISH messages to `account` at once, the even ones from one sender; the answers.
+fn at_once(node: &Node, account: &str, count: usize) -> Vec<String> {
+    std::thread::scope(|scope| {
+        let sending: Vec<_> = (0..count)
+            .map(|n| {
+                let sender = match n % 2 {
+                    0 => "one@evil.test".to_string(),
+                    _ => format!("s{n}@evil.test"),
+                };
+                let uid = format!("at-once-{n}");
+                let published = event(&uid).method("PUBLISH").text();
+                let message = mail(&from(&sender), "PUBLISH", &published)
+                    .replace(&format!("To: <{ALICE}>"), &format!("To: <{account}>"));
+                scope.spawn(move || node.lmtp(&sender, &[account], &message).remove(0))
+            })
+            .collect();
+        sending.into_iter().map(|s| s.join().unwrap()).collect()
+    })
+}
+
 /// A message deferred over a quota (452) is delivered when the MTA retries it after the quota
 /// allows it: its first attempt is not recorded as delivered. It was: the retry was answered
 /// "250 already delivered" and the invitation was lost (found by tests/e2e/two_hosts.py).

@@ -8,8 +8,15 @@
 use crate::gateway::Gateway;
 use crate::itip::{self, CalAddress, Calendar};
 use crate::quota::{self, Growth, OverQuota};
-use crate::store::{Ahead, Change, Count, StoreError, Tally, Usage};
+use crate::store::{Ahead, Change, Count, StoreError, Tally, Usage, Was};
 use std::collections::BTreeMap;
+
+/// A tally as the decision read it, and what the message makes it.
+#[derive(Debug, Clone, Copy)]
+struct Counted {
+    read: Option<Count>,
+    written: Option<Count>,
+}
 
 /// One message's allowance in one account.
 pub struct Allowance<'a> {
@@ -24,7 +31,7 @@ pub struct Allowance<'a> {
     /// What the message's parts added so far.
     grown: Growth,
     /// Tallies read, and their new state when the message changes them.
-    tallies: BTreeMap<(Tally, CalAddress), (Option<Count>, bool)>,
+    tallies: BTreeMap<(Tally, CalAddress), Counted>,
 }
 
 impl<'a> Allowance<'a> {
@@ -154,23 +161,28 @@ impl<'a> Allowance<'a> {
 
     /// The changes that record what the message counted.
     pub fn changes(&self) -> impl Iterator<Item = Change> + '_ {
-        self.tallies
+        let tallies = self
+            .tallies
             .iter()
-            .filter(|(_, (_, changed))| *changed)
-            .filter_map(|((tally, address), (count, _))| {
+            .filter_map(|((tally, address), counted)| {
                 Some(Change::Tally {
                     account: self.account.into(),
                     tally: *tally,
                     address: address.as_str().into(),
-                    count: (*count)?,
+                    count: counted.written?,
+                    was: Was::Read(counted.read),
                 })
-            })
+            });
+        // The quotas the message's growth was admitted under, checked again at its commit:
+        // two messages admitted at once must not both land past them.
+        let limits = &self.gateway.config().limits;
+        tallies.chain(quota::within(limits, self.account, self.grown))
     }
 
     fn read(&mut self, tally: Tally, address: &CalAddress) -> Result<Option<Count>, StoreError> {
         let key = (tally, address.clone());
-        if let Some((count, _)) = self.tallies.get(&key) {
-            return Ok(*count);
+        if let Some(counted) = self.tallies.get(&key) {
+            return Ok(counted.written.or(counted.read));
         }
         let count = match self.ahead.tally(self.account, tally, address.as_str()) {
             Some(count) => count,
@@ -179,7 +191,13 @@ impl<'a> Allowance<'a> {
                 .store
                 .tally(self.account, tally, address.as_str())?,
         };
-        self.tallies.insert(key, (count, false));
+        self.tallies.insert(
+            key,
+            Counted {
+                read: count,
+                written: None,
+            },
+        );
         Ok(count)
     }
 
@@ -190,9 +208,11 @@ impl<'a> Allowance<'a> {
         }
     }
 
+    /// A tally's new state; it was read first (`read`), and its commit expects what was read.
     fn write(&mut self, tally: Tally, address: &CalAddress, count: Count) {
-        self.tallies
-            .insert((tally, address.clone()), (Some(count), true));
+        if let Some(counted) = self.tallies.get_mut(&(tally, address.clone())) {
+            counted.written = Some(count);
+        }
     }
 }
 

@@ -119,6 +119,17 @@ pub struct Count {
     pub count: u32,
 }
 
+/// What a tally's write expects to find: two deliveries counting at once would each write
+/// their own count over the other's (a sender past `limits.max_new_per_sender`, two echoes
+/// to one address within `outbound.notify_delay`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Was {
+    /// Written whatever the tally holds: a correspondent made known, which counts nothing.
+    Anything,
+    /// Written only over the state the decision read (none: no tally yet).
+    Read(Option<Count>),
+}
+
 /// A one-time step the daemon did on a store, remembered in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Marker {
@@ -524,6 +535,18 @@ pub enum Change {
         address: String,
         /// Its new state.
         count: Count,
+        /// What the decision counted from: another commit's count meanwhile is a conflict.
+        was: Was,
+    },
+    /// The account's quotas still hold after the commit, for what it grows: a concurrent
+    /// write that grew the account meanwhile is a conflict, and the decision runs again.
+    Within {
+        /// Account name.
+        account: String,
+        /// At most this many objects, when the commit adds objects.
+        objects: Option<u64>,
+        /// At most this many bytes, when the commit adds bytes.
+        bytes: Option<u64>,
     },
     /// Remember a one-time step as done.
     Mark(Marker),

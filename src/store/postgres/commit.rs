@@ -9,7 +9,7 @@
 //! earlier statement of the batch), so an account's change log grows in commit order.
 
 use super::{encoded, failed};
-use crate::store::{Change, Expect, StoreError, Tag};
+use crate::store::{Change, Count, Expect, StoreError, Tag, Was};
 use tokio_postgres::types::ToSql;
 
 type Param = Box<dyn ToSql + Sync + Send>;
@@ -92,6 +92,27 @@ const SEEN: &str =
     "INSERT INTO imipd.seen (key, id, at) SELECT $1, nextval('imipd.ids'), $2 RETURNING id";
 const PROPOSAL: &str = "INSERT INTO imipd.counters SELECT $1, $2, nextval('imipd.ids'), $3 \
      RETURNING id";
+
+const TALLY_ANY: &str = "INSERT INTO imipd.tallies VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (account, kind, address) DO UPDATE SET since = EXCLUDED.since, \
+     count = EXCLUDED.count";
+// A tally counted from nothing: another delivery's first count meanwhile is a conflict.
+const TALLY_NEW: &str = "WITH w AS (INSERT INTO imipd.tallies VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (account, kind, address) DO NOTHING RETURNING 1) \
+     SELECT 0::bigint, imipd.expect((SELECT count(*) FROM w) = 1)";
+// A tally counted from what the decision read ($6, $7): written over that state only.
+const TALLY_OVER: &str = "WITH w AS (UPDATE imipd.tallies SET since = $4, count = $5 \
+     WHERE account = $1 AND kind = $2 AND address = $3 AND since = $6 AND count = $7 \
+     RETURNING 1) SELECT 0::bigint, imipd.expect((SELECT count(*) FROM w) = 1)";
+// Run after the commit's writes (`batch`), which the usage trigger has counted; under the
+// account's lock, so another commit's growth is counted too.
+const WITHIN: &str = "SELECT 0::bigint, imipd.expect(coalesce((SELECT \
+     ($2::bigint IS NULL OR objects <= $2) AND ($3::bigint IS NULL OR bytes <= $3) \
+     FROM imipd.usage WHERE account = $1), true))";
+
+fn counted(count: Count) -> Param {
+    Box::new(count.count.min(i32::MAX as u32) as i32)
+}
 
 fn bytes(text: &str) -> Param {
     Box::new(text.as_bytes().to_vec())
@@ -295,16 +316,34 @@ fn of_record(change: &Change) -> Statement {
             tally,
             address,
             count,
-        } => statement(
-            "INSERT INTO imipd.tallies VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (account, kind, address) DO UPDATE SET since = EXCLUDED.since, \
-             count = EXCLUDED.count",
-            vec![
+            was,
+        } => {
+            let mut params = vec![
                 owned(account),
-                Box::new(i16::from(tally.code())),
+                Box::new(i16::from(tally.code())) as Param,
                 bytes(address),
                 Box::new(count.since),
-                Box::new(count.count.min(i32::MAX as u32) as i32),
+                counted(*count),
+            ];
+            match was {
+                Was::Anything => statement(TALLY_ANY, params),
+                Was::Read(None) => statement(TALLY_NEW, params),
+                Was::Read(Some(read)) => {
+                    params.extend([Box::new(read.since) as Param, counted(*read)]);
+                    statement(TALLY_OVER, params)
+                }
+            }
+        }
+        Change::Within {
+            account,
+            objects,
+            bytes,
+        } => statement(
+            WITHIN,
+            vec![
+                owned(account),
+                Box::new(objects.map(|n| n.min(i64::MAX as u64) as i64)),
+                Box::new(bytes.map(|n| n.min(i64::MAX as u64) as i64)),
             ],
         ),
         Change::Mark(marker) => statement(
@@ -316,8 +355,10 @@ fn of_record(change: &Change) -> Statement {
 }
 
 /// The batch for a commit: BEGIN, the locks of the accounts whose change logs it writes (sorted,
-/// so that two commits never wait for each other in a circle), the changes, COMMIT.
-fn batch(changes: &[Change]) -> (Vec<Statement>, std::ops::Range<usize>) {
+/// so that two commits never wait for each other in a circle), the changes, the quota checks
+/// (after every write they judge), COMMIT. Beside it, the statement of each change (none for a
+/// check, which makes nothing).
+fn batch(changes: &[Change]) -> (Vec<Statement>, Vec<Option<usize>>) {
     let mut logged: Vec<&str> = changes
         .iter()
         .filter_map(|c| match c {
@@ -329,11 +370,17 @@ fn batch(changes: &[Change]) -> (Vec<Statement>, std::ops::Range<usize>) {
     logged.dedup();
     let mut statements = vec![statement("BEGIN", Vec::new())];
     statements.extend(logged.iter().map(|a| statement(LOCK, vec![owned(a)])));
-    let first = statements.len();
-    statements.extend(changes.iter().map(of_record));
-    let range = first..statements.len();
+    let is_check = |c: &&Change| matches!(c, Change::Within { .. });
+    let mut slots = Vec::with_capacity(changes.len());
+    for change in changes {
+        slots.push((!is_check(&change)).then(|| {
+            statements.push(of_record(change));
+            statements.len() - 1
+        }));
+    }
+    statements.extend(changes.iter().filter(is_check).map(of_record));
     statements.push(statement("COMMIT", Vec::new()));
-    (statements, range)
+    (statements, slots)
 }
 
 /// Runs the commit; returns the id each change got (0 for what makes nothing new: a removal
@@ -342,7 +389,7 @@ pub(super) async fn commit(
     client: &deadpool_postgres::Object,
     changes: &[Change],
 ) -> Result<Vec<u64>, StoreError> {
-    let (statements, of_changes) = batch(changes);
+    let (statements, slots) = batch(changes);
     let mut prepared = Vec::with_capacity(statements.len());
     for s in &statements {
         prepared.push(client.prepare_cached(s.sql).await.map_err(failed)?);
@@ -364,16 +411,17 @@ pub(super) async fn commit(
             .map(|(statement, params)| client.query(statement, params)),
     )
     .await;
-    let mut ids = Vec::with_capacity(changes.len());
-    for (index, answer) in answers.into_iter().enumerate() {
+    let mut made = Vec::with_capacity(answers.len());
+    for answer in answers {
         let rows = answer.map_err(failed)?;
-        if of_changes.contains(&index) {
-            let id = rows
-                .first()
+        made.push(
+            rows.first()
                 .and_then(|row| row.try_get::<_, i64>(0).ok())
-                .unwrap_or(0);
-            ids.push(super::id(id));
-        }
+                .unwrap_or(0),
+        );
     }
-    Ok(ids)
+    Ok(slots
+        .into_iter()
+        .map(|slot| super::id(slot.map_or(0, |at| made[at])))
+        .collect())
 }

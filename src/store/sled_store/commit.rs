@@ -3,13 +3,13 @@
 //! written whole (`staged`), one commit at a time.
 
 use super::keys::{
-    Head, InboxHeld, NAME_OF, NAMED, change_key, count_value, inbox_held_key, inbox_of,
+    Head, InboxHeld, NAME_OF, NAMED, change_key, count_of, count_value, inbox_held_key, inbox_of,
     inbox_value, member_key, name_key, notice_value, object_key, seen_time_key, sent_value,
     tally_key, usage_of, usage_value,
 };
 use super::staged::{Staged, Staging};
 use super::{Trees, unavailable};
-use crate::store::{Change, Expect, OutboundMessage, StoreError, Tag};
+use crate::store::{Change, Count, Expect, OutboundMessage, StoreError, Tag, Was};
 use std::collections::BTreeMap;
 
 /// A step of a commit: done, or why the commit writes nothing.
@@ -53,6 +53,16 @@ impl Trees {
         }
         for (at, (change, id)) in changes.iter().zip(&prepared.ids).enumerate() {
             views.apply(change, *id, prepared.kept_for.get(&at))?;
+        }
+        for change in changes {
+            if let Change::Within {
+                account,
+                objects,
+                bytes,
+            } = change
+            {
+                views.within(account, *objects, *bytes)?;
+            }
         }
         Ok((staging, prepared.ids))
     }
@@ -307,11 +317,10 @@ impl<'s, 't> Views<'s, 't> {
                 tally,
                 address,
                 count,
-            } => set(
-                self.tallies,
-                tally_key(account, *tally, address),
-                Some(count_value(*count)),
-            ),
+                was,
+            } => self.tally(tally_key(account, *tally, address), *count, *was),
+            // Judged once every write of the commit is staged (`stage`).
+            Change::Within { .. } => Ok(()),
             Change::Mark(marker) => set(self.meta, marker.key(), Some([1])),
             Change::Proposal { account, uid, text } => set(
                 self.counters,
@@ -505,6 +514,28 @@ impl<'s, 't> Views<'s, 't> {
             Some(_) => Ok(()),
             None => Err(StoreError::Conflict),
         }
+    }
+
+    /// A tally's new state, over the one the decision counted from.
+    fn tally(&self, key: Vec<u8>, count: Count, was: Was) -> Step {
+        if let Was::Read(read) = was {
+            let now = self.tallies.get(&key)?;
+            if now.as_deref().and_then(count_of) != read {
+                return Err(StoreError::Conflict);
+            }
+        }
+        set(self.tallies, key, Some(count_value(count)))
+    }
+
+    /// Whether the account's usage, with the commit's writes, stays within `objects` and
+    /// `bytes` (none: not asked).
+    fn within(&self, account: &str, objects: Option<u64>, bytes: Option<u64>) -> Step {
+        let held = usage_of(self.usage.get(account.as_bytes())?.as_deref());
+        let over = |held: u64, most: Option<u64>| most.is_some_and(|most| held > most);
+        if over(held.objects, objects) || over(held.bytes, bytes) {
+            return Err(StoreError::Conflict);
+        }
+        Ok(())
     }
 
     /// A delivery recorded; recorded meanwhile, the decision runs again and finds it.
