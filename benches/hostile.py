@@ -13,8 +13,10 @@ greeting meanwhile, Carol's own one-week query); one forged message with 16 ADD 
 with 16 CANCELs of single instances to three accounts (REFRESHes to the "organizer" and how many
 carry the attacker's text); PUBLISH of new
 objects from 25,000 senders and 100 from one, 200 uninvited answers of 100 KB to one meeting,
-300 MKCALENDAR (what was stored, and the store's growth); forged one-click answers (how many one
-address gets answered, the time to refuse one, the store's growth).
+300 MKCALENDAR (what was stored, and the store's growth); PUBLISH of 200 new objects from one
+sender over 200 connections at once (how many his hourly allowance of 50 lets in); forged
+one-click answers (how many one address gets answered, the time to refuse one, the store's
+growth).
 
 Large messages: SESSIONS LMTP sessions each send one message of SIZE MB (a valid invitation and a
 text attachment) at once, complete, and wait for the answers; the table gives every server's peak
@@ -441,6 +443,31 @@ def filling(imipd, data_dir, count=25_000, one_sender=100):
     }
 
 
+def at_once(imipd, count=200):
+    """PUBLISH of `count` new objects from one sender over `count` connections at once, to an
+    account that has taken nothing from him: how many are stored where his hourly allowance
+    (`limits.max_new_per_sender`, 50) says at most 50."""
+    answers = [None] * count
+
+    def send(n):
+        part = vevent("PUBLISH", f"once-{n}", ["DTSTART:20261201T100000Z", "SUMMARY:at once"])
+        answers[n] = lmtp_message(imipd.lmtp, "once@evil.test", ["bob@example.com"],
+                                  parts_message("once@evil.test", "bob@example.com",
+                                                f"once{n}@evil.test", [part], "PUBLISH"))[0]
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {
+        f"PUBLISH from one sender over {count} connections at once: stored (allowance 50)":
+            sum(1 for a in answers if a and a.startswith("250")),
+        "of them refused 452 / other answers": "{} / {}".format(
+            sum(1 for a in answers if a and a.startswith("452")),
+            sum(1 for a in answers if not a or not a[:3] in ("250", "452"))),
+    }
+
+
 MONTH_QUERY = (b'<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><d:getetag/>'
                b'</d:prop><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT">'
                b'<c:time-range start="20270301T000000Z" end="20270401T000000Z"/></c:comp-filter>'
@@ -525,6 +552,9 @@ def strangers(binary, work):
     imipd.stop()
     imipd = Imipd(binary, f"{work}/fill", STRANGERS)
     results.update(filling(imipd, f"{work}/fill/data"))
+    imipd.stop()
+    imipd = Imipd(binary, f"{work}/once", STRANGERS)
+    results.update(at_once(imipd))
     imipd.stop()
     imipd = Imipd(binary, f"{work}/rules", STRANGERS)
     results.update(footprints(imipd, f"{work}/rules/data"))
