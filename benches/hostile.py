@@ -14,7 +14,8 @@ with 16 CANCELs of single instances to three accounts (REFRESHes to the "organiz
 carry the attacker's text); PUBLISH of new
 objects from 25,000 senders and 100 from one, 200 uninvited answers of 100 KB to one meeting,
 300 MKCALENDAR (what was stored, and the store's growth); PUBLISH of 200 new objects from one
-sender over 200 connections at once (how many his hourly allowance of 50 lets in); forged
+sender over 200 connections at once (how many his hourly allowance of 50 lets in), then 200
+uninvited answers to one meeting at once (how many of its 20 places they take); forged
 one-click answers (how many one address gets answered, the time to refuse one, the store's
 growth).
 
@@ -454,17 +455,34 @@ def at_once(imipd, count=200):
         answers[n] = lmtp_message(imipd.lmtp, "once@evil.test", ["bob@example.com"],
                                   parts_message("once@evil.test", "bob@example.com",
                                                 f"once{n}@evil.test", [part], "PUBLISH"))[0]
-    threads = [threading.Thread(target=send, args=(n,)) for n in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    def answer(n):
+        who = f"a{n}@outside.example"
+        reply = vevent("REPLY", "meet", ["ORGANIZER:mailto:alice@example.com",
+                                         f"ATTENDEE;PARTSTAT=ACCEPTED:mailto:{who}"])
+        lmtp_message(imipd.lmtp, who, ["alice@example.com"],
+                     parts_message(who, "alice@example.com", f"a{n}@outside.example", [reply], "REPLY"))
+
+    def together(target):
+        threads = [threading.Thread(target=target, args=(n,)) for n in range(count)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    together(send)
+    meeting = vevent("", "meet", ["ORGANIZER:mailto:alice@example.com", "DTSTART:20261201T100000Z",
+                                  "ATTENDEE:mailto:olga@partner.example"]).replace("METHOD:\r\n", "")
+    request(imipd.http, "PUT", "/calendars/alice@example.com/meet", "alice@example.com", meeting.encode())
+    together(answer)
+    _, uninvited, _ = request(imipd.http, "GET", "/calendars/alice@example.com/meet/uninvited",
+                              "alice@example.com")
     return {
         f"PUBLISH from one sender over {count} connections at once: stored (allowance 50)":
             sum(1 for a in answers if a and a.startswith("250")),
         "of them refused 452 / other answers": "{} / {}".format(
             sum(1 for a in answers if a and a.startswith("452")),
             sum(1 for a in answers if not a or not a[:3] in ("250", "452"))),
+        f"uninvited answers from {count} addresses at once: kept (limit 20)":
+            uninvited.count(b'"partstat"'),
     }
 
 

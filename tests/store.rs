@@ -948,6 +948,40 @@ fn a_quota_is_checked_again_at_the_commit_that_grows_an_account() {
     });
 }
 
+/// Answers kept for an organizer, counted against `limits.max_uninvited` by two decisions at
+/// once: the second commit finds another count than its decision did, and is a conflict.
+#[test]
+fn kept_proposals_are_counted_again_at_the_commit() {
+    on_each("proposals-race", |store| {
+        let kept = |count| Change::ProposalsKept {
+            account: "bob".into(),
+            uid: "meet".into(),
+            count,
+        };
+        let proposal = |text: &str| Change::Proposal {
+            account: "bob".into(),
+            uid: "meet".into(),
+            text: text.into(),
+        };
+        store.commit(&[kept(0), proposal("first")]).unwrap();
+        // Decided when there was none: one is there now.
+        let late = [proposal("second"), kept(0)];
+        assert!(matches!(store.commit(&late), Err(StoreError::Conflict)));
+        assert_eq!(store.proposals("bob", "meet").unwrap().len(), 1);
+        // Counted again, it goes in; the check reads what was there before the commit.
+        store.commit(&[proposal("second"), kept(1)]).unwrap();
+        assert_eq!(store.proposals("bob", "meet").unwrap().len(), 2);
+        // Another object's answers are counted apart.
+        store
+            .commit(&[Change::ProposalsKept {
+                account: "bob".into(),
+                uid: "other".into(),
+                count: 0,
+            }])
+            .unwrap();
+    });
+}
+
 /// Tallies per account and outside address, markers, and proposals one by one; windowed
 /// tallies are forgotten once old, the others stay.
 #[test]

@@ -549,6 +549,51 @@ fn uninvited_answers_are_kept_once_per_address_and_bounded() {
     assert_eq!(listed(&node).len(), 2);
 }
 
+/// Uninvited answers arriving at once are kept up to `limits.max_uninvited` as one after the
+/// other: each decision counted the answers kept so far, and the commits went in on top of
+/// each other. Eight meetings, sixteen answers from sixteen addresses at once to each.
+#[test]
+fn uninvited_answers_at_once_are_bounded_too() {
+    let node = node("uninvited-at-once", "[limits]\nmax_uninvited = 2\n");
+    for m in 0..8 {
+        let uid = format!("meet-{m}");
+        let meeting = event(&uid)
+            .organizer(ALICE)
+            .attendee("olga@partner.example");
+        put(&node, ALICE, &uid, &meeting.text());
+        let answers: Vec<String> = std::thread::scope(|scope| {
+            let sending: Vec<_> = (0..16)
+                .map(|n| {
+                    let who = format!("u{n}@outside.example");
+                    let reply = common::build::bare(&uid)
+                        .method("REPLY")
+                        .organizer(ALICE)
+                        .line(&format!("ATTENDEE;PARTSTAT=ACCEPTED:mailto:{who}"))
+                        .text();
+                    let node = &node;
+                    scope.spawn(move || {
+                        node.lmtp(&who, &[ALICE], &mail(&from(&who), "REPLY", &reply))
+                            .remove(0)
+                    })
+                })
+                .collect();
+            sending.into_iter().map(|s| s.join().unwrap()).collect()
+        });
+        let (status, _, body) = node.http(
+            "GET",
+            &format!("/calendars/alice@example.com/{uid}/uninvited"),
+            ALICE,
+            &[],
+            "",
+        );
+        assert_eq!(status, 200, "{body}");
+        let kept = serde_json::from_str::<Vec<serde_json::Value>>(&body).unwrap();
+        assert_eq!(kept.len(), 2, "{uid}: {kept:?} {answers:?}");
+        let accepted = answers.iter().filter(|a| a.starts_with("250")).count();
+        assert_eq!(accepted, 2, "{answers:?}");
+    }
+}
+
 /// Calendars per account: MKCALENDAR past `limits.max_calendars` is 507.
 #[test]
 fn calendars_per_account_are_bounded() {

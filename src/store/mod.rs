@@ -570,6 +570,16 @@ pub enum Change {
         /// The proposal.
         text: String,
     },
+    /// The object held `count` proposals when the decision counted them against
+    /// `limits.max_uninvited`: another commit's meanwhile is a conflict.
+    ProposalsKept {
+        /// The organizer's account.
+        account: String,
+        /// UID.
+        uid: String,
+        /// How many there were.
+        count: u64,
+    },
 }
 
 /// Every object (account, UID, object) and every queued message.

@@ -110,6 +110,10 @@ const WITHIN: &str = "SELECT 0::bigint, imipd.expect(coalesce((SELECT \
      ($2::bigint IS NULL OR objects <= $2) AND ($3::bigint IS NULL OR bytes <= $3) \
      FROM imipd.usage WHERE account = $1), true))";
 
+// Run before the commit's writes (`batch`), under the account's lock.
+const PROPOSALS_KEPT: &str = "SELECT 0::bigint, imipd.expect((SELECT count(*) FROM imipd.counters \
+     WHERE account = $1 AND uid = $2) = $3)";
+
 fn counted(count: Count) -> Param {
     Box::new(count.count.min(i32::MAX as u32) as i32)
 }
@@ -334,6 +338,18 @@ fn of_record(change: &Change) -> Statement {
                 }
             }
         }
+        Change::ProposalsKept {
+            account,
+            uid,
+            count,
+        } => statement(
+            PROPOSALS_KEPT,
+            vec![
+                owned(account),
+                bytes(uid),
+                Box::new((*count).min(i64::MAX as u64) as i64),
+            ],
+        ),
         Change::Within {
             account,
             objects,
@@ -354,31 +370,36 @@ fn of_record(change: &Change) -> Statement {
     }
 }
 
-/// The batch for a commit: BEGIN, the locks of the accounts whose change logs it writes (sorted,
-/// so that two commits never wait for each other in a circle), the changes, the quota checks
-/// (after every write they judge), COMMIT. Beside it, the statement of each change (none for a
-/// check, which makes nothing).
+/// The batch for a commit: BEGIN, the locks of the accounts whose change logs it writes or whose
+/// counts it checks (sorted, so that two commits never wait for each other in a circle), the
+/// checks of what the decision found, the changes, the quota checks (after every write they
+/// judge), COMMIT. Beside it, the statement of each change (none for a check, which makes
+/// nothing).
 fn batch(changes: &[Change]) -> (Vec<Statement>, Vec<Option<usize>>) {
-    let mut logged: Vec<&str> = changes
+    let mut locked: Vec<&str> = changes
         .iter()
         .filter_map(|c| match c {
-            Change::Put { account, .. } | Change::Delete { account, .. } => Some(account.as_str()),
+            Change::Put { account, .. }
+            | Change::Delete { account, .. }
+            | Change::ProposalsKept { account, .. } => Some(account.as_str()),
             _ => None,
         })
         .collect();
-    logged.sort_unstable();
-    logged.dedup();
+    locked.sort_unstable();
+    locked.dedup();
     let mut statements = vec![statement("BEGIN", Vec::new())];
-    statements.extend(logged.iter().map(|a| statement(LOCK, vec![owned(a)])));
-    let is_check = |c: &&Change| matches!(c, Change::Within { .. });
+    statements.extend(locked.iter().map(|a| statement(LOCK, vec![owned(a)])));
+    let before = |c: &&Change| matches!(c, Change::ProposalsKept { .. });
+    let after = |c: &&Change| matches!(c, Change::Within { .. });
+    statements.extend(changes.iter().filter(before).map(of_record));
     let mut slots = Vec::with_capacity(changes.len());
     for change in changes {
-        slots.push((!is_check(&change)).then(|| {
+        slots.push((!before(&change) && !after(&change)).then(|| {
             statements.push(of_record(change));
             statements.len() - 1
         }));
     }
-    statements.extend(changes.iter().filter(is_check).map(of_record));
+    statements.extend(changes.iter().filter(after).map(of_record));
     statements.push(statement("COMMIT", Vec::new()));
     (statements, slots)
 }

@@ -321,6 +321,11 @@ impl<'s, 't> Views<'s, 't> {
             } => self.tally(tally_key(account, *tally, address), *count, *was),
             // Judged once every write of the commit is staged (`stage`).
             Change::Within { .. } => Ok(()),
+            Change::ProposalsKept {
+                account,
+                uid,
+                count,
+            } => self.proposals_kept(account, uid, *count),
             Change::Mark(marker) => set(self.meta, marker.key(), Some([1])),
             Change::Proposal { account, uid, text } => set(
                 self.counters,
@@ -533,6 +538,18 @@ impl<'s, 't> Views<'s, 't> {
         let held = usage_of(self.usage.get(account.as_bytes())?.as_deref());
         let over = |held: u64, most: Option<u64>| most.is_some_and(|most| held > most);
         if over(held.objects, objects) || over(held.bytes, bytes) {
+            return Err(StoreError::Conflict);
+        }
+        Ok(())
+    }
+
+    /// Whether the object holds the `count` proposals its decision counted. The committed
+    /// trees are read: commits go one at a time, and this one's own are staged, not there yet.
+    fn proposals_kept(&self, account: &str, uid: &str, count: u64) -> Step {
+        let kept = self
+            .counters
+            .committed_prefix_len(&member_key(account, uid, &[]))?;
+        if kept != count {
             return Err(StoreError::Conflict);
         }
         Ok(())

@@ -162,6 +162,17 @@ impl Staged<'_, '_> {
         Ok(())
     }
 
+    /// How many keys under `prefix` the tree holds as committed, without this commit's writes.
+    pub fn committed_prefix_len(&self, prefix: &[u8]) -> Result<u64, StoreError> {
+        let tree = self.staging.trees[usize::from(self.tree)];
+        let mut count = 0;
+        for item in tree.scan_prefix(prefix) {
+            item.map_err(unavailable)?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
     /// Stages a value under `key` (none: its removal) and returns the value before, which
     /// costs a read that `insert` and `remove` do without.
     pub fn swap(
