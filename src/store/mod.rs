@@ -538,8 +538,9 @@ pub enum Change {
         /// What the decision counted from: another commit's count meanwhile is a conflict.
         was: Was,
     },
-    /// The account's quotas still hold after the commit, for what it grows: a concurrent
-    /// write that grew the account meanwhile is a conflict, and the decision runs again.
+    /// The account's quotas still hold after the commit, for what it grows: when another write
+    /// grew the account past them since the decision read it, the commit is a conflict and the
+    /// decision runs again.
     Within {
         /// Account name.
         account: String,

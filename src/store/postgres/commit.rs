@@ -381,7 +381,8 @@ fn batch(changes: &[Change]) -> (Vec<Statement>, Vec<Option<usize>>) {
         .filter_map(|c| match c {
             Change::Put { account, .. }
             | Change::Delete { account, .. }
-            | Change::ProposalsKept { account, .. } => Some(account.as_str()),
+            | Change::ProposalsKept { account, .. }
+            | Change::Within { account, .. } => Some(account.as_str()),
             _ => None,
         })
         .collect();
