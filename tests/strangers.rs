@@ -594,6 +594,55 @@ fn uninvited_answers_at_once_are_bounded_too() {
     }
 }
 
+/// A message that changes nothing in a copy does not write it again: a stale REQUEST (an older
+/// SEQUENCE) left the copy as it was, yet the copy was written anew whenever imipd would write
+/// its text otherwise (here a long line, which imipd folds): a new revision and ETag for every
+/// calendar client, on a stranger's word.
+#[test]
+fn a_message_that_changes_nothing_writes_nothing() {
+    let node = node("unchanged", "");
+    let long = format!("SUMMARY:{}", "Quarterly planning ".repeat(8));
+    let invitation = event("kept")
+        .sequence(3)
+        .set(&long)
+        .organizer("olga@partner.example")
+        .attendee(ALICE)
+        .text();
+    let gateway = node.gateway();
+    gateway
+        .store
+        .commit(&[imipd::store::Change::Put {
+            account: ALICE.into(),
+            uid: "kept".into(),
+            text: invitation.clone(),
+            expect: imipd::store::Expect::Absent,
+            tag: imipd::store::Tag::New,
+        }])
+        .unwrap();
+    let before = gateway.store.get(ALICE, "kept").unwrap().unwrap();
+    assert_ne!(
+        imipd::itip::Calendar::parse(&before.text)
+            .unwrap()
+            .to_string(),
+        before.text,
+        "the stored text is not as imipd writes it"
+    );
+    let stale = event("kept")
+        .method("REQUEST")
+        .sequence(1)
+        .organizer("olga@partner.example")
+        .attendee(ALICE)
+        .text();
+    let from_olga = from("olga@partner.example");
+    node.lmtp(
+        "olga@partner.example",
+        &[ALICE],
+        &mail(&from_olga, "REQUEST", &stale),
+    );
+    let after = gateway.store.get(ALICE, "kept").unwrap().unwrap();
+    assert_eq!((after.revision, after.text), (before.revision, before.text));
+}
+
 /// Calendars per account: MKCALENDAR past `limits.max_calendars` is 507.
 #[test]
 fn calendars_per_account_are_bounded() {

@@ -22,6 +22,8 @@ struct Draft {
     expect: Expect,
     original: Option<String>,
     calendar: Option<Calendar>,
+    /// The copy as the last part that changed it left it, written out (none: no part did).
+    text: Option<String>,
     /// Bytes of the copy as it stands (none: no copy), for the account's quota.
     size: Option<usize>,
     matches: Option<String>,
@@ -217,7 +219,7 @@ fn plan(
     changes.extend(
         placed(gateway, account, &policy, &copies).map_err(|e| Verdict::store_unavailable(&e))?,
     );
-    changes.extend(puts(account, &copies, &policy));
+    changes.extend(puts(account, copies, &policy));
     changes.extend(allowance.changes());
     if let Some(key) = seen_key {
         changes.push(Change::Seen(key, gateway.now()));
@@ -280,6 +282,7 @@ fn copy_of<'a>(
                 size: current.as_ref().map(|c| c.text.len()),
                 original: current.map(|c| c.text),
                 calendar,
+                text: None,
                 matches,
                 rescheduled: false,
             },
@@ -332,27 +335,28 @@ fn consent(
 }
 
 /// The copies a message changed, to be stored; a copy its organizer cancelled whole is removed
-/// instead where the account says so (`accounts."ADDRESS".cancelled = "remove"`).
-fn puts(account: &str, copies: &BTreeMap<String, Draft>, policy: &Policy) -> Vec<Change> {
+/// instead where the account says so (`accounts."ADDRESS".cancelled = "remove"`). A copy no
+/// part changed is not written again, even where this build would write it otherwise.
+fn puts(account: &str, copies: BTreeMap<String, Draft>, policy: &Policy) -> Vec<Change> {
     copies
-        .iter()
+        .into_iter()
         .filter_map(|(uid, copy)| {
-            let calendar = copy.calendar.as_ref()?;
-            let text = calendar.to_string();
+            let text = copy.text?;
             if copy.original.as_deref() == Some(text.as_str()) {
                 return None;
             }
+            let calendar = copy.calendar.as_ref()?;
             let cancelled = calendar.scheduling().all(itip::Component::is_cancelled);
             if policy.cancelled == Cancelled::Remove && cancelled && copy.original.is_some() {
                 return Some(Change::Delete {
                     account: account.into(),
-                    uid: uid.clone(),
+                    uid,
                     expect: copy.expect,
                 });
             }
             Some(Change::Put {
                 account: account.into(),
-                uid: uid.clone(),
+                uid,
                 text,
                 expect: copy.expect,
                 tag: if copy.rescheduled {
@@ -493,8 +497,11 @@ impl Step<'_> {
             },
             None => Vec::new(),
         };
+        // Written out once: its size counts against the quotas, and it is what is stored.
+        let mut written = None;
         if let Some(next) = &stored {
-            let size = next.to_string().len();
+            let text = next.to_string();
+            let size = text.len();
             self.gateway
                 .config()
                 .limits
@@ -505,6 +512,7 @@ impl Step<'_> {
                 return Ok(());
             }
             copy.size = Some(size);
+            written = Some(text);
             if copy.calendar.is_none() {
                 let from = allowance::originator(next, &self.admitted.author.address);
                 allowance.make_known(&from).map_err(unavailable)?;
@@ -534,6 +542,7 @@ impl Step<'_> {
                 (None, None) => "creates the copy".into(),
             };
             copy.calendar = Some(next);
+            copy.text = written;
             copy.rescheduled |= self.part.method.is_organizers();
         }
         let answers = self.answers(responses, allowance, changes)?;
