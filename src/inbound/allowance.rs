@@ -95,16 +95,16 @@ impl<'a> Allowance<'a> {
         let limit = self.gateway.config().limits.max_uninvited;
         let method = proposal.method();
         let proposer = itip::proposer(proposal);
-        let kept = self.gateway.store.proposals(self.account, uid)?;
+        let held = self.gateway.store.proposals(self.account, uid)?;
         // What was counted is checked again at the commit: answers arriving at once must not
         // all find room for one.
         let mut changes = vec![Change::ProposalsKept {
             account: self.account.into(),
             uid: uid.into(),
-            count: kept.len() as u64,
+            count: held.len() as u64,
         }];
         let mut others = 0;
-        for (id, text) in kept {
+        for (id, text) in held {
             let kept = Calendar::parse(&text).ok();
             let same = kept
                 .as_ref()
