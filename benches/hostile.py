@@ -41,7 +41,7 @@ SECRET_HASH = ("$argon2id$v=19$m=19456,t=2,p=1$B0F2MG+3hj5YcWdnc/PYnA$"
 
 
 class Imipd:
-    def __init__(self, binary, base, accounts=("bob@example.com",)):
+    def __init__(self, binary, base, accounts=("bob@example.com",), extra=""):
         self.base, self.lmtp, self.http = base, free_port(), free_port()
         os.makedirs(base, exist_ok=True)
         with open(f"{base}/imipd.toml", "w") as f:
@@ -56,7 +56,7 @@ listen = "127.0.0.1:{self.http}"
 spool_dir = "{base}/spool"
 [log]
 level = "warn"
-""" + "".join(f'[accounts."{a}"]\npassword_hash = "{SECRET_HASH}"\n' for a in accounts))
+""" + extra + "".join(f'[accounts."{a}"]\npassword_hash = "{SECRET_HASH}"\n' for a in accounts))
         self.process = subprocess.Popen([binary, "serve", "--config", f"{base}/imipd.toml"],
                                         stderr=open(f"{base}/imipd.log", "w"))
         wait_port(self.lmtp, "imipd")
@@ -486,6 +486,42 @@ def at_once(imipd, count=200):
     }
 
 
+def another_account(imipd, quota=100, answers=200):
+    """Other accounts here instead of strangers, in an instance whose accounts hold at most
+    `quota` objects: Alice and Bob each invite Carol to `quota` meetings; then Dave saves his
+    own copy of Alice's meeting, which does not invite him, changing his answer `answers`
+    times. What Carol's calendar and Alice's kept answers hold once the queue is quiet."""
+    def put(account, uid, lines):
+        event = vevent("", uid, lines).replace("METHOD:\r\n", "")
+        return request(imipd.http, "PUT", f"/calendars/{account}/{uid}", account, event.encode())[0]
+    meeting = ["ORGANIZER:mailto:alice@example.com", "DTSTART:20261201T100000Z"]
+    put("alice@example.com", "meet", meeting + ["ATTENDEE:mailto:olga@partner.example"])
+    for n in range(answers):
+        partstat = ("ACCEPTED", "DECLINED")[n % 2]
+        put("dave@example.com", "meet", meeting + [f"ATTENDEE;PARTSTAT={partstat}:mailto:dave@example.com"])
+    for organizer in ("alice@example.com", "bob@example.com"):
+        for n in range(quota):
+            put(organizer, f"{organizer}-{n}", [f"ORGANIZER:mailto:{organizer}", "DTSTART:20261201T100000Z",
+                                                "ATTENDEE;RSVP=TRUE:mailto:carol@example.com"])
+
+    def held():
+        _, listing, _ = request(imipd.http, "PROPFIND", "/dav/calendars/carol@example.com/calendar/",
+                                "carol@example.com", b"", {"Depth": "1"})
+        kept = request(imipd.http, "GET", "/calendars/alice@example.com/meet/uninvited",
+                       "alice@example.com")[1].count(b'"partstat"')
+        return listing.count(b".ics</"), kept
+    last, quiet_since = None, time.time()
+    while time.time() - quiet_since < 3:
+        now = held()
+        if now != last:
+            last, quiet_since = now, time.time()
+        time.sleep(0.5)
+    return {
+        f"invitations from two accounts here ({2 * quota}): copies kept (quota {quota})": last[0],
+        f"answers from an account here to a meeting it is not on ({answers}): kept": last[1],
+    }
+
+
 MONTH_QUERY = (b'<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><d:getetag/>'
                b'</d:prop><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT">'
                b'<c:time-range start="20270301T000000Z" end="20270401T000000Z"/></c:comp-filter>'
@@ -573,6 +609,9 @@ def strangers(binary, work):
     imipd.stop()
     imipd = Imipd(binary, f"{work}/once", STRANGERS)
     results.update(at_once(imipd))
+    imipd.stop()
+    imipd = Imipd(binary, f"{work}/local", STRANGERS + ("dave@example.com",), "[limits]\nmax_objects = 100\n")
+    results.update(another_account(imipd))
     imipd.stop()
     imipd = Imipd(binary, f"{work}/rules", STRANGERS)
     results.update(footprints(imipd, f"{work}/rules/data"))

@@ -1,5 +1,6 @@
 //! imipd: a calendar scheduling gateway for mail systems (iMIP, RFC 6047).
 
+pub mod allowance;
 pub mod backup;
 pub mod budget;
 pub mod config;

@@ -10,6 +10,7 @@ use common::node::Node;
 const ALICE: &str = "alice@example.com";
 const MALLORY: &str = "mallory@evil.test";
 const CAROL: &str = "carol@example.com";
+const BOB: &str = "bob@example.com";
 
 fn node(name: &str, extra: &str) -> Node {
     Node::start(
@@ -781,4 +782,109 @@ fn sync_tokens_and_etags_tell_nothing_of_other_accounts() {
     let (status, _, body) = node.http("REPORT", calendar, bob, &[("Depth", "1")], old);
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("valid-sync-token"), "{body}");
+}
+
+/// Another account's invitations fill a calendar only up to its quota: delivery from one
+/// account to another went around every quota (an account may invite, cancel and invite
+/// again, each time within its own quota, and the invited account held them all). Over the
+/// quota the delivery waits in the queue, as a stranger's mail is deferred, and goes in when
+/// there is room.
+#[test]
+fn another_accounts_invitations_fill_a_calendar_only_up_to_its_quota() {
+    let node = node("local-quota", "[limits]\nmax_objects = 3\n");
+    put(&node, ALICE, "own-1", &event("own-1").text());
+    put(&node, ALICE, "own-2", &event("own-2").text());
+    for n in 0..3 {
+        let uid = format!("from-bob-{n}");
+        put(
+            &node,
+            BOB,
+            &uid,
+            &event(&uid).organizer(BOB).attendee(ALICE).text(),
+        );
+    }
+    let held = |node: &Node| {
+        (0..3)
+            .filter(|n| node.get(ALICE, &format!("from-bob-{n}")).0 == 200)
+            .count()
+    };
+    // The first waits for room, the other behind it (messages to one address keep their order).
+    let waiting = |node: &Node| {
+        let queue = node.queue();
+        queue.len() == 2
+            && queue.iter().any(|e| {
+                e.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("limits.max_objects"))
+            })
+    };
+    node.eventually(|| held(&node) > 1 || waiting(&node));
+    assert_eq!(held(&node), 1, "{:?}", node.queue());
+    assert!(waiting(&node), "{:?}", node.queue());
+
+    // Room made: the next retry delivers one more.
+    let (status, ..) = node.http(
+        "DELETE",
+        "/calendars/alice@example.com/own-1",
+        ALICE,
+        &[],
+        "",
+    );
+    assert!(status < 300);
+    assert!(node.eventually(|| held(&node) == 2), "{:?}", node.queue());
+    assert_eq!(node.queue().len(), 1);
+}
+
+/// Another account's answers to a meeting it is not on are kept as a stranger's are: one per
+/// address (each new one replaces the last) and at most `limits.max_uninvited` addresses. An
+/// account that saved its own copy of someone's meeting and changed its answer over and over
+/// left one more answer in the organizer's account each time.
+#[test]
+fn another_accounts_uninvited_answers_are_kept_once_and_bounded() {
+    let node = node("local-uninvited", "[limits]\nmax_uninvited = 1\n");
+    let meeting = event("meet-1")
+        .organizer(ALICE)
+        .attendee("olga@partner.example")
+        .text();
+    put(&node, ALICE, "meet-1", &meeting);
+    let answered = |partstat: &str| {
+        event("meet-1")
+            .organizer(ALICE)
+            .line(&format!("ATTENDEE;PARTSTAT={partstat}:mailto:{BOB}"))
+            .text()
+    };
+    let listed = |node: &Node| {
+        let (status, _, body) = node.http(
+            "GET",
+            "/calendars/alice@example.com/meet-1/uninvited",
+            ALICE,
+            &[],
+            "",
+        );
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<Vec<serde_json::Value>>(&body).unwrap()
+    };
+    for partstat in ["TENTATIVE", "DECLINED", "ACCEPTED"] {
+        put(&node, BOB, "meet-1", &answered(partstat));
+        assert!(node.eventually(|| node.drained()), "{:?}", node.queue());
+    }
+    let kept = listed(&node);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0]["partstat"], "ACCEPTED", "{kept:?}");
+
+    // Another address's answer past the limit waits in the queue; nothing more is kept.
+    let outside = common::build::bare("meet-1")
+        .method("REPLY")
+        .organizer(ALICE)
+        .line("ATTENDEE;PARTSTAT=ACCEPTED:mailto:x@outside.example")
+        .text();
+    let over = node
+        .lmtp(
+            "x@outside.example",
+            &[ALICE],
+            &mail(&from("x@outside.example"), "REPLY", &outside),
+        )
+        .remove(0);
+    assert!(over.starts_with("452 4.2.2"), "{over}");
+    assert_eq!(listed(&node).len(), 1);
 }

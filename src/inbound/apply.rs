@@ -3,9 +3,9 @@
 //! (limited by the loop rules), and one durable commit of it all; and the same decision with
 //! nothing committed, for `imipd explain`.
 
-use super::allowance::{self, Allowance};
 use super::guard::{self, Admitted, Part, Unusable};
 use super::verdict::Verdict;
+use crate::allowance::{self, Allowance, Origin};
 use crate::config::{AutoAdd, Cancelled};
 use crate::escape::escaped;
 use crate::gateway::{Decision, Gateway, Policy};
@@ -188,7 +188,12 @@ fn plan(
         ..gateway.context(&addresses)
     };
     let policy = gateway.policy(account);
-    let mut allowance = Allowance::new(gateway, account, &admitted.author.address, ahead);
+    let mut allowance = Allowance::new(
+        gateway,
+        account,
+        (&admitted.author.address, Origin::Outside),
+        ahead,
+    );
     // Later parts see what earlier parts of the same message did.
     let mut copies: BTreeMap<String, Draft> = BTreeMap::new();
     let mut changes = Vec::new();

@@ -2,7 +2,6 @@
 //! change, and the delivery of each recipient by what it is (a calendar user, a bounce
 //! address, or a mailbox only the pass-through target knows).
 
-mod allowance;
 pub mod apply;
 pub mod guard;
 pub mod pipe;

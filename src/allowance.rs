@@ -1,9 +1,10 @@
-//! What one message from outside may cause in one account, decided while its parts are
-//! applied: the copies it writes within the account's quota and, for new objects, within its
-//! sender's hourly allowance; the answers kept for the organizer (one per sender,
+//! What one message may cause in one account, decided while its parts are applied: the
+//! copies it writes within the account's quota and, for new objects from outside mail, within
+//! its sender's hourly allowance; the answers kept for the organizer (one per sender,
 //! `limits.max_uninvited`); automatic messages at most one per outside address per
 //! `outbound.notify_delay`; and which correspondents it makes known. What it counted goes into
-//! the same commit as the parts.
+//! the same commit as the parts. Mail from outside and messages from another account here
+//! (`outbound::local`) are held to the same quotas.
 
 use crate::gateway::Gateway;
 use crate::itip::{self, CalAddress, Calendar};
@@ -18,11 +19,23 @@ struct Counted {
     written: Option<Count>,
 }
 
+/// Where a message comes from, for the allowances that differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Mail from outside: new objects count against the sender's hourly allowance.
+    Outside,
+    /// Another account here: bounded by the recipient's quotas, not by the hourly allowance
+    /// (`limits.max_new_per_sender` is for outside senders; an account's own quota already
+    /// bounds how many invitations it sends).
+    Account,
+}
+
 /// One message's allowance in one account.
 pub struct Allowance<'a> {
     gateway: &'a Gateway,
     account: &'a str,
     sender: &'a CalAddress,
+    origin: Origin,
     /// What was read before the decision (`Store::read_ahead`).
     ahead: &'a Ahead,
     now: i64,
@@ -39,13 +52,14 @@ impl<'a> Allowance<'a> {
     pub fn new(
         gateway: &'a Gateway,
         account: &'a str,
-        sender: &'a CalAddress,
+        (sender, origin): (&'a CalAddress, Origin),
         ahead: &'a Ahead,
     ) -> Self {
         Allowance {
             gateway,
             account,
             sender,
+            origin,
             ahead,
             now: gateway.now(),
             held: None,
@@ -55,7 +69,7 @@ impl<'a> Allowance<'a> {
     }
 
     /// A copy a part writes, of `before` bytes (none: a new object) and now `after`: within
-    /// the quota, and a new object within its sender's allowance; then counted.
+    /// the quota, and a new object from outside within its sender's allowance; then counted.
     pub fn copy(
         &mut self,
         before: Option<usize>,
@@ -74,7 +88,7 @@ impl<'a> Allowance<'a> {
                 return Ok(Err(over));
             }
         }
-        if before.is_none() {
+        if before.is_none() && self.origin == Origin::Outside {
             let tally = self.read(Tally::NewFrom, self.sender)?;
             match quota::one_more_from(limits, self.sender.as_str(), tally, self.now) {
                 Ok(next) => self.write(Tally::NewFrom, self.sender, next),
