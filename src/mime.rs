@@ -166,8 +166,8 @@ pub fn summary_of(message: &ItipMessage, language: Language) -> MailSummary {
         _ => particulars.participants.as_slice(),
     };
     let person = |p: &itip::Participant| Person {
-        email: p.email.clone(),
-        name: p.name.clone(),
+        email: p.email.to_string(),
+        name: p.name.as_ref().map(|n| n.to_string()),
         answer: None,
     };
     // Someone the message names, with their CN when it gives one.
@@ -175,7 +175,7 @@ pub fn summary_of(message: &ItipMessage, language: Language) -> MailSummary {
         email: email.to_string(),
         name: (listed.iter())
             .find(|p| p.email.eq_ignore_ascii_case(email))
-            .and_then(|p| p.name.clone()),
+            .and_then(|p| Some(p.name.as_ref()?.to_string())),
         answer: None,
     };
     let organizer = listed.iter().find(|p| p.is_organizer).map(person);

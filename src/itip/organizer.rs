@@ -131,11 +131,18 @@ fn rosters(
     old_map: &BTreeMap<InstanceKey, &Component>,
     organizer: &CalAddress,
 ) -> (Vec<(InstanceKey, Roster)>, BTreeMap<InstanceKey, Roster>) {
-    let named: Vec<(InstanceKey, Roster)> = keys
-        .into_iter()
-        .zip(new.scheduling())
-        .map(|(key, c)| (key, Roster::of(c, organizer)))
-        .collect();
+    let mut named: Vec<(InstanceKey, Roster)> = Vec::with_capacity(keys.len());
+    let mut previous: Option<&Component> = None;
+    for (key, c) in keys.into_iter().zip(new.scheduling()) {
+        // Overrides mostly name whom the series names, in the same lines: the roster read
+        // for the one before serves, without reading each address again.
+        let roster = match (previous, named.last()) {
+            (Some(p), Some((_, last))) if Roster::same_lines(p, c) => last.clone(),
+            _ => Roster::of(c, organizer),
+        };
+        named.push((key, roster));
+        previous = Some(c);
+    }
     let was_named = old_map
         .iter()
         .map(|(key, before)| {
@@ -309,6 +316,12 @@ impl Versions<'_> {
             .map(|(key, _)| key)
     }
 
+    /// True when a SCHEDULE-FORCE-SEND asks for a REQUEST to `a` for this instance (rare:
+    /// no key is made to look it up when nothing is forced).
+    fn forces(&self, key: &InstanceKey, a: &CalAddress) -> bool {
+        !self.forced.is_empty() && self.forced.contains(&(key.clone(), a.clone()))
+    }
+
     fn was_invited(&self, a: &CalAddress) -> bool {
         self.old_map.values().any(|c| c.attendee(a).is_some())
     }
@@ -374,7 +387,7 @@ impl Versions<'_> {
         for a in now_r.iter() {
             if !same && !was_r.contains(a) {
                 plan.request(a, !self.was_invited(a), key);
-            } else if changed || self.forced.contains(&(key.clone(), a.clone())) {
+            } else if changed || self.forces(key, a) {
                 plan.request(a, false, key);
             }
         }

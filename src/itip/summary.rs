@@ -7,6 +7,7 @@ use super::zones::Zones;
 use calcard::icalendar::{
     ICalendarParameterName, ICalendarProperty, ICalendarRecurrenceRule, ICalendarValue,
 };
+use compact_str::CompactString;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -42,13 +43,14 @@ pub enum Field {
     Summary,
 }
 
-/// One participant as shown to people.
+/// One participant as shown to people. Addresses and names are mostly short: held inline, no
+/// allocation for each of an update's attendees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Participant {
     /// The email address.
-    pub email: String,
+    pub email: CompactString,
     /// The CN, when given.
-    pub name: Option<String>,
+    pub name: Option<CompactString>,
     /// True for the organizer.
     pub is_organizer: bool,
 }
@@ -191,7 +193,16 @@ impl Summary {
         with_participants: bool,
     ) -> Self {
         if let Some(before) = before {
-            for (field, value) in fields(before, tz, with_participants) {
+            // Texts compared where they are: most are the same, and need no copy.
+            for (field, prop) in TEXTS {
+                if let Some(old) = before.text(&prop)
+                    && !matches!(self.current.get(&field), Some(FieldValue::Text(now)) if now == old)
+                {
+                    self.previous
+                        .insert(field, FieldValue::Text(old.to_string()));
+                }
+            }
+            for (field, value) in fields_but_texts(before, tz, with_participants) {
                 if self.current.get(&field) != Some(&value) {
                     self.previous.insert(field, value);
                 }
@@ -224,16 +235,29 @@ pub fn fields(
     tz: &Zones,
     with_participants: bool,
 ) -> BTreeMap<Field, FieldValue> {
-    let mut out = BTreeMap::new();
-    for (field, prop) in [
-        (Field::Summary, ICalendarProperty::Summary),
-        (Field::Description, ICalendarProperty::Description),
-        (Field::Location, ICalendarProperty::Location),
-    ] {
+    let mut out = fields_but_texts(comp, tz, with_participants);
+    for (field, prop) in TEXTS {
         if let Some(text) = comp.text(&prop) {
             out.insert(field, FieldValue::Text(text.to_string()));
         }
     }
+    out
+}
+
+/// The fields that are texts, and the properties they are read from.
+const TEXTS: [(Field, ICalendarProperty); 3] = [
+    (Field::Summary, ICalendarProperty::Summary),
+    (Field::Description, ICalendarProperty::Description),
+    (Field::Location, ICalendarProperty::Location),
+];
+
+/// The readable fields of a component other than its texts.
+fn fields_but_texts(
+    comp: &Component,
+    tz: &Zones,
+    with_participants: bool,
+) -> BTreeMap<Field, FieldValue> {
+    let mut out = BTreeMap::new();
     for (field, prop) in [
         (Field::Dtstart, ICalendarProperty::Dtstart),
         (Field::Due, ICalendarProperty::Due),
@@ -306,10 +330,10 @@ fn participant(
     is_organizer: bool,
 ) -> Participant {
     Participant {
-        email: address.as_str().to_string(),
+        email: address.as_str().into(),
         name: super::calendar::param(entry, &ICalendarParameterName::Cn)
             .and_then(|v| v.as_text())
-            .map(str::to_string),
+            .map(CompactString::from),
         is_organizer,
     }
 }
