@@ -529,17 +529,7 @@ fn uninvited_answers_are_kept_once_per_address_and_bounded() {
     for partstat in ["TENTATIVE", "DECLINED", "ACCEPTED"] {
         assert!(answer("x@outside.example", partstat).starts_with("250"));
     }
-    let listed = |node: &Node| {
-        let (status, _, body) = node.http(
-            "GET",
-            "/calendars/alice@example.com/meet-1/uninvited",
-            ALICE,
-            &[],
-            "",
-        );
-        assert_eq!(status, 200, "{body}");
-        serde_json::from_str::<Vec<serde_json::Value>>(&body).unwrap()
-    };
+    let listed = |node: &Node| uninvited(node, "meet-1");
     let kept = listed(&node);
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(kept[0]["partstat"], "ACCEPTED");
@@ -548,6 +538,14 @@ fn uninvited_answers_are_kept_once_per_address_and_bounded() {
     assert!(over.starts_with("452 4.2.2"), "{over}");
     assert!(over.contains("limits.max_uninvited"), "{over}");
     assert_eq!(listed(&node).len(), 2);
+}
+
+/// The answers kept for Alice's `uid` from people it does not invite.
+fn uninvited(node: &Node, uid: &str) -> Vec<serde_json::Value> {
+    let path = format!("/calendars/alice@example.com/{uid}/uninvited");
+    let (status, _, body) = node.http("GET", &path, ALICE, &[], "");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
 }
 
 /// Uninvited answers arriving at once are kept up to `limits.max_uninvited` as one after the
@@ -580,15 +578,7 @@ fn uninvited_answers_at_once_are_bounded_too() {
                 .collect();
             sending.into_iter().map(|s| s.join().unwrap()).collect()
         });
-        let (status, _, body) = node.http(
-            "GET",
-            &format!("/calendars/alice@example.com/{uid}/uninvited"),
-            ALICE,
-            &[],
-            "",
-        );
-        assert_eq!(status, 200, "{body}");
-        let kept = serde_json::from_str::<Vec<serde_json::Value>>(&body).unwrap();
+        let kept = uninvited(&node, &uid);
         assert_eq!(kept.len(), 2, "{uid}: {kept:?} {answers:?}");
         let accepted = answers.iter().filter(|a| a.starts_with("250")).count();
         assert_eq!(accepted, 2, "{answers:?}");
@@ -853,17 +843,7 @@ fn another_accounts_uninvited_answers_are_kept_once_and_bounded() {
             .line(&format!("ATTENDEE;PARTSTAT={partstat}:mailto:{BOB}"))
             .text()
     };
-    let listed = |node: &Node| {
-        let (status, _, body) = node.http(
-            "GET",
-            "/calendars/alice@example.com/meet-1/uninvited",
-            ALICE,
-            &[],
-            "",
-        );
-        assert_eq!(status, 200, "{body}");
-        serde_json::from_str::<Vec<serde_json::Value>>(&body).unwrap()
-    };
+    let listed = |node: &Node| uninvited(node, "meet-1");
     for partstat in ["TENTATIVE", "DECLINED", "ACCEPTED"] {
         put(&node, BOB, "meet-1", &answered(partstat));
         assert!(node.eventually(|| node.drained()), "{:?}", node.queue());
