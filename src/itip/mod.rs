@@ -191,7 +191,8 @@ fn scheduled_put(
     }
     let old = old.filter(|_| old_organizer.is_some());
     let mut outcome = if ctx.is_mine(&organizer) {
-        organizer::put(ctx, old, new, &organizer, info.organizer_agent)
+        let old = old.zip(old_info.as_ref().map(|i| i.keys.as_slice()));
+        organizer::put(ctx, old, (new, info.keys), &organizer, info.organizer_agent)
     } else {
         let mine = |cal: &Calendar| {
             cal.scheduling()

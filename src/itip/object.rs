@@ -1,7 +1,7 @@
 //! Structural validation of a scheduling object (RFC 6638 sections 3.2.4.1 and 3.2.4.2).
 
 use super::address::CalAddress;
-use super::calendar::{Calendar, Component, param_text};
+use super::calendar::{Calendar, Component, InstanceKey, param_text};
 use super::error::ItipError;
 use calcard::icalendar::{ICalendarComponentType, ICalendarParameterName, ICalendarProperty};
 use std::collections::BTreeSet;
@@ -28,6 +28,9 @@ pub struct Inspected {
     pub organizer: Option<CalAddress>,
     /// SCHEDULE-AGENT of the organizer.
     pub organizer_agent: Agent,
+    /// Each scheduling component's instance, in the calendar's order: read here once, as
+    /// resolving a RECURRENCE-ID in its zone is most of what a key costs.
+    pub keys: Vec<InstanceKey>,
 }
 
 impl Agent {
@@ -48,7 +51,7 @@ pub fn inspect(cal: &Calendar) -> Result<Option<Inspected>, ItipError> {
     let mut uid: Option<&str> = None;
     let mut organizer: Option<CalAddress> = None;
     let mut organizer_agent = Agent::Server;
-    let mut keys = BTreeSet::new();
+    let mut keys = Vec::new();
     let tz = cal.tz_resolver();
     for comp in cal.scheduling() {
         match &kind {
@@ -76,15 +79,18 @@ pub fn inspect(cal: &Calendar) -> Result<Option<Inspected>, ItipError> {
                 }
             }
         }
-        if !keys.insert(comp.instance_key(&tz)) {
-            return Err(ItipError::MultipleObjectInstances);
-        }
+        keys.push(comp.instance_key(&tz));
+    }
+    let distinct: BTreeSet<&InstanceKey> = keys.iter().collect();
+    if distinct.len() < keys.len() {
+        return Err(ItipError::MultipleObjectInstances);
     }
     Ok(kind.map(|kind| Inspected {
         uid: uid.unwrap_or_default().to_string(),
         kind,
         organizer,
         organizer_agent,
+        keys,
     }))
 }
 

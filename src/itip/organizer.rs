@@ -52,10 +52,11 @@ impl Mailing {
 }
 
 /// The organizer stores a new version of its object.
+/// `old` and `new` come with their instances' keys, in their order (`object::inspect`).
 pub fn put(
     ctx: &Context,
-    old: Option<&Calendar>,
-    mut new: Calendar,
+    old: Option<(&Calendar, &[InstanceKey])>,
+    (mut new, keys): (Calendar, Vec<InstanceKey>),
     organizer: &CalAddress,
     agent: Agent,
 ) -> PutOutcome {
@@ -68,17 +69,17 @@ pub fn put(
     super::range::carry_forward(&mut new);
     let tz_new = new.tz_resolver();
     let tz_old = old
-        .map(|o| o.tz_resolver())
+        .map(|(o, _)| o.tz_resolver())
         .unwrap_or_else(|| new.tz_resolver());
     let old_map: BTreeMap<InstanceKey, &Component> = old
-        .map(|o| {
-            o.scheduling()
-                .map(|c| (c.instance_key(&tz_old), c))
-                .collect()
-        })
+        .map(|(o, keys)| keys.iter().cloned().zip(o.scheduling()).collect())
         .unwrap_or_default();
-    // Read once: stamping changes no RECURRENCE-ID.
-    let keys: Vec<InstanceKey> = new.scheduling().map(|c| c.instance_key(&tz_new)).collect();
+    let old = old.map(|(o, _)| o);
+    // Carrying forward and stamping change no RECURRENCE-ID: the keys read before still hold.
+    debug_assert_eq!(
+        keys,
+        (new.scheduling().map(|c| c.instance_key(&tz_new))).collect::<Vec<_>>()
+    );
     let (changes, forced) = stamp(&mut new, &keys, (&old_map, &tz_old), &tz_new, organizer);
     strip_force_send(&mut new);
 
