@@ -512,11 +512,7 @@ fn a_message_deferred_over_quota_is_delivered_when_retried() {
 #[test]
 fn uninvited_answers_are_kept_once_per_address_and_bounded() {
     let node = node("uninvited-cap", "[limits]\nmax_uninvited = 2\n");
-    let meeting = event("meet-1")
-        .organizer(ALICE)
-        .attendee("olga@partner.example")
-        .text();
-    put(&node, ALICE, "meet-1", &meeting);
+    alices_meeting(&node, "meet-1");
     let answer = |who: &str, partstat: &str| {
         let reply = common::build::bare("meet-1")
             .method("REPLY")
@@ -540,6 +536,15 @@ fn uninvited_answers_are_kept_once_per_address_and_bounded() {
     assert_eq!(listed(&node).len(), 2);
 }
 
+/// Alice's meeting `uid`, to which she invites Olga only.
+fn alices_meeting(node: &Node, uid: &str) {
+    let meeting = event(uid)
+        .organizer(ALICE)
+        .attendee("olga@partner.example")
+        .text();
+    put(node, ALICE, uid, &meeting);
+}
+
 /// The answers kept for Alice's `uid` from people it does not invite.
 fn uninvited(node: &Node, uid: &str) -> Vec<serde_json::Value> {
     let path = format!("/calendars/alice@example.com/{uid}/uninvited");
@@ -556,10 +561,7 @@ fn uninvited_answers_at_once_are_bounded_too() {
     let node = node("uninvited-at-once", "[limits]\nmax_uninvited = 2\n");
     for m in 0..8 {
         let uid = format!("meet-{m}");
-        let meeting = event(&uid)
-            .organizer(ALICE)
-            .attendee("olga@partner.example");
-        put(&node, ALICE, &uid, &meeting.text());
+        alices_meeting(&node, &uid);
         let answers: Vec<String> = std::thread::scope(|scope| {
             let sending: Vec<_> = (0..16)
                 .map(|n| {
@@ -832,11 +834,7 @@ fn another_accounts_invitations_fill_a_calendar_only_up_to_its_quota() {
 #[test]
 fn another_accounts_uninvited_answers_are_kept_once_and_bounded() {
     let node = node("local-uninvited", "[limits]\nmax_uninvited = 1\n");
-    let meeting = event("meet-1")
-        .organizer(ALICE)
-        .attendee("olga@partner.example")
-        .text();
-    put(&node, ALICE, "meet-1", &meeting);
+    alices_meeting(&node, "meet-1");
     let answered = |partstat: &str| {
         event("meet-1")
             .organizer(ALICE)
