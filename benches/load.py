@@ -26,11 +26,13 @@ SERVER = [IMIPD]
 LIMITS = ["[limits]\nmax_new_per_sender = 1000000\n"]
 
 
-def bench(target, messages, connections, log=None):
+def bench(target, messages, connections, log=None, rate=None):
     args = [IMIPD, "bench", "--target", target, "--messages", str(messages),
             "--connections", str(connections), "--accounts", str(ACCOUNTS)]
     if log:
         args += ["--log", log]
+    if rate:
+        args += [f"--rate={rate}"]
     out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 

@@ -23,6 +23,8 @@ pub enum LoadError {
     /// A count is zero.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    #[error("--rate must be a number of messages a second above 0")]
+    Rate,
     /// The log file cannot be written.
     #[error("cannot write {0}: {1}")]
     Log(PathBuf, std::io::Error),
@@ -82,6 +84,10 @@ pub struct Options {
     pub messages: usize,
     /// Concurrent connections.
     pub connections: usize,
+    /// When set, messages a second over the whole run, spread evenly over the connections
+    /// (each sends its next message when it is due, or at once when it is late); otherwise
+    /// each connection sends as fast as it is answered.
+    pub rate: Option<f64>,
     /// Local accounts `user1@DOMAIN` to `userN@DOMAIN`.
     pub accounts: usize,
     /// The accounts' domain.
@@ -345,6 +351,9 @@ fn check(options: &Options) -> Result<(), LoadError> {
     if options.objects == Some(0) {
         return Err(LoadError::Zero("--objects"));
     }
+    if options.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        return Err(LoadError::Rate);
+    }
     Ok(())
 }
 
@@ -396,9 +405,14 @@ fn start_connections(
         };
         let target = options.targets[worker % options.targets.len()].clone();
         let bar = bar.clone();
-        tasks.push(tokio::spawn(
-            async move { send_all(&target, steps, &bar).await },
-        ));
+        // The connections' messages interleave: this one's are `connections` apart.
+        let pace = options.rate.map(|rate| Pace {
+            start: tokio::time::Instant::now() + Duration::from_secs_f64(worker as f64 / rate),
+            every: Duration::from_secs_f64(connections as f64 / rate),
+        });
+        tasks.push(tokio::spawn(async move {
+            send_all(&target, steps, pace, &bar).await
+        }));
     }
     tasks
 }
@@ -423,6 +437,13 @@ fn report(mut latencies: Vec<f64>, elapsed: f64, errors: BTreeMap<String, u64>) 
     }
 }
 
+/// When a connection's messages are due: the first at `start`, then one `every`.
+#[derive(Clone, Copy)]
+struct Pace {
+    start: tokio::time::Instant,
+    every: Duration,
+}
+
 /// What one connection saw.
 #[derive(Default)]
 struct Outcome {
@@ -433,10 +454,18 @@ struct Outcome {
 
 /// Sends one connection's steps in order; a broken connection is reopened and the message
 /// it was carrying sent again, as an MTA would, up to 300 times 100 ms apart.
-async fn send_all(target: &Target, steps: Vec<Step>, bar: &indicatif::ProgressBar) -> Outcome {
+async fn send_all(
+    target: &Target,
+    steps: Vec<Step>,
+    pace: Option<Pace>,
+    bar: &indicatif::ProgressBar,
+) -> Outcome {
     let mut outcome = Outcome::default();
     let mut session: Option<Session> = None;
-    for step in steps {
+    for (i, step) in steps.into_iter().enumerate() {
+        if let Some(pace) = pace {
+            tokio::time::sleep_until(pace.start + pace.every * i as u32).await;
+        }
         let message = render(&step);
         let mut attempts = 0;
         let reply = loop {

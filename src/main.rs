@@ -655,6 +655,10 @@ struct BenchArgs {
     /// Concurrent connections.
     #[arg(long, default_value_t = 4)]
     connections: usize,
+    /// Messages a second over the whole run (spread over the connections); without it, as
+    /// fast as the server answers.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Local accounts user1@DOMAIN to userN@DOMAIN.
     #[arg(long, default_value_t = 100)]
     accounts: usize,
@@ -682,6 +686,7 @@ fn bench(args: BenchArgs) -> ExitCode {
         objects: args.objects,
         messages: args.messages,
         connections: args.connections,
+        rate: args.rate,
         accounts: args.accounts,
         domain: args.domain,
         log: args.log,

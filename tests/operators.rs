@@ -212,3 +212,36 @@ fn the_command_line_says_what_is_wrong() {
         assert!(!said.contains("Os {"), "{said}");
     }
 }
+
+/// `imipd bench --rate` sends no faster than asked (how the store behaves under ordinary
+/// traffic is measured that way, BENCHMARKS.md), and refuses a rate that is no rate.
+#[test]
+fn bench_keeps_to_the_rate_it_is_given() {
+    let mailbox = common::FakeMailbox::start();
+    let target = format!("lmtp://127.0.0.1:{}", mailbox.port);
+    let run = |rate: &str| {
+        let started = Instant::now();
+        let output = imipd()
+            .args(["bench", "--target", &target, "--messages", "40"])
+            .args(["--connections", "4", &format!("--rate={rate}")])
+            .output()
+            .unwrap();
+        (output, started.elapsed())
+    };
+    let (output, took) = run("100");
+    assert!(output.status.success(), "{output:?}");
+    // The last of 40 messages is due 39/100 s after the first.
+    assert!(
+        took >= Duration::from_millis(390),
+        "40 messages at 100/s in {took:?}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let rate = report["messages_per_sec"].as_f64().unwrap();
+    assert!(rate <= 40.0 / 0.39, "{rate} messages a second");
+    assert_eq!(mailbox.saved.lock().unwrap().len(), 40);
+    for rate in ["0", "-5", "inf", "fast"] {
+        let (output, _) = run(rate);
+        assert_eq!(output.status.code(), Some(2), "--rate {rate}: {output:?}");
+        assert!(String::from_utf8_lossy(&output.stderr).contains("--rate"));
+    }
+}
