@@ -3,14 +3,21 @@
 //! record), with the daily expiry of delivery records older than the duplicate window, and
 //! what the store holds and takes on disk at the end of each day.
 //!
-//! Run: `cargo bench --bench store_over_time [-- DAYS MESSAGES_A_DAY WINDOW_DAYS [OBJECTS]]`
-//! (defaults 40, 4000 and 30, as `inbound.duplicate_window`). No engine and no sockets: the
-//! writes of `imipd bench`'s messages (3 creates, 3 updates and 1 cancel in every 7) to 100
-//! accounts, committed 16 at a time between syncs, as a group commit under load does; with
-//! OBJECTS, updates only, of that many objects (`imipd bench --objects`).
+//! Run: `cargo bench --bench store_over_time [-- DAYS MESSAGES_A_DAY WINDOW_DAYS [OBJECTS]
+//! [--rate MESSAGES_A_SECOND [--burst DAYS]]]` (defaults 40, 4000 and 30, as
+//! `inbound.duplicate_window`). No engine and no sockets: the writes of `imipd bench`'s
+//! messages (3 creates, 3 updates and 1 cancel in every 7) to 100 accounts, committed 16 at a
+//! time between syncs, as a group commit under load does; with OBJECTS, updates only, of that
+//! many objects (`imipd bench --objects`).
+//!
+//! Without `--rate` the days are written as fast as the store takes them. sled cleans its log
+//! from a thread of its own, in wall time, so days written in seconds leave it far behind
+//! where a day of mail would not: `--rate` spaces the messages out (and `--burst` writes the
+//! first DAYS flat out, then the rest at the rate, as after an import or a backlog).
 
 use imipd::loadgen::{self, Kind};
 use imipd::store::{Change, Expect, Expiry, GroupSync, SledStore, Store, Tag};
+use std::time::{Duration, Instant};
 
 const ACCOUNTS: usize = 100;
 const DAY: i64 = 86_400;
@@ -50,11 +57,24 @@ fn delivery(step: &loadgen::Step, n: u64, at: i64) -> Vec<Change> {
     ]
 }
 
+/// The positional numbers, and the messages a second from `--rate` with the days of
+/// `--burst` written before it takes effect.
+fn arguments() -> (Vec<i64>, Option<f64>, i64) {
+    let mut numbers = Vec::new();
+    let (mut rate, mut burst) = (None, 0);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--rate" => rate = args.next().and_then(|r| r.parse().ok()),
+            "--burst" => burst = args.next().and_then(|b| b.parse().ok()).unwrap_or(0),
+            _ => numbers.extend(arg.parse::<i64>().ok()),
+        }
+    }
+    (numbers, rate, burst)
+}
+
 fn main() {
-    let numbers: Vec<i64> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let (numbers, rate, burst) = arguments();
     let days = numbers.first().copied().unwrap_or(40);
     let per_day = numbers.get(1).copied().unwrap_or(4000) as usize;
     let window = numbers.get(2).copied().unwrap_or(30);
@@ -62,8 +82,10 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("imipd-store-over-time-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = SledStore::open(&dir).expect("the store opens");
-    println!("| day | messages | objects | delivery records | on disk MB | on disk a message |");
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| day | messages | msg/s | objects | delivery records | on disk MB | on disk a message |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut n = 0u64;
     let mut records = 0u64;
     for day in 0..days {
@@ -80,13 +102,20 @@ fn main() {
                 steps
             }
         };
-        for chunk in steps.chunks(16) {
+        let paced = rate.filter(|_| day >= burst);
+        let started = Instant::now();
+        for (i, chunk) in steps.chunks(16).enumerate() {
             for step in chunk {
                 store.commit(&delivery(step, n, at)).expect("commit");
                 n += 1;
             }
             store.sync().expect("sync");
+            if let Some(rate) = paced {
+                let due = Duration::from_secs_f64(((i + 1) * 16) as f64 / rate);
+                std::thread::sleep(due.saturating_sub(started.elapsed()));
+            }
         }
+        let seconds = started.elapsed().as_secs_f64();
         let expired = store
             .expire(
                 Expiry {
@@ -105,8 +134,9 @@ fn main() {
             .map(|usage| usage.expect("usage").objects)
             .sum();
         println!(
-            "| {} | {n} | {objects} | {records} (expired {}) | {:.1} | {} |",
+            "| {} | {n} | {:.0} | {objects} | {records} (expired {}) | {:.1} | {} |",
             day + 1,
+            per_day as f64 / seconds,
             expired.seen,
             disk as f64 / 1e6,
             disk / n

@@ -3,7 +3,13 @@
 accounts, 16 connections, the load generator's mix of 3 creates, 3 updates and 1 cancel in
 every 7 messages), stops it, and sums its sled store tree by tree.
 
-    cargo build --release && python3 benches/store_size.py [--messages N ...]
+    cargo build --release && python3 benches/store_size.py [--messages N ...] [--load-rate L]
+        [--settle M [--rate R]]
+
+The load goes flat out, or at L messages a second. With `--settle`, M more messages follow it
+at R a second (200 by default), as ordinary traffic after a bulk load: sled's cleaner works in wall time, and a load sent flat out leaves
+its log far larger than its data until later writes at a pace it keeps up with let it clean
+(BENCHMARKS.md, "How the store grows").
 """
 
 import argparse, os, shutil, subprocess, sys, tempfile
@@ -15,6 +21,9 @@ import load  # noqa: E402
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, nargs="*", default=[16000])
+    parser.add_argument("--load-rate", type=float)
+    parser.add_argument("--settle", type=int, default=0)
+    parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--imipd", default=load.IMIPD)
     args = parser.parse_args()
     load.SERVER[0] = args.imipd
@@ -22,12 +31,19 @@ def main():
     try:
         for messages in args.messages:
             server = load.Imipd(f"{work}/{messages}")
-            result = load.bench(f"lmtp://127.0.0.1:{server.lmtp}", messages, 16)
-            server.stop()
+            target = f"lmtp://127.0.0.1:{server.lmtp}"
+            result = load.bench(target, messages, 16, rate=args.load_rate)
             data = f"{server.base}/data"
             size = load.du(data)
             print(f"\n## {messages} messages: {result['messages_per_sec']:.0f} msg/s, "
                   f"data_dir {size} bytes, {size // messages} a message")
+            if args.settle:
+                settled = load.bench(target, args.settle, 16, rate=args.rate)
+                size = load.du(data)
+                total = messages + args.settle
+                print(f"then {args.settle} at {settled['messages_per_sec']:.0f} msg/s: "
+                      f"data_dir {size} bytes, {size // total} a message of {total}")
+            server.stop()
             subprocess.run(["cargo", "bench", "--quiet", "--bench", "store_sizes", "--", data],
                            check=True, cwd=load.ROOT)
     finally:
