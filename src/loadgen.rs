@@ -23,7 +23,8 @@ pub enum LoadError {
     /// A count is zero.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
-    #[error("--rate must be a number of messages a second above 0")]
+    /// A rate that is not a number of messages a second the run can keep to.
+    #[error("--rate must be a number of messages a second, at least {MIN_RATE}")]
     Rate,
     /// The log file cannot be written.
     #[error("cannot write {0}: {1}")]
@@ -334,6 +335,9 @@ pub async fn run(options: Options) -> Result<Report, LoadError> {
     Ok(report(latencies, elapsed, errors))
 }
 
+/// The slowest `--rate`: slower, the schedule's times would overflow.
+const MIN_RATE: f64 = 0.001;
+
 /// Refuses options that would send nothing.
 fn check(options: &Options) -> Result<(), LoadError> {
     for (name, n) in [
@@ -351,7 +355,10 @@ fn check(options: &Options) -> Result<(), LoadError> {
     if options.objects == Some(0) {
         return Err(LoadError::Zero("--objects"));
     }
-    if options.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+    if options
+        .rate
+        .is_some_and(|r| !(r.is_finite() && r >= MIN_RATE))
+    {
         return Err(LoadError::Rate);
     }
     Ok(())
