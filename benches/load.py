@@ -2,13 +2,14 @@
 """Load figures for BENCHMARKS.md: `imipd bench` against imipd and against Dovecot's LMTP.
 
     cargo build --release && python3 benches/load.py [--messages N] [--objects N ...]
-        [--connections C ...] [--imipd OLDER/imipd [--no-limits]] [--skip-dovecot]
+        [--connections C ...] [--rate R] [--imipd OLDER/imipd [--no-limits]] [--skip-dovecot]
 
 Runs, one after the other on this machine: imipd (release build, durable commits) at 1, 4, 16
 and 64 connections, with the daemon's CPU per message and how long an acknowledgement waited
 for its commit on average (from its commit until durable: `imipd_commit_seconds`); the same messages to a private Dovecot LMTP delivering to Maildir; then
 imipd's memory (peak RSS) and store size after loading the given numbers of objects. Prints a
-Markdown table per part. Needs dovecot-lmtpd (`apt-get install dovecot-lmtpd`) and root (Dovecot
+Markdown table per part. With `--rate`, the throughput part sends R messages a second
+(`imipd bench --rate`): latency under a given load rather than at saturation. Needs dovecot-lmtpd (`apt-get install dovecot-lmtpd`) and root (Dovecot
 delivers as uid 65534)."""
 
 import argparse, json, os, shutil, subprocess, sys, tempfile, urllib.request
@@ -75,10 +76,10 @@ class Imipd:
         figures = dict(l.split() for l in text.splitlines() if l.startswith("imipd_commit_seconds_"))
         return float(figures["imipd_commit_seconds_sum"]), int(figures["imipd_commit_seconds_count"])
 
-    def measured(self, messages, connections):
+    def measured(self, messages, connections, rate=None):
         """`bench` with the daemon's CPU and its commits' wait per message added."""
         cpu, (waited, commits) = self.cpu_seconds(), self.commits()
-        result = bench(f"lmtp://127.0.0.1:{self.lmtp}", messages, connections)
+        result = bench(f"lmtp://127.0.0.1:{self.lmtp}", messages, connections, rate=rate)
         later_waited, later_commits = self.commits()
         result["cpu_ms"] = (self.cpu_seconds() - cpu) * 1000 / messages
         result["commit_ms"] = (later_waited - waited) * 1000 / max(later_commits - commits, 1)
@@ -101,6 +102,7 @@ def main():
     parser.add_argument("--messages", type=int, default=4000)
     parser.add_argument("--connections", type=int, nargs="*", default=[1, 4, 16, 64])
     parser.add_argument("--objects", type=int, nargs="*", default=[10000, 100000])
+    parser.add_argument("--rate", type=float, help="messages a second (default: flat out)")
     parser.add_argument("--imipd", default=IMIPD, help="the imipd binary to serve (default: this build's)")
     parser.add_argument("--skip-dovecot", action="store_true")
     parser.add_argument("--no-limits", action="store_true",
@@ -115,7 +117,7 @@ def main():
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for c in opts.connections:
         server = Imipd(f"{work}/imipd-{c}")
-        lines.append(row("imipd", c, server.measured(opts.messages, c)))
+        lines.append(row("imipd", c, server.measured(opts.messages, c, opts.rate)))
         server.stop()
         print(lines[-1], flush=True)
     for c in [] if opts.skip_dovecot else opts.connections:
@@ -124,7 +126,8 @@ def main():
         os.chmod(base, 0o755)
         start_dovecot(base, port, [f"user{i}" for i in range(1, ACCOUNTS + 1)])
         try:
-            lines.append(row("Dovecot LMTP, Maildir", c, bench(f"lmtp://127.0.0.1:{port}", opts.messages, c)))
+            lines.append(row("Dovecot LMTP, Maildir", c,
+                             bench(f"lmtp://127.0.0.1:{port}", opts.messages, c, rate=opts.rate)))
         finally:
             stop_dovecot(base)
         print(lines[-1], flush=True)
