@@ -6,11 +6,12 @@
 
 Runs, one after the other on this machine: imipd (release build, durable commits) at 1, 4, 16
 and 64 connections, with the daemon's CPU per message and how long an acknowledgement waited
-for its commit on average (from its commit until durable: `imipd_commit_seconds`); the same messages to a private Dovecot LMTP delivering to Maildir; then
-imipd's memory (peak RSS) and store size after loading the given numbers of objects. Prints a
-Markdown table per part. With `--rate`, the throughput part sends R messages a second
-(`imipd bench --rate`): latency under a given load rather than at saturation. Needs dovecot-lmtpd (`apt-get install dovecot-lmtpd`) and root (Dovecot
-delivers as uid 65534)."""
+for its commit on average (from its commit until durable: `imipd_commit_seconds`); the same
+messages to a private Dovecot LMTP delivering to Maildir; then imipd's memory (peak RSS) and
+store size after loading the given numbers of objects. Prints a Markdown table per part. With
+`--rate`, the throughput part sends R messages a second (`imipd bench --rate`): latency under
+a given load rather than at saturation. Needs dovecot-lmtpd (`apt-get install dovecot-lmtpd`)
+and root (Dovecot delivers as uid 65534)."""
 
 import argparse, json, os, shutil, subprocess, sys, tempfile, urllib.request
 

@@ -7,9 +7,9 @@ every 7 messages), stops it, and sums its sled store tree by tree.
         [--settle M [--rate R]]
 
 The load goes flat out, or at L messages a second. With `--settle`, M more messages follow it
-at R a second (200 by default), as ordinary traffic after a bulk load: sled's cleaner works in wall time, and a load sent flat out leaves
-its log far larger than its data until later writes at a pace it keeps up with let it clean
-(BENCHMARKS.md, "How the store grows").
+at R a second (200 by default), as ordinary traffic after a bulk load. sled cleans its log in
+wall time: a load sent flat out leaves the file several times its data, and what follows
+reuses that space (BENCHMARKS.md, "The store's size is the pace of its writes").
 """
 
 import argparse, os, shutil, subprocess, sys, tempfile
