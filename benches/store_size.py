@@ -4,12 +4,16 @@ accounts, 16 connections, the load generator's mix of 3 creates, 3 updates and 1
 every 7 messages), stops it, and sums its sled store tree by tree.
 
     cargo build --release && python3 benches/store_size.py [--messages N ...] [--load-rate L]
-        [--settle M [--rate R]]
+        [--settle M [--rate R]] [--compact PACE [--after K]]
 
 The load goes flat out, or at L messages a second. With `--settle`, M more messages follow it
 at R a second (200 by default), as ordinary traffic after a bulk load. sled cleans its log in
 wall time: a load sent flat out leaves the file several times its data, and what follows
 reuses that space (BENCHMARKS.md, "The store's size is the pace of its writes").
+
+With `--compact`, the daemon stopped, `imipd compact --pace PACE` (megabytes a second) copies
+the store into a fresh one; the daemon then starts again on the copy and takes K more
+messages (2,000 by default) at R a second, to show the copy goes on as a store.
 """
 
 import argparse, os, shutil, subprocess, sys, tempfile
@@ -24,6 +28,8 @@ def main():
     parser.add_argument("--load-rate", type=float)
     parser.add_argument("--settle", type=int, default=0)
     parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--compact", type=float)
+    parser.add_argument("--after", type=int, default=2000)
     parser.add_argument("--imipd", default=load.IMIPD)
     args = parser.parse_args()
     load.SERVER[0] = args.imipd
@@ -44,10 +50,32 @@ def main():
                 print(f"then {args.settle} at {settled['messages_per_sec']:.0f} msg/s: "
                       f"data_dir {size} bytes, {size // total} a message of {total}")
             server.stop()
+            if args.compact:
+                total = messages + args.settle
+                server = compacted(server, args.compact)
+                size = load.du(data)
+                print(f"compacted: data_dir {size} bytes, {size // total} a message of {total}")
+                if args.after:
+                    later = load.bench(f"lmtp://127.0.0.1:{server.lmtp}", args.after, 16,
+                                       rate=args.rate)
+                    size = load.du(data)
+                    print(f"then {args.after} at {later['messages_per_sec']:.0f} msg/s "
+                          f"({dict(later['errors']) or 'no errors'}): data_dir {size} bytes")
+                server.stop()
             subprocess.run(["cargo", "bench", "--quiet", "--bench", "store_sizes", "--", data],
                            check=True, cwd=load.ROOT)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def compacted(server, pace):
+    """Runs `imipd compact` on a stopped daemon's store and starts the daemon again."""
+    done = subprocess.run([load.SERVER[0], "compact", "--config", f"{server.base}/imipd.toml",
+                           "--pace", str(pace)], capture_output=True, text=True)
+    print(done.stdout.strip() or done.stderr.strip())
+    if done.returncode != 0:
+        sys.exit(f"imipd compact failed: {done.stderr.strip()}")
+    return load.Imipd(server.base)
 
 
 if __name__ == "__main__":

@@ -91,6 +91,16 @@ enum Command {
     /// Creates or upgrades the schema of the PostgreSQL store (`store.url`); `serve` does it
     /// too. With sled, checks that the store in `server.data_dir` opens.
     Migrate,
+    /// Gives back the space of a sled store written faster than sled cleans its log (a bulk
+    /// load, an import, a backlog): copies it into a fresh database at a pace and puts the
+    /// copy in its place. Stop the daemon first. The store is as it was if the copy fails; a
+    /// swap cut short is finished by the next start. (PostgreSQL's VACUUM does this there.)
+    Compact {
+        /// Megabytes of keys and values copied a second. sled's cleaner keeps up with 2
+        /// (about 8 minutes a gigabyte of data); a faster copy comes out larger.
+        #[arg(long, default_value_t = 2.0, value_parser = pace_of)]
+        pace: f64,
+    },
     /// Validates a configuration file without starting anything: every problem of it at
     /// once, and warnings.
     CheckConfig,
@@ -140,6 +150,7 @@ fn main() -> ExitCode {
         Command::Deliver { from, to } => deliver(config, &from, &to),
         Command::CheckConfig => check_config(config),
         Command::Migrate => migrate(config),
+        Command::Compact { pace } => compact(config, pace),
         Command::HashPassword => hash_password(),
         Command::Bench(args) => bench(args),
         Command::Explain { message, to } => explain(config, &message, &to),
@@ -578,6 +589,59 @@ fn migrate(path: Option<PathBuf>) -> ExitCode {
         }
         Err(e) => {
             eprintln!("imipd migrate: {place}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--pace`: a positive number of megabytes a second.
+fn pace_of(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(pace) if pace.is_finite() && pace >= 0.001 => Ok(pace),
+        _ => Err(format!(
+            "{text:?} is no pace: give megabytes a second, at least 0.001"
+        )),
+    }
+}
+
+fn compact(path: Option<PathBuf>, pace: f64) -> ExitCode {
+    let config = match load_or_exit(path.as_deref(), "compact") {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let place = imipd::gateway::store_place(&config);
+    if config.store.url.is_some() {
+        eprintln!("imipd compact: {place}: the store is PostgreSQL, whose VACUUM gives space back");
+        return ExitCode::FAILURE;
+    }
+    let megabytes = |bytes: u64| bytes as f64 / 1e6;
+    let started = std::time::Instant::now();
+    let done = imipd::store::SledStore::compact(
+        &config.server.data_dir,
+        config.store.cache_size,
+        imipd::store::Pace(pace * 1e6),
+        |copied| {
+            eprintln!(
+                "copied {:.1} MB ({} keys)",
+                megabytes(copied.bytes),
+                copied.keys
+            )
+        },
+    );
+    match done {
+        Ok(done) => {
+            println!(
+                "{place}: {:.1} MB before, {:.1} MB after ({} keys, {:.1} MB of keys and values) in {:.0} s",
+                megabytes(done.before),
+                megabytes(done.after),
+                done.keys,
+                megabytes(done.bytes),
+                started.elapsed().as_secs_f64()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("imipd compact: {place}: {e}");
             ExitCode::FAILURE
         }
     }

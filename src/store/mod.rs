@@ -11,7 +11,7 @@ pub use ahead::{Ahead, Found, Pending, Read};
 pub use database::Database;
 pub use durability::Durability;
 pub use postgres::{Migration, PgStore};
-pub use sled_store::{DEFAULT_CACHE_SIZE, SledStore};
+pub use sled_store::{CompactError, Compacted, DEFAULT_CACHE_SIZE, Pace, SledStore};
 
 /// What became of a claim on a queued message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -77,7 +77,7 @@ impl Trees {
     fn prepare(&self, changes: &[Change]) -> Result<Prepared, StoreError> {
         let ids: Vec<u64> = changes
             .iter()
-            .map(|_| self.db.generate_id().map_err(unavailable))
+            .map(|_| self.fresh_id())
             .collect::<Result<_, _>>()?;
         Ok(Prepared {
             trimmed: self.trimmed_for(changes)?,

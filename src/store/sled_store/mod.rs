@@ -1,6 +1,7 @@
 //! The embedded backend: sled 0.34.7.
 
 mod commit;
+mod compact;
 mod keys;
 mod packed;
 mod staged;
@@ -22,9 +23,18 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use upgrade::{recorded_format, upgrade};
 
+pub use compact::{CompactError, Compacted, Pace};
+
 /// The on-disk layout this build reads and writes, recorded as `imipd-N` under `format` in the
 /// `meta` tree.
 const FORMAT: u32 = 7;
+
+/// Where `meta` keeps what is added to sled's ids: a store compacted into a fresh database
+/// (`compact`) goes on above the ids its old one gave.
+const ID_BASE: &str = "id_base";
+
+/// The log's segments. sled refuses to open a store with another size than it was made with.
+const SEGMENT_SIZE: usize = 8 * 1024 * 1024;
 
 /// sled with the trees of the daemon; reopened from disk after an I/O failure, because sled
 /// keeps failing once it has seen one (a full disk, say) and its memory may then hold writes
@@ -48,6 +58,8 @@ struct State {
 struct Trees {
     generation: u64,
     db: sled::Db,
+    /// Added to sled's ids (`ID_BASE`).
+    id_base: u64,
     objects: sled::Tree,
     outbox: sled::Tree,
     seen: sled::Tree,
@@ -142,6 +154,16 @@ impl SledStore {
         })
     }
 
+    /// Compacts the store in a folder that no daemon uses (`compact::compact`).
+    pub fn compact(
+        dir: &Path,
+        cache_size: u64,
+        pace: Pace,
+        progress: impl FnMut(&Compacted),
+    ) -> Result<Compacted, CompactError> {
+        compact::compact(dir, cache_size, pace, progress)
+    }
+
     fn trees(&self) -> Result<Arc<Trees>, StoreError> {
         if let Some(trees) = &self.state.read().unwrap_or_else(|e| e.into_inner()).trees {
             return Ok(trees.clone());
@@ -193,10 +215,24 @@ impl SledStore {
 
 impl Trees {
     fn open(dir: &Path, cache_size: u64, generation: u64) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(unavailable)?;
+        let lock = compact::FolderLock::take(dir)?;
+        Self::open_in(dir, cache_size, generation, &lock)
+    }
+
+    /// Opens the store in a folder whose lock is held: a compaction cut short is finished
+    /// first.
+    fn open_in(
+        dir: &Path,
+        cache_size: u64,
+        generation: u64,
+        _held: &compact::FolderLock,
+    ) -> Result<Self, StoreError> {
+        compact::finish(dir).map_err(|e| {
+            StoreError::Unavailable(format!("finishing a compaction cut short: {e}"))
+        })?;
         let config = sled::Config::new()
             .path(dir)
-            .segment_size(8 * 1024 * 1024)
+            .segment_size(SEGMENT_SIZE)
             .cache_capacity(cache_size);
         let db = open_locked(&config, dir)?;
         // Footprints are a cache of their own: their pages do not push the store's out of its
@@ -229,8 +265,14 @@ impl Trees {
             .read(true)
             .open(dir.join("db"))
             .map_err(unavailable)?;
+        let id_base = meta
+            .get(ID_BASE)
+            .map_err(unavailable)?
+            .and_then(|v| Some(u64::from_be_bytes(v.as_ref().try_into().ok()?)))
+            .unwrap_or(0);
         let trees = Trees {
             generation,
+            id_base,
             objects: db.open_tree("objects").map_err(unavailable)?,
             outbox: db.open_tree("outbox").map_err(unavailable)?,
             seen: db.open_tree("seen").map_err(unavailable)?,
@@ -289,6 +331,12 @@ impl Trees {
             &self.meta,
             &self.texts,
         ]
+    }
+
+    /// An id no commit of this store has had: sled's next, above those of the database a
+    /// compaction copied this one from.
+    fn fresh_id(&self) -> Result<u64, StoreError> {
+        Ok(self.db.generate_id().map_err(unavailable)? + self.id_base)
     }
 
     /// The object a value of `objects` stands for, with its text.
