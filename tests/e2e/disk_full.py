@@ -6,7 +6,8 @@ Usage (as root, for mount): disk_full.py PATH/TO/imipd
 While the disk is full imipd answers 451 4.3.0, logs why, and keeps serving; once there is room
 again it reopens its store from disk and answers 250 without a restart. Every message that got a
 250, before or after, has its effect, and so it has after a restart. GET /health says 503 while
-writes fail, 200 once they succeed again.
+writes fail, 200 once they succeed again. `imipd compact` on the full disk stops, leaves no copy
+behind and the store whole; with room again it compacts, and the store reads the same.
 """
 import os, shutil, subprocess, sys, tempfile, json
 
@@ -21,6 +22,24 @@ def bench(binary, lmtp, messages, log):
                           str(messages), "--connections", "4", "--accounts", str(ACCOUNTS),
                           "--log", log], check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def compact_on_a_full_disk(binary, config, disk):
+    """`imipd compact` with 2 MiB free stops, leaves no copy behind and the store as it was;
+    with room again it compacts."""
+    used = shutil.disk_usage(disk).used
+    subprocess.run(["mount", "-o", f"remount,size={used + 2 * 1024 * 1024}", disk], check=True)
+    run = lambda: subprocess.run([binary, "compact", "--config", config, "--pace", "100"],
+                                 capture_output=True, text=True)
+    full = run()
+    print("compact on a full disk:", full.returncode, full.stderr.strip())
+    assert full.returncode == 1, (full.returncode, full.stdout, full.stderr)
+    assert "the store is left as it was" in full.stderr or "No space left" in full.stderr, full.stderr
+    assert not os.path.exists(f"{disk}/data/compact.new"), "the copy was left behind"
+    subprocess.run(["mount", "-o", "remount,size=64m", disk], check=True)
+    room = run()
+    assert room.returncode == 0, (room.returncode, room.stdout, room.stderr)
+    return room.stdout.strip()
 
 
 def main():
@@ -69,6 +88,15 @@ def main():
         check_effects(web, f"{work}/full.log", refused_ok=True)
         check_effects(web, f"{work}/room.log")
         print(f"disk full: {checked} accepted objects checked, before and after a restart; passed")
+
+        daemon.kill()
+        daemon.wait()
+        compacted = compact_on_a_full_disk(binary, config, disk)
+        daemon = start()
+        wait_port(web, "imipd http")
+        check_effects(web, f"{work}/full.log", refused_ok=True)
+        check_effects(web, f"{work}/room.log")
+        print(f"compact: stopped on a full disk, the store whole; then {compacted}; passed")
         ok = True
     finally:
         daemon.kill()

@@ -47,6 +47,18 @@ pub enum CompactError {
         /// What the system said.
         source: io::Error,
     },
+    /// The copy would leave the filesystem with less than its reserve.
+    #[error(
+        "the copy stopped with {free} bytes free on the store's filesystem, which it leaves \
+         at least {reserve} (what the mail system writes there needs room); the store is left \
+         as it was"
+    )]
+    NoRoom {
+        /// Bytes free when it stopped.
+        free: u64,
+        /// What it leaves free.
+        reserve: u64,
+    },
     /// The copy, read back, is not what was copied.
     #[error("the copy differs from the store in tree {0}; the store is left as it was")]
     Differs(String),
@@ -55,6 +67,17 @@ pub enum CompactError {
         "the copy is complete but not yet in place ({0}); the next start of imipd puts it there"
     )]
     Unfinished(io::Error),
+}
+
+/// A failure of the copy's database: its I/O named as such (a full disk, mostly).
+fn written(error: sled::Error) -> CompactError {
+    match error {
+        sled::Error::Io(source) => CompactError::Io {
+            what: "writing the copy (the store is left as it was)".into(),
+            source,
+        },
+        other => CompactError::Store(unavailable(other)),
+    }
 }
 
 fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> CompactError {
@@ -145,15 +168,15 @@ fn copy_into(
         .segment_size(super::SEGMENT_SIZE)
         .cache_capacity(cache_size)
         .open()
-        .map_err(unavailable)?;
+        .map_err(written)?;
     let copied = copy(old, &new, pace, progress)?;
     // Ids the copy hands out start above every id the old store gave (sled's own counter
     // starts again at 0 in a fresh database): texts are filed under them.
     let next = old.fresh_id()?;
     new.open_tree("meta")
         .and_then(|meta| meta.insert(ID_BASE, &next.to_be_bytes()))
-        .map_err(unavailable)?;
-    new.flush().map_err(unavailable)?;
+        .map_err(written)?;
+    new.flush().map_err(written)?;
     drop(new);
     released(&new_dir.join("db")).map_err(io_error("waiting for the copy to close"))?;
     let like = fs::metadata(old.dir.join("db")).map_err(io_error("reading the store's owner"))?;
@@ -170,19 +193,24 @@ fn copy(
 ) -> Result<Compacted, CompactError> {
     let started = Instant::now();
     let mut copied = Compacted::default();
-    let mut reported = 0;
+    let (mut reported, mut checked) = (0, 0);
+    let room = Room::of(&old.dir).map_err(io_error("reading the free space"))?;
     let names = old.db.tree_names();
     let mut digests = Vec::with_capacity(names.len());
     for name in &names {
         let from = old.db.open_tree(name).map_err(unavailable)?;
-        let to = new.open_tree(name).map_err(unavailable)?;
+        let to = new.open_tree(name).map_err(written)?;
         let mut digest = Blake2b512::new();
         for item in from.iter() {
             let (key, value) = item.map_err(unavailable)?;
-            to.insert(&key, &value).map_err(unavailable)?;
+            to.insert(&key, &value).map_err(written)?;
             hash_pair(&mut digest, &key, &value);
             copied.keys += 1;
             copied.bytes += (key.len() + value.len()) as u64;
+            if copied.bytes - checked >= 1 << 20 {
+                checked = copied.bytes;
+                room.check()?;
+            }
             if copied.bytes - reported >= 16 << 20 {
                 reported = copied.bytes;
                 progress(&copied);
@@ -191,10 +219,20 @@ fn copy(
         }
         digests.push(digest.finalize());
     }
+    compare(new, &names, digests)?;
+    Ok(copied)
+}
+
+/// The copy's trees read back against the digests of what was copied.
+fn compare(
+    new: &sled::Db,
+    names: &[sled::IVec],
+    digests: Vec<blake2::digest::Output<Blake2b512>>,
+) -> Result<(), CompactError> {
     for (name, digest) in names.iter().zip(digests) {
         let mut again = Blake2b512::new();
-        for item in new.open_tree(name).map_err(unavailable)?.iter() {
-            let (key, value) = item.map_err(unavailable)?;
+        for item in new.open_tree(name).map_err(written)?.iter() {
+            let (key, value) = item.map_err(written)?;
             hash_pair(&mut again, &key, &value);
         }
         if again.finalize() != digest {
@@ -203,7 +241,45 @@ fn copy(
             ));
         }
     }
-    Ok(copied)
+    Ok(())
+}
+
+/// The free space a copy leaves on the store's filesystem, which the MTA's queue or the
+/// daemon's spool often share: 5% of it, at most 64 MB.
+struct Room {
+    dir: PathBuf,
+    reserve: u64,
+}
+
+impl Room {
+    fn of(dir: &Path) -> io::Result<Self> {
+        let (_, total) = Self::space(dir)?;
+        Ok(Room {
+            dir: dir.to_path_buf(),
+            reserve: (total / 20).min(64 << 20),
+        })
+    }
+
+    /// Bytes free to an unprivileged writer, and the filesystem's size.
+    fn space(dir: &Path) -> io::Result<(u64, u64)> {
+        let found = nix::sys::statvfs::statvfs(dir).map_err(io::Error::from)?;
+        let unit = found.fragment_size();
+        Ok((
+            found.blocks_available().saturating_mul(unit),
+            found.blocks().saturating_mul(unit),
+        ))
+    }
+
+    fn check(&self) -> Result<(), CompactError> {
+        let (free, _) = Self::space(&self.dir).map_err(io_error("reading the free space"))?;
+        match free < self.reserve {
+            true => Err(CompactError::NoRoom {
+                free,
+                reserve: self.reserve,
+            }),
+            false => Ok(()),
+        }
+    }
 }
 
 fn hash_pair(digest: &mut Blake2b512, key: &[u8], value: &[u8]) {
