@@ -11,9 +11,10 @@
 //! many objects (`imipd bench --objects`).
 //!
 //! Without `--rate` the days are written as fast as the store takes them. sled cleans its log
-//! from a thread of its own, in wall time, so days written in seconds leave it far behind
-//! where a day of mail would not: `--rate` spaces the messages out (and `--burst` writes the
-//! first DAYS flat out, then the rest at the rate, as after an import or a backlog).
+//! from a thread of its own, in wall time (woken every 20 ms: `FLUSH_EVERY_MS`), so days
+//! written in seconds may leave it behind where a day of mail would not: `--rate` spaces the
+//! messages out (and `--burst` writes the first DAYS flat out, then the rest at the rate, as
+//! after an import or a backlog).
 
 use imipd::loadgen::{self, Kind};
 use imipd::store::{Change, Expect, Expiry, GroupSync, SledStore, Store, Tag};

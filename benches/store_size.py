@@ -8,8 +8,9 @@ every 7 messages), stops it, and sums its sled store tree by tree.
 
 The load goes flat out, or at L messages a second. With `--settle`, M more messages follow it
 at R a second (200 by default), as ordinary traffic after a bulk load. sled cleans its log in
-wall time: a load sent flat out leaves the file several times its data, and what follows
-reuses that space (BENCHMARKS.md, "The store's size is the pace of its writes").
+wall time, from its flusher thread (every 20 ms since imipd sets it so; sled's 500 ms left a
+load sent flat out at several times its data: BENCHMARKS.md, "The store's size is the pace of
+its writes" and "The log cleaned every 20 ms").
 
 With `--compact`, the daemon stopped, `imipd compact --pace PACE` (megabytes a second) copies
 the store into a fresh one; the daemon then starts again on the copy and takes K more

@@ -163,10 +163,7 @@ fn copy_into(
     progress: &mut impl FnMut(&Compacted),
 ) -> Result<Compacted, CompactError> {
     let _ = fs::remove_dir_all(new_dir);
-    let new = sled::Config::new()
-        .path(new_dir)
-        .segment_size(super::SEGMENT_SIZE)
-        .cache_capacity(cache_size)
+    let new = super::store_config(new_dir, cache_size)
         .open()
         .map_err(written)?;
     let copied = copy(old, &new, pace, progress)?;
