@@ -91,9 +91,9 @@ enum Command {
     /// Creates or upgrades the schema of the PostgreSQL store (`store.url`); `serve` does it
     /// too. With sled, checks that the store in `server.data_dir` opens.
     Migrate,
-    /// Gives back the space of a sled store written faster than sled cleans its log (a bulk
-    /// load, an import, a backlog): copies it into a fresh database at a pace and puts the
-    /// copy in its place. Stop the daemon first. The store is as it was if the copy fails; a
+    /// Gives back the space a sled store keeps beyond its data (one an earlier imipd loaded
+    /// in a burst, or one much of whose mail has expired): copies it into a fresh database at
+    /// a pace and puts the copy in its place. Stop the daemon first. The store is as it was if the copy fails; a
     /// swap cut short is finished by the next start. (PostgreSQL's VACUUM does this there.)
     Compact {
         /// Megabytes of keys and values copied a second (16: about a minute a gigabyte of
