@@ -1,9 +1,9 @@
-//! Compaction by copy (`imipd compact`). sled 0.34 cleans its log in wall time and gives
-//! space back only when its last segments empty: a store written faster than its cleaner
-//! keeps up (a bulk load, an import, a backlog) stays several times its data and keeps that
-//! space (BENCHMARKS.md, "The store's size is the pace of its writes"). A copy of every tree
-//! into a fresh database, written at a pace the new log's cleaner keeps up with, is about
-//! twice its data; the copy then takes the old files' place.
+//! Compaction by copy (`imipd compact`). sled 0.34 gives space back only when the last
+//! segments of its log empty: a store written faster than its cleaner kept up (by a build
+//! that let sled wake it every 500 ms, `FLUSH_EVERY_MS`) stays several times its data, and so
+//! may one much of whose mail has expired (BENCHMARKS.md, "The store's size is the pace of its
+//! writes"). A copy of every tree into a fresh database is about twice its data; the copy
+//! then takes the old files' place.
 //!
 //! The swap survives a crash at any point: a marker names its phase, and the next opening of
 //! the store (`finish`) completes it, so the old database's files (`snap.*` above all) never
@@ -142,11 +142,17 @@ pub fn compact(
     };
     released(&dir.join("db")).map_err(io_error("waiting for the store to close"))?;
     if let Err(error) = mark(dir) {
-        let _ = fs::remove_dir_all(&new_dir);
-        return Err(CompactError::Io {
-            what: "marking the copy complete".into(),
-            source: error,
-        });
+        // A marker that may have reached the disk must not outlive the copy it points to.
+        return match fs::remove_file(dir.join(MOVING_OUT)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(CompactError::Unfinished(error)),
+            _ => {
+                let _ = fs::remove_dir_all(&new_dir);
+                Err(CompactError::Io {
+                    what: "marking the copy complete (the store is left as it was)".into(),
+                    source: error,
+                })
+            }
+        };
     }
     finish(dir).map_err(CompactError::Unfinished)?;
     copied.before = before;
@@ -166,7 +172,7 @@ fn copy_into(
     let new = super::store_config(new_dir, cache_size)
         .open()
         .map_err(written)?;
-    let copied = copy(old, &new, pace, progress)?;
+    let (copied, digests) = copy(old, &new, pace, progress)?;
     // Ids the copy hands out start above every id the old store gave (sled's own counter
     // starts again at 0 in a fresh database): texts are filed under them.
     let next = old.fresh_id()?;
@@ -175,19 +181,31 @@ fn copy_into(
         .map_err(written)?;
     new.flush().map_err(written)?;
     drop(new);
-    released(&new_dir.join("db")).map_err(io_error("waiting for the copy to close"))?;
+    let closed =
+        || released(&new_dir.join("db")).map_err(io_error("waiting for the copy to close"));
+    closed()?;
+    // Read back from its files, as the daemon will open it.
+    let reopened = super::store_config(new_dir, cache_size)
+        .open()
+        .map_err(written)?;
+    compare(&reopened, &old.db.tree_names(), digests)?;
+    drop(reopened);
+    closed()?;
     let like = fs::metadata(old.dir.join("db")).map_err(io_error("reading the store's owner"))?;
     settle(new_dir, &like).map_err(io_error(format!("syncing {}", new_dir.display())))?;
     Ok(copied)
 }
 
-/// Every tree, key by key at `pace`; then the copy read back and compared.
+/// A digest of each tree's keys and values, in the order of `tree_names`.
+type Digests = Vec<blake2::digest::Output<Blake2b512>>;
+
+/// Every tree, key by key at `pace`, with the digest of what was copied.
 fn copy(
     old: &Trees,
     new: &sled::Db,
     pace: Pace,
     progress: &mut impl FnMut(&Compacted),
-) -> Result<Compacted, CompactError> {
+) -> Result<(Compacted, Digests), CompactError> {
     let started = Instant::now();
     let mut copied = Compacted::default();
     let (mut reported, mut checked) = (0, 0);
@@ -201,7 +219,7 @@ fn copy(
         for item in from.iter() {
             let (key, value) = item.map_err(unavailable)?;
             to.insert(&key, &value).map_err(written)?;
-            hash_pair(&mut digest, &key, &value);
+            hash_pair(&mut digest, name, &key, &value);
             copied.keys += 1;
             copied.bytes += (key.len() + value.len()) as u64;
             if copied.bytes - checked >= 1 << 20 {
@@ -216,21 +234,16 @@ fn copy(
         }
         digests.push(digest.finalize());
     }
-    compare(new, &names, digests)?;
-    Ok(copied)
+    Ok((copied, digests))
 }
 
 /// The copy's trees read back against the digests of what was copied.
-fn compare(
-    new: &sled::Db,
-    names: &[sled::IVec],
-    digests: Vec<blake2::digest::Output<Blake2b512>>,
-) -> Result<(), CompactError> {
+fn compare(new: &sled::Db, names: &[sled::IVec], digests: Digests) -> Result<(), CompactError> {
     for (name, digest) in names.iter().zip(digests) {
         let mut again = Blake2b512::new();
         for item in new.open_tree(name).map_err(written)?.iter() {
             let (key, value) = item.map_err(written)?;
-            hash_pair(&mut again, &key, &value);
+            hash_pair(&mut again, name, &key, &value);
         }
         if again.finalize() != digest {
             return Err(CompactError::Differs(
@@ -279,7 +292,12 @@ impl Room {
     }
 }
 
-fn hash_pair(digest: &mut Blake2b512, key: &[u8], value: &[u8]) {
+/// Adds a key and its value to a tree's digest; `meta`'s id base, which the copy sets anew,
+/// is left out.
+fn hash_pair(digest: &mut Blake2b512, tree: &[u8], key: &[u8], value: &[u8]) {
+    if tree == b"meta" && key == ID_BASE.as_bytes() {
+        return;
+    }
     for part in [key, value] {
         digest.update((part.len() as u64).to_be_bytes());
         digest.update(part);
