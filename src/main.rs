@@ -93,8 +93,9 @@ enum Command {
     Migrate,
     /// Gives back the space a sled store keeps beyond its data (one an earlier imipd loaded
     /// in a burst, or one much of whose mail has expired): copies it into a fresh database at
-    /// a pace and puts the copy in its place. Stop the daemon first. The store is as it was if the copy fails; a
-    /// swap cut short is finished by the next start. (PostgreSQL's VACUUM does this there.)
+    /// a pace and puts the copy in its place. Stop the daemon first. The store is as it was
+    /// if the copy fails; a swap cut short is finished by the next start. (PostgreSQL's
+    /// VACUUM does this there.)
     Compact {
         /// Megabytes of keys and values copied a second (16: about a minute a gigabyte of
         /// data), to spare a disk the mail system shares.
