@@ -99,8 +99,8 @@ enum Command {
     Compact {
         /// Megabytes of keys and values copied a second (16: about a minute a gigabyte of
         /// data), to spare a disk the mail system shares.
-        #[arg(long, default_value_t = 16.0, value_parser = pace_of)]
-        pace: f64,
+        #[arg(long, default_value = "16", value_parser = pace_of)]
+        pace: imipd::store::Pace,
     },
     /// Validates a configuration file without starting anything: every problem of it at
     /// once, and warnings.
@@ -595,17 +595,20 @@ fn migrate(path: Option<PathBuf>) -> ExitCode {
     }
 }
 
-/// `--pace`: a positive number of megabytes a second.
-fn pace_of(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(pace) if pace.is_finite() && pace >= 0.001 => Ok(pace),
-        _ => Err(format!(
-            "{text:?} is no pace: give megabytes a second, at least 0.001"
-        )),
-    }
+/// `--pace`: megabytes a second, as fast as `Pace` can keep to or slower.
+fn pace_of(text: &str) -> Result<imipd::store::Pace, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(|megabytes| imipd::store::Pace::per_second(megabytes * 1e6))
+        .ok_or_else(|| {
+            format!(
+                "{text:?} is no pace: give megabytes a second, at least {}",
+                imipd::store::Pace::SLOWEST / 1e6
+            )
+        })
 }
 
-fn compact(path: Option<PathBuf>, pace: f64) -> ExitCode {
+fn compact(path: Option<PathBuf>, pace: imipd::store::Pace) -> ExitCode {
     let config = match load_or_exit(path.as_deref(), "compact") {
         Ok(c) => c,
         Err(code) => return code,
@@ -620,7 +623,7 @@ fn compact(path: Option<PathBuf>, pace: f64) -> ExitCode {
     let done = imipd::store::SledStore::compact(
         &config.server.data_dir,
         config.store.cache_size,
-        imipd::store::Pace(pace * 1e6),
+        pace,
         |copied| {
             eprintln!(
                 "copied {:.1} MB ({} keys)",

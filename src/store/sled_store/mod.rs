@@ -952,9 +952,14 @@ fn sync_blobs(
     }
     synced.retain(|name, _| present.contains(name));
     if new_entry {
-        File::open(folder)?.sync_all()?;
+        sync_folder(folder)?;
     }
     Ok(())
+}
+
+/// Makes a folder's entries durable.
+fn sync_folder(folder: &Path) -> std::io::Result<()> {
+    File::open(folder)?.sync_all()
 }
 
 impl Store for SledStore {
