@@ -228,9 +228,20 @@ impl SledStore {
         }
         result
     }
+
+    /// `with`, for an operation that writes: then hands over what it replaced.
+    fn writing<T>(
+        &self,
+        op: impl FnOnce(&Trees) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let result = self.with(op);
+        hand_over_replaced();
+        result
+    }
 }
 
-/// Hands what this thread's sled calls replaced over to be freed; after each commit and sync.
+/// Hands what this thread's sled calls replaced over to be freed; after each call that writes
+/// (commits, syncs, expiry, the outbox, the footprints).
 ///
 /// sled frees what an operation replaced (a page's old version, when a write changes the page
 /// or the cache pages it out; an old log buffer, which holds its whole 8 MiB segment) once no
@@ -1006,7 +1017,7 @@ impl Store for SledStore {
         position: u64,
         objects: &[Filed],
     ) -> Result<(), StoreError> {
-        self.with(|t| t.keep_footprints(account, position, objects))
+        self.writing(|t| t.keep_footprints(account, position, objects))
     }
     fn changes_since(&self, account: &str, since: u64) -> Result<Changes, StoreError> {
         self.with(|t| t.changes_since(account, since))
@@ -1060,15 +1071,13 @@ impl Store for SledStore {
         self.with(|t| t.seen(key))
     }
     fn commit(&self, changes: &[Change]) -> Result<Vec<u64>, StoreError> {
-        let committed = self.with(|t| t.commit(changes));
-        hand_over_replaced();
-        committed
+        self.writing(|t| t.commit(changes))
     }
     fn outbox(&self) -> Result<Vec<(u64, OutboundMessage)>, StoreError> {
         self.with(|t| t.outbox())
     }
     fn outbox_remove(&self, id: u64) -> Result<(), StoreError> {
-        self.with(|t| t.outbox_remove(id))
+        self.writing(|t| t.outbox_remove(id))
     }
     /// One process holds a sled store (its lock file): its worker's own bookkeeping suffices.
     fn notices(&self) -> Result<Vec<Notice>, StoreError> {
@@ -1089,7 +1098,7 @@ impl Store for SledStore {
         self.with(|t| t.counters(account))
     }
     fn expire(&self, expiry: Expiry, limit: usize) -> Result<Expired, StoreError> {
-        self.with(|t| t.expire(expiry, limit))
+        self.writing(|t| t.expire(expiry, limit))
     }
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.with(|t| t.size_on_disk())
@@ -1110,9 +1119,7 @@ impl Store for SledStore {
 
 impl GroupSync for SledStore {
     fn sync(&self) -> Result<u64, StoreError> {
-        let synced = self.with(|t| t.sync());
-        hand_over_replaced();
-        synced
+        self.writing(|t| t.sync())
     }
     fn generation(&self) -> u64 {
         self.state
