@@ -35,6 +35,7 @@ def compact_on_a_full_disk(binary, config, disk):
     print("compact on a full disk:", full.returncode, full.stderr.strip())
     assert full.returncode == 1, (full.returncode, full.stdout, full.stderr)
     assert "the store is left as it was" in full.stderr or "No space left" in full.stderr, full.stderr
+    assert "Os {" not in full.stderr, full.stderr
     assert not os.path.exists(f"{disk}/data/compact.new"), "the copy was left behind"
     subprocess.run(["mount", "-o", "remount,size=64m", disk], check=True)
     room = run()
@@ -65,8 +66,10 @@ def main():
         assert daemon.poll() is None, "imipd stopped on a full disk"
         log = open(f"{work}/imipd.log").read()
         assert "No space left on device" in log, "the cause is not in the log"
+        assert "Os {" not in log, "the log reads a failure as Debug text"
         status, said = http(web, "GET", "/health", "user1@example.com")
         assert status == 503 and "No space left on device" in said, (status, said)
+        assert "Os {" not in said, said
 
         subprocess.run(["mount", "-o", "remount,size=64m", disk], check=True)
         # The store is reopened at the first request after the failed opening is let go of.

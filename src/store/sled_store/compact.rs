@@ -11,7 +11,7 @@
 //! (`FolderLock`); the daemon's other files in the folder (outbound journal, instance id,
 //! spool, the footprints' cache) are left where they are.
 
-use super::{ID_BASE, Trees, sync_folder, unavailable};
+use super::{Explained, ID_BASE, Trees, sync_folder, unavailable};
 use crate::store::StoreError;
 use blake2::{Blake2b512, Digest};
 use std::fs::{self, File};
@@ -40,7 +40,7 @@ pub enum CompactError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A file of the copy or of the swap.
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", .source.explained())]
     Io {
         /// What was being done.
         what: String,

@@ -143,9 +143,62 @@ const FOOTPRINT_FORMAT: &[u8] = b"2";
 /// `store.cache_size` when it is not set: see `config::Store`.
 pub const DEFAULT_CACHE_SIZE: u64 = 8 * 1024 * 1024;
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+fn unavailable(e: impl Explained) -> StoreError {
+    StoreError::Unavailable(e.explained())
 }
+
+/// A failure as an operator reads it in the log and in replies.
+trait Explained {
+    fn explained(&self) -> String;
+}
+
+impl Explained for sled::Error {
+    fn explained(&self) -> String {
+        match self {
+            sled::Error::Io(e) => e.explained(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// sled hands every caller a copy of the I/O error it met, made of its kind and its Debug
+/// text (`Os { code: 28, kind: StorageFull, message: "No space left on device" }`); the kind
+/// is what survives readably, said here as the system says it.
+impl Explained for std::io::Error {
+    fn explained(&self) -> String {
+        use std::io::ErrorKind::*;
+        if self.raw_os_error().is_some() {
+            return format!("I/O error: {self}");
+        }
+        let kind = match self.kind() {
+            StorageFull => "No space left on device",
+            QuotaExceeded => "Disk quota exceeded",
+            PermissionDenied => "Permission denied",
+            ReadOnlyFilesystem => "Read-only file system",
+            NotFound => "No such file or directory",
+            _ => return format!("I/O error: {self}"),
+        };
+        format!("I/O error: {kind}")
+    }
+}
+
+/// Failures whose own text is readable.
+macro_rules! explained_as_written {
+    ($($failure:ty),*) => {$(
+        impl Explained for $failure {
+            fn explained(&self) -> String {
+                self.to_string()
+            }
+        }
+    )*};
+}
+
+explained_as_written!(
+    String,
+    &str,
+    std::array::TryFromSliceError,
+    getrandom::Error
+);
 
 impl SledStore {
     /// Opens (or creates) the store in a folder and checks its format.
