@@ -12,7 +12,7 @@ calendar (getetag), a one-month calendar-query with time-range (getetag), a cale
 of 100 objects (calendar-data), and an incremental sync-collection after one change. Prints a
 Markdown table. Also times imipd's incremental sync at 1,000 and at EVENTS events.
 """
-import argparse, base64, http.client, json, os, random, shutil, subprocess, sys, tempfile, time
+import argparse, base64, http.client, importlib.util, json, os, random, shutil, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "e2e"))
 from mta import SECRET_HASH, free_port, imipd_config, wait_port
@@ -131,6 +131,9 @@ def measure(client, base, count, seconds):
 
 
 def start_radicale(folder, count, port):
+    if importlib.util.find_spec("radicale") is None:
+        raise SystemExit(f"Radicale is not installed for {sys.executable}: `{sys.executable} -m pip "
+                         "install radicale` (3.x), or --skip-radicale to measure imipd alone")
     collection = f"{folder}/collection-root/alice/calendar"
     os.makedirs(collection)
     json.dump({"tag": "VCALENDAR", "D:displayname": "calendar"}, open(f"{collection}/.Radicale.props", "w"))
