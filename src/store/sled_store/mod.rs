@@ -27,7 +27,7 @@ pub use compact::{CompactError, Compacted, Pace};
 
 /// The on-disk layout this build reads and writes, recorded as `imipd-N` under `format` in the
 /// `meta` tree.
-const FORMAT: u32 = 7;
+const FORMAT: u32 = 8;
 
 /// Where `meta` keeps what is added to sled's ids: a store compacted into a fresh database
 /// (`compact`) goes on above the ids its old one gave.

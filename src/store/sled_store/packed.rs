@@ -1,8 +1,10 @@
-//! Texts as `texts` holds them (format 7): compressed, behind a byte that says how. Objects'
+//! Texts as `texts` holds them (format 7, against a dictionary since 8): compressed, behind a byte that says how. Objects'
 //! and inbox items' texts were four fifths of what the store held, and iCalendar text (its
 //! VTIMEZONEs, its attendee lines) compresses to half with LZ4: sled writes, caches and cleans
 //! half as many bytes for them, which intake gains more from than compressing costs it
-//! (BENCHMARKS.md, "Texts compressed").
+//! (BENCHMARKS.md, "Texts compressed"). A text's first lines, its VTIMEZONEs and its
+//! property names are what every calendar text repeats and what a small one has no earlier
+//! copy of to point at: LZ4 finds them in a dictionary of such text instead (`texts.dict`).
 
 use super::MAX_VALUE;
 
@@ -12,15 +14,33 @@ use super::MAX_VALUE;
 enum Packing {
     /// LZ4 block, its text's length before it (4 bytes, little-endian).
     Lz4 = 1,
+    /// The same, compressed against `DICTIONARY`.
+    Lz4Dictionary = 2,
 }
+
+impl Packing {
+    fn of(byte: u8) -> Option<Packing> {
+        match byte {
+            1 => Some(Packing::Lz4),
+            2 => Some(Packing::Lz4Dictionary),
+            _ => None,
+        }
+    }
+}
+
+/// What `Packing::Lz4Dictionary` compresses against: iCalendar's common lines, the
+/// VTIMEZONEs of a few zones as calendar programs write them, the PRODIDs of the common ones.
+/// Texts stored with it are read with it: it never changes (a test holds its digest); a
+/// better one would be a packing of its own.
+const DICTIONARY: &[u8] = include_bytes!("texts.dict");
 
 /// A text packed for `texts`.
 pub(super) fn pack(text: &[u8]) -> Vec<u8> {
     // Compressed in place behind the byte and the length: one buffer, no copy.
     let mut value = vec![0; HEADER + lz4_flex::block::get_maximum_output_size(text.len())];
-    value[0] = Packing::Lz4 as u8;
+    value[0] = Packing::Lz4Dictionary as u8;
     value[1..HEADER].copy_from_slice(&(text.len() as u32).to_le_bytes());
-    let written = lz4_flex::block::compress_into(text, &mut value[HEADER..])
+    let written = lz4_flex::block::compress_into_with_dict(text, &mut value[HEADER..], DICTIONARY)
         .expect("the buffer holds the worst case");
     value.truncate(HEADER + written);
     value
@@ -44,10 +64,8 @@ pub(super) enum Unpacking {
 
 /// The text a value of `texts` holds.
 pub(super) fn unpack(value: &[u8]) -> Result<Vec<u8>, Unpacking> {
-    let (&packing, rest) = value.split_first().ok_or(Unpacking::Empty)?;
-    if packing != Packing::Lz4 as u8 {
-        return Err(Unpacking::Unknown(packing));
-    }
+    let (&byte, rest) = value.split_first().ok_or(Unpacking::Empty)?;
+    let packing = Packing::of(byte).ok_or(Unpacking::Unknown(byte))?;
     let length = rest
         .first_chunk::<4>()
         .map(|n| u32::from_le_bytes(*n) as usize)
@@ -57,13 +75,20 @@ pub(super) fn unpack(value: &[u8]) -> Result<Vec<u8>, Unpacking> {
     if length > MAX_VALUE {
         return Err(Unpacking::TooLong(length));
     }
-    lz4_flex::block::decompress(&rest[4..], length).map_err(|e| Unpacking::Corrupt(e.to_string()))
+    let compressed = &rest[4..];
+    match packing {
+        Packing::Lz4 => lz4_flex::block::decompress(compressed, length),
+        Packing::Lz4Dictionary => {
+            lz4_flex::block::decompress_with_dict(compressed, length, DICTIONARY)
+        }
+    }
+    .map_err(|e| Unpacking::Corrupt(e.to_string()))
 }
 
 /// Whether a value of `texts` is packed already: an upgrade cut short meets values of both
 /// kinds. An unpacked text is iCalendar, which begins with a letter, never with byte 1.
 pub(super) fn is_packed(value: &[u8]) -> bool {
-    value.first() == Some(&(Packing::Lz4 as u8))
+    value.first().copied().and_then(Packing::of).is_some()
 }
 
 #[cfg(test)]
@@ -82,6 +107,32 @@ mod tests {
         assert!(!is_packed(TEXT.as_bytes()));
         assert_eq!(unpack(&value).unwrap(), TEXT.as_bytes());
         assert_eq!(unpack(&pack(b"")).unwrap(), b"");
+    }
+
+    #[test]
+    fn texts_packed_before_the_dictionary_still_read() {
+        let mut value = vec![Packing::Lz4 as u8];
+        value.extend_from_slice(&lz4_flex::block::compress_prepend_size(TEXT.as_bytes()));
+        assert!(is_packed(&value));
+        assert_eq!(unpack(&value).unwrap(), TEXT.as_bytes());
+    }
+
+    #[test]
+    fn the_dictionary_is_the_one_stored_texts_were_packed_with() {
+        use blake2::{Blake2s256, Digest};
+        let digest = Blake2s256::digest(DICTIONARY);
+        assert_eq!(
+            format!("{digest:x}"),
+            "9f95c6e549be09385c52c6fd81a069a173edf9ef2c1b1f4b15ac24ecd1e0c025",
+            "texts.dict changed: texts stored with it would no longer read; add a packing"
+        );
+    }
+
+    #[test]
+    fn a_small_text_packs_smaller_against_the_dictionary() {
+        let plain = lz4_flex::block::compress(TEXT.as_bytes()).len();
+        let packed = pack(TEXT.as_bytes()).len() - HEADER;
+        assert!(packed * 10 < plain * 8, "{packed} bytes against {plain}");
     }
 
     #[test]
