@@ -1,10 +1,11 @@
-//! Texts as `texts` holds them (format 7, against a dictionary since 8): compressed, behind a byte that says how. Objects'
-//! and inbox items' texts were four fifths of what the store held, and iCalendar text (its
-//! VTIMEZONEs, its attendee lines) compresses to half with LZ4: sled writes, caches and cleans
-//! half as many bytes for them, which intake gains more from than compressing costs it
-//! (BENCHMARKS.md, "Texts compressed"). A text's first lines, its VTIMEZONEs and its
-//! property names are what every calendar text repeats and what a small one has no earlier
-//! copy of to point at: LZ4 finds them in a dictionary of such text instead (`texts.dict`).
+//! Texts as `texts` holds them (format 7; against a dictionary since format 8): compressed,
+//! behind a byte that says how. Objects' and inbox items' texts were four fifths of what the
+//! store held, and iCalendar text (its VTIMEZONEs, its attendee lines) compresses to half with
+//! LZ4: sled writes, caches and cleans half as many bytes for them, which intake gains more
+//! from than compressing costs it (BENCHMARKS.md, "Texts compressed"). A text's first lines,
+//! its VTIMEZONEs and its property names are what every calendar text repeats and what a
+//! small one has no earlier copy of to point at: LZ4 finds them in a dictionary of such text
+//! instead (`texts.dict`).
 
 use super::MAX_VALUE;
 
@@ -86,7 +87,7 @@ pub(super) fn unpack(value: &[u8]) -> Result<Vec<u8>, Unpacking> {
 }
 
 /// Whether a value of `texts` is packed already: an upgrade cut short meets values of both
-/// kinds. An unpacked text is iCalendar, which begins with a letter, never with byte 1.
+/// kinds. An unpacked text is iCalendar, which begins with a letter, never with byte 1 or 2.
 pub(super) fn is_packed(value: &[u8]) -> bool {
     value.first().copied().and_then(Packing::of).is_some()
 }
