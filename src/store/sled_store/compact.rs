@@ -11,7 +11,7 @@
 //! (`FolderLock`); the daemon's other files in the folder (outbound journal, instance id,
 //! spool, the footprints' cache) are left where they are.
 
-use super::{Explained, ID_BASE, Trees, sync_folder, unavailable};
+use super::{Explained, ID_BASE, Trees, packed, sync_folder, unavailable};
 use crate::store::StoreError;
 use blake2::{Blake2b512, Digest};
 use std::fs::{self, File};
@@ -204,6 +204,9 @@ fn copy_into(
     Ok(copied)
 }
 
+/// The tree of objects' and inbox items' texts, repacked as it is copied (`packed::repacked`).
+const TEXTS: &[u8] = b"texts";
+
 /// A digest of each tree's keys and values, in the order of `tree_names`.
 type Digests = Vec<blake2::digest::Output<Blake2b512>>;
 
@@ -224,8 +227,14 @@ fn copy(
         let from = old.db.open_tree(name).map_err(unavailable)?;
         let to = new.open_tree(name).map_err(written)?;
         let mut digest = Blake2b512::new();
+        let texts = name.as_ref() == TEXTS;
         for item in from.iter() {
             let (key, value) = item.map_err(unavailable)?;
+            let value = if texts {
+                packed::repacked(value)
+            } else {
+                value
+            };
             to.insert(&key, &value).map_err(written)?;
             hash_pair(&mut digest, name, &key, &value);
             copied.keys += 1;
@@ -534,6 +543,40 @@ mod tests {
 
     fn id_base(dir: &Path) -> u64 {
         SledStore::open(dir).unwrap().trees().unwrap().id_base
+    }
+
+    #[test]
+    fn texts_packed_by_format_7_are_packed_against_the_dictionary() {
+        let dir = written_over();
+        let before = {
+            let store = SledStore::open(dir.path()).unwrap();
+            let trees = store.trees().unwrap();
+            for item in trees.texts.iter() {
+                let (key, value) = item.unwrap();
+                let text = packed::unpack(&value).unwrap();
+                trees
+                    .texts
+                    .insert(key, packed::packed_as_format_7(&text))
+                    .unwrap();
+            }
+            trees.db.flush().unwrap();
+            (
+                store.list("a@x.org").unwrap(),
+                store.inbox("a@x.org").unwrap(),
+            )
+        };
+        compact(dir.path(), 1 << 20, FAST, |_| {}).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let trees = store.trees().unwrap();
+        assert!(trees.texts.iter().all(|item| {
+            let (_, value) = item.unwrap();
+            packed::against_the_dictionary(&value)
+        }));
+        let after = (
+            store.list("a@x.org").unwrap(),
+            store.inbox("a@x.org").unwrap(),
+        );
+        assert_eq!(after, before);
     }
 
     #[test]

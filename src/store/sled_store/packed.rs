@@ -86,6 +86,33 @@ pub(super) fn unpack(value: &[u8]) -> Result<Vec<u8>, Unpacking> {
     .map_err(|e| Unpacking::Corrupt(e.to_string()))
 }
 
+/// A text packed by format 7 (LZ4 alone) packed again against the dictionary; any other
+/// value, one that does not unpack included, as it is. `imipd compact` copies texts through
+/// it: an older store gains there what format 8 packs smaller.
+pub(super) fn repacked(value: sled::IVec) -> sled::IVec {
+    if value.first() != Some(&(Packing::Lz4 as u8)) {
+        return value;
+    }
+    match unpack(&value) {
+        Ok(text) => pack(&text).into(),
+        Err(_) => value,
+    }
+}
+
+/// A text as format 7 packed it, for tests of what meets it.
+#[cfg(test)]
+pub(super) fn packed_as_format_7(text: &[u8]) -> Vec<u8> {
+    let mut value = vec![Packing::Lz4 as u8];
+    value.extend_from_slice(&lz4_flex::block::compress_prepend_size(text));
+    value
+}
+
+/// Whether a value was packed against the dictionary.
+#[cfg(test)]
+pub(super) fn against_the_dictionary(value: &[u8]) -> bool {
+    value.first() == Some(&(Packing::Lz4Dictionary as u8))
+}
+
 /// Whether a value of `texts` is packed already: an upgrade cut short meets values of both
 /// kinds. An unpacked text is iCalendar, which begins with a letter, never with byte 1 or 2.
 pub(super) fn is_packed(value: &[u8]) -> bool {
@@ -112,10 +139,22 @@ mod tests {
 
     #[test]
     fn texts_packed_before_the_dictionary_still_read() {
-        let mut value = vec![Packing::Lz4 as u8];
-        value.extend_from_slice(&lz4_flex::block::compress_prepend_size(TEXT.as_bytes()));
+        let value = packed_as_format_7(TEXT.as_bytes());
         assert!(is_packed(&value));
         assert_eq!(unpack(&value).unwrap(), TEXT.as_bytes());
+    }
+
+    #[test]
+    fn a_text_of_format_7_is_repacked_and_nothing_else_changes() {
+        let old = packed_as_format_7(TEXT.as_bytes());
+        let again = repacked(old.clone().into());
+        assert!(against_the_dictionary(&again));
+        assert!(again.len() < old.len());
+        assert_eq!(unpack(&again).unwrap(), TEXT.as_bytes());
+        let current = pack(TEXT.as_bytes());
+        assert_eq!(repacked(current.clone().into()).as_ref(), &current[..]);
+        let damaged = &old[..old.len() - 3];
+        assert_eq!(repacked(damaged.into()).as_ref(), damaged);
     }
 
     #[test]

@@ -23,7 +23,8 @@ const UPGRADES: &[Upgrade] = &[
 
 /// Format 8 may hold texts packed against `packed`'s dictionary, which a build of format 7
 /// cannot read: the format is what keeps such a build from opening the store. Texts stored
-/// already keep their packing, and are packed against the dictionary when next written.
+/// already keep their packing, and are packed against the dictionary when next written or
+/// when `imipd compact` copies them.
 fn packed_against_the_dictionary(_: &sled::Db) -> Result<(), StoreError> {
     Ok(())
 }
