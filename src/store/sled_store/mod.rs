@@ -2,6 +2,7 @@
 
 mod commit;
 mod compact;
+mod explained;
 mod keys;
 mod packed;
 mod staged;
@@ -13,6 +14,7 @@ use super::{
     Change, Changed, Changes, Count, Durable, Expired, Expiry, Filed, GroupSync, Listed, Marker,
     Notice, OutboundMessage, Store, StoreError, StoredObject, Tally, Usage,
 };
+use explained::Explained;
 use keys::{
     Head, NAME_OF, NAMED, change_key, count_of, footprint_key, inbox_of, listed, member_key,
     name_key, notice_value, object_key, seen_time_key, tally_key, usage_of,
@@ -146,59 +148,6 @@ pub const DEFAULT_CACHE_SIZE: u64 = 8 * 1024 * 1024;
 fn unavailable(e: impl Explained) -> StoreError {
     StoreError::Unavailable(e.explained())
 }
-
-/// A failure as an operator reads it in the log and in replies.
-trait Explained {
-    fn explained(&self) -> String;
-}
-
-impl Explained for sled::Error {
-    fn explained(&self) -> String {
-        match self {
-            sled::Error::Io(e) => e.explained(),
-            other => other.to_string(),
-        }
-    }
-}
-
-/// sled hands every caller a copy of the I/O error it met, made of its kind and its Debug
-/// text (`Os { code: 28, kind: StorageFull, message: "No space left on device" }`); the kind
-/// is what survives readably, said here as the system says it.
-impl Explained for std::io::Error {
-    fn explained(&self) -> String {
-        use std::io::ErrorKind::*;
-        if self.raw_os_error().is_some() {
-            return format!("I/O error: {self}");
-        }
-        let kind = match self.kind() {
-            StorageFull => "No space left on device",
-            QuotaExceeded => "Disk quota exceeded",
-            PermissionDenied => "Permission denied",
-            ReadOnlyFilesystem => "Read-only file system",
-            NotFound => "No such file or directory",
-            _ => return format!("I/O error: {self}"),
-        };
-        format!("I/O error: {kind}")
-    }
-}
-
-/// Failures whose own text is readable.
-macro_rules! explained_as_written {
-    ($($failure:ty),*) => {$(
-        impl Explained for $failure {
-            fn explained(&self) -> String {
-                self.to_string()
-            }
-        }
-    )*};
-}
-
-explained_as_written!(
-    String,
-    &str,
-    std::array::TryFromSliceError,
-    getrandom::Error
-);
 
 impl SledStore {
     /// Opens (or creates) the store in a folder and checks its format.

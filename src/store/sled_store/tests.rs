@@ -651,21 +651,3 @@ fn texts_go_with_what_they_belong_to() {
         .unwrap();
     assert!(store.trees().unwrap().texts.is_empty());
 }
-
-#[test]
-fn io_failures_read_as_the_system_says_them_not_as_debug_text() {
-    let full = std::io::Error::from_raw_os_error(28);
-    // What sled hands each caller after the first: the kind and the Debug text.
-    let copied = sled::Error::Io(std::io::Error::new(full.kind(), format!("{full:?}")));
-    assert_eq!(copied.explained(), "I/O error: No space left on device");
-    assert_eq!(
-        sled::Error::Io(full).explained(),
-        "I/O error: No space left on device (os error 28)"
-    );
-    let unknown = std::io::Error::other("the log ended early");
-    assert_eq!(
-        sled::Error::Io(unknown).explained(),
-        "I/O error: the log ended early"
-    );
-    assert!(!unavailable(copied).to_string().contains("Os {"));
-}
