@@ -11,7 +11,7 @@
 //! (`FolderLock`); the daemon's other files in the folder (outbound journal, instance id,
 //! spool, the footprints' cache) are left where they are.
 
-use super::{Explained, ID_BASE, Trees, packed, sync_folder, unavailable};
+use super::{Explained, ID_BASE, TEXTS, Trees, packed, sync_folder, unavailable};
 use crate::store::StoreError;
 use blake2::{Blake2b512, Digest};
 use std::fs::{self, File};
@@ -204,9 +204,6 @@ fn copy_into(
     Ok(copied)
 }
 
-/// The tree of objects' and inbox items' texts, repacked as it is copied (`packed::repacked`).
-const TEXTS: &[u8] = b"texts";
-
 /// A digest of each tree's keys and values, in the order of `tree_names`.
 type Digests = Vec<blake2::digest::Output<Blake2b512>>;
 
@@ -227,7 +224,8 @@ fn copy(
         let from = old.db.open_tree(name).map_err(unavailable)?;
         let to = new.open_tree(name).map_err(written)?;
         let mut digest = Blake2b512::new();
-        let texts = name.as_ref() == TEXTS;
+        // Texts of format 7 are packed against the dictionary as they are copied.
+        let texts = name.as_ref() == TEXTS.as_bytes();
         for item in from.iter() {
             let (key, value) = item.map_err(unavailable)?;
             let value = if texts {

@@ -31,6 +31,9 @@ pub use compact::{CompactError, Compacted, Pace};
 /// `meta` tree.
 const FORMAT: u32 = 8;
 
+/// The tree of objects' and inbox items' texts, each under an id of its own (`packed`).
+const TEXTS: &str = "texts";
+
 /// Where `meta` keeps what is added to sled's ids: a store compacted into a fresh database
 /// (`compact`) goes on above the ids its old one gave.
 const ID_BASE: &str = "id_base";
@@ -339,7 +342,7 @@ impl Trees {
             tallies: db.open_tree("tallies").map_err(unavailable)?,
             meta,
             journal: db.open_tree("journal").map_err(unavailable)?,
-            texts: db.open_tree("texts").map_err(unavailable)?,
+            texts: db.open_tree(TEXTS).map_err(unavailable)?,
             committing: Default::default(),
             filing: Default::default(),
             db,

@@ -5,7 +5,7 @@ use super::keys::{
     seen_time_key, sent_value, usage_value,
 };
 use super::packed::{is_packed, pack};
-use super::{FORMAT, unavailable};
+use super::{FORMAT, TEXTS, unavailable};
 use crate::store::{StoreError, StoredObject, Usage};
 use std::collections::BTreeMap;
 
@@ -32,7 +32,7 @@ fn packed_against_the_dictionary(_: &sled::Db) -> Result<(), StoreError> {
 /// Format 7 keeps texts compressed (`packed`). A text packed already (an upgrade cut short)
 /// is left as it is.
 fn pack_texts(db: &sled::Db) -> Result<(), StoreError> {
-    let texts = db.open_tree("texts").map_err(unavailable)?;
+    let texts = db.open_tree(TEXTS).map_err(unavailable)?;
     for item in texts.iter() {
         let (key, value) = item.map_err(unavailable)?;
         if !is_packed(&value) {
@@ -47,7 +47,7 @@ fn pack_texts(db: &sled::Db) -> Result<(), StoreError> {
 /// left as it is: a head is 32 bytes and an item's pointer 16, shorter than any iCalendar
 /// text (`BEGIN:VCALENDAR` and its line end are 17).
 fn move_texts(db: &sled::Db) -> Result<(), StoreError> {
-    let texts = db.open_tree("texts").map_err(unavailable)?;
+    let texts = db.open_tree(TEXTS).map_err(unavailable)?;
     let objects = db.open_tree("objects").map_err(unavailable)?;
     for item in objects.iter() {
         let (key, value) = item.map_err(unavailable)?;
