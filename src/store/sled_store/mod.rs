@@ -386,19 +386,29 @@ impl Trees {
         Ok(self.db.generate_id().map_err(unavailable)? + self.id_base)
     }
 
-    /// The object a value of `objects` stands for, with its text.
-    fn object_of(&self, value: &[u8]) -> Result<Option<StoredObject>, StoreError> {
-        Head::of(value).map_or(Ok(None), |head| self.object(head))
-    }
-
-    /// The object a head stands for, with its text.
-    fn object(&self, head: Head) -> Result<Option<StoredObject>, StoreError> {
-        let text = self.text(head.text)?;
-        Ok(text.map(|text| StoredObject {
-            revision: head.revision,
-            schedule_tag: head.schedule_tag,
-            text,
-        }))
+    /// The object under `key` of `objects`, whose value was read as `value`, with its text.
+    fn object_at(&self, key: &[u8], value: &[u8]) -> Result<Option<StoredObject>, StoreError> {
+        let Some(mut head) = Head::of(value) else {
+            return Ok(None);
+        };
+        // Head and text are two keys, read one after the other, and a commit that replaces or
+        // removes the object writes its new head before it removes the old text: a text gone
+        // since the head was read means a new head (or none) to read. A head that stays and
+        // has no text is damaged, and its object read as missing.
+        loop {
+            if let Some(text) = self.text(head.text)? {
+                return Ok(Some(StoredObject {
+                    revision: head.revision,
+                    schedule_tag: head.schedule_tag,
+                    text,
+                }));
+            }
+            let now = self.objects.get(key).map_err(unavailable)?;
+            match now.as_deref().and_then(Head::of) {
+                Some(now) if now.text != head.text => head = now,
+                _ => return Ok(None),
+            }
+        }
     }
 
     /// A text of `texts`. One that does not unpack is reported and read as missing, as a text
@@ -525,20 +535,20 @@ impl Trees {
     }
 
     fn get(&self, account: &str, uid: &str) -> Result<Option<StoredObject>, StoreError> {
-        match self
-            .objects
-            .get(object_key(account, uid))
-            .map_err(unavailable)?
-        {
-            Some(value) => self.object_of(&value),
+        let key = object_key(account, uid);
+        match self.objects.get(&key).map_err(unavailable)? {
+            Some(value) => self.object_at(&key, &value),
             None => Ok(None),
         }
     }
 
     fn list(&self, account: &str) -> Result<Vec<(String, StoredObject)>, StoreError> {
+        let prefix = object_key(account, "");
         let mut out = Vec::new();
-        for (uid, head) in scan(&self.objects, &object_key(account, ""), Head::of)? {
-            if let Some(object) = self.object(head)? {
+        for item in self.objects.scan_prefix(&prefix) {
+            let (key, value) = item.map_err(unavailable)?;
+            if let Some(object) = self.object_at(&key, &value)? {
+                let uid = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
                 out.push((uid, object));
             }
         }
@@ -624,7 +634,7 @@ impl Trees {
             let mut halves = key.splitn(2, |b| *b == 0);
             let account = String::from_utf8_lossy(halves.next().unwrap_or_default()).into_owned();
             let uid = String::from_utf8_lossy(halves.next().unwrap_or_default()).into_owned();
-            if let Some(object) = self.object_of(&value)? {
+            if let Some(object) = self.object_at(&key, &value)? {
                 out.push((account, uid, object));
             }
         }
@@ -741,8 +751,16 @@ impl Trees {
                 .try_into()
                 .map(u64::from_be_bytes)
                 .unwrap_or_default();
-            if let Some((text, _)) = inbox_of(&value) {
-                out.push((id, self.text(text)?.unwrap_or_default()));
+            let Some((text, _)) = inbox_of(&value) else {
+                continue;
+            };
+            // An item trimmed or removed since the scan read it has lost its text: it is gone.
+            match self.text(text)? {
+                Some(text) => out.push((id, text)),
+                None if self.inbox.contains_key(&key).map_err(unavailable)? => {
+                    out.push((id, String::new()))
+                }
+                None => {}
             }
         }
         Ok(out)

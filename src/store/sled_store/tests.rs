@@ -106,7 +106,7 @@ fn commits_are_atomic_and_checked() {
 fn as_format_5(trees: &Trees) {
     for item in trees.objects.iter() {
         let (key, value) = item.unwrap();
-        let object = trees.object_of(&value).unwrap().unwrap();
+        let object = trees.object_at(&key, &value).unwrap().unwrap();
         let inline = keys::inline_value(object.revision, object.schedule_tag, &object.text);
         trees.objects.insert(key, inline).unwrap();
     }
@@ -546,12 +546,9 @@ fn format_5_moves_the_texts_out() {
     );
     {
         let trees = store.trees().unwrap();
-        let moved = trees
-            .objects
-            .get(keys::object_key("a@x.org", "two"))
-            .unwrap()
-            .unwrap();
-        let text = trees.object_of(&moved).unwrap().unwrap().text;
+        let key = keys::object_key("a@x.org", "two");
+        let moved = trees.objects.get(&key).unwrap().unwrap();
+        let text = trees.object_at(&key, &moved).unwrap().unwrap().text;
         as_format_5(&trees);
         // "two" was moved before the cut.
         trees
@@ -650,4 +647,51 @@ fn texts_go_with_what_they_belong_to() {
         ])
         .unwrap();
     assert!(store.trees().unwrap().texts.is_empty());
+}
+
+/// A read never misses an object a commit is replacing, nor sees an inbox item without its
+/// text. An object's head and its text are two keys: a reader that took the head just before
+/// a commit replaced it found its text already gone, and an attendee's REPLY arriving while
+/// the organizer's copy took a SCHEDULE-STATUS was answered "no such object" and dropped.
+#[test]
+fn reads_see_an_object_and_an_inbox_whole_while_commits_replace_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let item = |n: usize| Change::Inbox {
+        account: "a@x.org".into(),
+        text: format!("item {n}"),
+        keep: 1,
+        keep_bytes: 1000,
+    };
+    store
+        .commit(&[put_of("a@x.org", "u", "version 0"), item(0)])
+        .unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for n in 1..3000 {
+                let text = format!("version {n}");
+                store
+                    .commit(&[put("u", &text, Expect::Any), item(n)])
+                    .unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let mut reads = 0;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            let object = store.get("a@x.org", "u").unwrap();
+            assert!(
+                object.is_some(),
+                "the object went missing after {reads} reads"
+            );
+            let listed = store.list("a@x.org").unwrap();
+            assert_eq!(listed.len(), 1, "after {reads} reads");
+            let all = store.all().unwrap();
+            assert_eq!(all.len(), 1, "after {reads} reads");
+            for (id, text) in store.inbox("a@x.org").unwrap() {
+                assert!(!text.is_empty(), "inbox item {id} without its text");
+            }
+            reads += 1;
+        }
+    });
 }
