@@ -285,8 +285,8 @@ async fn give(
     };
     tracing::info!(trace = message.trace.as_str(), account = %crate::escape::escaped(&invitation.ticket.account), uid = %crate::escape::escaped(&invitation.ticket.uid), partstat = answer.partstat(), "rsvp: answer from a link");
     use crate::outbound::queue::Outcome;
-    match crate::outbound::local::apply(gateway, 0, &invitation.ticket.account, &message).await {
-        Outcome::Delivered(_) => Ok(()),
+    match crate::outbound::local::apply(gateway, None, &invitation.ticket.account, &message).await {
+        Outcome::Delivered(_) | Outcome::Settled(_) => Ok(()),
         Outcome::Retry(_) => Err(Unanswerable::Unavailable),
         Outcome::Failed(_, why) => Err(Unanswerable::Failed(why)),
     }

@@ -7,12 +7,15 @@ use crate::allowance::{Allowance, Origin};
 use crate::gateway::{Decision, Gateway};
 use crate::itip::{self, CalAddress, Calendar, ErrorClass, ItipError, Received, ScheduleStatus};
 use crate::quota::OverQuota;
-use crate::store::{Ahead, Change, Expect, OutboundMessage, Tag};
+use crate::store::{Ahead, Change, Expect, OutboundMessage, StoreError, Tag};
 
-/// Applies a queued message to `account`'s calendar in one durable commit.
+/// Applies a message to `account`'s calendar in one durable commit. A queue entry (`entry`)
+/// leaves the queue in that commit, and the sender's copy takes the recipient's 1.2 there too
+/// (`Outcome::Settled`): settled in a commit of its own, a crash between the two delivered
+/// it again (a second schedule inbox item, its answers counted twice).
 pub async fn apply(
     gateway: &Gateway,
-    id: u64,
+    entry: Option<u64>,
     account: &str,
     message: &OutboundMessage,
 ) -> Outcome {
@@ -23,21 +26,42 @@ pub async fn apply(
         );
     };
     let sender = message.from.cal_address();
+    // The sender's copy in the same account would be written twice in one commit.
+    let settles = entry.filter(|_| message.account != account);
     let delivered = gateway
-        .transact(|| decide(gateway, account, message, &sender, &calendar))
+        .transact(|| {
+            let mut decision = decide(gateway, account, message, &sender, &calendar)?;
+            if let Some(id) = settles {
+                decision.changes.extend(settled(gateway, id, message)?);
+            }
+            Ok::<_, Outcome>(decision)
+        })
         .await;
     match delivered {
         Ok(_) => {
             tracing::info!(
                 trace = message.trace.as_str(),
-                id,
+                id = entry.unwrap_or_default(),
                 account,
                 "delivered locally"
             );
-            Outcome::Delivered(ScheduleStatus::Delivered)
+            match settles {
+                Some(_) => Outcome::Settled(ScheduleStatus::Delivered),
+                None => Outcome::Delivered(ScheduleStatus::Delivered),
+            }
         }
         Err(outcome) => outcome,
     }
+}
+
+/// What settles queue entry `id` as delivered: off the queue, 1.2 in the sender's copy.
+fn settled(
+    gateway: &Gateway,
+    id: u64,
+    message: &OutboundMessage,
+) -> Result<Vec<Change>, StoreError> {
+    let status = queue::status_change(gateway, message, ScheduleStatus::Delivered)?;
+    Ok(std::iter::once(Change::Dequeue(id)).chain(status).collect())
 }
 
 /// What `message` does to `account`'s calendar, within the account's quotas as mail from
@@ -118,5 +142,57 @@ fn refusal(error: ItipError) -> Outcome {
         }
         ErrorClass::Forbidden => Outcome::Failed(ScheduleStatus::PolicyRefused, error.to_string()),
         ErrorClass::Malformed => Outcome::Failed(ScheduleStatus::NotDelivered, error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Account, Config};
+    use crate::store::{SledStore, Store};
+    use crate::writes::{self, Place, Precondition};
+    use std::sync::Arc;
+
+    const ALICE: &str = "alice@example.com";
+    const BOB: &str = "bob@example.com";
+
+    /// Alice's meeting with Bob, written by her client: the REQUEST to Bob queued.
+    async fn queued_invitation(gateway: &Gateway) -> (u64, OutboundMessage) {
+        let meeting = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t\r\nBEGIN:VEVENT\r\n\
+            UID:meet-1\r\nDTSTAMP:20270101T000000Z\r\nDTSTART:20270110T100000Z\r\n\
+            DTEND:20270110T110000Z\r\nSUMMARY:Review\r\nORGANIZER:mailto:alice@example.com\r\n\
+            ATTENDEE;RSVP=TRUE:mailto:bob@example.com\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let (pre, place) = (Precondition::None, Place::Keep);
+        writes::write(gateway, "t", ALICE, None, meeting, &pre, &place)
+            .await
+            .unwrap();
+        let mut queued = gateway.store.outbox().unwrap();
+        assert_eq!(queued.len(), 1);
+        queued.remove(0)
+    }
+
+    /// A delivery to an account here leaves the queue and writes 1.2 into the sender's copy
+    /// in its own commit: nothing is left for a second commit that a crash could miss, which
+    /// delivered the message again on restart.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_local_delivery_settles_its_queue_entry_in_its_own_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let mut config = Config::default();
+        config.accounts.insert(ALICE.into(), Account::default());
+        config.accounts.insert(BOB.into(), Account::default());
+        let gateway = Gateway::new(config, store);
+        let (id, message) = queued_invitation(&gateway).await;
+
+        let outcome = apply(&gateway, Some(id), BOB, &message).await;
+        assert_eq!(outcome, Outcome::Settled(ScheduleStatus::Delivered));
+        assert!(gateway.store.get(BOB, "meet-1").unwrap().is_some());
+        assert!(gateway.store.outbox().unwrap().is_empty(), "still queued");
+        let alices = gateway.store.get(ALICE, "meet-1").unwrap().unwrap().text;
+        assert!(alices.contains("SCHEDULE-STATUS=1.2"), "{alices}");
+
+        // An answer from a link is queued nowhere: nothing to settle.
+        let again = apply(&gateway, None, BOB, &message).await;
+        assert_eq!(again, Outcome::Delivered(ScheduleStatus::Delivered));
     }
 }

@@ -312,7 +312,7 @@ async fn transmit(gateway: &Gateway, id: u64, message: &OutboundMessage) -> Outc
         return Outcome::Failed(ScheduleStatus::NotDelivered, "no recipient".into());
     };
     if let Some(account) = gateway.account_for(recipient.as_str()) {
-        return local::apply(gateway, id, &account, message).await;
+        return local::apply(gateway, Some(id), &account, message).await;
     }
     let transport = gateway.config().outbound.transport;
     if let Some(via) = message.via.filter(|via| *via != transport.via()) {

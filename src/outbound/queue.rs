@@ -14,6 +14,9 @@ use crate::store::{Change, Expect, OutboundMessage, StoreError, Tag};
 pub enum Outcome {
     /// Handed over: sent (relay or spool accepted it) or delivered (to a local account).
     Delivered(ScheduleStatus),
+    /// Delivered to a local account by a commit that also took the entry off the queue and
+    /// wrote the status into the sender's copy: nothing is left to settle.
+    Settled(ScheduleStatus),
     /// May work later (4xx, connection refused, timeout).
     Retry(String),
     /// Failed for good: not delivered, address refused, or refused by policy.
@@ -23,7 +26,9 @@ pub enum Outcome {
 impl std::fmt::Display for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Outcome::Delivered(status) => write!(f, "{} ({})", status.code(), status.meaning()),
+            Outcome::Delivered(status) | Outcome::Settled(status) => {
+                write!(f, "{} ({})", status.code(), status.meaning())
+            }
             Outcome::Retry(why) => write!(f, "retry: {why}"),
             Outcome::Failed(status, why) => write!(f, "failed {}: {why}", status.code()),
         }
@@ -105,9 +110,14 @@ pub async fn settle(
     outcome: Outcome,
 ) -> Result<(), StoreError> {
     gateway.metrics.outbound(match &outcome {
-        Outcome::Delivered(status) | Outcome::Failed(status, _) => status.code(),
+        Outcome::Delivered(status) | Outcome::Settled(status) | Outcome::Failed(status, _) => {
+            status.code()
+        }
         Outcome::Retry(_) => "retry",
     });
+    if let Outcome::Settled(_) = outcome {
+        return Ok(());
+    }
     let (queue_change, status) = next_step(gateway, id, message, outcome);
     // What the relay accepted is remembered (without its body) so that a bounce can find it.
     let remember = (status == Some(ScheduleStatus::Sent)
@@ -180,7 +190,9 @@ fn next_step(
             );
             (Change::Dequeue(id), Some(ScheduleStatus::NotDelivered))
         }
-        Outcome::Delivered(status) => (Change::Dequeue(id), Some(status)),
+        Outcome::Delivered(status) | Outcome::Settled(status) => {
+            (Change::Dequeue(id), Some(status))
+        }
         Outcome::Failed(status, reason) => {
             tracing::warn!(
                 id,
