@@ -306,6 +306,40 @@ fn each_backend_refuses_what_it_cannot_keep() {
     });
 }
 
+/// A calendar is made only where the account had room for it and had none of that name, as
+/// committed: what a MKCALENDAR read before its commit may have changed meanwhile.
+#[test]
+fn a_calendar_is_made_only_where_there_was_room_for_it() {
+    on_each("calendar-room", |store| {
+        let make = |name: &str, most: u64| {
+            store.commit(&[
+                Change::RoomForCalendar {
+                    account: "bob".into(),
+                    name: name.into(),
+                    most,
+                },
+                Change::Calendar {
+                    account: "bob".into(),
+                    name: name.into(),
+                    exists: true,
+                },
+            ])
+        };
+        make("work", 2).unwrap();
+        assert!(matches!(make("work", 2), Err(StoreError::Conflict)));
+        make("home", 2).unwrap();
+        assert!(matches!(make("club", 2), Err(StoreError::Conflict)));
+        assert_eq!(store.calendars("bob").unwrap(), ["home", "work"]);
+        // Another account's calendars leave room in this one.
+        let others = Change::RoomForCalendar {
+            account: "carol".into(),
+            name: "work".into(),
+            most: 1,
+        };
+        store.commit(&[others]).unwrap();
+    });
+}
+
 #[test]
 fn calendars_properties_and_the_inbox_round_trip() {
     on_each("calendars", |store| {

@@ -651,6 +651,46 @@ fn calendars_per_account_are_bounded() {
     assert!(body.contains("limits.max_calendars"), "{body}");
 }
 
+/// MKCALENDARs at once stay within `limits.max_calendars`, and one name is made once: the
+/// count and the name were read before the commit, so requests sent together each found room
+/// and all were made.
+#[test]
+fn calendars_made_at_once_stay_within_the_bound() {
+    let node = node("calendar-cap-at-once", "[limits]\nmax_calendars = 3\n");
+    let statuses = |names: &[String]| -> Vec<u16> {
+        let paths: Vec<String> = names
+            .iter()
+            .map(|name| format!("/dav/calendars/alice@example.com/{name}/"))
+            .collect();
+        let requests: Vec<_> = paths
+            .iter()
+            .map(|path| ("MKCALENDAR", path.as_str(), ALICE, ""))
+            .collect();
+        let answers = node.http_at_once(&requests);
+        assert_eq!(answers.len(), names.len());
+        answers.into_iter().map(|(_, status, _)| status).collect()
+    };
+    let same = statuses(&vec!["work".to_string(); 8]);
+    assert_eq!(same.iter().filter(|s| **s == 201).count(), 1, "{same:?}");
+    assert!(same.iter().all(|s| matches!(s, 201 | 405)), "{same:?}");
+    let names: Vec<String> = (0..12).map(|n| format!("cal-{n}")).collect();
+    let others = statuses(&names);
+    assert_eq!(
+        others.iter().filter(|s| **s == 201).count(),
+        2,
+        "{others:?}"
+    );
+    assert!(others.iter().all(|s| matches!(s, 201 | 507)), "{others:?}");
+    let home = "/dav/calendars/alice@example.com/";
+    let (status, _, body) = node.http("PROPFIND", home, ALICE, &[("Depth", "1")], "");
+    assert_eq!(status, 207, "{body}");
+    let made = names
+        .iter()
+        .filter(|n| body.contains(&format!("/{n}/")))
+        .count();
+    assert_eq!(made, 2, "{body}");
+}
+
 /// `inbound.auto_add = "known"`: a stranger's invitation reaches the schedule inbox only, and
 /// the calendar when the user answers it; from then on (and from anyone the user invited)
 /// invitations are added as they come.

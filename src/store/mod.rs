@@ -581,6 +581,17 @@ pub enum Change {
         /// How many there were.
         count: u64,
     },
+    /// The account had no further calendar `name` and fewer than `most` of them
+    /// (`limits.max_calendars`) when a MKCALENDAR decided to make it: one made meanwhile is a
+    /// conflict, and the request is decided again.
+    RoomForCalendar {
+        /// Account name.
+        account: String,
+        /// The calendar to be made.
+        name: String,
+        /// `limits.max_calendars`.
+        most: u64,
+    },
 }
 
 /// Every object (account, UID, object) and every queued message.

@@ -26,16 +26,6 @@ pub(super) async fn make(
             "calendars are made in the calendar home: …/calendars/ACCOUNT/NAME/",
         ));
     };
-    let layout = Layout::of(api, account)?;
-    if layout.exists(name) {
-        return Err(DavError::Refused(405, "a calendar of that name exists"));
-    }
-    let most = api.gateway.config().limits.max_calendars;
-    if layout.calendars.len() >= most {
-        return Ok(crate::http::over_quota(
-            &crate::quota::OverQuota::Calendars(most),
-        ));
-    }
     let usable = !name.is_empty()
         && name.len() <= 64
         && name
@@ -80,12 +70,32 @@ pub(super) async fn make(
             });
         }
     }
-    api.gateway
+    let most = api.gateway.config().limits.max_calendars;
+    let made = api
+        .gateway
         .transact(|| {
-            let decided = crate::gateway::Decision::new(changes.clone(), ());
-            Ok::<_, crate::store::StoreError>(decided)
+            // Decided again after a conflict: a calendar made meanwhile counts.
+            let layout = Layout::of(api, account)?;
+            if layout.exists(name) {
+                return Err(DavError::Refused(405, "a calendar of that name exists"));
+            }
+            if layout.calendars.len() >= most {
+                return Ok(crate::gateway::Decision::new(Vec::new(), false));
+            }
+            let room = crate::store::Change::RoomForCalendar {
+                account: account.into(),
+                name: name.into(),
+                most: most as u64,
+            };
+            let changes = std::iter::once(room).chain(changes.iter().cloned());
+            Ok(crate::gateway::Decision::new(changes.collect(), true))
         })
-        .await?;
+        .await?
+        .0;
+    if !made {
+        let over = crate::quota::OverQuota::Calendars(most);
+        return Ok(crate::http::over_quota(&over));
+    }
     Ok(StatusCode::CREATED.into_response())
 }
 

@@ -114,6 +114,11 @@ const WITHIN: &str = "SELECT 0::bigint, imipd.expect(coalesce((SELECT \
 const PROPOSALS_KEPT: &str = "SELECT 0::bigint, imipd.expect((SELECT count(*) FROM imipd.counters \
      WHERE account = $1 AND uid = $2) = $3)";
 
+// Run before the commit's writes (`batch`), under the account's lock.
+const ROOM_FOR_CALENDAR: &str = "SELECT 0::bigint, imipd.expect(NOT EXISTS (SELECT 1 FROM \
+     imipd.calendars WHERE account = $1 AND name = $2) AND (SELECT count(*) FROM imipd.calendars \
+     WHERE account = $1) < $3)";
+
 fn counted(count: Count) -> Param {
     Box::new(count.count.min(i32::MAX as u32) as i32)
 }
@@ -350,6 +355,18 @@ fn of_record(change: &Change) -> Statement {
                 Box::new((*count).min(i64::MAX as u64) as i64),
             ],
         ),
+        Change::RoomForCalendar {
+            account,
+            name,
+            most,
+        } => statement(
+            ROOM_FOR_CALENDAR,
+            vec![
+                owned(account),
+                bytes(name),
+                Box::new((*most).min(i64::MAX as u64) as i64),
+            ],
+        ),
         Change::Within {
             account,
             objects,
@@ -382,6 +399,7 @@ fn batch(changes: &[Change]) -> (Vec<Statement>, Vec<Option<usize>>) {
             Change::Put { account, .. }
             | Change::Delete { account, .. }
             | Change::ProposalsKept { account, .. }
+            | Change::RoomForCalendar { account, .. }
             | Change::Within { account, .. } => Some(account.as_str()),
             _ => None,
         })
@@ -390,7 +408,12 @@ fn batch(changes: &[Change]) -> (Vec<Statement>, Vec<Option<usize>>) {
     locked.dedup();
     let mut statements = vec![statement("BEGIN", Vec::new())];
     statements.extend(locked.iter().map(|a| statement(LOCK, vec![owned(a)])));
-    let before = |c: &&Change| matches!(c, Change::ProposalsKept { .. });
+    let before = |c: &&Change| {
+        matches!(
+            c,
+            Change::ProposalsKept { .. } | Change::RoomForCalendar { .. }
+        )
+    };
     let after = |c: &&Change| matches!(c, Change::Within { .. });
     statements.extend(changes.iter().filter(before).map(of_record));
     let mut slots = Vec::with_capacity(changes.len());

@@ -326,6 +326,11 @@ impl<'s, 't> Views<'s, 't> {
                 uid,
                 count,
             } => self.proposals_kept(account, uid, *count),
+            Change::RoomForCalendar {
+                account,
+                name,
+                most,
+            } => self.room_for_calendar(account, name, *most),
             Change::Mark(marker) => set(self.meta, marker.key(), Some([1])),
             Change::Proposal { account, uid, text } => set(
                 self.counters,
@@ -550,6 +555,21 @@ impl<'s, 't> Views<'s, 't> {
             .counters
             .committed_prefix_len(&member_key(account, uid, &[]))?;
         if kept != count {
+            return Err(StoreError::Conflict);
+        }
+        Ok(())
+    }
+
+    /// Whether the account has no calendar `name` and fewer than `most`, as committed.
+    fn room_for_calendar(&self, account: &str, name: &str, most: u64) -> Step {
+        let made = self
+            .calendars
+            .committed_prefix_len(&object_key(account, ""))?;
+        if made >= most
+            || self
+                .calendars
+                .committed_contains(&object_key(account, name))?
+        {
             return Err(StoreError::Conflict);
         }
         Ok(())

@@ -173,6 +173,12 @@ impl Staged<'_, '_> {
         Ok(count)
     }
 
+    /// Whether the tree holds `key` as committed (not as staged by this commit).
+    pub fn committed_contains(&self, key: &[u8]) -> Result<bool, StoreError> {
+        let tree = self.staging.trees[usize::from(self.tree)];
+        tree.contains_key(key).map_err(unavailable)
+    }
+
     /// Stages a value under `key` (none: its removal) and returns the value before, which
     /// costs a read that `insert` and `remove` do without.
     pub fn swap(
