@@ -1050,3 +1050,51 @@ fn a_filing_ahead_of_the_store_is_filed_again() {
         filed
     );
 }
+
+/// A calendar removed while a client writes into it leaves no object behind where no client
+/// sees it: the removal's commit checks it found the calendar empty (else it empties it again),
+/// and a write's commit that the calendar is still there. The checks were made before the
+/// commits: an object written in between stayed, placed in a calendar that was gone.
+#[test]
+fn a_calendar_removed_while_written_into_leaves_no_object_unseen() {
+    let node = node("dav-remove-while-written");
+    let gateway = node.gateway();
+    let plain = |uid: &str| common::build::event(uid).text();
+    for round in 0..4 {
+        let trip = format!("/dav/calendars/alice@example.com/trip-{round}/");
+        assert_eq!(node.http("MKCALENDAR", &trip, ALICE, &[], "").0, 201);
+        let texts: Vec<(String, String)> = (0..6)
+            .map(|n| {
+                let uid = format!("trip-{round}-{n}");
+                (format!("{trip}{uid}.ics"), plain(&uid))
+            })
+            .collect();
+        let mut requests = vec![("DELETE", trip.as_str(), ALICE, "")];
+        requests.extend(
+            texts
+                .iter()
+                .map(|(path, text)| ("PUT", path.as_str(), ALICE, text.as_str())),
+        );
+        let answers = node.http_at_once(&requests);
+        let deleted = answers.iter().find(|(at, ..)| *at == 0).unwrap();
+        assert!(matches!(deleted.1, 204 | 409), "{deleted:?}");
+        let calendars = gateway.store.calendars(ALICE).unwrap();
+        let placements: std::collections::BTreeMap<_, _> = gateway
+            .store
+            .placements(ALICE)
+            .unwrap()
+            .into_iter()
+            .collect();
+        for n in 0..6 {
+            let uid = format!("trip-{round}-{n}");
+            if gateway.store.get(ALICE, &uid).unwrap().is_none() {
+                continue;
+            }
+            let placed = placements.get(&uid).expect("a written object is placed");
+            assert!(
+                calendars.contains(placed),
+                "{uid} is in {placed}, which is gone: {answers:?}"
+            );
+        }
+    }
+}

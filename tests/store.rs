@@ -6,8 +6,8 @@
 mod common;
 
 use imipd::store::{
-    Change, Claim, Count, Expect, Expired, Expiry, MailSummary, Marker, OutboundMessage, PgStore,
-    Read, SledStore, Store, StoreError, Tag, Tally, Usage, Was,
+    CalendarWas, Change, Claim, Count, Expect, Expired, Expiry, MailSummary, Marker,
+    OutboundMessage, PgStore, Read, SledStore, Store, StoreError, Tag, Tally, Usage, Was,
 };
 use std::sync::Arc;
 
@@ -306,37 +306,64 @@ fn each_backend_refuses_what_it_cannot_keep() {
     });
 }
 
-/// A calendar is made only where the account had room for it and had none of that name, as
-/// committed: what a MKCALENDAR read before its commit may have changed meanwhile.
+/// A further calendar is as the request found it, as committed, or the commit is a conflict:
+/// made only where there was room and no calendar of its name, written into only while it is
+/// there, removed only while no object is in it.
 #[test]
-fn a_calendar_is_made_only_where_there_was_room_for_it() {
-    on_each("calendar-room", |store| {
-        let make = |name: &str, most: u64| {
+fn a_calendar_is_as_its_request_found_it() {
+    on_each("calendar-as-found", |store| {
+        let found = |name: &str, was: CalendarWas| Change::CalendarAsFound {
+            account: "bob".into(),
+            name: name.into(),
+            was,
+        };
+        let calendar = |name: &str, exists: bool| Change::Calendar {
+            account: "bob".into(),
+            name: name.into(),
+            exists,
+        };
+        let conflict = |result: Result<Vec<u64>, StoreError>| {
+            assert!(matches!(result, Err(StoreError::Conflict)), "{result:?}")
+        };
+        let make = |name: &str| {
+            [
+                found(name, CalendarWas::AbsentBelow(2)),
+                calendar(name, true),
+            ]
+        };
+        store.commit(&make("work")).unwrap();
+        conflict(store.commit(&make("work")));
+        store.commit(&make("home")).unwrap();
+        conflict(store.commit(&make("club")));
+        assert_eq!(store.calendars("bob").unwrap(), ["home", "work"]);
+
+        let placed = |uid: &str, name: &str| Change::Place {
+            account: "bob".into(),
+            uid: uid.into(),
+            calendar: Some(name.into()),
+        };
+        let into = |uid: &str, name: &str| {
             store.commit(&[
-                Change::RoomForCalendar {
-                    account: "bob".into(),
-                    name: name.into(),
-                    most,
-                },
-                Change::Calendar {
-                    account: "bob".into(),
-                    name: name.into(),
-                    exists: true,
-                },
+                found(name, CalendarWas::There),
+                put(uid, "BEGIN:VCALENDAR", Expect::Absent),
+                placed(uid, name),
             ])
         };
-        make("work", 2).unwrap();
-        assert!(matches!(make("work", 2), Err(StoreError::Conflict)));
-        make("home", 2).unwrap();
-        assert!(matches!(make("club", 2), Err(StoreError::Conflict)));
-        assert_eq!(store.calendars("bob").unwrap(), ["home", "work"]);
-        // Another account's calendars leave room in this one.
-        let others = Change::RoomForCalendar {
-            account: "carol".into(),
-            name: "work".into(),
-            most: 1,
+        into("a", "work").unwrap();
+        conflict(into("b", "club"));
+        let remove =
+            |name: &str| store.commit(&[found(name, CalendarWas::Empty), calendar(name, false)]);
+        conflict(remove("work"));
+        let gone = Change::Delete {
+            account: "bob".into(),
+            uid: "a".into(),
+            expect: Expect::Any,
         };
-        store.commit(&[others]).unwrap();
+        store.commit(&[gone]).unwrap();
+        // The placement outlives its object (a sync reports the removal): empty all the same.
+        remove("work").unwrap();
+        conflict(remove("work"));
+        assert_eq!(store.calendars("bob").unwrap(), ["home"]);
     });
 }
 

@@ -130,6 +130,20 @@ pub enum Was {
     Read(Option<Count>),
 }
 
+/// What a request found of one of an account's further calendars when it decided, checked
+/// again at its commit (found otherwise: a conflict, and the request decides again): made
+/// meanwhile, removed meanwhile, or filled meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CalendarWas {
+    /// Not there, and the account had fewer than this many (MKCALENDAR within
+    /// `limits.max_calendars`).
+    AbsentBelow(u64),
+    /// There (an object written or moved into it).
+    There,
+    /// There, and no object in it (the calendar's removal).
+    Empty,
+}
+
 /// A one-time step the daemon did on a store, remembered in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Marker {
@@ -581,16 +595,15 @@ pub enum Change {
         /// How many there were.
         count: u64,
     },
-    /// The account had no further calendar `name` and fewer than `most` of them
-    /// (`limits.max_calendars`) when a MKCALENDAR decided to make it: one made meanwhile is a
-    /// conflict, and the request is decided again.
-    RoomForCalendar {
+    /// One of the account's further calendars was as the request found it (a check: it
+    /// writes nothing).
+    CalendarAsFound {
         /// Account name.
         account: String,
-        /// The calendar to be made.
+        /// The calendar's name.
         name: String,
-        /// `limits.max_calendars`.
-        most: u64,
+        /// What the request found.
+        was: CalendarWas,
     },
 }
 

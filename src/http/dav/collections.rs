@@ -82,10 +82,10 @@ pub(super) async fn make(
             if layout.calendars.len() >= most {
                 return Ok(crate::gateway::Decision::new(Vec::new(), false));
             }
-            let room = crate::store::Change::RoomForCalendar {
+            let room = crate::store::Change::CalendarAsFound {
                 account: account.into(),
                 name: name.into(),
-                most: most as u64,
+                was: crate::store::CalendarWas::AbsentBelow(most as u64),
             };
             let changes = std::iter::once(room).chain(changes.iter().cloned());
             Ok(crate::gateway::Decision::new(changes.collect(), true))
@@ -98,6 +98,10 @@ pub(super) async fn make(
     }
     Ok(StatusCode::CREATED.into_response())
 }
+
+/// How many times a calendar's removal empties it again of what clients wrote into it
+/// meanwhile before it gives up.
+const EMPTYING_ROUNDS: usize = 3;
 
 /// DELETE of a further calendar: each object in it is removed first, as its own DELETE would
 /// (RFC 6638 3.2.3.2: an organizer's removal cancels, an attendee's declines, unless
@@ -120,25 +124,63 @@ pub(super) async fn remove(
     if let Some(value) = headers.get("Schedule-Reply") {
         reply.insert("Schedule-Reply", value.clone());
     }
-    for (uid, _) in api.gateway.store.listing(account)? {
-        if layout.calendar_of(&uid) != name {
-            continue;
+    // What a client writes into the calendar while it is emptied goes in a further round; the
+    // removal's commit checks it found the calendar empty.
+    for _ in 0..EMPTYING_ROUNDS {
+        for uid in placed_in(api, account, name, &Layout::of(api, account)?)? {
+            match delete_object(api, account, &uid, &reply).await {
+                Ok(_) | Err(ApiError::Write(WriteError::NotFound)) => {}
+                Err(refused) => return Err(refused.into()),
+            }
         }
-        match delete_object(api, account, &uid, &reply).await {
-            Ok(_) | Err(ApiError::Write(WriteError::NotFound)) => {}
-            Err(refused) => return Err(refused.into()),
+        if removed_if_empty(api, account, name).await? {
+            return Ok(StatusCode::NO_CONTENT.into_response());
         }
     }
-    let remove = crate::store::Change::Calendar {
-        account: account.into(),
-        name: name.into(),
-        exists: false,
-    };
-    api.gateway
-        .transact(|| {
-            let decided = crate::gateway::Decision::new(vec![remove.clone()], ());
-            Ok::<_, crate::store::StoreError>(decided)
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Err(DavError::Refused(
+        409,
+        "objects kept being written into the calendar meanwhile; it stays",
+    ))
+}
+
+/// Removes the further calendar `name` if no object is in it (true), checked again at the
+/// commit; true as well when another request removed it meanwhile.
+async fn removed_if_empty(api: &Api, account: &str, name: &str) -> Result<bool, DavError> {
+    let decided = api.gateway.transact(|| {
+        let layout = Layout::of(api, account)?;
+        if !layout.exists(name) {
+            return Ok(crate::gateway::Decision::new(Vec::new(), true));
+        }
+        if !placed_in(api, account, name, &layout)?.is_empty() {
+            return Ok(crate::gateway::Decision::new(Vec::new(), false));
+        }
+        let removal = [
+            crate::store::Change::CalendarAsFound {
+                account: account.into(),
+                name: name.into(),
+                was: crate::store::CalendarWas::Empty,
+            },
+            crate::store::Change::Calendar {
+                account: account.into(),
+                name: name.into(),
+                exists: false,
+            },
+        ];
+        Ok::<_, DavError>(crate::gateway::Decision::new(removal.into(), true))
+    });
+    Ok(decided.await?.0)
+}
+
+/// The objects of the account in its further calendar `name`.
+fn placed_in(
+    api: &Api,
+    account: &str,
+    name: &str,
+    layout: &Layout,
+) -> Result<Vec<String>, DavError> {
+    let listing = api.gateway.store.listing(account)?;
+    let placed = listing.into_iter().map(|(uid, _)| uid);
+    Ok(placed
+        .filter(|uid| layout.calendar_of(uid) == name)
+        .collect())
 }

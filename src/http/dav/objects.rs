@@ -196,7 +196,19 @@ pub(super) async fn move_object(
                     calendar: place.clone(),
                 },
             ];
-            Ok(crate::gateway::Decision::new(changes, ()))
+            // A further calendar removed meanwhile would leave the object where no client
+            // sees it.
+            let there = place
+                .iter()
+                .map(|name| crate::store::Change::CalendarAsFound {
+                    account: account.into(),
+                    name: name.clone(),
+                    was: crate::store::CalendarWas::There,
+                });
+            Ok(crate::gateway::Decision::new(
+                changes.into_iter().chain(there).collect(),
+                (),
+            ))
         })
         .await?;
     Ok(StatusCode::CREATED.into_response())

@@ -9,7 +9,7 @@
 //! earlier statement of the batch), so an account's change log grows in commit order.
 
 use super::{encoded, failed};
-use crate::store::{Change, Count, Expect, StoreError, Tag, Was};
+use crate::store::{CalendarWas, Change, Count, Expect, StoreError, Tag, Was};
 use tokio_postgres::types::ToSql;
 
 type Param = Box<dyn ToSql + Sync + Send>;
@@ -114,10 +114,17 @@ const WITHIN: &str = "SELECT 0::bigint, imipd.expect(coalesce((SELECT \
 const PROPOSALS_KEPT: &str = "SELECT 0::bigint, imipd.expect((SELECT count(*) FROM imipd.counters \
      WHERE account = $1 AND uid = $2) = $3)";
 
-// Run before the commit's writes (`batch`), under the account's lock.
-const ROOM_FOR_CALENDAR: &str = "SELECT 0::bigint, imipd.expect(NOT EXISTS (SELECT 1 FROM \
+// The checks of a further calendar, run before the commit's writes (`batch`), under the
+// account's lock.
+const CALENDAR_ABSENT_BELOW: &str = "SELECT 0::bigint, imipd.expect(NOT EXISTS (SELECT 1 FROM \
      imipd.calendars WHERE account = $1 AND name = $2) AND (SELECT count(*) FROM imipd.calendars \
      WHERE account = $1) < $3)";
+const CALENDAR_THERE: &str = "SELECT 0::bigint, imipd.expect(EXISTS (SELECT 1 FROM \
+     imipd.calendars WHERE account = $1 AND name = $2))";
+const CALENDAR_EMPTY: &str = "SELECT 0::bigint, imipd.expect(EXISTS (SELECT 1 FROM \
+     imipd.calendars WHERE account = $1 AND name = $2) AND NOT EXISTS (SELECT 1 FROM \
+     imipd.placements p JOIN imipd.objects o ON o.account = p.account AND o.uid = p.uid \
+     WHERE p.account = $1 AND p.calendar = $2))";
 
 fn counted(count: Count) -> Param {
     Box::new(count.count.min(i32::MAX as u32) as i32)
@@ -355,18 +362,18 @@ fn of_record(change: &Change) -> Statement {
                 Box::new((*count).min(i64::MAX as u64) as i64),
             ],
         ),
-        Change::RoomForCalendar {
-            account,
-            name,
-            most,
-        } => statement(
-            ROOM_FOR_CALENDAR,
-            vec![
-                owned(account),
-                bytes(name),
-                Box::new((*most).min(i64::MAX as u64) as i64),
-            ],
-        ),
+        Change::CalendarAsFound { account, name, was } => {
+            let mut params = vec![owned(account), bytes(name)];
+            let sql = match was {
+                CalendarWas::AbsentBelow(most) => {
+                    params.push(Box::new((*most).min(i64::MAX as u64) as i64));
+                    CALENDAR_ABSENT_BELOW
+                }
+                CalendarWas::There => CALENDAR_THERE,
+                CalendarWas::Empty => CALENDAR_EMPTY,
+            };
+            statement(sql, params)
+        }
         Change::Within {
             account,
             objects,
@@ -399,7 +406,7 @@ fn batch(changes: &[Change]) -> (Vec<Statement>, Vec<Option<usize>>) {
             Change::Put { account, .. }
             | Change::Delete { account, .. }
             | Change::ProposalsKept { account, .. }
-            | Change::RoomForCalendar { account, .. }
+            | Change::CalendarAsFound { account, .. }
             | Change::Within { account, .. } => Some(account.as_str()),
             _ => None,
         })
@@ -411,7 +418,7 @@ fn batch(changes: &[Change]) -> (Vec<Statement>, Vec<Option<usize>>) {
     let before = |c: &&Change| {
         matches!(
             c,
-            Change::ProposalsKept { .. } | Change::RoomForCalendar { .. }
+            Change::ProposalsKept { .. } | Change::CalendarAsFound { .. }
         )
     };
     let after = |c: &&Change| matches!(c, Change::Within { .. });

@@ -9,7 +9,7 @@ use super::keys::{
 };
 use super::staged::{Staged, Staging};
 use super::{Trees, unavailable};
-use crate::store::{Change, Count, Expect, OutboundMessage, StoreError, Tag, Was};
+use crate::store::{CalendarWas, Change, Count, Expect, OutboundMessage, StoreError, Tag, Was};
 use std::collections::BTreeMap;
 
 /// A step of a commit: done, or why the commit writes nothing.
@@ -326,11 +326,9 @@ impl<'s, 't> Views<'s, 't> {
                 uid,
                 count,
             } => self.proposals_kept(account, uid, *count),
-            Change::RoomForCalendar {
-                account,
-                name,
-                most,
-            } => self.room_for_calendar(account, name, *most),
+            Change::CalendarAsFound { account, name, was } => {
+                self.calendar_as_found(account, name, *was)
+            }
             Change::Mark(marker) => set(self.meta, marker.key(), Some([1])),
             Change::Proposal { account, uid, text } => set(
                 self.counters,
@@ -560,19 +558,38 @@ impl<'s, 't> Views<'s, 't> {
         Ok(())
     }
 
-    /// Whether the account has no calendar `name` and fewer than `most`, as committed.
-    fn room_for_calendar(&self, account: &str, name: &str, most: u64) -> Step {
-        let made = self
+    /// Whether the account's further calendar `name` is, as committed, what the request
+    /// found.
+    fn calendar_as_found(&self, account: &str, name: &str, was: CalendarWas) -> Step {
+        let there = self
             .calendars
-            .committed_prefix_len(&object_key(account, ""))?;
-        if made >= most
-            || self
-                .calendars
-                .committed_contains(&object_key(account, name))?
-        {
-            return Err(StoreError::Conflict);
+            .committed_contains(&object_key(account, name))?;
+        let holds = match was {
+            CalendarWas::AbsentBelow(most) => {
+                !there
+                    && self
+                        .calendars
+                        .committed_prefix_len(&object_key(account, ""))?
+                        < most
+            }
+            CalendarWas::There => there,
+            CalendarWas::Empty => there && !self.holds_objects(account, name)?,
+        };
+        match holds {
+            true => Ok(()),
+            false => Err(StoreError::Conflict),
         }
-        Ok(())
+    }
+
+    /// Whether an object of the account is placed in its further calendar `name`, as
+    /// committed (a placement outlives its object; a placement's key is its object's).
+    fn holds_objects(&self, account: &str, name: &str) -> Result<bool, StoreError> {
+        for (key, calendar) in self.placements.committed_prefix(&object_key(account, ""))? {
+            if calendar.as_ref() == name.as_bytes() && self.objects.committed_contains(&key)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// A delivery recorded; recorded meanwhile, the decision runs again and finds it.

@@ -173,6 +173,15 @@ impl Staged<'_, '_> {
         Ok(count)
     }
 
+    /// The keys and values under `prefix` as committed (not as staged by this commit).
+    pub fn committed_prefix(&self, prefix: &[u8]) -> Result<Vec<(IVec, IVec)>, StoreError> {
+        let tree = self.staging.trees[usize::from(self.tree)];
+        let items = tree
+            .scan_prefix(prefix)
+            .map(|item| item.map_err(unavailable));
+        items.collect()
+    }
+
     /// Whether the tree holds `key` as committed (not as staged by this commit).
     pub fn committed_contains(&self, key: &[u8]) -> Result<bool, StoreError> {
         let tree = self.staging.trees[usize::from(self.tree)];
