@@ -361,9 +361,19 @@ fn a_calendar_is_as_its_request_found_it() {
         };
         store.commit(&[gone]).unwrap();
         // The placement outlives its object (a sync reports the removal): empty all the same.
+        let named = Change::Property {
+            account: "bob".into(),
+            calendar: "work".into(),
+            name: "{DAV:}displayname".into(),
+            value: Some("Work".into()),
+        };
+        store.commit(&[named]).unwrap();
         remove("work").unwrap();
         conflict(remove("work"));
         assert_eq!(store.calendars("bob").unwrap(), ["home"]);
+        // Its properties go with it: a calendar made and removed over and over left them all,
+        // and one made again under the name found the old one's.
+        assert!(store.properties("bob", "work").unwrap().is_empty());
     });
 }
 

@@ -208,7 +208,11 @@ fn of_object(change: &Change) -> Option<Statement> {
         } => statement(
             match exists {
                 true => "INSERT INTO imipd.calendars VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                false => "DELETE FROM imipd.calendars WHERE account = $1 AND name = $2",
+                // A removed calendar's properties go with it.
+                false => {
+                    "WITH p AS (DELETE FROM imipd.properties WHERE account = $1 AND calendar = $2) \
+                     DELETE FROM imipd.calendars WHERE account = $1 AND name = $2"
+                }
             },
             vec![owned(account), bytes(name)],
         ),

@@ -254,11 +254,7 @@ impl<'s, 't> Views<'s, 't> {
                 account,
                 name,
                 exists,
-            } => set(
-                self.calendars,
-                object_key(account, name),
-                exists.then_some(b""),
-            ),
+            } => self.calendar(account, name, *exists),
             Change::Place {
                 account,
                 uid,
@@ -556,6 +552,21 @@ impl<'s, 't> Views<'s, 't> {
             return Err(StoreError::Conflict);
         }
         Ok(())
+    }
+
+    /// Makes or removes a further calendar; a removed one's properties go with it.
+    fn calendar(&self, account: &str, name: &str, exists: bool) -> Step {
+        if !exists {
+            let prefix = member_key(account, name, &[]);
+            for (key, _) in self.properties.committed_prefix(&prefix)? {
+                self.properties.remove(key)?;
+            }
+        }
+        set(
+            self.calendars,
+            object_key(account, name),
+            exists.then_some(b""),
+        )
     }
 
     /// Whether the account's further calendar `name` is, as committed, what the request
