@@ -201,7 +201,10 @@ impl Model {
                     self.calendars.insert(CALENDARS[*calendar].into());
                 }
                 false => {
-                    self.calendars.remove(CALENDARS[*calendar]);
+                    let name = CALENDARS[*calendar];
+                    self.calendars.remove(name);
+                    // Its properties go with it.
+                    self.properties.retain(|(of, _), _| of != name);
                 }
             },
             Op::Property {

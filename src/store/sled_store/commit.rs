@@ -557,10 +557,8 @@ impl<'s, 't> Views<'s, 't> {
     /// Makes or removes a further calendar; a removed one's properties go with it.
     fn calendar(&self, account: &str, name: &str, exists: bool) -> Step {
         if !exists {
-            let prefix = member_key(account, name, &[]);
-            for (key, _) in self.properties.committed_prefix(&prefix)? {
-                self.properties.remove(key)?;
-            }
+            self.properties
+                .remove_prefix(&member_key(account, name, &[]))?;
         }
         set(
             self.calendars,

@@ -162,6 +162,25 @@ impl Staged<'_, '_> {
         Ok(())
     }
 
+    /// Stages the removal of every key under `prefix`, committed or staged by this commit.
+    pub fn remove_prefix(&self, prefix: &[u8]) -> Result<(), StoreError> {
+        let mut keys: Vec<IVec> = (self.committed_prefix(prefix)?.into_iter())
+            .map(|(key, _)| key)
+            .collect();
+        let writes = self.staging.writes.borrow();
+        let staged = writes.order.iter().filter(|w| w.tree == self.tree);
+        keys.extend(
+            staged
+                .filter(|w| w.key.starts_with(prefix))
+                .map(|w| w.key.clone()),
+        );
+        drop(writes);
+        for key in keys {
+            self.remove(key)?;
+        }
+        Ok(())
+    }
+
     /// How many keys under `prefix` the tree holds as committed, without this commit's writes.
     pub fn committed_prefix_len(&self, prefix: &[u8]) -> Result<u64, StoreError> {
         let tree = self.staging.trees[usize::from(self.tree)];
