@@ -1052,7 +1052,7 @@ fn a_filing_ahead_of_the_store_is_filed_again() {
 }
 
 /// A calendar removed while a client writes into it leaves no object behind where no client
-/// sees it: the removal's commit checks it found the calendar empty (else it empties it again),
+/// sees it, nor a property: the removal's commit checks it found the calendar empty (else it empties it again),
 /// and a write's commit that the calendar is still there. The checks were made before the
 /// commits: an object written in between stayed, placed in a calendar that was gone.
 #[test]
@@ -1060,10 +1060,11 @@ fn a_calendar_removed_while_written_into_leaves_no_object_unseen() {
     let node = node("dav-remove-while-written");
     let gateway = node.gateway();
     let plain = |uid: &str| common::build::event(uid).text();
-    for round in 0..4 {
+    for round in 0..8 {
         let trip = format!("/dav/calendars/alice@example.com/trip-{round}/");
         assert_eq!(node.http("MKCALENDAR", &trip, ALICE, &[], "").0, 201);
-        let texts: Vec<(String, String)> = (0..6)
+        // Half the rounds with writes of objects, half with only the calendar's name set.
+        let texts: Vec<(String, String)> = (0..6 * (round % 2))
             .map(|n| {
                 let uid = format!("trip-{round}-{n}");
                 (format!("{trip}{uid}.ics"), plain(&uid))
@@ -1075,10 +1076,21 @@ fn a_calendar_removed_while_written_into_leaves_no_object_unseen() {
                 .iter()
                 .map(|(path, text)| ("PUT", path.as_str(), ALICE, text.as_str())),
         );
+        let named = r#"<d:propertyupdate xmlns:d="DAV:"><d:set><d:prop><d:displayname>Trip</d:displayname></d:prop></d:set></d:propertyupdate>"#;
+        requests.extend([("PROPPATCH", trip.as_str(), ALICE, named); 4]);
         let answers = node.http_at_once(&requests);
+        let statuses: Vec<(usize, u16)> = answers.iter().map(|(at, s, _)| (*at, *s)).collect();
         let deleted = answers.iter().find(|(at, ..)| *at == 0).unwrap();
         assert!(matches!(deleted.1, 204 | 409), "{deleted:?}");
         let calendars = gateway.store.calendars(ALICE).unwrap();
+        let name = format!("trip-{round}");
+        if !calendars.contains(&name) {
+            let kept = gateway.store.properties(ALICE, &name).unwrap();
+            assert!(
+                kept.is_empty(),
+                "{name} is gone, its {kept:?} kept: {statuses:?}"
+            );
+        }
         let placements: std::collections::BTreeMap<_, _> = gateway
             .store
             .placements(ALICE)
@@ -1093,7 +1105,7 @@ fn a_calendar_removed_while_written_into_leaves_no_object_unseen() {
             let placed = placements.get(&uid).expect("a written object is placed");
             assert!(
                 calendars.contains(placed),
-                "{uid} is in {placed}, which is gone: {answers:?}"
+                "{uid} is in {placed}, which is gone: {statuses:?}"
             );
         }
     }

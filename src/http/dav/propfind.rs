@@ -223,7 +223,7 @@ pub(super) async fn proppatch(
     };
     let all_allowed = updates.iter().all(allowed);
     if all_allowed {
-        let changes: Vec<crate::store::Change> = updates
+        let mut changes: Vec<crate::store::Change> = updates
             .iter()
             .map(|(name, value)| crate::store::Change::Property {
                 account: account.into(),
@@ -232,6 +232,15 @@ pub(super) async fn proppatch(
                 value: value.clone(),
             })
             .collect();
+        // A further calendar removed meanwhile would keep what was set, for one made again
+        // under its name.
+        if calendar != CALENDAR {
+            changes.push(crate::store::Change::CalendarAsFound {
+                account: account.into(),
+                name: calendar.into(),
+                was: crate::store::CalendarWas::There,
+            });
+        }
         api.gateway
             .transact(|| {
                 let decided = crate::gateway::Decision::new(changes.clone(), ());
