@@ -63,6 +63,9 @@ pub enum WriteError {
     /// CALDAV:no-uid-conflict).
     #[error("an object with this UID is in the calendar under another name (no-uid-conflict)")]
     UidConflict,
+    /// The further calendar the object is written into is not there (removed meanwhile).
+    #[error("no such calendar: make it with MKCALENDAR")]
+    NoSuchCalendar,
     /// Over a quota of the account (RFC 4331).
     #[error("{0}")]
     OverQuota(#[from] crate::quota::OverQuota),
@@ -168,6 +171,16 @@ fn decide(
         place,
         ..
     } = *asked;
+    // Read again at each decision: the commit checks it, and a calendar removed meanwhile is
+    // an answer, not a conflict tried again.
+    if let Place::In {
+        calendar: Some(calendar),
+        ..
+    } = place
+        && !gateway.store.calendars(account)?.contains(calendar)
+    {
+        return Err(WriteError::NoSuchCalendar);
+    }
     let current = gateway.store.get(account, uid)?;
     // One UID, one resource (RFC 4791 5.3.2.1): a conflict whatever the preconditions say.
     let named = match place {

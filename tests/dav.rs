@@ -1082,6 +1082,14 @@ fn a_calendar_removed_while_written_into_leaves_no_object_unseen() {
         let statuses: Vec<(usize, u16)> = answers.iter().map(|(at, s, _)| (*at, *s)).collect();
         let deleted = answers.iter().find(|(at, ..)| *at == 0).unwrap();
         assert!(matches!(deleted.1, 204 | 409), "{deleted:?}");
+        // A write that finds the calendar gone is told so, not that something changed.
+        let writes = answers
+            .iter()
+            .filter(|(at, ..)| (1..=texts.len()).contains(at));
+        for (_, status, body) in writes {
+            let told = *status == 201 || (*status == 409 && body.contains("no such calendar"));
+            assert!(told, "{status} {body}");
+        }
         let calendars = gateway.store.calendars(ALICE).unwrap();
         let name = format!("trip-{round}");
         if !calendars.contains(&name) {

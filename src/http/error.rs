@@ -81,6 +81,7 @@ fn write_status(error: &WriteError) -> u16 {
         WriteError::TooLarge(_) => 413,
         WriteError::UidMismatch => 400,
         WriteError::UidConflict => 403,
+        WriteError::NoSuchCalendar => 409,
         WriteError::OverQuota(_) => 507,
         WriteError::Store(e) => store_status(e),
         WriteError::Engine(e) => match e.class() {

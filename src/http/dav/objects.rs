@@ -7,6 +7,9 @@ use super::properties::{MAX_NAME, components_of, property_key, supported_compone
 use super::resource::{Layout, Member, Resource, located};
 use super::{Api, CALENDAR};
 use crate::http::{delete_object, get_object, put_object};
+
+/// A write or move into a further calendar that is not there.
+const NO_SUCH_CALENDAR: &str = "no such calendar: make it with MKCALENDAR";
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use calcard::icalendar::ICalendarComponentType;
@@ -105,10 +108,7 @@ pub(super) fn placing(
     }
     let layout = Layout::of(api, account)?;
     if !layout.exists(calendar) {
-        return Err(DavError::Refused(
-            409,
-            "no such calendar: make it with MKCALENDAR",
-        ));
+        return Err(DavError::Refused(409, NO_SUCH_CALENDAR));
     }
     let existing = match &member.uid {
         Some(uid) if api.gateway.store.get(account, uid)?.is_some() => Some(uid.clone()),
@@ -168,7 +168,7 @@ pub(super) async fn move_object(
         return refused(403, "the source and the destination are the same");
     }
     if !Layout::of(api, account)?.exists(&to_calendar) {
-        return refused(409, "no such calendar: make it with MKCALENDAR");
+        return refused(409, NO_SUCH_CALENDAR);
     }
     if let Some(current) = api.gateway.store.get(account, uid)? {
         takes(api, account, &to_calendar, current.text.as_bytes())?;
@@ -176,6 +176,10 @@ pub(super) async fn move_object(
     let place = (to_calendar != CALENDAR).then(|| to_calendar.clone());
     api.gateway
         .transact(|| {
+            // Read again at each decision: removed meanwhile is an answer, not a conflict.
+            if !Layout::of(api, account)?.exists(&to_calendar) {
+                return Err(DavError::Refused(409, NO_SUCH_CALENDAR));
+            }
             let Some(current) = api.gateway.store.get(account, uid)? else {
                 return Err(DavError::NotFound(format!(
                     "no object {}",
