@@ -7,7 +7,7 @@ use crate::gateway::{Decision, Gateway};
 use crate::itip::{self, Calendar, DeleteOptions, ItipError, ScheduleStatus};
 use crate::outbound::queue;
 use crate::quota::{self, Growth};
-use crate::store::{CalendarWas, Change, Expect, StoreError, StoredObject, Tag};
+use crate::store::{Change, Expect, StoreError, StoredObject, Tag};
 use crate::tags::Tags;
 
 /// A client's precondition (RFC 7232).
@@ -229,12 +229,11 @@ fn decide(
     let known = correspondents::of_object(&ctx, &copy);
     changes.extend(correspondents::newly_known(gateway, account, &known)?);
     if let Place::In { calendar, .. } = place {
-        // A further calendar removed meanwhile would leave the object where no client sees it.
-        changes.extend(calendar.iter().map(|name| Change::CalendarAsFound {
-            account: account.into(),
-            name: name.clone(),
-            was: CalendarWas::There,
-        }));
+        changes.extend(
+            calendar
+                .iter()
+                .map(|name| Change::calendar_there(account, name)),
+        );
         changes.push(Change::Place {
             account: account.into(),
             uid: uid.into(),

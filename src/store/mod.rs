@@ -144,6 +144,18 @@ pub enum CalendarWas {
     Empty,
 }
 
+impl Change {
+    /// The check, at the commit, that the account's further calendar `name` is there: a write
+    /// into one removed meanwhile would be kept where no client sees it.
+    pub fn calendar_there(account: &str, name: &str) -> Change {
+        Change::CalendarAsFound {
+            account: account.into(),
+            name: name.into(),
+            was: CalendarWas::There,
+        }
+    }
+}
+
 /// A one-time step the daemon did on a store, remembered in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Marker {

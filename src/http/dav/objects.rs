@@ -7,12 +7,12 @@ use super::properties::{MAX_NAME, components_of, property_key, supported_compone
 use super::resource::{Layout, Member, Resource, located};
 use super::{Api, CALENDAR};
 use crate::http::{delete_object, get_object, put_object};
-
-/// A write or move into a further calendar that is not there.
-const NO_SUCH_CALENDAR: &str = "no such calendar: make it with MKCALENDAR";
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use calcard::icalendar::ICalendarComponentType;
+
+/// A write or move into a further calendar that is not there.
+const NO_SUCH_CALENDAR: &str = "no such calendar: make it with MKCALENDAR";
 
 /// GET of an object in a calendar.
 pub(super) fn get(
@@ -200,15 +200,8 @@ pub(super) async fn move_object(
                     calendar: place.clone(),
                 },
             ];
-            // A further calendar removed meanwhile would leave the object where no client
-            // sees it.
-            let there = place
-                .iter()
-                .map(|name| crate::store::Change::CalendarAsFound {
-                    account: account.into(),
-                    name: name.clone(),
-                    was: crate::store::CalendarWas::There,
-                });
+            let there =
+                (place.iter()).map(|name| crate::store::Change::calendar_there(account, name));
             Ok(crate::gateway::Decision::new(
                 changes.into_iter().chain(there).collect(),
                 (),

@@ -235,11 +235,7 @@ pub(super) async fn proppatch(
         // A further calendar removed meanwhile would keep what was set, for one made again
         // under its name.
         if calendar != CALENDAR {
-            changes.push(crate::store::Change::CalendarAsFound {
-                account: account.into(),
-                name: calendar.into(),
-                was: crate::store::CalendarWas::There,
-            });
+            changes.push(crate::store::Change::calendar_there(account, calendar));
         }
         api.gateway
             .transact(|| {
